@@ -1,0 +1,43 @@
+# The README's two commands: `make run` and `make test`. `make install` is the idempotent setup both share.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.lensos-installed
+
+# Debian packages the tests and the real backends need (PortAudio for sounddevice).
+SYSTEM_PACKAGES := libportaudio2
+
+.PHONY: install run test sysdeps clean
+
+install: sysdeps $(STAMP)
+
+# Checked on every call (cheap); installed only when missing and we are root, otherwise a clear message.
+sysdeps:
+	@missing=""; \
+	$(PYTHON) -c "import ctypes.util, sys; sys.exit(0 if ctypes.util.find_library('portaudio') else 1)" \
+	  || missing="$$missing libportaudio2"; \
+	$(PYTHON) -c "import ensurepip" 2>/dev/null || [ -x $(BIN)/python ] || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "lensos: installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "lensos: missing system packages:$$missing"; \
+	    echo "lensos: install them with: sudo apt-get install$$missing  (audio tests are skipped without libportaudio2)"; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/lens up
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

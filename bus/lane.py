@@ -1,0 +1,101 @@
+"""One lane of a node's connection to the broker: a PUB and a SUB socket and their monitors.
+
+A lane is *confirmed* when a probe the node published on it has come back
+through the broker to the node's own SUB socket. ZeroMQ applies a socket's
+subscriptions in order, and the probe subscription is made after all others,
+so its return proves every earlier subscription is live at the broker and the
+publish path is open: readiness without sleep(). When a monitor reports a
+disconnect (broker restarted), the lane is unconfirmed and probing resumes.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from bus.runtime import Runtime
+from bus.topics import LANE_HWM
+
+PROBE_TOPIC = {"reliable": "bus.probe", "stream": "bus.probe.stream"}
+PROBE_FIRST_S = 0.005
+PROBE_MAX_S = 0.25
+RECONNECT_IVL_MS = 50
+RECONNECT_IVL_MAX_MS = 500
+PUB_LINGER_MS = 2000  # flush what is queued on a clean shutdown
+
+
+class Lane:
+    def __init__(self, ctx: zmq.Context, runtime: Runtime, name: str):
+        self.name = name
+        self.probe_topic = PROBE_TOPIC[name]
+        hwm = LANE_HWM[name]
+        self.pub = ctx.socket(zmq.PUB)
+        self.sub = ctx.socket(zmq.SUB)
+        for sock in (self.pub, self.sub):
+            sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
+        self.pub.setsockopt(zmq.SNDHWM, hwm)
+        self.pub.setsockopt(zmq.LINGER, PUB_LINGER_MS)
+        self.sub.setsockopt(zmq.RCVHWM, hwm)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        events = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
+        self.monitors = (self.pub.get_monitor_socket(events), self.sub.get_monitor_socket(events))
+        self.pub.connect(runtime.publish_endpoint(name))
+        self.sub.connect(runtime.subscribe_endpoint(name))
+        self.prefixes: set[str] = set()
+        self.confirmed = False
+        self.nonce = 0
+        self.next_probe = 0.0
+        self._backoff = PROBE_FIRST_S
+
+    def add_prefix(self, prefix: str) -> bool:
+        """Subscribe (once per prefix); True when it is new and the lane needs re-confirming."""
+        if prefix in self.prefixes:
+            return False
+        self.prefixes.add(prefix)
+        self.sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        # The probe subscription must come after the new one for its return to prove it.
+        self.sub.setsockopt(zmq.UNSUBSCRIBE, self.probe_topic.encode())
+        self.sub.setsockopt(zmq.SUBSCRIBE, self.probe_topic.encode())
+        self.unconfirm()
+        return True
+
+    def unconfirm(self) -> None:
+        self.confirmed = False
+        self.nonce = secrets.randbits(48)
+        self.next_probe = 0.0
+        self._backoff = PROBE_FIRST_S
+
+    def probe_due(self, now: float) -> bool:
+        if self.confirmed or now < self.next_probe:
+            return False
+        self.next_probe = now + self._backoff
+        self._backoff = min(self._backoff * 2, PROBE_MAX_S)
+        return True
+
+    def read_monitor(self, sock: zmq.Socket) -> str | None:
+        """'connected' or 'disconnected' for one pending monitor event."""
+        try:
+            event = parse_monitor_message(sock.recv_multipart(zmq.NOBLOCK))["event"]
+        except zmq.Again:
+            return None
+        if event == zmq.EVENT_DISCONNECTED:
+            self.unconfirm()
+            return "disconnected"
+        if event == zmq.EVENT_CONNECTED and not self.confirmed:
+            self.next_probe = 0.0  # probe now: the broker is back
+            self._backoff = PROBE_FIRST_S
+        return "connected"
+
+    def next_wake(self) -> float | None:
+        return None if self.confirmed else self.next_probe
+
+    def close(self) -> None:
+        self.pub.disable_monitor()
+        self.sub.disable_monitor()
+        for sock in self.monitors:
+            sock.close(0)
+        self.pub.close()
+        self.sub.close()

@@ -1,0 +1,504 @@
+"""A node: one process's presence on the bus, and the only API daemons, apps and tools use.
+
+    node = Node("powerd")
+    node.subscribe("shell.", on_shell)            # handler(msg: Message)
+    node.serve("power.pull.request", on_pull)     # handler(msg) -> dict, or raise RequestRefused
+    node.every(1.0, sample)
+    node.start()                                  # returns once subscriptions are confirmed and
+                                                  # latched state has been delivered
+    node.publish("power.state", percent=80.0, ...)
+    answer = node.request("shell.focus.request", resource="camera", timeout=1.0)
+    node.run()                                    # until SIGTERM/SIGINT or node.stop()
+
+Guarantees: a publish is validated against the table before anything is sent;
+while the broker is unreachable (not yet up, or restarting) reliable messages
+wait in an outbox and are sent in order once the lane is confirmed again,
+and the node's latched topics are re-sent unchanged, so a restarted broker
+learns the present without anyone publishing anew. Duplicates that this
+causes are dropped by receivers' sequence checks. The loop blocks in one
+poll until a message, a timer or a signal: an idle node costs no CPU.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+import signal
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Callable
+
+import msgpack
+import zmq
+
+from bus import sdnotify
+from bus.envelope import MAX_SOURCE_LEN, Message, encode
+from bus.errors import (BusError, BusTimeout, NotOwner, RequestFailed, RequestRefused,
+                        RequestTimeout, UnknownTopic)
+from bus.intake import Intake
+from bus.lane import Lane
+from bus.runtime import Runtime
+from bus.timers import Timer, Timers
+from bus.topics import ANY_NODE, LANE_HWM, LANES, LATCHED, TOPICS, Kind, lookup, matches
+from bus.wakeup import Wakeup
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Message], None]
+OUTBOX_MAX = 100_000
+SNAPSHOT_RETRY_S = 0.5
+DRAIN_BATCH = 1000  # messages read from one socket before timers get a turn
+_LATCHED = frozenset(LATCHED)
+
+
+def lanes_for(prefix: str) -> set[str]:
+    """The lanes carrying any topic under ``prefix``; UnknownTopic when the table has none."""
+    if not prefix:
+        return set(LANES)
+    lanes = {t.lane for t in TOPICS.values() if matches(prefix, t.name)}
+    if not lanes:
+        raise UnknownTopic(f"no topic in bus/topics.py matches the prefix {prefix!r}")
+    return lanes
+
+
+@dataclass
+class _Call:
+    topic: str
+    reply: Message | None = None
+    callback: Callable[[dict | None, BusError | None], None] | None = None
+    timer: Timer | None = None
+
+
+class Node:
+    def __init__(self, name: str, runtime: Runtime | str | None = None, *, publish_any: bool = False):
+        if not name or len(name) > MAX_SOURCE_LEN or name == ANY_NODE:
+            raise ValueError(f"node name must be 1-{MAX_SOURCE_LEN} characters, got {name!r}")
+        self.name = name
+        self.runtime = runtime if isinstance(runtime, Runtime) else Runtime.resolve(runtime)
+        self.publish_any = publish_any  # development tools (lens bus pub) only
+        self.incarnation = secrets.randbits(62)
+        self.intake = Intake(name)
+        self.timers = Timers()
+        self.handler_errors = 0
+        self.outbox_drops = 0
+        self._ctx = zmq.Context()
+        self._lanes: dict[str, Lane] = {}
+        self._subs: list[tuple[str, Handler]] = []
+        self._servers: dict[str, Callable[[Message], dict | None]] = {}
+        self._seq: dict[str, int] = defaultdict(int)
+        self._latched_out: dict[str, list[bytes]] = {}
+        self._outbox: dict[str, deque] = {"reliable": deque(), "stream": deque(maxlen=LANE_HWM["stream"])}
+        self._pending: deque[Message] = deque()
+        self._calls: dict[int, _Call] = {}
+        self._cids = itertools.count(1)
+        self._reply_topics: set[str] = set()
+        self._latch: zmq.Socket | None = None
+        self._snapshot_prefixes: set[str] = set()
+        self._snapshot_id = 0
+        self._snapshot_waiting = False
+        self._snapshot_retry_at = 0.0
+        self._snapshot_live: set[str] = set()
+        self._poller: zmq.Poller | None = None
+        self._wakeup = Wakeup()
+        self._stop = False
+        self._started = False
+        self._announced = False
+
+    # --- declaring -----------------------------------------------------------
+    def subscribe(self, prefix: str, handler: Handler) -> None:
+        """Call ``handler(msg)`` for every valid message whose topic is under the dotted ``prefix``."""
+        prefix = _normal(prefix)
+        self._listen(prefix)
+        self._subs.append((prefix, handler))
+
+    def serve(self, topic: str, handler: Callable[[Message], dict | None]) -> None:
+        """Answer requests on ``topic``: return the result dict, or raise RequestRefused(why)."""
+        spec = lookup(topic)
+        if spec.kind is not Kind.REQUEST:
+            raise BusError(f"{topic} is a {spec.kind.value} topic, not a request")
+        self._check_owner(spec.reply_topic)
+        self._servers[topic] = handler
+        self.subscribe(topic, self._on_request)
+
+    def every(self, period: float, callback: Callable[[], None]) -> Timer:
+        return self.timers.every(period, callback)
+
+    def after(self, delay: float, callback: Callable[[], None]) -> Timer:
+        return self.timers.after(delay, callback)
+
+    # --- talking ---------------------------------------------------------------
+    def publish(self, topic: str, **fields) -> None:
+        spec = lookup(topic)
+        if spec.kind is not Kind.REQUEST:
+            self._check_owner(topic)
+        spec.validate(fields)
+        seq = self._seq[topic] + 1
+        frames = encode(spec, self.name, self.incarnation, seq, fields)
+        self._seq[topic] = seq
+        if spec.latched:
+            self._latched_out[topic] = frames
+        self._send(spec.lane, frames)
+
+    def request(self, topic: str, *, timeout: float = 2.0, **fields) -> dict:
+        """Ask the topic's owner and wait for the answer; RequestTimeout or RequestFailed otherwise.
+
+        Messages that arrive meanwhile are kept and handed to their handlers
+        afterwards, in order: a handler is never re-entered from here.
+        """
+        deadline = time.monotonic() + timeout
+        cid, call = self._prepare_call(topic)
+        self._wait(lambda: self._lanes["reliable"].confirmed, deadline, f"reply subscription for {topic}")
+        self.publish(topic, cid=cid, **fields)
+        try:
+            self._wait(lambda: call.reply is not None, deadline, None)
+        except BusTimeout:
+            raise RequestTimeout(f"no reply to {topic} from {lookup(topic).owner} within {timeout:g} s") from None
+        finally:
+            self._calls.pop(cid, None)
+        return _result_of(call.reply)
+
+    def request_async(self, topic: str, callback: Callable[[dict | None, BusError | None], None],
+                      *, timeout: float = 2.0, **fields) -> int:
+        """Ask without waiting; ``callback(result, None)`` or ``callback(None, error)`` runs exactly once."""
+        cid, call = self._prepare_call(topic)
+        call.callback = callback
+        call.timer = self.timers.after(timeout, lambda: self._expire(cid, timeout))
+        self.publish(topic, cid=cid, **fields)
+        return cid
+
+    # --- running ---------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return (self._started and all(lane.confirmed for lane in self._lanes.values())
+                and not self._snapshot_waiting)
+
+    def start(self, timeout: float = 5.0) -> "Node":
+        """Connect and return once every subscription is live and latched state delivered."""
+        self._started = True
+        if not self._lanes:
+            self._lane("reliable")  # even a silent node proves it reached the broker
+        self._wait(lambda: self.ready, time.monotonic() + timeout, "the broker's confirmation", dispatch=True)
+        return self
+
+    def run(self) -> None:
+        """The loop: until stop(), SIGTERM or SIGINT."""
+        if not self._started:
+            self.start()
+        restore = self._install_signals()
+        try:
+            while not self._stop:
+                self.run_once(None)
+        finally:
+            restore()
+
+    def run_once(self, timeout: float | None = 0.0) -> None:
+        """One turn of the loop: wait up to ``timeout`` seconds (None: until something happens)."""
+        self._poll(timeout, dispatch=True)
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wakeup.wake()
+
+    def close(self) -> None:
+        self.stop()
+        for lane in self._lanes.values():
+            lane.close()
+        if self._latch is not None:
+            self._latch.close(0)
+        self._ctx.term()
+        self._wakeup.close()
+
+    def __enter__(self) -> "Node":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def stats(self) -> dict:
+        return {
+            "node": self.name,
+            "ready": self.ready,
+            "topics": self.intake.stats(),
+            "totals": self.intake.totals(),
+            "outbox": sum(len(q) for q in self._outbox.values()),
+            "outbox_drops": self.outbox_drops,
+            "handler_errors": self.handler_errors,
+        }
+
+    # --- internals: subscriptions and sending -------------------------------------
+    def _check_owner(self, topic: str) -> None:
+        owner = TOPICS[topic].owner
+        if owner not in (ANY_NODE, self.name) and not self.publish_any:
+            raise NotOwner(f"{topic} is published by {owner}, not by {self.name} (bus/topics.py)")
+
+    def _listen(self, prefix: str) -> None:
+        for lane_name in sorted(lanes_for(prefix)):
+            self._lane(lane_name).add_prefix(prefix)
+        if prefix not in self._snapshot_prefixes and any(matches(prefix, t) for t in _LATCHED):
+            self._snapshot_prefixes.add(prefix)
+            self._ensure_latch()
+            self._snapshot_waiting = True  # requested once the reliable lane is confirmed
+
+    def _lane(self, name: str) -> Lane:
+        lane = self._lanes.get(name)
+        if lane is None:
+            lane = self._lanes[name] = Lane(self._ctx, self.runtime, name)
+            lane.add_prefix(lane.probe_topic)
+            self._poller = None
+        return lane
+
+    def _ensure_latch(self) -> None:
+        if self._latch is None:
+            self._latch = self._ctx.socket(zmq.DEALER)
+            self._latch.setsockopt(zmq.IMMEDIATE, 1)  # never queue a snapshot request for a dead broker
+            self._latch.setsockopt(zmq.LINGER, 0)
+            self._latch.connect(self.runtime.latch_endpoint)
+            self._poller = None
+
+    def _send(self, lane_name: str, frames: list[bytes]) -> None:
+        lane = self._lane(lane_name)
+        if lane.confirmed:
+            lane.pub.send_multipart(frames)
+            return
+        outbox = self._outbox[lane_name]
+        if outbox.maxlen is None and len(outbox) >= OUTBOX_MAX:
+            self.outbox_drops += 1
+            if self.outbox_drops == 1 or self.outbox_drops % 10_000 == 0:
+                log.error("%s: outbox full while the broker is unreachable; %d messages dropped",
+                          self.name, self.outbox_drops)
+            return
+        outbox.append(frames)
+
+    def _send_probe(self, lane: Lane) -> None:
+        spec = TOPICS[lane.probe_topic]
+        self._seq[spec.name] += 1
+        payload = {"node": self.name, "nonce": lane.nonce}
+        lane.pub.send_multipart(encode(spec, self.name, self.incarnation, self._seq[spec.name], payload))
+
+    def _on_lane_confirmed(self, lane: Lane) -> None:
+        lane.confirmed = True
+        sent = set()
+        outbox = self._outbox[lane.name]
+        while outbox:
+            frames = outbox.popleft()
+            lane.pub.send_multipart(frames)
+            sent.add(frames[0])
+        # Re-send the present of every latched topic we own: a restarted broker has lost it.
+        for topic, frames in self._latched_out.items():
+            if TOPICS[topic].lane == lane.name and frames[0] not in sent:
+                lane.pub.send_multipart(frames)
+        if lane.name == "reliable" and self._snapshot_prefixes:
+            self._request_snapshot()
+        if self.ready and not self._announced:
+            self._announced = True
+            self._announce_ready()
+
+    def _announce_ready(self) -> None:
+        sdnotify.notify("READY=1", f"STATUS={self.name} on the bus")
+        period = sdnotify.watchdog_period()
+        if period:
+            self.timers.every(period, lambda: sdnotify.notify("WATCHDOG=1"))
+
+    # --- internals: the latched snapshot ---------------------------------------------
+    def _request_snapshot(self) -> None:
+        self._snapshot_id += 1
+        self._snapshot_waiting = True
+        self._snapshot_live.clear()
+        self._snapshot_retry_at = time.monotonic() + SNAPSHOT_RETRY_S
+        request = msgpack.packb([self._snapshot_id, sorted(self._snapshot_prefixes)])
+        try:
+            self._latch.send_multipart([b"", request], zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # broker not connected yet; retried at _snapshot_retry_at
+
+    def _on_snapshot(self, frames: list[bytes]) -> None:
+        try:
+            _, body = frames
+            snapshot_id, items = msgpack.unpackb(body)
+            if snapshot_id != self._snapshot_id:
+                return  # an answer to a request we already retried
+            pairs = [(bytes(t), bytes(b)) for t, b in items]
+        except (ValueError, TypeError, msgpack.UnpackException):
+            log.warning("%s: malformed snapshot from the broker ignored", self.name)
+            return
+        for topic, body in pairs:
+            # Anything that arrived live since the request is at least as new as the cache.
+            if topic.decode(errors="replace") in self._snapshot_live:
+                continue
+            msg = self.intake.accept([topic, body])
+            if msg is not None:
+                msg.latched = True
+                self._pending.append(msg)
+        self._snapshot_waiting = False
+        if self.ready and not self._announced:
+            self._announced = True
+            self._announce_ready()
+
+    # --- internals: requests -------------------------------------------------------
+    def _prepare_call(self, topic: str) -> tuple[int, _Call]:
+        spec = lookup(topic)
+        if spec.kind is not Kind.REQUEST:
+            raise BusError(f"{topic} is a {spec.kind.value} topic, not a request")
+        if spec.reply_topic not in self._reply_topics:
+            self._reply_topics.add(spec.reply_topic)
+            self._listen(spec.reply_topic)
+        cid = next(self._cids)
+        call = self._calls[cid] = _Call(topic)
+        return cid, call
+
+    def _on_reply(self, msg: Message) -> None:
+        if msg.payload["to"] != self.name:
+            return
+        call = self._calls.get(msg.payload["cid"])
+        if call is None or call.topic != msg.topic[: -len(".reply")] + ".request":
+            return  # a late answer to a request that timed out
+        call.reply = msg
+        if call.callback is not None:
+            del self._calls[msg.payload["cid"]]
+            call.timer.cancel()
+            try:
+                result, error = _result_of(msg), None
+            except RequestFailed as exc:
+                result, error = None, exc
+            self._call_handler(call.callback, result, error)
+
+    def _expire(self, cid: int, timeout: float) -> None:
+        call = self._calls.pop(cid, None)
+        if call is not None:
+            error = RequestTimeout(f"no reply to {call.topic} from {lookup(call.topic).owner} within {timeout:g} s")
+            self._call_handler(call.callback, None, error)
+
+    def _on_request(self, msg: Message) -> None:
+        spec = TOPICS[msg.topic]
+        cid = msg.payload["cid"]
+        try:
+            result = self._servers[msg.topic](msg) or {}
+            self.publish(spec.reply_topic, to=msg.source, cid=cid, ok=True, result=result)
+        except RequestRefused as exc:
+            self.publish(spec.reply_topic, to=msg.source, cid=cid, ok=False, error=str(exc) or "refused")
+        except Exception as exc:  # a bug in the server must still answer the caller
+            self.handler_errors += 1
+            log.exception("%s: handler for %s failed", self.name, msg.topic)
+            self.publish(spec.reply_topic, to=msg.source, cid=cid, ok=False,
+                         error=f"internal error in {self.name}: {type(exc).__name__}: {exc}")
+
+    # --- internals: the loop -----------------------------------------------------------
+    def _wait(self, condition: Callable[[], bool], deadline: float, what: str | None,
+              dispatch: bool = False) -> None:
+        if not self._started:
+            self.start(timeout=max(deadline - time.monotonic(), 0.001))
+        while not condition():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BusTimeout(f"{self.name}: timed out waiting for {what} from the broker at "
+                                 f"{self.runtime.dir} (is `lens bus broker` running?)")
+            self._poll(remaining, dispatch=dispatch)
+
+    def _poll(self, timeout: float | None, dispatch: bool) -> None:
+        if dispatch:
+            self._drain_pending()
+        now = time.monotonic()
+        wake = [now + timeout] if timeout is not None else []
+        for lane in self._lanes.values():
+            if lane.probe_due(now):
+                self._send_probe(lane)
+            if lane.next_wake() is not None:
+                wake.append(lane.next_wake())
+        if self._snapshot_waiting and self._latch is not None and self._lanes["reliable"].confirmed:
+            if now >= self._snapshot_retry_at:
+                self._request_snapshot()
+            wake.append(self._snapshot_retry_at)
+        if dispatch and self.timers.next_deadline() is not None:
+            wake.append(self.timers.next_deadline())
+        wait_ms = None if not wake else max(0, int((min(wake) - now) * 1000 + 0.999))
+        events = dict(self._get_poller().poll(wait_ms))
+        for lane in list(self._lanes.values()):
+            if lane.sub in events:
+                self._drain_lane(lane)
+            for monitor in lane.monitors:
+                if monitor in events:
+                    while (event := lane.read_monitor(monitor)) is not None:
+                        if event == "disconnected":
+                            log.info("%s: lost the broker on the %s lane; reconnecting", self.name, lane.name)
+        if self._latch is not None and self._latch in events:
+            while True:
+                try:
+                    self._on_snapshot(self._latch.recv_multipart(zmq.NOBLOCK))
+                except zmq.Again:
+                    break
+        if self._wakeup.fileno() in events:
+            self._wakeup.drain()
+        if dispatch:
+            self._drain_pending()
+            self.timers.run_due()
+
+    def _drain_lane(self, lane: Lane) -> None:
+        recv, accept, pending = lane.sub.recv_multipart, self.intake.accept, self._pending
+        for _ in range(DRAIN_BATCH):
+            try:
+                frames = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            msg = accept(frames)
+            if msg is None:
+                continue
+            topic = msg.topic
+            if topic == lane.probe_topic:
+                if msg.payload["node"] == self.name and msg.payload["nonce"] == lane.nonce and not lane.confirmed:
+                    self._on_lane_confirmed(lane)
+                continue
+            if self._snapshot_waiting and topic in _LATCHED:
+                self._snapshot_live.add(topic)
+            if topic in self._reply_topics:
+                self._on_reply(msg)
+                continue
+            pending.append(msg)
+
+    def _drain_pending(self) -> None:
+        pending, subs = self._pending, self._subs
+        while pending:
+            msg = pending.popleft()
+            for prefix, handler in subs:
+                if not prefix or msg.topic == prefix or msg.topic.startswith(prefix + "."):
+                    self._call_handler(handler, msg)
+
+    def _call_handler(self, handler: Callable, *args) -> None:
+        try:
+            handler(*args)
+        except Exception:  # one handler's bug must not stop the node; it is logged and counted
+            self.handler_errors += 1
+            log.exception("%s: handler %s failed", self.name, getattr(handler, "__qualname__", handler))
+
+    def _get_poller(self) -> zmq.Poller:
+        if self._poller is None:
+            poller = zmq.Poller()
+            for lane in self._lanes.values():
+                poller.register(lane.sub, zmq.POLLIN)
+                for monitor in lane.monitors:
+                    poller.register(monitor, zmq.POLLIN)
+            if self._latch is not None:
+                poller.register(self._latch, zmq.POLLIN)
+            poller.register(self._wakeup.fileno(), zmq.POLLIN)
+            self._poller = poller
+        return self._poller
+
+    def _install_signals(self) -> Callable[[], None]:
+        def on_signal(signum: int) -> None:
+            log.info("%s: %s, stopping", self.name, signal.Signals(signum).name)
+            self._stop = True
+        return self._wakeup.on_signals(on_signal)
+
+
+def _normal(prefix: str) -> str:
+    prefix = prefix.strip()
+    return "" if prefix in ("", "*") else prefix.rstrip(".")
+
+
+def _result_of(reply: Message) -> dict:
+    payload = reply.payload
+    if not payload["ok"]:
+        owner = reply.source
+        raise RequestFailed(f"{reply.topic[:-len('.reply')]}.request refused by {owner}: {payload['error']}")
+    return payload.get("result") or {}

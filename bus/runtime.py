@@ -1,0 +1,95 @@
+"""Where the bus lives: the runtime directory and the ipc:// endpoints in it.
+
+Resolution order: ``$LENS_RUNTIME_DIR``; ``$RUNTIME_DIRECTORY`` (set by systemd's
+``RuntimeDirectory=lensos``, i.e. /run/lensos on the board); otherwise a
+per-user development directory, ``$XDG_RUNTIME_DIR/lensos`` or
+``/tmp/lensos-<uid>``. The directory is created 0700 when missing and refused
+when another user owns it or others may write to it: a socket planted there by
+someone else would be a man in the middle.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from bus.errors import RuntimeDirError
+from bus.topics import LANES
+
+# sun_path is 108 bytes on Linux including the terminating NUL.
+_MAX_IPC_PATH = 107
+
+
+def default_runtime_dir() -> Path:
+    for var in ("LENS_RUNTIME_DIR", "RUNTIME_DIRECTORY"):
+        value = os.environ.get(var)
+        if value:
+            # systemd may list several directories separated by ':'; ours is the first.
+            return Path(value.split(":")[0])
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return Path(xdg) / "lensos"
+    return Path(f"/tmp/lensos-{os.getuid()}")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    dir: Path
+
+    @classmethod
+    def resolve(cls, path: str | os.PathLike | None = None, *, create: bool = True) -> "Runtime":
+        directory = Path(path) if path else default_runtime_dir()
+        runtime = cls(directory.absolute())
+        if create:
+            runtime.ensure()
+        return runtime
+
+    def ensure(self) -> None:
+        """Create the directory if needed and check that it is safe and short enough."""
+        try:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            info = self.dir.stat()
+        except OSError as exc:
+            raise RuntimeDirError(f"runtime directory {self.dir}: {exc.strerror}") from None
+        if not stat.S_ISDIR(info.st_mode):
+            raise RuntimeDirError(f"runtime directory {self.dir} is not a directory")
+        if info.st_uid != os.getuid() and os.getuid() != 0:
+            raise RuntimeDirError(f"runtime directory {self.dir} belongs to uid {info.st_uid}, not to us")
+        if info.st_mode & stat.S_IWOTH:
+            raise RuntimeDirError(f"runtime directory {self.dir} is world-writable; refusing to put the bus there")
+        longest = max(len(str(self.path(name))) for name in self.socket_names())
+        if longest > _MAX_IPC_PATH:
+            raise RuntimeDirError(
+                f"runtime directory {self.dir} is too long for ipc:// sockets "
+                f"({longest} > {_MAX_IPC_PATH} bytes); set LENS_RUNTIME_DIR to a shorter path"
+            )
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    @staticmethod
+    def socket_names() -> list[str]:
+        return [f"{lane}.{side}" for lane in LANES for side in ("in", "out")] + ["latch"]
+
+    def publish_endpoint(self, lane: str) -> str:
+        """Where publishers connect (the broker's XSUB)."""
+        return f"ipc://{self.path(lane + '.in')}"
+
+    def subscribe_endpoint(self, lane: str) -> str:
+        """Where subscribers connect (the broker's XPUB)."""
+        return f"ipc://{self.path(lane + '.out')}"
+
+    @property
+    def latch_endpoint(self) -> str:
+        """The broker's last-value cache (ROUTER): snapshots of latched topics."""
+        return f"ipc://{self.path('latch')}"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path("broker.lock")
+
+    @property
+    def cache_path(self) -> Path:
+        return self.path("latched.msgpack")

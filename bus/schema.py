@@ -1,0 +1,129 @@
+"""Payload schemas written as short type strings in the topic table.
+
+A field type is one of ``int float str bool bytes dict any``, ``list`` or
+``list[T]``, optionally followed by ``?`` meaning the field may be missing or
+None. Schemas are compiled once, at import of the table, into plain checks so
+that validating a message on the hot path is a loop over a tuple.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from bus.errors import PayloadError
+
+_SCALARS: dict[str, Callable[[Any], bool]] = {
+    # bool is a subclass of int in Python; a bus int is never a bool.
+    "int": lambda v: type(v) is int,
+    "float": lambda v: (type(v) is float) or (type(v) is int),
+    "str": lambda v: type(v) is str,
+    "bool": lambda v: type(v) is bool,
+    "bytes": lambda v: type(v) is bytes,
+    "dict": lambda v: type(v) is dict,
+    "any": lambda v: True,
+}
+
+# JSON Schema equivalents, for tools that describe payloads (recorder, docs).
+_JSON_TYPES = {
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "str": {"type": "string"},
+    "bool": {"type": "boolean"},
+    "bytes": {"type": "string", "contentEncoding": "base64"},
+    "dict": {"type": "object"},
+    "any": {},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    spec: str  # as written in the table, e.g. "list[int]?"
+    base: str  # "int", "list", ...
+    item: str | None  # element type of a typed list
+    optional: bool
+    check: Callable[[Any], bool]
+
+    def describe(self, value: Any) -> str:
+        return f"field '{self.name}' must be {self.spec}, got {type(value).__name__} {value!r:.60}"
+
+    def json_schema(self) -> dict:
+        if self.base == "list":
+            schema: dict = {"type": "array"}
+            if self.item:
+                schema["items"] = _JSON_TYPES[self.item]
+        else:
+            schema = dict(_JSON_TYPES[self.base])
+        if self.optional and "type" in schema:
+            schema["type"] = [schema["type"], "null"]
+        return schema
+
+
+def parse_field(name: str, spec: str) -> Field:
+    """Compile one ``name: spec`` pair; raises ValueError naming the bad spec."""
+    text = spec.strip()
+    optional = text.endswith("?")
+    if optional:
+        text = text[:-1]
+    item = None
+    if text.startswith("list[") and text.endswith("]"):
+        item = text[5:-1].strip()
+        if item not in _SCALARS:
+            raise ValueError(f"field '{name}': unknown list element type {item!r} in {spec!r}")
+        base = "list"
+        item_ok = _SCALARS[item]
+
+        def check(v: Any, item_ok=item_ok) -> bool:
+            return type(v) in (list, tuple) and all(item_ok(x) for x in v)
+    elif text == "list":
+        base = "list"
+
+        def check(v: Any) -> bool:
+            return type(v) in (list, tuple)
+    elif text in _SCALARS:
+        base = text
+        check = _SCALARS[text]
+    else:
+        raise ValueError(f"field '{name}': unknown type {spec!r} (known: {', '.join(_SCALARS)}, list, list[T], T?)")
+    return Field(name, spec, base, item, optional, check)
+
+
+class Schema:
+    """An ordered set of fields; validates a payload dict exactly (no unknown keys)."""
+
+    __slots__ = ("fields", "_checks", "_required", "_names")
+
+    def __init__(self, fields: dict[str, str]):
+        self.fields = tuple(parse_field(name, spec) for name, spec in fields.items())
+        self._checks = tuple((f.name, f.check, f.optional, f) for f in self.fields)
+        self._required = frozenset(f.name for f in self.fields if not f.optional)
+        self._names = frozenset(f.name for f in self.fields)
+
+    def validate(self, topic: str, payload: Any) -> None:
+        """Raise PayloadError with the topic and field named; return None when valid."""
+        if type(payload) is not dict:
+            raise PayloadError(f"{topic}: payload must be a map of fields, got {type(payload).__name__}")
+        for name, check, optional, field in self._checks:
+            value = payload.get(name, _MISSING)
+            if value is _MISSING or value is None:
+                if not optional:
+                    raise PayloadError(f"{topic}: missing required field '{name}' ({field.spec})")
+            elif not check(value):
+                raise PayloadError(f"{topic}: {field.describe(value)}")
+        if len(payload) > len(self._names) or not self._names.issuperset(payload):
+            extra = sorted(str(k) for k in payload if k not in self._names)
+            if extra:
+                known = ", ".join(sorted(self._names)) or "none"
+                raise PayloadError(f"{topic}: unknown field(s) {', '.join(extra)} (fields: {known})")
+
+    def json_schema(self) -> dict:
+        return {
+            "type": "object",
+            "properties": {f.name: f.json_schema() for f in self.fields},
+            "required": sorted(self._required),
+            "additionalProperties": False,
+        }
+
+
+_MISSING = object()

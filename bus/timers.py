@@ -1,0 +1,57 @@
+"""Timers for a node's poll loop: the loop sleeps until the next deadline, never on a fixed tick."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from typing import Callable
+
+
+class Timer:
+    __slots__ = ("deadline", "period", "callback", "cancelled")
+
+    def __init__(self, deadline: float, period: float | None, callback: Callable[[], None]):
+        self.deadline = deadline
+        self.period = period
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Timers:
+    def __init__(self):
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._order = itertools.count()
+
+    def after(self, delay: float, callback: Callable[[], None]) -> Timer:
+        return self._push(Timer(time.monotonic() + delay, None, callback))
+
+    def every(self, period: float, callback: Callable[[], None], *, first: float | None = None) -> Timer:
+        if period <= 0:
+            raise ValueError(f"timer period must be positive, got {period}")
+        delay = period if first is None else first
+        return self._push(Timer(time.monotonic() + delay, period, callback))
+
+    def _push(self, timer: Timer) -> Timer:
+        heapq.heappush(self._heap, (timer.deadline, next(self._order), timer))
+        return timer
+
+    def next_deadline(self) -> float | None:
+        while self._heap and self._heap[0][2].cancelled:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    def run_due(self) -> None:
+        now = time.monotonic()
+        while self._heap and self._heap[0][0] <= now:
+            _, _, timer = heapq.heappop(self._heap)
+            if timer.cancelled:
+                continue
+            if timer.period is not None:
+                # Skip missed periods instead of firing a burst after a stall.
+                timer.deadline += timer.period * max(1, int((now - timer.deadline) // timer.period) + 1)
+                self._push(timer)
+            timer.callback()

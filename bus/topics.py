@@ -1,0 +1,163 @@
+"""The one table of every topic on the lensos bus.
+
+Each row says what a topic carries (its fields and their types), who may
+publish it, how often, how big a message may be, and its kind:
+
+- STATE   latched: the broker keeps the last message and hands it to every
+          subscriber that joins or reconnects later.
+- EVENT   something happened; delivered reliably (large high-water marks,
+          queued while the broker is away, gaps reported).
+- REQUEST a question to the topic's owner, answered on the derived
+          ``<name>.reply`` topic (kind REPLY) with the same correlation id.
+- STREAM  high-rate data where the newest matters (frame descriptors, audio
+          chunks): small high-water marks on a lane of its own, so a flood
+          of frames can never delay or drop state and events.
+
+Validation, the sniffer's columns, the broker's cache and (later) the
+recorder's schemas all derive from this table; nothing else declares topics.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+from dataclasses import dataclass, field
+
+from bus.errors import PayloadError, UnknownTopic
+from bus.schema import Schema
+
+ANY_NODE = "*"  # owner of topics any node may publish (probes, requests)
+
+
+class Kind(enum.Enum):
+    STATE = "state"
+    EVENT = "event"
+    REQUEST = "request"
+    REPLY = "reply"
+    STREAM = "stream"
+
+
+# High-water marks per lane (messages per peer). The reliable lane never drops
+# at any rate a node can sustain; the stream lane keeps only the freshest few.
+LANE_HWM = {"reliable": 100_000, "stream": 8}
+LANES = tuple(LANE_HWM)
+
+_DEFAULT_MAX_SIZE = {
+    Kind.STATE: 64 * 1024,
+    Kind.EVENT: 64 * 1024,
+    Kind.REQUEST: 64 * 1024,
+    Kind.REPLY: 64 * 1024,
+    Kind.STREAM: 1024 * 1024,
+}
+
+_REQUEST_ENVELOPE = {"cid": "int"}
+_REPLY_FIELDS = {"to": "str", "cid": "int", "ok": "bool", "error": "str?", "result": "dict?"}
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    kind: Kind
+    owner: str  # the node allowed to publish it (for REQUEST: the node that serves it)
+    fields: dict[str, str]
+    rate_hz: float = 0.0  # nominal rate; 0 means "on change"
+    max_size: int = 0  # bytes of the encoded body; 0 means the kind's default
+    permission: str | None = None  # permission a subscriber needs (enforced by the broker, issue 4)
+    doc: str = ""
+    reply: dict[str, str] | None = None  # REQUEST only: fields of a successful reply's result
+    schema: Schema = field(init=False, repr=False, compare=False)
+    result_schema: Schema | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self):
+        declared = dict(self.fields)
+        if self.kind is Kind.REQUEST:
+            declared = {**_REQUEST_ENVELOPE, **declared}
+        object.__setattr__(self, "schema", Schema(declared))
+        if self.reply is not None:
+            object.__setattr__(self, "result_schema", Schema(self.reply))
+        if not self.max_size:
+            object.__setattr__(self, "max_size", _DEFAULT_MAX_SIZE[self.kind])
+
+    @property
+    def latched(self) -> bool:
+        return self.kind is Kind.STATE
+
+    @property
+    def lane(self) -> str:
+        return "stream" if self.kind is Kind.STREAM else "reliable"
+
+    @property
+    def reply_topic(self) -> str:
+        return self.name[: -len(".request")] + ".reply"
+
+    def validate(self, payload: dict) -> None:
+        self.schema.validate(self.name, payload)
+        if self.kind is Kind.REPLY and payload.get("ok") and self.result_schema is not None:
+            self.result_schema.validate(self.name + " result", payload.get("result") or {})
+        if self.kind is Kind.REPLY and not payload.get("ok") and not payload.get("error"):
+            raise PayloadError(f"{self.name}: a failed reply must say why in 'error'")
+
+
+def _reply_of(request: Topic) -> Topic:
+    return Topic(
+        request.reply_topic,
+        Kind.REPLY,
+        request.owner,
+        _REPLY_FIELDS,
+        permission=request.permission,
+        doc=f"replies to {request.name}",
+        reply=request.reply,
+    )
+
+
+_TABLE = [
+    # --- the bus itself -----------------------------------------------------
+    Topic("bus.probe", Kind.EVENT, ANY_NODE, {"node": "str", "nonce": "int"}, max_size=512,
+          doc="a node's own round trip through the broker: its subscriptions are live when it comes back"),
+    Topic("bus.probe.stream", Kind.STREAM, ANY_NODE, {"node": "str", "nonce": "int"}, max_size=512,
+          doc="the same probe on the stream lane"),
+    Topic("bus.broker.stats", Kind.STATE, "broker",
+          {"uptime_s": "float", "lanes": "dict", "latched": "int", "pid": "int"}, rate_hz=0.5,
+          doc="messages and bytes through each lane of the broker; number of latched topics held"),
+    # --- the demo publisher that `make run` starts until the daemons exist ----
+    Topic("demo.tick", Kind.EVENT, "demo", {"n": "int", "text": "str"}, rate_hz=1.0,
+          doc="a counter, once a second"),
+    Topic("demo.status", Kind.STATE, "demo", {"uptime_s": "float", "ticks": "int", "started_wall": "float"},
+          rate_hz=0.2, doc="the demo's latched status"),
+    Topic("demo.wave", Kind.STREAM, "demo", {"t": "float", "samples": "list[float]"}, rate_hz=10.0,
+          doc="a sine wave in chunks, on the stream lane"),
+    Topic("demo.echo.request", Kind.REQUEST, "demo", {"text": "str"}, reply={"text": "str", "n": "int"},
+          doc="echoes text back, upper-cased, with a count"),
+]
+
+
+def _build(rows: list[Topic]) -> dict[str, Topic]:
+    table: dict[str, Topic] = {}
+    for row in rows:
+        rows_here = [row, _reply_of(row)] if row.kind is Kind.REQUEST else [row]
+        for topic in rows_here:
+            if topic.name in table:
+                raise ValueError(f"topic {topic.name!r} is declared twice")
+            table[topic.name] = topic
+    return table
+
+
+TOPICS: dict[str, Topic] = _build(_TABLE)
+LATCHED: tuple[str, ...] = tuple(name for name, t in TOPICS.items() if t.latched)
+MAX_MESSAGE_SIZE = max(t.max_size for t in TOPICS.values())
+
+
+def lookup(name: str) -> Topic:
+    """The table row for ``name``; UnknownTopic with the nearest names otherwise."""
+    topic = TOPICS.get(name)
+    if topic is None:
+        near = difflib.get_close_matches(name, TOPICS, n=3)
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        raise UnknownTopic(f"unknown topic {name!r}{hint}; topics are declared in bus/topics.py")
+    return topic
+
+
+def matches(prefix: str, topic: str) -> bool:
+    """Dotted prefix match: 'power' and 'power.' match 'power.state'; '' matches all."""
+    prefix = prefix.rstrip(".")
+    return not prefix or topic == prefix or topic.startswith(prefix + ".")
