@@ -162,8 +162,9 @@ class Broker:
         self._wakeup.wake()
 
     def close(self) -> None:
-        if self._persist_due is not None:
-            self._save_cache()
+        # A clean stop ends this bus's present; only a crashed broker's successor should inherit it
+        # (the publishers still alive re-send their latched topics on reconnect anyway).
+        self.runtime.cache_path.unlink(missing_ok=True)
         for control in self._controls.values():
             control.send(b"TERMINATE")
         for thread in self._threads:
@@ -219,7 +220,7 @@ class Broker:
         self._persist_due = None
         path = self.runtime.cache_path
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             f.write(msgpack.packb([[t, b] for t, b in self.cache.values()]))
             f.flush()
             os.fsync(f.fileno())
@@ -280,3 +281,17 @@ def serve(runtime: Runtime) -> int:
         restore()
         broker.close()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bus.broker", description="Run the lensos bus broker.")
+    parser.add_argument("--runtime-dir", help="bus runtime directory (default: $LENS_RUNTIME_DIR or per-user)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="broker: %(levelname)s %(message)s")
+    return serve(Runtime.resolve(args.runtime_dir))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

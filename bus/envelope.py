@@ -61,7 +61,11 @@ class Message:
 
 def encode(topic: Topic, source: str, incarnation: int, seq: int, payload: dict) -> list[bytes]:
     """Frames for one message. The caller has validated ``payload`` against ``topic``."""
-    body = _packb([WIRE_VERSION, source, incarnation, seq, time.monotonic_ns(), time.time_ns(), payload])
+    try:
+        body = _packb([WIRE_VERSION, source, incarnation, seq, time.monotonic_ns(), time.time_ns(), payload])
+    except (OverflowError, TypeError, ValueError) as exc:
+        # e.g. an int beyond 64 bits inside an 'any' or 'dict' field
+        raise PayloadError(f"{topic.name}: payload cannot be encoded: {exc}") from None
     if len(body) > topic.max_size:
         raise PayloadError(f"{topic.name}: message is {len(body)} bytes, the table allows {topic.max_size}")
     return [topic.name.encode(), body]
@@ -90,7 +94,7 @@ def decode(frames: list[bytes]) -> Message:
     if type(item) is not list or len(item) != 7:
         raise MalformedMessage("body is not a 7-item envelope", name)
     version, source, incarnation, seq, mono_ns, wall_ns, payload = item
-    if version != WIRE_VERSION or type(version) is not int:
+    if type(version) is not int or version != WIRE_VERSION:
         raise MalformedMessage(f"wire version {version!r:.20} is not {WIRE_VERSION}", name)
     if type(source) is not str or not 0 < len(source) <= MAX_SOURCE_LEN:
         raise MalformedMessage("bad source in header", name)

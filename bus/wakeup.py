@@ -38,15 +38,15 @@ class Wakeup:
         except (BlockingIOError, OSError):
             pass
 
-    def on_signals(self, handler: Callable[[int], None]) -> Callable[[], None]:
-        """Route SIGTERM/SIGINT to ``handler(signum)`` and wake the poll; returns a restore function.
+    def on_signals(self, handler: Callable[[int], None], signals=STOP_SIGNALS) -> Callable[[], None]:
+        """Route ``signals`` to ``handler(signum)`` and wake the poll; returns a restore function.
 
         Outside the main thread signals cannot be caught; nothing is installed."""
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
-        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+        previous = {sig: signal.getsignal(sig) for sig in signals}
         old_fd = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
-        for sig in STOP_SIGNALS:
+        for sig in signals:
             signal.signal(sig, lambda signum, frame: handler(signum))
 
         def restore() -> None:

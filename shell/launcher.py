@@ -1,0 +1,205 @@
+"""`lens up`: start the process table in development the way systemd starts it on the board.
+
+Each child gets its own notify socket (``$NOTIFY_SOCKET``) and counts as
+started only when it sends READY=1, which a node sends only once its bus
+subscriptions are confirmed. A child that exits is restarted with
+exponential backoff. Stopping (Ctrl-C, SIGTERM) goes in reverse order:
+SIGTERM, then SIGKILL after a deadline. Children die with the launcher
+(PR_SET_PDEATHSIG), so even a killed launcher leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from bus.runtime import Runtime
+from bus.wakeup import Wakeup
+from shell.processes import Process
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 15.0
+STOP_DEADLINE_S = 5.0
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 10.0
+BACKOFF_RESET_S = 30.0  # a child that ran this long starts its backoff afresh
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    spec: Process
+    notify: socket.socket
+    notify_path: str
+    popen: subprocess.Popen | None = None
+    started_at: float = 0.0
+    ready_at: float | None = None
+    restarts: int = 0
+    backoff: float = BACKOFF_FIRST_S
+    restart_at: float | None = None
+    log_lines: list[str] = field(default_factory=list)
+
+
+class Launcher:
+    def __init__(self, processes: list[Process], runtime: Runtime, out=sys.stdout):
+        self.runtime = runtime
+        self.out = out
+        self.wakeup = Wakeup()
+        self.stopping = False
+        notify_dir = runtime.path("notify")
+        notify_dir.mkdir(mode=0o700, exist_ok=True)
+        self.children: dict[str, Child] = {}
+        for spec in processes:
+            path = str(notify_dir / spec.name)
+            if os.path.exists(path):
+                os.unlink(path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            sock.bind(path)
+            sock.setblocking(False)
+            self.children[spec.name] = Child(spec, sock, path)
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    # --- starting ----------------------------------------------------------------
+    def spawn(self, child: Child) -> None:
+        env = dict(os.environ, NOTIFY_SOCKET=child.notify_path, LENS_RUNTIME_DIR=str(self.runtime.dir),
+                   PYTHONUNBUFFERED="1")
+        cmd = [sys.executable, "-m", child.spec.module, *child.spec.args]
+        child.popen = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        child.started_at = time.monotonic()
+        child.ready_at = None
+        child.restart_at = None
+
+    def boot(self) -> bool:
+        """Start every process in table order, each once its dependencies are ready."""
+        t0 = time.monotonic()
+        for child in self.children.values():
+            if self.stopping:
+                return False
+            self.spawn(child)
+            if not self._await_ready(child, time.monotonic() + READY_TIMEOUT_S):
+                return False
+            self.say(f"  {child.spec.name:12} ready in {1000 * (child.ready_at - child.started_at):6.0f} ms")
+        self.say(f"all {len(self.children)} processes ready in {1000 * (time.monotonic() - t0):.0f} ms")
+        return True
+
+    def _await_ready(self, child: Child, deadline: float) -> bool:
+        while child.ready_at is None:
+            if self.stopping:
+                return False
+            if child.popen.poll() is not None:
+                self.say(f"  {child.spec.name:12} exited with status {child.popen.returncode} before READY")
+                return False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.say(f"  {child.spec.name:12} not ready after {READY_TIMEOUT_S:g} s")
+                return False
+            self._poll(min(remaining, 0.2))
+        return True
+
+    # --- running ----------------------------------------------------------------
+    def supervise(self) -> None:
+        while not self.stopping:
+            now = time.monotonic()
+            waits = [c.restart_at for c in self.children.values() if c.restart_at is not None]
+            self._poll(max(0.0, min(waits) - now) if waits else None)
+            self._reap()
+            self._restart_due()
+
+    def _poll(self, timeout: float | None) -> None:
+        import select
+        fds = [c.notify for c in self.children.values()] + [self.wakeup]
+        ready, _, _ = select.select(fds, [], [], timeout)
+        for sock in ready:
+            if sock is self.wakeup:
+                self.wakeup.drain()
+                continue
+            child = next(c for c in self.children.values() if c.notify is sock)
+            while True:
+                try:
+                    data = sock.recv(4096)
+                except BlockingIOError:
+                    break
+                for line in data.decode(errors="replace").splitlines():
+                    if line == "READY=1" and child.ready_at is None:
+                        child.ready_at = time.monotonic()
+
+    def _reap(self) -> None:
+        for child in self.children.values():
+            if child.popen is None or child.restart_at is not None or child.popen.poll() is None:
+                continue
+            lived = time.monotonic() - child.started_at
+            if lived > BACKOFF_RESET_S:
+                child.backoff = BACKOFF_FIRST_S
+            child.restart_at = time.monotonic() + child.backoff
+            self.say(f"  {child.spec.name} exited with status {child.popen.returncode}; "
+                     f"restarting in {child.backoff:.1f} s")
+            child.backoff = min(child.backoff * 2, BACKOFF_MAX_S)
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for child in self.children.values():
+            if child.restart_at is not None and now >= child.restart_at:
+                child.restarts += 1
+                self.spawn(child)
+
+    # --- stopping ----------------------------------------------------------------
+    def shutdown(self) -> None:
+        for child in reversed(list(self.children.values())):
+            if child.popen is None or child.popen.poll() is not None:
+                continue
+            child.popen.send_signal(signal.SIGTERM)
+            try:
+                child.popen.wait(STOP_DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                self.say(f"  {child.spec.name} ignored SIGTERM for {STOP_DEADLINE_S:g} s; killing it")
+                child.popen.kill()
+                child.popen.wait()
+        for child in self.children.values():
+            child.notify.close()
+            if os.path.exists(child.notify_path):
+                os.unlink(child.notify_path)
+        try:
+            self.runtime.path("notify").rmdir()
+        except OSError:
+            pass  # not empty: someone else's socket is there; leave it
+        self.wakeup.close()
+
+
+def up(processes: list[Process], runtime: Runtime) -> int:
+    launcher = Launcher(processes, runtime)
+
+    def on_signal(signum: int) -> None:
+        launcher.stopping = True
+
+    restore = launcher.wakeup.on_signals(on_signal, (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD))
+    signal.signal(signal.SIGCHLD, lambda s, f: None)  # only to wake the select; reaping happens in the loop
+    launcher.say(f"lensos: starting {len(processes)} processes on {runtime.dir}")
+    try:
+        if launcher.boot():
+            launcher.say("lensos is up. Try `lens bus sniff` or `lens bus top` in another terminal; Ctrl-C stops.")
+            launcher.supervise()
+            status = 0
+        else:
+            status = 0 if launcher.stopping else 1
+    finally:
+        launcher.say("lensos: stopping")
+        launcher.shutdown()
+        restore()
+    launcher.say("lensos: stopped")
+    return status

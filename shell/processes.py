@@ -1,0 +1,29 @@
+"""The one table of every process lensos runs.
+
+`lens up` starts these in order, each after the ones it names in ``after``
+have reported READY=1; the systemd units will be generated from the same rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    module: str  # run as `python -m MODULE`
+    args: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()  # must be READY before this one starts
+    required: bool = True  # boot is not complete without it
+    doc: str = ""
+
+
+PROCESSES: tuple[Process, ...] = (
+    Process("broker", "bus.broker", doc="the bus: XSUB/XPUB per lane and the latched cache"),
+    Process("demo", "bus.demo", after=("broker",), doc="a demo publisher to sniff until the daemons exist"),
+)
+
+
+def by_name() -> dict[str, Process]:
+    return {p.name: p for p in PROCESSES}

@@ -1,0 +1,126 @@
+"""The wire format: round trip, every way a message can be malformed, and a fuzz of decode."""
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bus.envelope import WIRE_VERSION, decode, encode
+from bus.errors import MalformedMessage, PayloadError
+from bus.intake import MAX_UNKNOWN_NAMES, Intake
+from bus.topics import TOPICS
+
+TICK = TOPICS["demo.tick"]
+
+
+def frames_for(payload=None, seq=1, source="demo", incarnation=7):
+    return encode(TICK, source, incarnation, seq, payload or {"n": 1, "text": "a"})
+
+
+def test_round_trip_keeps_header_and_payload():
+    msg = decode(frames_for({"n": 5, "text": "héllo"}, seq=9))
+    assert (msg.topic, msg.source, msg.incarnation, msg.seq) == ("demo.tick", "demo", 7, 9)
+    assert msg.payload == {"n": 5, "text": "héllo"}
+    assert msg.mono_ns > 0 and msg.wall_ns > 0
+    assert decode(msg.frames()) == msg
+
+
+def test_encode_refuses_a_message_over_the_topic_size_limit():
+    with pytest.raises(PayloadError, match="bytes, the table allows"):
+        encode(TICK, "demo", 1, 1, {"n": 1, "text": "x" * (TICK.max_size + 1)})
+
+
+def body(*items):
+    return msgpack.packb(list(items))
+
+
+GOOD = [WIRE_VERSION, "demo", 7, 1, 1, 1, {"n": 1, "text": "a"}]
+
+MALFORMED = {
+    "one frame": [b"demo.tick"],
+    "three frames": [b"demo.tick", b"x", b"y"],
+    "topic not utf-8": [b"\xff\xfe", body(*GOOD)],
+    "unknown topic": [b"no.such.topic", body(*GOOD)],
+    "random bytes": [b"demo.tick", b"\xc1\xc1\xc1"],
+    "truncated msgpack": [b"demo.tick", body(*GOOD)[:-3]],
+    "not an array": [b"demo.tick", msgpack.packb({"a": 1})],
+    "short array": [b"demo.tick", body(*GOOD[:5])],
+    "wrong version": [b"demo.tick", body(99, *GOOD[1:])],
+    "source not str": [b"demo.tick", body(GOOD[0], 5, *GOOD[2:])],
+    "seq zero": [b"demo.tick", body(*GOOD[:3], 0, *GOOD[4:])],
+    "timestamps wrong type": [b"demo.tick", body(*GOOD[:4], "now", *GOOD[5:])],
+    "payload wrong type": [b"demo.tick", body(*GOOD[:6], {"n": "1", "text": "a"})],
+    "payload missing field": [b"demo.tick", body(*GOOD[:6], {"n": 1})],
+    "payload not a map": [b"demo.tick", body(*GOOD[:6], [1, 2])],
+    "oversized": [b"demo.tick", b"\x00" * (TICK.max_size + 1)],
+    "deep nesting": [b"demo.tick", b"\x91" * 100_000 + b"\x00"],
+    "huge declared length": [b"demo.tick", b"\xdd\xff\xff\xff\xff"],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED))
+def test_every_kind_of_malformed_message_is_refused_with_a_reason(kind):
+    with pytest.raises(MalformedMessage) as info:
+        decode(MALFORMED[kind])
+    assert info.value.reason
+
+
+def test_intake_counts_malformed_per_topic_and_keeps_going():
+    intake = Intake("t")
+    for frames in MALFORMED.values():
+        assert intake.accept(frames) is None
+    assert intake.accept(frames_for()) is not None
+    assert intake.counters["no.such.topic"].malformed == 1
+    assert intake.counters["<undecodable>"].malformed == 3
+    assert intake.totals()["malformed"] == len(MALFORMED)
+    assert intake.counters["demo.tick"].received == 1
+
+
+def test_intake_tells_gaps_from_duplicates_and_restarts():
+    intake = Intake("t")
+    assert intake.accept(frames_for(seq=1))
+    assert intake.accept(frames_for(seq=4))  # 2 and 3 were lost upstream
+    assert intake.accept(frames_for(seq=4)) is None  # the same message twice
+    assert intake.accept(frames_for(seq=1, incarnation=8))  # the publisher restarted
+    counters = intake.counters["demo.tick"]
+    assert (counters.received, counters.drops, counters.duplicates) == (3, 2, 1)
+
+
+def test_unknown_topic_names_are_bounded():
+    intake = Intake("t")
+    for i in range(MAX_UNKNOWN_NAMES * 3):
+        intake.accept([f"junk.{i}".encode(), b"x"])
+    assert len(intake.counters) <= MAX_UNKNOWN_NAMES + 1
+    assert intake.totals()["malformed"] == MAX_UNKNOWN_NAMES * 3
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.binary(max_size=300), min_size=0, max_size=4))
+def test_decode_of_arbitrary_frames_only_ever_raises_malformed(frames):
+    frames = [b"demo.tick", *frames[1:]] if frames and frames[0][:1] == b"d" else frames
+    try:
+        decode(frames)
+    except MalformedMessage:
+        pass
+
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False) | st.text(max_size=10) | st.binary(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(json_like, min_size=7, max_size=7), st.sampled_from(sorted(TOPICS)))
+def test_decode_of_well_formed_msgpack_with_wrong_contents_only_ever_raises_malformed(items, topic):
+    try:
+        decode([topic.encode(), msgpack.packb(items)])
+    except MalformedMessage:
+        pass
+
+
+def test_a_value_msgpack_cannot_carry_is_a_payload_error():
+    with pytest.raises(PayloadError, match="cannot be encoded"):
+        encode(TOPICS["bus.broker.stats"], "broker", 1, 1,
+               {"uptime_s": 1.0, "lanes": {"x": 2**70}, "latched": 0, "pid": 1})

@@ -1,0 +1,104 @@
+"""The topic table tested as a table, and the schema language it is written in."""
+
+import pytest
+
+from bus.errors import PayloadError, UnknownTopic
+from bus.schema import Schema, parse_field
+from bus.topics import ANY_NODE, TOPICS, Kind, Topic, _build, lookup, matches
+from shell.processes import PROCESSES
+
+
+def test_a_topic_declared_twice_is_refused():
+    row = Topic("x.y", Kind.EVENT, "demo", {})
+    with pytest.raises(ValueError, match="declared twice"):
+        _build([row, row])
+
+
+def test_every_owner_is_a_process_of_the_process_table():
+    processes = {p.name for p in PROCESSES}
+    for topic in TOPICS.values():
+        assert topic.owner == ANY_NODE or topic.owner in processes, topic.name
+
+
+def test_requests_end_in_request_and_have_a_derived_reply():
+    for topic in TOPICS.values():
+        if topic.kind is Kind.REQUEST:
+            assert topic.name.endswith(".request")
+            reply = TOPICS[topic.reply_topic]
+            assert reply.kind is Kind.REPLY and reply.owner == topic.owner
+
+
+def test_only_state_topics_are_latched_and_only_streams_ride_the_stream_lane():
+    for topic in TOPICS.values():
+        assert topic.latched == (topic.kind is Kind.STATE)
+        assert (topic.lane == "stream") == (topic.kind is Kind.STREAM)
+        assert topic.max_size > 0
+
+
+def test_unknown_topic_error_suggests_near_names():
+    with pytest.raises(UnknownTopic, match="did you mean demo.tick"):
+        lookup("demo.tik")
+
+
+@pytest.mark.parametrize("prefix,topic,expected", [
+    ("", "power.state", True),
+    ("power", "power.state", True),
+    ("power.", "power.state", True),
+    ("power.state", "power.state", True),
+    ("pow", "power.state", False),
+    ("power.state", "power.stateful", False),
+])
+def test_prefixes_match_whole_dotted_segments(prefix, topic, expected):
+    assert matches(prefix, topic) is expected
+
+
+@pytest.mark.parametrize("spec,good,bad", [
+    ("int", 3, True),  # a bool is not an int on the bus
+    ("int", -7, 1.5),
+    ("float", 2, "2"),
+    ("float", 2.5, None),
+    ("str", "x", b"x"),
+    ("bytes", b"\x00", "x"),
+    ("bool", False, 0),
+    ("list[int]", [1, 2], [1, "2"]),
+    ("list", ["a", 1], {"a": 1}),
+    ("dict", {"a": 1}, [1]),
+])
+def test_field_types(spec, good, bad):
+    schema = Schema({"f": spec})
+    schema.validate("t", {"f": good})
+    with pytest.raises(PayloadError, match="field 'f'|missing required field 'f'"):
+        schema.validate("t", {"f": bad})
+
+
+def test_optional_fields_may_be_missing_or_none_but_unknown_fields_are_refused():
+    schema = Schema({"a": "int", "b": "str?"})
+    schema.validate("t", {"a": 1})
+    schema.validate("t", {"a": 1, "b": None})
+    with pytest.raises(PayloadError, match="missing required field 'a'"):
+        schema.validate("t", {"b": "x"})
+    with pytest.raises(PayloadError, match="unknown field.*zzz"):
+        schema.validate("t", {"a": 1, "zzz": 2})
+    with pytest.raises(PayloadError, match="payload must be a map"):
+        schema.validate("t", [1])
+
+
+def test_a_bad_type_spec_names_the_field():
+    with pytest.raises(ValueError, match="field 'speed'.*unknown type 'fast'"):
+        parse_field("speed", "fast")
+
+
+def test_json_schema_is_derived_from_the_table():
+    schema = TOPICS["demo.wave"].schema.json_schema()
+    assert schema["properties"]["samples"] == {"type": "array", "items": {"type": "number"}}
+    assert schema["required"] == ["samples", "t"]
+    assert schema["additionalProperties"] is False
+
+
+def test_a_failed_reply_must_say_why():
+    reply = TOPICS["demo.echo.reply"]
+    reply.validate({"to": "a", "cid": 1, "ok": False, "error": "no"})
+    with pytest.raises(PayloadError, match="must say why"):
+        reply.validate({"to": "a", "cid": 1, "ok": False})
+    with pytest.raises(PayloadError, match="result"):
+        reply.validate({"to": "a", "cid": 1, "ok": True, "result": {"text": 1, "n": 1}})

@@ -1,0 +1,144 @@
+"""Shared fixtures: a short runtime dir per test, a real broker process, nodes and child processes
+that are always cleaned up, and waiting on conditions with generous deadlines (never fixed sleeps)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from bus.node import Node
+from bus.runtime import Runtime
+
+REPO = Path(__file__).resolve().parent.parent
+DEADLINE_S = 20.0  # generous: this machine is noisy, and a deadline only bounds a failure
+
+
+def wait_for(condition, timeout: float = DEADLINE_S, what: str = "condition", poll=None):
+    """Wait until ``condition()`` is truthy; ``poll(remaining)`` drives a node loop meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        if poll is not None:
+            poll(min(remaining, 0.05))
+        else:
+            time.sleep(min(remaining, 0.01))
+
+
+@pytest.fixture
+def runtime():
+    # ipc:// paths are limited to 107 bytes: pytest's tmp_path can be longer.
+    path = tempfile.mkdtemp(prefix="lt-", dir="/tmp")
+    os.chmod(path, 0o700)
+    yield Runtime.resolve(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Processes:
+    """Child processes of one test; all are stopped at teardown, whatever happened."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.children: list[subprocess.Popen] = []
+
+    def env(self, **extra) -> dict:
+        env = dict(os.environ, LENS_RUNTIME_DIR=str(self.runtime.dir), PYTHONUNBUFFERED="1")
+        env.pop("NOTIFY_SOCKET", None)
+        env.update(extra)
+        return env
+
+    def start(self, *args: str, **popen) -> subprocess.Popen:
+        popen.setdefault("stdout", subprocess.PIPE)
+        popen.setdefault("stderr", subprocess.PIPE)
+        popen.setdefault("text", True)
+        child = subprocess.Popen([sys.executable, *args], cwd=REPO, env=popen.pop("env", self.env()), **popen)
+        self.children.append(child)
+        return child
+
+    def lens(self, *args: str, **popen) -> subprocess.Popen:
+        return self.start("-m", "shell.cli", *args, **popen)
+
+    def run_lens(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "shell.cli", *args], cwd=REPO, env=self.env(),
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start_ready(self, *args: str, timeout: float = DEADLINE_S) -> subprocess.Popen:
+        """Start ``python ARGS`` and wait for its READY=1 on a real notify socket."""
+        path = str(self.runtime.path(f"notify-{len(self.children)}"))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.bind(path)
+            sock.settimeout(timeout)
+            child = self.start(*args, env=self.env(NOTIFY_SOCKET=path), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+            try:
+                while b"READY=1" not in sock.recv(4096).split(b"\n"):
+                    pass
+            except socket.timeout:
+                raise AssertionError(f"{args} sent no READY=1 within {timeout:g} s") from None
+            finally:
+                os.unlink(path)
+        return child
+
+    def start_broker(self) -> subprocess.Popen:
+        return self.start_ready("-m", "bus.broker")
+
+    def stop(self, child: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 10) -> int:
+        if child.poll() is None:
+            child.send_signal(sig)
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        return child.returncode
+
+    def cleanup(self) -> None:
+        for child in reversed(self.children):
+            self.stop(child, timeout=5)
+            for stream in (child.stdout, child.stderr):
+                if stream:
+                    stream.close()
+
+
+@pytest.fixture
+def procs(runtime):
+    processes = Processes(runtime)
+    yield processes
+    processes.cleanup()
+
+
+@pytest.fixture
+def broker(procs):
+    return procs.start_broker()
+
+
+@pytest.fixture
+def nodes(runtime):
+    made: list[Node] = []
+
+    def make(name: str, **kwargs) -> Node:
+        node = Node(name, runtime, **kwargs)
+        made.append(node)
+        return node
+
+    yield make
+    for node in made:
+        node.close()
+
+
+def read_json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
