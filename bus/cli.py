@@ -100,6 +100,7 @@ def cmd_sniff(args) -> int:
         if args.timeout is not None:
             node.after(args.timeout, node.stop)
         node.start()
+        print(f"lens bus sniff: listening to {', '.join(p or '(all)' for p in prefixes)}", file=sys.stderr, flush=True)
         node.run()
         if args.stats:
             print(json.dumps(node.stats()), file=sys.stderr)

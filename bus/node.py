@@ -105,6 +105,7 @@ class Node:
         self._stop = False
         self._started = False
         self._announced = False
+        self._closed = False
 
     # --- declaring -----------------------------------------------------------
     def subscribe(self, prefix: str, handler: Handler) -> None:
@@ -202,6 +203,9 @@ class Node:
         self._wakeup.wake()
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self.stop()
         for lane in self._lanes.values():
             lane.close()

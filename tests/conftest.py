@@ -140,5 +140,20 @@ def nodes(runtime):
         node.close()
 
 
+def wait_line(stream, contains: str, timeout: float = DEADLINE_S) -> str:
+    """Read lines from a child's pipe until one contains ``contains``."""
+    import select
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([stream], [], [], remaining)[0]:
+            raise AssertionError(f"no line containing {contains!r} within {timeout:g} s")
+        line = stream.readline()
+        if not line:
+            raise AssertionError(f"stream closed before a line containing {contains!r}")
+        if contains in line:
+            return line
+
+
 def read_json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -1,0 +1,217 @@
+"""Publish/subscribe across real processes and sockets: delivery, latched state, malformed input."""
+
+import os
+import signal
+import time
+
+import zmq
+
+from bus.envelope import encode
+from bus.topics import TOPICS
+from tests.conftest import DEADLINE_S, read_json_lines, wait_for, wait_line
+
+
+def collect(node, prefix):
+    got = []
+    node.subscribe(prefix, got.append)
+    return got
+
+
+def test_messages_cross_processes_in_order_with_no_gaps(broker, procs, nodes):
+    sub = nodes("listener")
+    got = collect(sub, "demo.tick")
+    sub.start()
+    for n in range(1, 6):
+        result = procs.run_lens("bus", "pub", "demo.tick", f"n={n}", f"text=hello {n}")
+        assert result.returncode == 0, result.stderr
+    wait_for(lambda: len(got) >= 5, what="five ticks", poll=sub.run_once)
+    assert [m.payload["n"] for m in got] == [1, 2, 3, 4, 5]
+    assert got[0].payload["text"] == "hello 1"
+    assert sub.intake.totals()["malformed"] == 0
+
+
+def test_sniff_json_prints_a_message_published_by_another_process(broker, procs):
+    sniffer = procs.lens("bus", "sniff", "demo.tick", "--json", "--count", "1", "--timeout", str(DEADLINE_S))
+    demo = procs.start_ready("-m", "bus.demo")
+    out, err = sniffer.communicate(timeout=DEADLINE_S + 10)
+    assert sniffer.returncode == 0, err
+    [line] = read_json_lines(out)
+    assert line["topic"] == "demo.tick" and line["source"] == "demo"
+    assert line["payload"]["text"].startswith("tick ")
+    procs.stop(demo)
+
+
+def test_latched_state_reaches_a_late_joiner_and_a_restarted_subscriber(broker, procs, nodes):
+    publisher = nodes("demo")
+    publisher.start()
+    publisher.publish("demo.status", uptime_s=1.5, ticks=42, started_wall=time.time())
+    publisher.publish("demo.tick", n=1, text="an event is not latched")
+    # Each run of `sniff --count 1` is a fresh subscriber process joining after the fact.
+    for attempt in range(2):
+        result = procs.run_lens("bus", "sniff", "demo", "--json", "--count", "1", "--timeout", str(DEADLINE_S))
+        assert result.returncode == 0, result.stderr
+        [line] = read_json_lines(result.stdout)
+        assert line["topic"] == "demo.status" and line["latched"] is True
+        assert line["payload"]["ticks"] == 42
+
+
+def test_latched_state_is_delivered_by_the_time_start_returns(broker, nodes):
+    publisher = nodes("demo")
+    publisher.start()
+    publisher.publish("demo.status", uptime_s=1.0, ticks=7, started_wall=0.0)
+    publisher.run_once(0)
+    late = nodes("late")
+    got = collect(late, "demo.status")
+    late.start()
+    late.run_once(0)  # start() delivers through the loop; the message is already here
+    assert [m.payload["ticks"] for m in got] == [7]
+
+
+def test_every_malformed_frame_is_counted_and_the_next_valid_one_delivered(broker, runtime, nodes, procs):
+    from tests.bus.test_envelope import MALFORMED
+
+    sub = nodes("victim")
+    got = collect(sub, "")
+    sub.start()
+    sniffer = procs.lens("bus", "sniff", "demo.tick", "--json", "--count", "1", "--timeout", str(DEADLINE_S))
+    wait_line(sniffer.stderr, "listening")
+    ctx = zmq.Context()
+    raw = ctx.socket(zmq.PUB)
+    raw.connect(runtime.publish_endpoint("reliable"))
+    primer = iter(range(1, 10**6))
+    # A raw socket has no probe: prime with valid messages until one is known to have arrived.
+    wait_for(lambda: raw.send_multipart(encode(TOPICS["demo.status"], "primer", 1, next(primer),
+                                                {"uptime_s": 0.0, "ticks": 0, "started_wall": 0.0}))
+             or any(m.source == "primer" for m in got), what="the raw socket to reach the broker", poll=sub.run_once)
+    for frames in MALFORMED.values():
+        raw.send_multipart(frames)
+    raw.send_multipart(encode(TOPICS["demo.tick"], "demo", 99, 1, {"n": 1, "text": "after the garbage"}))
+    wait_for(lambda: any(m.topic == "demo.tick" for m in got), what="the valid message", poll=sub.run_once)
+    assert sub.intake.totals()["malformed"] == len(MALFORMED)
+    assert sub.intake.counters["no.such.topic"].malformed == 1
+    assert [m.payload["text"] for m in got if m.topic == "demo.tick"] == ["after the garbage"]
+    out, err = sniffer.communicate(timeout=DEADLINE_S + 10)
+    assert sniffer.returncode == 0, err
+    assert read_json_lines(out)[0]["payload"]["text"] == "after the garbage"
+    raw.close(0)
+    ctx.term()
+
+
+def test_broker_killed_and_restarted_publishers_and_subscribers_resume(broker, procs, nodes):
+    publisher = nodes("demo")
+    publisher.start()
+    publisher.publish("demo.status", uptime_s=1.0, ticks=1, started_wall=0.0)
+    sub = nodes("listener")
+    ticks = collect(sub, "demo.tick")
+    sub.start()
+    publisher.publish("demo.tick", n=1, text="before")
+    wait_for(lambda: len(ticks) == 1, what="first tick", poll=sub.run_once)
+
+    procs.stop(broker, signal.SIGKILL)
+    wait_for(lambda: not publisher.ready and not sub.ready, what="both nodes to notice",
+             poll=lambda t: (publisher.run_once(t / 2), sub.run_once(t / 2)))
+    publisher.publish("demo.tick", n=2, text="during the outage")  # queued, not lost
+    publisher.publish("demo.status", uptime_s=2.0, ticks=2, started_wall=0.0)
+    procs.start_broker()
+    # The subscriber is back first, so the queued event has someone to reach (see the next test).
+    wait_for(lambda: sub.ready, what="the subscriber to reconfirm", poll=sub.run_once)
+
+    def both_turns(t):
+        publisher.run_once(t / 2)
+        sub.run_once(t / 2)
+
+    wait_for(lambda: publisher.ready, what="the publisher to reconfirm", poll=both_turns)
+    publisher.publish("demo.tick", n=3, text="after")
+    wait_for(lambda: len(ticks) >= 3, what="ticks after the restart", poll=both_turns)
+    assert [m.payload["n"] for m in ticks] == [1, 2, 3]
+    assert sub.intake.counters["demo.tick"].drops == 0
+    # The new broker learned the present from the publisher, without anyone publishing it anew:
+    result = procs.run_lens("bus", "sniff", "demo.status", "--json", "--count", "1", "--timeout", str(DEADLINE_S))
+    assert read_json_lines(result.stdout)[0]["payload"]["ticks"] == 2
+
+
+def test_an_event_missed_during_a_broker_restart_is_reported_as_a_drop(broker, procs, nodes):
+    publisher = nodes("demo")
+    publisher.start()
+    sub = nodes("listener")
+    ticks = collect(sub, "demo.tick")
+    sub.start()
+    publisher.publish("demo.tick", n=1, text="before")
+    wait_for(lambda: ticks, what="first tick", poll=sub.run_once)
+    procs.stop(broker, signal.SIGKILL)
+    wait_for(lambda: not publisher.ready and not sub.ready, what="both nodes to notice",
+             poll=lambda t: (publisher.run_once(t / 2), sub.run_once(t / 2)))
+    publisher.publish("demo.tick", n=2, text="during the outage")
+    procs.start_broker()
+    # This time the publisher is back (and flushes) before the subscriber has re-subscribed.
+    wait_for(lambda: publisher.ready, what="the publisher to reconfirm", poll=publisher.run_once)
+    wait_for(lambda: sub.ready, what="the subscriber to reconfirm", poll=sub.run_once)
+    publisher.publish("demo.tick", n=3, text="after")
+    wait_for(lambda: any(m.payload["n"] == 3 for m in ticks), what="the tick after", poll=lambda t: (publisher.run_once(0), sub.run_once(t)))
+    received = [m.payload["n"] for m in ticks]
+    drops = sub.intake.counters["demo.tick"].drops
+    assert received in ([1, 3], [1, 2, 3])  # 2 arrives only if the subscriber won the race anyway
+    assert drops == (1 if received == [1, 3] else 0)  # never silent
+
+
+def test_a_crashed_brokers_successor_serves_the_state_of_a_publisher_that_is_gone(broker, procs, nodes):
+    publisher = nodes("demo")
+    publisher.start()
+    publisher.publish("demo.status", uptime_s=3.0, ticks=3, started_wall=0.0)
+    probe = nodes("probe")
+    got = collect(probe, "demo.status")
+    probe.start()
+    wait_for(lambda: got, what="status through the broker", poll=probe.run_once)
+    publisher.close()
+    wait_for(lambda: procs.runtime.cache_path.exists(), what="the latched cache on disk")
+    procs.stop(broker, signal.SIGKILL)
+    procs.start_broker()
+    result = procs.run_lens("bus", "sniff", "demo.status", "--json", "--count", "1", "--timeout", str(DEADLINE_S))
+    assert read_json_lines(result.stdout)[0]["payload"]["ticks"] == 3
+
+
+def test_a_second_broker_on_the_same_runtime_dir_is_refused(broker, procs):
+    second = procs.start("-m", "bus.broker")
+    out, err = second.communicate(timeout=DEADLINE_S)
+    assert second.returncode == 1
+    assert f"another broker (pid {broker.pid})" in err
+    assert broker.poll() is None
+
+
+def test_broker_sockets_are_not_world_accessible(broker, runtime):
+    assert (runtime.dir.stat().st_mode & 0o777) == 0o700
+    for name in runtime.socket_names():
+        mode = runtime.path(name).stat().st_mode
+        assert not mode & 0o007, f"{name} is {oct(mode)}"
+
+
+def test_stopping_the_broker_removes_its_sockets_and_lock(broker, procs, runtime):
+    assert procs.stop(broker) == 0
+    leftovers = [p.name for p in runtime.dir.iterdir()]
+    assert leftovers == []
+
+
+def test_an_idle_subscriber_blocks_in_poll_instead_of_spinning(broker, nodes):
+    node = nodes("idle")
+    node.subscribe("demo.tick", lambda m: None)
+    node.start()
+    cpu_before = os.times()
+    wall_before = time.monotonic()
+    # one turn of the loop with nothing to do must sleep for its whole timeout
+    node.run_once(0.5)
+    waited = time.monotonic() - wall_before
+    used = (os.times().user - cpu_before.user) + (os.times().system - cpu_before.system)
+    assert waited >= 0.5
+    assert used < waited  # a spinning loop would burn the whole interval (ratio, not a time budget)
+
+
+def test_sniffer_exits_nonzero_when_count_is_not_reached(broker, procs):
+    result = procs.run_lens("bus", "sniff", "demo.tick", "--live", "--count", "1", "--timeout", "0.5")
+    assert result.returncode == 1
+    assert "0 of 1 messages" in result.stderr
+
+
+def test_tools_fail_clearly_without_a_broker(procs):
+    result = procs.run_lens("bus", "call", "demo.echo.request", "text=x", "--timeout", "0.5")
+    assert result.returncode == 2
+    assert "is `lens bus broker` running?" in result.stderr
