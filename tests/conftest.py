@@ -140,19 +140,62 @@ def nodes(runtime):
         node.close()
 
 
+_readers: dict[int, "queue.Queue[str | None]"] = {}
+
+
 def wait_line(stream, contains: str, timeout: float = DEADLINE_S) -> str:
-    """Read lines from a child's pipe until one contains ``contains``."""
-    import select
+    """Read a child's pipe until a line contains ``contains``.
+
+    A thread per stream reads lines into a queue: select() on a buffered text
+    stream misses lines already sitting in Python's buffer."""
+    import queue
+    import threading
+
+    lines = _readers.get(id(stream))
+    if lines is None:
+        lines = _readers[id(stream)] = queue.Queue()
+
+        def pump():
+            for line in stream:
+                lines.put(line)
+            lines.put(None)
+        threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + timeout
     while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([stream], [], [], remaining)[0]:
-            raise AssertionError(f"no line containing {contains!r} within {timeout:g} s")
-        line = stream.readline()
-        if not line:
+        try:
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0.001))
+        except queue.Empty:
+            raise AssertionError(f"no line containing {contains!r} within {timeout:g} s") from None
+        if line is None:
             raise AssertionError(f"stream closed before a line containing {contains!r}")
         if contains in line:
             return line
+
+
+def drain_lines(stream) -> str:
+    """What a wait_line reader thread has collected and will collect until the stream closes."""
+    lines = _readers.pop(id(stream))
+    out = []
+    while (line := lines.get(timeout=DEADLINE_S)) is not None:
+        out.append(line)
+    return "".join(out)
+
+
+def children_of(pid: int, contains: str = "") -> list[int]:
+    """Live child processes of ``pid`` whose command line contains ``contains``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and contains in cmdline:
+            found.append(int(entry.name))
+    return found
 
 
 def read_json_lines(text: str) -> list[dict]:

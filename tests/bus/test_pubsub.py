@@ -33,8 +33,8 @@ def test_messages_cross_processes_in_order_with_no_gaps(broker, procs, nodes):
 def test_sniff_json_prints_a_message_published_by_another_process(broker, procs):
     sniffer = procs.lens("bus", "sniff", "demo.tick", "--json", "--count", "1", "--timeout", str(DEADLINE_S))
     demo = procs.start_ready("-m", "bus.demo")
-    out, err = sniffer.communicate(timeout=DEADLINE_S + 10)
-    assert sniffer.returncode == 0, err
+    out = sniffer.stdout.read()  # stderr belongs to wait_line's reader
+    assert sniffer.wait(DEADLINE_S) == 0
     [line] = read_json_lines(out)
     assert line["topic"] == "demo.tick" and line["source"] == "demo"
     assert line["payload"]["text"].startswith("tick ")
@@ -90,8 +90,8 @@ def test_every_malformed_frame_is_counted_and_the_next_valid_one_delivered(broke
     assert sub.intake.totals()["malformed"] == len(MALFORMED)
     assert sub.intake.counters["no.such.topic"].malformed == 1
     assert [m.payload["text"] for m in got if m.topic == "demo.tick"] == ["after the garbage"]
-    out, err = sniffer.communicate(timeout=DEADLINE_S + 10)
-    assert sniffer.returncode == 0, err
+    out = sniffer.stdout.read()  # stderr belongs to wait_line's reader
+    assert sniffer.wait(DEADLINE_S) == 0
     assert read_json_lines(out)[0]["payload"]["text"] == "after the garbage"
     raw.close(0)
     ctx.term()

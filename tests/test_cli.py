@@ -1,0 +1,133 @@
+"""The `lens` command line: help everywhere, clear errors, machine-readable output, and `lens up`."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+
+import pytest
+
+from bus import sdnotify
+from bus.errors import RuntimeDirError
+from bus.runtime import Runtime
+from shell.cli import build_parser, main
+from tests.conftest import DEADLINE_S, children_of, drain_lines, read_json_lines, wait_line
+
+
+def all_command_paths(parser, prefix=()):
+    yield prefix
+    for action in parser._actions:
+        if hasattr(action, "choices") and isinstance(action.choices, dict):
+            for name, sub in action.choices.items():
+                yield from all_command_paths(sub, (*prefix, name))
+
+
+@pytest.mark.parametrize("path", list(all_command_paths(build_parser())), ids=" ".join)
+def test_every_command_has_help(path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*path, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: lens" in capsys.readouterr().out
+
+
+def test_pub_rejects_a_payload_that_does_not_match_the_table(procs):
+    result = procs.run_lens("bus", "pub", "demo.tick", "n=many", "text=x")
+    assert result.returncode == 2
+    assert "field 'n' must be int, got 'many'" in result.stderr
+    result = procs.run_lens("bus", "pub", "demo.tick", "n=1")
+    assert result.returncode == 2
+    assert "missing required field 'text'" in result.stderr
+    result = procs.run_lens("bus", "pub", "demo.tick", "n=1", "text=x", "colour=red")
+    assert "unknown field(s) colour" in result.stderr
+
+
+def test_sniff_refuses_a_prefix_no_topic_has(procs):
+    result = procs.run_lens("bus", "sniff", "powr")
+    assert result.returncode == 2
+    assert "no topic in bus/topics.py matches the prefix 'powr'" in result.stderr
+
+
+def test_top_once_json_reports_rates_and_publishers(broker, procs):
+    procs.start_ready("-m", "bus.demo")
+    result = procs.run_lens("bus", "top", "--once", "--json", "--window", "1.5")
+    assert result.returncode == 0, result.stderr
+    topics = json.loads(result.stdout)["topics"]
+    wave = topics["demo.wave"]
+    assert wave["publishers"] == ["demo"] and wave["hz"] > 0 and wave["bytes_per_s"] > 0
+    assert wave["drops"] == 0 and wave["nominal_hz"] == 10
+
+
+def test_list_json_shows_the_table_and_who_publishes(broker, procs):
+    procs.start_ready("-m", "bus.demo")
+    result = procs.run_lens("bus", "list", "--json", "--listen", "1.5")
+    rows = {row["topic"]: row for row in json.loads(result.stdout)["topics"]}
+    assert rows["demo.status"]["kind"] == "state" and rows["demo.status"]["has_latched"]
+    assert rows["demo.tick"]["publishers"] == ["demo"]
+    assert rows["demo.echo.reply"]["owner"] == "demo"
+
+
+def test_runtime_dir_must_be_safe_and_short(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    with pytest.raises(RuntimeDirError, match="world-writable"):
+        Runtime.resolve(shared)
+    with pytest.raises(RuntimeDirError, match="too long for ipc://"):
+        Runtime.resolve(tmp_path / ("x" * 120))
+
+
+def test_sd_notify_reaches_a_real_socket(tmp_path, monkeypatch):
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        assert sdnotify.notify("READY=1", "STATUS=hi")
+        assert sock.recv(100) == b"READY=1\nSTATUS=hi"
+    abstract = f"@lens-test-{id(path)}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + abstract[1:])
+        monkeypatch.setenv("NOTIFY_SOCKET", abstract)
+        assert sdnotify.notify("WATCHDOG=1")
+        assert sock.recv(100) == b"WATCHDOG=1"
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert sdnotify.notify("READY=1") is False
+
+
+def test_watchdog_period_is_half_the_supervisors_timeout(monkeypatch):
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    assert sdnotify.watchdog_period() == 1.0
+    monkeypatch.setenv("WATCHDOG_PID", "1")  # watching someone else
+    assert sdnotify.watchdog_period() is None
+
+
+def test_lens_up_boots_to_all_ready_serves_the_bus_and_stops_cleanly(procs, runtime):
+    up = procs.lens("up", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_line(up.stdout, "processes ready in")
+    result = procs.run_lens("bus", "sniff", "demo.tick", "--json", "--count", "1", "--timeout", str(DEADLINE_S))
+    assert read_json_lines(result.stdout)[0]["source"] == "demo"
+    children = children_of(up.pid)
+    assert len(children) == 2  # broker and demo
+    up.send_signal(signal.SIGINT)
+    rest = drain_lines(up.stdout)
+    up.wait(DEADLINE_S)
+    assert up.returncode == 0, rest
+    assert "lensos: stopped" in rest
+    assert list(runtime.dir.iterdir()) == []  # no stale sockets, lock, cache or notify sockets
+    assert [pid for pid in children if os.path.exists(f"/proc/{pid}")] == []  # no orphans
+
+
+def test_lens_up_restarts_a_crashed_process(procs, runtime):
+    up = procs.lens("up", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_line(up.stdout, "processes ready in")
+    [demo_pid] = children_of(up.pid, "bus.demo")
+    os.kill(demo_pid, signal.SIGKILL)
+    wait_line(up.stdout, "demo exited with status -9; restarting")
+    result = procs.run_lens("bus", "sniff", "demo.tick", "--live", "--json", "--count", "1",
+                            "--timeout", str(DEADLINE_S))
+    assert result.returncode == 0, result.stderr
+    up.send_signal(signal.SIGINT)
+    drain_lines(up.stdout)
+    up.wait(DEADLINE_S)
+    assert up.returncode == 0
