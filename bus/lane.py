@@ -25,6 +25,25 @@ RECONNECT_IVL_MS = 50
 RECONNECT_IVL_MAX_MS = 500
 PUB_LINGER_MS = 2000  # flush what is queued on a clean shutdown
 
+# Plain ints: pyzmq's Flag enums cost microseconds per message in `|` and conversions.
+_SNDMORE = int(zmq.SNDMORE)
+_NOBLOCK = int(zmq.NOBLOCK)
+_RCVMORE = int(zmq.RCVMORE)
+
+
+def send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
+    """send_multipart for the two-frame envelope, without its per-frame flag arithmetic."""
+    sock.send(frames[0], _SNDMORE)
+    sock.send(frames[1])
+
+
+def recv_frames(sock: zmq.Socket) -> list[bytes]:
+    """recv_multipart(NOBLOCK), lean; raises zmq.Again when nothing is waiting."""
+    frames = [sock.recv(_NOBLOCK)]
+    while sock.getsockopt(_RCVMORE):
+        frames.append(sock.recv())
+    return frames
+
 
 class Lane:
     def __init__(self, ctx: zmq.Context, runtime: Runtime, name: str):

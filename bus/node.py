@@ -38,7 +38,7 @@ from bus.envelope import MAX_SOURCE_LEN, Message, encode
 from bus.errors import (BusError, BusTimeout, NotOwner, RequestFailed, RequestRefused,
                         RequestTimeout, UnknownTopic)
 from bus.intake import Intake
-from bus.lane import Lane
+from bus.lane import Lane, recv_frames, send_frames
 from bus.runtime import Runtime
 from bus.timers import Timer, Timers
 from bus.topics import ANY_NODE, LANE_HWM, LANES, LATCHED, TOPICS, Kind, lookup, matches
@@ -131,8 +131,8 @@ class Node:
 
     # --- talking ---------------------------------------------------------------
     def publish(self, topic: str, **fields) -> None:
-        spec = lookup(topic)
-        if spec.kind is not Kind.REQUEST:
+        spec = TOPICS.get(topic) or lookup(topic)
+        if spec.owner != self.name and spec.kind is not Kind.REQUEST:
             self._check_owner(topic)
         spec.validate(fields)
         seq = self._seq[topic] + 1
@@ -264,7 +264,7 @@ class Node:
     def _send(self, lane_name: str, frames: list[bytes]) -> None:
         lane = self._lane(lane_name)
         if lane.confirmed:
-            lane.pub.send_multipart(frames)
+            send_frames(lane.pub, frames)
             return
         outbox = self._outbox[lane_name]
         if outbox.maxlen is None and len(outbox) >= OUTBOX_MAX:
@@ -279,7 +279,7 @@ class Node:
         spec = TOPICS[lane.probe_topic]
         self._seq[spec.name] += 1
         payload = {"node": self.name, "nonce": lane.nonce}
-        lane.pub.send_multipart(encode(spec, self.name, self.incarnation, self._seq[spec.name], payload))
+        send_frames(lane.pub, encode(spec, self.name, self.incarnation, self._seq[spec.name], payload))
 
     def _on_lane_confirmed(self, lane: Lane) -> None:
         lane.confirmed = True
@@ -287,12 +287,12 @@ class Node:
         outbox = self._outbox[lane.name]
         while outbox:
             frames = outbox.popleft()
-            lane.pub.send_multipart(frames)
+            send_frames(lane.pub, frames)
             sent.add(frames[0])
         # Re-send the present of every latched topic we own: a restarted broker has lost it.
         for topic, frames in self._latched_out.items():
             if TOPICS[topic].lane == lane.name and frames[0] not in sent:
-                lane.pub.send_multipart(frames)
+                send_frames(lane.pub, frames)
         if lane.name == "reliable" and self._snapshot_prefixes:
             self._request_snapshot()
         if self.ready and not self._announced:
@@ -404,19 +404,20 @@ class Node:
         if dispatch:
             self._drain_pending()
         now = time.monotonic()
-        wake = [now + timeout] if timeout is not None else []
-        for lane in self._lanes.values():
-            if lane.probe_due(now):
-                self._send_probe(lane)
-            if lane.next_wake() is not None:
-                wake.append(lane.next_wake())
-        if self._snapshot_waiting and self._latch is not None and self._lanes["reliable"].confirmed:
-            if now >= self._snapshot_retry_at:
-                self._request_snapshot()
-            wake.append(self._snapshot_retry_at)
-        if dispatch and self.timers.next_deadline() is not None:
-            wake.append(self.timers.next_deadline())
-        wait_ms = None if not wake else max(0, int((min(wake) - now) * 1000 + 0.999))
+        wake = now + timeout if timeout is not None else None
+        if not self.ready:  # probing or waiting for a snapshot: those have deadlines of their own
+            for lane in self._lanes.values():
+                if lane.probe_due(now):
+                    self._send_probe(lane)
+                if lane.next_wake() is not None:
+                    wake = _earliest(wake, lane.next_wake())
+            if self._snapshot_waiting and self._latch is not None and self._lanes["reliable"].confirmed:
+                if now >= self._snapshot_retry_at:
+                    self._request_snapshot()
+                wake = _earliest(wake, self._snapshot_retry_at)
+        if dispatch:
+            wake = _earliest(wake, self.timers.next_deadline())
+        wait_ms = None if wake is None else max(0, int((wake - now) * 1000 + 0.999))
         events = dict(self._get_poller().poll(wait_ms))
         for lane in list(self._lanes.values()):
             if lane.sub in events:
@@ -439,10 +440,10 @@ class Node:
             self.timers.run_due()
 
     def _drain_lane(self, lane: Lane) -> None:
-        recv, accept, pending = lane.sub.recv_multipart, self.intake.accept, self._pending
+        sock, accept, pending = lane.sub, self.intake.accept, self._pending
         for _ in range(DRAIN_BATCH):
             try:
-                frames = recv(zmq.NOBLOCK)
+                frames = recv_frames(sock)
             except zmq.Again:
                 return
             msg = accept(frames)
@@ -493,6 +494,10 @@ class Node:
             log.info("%s: %s, stopping", self.name, signal.Signals(signum).name)
             self._stop = True
         return self._wakeup.on_signals(on_signal)
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _normal(prefix: str) -> str:

@@ -119,6 +119,12 @@ _TABLE = [
     Topic("bus.broker.stats", Kind.STATE, "broker",
           {"uptime_s": "float", "lanes": "dict", "latched": "int", "pid": "int"}, rate_hz=0.5,
           doc="messages and bytes through each lane of the broker; number of latched topics held"),
+    # --- benchmark traffic (bench/bus.py) ----------------------------------------
+    Topic("bench.ping", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="latency probe"),
+    Topic("bench.pong", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="latency probe, answered"),
+    Topic("bench.blast", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="throughput traffic"),
+    Topic("bench.report", Kind.EVENT, ANY_NODE, {"received": "int", "first_ns": "int", "last_ns": "int",
+                                                  "drops": "int"}, doc="what the receiving side counted"),
     # --- the demo publisher that `make run` starts until the daemons exist ----
     Topic("demo.tick", Kind.EVENT, "demo", {"n": "int", "text": "str"}, rate_hz=1.0,
           doc="a counter, once a second"),
