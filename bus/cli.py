@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
-import time
 
 from bus.errors import BusError
 from bus.node import Node

@@ -140,7 +140,7 @@ def nodes(runtime):
         node.close()
 
 
-_readers: dict[int, "queue.Queue[str | None]"] = {}
+_readers: dict = {}  # stream id -> queue of its lines
 
 
 def wait_line(stream, contains: str, timeout: float = DEADLINE_S) -> str:
