@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -122,7 +123,6 @@ class Launcher:
             self._restart_due()
 
     def _poll(self, timeout: float | None) -> None:
-        import select
         fds = [c.notify for c in self.children.values()] + [self.wakeup]
         ready, _, _ = select.select(fds, [], [], timeout)
         for sock in ready:
@@ -185,10 +185,11 @@ def up(processes: list[Process], runtime: Runtime) -> int:
     launcher = Launcher(processes, runtime)
 
     def on_signal(signum: int) -> None:
-        launcher.stopping = True
+        # SIGCHLD only wakes the loop, which reaps and restarts; the others stop the system.
+        if signum != signal.SIGCHLD:
+            launcher.stopping = True
 
     restore = launcher.wakeup.on_signals(on_signal, (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD))
-    signal.signal(signal.SIGCHLD, lambda s, f: None)  # only to wake the select; reaping happens in the loop
     launcher.say(f"lensos: starting {len(processes)} processes on {runtime.dir}")
     try:
         if launcher.boot():
