@@ -295,11 +295,13 @@ class Node:
                 send_frames(lane.pub, frames)
         if lane.name == "reliable" and self._snapshot_prefixes:
             self._request_snapshot()
-        if self.ready and not self._announced:
-            self._announced = True
-            self._announce_ready()
+        self._announce_if_ready()
 
-    def _announce_ready(self) -> None:
+    def _announce_if_ready(self) -> None:
+        """READY=1 (and the watchdog timer) once, the first time every lane and the snapshot are in."""
+        if self._announced or not self.ready:
+            return
+        self._announced = True
         sdnotify.notify("READY=1", f"STATUS={self.name} on the bus")
         period = sdnotify.watchdog_period()
         if period:
@@ -336,9 +338,7 @@ class Node:
                 msg.latched = True
                 self._pending.append(msg)
         self._snapshot_waiting = False
-        if self.ready and not self._announced:
-            self._announced = True
-            self._announce_ready()
+        self._announce_if_ready()
 
     # --- internals: requests -------------------------------------------------------
     def _prepare_call(self, topic: str) -> tuple[int, _Call]:
