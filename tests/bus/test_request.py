@@ -77,3 +77,15 @@ def test_requests_and_replies_are_sniffable(broker, procs, nodes):
     assert request["topic"] == "demo.echo.request" and request["payload"]["text"] == "seen"
     assert reply["topic"] == "demo.echo.reply" and reply["payload"]["to"] == "client"
     assert reply["payload"]["cid"] == request["payload"]["cid"]
+
+
+def test_only_the_owner_named_in_the_table_may_publish_a_topic(runtime, nodes):
+    from bus.errors import NotOwner, UnknownTopic
+
+    intruder = nodes("not-demo")
+    with pytest.raises(NotOwner, match="demo.tick is published by demo, not by not-demo"):
+        intruder.publish("demo.tick", n=1, text="x")
+    with pytest.raises(UnknownTopic, match="unknown topic 'demo.tock'"):
+        intruder.publish("demo.tock", n=1)
+    intruder.publish("demo.echo.request", cid=1, text="anyone may ask")  # requests are open to all
+    nodes("demo").publish("demo.tick", n=1, text="the owner may")
