@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -140,7 +141,8 @@ def nodes(runtime):
         node.close()
 
 
-_readers: dict = {}  # stream id -> queue of its lines
+# stream -> queue of its lines; weak keys, because an id() is reused once a stream is collected
+_readers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def wait_line(stream, contains: str, timeout: float = DEADLINE_S) -> str:
@@ -151,9 +153,9 @@ def wait_line(stream, contains: str, timeout: float = DEADLINE_S) -> str:
     import queue
     import threading
 
-    lines = _readers.get(id(stream))
+    lines = _readers.get(stream)
     if lines is None:
-        lines = _readers[id(stream)] = queue.Queue()
+        lines = _readers[stream] = queue.Queue()
 
         def pump():
             for line in stream:
@@ -161,20 +163,22 @@ def wait_line(stream, contains: str, timeout: float = DEADLINE_S) -> str:
             lines.put(None)
         threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + timeout
+    seen = []
     while True:
         try:
             line = lines.get(timeout=max(deadline - time.monotonic(), 0.001))
         except queue.Empty:
-            raise AssertionError(f"no line containing {contains!r} within {timeout:g} s") from None
+            raise AssertionError(f"no line containing {contains!r} within {timeout:g} s; saw {seen}") from None
         if line is None:
-            raise AssertionError(f"stream closed before a line containing {contains!r}")
+            raise AssertionError(f"stream closed before a line containing {contains!r}; saw {seen}")
         if contains in line:
             return line
+        seen.append(line)
 
 
 def drain_lines(stream) -> str:
     """What a wait_line reader thread has collected and will collect until the stream closes."""
-    lines = _readers.pop(id(stream))
+    lines = _readers.pop(stream)
     out = []
     while (line := lines.get(timeout=DEADLINE_S)) is not None:
         out.append(line)
