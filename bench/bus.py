@@ -1,6 +1,6 @@
 """Benchmark: the lensos bus against raw pyzmq through the same C proxy, measured in one run.
 
-    python bench/bus.py [--pings 2000] [--blast 100000]
+    python bench/bus.py [--pings 2000] [--blast 100000] [--rounds 5]
 
 Both setups have three processes on ipc:// sockets in a fresh temp dir:
 a C XSUB/XPUB proxy (raw: zmq.proxy; lensos: the broker), an echoing
@@ -8,8 +8,10 @@ receiver, and this process. Latency is half the ping-pong round trip of a
 small msgpack message; throughput is what the receiver counts while this
 process publishes as fast as it can. Raw sockets get the same high-water
 marks as the lensos reliable lane, so both are measured lossless. A third
-lensos run repeats the latency with a sniffer attached. Only ratios against
-the same-run baseline mean anything on a noisy machine.
+lensos setup adds a sniffer. All setups run side by side and are measured in
+turn, round after round, and each figure is the median over rounds: only
+ratios against a baseline measured in the same spell mean anything on a
+noisy machine.
 """
 
 from __future__ import annotations
@@ -80,12 +82,15 @@ def raw_receiver(directory: str) -> None:
 
 def lens_receiver(directory: str) -> None:
     node = Node(f"bench-receiver-{os.getpid()}", Runtime.resolve(directory))
-    state = {"received": 0, "first": 0, "last": 0, "timer": None}
+    state = {"received": 0, "first": 0, "last": 0}
 
-    def report():
-        node.publish("bench.report", received=state["received"], first_ns=state["first"], last_ns=state["last"],
-                     drops=node.intake.counters["bench.blast"].drops)
-        state["received"] = 0
+    def report_when_idle():
+        # Checked on a slow timer rather than re-armed per message, as the raw receiver's poll timeout is.
+        if state["received"] and time.monotonic_ns() - state["last"] > IDLE_REPORT_S * 1e9:
+            node.publish("bench.report", received=state["received"], first_ns=state["first"],
+                         last_ns=state["last"], drops=node.intake.counters["bench.blast"].drops)
+            node.intake.counters["bench.blast"].drops = 0
+            state["received"] = 0
 
     def on_blast(msg):
         now = time.monotonic_ns()
@@ -93,12 +98,10 @@ def lens_receiver(directory: str) -> None:
             state["first"] = now
         state["received"] += 1
         state["last"] = now
-        if state["timer"] is not None:
-            state["timer"].cancel()
-        state["timer"] = node.after(IDLE_REPORT_S, report)
 
     node.subscribe("bench.ping", lambda msg: node.publish("bench.pong", **msg.payload))
     node.subscribe("bench.blast", on_blast)
+    node.every(IDLE_REPORT_S / 4, report_when_idle)
     node.run()
 
 
@@ -210,31 +213,51 @@ def stop(*children: subprocess.Popen) -> None:
             child.wait()
 
 
-def run_raw(directory: str, pings: int, blast: int) -> dict:
-    proxy = spawn("raw-proxy", directory)
-    receiver = spawn("raw-receiver", directory)
-    side = RawSide(directory)
-    try:
-        return measure(side, pings, blast)
-    finally:
-        side.close()
-        stop(receiver, proxy)
+class Setup:
+    """One system under test: its processes in their own temp dir, and the measuring side."""
+
+    def __init__(self, kind: str):
+        self.directory = tempfile.mkdtemp(prefix="lb-", dir="/tmp")
+        d = self.directory
+        if kind == "raw":
+            self.children = [spawn("raw-proxy", d), spawn("raw-receiver", d)]
+            self.side = RawSide(d)
+            return
+        self.children = [subprocess.Popen([sys.executable, "-m", "bus.broker", "--runtime-dir", d],
+                                          stderr=subprocess.DEVNULL), spawn("lens-receiver", d)]
+        if kind == "lens+sniffer":
+            self.children.append(subprocess.Popen([sys.executable, "-m", "shell.cli", "--runtime-dir", d,
+                                                   "bus", "sniff", "--json"], stdout=subprocess.DEVNULL))
+        self.side = LensSide(d)
+
+    def close(self) -> None:
+        self.side.close()
+        stop(*reversed(self.children))
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def run_lens(directory: str, pings: int, blast: int, sniffer: bool = False) -> dict:
-    broker = subprocess.Popen([sys.executable, "-m", "bus.broker", "--runtime-dir", directory],
-                              stderr=subprocess.DEVNULL)
-    receiver = spawn("lens-receiver", directory)
-    extra = []
-    if sniffer:
-        extra.append(subprocess.Popen([sys.executable, "-m", "shell.cli", "--runtime-dir", directory,
-                                       "bus", "sniff", "--json"], stdout=subprocess.DEVNULL))
-    side = LensSide(directory)
+def interleaved(names: dict[str, str], rounds: int, pings: int, blast: int) -> dict[str, dict]:
+    """Each setup measured once per round, in turn, so a slow spell of the machine hits them all alike.
+
+    Every figure is the median over rounds; lost and gaps are summed.
+    """
+    setups = {}
     try:
-        return measure(side, pings, blast)
+        for name, kind in names.items():
+            setups[name] = Setup(kind)
+        runs: dict[str, list[dict]] = {name: [] for name in names}
+        for _ in range(rounds):
+            for name, setup in setups.items():
+                runs[name].append(measure(setup.side, pings, blast))
     finally:
-        side.close()
-        stop(*extra, receiver, broker)
+        for setup in setups.values():
+            setup.close()
+    out = {}
+    for name, results in runs.items():
+        out[name] = {key: statistics.median(r[key] for r in results) for key in ("p50_us", "p99_us", "msgs_per_s")}
+        out[name]["lost"] = sum(r["lost"] for r in results)
+        out[name]["gaps"] = sum(r["gaps"] for r in results)
+    return out
 
 
 def time_to_latched(directory: str, runs: int = 20) -> float:
@@ -266,6 +289,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pings", type=int, default=2000)
     parser.add_argument("--blast", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; figures are medians")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -275,14 +299,8 @@ def main() -> int:
         roles[args.role](args.dir)
         return 0
 
-    results = {}
-    for name, run in (("raw pyzmq", run_raw), ("lensos", run_lens),
-                      ("lensos + sniffer", lambda d, p, b: run_lens(d, p, b, sniffer=True))):
-        directory = tempfile.mkdtemp(prefix="lb-", dir="/tmp")
-        try:
-            results[name] = run(directory, args.pings, args.blast)
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
+    results = interleaved({"raw pyzmq": "raw", "lensos": "lens", "lensos + sniffer": "lens+sniffer"},
+                          args.rounds, args.pings, args.blast)
     directory = tempfile.mkdtemp(prefix="lb-", dir="/tmp")
     try:
         latched_ms = time_to_latched(directory)
@@ -290,7 +308,8 @@ def main() -> int:
         shutil.rmtree(directory, ignore_errors=True)
 
     raw = results["raw pyzmq"]
-    print(f"bus benchmark: {args.pings} pings, {args.blast} messages blasted, ipc://, {os.cpu_count()} cores")
+    print(f"bus benchmark: {args.rounds} interleaved rounds of {args.pings} pings and {args.blast} messages "
+          f"blasted, ipc://, {os.cpu_count()} cores; medians over rounds")
     print(f"{'':18} {'p50 us':>8} {'p99 us':>8} {'msg/s':>10} {'lost':>6}  {'p50 x':>6} {'p99 x':>6} {'thru x':>6}")
     for name, r in results.items():
         print(f"{name:18} {r['p50_us']:8.1f} {r['p99_us']:8.1f} {r['msgs_per_s']:10.0f} {r['lost']:6d}  "

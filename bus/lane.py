@@ -1,4 +1,4 @@
-"""One lane of a node's connection to the broker: a PUB and a SUB socket and their monitors.
+"""One lane of a node's connection to the broker: a PUB and a SUB socket and a monitor.
 
 A lane is *confirmed* when a probe the node published on it has come back
 through the broker to the node's own SUB socket. ZeroMQ applies a socket's
@@ -29,6 +29,8 @@ PUB_LINGER_MS = 2000  # flush what is queued on a clean shutdown
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 
 def send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
@@ -38,11 +40,22 @@ def send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
 
 
 def recv_frames(sock: zmq.Socket) -> list[bytes]:
-    """recv_multipart(NOBLOCK), lean; raises zmq.Again when nothing is waiting."""
-    frames = [sock.recv(_NOBLOCK)]
-    while sock.getsockopt(_RCVMORE):
-        frames.append(sock.recv())
+    """recv_multipart(NOBLOCK), lean; raises zmq.Again when nothing is waiting.
+
+    Frames are taken uncopied because a Frame says whether more follow: that
+    saves a getsockopt(RCVMORE) call per frame, the larger cost for small messages.
+    """
+    frame = sock.recv(_NOBLOCK, copy=False)
+    frames = [frame.bytes]
+    while frame.more:
+        frame = sock.recv(copy=False)
+        frames.append(frame.bytes)
     return frames
+
+
+def readable(sock: zmq.Socket) -> bool:
+    """Whether a message is waiting. Asking costs a third of what a recv that raises zmq.Again does."""
+    return bool(sock.getsockopt(_EVENTS) & _POLLIN)
 
 
 class Lane:
@@ -59,8 +72,9 @@ class Lane:
         self.pub.setsockopt(zmq.LINGER, PUB_LINGER_MS)
         self.sub.setsockopt(zmq.RCVHWM, hwm)
         self.sub.setsockopt(zmq.LINGER, 0)
-        events = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
-        self.monitors = (self.pub.get_monitor_socket(events), self.sub.get_monitor_socket(events))
+        # The SUB side's monitor is enough: both sockets talk to the same broker
+        # process, and a probe sent before the PUB side reconnects is simply retried.
+        self.monitor = self.sub.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self.pub.connect(runtime.publish_endpoint(name))
         self.sub.connect(runtime.subscribe_endpoint(name))
         self.prefixes: set[str] = set()
@@ -94,10 +108,10 @@ class Lane:
         self._backoff = min(self._backoff * 2, PROBE_MAX_S)
         return True
 
-    def read_monitor(self, sock: zmq.Socket) -> str | None:
-        """'connected' or 'disconnected' for one pending monitor event."""
+    def read_monitor(self) -> str | None:
+        """'connected' or 'disconnected' for one pending monitor event, None when there is none."""
         try:
-            event = parse_monitor_message(sock.recv_multipart(zmq.NOBLOCK))["event"]
+            event = parse_monitor_message(self.monitor.recv_multipart(zmq.NOBLOCK))["event"]
         except zmq.Again:
             return None
         if event == zmq.EVENT_DISCONNECTED:
@@ -112,9 +126,7 @@ class Lane:
         return None if self.confirmed else self.next_probe
 
     def close(self) -> None:
-        self.pub.disable_monitor()
         self.sub.disable_monitor()
-        for sock in self.monitors:
-            sock.close(0)
+        self.monitor.close(0)
         self.pub.close()
         self.sub.close()

@@ -21,6 +21,7 @@ poll until a message, a timer or a signal: an idle node costs no CPU.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import secrets
@@ -38,10 +39,10 @@ from bus.envelope import MAX_SOURCE_LEN, Message, encode
 from bus.errors import (BusError, BusTimeout, NotOwner, RequestFailed, RequestRefused,
                         RequestTimeout, UnknownTopic)
 from bus.intake import Intake
-from bus.lane import Lane, recv_frames, send_frames
+from bus.lane import Lane, readable, recv_frames, send_frames
 from bus.runtime import Runtime
 from bus.timers import Timer, Timers
-from bus.topics import ANY_NODE, LANE_HWM, LANES, LATCHED, TOPICS, Kind, lookup, matches
+from bus.topics import ANY_NODE, LANE_HWM, LANES, LATCHED, TOPICS, Kind, Topic, lookup, matches
 from bus.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,10 @@ class Node:
         self._ctx = zmq.Context()
         self._lanes: dict[str, Lane] = {}
         self._subs: list[tuple[str, Handler]] = []
+        self._routes: dict[str, list[Handler]] = {}  # topic -> its handlers, worked out once
         self._servers: dict[str, Callable[[Message], dict | None]] = {}
         self._seq: dict[str, int] = defaultdict(int)
+        self._may_publish: dict[str, Topic] = {}
         self._latched_out: dict[str, list[bytes]] = {}
         self._outbox: dict[str, deque] = {"reliable": deque(), "stream": deque(maxlen=LANE_HWM["stream"])}
         self._pending: deque[Message] = deque()
@@ -100,7 +103,7 @@ class Node:
         self._snapshot_waiting = False
         self._snapshot_retry_at = 0.0
         self._snapshot_live: set[str] = set()
-        self._poller: zmq.Poller | None = None
+        self._poller: tuple[zmq.Poller, dict] | None = None
         self._wakeup = Wakeup()
         self._stop = False
         self._started = False
@@ -113,6 +116,7 @@ class Node:
         prefix = _normal(prefix)
         self._listen(prefix)
         self._subs.append((prefix, handler))
+        self._routes.clear()
 
     def serve(self, topic: str, handler: Callable[[Message], dict | None]) -> None:
         """Answer requests on ``topic``: return the result dict, or raise RequestRefused(why)."""
@@ -131,16 +135,18 @@ class Node:
 
     # --- talking ---------------------------------------------------------------
     def publish(self, topic: str, **fields) -> None:
-        spec = TOPICS.get(topic) or lookup(topic)
-        if spec.owner != self.name and spec.kind is not Kind.REQUEST:
-            self._check_owner(topic)
+        spec = self._may_publish.get(topic) or self._admit(topic)
         spec.validate(fields)
         seq = self._seq[topic] + 1
         frames = encode(spec, self.name, self.incarnation, seq, fields)
         self._seq[topic] = seq
         if spec.latched:
             self._latched_out[topic] = frames
-        self._send(spec.lane, frames)
+        lane = self._lanes.get(spec.lane)
+        if lane is not None and lane.confirmed:
+            send_frames(lane.pub, frames)
+        else:
+            self._send(spec.lane, frames)
 
     def request(self, topic: str, *, timeout: float = 2.0, **fields) -> dict:
         """Ask the topic's owner and wait for the answer; RequestTimeout or RequestFailed otherwise.
@@ -172,8 +178,12 @@ class Node:
     # --- running ---------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        return (self._started and all(lane.confirmed for lane in self._lanes.values())
-                and not self._snapshot_waiting)
+        if not self._started or self._snapshot_waiting:
+            return False
+        for lane in self._lanes.values():
+            if not lane.confirmed:
+                return False
+        return True
 
     def start(self, timeout: float = 5.0) -> "Node":
         """Connect and return once every subscription is live and latched state delivered."""
@@ -232,6 +242,14 @@ class Node:
         }
 
     # --- internals: subscriptions and sending -------------------------------------
+    def _admit(self, topic: str) -> Topic:
+        """The row for a topic this node may publish (remembered), or UnknownTopic / NotOwner."""
+        spec = lookup(topic)
+        if spec.kind is not Kind.REQUEST:  # anyone may ask; the owner answers
+            self._check_owner(topic)
+        self._may_publish[topic] = spec
+        return spec
+
     def _check_owner(self, topic: str) -> None:
         owner = TOPICS[topic].owner
         if owner not in (ANY_NODE, self.name) and not self.publish_any:
@@ -401,73 +419,92 @@ class Node:
             self._poll(remaining, dispatch=dispatch)
 
     def _poll(self, timeout: float | None, dispatch: bool) -> None:
-        if dispatch:
+        if dispatch and self._pending:
             self._drain_pending()
         now = time.monotonic()
-        wake = now + timeout if timeout is not None else None
-        if not self.ready:  # probing or waiting for a snapshot: those have deadlines of their own
-            for lane in self._lanes.values():
-                if lane.probe_due(now):
-                    self._send_probe(lane)
-                if lane.next_wake() is not None:
-                    wake = _earliest(wake, lane.next_wake())
-            if self._snapshot_waiting and self._latch is not None and self._lanes["reliable"].confirmed:
-                if now >= self._snapshot_retry_at:
-                    self._request_snapshot()
-                wake = _earliest(wake, self._snapshot_retry_at)
+        wake = None if timeout is None else now + timeout
+        if not self.ready:
+            wake = self._keep_connecting(now, wake)
         if dispatch:
             wake = _earliest(wake, self.timers.next_deadline())
-        wait_ms = None if wake is None else max(0, int((wake - now) * 1000 + 0.999))
-        events = dict(self._get_poller().poll(wait_ms))
-        for lane in list(self._lanes.values()):
-            if lane.sub in events:
-                self._drain_lane(lane)
-            for monitor in lane.monitors:
-                if monitor in events:
-                    while (event := lane.read_monitor(monitor)) is not None:
-                        if event == "disconnected":
-                            log.info("%s: lost the broker on the %s lane; reconnecting", self.name, lane.name)
-        if self._latch is not None and self._latch in events:
-            while True:
-                try:
-                    self._on_snapshot(self._latch.recv_multipart(zmq.NOBLOCK))
-                except zmq.Again:
-                    break
-        if self._wakeup.fileno() in events:
-            self._wakeup.drain()
+        wait_ms = -1 if wake is None else max(0, int((wake - now) * 1000 + 0.999))
+        poller, actions = self._get_poller()
+        for sock, _ in poller.poll(wait_ms):
+            actions[sock]()
         if dispatch:
-            self._drain_pending()
+            if self._pending:
+                self._drain_pending()
             self.timers.run_due()
 
+    def _keep_connecting(self, now: float, wake: float | None) -> float | None:
+        """Probe unconfirmed lanes and retry the snapshot; both have deadlines of their own."""
+        for lane in self._lanes.values():
+            if lane.probe_due(now):
+                self._send_probe(lane)
+            wake = _earliest(wake, lane.next_wake())
+        if self._snapshot_waiting and self._latch is not None and self._lanes["reliable"].confirmed:
+            if now >= self._snapshot_retry_at:
+                self._request_snapshot()
+            wake = _earliest(wake, self._snapshot_retry_at)
+        return wake
+
+    def _read_monitor(self, lane: Lane) -> None:
+        while (event := lane.read_monitor()) is not None:
+            if event == "disconnected":
+                log.info("%s: lost the broker on the %s lane; reconnecting", self.name, lane.name)
+
+    def _drain_latch(self) -> None:
+        while True:
+            try:
+                self._on_snapshot(self._latch.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+
     def _drain_lane(self, lane: Lane) -> None:
-        sock, accept, pending = lane.sub, self.intake.accept, self._pending
+        """Read what is waiting, up to DRAIN_BATCH messages.
+
+        After the first message one cheap readiness check decides: nothing more
+        (the usual case between events) ends here; more (a burst) is read until
+        zmq.Again, whose exception costs more than the check but only once per burst.
+        """
+        sock = lane.sub
+        burst = False
         for _ in range(DRAIN_BATCH):
             try:
                 frames = recv_frames(sock)
             except zmq.Again:
                 return
-            msg = accept(frames)
-            if msg is None:
-                continue
-            topic = msg.topic
-            if topic == lane.probe_topic:
-                if msg.payload["node"] == self.name and msg.payload["nonce"] == lane.nonce and not lane.confirmed:
-                    self._on_lane_confirmed(lane)
-                continue
-            if self._snapshot_waiting and topic in _LATCHED:
-                self._snapshot_live.add(topic)
-            if topic in self._reply_topics:
-                self._on_reply(msg)
-                continue
-            pending.append(msg)
+            msg = self.intake.accept(frames)
+            if msg is not None:
+                self._route(lane, msg)
+            if not burst:
+                if not readable(sock):
+                    return
+                burst = True
+
+    def _route(self, lane: Lane, msg: Message) -> None:
+        """Probes and replies are the node's own business; everything else waits for the handlers."""
+        topic = msg.topic
+        if topic == lane.probe_topic:
+            if msg.payload["node"] == self.name and msg.payload["nonce"] == lane.nonce and not lane.confirmed:
+                self._on_lane_confirmed(lane)
+            return
+        if self._snapshot_waiting and topic in _LATCHED:
+            self._snapshot_live.add(topic)
+        if topic in self._reply_topics:
+            self._on_reply(msg)
+        else:
+            self._pending.append(msg)
 
     def _drain_pending(self) -> None:
-        pending, subs = self._pending, self._subs
+        pending, routes = self._pending, self._routes
         while pending:
             msg = pending.popleft()
-            for prefix, handler in subs:
-                if not prefix or msg.topic == prefix or msg.topic.startswith(prefix + "."):
-                    self._call_handler(handler, msg)
+            handlers = routes.get(msg.topic)
+            if handlers is None:
+                handlers = routes[msg.topic] = [h for prefix, h in self._subs if matches(prefix, msg.topic)]
+            for handler in handlers:
+                self._call_handler(handler, msg)
 
     def _call_handler(self, handler: Callable, *args) -> None:
         try:
@@ -476,17 +513,20 @@ class Node:
             self.handler_errors += 1
             log.exception("%s: handler %s failed", self.name, getattr(handler, "__qualname__", handler))
 
-    def _get_poller(self) -> zmq.Poller:
+    def _get_poller(self) -> tuple[zmq.Poller, dict]:
+        """The poller and, for each thing it watches, what to do when it is readable."""
         if self._poller is None:
-            poller = zmq.Poller()
+            actions: dict = {}
             for lane in self._lanes.values():
-                poller.register(lane.sub, zmq.POLLIN)
-                for monitor in lane.monitors:
-                    poller.register(monitor, zmq.POLLIN)
+                actions[lane.sub] = functools.partial(self._drain_lane, lane)
+                actions[lane.monitor] = functools.partial(self._read_monitor, lane)
             if self._latch is not None:
-                poller.register(self._latch, zmq.POLLIN)
-            poller.register(self._wakeup.fileno(), zmq.POLLIN)
-            self._poller = poller
+                actions[self._latch] = self._drain_latch
+            actions[self._wakeup.fileno()] = self._wakeup.drain
+            poller = zmq.Poller()
+            for pollable in actions:
+                poller.register(pollable, zmq.POLLIN)
+            self._poller = (poller, actions)
         return self._poller
 
     def _install_signals(self) -> Callable[[], None]:

@@ -67,6 +67,9 @@ class Topic:
     reply: dict[str, str] | None = None  # REQUEST only: fields of a successful reply's result
     schema: Schema = field(init=False, repr=False, compare=False)
     result_schema: Schema | None = field(init=False, repr=False, compare=False, default=None)
+    # Derived from kind once, as plain attributes: publish reads them for every message.
+    latched: bool = field(init=False, repr=False, compare=False, default=False)
+    lane: str = field(init=False, repr=False, compare=False, default="reliable")
 
     def __post_init__(self):
         declared = dict(self.fields)
@@ -77,14 +80,8 @@ class Topic:
             object.__setattr__(self, "result_schema", Schema(self.reply))
         if not self.max_size:
             object.__setattr__(self, "max_size", _DEFAULT_MAX_SIZE[self.kind])
-
-    @property
-    def latched(self) -> bool:
-        return self.kind is Kind.STATE
-
-    @property
-    def lane(self) -> str:
-        return "stream" if self.kind is Kind.STREAM else "reliable"
+        object.__setattr__(self, "latched", self.kind is Kind.STATE)  # latched: the broker keeps the last one
+        object.__setattr__(self, "lane", "stream" if self.kind is Kind.STREAM else "reliable")
 
     @property
     def reply_topic(self) -> str:
@@ -92,9 +89,11 @@ class Topic:
 
     def validate(self, payload: dict) -> None:
         self.schema.validate(self.name, payload)
-        if self.kind is Kind.REPLY and payload.get("ok") and self.result_schema is not None:
+        if self.kind is not Kind.REPLY:
+            return
+        if payload.get("ok") and self.result_schema is not None:
             self.result_schema.validate(self.name + " result", payload.get("result") or {})
-        if self.kind is Kind.REPLY and not payload.get("ok") and not payload.get("error"):
+        if not payload.get("ok") and not payload.get("error"):
             raise PayloadError(f"{self.name}: a failed reply must say why in 'error'")
 
 
