@@ -36,6 +36,9 @@ from bus.runtime import Runtime  # noqa: E402
 from bus.topics import LANE_HWM  # noqa: E402
 
 HWM = LANE_HWM["reliable"]
+# The floor is the leanest pyzmq: two plain send/recv calls with an int flag, no
+# send_multipart (whose per-frame flag handling costs microseconds) and no checks.
+SNDMORE = int(zmq.SNDMORE)
 IDLE_REPORT_S = 1.0  # the receiver reports this long after the last blast message
 
 
@@ -63,14 +66,15 @@ def raw_receiver(directory: str) -> None:
     drops = 0
     while True:
         if not sub.poll(IDLE_REPORT_S * 1000 if received else -1):
-            pub.send_multipart([b"bench.report", msgpack.packb(
-                {"received": received, "first_ns": first, "last_ns": last, "drops": drops})])
+            pub.send(b"bench.report", SNDMORE)
+            pub.send(msgpack.packb({"received": received, "first_ns": first, "last_ns": last, "drops": drops}))
             received, expected, drops = 0, 1, 0
             continue
-        topic, body = sub.recv_multipart()
+        topic, body = sub.recv(), sub.recv()
         payload = msgpack.unpackb(body)
         if topic == b"bench.ping":
-            pub.send_multipart([b"bench.pong", msgpack.packb(payload)])
+            pub.send(b"bench.pong", SNDMORE)
+            pub.send(msgpack.packb(payload))
         else:
             now = time.monotonic_ns()
             first = first if received else now
@@ -118,12 +122,13 @@ class RawSide:
         self.sub.setsockopt(zmq.SUBSCRIBE, b"bench.report")
 
     def send(self, topic: str, **payload) -> None:
-        self.pub.send_multipart([topic.encode(), msgpack.packb(payload)])
+        self.pub.send(topic.encode(), SNDMORE)
+        self.pub.send(msgpack.packb(payload))
 
     def receive(self, timeout_s: float) -> tuple[str, dict] | None:
         if not self.sub.poll(timeout_s * 1000):
             return None
-        topic, body = self.sub.recv_multipart()
+        topic, body = self.sub.recv(), self.sub.recv()
         return topic.decode(), msgpack.unpackb(body)
 
     def close(self) -> None:

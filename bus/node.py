@@ -39,7 +39,7 @@ from bus.envelope import MAX_SOURCE_LEN, Message, encode
 from bus.errors import (BusError, BusTimeout, NotOwner, RequestFailed, RequestRefused,
                         RequestTimeout, UnknownTopic)
 from bus.intake import Intake
-from bus.lane import Lane, readable, recv_frames, send_frames
+from bus.lane import Lane, recv_frames, send_frames
 from bus.runtime import Runtime
 from bus.timers import Timer, Timers
 from bus.topics import ANY_NODE, LANE_HWM, LANES, LATCHED, TOPICS, Kind, Topic, lookup, matches
@@ -51,6 +51,7 @@ Handler = Callable[[Message], None]
 OUTBOX_MAX = 100_000
 SNAPSHOT_RETRY_S = 0.5
 DRAIN_BATCH = 1000  # messages read from one socket before timers get a turn
+BACKLOG_AGE_NS = 1_000_000  # a message older than this on arrival means more are queued behind it
 _LATCHED = frozenset(LATCHED)
 
 
@@ -336,6 +337,8 @@ class Node:
             self._latch.send_multipart([b"", request], zmq.NOBLOCK)
         except zmq.Again:
             pass  # broker not connected yet; retried at _snapshot_retry_at
+        # A send may consume the edge its file descriptor would have signalled a reply with.
+        self._drain_latch()
 
     def _on_snapshot(self, frames: list[bytes]) -> None:
         try:
@@ -463,24 +466,25 @@ class Node:
     def _drain_lane(self, lane: Lane) -> None:
         """Read what is waiting, up to DRAIN_BATCH messages.
 
-        After the first message one cheap readiness check decides: nothing more
-        (the usual case between events) ends here; more (a burst) is read until
-        zmq.Again, whose exception costs more than the check but only once per burst.
+        Every ZeroMQ call costs a system call or two, and those dominate the
+        cost of a small message; asking whether more is waiting is such a call.
+        So the message's age decides instead: a fresh one means this node is
+        keeping up, and it goes back to poll (level-triggered for sockets, so
+        nothing waiting is missed); an old one means a backlog, read on until
+        zmq.Again. Publishers share this machine's monotonic clock.
         """
         sock = lane.sub
-        burst = False
         for _ in range(DRAIN_BATCH):
             try:
                 frames = recv_frames(sock)
             except zmq.Again:
                 return
             msg = self.intake.accept(frames)
-            if msg is not None:
-                self._route(lane, msg)
-            if not burst:
-                if not readable(sock):
-                    return
-                burst = True
+            if msg is None:
+                continue
+            self._route(lane, msg)
+            if time.monotonic_ns() - msg.mono_ns < BACKLOG_AGE_NS:
+                return
 
     def _route(self, lane: Lane, msg: Message) -> None:
         """Probes and replies are the node's own business; everything else waits for the handlers."""
@@ -519,14 +523,22 @@ class Node:
             actions: dict = {}
             for lane in self._lanes.values():
                 actions[lane.sub] = functools.partial(self._drain_lane, lane)
-                actions[lane.monitor] = functools.partial(self._read_monitor, lane)
+                # Rare events, watched through the sockets' own file descriptors: a
+                # socket in zmq_poll costs system calls on every poll, a plain fd none.
+                # Such an fd is edge-triggered, hence each action reads until zmq.Again.
+                actions[lane.monitor.getsockopt(zmq.FD)] = functools.partial(self._read_monitor, lane)
             if self._latch is not None:
-                actions[self._latch] = self._drain_latch
+                actions[self._latch.getsockopt(zmq.FD)] = self._drain_latch
             actions[self._wakeup.fileno()] = self._wakeup.drain
             poller = zmq.Poller()
             for pollable in actions:
                 poller.register(pollable, zmq.POLLIN)
             self._poller = (poller, actions)
+            # A ZeroMQ fd signals only once its socket has been found empty: read
+            # each now, or an event queued since it was created would never wake us.
+            for pollable, action in actions.items():
+                if type(pollable) is int and pollable != self._wakeup.fileno():
+                    action()
         return self._poller
 
     def _install_signals(self) -> Callable[[], None]:
