@@ -75,19 +75,14 @@ def decode(frames: list[bytes]) -> Message:
     if len(frames) != 2:
         raise MalformedMessage(f"expected 2 frames, got {len(frames)}")
     raw_topic, body = frames
-    if len(raw_topic) > MAX_TOPIC_LEN:
-        raise MalformedMessage(f"topic frame of {len(raw_topic)} bytes")
-    try:
-        name = raw_topic.decode()
-    except UnicodeDecodeError:
-        raise MalformedMessage("topic is not UTF-8") from None
-    topic = TOPICS.get(name)
+    topic = _BY_WIRE_NAME.get(raw_topic)
     if topic is None:
-        raise MalformedMessage("unknown topic", name)
+        raise MalformedMessage(*_unknown_topic(raw_topic))
+    name = topic.name
     if len(body) > topic.max_size:
         raise MalformedMessage(f"oversized: {len(body)} bytes > {topic.max_size}", name)
     try:
-        item = msgpack.unpackb(body, raw=False)
+        item = msgpack.unpackb(body)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         # ExtraData, FormatError, StackError and UnicodeDecodeError are all ValueErrors.
         raise MalformedMessage(f"body is not msgpack ({type(exc).__name__})", name) from None
@@ -107,3 +102,17 @@ def decode(frames: list[bytes]) -> Message:
     except PayloadError as exc:
         raise MalformedMessage(str(exc).removeprefix(name + ": "), name) from None
     return Message(name, source, incarnation, seq, mono_ns, wall_ns, payload, body)
+
+
+def _unknown_topic(raw_topic: bytes) -> tuple[str, ...]:
+    """Why a topic frame names no topic in the table: (reason,) or (reason, the name)."""
+    if len(raw_topic) > MAX_TOPIC_LEN:
+        return (f"topic frame of {len(raw_topic)} bytes",)
+    try:
+        return ("unknown topic", raw_topic.decode())
+    except UnicodeDecodeError:
+        return ("topic is not UTF-8",)
+
+
+# The table keyed by the topic frame itself: one dict lookup instead of decode-then-lookup.
+_BY_WIRE_NAME = {name.encode(): topic for name, topic in TOPICS.items()}

@@ -58,6 +58,17 @@ def test_top_once_json_reports_rates_and_publishers(broker, procs):
     assert wave["drops"] == 0 and wave["nominal_hz"] == 10
 
 
+def test_top_refreshes_the_table_until_interrupted(broker, procs):
+    procs.start_ready("-m", "bus.demo")
+    top = procs.lens("bus", "top", "--window", "1", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_line(top.stdout, "demo.wave")
+    wait_line(top.stdout, "\x1b[2J")  # a second screen: the table refreshes by itself
+    wait_line(top.stdout, "demo.wave")
+    top.send_signal(signal.SIGINT)
+    drain_lines(top.stdout)
+    assert top.wait(DEADLINE_S) == 0
+
+
 def test_list_json_shows_the_table_and_who_publishes(broker, procs):
     procs.start_ready("-m", "bus.demo")
     result = procs.run_lens("bus", "list", "--json", "--listen", "1.5")
@@ -131,3 +142,19 @@ def test_lens_up_restarts_a_crashed_process(procs, runtime):
     drain_lines(up.stdout)
     up.wait(DEADLINE_S)
     assert up.returncode == 0
+
+
+def test_lens_up_only_starts_the_named_processes_and_the_broker(procs, runtime):
+    up = procs.lens("up", "--only", "broker", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_line(up.stdout, "processes ready in")
+    children = children_of(up.pid)
+    assert len(children) == 1 and children == children_of(up.pid, "bus.broker")
+    up.send_signal(signal.SIGTERM)
+    drain_lines(up.stdout)
+    assert up.wait(DEADLINE_S) == 0
+
+
+def test_lens_up_only_refuses_a_process_it_does_not_know(procs):
+    result = procs.run_lens("up", "--only", "camerad,nosuch")
+    assert result.returncode == 2
+    assert "unknown process(es): camerad, nosuch" in result.stderr
