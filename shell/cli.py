@@ -8,6 +8,7 @@ import sys
 
 from bus import cli as bus_cli
 from bus.errors import BusError
+from shell import commands as shell_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
 
     bus_cli.add_parser(commands)
+    shell_commands.add_parsers(commands)
     return parser
 
 

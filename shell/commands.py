@@ -1,0 +1,33 @@
+"""`lens policy ...` and `lens shell ...`: the shell's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from shell import policy
+
+
+def add_parsers(commands) -> None:
+    pol = commands.add_parser("policy", help="check the policy files",
+                              description="The shell's rules and numbers, kept in policies/*.toml.")
+    pol_cmds = pol.add_subparsers(dest="policy_command", metavar="COMMAND", required=True)
+    check = pol_cmds.add_parser("check", help="validate a policy directory for every model, start nothing",
+                                description="Load every policy file for every model (S1, G1) and report "
+                                            "each error as file:line: key: why. Exit 1 when any is wrong.")
+    check.add_argument("directory", nargs="?", help=f"default: $LENS_POLICY_DIR or {policy.DEFAULT_DIR}")
+    check.add_argument("--json", action="store_true", help="one JSON object: directory, models, errors")
+    check.set_defaults(func=cmd_policy_check)
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    directory = str(policy.resolve_dir(args.directory))
+    errors = policy.check_all(args.directory)
+    if args.json:
+        print(json.dumps({"directory": directory, "models": list(policy.MODELS), "errors": errors}))
+    else:
+        for error in errors:
+            print(error)
+        if not errors:
+            print(f"{directory}: ok for {', '.join(m.upper() for m in policy.MODELS)}")
+    return 1 if errors else 0

@@ -1,0 +1,235 @@
+"""The policy files in policies/, their schema, and the loader that checks them.
+
+Every key the shell reads is declared here once, with its type, its range and
+what it means. Nothing has a default in code: a policy directory says
+everything, and anything it says wrong (a TOML syntax error, an unknown or
+missing key, a wrong type, a value out of range, numbers that contradict each
+other) is a PolicyError naming the file, the key and the line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "policies"
+RESOURCES = ("display", "audio_out", "mic", "camera")
+MODELS = ("s1", "g1")
+
+
+class PolicyError(ValueError):
+    """A policy file is wrong; the message starts with file:line."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: str  # int, float, bool, str, list[str]
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    doc: str = ""
+
+
+def _fraction(doc: str) -> Rule:
+    return Rule("float", 0.0, 1.0, doc=doc)
+
+
+# file -> section -> key -> Rule. A section that is a Rule instead of a dict
+# is an open table: any key, every value checked against that rule.
+SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
+    "system.toml": {
+        "boot": {
+            "required": Rule("list[str]", doc="daemons that must report ready before the shell leaves booting"),
+            "deadline_s": Rule("float", 0.1, 300.0, doc="how long to wait for them before running degraded"),
+        },
+        "idle": {
+            "dim_after_s": Rule("float", 1.0, 3600.0, doc="no input for this long: active -> idle"),
+            "sleep_after_s": Rule("float", 1.0, 86400.0, doc="idle for this much longer: sleep"),
+            "idle_brightness": _fraction("display brightness while idle"),
+        },
+        "power": {
+            "low_percent": Rule("int", 1, 99, doc="below this: low_power"),
+            "recover_percent": Rule("int", 1, 100, doc="leave low_power above this"),
+            "critical_percent": Rule("int", 0, 50, doc="below this: critical, orderly shutdown"),
+            "low_power_brightness": _fraction("display brightness in low_power"),
+        },
+        "swap": {
+            "brightness": _fraction("display brightness while a battery is out"),
+            "bridge_low_s": Rule("float", 1.0, 600.0, doc="bridge seconds left that trigger critical"),
+        },
+    },
+    "focus.toml": {
+        "priorities": Rule("int", 0, 1000, doc="priority of each class; higher wins"),
+        "roles": Rule("str", doc="the highest class a process may claim"),
+        "liveness": {
+            "heartbeat_timeout_s": Rule("float", 0.1, 60.0, doc="a silent owner loses focus after this"),
+        },
+        "ducking": {"level": _fraction("volume a ducked audio owner keeps")},
+    },
+    "privacy.toml": {
+        "led": {
+            "hold_s": Rule("float", 0.0, 60.0, doc="LED stays lit this long after the last capture"),
+            "confirm_timeout_s": Rule("float", 0.05, 10.0, doc="wait this long for the LED to confirm"),
+        },
+    },
+}
+MODEL_SCHEMA: dict[str, dict[str, Rule]] = {
+    "model": {
+        "name": Rule("str", doc="as shown to the wearer"),
+        "display": Rule("bool", doc="whether the glasses have a display"),
+        "resources": Rule("list[str]", choices=RESOURCES, doc="resources focus is arbitrated for"),
+        "batteries": Rule("int", 1, 4, doc="swappable batteries"),
+    },
+}
+REQUIRED_CLASSES = ("system_alert", "foreground", "background")
+
+
+@dataclass(frozen=True)
+class Policy:
+    directory: Path
+    model: str  # "s1" or "g1"
+    system: dict[str, dict[str, Any]]
+    focus: dict[str, dict[str, Any]]
+    privacy: dict[str, dict[str, Any]]
+    profile: dict[str, Any]  # the [model] table of models/<model>.toml
+
+    @property
+    def has_display(self) -> bool:
+        return self.profile["display"]
+
+    def priority(self, cls: str) -> int:
+        return self.focus["priorities"][cls]
+
+
+def load(directory: str | Path | None = None, model: str | None = None) -> Policy:
+    """Read and check every policy file; PolicyError on the first thing wrong."""
+    directory = resolve_dir(directory)
+    model = (model or os.environ.get("LENS_MODEL") or "s1").lower()
+    if model not in MODELS:
+        raise PolicyError(f"unknown model {model!r} (known: {', '.join(MODELS)})")
+    files = {name: _File.read(directory / name, schema) for name, schema in SCHEMA.items()}
+    profile = _File.read(directory / "models" / f"{model}.toml", MODEL_SCHEMA)
+    policy = Policy(directory, model, files["system.toml"].data, files["focus.toml"].data,
+                    files["privacy.toml"].data, profile.data["model"])
+    _cross_check(policy, files, profile)
+    return policy
+
+
+def resolve_dir(directory: str | Path | None = None) -> Path:
+    return Path(directory or os.environ.get("LENS_POLICY_DIR") or DEFAULT_DIR)
+
+
+def check_all(directory: str | Path | None = None) -> list[str]:
+    """Every model's view of a directory; the list of errors (empty when all is well)."""
+    errors = []
+    for model in MODELS:
+        try:
+            load(directory, model)
+        except PolicyError as exc:
+            if str(exc) not in errors:
+                errors.append(str(exc))
+    return errors
+
+
+class _File:
+    def __init__(self, path: Path, text: str, data: dict):
+        self.path, self.text, self.data = path, text, data
+
+    @classmethod
+    def read(cls, path: Path, schema: dict) -> "_File":
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PolicyError(f"{path}: missing (every policy file is required)") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyError(f"{path}: cannot be read: {exc}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            line = re.search(r"line (\d+)", str(exc))
+            raise PolicyError(f"{path}:{line.group(1) if line else 1}: not valid TOML: {exc}") from None
+        file = cls(path, text, data)
+        file._check(schema)
+        return file
+
+    def fail(self, section: str, key: str | None, why: str) -> PolicyError:
+        where = f"{section}.{key}" if key else f"[{section}]"
+        return PolicyError(f"{self.path}:{self.line_of(section, key)}: {where}: {why}")
+
+    def line_of(self, section: str, key: str | None) -> int:
+        """The line of ``key`` in ``[section]`` (or of the header); 1 when it is not written at all."""
+        current, header_line = None, 1
+        for number, line in enumerate(self.text.splitlines(), 1):
+            stripped = line.strip()
+            header = re.fullmatch(r"\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?", stripped)
+            if header:
+                current = header.group(1)
+                if current == section:
+                    header_line = number
+                    if key is None:
+                        return number
+                continue
+            if current == section and key is not None and re.match(rf'"?{re.escape(key)}"?\s*=', stripped):
+                return number
+        return header_line
+
+    def _check(self, schema: dict) -> None:
+        for section in self.data:
+            if section not in schema:
+                raise self.fail(section, None, f"unknown section (known: {', '.join(schema)})")
+        for section, rules in schema.items():
+            table = self.data.get(section)
+            if not isinstance(table, dict):
+                raise self.fail(section, None, "missing section" if table is None else "must be a table")
+            if isinstance(rules, Rule):  # open table
+                for key, value in table.items():
+                    self._check_value(section, key, value, rules)
+                continue
+            for key in table:
+                if key not in rules:
+                    raise self.fail(section, key, f"unknown key (known: {', '.join(rules)})")
+            for key, rule in rules.items():
+                if key not in table:
+                    raise self.fail(section, None, f"missing key '{key}' ({rule.kind}: {rule.doc})")
+                self._check_value(section, key, table[key], rule)
+
+    def _check_value(self, section: str, key: str, value: Any, rule: Rule) -> None:
+        ok = {
+            "int": type(value) is int,
+            "float": type(value) in (int, float),
+            "bool": type(value) is bool,
+            "str": type(value) is str,
+            "list[str]": type(value) is list and all(type(v) is str for v in value),
+        }[rule.kind]
+        if not ok:
+            raise self.fail(section, key, f"must be {rule.kind}, got {type(value).__name__} {value!r:.40}")
+        if rule.kind == "float":
+            self.data[section][key] = float(value)
+        if rule.low is not None and not rule.low <= value <= rule.high:
+            raise self.fail(section, key, f"{value} is out of range {rule.low:g}..{rule.high:g}")
+        for item in value if rule.kind == "list[str]" else ():
+            if rule.choices and item not in rule.choices:
+                raise self.fail(section, key, f"unknown {item!r} (known: {', '.join(rule.choices)})")
+
+
+def _cross_check(policy: Policy, files: dict[str, _File], profile: _File) -> None:
+    """Numbers that are each in range but contradict one another."""
+    system, focus = files["system.toml"], files["focus.toml"]
+    power = policy.system["power"]
+    if not power["critical_percent"] < power["low_percent"] < power["recover_percent"]:
+        raise system.fail("power", "recover_percent",
+                          "needs critical_percent < low_percent < recover_percent "
+                          f"(got {power['critical_percent']}, {power['low_percent']}, {power['recover_percent']})")
+    priorities = policy.focus["priorities"]
+    for cls in REQUIRED_CLASSES:
+        if cls not in priorities:
+            raise focus.fail("priorities", None, f"missing class '{cls}'")
+    for role, cls in policy.focus["roles"].items():
+        if cls not in priorities:
+            raise focus.fail("roles", role, f"class {cls!r} is not in [priorities]")
+    if policy.profile["display"] != ("display" in policy.profile["resources"]):
+        raise profile.fail("model", "resources", "lists 'display' exactly when display = true")

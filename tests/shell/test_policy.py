@@ -1,0 +1,80 @@
+"""The policy files: the shipped ones load for every model; each kind of mistake names file, key and line."""
+
+import json
+import shutil
+
+import pytest
+
+from shell import policy as policy_mod
+from shell.policy import PolicyError, load
+
+
+@pytest.fixture
+def pdir(tmp_path):
+    target = tmp_path / "policies"
+    shutil.copytree(policy_mod.DEFAULT_DIR, target)
+    return target
+
+
+def edit(path, old, new):
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def line_of(path, needle):
+    return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
+@pytest.mark.parametrize("model", ["s1", "g1"])
+def test_shipped_policies_load(model):
+    policy = load(model=model)
+    assert policy.model == model
+    assert policy.has_display == (model == "s1")
+    assert policy.priority("call") > policy.priority("foreground") > policy.priority("background")
+    assert isinstance(policy.system["boot"]["deadline_s"], float)
+
+
+@pytest.mark.parametrize("file, old, new, needle, message", [
+    ("system.toml", "deadline_s = 10.0", "deadline_s = -1.0", "deadline_s", "boot.deadline_s: -1.0 is out of range"),
+    ("system.toml", "low_percent = 15", 'low_percent = "low"', "low_percent", "power.low_percent: must be int"),
+    ("system.toml", "bridge_low_s = 15.0", "bridge_low_s = 15.0\nbridge_hi_s = 3", "bridge_hi_s",
+     "swap.bridge_hi_s: unknown key"),
+    ("system.toml", "recover_percent = 20", "recover_percent = 10", "recover_percent",
+     "needs critical_percent < low_percent < recover_percent"),
+    ("focus.toml", 'assistantd = "assistant"', 'assistantd = "wizard"', "assistantd",
+     "roles.assistantd: class 'wizard' is not in [priorities]"),
+    ("privacy.toml", "hold_s = 3.0", "hold_s = true", "hold_s", "led.hold_s: must be float"),
+    ("models/s1.toml", '"camera"]', '"camera", "laser"]', "resources", "unknown 'laser'"),
+    ("focus.toml", "level = 0.3", "level = 0.3 0.4", "level = 0.3", "not valid TOML"),
+])
+def test_a_bad_value_names_file_key_and_line(pdir, file, old, new, needle, message):
+    path = pdir / file
+    edit(path, old, new)
+    with pytest.raises(PolicyError) as err:
+        load(pdir, "s1")
+    assert str(err.value).startswith(f"{path}:{line_of(path, needle)}: "), str(err.value)
+    assert message in str(err.value)
+
+
+def test_a_missing_key_names_its_section(pdir):
+    path = pdir / "privacy.toml"
+    edit(path, "confirm_timeout_s = 1.0", "")
+    with pytest.raises(PolicyError, match=r"privacy.toml:\d+: \[led\]: missing key 'confirm_timeout_s'"):
+        load(pdir)
+
+
+def test_a_missing_file_is_named(pdir):
+    (pdir / "models" / "g1.toml").unlink()
+    with pytest.raises(PolicyError, match="g1.toml: missing"):
+        load(pdir, "g1")
+
+
+def test_lens_policy_check(pdir, procs):
+    ok = procs.run_lens("policy", "check", str(pdir), "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout) == {"directory": str(pdir), "models": ["s1", "g1"], "errors": []}
+    edit(pdir / "system.toml", "sleep_after_s = 40.0", "sleep_after_s = 0")
+    bad = procs.run_lens("policy", "check", str(pdir))
+    assert bad.returncode == 1
+    assert f"{pdir / 'system.toml'}:{line_of(pdir / 'system.toml', 'sleep_after_s')}: idle.sleep_after_s" in bad.stdout
