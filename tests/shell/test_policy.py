@@ -78,3 +78,13 @@ def test_lens_policy_check(pdir, procs):
     bad = procs.run_lens("policy", "check", str(pdir))
     assert bad.returncode == 1
     assert f"{pdir / 'system.toml'}:{line_of(pdir / 'system.toml', 'sleep_after_s')}: idle.sleep_after_s" in bad.stdout
+
+
+def test_lens_shell_graph_draws_every_state_as_mermaid(tmp_path, procs):
+    out = tmp_path / "shell.mmd"
+    result = procs.run_lens("shell", "graph", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert text.count("-->") >= 20
+    for state in ("booting", "active", "idle", "sleep", "low_power", "battery_swap", "critical", "shutdown"):
+        assert f'"{state}"' in text

@@ -1,0 +1,295 @@
+"""The shell's decisions, without I/O: events in, state and notices out.
+
+The daemon (shell/daemon.py) feeds it what arrives on the bus and publishes
+what it says; tests and the exhaustive explorer drive the very same object.
+Time is always passed in, so every timeout is deterministic under test.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from shell import machine
+from shell.focus import Arbiter, Decision, FocusError, Notice
+from shell.policy import Policy
+from shell.privacy import CAPTURE_RESOURCES, CaptureNotice, Privacy
+
+
+@dataclass
+class Power:
+    present: list[bool] = field(default_factory=lambda: [True, True])
+    percent: float = 100.0
+    bridge_s: float = 600.0  # seconds the bridge battery can carry the system alone
+
+
+class ShellCore:
+    def __init__(self, policy: Policy, now: float, restored: dict | None = None):
+        self.policy = policy
+        self.arbiter = Arbiter(policy.profile["resources"])
+        led = policy.privacy["led"]
+        self.privacy = Privacy(led["hold_s"], led["confirm_timeout_s"])
+        self.power = Power(present=[True] * policy.profile["batteries"])
+        self.ready: set[str] = set()
+        self.missing: list[str] = []  # required daemons that missed the boot deadline
+        self.boot_deadline = now + policy.system["boot"]["deadline_s"]
+        self.last_activity = now
+        self.resume_state = "active"
+        self.foreground: str | None = (restored or {}).get("foreground")
+        self.recording_allowed = True  # False tells camerad to checkpoint and hold
+        self.saved_state: dict | None = None
+        self.notices: list[Notice | CaptureNotice] = []  # to deliver; the daemon empties it
+        self.last_seen: dict[str, float] = {}  # focus owners' liveness
+        self.clock = now  # the time handed to callbacks that have no argument for it
+        self.state = "booting"
+        self.machine = machine.build(self)
+
+    # --- events ----------------------------------------------------------------
+    def daemon_ready(self, name: str, now: float) -> None:
+        self.clock = now
+        self.ready.add(name)
+        if self.state == "booting" and set(self.policy.system["boot"]["required"]) <= self.ready:
+            self.booted()
+            self._apply_power()
+        elif name in self.missing:
+            self.missing.remove(name)
+
+    def input(self, now: float) -> None:
+        self.clock = now
+        self.last_activity = now
+        self.activity()
+
+    def power_report(self, present: list[bool], percent: float, bridge_s: float, now: float) -> None:
+        self.clock = now
+        before = sum(self.power.present)
+        self.power = Power(list(present), percent, bridge_s)
+        if sum(present) < before:
+            self.battery_out()
+        elif sum(present) > before:
+            self.battery_in()
+        self._apply_power()
+
+    def focus_request(self, owner: str, resource: str, kind: str, cls: str, reason: str, now: float,
+                      purpose: str = "") -> Decision:
+        self.clock = now
+        refusal = self._refusal(owner, resource, cls, purpose)
+        if refusal:
+            return Decision("denied", refusal)
+        try:
+            decision = self.arbiter.request(owner, resource, kind, self.policy.priority(cls), cls, reason)
+        except FocusError as exc:
+            return Decision("denied", str(exc))
+        self.last_seen[owner] = now
+        if decision.status == "granted":
+            self._wake_after_swap()
+        self._deliver(decision.notices, now)
+        if decision.status == "granted" and resource in CAPTURE_RESOURCES:
+            self.notices += self.privacy.want(owner, resource, reason, now)
+        return decision
+
+    def focus_release(self, owner: str, resource: str, now: float, why: str = "released") -> None:
+        self.clock = now
+        if resource in CAPTURE_RESOURCES:
+            self.notices += self.privacy.stop(owner, resource, now)
+        self._deliver(self.arbiter.release(owner, resource, why), now)
+
+    def owner_gone(self, owner: str, now: float, why: str) -> list[str]:
+        """A focus owner exited or went silent: it loses everything; returns what it held."""
+        held = [r for r in self.arbiter.stacks if self.arbiter.holds(owner, r)]
+        for resource in self.arbiter.stacks:
+            self.focus_release(owner, resource, now, why)
+        self.last_seen.pop(owner, None)
+        if self.foreground == owner:
+            self.foreground = None
+        return held
+
+    def heartbeat(self, owner: str, now: float) -> None:
+        if owner in self.last_seen:
+            self.last_seen[owner] = now
+
+    def set_foreground(self, app: str, now: float) -> str | None:
+        """Only one foreground app: the previous one is backgrounded and loses the display."""
+        previous, self.foreground = self.foreground, app
+        if previous and previous != app and "display" in self.arbiter.stacks:
+            self.focus_release(previous, "display", now, f"backgrounded by {app}")
+        return previous if previous != app else None
+
+    def led_report(self, lit: bool, fault: str | None, now: float) -> None:
+        self.clock = now
+        notices = self.privacy.led_report(lit, fault, now)
+        self.notices += notices
+        for notice in notices:  # a revoked capture also loses its focus: capture must stop
+            if notice.status in ("revoked", "refused"):
+                self._deliver(self.arbiter.release(notice.owner, notice.resource, "capture LED failed"), now)
+
+    def tick(self, now: float) -> None:
+        """Timers: boot deadline, idle, LED confirm/hold, silent owners, the bridge."""
+        self.clock = now
+        for notice in self.privacy.tick(now):
+            self.notices.append(notice)
+            self._deliver(self.arbiter.release(notice.owner, notice.resource, "LED not confirmed"), now)
+        limit = self.policy.focus["liveness"]["heartbeat_timeout_s"]
+        for owner, seen in list(self.last_seen.items()):
+            if now - seen > limit:
+                self.owner_gone(owner, now, f"silent for {now - seen:.1f} s")
+        if self.state == "booting" and now >= self.boot_deadline:
+            self.missing = sorted(set(self.policy.system["boot"]["required"]) - self.ready)
+            self.booted()
+            self._apply_power()
+        idle = self.policy.system["idle"]
+        if self.state == "active" and now - self.last_activity >= idle["dim_after_s"]:
+            self.inactive()
+        if self.state in ("idle", "low_power") and \
+                now - self.last_activity >= idle["dim_after_s"] + idle["sleep_after_s"]:
+            self.idle_timeout()
+
+    def save_done(self, now: float) -> None:
+        """The daemon has written saved_state to disk: shutdown may proceed, capture stops."""
+        self.clock = now
+        self.saved()
+
+    def next_deadline(self) -> float | None:
+        idle = self.policy.system["idle"]
+        candidates = [self.privacy.next_deadline()]
+        if self.state == "booting":
+            candidates.append(self.boot_deadline)
+        if self.state == "active":
+            candidates.append(self.last_activity + idle["dim_after_s"])
+        if self.state in ("idle", "low_power"):
+            candidates.append(self.last_activity + idle["dim_after_s"] + idle["sleep_after_s"])
+        limit = self.policy.focus["liveness"]["heartbeat_timeout_s"]
+        candidates += [seen + limit for seen in self.last_seen.values()]
+        return min((c for c in candidates if c is not None), default=None)
+
+    # --- saving and restoring the whole decision state (the explorer's undo) ----------
+    _DATA = ("arbiter", "privacy", "power", "ready", "missing", "boot_deadline", "last_activity", "resume_state",
+             "foreground", "recording_allowed", "saved_state", "notices", "last_seen", "clock")
+
+    def export(self) -> dict:
+        return copy.deepcopy({name: getattr(self, name) for name in self._DATA} | {"state": self.state})
+
+    def restore(self, data: dict) -> None:
+        data = copy.deepcopy(data)
+        self.machine.set_state(data.pop("state"), model=self)
+        for name, value in data.items():
+            setattr(self, name, value)
+
+    # --- what the rest of the system sees -------------------------------------------
+    def snapshot(self) -> dict:
+        system = self.policy.system
+        brightness = {"active": 1.0, "idle": system["idle"]["idle_brightness"], "sleep": 0.0,
+                      "low_power": system["power"]["low_power_brightness"],
+                      "battery_swap": system["swap"]["brightness"]}.get(self.state, 0.0)
+        return {
+            "state": self.state,
+            "running": self.state in machine.RUNNING,
+            "degraded": list(self.missing),
+            "ready": sorted(self.ready),
+            "foreground": self.foreground,
+            "brightness": brightness if self.policy.has_display else 0.0,
+            "recording_allowed": self.recording_allowed,
+            "remote_calls": self.state in (*machine.RUNNING, "sleep"),
+            "power": {"present": self.power.present, "percent": self.power.percent,
+                      "bridge_s": self.power.bridge_s},
+            "focus": self.arbiter.snapshot(),
+            "privacy": self.privacy.snapshot(),
+        }
+
+    # --- transitions' callbacks (named in shell/machine.py) ---------------------------
+    def capturing(self) -> bool:
+        return bool(self.privacy.granted or self.privacy.pending)
+
+    def all_batteries_in(self) -> bool:
+        return all(self.power.present)
+
+    def resumes_active(self) -> bool:
+        return self.resume_state == "active"
+
+    def resumes_idle(self) -> bool:
+        return self.resume_state == "idle"
+
+    def resumes_sleep(self) -> bool:
+        return self.resume_state == "sleep"
+
+    def resumes_low_power(self) -> bool:
+        return self.resume_state == "low_power"
+
+    def remember_state(self) -> None:
+        self.resume_state = self.state
+
+    def enter_active(self) -> None:
+        self.recording_allowed = True
+
+    def enter_idle(self) -> None:
+        self.recording_allowed = True
+
+    def enter_sleep(self) -> None:
+        self.recording_allowed = True
+
+    def enter_low_power(self) -> None:
+        self.recording_allowed = False  # new video recording refused; see _refusal
+
+    def enter_swap(self) -> None:
+        self.recording_allowed = False  # camerad closes and flushes the segment
+
+    def enter_critical(self) -> None:
+        self.recording_allowed = False
+        self._stop_all_capture("the system is shutting down")
+        self.saved_state = {"foreground": self.foreground, "resume_state": self.resume_state}
+
+    def enter_shutdown(self) -> None:
+        self.recording_allowed = False
+        self._stop_all_capture("the system is shut down")
+
+    def _stop_all_capture(self, why: str) -> None:
+        for resource in (r for r in CAPTURE_RESOURCES if r in self.arbiter.stacks):
+            for claim in list(self.arbiter.stacks[resource]):
+                self.focus_release(claim.owner, resource, self.clock, why)
+
+    def note_activity(self) -> None:
+        self._wake_after_swap()
+
+    def _wake_after_swap(self) -> None:
+        """Someone is using the glasses during a swap: it must end awake, not back asleep."""
+        if self.state == "battery_swap" and self.resume_state in ("idle", "sleep"):
+            self.resume_state = "active"
+
+    # --- internals -----------------------------------------------------------------------
+    def _apply_power(self) -> None:
+        """Turn the latest power reading into the machine's triggers."""
+        power, thresholds = self.power, self.policy.system["power"]
+        if self.state in ("critical", "shutdown"):
+            return
+        if power.percent < thresholds["critical_percent"]:
+            self.power_critical()
+        elif self.state == "battery_swap" and power.bridge_s < self.policy.system["swap"]["bridge_low_s"]:
+            self.bridge_low()
+        elif power.percent < thresholds["low_percent"]:
+            self.power_low()
+        elif power.percent > thresholds["recover_percent"]:
+            self.power_ok()
+
+    def _refusal(self, owner: str, resource: str, cls: str, purpose: str) -> str | None:
+        if cls not in self.policy.focus["priorities"]:
+            return f"unknown priority class {cls!r}"
+        allowed = self.policy.focus["roles"].get(owner, "foreground" if owner == self.foreground else "background")
+        if self.policy.priority(cls) > self.policy.priority(allowed):
+            return f"{owner} may not claim {cls} (at most {allowed}, policies/focus.toml [roles])"
+        if self.state in ("critical", "shutdown"):
+            return f"the system is shutting down ({self.state})"
+        if resource in CAPTURE_RESOURCES and self.state == "sleep":
+            return "the glasses are asleep"
+        if purpose == "video" and not self.recording_allowed:
+            return f"video recording is not allowed in {self.state}"
+        return None
+
+    def _deliver(self, notices: list[Notice], now: float) -> None:
+        """Focus notices go out; an owner that lost camera or mic must also stop capturing."""
+        for notice in notices:
+            self.notices.append(notice)
+            if notice.resource in CAPTURE_RESOURCES:
+                if notice.status in ("lost", "suspended"):
+                    self.notices += self.privacy.stop(notice.owner, notice.resource, now)
+                elif notice.status == "granted" and self.state not in ("sleep", "critical", "shutdown"):
+                    claim = self.arbiter.holder(notice.resource)
+                    self.notices += self.privacy.want(notice.owner, notice.resource, claim.reason, now)

@@ -1,0 +1,120 @@
+"""The shell's system state machine, as a table for the `transitions` library.
+
+    booting -> running (active <-> idle) <-> sleep
+    any running or sleeping state -> battery_swap -> back where it was
+    running -> low_power -> running
+    anything -> critical -> shutdown
+
+States name what to do on entry (the ShellCore method); transitions name
+their guards. Hardware events (a battery pulled, the charge dropping) can
+arrive in any state, so each is declared for every state where it is
+possible, as an internal transition (dest None) where it changes nothing:
+an event that is not in this table for the current state is a bug and
+raises MachineError.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from transitions import Machine
+
+RUNNING = ("active", "idle")
+RESUMABLE = ("active", "idle", "sleep", "low_power")  # states a battery swap returns to
+ALIVE = ("booting", *RESUMABLE, "battery_swap")  # states critical can come from
+
+STATES = [
+    {"name": "booting"},
+    {"name": "active", "on_enter": "enter_active"},
+    {"name": "idle", "on_enter": "enter_idle"},
+    {"name": "sleep", "on_enter": "enter_sleep"},
+    {"name": "low_power", "on_enter": "enter_low_power"},
+    {"name": "battery_swap", "on_enter": "enter_swap"},
+    {"name": "critical", "on_enter": "enter_critical"},
+    {"name": "shutdown", "on_enter": "enter_shutdown"},
+]
+
+TRANSITIONS = [
+    {"trigger": "booted", "source": "booting", "dest": "active"},
+    # The wearer: a tap, the wake phrase, a notification.
+    {"trigger": "activity", "source": ["active", "idle", "sleep"], "dest": "active", "after": "note_activity"},
+    {"trigger": "activity", "source": ["booting", "low_power", "battery_swap", "critical", "shutdown"],
+     "dest": None, "after": "note_activity"},
+    {"trigger": "inactive", "source": "active", "dest": "idle"},
+    {"trigger": "idle_timeout", "source": ["idle", "low_power"], "dest": "sleep", "unless": "capturing"},
+    {"trigger": "idle_timeout", "source": ["idle", "low_power"], "dest": None, "conditions": "capturing"},
+    # Charge: thresholds from policies/system.toml [power].
+    {"trigger": "power_low", "source": [*RUNNING, "sleep"], "dest": "low_power"},
+    {"trigger": "power_low", "source": ["booting", "low_power", "battery_swap"], "dest": None},
+    {"trigger": "power_ok", "source": "low_power", "dest": "active"},
+    {"trigger": "power_ok", "source": ["booting", *RUNNING, "sleep", "battery_swap"], "dest": None},
+    {"trigger": "power_critical", "source": list(ALIVE), "dest": "critical"},
+    # Batteries: one out is a swap; the second out while the first is away stays a swap.
+    {"trigger": "battery_out", "source": list(RESUMABLE), "dest": "battery_swap", "before": "remember_state"},
+    {"trigger": "battery_out", "source": ["booting", "battery_swap"], "dest": None},
+    *[{"trigger": "battery_in", "source": "battery_swap", "dest": state,
+       "conditions": ["all_batteries_in", f"resumes_{state}"]} for state in RESUMABLE],
+    {"trigger": "battery_in", "source": "battery_swap", "dest": None, "unless": "all_batteries_in"},
+    {"trigger": "battery_in", "source": ["booting", *RESUMABLE], "dest": None},
+    {"trigger": "bridge_low", "source": "battery_swap", "dest": "critical"},
+    {"trigger": "saved", "source": "critical", "dest": "shutdown"},
+]
+
+# Events that may arrive in critical or shutdown and are then simply too late to matter.
+TOO_LATE = ("power_low", "power_ok", "power_critical", "battery_out", "battery_in", "bridge_low",
+            "idle_timeout", "inactive")
+
+
+def build(model) -> Machine:
+    """Attach the machine to ``model`` (the ShellCore), which provides the callbacks named above."""
+    transitions = TRANSITIONS + [{"trigger": t, "source": ["critical", "shutdown"], "dest": None}
+                                 for t in TOO_LATE if not _declared(t, "critical")]
+    return Machine(model=model, states=STATES, transitions=transitions, initial="booting",
+                   auto_transitions=False, queued=True, send_event=False)
+
+
+def _declared(trigger: str, state: str) -> bool:
+    for t in TRANSITIONS:
+        sources = t["source"] if isinstance(t["source"], list) else [t["source"]]
+        if t["trigger"] == trigger and state in sources:
+            return True
+    return False
+
+
+def _yes(*args, **kwargs) -> bool:
+    return True
+
+
+def _callback_names() -> set[str]:
+    names = {state[key] for state in STATES for key in ("on_enter", "on_exit") if key in state}
+    for t in TRANSITIONS:
+        for key in ("conditions", "unless", "before", "after"):
+            value = t.get(key, [])
+            names.update([value] if isinstance(value, str) else value)
+    return names
+
+
+def draw(path: str, engine: str | None = None) -> str:
+    """Write the machine as a diagram; the format follows the suffix (.svg, .png need Graphviz; else Mermaid)."""
+    from transitions.extensions.diagrams import GraphMachine
+
+    suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    engine = engine or ("graphviz" if suffix in ("svg", "png") else "mermaid")
+
+    if engine == "graphviz" and importlib.util.find_spec("graphviz") is None:
+        raise RuntimeError(f"cannot draw {path}: the graphviz Python package is not installed; "
+                           "write a .mmd file instead (Mermaid needs nothing installed)")
+    model = type("Drawing", (), {name: _yes for name in _callback_names()})()
+    try:
+        GraphMachine(model=model, states=STATES, transitions=TRANSITIONS, initial="booting",
+                     auto_transitions=False, graph_engine=engine, show_conditions=True, title="lensos shell")
+        diagram = model.get_graph()
+        if engine == "mermaid":
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(diagram.draw(None))
+        else:
+            diagram.draw(path, prog="dot", format=suffix)
+    except (ImportError, OSError) as exc:
+        raise RuntimeError(f"cannot draw {path} with {engine} ({exc}); "
+                           "write a .mmd file instead (Mermaid needs nothing installed)") from None
+    return engine

@@ -1,0 +1,176 @@
+"""The capture LED and who may capture: the shell's side of the privacy handshake.
+
+Capture (camera or mic) is granted only while the LED driver has confirmed
+the LED lit, and never while it reports a fault. The order is always: the
+shell asks for the LED, the driver confirms, then the grant. When the last
+capture stops the LED stays lit for the policy hold time. A fault (driver
+error, or the read-back disagreeing with what the shell asked for) revokes
+every grant at once and refuses new ones until the LED works again.
+
+Pure logic with time passed in: the shell's daemon feeds it bus events and
+publishes what it returns, and the exhaustive test drives it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CAPTURE_RESOURCES = ("camera", "mic")
+
+
+@dataclass(frozen=True)
+class CaptureNotice:
+    """status: granted (capture may start), refused, revoked."""
+    owner: str
+    resource: str
+    status: str
+    reason: str
+
+
+class Privacy:
+    def __init__(self, hold_s: float, confirm_timeout_s: float):
+        self.hold_s = hold_s
+        self.confirm_timeout_s = confirm_timeout_s
+        self.led_on = False  # what the shell asks of the LED driver
+        self.led_lit = False  # what the driver last confirmed (read back)
+        self.fault: str | None = None
+        self.granted: dict[tuple[str, str], str] = {}  # (owner, resource) -> reason
+        self.pending: dict[tuple[str, str], tuple[str, float]] = {}  # -> (reason, deadline)
+        self.hold_until: float | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.led_on and self.led_lit and self.fault is None
+
+    def want(self, owner: str, resource: str, reason: str, now: float) -> list[CaptureNotice]:
+        """Focus for camera or mic was granted: capture follows once the LED confirms."""
+        key = (owner, resource)
+        if self.fault is not None:
+            return [CaptureNotice(owner, resource, "refused", f"the capture LED is not working: {self.fault}")]
+        if key in self.granted:
+            return []
+        self.led_on = True
+        self.hold_until = None
+        if self.confirmed:
+            self.granted[key] = reason
+            return [CaptureNotice(owner, resource, "granted", "LED confirmed lit")]
+        self.pending[key] = (reason, now + self.confirm_timeout_s)
+        return []
+
+    def stop(self, owner: str, resource: str, now: float) -> list[CaptureNotice]:
+        """Focus ended (released, lost, owner gone): capture must stop."""
+        key = (owner, resource)
+        notices = []
+        if self.granted.pop(key, None) is not None:
+            notices.append(CaptureNotice(owner, resource, "revoked", "focus ended"))
+        self.pending.pop(key, None)
+        self._start_hold(now)
+        return notices
+
+    def led_report(self, lit: bool, fault: str | None, now: float) -> list[CaptureNotice]:
+        """The LED driver's read-back."""
+        self.led_lit = lit
+        if fault is None and self.led_on and not lit and self.granted:
+            # It was confirmed lit (there are grants) and now reads off: a mismatch, not a delay.
+            fault = "LED reads back off while it should be lit"
+        if fault is not None:
+            return self._fail(fault)
+        self.fault = None
+        notices = []
+        if self.confirmed:
+            for key, (reason, _) in list(self.pending.items()):
+                del self.pending[key]
+                self.granted[key] = reason
+                notices.append(CaptureNotice(*key, "granted", "LED confirmed lit"))
+        return notices
+
+    def tick(self, now: float) -> list[CaptureNotice]:
+        notices = []
+        for key, (_, deadline) in list(self.pending.items()):
+            if now >= deadline:
+                del self.pending[key]
+                notices.append(CaptureNotice(*key, "refused",
+                                             f"the LED did not confirm within {self.confirm_timeout_s:g} s"))
+        if notices and not self.granted and not self.pending:
+            self.led_on = False  # nothing waits for it any more; no hold: nothing was captured
+        if self.hold_until is not None and now >= self.hold_until and not self.granted and not self.pending:
+            self.led_on = False
+            self.hold_until = None
+        return notices
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for _, d in self.pending.values()]
+        if self.hold_until is not None:
+            deadlines.append(self.hold_until)
+        return min(deadlines, default=None)
+
+    def snapshot(self) -> dict:
+        return {
+            "led": "on" if self.led_on else "off",
+            "led_confirmed": self.confirmed,
+            "fault": self.fault,
+            "capture": sorted(f"{owner}:{resource}" for owner, resource in self.granted),
+            "waiting_for_led": sorted(f"{owner}:{resource}" for owner, resource in self.pending),
+            "hold_until": self.hold_until,
+        }
+
+    def _fail(self, fault: str) -> list[CaptureNotice]:
+        self.fault = fault
+        why = f"the capture LED failed: {fault}"
+        notices = [CaptureNotice(*key, "revoked", why) for key in self.granted]
+        notices += [CaptureNotice(*key, "refused", why) for key in self.pending]
+        self.granted.clear()
+        self.pending.clear()
+        return notices
+
+    def _start_hold(self, now: float) -> None:
+        if not self.granted and not self.pending and self.led_on:
+            self.hold_until = now + self.hold_s
+
+
+class AuditLog:
+    """Append-only JSON lines, each write fsync'ed before capture is allowed to go on."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, record: dict) -> None:
+        line = (json.dumps(record, sort_keys=True) + "\n").encode()
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line  # a torn last line (power lost mid-write) must not swallow this one
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def records(self) -> list[dict]:
+        """Every record; a torn last line (power lost mid-write) is skipped, not fatal."""
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def sessions(self) -> list[dict]:
+        """Start and end records joined into one row per capture session (end None while open)."""
+        rows: dict[str, dict] = {}
+        for record in self.records():
+            sid = record.get("session")
+            if record.get("event") == "start":
+                rows[sid] = {k: record.get(k) for k in ("session", "owner", "resource", "reason")}
+                rows[sid].update(start=record.get("wall"), end=None, frames=0, seconds=0.0, why_ended=None)
+            elif record.get("event") == "end" and sid in rows:
+                rows[sid].update(end=record.get("wall"), frames=record.get("frames", 0),
+                                 seconds=record.get("seconds", 0.0), why_ended=record.get("why"))
+        return list(rows.values())
