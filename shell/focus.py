@@ -118,14 +118,6 @@ class Arbiter:
             return self._surface(stack, f"{owner} {why}")
         return []
 
-    def release_all(self, owner: str, why: str) -> tuple[list[str], list[Notice]]:
-        """Everything an owner had (it died, went silent or was backgrounded): resources held, notices."""
-        held = [r for r in self.stacks if self.holds(owner, r)]
-        notices = []
-        for resource in self.stacks:
-            notices += self.release(owner, resource, why)
-        return held, notices
-
     def _surface(self, stack: list[Claim], why: str) -> list[Notice]:
         """The claim now on top gets focus; if it is exclusive, those it outranks lose theirs."""
         top = stack[-1]
