@@ -147,7 +147,7 @@ class Node:
         if lane is not None and lane.confirmed:
             send_frames(lane.pub, frames)
         else:
-            self._send(spec.lane, frames)
+            self._queue(spec.lane, frames)
 
     def request(self, topic: str, *, timeout: float = 2.0, **fields) -> dict:
         """Ask the topic's owner and wait for the answer; RequestTimeout or RequestFailed otherwise.
@@ -280,11 +280,9 @@ class Node:
             self._latch.connect(self.runtime.latch_endpoint)
             self._poller = None
 
-    def _send(self, lane_name: str, frames: list[bytes]) -> None:
-        lane = self._lane(lane_name)
-        if lane.confirmed:
-            send_frames(lane.pub, frames)
-            return
+    def _queue(self, lane_name: str, frames: list[bytes]) -> None:
+        """Hold a message until its lane is confirmed (creating the lane starts the probing)."""
+        self._lane(lane_name)
         outbox = self._outbox[lane_name]
         if outbox.maxlen is None and len(outbox) >= OUTBOX_MAX:
             self.outbox_drops += 1

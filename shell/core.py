@@ -36,7 +36,6 @@ class ShellCore:
         self.last_activity = now
         self.resume_state = "active"
         self.foreground: str | None = (restored or {}).get("foreground")
-        self.recording_allowed = True  # False tells camerad to checkpoint and hold
         self.saved_state: dict | None = None
         self.notices: list[Notice | CaptureNotice] = []  # to deliver; the daemon empties it
         self.last_seen: dict[str, float] = {}  # focus owners' liveness
@@ -49,8 +48,7 @@ class ShellCore:
         self.clock = now
         self.ready.add(name)
         if self.state == "booting" and set(self.policy.system["boot"]["required"]) <= self.ready:
-            self.booted()
-            self._apply_power()
+            self._finish_boot()
         elif name in self.missing:
             self.missing.remove(name)
 
@@ -134,8 +132,7 @@ class ShellCore:
                 self.owner_gone(owner, now, f"silent for {now - seen:.1f} s")
         if self.state == "booting" and now >= self.boot_deadline:
             self.missing = sorted(set(self.policy.system["boot"]["required"]) - self.ready)
-            self.booted()
-            self._apply_power()
+            self._finish_boot()
         idle = self.policy.system["idle"]
         if self.state == "active" and now - self.last_activity >= idle["dim_after_s"]:
             self.inactive()
@@ -163,7 +160,7 @@ class ShellCore:
 
     # --- saving and restoring the whole decision state (the explorer's undo) ----------
     _DATA = ("arbiter", "privacy", "power", "ready", "missing", "boot_deadline", "last_activity", "resume_state",
-             "foreground", "recording_allowed", "saved_state", "notices", "last_seen", "clock")
+             "foreground", "saved_state", "notices", "last_seen", "clock")
 
     def export(self) -> dict:
         return copy.deepcopy({name: getattr(self, name) for name in self._DATA} | {"state": self.state})
@@ -195,6 +192,11 @@ class ShellCore:
             "privacy": self.privacy.snapshot(),
         }
 
+    @property
+    def recording_allowed(self) -> bool:
+        """False tells camerad to checkpoint and hold (swap, critical) or refuses new video (low_power)."""
+        return self.state in machine.RECORDING
+
     # --- transitions' callbacks (named in shell/machine.py) ---------------------------
     def capturing(self) -> bool:
         return bool(self.privacy.granted or self.privacy.pending)
@@ -217,28 +219,11 @@ class ShellCore:
     def remember_state(self) -> None:
         self.resume_state = self.state
 
-    def enter_active(self) -> None:
-        self.recording_allowed = True
-
-    def enter_idle(self) -> None:
-        self.recording_allowed = True
-
-    def enter_sleep(self) -> None:
-        self.recording_allowed = True
-
-    def enter_low_power(self) -> None:
-        self.recording_allowed = False  # new video recording refused; see _refusal
-
-    def enter_swap(self) -> None:
-        self.recording_allowed = False  # camerad closes and flushes the segment
-
     def enter_critical(self) -> None:
-        self.recording_allowed = False
         self._stop_all_capture("the system is shutting down")
         self.saved_state = {"foreground": self.foreground, "resume_state": self.resume_state}
 
     def enter_shutdown(self) -> None:
-        self.recording_allowed = False
         self._stop_all_capture("the system is shut down")
 
     def _stop_all_capture(self, why: str) -> None:
@@ -255,6 +240,11 @@ class ShellCore:
             self.resume_state = "active"
 
     # --- internals -----------------------------------------------------------------------
+    def _finish_boot(self) -> None:
+        """Leave booting, then act on the power reading that was only noted while booting."""
+        self.booted()
+        self._apply_power()
+
     def _apply_power(self) -> None:
         """Turn the latest power reading into the machine's triggers."""
         power, thresholds = self.power, self.policy.system["power"]

@@ -22,14 +22,15 @@ from transitions import Machine
 RUNNING = ("active", "idle")
 RESUMABLE = ("active", "idle", "sleep", "low_power")  # states a battery swap returns to
 ALIVE = ("booting", *RESUMABLE, "battery_swap")  # states critical can come from
+RECORDING = ("booting", "active", "idle", "sleep")  # video may be recorded; elsewhere camerad checkpoints or refuses
 
 STATES = [
     {"name": "booting"},
-    {"name": "active", "on_enter": "enter_active"},
-    {"name": "idle", "on_enter": "enter_idle"},
-    {"name": "sleep", "on_enter": "enter_sleep"},
-    {"name": "low_power", "on_enter": "enter_low_power"},
-    {"name": "battery_swap", "on_enter": "enter_swap"},
+    {"name": "active"},
+    {"name": "idle"},
+    {"name": "sleep"},
+    {"name": "low_power"},
+    {"name": "battery_swap"},
     {"name": "critical", "on_enter": "enter_critical"},
     {"name": "shutdown", "on_enter": "enter_shutdown"},
 ]
