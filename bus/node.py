@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import os
 import secrets
 import signal
 import time
@@ -74,12 +75,14 @@ class _Call:
 
 
 class Node:
-    def __init__(self, name: str, runtime: Runtime | str | None = None, *, publish_any: bool = False):
+    def __init__(self, name: str, runtime: Runtime | str | None = None, *, publish_any: bool = False,
+                 heartbeat: float | None = None):
         if not name or len(name) > MAX_SOURCE_LEN or name == ANY_NODE:
             raise ValueError(f"node name must be 1-{MAX_SOURCE_LEN} characters, got {name!r}")
         self.name = name
         self.runtime = runtime if isinstance(runtime, Runtime) else Runtime.resolve(runtime)
         self.publish_any = publish_any  # development tools (lens bus pub) only
+        self.heartbeat = heartbeat  # seconds between node.heartbeat; None for tools that come and go
         self.incarnation = secrets.randbits(62)
         self.intake = Intake(name)
         self.timers = Timers()
@@ -105,6 +108,7 @@ class Node:
         self._snapshot_retry_at = 0.0
         self._snapshot_live: set[str] = set()
         self._poller: tuple[zmq.Poller, dict] | None = None
+        self._fds: dict[int, Callable[[], None]] = {}  # plain file descriptors the loop also waits on
         self._wakeup = Wakeup()
         self._stop = False
         self._started = False
@@ -133,6 +137,15 @@ class Node:
 
     def after(self, delay: float, callback: Callable[[], None]) -> Timer:
         return self.timers.after(delay, callback)
+
+    def watch(self, fd: int, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` whenever ``fd`` is readable (a device, a netlink socket), in the same loop."""
+        self._fds[fd] = callback
+        self._poller = None
+
+    def unwatch(self, fd: int) -> None:
+        self._fds.pop(fd, None)
+        self._poller = None
 
     # --- talking ---------------------------------------------------------------
     def publish(self, topic: str, **fields) -> None:
@@ -218,6 +231,8 @@ class Node:
             return
         self._closed = True
         self.stop()
+        if self.heartbeat and self._announced:
+            self.publish("node.bye", node=self.name, pid=os.getpid())  # the PUB's linger flushes it
         for lane in self._lanes.values():
             lane.close()
         if self._latch is not None:
@@ -323,6 +338,12 @@ class Node:
         period = sdnotify.watchdog_period()
         if period:
             self.timers.every(period, lambda: sdnotify.notify("WATCHDOG=1"))
+        if self.heartbeat:
+            self._beat()
+            self.timers.every(self.heartbeat, self._beat)
+
+    def _beat(self) -> None:
+        self.publish("node.heartbeat", node=self.name, pid=os.getpid(), incarnation=self.incarnation)
 
     # --- internals: the latched snapshot ---------------------------------------------
     def _request_snapshot(self) -> None:
@@ -528,15 +549,17 @@ class Node:
             if self._latch is not None:
                 actions[self._latch.getsockopt(zmq.FD)] = self._drain_latch
             actions[self._wakeup.fileno()] = self._wakeup.drain
+            zmq_fds = [fd for fd in actions if type(fd) is int and fd != self._wakeup.fileno()]
+            for fd, callback in self._fds.items():
+                actions[fd] = functools.partial(self._call_handler, callback)
             poller = zmq.Poller()
             for pollable in actions:
                 poller.register(pollable, zmq.POLLIN)
             self._poller = (poller, actions)
             # A ZeroMQ fd signals only once its socket has been found empty: read
             # each now, or an event queued since it was created would never wake us.
-            for pollable, action in actions.items():
-                if type(pollable) is int and pollable != self._wakeup.fileno():
-                    action()
+            for fd in zmq_fds:
+                actions[fd]()
         return self._poller
 
     def _install_signals(self) -> Callable[[], None]:

@@ -93,3 +93,26 @@ class Runtime:
     @property
     def cache_path(self) -> Path:
         return self.path("latched.msgpack")
+
+
+def state_dir(path: str | os.PathLike | None = None) -> Path:
+    """Where state that must outlive a reboot lives (audit log, saved state), created 0700.
+
+    ``$LENS_STATE_DIR``; ``$STATE_DIRECTORY`` (systemd's ``StateDirectory=lensos``,
+    /var/lib/lensos on the board); otherwise ``$XDG_STATE_HOME/lensos`` or
+    ``~/.local/state/lensos`` in development.
+    """
+    if path is None:
+        for var in ("LENS_STATE_DIR", "STATE_DIRECTORY"):
+            if os.environ.get(var):
+                path = os.environ[var].split(":")[0]
+                break
+        else:
+            base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+            path = Path(base) / "lensos"
+    directory = Path(path).absolute()
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RuntimeDirError(f"state directory {directory}: {exc.strerror}") from None
+    return directory

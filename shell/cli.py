@@ -8,6 +8,7 @@ import sys
 
 from bus import cli as bus_cli
 from bus.errors import BusError
+from daemons import cli as daemons_cli
 from shell import commands as shell_commands
 
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bus_cli.add_parser(commands)
     shell_commands.add_parsers(commands)
+    daemons_cli.add_parsers(commands)
     return parser
 
 

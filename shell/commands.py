@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from shell import policy
+from policies import schema as policy
 
 
 def add_parsers(commands) -> None:
@@ -28,6 +28,27 @@ def add_parsers(commands) -> None:
                                               "(Graphviz), anything else as Mermaid text.")
     graph.add_argument("-o", "--output", required=True, metavar="FILE")
     graph.set_defaults(func=cmd_shell_graph)
+    run = shell_cmds.add_parser("run", help="run the shell daemon in the foreground (as `python -m shell`)",
+                                description="Run the shell on the bus until SIGTERM or Ctrl-C.")
+    from shell.__main__ import add_options as shell_options
+    shell_options(run)
+    run.set_defaults(func=cmd_shell_run)
+
+    status = commands.add_parser("status", help="the system in one screen: state, focus, LED, batteries",
+                                 description="What the shell last published (latched on the bus): system state, "
+                                             "focus owner per resource, the capture LED, batteries, ready daemons.")
+    status.add_argument("--json", action="store_true", help="the latched messages as one JSON object")
+    status.add_argument("--timeout", type=float, default=3.0, metavar="S", help="how long to wait for the bus")
+    status.set_defaults(func=cmd_status)
+
+    privacy = commands.add_parser("privacy", help="the capture audit log",
+                                  description="Every camera and mic capture session: who, what, why, when, how long.")
+    privacy_cmds = privacy.add_subparsers(dest="privacy_command", metavar="COMMAND", required=True)
+    plog = privacy_cmds.add_parser("log", help="print the audit log",
+                                   description="Print the append-only capture audit log, one row per session.")
+    plog.add_argument("--state-dir", metavar="DIR", help="default: $LENS_STATE_DIR or the per-user state dir")
+    plog.add_argument("--json", action="store_true", help="one JSON object per session")
+    plog.set_defaults(func=cmd_privacy_log)
 
 
 def cmd_shell_graph(args: argparse.Namespace) -> int:
@@ -53,3 +74,32 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
         if not errors:
             print(f"{directory}: ok for {', '.join(m.upper() for m in policy.MODELS)}")
     return 1 if errors else 0
+
+
+def cmd_shell_run(args: argparse.Namespace) -> int:
+    from shell.__main__ import run
+
+    return run(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from shell import status
+
+    found = status.gather(args.runtime_dir, args.timeout)
+    print(json.dumps(found, sort_keys=True) if args.json else status.render(found))
+    return 0
+
+
+def cmd_privacy_log(args: argparse.Namespace) -> int:
+    from bus.runtime import state_dir
+    from shell import status
+    from shell.daemon import AUDIT_FILE
+    from shell.privacy import AuditLog
+
+    sessions = AuditLog(state_dir(args.state_dir) / AUDIT_FILE).sessions()
+    if args.json:
+        for session in sessions:
+            print(json.dumps(session, sort_keys=True))
+    else:
+        print(status.render_log(sessions))
+    return 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from shell import machine
 from shell.focus import Arbiter, Decision, FocusError, Notice
-from shell.policy import Policy
+from policies.schema import Policy
 from shell.privacy import CAPTURE_RESOURCES, CaptureNotice, Privacy
 
 
@@ -88,7 +88,7 @@ class ShellCore:
     def focus_release(self, owner: str, resource: str, now: float, why: str = "released") -> None:
         self.clock = now
         if resource in CAPTURE_RESOURCES:
-            self.notices += self.privacy.stop(owner, resource, now)
+            self.notices += self.privacy.stop(owner, resource, now, why)
         self._deliver(self.arbiter.release(owner, resource, why), now)
 
     def owner_gone(self, owner: str, now: float, why: str) -> list[str]:
@@ -96,6 +96,8 @@ class ShellCore:
         held = [r for r in self.arbiter.stacks if self.arbiter.holds(owner, r)]
         for resource in self.arbiter.stacks:
             self.focus_release(owner, resource, now, why)
+        # Told even so: a hung owner that wakes up must learn it no longer holds anything.
+        self.notices += [Notice(owner, resource, "lost", why) for resource in held]
         self.last_seen.pop(owner, None)
         if self.foreground == owner:
             self.foreground = None

@@ -52,6 +52,8 @@ class Privacy:
             return [CaptureNotice(owner, resource, "refused", f"the capture LED is not working: {self.fault}")]
         if key in self.granted:
             return []
+        if not self.led_on:
+            self.led_lit = False  # a read-back taken before this command says nothing about it
         self.led_on = True
         self.hold_until = None
         if self.confirmed:
@@ -60,12 +62,12 @@ class Privacy:
         self.pending[key] = (reason, now + self.confirm_timeout_s)
         return []
 
-    def stop(self, owner: str, resource: str, now: float) -> list[CaptureNotice]:
+    def stop(self, owner: str, resource: str, now: float, why: str = "focus ended") -> list[CaptureNotice]:
         """Focus ended (released, lost, owner gone): capture must stop."""
         key = (owner, resource)
         notices = []
         if self.granted.pop(key, None) is not None:
-            notices.append(CaptureNotice(owner, resource, "revoked", "focus ended"))
+            notices.append(CaptureNotice(owner, resource, "revoked", why))
         self.pending.pop(key, None)
         self._start_hold(now)
         return notices

@@ -21,7 +21,11 @@ class Process:
 
 PROCESSES: tuple[Process, ...] = (
     Process("broker", "bus.broker", doc="the bus: XSUB/XPUB per lane and the latched cache"),
-    Process("demo", "bus.demo", after=("broker",), doc="a demo publisher to sniff until the daemons exist"),
+    Process("shell", "shell", after=("broker",), doc="the state machine: focus, the capture LED, battery swap"),
+    Process("ledd", "daemons.led", after=("broker",), doc="the capture LED, lit only on the shell's word"),
+    Process("powerd", "daemons.power", after=("broker",), doc="two swappable batteries and the bridge"),
+    Process("demo", "bus.demo", after=("broker",), required=False,
+            doc="a demo publisher to sniff until the daemons exist"),
 )
 
 

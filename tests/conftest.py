@@ -55,9 +55,12 @@ class Processes:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.children: list[subprocess.Popen] = []
+        # Saved state and the audit log: never the developer's own (~/.local/state/lensos).
+        self.state_dir = Path(tempfile.mkdtemp(prefix="ls-", dir="/tmp"))
 
     def env(self, **extra) -> dict:
-        env = dict(os.environ, LENS_RUNTIME_DIR=str(self.runtime.dir), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, LENS_RUNTIME_DIR=str(self.runtime.dir), LENS_STATE_DIR=str(self.state_dir),
+                   PYTHONUNBUFFERED="1")
         env.pop("NOTIFY_SOCKET", None)
         env.update(extra)
         return env
@@ -113,6 +116,7 @@ class Processes:
             for stream in (child.stdout, child.stderr):
                 if stream:
                     stream.close()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -204,3 +208,28 @@ def children_of(pid: int, contains: str = "") -> list[int]:
 
 def read_json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def tuned_policies(directory: Path, changes: dict[str, dict[str, dict[str, object]]]) -> Path:
+    """A copy of policies/ in ``directory`` with some values changed: {file: {section: {key: value}}}.
+
+    Values are written as TOML (json.dumps is valid TOML for numbers, strings, booleans and lists)."""
+    import re
+
+    target = directory / "policies"
+    shutil.copytree(REPO / "policies", target, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    for name, sections in changes.items():
+        path = target / name
+        text = path.read_text()
+        for section, keys in sections.items():
+            head = re.search(rf"^\[{re.escape(section)}\]\s*$", text, re.M)
+            assert head, f"no [{section}] in {name}"
+            end = re.search(r"^\[", text[head.end():], re.M)
+            stop = head.end() + (end.start() if end else len(text) - head.end())
+            body = text[head.end():stop]
+            for key, value in keys.items():
+                body, n = re.subn(rf"^{re.escape(key)}\s*=.*$", f"{key} = {json.dumps(value)}", body, flags=re.M)
+                assert n == 1, f"no {key} in [{section}] of {name}"
+            text = text[:head.end()] + body + text[stop:]
+        path.write_text(text)
+    return target

@@ -71,6 +71,18 @@ def test_led_that_never_confirms_refuses_and_the_hold_time_is_kept():
     assert not privacy.led_on
 
 
+def test_a_read_back_from_before_the_led_was_switched_on_confirms_nothing():
+    privacy = Privacy(hold_s=1.0, confirm_timeout_s=1.0)
+    privacy.want("cam", "camera", "photo", 0.0)
+    privacy.led_report(True, None, 0.1)
+    privacy.stop("cam", "camera", 0.2)
+    privacy.tick(1.2)  # hold over: the LED is told off, its "off" read-back not in yet
+    assert not privacy.led_on and privacy.led_lit
+    assert privacy.want("mic", "mic", "note", 1.3) == []  # waits for a fresh confirmation
+    assert not privacy.confirmed and privacy.pending
+    assert statuses(privacy.led_report(True, None, 1.4)) == [("mic", "granted")]
+
+
 def test_led_reading_back_off_during_capture_is_a_fault():
     privacy = Privacy(hold_s=3.0, confirm_timeout_s=1.0)
     privacy.want("cam", "camera", "photo", 0.0)

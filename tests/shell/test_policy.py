@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from shell import policy as policy_mod
-from shell.policy import PolicyError, load
+from policies import schema as policy_mod
+from policies.schema import PolicyError, load
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "policies"
+DEFAULT_DIR = Path(__file__).resolve().parent
 RESOURCES = ("display", "audio_out", "mic", "camera")
 MODELS = ("s1", "g1")
 
@@ -76,6 +76,29 @@ SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
             "confirm_timeout_s": Rule("float", 0.05, 10.0, doc="wait this long for the LED to confirm"),
         },
     },
+    "hardware.toml": {
+        "led": {
+            "sysfs_dir": Rule("str", doc="the capture LED's /sys/class/leds/<name> directory (real backend)"),
+            "confirm_retries": Rule("int", 0, 10, doc="writes retried before a read-back mismatch is a fault"),
+            "check_s": Rule("float", 0.05, 60.0, doc="while lit, the LED is read back this often"),
+        },
+        "power": {
+            "sysfs_root": Rule("str", doc="where the power supplies are (real backend)"),
+            "batteries": Rule("list[str]", doc="supply names of the swappable batteries, left first"),
+            "bridge": Rule("str", doc="supply name of the internal bridge battery"),
+            "poll_s": Rule("float", 0.005, 60.0, doc="the supplies are read this often"),
+            "low_percent": Rule("int", 1, 99, doc="a battery below this raises a 'low' event"),
+        },
+        "power_sim": {
+            "battery_wh": Rule("float", 0.01, 100.0, doc="energy of one full swappable battery"),
+            "bridge_wh": Rule("float", 0.001, 10.0, doc="energy of the full bridge battery"),
+            "base_w": Rule("float", 0.0, 20.0, doc="draw of the board with everything idle"),
+            "display_w": Rule("float", 0.0, 20.0, doc="extra draw of the display at full brightness"),
+            "camera_w": Rule("float", 0.0, 20.0, doc="extra draw while the camera captures"),
+            "mic_w": Rule("float", 0.0, 20.0, doc="extra draw while the mic captures"),
+            "speedup": Rule("float", 1.0, 100000.0, doc="simulated seconds per real second"),
+        },
+    },
 }
 MODEL_SCHEMA: dict[str, dict[str, Rule]] = {
     "model": {
@@ -95,6 +118,7 @@ class Policy:
     system: dict[str, dict[str, Any]]
     focus: dict[str, dict[str, Any]]
     privacy: dict[str, dict[str, Any]]
+    hardware: dict[str, dict[str, Any]]
     profile: dict[str, Any]  # the [model] table of models/<model>.toml
 
     @property
@@ -114,7 +138,7 @@ def load(directory: str | Path | None = None, model: str | None = None) -> Polic
     files = {name: _File.read(directory / name, schema) for name, schema in SCHEMA.items()}
     profile = _File.read(directory / "models" / f"{model}.toml", MODEL_SCHEMA)
     policy = Policy(directory, model, files["system.toml"].data, files["focus.toml"].data,
-                    files["privacy.toml"].data, profile.data["model"])
+                    files["privacy.toml"].data, files["hardware.toml"].data, profile.data["model"])
     _cross_check(policy, files, profile)
     return policy
 
@@ -231,5 +255,9 @@ def _cross_check(policy: Policy, files: dict[str, _File], profile: _File) -> Non
     for role, cls in policy.focus["roles"].items():
         if cls not in priorities:
             raise focus.fail("roles", role, f"class {cls!r} is not in [priorities]")
+    batteries = policy.hardware["power"]["batteries"]
+    if len(batteries) != policy.profile["batteries"]:
+        raise files["hardware.toml"].fail("power", "batteries",
+                                          f"names {len(batteries)} batteries; the model has {policy.profile['batteries']}")
     if policy.profile["display"] != ("display" in policy.profile["resources"]):
         raise profile.fail("model", "resources", "lists 'display' exactly when display = true")

@@ -1,0 +1,54 @@
+"""`lens power ...` and `lens led ...`: poke the simulated hardware from a terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from bus.node import Node
+
+
+def add_parsers(commands) -> None:
+    power = commands.add_parser("power", help="simulated batteries: pull, insert, charge",
+                                description="Drive powerd's simulated backend (a swap, a drained battery).")
+    power_cmds = power.add_subparsers(dest="power_command", metavar="COMMAND", required=True)
+    for action, text in (("pull", "take a battery out"), ("insert", "put a battery back")):
+        p = power_cmds.add_parser(action, help=text, description=f"{text.capitalize()} (sim backend).")
+        p.add_argument("battery", choices=("left", "right"))
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_power)
+    p = power_cmds.add_parser("charge", help="set a battery's charge", description="Set a battery's charge "
+                              "in percent (sim backend), e.g. to see low_power or critical.")
+    p.add_argument("battery", choices=("left", "right", "bridge"))
+    p.add_argument("percent", type=float)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_power)
+
+    led = commands.add_parser("led", help="the simulated capture LED: break it, mend it",
+                              description="Make ledd's simulated LED fail (to see capture stop) or work again.")
+    led_cmds = led.add_subparsers(dest="led_command", metavar="COMMAND", required=True)
+    p = led_cmds.add_parser("fault", help="break the LED", description="Break the simulated LED with a reason.")
+    p.add_argument("reason", nargs="?", default="simulated fault")
+    p.set_defaults(func=cmd_led)
+    p = led_cmds.add_parser("mend", help="make the LED work again", description="Mend the simulated LED.")
+    p.set_defaults(func=cmd_led)
+
+
+def _ask(args, topic: str, **fields) -> dict:
+    with Node(f"lens-{args.command}-{os.getpid()}", args.runtime_dir) as node:
+        return node.request(topic, timeout=3.0, **fields)
+
+
+def cmd_power(args) -> int:
+    result = _ask(args, "power.sim.request", action=args.power_command, battery=args.battery,
+                  percent=getattr(args, "percent", None))
+    present = ", ".join(f"{side} {'in' if p else 'OUT'}" for side, p in zip(("left", "right"), result["present"]))
+    print(json.dumps(result) if args.json else present)
+    return 0
+
+
+def cmd_led(args) -> int:
+    fault = args.reason if args.led_command == "fault" else None
+    result = _ask(args, "led.sim.request", fault=fault)
+    print(f"LED fault: {result['fault']}" if result["fault"] else "LED working")
+    return 0

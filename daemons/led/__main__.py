@@ -1,0 +1,127 @@
+"""ledd: drives the capture LED on the shell's word and reports what it reads back.
+
+The shell publishes ``privacy.indicator`` (on/off and a command number);
+ledd writes it, reads it back, and publishes ``led.state`` with the same
+command number, lit or not, and a fault when the driver fails or the
+read-back disagrees. While lit it reads back every ``check_s`` so an LED
+that dies mid-capture is reported, and capture stops, within that time.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from bus import service
+from bus.envelope import Message
+from bus.errors import RequestRefused
+from bus.node import Node
+from daemons.led.backends import LedFault, SimLed, SysfsLed
+from policies.schema import PolicyError, load
+
+log = logging.getLogger("ledd")
+
+
+class Ledd:
+    def __init__(self, node: Node, backend, retries: int, check_s: float):
+        self.node, self.backend = node, backend
+        self.retries, self.check_s = retries, check_s
+        self.want, self.cmd = False, 0
+        self.lit, self.fault = False, None
+        self.reported: tuple | None = None  # (lit, fault) last published, for this cmd
+        self.check_timer = None
+        node.subscribe("privacy.indicator", self.on_indicator)
+        if isinstance(backend, SimLed):
+            node.serve("led.sim.request", self.on_sim)
+
+    def on_indicator(self, msg: Message) -> None:
+        if msg.source != "shell":
+            return  # only the shell's word drives the LED (the broker enforces the table from issue 4 on)
+        self.want, self.cmd = msg.payload["on"], msg.payload["cmd"]
+        self.reported = None  # every command is answered, even when nothing changed
+        self.apply()
+
+    def on_sim(self, msg: Message) -> dict:
+        if not isinstance(self.backend, SimLed):
+            raise RequestRefused("ledd runs the real backend")
+        self.backend.break_(msg.payload.get("fault"))
+        self.apply()
+        return {"fault": self.fault}
+
+    def apply(self) -> None:
+        """Write what the shell wants, read it back (retrying a little), report."""
+        fault = None
+        try:
+            for _ in range(self.retries + 1):
+                self.backend.set(self.want)
+                self.lit = self.backend.read()
+                if self.lit == self.want:
+                    break
+            else:
+                fault = f"read back {'lit' if self.lit else 'dark'} after switching it {'on' if self.want else 'off'}"
+        except LedFault as exc:
+            self.lit, fault = False, str(exc)
+        self.report(fault)
+        self._watch()
+
+    def check(self) -> None:
+        """While lit: is it still? A LED that went dark on its own is a fault."""
+        try:
+            lit, fault = self.backend.read(), None
+            if lit != self.want:
+                fault = f"read back {'lit' if lit else 'dark'} while it should be {'on' if self.want else 'off'}"
+        except LedFault as exc:
+            lit, fault = False, str(exc)
+        self.lit = lit
+        self.report(fault)
+
+    def report(self, fault: str | None) -> None:
+        if fault != self.fault:
+            (log.error if fault else log.info)("LED %s", f"fault: {fault}" if fault else "working")
+        if (self.lit, fault) == self.reported:
+            return  # latched: a read-back that changes nothing is not news
+        self.reported = (self.lit, fault)
+        self.fault = fault
+        self.node.publish("led.state", lit=self.lit, cmd=self.cmd, fault=fault,
+                          brightness=self.backend.brightness, backend=self.backend.name)
+
+    def _watch(self) -> None:
+        if self.check_timer is not None:
+            self.check_timer.cancel()
+            self.check_timer = None
+        if self.want:  # dark and off costs nothing: no timer
+            self.check_timer = self.node.every(self.check_s, self.check)
+
+
+def open_backend(kind: str, policy) -> SimLed | SysfsLed:
+    return SysfsLed(policy.hardware["led"]["sysfs_dir"]) if kind == "real" else SimLed()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = service.arguments("daemons.led", __doc__, backends=("real", "sim")).parse_args(argv)
+    try:
+        policy = load(args.policy_dir, args.model)
+        backend = open_backend(args.backend, policy)
+    except (PolicyError, LedFault) as exc:
+        print(f"ledd: {exc}", file=sys.stderr)
+        return 2
+    led = policy.hardware["led"]
+    with service.node("ledd", args) as node:
+        ledd = Ledd(node, backend, led["confirm_retries"], led["check_s"])
+        node.start()
+        if ledd.cmd == 0:
+            ledd.apply()  # no word from the shell yet: dark, and say so
+        node.run()
+        # Nobody watches the LED from now on: capture must stop. A lit LED is left lit
+        # (over-telling is safe); one that should be off is switched off.
+        ledd.report("ledd stopped")
+        if not ledd.want:
+            try:
+                backend.set(False)
+            except LedFault:
+                pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

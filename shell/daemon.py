@@ -1,0 +1,279 @@
+"""The shell on the bus: what arrives goes into ShellCore, what it decides goes out, latched.
+
+One handler per input, each ending in ``settle()``, which is the only place
+anything is published. The order inside settle is the privacy promise:
+the audit record of a capture is on disk (fsync'ed) before the grant goes
+out, and revoked grants go out before anything else is written.
+
+The LED command carries a counter (``cmd``) that ledd echoes back; a
+read-back for any other command is stale and ignored, so an LED being
+switched off can never confirm a capture that is just starting.
+
+The shell keeps a checkpoint of its decisions in the state directory after
+every change, so a shell that crashed and was restarted carries on with
+the same focus stacks, grants and LED command instead of a blank slate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import secrets
+import time
+import uuid
+from pathlib import Path
+
+from bus.envelope import Message
+from bus.errors import RequestRefused
+from bus.node import Node
+from bus.timers import Timer
+from shell.core import ShellCore
+from shell.focus import Notice
+from policies.schema import Policy
+from shell.privacy import AuditLog, CaptureNotice
+
+log = logging.getLogger(__name__)
+
+AUDIT_FILE = "privacy-audit.jsonl"
+SAVED_FILE = "saved-state.json"  # written at critical, restored by the next boot
+CHECKPOINT_FILE = "shell-checkpoint.pickle"  # survives a crash of the shell, not a reboot
+HEARTBEAT_S = 0.3
+NODE_EXPIRY = 3.0  # heartbeat timeouts after which a silent node leaves `nodes`
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write, fsync, rename, fsync the directory: the file is either old or new, never torn."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class ShellDaemon:
+    def __init__(self, node: Node, policy: Policy, state_dir: Path):
+        self.node = node
+        self.policy = policy
+        self.state_dir = state_dir
+        self.audit = AuditLog(state_dir / AUDIT_FILE)
+        now = time.monotonic()
+        self.started = now
+        self.core = ShellCore(policy, now, restored=self._take_saved())
+        self.cmd = secrets.randbits(31)  # LED command counter; random so an old shell's reports never match
+        self.sessions: dict[tuple[str, str], dict] = {}  # open audit sessions
+        self.boot_s: float | None = None
+        self.nodes: dict[str, dict] = {}  # name -> pid, last heartbeat (monotonic)
+        self.published: dict[str, dict] = {}
+        self.timer: Timer | None = None
+        self._resume_checkpoint()
+        node.subscribe("node.", self.on_node)
+        node.subscribe("led.state", self.on_led)
+        node.subscribe("power.state", self.on_power)
+        node.serve("shell.focus.request", self.on_focus_request)
+        node.serve("shell.release.request", self.on_release)
+        node.serve("shell.foreground.request", self.on_foreground)
+
+    # --- inputs -------------------------------------------------------------------
+    def on_node(self, msg: Message) -> None:
+        name, now = msg.payload["node"], time.monotonic()
+        if name != msg.source:
+            log.warning("shell: %s sent a %s for %s; ignored", msg.source, msg.topic, name)
+            return
+        if msg.topic == "node.bye":
+            self.nodes.pop(name, None)
+            self.core.owner_gone(name, now, "exited")
+        else:
+            known = self.nodes.get(name)
+            self.nodes[name] = {"pid": msg.payload["pid"], "seen": now}
+            self.core.heartbeat(name, now)
+            if known is None or known["pid"] != msg.payload["pid"]:
+                self.core.daemon_ready(name, now)
+        self.settle()
+
+    def on_led(self, msg: Message) -> None:
+        p = msg.payload
+        if p["cmd"] != self.cmd:
+            return  # the read-back of an earlier command (or an earlier shell's): says nothing now
+        self.core.led_report(p["lit"], p.get("fault"), time.monotonic())
+        self.settle()
+
+    def on_power(self, msg: Message) -> None:
+        p = msg.payload
+        self.core.power_report(p["present"], p["percent"], p["bridge"].get("time_s", 0.0), time.monotonic())
+        self.settle()
+
+    def on_focus_request(self, msg: Message) -> dict:
+        p, now = msg.payload, time.monotonic()
+        decision = self.core.focus_request(msg.source, p["resource"], p["kind"], p["cls"], p["reason"], now,
+                                           p.get("purpose") or "")
+        self.settle()
+        if decision.status == "denied":
+            log.info("shell: denied %s %s: %s", msg.source, p["resource"], decision.reason)
+        return {"status": decision.status, "reason": decision.reason}
+
+    def on_release(self, msg: Message) -> dict:
+        resource = msg.payload["resource"]
+        held = any(c.owner == msg.source for c in self.core.arbiter.stacks.get(resource, []))
+        self.core.focus_release(msg.source, resource, time.monotonic())
+        self.settle()
+        return {"held": held}
+
+    def on_foreground(self, msg: Message) -> dict:
+        app = msg.payload["app"]
+        if app != msg.source and self.policy.focus["roles"].get(msg.source) != "system_alert":
+            raise RequestRefused(f"{msg.source} may bring only itself to the foreground, not {app}")
+        previous = self.core.set_foreground(app, time.monotonic())
+        self.settle()
+        return {"previous": previous}
+
+    # --- outputs: the one place anything is published ---------------------------------
+    def settle(self) -> None:
+        core, now = self.core, time.monotonic()
+        core.tick(now)
+        if core.state == "critical" and core.saved_state is not None:
+            self._save(core.saved_state)
+            core.save_done(now)
+        notices, core.notices = core.notices, []
+        revoked = [n for n in notices if isinstance(n, CaptureNotice) and n.status != "granted"]
+        if revoked:
+            self._publish_capture()  # stop capture first, write about it after
+        for notice in notices:
+            self._deliver(notice, now)
+        self._publish_led()
+        self._publish_capture()
+        if self.boot_s is None and core.state != "booting":
+            self.boot_s = round(now - self.started, 3)
+        self._publish_state(now)
+        self._reschedule(now)
+
+    def _deliver(self, notice: Notice | CaptureNotice, now: float) -> None:
+        if isinstance(notice, Notice):
+            self.node.publish("shell.focus.notice", owner=notice.owner, resource=notice.resource,
+                              status=notice.status, reason=notice.reason)
+            return
+        key = (notice.owner, notice.resource)
+        session = None
+        if notice.status == "granted":
+            session = uuid.uuid4().hex[:12]
+            self.sessions[key] = {"session": session, "start": now}
+            self.audit.append({"event": "start", "session": session, "owner": notice.owner,
+                               "resource": notice.resource, "reason": self._reason(key), "wall": time.time()})
+        elif key in self.sessions:
+            opened = self.sessions.pop(key)
+            session = opened["session"]
+            self.audit.append({"event": "end", "session": session, "owner": notice.owner,
+                               "resource": notice.resource, "why": notice.reason, "wall": time.time(),
+                               "seconds": round(now - opened["start"], 3)})
+        self.node.publish("shell.capture.notice", owner=notice.owner, resource=notice.resource,
+                          status=notice.status, reason=notice.reason, session=session)
+
+    def _reason(self, key: tuple[str, str]) -> str:
+        return self.core.privacy.granted.get(key, "")
+
+    def _publish_led(self) -> None:
+        privacy = self.core.privacy
+        last = self.published.get("privacy.indicator")
+        if last is not None and last["on"] == privacy.led_on:
+            return
+        self.cmd = (self.cmd + 1) % (1 << 31)
+        reason = ", ".join(f"{o}:{r}" for o, r in [*privacy.granted, *privacy.pending]) or \
+            ("hold after capture" if privacy.led_on else "no capture")
+        self._publish_if_changed("privacy.indicator", on=privacy.led_on, cmd=self.cmd, reason=reason)
+
+    def _publish_capture(self) -> None:
+        privacy = self.core.privacy
+        grants = sorted(f"{owner}:{resource}" for owner, resource in privacy.granted)
+        self._publish_if_changed("privacy.capture", grants=grants, cmd=self.cmd, fault=privacy.fault)
+
+    def _publish_state(self, now: float) -> None:
+        state = self.core.snapshot()
+        state["nodes"] = {name: {"pid": n["pid"]} for name, n in sorted(self.nodes.items())}
+        state["boot_s"] = self.boot_s
+        state["model"] = self.policy.profile["name"]
+        if self._publish_if_changed("shell.state", **state):
+            self._checkpoint()
+
+    def _publish_if_changed(self, topic: str, **payload) -> bool:
+        if self.published.get(topic) == payload:
+            return False
+        self.node.publish(topic, **payload)
+        self.published[topic] = payload
+        return True
+
+    def _reschedule(self, now: float) -> None:
+        deadlines = [self.core.next_deadline()]
+        expiry = self.policy.focus["liveness"]["heartbeat_timeout_s"] * NODE_EXPIRY
+        for name, seen in [(n, v["seen"]) for n, v in self.nodes.items()]:
+            if now - seen > expiry and name != self.node.name:
+                del self.nodes[name]
+            else:
+                deadlines.append(seen + expiry)
+        wake = min((d for d in deadlines if d is not None), default=None)
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = None if wake is None else self.node.after(max(wake - now, 0.0) + 0.001, self.settle)
+
+    # --- what outlives the process --------------------------------------------------------
+    def _take_saved(self) -> dict | None:
+        """The state a critical shutdown saved, used once: the next boot starts from it."""
+        path = self.state_dir / SAVED_FILE
+        try:
+            saved = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("shell: %s unreadable (%s); booting without it", path, exc)
+            return None
+        path.replace(path.with_name("saved-state.used.json"))
+        log.info("shell: restoring %s", saved)
+        return saved
+
+    def _save(self, saved: dict) -> None:
+        path = self.state_dir / SAVED_FILE
+        write_atomically(path, json.dumps(saved, sort_keys=True).encode())
+        self.node.publish("shell.saved", path=str(path), foreground=saved.get("foreground"))
+
+    def _checkpoint(self) -> None:
+        data = {"boot_id": boot_id(), "core": self.core.export(), "cmd": self.cmd, "sessions": self.sessions,
+                "boot_s": self.boot_s, "published": self.published}
+        write_atomically(self.state_dir / CHECKPOINT_FILE, pickle.dumps(data))
+
+    def _resume_checkpoint(self) -> None:
+        """After a crash (same boot), carry on where the last shell left off."""
+        path = self.state_dir / CHECKPOINT_FILE
+        try:
+            # The state directory is 0700 and the shell's own: only the shell could have written this.
+            data = pickle.loads(path.read_bytes())
+        except FileNotFoundError:
+            return
+        except Exception as exc:  # noqa: BLE001 - a damaged checkpoint must not stop the boot
+            log.warning("shell: checkpoint %s unreadable (%s); starting afresh", path, exc)
+            return
+        if data.get("boot_id") != boot_id() or data["core"]["state"] in ("critical", "shutdown"):
+            return
+        self.core.restore(data["core"])
+        self.cmd, self.sessions, self.boot_s = data["cmd"], data["sessions"], data["boot_s"]
+        self.published = data["published"]
+        log.info("shell: resumed from the checkpoint in state %s", self.core.state)
+
+    def close(self) -> None:
+        path = self.state_dir / CHECKPOINT_FILE
+        if path.exists():
+            path.unlink()  # a clean stop: the next start is a boot, not a resume

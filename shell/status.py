@@ -1,0 +1,77 @@
+"""`lens status` and `lens privacy log`: the system at a glance, from the latched state on the bus."""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+from bus.errors import BusError
+from bus.node import Node
+
+STATUS_TOPICS = ("shell.state", "power.state", "led.state", "privacy.capture")
+
+
+def gather(runtime_dir: str | None, timeout: float = 3.0) -> dict[str, dict]:
+    """The latest latched message of each status topic, straight from the broker's cache."""
+    found: dict[str, dict] = {}
+    with Node(f"lens-status-{os.getpid()}", runtime_dir) as node:
+        for topic in STATUS_TOPICS:
+            node.subscribe(topic, lambda msg: found.__setitem__(msg.topic, msg.payload))
+        node.start(timeout=timeout)
+    if "shell.state" not in found:
+        raise BusError("no shell.state on the bus: is the shell running (`lens up`)?")
+    return found
+
+
+def render(found: dict[str, dict]) -> str:
+    shell = found["shell.state"]
+    lines = [f"state      {shell['state']}" + (f"  (degraded: {', '.join(shell['degraded'])} missing)"
+                                                 if shell["degraded"] else "")
+             + f"   model {shell['model']}   boot {_secs(shell.get('boot_s'))}",
+             f"foreground {shell['foreground'] or '-'}   brightness {shell['brightness']:.0%}   "
+             f"recording {'allowed' if shell['recording_allowed'] else 'refused'}   "
+             f"remote calls {'on' if shell['remote_calls'] else 'off'}"]
+    lines.append("focus")
+    for resource, info in shell["focus"].items():
+        stack = info["stack"]
+        below = ", ".join(f"{c['owner']} ({c['class']})" for c in stack[1:])
+        owner = f"{stack[0]['owner']} ({stack[0]['class']}, {stack[0]['kind']})" if stack else "-"
+        lines.append(f"  {resource:<10} {owner}" + (f"   waiting: {below}" if below else ""))
+    privacy, led = shell["privacy"], found.get("led.state")
+    lit = "no report" if led is None else ("lit" if led["lit"] else "dark") + (f", FAULT: {led['fault']}"
+                                                                             if led["fault"] else "")
+    lines.append(f"led        {privacy['led']} (confirmed {'yes' if privacy['led_confirmed'] else 'no'}; "
+                 f"reads {lit})")
+    lines.append(f"capture    {', '.join(privacy['capture']) or '-'}"
+                 + (f"   waiting for LED: {', '.join(privacy['waiting_for_led'])}" if privacy["waiting_for_led"] else ""))
+    power = found.get("power.state")
+    if power is None:
+        lines.append("power      no report")
+    else:
+        cells = [f"{b['side']} " + (f"{b['percent']:.0f}%" if b["present"] else "OUT") for b in power["batteries"]]
+        bridge = power["bridge"]
+        lines.append(f"power      {power['percent']:.0f}%  [{', '.join(cells)}]  bridge {bridge['percent']:.0f}% "
+                     f"({_secs(bridge['time_s'])} left)  load {power['load_w']:.2f} W")
+    lines.append(f"ready      {', '.join(shell['ready']) or '-'}")
+    alive = ", ".join(f"{name}[{info['pid']}]" for name, info in shell["nodes"].items())
+    lines.append(f"alive      {alive or '-'}")
+    return "\n".join(lines)
+
+
+def render_log(sessions: list[dict]) -> str:
+    if not sessions:
+        return "no capture sessions recorded"
+    rows = ["START                END                  WHO          WHAT    SECONDS  WHY / ENDED"]
+    for s in sessions:
+        end = _when(s["end"]) if s["end"] else "(still capturing)"
+        rows.append(f"{_when(s['start']):<20} {end:<20} {s['owner'] or '?':<12} {s['resource'] or '?':<7} "
+                    f"{s['seconds'] or 0:>7.1f}  {s['reason'] or ''}" + (f" / {s['why_ended']}" if s["why_ended"] else ""))
+    return "\n".join(rows)
+
+
+def _when(wall: float | None) -> str:
+    return "?" if wall is None else datetime.datetime.fromtimestamp(wall).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"

@@ -1,0 +1,297 @@
+"""The shell daemon over the real bus, with real ledd and powerd processes (simulated backends)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from bus.node import Node
+from bus.service import HEARTBEAT_S
+from shell.daemon import AUDIT_FILE, SAVED_FILE
+from tests.conftest import DEADLINE_S, tuned_policies, wait_for
+
+pytestmark = pytest.mark.slow
+
+FAST = {
+    "system.toml": {"boot": {"required": ["ledd", "powerd"], "deadline_s": 3.0},
+                    "idle": {"dim_after_s": 600.0, "sleep_after_s": 600.0}},
+    "privacy.toml": {"led": {"hold_s": 0.5}},
+    # In-process test apps heartbeat only while the test polls their node: give them slack.
+    # The SIGKILL test runs its owner as a process of its own, against the product's 1 s.
+    "focus.toml": {"liveness": {"heartbeat_timeout_s": 5.0}},
+    "hardware.toml": {"led": {"check_s": 0.1}},
+}
+
+
+class System:
+    """broker + shell + ledd + powerd as real processes, and in-process apps that watch the bus."""
+
+    def __init__(self, procs, runtime, tmp_path, changes=FAST):
+        self.procs, self.runtime = procs, runtime
+        self.state_dir = tmp_path / "state"
+        self.env = procs.env(LENS_POLICY_DIR=str(tuned_policies(tmp_path, changes)),
+                             LENS_STATE_DIR=str(self.state_dir))
+        procs.env = lambda **extra: dict(self.env, **extra)  # every child of this test sees the same system
+        procs.start_broker()
+        self.shell = procs.start_ready("-m", "shell")
+        self.ledd = procs.start_ready("-m", "daemons.led")
+        self.powerd = procs.start_ready("-m", "daemons.power")
+        self.watcher = self.app("watcher", heartbeat=None)
+
+    def app(self, name: str, heartbeat: float | None = HEARTBEAT_S) -> "App":
+        return App(Node(name, self.runtime, heartbeat=heartbeat))
+
+    def restart_shell(self, sig=signal.SIGKILL) -> None:
+        self.procs.stop(self.shell, sig)
+        self.shell = self.procs.start_ready("-m", "shell")
+
+    @property
+    def audit(self) -> list[dict]:
+        path = self.state_dir / AUDIT_FILE
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+class App:
+    """A node that keeps, in arrival order, everything the shell and the LED say."""
+
+    def __init__(self, node: Node):
+        self.node = node
+        self.log: list = []
+        self.latest: dict[str, dict] = {}
+        for prefix in ("shell.state", "shell.focus.notice", "shell.capture.notice", "led.state",
+                       "privacy", "power"):
+            node.subscribe(prefix, self._keep)
+        node.start()
+
+    def _keep(self, msg) -> None:
+        self.log.append(msg)
+        self.latest[msg.topic] = msg.payload
+
+    def wait(self, condition, what: str, timeout: float = DEADLINE_S):
+        return wait_for(condition, timeout, what, poll=lambda remaining: self.node.run_once(remaining))
+
+    def wait_state(self, predicate, what: str, timeout: float = DEADLINE_S) -> dict:
+        def check():
+            state = self.latest.get("shell.state")
+            return state if state is not None and predicate(state) else None
+        return self.wait(check, what, timeout)
+
+    def notices(self, topic: str, **match) -> list[dict]:
+        return [m.payload for m in self.log if m.topic == topic
+                and all(m.payload.get(k) == v for k, v in match.items())]
+
+    def ask(self, topic: str, **fields) -> dict:
+        return self.node.request(topic, timeout=DEADLINE_S, **fields)
+
+    def close(self) -> None:
+        self.node.close()
+
+
+@pytest.fixture
+def system(procs, runtime, tmp_path):
+    made = System(procs, runtime, tmp_path)
+    yield made
+    made.watcher.close()
+
+
+def running(state: dict) -> bool:
+    return state["running"]
+
+
+def test_boot_names_a_missing_daemon_and_runs_degraded(procs, runtime, tmp_path):
+    changes = {**FAST, "system.toml": {"boot": {"required": ["ledd", "powerd", "ghostd"], "deadline_s": 1.0}}}
+    system = System(procs, runtime, tmp_path, changes)
+    state = system.watcher.wait_state(running, "the boot deadline")
+    assert state["state"] == "active"
+    assert state["degraded"] == ["ghostd"]
+    assert {"ledd", "powerd"} <= set(state["ready"])
+    assert state["boot_s"] >= 1.0
+    system.watcher.close()
+
+
+def test_capture_is_granted_only_after_the_led_confirms_and_is_audited(system):
+    app = system.app("camapp")
+    system.watcher.wait_state(running, "boot")
+    assert app.ask("shell.foreground.request", app="camapp") == {"previous": None}
+    reply = app.ask("shell.focus.request", resource="camera", kind="exclusive", cls="foreground", reason="photo")
+    assert reply["status"] == "granted"
+    granted = app.wait(lambda: app.notices("shell.capture.notice", owner="camapp", status="granted"),
+                       "capture granted")[0]
+    order = [m for m in app.log if m.topic in ("led.state", "shell.capture.notice")]
+    cmd = app.latest["privacy.indicator"]["cmd"]
+    lit_at = next(i for i, m in enumerate(order) if m.topic == "led.state" and m.payload["lit"]
+                  and m.payload["cmd"] == cmd)
+    granted_at = next(i for i, m in enumerate(order) if m.topic == "shell.capture.notice")
+    assert lit_at < granted_at, "the grant went out before the LED confirmed"
+    start = [r for r in system.audit if r["event"] == "start"]
+    assert [(r["owner"], r["resource"], r["reason"], r["session"]) for r in start] == \
+        [("camapp", "camera", "photo", granted["session"])]
+
+    assert app.ask("shell.release.request", resource="camera") == {"held": True}
+    app.wait(lambda: app.notices("shell.capture.notice", owner="camapp", status="revoked"), "capture ended")
+    app.wait(lambda: app.latest["privacy.indicator"]["on"] is False, "LED off after the hold time")
+    end = [r for r in system.audit if r["event"] == "end"]
+    assert len(end) == 1 and end[0]["session"] == granted["session"] and end[0]["seconds"] >= 0
+    app.close()
+
+
+def test_led_fault_mid_capture_stops_it_and_refuses_more_until_mended(system):
+    app = system.app("camapp")
+    system.watcher.wait_state(running, "boot")
+    app.ask("shell.foreground.request", app="camapp")
+    app.ask("shell.focus.request", resource="camera", kind="exclusive", cls="foreground", reason="video")
+    app.wait(lambda: app.notices("shell.capture.notice", status="granted"), "capture granted")
+
+    assert app.ask("led.sim.request", fault="LED burnt out") == {"fault": "LED burnt out"}
+    revoked = app.wait(lambda: app.notices("shell.capture.notice", status="revoked"), "capture revoked")[0]
+    assert "burnt out" in revoked["reason"]
+    app.wait(lambda: app.latest["privacy.capture"]["grants"] == [] and app.latest["privacy.capture"]["fault"],
+             "grants withdrawn, fault published")
+    end = [r for r in system.audit if r["event"] == "end"]
+    assert len(end) == 1 and "burnt out" in end[0]["why"]
+    state = app.wait_state(lambda s: s["privacy"]["fault"], "the fault in shell.state")
+    assert "burnt out" in state["privacy"]["fault"]
+
+    # While broken: refused, with the reason.
+    app.ask("shell.release.request", resource="camera")
+    app.ask("shell.focus.request", resource="mic", kind="exclusive", cls="foreground", reason="note")
+    refused = app.wait(lambda: app.notices("shell.capture.notice", resource="mic", status="refused"), "refused")
+    assert "not working" in refused[0]["reason"]
+
+    # Mended: capture works again.
+    app.ask("led.sim.request", fault=None)
+    app.ask("shell.release.request", resource="mic")
+    app.ask("shell.focus.request", resource="mic", kind="exclusive", cls="foreground", reason="note")
+    app.wait(lambda: app.notices("shell.capture.notice", resource="mic", status="granted"), "granted after mend")
+    app.close()
+
+
+def test_a_killed_focus_owner_loses_focus_within_the_liveness_timeout(procs, runtime, tmp_path):
+    system = System(procs, runtime, tmp_path, {**FAST, "focus.toml": {"liveness": {"heartbeat_timeout_s": 1.0}}})
+    system.watcher.wait_state(running, "boot")
+    script = ("import sys, time\nfrom bus.node import Node\n"
+              "n = Node('nav', heartbeat=0.3)\nn.start()\n"
+              "r = n.request('shell.focus.request', resource='audio_out', kind='exclusive', cls='background', "
+              "reason='route')\nprint(r['status'], flush=True)\nn.run()\n")
+    nav = procs.start("-c", script)
+    assert nav.stdout.readline().strip() == "granted"
+    system.watcher.wait_state(lambda s: s["focus"]["audio_out"]["owner"] == "nav", "nav holds audio_out")
+    killed = time.monotonic()
+    nav.send_signal(signal.SIGKILL)
+    nav.wait(DEADLINE_S)
+    system.watcher.wait_state(lambda s: s["focus"]["audio_out"]["owner"] is None, "nav's focus released")
+    lost_after = time.monotonic() - killed
+    lost = system.watcher.notices("shell.focus.notice", owner="nav", status="lost")
+    assert lost and "silent" in lost[0]["reason"]
+    # The deadline is the policy's 1 s after the last heartbeat; allow the machine's noise, not a missed timer.
+    assert lost_after < 1.0 + 3.0, f"focus released {lost_after:.2f} s after SIGKILL"
+    system.watcher.close()
+
+
+def test_a_battery_swap_dims_holds_recording_and_restores_everything(system):
+    app = system.app("camapp")
+    system.watcher.wait_state(running, "boot")
+    app.ask("shell.foreground.request", app="camapp")
+    app.ask("shell.focus.request", resource="display", kind="exclusive", cls="foreground", reason="viewfinder")
+    before = app.wait_state(lambda s: s["focus"]["display"]["owner"] == "camapp", "display held")
+
+    assert app.ask("power.sim.request", action="pull", battery="left") == {"present": [False, True]}
+    swap = app.wait_state(lambda s: s["state"] == "battery_swap", "battery_swap")
+    assert swap["recording_allowed"] is False and swap["remote_calls"] is False
+    assert swap["brightness"] == pytest.approx(0.2)
+    assert swap["power"]["bridge_s"] > 0
+    removed = app.wait(lambda: app.notices("power.event", event="removed"), "removed event")
+    assert removed[0]["battery"] == "left"
+
+    app.ask("power.sim.request", action="insert", battery="left")
+    after = app.wait_state(lambda s: s["state"] == before["state"], "back to the state before the swap")
+    assert after["foreground"] == "camapp" and after["focus"]["display"]["owner"] == "camapp"
+    assert after["recording_allowed"] is True and after["brightness"] == before["brightness"]
+    app.close()
+
+
+def test_bridge_running_out_saves_state_and_the_next_boot_restores_the_foreground(system):
+    app = system.app("maps")
+    system.watcher.wait_state(running, "boot")
+    app.ask("shell.foreground.request", app="maps")
+    app.ask("power.sim.request", action="pull", battery="right")
+    app.wait_state(lambda s: s["state"] == "battery_swap", "battery_swap")
+    app.ask("power.sim.request", action="charge", battery="bridge", percent=0.5)
+    app.wait_state(lambda s: s["state"] == "shutdown", "orderly shutdown")
+    saved = json.loads((system.state_dir / SAVED_FILE).read_text())
+    assert saved["foreground"] == "maps"
+    assert (system.state_dir / SAVED_FILE).stat().st_mode & 0o077 == 0
+
+    app.ask("power.sim.request", action="insert", battery="right")
+    app.ask("power.sim.request", action="charge", battery="bridge", percent=100.0)
+    system.restart_shell(signal.SIGTERM)  # the next boot
+    system.watcher.wait_state(lambda s: s["state"] == "booting" or s["running"], "the new shell")
+    state = system.watcher.wait_state(lambda s: s["running"] and s["foreground"] == "maps", "foreground restored")
+    assert state["state"] == "active"
+    assert not (system.state_dir / SAVED_FILE).exists(), "a saved state is used once"
+    app.close()
+
+
+def test_a_crashed_shell_resumes_with_the_same_focus_and_led_command(system):
+    app = system.app("camapp")
+    system.watcher.wait_state(running, "boot")
+    app.ask("shell.foreground.request", app="camapp")
+    app.ask("shell.focus.request", resource="camera", kind="exclusive", cls="foreground", reason="video")
+    app.wait(lambda: app.notices("shell.capture.notice", status="granted"), "capture granted")
+    grants_before = app.latest["privacy.capture"]
+    pid_before = system.shell.pid
+
+    system.restart_shell(signal.SIGKILL)
+    state = app.wait_state(lambda s: s["nodes"].get("shell", {}).get("pid") not in (None, pid_before),
+                           "the restarted shell's state")
+    assert state["foreground"] == "camapp"
+    assert state["focus"]["camera"]["owner"] == "camapp"
+    assert state["privacy"]["capture"] == ["camapp:camera"]
+    assert app.latest["privacy.capture"]["cmd"] == grants_before["cmd"]
+    assert not app.notices("shell.capture.notice", status="revoked"), "a shell crash must not end a capture"
+    app.close()
+
+
+def test_lens_status_and_privacy_log(system, procs):
+    app = system.app("camapp")
+    system.watcher.wait_state(running, "boot")
+    app.ask("shell.focus.request", resource="mic", kind="exclusive", cls="background", reason="dictation")
+    app.wait(lambda: app.notices("shell.capture.notice", status="granted"), "mic granted")
+
+    done = procs.run_lens("status", "--json")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["shell.state"]["focus"]["mic"]["owner"] == "camapp"
+    assert status["led.state"]["lit"] is True
+    text = procs.run_lens("status")
+    assert text.returncode == 0 and "camapp (background, exclusive)" in text.stdout and "left 100%" in text.stdout
+
+    app.ask("shell.release.request", resource="mic")
+    app.wait(lambda: app.notices("shell.capture.notice", status="revoked"), "mic released")
+    log = procs.run_lens("privacy", "log", "--json")
+    assert log.returncode == 0, log.stderr
+    sessions = [json.loads(line) for line in log.stdout.splitlines()]
+    assert [(s["owner"], s["resource"], s["reason"]) for s in sessions] == [("camapp", "mic", "dictation")]
+    assert sessions[0]["end"] is not None and sessions[0]["why_ended"] == "released"
+    app.close()
+
+
+def test_lens_status_without_a_shell_says_so(procs, broker):
+    done = procs.run_lens("status")
+    assert done.returncode == 2 and "is the shell running" in done.stderr
+
+
+def test_lens_power_pull_and_insert(system, procs):
+    system.watcher.wait_state(running, "boot")
+    pulled = procs.run_lens("power", "pull", "right", "--json")
+    assert pulled.returncode == 0, pulled.stderr
+    assert json.loads(pulled.stdout) == {"present": [True, False]}
+    system.watcher.wait_state(lambda s: s["state"] == "battery_swap", "battery_swap")
+    inserted = procs.run_lens("power", "insert", "right")
+    assert inserted.returncode == 0 and inserted.stdout.strip() == "left in, right in"
+    system.watcher.wait_state(lambda s: s["state"] == "active", "active again")
+    bad = procs.run_lens("power", "charge", "middle", "50")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
