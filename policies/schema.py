@@ -89,6 +89,16 @@ SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
             "poll_s": Rule("float", 0.005, 60.0, doc="the supplies are read this often"),
             "low_percent": Rule("int", 1, 99, doc="a battery below this raises a 'low' event"),
         },
+        "camera": {
+            "device": Rule("str", doc="the V4L2 capture device (real backend)"),
+            "width": Rule("int", 16, 7680, doc="frame width in pixels (even: YUYV pairs pixels)"),
+            "height": Rule("int", 16, 4320, doc="frame height in pixels"),
+            "fps": Rule("float", 1.0, 120.0, doc="frames per second while recording video"),
+            "preview_fps": Rule("float", 0.5, 60.0, doc="frames per second in preview"),
+            "slots": Rule("int", 2, 64, doc="frames the shared-memory ring holds"),
+            "sim_folder": Rule("str", doc="sim backend: show these images instead of the pattern ('' for none)"),
+            "jpeg_quality": Rule("int", 10, 100, doc="quality of photos and recording segments"),
+        },
         "power_sim": {
             "battery_wh": Rule("float", 0.01, 100.0, doc="energy of one full swappable battery"),
             "bridge_wh": Rule("float", 0.001, 10.0, doc="energy of the full bridge battery"),

@@ -86,6 +86,7 @@ class ShellDaemon:
         node.subscribe("node.", self.on_node)
         node.subscribe("led.state", self.on_led)
         node.subscribe("power.state", self.on_power)
+        node.subscribe("camera.session", self.on_counted)
         node.serve("shell.focus.request", self.on_focus_request)
         node.serve("shell.release.request", self.on_release)
         node.serve("shell.foreground.request", self.on_foreground)
@@ -118,6 +119,13 @@ class ShellDaemon:
         p = msg.payload
         self.core.power_report(p["present"], p["percent"], p["bridge"].get("time_s", 0.0), time.monotonic())
         self.settle()
+
+    def on_counted(self, msg: Message) -> None:
+        """The capturing daemon's count of what a session took, added to its audit record."""
+        p = msg.payload
+        if msg.source == "camerad" and p.get("session"):
+            self.audit.append({"event": "counted", "session": p["session"], "owner": p["owner"],
+                               "frames": p["frames"], "by": msg.source, "wall": time.time()})
 
     def on_focus_request(self, msg: Message) -> dict:
         p, now = msg.payload, time.monotonic()

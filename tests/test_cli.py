@@ -156,6 +156,6 @@ def test_lens_up_only_starts_the_named_processes_and_the_broker(procs, runtime):
 
 
 def test_lens_up_only_refuses_a_process_it_does_not_know(procs):
-    result = procs.run_lens("up", "--only", "camerad,nosuch")
+    result = procs.run_lens("up", "--only", "camerad,nosuch,ghostd")
     assert result.returncode == 2
-    assert "unknown process(es): camerad, nosuch" in result.stderr
+    assert "unknown process(es): ghostd, nosuch" in result.stderr

@@ -97,7 +97,8 @@ def test_audit_log_is_append_only_and_survives_a_torn_line(tmp_path):
                 "wall": 1.0})
     with open(log.path, "a") as f:
         f.write('{"event": "end", "sess')  # power lost mid-write
-    log.append({"event": "end", "session": "s1", "wall": 2.0, "frames": 30, "why": "released"})
+    log.append({"event": "end", "session": "s1", "wall": 2.0, "why": "released"})
+    log.append({"event": "counted", "session": "s1", "frames": 30})  # camerad's tally, after the end
     [session] = log.sessions()
     assert session["owner"] == "cam" and session["frames"] == 30 and session["end"] == 2.0
     assert (log.path.stat().st_mode & 0o777) == 0o600

@@ -1,0 +1,241 @@
+"""camerad: frames into a shared-memory ring, photos, and video in segments — only with a lit LED.
+
+Capture runs for one owner at a time, the one the shell granted camera
+capture, and only while ledd confirms the LED lit for the shell's current
+command. camerad checks that itself before every frame (fail closed): the
+moment a grant is withdrawn or the LED is not confirmed, capture stops.
+While the shell says recording is not allowed (battery swap, critical,
+low power) a recording is checkpointed and paused, and it resumes in a new
+segment whose frame numbers carry on.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bus import service
+from bus.envelope import Message
+from bus.errors import RequestRefused
+from bus.node import Node
+from bus.runtime import state_dir
+from daemons.camera.backends import CameraError, SimCamera, V4l2Camera
+from daemons.camera.recorder import Recorder
+from daemons.camera.ring import Ring
+from policies.schema import PolicyError, load
+
+log = logging.getLogger("camerad")
+
+PAUSED_IN = ("battery_swap", "critical", "shutdown", "sleep")  # no frames at all in these shell states
+
+
+class Camerad:
+    def __init__(self, node: Node, source, ring: Ring, numbers: dict, store: Path):
+        self.node, self.source, self.ring, self.numbers, self.store = node, source, ring, numbers, store
+        self.mode, self.owner, self.why = "off", None, "nobody asked"
+        self.frame_id = 0  # every frame camerad ever put in the ring
+        self.frames = 0  # frames of the current session
+        self.recorder: Recorder | None = None
+        self.timer = None
+        self.capture = {"grants": [], "cmd": -1, "fault": None}
+        self.led = {"lit": False, "cmd": -2, "fault": None}
+        self.shell = {"state": "booting", "recording_allowed": True}
+        self.sessions: dict[str, str] = {}  # owner -> the shell's audit session id
+        self.scratch = np.empty(ring.shape, dtype=np.uint8)
+        node.subscribe("privacy.capture", self.on_privacy)
+        node.subscribe("led.state", self.on_privacy)
+        node.subscribe("shell.state", self.on_shell)
+        node.subscribe("shell.capture.notice", self.on_notice)
+        node.serve("camera.control.request", self.on_control)
+
+    # --- what others say ----------------------------------------------------------------
+    def on_privacy(self, msg: Message) -> None:
+        if msg.source != ("shell" if msg.topic == "privacy.capture" else "ledd"):
+            return
+        if msg.topic == "privacy.capture":
+            self.capture = msg.payload
+        else:
+            self.led = msg.payload
+        self.enforce()
+
+    def on_shell(self, msg: Message) -> None:
+        if msg.source == "shell":
+            self.shell = msg.payload
+            self.enforce()
+
+    def on_notice(self, msg: Message) -> None:
+        p = msg.payload
+        if msg.source == "shell" and p["resource"] == "camera" and p["status"] == "granted":
+            self.sessions[p["owner"]] = p["session"]
+
+    def on_control(self, msg: Message) -> dict:
+        mode, owner = msg.payload["mode"], msg.source
+        if mode not in ("off", "preview", "video", "photo"):
+            raise RequestRefused(f"unknown mode {mode!r} (off, preview, video, photo)")
+        if mode == "off":
+            if owner == self.owner:
+                self.stop("stopped by its owner")
+            return {"mode": self.mode}
+        refusal = self.refusal(owner) or (self.owner not in (None, owner) and f"{self.owner} is capturing")
+        if mode == "video" and not refusal and not self.shell["recording_allowed"]:
+            refusal = f"video recording is not allowed now ({self.shell['state']})"
+        if refusal:
+            raise RequestRefused(refusal)
+        if mode == "photo":
+            return {"mode": self.mode, "path": self.photo(owner)}
+        if self.owner is None:
+            self.owner, self.frames = owner, 0
+        if mode == "video" and self.recorder is None:
+            name = time.strftime("%Y%m%d-%H%M%S") + f"-{owner}"
+            self.recorder = Recorder(self.store / "recordings", name, self.numbers["jpeg_quality"])
+        elif mode == "preview" and self.recorder is not None:
+            self.close_segment("recording stopped")
+            self.recorder = None
+        self.mode, self.why = mode, f"{mode} for {owner}"
+        self.source.start()
+        self.schedule()
+        self.publish_state()
+        return {"mode": self.mode, "path": str(self.recorder.dir) if self.recorder else None}
+
+    # --- the rules ----------------------------------------------------------------------
+    def refusal(self, owner: str) -> str | None:
+        """Why ``owner`` may not capture now, or None: the grant, the LED, the same command."""
+        if f"{owner}:camera" not in self.capture["grants"]:
+            return f"the shell has not granted {owner} camera capture"
+        if self.led["fault"]:
+            return f"the capture LED reports a fault: {self.led['fault']}"
+        if not self.led["lit"] or self.led["cmd"] != self.capture["cmd"]:
+            return "the capture LED is not confirmed lit"
+        return None
+
+    def enforce(self) -> None:
+        if self.owner is None:
+            return
+        refusal = self.refusal(self.owner)
+        if refusal:
+            self.stop(refusal)
+            return
+        paused = self.paused
+        if self.recorder is not None and self.recorder.open and (paused or not self.shell["recording_allowed"]):
+            self.close_segment(f"checkpoint: {self.shell['state']}")
+        self.schedule()
+        self.publish_state()
+
+    @property
+    def paused(self) -> bool:
+        return self.shell["state"] in PAUSED_IN or (self.recorder is not None and not self.shell["recording_allowed"])
+
+    # --- capturing -------------------------------------------------------------------------
+    def schedule(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        running = self.mode in ("preview", "video") and not self.paused
+        fd = self.source.fileno()
+        if fd is not None:  # a real device says when a frame is ready; watched only while streaming
+            self.node.watch(fd, self.tick) if running else self.node.unwatch(fd)
+        elif running:
+            fps = self.numbers["fps"] if self.mode == "video" else self.numbers["preview_fps"]
+            self.timer = self.node.every(1.0 / fps, self.tick)
+
+    def tick(self) -> None:
+        if self.owner is None or self.paused:
+            return
+        refusal = self.refusal(self.owner)  # before every frame, not only when told
+        if refusal:
+            self.stop(refusal)
+            return
+        try:
+            pixels = self.source.grab(self.frame_id + 1, self.scratch)
+        except CameraError as exc:
+            self.stop(f"camera failed: {exc}")
+            return
+        self.frame_id += 1
+        self.frames += 1
+        now = time.monotonic_ns()
+        slot, gen = self.ring.write(self.frame_id, pixels, now)
+        height, width, _ = self.ring.shape
+        self.node.publish("camera.frame", id=self.frame_id, slot=slot, gen=gen, width=width, height=height,
+                          format="rgb24", mono_ns=now, owner=self.owner)
+        if self.mode == "video" and self.recorder is not None:
+            self.recorder.add(self.frame_id, pixels, now)
+
+    def photo(self, owner: str) -> str:
+        pixels = self.source.grab(self.frame_id + 1, self.scratch)
+        self.frame_id += 1
+        path = self.store / "photos" / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.frame_id}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, "JPEG", quality=self.numbers["jpeg_quality"])
+        path.write_bytes(buf.getvalue())
+        if self.owner is None:  # a photo alone is a session of one frame
+            self.node.publish("camera.session", owner=owner, session=self.sessions.get(owner), frames=1)
+        else:
+            self.frames += 1
+        return str(path)
+
+    def close_segment(self, why: str) -> None:
+        info = self.recorder.checkpoint(why) if self.recorder is not None else None
+        if info is not None:
+            self.node.publish("camera.segment", owner=self.owner or "", **info)
+
+    def stop(self, why: str) -> None:
+        owner = self.owner
+        self.close_segment(why)
+        self.recorder = None
+        self.mode, self.owner, self.why = "off", None, why
+        self.schedule()
+        self.source.stop()
+        if owner is not None:
+            log.info("capture for %s stopped: %s (%d frames)", owner, why, self.frames)
+            self.node.publish("camera.session", owner=owner, session=self.sessions.pop(owner, None),
+                              frames=self.frames)
+        self.publish_state()
+
+    def publish_state(self) -> None:
+        height, width, _ = self.ring.shape
+        fps = {"video": self.numbers["fps"], "preview": self.numbers["preview_fps"]}.get(self.mode, 0.0)
+        self.node.publish("camera.state", mode=self.mode, owner=self.owner, fps=fps, frames=self.frames,
+                          ring=str(self.ring.path), width=width, height=height, backend=self.source.name,
+                          paused=self.paused and self.mode != "off",
+                          recording=str(self.recorder.dir) if self.recorder else None, why=self.why)
+
+
+def open_source(kind: str, numbers: dict):
+    if kind == "real":
+        return V4l2Camera(numbers["device"], numbers["width"], numbers["height"], numbers["fps"])
+    return SimCamera(numbers["width"], numbers["height"], numbers["sim_folder"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = service.arguments("daemons.camera", __doc__, backends=("real", "sim"))
+    parser.add_argument("--state-dir", metavar="DIR", help="photos and recordings (default: $LENS_STATE_DIR)")
+    args = parser.parse_args(argv)
+    try:
+        numbers = load(args.policy_dir, args.model).hardware["camera"]
+        source = open_source(args.backend, numbers)
+    except (PolicyError, CameraError) as exc:
+        print(f"camerad: {exc}", file=sys.stderr)
+        return 2
+    with service.node("camerad", args) as node:
+        ring = Ring.create(node.runtime.path("camera.ring"), numbers["slots"],
+                           (numbers["height"], numbers["width"], 3))
+        camerad = Camerad(node, source, ring, numbers, state_dir(args.state_dir))
+        node.start()
+        camerad.publish_state()
+        node.run()
+        camerad.stop("camerad stopped")
+        source.close()
+        ring.close()
+        ring.path.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

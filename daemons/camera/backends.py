@@ -1,0 +1,130 @@
+"""camerad's frame sources: a V4L2 camera (through linuxpy), and a synthetic or folder-fed one.
+
+A source fills an RGB24 numpy array of the ring's shape; camerad copies it
+into the ring. The V4L2 source asks for YUYV (what sensors and UVC cameras
+all offer) and converts with numpy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+class CameraError(Exception):
+    """The camera cannot be opened or read; the message says why."""
+
+
+def yuyv_to_rgb(data, height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
+    """YUYV 4:2:2 (Y0 U Y1 V per two pixels, BT.601 limited range) to RGB24."""
+    raw = np.frombuffer(data, dtype=np.uint8, count=height * width * 2).reshape(height, width // 2, 4)
+    y = raw[:, :, (0, 2)].astype(np.float32).reshape(height, width) - 16.0
+    u = np.repeat(raw[:, :, 1].astype(np.float32) - 128.0, 2, axis=1)
+    v = np.repeat(raw[:, :, 3].astype(np.float32) - 128.0, 2, axis=1)
+    y *= 255.0 / 219.0
+    rgb = np.stack((y + 1.596 * v, y - 0.392 * u - 0.813 * v, y + 2.017 * u), axis=-1)
+    if out is None:
+        out = np.empty((height, width, 3), dtype=np.uint8)
+    np.clip(np.rint(rgb, out=rgb), 0, 255, out=rgb)
+    out[...] = rgb
+    return out
+
+
+class V4l2Camera:
+    """A V4L2 capture device (the glasses' sensor behind its ISP, or a UVC camera on a laptop)."""
+
+    name = "real"
+
+    def __init__(self, device: str, width: int, height: int, fps: float):
+        from linuxpy.video.device import Device, VideoCapture
+
+        self.width, self.height = width, height
+        try:
+            self.device = Device(device, blocking=False)
+            self.device.open()
+            self.capture = VideoCapture(self.device, size=4)
+            self.capture.set_format(width, height, "YUYV")
+            self.capture.set_fps(fps)
+            fmt = self.capture.get_format()
+            if (fmt.width, fmt.height) != (width, height):
+                raise CameraError(f"{device} gives {fmt.width}x{fmt.height}, not {width}x{height}")
+        except CameraError:
+            raise
+        except Exception as exc:  # linuxpy raises OSError and its own V4L2Error
+            raise CameraError(f"{device}: {exc}") from None
+        self.streaming = False
+
+    def fileno(self) -> int:
+        """Readable when a frame is ready: camerad waits on it in its one poll."""
+        return self.device.fileno()
+
+    def start(self) -> None:
+        if not self.streaming:
+            self.capture.open()
+            self.streaming = True
+
+    def stop(self) -> None:
+        if self.streaming:
+            self.capture.close()
+            self.streaming = False
+
+    def grab(self, frame_id: int, out: np.ndarray) -> np.ndarray:
+        try:
+            frame = self.capture.buffer.raw_read()
+        except Exception as exc:
+            raise CameraError(f"reading a frame: {exc}") from None
+        return yuyv_to_rgb(frame.data, self.height, self.width, out)
+
+    def close(self) -> None:
+        self.stop()
+        self.device.close()
+
+
+class SimCamera:
+    """A moving colour pattern with the frame number drawn in, or the images of a folder in turn."""
+
+    name = "sim"
+
+    def __init__(self, width: int, height: int, folder: str = ""):
+        self.width, self.height = width, height
+        yy, xx = np.mgrid[0:height, 0:width]
+        self.base = np.stack(((xx * 255 // max(width - 1, 1)), (yy * 255 // max(height - 1, 1)),
+                              ((xx + yy) * 255 // max(width + height - 2, 1))), axis=-1).astype(np.uint8)
+        self.images = self._load(Path(folder)) if folder else []
+
+    def _load(self, folder: Path) -> list[np.ndarray]:
+        images = []
+        for path in sorted(folder.glob("*")):
+            if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
+                with Image.open(path) as image:
+                    images.append(np.asarray(image.convert("RGB").resize((self.width, self.height))))
+        if not images:
+            raise CameraError(f"no PNG or JPEG images in {folder}")
+        return images
+
+    def fileno(self) -> None:
+        return None  # frames come from camerad's timer
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def grab(self, frame_id: int, out: np.ndarray) -> np.ndarray:
+        if self.images:
+            out[...] = self.images[(frame_id // 30) % len(self.images)]  # a second per image at 30 fps
+        else:
+            shift = (frame_id * 8) % self.width
+            out[:, :self.width - shift] = self.base[:, shift:]
+            out[:, self.width - shift:] = self.base[:, :shift]
+        stamp = Image.new("RGB", (12 * 9, 22), (0, 0, 0))
+        ImageDraw.Draw(stamp).text((4, 4), f"#{frame_id:07d}", fill=(255, 255, 255))
+        h, w = min(22, self.height), min(12 * 9, self.width)
+        out[:h, :w] = np.asarray(stamp)[:h, :w]
+        return out
+
+    def close(self) -> None:
+        pass

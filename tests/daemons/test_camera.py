@@ -1,0 +1,177 @@
+"""camerad: the frame ring, the sources, and capture gated by the shell and the LED over the real bus."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from bus.errors import RequestFailed
+from daemons.camera.backends import CameraError, SimCamera, V4l2Camera, yuyv_to_rgb
+from daemons.camera.recorder import read_index
+from daemons.camera.ring import FrameOverrun, Ring
+from shell.privacy import AuditLog
+from tests.system import System, running
+
+SHAPE = (48, 64, 3)
+
+
+def test_ring_views_are_zero_copy_read_only_and_an_overrun_is_detected(tmp_path):
+    writer = Ring.create(tmp_path / "ring", 3, SHAPE)
+    reader = Ring.attach(tmp_path / "ring")
+    slot, gen = writer.write(1, np.full(SHAPE, 7, np.uint8), 123)
+    with reader.frame(slot, gen) as view:
+        assert view.base is not None and not view.flags.writeable and int(view[0, 0, 0]) == 7
+    for frame_id in range(2, 5):  # laps the ring: slot of frame 1 is reused by frame 4
+        writer.write(frame_id, np.zeros(SHAPE, np.uint8), 0)
+    with pytest.raises(FrameOverrun):
+        reader.copy(slot, gen)
+    with pytest.raises(FrameOverrun):
+        with reader.frame(*writer.write(5, np.zeros(SHAPE, np.uint8), 0)):
+            writer.write(8, np.ones(SHAPE, np.uint8), 0)  # overwritten while being read
+    (tmp_path / "junk").write_bytes(b"x" * 200)
+    with pytest.raises(ValueError, match="not a lensos frame ring"):
+        Ring.attach(tmp_path / "junk")
+
+
+def test_a_reader_racing_the_writer_never_accepts_a_torn_frame(tmp_path):
+    writer = Ring.create(tmp_path / "ring", 2, SHAPE)
+    reader = Ring.attach(tmp_path / "ring")
+    latest = {"desc": writer.write(1, np.full(SHAPE, 1, np.uint8), 0)}
+    stop = threading.Event()
+
+    def write():
+        n = 1
+        while not stop.is_set():
+            n += 1
+            latest["desc"] = writer.write(n, np.full(SHAPE, n % 251, np.uint8), 0)
+    thread = threading.Thread(target=write)
+    thread.start()
+    accepted = overruns = 0
+    try:
+        while accepted < 300:
+            try:
+                frame = reader.copy(*latest["desc"])
+            except FrameOverrun:
+                overruns += 1
+                continue
+            assert frame.min() == frame.max(), "a torn frame was accepted"
+            accepted += 1
+    finally:
+        stop.set()
+        thread.join()
+    print(f"ring race: {accepted} frames accepted whole, {overruns} overruns detected")
+
+
+def test_yuyv_conversion_and_the_sim_pattern():
+    white = bytes([235, 128, 235, 128]) * 2
+    black = bytes([16, 128, 16, 128]) * 2
+    assert yuyv_to_rgb(white + black, 2, 4).tolist() == [[[255] * 3] * 4, [[0] * 3] * 4]
+    sim = SimCamera(64, 48)
+    a, b = sim.grab(1, np.empty(SHAPE, np.uint8)).copy(), sim.grab(2, np.empty(SHAPE, np.uint8))
+    assert not np.array_equal(a, b)  # it moves, and the counter changes
+    assert a[:22].max() > 200 and a[:22].mean() < 60  # white digits on the black stamp
+
+
+def test_v4l2_names_the_device_it_cannot_open(tmp_path):
+    with pytest.raises(CameraError, match="video-nothing"):
+        V4l2Camera(str(tmp_path / "video-nothing"), 640, 480, 30.0)
+
+
+@pytest.fixture
+def system(procs, runtime, tmp_path):
+    made = System(procs, runtime, tmp_path)
+    made.watcher.wait_state(running, "boot")
+    yield made
+    made.watcher.close()
+
+
+def grant_camera(app, name: str) -> None:
+    app.ask("shell.foreground.request", app=name)
+    app.ask("shell.focus.request", resource="camera", kind="exclusive", cls="foreground", reason="test")
+    app.wait(lambda: app.notices("shell.capture.notice", owner=name, status="granted"), "capture granted")
+
+
+@pytest.mark.slow
+def test_camera_refuses_without_the_shells_grant(system):
+    app = system.app("sneaky")
+    with pytest.raises(RequestFailed, match="has not granted sneaky camera capture"):
+        app.ask("camera.control.request", mode="preview")
+    with pytest.raises(RequestFailed, match="not granted"):
+        app.ask("camera.control.request", mode="photo")
+    assert not app.notices("camera.frame")
+    app.close()
+
+
+@pytest.mark.slow
+def test_frames_start_after_the_led_is_lit_and_two_readers_see_them_whole(system):
+    app = system.app("camapp")
+    grant_camera(app, "camapp")
+    assert app.ask("camera.control.request", mode="preview")["mode"] == "preview"
+    frames = app.wait(lambda: len(app.notices("camera.frame")) >= 5 and app.notices("camera.frame"), "frames")
+    cmd = app.latest["privacy.indicator"]["cmd"]
+    lit = next(i for i, m in enumerate(app.log) if m.topic == "led.state" and m.payload["lit"]
+               and m.payload["cmd"] == cmd)
+    first = next(i for i, m in enumerate(app.log) if m.topic == "camera.frame")
+    assert lit < first, "a frame was published before the LED confirmed"
+    state = app.latest["camera.state"]
+    ring = Ring.attach(state["ring"])
+    watcher = system.watcher
+    watcher.wait(lambda: watcher.notices("camera.frame"), "frames at the second reader")
+    for reader in (app, watcher):
+        desc = reader.notices("camera.frame")[-1]
+        try:
+            pixels = ring.copy(desc["slot"], desc["gen"])
+        except FrameOverrun:
+            continue  # lapped: said so, never torn
+        assert pixels.shape == (desc["height"], desc["width"], 3) and pixels.any()
+    assert [f["id"] for f in frames] == sorted(f["id"] for f in frames)
+    ring.close()
+    app.close()
+
+
+@pytest.mark.slow
+def test_led_fault_mid_capture_stops_the_camera_and_closes_the_audit_session(system):
+    app = system.app("camapp")
+    grant_camera(app, "camapp")
+    app.ask("camera.control.request", mode="preview")
+    app.wait(lambda: len(app.notices("camera.frame")) >= 3, "frames")
+    app.ask("led.sim.request", fault="LED driver error")
+    state = app.wait(lambda: app.latest["camera.state"]["mode"] == "off" and app.latest["camera.state"],
+                     "camera stopped")
+    assert "not granted" in state["why"] or "fault" in state["why"]
+    audit = AuditLog(system.state_dir / "privacy-audit.jsonl")
+    session = app.wait(lambda: [s for s in audit.sessions() if s["frames"]], "the frame count in the audit log")[0]
+    assert session["end"] is not None and "LED driver error" in session["why_ended"]
+    assert session["frames"] >= 3
+    with pytest.raises(RequestFailed):
+        app.ask("camera.control.request", mode="preview")
+    app.close()
+
+
+@pytest.mark.slow
+def test_battery_pulled_mid_recording_checkpoints_and_resumes_without_losing_a_frame(system):
+    app = system.app("camapp")
+    grant_camera(app, "camapp")
+    directory = app.ask("camera.control.request", mode="video")["path"]
+    app.wait(lambda: len(app.notices("camera.frame")) >= 10, "recording")
+
+    app.ask("power.sim.request", action="pull", battery="left")
+    segment = app.wait(lambda: app.notices("camera.segment"), "the checkpoint")[0]
+    assert segment["why"].startswith("checkpoint") and segment["first"] == 1 and segment["frames"] >= 10
+    assert app.wait(lambda: app.latest["camera.state"]["paused"], "paused in the swap")
+    assert len(read_index(directory)) == segment["last"]  # flushed and fsync'ed: all on disk already
+
+    app.ask("power.sim.request", action="insert", battery="left")
+    app.wait(lambda: not app.latest["camera.state"]["paused"], "resumed")
+    seen = len(app.notices("camera.frame"))
+    app.wait(lambda: len(app.notices("camera.frame")) >= seen + 10, "recording again")
+    app.ask("camera.control.request", mode="off")
+    app.wait(lambda: len(app.notices("camera.segment")) == 2, "the second segment closed")
+    rows = read_index(directory)
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1)), "a frame is missing between segments"
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
+    second = app.notices("camera.segment")[1]
+    assert second["first"] == segment["last"] + 1 and second["last"] == len(rows)
+    app.close()

@@ -1,0 +1,91 @@
+"""A whole lensos system for multi-process tests: broker, shell, ledd, powerd, camerad (sim backends),
+and in-process apps that keep everything the shell, the LED, power and the camera say."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from bus.node import Node
+from bus.service import HEARTBEAT_S
+from shell.daemon import AUDIT_FILE
+from tests.conftest import DEADLINE_S, tuned_policies, wait_for
+
+FAST = {
+    "system.toml": {"boot": {"required": ["ledd", "powerd"], "deadline_s": 3.0},
+                    "idle": {"dim_after_s": 600.0, "sleep_after_s": 600.0}},
+    "privacy.toml": {"led": {"hold_s": 0.5}},
+    # In-process test apps heartbeat only while the test polls their node: give them slack.
+    # The SIGKILL test runs its owner as a process of its own, against the product's 1 s.
+    "focus.toml": {"liveness": {"heartbeat_timeout_s": 5.0}},
+    "hardware.toml": {"led": {"check_s": 0.1}},
+}
+
+
+class System:
+    """broker + shell + ledd + powerd as real processes, and in-process apps that watch the bus."""
+
+    def __init__(self, procs, runtime, tmp_path, changes=FAST):
+        self.procs, self.runtime = procs, runtime
+        self.state_dir = tmp_path / "state"
+        self.env = procs.env(LENS_POLICY_DIR=str(tuned_policies(tmp_path, changes)),
+                             LENS_STATE_DIR=str(self.state_dir))
+        procs.env = lambda **extra: dict(self.env, **extra)  # every child of this test sees the same system
+        procs.start_broker()
+        self.shell = procs.start_ready("-m", "shell")
+        self.ledd = procs.start_ready("-m", "daemons.led")
+        self.powerd = procs.start_ready("-m", "daemons.power")
+        self.camerad = procs.start_ready("-m", "daemons.camera")
+        self.watcher = self.app("watcher", heartbeat=None)
+
+    def app(self, name: str, heartbeat: float | None = HEARTBEAT_S) -> "App":
+        return App(Node(name, self.runtime, heartbeat=heartbeat))
+
+    def restart_shell(self, sig=signal.SIGKILL) -> None:
+        self.procs.stop(self.shell, sig)
+        self.shell = self.procs.start_ready("-m", "shell")
+
+    @property
+    def audit(self) -> list[dict]:
+        path = self.state_dir / AUDIT_FILE
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+class App:
+    """A node that keeps, in arrival order, everything the shell and the LED say."""
+
+    def __init__(self, node: Node):
+        self.node = node
+        self.log: list = []
+        self.latest: dict[str, dict] = {}
+        for prefix in ("shell.state", "shell.focus.notice", "shell.capture.notice", "led.state",
+                       "privacy", "power", "camera"):
+            node.subscribe(prefix, self._keep)
+        node.start()
+
+    def _keep(self, msg) -> None:
+        self.log.append(msg)
+        self.latest[msg.topic] = msg.payload
+
+    def wait(self, condition, what: str, timeout: float = DEADLINE_S):
+        return wait_for(condition, timeout, what, poll=lambda remaining: self.node.run_once(remaining))
+
+    def wait_state(self, predicate, what: str, timeout: float = DEADLINE_S) -> dict:
+        def check():
+            state = self.latest.get("shell.state")
+            return state if state is not None and predicate(state) else None
+        return self.wait(check, what, timeout)
+
+    def notices(self, topic: str, **match) -> list[dict]:
+        return [m.payload for m in self.log if m.topic == topic
+                and all(m.payload.get(k) == v for k, v in match.items())]
+
+    def ask(self, topic: str, **fields) -> dict:
+        return self.node.request(topic, timeout=DEADLINE_S, **fields)
+
+    def close(self) -> None:
+        self.node.close()
+
+
+def running(state: dict) -> bool:
+    return state["running"]
