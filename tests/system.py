@@ -83,6 +83,14 @@ class App:
     def ask(self, topic: str, **fields) -> dict:
         return self.node.request(topic, timeout=DEADLINE_S, **fields)
 
+    def take_camera(self, reason: str = "test") -> dict:
+        """Come to the foreground, ask for the camera, wait until capture is granted (LED lit)."""
+        name = self.node.name
+        self.ask("shell.foreground.request", app=name)
+        self.ask("shell.focus.request", resource="camera", kind="exclusive", cls="foreground", reason=reason)
+        return self.wait(lambda: self.notices("shell.capture.notice", owner=name, status="granted"),
+                         "capture granted")[0]
+
     def close(self) -> None:
         self.node.close()
 

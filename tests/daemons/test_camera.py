@@ -87,12 +87,6 @@ def system(procs, runtime, tmp_path):
     made.watcher.close()
 
 
-def grant_camera(app, name: str) -> None:
-    app.ask("shell.foreground.request", app=name)
-    app.ask("shell.focus.request", resource="camera", kind="exclusive", cls="foreground", reason="test")
-    app.wait(lambda: app.notices("shell.capture.notice", owner=name, status="granted"), "capture granted")
-
-
 @pytest.mark.slow
 def test_camera_refuses_without_the_shells_grant(system):
     app = system.app("sneaky")
@@ -107,7 +101,7 @@ def test_camera_refuses_without_the_shells_grant(system):
 @pytest.mark.slow
 def test_frames_start_after_the_led_is_lit_and_two_readers_see_them_whole(system):
     app = system.app("camapp")
-    grant_camera(app, "camapp")
+    app.take_camera()
     assert app.ask("camera.control.request", mode="preview")["mode"] == "preview"
     frames = app.wait(lambda: len(app.notices("camera.frame")) >= 5 and app.notices("camera.frame"), "frames")
     cmd = app.latest["privacy.indicator"]["cmd"]
@@ -134,7 +128,7 @@ def test_frames_start_after_the_led_is_lit_and_two_readers_see_them_whole(system
 @pytest.mark.slow
 def test_led_fault_mid_capture_stops_the_camera_and_closes_the_audit_session(system):
     app = system.app("camapp")
-    grant_camera(app, "camapp")
+    app.take_camera()
     app.ask("camera.control.request", mode="preview")
     app.wait(lambda: len(app.notices("camera.frame")) >= 3, "frames")
     app.ask("led.sim.request", fault="LED driver error")
@@ -153,7 +147,7 @@ def test_led_fault_mid_capture_stops_the_camera_and_closes_the_audit_session(sys
 @pytest.mark.slow
 def test_battery_pulled_mid_recording_checkpoints_and_resumes_without_losing_a_frame(system):
     app = system.app("camapp")
-    grant_camera(app, "camapp")
+    app.take_camera()
     directory = app.ask("camera.control.request", mode="video")["path"]
     app.wait(lambda: len(app.notices("camera.frame")) >= 10, "recording")
 

@@ -62,9 +62,7 @@ def test_capture_is_granted_only_after_the_led_confirms_and_is_audited(system):
 def test_led_fault_mid_capture_stops_it_and_refuses_more_until_mended(system):
     app = system.app("camapp")
     system.watcher.wait_state(running, "boot")
-    app.ask("shell.foreground.request", app="camapp")
-    app.ask("shell.focus.request", resource="camera", kind="exclusive", cls="foreground", reason="video")
-    app.wait(lambda: app.notices("shell.capture.notice", status="granted"), "capture granted")
+    app.take_camera("video")
 
     assert app.ask("led.sim.request", fault="LED burnt out") == {"fault": "LED burnt out"}
     revoked = app.wait(lambda: app.notices("shell.capture.notice", status="revoked"), "capture revoked")[0]
@@ -159,9 +157,7 @@ def test_bridge_running_out_saves_state_and_the_next_boot_restores_the_foregroun
 def test_a_crashed_shell_resumes_with_the_same_focus_and_led_command(system):
     app = system.app("camapp")
     system.watcher.wait_state(running, "boot")
-    app.ask("shell.foreground.request", app="camapp")
-    app.ask("shell.focus.request", resource="camera", kind="exclusive", cls="foreground", reason="video")
-    app.wait(lambda: app.notices("shell.capture.notice", status="granted"), "capture granted")
+    app.take_camera("video")
     grants_before = app.latest["privacy.capture"]
     pid_before = system.shell.pid
 
