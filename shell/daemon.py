@@ -104,8 +104,9 @@ class ShellDaemon:
             known = self.nodes.get(name)
             self.nodes[name] = {"pid": msg.payload["pid"], "seen": now}
             self.core.heartbeat(name, now)
-            if known is None or known["pid"] != msg.payload["pid"]:
-                self.core.daemon_ready(name, now)
+            if known is not None and known["pid"] == msg.payload["pid"]:
+                return  # only deadlines moved later: the armed timer fires early and re-arms, no more
+            self.core.daemon_ready(name, now)
         self.settle()
 
     def on_led(self, msg: Message) -> None:
