@@ -50,16 +50,23 @@ def boot_id() -> str:
         return ""
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write, fsync, rename, fsync the directory: the file is either old or new, never torn."""
+def write_atomically(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write, rename: the file is either old or new, never torn.
+
+    ``durable`` adds the fsyncs that make it survive power loss too; without
+    them it survives the process dying, which is all a crash checkpoint needs
+    (and flash is not written every time the battery percentage moves)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -262,7 +269,7 @@ class ShellDaemon:
     def _checkpoint(self) -> None:
         data = {"boot_id": boot_id(), "core": self.core.export(), "cmd": self.cmd, "sessions": self.sessions,
                 "boot_s": self.boot_s, "published": self.published}
-        write_atomically(self.state_dir / CHECKPOINT_FILE, pickle.dumps(data))
+        write_atomically(self.state_dir / CHECKPOINT_FILE, pickle.dumps(data), durable=False)
 
     def _resume_checkpoint(self) -> None:
         """After a crash (same boot), carry on where the last shell left off."""
