@@ -3,7 +3,8 @@
 One handler per input, each ending in ``settle()``, which is the only place
 anything is published. The order inside settle is the privacy promise:
 the audit record of a capture is on disk (fsync'ed) before the grant goes
-out, and revoked grants go out before anything else is written.
+out, and grants and withdrawals (``privacy.capture``) go out before the
+owners are told, so a capturing daemon never lags the owner it serves.
 
 The LED command carries a counter (``cmd``) that ledd echoes back; a
 read-back for any other command is stale and ignored, so an LED being
@@ -167,17 +168,26 @@ class ShellDaemon:
             self._save(core.saved_state)
             core.save_done(now)
         notices, core.notices = core.notices, []
-        revoked = [n for n in notices if isinstance(n, CaptureNotice) and n.status != "granted"]
-        if revoked:
-            self._publish_capture()  # stop capture first, write about it after
+        for notice in notices:  # on disk before anyone may start capturing
+            if isinstance(notice, CaptureNotice) and notice.status == "granted":
+                self._open_session(notice, now)
+        self._publish_led()
+        # Grants and withdrawals go out before anyone is told, so a capturing daemon
+        # already knows when the owner, told it may capture, asks it to start.
+        self._publish_capture()
         for notice in notices:
             self._deliver(notice, now)
-        self._publish_led()
-        self._publish_capture()
         if self.boot_s is None and core.state != "booting":
             self.boot_s = round(now - self.started, 3)
         self._publish_state(now)
         self._reschedule(now)
+
+    def _open_session(self, notice: CaptureNotice, now: float) -> None:
+        key = (notice.owner, notice.resource)
+        session = uuid.uuid4().hex[:12]
+        self.sessions[key] = {"session": session, "start": now}
+        self.audit.append({"event": "start", "session": session, "owner": notice.owner,
+                           "resource": notice.resource, "reason": self._reason(key), "wall": time.time()})
 
     def _deliver(self, notice: Notice | CaptureNotice, now: float) -> None:
         if isinstance(notice, Notice):
@@ -187,11 +197,8 @@ class ShellDaemon:
         key = (notice.owner, notice.resource)
         session = None
         if notice.status == "granted":
-            session = uuid.uuid4().hex[:12]
-            self.sessions[key] = {"session": session, "start": now}
-            self.audit.append({"event": "start", "session": session, "owner": notice.owner,
-                               "resource": notice.resource, "reason": self._reason(key), "wall": time.time()})
-        elif key in self.sessions:
+            session = self.sessions[key]["session"]
+        elif key in self.sessions:  # capture has already been withdrawn in privacy.capture
             opened = self.sessions.pop(key)
             session = opened["session"]
             self.audit.append({"event": "end", "session": session, "owner": notice.owner,

@@ -57,6 +57,7 @@ class Processes:
         self.children: list[subprocess.Popen] = []
         # Saved state and the audit log: never the developer's own (~/.local/state/lensos).
         self.state_dir = Path(tempfile.mkdtemp(prefix="ls-", dir="/tmp"))
+        self.cleanups: list = []  # callables run at teardown before the children stop (nodes to close)
 
     def env(self, **extra) -> dict:
         env = dict(os.environ, LENS_RUNTIME_DIR=str(self.runtime.dir), LENS_STATE_DIR=str(self.state_dir),
@@ -111,6 +112,8 @@ class Processes:
         return child.returncode
 
     def cleanup(self) -> None:
+        for callback in self.cleanups:
+            callback()
         for child in reversed(self.children):
             self.stop(child, timeout=5)
             for stream in (child.stdout, child.stderr):

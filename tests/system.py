@@ -31,15 +31,24 @@ class System:
         self.env = procs.env(LENS_POLICY_DIR=str(tuned_policies(tmp_path, changes)),
                              LENS_STATE_DIR=str(self.state_dir))
         procs.env = lambda **extra: dict(self.env, **extra)  # every child of this test sees the same system
+        self.apps: list[App] = []
+        procs.cleanups.append(self.close)
         procs.start_broker()
         self.shell = procs.start_ready("-m", "shell")
         self.ledd = procs.start_ready("-m", "daemons.led")
         self.powerd = procs.start_ready("-m", "daemons.power")
         self.camerad = procs.start_ready("-m", "daemons.camera")
-        self.watcher = self.app("watcher", heartbeat=None)
+        self.watcher = self.app("watcher", heartbeat=None)  # closed with the other apps
 
     def app(self, name: str, heartbeat: float | None = HEARTBEAT_S) -> "App":
-        return App(Node(name, self.runtime, heartbeat=heartbeat))
+        app = App(Node(name, self.runtime, heartbeat=heartbeat))
+        self.apps.append(app)
+        return app
+
+    def close(self) -> None:
+        """Every app's node, even when a test failed half-way."""
+        for app in self.apps:
+            app.close()
 
     def restart_shell(self, sig=signal.SIGKILL) -> None:
         self.procs.stop(self.shell, sig)

@@ -83,8 +83,7 @@ def test_v4l2_names_the_device_it_cannot_open(tmp_path):
 def system(procs, runtime, tmp_path):
     made = System(procs, runtime, tmp_path)
     made.watcher.wait_state(running, "boot")
-    yield made
-    made.watcher.close()
+    return made
 
 
 @pytest.mark.slow
@@ -95,7 +94,6 @@ def test_camera_refuses_without_the_shells_grant(system):
     with pytest.raises(RequestFailed, match="not granted"):
         app.ask("camera.control.request", mode="photo")
     assert not app.notices("camera.frame")
-    app.close()
 
 
 @pytest.mark.slow
@@ -122,7 +120,6 @@ def test_frames_start_after_the_led_is_lit_and_two_readers_see_them_whole(system
         assert pixels.shape == (desc["height"], desc["width"], 3) and pixels.any()
     assert [f["id"] for f in frames] == sorted(f["id"] for f in frames)
     ring.close()
-    app.close()
 
 
 @pytest.mark.slow
@@ -141,7 +138,6 @@ def test_led_fault_mid_capture_stops_the_camera_and_closes_the_audit_session(sys
     assert session["frames"] >= 3
     with pytest.raises(RequestFailed):
         app.ask("camera.control.request", mode="preview")
-    app.close()
 
 
 @pytest.mark.slow
@@ -168,4 +164,3 @@ def test_battery_pulled_mid_recording_checkpoints_and_resumes_without_losing_a_f
     assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
     second = app.notices("camera.segment")[1]
     assert second["first"] == segment["last"] + 1 and second["last"] == len(rows)
-    app.close()

@@ -17,9 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def system(procs, runtime, tmp_path):
-    made = System(procs, runtime, tmp_path)
-    yield made
-    made.watcher.close()
+    return System(procs, runtime, tmp_path)
 
 
 def test_boot_names_a_missing_daemon_and_runs_degraded(procs, runtime, tmp_path):
@@ -30,7 +28,6 @@ def test_boot_names_a_missing_daemon_and_runs_degraded(procs, runtime, tmp_path)
     assert state["degraded"] == ["ghostd"]
     assert {"ledd", "powerd"} <= set(state["ready"])
     assert state["boot_s"] >= 1.0
-    system.watcher.close()
 
 
 def test_capture_is_granted_only_after_the_led_confirms_and_is_audited(system):
@@ -56,7 +53,6 @@ def test_capture_is_granted_only_after_the_led_confirms_and_is_audited(system):
     app.wait(lambda: app.latest["privacy.indicator"]["on"] is False, "LED off after the hold time")
     end = [r for r in system.audit if r["event"] == "end"]
     assert len(end) == 1 and end[0]["session"] == granted["session"] and end[0]["seconds"] >= 0
-    app.close()
 
 
 def test_led_fault_mid_capture_stops_it_and_refuses_more_until_mended(system):
@@ -85,7 +81,6 @@ def test_led_fault_mid_capture_stops_it_and_refuses_more_until_mended(system):
     app.ask("shell.release.request", resource="mic")
     app.ask("shell.focus.request", resource="mic", kind="exclusive", cls="foreground", reason="note")
     app.wait(lambda: app.notices("shell.capture.notice", resource="mic", status="granted"), "granted after mend")
-    app.close()
 
 
 def test_a_killed_focus_owner_loses_focus_within_the_liveness_timeout(procs, runtime, tmp_path):
@@ -107,7 +102,6 @@ def test_a_killed_focus_owner_loses_focus_within_the_liveness_timeout(procs, run
     assert lost and "silent" in lost[0]["reason"]
     # The deadline is the policy's 1 s after the last heartbeat; allow the machine's noise, not a missed timer.
     assert lost_after < 1.0 + 3.0, f"focus released {lost_after:.2f} s after SIGKILL"
-    system.watcher.close()
 
 
 def test_a_battery_swap_dims_holds_recording_and_restores_everything(system):
@@ -129,7 +123,6 @@ def test_a_battery_swap_dims_holds_recording_and_restores_everything(system):
     after = app.wait_state(lambda s: s["state"] == before["state"], "back to the state before the swap")
     assert after["foreground"] == "camapp" and after["focus"]["display"]["owner"] == "camapp"
     assert after["recording_allowed"] is True and after["brightness"] == before["brightness"]
-    app.close()
 
 
 def test_bridge_running_out_saves_state_and_the_next_boot_restores_the_foreground(system):
@@ -151,7 +144,6 @@ def test_bridge_running_out_saves_state_and_the_next_boot_restores_the_foregroun
     state = system.watcher.wait_state(lambda s: s["running"] and s["foreground"] == "maps", "foreground restored")
     assert state["state"] == "active"
     assert not (system.state_dir / SAVED_FILE).exists(), "a saved state is used once"
-    app.close()
 
 
 def test_a_crashed_shell_resumes_with_the_same_focus_and_led_command(system):
@@ -169,7 +161,6 @@ def test_a_crashed_shell_resumes_with_the_same_focus_and_led_command(system):
     assert state["privacy"]["capture"] == ["camapp:camera"]
     assert app.latest["privacy.capture"]["cmd"] == grants_before["cmd"]
     assert not app.notices("shell.capture.notice", status="revoked"), "a shell crash must not end a capture"
-    app.close()
 
 
 def test_lens_status_and_privacy_log(system, procs):
@@ -193,7 +184,6 @@ def test_lens_status_and_privacy_log(system, procs):
     sessions = [json.loads(line) for line in log.stdout.splitlines()]
     assert [(s["owner"], s["resource"], s["reason"]) for s in sessions] == [("camapp", "mic", "dictation")]
     assert sessions[0]["end"] is not None and sessions[0]["why_ended"] == "released"
-    app.close()
 
 
 def test_lens_status_without_a_shell_says_so(procs, broker):
