@@ -29,7 +29,7 @@ import zmq
 
 from bus.errors import BrokerRunning
 from bus.intake import Intake
-from bus.runtime import Runtime
+from bus.runtime import Runtime, write_atomically
 from bus.topics import LANE_HWM, LANES, LATCHED, MAX_MESSAGE_SIZE, TOPICS, matches
 from bus import envelope, sdnotify
 from bus.wakeup import Wakeup
@@ -218,13 +218,7 @@ class Broker:
 
     def _save_cache(self) -> None:
         self._persist_due = None
-        path = self.runtime.cache_path
-        tmp = path.with_suffix(".tmp")
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-            f.write(msgpack.packb([[t, b] for t, b in self.cache.values()]))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomically(self.runtime.cache_path, msgpack.packb([[t, b] for t, b in self.cache.values()]))
 
     def _load_cache(self) -> None:
         try:

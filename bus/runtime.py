@@ -116,3 +116,27 @@ def state_dir(path: str | os.PathLike | None = None) -> Path:
     except OSError as exc:
         raise RuntimeDirError(f"state directory {directory}: {exc.strerror}") from None
     return directory
+
+
+def write_atomically(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write, rename: the file is either old or new, never torn.
+
+    ``durable`` adds the fsyncs that make it survive power loss too; without
+    them it survives the process dying, which is all a crash checkpoint needs
+    (and flash is not written every time it changes)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if not durable:
+        return
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

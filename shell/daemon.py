@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
 import secrets
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
+from bus.runtime import write_atomically
 from bus.timers import Timer
 from shell.core import ShellCore
 from shell.focus import Notice
@@ -49,30 +49,6 @@ def boot_id() -> str:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return ""
-
-
-def write_atomically(path: Path, data: bytes, durable: bool = True) -> None:
-    """Write, rename: the file is either old or new, never torn.
-
-    ``durable`` adds the fsyncs that make it survive power loss too; without
-    them it survives the process dying, which is all a crash checkpoint needs
-    (and flash is not written every time the battery percentage moves)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if not durable:
-        return
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class ShellDaemon:
