@@ -67,8 +67,13 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=cmd_list)
 
 
+def tool_node(role: str, runtime: Runtime | str | None, **kwargs) -> Node:
+    """The node of one `lens` command: named for it and this process, no heartbeat (tools come and go)."""
+    return Node(f"lens-{role}-{os.getpid()}", runtime, **kwargs)
+
+
 def _tool_node(args, role: str, **kwargs) -> Node:
-    return Node(f"lens-{role}-{os.getpid()}", args.runtime, **kwargs)
+    return tool_node(role, args.runtime, **kwargs)
 
 
 def cmd_broker(args) -> int:

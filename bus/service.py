@@ -13,27 +13,46 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 from bus.node import Node
 
 HEARTBEAT_S = 0.3  # a third of the shell's default liveness timeout (policies/focus.toml)
 
 
-def arguments(name: str, doc: str | None, backends: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+def arguments(name: str, doc: str | None, backends: tuple[str, ...] = (),
+              state_dir: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m {name}", description=(doc or "").strip().splitlines()[0])
     parser.add_argument("--runtime-dir", metavar="DIR", help="bus runtime directory (default: $LENS_RUNTIME_DIR)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    add_options(parser, backends)
+    add_options(parser, backends, state_dir)
     return parser
 
 
-def add_options(parser: argparse.ArgumentParser, backends: tuple[str, ...] = ()) -> None:
-    """The options of a process that `lens` also offers (it has --runtime-dir and -v of its own)."""
+def add_options(parser: argparse.ArgumentParser, backends: tuple[str, ...] = (),
+                state_dir: str | None = None) -> None:
+    """The options of a process that `lens` also offers (it has --runtime-dir and -v of its own).
+
+    ``state_dir`` says what the process keeps there; without it the process has no --state-dir."""
     parser.add_argument("--policy-dir", metavar="DIR", help="policy directory (default: $LENS_POLICY_DIR)")
     parser.add_argument("--model", choices=("s1", "g1"), help="glasses model (default: $LENS_MODEL or s1)")
     if backends:
         parser.add_argument("--backend", choices=backends, default=backends[-1],
                             help=f"hardware backend (default: {backends[-1]})")
+    if state_dir:
+        parser.add_argument("--state-dir", metavar="DIR", help=f"{state_dir} (default: $LENS_STATE_DIR)")
+
+
+@contextmanager
+def exits_on(name: str, *errors: type[Exception]) -> Iterator[None]:
+    """Start-up errors (a bad policy file, hardware that cannot be opened): one line, exit status 2."""
+    try:
+        yield
+    except errors as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def node(name: str, args: argparse.Namespace) -> Node:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 
-from bus.node import Node
+from bus.cli import tool_node
 
 
 def add_parsers(commands) -> None:
@@ -35,7 +34,7 @@ def add_parsers(commands) -> None:
 
 
 def _ask(args, topic: str, **fields) -> dict:
-    with Node(f"lens-{args.command}-{os.getpid()}", args.runtime_dir) as node:
+    with tool_node(args.command, args.runtime_dir) as node:
         return node.request(topic, timeout=3.0, **fields)
 
 

@@ -30,8 +30,9 @@ def add_parsers(commands) -> None:
     graph.set_defaults(func=cmd_shell_graph)
     run = shell_cmds.add_parser("run", help="run the shell daemon in the foreground (as `python -m shell`)",
                                 description="Run the shell on the bus until SIGTERM or Ctrl-C.")
-    from shell.__main__ import add_options as shell_options
-    shell_options(run)
+    from bus import service
+    from shell.__main__ import STATE_DIR
+    service.add_options(run, state_dir=STATE_DIR)
     run.set_defaults(func=cmd_shell_run)
 
     status = commands.add_parser("status", help="the system in one screen: state, focus, LED, batteries",

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import datetime
-import os
 
 from bus.errors import BusError
-from bus.node import Node
+from bus.cli import tool_node
 
 STATUS_TOPICS = ("shell.state", "power.state", "led.state", "privacy.capture")
 
@@ -14,7 +13,7 @@ STATUS_TOPICS = ("shell.state", "power.state", "led.state", "privacy.capture")
 def gather(runtime_dir: str | None, timeout: float = 3.0) -> dict[str, dict]:
     """The latest latched message of each status topic, straight from the broker's cache."""
     found: dict[str, dict] = {}
-    with Node(f"lens-status-{os.getpid()}", runtime_dir) as node:
+    with tool_node("status", runtime_dir) as node:
         for topic in STATUS_TOPICS:
             node.subscribe(topic, lambda msg: found.__setitem__(msg.topic, msg.payload))
         node.start(timeout=timeout)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -214,15 +213,11 @@ def open_source(kind: str, numbers: dict):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = service.arguments("daemons.camera", __doc__, backends=("real", "sim"))
-    parser.add_argument("--state-dir", metavar="DIR", help="photos and recordings (default: $LENS_STATE_DIR)")
-    args = parser.parse_args(argv)
-    try:
+    args = service.arguments("daemons.camera", __doc__, backends=("real", "sim"),
+                             state_dir="photos and recordings").parse_args(argv)
+    with service.exits_on("camerad", PolicyError, CameraError):
         numbers = load(args.policy_dir, args.model).hardware["camera"]
         source = open_source(args.backend, numbers)
-    except (PolicyError, CameraError) as exc:
-        print(f"camerad: {exc}", file=sys.stderr)
-        return 2
     with service.node("camerad", args) as node:
         ring = Ring.create(node.runtime.path("camera.ring"), numbers["slots"],
                            (numbers["height"], numbers["width"], 3))

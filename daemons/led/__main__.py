@@ -10,7 +10,6 @@ that dies mid-capture is reported, and capture stops, within that time.
 from __future__ import annotations
 
 import logging
-import sys
 
 from bus import service
 from bus.envelope import Message
@@ -99,12 +98,9 @@ def open_backend(kind: str, policy) -> SimLed | SysfsLed:
 
 def main(argv: list[str] | None = None) -> int:
     args = service.arguments("daemons.led", __doc__, backends=("real", "sim")).parse_args(argv)
-    try:
+    with service.exits_on("ledd", PolicyError, LedFault):
         policy = load(args.policy_dir, args.model)
         backend = open_backend(args.backend, policy)
-    except (PolicyError, LedFault) as exc:
-        print(f"ledd: {exc}", file=sys.stderr)
-        return 2
     led = policy.hardware["led"]
     with service.node("ledd", args) as node:
         ledd = Ledd(node, backend, led["confirm_retries"], led["check_s"])

@@ -10,7 +10,6 @@ uevent) or within ``poll_s``.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 
 from bus import service
@@ -136,11 +135,8 @@ def open_backend(kind: str, policy):
 
 def main(argv: list[str] | None = None) -> int:
     args = service.arguments("daemons.power", __doc__, backends=("real", "sim")).parse_args(argv)
-    try:
+    with service.exits_on("powerd", PolicyError):
         policy = load(args.policy_dir, args.model)
-    except PolicyError as exc:
-        print(f"powerd: {exc}", file=sys.stderr)
-        return 2
     backend = open_backend(args.backend, policy)
     with service.node("powerd", args) as node:
         powerd = Powerd(node, backend, policy)
