@@ -120,8 +120,7 @@ class Camerad:
         if refusal:
             self.stop(refusal)
             return
-        paused = self.paused
-        if self.recorder is not None and self.recorder.open and (paused or not self.shell["recording_allowed"]):
+        if self.recorder is not None and self.recorder.open and self.paused:  # paused covers recording_allowed
             self.close_segment(f"checkpoint: {self.shell['state']}")
         self.schedule()
         self.publish_state()
