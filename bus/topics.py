@@ -184,6 +184,14 @@ _TABLE = [
           doc="a recording segment was closed and fsync'ed (checkpoint, stop, swap)"),
     Topic("camera.session", Kind.EVENT, "camerad", {"owner": "str", "session": "str?", "frames": "int"},
           doc="a capture ended: how many frames it took, for the shell's audit log"),
+    # --- inputd: the temple touchpad and the button -----------------------------------------
+    Topic("input.gesture", Kind.EVENT, "inputd", {"gesture": "str", "source": "str", "mono_ns": "int"},
+          max_size=512,
+          doc="tap, double_tap, long_press, swipe_forward, swipe_back (touchpad); button, button_long"),
+    Topic("input.state", Kind.STATE, "inputd", {"backend": "str", "devices": "list[str]", "fault": "str?"},
+          doc="the input devices inputd reads; fault names one that went away"),
+    Topic("input.sim.request", Kind.REQUEST, "inputd", {"gesture": "str"}, reply={"events": "int"},
+          doc="simulated backend only: play a gesture as the raw events a finger makes"),
     # --- benchmark traffic (bench/bus.py) ----------------------------------------
     Topic("bench.ping", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="latency probe"),
     Topic("bench.pong", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="latency probe, answered"),

@@ -1,4 +1,4 @@
-"""`lens power ...` and `lens led ...`: poke the simulated hardware from a terminal."""
+"""`lens power ...`, `lens led ...` and `lens input ...`: poke the simulated hardware from a terminal."""
 
 from __future__ import annotations
 
@@ -32,6 +32,26 @@ def add_parsers(commands) -> None:
     p = led_cmds.add_parser("mend", help="make the LED work again", description="Mend the simulated LED.")
     p.set_defaults(func=cmd_led)
 
+    gesture = commands.add_parser("input", help="simulated touchpad and button: tap, swipe, press",
+                                  description="Play a gesture on inputd's simulated touchpad or button; it goes "
+                                              "through the same recognizer as the board's events.")
+    gesture_cmds = gesture.add_subparsers(dest="gesture", metavar="GESTURE", required=True)
+    for name, (gesture_name, text) in INPUT_GESTURES.items():
+        p = gesture_cmds.add_parser(name, help=text, description=f"{text.capitalize()} (sim backend).")
+        p.set_defaults(func=cmd_input, gesture_name=gesture_name)
+
+
+# command word -> (gesture on the bus, what it does)
+INPUT_GESTURES = {
+    "tap": ("tap", "tap the temple"),
+    "double": ("double_tap", "tap twice"),
+    "long": ("long_press", "touch and hold"),
+    "swipe-fwd": ("swipe_forward", "swipe forward along the temple"),
+    "swipe-back": ("swipe_back", "swipe back along the temple"),
+    "button": ("button", "press the capture button"),
+    "button-long": ("button_long", "hold the capture button"),
+}
+
 
 def _ask(args, topic: str, **fields) -> dict:
     with tool_node(args.command, args.runtime_dir) as node:
@@ -50,4 +70,10 @@ def cmd_led(args) -> int:
     fault = args.reason if args.led_command == "fault" else None
     result = _ask(args, "led.sim.request", fault=fault)
     print(f"LED fault: {result['fault']}" if result["fault"] else "LED working")
+    return 0
+
+
+def cmd_input(args) -> int:
+    result = _ask(args, "input.sim.request", gesture=args.gesture_name)
+    print(f"{args.gesture_name}: {result['events']} raw events played")
     return 0

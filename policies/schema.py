@@ -99,6 +99,19 @@ SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
             "sim_folder": Rule("str", doc="sim backend: show these images instead of the pattern ('' for none)"),
             "jpeg_quality": Rule("int", 10, 100, doc="quality of photos and recording segments"),
         },
+        "input": {
+            "touchpad": Rule("str", doc="the temple touchpad's evdev device ('' for none; real backend)"),
+            "button": Rule("str", doc="the capture button's evdev device ('' for none; real backend)"),
+            "button_key": Rule("str", doc="the button's key name (KEY_...)"),
+            "tap_max_s": Rule("float", 0.02, 2.0, doc="a touch longer than this is not a tap"),
+            "double_s": Rule("float", 0.05, 2.0, doc="a second tap within this is a double tap"),
+            "long_s": Rule("float", 0.1, 5.0, doc="held still this long: long press"),
+            "slop": _fraction("movement that still counts as still"),
+            "swipe_min": _fraction("movement that makes a swipe"),
+            "swipe_max_s": Rule("float", 0.05, 5.0, doc="a slower movement is a drag"),
+            "debounce_s": Rule("float", 0.0, 0.2, doc="a shorter lift is a bounce"),
+            "forward_increasing": Rule("bool", doc="whether larger x is forward"),
+        },
         "power_sim": {
             "battery_wh": Rule("float", 0.01, 100.0, doc="energy of one full swappable battery"),
             "bridge_wh": Rule("float", 0.001, 10.0, doc="energy of the full bridge battery"),
@@ -245,7 +258,7 @@ class _File:
             self.data[section][key] = float(value)
         if rule.low is not None and not rule.low <= value <= rule.high:
             raise self.fail(section, key, f"{value} is out of range {rule.low:g}..{rule.high:g}")
-        for item in value if rule.kind == "list[str]" else ():
+        for item in value if rule.kind == "list[str]" else [value] if rule.kind == "str" else ():
             if rule.choices and item not in rule.choices:
                 raise self.fail(section, key, f"unknown {item!r} (known: {', '.join(rule.choices)})")
 
@@ -269,5 +282,10 @@ def _cross_check(policy: Policy, files: dict[str, _File], profile: _File) -> Non
     if len(batteries) != policy.profile["batteries"]:
         raise files["hardware.toml"].fail("power", "batteries",
                                           f"names {len(batteries)} batteries; the model has {policy.profile['batteries']}")
+    touch = policy.hardware["input"]
+    if not touch["slop"] < touch["swipe_min"]:
+        raise files["hardware.toml"].fail("input", "swipe_min", "must be more than slop (a swipe moves, a tap does not)")
+    if not touch["tap_max_s"] < touch["long_s"]:
+        raise files["hardware.toml"].fail("input", "long_s", "must be more than tap_max_s")
     if policy.profile["display"] != ("display" in policy.profile["resources"]):
         raise profile.fail("model", "resources", "lists 'display' exactly when display = true")

@@ -71,6 +71,7 @@ class ShellDaemon:
         node.subscribe("led.state", self.on_led)
         node.subscribe("power.state", self.on_power)
         node.subscribe("camera.session", self.on_counted)
+        node.subscribe("input.gesture", self.on_input)
         node.serve("shell.focus.request", self.on_focus_request)
         node.serve("shell.release.request", self.on_release)
         node.serve("shell.foreground.request", self.on_foreground)
@@ -104,6 +105,12 @@ class ShellDaemon:
         p = msg.payload
         self.core.power_report(p["present"], p["percent"], p["bridge"].get("time_s", 0.0), time.monotonic())
         self.settle()
+
+    def on_input(self, msg: Message) -> None:
+        """The wearer touched the glasses: awake, and the idle clock starts again."""
+        if msg.source == "inputd":
+            self.core.input(time.monotonic())
+            self.settle()
 
     def on_counted(self, msg: Message) -> None:
         """The capturing daemon's count of what a session took, added to its audit record."""

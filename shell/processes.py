@@ -24,6 +24,7 @@ PROCESSES: tuple[Process, ...] = (
     Process("shell", "shell", after=("broker",), doc="the state machine: focus, the capture LED, battery swap"),
     Process("ledd", "daemons.led", after=("broker",), doc="the capture LED, lit only on the shell's word"),
     Process("powerd", "daemons.power", after=("broker",), doc="two swappable batteries and the bridge"),
+    Process("inputd", "daemons.input", after=("broker",), doc="the temple touchpad and button, as gestures"),
     Process("camerad", "daemons.camera", after=("broker",), required=False,
             doc="frames into a shared-memory ring, photos, video segments; only with the LED lit"),
     Process("demo", "bus.demo", after=("broker",), required=False,
