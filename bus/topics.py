@@ -65,6 +65,7 @@ class Topic:
     permission: str | None = None  # permission a subscriber needs (enforced by the broker, issue 4)
     doc: str = ""
     reply: dict[str, str] | None = None  # REQUEST only: fields of a successful reply's result
+    reply_max_size: int = 0  # REQUEST only: bytes its reply may take (0: the kind's default)
     schema: Schema = field(init=False, repr=False, compare=False)
     result_schema: Schema | None = field(init=False, repr=False, compare=False, default=None)
     # Derived from kind once, as plain attributes: publish reads them for every message.
@@ -106,6 +107,7 @@ def _reply_of(request: Topic) -> Topic:
         permission=request.permission,
         doc=f"replies to {request.name}",
         reply=request.reply,
+        max_size=request.reply_max_size,
     )
 
 
@@ -192,6 +194,26 @@ _TABLE = [
           doc="the input devices inputd reads; fault names one that went away"),
     Topic("input.sim.request", Kind.REQUEST, "inputd", {"gesture": "str"}, reply={"events": "int"},
           doc="simulated backend only: play a gesture as the raw events a finger makes"),
+    # --- displayd: what the wearer sees (S1), or hears instead (G1) ------------------------------
+    Topic("display.card.request", Kind.REQUEST, "displayd",
+          {"id": "str", "title": "str", "body": "str?", "icon": "str?", "items": "list[str]?", "selected": "int?",
+           "progress": "float?", "ttl_s": "float?"}, reply={"shown": "bool", "why": "str"},
+          doc="post or replace a card (by id); shown while the app has display focus, kept until then"),
+    Topic("display.clear.request", Kind.REQUEST, "displayd", {"id": "str?"}, reply={"cleared": "int"},
+          doc="take one of the caller's cards down (all of them without an id)"),
+    Topic("display.snapshot.request", Kind.REQUEST, "displayd", {},
+          reply={"png": "bytes", "width": "int", "height": "int", "frames": "int"}, reply_max_size=4 * 1024 * 1024,
+          doc="what the wearer sees now, as a PNG read back from the panel"),
+    Topic("display.state", Kind.STATE, "displayd",
+          {"on": "bool", "brightness": "float", "width": "int", "height": "int", "backend": "str", "font": "str?",
+           "layers": "list[str]", "alert": "str?", "notice": "str?"},
+          doc="panel on or off, its brightness, which layers are up (hud, card, toast, alert), "
+              "the alert's and the HUD notice's text"),
+    Topic("display.frame", Kind.STREAM, "displayd",
+          {"n": "int", "mono_ns": "int", "layers": "list[str]", "png": "str?"}, max_size=1024,
+          doc="a frame went to the panel (rendered only on change); png: the live view's file (sim)"),
+    Topic("audio.speak", Kind.EVENT, ANY_NODE, {"text": "str", "app": "str", "interrupt": "bool"},
+          doc="say this through the bone-conduction speaker (G1 cards, alerts, the assistant's answers)"),
     # --- benchmark traffic (bench/bus.py) ----------------------------------------
     Topic("bench.ping", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="latency probe"),
     Topic("bench.pong", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="latency probe, answered"),

@@ -1,4 +1,5 @@
-"""`lens power ...`, `lens led ...` and `lens input ...`: poke the simulated hardware from a terminal."""
+"""`lens power ...`, `lens led ...`, `lens input ...` poke the simulated hardware from a terminal;
+`lens display snapshot` saves what the wearer sees."""
 
 from __future__ import annotations
 
@@ -40,6 +41,15 @@ def add_parsers(commands) -> None:
         p = gesture_cmds.add_parser(name, help=text, description=f"{text.capitalize()} (sim backend).")
         p.set_defaults(func=cmd_input, gesture_name=gesture_name)
 
+    display = commands.add_parser("display", help="what the wearer sees: snapshot",
+                                  description="Look at displayd's panel (any backend but G1's none).")
+    display_cmds = display.add_subparsers(dest="display_command", metavar="COMMAND", required=True)
+    p = display_cmds.add_parser("snapshot", help="save what the wearer sees now as a PNG",
+                                description="Save the panel's current frame, read back from the panel, as a PNG.")
+    p.add_argument("-o", "--output", metavar="FILE.png", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_display)
+
 
 # command word -> (gesture on the bus, what it does)
 INPUT_GESTURES = {
@@ -76,4 +86,14 @@ def cmd_led(args) -> int:
 def cmd_input(args) -> int:
     result = _ask(args, "input.sim.request", gesture=args.gesture_name)
     print(f"{args.gesture_name}: {result['events']} raw events played")
+    return 0
+
+
+def cmd_display(args) -> int:
+    result = _ask(args, "display.snapshot.request")
+    with open(args.output, "wb") as out:
+        out.write(result["png"])
+    info = {"path": args.output, "width": result["width"], "height": result["height"], "frames": result["frames"]}
+    print(json.dumps(info) if args.json else f"{args.output}: {info['width']}x{info['height']}, "
+                                             f"frame {info['frames']}")
     return 0

@@ -112,6 +112,14 @@ SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
             "debounce_s": Rule("float", 0.0, 0.2, doc="a shorter lift is a bounce"),
             "forward_increasing": Rule("bool", doc="whether larger x is forward"),
         },
+        "display": {
+            "fb_device": Rule("str", doc="the panel's framebuffer device (real backend)"),
+            "fb_bits_per_pixel": Rule("int", 16, 32, doc="pixel size when fb_device is a plain file (16 or 32)"),
+            "backlight_dir": Rule("str", doc="the panel's /sys/class/backlight/<name> ('' to dim the pixels)"),
+            "font": Rule("str", doc="TrueType font of the HUD and cards"),
+            "cards_per_app": Rule("int", 1, 100, doc="cards kept per app"),
+            "toast_s": Rule("float", 0.5, 60.0, doc="how long a toast stays by default"),
+        },
         "power_sim": {
             "battery_wh": Rule("float", 0.01, 100.0, doc="energy of one full swappable battery"),
             "bridge_wh": Rule("float", 0.001, 10.0, doc="energy of the full bridge battery"),
@@ -129,6 +137,9 @@ MODEL_SCHEMA: dict[str, dict[str, Rule]] = {
         "display": Rule("bool", doc="whether the glasses have a display"),
         "resources": Rule("list[str]", choices=RESOURCES, doc="resources focus is arbitrated for"),
         "batteries": Rule("int", 1, 4, doc="swappable batteries"),
+        "panel_width": Rule("int", 0, 7680, doc="panel pixels across (0 without a display)"),
+        "panel_height": Rule("int", 0, 4320, doc="panel pixels down (0 without a display)"),
+        "refresh_hz": Rule("int", 0, 240, doc="panel refresh: displayd renders at most this often"),
     },
 }
 REQUIRED_CLASSES = ("system_alert", "foreground", "background")
@@ -282,6 +293,11 @@ def _cross_check(policy: Policy, files: dict[str, _File], profile: _File) -> Non
     if len(batteries) != policy.profile["batteries"]:
         raise files["hardware.toml"].fail("power", "batteries",
                                           f"names {len(batteries)} batteries; the model has {policy.profile['batteries']}")
+    if policy.profile["display"] and min(policy.profile[k] for k in ("panel_width", "panel_height", "refresh_hz")) < 1:
+        raise profile.fail("model", "panel_width", "a model with a display needs panel_width, panel_height "
+                                                   "and refresh_hz above 0")
+    if policy.hardware["display"]["fb_bits_per_pixel"] not in (16, 32):
+        raise files["hardware.toml"].fail("display", "fb_bits_per_pixel", "must be 16 (RGB565) or 32 (XRGB8888)")
     touch = policy.hardware["input"]
     if not touch["slop"] < touch["swipe_min"]:
         raise files["hardware.toml"].fail("input", "swipe_min", "must be more than slop (a swipe moves, a tap does not)")

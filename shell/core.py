@@ -176,9 +176,11 @@ class ShellCore:
     # --- what the rest of the system sees -------------------------------------------
     def snapshot(self) -> dict:
         system = self.policy.system
-        brightness = {"active": 1.0, "idle": system["idle"]["idle_brightness"], "sleep": 0.0,
+        # Booting and critical are lit too: the wearer sees the system start, and why it stops.
+        brightness = {"booting": 1.0, "active": 1.0, "idle": system["idle"]["idle_brightness"], "sleep": 0.0,
                       "low_power": system["power"]["low_power_brightness"],
-                      "battery_swap": system["swap"]["brightness"]}.get(self.state, 0.0)
+                      "battery_swap": system["swap"]["brightness"],
+                      "critical": system["power"]["low_power_brightness"]}.get(self.state, 0.0)
         return {
             "state": self.state,
             "running": self.state in machine.RUNNING,

@@ -36,6 +36,7 @@ from policies.schema import Policy
 from shell.privacy import AuditLog, CaptureNotice
 
 log = logging.getLogger(__name__)
+logging.getLogger("transitions").setLevel(logging.WARNING)  # every callback at INFO drowns the shell's own log
 
 AUDIT_FILE = "privacy-audit.jsonl"
 SAVED_FILE = "saved-state.json"  # written at critical, restored by the next boot

@@ -25,6 +25,8 @@ PROCESSES: tuple[Process, ...] = (
     Process("ledd", "daemons.led", after=("broker",), doc="the capture LED, lit only on the shell's word"),
     Process("powerd", "daemons.power", after=("broker",), doc="two swappable batteries and the bridge"),
     Process("inputd", "daemons.input", after=("broker",), doc="the temple touchpad and button, as gestures"),
+    Process("displayd", "daemons.display", after=("broker",),
+            doc="the compositor: HUD, the focused app's card, toasts, alerts (G1: cards spoken)"),
     Process("camerad", "daemons.camera", after=("broker",), required=False,
             doc="frames into a shared-memory ring, photos, video segments; only with the LED lit"),
     Process("demo", "bus.demo", after=("broker",), required=False,

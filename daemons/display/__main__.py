@@ -1,0 +1,241 @@
+"""displayd: the compositor of what the wearer sees (S1), or the voice of cards (G1).
+
+Apps post cards (``display.card.request``); the shell's latched state says
+who holds display focus, how bright the panel is and whether it is on;
+power, LED and capture state feed the HUD and displayd's own alerts.
+Nothing is drawn unless what would be drawn changed: every input only marks
+the scene, and one timer (the next refresh slot, a card's expiry, the next
+minute for the clock, the bridge countdown during a swap) is all that ever
+wakes displayd. On the display-less G1 the panel is "none" and cards that
+would have been shown are sent to the audio daemon as ``audio.speak``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from bus import service
+from bus.envelope import Message
+from bus.errors import RequestRefused
+from bus.node import Node
+from daemons.display.panels import FbPanel, NonePanel, PanelError, SimPanel, png
+from daemons.display.render import Painter, compose
+from daemons.display.scene import CardError, Scene, View
+from policies.schema import PolicyError, load
+
+log = logging.getLogger("displayd")
+
+
+class Displayd:
+    def __init__(self, node: Node, panel, painter: Painter | None, scene: Scene, size: tuple[int, int],
+                 refresh_hz: int):
+        self.node, self.panel, self.painter, self.scene = node, panel, painter, scene
+        self.width, self.height = size
+        self.frame_s = 1.0 / refresh_hz if refresh_hz else 0.0
+        self.layers: dict[str, tuple] = {}  # name -> (key, Layer): painted once per change
+        self.shown: tuple | None = None  # key of the frame on the panel
+        self.frames, self.last_render = 0, float("-inf")
+        self.published_state: dict | None = None
+        self.spoken: set = set()  # G1: what was already said
+        self.timer = None
+        self.nodes_seen: set[str] = set()
+        for topic in ("shell.state", "power.state", "led.state", "privacy.capture"):
+            node.subscribe(topic, self.on_state)
+        node.subscribe("node.bye", self.on_bye)
+        node.serve("display.card.request", self.on_card)
+        node.serve("display.clear.request", self.on_clear)
+        node.serve("display.snapshot.request", self.on_snapshot)
+
+    # --- what others say ----------------------------------------------------------------
+    def on_state(self, msg: Message) -> None:
+        owner = {"shell.state": "shell", "power.state": "powerd", "led.state": "ledd", "privacy.capture": "shell"}
+        if msg.source != owner[msg.topic]:
+            return
+        if msg.topic == "shell.state":
+            self.scene.shell = msg.payload
+            nodes = set(msg.payload.get("nodes") or {})
+            for gone in self.nodes_seen - nodes:  # silent for too long: its content goes
+                self.scene.drop_app(gone)
+            self.nodes_seen = nodes
+        elif msg.topic == "power.state":
+            self.scene.power, self.scene.power_at = msg.payload, time.monotonic()
+        elif msg.topic == "led.state":
+            self.scene.led = msg.payload
+        else:
+            self.scene.capture = msg.payload
+        self.update()
+
+    def on_bye(self, msg: Message) -> None:
+        if msg.payload["node"] == msg.source and self.scene.drop_app(msg.source):
+            self.update()
+
+    def on_card(self, msg: Message) -> dict:
+        now = time.monotonic()
+        try:
+            card = self.scene.post(msg.source, msg.payload, now)
+        except CardError as exc:
+            raise RequestRefused(str(exc)) from None
+        view = self.update()
+        if self.painter is None:
+            if msg.source in self.audible():
+                return {"shown": True, "why": "spoken"}
+            return {"shown": False, "why": f"kept as {card.id!r}: spoken when {msg.source} is the foreground "
+                                           "app or holds audio_out"}
+        if view.shows(msg.source):
+            return {"shown": True, "why": "shown now"}
+        holder = self.scene.shell["focus"].get("display", {}).get("owner") or "nobody"
+        return {"shown": False, "why": f"kept as {card.id!r}: shown when {msg.source} has display focus "
+                                       f"(now {holder if view.on else 'the panel is off'})"}
+
+    def on_clear(self, msg: Message) -> dict:
+        cleared = self.scene.clear(msg.source, msg.payload.get("id"))
+        self.update()
+        return {"cleared": cleared}
+
+    def on_snapshot(self, msg: Message) -> dict:
+        frame = self.panel.snapshot()
+        if frame is None:
+            raise RequestRefused("this model has no display (cards are spoken)")
+        return {"png": png(frame), "width": frame.shape[1], "height": frame.shape[0], "frames": self.frames}
+
+    # --- deciding and drawing -----------------------------------------------------------
+    def update(self) -> View:
+        """Something changed: expire what is due, then draw (or speak) what is new, when its slot comes."""
+        now = time.monotonic()
+        self.scene.expire(now)
+        view = self.scene.view(now, time.time())
+        if self.painter is None:
+            self.speak(view)
+        elif self._key(view) != self.shown:
+            if now >= self.last_render + self.frame_s:
+                self.render(view, now)
+            else:
+                self._arm(self.last_render + self.frame_s)  # at most one frame per refresh
+                return view
+        self._arm(self._next_wake(now))
+        return view
+
+    def render(self, view: View, now: float) -> None:
+        layers = []
+        if view.on:
+            layers.append(self._layer("hud", view.hud, lambda: self.painter.hud(*view.hud)))
+            top = layers[0].pixels.shape[0] + self.painter.u(6)
+            for name, card in (("card", view.card), ("toast", view.toast)):
+                if card is not None:
+                    paint = (lambda c=card: self.painter.card(c.as_dict(), top)) if name == "card" else \
+                        (lambda c=card: self.painter.toast(c.as_dict()))
+                    layers.append(self._layer(name, (card.app, card.id, card.seq, top), paint))
+            if view.alert is not None:
+                layers.append(self._layer("alert", view.alert, lambda: self.painter.alert(*view.alert)))
+        brightness = view.brightness if view.on else 0.0
+        dim = 1.0 if self.panel.hardware_brightness else brightness
+        try:
+            self.panel.brightness(brightness)
+            self.panel.show(compose(layers, self.width, self.height, dim))
+        except PanelError as exc:
+            log.error("%s", exc)
+        self.shown, self.last_render = self._key(view), now
+        self.frames += 1
+        self.node.publish("display.frame", n=self.frames, mono_ns=time.monotonic_ns(), layers=view.layers,
+                          png=str(self.panel.path) if isinstance(self.panel, SimPanel) else None)
+        self.publish_state(view)
+
+    def speak(self, view: View) -> None:
+        """G1: say each new card of whoever would have had the display, and each new alert, once."""
+        said = set()
+        for app in sorted(self.audible()):
+            card = self.scene.newest(app)
+            if card is not None:
+                said.add(("card", app, card.seq))
+                if ("card", app, card.seq) not in self.spoken:
+                    self.node.publish("audio.speak", text=card.speech(), app=app, interrupt=False)
+        if view.alert is not None:
+            said.add(("alert", view.alert[0]))
+            if ("alert", view.alert[0]) not in self.spoken:
+                self.node.publish("audio.speak", text=f"{view.alert[0]}. {view.alert[1]}", app="displayd",
+                                  interrupt=True)
+        self.spoken = said
+        self.publish_state(view)
+
+    def audible(self) -> set[str]:
+        """G1: whose cards are said: the foreground app's, and those of whoever holds audio out."""
+        shell = self.scene.shell
+        apps = {shell.get("foreground")} | {c["owner"] for c in shell["focus"].get("audio_out", {}).get("stack", [])}
+        return {app for app in apps if app}
+
+    def publish_state(self, view: View) -> None:
+        state = {"on": view.on and self.painter is not None, "brightness": round(view.brightness, 3),
+                 "width": self.width, "height": self.height, "backend": self.panel.name,
+                 "font": self.painter.font_name if self.painter else None, "layers": view.layers,
+                 "alert": f"{view.alert[0]}: {view.alert[1]}" if view.alert else None, "notice": view.hud[3]}
+        if state != self.published_state:
+            self.published_state = state
+            self.node.publish("display.state", **state)
+
+    def _layer(self, name: str, key, paint):
+        cached = self.layers.get(name)
+        if cached is None or cached[0] != key:
+            cached = self.layers[name] = (key, paint())
+        return cached[1]
+
+    def _key(self, view: View) -> tuple:
+        if not view.on:
+            return (False,)
+        return (True, view.brightness, view.hud, *((c.app, c.id, c.seq) if c else None for c in (view.card, view.toast)),
+                view.alert)
+
+    def _next_wake(self, now: float) -> float | None:
+        deadline = self.scene.next_deadline(now)
+        if self.painter is not None and self.shown and self.shown[0]:
+            wall = time.time()
+            minute = now + 60.0 - wall % 60.0 + 0.01  # the HUD clock's next change
+            deadline = minute if deadline is None else min(deadline, minute)
+        return deadline
+
+    def _arm(self, at: float | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if at is not None:
+            self.timer = self.node.after(max(0.0, at - time.monotonic()), self._wake)
+
+    def _wake(self) -> None:
+        self.timer = None
+        self.update()
+
+
+def open_panel(kind: str, policy, png_path: Path):
+    profile, numbers = policy.profile, policy.hardware["display"]
+    if not policy.has_display:
+        return NonePanel()
+    size = (profile["panel_width"], profile["panel_height"])
+    if kind == "real":
+        return FbPanel(numbers["fb_device"], *size, numbers["fb_bits_per_pixel"], numbers["backlight_dir"])
+    if kind == "none":
+        return NonePanel()
+    return SimPanel(png_path, *size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = service.arguments("daemons.display", __doc__, backends=("real", "none", "sim")).parse_args(argv)
+    with service.exits_on("displayd", PolicyError):
+        policy = load(args.policy_dir, args.model)
+    numbers = policy.hardware["display"]
+    with service.node("displayd", args) as node:
+        with service.exits_on("displayd", PanelError):
+            panel = open_panel(args.backend, policy, node.runtime.path("display.png"))
+        size = (panel.width, panel.height)  # a real framebuffer's own geometry wins over the profile's
+        painter = None if isinstance(panel, NonePanel) else Painter(*size, numbers["font"])
+        displayd = Displayd(node, panel, painter, Scene(numbers["cards_per_app"], numbers["toast_s"]), size,
+                            policy.profile["refresh_hz"])
+        node.start()
+        displayd.update()
+        node.run()
+        panel.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,248 @@
+"""Drawing the wearer's view: layers painted with Pillow, composited with numpy.
+
+Each layer (the status HUD, the app's card, a toast, a system alert) is
+painted into an RGBA image of its own and kept until what it shows changes;
+the compositor blends the kept layers, in order, into the panel's RGB
+framebuffer. A micro-OLED in glasses is see-through where it is black, so
+the background is black and everything drawn is light.
+
+Text goes through a real font (FreeType via Pillow): the wearer reads it
+at a glance, in any language the font covers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+log = logging.getLogger("displayd")
+
+WHITE, GREY, GREEN = (235, 235, 235, 255), (150, 150, 150, 255), (90, 230, 140, 255)
+AMBER, RED, PANEL = (255, 190, 60, 255), (255, 70, 60, 255), (28, 32, 36, 235)
+ICONS = ("info", "warning", "check", "camera", "mic", "battery", "cart", "music", "message", "navigation")
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    pixels: np.ndarray  # height x width x 4, uint8 RGBA
+    x: int
+    y: int
+
+
+class Painter:
+    def __init__(self, width: int, height: int, font_path: str):
+        self.width, self.height = width, height
+        self.unit = height / 480  # sizes below are for a 480-line panel
+        self.font_name = font_path
+        self.fonts = {name: self._font(font_path, size) for name, size in
+                      (("small", 20), ("body", 26), ("title", 34), ("clock", 26))}
+
+    def _font(self, path: str, size: int) -> ImageFont.FreeTypeFont:
+        px = max(8, round(size * self.unit))
+        try:
+            return ImageFont.truetype(path, px)
+        except OSError:
+            if self.font_name == path:
+                log.warning("font %s cannot be read; using Pillow's own", path)
+                self.font_name = "pillow-default"
+            return ImageFont.load_default(px)
+
+    def u(self, value: float) -> int:
+        return round(value * self.unit)
+
+    # --- the layers ------------------------------------------------------------------
+    def hud(self, clock: str, batteries: list[str], capture: str | None, notice: str | None) -> Layer:
+        """The top bar: clock, the capture indicator's mirror, the batteries; a notice line under it."""
+        bar = self.u(44)
+        height = bar + (self.u(30) if notice else 0)
+        image, draw = self._canvas(self.width, height)
+        pad = self.u(12)
+        draw.text((pad, bar // 2), clock, font=self.fonts["clock"], fill=WHITE, anchor="lm")
+        right = self.width - pad
+        for text in reversed(batteries):
+            draw.text((right, bar // 2), text, font=self.fonts["small"], fill=GREY if "--" in text else WHITE,
+                      anchor="rm")
+            right -= round(self.fonts["small"].getlength(text)) + self.u(14)
+        if capture:
+            dot = self.u(9)
+            cx = self.width // 2 - round(self.fonts["small"].getlength(capture)) // 2
+            draw.ellipse((cx - 2 * dot - self.u(6), bar // 2 - dot, cx - self.u(6), bar // 2 + dot), fill=RED)
+            draw.text((cx, bar // 2), capture, font=self.fonts["small"], fill=RED, anchor="lm")
+        if notice:
+            draw.text((pad, bar + self.u(14)), self._fit(notice, self.fonts["small"], self.width - 2 * pad),
+                      font=self.fonts["small"], fill=AMBER, anchor="lm")
+        return self._layer("hud", image, 0, 0)
+
+    def card(self, card: dict, top: int) -> Layer:
+        """The app's view: icon, title, body, a list with the selected item marked, progress."""
+        pad = self.u(24)
+        width, height = self.width, self.height - top
+        image, draw = self._canvas(width, height)
+        x, y = pad, self.u(12)
+        if card.get("icon"):
+            size = self.u(44)
+            self._icon(draw, card["icon"], (x, y, x + size, y + size), GREEN)
+            x += size + self.u(16)
+        for line in self._wrap(card["title"], self.fonts["title"], width - x - pad, 2):
+            draw.text((x, y), line, font=self.fonts["title"], fill=WHITE)
+            y += self.u(42)
+        y = max(y, self.u(64)) + self.u(6)
+        for line in self._wrap(card.get("body") or "", self.fonts["body"], width - 2 * pad, 6):
+            draw.text((pad, y), line, font=self.fonts["body"], fill=WHITE)
+            y += self.u(32)
+        selected = card.get("selected")
+        for index, item in enumerate(card.get("items") or []):
+            if y > height - self.u(70):
+                break
+            mark = index == selected
+            if mark:
+                draw.rounded_rectangle((pad - self.u(8), y - self.u(2), width - pad, y + self.u(32)),
+                                       radius=self.u(6), outline=GREEN, width=max(1, self.u(2)))
+            draw.text((pad, y), self._fit(item, self.fonts["body"], width - 3 * pad), font=self.fonts["body"],
+                      fill=GREEN if mark else WHITE)
+            y += self.u(38)
+        if card.get("progress") is not None:
+            bar_y = height - self.u(36)
+            draw.rounded_rectangle((pad, bar_y, width - pad, bar_y + self.u(14)), radius=self.u(7),
+                                   outline=GREY, width=max(1, self.u(2)))
+            filled = pad + round((width - 2 * pad) * max(0.0, min(1.0, card["progress"])))
+            if filled > pad + self.u(4):
+                draw.rounded_rectangle((pad, bar_y, filled, bar_y + self.u(14)), radius=self.u(7), fill=GREEN)
+        return self._layer("card", image, 0, top)
+
+    def toast(self, card: dict) -> Layer:
+        """A short message over the bottom of the view."""
+        pad, height = self.u(16), self.u(84)
+        width = self.width - 2 * self.u(24)
+        image, draw = self._canvas(width, height)
+        draw.rounded_rectangle((0, 0, width - 1, height - 1), radius=self.u(14), fill=PANEL)
+        x = pad
+        if card.get("icon"):
+            size = self.u(36)
+            self._icon(draw, card["icon"], (x, (height - size) // 2, x + size, (height + size) // 2), GREEN)
+            x += size + self.u(12)
+        draw.text((x, self.u(12)), self._fit(card["title"], self.fonts["body"], width - x - pad),
+                  font=self.fonts["body"], fill=WHITE)
+        if card.get("body"):
+            draw.text((x, self.u(46)), self._fit(card["body"], self.fonts["small"], width - x - pad),
+                      font=self.fonts["small"], fill=GREY)
+        return self._layer("toast", image, self.u(24), self.height - height - self.u(16))
+
+    def alert(self, title: str, body: str, tone: str = "warning") -> Layer:
+        """A system alert: on top of everything, in the middle, framed in its tone."""
+        colour = RED if tone == "danger" else AMBER
+        width = self.width - 2 * self.u(40)
+        lines = self._wrap(body, self.fonts["body"], width - 2 * self.u(24), 4)
+        height = self.u(96) + self.u(32) * len(lines)
+        image, draw = self._canvas(width, height)
+        draw.rounded_rectangle((0, 0, width - 1, height - 1), radius=self.u(16), fill=PANEL, outline=colour,
+                               width=max(2, self.u(3)))
+        size = self.u(40)
+        self._icon(draw, "warning", (self.u(20), self.u(18), self.u(20) + size, self.u(18) + size), colour)
+        draw.text((self.u(76), self.u(38)), self._fit(title, self.fonts["title"], width - self.u(100)),
+                  font=self.fonts["title"], fill=colour, anchor="lm")
+        y = self.u(76)
+        for line in lines:
+            draw.text((self.u(24), y), line, font=self.fonts["body"], fill=WHITE)
+            y += self.u(32)
+        return self._layer("alert", image, self.u(40), (self.height - height) // 2)
+
+    # --- helpers ----------------------------------------------------------------------
+    def _canvas(self, width: int, height: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+        image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+        return image, ImageDraw.Draw(image)
+
+    def _layer(self, name: str, image: Image.Image, x: int, y: int) -> Layer:
+        return Layer(name, np.asarray(image), x, y)
+
+    def _fit(self, text: str, font, width: int) -> str:
+        if font.getlength(text) <= width:
+            return text
+        while text and font.getlength(text + "…") > width:
+            text = text[:-1]
+        return text + "…"
+
+    def _wrap(self, text: str, font, width: int, max_lines: int) -> list[str]:
+        lines: list[str] = []
+        for paragraph in text.splitlines() or [""]:
+            line = ""
+            for word in paragraph.split():
+                candidate = f"{line} {word}".strip()
+                if font.getlength(candidate) <= width or not line:
+                    line = candidate
+                else:
+                    lines.append(line)
+                    line = word
+            lines.append(line)
+        if len(lines) > max_lines:
+            lines = lines[:max_lines]
+            lines[-1] = self._fit(lines[-1] + " …", font, width)
+        return [self._fit(line, font, width) for line in lines if line or len(lines) == 1]
+
+    def _icon(self, draw: ImageDraw.ImageDraw, name: str, box: tuple[int, int, int, int], colour) -> None:
+        """A few plain pictograms, drawn so they need no icon font."""
+        x0, y0, x1, y1 = box
+        w = max(2, (x1 - x0) // 12)
+        cx, cy, r = (x0 + x1) // 2, (y0 + y1) // 2, (x1 - x0) // 2
+        if name == "warning":
+            draw.polygon([(cx, y0), (x1, y1), (x0, y1)], outline=colour, width=w)
+            draw.line((cx, y0 + r * 0.7, cx, y1 - r * 0.6), fill=colour, width=w)
+            draw.ellipse((cx - w, y1 - r * 0.4 - w, cx + w, y1 - r * 0.4 + w), fill=colour)
+        elif name == "check":
+            draw.line([(x0 + r * 0.3, cy), (cx - r * 0.2, y1 - r * 0.4), (x1 - r * 0.2, y0 + r * 0.4)],
+                      fill=colour, width=w * 2, joint="curve")
+        elif name == "camera":
+            draw.rounded_rectangle((x0, y0 + r * 0.5, x1, y1 - r * 0.2), radius=w * 2, outline=colour, width=w)
+            draw.ellipse((cx - r * 0.4, cy - r * 0.1, cx + r * 0.4, cy + r * 0.7), outline=colour, width=w)
+        elif name == "mic":
+            draw.rounded_rectangle((cx - r * 0.35, y0, cx + r * 0.35, cy + r * 0.3), radius=r * 0.35,
+                                   outline=colour, width=w)
+            draw.arc((cx - r * 0.7, cy - r * 0.4, cx + r * 0.7, cy + r * 0.7), 0, 180, fill=colour, width=w)
+            draw.line((cx, cy + r * 0.7, cx, y1), fill=colour, width=w)
+        elif name == "battery":
+            draw.rectangle((x0, y0 + r * 0.5, x1 - r * 0.25, y1 - r * 0.5), outline=colour, width=w)
+            draw.rectangle((x1 - r * 0.25, cy - r * 0.2, x1, cy + r * 0.2), fill=colour)
+        elif name == "cart":
+            draw.line([(x0, y0 + r * 0.3), (x0 + r * 0.4, y0 + r * 0.3), (x0 + r * 0.7, cy + r * 0.4),
+                       (x1 - r * 0.2, cy + r * 0.4), (x1, y0 + r * 0.6), (x0 + r * 0.5, y0 + r * 0.6)],
+                      fill=colour, width=w)
+            for wx in (x0 + r * 0.8, x1 - r * 0.4):
+                draw.ellipse((wx - w * 1.5, y1 - r * 0.4 - w * 1.5, wx + w * 1.5, y1 - r * 0.4 + w * 1.5), fill=colour)
+        elif name == "music":
+            draw.line((cx + r * 0.3, y0 + r * 0.2, cx + r * 0.3, y1 - r * 0.5), fill=colour, width=w)
+            draw.ellipse((cx - r * 0.4, y1 - r * 0.8, cx + r * 0.35, y1 - r * 0.2), fill=colour)
+        elif name == "message":
+            draw.rectangle((x0, y0 + r * 0.4, x1, y1 - r * 0.4), outline=colour, width=w)
+            draw.line([(x0, y0 + r * 0.4), (cx, cy + r * 0.1), (x1, y0 + r * 0.4)], fill=colour, width=w)
+        elif name == "navigation":
+            angle = [(cx + r * math.cos(a), cy + r * math.sin(a)) for a in (-math.pi / 2, math.pi * 0.75, math.pi / 4)]
+            draw.polygon(angle, fill=colour)
+        else:  # info
+            draw.ellipse(box, outline=colour, width=w)
+            draw.line((cx, cy - r * 0.1, cx, cy + r * 0.5), fill=colour, width=w)
+            draw.ellipse((cx - w, cy - r * 0.45 - w, cx + w, cy - r * 0.45 + w), fill=colour)
+
+
+def compose(layers: list[Layer], width: int, height: int, brightness: float = 1.0,
+            out: np.ndarray | None = None) -> np.ndarray:
+    """Blend layers, first at the bottom, over black into a height x width x 3 uint8 frame."""
+    frame = out if out is not None else np.empty((height, width, 3), dtype=np.uint8)
+    frame.fill(0)
+    for layer in layers:
+        h, w = layer.pixels.shape[:2]
+        y0, x0 = max(0, layer.y), max(0, layer.x)
+        y1, x1 = min(height, layer.y + h), min(width, layer.x + w)
+        if y1 <= y0 or x1 <= x0:
+            continue
+        src = layer.pixels[y0 - layer.y: y1 - layer.y, x0 - layer.x: x1 - layer.x]
+        alpha = src[..., 3:4].astype(np.uint16)
+        dst = frame[y0:y1, x0:x1]
+        dst[...] = ((src[..., :3] * alpha + dst * (255 - alpha) + 127) // 255).astype(np.uint8)
+    if brightness < 1.0:
+        np.multiply(frame, max(0.0, brightness), out=frame, casting="unsafe")
+    return frame

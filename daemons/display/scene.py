@@ -1,0 +1,221 @@
+"""What the wearer should see now, decided from the bus, without drawing anything.
+
+Apps post cards; the shell's latched state says who holds display focus.
+The rule is the focus stack's (shell.state focus.display, top first):
+
+- the top claim is what is shown: an exclusive holder's card fills the
+  view; a transient holder's card is a toast over the view of the
+  exclusive owner beneath it (suspended, still visible under the toast);
+- a claim of class system_alert is shown as an alert, on top of all;
+- an app not in the stack keeps its cards, shown when it gets focus.
+
+On top of that, displayd's own alerts come from the system's state, not
+from any app: the capture LED failed, a battery is out (with the bridge
+time left), the system is shutting down. Missing daemons are named on the
+HUD. Time is passed in (monotonic for expiry, wall for the clock).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from daemons.display.render import ICONS
+
+TITLE_MAX, BODY_MAX, ITEM_MAX, ITEMS_MAX = 80, 600, 80, 20
+
+
+class CardError(ValueError):
+    """A card the display cannot show (bad icon, too long, bad progress)."""
+
+
+@dataclass
+class Card:
+    app: str
+    id: str
+    title: str
+    body: str = ""
+    icon: str | None = None
+    items: list[str] = field(default_factory=list)
+    selected: int | None = None
+    progress: float | None = None
+    expires: float | None = None  # monotonic; None: until replaced or cleared
+    seq: int = 0  # posting order: an app's newest card is its view
+
+    def as_dict(self) -> dict:
+        return {"title": self.title, "body": self.body, "icon": self.icon, "items": self.items,
+                "selected": self.selected, "progress": self.progress}
+
+    def speech(self) -> str:
+        parts = [self.title, self.body, *(f"{i + 1}: {item}" for i, item in enumerate(self.items))]
+        return ". ".join(p.strip().rstrip(".") for p in parts if p and p.strip()) + "."
+
+
+def card_from(app: str, p: dict, now: float, seq: int) -> Card:
+    title, body = p["title"].strip(), (p.get("body") or "").strip()
+    items = list(p.get("items") or [])
+    if not title or len(title) > TITLE_MAX:
+        raise CardError(f"title must be 1..{TITLE_MAX} characters (got {len(title)})")
+    if len(body) > BODY_MAX:
+        raise CardError(f"body is {len(body)} characters; at most {BODY_MAX}")
+    if len(items) > ITEMS_MAX or any(len(i) > ITEM_MAX for i in items):
+        raise CardError(f"at most {ITEMS_MAX} items of {ITEM_MAX} characters each")
+    if p.get("icon") is not None and p["icon"] not in ICONS:
+        raise CardError(f"unknown icon {p['icon']!r} (known: {', '.join(ICONS)})")
+    selected = p.get("selected")
+    if selected is not None and not 0 <= selected < len(items):
+        raise CardError(f"selected {selected} is not one of the {len(items)} items")
+    progress = p.get("progress")
+    if progress is not None and not 0.0 <= progress <= 1.0:
+        raise CardError(f"progress {progress} is outside 0..1")
+    ttl = p.get("ttl_s")
+    if ttl is not None and not 0.0 < ttl <= 3600.0:
+        raise CardError(f"ttl_s {ttl} is outside 0..3600")
+    return Card(app, p["id"], title, body, p.get("icon"), items, selected, progress,
+                None if ttl is None else now + ttl, seq)
+
+
+@dataclass(frozen=True)
+class View:
+    on: bool
+    brightness: float
+    hud: tuple  # (clock, batteries, capture, notice): a key as well as the content
+    card: Card | None
+    toast: Card | None
+    alert: tuple | None  # (title, body, tone)
+    alert_app: str | None = None  # the app whose card is the alert, if it is one
+
+    def shows(self, app: str) -> bool:
+        return self.on and (app == self.alert_app or any(c is not None and c.app == app
+                                                         for c in (self.card, self.toast)))
+
+    @property
+    def layers(self) -> list[str]:
+        names = ["hud"] if self.on else []
+        return names + [name for name in ("card", "toast", "alert") if self.on and getattr(self, name)]
+
+
+class Scene:
+    def __init__(self, cards_per_app: int, toast_s: float):
+        self.cards_per_app, self.toast_s = cards_per_app, toast_s
+        self.cards: dict[str, OrderedDict[str, Card]] = {}
+        self.seq = 0
+        self.shell: dict = {"state": "booting", "focus": {}, "degraded": [], "brightness": 1.0, "foreground": None}
+        self.power: dict | None = None
+        self.power_at = 0.0  # monotonic time of the power reading (the bridge counts down from it)
+        self.led: dict = {"lit": False, "fault": None}
+        self.capture: dict = {"grants": [], "fault": None}
+
+    # --- cards ------------------------------------------------------------------------
+    def post(self, app: str, payload: dict, now: float) -> Card:
+        self.seq += 1
+        card = card_from(app, payload, now, self.seq)
+        claim = self._claim_of(app, transient=True)
+        if card.expires is None and claim and claim.get("class") != "system_alert":
+            card.expires = now + self.toast_s  # a toast goes away on its own; an alert stays while its claim does
+        cards = self.cards.setdefault(app, OrderedDict())
+        cards.pop(card.id, None)
+        cards[card.id] = card
+        while len(cards) > self.cards_per_app:
+            cards.popitem(last=False)
+        return card
+
+    def clear(self, app: str, card_id: str | None) -> int:
+        cards = self.cards.get(app, {})
+        if card_id is None:
+            return len(self.cards.pop(app, {}))
+        return 1 if cards.pop(card_id, None) is not None else 0
+
+    def drop_app(self, app: str) -> bool:
+        """The app's process is gone: its content goes with it."""
+        return self.cards.pop(app, None) is not None
+
+    def expire(self, now: float) -> bool:
+        changed = False
+        for app, cards in list(self.cards.items()):
+            for card_id in [c.id for c in cards.values() if c.expires is not None and c.expires <= now]:
+                del cards[card_id]
+                changed = True
+            if not cards:
+                del self.cards[app]
+        return changed
+
+    def next_deadline(self, now: float) -> float | None:
+        times = [c.expires for cards in self.cards.values() for c in cards.values() if c.expires is not None]
+        if self.shell["state"] == "battery_swap":
+            times.append(now + 1.0 - (now - self.power_at) % 1.0)  # the bridge countdown, once a second
+        return min(times, default=None)
+
+    # --- what to show -----------------------------------------------------------------
+    def view(self, now: float, wall: float) -> View:
+        state = self.shell["state"]
+        on = state not in ("sleep", "shutdown")
+        card = toast = None
+        stack = self.shell["focus"].get("display", {}).get("stack", [])
+        if stack:
+            top = stack[0]
+            if top["kind"] == "exclusive":
+                card = self.newest(top["owner"])
+            else:
+                toast = self.newest(top["owner"])
+                below = next((c for c in stack[1:] if c["kind"] == "exclusive"), None)
+                card = self.newest(below["owner"]) if below else None
+        alert, alert_app = self._system_alert(now), None
+        if alert is None and (alerting := self._alert_card()) is not None:
+            alert, alert_app = (alerting.title, alerting.body, "warning"), alerting.app
+            toast = None if toast is alerting else toast
+            card = None if card is alerting else card
+        return View(on, float(self.shell.get("brightness", 1.0)), self._hud(wall), card, toast, alert, alert_app)
+
+    def newest(self, app: str) -> Card | None:
+        cards = self.cards.get(app)
+        return max(cards.values(), key=lambda c: c.seq) if cards else None
+
+    def _alert_card(self) -> Card | None:
+        stack = self.shell["focus"].get("display", {}).get("stack", [])
+        if stack and stack[0].get("class") == "system_alert":
+            return self.newest(stack[0]["owner"])
+        return None
+
+    def _claim_of(self, app: str, transient: bool) -> dict | None:
+        for claim in self.shell["focus"].get("display", {}).get("stack", []):
+            if claim["owner"] == app and (claim["kind"] != "exclusive") == transient:
+                return claim
+        return None
+
+    def _system_alert(self, now: float) -> tuple | None:
+        fault = self.capture.get("fault") or self.led.get("fault")
+        if fault:
+            return ("Camera and mic off", f"The capture light is not working ({fault}), so nothing can be "
+                                          "recorded until it is fixed.", "danger")
+        state = self.shell["state"]
+        if state in ("critical", "shutdown"):
+            return ("Shutting down", "The battery is empty. What you were doing is saved and comes back "
+                                     "at the next start.", "danger")
+        if state == "battery_swap":
+            return ("Swap battery", f"Insert a charged battery. {self.bridge_left(now)} on the internal "
+                                    "battery.", "warning")
+        return None
+
+    def bridge_left(self, now: float) -> str:
+        seconds = (self.power or {}).get("bridge", {}).get("time_s", 0.0) - (now - self.power_at)
+        seconds = max(0, int(seconds))
+        return f"{seconds // 60}:{seconds % 60:02d} left"
+
+    def _hud(self, wall: float) -> tuple:
+        clock = time.strftime("%H:%M", time.localtime(wall))
+        batteries = []
+        for battery in (self.power or {}).get("batteries", []):
+            side = battery.get("side", "?")[:1].upper()
+            if not battery["present"]:
+                batteries.append(f"{side} --")
+            else:
+                batteries.append(f"{side} {battery['percent']:.0f}%{'+' if battery.get('charging') else ''}")
+        capture = None
+        if self.led.get("lit"):
+            kinds = sorted({g.rsplit(":", 1)[-1] for g in self.capture.get("grants", [])})
+            capture = " + ".join(kinds) if kinds else "indicator"
+        degraded = self.shell.get("degraded") or []
+        notice = f"Running without {', '.join(degraded)}" if degraded else None
+        return clock, tuple(batteries), capture, notice

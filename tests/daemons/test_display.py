@@ -1,0 +1,191 @@
+"""displayd: the scene's rules, the framebuffer against a file, and the daemon over the real bus."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bus.node import Node
+from daemons.display.panels import FbPanel, PanelError
+from daemons.display.render import Painter, compose
+from daemons.display.scene import CardError, Scene
+from tests.conftest import DEADLINE_S, tuned_policies, wait_for
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def claim(owner, kind="exclusive", cls="foreground"):
+    return {"owner": owner, "kind": kind, "class": cls, "reason": "test", "ducked": False}
+
+
+def scene_with(*stack) -> Scene:
+    scene = Scene(cards_per_app=3, toast_s=4.0)
+    scene.shell = {"state": "active", "brightness": 1.0, "degraded": [], "foreground": None,
+                   "focus": {"display": {"owner": stack[0]["owner"] if stack else None, "stack": list(stack)}}}
+    return scene
+
+
+def test_the_exclusive_holder_fills_the_view_and_a_transient_one_is_a_toast_over_it():
+    scene = scene_with(claim("notes", "transient"), claim("maps"))
+    scene.post("maps", {"id": "route", "title": "Turn left"}, 0.0)
+    scene.post("notes", {"id": "n1", "title": "Message from Ana"}, 0.0)
+    scene.post("music", {"id": "now", "title": "Playing"}, 0.0)
+    view = scene.view(1.0, time.time())
+    assert view.card.title == "Turn left" and view.toast.title == "Message from Ana"
+    assert view.layers == ["hud", "card", "toast"]
+    assert not view.shows("music")  # kept, not shown: music has no display focus
+    assert scene.next_deadline(1.0) == pytest.approx(4.0)  # the toast goes on its own
+    scene.expire(4.0)
+    assert scene.view(4.0, time.time()).toast is None
+
+
+def test_a_system_alert_claim_and_the_systems_own_alerts_go_on_top():
+    scene = scene_with(claim("shell", "transient", "system_alert"), claim("maps"))
+    scene.post("shell", {"id": "a", "title": "Call from Ana"}, 0.0)
+    scene.post("maps", {"id": "route", "title": "Turn left"}, 0.0)
+    view = scene.view(0.0, time.time())
+    assert view.alert[0] == "Call from Ana" and view.alert_app == "shell" and view.card.title == "Turn left"
+    scene.led = {"lit": False, "fault": "read back dark"}
+    assert "read back dark" in scene.view(0.0, time.time()).alert[1]  # the LED's fault outranks any app
+    scene.led = {"lit": False, "fault": None}
+    scene.shell["state"] = "battery_swap"
+    scene.power, scene.power_at = {"batteries": [], "bridge": {"time_s": 125.0}}, 10.0
+    assert scene.view(15.4, time.time()).alert[1].startswith("Insert a charged battery. 1:59 left")
+    assert scene.next_deadline(15.4) == pytest.approx(16.0)  # the countdown ticks once a second
+
+
+def test_the_hud_mirrors_capture_batteries_and_missing_daemons():
+    scene = scene_with()
+    scene.shell["degraded"] = ["inputd"]
+    scene.power = {"batteries": [{"side": "left", "present": True, "percent": 81.6, "charging": True},
+                                 {"side": "right", "present": False, "percent": 0.0}], "bridge": {}}
+    scene.led = {"lit": True, "fault": None}
+    scene.capture = {"grants": ["camera-app:camera", "camera-app:mic"], "fault": None}
+    clock, batteries, capture, notice = scene.view(0.0, 0.0).hud
+    assert batteries == ("L 82%+", "R --") and capture == "camera + mic" and notice == "Running without inputd"
+    assert scene.view(0.0, 0.0).hud != scene.view(0.0, 61.0).hud  # the clock moved on
+
+
+def test_cards_are_checked_and_bounded_and_leave_with_their_app():
+    scene = scene_with(claim("maps"))
+    for bad, why in (({"id": "x", "title": ""}, "title"), ({"id": "x", "title": "t", "icon": "rocket"}, "icon"),
+                     ({"id": "x", "title": "t", "progress": 1.5}, "progress"),
+                     ({"id": "x", "title": "t", "items": ["a"], "selected": 3}, "selected")):
+        with pytest.raises(CardError, match=why):
+            scene.post("maps", bad, 0.0)
+    for i in range(5):
+        scene.post("maps", {"id": f"c{i}", "title": f"card {i}"}, 0.0)
+    assert len(scene.cards["maps"]) == 3 and scene.newest("maps").title == "card 4"
+    assert scene.drop_app("maps") and scene.view(0.0, 0.0).card is None
+
+
+def test_compose_blends_in_order_and_dims():
+    painter = Painter(320, 240, FONT)
+    hud = painter.hud("12:34", ["L 50%"], None, None)
+    frame = compose([hud], 320, 240)
+    assert frame[: hud.pixels.shape[0]].max() > 200 and frame[hud.pixels.shape[0]:].max() == 0
+    dim = compose([hud], 320, 240, brightness=0.25)
+    assert 40 < dim.max() <= 64
+
+
+@pytest.mark.parametrize("bpp", [32, 16])
+def test_framebuffer_file_shows_and_reads_back_frames(tmp_path, bpp):
+    fb = tmp_path / "fb0"
+    fb.write_bytes(bytes(64 * 48 * bpp // 8))
+    panel = FbPanel(str(fb), 64, 48, bpp)
+    frame = np.zeros((48, 64, 3), dtype=np.uint8)
+    frame[10:20, 5:30] = (200, 100, 40)
+    panel.show(frame)
+    back = panel.snapshot()
+    assert np.abs(back.astype(int) - frame).max() <= 8  # RGB565 keeps 5-6 bits a channel
+    raw = np.frombuffer(fb.read_bytes(), dtype=np.uint8)
+    assert raw.any() and (bpp == 16 or tuple(raw[(10 * 64 + 5) * 4: (10 * 64 + 5) * 4 + 3]) == (40, 100, 200))
+    panel.close()
+    with pytest.raises(PanelError, match="needs"):
+        FbPanel(str(fb), 640, 480, bpp)
+
+
+def snapshot(node) -> np.ndarray:
+    reply = node.request("display.snapshot.request", timeout=DEADLINE_S)
+    return np.asarray(Image.open(io.BytesIO(reply["png"])).convert("RGB")), reply["frames"]
+
+
+@pytest.mark.slow
+def test_displayd_shows_the_focused_apps_card_and_clears_it_when_the_app_goes(procs, runtime, tmp_path):
+    policies = tuned_policies(tmp_path, {"system.toml": {"boot": {"required": ["displayd"], "deadline_s": 3.0}},
+                                         "focus.toml": {"liveness": {"heartbeat_timeout_s": 5.0}}})
+    base = procs.env(LENS_POLICY_DIR=str(policies))
+    procs.env = lambda **extra: dict(base, **extra)
+    procs.start_broker()
+    procs.start_ready("-m", "shell")
+    procs.start_ready("-m", "daemons.display")
+    states = []
+    with Node("watcher", runtime) as watcher, Node("maps", runtime, heartbeat=0.3) as maps:
+        watcher.subscribe("display.state", lambda m: states.append(m.payload))
+        watcher.start()
+        maps.start()
+        wait_for(lambda: states and states[-1]["layers"] == ["hud"], DEADLINE_S, "the HUD", poll=watcher.run_once)
+        before, _ = snapshot(watcher)
+        kept = maps.request("display.card.request", id="route", title="Turn left", body="in 200 m onto Main St",
+                            icon="navigation", items=["Main St", "Oak Ave"], selected=0)
+        assert kept["shown"] is False and "display" in kept["why"]  # no focus yet: kept, and told why
+        assert maps.request("shell.foreground.request", app="maps")["previous"] is None
+        assert maps.request("shell.focus.request", resource="display", kind="exclusive", cls="foreground",
+                            reason="navigation")["status"] == "granted"
+        wait_for(lambda: "card" in states[-1]["layers"], DEADLINE_S, "the card shown", poll=watcher.run_once)
+        after, frames = snapshot(watcher)
+        hud_rows = 60
+        assert before[hud_rows:].max() == 0 and after[hud_rows:].max() > 200  # the card's text is there
+        assert before[:hud_rows].max() > 200  # and the HUD was there before it
+
+        assert maps.request("display.clear.request", id="nothing-like-this")["cleared"] == 0
+        _, frames_again = snapshot(watcher)
+        assert frames_again == frames  # nothing changed, nothing rendered
+
+        with pytest.raises(Exception, match="icon"):
+            maps.request("display.card.request", id="bad", title="x", icon="rocket")
+    # maps closed (node.bye): its content goes at once, not at the heartbeat timeout
+    with Node("watcher2", runtime) as watcher:
+        watcher.subscribe("display.state", lambda m: states.append(m.payload))
+        watcher.start()
+        wait_for(lambda: states[-1]["layers"] == ["hud"], DEADLINE_S, "the card cleared", poll=watcher.run_once)
+        cleared, _ = snapshot(watcher)
+        assert cleared[hud_rows:].max() == 0
+
+
+@pytest.mark.slow
+def test_displayd_real_backend_draws_into_a_framebuffer_file(procs, runtime, tmp_path):
+    fb = tmp_path / "fb0"
+    fb.write_bytes(bytes(640 * 480 * 2))
+    policies = tuned_policies(tmp_path, {"hardware.toml": {"display": {"fb_device": str(fb), "fb_bits_per_pixel": 16}}})
+    procs.start_broker()
+    procs.start_ready("-m", "daemons.display", "--backend", "real", "--policy-dir", str(policies))
+    with Node("watcher", runtime) as watcher:
+        watcher.start()
+        wait_for(lambda: np.frombuffer(fb.read_bytes(), dtype=np.uint16).reshape(480, 640)[:60].any(), DEADLINE_S,
+                 "the HUD in the framebuffer")
+        shot, _ = snapshot(watcher)
+        assert shot.shape == (480, 640, 3) and shot[:60].max() > 150  # read back from the file itself
+
+
+@pytest.mark.slow
+def test_g1_speaks_the_foreground_apps_card_and_alerts(procs, runtime, tmp_path):
+    procs.start_broker()
+    procs.start_ready("-m", "shell", "--model", "g1")
+    procs.start_ready("-m", "daemons.display", "--model", "g1")
+    spoken = []
+    with Node("watcher", runtime) as watcher, Node("lens-app", runtime, heartbeat=0.3) as app:
+        watcher.subscribe("audio.speak", lambda m: spoken.append((m.source, m.payload)))
+        watcher.start()
+        app.start()
+        app.request("shell.foreground.request", app="lens-app")
+        reply = app.request("display.card.request", id="price", title="Oat milk", body="2.49 euro")
+        assert reply == {"shown": True, "why": "spoken"}
+        wait_for(lambda: spoken, DEADLINE_S, "speech", poll=watcher.run_once)
+        assert spoken[0] == ("displayd", {"text": "Oat milk. 2.49 euro.", "app": "lens-app", "interrupt": False})
+        with pytest.raises(Exception, match="no display"):
+            watcher.request("display.snapshot.request")
