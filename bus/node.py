@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Message], None]
 OUTBOX_MAX = 100_000
+# A node that has asked for focus beats this often: a third of the shell's liveness timeout (1 s,
+# policies/focus.toml), so one late beat is not yet a death.
+WATCHED_HEARTBEAT_S = 0.3
+CENSUS_MIN_S = 0.1  # a node answers node.census with a beat unless it beat this recently
 SNAPSHOT_RETRY_S = 0.5
 DRAIN_BATCH = 1000  # messages read from one socket before timers get a turn
 BACKLOG_AGE_NS = 1_000_000  # a message older than this on arrival means more are queued behind it
@@ -83,6 +87,7 @@ class Node:
         self.runtime = runtime if isinstance(runtime, Runtime) else Runtime.resolve(runtime)
         self.publish_any = publish_any  # development tools (lens bus pub) only
         self.heartbeat = heartbeat  # seconds between node.heartbeat; None for tools that come and go
+        self._beat_timer = None
         self.incarnation = secrets.randbits(62)
         self.intake = Intake(name)
         self.timers = Timers()
@@ -114,6 +119,9 @@ class Node:
         self._started = False
         self._announced = False
         self._closed = False
+        self._last_beat = 0.0
+        if heartbeat:
+            self.subscribe("node.census", self._on_census)
 
     # --- declaring -----------------------------------------------------------
     def subscribe(self, prefix: str, handler: Handler) -> None:
@@ -340,10 +348,27 @@ class Node:
             self.timers.every(period, lambda: sdnotify.notify("WATCHDOG=1"))
         if self.heartbeat:
             self._beat()
-            self.timers.every(self.heartbeat, self._beat)
+            self._beat_timer = self.timers.every(self.heartbeat, self._beat)
+
+    def heartbeat_faster(self, period: float) -> None:
+        """Beat at least this often from now on (a focus owner, whose silence costs it its focus)."""
+        if not self.heartbeat or self.heartbeat <= period:
+            return
+        self.heartbeat = period
+        if self._beat_timer is not None:  # announced: say so now, then keep the new pace
+            self._beat_timer.cancel()
+            self._beat()
+            self._beat_timer = self.timers.every(period, self._beat)
+
+    def _on_census(self, msg: Message) -> None:
+        # At most one extra beat per census period, however many censuses arrive: no amplifier.
+        if self._announced and time.monotonic() - self._last_beat > CENSUS_MIN_S:
+            self._beat()
 
     def _beat(self) -> None:
-        self.publish("node.heartbeat", node=self.name, pid=os.getpid(), incarnation=self.incarnation)
+        self._last_beat = time.monotonic()
+        self.publish("node.heartbeat", node=self.name, pid=os.getpid(), incarnation=self.incarnation,
+                     period_s=self.heartbeat)
 
     # --- internals: the latched snapshot ---------------------------------------------
     def _request_snapshot(self) -> None:
@@ -388,6 +413,8 @@ class Node:
         if spec.reply_topic not in self._reply_topics:
             self._reply_topics.add(spec.reply_topic)
             self._listen(spec.reply_topic)
+        if spec.watched:
+            self.heartbeat_faster(WATCHED_HEARTBEAT_S)
         cid = next(self._cids)
         call = self._calls[cid] = _Call(topic)
         return cid, call

@@ -19,7 +19,10 @@ from typing import Iterator
 
 from bus.node import Node
 
-HEARTBEAT_S = 0.3  # a third of the shell's default liveness timeout (policies/focus.toml)
+# A process's heartbeat while nobody's focus depends on it: cheap enough for an idle system
+# (each beat wakes the broker and the shell). A process that asks for focus beats faster from
+# then on (bus.node.WATCHED_HEARTBEAT_S), since its silence is what costs it its focus.
+HEARTBEAT_S = 2.0
 
 
 def arguments(name: str, doc: str | None, backends: tuple[str, ...] = (),

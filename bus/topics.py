@@ -66,6 +66,7 @@ class Topic:
     doc: str = ""
     reply: dict[str, str] | None = None  # REQUEST only: fields of a successful reply's result
     reply_max_size: int = 0  # REQUEST only: bytes its reply may take (0: the kind's default)
+    watched: bool = False  # REQUEST only: the sender's liveness is watched from then on (it heartbeats fast)
     schema: Schema = field(init=False, repr=False, compare=False)
     result_schema: Schema | None = field(init=False, repr=False, compare=False, default=None)
     # Derived from kind once, as plain attributes: publish reads them for every message.
@@ -120,9 +121,13 @@ _TABLE = [
     Topic("bus.broker.stats", Kind.STATE, "broker",
           {"uptime_s": "float", "lanes": "dict", "latched": "int", "pid": "int"}, rate_hz=0.5,
           doc="messages and bytes through each lane of the broker; number of latched topics held"),
-    Topic("node.heartbeat", Kind.EVENT, ANY_NODE, {"node": "str", "pid": "int", "incarnation": "int"},
-          rate_hz=3.0, max_size=512,
-          doc="a process is up and its subscriptions are live; the shell's ready set and liveness come from these"),
+    Topic("node.heartbeat", Kind.EVENT, ANY_NODE,
+          {"node": "str", "pid": "int", "incarnation": "int", "period_s": "float?"},
+          rate_hz=0.5, max_size=512,
+          doc="a process is up and its subscriptions are live, and says when its next beat is due; the shell's "
+              "ready set and liveness come from these"),
+    Topic("node.census", Kind.EVENT, "shell", {"reason": "str"}, max_size=512,
+          doc="the shell (re)started: every process beats now, so nobody waits a heartbeat period to be seen"),
     Topic("node.bye", Kind.EVENT, ANY_NODE, {"node": "str", "pid": "int"}, max_size=512,
           doc="a process is stopping cleanly: whatever it held is released now, not at the heartbeat timeout"),
     # --- the shell: system state, focus, the capture LED ---------------------------
@@ -133,7 +138,7 @@ _TABLE = [
           doc="the system state as the shell decided it: what `lens status` shows and the HUD mirrors"),
     Topic("shell.focus.request", Kind.REQUEST, "shell",
           {"resource": "str", "kind": "str", "cls": "str", "reason": "str", "purpose": "str?"},
-          reply={"status": "str", "reason": "str"},
+          reply={"status": "str", "reason": "str"}, watched=True,
           doc="ask for display, audio_out, mic or camera; the answer is granted, queued or denied (with why)"),
     Topic("shell.release.request", Kind.REQUEST, "shell", {"resource": "str"}, reply={"held": "bool"},
           doc="give a resource back (the previous owner on its stack gets it again)"),

@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     with service.node("shell", args) as node:
         daemon = ShellDaemon(node, policy, state_dir(args.state_dir))
         node.start()
+        node.publish("node.census", reason="shell started")  # who is up already answers now, not a period later
         daemon.settle()
         node.run()
         daemon.close()

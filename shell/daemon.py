@@ -41,8 +41,7 @@ logging.getLogger("transitions").setLevel(logging.WARNING)  # every callback at 
 AUDIT_FILE = "privacy-audit.jsonl"
 SAVED_FILE = "saved-state.json"  # written at critical, restored by the next boot
 CHECKPOINT_FILE = "shell-checkpoint.pickle"  # survives a crash of the shell, not a reboot
-HEARTBEAT_S = 0.3
-NODE_EXPIRY = 3.0  # heartbeat timeouts after which a silent node leaves `nodes`
+NODE_EXPIRY = 3.0  # heartbeat timeouts (or periods, if longer) after which a silent node leaves `nodes`
 
 
 def boot_id() -> str:
@@ -68,7 +67,8 @@ class ShellDaemon:
         self.published: dict[str, dict] = {}
         self.timer: Timer | None = None
         self._resume_checkpoint()
-        node.subscribe("node.", self.on_node)
+        node.subscribe("node.heartbeat", self.on_node)
+        node.subscribe("node.bye", self.on_node)
         node.subscribe("led.state", self.on_led)
         node.subscribe("power.state", self.on_power)
         node.subscribe("camera.session", self.on_counted)
@@ -88,7 +88,8 @@ class ShellDaemon:
             self.core.owner_gone(name, now, "exited")
         else:
             known = self.nodes.get(name)
-            self.nodes[name] = {"pid": msg.payload["pid"], "seen": now}
+            self.nodes[name] = {"pid": msg.payload["pid"], "seen": now,
+                                "period": msg.payload.get("period_s") or 0.0}
             self.core.heartbeat(name, now)
             if known is not None and known["pid"] == msg.payload["pid"]:
                 return  # only deadlines moved later: the armed timer fires early and re-arms, no more
@@ -226,8 +227,9 @@ class ShellDaemon:
 
     def _reschedule(self, now: float) -> None:
         deadlines = [self.core.next_deadline()]
-        expiry = self.policy.focus["liveness"]["heartbeat_timeout_s"] * NODE_EXPIRY
-        for name, seen in [(n, v["seen"]) for n, v in self.nodes.items()]:
+        timeout = self.policy.focus["liveness"]["heartbeat_timeout_s"]
+        for name, seen, period in [(n, v["seen"], v["period"]) for n, v in self.nodes.items()]:
+            expiry = max(timeout, period) * NODE_EXPIRY
             if now - seen > expiry and name != self.node.name:
                 del self.nodes[name]
             else:

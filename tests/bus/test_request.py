@@ -3,7 +3,7 @@
 import pytest
 
 from bus.errors import PayloadError, RequestFailed, RequestRefused, RequestTimeout
-from tests.conftest import DEADLINE_S, read_json_lines, wait_line
+from tests.conftest import DEADLINE_S, read_json_lines, wait_for, wait_line
 
 
 def test_round_trip_with_a_server_in_another_process(broker, procs, nodes):
@@ -89,3 +89,48 @@ def test_only_the_owner_named_in_the_table_may_publish_a_topic(runtime, nodes):
         intruder.publish("demo.tock", n=1)
     intruder.publish("demo.echo.request", cid=1, text="anyone may ask")  # requests are open to all
     nodes("demo").publish("demo.tick", n=1, text="the owner may")
+
+
+def test_a_node_that_asks_for_focus_heartbeats_fast_from_then_on(broker, nodes):
+    from bus.node import WATCHED_HEARTBEAT_S
+
+    watcher = nodes("watcher")
+    beats = []
+    watcher.subscribe("node.heartbeat", lambda m: beats.append(m.payload) if m.source == "app" else None)
+    watcher.start()
+    app = nodes("app", heartbeat=2.0)
+    app.start()
+    wait_for(lambda: beats, DEADLINE_S, "the first beat", poll=watcher.run_once)
+    assert beats[-1]["period_s"] == 2.0
+    app.request_async("shell.focus.request", lambda result, error: None, timeout=0.5, resource="display",
+                      kind="exclusive", cls="foreground", reason="test")  # nobody answers: asking is enough
+    wait_for(lambda: beats[-1]["period_s"] == WATCHED_HEARTBEAT_S, DEADLINE_S, "a fast beat at once",
+             poll=lambda t: (app.run_once(0), watcher.run_once(min(t, 0.05))))
+    before = len(beats)
+    wait_for(lambda: len(beats) >= before + 3, DEADLINE_S, "beats at the fast pace",
+             poll=lambda t: (app.run_once(0.05), watcher.run_once(0)))
+    assert app.heartbeat == WATCHED_HEARTBEAT_S
+
+
+def test_a_census_makes_every_process_beat_now_but_not_more_than_once(broker, nodes, monkeypatch):
+    import bus.node
+
+    monkeypatch.setattr(bus.node, "CENSUS_MIN_S", 60.0)  # a whole burst falls inside the window
+    watcher = nodes("watcher", publish_any=True)
+    beats, echoes = [], []
+    watcher.subscribe("node.heartbeat", lambda m: beats.append(m.payload) if m.source == "daemon" else None)
+    watcher.subscribe("demo.status", lambda m: echoes.append(m) if m.source == "daemon" else None)
+    watcher.start()
+    daemon = nodes("daemon", heartbeat=600.0, publish_any=True)  # its own next beat is ten minutes away
+    markers = []
+    daemon.subscribe("demo.tick", markers.append)
+    daemon.start()
+    wait_for(lambda: beats, DEADLINE_S, "the beat on announce", poll=watcher.run_once)
+    daemon._last_beat = 0.0  # as if that beat were long ago
+    for _ in range(5):
+        watcher.publish("node.census", reason="test")
+    watcher.publish("demo.tick", n=1, text="after the burst")  # same publisher, same lane: arrives last
+    wait_for(lambda: markers, DEADLINE_S, "the burst handled", poll=daemon.run_once)
+    daemon.publish("demo.status", uptime_s=0.0, ticks=0, started_wall=0.0)  # after any beat it sent
+    wait_for(lambda: echoes, DEADLINE_S, "the daemon's marker", poll=watcher.run_once)
+    assert len(beats) == 2  # the announce, and one answer to five censuses

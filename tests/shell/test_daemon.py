@@ -87,7 +87,7 @@ def test_a_killed_focus_owner_loses_focus_within_the_liveness_timeout(procs, run
     system = System(procs, runtime, tmp_path, {**FAST, "focus.toml": {"liveness": {"heartbeat_timeout_s": 1.0}}})
     system.watcher.wait_state(running, "boot")
     script = ("import sys, time\nfrom bus.node import Node\n"
-              "n = Node('nav', heartbeat=0.3)\nn.start()\n"
+              "n = Node('nav', heartbeat=2.0)\nn.start()\n"  # the idle pace: asking for focus speeds it up
               "r = n.request('shell.focus.request', resource='audio_out', kind='exclusive', cls='background', "
               "reason='route')\nprint(r['status'], flush=True)\nn.run()\n")
     nav = procs.start("-c", script)

@@ -1,0 +1,150 @@
+"""Benchmark: the whole system in simulation: idle cost, memory, and how fast a battery swap is seen.
+
+    python bench/system.py [--idle 30] [--swaps 20]
+
+Starts the broker, the shell and every daemon (sim backends) on a fresh
+runtime directory, with the idle timers and the simulated drain slowed so
+that nothing changes while idle is measured. Then:
+
+- idle: CPU seconds and wake-ups (context switches) of each process over
+  --idle seconds, next to a bare pyzmq process blocked in poll (the floor);
+- memory: each process's RSS, and whether it loaded numpy;
+- swap: a battery is pulled --swaps times; the time from powerd's
+  power.state that shows it missing to the shell's shell.state saying
+  battery_swap (both stamped with the monotonic clock at publish), as a
+  ratio to one hop through the broker measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bus.node import Node  # noqa: E402
+from shell.processes import PROCESSES  # noqa: E402
+from tests.conftest import tuned_policies  # noqa: E402
+
+QUIET = {
+    "system.toml": {"idle": {"dim_after_s": 3600.0, "sleep_after_s": 3600.0}},
+    "hardware.toml": {"power_sim": {"speedup": 1.0}},
+}
+FLOOR = "import zmq; c = zmq.Context(); s = c.socket(zmq.SUB); s.connect('ipc://{}/floor'); " \
+        "p = zmq.Poller(); p.register(s, zmq.POLLIN); print('ready', flush=True); p.poll()"
+
+
+def proc_stats(pid: int) -> dict:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{pid}/status") as f:
+        status = dict(line.split(":", 1) for line in f)
+    status = {key: value.split()[0] for key, value in status.items() if value.split()}
+    return {"cpu_s": (int(fields[11]) + int(fields[12])) / ticks,
+            "switches": int(status["voluntary_ctxt_switches"]) + int(status["nonvoluntary_ctxt_switches"]),
+            "rss_mib": int(status["VmRSS"]) / 1024,
+            "numpy": "numpy" in Path(f"/proc/{pid}/maps").read_text()}
+
+
+def start_system(env: dict) -> dict[str, subprocess.Popen]:
+    children = {}
+    for process in PROCESSES:
+        if process.name == "demo":
+            continue
+        children[process.name] = subprocess.Popen([sys.executable, "-m", process.module, *process.args], env=env,
+                                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return children
+
+
+def wait_until(node: Node, condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: no {what} within {timeout:g} s")
+        node.run_once(0.1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle measured")
+    parser.add_argument("--swaps", type=int, default=20)
+    args = parser.parse_args()
+    directory = tempfile.mkdtemp(prefix="ls-", dir="/tmp")
+    policies = tuned_policies(Path(directory) / "p", QUIET)
+    env = dict(os.environ, LENS_RUNTIME_DIR=f"{directory}/run", LENS_STATE_DIR=f"{directory}/state",
+               LENS_POLICY_DIR=str(policies), PYTHONUNBUFFERED="1")
+    os.makedirs(f"{directory}/run", mode=0o700)
+    children = start_system(env)  # nodes connect (and retry) on their own
+    floor = subprocess.Popen([sys.executable, "-c", FLOOR.format(directory)], stdout=subprocess.PIPE, text=True)
+    floor.stdout.readline()
+    seen: dict[str, list] = {"state": [], "power": [], "ping": []}
+    try:
+        with Node("bench", f"{directory}/run", publish_any=True) as node:
+            node.subscribe("shell.state", lambda m: seen["state"].append(m))
+            node.subscribe("power.state", lambda m: seen["power"].append(m))
+            node.subscribe("bench.ping", lambda m: seen["ping"].append((time.monotonic_ns(), m)))
+            node.start()
+            wait_until(node, lambda: seen["state"] and seen["state"][-1].payload["state"] == "active"
+                       and not seen["state"][-1].payload["degraded"], 60, "boot without missing daemons")
+            print(f"booted in {seen['state'][-1].payload['boot_s']:.2f} s (shell's count)")
+            settle = time.monotonic() + 3.0  # the last boot chatter (first renders, latched replays) dies down
+            while time.monotonic() < settle:
+                node.run_once(0.2)
+
+            pids = {name: child.pid for name, child in children.items()} | {"(floor: bare pyzmq poll)": floor.pid}
+            before = {name: proc_stats(pid) for name, pid in pids.items()}
+            time.sleep(args.idle)  # this process does nothing either: its node is not polled meanwhile
+            after = {name: proc_stats(pid) for name, pid in pids.items()}
+            print(f"\nidle {args.idle:g} s{'':9}{'CPU %':>8}{'wakeups/s':>11}{'RSS MiB':>9}  numpy")
+            total = 0.0
+            for name in pids:
+                cpu = 100 * (after[name]["cpu_s"] - before[name]["cpu_s"]) / args.idle
+                wakeups = (after[name]["switches"] - before[name]["switches"]) / args.idle
+                total += cpu if not name.startswith("(") else 0.0
+                print(f"{name:24}{cpu:8.2f}{wakeups:11.1f}{after[name]['rss_mib']:9.1f}  "
+                      f"{'yes' if after[name]['numpy'] else 'no'}")
+            print(f"{'all lensos processes':24}{total:8.2f}   (target < 0.5 % of a core)")
+
+            for i in range(50):  # one hop through the broker: the floor of any reaction
+                node.publish("bench.ping", seq=i, t_ns=0)
+                wait_until(node, lambda: len(seen["ping"]) > i, 10, "ping")
+            hop = statistics.median((t - m.mono_ns) / 1e6 for t, m in seen["ping"])
+
+            swap_ms = []
+            for i in range(args.swaps):
+                for action, want in (("pull", "battery_swap"), ("insert", "active")):
+                    mark = len(seen["state"]), len(seen["power"])
+                    node.request("power.sim.request", action=action, battery="left")
+                    wait_until(node, lambda: any(m.payload["state"] == want for m in seen["state"][mark[0]:]),
+                               10, want)
+                    if action == "pull":
+                        power = next(m for m in seen["power"][mark[1]:] if not m.payload["present"][0])
+                        state = next(m for m in seen["state"][mark[0]:] if m.payload["state"] == want)
+                        swap_ms.append((state.mono_ns - power.mono_ns) / 1e6)
+            p50 = statistics.median(swap_ms)
+            print(f"\nbattery pulled -> shell in battery_swap, {args.swaps} swaps: p50 {p50:.2f} ms, "
+                  f"max {max(swap_ms):.2f} ms (target < 50 ms); one broker hop p50 {hop:.3f} ms; "
+                  f"ratio {p50 / hop:.1f} hops")
+    finally:
+        floor.kill()
+        for child in reversed(list(children.values())):
+            child.terminate()
+        for child in children.values():
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        shutil.rmtree(directory, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
