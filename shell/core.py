@@ -16,6 +16,9 @@ from policies.schema import Policy
 from shell.privacy import CAPTURE_RESOURCES, CaptureNotice, Privacy
 
 
+WAKING = ("display", "audio_out")  # a transient claim on these wakes sleeping glasses
+
+
 @dataclass
 class Power:
     present: list[bool] = field(default_factory=lambda: [True, True])
@@ -80,6 +83,8 @@ class ShellCore:
         self.last_seen[owner] = now
         if decision.status == "granted":
             self._wake_after_swap()
+            if resource in WAKING and kind != "exclusive" and self.state == "sleep":
+                self.input(now)  # a notification, an alert, a call: the wearer should see or hear it
         self._deliver(decision.notices, now)
         if decision.status == "granted" and resource in CAPTURE_RESOURCES:
             self.notices += self.privacy.want(owner, resource, reason, now)

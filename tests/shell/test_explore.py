@@ -52,6 +52,7 @@ EVENTS = {
     "asst_mic": lambda c, t: c.focus_request("assistantd", "mic", "transient", "assistant", "question", t),
     "asst_cam": lambda c, t: c.focus_request("assistantd", "camera", "transient", "assistant", "look", t),
     "asst_release": lambda c, t: [c.focus_release("assistantd", r, t) for r in ("mic", "camera")],
+    "notify": lambda c, t: c.focus_request("notes", "display", "transient", "background", "message", t),
     "beat": lambda c, t: [c.heartbeat(o, t) for o in list(c.last_seen)],
     "led_follows": lambda c, t: c.led_report(c.privacy.led_on, None, t),
     "led_fault": lambda c, t: c.led_report(False, "driver error", t),
