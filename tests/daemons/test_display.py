@@ -189,3 +189,35 @@ def test_g1_speaks_the_foreground_apps_card_and_alerts(procs, runtime, tmp_path)
         assert spoken[0] == ("displayd", {"text": "Oat milk. 2.49 euro.", "app": "lens-app", "interrupt": False})
         with pytest.raises(Exception, match="no display"):
             watcher.request("display.snapshot.request")
+
+
+@pytest.mark.slow
+def test_the_hud_names_a_missing_daemon_and_says_why_capture_is_off_and_that_a_battery_is_out(procs, runtime,
+                                                                                             tmp_path):
+    policies = tuned_policies(tmp_path, {"system.toml": {"boot": {"required": ["displayd", "inputd"],
+                                                                  "deadline_s": 1.0}}})
+    base = procs.env(LENS_POLICY_DIR=str(policies))
+    procs.env = lambda **extra: dict(base, **extra)
+    procs.start_broker()
+    for module in ("shell", "daemons.display", "daemons.led", "daemons.power"):
+        procs.start_ready("-m", module)
+    states = []
+    with Node("watcher", runtime) as watcher:
+        watcher.subscribe("display.state", lambda m: states.append(m.payload))
+        watcher.start()
+
+        def shown(condition, what):
+            wait_for(lambda: states and condition(states[-1]), DEADLINE_S, what, poll=watcher.run_once)
+            return states[-1]
+
+        shown(lambda s: s["notice"] == "Running without inputd", "the missing daemon named on the HUD")
+        assert watcher.request("power.sim.request", action="pull", battery="left")["present"] == [False, True]
+        swap = shown(lambda s: (s["alert"] or "").startswith("Swap battery"), "the swap card")
+        assert " left on the internal battery" in swap["alert"] and swap["brightness"] == pytest.approx(0.2)
+        watcher.request("power.sim.request", action="insert", battery="left")
+        shown(lambda s: s["alert"] is None and s["brightness"] == 1.0, "the swap card gone, full brightness")
+        watcher.request("led.sim.request", fault="driver error")
+        fault = shown(lambda s: (s["alert"] or "").startswith("Camera and mic off"), "the LED fault explained")
+        assert "driver error" in fault["alert"]
+        watcher.request("led.sim.request", fault=None)
+        shown(lambda s: s["alert"] is None, "the alert gone once the LED works")
