@@ -10,13 +10,17 @@ disconnect (broker restarted), the lane is unconfirmed and probing resumes.
 
 from __future__ import annotations
 
-import secrets
+import os
+import struct
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from bus.runtime import Runtime
 from bus.topics import LANE_HWM
+
+# A monitor message's first frame: event (u16) and value (i32). Unpacked here rather than with
+# zmq.utils.monitor, which imports zmq.asyncio and with it asyncio and ssl: 8 MiB in every process.
+_MONITOR_EVENT = struct.Struct("=Hi")
 
 PROBE_TOPIC = {"reliable": "bus.probe", "stream": "bus.probe.stream"}
 PROBE_FIRST_S = 0.005
@@ -90,7 +94,7 @@ class Lane:
 
     def unconfirm(self) -> None:
         self.confirmed = False
-        self.nonce = secrets.randbits(48)
+        self.nonce = int.from_bytes(os.urandom(6), "little")
         self.next_probe = 0.0
         self._backoff = PROBE_FIRST_S
 
@@ -104,7 +108,7 @@ class Lane:
     def read_monitor(self) -> str | None:
         """'connected' or 'disconnected' for one pending monitor event, None when there is none."""
         try:
-            event = parse_monitor_message(self.monitor.recv_multipart(zmq.NOBLOCK))["event"]
+            event = _MONITOR_EVENT.unpack_from(self.monitor.recv_multipart(zmq.NOBLOCK)[0])[0]
         except zmq.Again:
             return None
         if event == zmq.EVENT_DISCONNECTED:

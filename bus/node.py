@@ -25,7 +25,6 @@ import functools
 import itertools
 import logging
 import os
-import secrets
 import signal
 import time
 from collections import defaultdict, deque
@@ -88,7 +87,7 @@ class Node:
         self.publish_any = publish_any  # development tools (lens bus pub) only
         self.heartbeat = heartbeat  # seconds between node.heartbeat; None for tools that come and go
         self._beat_timer = None
-        self.incarnation = secrets.randbits(62)
+        self.incarnation = int.from_bytes(os.urandom(8), "little") >> 2  # 62 bits: random per start
         self.intake = Intake(name)
         self.timers = Timers()
         self.handler_errors = 0
