@@ -66,6 +66,12 @@ class Processes:
         env.update(extra)
         return env
 
+    def use_env(self, **extra) -> dict:
+        """Every child started from now on (processes, `lens` commands) also gets ``extra``."""
+        fixed = self.env(**extra)
+        self.env = lambda **more: dict(fixed, **more)
+        return fixed
+
     def start(self, *args: str, **popen) -> subprocess.Popen:
         popen.setdefault("stdout", subprocess.PIPE)
         popen.setdefault("stderr", subprocess.PIPE)

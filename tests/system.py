@@ -28,9 +28,8 @@ class System:
     def __init__(self, procs, runtime, tmp_path, changes=FAST):
         self.procs, self.runtime = procs, runtime
         self.state_dir = tmp_path / "state"
-        self.env = procs.env(LENS_POLICY_DIR=str(tuned_policies(tmp_path, changes)),
-                             LENS_STATE_DIR=str(self.state_dir))
-        procs.env = lambda **extra: dict(self.env, **extra)  # every child of this test sees the same system
+        self.env = procs.use_env(LENS_POLICY_DIR=str(tuned_policies(tmp_path, changes)),  # every child of
+                                 LENS_STATE_DIR=str(self.state_dir))  # this test sees the same system
         self.apps: list[App] = []
         procs.cleanups.append(self.close)
         procs.start_broker()

@@ -118,8 +118,7 @@ def snapshot(node) -> np.ndarray:
 def test_displayd_shows_the_focused_apps_card_and_clears_it_when_the_app_goes(procs, runtime, tmp_path):
     policies = tuned_policies(tmp_path, {"system.toml": {"boot": {"required": ["displayd"], "deadline_s": 3.0}},
                                          "focus.toml": {"liveness": {"heartbeat_timeout_s": 5.0}}})
-    base = procs.env(LENS_POLICY_DIR=str(policies))
-    procs.env = lambda **extra: dict(base, **extra)
+    procs.use_env(LENS_POLICY_DIR=str(policies))
     procs.start_broker()
     procs.start_ready("-m", "shell")
     procs.start_ready("-m", "daemons.display")
@@ -196,8 +195,7 @@ def test_the_hud_names_a_missing_daemon_and_says_why_capture_is_off_and_that_a_b
                                                                                              tmp_path):
     policies = tuned_policies(tmp_path, {"system.toml": {"boot": {"required": ["displayd", "inputd"],
                                                                   "deadline_s": 1.0}}})
-    base = procs.env(LENS_POLICY_DIR=str(policies))
-    procs.env = lambda **extra: dict(base, **extra)
+    procs.use_env(LENS_POLICY_DIR=str(policies))
     procs.start_broker()
     for module in ("shell", "daemons.display", "daemons.led", "daemons.power"):
         procs.start_ready("-m", module)

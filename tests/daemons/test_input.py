@@ -44,8 +44,7 @@ def test_evdev_backend_names_a_device_it_cannot_use(tmp_path):
 def test_inputd_recognizes_simulated_gestures_and_a_tap_wakes_the_sleeping_glasses(procs, runtime, tmp_path):
     policies = tuned_policies(tmp_path, {"system.toml": {"boot": {"required": ["inputd"], "deadline_s": 3.0},
                                                          "idle": {"dim_after_s": 1.0, "sleep_after_s": 1.0}}})
-    base = procs.env(LENS_POLICY_DIR=str(policies))
-    procs.env = lambda **extra: dict(base, **extra)
+    procs.use_env(LENS_POLICY_DIR=str(policies))
     procs.start_broker()
     procs.start_ready("-m", "shell")
     procs.start_ready("-m", "daemons.input")
