@@ -71,9 +71,13 @@ def write_raw(directory: str, shape: tuple, fps: float, seconds: float) -> None:
     pub.bind(f"ipc://{directory}/raw.frames")
     frame = np.random.default_rng(1).integers(0, 255, shape, dtype=np.uint8)
     time.sleep(1.0)  # raw PUB/SUB has no readiness handshake: give the readers time to connect
-    pace(fps, seconds, lambda i: (t := time.monotonic_ns(),
-                                  np.copyto(slots[i % SLOTS], stamped(frame, i)),
-                                  pub.send(np.array([i, i % SLOTS, t], dtype=np.int64).tobytes())))
+
+    def one(i: int) -> None:
+        t = time.monotonic_ns()
+        np.copyto(slots[i % SLOTS], stamped(frame, i))
+        pub.send(np.array([i, i % SLOTS, t], dtype=np.int64).tobytes())
+
+    pace(fps, seconds, one)
     pub.send(np.array([-1, 0, 0], dtype=np.int64).tobytes())
     ctx.destroy(linger=100)
 

@@ -269,7 +269,7 @@ class _File:
             self.data[section][key] = float(value)
         if rule.low is not None and not rule.low <= value <= rule.high:
             raise self.fail(section, key, f"{value} is out of range {rule.low:g}..{rule.high:g}")
-        for item in value if rule.kind == "list[str]" else [value] if rule.kind == "str" else ():
+        for item in value if rule.kind == "list[str]" else ():
             if rule.choices and item not in rule.choices:
                 raise self.fail(section, key, f"unknown {item!r} (known: {', '.join(rule.choices)})")
 

@@ -27,6 +27,9 @@ from policies.schema import PolicyError, load
 
 log = logging.getLogger("displayd")
 
+# The latched state the scene is made of, and the only process whose word on it counts.
+STATE_SOURCES = {"shell.state": "shell", "power.state": "powerd", "led.state": "ledd", "privacy.capture": "shell"}
+
 
 class Displayd:
     def __init__(self, node: Node, panel, painter: Painter | None, scene: Scene, size: tuple[int, int],
@@ -41,7 +44,7 @@ class Displayd:
         self.spoken: set = set()  # G1: what was already said
         self.timer = None
         self.nodes_seen: set[str] = set()
-        for topic in ("shell.state", "power.state", "led.state", "privacy.capture"):
+        for topic in STATE_SOURCES:
             node.subscribe(topic, self.on_state)
         node.subscribe("node.bye", self.on_bye)
         node.serve("display.card.request", self.on_card)
@@ -50,8 +53,7 @@ class Displayd:
 
     # --- what others say ----------------------------------------------------------------
     def on_state(self, msg: Message) -> None:
-        owner = {"shell.state": "shell", "power.state": "powerd", "led.state": "ledd", "privacy.capture": "shell"}
-        if msg.source != owner[msg.topic]:
+        if msg.source != STATE_SOURCES[msg.topic]:
             return
         if msg.topic == "shell.state":
             self.scene.shell = msg.payload
@@ -122,11 +124,14 @@ class Displayd:
         if view.on:
             layers.append(self._layer("hud", view.hud, lambda: self.painter.hud(*view.hud)))
             top = layers[0].pixels.shape[0] + self.painter.u(6)
-            for name, card in (("card", view.card), ("toast", view.toast)):
-                if card is not None:
-                    paint = (lambda c=card: self.painter.card(c.as_dict(), top)) if name == "card" else \
-                        (lambda c=card: self.painter.toast(c.as_dict()))
-                    layers.append(self._layer(name, (card.app, card.id, card.seq, top), paint))
+            if view.card is not None:
+                card = view.card
+                layers.append(self._layer("card", (card.app, card.id, card.seq, top),
+                                          lambda: self.painter.card(card.as_dict(), top)))
+            if view.toast is not None:
+                toast = view.toast
+                layers.append(self._layer("toast", (toast.app, toast.id, toast.seq),
+                                          lambda: self.painter.toast(toast.as_dict())))
             if view.alert is not None:
                 layers.append(self._layer("alert", view.alert, lambda: self.painter.alert(*view.alert)))
         brightness = view.brightness if view.on else 0.0

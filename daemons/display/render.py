@@ -228,11 +228,9 @@ class Painter:
             draw.ellipse((cx - w, cy - r * 0.45 - w, cx + w, cy - r * 0.45 + w), fill=colour)
 
 
-def compose(layers: list[Layer], width: int, height: int, brightness: float = 1.0,
-            out: np.ndarray | None = None) -> np.ndarray:
-    """Blend layers, first at the bottom, over black into a height x width x 3 uint8 frame."""
-    frame = out if out is not None else np.empty((height, width, 3), dtype=np.uint8)
-    frame.fill(0)
+def compose(layers: list[Layer], width: int, height: int, brightness: float = 1.0) -> np.ndarray:
+    """Blend layers, first at the bottom, over black into a new height x width x 3 uint8 frame."""
+    frame = np.zeros((height, width, 3), dtype=np.uint8)
     for layer in layers:
         h, w = layer.pixels.shape[:2]
         y0, x0 = max(0, layer.y), max(0, layer.x)
