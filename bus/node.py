@@ -346,8 +346,7 @@ class Node:
         if period:
             self.timers.every(period, lambda: sdnotify.notify("WATCHDOG=1"))
         if self.heartbeat:
-            self._beat()
-            self._beat_timer = self.timers.every(self.heartbeat, self._beat)
+            self._keep_beating()
 
     def heartbeat_faster(self, period: float) -> None:
         """Beat at least this often from now on (a focus owner, whose silence costs it its focus)."""
@@ -356,8 +355,12 @@ class Node:
         self.heartbeat = period
         if self._beat_timer is not None:  # announced: say so now, then keep the new pace
             self._beat_timer.cancel()
-            self._beat()
-            self._beat_timer = self.timers.every(period, self._beat)
+            self._keep_beating()
+
+    def _keep_beating(self) -> None:
+        """Beat now, then every ``self.heartbeat`` seconds."""
+        self._beat()
+        self._beat_timer = self.timers.every(self.heartbeat, self._beat)
 
     def _on_census(self, msg: Message) -> None:
         # At most one extra beat per census period, however many censuses arrive: no amplifier.

@@ -12,7 +12,7 @@ import os
 import struct
 from dataclasses import dataclass
 
-from daemons.input.gestures import ABS_MT_POSITION_X, ABS_X, BTN_TOUCH, EV_ABS, EV_KEY, EV_SYN
+from daemons.input.gestures import ABS_MT_POSITION_X, ABS_X, BTN_TOUCH, EV_ABS, EV_KEY, EV_SYN, KEY_CAMERA
 
 _EVENT = struct.Struct("llHHi")  # struct input_event on 64-bit Linux: timeval, type, code, value
 _BATCH = 64  # events read per wake-up; the rest wait for the next poll
@@ -103,7 +103,7 @@ class SimInput:
     recognizer as the board's, so the simulation tests the recognizer too."""
 
     name = "sim"
-    BUTTON = 212  # KEY_CAMERA
+    BUTTON = KEY_CAMERA
 
     def __init__(self, thresholds):
         self.th = thresholds

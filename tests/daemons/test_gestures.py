@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 
 from daemons.input.gestures import (
-    ABS_X, BTN_TOUCH, EV_ABS, EV_KEY, EV_SYN, Recognizer, Thresholds, evemu_x_range, parse_evemu, play,
+    ABS_X, BTN_TOUCH, EV_ABS, EV_KEY, EV_SYN, KEY_CAMERA, Recognizer, Thresholds, evemu_x_range, parse_evemu,
+    play,
 )
 from policies.schema import load
 
 RECORDINGS = Path(__file__).resolve().parent.parent / "data" / "input"
-KEY_CAMERA = 212
 
 
 def thresholds() -> Thresholds:
