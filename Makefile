@@ -4,8 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lensos-installed
 
-# Debian packages the tests and the real backends need (PortAudio for sounddevice, DejaVu for the HUD's text).
-SYSTEM_PACKAGES := libportaudio2 fonts-dejavu-core
+# Debian packages the tests and the real backends need (PortAudio for sounddevice, DejaVu for the HUD's text,
+# espeak-ng for the offline voice).
+SYSTEM_PACKAGES := libportaudio2 fonts-dejavu-core espeak-ng
 
 .PHONY: install run test sysdeps clean
 
@@ -17,6 +18,7 @@ sysdeps:
 	$(PYTHON) -c "import ctypes.util, sys; sys.exit(0 if ctypes.util.find_library('portaudio') else 1)" \
 	  || missing="$$missing libportaudio2"; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	$(PYTHON) -c "import ensurepip" 2>/dev/null || [ -x $(BIN)/python ] || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -24,7 +26,7 @@ sysdeps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
 	    echo "lensos: missing system packages:$$missing"; \
-	    echo "lensos: install them with: sudo apt-get install$$missing  (audio tests are skipped without libportaudio2; the HUD falls back to Pillow's own font)"; \
+	    echo "lensos: install them with: sudo apt-get install$$missing  (audio tests are skipped without libportaudio2 or espeak-ng; the HUD falls back to Pillow's own font)"; \
 	  fi; \
 	fi
 

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from bus import service
+from bus.capture import CaptureGate
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
@@ -42,27 +43,15 @@ class Camerad:
         self.frames = 0  # frames of the current session
         self.recorder: Recorder | None = None
         self.timer = None
-        self.capture = {"grants": [], "cmd": -1, "fault": None}
-        self.led = {"lit": False, "cmd": -2, "fault": None}
+        self.gate = CaptureGate(node, "camera", self.enforce)
         self.shell = {"state": "booting", "recording_allowed": True}
         self.sessions: dict[str, str] = {}  # owner -> the shell's audit session id
         self.scratch = np.empty(ring.shape, dtype=np.uint8)
-        node.subscribe("privacy.capture", self.on_privacy)
-        node.subscribe("led.state", self.on_privacy)
         node.subscribe("shell.state", self.on_shell)
         node.subscribe("shell.capture.notice", self.on_notice)
         node.serve("camera.control.request", self.on_control)
 
     # --- what others say ----------------------------------------------------------------
-    def on_privacy(self, msg: Message) -> None:
-        if msg.source != ("shell" if msg.topic == "privacy.capture" else "ledd"):
-            return
-        if msg.topic == "privacy.capture":
-            self.capture = msg.payload
-        else:
-            self.led = msg.payload
-        self.enforce()
-
     def on_shell(self, msg: Message) -> None:
         if msg.source == "shell":
             self.shell = msg.payload
@@ -81,7 +70,7 @@ class Camerad:
             if owner == self.owner:
                 self.stop("stopped by its owner")
             return {"mode": self.mode}
-        refusal = self.refusal(owner) or (self.owner not in (None, owner) and f"{self.owner} is capturing")
+        refusal = self.gate.refusal(owner) or (self.owner not in (None, owner) and f"{self.owner} is capturing")
         if mode == "video" and not refusal and not self.shell["recording_allowed"]:
             refusal = f"video recording is not allowed now ({self.shell['state']})"
         if refusal:
@@ -103,20 +92,10 @@ class Camerad:
         return {"mode": self.mode, "path": str(self.recorder.dir) if self.recorder else None}
 
     # --- the rules ----------------------------------------------------------------------
-    def refusal(self, owner: str) -> str | None:
-        """Why ``owner`` may not capture now, or None: the grant, the LED, the same command."""
-        if f"{owner}:camera" not in self.capture["grants"]:
-            return f"the shell has not granted {owner} camera capture"
-        if self.led["fault"]:
-            return f"the capture LED reports a fault: {self.led['fault']}"
-        if not self.led["lit"] or self.led["cmd"] != self.capture["cmd"]:
-            return "the capture LED is not confirmed lit"
-        return None
-
     def enforce(self) -> None:
         if self.owner is None:
             return
-        refusal = self.refusal(self.owner)
+        refusal = self.gate.refusal(self.owner)
         if refusal:
             self.stop(refusal)
             return
@@ -145,7 +124,7 @@ class Camerad:
     def tick(self) -> None:
         if self.owner is None or self.paused:
             return
-        refusal = self.refusal(self.owner)  # before every frame, not only when told
+        refusal = self.gate.refusal(self.owner)  # before every frame, not only when told
         if refusal:
             self.stop(refusal)
             return
