@@ -217,8 +217,36 @@ _TABLE = [
     Topic("display.frame", Kind.STREAM, "displayd",
           {"n": "int", "mono_ns": "int", "layers": "list[str]", "png": "str?"}, max_size=1024,
           doc="a frame went to the panel (rendered only on change); png: the live view's file (sim)"),
-    Topic("audio.speak", Kind.EVENT, ANY_NODE, {"text": "str", "app": "str", "interrupt": "bool"},
-          doc="say this through the bone-conduction speaker (G1 cards, alerts, the assistant's answers)"),
+    # --- audiod: the bone-conduction speaker and the microphone ------------------------------
+    Topic("audio.speak", Kind.EVENT, ANY_NODE, {"text": "str", "app": "str", "interrupt": "bool", "id": "str?"},
+          doc="say this through the bone-conduction speaker (G1 cards, alerts, the assistant's answers); "
+              "heard under the speaker's focus rules for app (displayd and the shell speak for others)"),
+    Topic("audio.play.request", Kind.REQUEST, "audiod",
+          {"id": "str", "sound": "str", "loop": "bool?", "volume": "float?"}, reply={"length_s": "float"},
+          doc="play a built-in sound (chime, beep, listen, music) or a WAV file by absolute path, under the "
+              "caller's audio_out focus; the same id replaces what played under it"),
+    Topic("audio.stop.request", Kind.REQUEST, "audiod", {"id": "str?"}, reply={"stopped": "int"},
+          doc="fade out one of the caller's sounds (all of them without an id)"),
+    Topic("audio.played", Kind.EVENT, "audiod", {"owner": "str", "id": "str", "status": "str"},
+          doc="a sound or utterance ended: finished, stopped, interrupted, replaced, failed"),
+    Topic("audio.state", Kind.STATE, "audiod",
+          {"backend": "str", "voice": "str", "rate": "int", "streams": "list[dict]", "mic": "dict",
+           "xruns": "int", "fault": "str?"},
+          doc="what the speaker plays (owner, id, kind, status: playing, ducked, held, ending) and the mic's "
+              "owner; changes only, not levels"),
+    Topic("audio.mic.request", Kind.REQUEST, "audiod", {"on": "bool"}, reply={"on": "bool", "rate": "int"},
+          doc="open or close the mic for the caller: refused unless the shell granted it mic capture and "
+              "the LED is confirmed lit"),
+    Topic("audio.mic", Kind.EVENT, "audiod",
+          {"owner": "str", "seq": "int", "rate": "int", "mono_ns": "int", "pcm": "bytes"},
+          rate_hz=50.0, max_size=16 * 1024, permission="mic",
+          doc="a block of the mic (int16 mono); on the reliable lane, since speech-to-text needs every "
+              "block; seq shows a gap"),
+    Topic("audio.vad", Kind.EVENT, "audiod", {"owner": "str", "speech": "bool", "seq": "int", "level_db": "float"},
+          doc="speech started or ended in the mic's blocks (energy detector), at block seq"),
+    Topic("audio.session", Kind.EVENT, "audiod", {"owner": "str", "session": "str?", "blocks": "int",
+                                                   "seconds": "float"},
+          doc="a mic capture ended: how much it took, for the shell's audit log"),
     # --- benchmark traffic (bench/bus.py) ----------------------------------------
     Topic("bench.ping", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="latency probe"),
     Topic("bench.pong", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="latency probe, answered"),

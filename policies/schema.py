@@ -120,6 +120,23 @@ SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
             "cards_per_app": Rule("int", 1, 100, doc="cards kept per app"),
             "toast_s": Rule("float", 0.5, 60.0, doc="how long a toast stays by default"),
         },
+        "audio": {
+            "out_device": Rule("str", doc="PortAudio output device name ('' for the default; real backend)"),
+            "in_device": Rule("str", doc="PortAudio input device name ('' for the default; real backend)"),
+            "out_rate": Rule("int", 8000, 96000, doc="speaker sample rate"),
+            "mic_rate": Rule("int", 8000, 48000, doc="mic sample rate"),
+            "block_s": Rule("float", 0.005, 0.2, doc="samples per device block, in seconds"),
+            "ramp_s": Rule("float", 0.001, 1.0, doc="a full 0..1 gain swing takes this long"),
+            "volume": _fraction("master volume"),
+            "voice": Rule("str", choices=("espeak-ng", "tones"), doc="the speech engine"),
+            "voice_name": Rule("str", doc="the engine's voice (espeak-ng -v)"),
+            "words_per_minute": Rule("int", 80, 450, doc="speaking rate"),
+            "vad_threshold_db": Rule("float", -100.0, 0.0, doc="speech is louder than this (dBFS)"),
+            "vad_margin_db": Rule("float", 0.0, 60.0, doc="and this much above the noise floor"),
+            "vad_start_s": Rule("float", 0.0, 2.0, doc="for this long, to start"),
+            "vad_hang_s": Rule("float", 0.0, 5.0, doc="quiet this long ends speech"),
+            "sim_mic_wav": Rule("str", doc="sim backend: the mic plays this WAV in a loop ('' for a quiet room)"),
+        },
         "power_sim": {
             "battery_wh": Rule("float", 0.01, 100.0, doc="energy of one full swappable battery"),
             "bridge_wh": Rule("float", 0.001, 10.0, doc="energy of the full bridge battery"),
@@ -269,7 +286,7 @@ class _File:
             self.data[section][key] = float(value)
         if rule.low is not None and not rule.low <= value <= rule.high:
             raise self.fail(section, key, f"{value} is out of range {rule.low:g}..{rule.high:g}")
-        for item in value if rule.kind == "list[str]" else ():
+        for item in value if rule.kind == "list[str]" else [value] if rule.kind == "str" else ():
             if rule.choices and item not in rule.choices:
                 raise self.fail(section, key, f"unknown {item!r} (known: {', '.join(rule.choices)})")
 

@@ -72,6 +72,7 @@ class ShellDaemon:
         node.subscribe("led.state", self.on_led)
         node.subscribe("power.state", self.on_power)
         node.subscribe("camera.session", self.on_counted)
+        node.subscribe("audio.session", self.on_counted)
         node.subscribe("input.gesture", self.on_input)
         node.serve("shell.focus.request", self.on_focus_request)
         node.serve("shell.release.request", self.on_release)
@@ -117,9 +118,10 @@ class ShellDaemon:
     def on_counted(self, msg: Message) -> None:
         """The capturing daemon's count of what a session took, added to its audit record."""
         p = msg.payload
-        if msg.source == "camerad" and p.get("session"):
+        counts = {"camerad": ("frames",), "audiod": ("blocks",)}.get(msg.source)
+        if counts and p.get("session"):
             self.audit.append({"event": "counted", "session": p["session"], "owner": p["owner"],
-                               "frames": p["frames"], "by": msg.source, "wall": time.time()})
+                               **{k: p[k] for k in counts}, "by": msg.source, "wall": time.time()})
 
     def on_focus_request(self, msg: Message) -> dict:
         p, now = msg.payload, time.monotonic()

@@ -27,6 +27,8 @@ PROCESSES: tuple[Process, ...] = (
     Process("inputd", "daemons.input", after=("broker",), doc="the temple touchpad and button, as gestures"),
     Process("displayd", "daemons.display", after=("broker",),
             doc="the compositor: HUD, the focused app's card, toasts, alerts (G1: cards spoken)"),
+    Process("audiod", "daemons.audio", after=("broker",),
+            doc="the speaker, mixed under the focus rules, and the mic, only with the LED lit"),
     Process("camerad", "daemons.camera", after=("broker",), required=False,
             doc="frames into a shared-memory ring, photos, video segments; only with the LED lit"),
     Process("demo", "bus.demo", after=("broker",), required=False,

@@ -220,7 +220,8 @@ def read_json_lines(text: str) -> list[dict]:
 
 
 def tuned_policies(directory: Path, changes: dict[str, dict[str, dict[str, object]]]) -> Path:
-    """A copy of policies/ in ``directory`` with some values changed: {file: {section: {key: value}}}.
+    """A copy of policies/ in ``directory`` with some values changed: {file: {section: {key: value}}}
+    ("+key" adds a key to an open table).
 
     Values are written as TOML (json.dumps is valid TOML for numbers, strings, booleans and lists)."""
     import re
@@ -237,6 +238,9 @@ def tuned_policies(directory: Path, changes: dict[str, dict[str, dict[str, objec
             stop = head.end() + (end.start() if end else len(text) - head.end())
             body = text[head.end():stop]
             for key, value in keys.items():
+                if key.startswith("+"):  # a key added to an open table ([roles], [priorities])
+                    body = body.rstrip("\n") + f"\n{key[1:]} = {json.dumps(value)}\n\n"
+                    continue
                 body, n = re.subn(rf"^{re.escape(key)}\s*=.*$", f"{key} = {json.dumps(value)}", body, flags=re.M)
                 assert n == 1, f"no {key} in [{section}] of {name}"
             text = text[:head.end()] + body + text[stop:]

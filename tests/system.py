@@ -67,7 +67,7 @@ class App:
         self.log: list = []
         self.latest: dict[str, dict] = {}
         for prefix in ("shell.state", "shell.focus.notice", "shell.capture.notice", "led.state",
-                       "privacy", "power", "camera"):
+                       "privacy", "power", "camera", "audio"):
             node.subscribe(prefix, self._keep)
         node.start()
 
@@ -91,13 +91,13 @@ class App:
     def ask(self, topic: str, **fields) -> dict:
         return self.node.request(topic, timeout=DEADLINE_S, **fields)
 
-    def take_camera(self, reason: str = "test") -> dict:
-        """Come to the foreground, ask for the camera, wait until capture is granted (LED lit)."""
+    def take_camera(self, reason: str = "test", resource: str = "camera") -> dict:
+        """Come to the foreground, ask for the camera (or mic), wait until capture is granted (LED lit)."""
         name = self.node.name
         self.ask("shell.foreground.request", app=name)
-        self.ask("shell.focus.request", resource="camera", kind="exclusive", cls="foreground", reason=reason)
-        return self.wait(lambda: self.notices("shell.capture.notice", owner=name, status="granted"),
-                         "capture granted")[0]
+        self.ask("shell.focus.request", resource=resource, kind="exclusive", cls="foreground", reason=reason)
+        return self.wait(lambda: self.notices("shell.capture.notice", owner=name, resource=resource,
+                                              status="granted"), "capture granted")[0]
 
     def close(self) -> None:
         self.node.close()

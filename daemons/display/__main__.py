@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from bus import service
+from bus.departures import Departures
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
@@ -43,10 +44,9 @@ class Displayd:
         self.published_state: dict | None = None
         self.spoken: set = set()  # G1: what was already said
         self.timer = None
-        self.nodes_seen: set[str] = set()
         for topic in STATE_SOURCES:
             node.subscribe(topic, self.on_state)
-        node.subscribe("node.bye", self.on_bye)
+        Departures(node, self.on_gone)
         node.serve("display.card.request", self.on_card)
         node.serve("display.clear.request", self.on_clear)
         node.serve("display.snapshot.request", self.on_snapshot)
@@ -57,10 +57,6 @@ class Displayd:
             return
         if msg.topic == "shell.state":
             self.scene.shell = msg.payload
-            nodes = set(msg.payload.get("nodes") or {})
-            for gone in self.nodes_seen - nodes:  # silent for too long: its content goes
-                self.scene.drop_app(gone)
-            self.nodes_seen = nodes
         elif msg.topic == "power.state":
             self.scene.power, self.scene.power_at = msg.payload, time.monotonic()
         elif msg.topic == "led.state":
@@ -69,8 +65,8 @@ class Displayd:
             self.scene.capture = msg.payload
         self.update()
 
-    def on_bye(self, msg: Message) -> None:
-        if msg.payload["node"] == msg.source and self.scene.drop_app(msg.source):
+    def on_gone(self, app: str) -> None:
+        if self.scene.drop_app(app):
             self.update()
 
     def on_card(self, msg: Message) -> dict:

@@ -1,0 +1,300 @@
+"""audiod: the bone-conduction speaker, mixed under the focus rules, and the mic, only with a lit LED.
+
+Speaker: every sound, utterance and piece of music is a stream of its
+owner's, mixed by ``mixer.Mixer``. What the shell says about audio_out sets
+each owner's level: the holder plays, a ducked owner keeps the ducking level,
+a suspended one is held in place (it resumes where it was), and anyone else
+waits for the speaker to be free. The device is open only while a stream can
+be heard.
+
+Mic: opened for the one owner the shell granted mic capture, and only while
+ledd confirms the LED lit for that grant (``bus.capture``). That is checked
+before the device opens and again before every block goes out: the moment
+it fails, the mic closes. Blocks go out as ``audio.mic`` with sequence
+numbers; an energy detector publishes speech start and end.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from bus import service
+from bus.capture import CaptureGate
+from bus.departures import Departures
+from bus.envelope import Message
+from bus.errors import RequestRefused
+from bus.node import Node
+from daemons.audio.backends import AudioError, PortAudio, SimAudio
+from daemons.audio.mixer import Mixer, Stream
+from daemons.audio.sounds import SoundError, load as load_sound, voice as make_voice
+from daemons.audio.vad import Vad
+from policies.schema import PolicyError, load
+
+log = logging.getLogger("audiod")
+
+SPEAKS_FOR_OTHERS = ("displayd", "shell")  # their audio.speak is heard under the focus of the app they name
+
+
+class Wakeup:
+    """A pipe the device threads poke so the node's loop, which owns the bus, picks up their news."""
+
+    def __init__(self):
+        self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def poke(self) -> None:
+        try:
+            os.write(self.write_fd, b"!")
+        except BlockingIOError:
+            pass  # already poked and not yet drained: one wake-up is enough
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.read_fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+
+class Audiod:
+    def __init__(self, node: Node, device, voice, numbers: dict, duck_level: float):
+        self.node, self.device, self.voice, self.numbers = node, device, voice, numbers
+        self.rate, self.duck_level = numbers["out_rate"], duck_level
+        self.mixer = Mixer(self.rate, numbers["ramp_s"], numbers["volume"])
+        self.audio_out = {"owner": None, "stack": []}
+        self.wakeup = Wakeup()
+        self.synth = ThreadPoolExecutor(1, thread_name_prefix="voice")
+        self.spoken: deque[tuple[str, str, Future]] = deque()  # (owner, id, synthesis), in order of asking
+        self.chunks: deque[tuple[np.ndarray, int]] = deque()  # mic blocks from the device thread
+        self.mic_owner: str | None = None
+        self.mic_why, self.mic_seq, self.mic_blocks = "nobody asked", 0, 0
+        self.sessions: dict[str, str] = {}  # mic owner -> the shell's audit session
+        self.vad: Vad | None = None
+        self.quiet = True  # the mixer had nothing audible after its last block (device may close)
+        self.fault: str | None = None
+        self.reported: dict | None = None
+        self.gate = CaptureGate(node, "mic", self.enforce)
+        Departures(node, self.on_gone)
+        node.watch(self.wakeup.read_fd, self.on_wakeup)
+        node.subscribe("shell.state", self.on_shell)
+        node.subscribe("shell.capture.notice", self.on_notice)
+        node.subscribe("audio.speak", self.on_speak)
+        node.serve("audio.play.request", self.on_play)
+        node.serve("audio.stop.request", self.on_stop)
+        node.serve("audio.mic.request", self.on_mic)
+
+    # --- the speaker -------------------------------------------------------------------
+    def on_shell(self, msg: Message) -> None:
+        if msg.source != "shell":
+            return
+        self.audio_out = msg.payload["focus"].get("audio_out") or {"owner": None, "stack": []}
+        for owner in {s["owner"] for s in self.mixer.snapshot()}:
+            self.mixer.level(owner, *self.level_for(owner))
+        self.play()
+
+    def on_gone(self, owner: str) -> None:
+        """A process that stopped or died is not heard any more; its mic closes."""
+        if self.mixer.stop(owner, why="owner gone"):
+            self.play()
+        if owner == self.mic_owner:
+            self.mic_stop(f"{owner} is gone")
+
+    def level_for(self, owner: str) -> tuple[float, bool]:
+        """(target gain, hold) for an owner's streams under the speaker's focus stack."""
+        stack = self.audio_out["stack"]
+        if not stack or stack[0]["owner"] == owner:
+            return 1.0, False
+        claim = next((c for c in stack if c["owner"] == owner), None)
+        if claim is not None and claim["ducked"]:
+            return self.duck_level, False
+        return 0.0, True  # suspended, or waiting for whoever holds the speaker
+
+    def on_speak(self, msg: Message) -> None:
+        p = msg.payload
+        owner = p["app"] if msg.source in SPEAKS_FOR_OTHERS else msg.source
+        if p["interrupt"]:
+            self.mixer.stop(owner, why="interrupted")
+        self.spoken.append((owner, p.get("id") or "speech",
+                            self.synth.submit(self.voice.synthesize, p["text"], self.rate)))
+        self.spoken[-1][2].add_done_callback(lambda _f: self.wakeup.poke())
+
+    def on_play(self, msg: Message) -> dict:
+        p = msg.payload
+        try:
+            pcm = load_sound(p["sound"], self.rate)
+        except SoundError as exc:
+            raise RequestRefused(str(exc)) from None
+        volume = p.get("volume")
+        if volume is not None and not 0.0 <= volume <= 1.0:
+            raise RequestRefused(f"volume {volume} is outside 0..1")
+        kind = "music" if p.get("loop") else "sound"
+        self.add(Stream(msg.source, p["id"], pcm, kind, bool(p.get("loop")), 1.0 if volume is None else volume))
+        return {"length_s": len(pcm) / self.rate}
+
+    def on_stop(self, msg: Message) -> dict:
+        stopped = self.mixer.stop(msg.source, msg.payload.get("id"))
+        self.play()
+        return {"stopped": stopped}
+
+    def add(self, stream: Stream) -> None:
+        stream.target, stream.hold = self.level_for(stream.owner)
+        self.mixer.add(stream)
+        self.play()
+
+    def play(self) -> None:
+        """Open the speaker while anything can be heard or is still ramping; publish what changed."""
+        if self.mixer.busy and not self.mixer.quiet:
+            self.quiet = False
+            try:
+                self.device.start_output(self.render)
+                self.fault = None
+            except AudioError as exc:
+                self.fault = str(exc)
+                log.error("%s", exc)
+                self.mixer.drop_all("failed")
+                self.wakeup.poke()
+        self.publish_state()
+
+    def render(self, frames: int) -> np.ndarray:
+        """In the device's thread: the next block; the daemon hears of ends and of silence."""
+        block = self.mixer.render(frames)
+        quiet = self.mixer.quiet
+        if self.mixer.finished or quiet != self.quiet:
+            self.quiet = quiet
+            self.wakeup.poke()
+        return block
+
+    # --- the mic ---------------------------------------------------------------------------
+    def on_notice(self, msg: Message) -> None:
+        p = msg.payload
+        if msg.source == "shell" and p["resource"] == "mic" and p["status"] == "granted":
+            self.sessions[p["owner"]] = p["session"]
+
+    def on_mic(self, msg: Message) -> dict:
+        owner, on = msg.source, msg.payload["on"]
+        if not on:
+            if owner == self.mic_owner:
+                self.mic_stop("closed by its owner")
+            return {"on": False, "rate": self.numbers["mic_rate"]}
+        refusal = self.gate.refusal(owner) or (self.mic_owner not in (None, owner) and f"{self.mic_owner} has the mic")
+        if refusal:
+            raise RequestRefused(refusal)
+        if self.mic_owner is None:
+            try:
+                self.device.start_input(self.on_block)
+            except AudioError as exc:
+                raise RequestRefused(f"the microphone failed: {exc}") from None
+            n = self.numbers
+            self.vad = Vad(n["vad_threshold_db"], n["vad_margin_db"], n["vad_start_s"], n["vad_hang_s"])
+            self.mic_owner, self.mic_seq, self.mic_blocks, self.mic_why = owner, 0, 0, f"open for {owner}"
+            log.info("mic open for %s", owner)
+        self.publish_state()
+        return {"on": True, "rate": self.numbers["mic_rate"]}
+
+    def on_block(self, pcm: np.ndarray, mono_ns: int) -> None:
+        """In the device's thread: queue the block; the daemon checks and publishes it."""
+        self.chunks.append((pcm, mono_ns))
+        self.wakeup.poke()
+
+    def enforce(self) -> None:
+        if self.mic_owner is not None:
+            refusal = self.gate.refusal(self.mic_owner)
+            if refusal:
+                self.mic_stop(refusal)
+
+    def publish_blocks(self) -> None:
+        while self.chunks:
+            pcm, mono_ns = self.chunks.popleft()
+            if self.mic_owner is None:
+                continue  # the mic closed after this block was taken: it goes nowhere
+            refusal = self.gate.refusal(self.mic_owner)  # before every block, not only when told
+            if refusal:
+                self.mic_stop(refusal)
+                continue
+            self.mic_seq += 1
+            self.mic_blocks += 1
+            rate = self.numbers["mic_rate"]
+            self.node.publish("audio.mic", owner=self.mic_owner, seq=self.mic_seq, rate=rate, mono_ns=mono_ns,
+                              pcm=pcm.tobytes())
+            change = self.vad.feed(pcm, len(pcm) / rate)
+            if change is not None:
+                self.node.publish("audio.vad", owner=self.mic_owner, speech=change, seq=self.mic_seq,
+                                  level_db=round(self.vad.level, 1))
+
+    def mic_stop(self, why: str) -> None:
+        self.device.stop_input()
+        self.chunks.clear()  # taken before the stop but not yet out: nobody may have them now
+        owner, self.mic_owner, self.mic_why = self.mic_owner, None, why
+        if owner is not None:
+            log.info("mic for %s closed: %s (%d blocks)", owner, why, self.mic_blocks)
+            self.node.publish("audio.session", owner=owner, session=self.sessions.pop(owner, None),
+                              blocks=self.mic_blocks, seconds=round(self.mic_blocks * self.numbers["block_s"], 3))
+        self.publish_state()
+
+    # --- the loop's side of the device threads ------------------------------------------------
+    def on_wakeup(self) -> None:
+        self.wakeup.drain()
+        self.publish_blocks()
+        while self.spoken and self.spoken[0][2].done():
+            owner, id, job = self.spoken.popleft()
+            try:
+                self.add(Stream(owner, id, job.result(), "speech"))
+            except SoundError as exc:
+                log.error("cannot say that: %s", exc)
+                self.node.publish("audio.played", owner=owner, id=id, status="failed")
+        for stream, status in self.mixer.take_finished():
+            self.node.publish("audio.played", owner=stream.owner, id=stream.id, status=status)
+        if self.quiet and self.mixer.quiet:
+            self.device.stop_output()
+        self.publish_state()
+
+    def publish_state(self) -> None:
+        mic = {"on": self.mic_owner is not None, "owner": self.mic_owner, "rate": self.numbers["mic_rate"],
+               "why": self.mic_why, "speech": bool(self.vad and self.vad.speaking and self.mic_owner)}
+        streams = [{k: s[k] for k in ("owner", "id", "kind", "status", "loop")} for s in self.mixer.snapshot()]
+        state = {"backend": self.device.name, "voice": self.voice.name, "rate": self.rate, "streams": streams,
+                 "mic": mic, "xruns": self.device.xruns, "fault": self.fault}
+        if state != self.reported:
+            self.reported = state
+            self.node.publish("audio.state", **state)
+
+    def close(self) -> None:
+        self.mic_stop("audiod stopped")
+        self.device.close()
+        self.synth.shutdown(wait=False, cancel_futures=True)
+
+
+def open_device(kind: str, numbers: dict, runtime_path) -> object:
+    args = (numbers["out_rate"], numbers["mic_rate"], numbers["block_s"])
+    if kind == "real":
+        return PortAudio(*args, numbers["out_device"], numbers["in_device"])
+    return SimAudio(*args, runtime_path("audio-out.wav"), numbers["sim_mic_wav"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = service.arguments("daemons.audio", __doc__, backends=("real", "sim")).parse_args(argv)
+    with service.exits_on("audiod", PolicyError):
+        policy = load(args.policy_dir, args.model)
+        numbers = policy.hardware["audio"]
+        try:
+            voice = make_voice(numbers["voice"], numbers["voice_name"], numbers["words_per_minute"])
+        except SoundError as exc:  # a glasses that beeps its words beats one that cannot make a sound
+            log.warning("%s; speaking in tones instead", exc)
+            voice = make_voice("tones", "", 0)
+    with service.node("audiod", args) as node:
+        with service.exits_on("audiod", AudioError):
+            device = open_device(args.backend, numbers, node.runtime.path)
+        audiod = Audiod(node, device, voice, numbers, policy.focus["ducking"]["level"])
+        node.start()
+        audiod.publish_state()
+        node.run()
+        audiod.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
