@@ -87,13 +87,14 @@ class Processes:
         return subprocess.run([sys.executable, "-m", "shell.cli", *args], cwd=REPO, env=self.env(),
                               capture_output=True, text=True, timeout=timeout)
 
-    def start_ready(self, *args: str, timeout: float = DEADLINE_S) -> subprocess.Popen:
-        """Start ``python ARGS`` and wait for its READY=1 on a real notify socket."""
+    def start_ready(self, *args: str, timeout: float = DEADLINE_S, env_extra: dict | None = None) -> subprocess.Popen:
+        """Start ``python ARGS`` (with ``env_extra`` in its environment) and wait for its READY=1 on a real
+        notify socket."""
         path = str(self.runtime.path(f"notify-{len(self.children)}"))
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.bind(path)
             sock.settimeout(timeout)
-            child = self.start(*args, env=self.env(NOTIFY_SOCKET=path), stdout=subprocess.DEVNULL,
+            child = self.start(*args, env=self.env(NOTIFY_SOCKET=path, **(env_extra or {})), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
             try:
                 while b"READY=1" not in sock.recv(4096).split(b"\n"):

@@ -108,3 +108,42 @@ def test_a_bad_sound_is_refused_with_why_and_nothing_plays(audio):
     assert app.wait(lambda: app.notices("audio.played", owner="noisy", id="x"), "chime played")[0]["status"] \
         == "finished"
     app.wait(lambda: not streams(app), "the speaker idle again")
+
+
+ALSA_NULL = """
+pcm.lensnull {
+    type null
+    hint { show on description "lensos tests: ALSA's null device" }
+}
+pcm.!default lensnull
+"""
+
+
+def null_device_env(tmp_path) -> dict:
+    """ALSA reads $XDG_CONFIG_HOME/alsa/asoundrc: a machine without a sound card gets a null device."""
+    (tmp_path / "xdg" / "alsa").mkdir(parents=True)
+    (tmp_path / "xdg" / "alsa" / "asoundrc").write_text(ALSA_NULL)
+    return {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+
+
+@pytest.mark.slow
+def test_the_real_backend_plays_and_records_through_portaudio_on_alsas_null_device(procs, runtime, tmp_path):
+    env = null_device_env(tmp_path)
+    probe = procs.start("-c", "import sounddevice as sd; sd.check_output_settings(samplerate=24000, channels=1); "
+                              "sd.check_input_settings(samplerate=16000, channels=1, dtype='int16')",
+                        env=procs.env(**env))
+    if probe.wait(60) != 0:
+        pytest.skip(f"PortAudio cannot open ALSA's null device here: {probe.stderr.read().strip()[-300:]}")
+    made = System(procs, runtime, tmp_path, CHANGES)
+    procs.start_ready("-m", "daemons.audio", "--backend", "real", env_extra=env)
+    app = made.app("realapp")
+    app.wait(lambda: (app.latest.get("audio.state") or {}).get("backend") == "real", "audiod on PortAudio")
+    app.ask("audio.play.request", id="c", sound="chime")
+    played = app.wait(lambda: app.notices("audio.played", id="c"), "the chime played to the end by PortAudio")
+    assert played[0]["status"] == "finished"
+    app.take_camera(resource="mic")
+    app.ask("audio.mic.request", on=True)
+    blocks = app.wait(lambda: len(app.notices("audio.mic")) >= 5 and app.notices("audio.mic"), "PortAudio mic blocks")
+    assert all(len(b["pcm"]) == 640 for b in blocks)
+    app.ask("audio.mic.request", on=False)
+    app.wait(lambda: not app.latest["audio.state"]["mic"]["on"], "mic closed")
