@@ -17,7 +17,6 @@ numbers; an energy detector publishes speech start and end.
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -29,6 +28,7 @@ from bus.departures import Departures
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
+from bus.wakeup import Wakeup
 from daemons.audio.backends import AudioError, PortAudio, SimAudio
 from daemons.audio.mixer import Mixer, Stream
 from daemons.audio.sounds import SoundError, load as load_sound, voice as make_voice
@@ -38,26 +38,6 @@ from policies.schema import PolicyError, load
 log = logging.getLogger("audiod")
 
 SPEAKS_FOR_OTHERS = ("displayd", "shell")  # their audio.speak is heard under the focus of the app they name
-
-
-class Wakeup:
-    """A pipe the device threads poke so the node's loop, which owns the bus, picks up their news."""
-
-    def __init__(self):
-        self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-
-    def poke(self) -> None:
-        try:
-            os.write(self.write_fd, b"!")
-        except BlockingIOError:
-            pass  # already poked and not yet drained: one wake-up is enough
-
-    def drain(self) -> None:
-        try:
-            while os.read(self.read_fd, 4096):
-                pass
-        except BlockingIOError:
-            pass
 
 
 class Audiod:
@@ -79,7 +59,7 @@ class Audiod:
         self.reported: dict | None = None
         self.gate = CaptureGate(node, "mic", self.enforce)
         Departures(node, self.on_gone)
-        node.watch(self.wakeup.read_fd, self.on_wakeup)
+        node.watch(self.wakeup.fileno(), self.on_wakeup)  # the device threads' news
         node.subscribe("shell.state", self.on_shell)
         node.subscribe("shell.capture.notice", self.on_notice)
         node.subscribe("audio.speak", self.on_speak)
@@ -120,7 +100,7 @@ class Audiod:
             self.mixer.stop(owner, why="interrupted")
         self.spoken.append((owner, p.get("id") or "speech",
                             self.synth.submit(self.voice.synthesize, p["text"], self.rate)))
-        self.spoken[-1][2].add_done_callback(lambda _f: self.wakeup.poke())
+        self.spoken[-1][2].add_done_callback(lambda _f: self.wakeup.wake())
 
     def on_play(self, msg: Message) -> dict:
         p = msg.payload
@@ -156,7 +136,7 @@ class Audiod:
                 self.fault = str(exc)
                 log.error("%s", exc)
                 self.mixer.drop_all("failed")
-                self.wakeup.poke()
+                self.wakeup.wake()
         self.publish_state()
 
     def render(self, frames: int) -> np.ndarray:
@@ -165,7 +145,7 @@ class Audiod:
         quiet = self.mixer.quiet
         if self.mixer.finished or quiet != self.quiet:
             self.quiet = quiet
-            self.wakeup.poke()
+            self.wakeup.wake()
         return block
 
     # --- the mic ---------------------------------------------------------------------------
@@ -198,7 +178,7 @@ class Audiod:
     def on_block(self, pcm: np.ndarray, mono_ns: int) -> None:
         """In the device's thread: queue the block; the daemon checks and publishes it."""
         self.chunks.append((pcm, mono_ns))
-        self.wakeup.poke()
+        self.wakeup.wake()
 
     def enforce(self) -> None:
         if self.mic_owner is not None:
@@ -264,8 +244,9 @@ class Audiod:
 
     def close(self) -> None:
         self.mic_stop("audiod stopped")
-        self.device.close()
+        self.device.close()  # its threads are joined: nothing wakes us after this
         self.synth.shutdown(wait=False, cancel_futures=True)
+        self.wakeup.close()
 
 
 def open_device(kind: str, numbers: dict, runtime_path) -> object:
