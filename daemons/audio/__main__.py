@@ -37,6 +37,7 @@ from policies.schema import PolicyError, load
 
 log = logging.getLogger("audiod")
 
+MIC_QUEUE_S = 2.0  # mic blocks kept while the loop is busy; older ones are dropped (and counted) beyond this
 SPEAKS_FOR_OTHERS = ("displayd", "shell")  # their audio.speak is heard under the focus of the app they name
 
 
@@ -49,9 +50,10 @@ class Audiod:
         self.wakeup = Wakeup()
         self.synth = ThreadPoolExecutor(1, thread_name_prefix="voice")
         self.spoken: deque[tuple[str, str, Future]] = deque()  # (owner, id, synthesis), in order of asking
-        self.chunks: deque[tuple[np.ndarray, int]] = deque()  # mic blocks from the device thread
+        # Mic blocks from the device thread, numbered there, so a block lost to a stalled loop leaves a gap.
+        self.chunks: deque[tuple[int, np.ndarray, int]] = deque(maxlen=max(1, int(MIC_QUEUE_S / numbers["block_s"])))
         self.mic_owner: str | None = None
-        self.mic_why, self.mic_seq, self.mic_blocks = "nobody asked", 0, 0
+        self.mic_why, self.mic_seq, self.mic_blocks, self.mic_dropped = "nobody asked", 0, 0, 0
         self.sessions: dict[str, str] = {}  # mic owner -> the shell's audit session
         self.vad: Vad | None = None
         self.quiet = True  # the mixer had nothing audible after its last block (device may close)
@@ -164,20 +166,24 @@ class Audiod:
         if refusal:
             raise RequestRefused(refusal)
         if self.mic_owner is None:
+            n = self.numbers
+            self.vad = Vad(n["vad_threshold_db"], n["vad_margin_db"], n["vad_start_s"], n["vad_hang_s"])
+            self.mic_seq, self.mic_blocks = 0, 0
             try:
                 self.device.start_input(self.on_block)
             except AudioError as exc:
                 raise RequestRefused(f"the microphone failed: {exc}") from None
-            n = self.numbers
-            self.vad = Vad(n["vad_threshold_db"], n["vad_margin_db"], n["vad_start_s"], n["vad_hang_s"])
-            self.mic_owner, self.mic_seq, self.mic_blocks, self.mic_why = owner, 0, 0, f"open for {owner}"
+            self.mic_owner, self.mic_why = owner, f"open for {owner}"
             log.info("mic open for %s", owner)
         self.publish_state()
         return {"on": True, "rate": self.numbers["mic_rate"]}
 
     def on_block(self, pcm: np.ndarray, mono_ns: int) -> None:
-        """In the device's thread: queue the block; the daemon checks and publishes it."""
-        self.chunks.append((pcm, mono_ns))
+        """In the device's thread: number and queue the block; the daemon checks and publishes it."""
+        self.mic_seq += 1
+        if len(self.chunks) == self.chunks.maxlen:
+            self.mic_dropped += 1
+        self.chunks.append((self.mic_seq, pcm, mono_ns))
         self.wakeup.wake()
 
     def enforce(self) -> None:
@@ -187,22 +193,21 @@ class Audiod:
                 self.mic_stop(refusal)
 
     def publish_blocks(self) -> None:
-        while self.chunks:
-            pcm, mono_ns = self.chunks.popleft()
+        for _ in range(len(self.chunks)):  # those here now: a device that floods must not starve the loop
+            seq, pcm, mono_ns = self.chunks.popleft()
             if self.mic_owner is None:
                 continue  # the mic closed after this block was taken: it goes nowhere
             refusal = self.gate.refusal(self.mic_owner)  # before every block, not only when told
             if refusal:
                 self.mic_stop(refusal)
                 continue
-            self.mic_seq += 1
             self.mic_blocks += 1
             rate = self.numbers["mic_rate"]
-            self.node.publish("audio.mic", owner=self.mic_owner, seq=self.mic_seq, rate=rate, mono_ns=mono_ns,
+            self.node.publish("audio.mic", owner=self.mic_owner, seq=seq, rate=rate, mono_ns=mono_ns,
                               pcm=pcm.tobytes())
             change = self.vad.feed(pcm, len(pcm) / rate)
             if change is not None:
-                self.node.publish("audio.vad", owner=self.mic_owner, speech=change, seq=self.mic_seq,
+                self.node.publish("audio.vad", owner=self.mic_owner, speech=change, seq=seq,
                                   level_db=round(self.vad.level, 1))
 
     def mic_stop(self, why: str) -> None:
@@ -237,7 +242,7 @@ class Audiod:
                "why": self.mic_why, "speech": bool(self.vad and self.vad.speaking and self.mic_owner)}
         streams = [{k: s[k] for k in ("owner", "id", "kind", "status", "loop")} for s in self.mixer.snapshot()]
         state = {"backend": self.device.name, "voice": self.voice.name, "rate": self.rate, "streams": streams,
-                 "mic": mic, "xruns": self.device.xruns, "fault": self.fault}
+                 "mic": mic, "xruns": self.device.xruns + self.mic_dropped, "fault": self.fault}
         if state != self.reported:
             self.reported = state
             self.node.publish("audio.state", **state)

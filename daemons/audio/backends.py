@@ -97,8 +97,8 @@ class PortAudio:
     @staticmethod
     def _close(stream) -> None:
         if stream is not None:
-            try:
-                stream.stop()
+            try:  # abort, not stop: nothing queued is worth waiting for (silence out, unwanted blocks in),
+                stream.abort()  # and draining ALSA's null device was seen to hang
                 stream.close()
             except Exception as exc:  # a device that vanished must not take the daemon with it
                 log.warning("closing an audio stream: %s", exc)
