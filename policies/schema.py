@@ -18,6 +18,7 @@ from typing import Any
 
 DEFAULT_DIR = Path(__file__).resolve().parent
 RESOURCES = ("display", "audio_out", "mic", "camera")
+GESTURES = ("tap", "double_tap", "long_press", "swipe_forward", "swipe_back", "button", "button_long")
 MODELS = ("s1", "g1")
 
 
@@ -74,6 +75,29 @@ SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
         "led": {
             "hold_s": Rule("float", 0.0, 60.0, doc="LED stays lit this long after the last capture"),
             "confirm_timeout_s": Rule("float", 0.05, 10.0, doc="wait this long for the LED to confirm"),
+        },
+    },
+    "assistant.toml": {
+        "trigger": {
+            "gestures": Rule("list[str]", choices=GESTURES, doc="temple gestures that start the assistant"),
+            "wake_phrase": Rule("str", doc="said first, it wakes the glasses and the assistant"),
+        },
+        "listen": {
+            "stt": Rule("str", choices=("text", "vosk"), doc="the speech-to-text engine"),
+            "vosk_model_dir": Rule("str", doc="Vosk's model directory (stt = vosk)"),
+            "timeout_s": Rule("float", 1.0, 60.0, doc="stop listening after this long without a request"),
+            "grant_timeout_s": Rule("float", 0.1, 30.0, doc="wait this long for the mic to be granted"),
+        },
+        "answer": {
+            "card_s": Rule("float", 1.0, 120.0, doc="how long an answer card stays up"),
+            "context_s": Rule("float", 0.0, 86400.0, doc="the conversation is forgotten after this long"),
+        },
+        "llm": {
+            "endpoint": Rule("str", doc="OpenAI-compatible base URL ('' for offline only)"),
+            "model": Rule("str", doc="the model name the endpoint expects"),
+            "api_key_env": Rule("str", doc="environment variable holding the API key"),
+            "timeout_s": Rule("float", 0.1, 120.0, doc="no progress for this long: answer offline"),
+            "max_rounds": Rule("int", 1, 10, doc="tool-call rounds before the model must answer"),
         },
     },
     "hardware.toml": {
@@ -170,6 +194,7 @@ class Policy:
     focus: dict[str, dict[str, Any]]
     privacy: dict[str, dict[str, Any]]
     hardware: dict[str, dict[str, Any]]
+    assistant: dict[str, dict[str, Any]]
     profile: dict[str, Any]  # the [model] table of models/<model>.toml
 
     @property
@@ -189,7 +214,8 @@ def load(directory: str | Path | None = None, model: str | None = None) -> Polic
     files = {name: _File.read(directory / name, schema) for name, schema in SCHEMA.items()}
     profile = _File.read(directory / "models" / f"{model}.toml", MODEL_SCHEMA)
     policy = Policy(directory, model, files["system.toml"].data, files["focus.toml"].data,
-                    files["privacy.toml"].data, files["hardware.toml"].data, profile.data["model"])
+                    files["privacy.toml"].data, files["hardware.toml"].data, files["assistant.toml"].data,
+                    profile.data["model"])
     _cross_check(policy, files, profile)
     return policy
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from policies.schema import GESTURES  # noqa: F401 (re-exported; declared beside the policy that names them)
+
 EV_SYN, EV_KEY, EV_ABS = 0x00, 0x01, 0x03
 SYN_REPORT, SYN_DROPPED = 0, 3
 BTN_TOUCH = 0x14A
 KEY_CAMERA = 212  # the simulated capture button (the real one is named in policy)
 ABS_X, ABS_MT_SLOT, ABS_MT_POSITION_X, ABS_MT_TRACKING_ID = 0x00, 0x2F, 0x35, 0x39
 
-GESTURES = ("tap", "double_tap", "long_press", "swipe_forward", "swipe_back", "button", "button_long")
 
 
 @dataclass(frozen=True)
