@@ -18,8 +18,8 @@ from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
 from daemons.input.backends import EvdevInput, InputError, SimInput, Source
-from daemons.input.gestures import GESTURES, Gesture, Recognizer, Thresholds
-from policies.schema import PolicyError, load
+from daemons.input.gestures import Gesture, Recognizer, Thresholds
+from policies.schema import GESTURES, PolicyError, load
 
 log = logging.getLogger("inputd")
 

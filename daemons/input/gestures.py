@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from policies.schema import GESTURES  # noqa: F401 (re-exported; declared beside the policy that names them)
-
 EV_SYN, EV_KEY, EV_ABS = 0x00, 0x01, 0x03
 SYN_REPORT, SYN_DROPPED = 0, 3
 BTN_TOUCH = 0x14A
@@ -32,7 +30,7 @@ ABS_X, ABS_MT_SLOT, ABS_MT_POSITION_X, ABS_MT_TRACKING_ID = 0x00, 0x2F, 0x35, 0x
 
 @dataclass(frozen=True)
 class Gesture:
-    name: str  # one of GESTURES
+    name: str  # one of policies.schema.GESTURES
     t: float  # when it was recognized, on the events' clock
     source: str  # "touchpad" or "button"
 
