@@ -210,10 +210,12 @@ _TABLE = [
           reply={"png": "bytes", "width": "int", "height": "int", "frames": "int"}, reply_max_size=4 * 1024 * 1024,
           doc="what the wearer sees now, as a PNG read back from the panel"),
     Topic("display.state", Kind.STATE, "displayd",
-          {"on": "bool", "brightness": "float", "width": "int", "height": "int", "backend": "str", "font": "str?",
-           "layers": "list[str]", "alert": "str?", "notice": "str?"},
-          doc="panel on or off, its brightness, which layers are up (hud, card, toast, alert), "
-              "the alert's and the HUD notice's text"),
+          {"on": "bool", "brightness": "float", "user_level": "float", "width": "int", "height": "int",
+           "backend": "str", "font": "str?", "layers": "list[str]", "alert": "str?", "notice": "str?"},
+          doc="panel on or off, its brightness (the shell's for the state times the wearer's user_level), which "
+              "layers are up (hud, card, toast, alert), the alert's and the HUD notice's text"),
+    Topic("display.brightness.request", Kind.REQUEST, "displayd", {"level": "float"}, reply={"level": "float"},
+          doc="the wearer's brightness, 0.1..1 (kept across restarts); dimmed further by the system state"),
     Topic("display.frame", Kind.STREAM, "displayd",
           {"n": "int", "mono_ns": "int", "layers": "list[str]", "png": "str?"}, max_size=1024,
           doc="a frame went to the panel (rendered only on change); png: the live view's file (sim)"),

@@ -42,12 +42,16 @@ class Displayd:
         self.shown: tuple | None = None  # key of the frame on the panel
         self.frames, self.last_render = 0, float("-inf")
         self.published_state: dict | None = None
+        self.restored = False
+        self.live = False  # set once the node has started: nothing is shown from a half-known state
         self.spoken: set = set()  # G1: what was already said
         self.timer = None
         for topic in STATE_SOURCES:
             node.subscribe(topic, self.on_state)
         Departures(node, self.on_gone)
+        node.subscribe("display.state", self.on_own_state)
         node.serve("display.card.request", self.on_card)
+        node.serve("display.brightness.request", self.on_brightness)
         node.serve("display.clear.request", self.on_clear)
         node.serve("display.snapshot.request", self.on_snapshot)
 
@@ -87,6 +91,21 @@ class Displayd:
         return {"shown": False, "why": f"kept as {card.id!r}: shown when {msg.source} has display focus "
                                        f"(now {holder if view.on else 'the panel is off'})"}
 
+    def on_own_state(self, msg: Message) -> None:
+        """The broker's latched copy of our last state: a restarted displayd keeps the wearer's brightness."""
+        if msg.source == "displayd" and msg.incarnation != self.node.incarnation and not self.restored:
+            self.restored = True  # only the previous displayd's word, and only once
+            self.scene.user_level = msg.payload.get("user_level") or 1.0
+            self.update()
+
+    def on_brightness(self, msg: Message) -> dict:
+        level = msg.payload["level"]
+        if not 0.1 <= level <= 1.0:
+            raise RequestRefused(f"level {level} is outside 0.1..1 (the panel is never set dark by request)")
+        self.scene.user_level = level
+        self.update()
+        return {"level": level}
+
     def on_clear(self, msg: Message) -> dict:
         cleared = self.scene.clear(msg.source, msg.payload.get("id"))
         self.update()
@@ -104,6 +123,8 @@ class Displayd:
         now = time.monotonic()
         self.scene.expire(now)
         view = self.scene.view(now, time.time())
+        if not self.live:
+            return view  # still starting: the latched state (the wearer's brightness too) is not all in yet
         if self.painter is None:
             self.speak(view)
         elif self._key(view) != self.shown:
@@ -168,6 +189,7 @@ class Displayd:
 
     def publish_state(self, view: View) -> None:
         state = {"on": view.on and self.painter is not None, "brightness": round(view.brightness, 3),
+                 "user_level": self.scene.user_level,
                  "width": self.width, "height": self.height, "backend": self.panel.name,
                  "font": self.painter.font_name if self.painter else None, "layers": view.layers,
                  "alert": f"{view.alert[0]}: {view.alert[1]}" if view.alert else None, "notice": view.hud[3]}
@@ -232,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         displayd = Displayd(node, panel, painter, Scene(numbers["cards_per_app"], numbers["toast_s"]), size,
                             policy.profile["refresh_hz"])
         node.start()
+        displayd.live = True
         displayd.update()
         node.run()
         panel.close()

@@ -102,6 +102,7 @@ class Scene:
         self.cards: dict[str, OrderedDict[str, Card]] = {}
         self.seq = 0
         self.shell: dict = {"state": "booting", "focus": {}, "degraded": [], "brightness": 1.0, "foreground": None}
+        self.user_level = 1.0  # the wearer's own brightness, times what the shell's state allows
         self.power: dict | None = None
         self.power_at = 0.0  # monotonic time of the power reading (the bridge counts down from it)
         self.led: dict = {"lit": False, "fault": None}
@@ -166,7 +167,8 @@ class Scene:
             alert, alert_app = (alerting.title, alerting.body, "warning"), alerting.app
             toast = None if toast is alerting else toast
             card = None if card is alerting else card
-        return View(on, float(self.shell.get("brightness", 1.0)), self._hud(wall), card, toast, alert, alert_app)
+        brightness = float(self.shell.get("brightness", 1.0)) * self.user_level
+        return View(on, brightness, self._hud(wall), card, toast, alert, alert_app)
 
     def newest(self, app: str) -> Card | None:
         cards = self.cards.get(app)

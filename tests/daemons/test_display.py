@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import io
+import signal
 import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from bus.errors import RequestFailed
 from bus.node import Node
 from daemons.display.panels import FbPanel, PanelError
 from daemons.display.render import Painter, compose
 from daemons.display.scene import CardError, Scene
 from tests.conftest import DEADLINE_S, tuned_policies, wait_for
+from tests.system import System
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
@@ -219,3 +222,23 @@ def test_the_hud_names_a_missing_daemon_and_says_why_capture_is_off_and_that_a_b
         assert "driver error" in fault["alert"]
         watcher.request("led.sim.request", fault=None)
         shown(lambda s: s["alert"] is None, "the alert gone once the LED works")
+
+
+@pytest.mark.slow
+def test_the_wearers_brightness_scales_the_states_and_survives_a_restart(procs, runtime, tmp_path):
+    system = System(procs, runtime, tmp_path)
+    displayd = procs.start_ready("-m", "daemons.display")
+    app = system.app("dimmer")
+    app.node.subscribe("display.state", app._keep)
+    with pytest.raises(RequestFailed, match="outside 0.1..1"):
+        app.ask("display.brightness.request", level=0.0)
+    assert app.ask("display.brightness.request", level=0.5) == {"level": 0.5}
+    full = app.wait_state(lambda s: s["brightness"] > 0 and s, "the shell's brightness")["brightness"]
+    app.wait(lambda: (app.latest.get("display.state") or {}).get("brightness") == pytest.approx(0.5 * full, abs=1e-3),
+             "half of what the state allows")
+    procs.stop(displayd, signal.SIGKILL)
+    before = len(app.log)
+    procs.start_ready("-m", "daemons.display")
+    fresh = app.wait(lambda: [m.payload for m in app.log[before:] if m.topic == "display.state"],
+                     "the restarted displayd's state")
+    assert all(p["user_level"] == 0.5 for p in fresh), "the restart forgot the wearer's brightness"

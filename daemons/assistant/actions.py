@@ -1,0 +1,149 @@
+"""The one table of what the assistant can do, for the offline intents and the LLM's tools alike.
+
+Each row is an action: its description and parameters (what the LLM is
+shown as a tool) and a step generator (``steps``) that does it on the bus
+and returns the sentence to answer with. Actions that belong to an app
+(music, the lens, notifications) are handed to that app as an
+``assistant.action`` event; the answer says whether anyone is there to take it.
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Generator
+
+from bus.errors import BusError
+from daemons.assistant.steps import Ask
+
+PHRASEBOOK = Path(__file__).with_name("phrasebook.toml")
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    doc: str
+    run: Callable[..., Generator]  # run(assistant, **args) -> answer text
+    params: dict = field(default_factory=dict)  # JSON Schema properties
+    required: tuple[str, ...] = ()
+    app: str | None = None  # handed to this app instead of done here
+
+    def tool(self) -> dict:
+        return {"type": "function", "function": {
+            "name": self.name, "description": self.doc,
+            "parameters": {"type": "object", "properties": self.params, "required": list(self.required)}}}
+
+
+def tell_time(a) -> Generator:
+    return time.strftime("It is %H:%M on %A, %B ") + str(time.localtime().tm_mday) + "."
+    yield  # a generator, like every action
+
+
+def battery(a) -> Generator:
+    power = a.latest.get("power.state")
+    if power is None:
+        return "I don't know the battery level yet."
+    parts = [f"{b['name'].split('-')[-1]} {round(b['percent'])} percent" if b["present"]
+             else f"{b['name'].split('-')[-1]} removed" for b in power["batteries"]]
+    return f"Battery: {', '.join(parts)}."
+    yield
+
+
+def photo(a) -> Generator:
+    yield from a.take("camera")
+    try:
+        result = yield Ask("camera.control.request", {"mode": "photo"})
+    finally:
+        yield from a.give_back("camera")
+    return f"Photo saved as {Path(result['path']).name}."
+
+
+def record_start(a) -> Generator:
+    yield from a.take("camera")
+    try:
+        yield Ask("camera.control.request", {"mode": "video"})
+    except BusError:
+        yield from a.give_back("camera")
+        raise
+    a.recording = True  # the camera stays with the assistant until "stop recording"
+    return "Recording."
+
+
+def record_stop(a) -> Generator:
+    if not a.recording:
+        return "I'm not recording."
+    try:
+        yield Ask("camera.control.request", {"mode": "off"})
+    finally:
+        a.recording = False
+        yield from a.give_back("camera")
+    return "Recording stopped and saved."
+
+
+def translate(a, phrase: str, language: str = "spanish") -> Generator:
+    book = tomllib.loads(PHRASEBOOK.read_text(encoding="utf-8"))
+    language = language.lower()
+    if language not in book:
+        return f"I can translate into {', '.join(sorted(book))} offline."
+    said = phrase.lower().strip(" .?!")
+    if said not in book[language]:
+        return f"I don't know '{phrase}' in {language.title()} offline."
+    return f"In {language.title()}: {book[language][said]}."
+    yield
+
+
+def brightness(a, percent: int | None = None, direction: str | None = None) -> Generator:
+    level = (a.latest.get("display.state") or {}).get("user_level", 1.0)
+    if percent is not None:
+        level = int(percent) / 100
+    elif direction in ("brighter", "up"):
+        level += 0.2
+    elif direction in ("dimmer", "darker", "down"):
+        level -= 0.2
+    result = yield Ask("display.brightness.request", {"level": min(1.0, max(0.1, level))})
+    return f"Brightness {round(result['level'] * 100)} percent."
+
+
+def forget(a) -> Generator:
+    a.forget()
+    return "Forgotten."
+    yield
+
+
+def handed_over(a, action: str, **args) -> Generator:
+    """An app's action: publish it for the app; answer whether the app is there."""
+    app = ACTIONS[action].app
+    if not a.alive(app):
+        return f"The {app} app is not running."
+    a.node.publish("assistant.action", session=a.session_id, action=action, args=args, app=app)
+    return ""  # the app answers itself
+    yield
+
+
+def _app_action(name: str, app: str, doc: str, **params) -> Action:
+    return Action(name, doc, lambda a, **args: handed_over(a, name, **args), params, app=app)
+
+
+ACTIONS: dict[str, Action] = {a.name: a for a in [
+    Action("time", "Tell the current time and date.", tell_time),
+    Action("battery", "Tell the charge of both swappable batteries.", battery),
+    Action("photo", "Take a photo with the glasses' camera.", photo),
+    Action("record_start", "Start recording video with the glasses' camera.", record_start),
+    Action("record_stop", "Stop the video recording the assistant started.", record_stop),
+    Action("translate", "Translate a short phrase (offline phrasebook: spanish, french, german, chinese).",
+           translate, {"phrase": {"type": "string"}, "language": {"type": "string"}}, ("phrase",)),
+    Action("brightness", "Set the display brightness (percent), or make it brighter or dimmer.", brightness,
+           {"percent": {"type": "integer", "minimum": 10, "maximum": 100},
+            "direction": {"type": "string", "enum": ["brighter", "dimmer"]}}),
+    Action("forget", "Forget the conversation so far.", forget),
+    _app_action("identify", "lens", "Identify the item the wearer is looking at and tell its price."),
+    _app_action("music_play", "music", "Play or resume music."),
+    _app_action("music_pause", "music", "Pause the music."),
+    _app_action("notifications", "notifications", "Read the wearer's notifications."),
+]}
+
+
+def tools() -> list[dict]:
+    return [action.tool() for action in ACTIONS.values()]

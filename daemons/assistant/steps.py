@@ -1,0 +1,167 @@
+"""Multi-step work on the node's loop, written as generators that yield what they wait for.
+
+An assistant session asks for the mic, waits for the LED, listens, thinks,
+acts and answers: a dozen waits on the bus. Written as callbacks it would be
+unreadable; with threads it would race the node. Here a session is a
+generator that yields a wait and is resumed, on the node's own thread, with
+what it waited for:
+
+    reply = yield Ask("shell.focus.request", {...})   # request/reply
+    notice = yield Until(lambda: self.granted("mic"), 3.0, "the mic grant")   # a condition on the state
+    text = yield Work(lambda: llm.chat(...))          # blocking work in a worker thread
+    yield Sleep(8.0)
+
+A failed request or a missed deadline is raised inside the generator at the
+yield; ``cancel`` raises ``Cancelled`` there, so ``finally`` blocks always run
+and a session always gives back what it took.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generator
+
+from bus.node import Node
+from bus.wakeup import Wakeup
+
+
+class StepTimeout(Exception):
+    """An Until whose condition did not come true in time."""
+
+
+class Cancelled(Exception):
+    """The task was cancelled from outside (preempted, superseded, shutting down)."""
+
+
+@dataclass
+class Ask:
+    topic: str
+    fields: dict = field(default_factory=dict)
+    timeout: float = 3.0
+
+
+@dataclass
+class Until:
+    condition: Callable[[], Any]  # truthy value: resumed with it
+    timeout: float
+    what: str
+
+
+@dataclass
+class Sleep:
+    seconds: float
+
+
+@dataclass
+class Work:
+    call: Callable[[], Any]
+
+
+class Task:
+    def __init__(self, runner: "Runner", gen: Generator, on_done: Callable[[Any, BaseException | None], None]):
+        self.runner, self.gen, self.on_done = runner, gen, on_done
+        self.waiting: Any = None
+        self.timer = None
+        self.token = 0  # which wait a late callback belongs to
+        self.finished = False
+
+    def resume(self, value: Any = None, error: BaseException | None = None) -> None:
+        self._clear()
+        try:
+            want = self.gen.throw(error) if error is not None else self.gen.send(value)
+        except StopIteration as stop:
+            self._finish(stop.value, None)
+            return
+        except Exception as exc:  # the session failed: its finally blocks have run
+            self._finish(None, exc)
+            return
+        self._wait(want)
+
+    def cancel(self, why: str) -> None:
+        if not self.finished:
+            self.resume(error=Cancelled(why))
+
+    def _wait(self, want: Any) -> None:
+        self.token += 1
+        token, node = self.token, self.runner.node
+        self.waiting = want
+        if isinstance(want, Ask):
+            def answered(result, error, token=token):
+                if token == self.token and not self.finished:
+                    self.resume(result, error)
+            node.request_async(want.topic, answered, timeout=want.timeout, **want.fields)
+        elif isinstance(want, Until):
+            self.timer = node.after(want.timeout, lambda: self.resume(
+                error=StepTimeout(f"{want.what}: not within {want.timeout:g} s")))
+            self.runner.check(self)  # it may hold already
+        elif isinstance(want, Sleep):
+            self.timer = node.after(want.seconds, self.resume)
+        elif isinstance(want, Work):
+            self.runner.submit(self, token, want.call)
+        else:
+            self.resume(error=TypeError(f"a step cannot wait for {want!r}"))
+
+    def _clear(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.waiting = None
+        self.token += 1
+
+    def _finish(self, value: Any, error: BaseException | None) -> None:
+        self._clear()
+        self.finished = True
+        self.runner.tasks.discard(self)
+        self.on_done(value, error)
+
+
+class Runner:
+    """Drives tasks on one node; call ``poll()`` after anything that may make an Until come true."""
+
+    def __init__(self, node: Node, workers: int = 2):
+        self.node = node
+        self.tasks: set[Task] = set()
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="work")
+        self.done: deque[tuple[Task, int, Future]] = deque()  # appended by workers, taken by the loop
+        self.wakeup = Wakeup()
+        node.watch(self.wakeup.fileno(), self._collect)
+
+    def start(self, gen: Generator, on_done: Callable[[Any, BaseException | None], None]) -> Task:
+        task = Task(self, gen, on_done)
+        self.tasks.add(task)
+        task.resume()
+        return task
+
+    def poll(self) -> None:
+        for task in list(self.tasks):
+            self.check(task)
+
+    def check(self, task: Task) -> None:
+        want = task.waiting
+        if isinstance(want, Until) and not task.finished:
+            value = want.condition()
+            if value:
+                task.resume(value)
+
+    def submit(self, task: Task, token: int, call: Callable[[], Any]) -> None:
+        future = self.pool.submit(call)
+        future.add_done_callback(lambda f: (self.done.append((task, token, f)), self.wakeup.wake()))
+
+    def _collect(self) -> None:
+        self.wakeup.drain()
+        while self.done:
+            task, token, future = self.done.popleft()
+            if token != task.token or task.finished:
+                continue  # cancelled meanwhile: its result goes nowhere
+            error = future.exception()
+            task.resume(None if error else future.result(), error)
+
+    def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel("stopping")
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.node.unwatch(self.wakeup.fileno())
+        self.wakeup.close()
+
