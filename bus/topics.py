@@ -249,6 +249,27 @@ _TABLE = [
     Topic("audio.session", Kind.EVENT, "audiod", {"owner": "str", "session": "str?", "blocks": "int",
                                                    "seconds": "float"},
           doc="a mic capture ended: how much it took, for the shell's audit log"),
+    # --- assistantd: ask, and hear or see the answer ----------------------------------------------
+    Topic("assistant.say.request", Kind.REQUEST, "assistantd", {"text": "str"},
+          reply={"session": "str", "listening": "bool"},
+          doc="development speech-to-text: what the wearer said (after the wake phrase, or while the assistant "
+              "listens, or on its own as if the temple was held); the answer follows as assistant.answer"),
+    Topic("assistant.clear.request", Kind.REQUEST, "assistantd", {}, reply={"cleared": "int"},
+          doc="forget the conversation so far"),
+    Topic("assistant.state", Kind.STATE, "assistantd",
+          {"phase": "str", "session": "str?", "trigger": "str?", "stt": "str", "llm": "str?", "remote": "bool",
+           "turns": "int", "why": "str"},
+          doc="idle, listening, thinking or answering; the engines; how many turns the conversation holds "
+              "(never what was said)"),
+    Topic("assistant.answer", Kind.EVENT, "assistantd",
+          {"session": "str", "text": "str", "source": "str", "action": "str?", "status": "str"},
+          doc="a session ended: its answer, from the offline intents or the LLM; status answered, interrupted, "
+              "refused, unheard"),
+    Topic("assistant.action", Kind.EVENT, "assistantd",
+          {"session": "str", "action": "str", "args": "dict", "app": "str"},
+          doc="an action that belongs to an app (identify, music, notifications): the app does it and answers"),
+    Topic("assistant.wake", Kind.EVENT, "assistantd", {"session": "str"}, max_size=512,
+          doc="the wake phrase was heard: the shell wakes the glasses as for a tap"),
     # --- benchmark traffic (bench/bus.py) ----------------------------------------
     Topic("bench.ping", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="latency probe"),
     Topic("bench.pong", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="latency probe, answered"),

@@ -1,9 +1,10 @@
 """`lens power ...`, `lens led ...`, `lens input ...` poke the simulated hardware from a terminal;
-`lens display snapshot` saves what the wearer sees."""
+`lens display snapshot` saves what the wearer sees; `lens say TEXT` talks to the assistant."""
 
 from __future__ import annotations
 
 import json
+import time
 
 from bus.cli import tool_node
 
@@ -49,6 +50,15 @@ def add_parsers(commands) -> None:
     p.add_argument("-o", "--output", metavar="FILE.png", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_display)
+
+    say = commands.add_parser("say", help="say something to the assistant and print its answer",
+                              description="What the wearer says, for the development speech-to-text: "
+                                          "\"hey lens, what time is it\", or any request on its own (as if the "
+                                          "temple was held). Waits for the answer.")
+    say.add_argument("text", nargs="+")
+    say.add_argument("--timeout", type=float, default=30.0, metavar="S", help="wait this long for the answer")
+    say.add_argument("--json", action="store_true")
+    say.set_defaults(func=cmd_say)
 
 
 # command word -> (gesture on the bus, what it does)
@@ -97,3 +107,20 @@ def cmd_display(args) -> int:
     print(json.dumps(info) if args.json else f"{args.output}: {info['width']}x{info['height']}, "
                                              f"frame {info['frames']}")
     return 0
+
+
+def cmd_say(args) -> int:
+    answers: list[dict] = []
+    with tool_node("say", args.runtime_dir) as node:
+        node.subscribe("assistant.answer", lambda msg: answers.append(msg.payload))
+        node.start()
+        session = node.request("assistant.say.request", timeout=3.0, text=" ".join(args.text))["session"]
+        deadline = time.monotonic() + args.timeout
+        while not any(a["session"] == session for a in answers):
+            if time.monotonic() > deadline:
+                print(f"lens say: no answer within {args.timeout:g} s")
+                return 1
+            node.run_once(0.1)
+    answer = next(a for a in answers if a["session"] == session)
+    print(json.dumps(answer) if args.json else answer["text"] or f"({answer['action']} handed to its app)")
+    return 0 if answer["status"] == "answered" else 1

@@ -74,6 +74,7 @@ class ShellDaemon:
         node.subscribe("camera.session", self.on_counted)
         node.subscribe("audio.session", self.on_counted)
         node.subscribe("input.gesture", self.on_input)
+        node.subscribe("assistant.wake", self.on_input)
         node.serve("shell.focus.request", self.on_focus_request)
         node.serve("shell.release.request", self.on_release)
         node.serve("shell.foreground.request", self.on_foreground)
@@ -110,8 +111,8 @@ class ShellDaemon:
         self.settle()
 
     def on_input(self, msg: Message) -> None:
-        """The wearer touched the glasses: awake, and the idle clock starts again."""
-        if msg.source == "inputd":
+        """The wearer touched the glasses or said the wake phrase: awake, and the idle clock starts again."""
+        if msg.source == {"input.gesture": "inputd", "assistant.wake": "assistantd"}[msg.topic]:
             self.core.input(time.monotonic())
             self.settle()
 

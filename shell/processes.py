@@ -29,6 +29,8 @@ PROCESSES: tuple[Process, ...] = (
             doc="the compositor: HUD, the focused app's card, toasts, alerts (G1: cards spoken)"),
     Process("audiod", "daemons.audio", after=("broker",),
             doc="the speaker, mixed under the focus rules, and the mic, only with the LED lit"),
+    Process("assistantd", "daemons.assistant", after=("broker",), required=False,
+            doc="ask and hear or see the answer: offline intents, an optional OpenAI-compatible LLM"),
     Process("camerad", "daemons.camera", after=("broker",), required=False,
             doc="frames into a shared-memory ring, photos, video segments; only with the LED lit"),
     Process("demo", "bus.demo", after=("broker",), required=False,

@@ -120,8 +120,8 @@ class Task:
 class Runner:
     """Drives tasks on one node; call ``poll()`` after anything that may make an Until come true."""
 
-    def __init__(self, node: Node, workers: int = 2):
-        self.node = node
+    def __init__(self, node: Node, workers: int = 2, on_wake: Callable[[], None] | None = None):
+        self.node, self.on_wake = node, on_wake  # on_wake: workers' news that is not a result (streamed text)
         self.tasks: set[Task] = set()
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="work")
         self.done: deque[tuple[Task, int, Future]] = deque()  # appended by workers, taken by the loop
@@ -141,7 +141,11 @@ class Runner:
     def check(self, task: Task) -> None:
         want = task.waiting
         if isinstance(want, Until) and not task.finished:
-            value = want.condition()
+            try:
+                value = want.condition()
+            except Exception as exc:  # the condition decided it never will hold: raised at the yield
+                task.resume(error=exc)
+                return
             if value:
                 task.resume(value)
 
@@ -151,6 +155,8 @@ class Runner:
 
     def _collect(self) -> None:
         self.wakeup.drain()
+        if self.on_wake is not None:
+            self.on_wake()
         while self.done:
             task, token, future = self.done.popleft()
             if token != task.token or task.finished:

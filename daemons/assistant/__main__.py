@@ -1,0 +1,384 @@
+"""assistantd: ask the glasses, and hear or see the answer.
+
+A session: a trigger (a temple gesture from policy, the wake phrase, or
+`lens say`) -> mic focus through the shell's privacy handshake (the LED is
+lit before audiod opens the mic) -> the words (speech-to-text) -> the mic
+closed and given back -> an action from the one table (``actions.ACTIONS``),
+chosen by the offline grammar or by an OpenAI-compatible LLM calling the
+same actions as tools -> the answer as a card (S1) or speech over ducked
+audio (G1). Every resource a session takes is given back in a ``finally``:
+a session that is interrupted (a call takes the mic, the LED fails, the
+wearer asks something else) leaves nothing held.
+
+Privacy: no audio is kept after the words are taken from it; the
+conversation (text only, in memory) is forgotten on request or after
+``context_s`` without a question, and never published.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections import deque
+
+from bus import service
+from bus.envelope import Message
+from bus.errors import BusError
+from bus.node import Node
+from daemons.assistant.actions import ACTIONS, tools
+from daemons.assistant.intents import parse, strip_wake
+from daemons.assistant.llm import ChatClient, LlmError
+from daemons.assistant.steps import Ask, Cancelled, Runner, Sleep, StepTimeout, Until, Work
+from daemons.assistant.stt import SttError, open_stt
+from policies.schema import PolicyError, load
+
+log = logging.getLogger("assistantd")
+
+SYSTEM_PROMPT = ("You are the assistant of a pair of smart glasses. Answer in one or two short sentences: "
+                 "they are shown on a tiny display or spoken through bone conduction. Use the tools to act.")
+STATE_TOPICS = ("shell.state", "power.state", "display.state", "camera.state")
+
+
+class Unavailable(Exception):
+    """A resource the session needs was refused; the message is said to the wearer."""
+
+
+class Assistantd:
+    def __init__(self, node: Node, policy, stt, llm: ChatClient | None):
+        self.node, self.stt, self.llm = node, stt, llm
+        self.numbers = policy.assistant
+        self.has_display = policy.has_display
+        self.latest: dict[str, dict] = {}
+        self.notices: list[dict] = []  # focus and capture notices to us, newest last (trimmed)
+        self.runner = Runner(node, on_wake=self.show_partial)
+        self.task = None
+        self.queued: tuple | None = None  # (session, trigger, text) waiting for the running one to let go
+        self.session_id: str | None = None
+        self.trigger: str | None = None
+        self.phase, self.why = "idle", "waiting for a trigger"
+        self.said: str | None = None  # `lens say` text for the listening session
+        self.heard_final: str | None = None  # the engine's words once the wearer stopped speaking
+        self.partial: deque[str] = deque(maxlen=1)  # the LLM's streamed answer so far
+        self.context: list[dict] = []
+        self.context_at = 0.0
+        self.recording = False
+        self.holding: set[str] = set()  # resources taken and not yet given back (losing one cancels)
+        self.reported: dict | None = None
+        for topic in STATE_TOPICS:
+            node.subscribe(topic, self.on_state)
+        node.subscribe("shell.focus.notice", self.on_notice)
+        node.subscribe("shell.capture.notice", self.on_notice)
+        node.subscribe("input.gesture", self.on_gesture)
+        node.subscribe("audio.mic", self.on_mic)
+        node.subscribe("audio.vad", self.on_mic)
+        node.subscribe("audio.played", self.on_played)
+        node.serve("assistant.say.request", self.on_say)
+        node.serve("assistant.clear.request", lambda msg: {"cleared": self.forget()})
+
+    # --- what others say ------------------------------------------------------------------
+    def on_state(self, msg: Message) -> None:
+        if msg.source == {"shell.state": "shell", "power.state": "powerd", "display.state": "displayd",
+                          "camera.state": "camerad"}[msg.topic]:
+            self.latest[msg.topic] = msg.payload
+            self.runner.poll()
+
+    def on_notice(self, msg: Message) -> None:
+        p = msg.payload
+        if msg.source != "shell" or p["owner"] != self.node.name:
+            return
+        self.notices = self.notices[-50:] + [dict(p, topic=msg.topic)]
+        lost = p["status"] in ("lost", "suspended", "revoked") and p["resource"] in self.holding & {"mic", "camera"}
+        if lost and self.task is not None and self.phase in ("listening", "thinking"):
+            self.task.cancel(f"{p['resource']} {p['status']}: {p['reason']}")
+        self.runner.poll()
+
+    def on_gesture(self, msg: Message) -> None:
+        if msg.source != "inputd" or msg.payload["gesture"] not in self.numbers["trigger"]["gestures"]:
+            return
+        if self.phase == "listening":
+            self.task.cancel("the wearer stopped it")
+        elif self.phase == "idle":
+            self.begin(msg.payload["gesture"], None)
+
+    def on_mic(self, msg: Message) -> None:
+        p = msg.payload
+        if msg.source != "audiod" or p["owner"] != self.node.name or self.phase != "listening":
+            return
+        if msg.topic == "audio.mic":
+            self.stt.feed(p["pcm"], p["rate"])
+        elif not p["speech"] and self.stt.listens:  # the wearer stopped speaking: the words are complete
+            self.heard_final = self.stt.final()
+            self.runner.poll()
+
+    def on_played(self, msg: Message) -> None:
+        if msg.source == "audiod" and msg.payload["owner"] == self.node.name:
+            self.notices = self.notices[-50:] + [dict(msg.payload, topic=msg.topic)]
+            self.runner.poll()
+
+    def on_say(self, msg: Message) -> dict:
+        text = msg.payload["text"]
+        if self.phase == "listening" and self.said is None:
+            self.said = text
+            self.runner.poll()
+            return {"session": self.session_id, "listening": True}
+        rest = strip_wake(text, self.numbers["trigger"]["wake_phrase"])
+        if rest is not None:
+            session = uuid.uuid4().hex[:8]
+            self.node.publish("assistant.wake", session=session)  # before the mic request: sleep refuses capture
+            self.begin("wake_phrase", rest or None, session)
+        else:
+            session = self.begin("say", text)
+        return {"session": session, "listening": self.phase == "listening"}
+
+    # --- a session ------------------------------------------------------------------------------
+    def begin(self, trigger: str, text: str | None, session: str | None = None) -> str:
+        """Start a session; one still running is cancelled first and this one starts when it has let go."""
+        session = session or uuid.uuid4().hex[:8]
+        self.queued = (session, trigger, text)
+        if self.task is not None:
+            self.task.cancel("the wearer asked something else")
+        else:
+            self._start_queued()
+        return session
+
+    def _start_queued(self) -> None:
+        (session, trigger, text), self.queued = self.queued, None
+        self.session_id, self.trigger = session, trigger
+        self.said, self.heard_final = text, None
+        self.task = self.runner.start(self.converse(session), lambda result, error: self.ended(session, error))
+
+    def ended(self, session: str, error: BaseException | None) -> None:
+        if error is not None and not isinstance(error, Cancelled):
+            log.error("session %s failed: %r", session, error)
+        if session != self.session_id:
+            return
+        self.task, self.said, self.heard_final = None, None, None
+        self.stt.reset()
+        if self.queued is not None:
+            self._start_queued()
+        else:
+            self.set_phase("idle", "waiting for a trigger")
+
+    def converse(self, session: str):
+        status, text, source, action = "answered", "", "offline", None
+        try:
+            if self.has_display:
+                yield from self.take("display")
+            self.set_phase("listening", f"triggered by {self.trigger}")
+            heard = yield from self.listen()
+            if not heard:
+                status, text = "unheard", "I didn't hear anything."
+            else:
+                self.set_phase("thinking", "working out the answer")
+                yield from self.card("Thinking…", heard, progress=0.5)
+                text, source, action = yield from self.think(heard)
+        except Unavailable as exc:
+            status, text = "refused", str(exc)
+        except Cancelled as exc:
+            status, text = "interrupted", f"Stopped: {exc}."
+        except StepTimeout as exc:
+            status, text = "refused", f"Sorry, that took too long ({exc})."
+        except BusError as exc:
+            status, text = "refused", f"Sorry, that didn't work: {exc}."
+        try:
+            self.node.publish("assistant.answer", session=session, text=text, source=source, action=action,
+                              status=status)
+            if text and status != "interrupted":
+                self.set_phase("answering", status)
+                yield from self.answer(session, text)
+        except (Cancelled, BusError, StepTimeout) as exc:
+            log.info("answer of %s cut short: %s", session, exc)
+        finally:
+            yield from self.give_back("display")
+
+    def listen(self):
+        """Mic focus, the LED, the mic open; the words; then the mic closed and given back, always."""
+        yield from self.take("mic")
+        try:
+            yield Ask("audio.mic.request", {"on": True})
+            yield from self.card("Listening…", "", progress=0.2)
+            if self.said is not None:
+                return self.said
+            timeout = self.numbers["listen"]["timeout_s"]
+            words = yield Until(lambda: self.said or self.heard_final, timeout, "waiting for a request")
+            return words
+        except StepTimeout:
+            return ""
+        finally:
+            self.stt.reset()
+            try:
+                yield Ask("audio.mic.request", {"on": False})
+            except BusError:
+                pass  # audiod closes it on its own once the grant is gone
+            yield from self.give_back("mic")
+
+    def think(self, heard: str):
+        intent = parse(heard)
+        if intent.action == "forget":
+            return (yield from ACTIONS["forget"].run(self)), "offline", "forget"
+        if self.llm is not None and self.remote_allowed:
+            try:
+                text, action = yield from self.ask_llm(heard)
+                return text, "llm", action
+            except LlmError as exc:
+                log.warning("LLM unavailable, answering offline: %s", exc)
+        if intent.action == "unknown":
+            return "Sorry, I can't help with that offline.", "offline", None
+        text = yield from ACTIONS[intent.action].run(self, **intent.args)
+        return text, "offline", intent.action
+
+    def ask_llm(self, heard: str):
+        if time.monotonic() - self.context_at > self.numbers["answer"]["context_s"]:
+            self.context = []
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, *self.context, {"role": "user", "content": heard}]
+        last_action = None
+        for _ in range(self.numbers["llm"]["max_rounds"]):
+            reply = yield Work(lambda: self.llm.chat(messages, tools(), self.on_partial))
+            if not reply.tool_calls:
+                self.context += [{"role": "user", "content": heard}, {"role": "assistant", "content": reply.content}]
+                self.context_at = time.monotonic()
+                return reply.content.strip(), last_action
+            messages.append({"role": "assistant", "content": reply.content or None, "tool_calls": [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+                for c in reply.tool_calls]})
+            for call in reply.tool_calls:
+                action = ACTIONS.get(call.name)
+                try:
+                    if action is None:
+                        raise ValueError(f"no tool named {call.name}")
+                    result = yield from action.run(self, **call.arguments)
+                    last_action = call.name
+                except (TypeError, ValueError, BusError, Unavailable) as exc:
+                    result = f"error: {exc}"
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": result or "done"})
+        raise LlmError(f"no answer after {self.numbers['llm']['max_rounds']} tool rounds")
+
+    def answer(self, session: str, text: str):
+        if self.has_display:
+            yield from self.card("Assistant", text, progress=None)
+            yield Sleep(self.numbers["answer"]["card_s"])
+            return
+        yield from self.take("audio_out")  # G1: over the music, ducked
+        try:
+            mark = len(self.notices)
+            self.node.publish("audio.speak", text=text, app=self.node.name, interrupt=True, id=session)
+            yield Until(lambda: self.seen(mark, topic="audio.played", id=session), 10 + len(text) / 5, "the answer")
+        finally:
+            yield from self.give_back("audio_out")
+
+    # --- resources ---------------------------------------------------------------------------------
+    def take(self, resource: str):
+        """Ask the shell; wait while queued; for mic and camera, wait for the LED-confirmed capture grant."""
+        mark = len(self.notices)
+        kind = "transient_may_duck" if resource == "audio_out" else "transient"
+        reply = yield Ask("shell.focus.request", {"resource": resource, "kind": kind, "cls": "assistant",
+                                                   "reason": f"assistant session {self.session_id}"})
+        grant_s = self.numbers["listen"]["grant_timeout_s"]
+        if reply["status"] == "denied":
+            raise Unavailable(f"I can't use the {resource.replace('_', ' ')} now: {reply['reason']}")
+        if reply["status"] == "queued":
+            yield Until(lambda: self.seen(mark, topic="shell.focus.notice", resource=resource, status="granted"),
+                        grant_s, f"{resource} focus")
+        if resource in ("mic", "camera"):
+            try:
+                yield Until(lambda: self.capture_granted(mark, resource), grant_s, f"the {resource} grant")
+            except StepTimeout:
+                raise Unavailable(f"The capture light could not be confirmed, so the {resource} stays off.") from None
+        self.holding.add(resource)
+
+    def capture_granted(self, mark: int, resource: str):
+        notice = self.seen(mark, topic="shell.capture.notice", resource=resource)
+        if notice and notice["status"] != "granted":
+            raise Unavailable(f"The {resource} was refused: {notice['reason']}.")
+        return notice
+
+    def give_back(self, resource: str):
+        if resource == "camera" and self.recording:
+            return  # the assistant's recording keeps it until "stop recording"
+        self.holding.discard(resource)
+        try:
+            yield Ask("shell.release.request", {"resource": resource})
+        except BusError as exc:
+            log.warning("releasing %s: %s", resource, exc)
+
+    def seen(self, mark: int, topic: str, **match) -> dict | None:
+        for notice in self.notices[mark:]:
+            if notice["topic"] == topic and all(notice.get(k) == v for k, v in match.items()):
+                return notice
+        return None
+
+    # --- showing -------------------------------------------------------------------------------------
+    def card(self, title: str, body: str, progress: float | None):
+        if not self.has_display:
+            return
+        fields = {"id": "assistant", "title": title, "body": body}
+        if progress is not None:
+            fields["progress"] = progress
+        yield Ask("display.card.request", fields)
+
+    def on_partial(self, text: str) -> None:
+        """In the LLM's worker thread: keep the newest text; the loop shows it."""
+        self.partial.append(text)
+        self.runner.wakeup.wake()
+
+    def show_partial(self) -> None:
+        if self.partial and self.has_display and self.phase == "thinking":
+            text = self.partial.popleft()
+            self.node.request_async("display.card.request", lambda *_: None, id="assistant", title="Assistant",
+                                    body=text, progress=0.8)
+
+    # --- state ---------------------------------------------------------------------------------------
+    @property
+    def remote_allowed(self) -> bool:
+        return (self.latest.get("shell.state") or {}).get("remote_calls", True)
+
+    def alive(self, app: str | None) -> bool:
+        return bool(app) and app in (self.latest.get("shell.state") or {}).get("nodes", {})
+
+    def forget(self) -> int:
+        turns, self.context = len(self.context) // 2, []
+        self.publish_state()
+        return turns
+
+    def set_phase(self, phase: str, why: str) -> None:
+        self.phase, self.why = phase, why
+        self.publish_state()
+
+    def publish_state(self) -> None:
+        state = {"phase": self.phase, "session": self.session_id if self.phase != "idle" else None,
+                 "trigger": self.trigger if self.phase != "idle" else None, "stt": self.stt.name,
+                 "llm": self.llm.url if self.llm else None, "remote": bool(self.llm) and self.remote_allowed,
+                 "turns": len(self.context) // 2, "why": self.why}
+        if state != self.reported:
+            self.reported = state
+            self.node.publish("assistant.state", **state)
+
+
+def open_llm(numbers: dict) -> ChatClient | None:
+    endpoint = os.environ.get("LENS_LLM_ENDPOINT", numbers["endpoint"])
+    if not endpoint:
+        return None
+    key = os.environ.get(numbers["api_key_env"]) if numbers["api_key_env"] else None
+    return ChatClient(endpoint, os.environ.get("LENS_LLM_MODEL", numbers["model"]), key, numbers["timeout_s"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = service.arguments("daemons.assistant", __doc__).parse_args(argv)
+    with service.exits_on("assistantd", PolicyError, SttError):
+        policy = load(args.policy_dir, args.model)
+        listen = policy.assistant["listen"]
+        stt = open_stt(listen["stt"], listen["vosk_model_dir"])
+    with service.node("assistantd", args) as node:
+        assistant = Assistantd(node, policy, stt, open_llm(policy.assistant["llm"]))
+        node.start()
+        assistant.publish_state()
+        node.run()
+        assistant.runner.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

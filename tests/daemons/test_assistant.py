@@ -1,0 +1,197 @@
+"""assistantd: the offline grammar, the LLM client against a real loopback server, and whole sessions
+over the real bus (S1 card, G1 speech, the wake phrase, a call taking the mic, an LLM tool call)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from daemons.assistant.actions import ACTIONS, tools
+from daemons.assistant.intents import parse, strip_wake
+from daemons.assistant.llm import ChatClient, LlmError
+from tests.daemons.llm_server import LlmServer, sse, text_chunks, tool_chunks
+from tests.system import FAST, System, running
+
+
+@pytest.mark.parametrize("said, action, args", [
+    ("What time is it?", "time", {}),
+    ("how's my battery", "battery", {}),
+    ("Take a photo.", "photo", {}),
+    ("start recording", "record_start", {}),
+    ("stop the recording", "record_stop", {}),
+    ("What is this?", "identify", {}),
+    ("how much is this", "identify", {}),
+    ("play some music", "music_play", {}),
+    ("pause the music", "music_pause", {}),
+    ("translate thank you to french", "translate", {"phrase": "thank you", "language": "french"}),
+    ("how do you say where is the station in german", "translate",
+     {"phrase": "where is the station", "language": "german"}),
+    ("read my notifications", "notifications", {}),
+    ("brightness 40 percent", "brightness", {"percent": "40"}),
+    ("a bit brighter please", "brightness", {"direction": "brighter"}),
+    ("forget that", "forget", {}),
+    ("sing me a song", "unknown", {}),
+])
+def test_the_offline_grammar(said, action, args):
+    intent = parse(said)
+    assert (intent.action, intent.args) == (action, args)
+    assert action == "unknown" or action in ACTIONS
+
+
+def test_the_wake_phrase_is_taken_off_the_front_and_only_there():
+    assert strip_wake("Hey Lens, what time is it?", "hey lens") == "what time is it"
+    assert strip_wake("hey lens", "hey lens") == ""
+    assert strip_wake("hey lensman", "hey lens") is None
+    assert strip_wake("what time is it, hey lens", "hey lens") is None
+
+
+def test_every_action_is_a_tool_with_an_object_schema():
+    names = [t["function"]["name"] for t in tools()]
+    assert names == list(ACTIONS)
+    assert all(t["function"]["parameters"]["type"] == "object" for t in tools())
+
+
+@pytest.fixture
+def llm():
+    server = LlmServer()
+    yield server
+    server.close()
+
+
+def test_the_client_streams_text_and_tool_calls_and_sends_the_key(llm):
+    client = ChatClient(llm.url, "qwen-plus", "sk-test", timeout_s=5)
+    llm.script = [("text/event-stream", sse(*tool_chunks("photo", {}))),
+                  ("text/event-stream", sse(*text_chunks("Photo taken, it looks sunny.")))]
+    first = client.chat([{"role": "user", "content": "take a photo"}], tools())
+    assert [(c.id, c.name, c.arguments) for c in first.tool_calls] == [("call_1", "photo", {})]
+    seen = []
+    second = client.chat([{"role": "user", "content": "x"}], tools(), on_text=seen.append)
+    assert second.content == "Photo taken, it looks sunny." and seen[-1] == second.content and len(seen) == 3
+    request = llm.requests[0]
+    assert request["model"] == "qwen-plus" and request["stream"] is True
+    assert {t["function"]["name"] for t in request["tools"]} == set(ACTIONS)
+    assert llm.headers[0]["Authorization"] == "Bearer sk-test"
+
+
+def test_a_server_that_ignores_stream_is_understood(llm):
+    body = {"choices": [{"message": {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c9", "type": "function", "function": {"name": "translate",
+                                                       "arguments": json.dumps({"phrase": "hello"})}}]}}]}
+    llm.script = [("application/json", json.dumps(body).encode())]
+    reply = ChatClient(llm.url, "m", None, 5).chat([], [])
+    assert [(c.name, c.arguments) for c in reply.tool_calls] == [("translate", {"phrase": "hello"})]
+
+
+@pytest.mark.parametrize("script, error", [
+    ([("stall", 3.0)], "made no progress for 0.5 s"),
+    ([("text/event-stream", b"data: {not json}\n\n")], "malformed reply: not JSON"),
+    ([("application/json", b'{"choices": []}')], "malformed reply: no choices"),
+    ([("text/event-stream", sse(*text_chunks("cut off")[:2], done=False))], "stream ended before the answer"),
+    ([("application/json", b'{"error": {"message": "quota exceeded"}}')], "quota exceeded"),
+    ([("status", 500)], "answered 500"),
+])
+def test_every_failure_is_an_llm_error_with_the_reason(llm, script, error):
+    llm.script = list(script)
+    with pytest.raises(LlmError, match=error):
+        ChatClient(llm.url, "m", None, timeout_s=0.5).chat([{"role": "user", "content": "hi"}], [])
+
+
+def test_an_unreachable_endpoint_is_an_llm_error():
+    with pytest.raises(LlmError, match="unreachable"):
+        ChatClient("http://127.0.0.1:9/v1", "m", None, 1.0).chat([], [])
+
+
+# --- whole sessions over the real bus -------------------------------------------------------------------
+CHANGES = copy.deepcopy(FAST)
+CHANGES["focus.toml"]["roles"] = {"+phone": "call"}
+CHANGES["assistant.toml"] = {"answer": {"card_s": 1.0}, "llm": {"timeout_s": 3.0}}
+
+
+def assistant_system(procs, runtime, tmp_path, model="s1", llm_url=None, changes=CHANGES):
+    procs.use_env(LENS_MODEL=model)
+    made = System(procs, runtime, tmp_path, changes)
+    for module in ("daemons.audio", "daemons.display", "daemons.input"):
+        procs.start_ready("-m", module)
+    procs.start_ready("-m", "daemons.assistant", env_extra={"LENS_LLM_ENDPOINT": llm_url} if llm_url else None)
+    made.watcher.wait_state(running, "boot")
+    for prefix in ("assistant", "display.state", "input.gesture"):
+        made.watcher.node.subscribe(prefix, made.watcher._keep)
+    return made
+
+
+def say(app, text: str) -> dict:
+    session = app.ask("assistant.say.request", text=text)["session"]
+    return app.wait(lambda: app.notices("assistant.answer", session=session), f"the answer to {text!r}")[0]
+
+
+@pytest.mark.slow
+def test_s1_a_spoken_request_becomes_an_action_and_a_card_with_the_mic_behind_the_led(procs, runtime, tmp_path):
+    system = assistant_system(procs, runtime, tmp_path)
+    user = system.watcher
+    answer = say(user, "take a photo")
+    assert answer["status"] == "answered" and answer["action"] == "photo" and answer["text"].startswith("Photo saved")
+    cmd = [m.payload["cmd"] for m in user.log if m.topic == "privacy.indicator" and m.payload["on"]][0]
+    lit = next(i for i, m in enumerate(user.log) if m.topic == "led.state" and m.payload["lit"]
+               and m.payload["cmd"] == cmd)
+    opened = next(i for i, m in enumerate(user.log) if m.topic == "audio.state" and m.payload["mic"]["on"])
+    assert lit < opened, "the mic opened before the LED was confirmed"
+    user.wait(lambda: "toast" in user.latest["display.state"]["layers"], "the answer card on the display")
+    user.wait(lambda: not user.latest["audio.state"]["mic"]["on"] and user.latest["assistant.state"]["phase"] == "idle"
+              and not user.latest["shell.state"]["focus"]["mic"]["owner"], "the mic closed and given back")
+    assert say(user, "translate thank you to german")["text"] == "In German: danke."
+    assert say(user, "sing me a song")["text"] == "Sorry, I can't help with that offline."
+
+
+@pytest.mark.slow
+def test_g1_the_answer_is_spoken_and_the_wake_phrase_wakes_the_glasses(procs, runtime, tmp_path):
+    changes = copy.deepcopy(CHANGES)
+    changes["system.toml"]["idle"] = {"dim_after_s": 1.0, "sleep_after_s": 1.0}
+    system = assistant_system(procs, runtime, tmp_path, model="g1", changes=changes)
+    user = system.watcher
+    user.wait_state(lambda s: s["state"] == "sleep", "asleep after the idle timeouts")
+    answer = say(user, "Hey lens, what's my battery?")
+    assert answer["action"] == "battery" and "percent" in answer["text"]
+    assert user.notices("assistant.wake"), "the wake phrase was announced"
+    user.wait(lambda: [m for m in user.log if m.topic == "shell.state" and m.payload["state"] != "sleep"
+                       and any(n.topic == "assistant.wake" for n in user.log[:user.log.index(m)])], "awake")
+    spoken = user.wait(lambda: user.notices("audio.played", owner="assistantd", id=answer["session"]),
+                       "the answer spoken")[0]
+    assert spoken["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_an_incoming_call_takes_the_mic_from_the_listening_assistant(procs, runtime, tmp_path):
+    system = assistant_system(procs, runtime, tmp_path)
+    user = system.watcher
+    user.ask("input.sim.request", gesture="long_press")  # the temple, held: the assistant listens
+    user.wait(lambda: (user.latest.get("audio.state") or {}).get("mic", {}).get("owner") == "assistantd",
+              "the assistant listening")
+    phone = system.app("phone")
+    phone.ask("shell.focus.request", resource="mic", kind="exclusive", cls="call", reason="incoming call")
+    phone.wait(lambda: phone.notices("shell.capture.notice", owner="phone", status="granted"), "the call has the mic")
+    answer = user.wait(lambda: user.notices("assistant.answer"), "the session's end")[0]
+    assert answer["status"] == "interrupted" and "mic" in answer["text"]
+    user.wait(lambda: user.latest["assistant.state"]["phase"] == "idle", "the assistant idle")
+    assert user.latest["shell.state"]["focus"]["mic"]["owner"] == "phone"
+    assert phone.ask("audio.mic.request", on=True)["on"], "the call can open the mic"
+
+
+@pytest.mark.slow
+def test_the_llm_calls_a_tool_that_becomes_a_bus_action_and_a_dead_endpoint_falls_back(procs, runtime, tmp_path,
+                                                                                       llm):
+    llm.script = [("text/event-stream", sse(*tool_chunks("brightness", {"percent": 50}))),
+                  ("text/event-stream", sse(*text_chunks("Done, the display is at half brightness.")))]
+    system = assistant_system(procs, runtime, tmp_path, llm_url=llm.url)
+    user = system.watcher
+    answer = say(user, "it's too bright in here")
+    assert (answer["source"], answer["action"], answer["text"]) == \
+        ("llm", "brightness", "Done, the display is at half brightness.")
+    user.wait(lambda: user.latest["display.state"]["user_level"] == 0.5, "the tool's action on the display")
+    second = llm.requests[1]["messages"]
+    assert second[-1] == {"role": "tool", "tool_call_id": "call_1", "content": "Brightness 50 percent."}
+    user.wait(lambda: user.latest["assistant.state"]["turns"] == 1, "the turn kept in the conversation")
+    llm.script = [("stall", 10.0)]
+    fallback = say(user, "what time is it")
+    assert fallback["source"] == "offline" and fallback["text"].startswith("It is ")
