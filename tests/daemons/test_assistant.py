@@ -141,6 +141,9 @@ def test_s1_a_spoken_request_becomes_an_action_and_a_card_with_the_mic_behind_th
     user.wait(lambda: not user.latest["audio.state"]["mic"]["on"] and user.latest["assistant.state"]["phase"] == "idle"
               and not user.latest["shell.state"]["focus"]["mic"]["owner"], "the mic closed and given back")
     assert say(user, "translate thank you to german")["text"] == "In German: danke."
+    out = procs.lens("say", "--json", "what", "time", "is", "it")
+    printed, _ = out.communicate(timeout=60)
+    assert out.returncode == 0 and json.loads(printed)["text"].startswith("It is "), printed
     assert say(user, "sing me a song")["text"] == "Sorry, I can't help with that offline."
 
 
@@ -192,6 +195,22 @@ def test_the_llm_calls_a_tool_that_becomes_a_bus_action_and_a_dead_endpoint_fall
     second = llm.requests[1]["messages"]
     assert second[-1] == {"role": "tool", "tool_call_id": "call_1", "content": "Brightness 50 percent."}
     user.wait(lambda: user.latest["assistant.state"]["turns"] == 1, "the turn kept in the conversation")
+    llm.script = [("text/event-stream", sse(*text_chunks("You asked me to dim it.")))]
+    assert say(user, "what did I just ask")["source"] == "llm"
+    assert [m["role"] for m in llm.requests[2]["messages"]] == ["system", "user", "assistant", "user"], \
+        "the conversation so far goes with the next question"
+    assert user.ask("assistant.clear.request") == {"cleared": 2}
+    llm.script = [("text/event-stream", sse(*text_chunks("Hello.")))]
+    say(user, "hello")
+    assert [m["role"] for m in llm.requests[3]["messages"]] == ["system", "user"], "cleared means forgotten"
+
     llm.script = [("stall", 10.0)]
     fallback = say(user, "what time is it")
     assert fallback["source"] == "offline" and fallback["text"].startswith("It is ")
+
+    asked = len(llm.requests)
+    for side in ("left", "right"):
+        user.ask("power.sim.request", action="charge", battery=side, percent=10.0)
+    user.wait_state(lambda s: s["state"] == "low_power" and not s["remote_calls"], "low power: no remote calls")
+    offline = say(user, "what time is it")
+    assert offline["source"] == "offline" and len(llm.requests) == asked, "no remote call in low power"
