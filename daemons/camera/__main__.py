@@ -42,7 +42,7 @@ class Camerad:
         self.frame_id = 0  # every frame camerad ever put in the ring
         self.frames = 0  # frames of the current session
         self.recorder: Recorder | None = None
-        self.timer = None
+        self.timer, self.timer_period = None, 0.0
         self.gate = CaptureGate(node, "camera", self.enforce)
         self.shell = {"state": "booting", "recording_allowed": True}
         self.sessions: dict[str, str] = {}  # owner -> the shell's audit session id
@@ -110,16 +110,19 @@ class Camerad:
 
     # --- capturing -------------------------------------------------------------------------
     def schedule(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         running = self.mode in ("preview", "video") and not self.paused
         fd = self.source.fileno()
         if fd is not None:  # a real device says when a frame is ready; watched only while streaming
             self.node.watch(fd, self.tick) if running else self.node.unwatch(fd)
-        elif running:
-            fps = self.numbers["fps"] if self.mode == "video" else self.numbers["preview_fps"]
-            self.timer = self.node.every(1.0 / fps, self.tick)
+            return
+        period = 1.0 / (self.numbers["fps"] if self.mode == "video" else self.numbers["preview_fps"])
+        if self.timer is not None and running and self.timer_period == period:
+            return  # already ticking at this pace: re-arming on every message would starve it of frames
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if running:
+            self.timer, self.timer_period = self.node.every(period, self.tick), period
 
     def tick(self) -> None:
         if self.owner is None or self.paused:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import copy
 import json
+import wave
+
+import numpy as np
 
 import pytest
 
@@ -12,6 +15,7 @@ from daemons.assistant.actions import ACTIONS, tools
 from daemons.assistant.intents import parse, strip_wake
 from daemons.assistant.llm import ChatClient, LlmError
 from tests.daemons.llm_server import LlmServer, sse, text_chunks, tool_chunks
+from tests.conftest import REPO
 from tests.system import FAST, System, running
 
 
@@ -141,6 +145,13 @@ def test_s1_a_spoken_request_becomes_an_action_and_a_card_with_the_mic_behind_th
     user.wait(lambda: not user.latest["audio.state"]["mic"]["on"] and user.latest["assistant.state"]["phase"] == "idle"
               and not user.latest["shell.state"]["focus"]["mic"]["owner"], "the mic closed and given back")
     assert say(user, "translate thank you to german")["text"] == "In German: danke."
+    assert say(user, "start recording")["text"] == "Recording."
+    user.wait(lambda: user.latest["camera.state"]["mode"] == "video", "recording for the assistant")
+    user.wait(lambda: len(user.notices("camera.frame", owner="assistantd")) >= 5, "frames recorded")
+    assert say(user, "stop recording")["text"] == "Recording stopped and saved."
+    segment = user.wait(lambda: user.notices("camera.segment", owner="assistantd"), "the recording saved")[0]
+    assert segment["frames"] >= 5
+    user.wait(lambda: not user.latest["shell.state"]["focus"]["camera"]["owner"], "the camera given back")
     out = procs.lens("say", "--json", "what", "time", "is", "it")
     printed, _ = out.communicate(timeout=60)
     assert out.returncode == 0 and json.loads(printed)["text"].startswith("It is "), printed
@@ -153,6 +164,10 @@ def test_g1_the_answer_is_spoken_and_the_wake_phrase_wakes_the_glasses(procs, ru
     changes["system.toml"]["idle"] = {"dim_after_s": 1.0, "sleep_after_s": 1.0}
     system = assistant_system(procs, runtime, tmp_path, model="g1", changes=changes)
     user = system.watcher
+    music = system.app("musicapp")
+    music.ask("shell.foreground.request", app="musicapp")
+    music.ask("shell.focus.request", resource="audio_out", kind="exclusive", cls="foreground", reason="music")
+    music.ask("audio.play.request", id="song", sound="music", loop=True)
     user.wait_state(lambda s: s["state"] == "sleep", "asleep after the idle timeouts")
     answer = say(user, "Hey lens, what's my battery?")
     assert answer["action"] == "battery" and "percent" in answer["text"]
@@ -162,6 +177,11 @@ def test_g1_the_answer_is_spoken_and_the_wake_phrase_wakes_the_glasses(procs, ru
     spoken = user.wait(lambda: user.notices("audio.played", owner="assistantd", id=answer["session"]),
                        "the answer spoken")[0]
     assert spoken["status"] == "finished"
+    song = [[s["status"] for s in m.payload["streams"] if s["id"] == "song"] for m in user.log
+            if m.topic == "audio.state"]
+    assert ["ducked"] in song, "the music ducked under the answer"
+    user.wait(lambda: [s for s in user.latest["audio.state"]["streams"] if s["id"] == "song"
+                       and s["status"] == "playing"], "and came back")
 
 
 @pytest.mark.slow
@@ -214,3 +234,34 @@ def test_the_llm_calls_a_tool_that_becomes_a_bus_action_and_a_dead_endpoint_fall
     user.wait_state(lambda s: s["state"] == "low_power" and not s["remote_calls"], "low power: no remote calls")
     offline = say(user, "what time is it")
     assert offline["source"] == "offline" and len(llm.requests) == asked, "no remote call in low power"
+
+
+def speech_wav(path, rate=16000) -> str:
+    """1 s of a quiet room, 1 s of 'speech' (loud noise), 3 s of quiet: what the sim mic loops."""
+    rng = np.random.default_rng(3)
+    pcm = np.concatenate([rng.normal(0, 30, rate), rng.normal(0, 4000, rate), rng.normal(0, 30, 3 * rate)])
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.astype(np.int16).tobytes())
+    return str(path)
+
+
+@pytest.mark.slow
+def test_with_a_listening_engine_the_mics_blocks_become_the_words_and_the_vad_ends_them(procs, runtime, tmp_path):
+    model = tmp_path / "vosk-model"
+    model.mkdir()
+    (model / "words.txt").write_text("take a photo")
+    changes = copy.deepcopy(CHANGES)
+    changes["assistant.toml"]["listen"] = {"stt": "vosk", "vosk_model_dir": str(model)}
+    changes["hardware.toml"]["audio"] = {"sim_mic_wav": speech_wav(tmp_path / "speech.wav")}
+    procs.use_env(PYTHONPATH=str(REPO / "tests" / "data" / "fake_vosk"))
+    system = assistant_system(procs, runtime, tmp_path, changes=changes)
+    user = system.watcher
+    user.ask("input.sim.request", gesture="long_press")
+    answer = user.wait(lambda: user.notices("assistant.answer"), "the answer", timeout=30)[0]
+    assert answer["action"] == "photo" and answer["status"] == "answered", answer
+    vad = [m.payload["speech"] for m in user.log if m.topic == "audio.vad"]
+    assert vad[:2] == [True, False], "the detector found the speech and its end"
+    assert user.latest["assistant.state"]["stt"] == "vosk"
