@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import socket
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -45,6 +43,9 @@ class ChatClient:
         self.model, self.api_key, self.timeout_s = model, api_key, timeout_s
 
     def chat(self, messages: list[dict], tools: list[dict], on_text: Callable[[str], None] | None = None) -> Reply:
+        import urllib.error  # here, not at the top: an offline assistant never loads http.client and ssl
+        import urllib.request
+
         body = {"model": self.model, "messages": messages, "stream": True}
         if tools:
             body["tools"] = tools
