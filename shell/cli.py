@@ -22,6 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run the whole system (development: simulated hardware)",
                              description="Start every process of the process table, in order, and supervise it.")
     up.add_argument("--only", metavar="NAMES", help="comma-separated processes to start (the broker is always started)")
+    up.add_argument("--block", metavar="NAMES", help="comma-separated processes not to start")
+    up.add_argument("--profile", choices=("s1", "g1"), help="glasses model to run (default: $LENS_MODEL or s1)")
+    up.add_argument("--backend", action="append", default=[], metavar="[NAME=]real|sim",
+                    help="hardware backend for one daemon (NAME=real) or, without a name, for all (default: sim); "
+                         "repeat for several")
+    up.add_argument("--watchdog", type=float, metavar="S",
+                    help="every process's watchdog timeout instead of the table's (to see a hung loop restarted)")
     up.set_defaults(func=cmd_up)
 
     bus_cli.add_parser(commands)
@@ -36,13 +43,42 @@ def cmd_up(args) -> int:
     from shell.processes import PROCESSES
 
     processes = list(PROCESSES)
+    known = {p.name for p in processes}
+
+    def names(text: str) -> set[str]:
+        wanted = {n.strip() for n in text.split(",") if n.strip()}
+        if wanted - known:
+            raise BusError(f"unknown process(es): {', '.join(sorted(wanted - known))} (known: {', '.join(known)})")
+        return wanted
+
     if args.only:
-        wanted = {"broker", *(n.strip() for n in args.only.split(",") if n.strip())}
-        unknown = wanted - {p.name for p in processes}
-        if unknown:
-            raise BusError(f"unknown process(es): {', '.join(sorted(unknown))}")
+        wanted = {"broker"} | names(args.only)
         processes = [p for p in processes if p.name in wanted]
-    return up(processes, Runtime.resolve(args.runtime_dir))
+    if args.block:
+        blocked = names(args.block)
+        if "broker" in blocked:
+            raise BusError("the broker cannot be blocked: every other process talks through it")
+        processes = [p for p in processes if p.name not in blocked]
+    if args.profile:
+        processes = [p for p in processes if args.profile in p.models]
+    return up(processes, Runtime.resolve(args.runtime_dir), model=args.profile,
+              backends=_backends(args.backend, processes), watchdog_s=args.watchdog)
+
+
+def _backends(choices: list[str], processes) -> dict[str, str]:
+    """--backend real / --backend camerad=real ... as {process: backend}, checked against the table."""
+    chosen: dict[str, str] = {}
+    for choice in choices:
+        name, _, backend = choice.rpartition("=")
+        targets = [p for p in processes if p.backends and (not name or p.name == name)]
+        if name and not targets:
+            raise BusError(f"--backend {choice}: {name} is not a process with backends "
+                           f"({', '.join(p.name for p in processes if p.backends)})")
+        for process in targets:
+            if backend not in process.backends:
+                raise BusError(f"--backend {choice}: {process.name} has backends {', '.join(process.backends)}")
+            chosen[process.name] = backend
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:

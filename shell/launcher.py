@@ -2,8 +2,10 @@
 
 Each child gets its own notify socket (``$NOTIFY_SOCKET``) and counts as
 started only when it sends READY=1, which a node sends only once its bus
-subscriptions are confirmed. A child that exits is restarted with
-exponential backoff. Stopping (Ctrl-C, SIGTERM) goes in reverse order:
+subscriptions are confirmed. It is watched as systemd's WatchdogSec= would:
+``$WATCHDOG_USEC`` tells it the timeout, its loop pings WATCHDOG=1, and a
+child silent past the timeout gets SIGABRT. A child that exits is restarted
+with exponential backoff. Stopping (Ctrl-C, SIGTERM) goes in reverse order:
 SIGTERM, then SIGKILL after a deadline. Children die with the launcher
 (PR_SET_PDEATHSIG), so even a killed launcher leaves no orphans.
 """
@@ -52,13 +54,19 @@ class Child:
     restarts: int = 0
     backoff: float = BACKOFF_FIRST_S
     restart_at: float | None = None
+    pinged: float = 0.0  # the last WATCHDOG=1 (or READY=1)
+    aborted_at: float | None = None  # sent SIGABRT for a missed watchdog; SIGKILL follows if it lingers
     log_lines: list[str] = field(default_factory=list)
 
 
 class Launcher:
-    def __init__(self, processes: list[Process], runtime: Runtime, out=sys.stdout):
+    def __init__(self, processes: list[Process], runtime: Runtime, out=sys.stdout, model: str | None = None,
+                 backends: dict[str, str] | None = None, watchdog_s: float | None = None):
         self.runtime = runtime
+        self.watchdog_override = watchdog_s
         self.out = out
+        self.model = model
+        self.backends = backends or {}  # process -> backend; "sim" where not said
         self.wakeup = Wakeup()
         self.stopping = False
         notify_dir = runtime.path("notify")
@@ -78,13 +86,18 @@ class Launcher:
 
     # --- starting ----------------------------------------------------------------
     def spawn(self, child: Child) -> None:
+        spec = child.spec
         env = dict(os.environ, NOTIFY_SOCKET=child.notify_path, LENS_RUNTIME_DIR=str(self.runtime.dir),
-                   PYTHONUNBUFFERED="1")
-        cmd = [sys.executable, "-m", child.spec.module, *child.spec.args]
+                   PYTHONUNBUFFERED="1", WATCHDOG_USEC=str(int(self.watchdog_s(child) * 1e6)))
+        env.pop("WATCHDOG_PID", None)  # ours (if systemd watches the launcher) is not the child's
+        if self.model:
+            env["LENS_MODEL"] = self.model
+        cmd = [sys.executable, "-m", spec.module, *spec.args]
+        if spec.backends:
+            cmd += ["--backend", self.backends.get(spec.name, "sim")]
         child.popen = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
         child.started_at = time.monotonic()
-        child.ready_at = None
-        child.restart_at = None
+        child.ready_at = child.restart_at = child.aborted_at = None
 
     def boot(self) -> bool:
         """Start every process in table order, each once its dependencies are ready."""
@@ -118,9 +131,31 @@ class Launcher:
         while not self.stopping:
             now = time.monotonic()
             waits = [c.restart_at for c in self.children.values() if c.restart_at is not None]
+            waits += [c.pinged + self.watchdog_s(c) for c in self.children.values() if c.ready_at is not None
+                      and c.restart_at is None]
+            waits += [c.aborted_at + STOP_DEADLINE_S for c in self.children.values() if c.aborted_at is not None]
             self._poll(max(0.0, min(waits) - now) if waits else None)
+            self._watchdog()
             self._reap()
             self._restart_due()
+
+    def watchdog_s(self, child: Child) -> float:
+        return self.watchdog_override or child.spec.watchdog_s
+
+    def _watchdog(self) -> None:
+        now = time.monotonic()
+        for child in self.children.values():
+            alive = child.popen is not None and child.popen.poll() is None
+            if child.aborted_at is not None:
+                if alive and now - child.aborted_at > STOP_DEADLINE_S:  # a stopped process cannot take SIGABRT
+                    self.say(f"  {child.spec.name} did not abort in {STOP_DEADLINE_S:g} s; killing it")
+                    child.popen.kill()
+                continue
+            overdue = child.ready_at is not None and now - child.pinged > self.watchdog_s(child)
+            if overdue and child.restart_at is None and alive:
+                self.say(f"  {child.spec.name} sent no WATCHDOG=1 for {self.watchdog_s(child):g} s; aborting it")
+                child.popen.send_signal(signal.SIGABRT)
+                child.ready_at, child.aborted_at = None, now  # reaped and restarted like a crash
 
     def _poll(self, timeout: float | None) -> None:
         fds = [c.notify for c in self.children.values()] + [self.wakeup]
@@ -137,7 +172,9 @@ class Launcher:
                     break
                 for line in data.decode(errors="replace").splitlines():
                     if line == "READY=1" and child.ready_at is None:
-                        child.ready_at = time.monotonic()
+                        child.ready_at = child.pinged = time.monotonic()
+                    elif line == "WATCHDOG=1":
+                        child.pinged = time.monotonic()
 
     def _reap(self) -> None:
         for child in self.children.values():
@@ -181,8 +218,9 @@ class Launcher:
         self.wakeup.close()
 
 
-def up(processes: list[Process], runtime: Runtime) -> int:
-    launcher = Launcher(processes, runtime)
+def up(processes: list[Process], runtime: Runtime, model: str | None = None,
+       backends: dict[str, str] | None = None, watchdog_s: float | None = None) -> int:
+    launcher = Launcher(processes, runtime, model=model, backends=backends, watchdog_s=watchdog_s)
 
     def on_signal(signum: int) -> None:
         # SIGCHLD only wakes the loop, which reaps and restarts; the others stop the system.

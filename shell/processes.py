@@ -1,12 +1,17 @@
 """The one table of every process lensos runs.
 
 `lens up` starts these in order, each after the ones it names in ``after``
-have reported READY=1; the systemd units will be generated from the same rows.
+have reported READY=1, and `lens units install` writes a systemd unit from
+each row: what runs, after what, whether boot needs it, on which models,
+how often it must prove its loop alive (watchdog), and the devices, groups
+and writable paths the sandbox lets it reach. Nothing else says any of that.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+MODELS = ("s1", "g1")
 
 
 @dataclass(frozen=True)
@@ -15,26 +20,37 @@ class Process:
     module: str  # run as `python -m MODULE`
     args: tuple[str, ...] = ()
     after: tuple[str, ...] = ()  # must be READY before this one starts
-    required: bool = True  # boot is not complete without it
+    required: bool = True  # boot is not complete without it (policies/system.toml [boot] required agrees)
+    models: tuple[str, ...] = MODELS  # glasses models that run it
+    backends: tuple[str, ...] = ()  # hardware backends it offers; the board runs "real", development "sim"
+    watchdog_s: float = 10.0  # a loop silent this long is killed and restarted
+    devices: tuple[str, ...] = ()  # systemd DeviceAllow= entries: only these device nodes
+    groups: tuple[str, ...] = ()  # supplementary groups the devices need (besides lensos, for the bus)
+    writes: tuple[str, ...] = ()  # paths outside its state and the bus it may write (sysfs attributes)
+    state: bool = False  # keeps files across boots (StateDirectory=lensos/NAME)
     doc: str = ""
 
 
 PROCESSES: tuple[Process, ...] = (
-    Process("broker", "bus.broker", doc="the bus: XSUB/XPUB per lane and the latched cache"),
-    Process("shell", "shell", after=("broker",), doc="the state machine: focus, the capture LED, battery swap"),
-    Process("ledd", "daemons.led", after=("broker",), doc="the capture LED, lit only on the shell's word"),
-    Process("powerd", "daemons.power", after=("broker",), doc="two swappable batteries and the bridge"),
-    Process("inputd", "daemons.input", after=("broker",), doc="the temple touchpad and button, as gestures"),
-    Process("displayd", "daemons.display", after=("broker",),
+    Process("broker", "bus.broker", watchdog_s=10.0, doc="the bus: XSUB/XPUB per lane and the latched cache"),
+    Process("shell", "shell", after=("broker",), state=True,
+            doc="the state machine: focus, the capture LED, battery swap, the privacy audit log"),
+    Process("ledd", "daemons.led", after=("broker",), backends=("real", "sim"), writes=("/sys/class/leds",),
+            doc="the capture LED, lit only on the shell's word"),
+    Process("powerd", "daemons.power", after=("broker",), backends=("real", "sim"),
+            doc="two swappable batteries and the bridge"),
+    Process("inputd", "daemons.input", after=("broker",), backends=("real", "sim"), devices=("char-input r",),
+            groups=("input",), doc="the temple touchpad and button, as gestures"),
+    Process("displayd", "daemons.display", after=("broker",), backends=("real", "none", "sim"),
+            devices=("/dev/fb0 rw",), groups=("video",), writes=("/sys/class/backlight",),
             doc="the compositor: HUD, the focused app's card, toasts, alerts (G1: cards spoken)"),
-    Process("audiod", "daemons.audio", after=("broker",),
-            doc="the speaker, mixed under the focus rules, and the mic, only with the LED lit"),
+    Process("audiod", "daemons.audio", after=("broker",), backends=("real", "sim"), devices=("char-alsa rw",),
+            groups=("audio",), doc="the speaker, mixed under the focus rules, and the mic, only with the LED lit"),
     Process("assistantd", "daemons.assistant", after=("broker",), required=False,
             doc="ask and hear or see the answer: offline intents, an optional OpenAI-compatible LLM"),
-    Process("camerad", "daemons.camera", after=("broker",), required=False,
+    Process("camerad", "daemons.camera", after=("broker",), required=False, backends=("real", "sim"),
+            devices=("/dev/video0 rw",), groups=("video",), state=True,
             doc="frames into a shared-memory ring, photos, video segments; only with the LED lit"),
-    Process("demo", "bus.demo", after=("broker",), required=False,
-            doc="a demo publisher to sniff until the daemons exist"),
 )
 
 

@@ -117,8 +117,9 @@ def test_watchdog_period_is_half_the_supervisors_timeout(monkeypatch):
 def test_lens_up_boots_to_all_ready_serves_the_bus_and_stops_cleanly(procs, runtime):
     up = procs.lens("up", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     wait_line(up.stdout, "processes ready in")
-    result = procs.run_lens("bus", "sniff", "demo.tick", "--json", "--count", "1", "--timeout", str(DEADLINE_S))
-    assert read_json_lines(result.stdout)[0]["source"] == "demo"
+    result = procs.run_lens("bus", "sniff", "shell.state", "--json", "--count", "1", "--timeout", str(DEADLINE_S))
+    state = read_json_lines(result.stdout)[0]
+    assert state["source"] == "shell" and state["payload"]["running"], state
     children = children_of(up.pid)
     assert sorted(children_of(up.pid, "-m")) == sorted(children) and len(children) == len(PROCESSES)
     up.send_signal(signal.SIGINT)
@@ -131,18 +132,45 @@ def test_lens_up_boots_to_all_ready_serves_the_bus_and_stops_cleanly(procs, runt
 
 
 def test_lens_up_restarts_a_crashed_process(procs, runtime):
-    up = procs.lens("up", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    up = procs.lens("up", "--only", "ledd", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     wait_line(up.stdout, "processes ready in")
-    [demo_pid] = children_of(up.pid, "bus.demo")
-    os.kill(demo_pid, signal.SIGKILL)
-    wait_line(up.stdout, "demo exited with status -9; restarting")
-    result = procs.run_lens("bus", "sniff", "demo.tick", "--live", "--json", "--count", "1",
+    [ledd_pid] = children_of(up.pid, "daemons.led")
+    os.kill(ledd_pid, signal.SIGKILL)
+    wait_line(up.stdout, "ledd exited with status -9; restarting")
+    result = procs.run_lens("bus", "sniff", "led.state", "--live", "--json", "--count", "1",
                             "--timeout", str(DEADLINE_S))
     assert result.returncode == 0, result.stderr
     up.send_signal(signal.SIGINT)
     drain_lines(up.stdout)
     up.wait(DEADLINE_S)
     assert up.returncode == 0
+
+
+def test_lens_up_aborts_and_restarts_a_process_whose_loop_hangs(procs, runtime):
+    up = procs.lens("up", "--only", "ledd", "--watchdog", "1", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_line(up.stdout, "processes ready in")
+    [ledd_pid] = children_of(up.pid, "daemons.led")
+    os.kill(ledd_pid, signal.SIGSTOP)  # its loop stops: no more WATCHDOG=1
+    wait_line(up.stdout, "ledd sent no WATCHDOG=1 for 1 s; aborting it")
+    wait_line(up.stdout, "ledd did not abort in")  # a stopped process cannot take SIGABRT: SIGKILL follows
+    wait_line(up.stdout, "ledd exited with status -9; restarting")
+    result = procs.run_lens("bus", "sniff", "led.state", "--live", "--json", "--count", "1",
+                            "--timeout", str(DEADLINE_S))
+    assert result.returncode == 0, result.stderr
+    [new_pid] = children_of(up.pid, "daemons.led")
+    assert new_pid != ledd_pid
+    up.send_signal(signal.SIGINT)
+    drain_lines(up.stdout)
+    assert up.wait(DEADLINE_S) == 0
+
+
+def test_lens_up_checks_its_choices_against_the_table(procs):
+    result = procs.run_lens("up", "--backend", "shell=real")
+    assert result.returncode == 2 and "shell is not a process with backends" in result.stderr
+    result = procs.run_lens("up", "--backend", "displayd=fast")
+    assert result.returncode == 2 and "displayd has backends real, none, sim" in result.stderr
+    result = procs.run_lens("up", "--block", "broker")
+    assert result.returncode == 2 and "the broker cannot be blocked" in result.stderr
 
 
 def test_lens_up_only_starts_the_named_processes_and_the_broker(procs, runtime):
