@@ -141,6 +141,8 @@ class Broker:
         poller.register(self.latch, zmq.POLLIN)
         poller.register(self._wakeup.fileno(), zmq.POLLIN)
         next_stats = time.monotonic()
+        ping_s = sdnotify.watchdog_period()
+        next_ping = time.monotonic() if ping_s else float("inf")
         while not self._stop:
             now = time.monotonic()
             if now >= next_stats:
@@ -148,7 +150,12 @@ class Broker:
                 next_stats = now + STATS_PERIOD_S
             if self._persist_due is not None and now >= self._persist_due:
                 self._save_cache()
-            wake = min(next_stats, self._persist_due or next_stats)
+            if now >= next_ping:
+                # Alive means forwarding: a proxy thread that died stops the pings, and the supervisor restarts us.
+                if all(thread.is_alive() for thread in self._threads):
+                    sdnotify.notify("WATCHDOG=1")
+                next_ping = now + ping_s
+            wake = min(next_stats, self._persist_due or next_stats, next_ping)
             events = dict(poller.poll(max(0, int((wake - now) * 1000) + 1)))
             if self.cache_sub in events:
                 self._drain_cache()

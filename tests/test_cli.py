@@ -187,3 +187,18 @@ def test_lens_up_only_refuses_a_process_it_does_not_know(procs):
     result = procs.run_lens("up", "--only", "camerad,nosuch,ghostd")
     assert result.returncode == 2
     assert "unknown process(es): ghostd, nosuch" in result.stderr
+
+
+@pytest.mark.parametrize("module", ["bus.broker", "daemons.led"])
+def test_processes_ping_the_watchdog_from_their_loop_after_ready(procs, runtime, module, tmp_path):
+    if module != "bus.broker":
+        procs.start_broker()
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(DEADLINE_S)
+        procs.start("-m", module, env=procs.env(NOTIFY_SOCKET=path, WATCHDOG_USEC="200000"))
+        said = []
+        while said.count(b"WATCHDOG=1") < 3:
+            said += sock.recv(4096).split(b"\n")
+        assert said.index(b"READY=1") < said.index(b"WATCHDOG=1")
