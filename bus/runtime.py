@@ -55,8 +55,12 @@ class Runtime:
             raise RuntimeDirError(f"runtime directory {self.dir}: {exc.strerror}") from None
         if not stat.S_ISDIR(info.st_mode):
             raise RuntimeDirError(f"runtime directory {self.dir} is not a directory")
-        if info.st_uid != os.getuid() and os.getuid() != 0:
-            raise RuntimeDirError(f"runtime directory {self.dir} belongs to uid {info.st_uid}, not to us")
+        shared = info.st_gid in (os.getgid(), *os.getgroups()) and info.st_mode & stat.S_IRWXG == stat.S_IRWXG
+        if info.st_uid != os.getuid() and os.getuid() != 0 and not shared:
+            # On the board each daemon is its own user; the bus directory is the broker's, shared through the
+            # lensos group (RuntimeDirectoryMode=0770). Anyone else's directory is not ours to trust.
+            raise RuntimeDirError(f"runtime directory {self.dir} belongs to uid {info.st_uid} and is not shared "
+                                  f"with a group of ours")
         if info.st_mode & stat.S_IWOTH:
             raise RuntimeDirError(f"runtime directory {self.dir} is world-writable; refusing to put the bus there")
         longest = max(len(str(self.path(name))) for name in self.socket_names())

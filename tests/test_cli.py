@@ -202,3 +202,22 @@ def test_processes_ping_the_watchdog_from_their_loop_after_ready(procs, runtime,
         while said.count(b"WATCHDOG=1") < 3:
             said += sock.recv(4096).split(b"\n")
         assert said.index(b"READY=1") < said.index(b"WATCHDOG=1")
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving the directory to another group needs root")
+def test_a_bus_directory_shared_through_a_group_is_accepted_and_anyone_elses_is_refused(tmp_path, monkeypatch):
+    shared = tmp_path / "bus"
+    shared.mkdir(mode=0o770)
+    os.chown(shared, 0, 4242)  # the broker's directory, group-shared (RuntimeDirectoryMode=0770, Group=lensos)
+    shared.chmod(0o770)
+    monkeypatch.setattr(os, "getuid", lambda: 65534)  # a daemon's own (dynamic) user
+    monkeypatch.setattr(os, "getgid", lambda: 65534)
+    monkeypatch.setattr(os, "getgroups", lambda: [4242])  # SupplementaryGroups=lensos
+    Runtime.resolve(shared)
+    monkeypatch.setattr(os, "getgroups", lambda: [])
+    with pytest.raises(RuntimeDirError, match="is not shared with a group of ours"):
+        Runtime.resolve(shared)
+    shared.chmod(0o750)  # the group may read but not connect: not shared
+    monkeypatch.setattr(os, "getgroups", lambda: [4242])
+    with pytest.raises(RuntimeDirError, match="is not shared with a group of ours"):
+        Runtime.resolve(shared)
