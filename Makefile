@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lensos-installed
 
 # Debian packages the tests and the real backends need (PortAudio for sounddevice, DejaVu for the HUD's text,
-# espeak-ng for the offline voice).
-SYSTEM_PACKAGES := libportaudio2 fonts-dejavu-core espeak-ng
+# espeak-ng for the offline voice, systemd for `systemd-analyze verify` of the units).
+SYSTEM_PACKAGES := libportaudio2 fonts-dejavu-core espeak-ng systemd
 
 .PHONY: install run test sysdeps clean
 
@@ -19,6 +19,7 @@ sysdeps:
 	  || missing="$$missing libportaudio2"; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	$(PYTHON) -c "import ensurepip" 2>/dev/null || [ -x $(BIN)/python ] || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

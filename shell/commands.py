@@ -1,10 +1,11 @@
-"""`lens policy ...` and `lens shell ...`: the shell's commands."""
+"""`lens policy ...`, `lens shell ...`, `lens units ...`, `lens status`: the shell's commands."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from policies import schema as policy
 
@@ -34,6 +35,22 @@ def add_parsers(commands) -> None:
     from shell.__main__ import STATE_DIR
     service.add_options(run, state_dir=STATE_DIR)
     run.set_defaults(func=cmd_shell_run)
+
+    units = commands.add_parser("units", help="the systemd units of the board, from the process table",
+                                description="Write or show the systemd units (one service per process, "
+                                            "lensos.target, the lensos group) generated from shell/processes.py.")
+    units_cmds = units.add_subparsers(dest="units_command", metavar="COMMAND", required=True)
+    install = units_cmds.add_parser("install", help="write every unit into a directory (an image build's)",
+                                    description="Write lensos-*.service, lensos.target and lensos.sysusers.conf.")
+    install.add_argument("--prefix", required=True, metavar="DIR", help="where to write them")
+    install.add_argument("--python", default=sys.executable, metavar="PATH",
+                         help="the interpreter the units run (default: this one)")
+    install.add_argument("--json", action="store_true", help="the written paths as a JSON list")
+    install.set_defaults(func=cmd_units_install)
+    show = units_cmds.add_parser("show", help="print one process's unit", description="Print the unit of NAME.")
+    show.add_argument("name")
+    show.add_argument("--python", default=sys.executable, metavar="PATH")
+    show.set_defaults(func=cmd_units_show)
 
     status = commands.add_parser("status", help="the system in one screen: state, focus, LED, batteries",
                                  description="What the shell last published (latched on the bus): system state, "
@@ -103,4 +120,24 @@ def cmd_privacy_log(args: argparse.Namespace) -> int:
             print(json.dumps(session, sort_keys=True))
     else:
         print(status.render_log(sessions))
+    return 0
+
+
+def cmd_units_install(args) -> int:
+    from shell.units import install
+
+    written = [str(path) for path in install(Path(args.prefix), args.python)]
+    print(json.dumps(written) if args.json else "\n".join(written))
+    return 0
+
+
+def cmd_units_show(args) -> int:
+    from shell.processes import by_name
+    from shell.units import unit
+
+    process = by_name().get(args.name)
+    if process is None:
+        print(f"lens units: no process {args.name!r} (known: {', '.join(by_name())})", file=sys.stderr)
+        return 2
+    print(unit(process, args.python), end="")
     return 0

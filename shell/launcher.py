@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from bus.runtime import Runtime
 from bus.wakeup import Wakeup
-from shell.processes import Process
+from shell.processes import Process, command
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,9 @@ class Launcher:
         print(text, file=self.out, flush=True)
 
     # --- starting ----------------------------------------------------------------
+    def command(self, spec: Process) -> list[str]:
+        return command(spec, sys.executable, self.backends.get(spec.name, "sim"))
+
     def spawn(self, child: Child) -> None:
         spec = child.spec
         env = dict(os.environ, NOTIFY_SOCKET=child.notify_path, LENS_RUNTIME_DIR=str(self.runtime.dir),
@@ -92,9 +95,7 @@ class Launcher:
         env.pop("WATCHDOG_PID", None)  # ours (if systemd watches the launcher) is not the child's
         if self.model:
             env["LENS_MODEL"] = self.model
-        cmd = [sys.executable, "-m", spec.module, *spec.args]
-        if spec.backends:
-            cmd += ["--backend", self.backends.get(spec.name, "sim")]
+        cmd = self.command(spec)
         child.popen = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
         child.started_at = time.monotonic()
         child.ready_at = child.restart_at = child.aborted_at = None

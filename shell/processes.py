@@ -54,5 +54,13 @@ PROCESSES: tuple[Process, ...] = (
 )
 
 
+def command(process: Process, python: str, backend: str | None) -> list[str]:
+    """How a process is started, by systemd (backend real) and by `lens up` (sim unless told) alike."""
+    cmd = [python, "-m", process.module, *process.args]
+    if process.backends and backend:
+        cmd += ["--backend", backend]
+    return cmd
+
+
 def by_name() -> dict[str, Process]:
     return {p.name: p for p in PROCESSES}

@@ -1,0 +1,152 @@
+"""systemd units for the board, written from the process table (`lens units install --prefix DIR`).
+
+One service per process and ``lensos.target``. The broker owns the bus
+directory (``RuntimeDirectory=lensos``, group ``lensos``, 0770); everything
+else starts after it and requires it, sends READY=1 only when its bus
+subscriptions are confirmed (``Type=notify``) and WATCHDOG=1 from its own
+loop (``WatchdogSec=``), and is restarted on failure within start limits.
+Each runs as its own dynamic user in a sandbox that opens only the devices,
+groups and sysfs paths its table row names. ``sysusers.d`` creates the
+``lensos`` group that reaches the bus.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shell.processes import PROCESSES, Process, command
+
+RUNTIME_DIR = "/run/lensos"
+GROUP = "lensos"
+NETWORK = {"assistantd"}  # may reach an LLM endpoint off the glasses; nobody else has a network at all
+NETLINK = {"powerd"}  # kernel uevents: a battery pulled is seen at once
+NEEDS_JIT = {"audiod"}  # PortAudio's callbacks go through cffi closures (writable, executable memory)
+
+# Hardening every unit gets: nothing here depends on what the process does.
+_HARDENING = [
+    ("DynamicUser", "yes"),
+    ("NoNewPrivileges", "yes"),
+    ("ProtectSystem", "strict"),
+    ("ProtectHome", "yes"),
+    ("PrivateTmp", "yes"),
+    ("ProtectKernelModules", "yes"),
+    ("ProtectKernelLogs", "yes"),
+    ("ProtectControlGroups", "yes"),
+    ("ProtectClock", "yes"),
+    ("ProtectHostname", "yes"),
+    ("ProtectProc", "invisible"),
+    ("ProcSubset", "pid"),
+    ("RestrictNamespaces", "yes"),
+    ("RestrictRealtime", "yes"),
+    ("RestrictSUIDSGID", "yes"),
+    ("LockPersonality", "yes"),
+    ("RemoveIPC", "yes"),
+    ("CapabilityBoundingSet", ""),
+    ("SystemCallArchitectures", "native"),
+    ("SystemCallFilter", "@system-service"),
+    ("SystemCallFilter", "~@privileged"),
+    ("UMask", "0007"),
+]
+
+
+def service_name(name: str) -> str:
+    return f"lensos-{name}.service"
+
+
+def unit(process: Process, python: str) -> str:
+    after = [service_name(name) for name in process.after]
+    unit_section = [("Description", f"lensos {process.name}: {process.doc}"), ("PartOf", "lensos.target"),
+                    ("StartLimitIntervalSec", "60"), ("StartLimitBurst", "5")]
+    unit_section += [("After", name) for name in after] + [("Requires", name) for name in after]
+    service = [
+        ("Type", "notify"),
+        ("NotifyAccess", "main"),
+        ("ExecStart", " ".join(command(process, python, "real"))),
+        ("Environment", f"LENS_RUNTIME_DIR={RUNTIME_DIR}"),
+        ("Environment", "PYTHONUNBUFFERED=1"),
+        ("Environment", "PYTHONDONTWRITEBYTECODE=1"),
+        ("WatchdogSec", f"{process.watchdog_s:g}"),
+        ("Restart", "on-failure"),
+        ("RestartSec", "1"),
+        ("TimeoutStopSec", "5"),
+        ("User", f"lensos-{process.name}"),
+    ]
+    if process.name == "broker":
+        service += [("Group", GROUP), ("RuntimeDirectory", "lensos"), ("RuntimeDirectoryMode", "0770"),
+                    ("RuntimeDirectoryPreserve", "yes")]  # the latched cache outlives a broker restart
+    else:
+        service += [("SupplementaryGroups", " ".join((GROUP, *process.groups))),
+                    ("ReadWritePaths", RUNTIME_DIR)]
+    service += [("ReadWritePaths", path) for path in process.writes]
+    if process.state:
+        service += [("StateDirectory", f"lensos/{process.name}"),
+                    ("Environment", f"LENS_STATE_DIR=/var/lib/lensos/{process.name}")]
+    service += _HARDENING
+    if not process.writes:
+        service.append(("ProtectKernelTunables", "yes"))  # /sys read-only, unless it drives an LED or backlight
+    if process.name not in NEEDS_JIT:
+        service.append(("MemoryDenyWriteExecute", "yes"))
+    families = ["AF_UNIX"] + (["AF_NETLINK"] if process.name in NETLINK else []) + \
+        (["AF_INET", "AF_INET6"] if process.name in NETWORK else [])
+    service.append(("RestrictAddressFamilies", " ".join(families)))
+    if process.name not in NETWORK:
+        service.append(("PrivateNetwork", "yes"))
+    service.append(("DevicePolicy", "closed"))
+    service += [("DeviceAllow", device) for device in process.devices]
+    if not process.devices:
+        service.append(("PrivateDevices", "yes"))
+    install = [("WantedBy", "lensos.target")]
+    return _render([("Unit", unit_section), ("Service", service), ("Install", install)])
+
+
+def target(processes: tuple[Process, ...] = PROCESSES) -> str:
+    names = [service_name(p.name) for p in processes]
+    return _render([
+        ("Unit", [("Description", "lensos: the smart-glasses shell and its daemons"),
+                  ("Wants", " ".join(names)), ("After", service_name("broker"))]),
+        ("Install", [("WantedBy", "multi-user.target")]),
+    ])
+
+
+SYSUSERS = f"# The group whose members reach the lensos bus in {RUNTIME_DIR}.\ng {GROUP} -\n"
+
+
+def render_all(python: str, processes: tuple[Process, ...] = PROCESSES) -> dict[str, str]:
+    """File name -> text, for every unit, the target and the sysusers.d entry."""
+    files = {service_name(p.name): unit(p, python) for p in processes}
+    files["lensos.target"] = target(processes)
+    files["lensos.sysusers.conf"] = SYSUSERS
+    return files
+
+
+def install(prefix: Path, python: str) -> list[Path]:
+    prefix.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in render_all(python).items():
+        path = prefix / name
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+def parse(text: str) -> dict[str, list[tuple[str, str]]]:
+    """A unit file's sections as (key, value) lists, in order: what the tests compare with the table."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], [])
+        elif "=" in line and current is not None:
+            key, _, value = line.partition("=")
+            current.append((key, value))
+    return sections
+
+
+def _render(sections: list[tuple[str, list[tuple[str, str]]]]) -> str:
+    out = ["# Written by `lens units install` from shell/processes.py; edit the table, not this file."]
+    for name, pairs in sections:
+        out += ["", f"[{name}]"] + [f"{key}={value}" for key, value in pairs]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,88 @@
+"""The systemd units: written from the process table, agreeing with it and with `lens up`, and clean
+under `systemd-analyze verify`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from bus.runtime import Runtime
+from policies.schema import load
+from shell.launcher import Launcher
+from shell.processes import PROCESSES, by_name
+from shell.units import parse, render_all, service_name
+from tests.conftest import REPO
+
+PYTHON = sys.executable
+
+
+def values(sections: dict, section: str, key: str) -> list[str]:
+    return [v for k, v in sections.get(section, []) if k == key]
+
+
+@pytest.mark.parametrize("process", PROCESSES, ids=lambda p: p.name)
+def test_each_unit_says_what_the_table_says(process, tmp_path):
+    unit = parse(render_all(PYTHON)[service_name(process.name)])
+    assert values(unit, "Service", "Type") == ["notify"]
+    assert values(unit, "Service", "WatchdogSec") == [f"{process.watchdog_s:g}"]
+    assert values(unit, "Service", "Restart") == ["on-failure"]
+    assert values(unit, "Unit", "After") == values(unit, "Unit", "Requires") == \
+        [service_name(name) for name in process.after]
+    exec_start = values(unit, "Service", "ExecStart")[0].split()
+    launcher = Launcher([process], Runtime.resolve(tmp_path / "bus"), backends={process.name: "real"})
+    try:
+        assert exec_start == launcher.command(process), "lens up and systemd start it differently"
+    finally:
+        launcher.shutdown()
+    assert values(unit, "Service", "DeviceAllow") == list(process.devices)
+    groups = values(unit, "Service", "SupplementaryGroups")
+    assert process.name == "broker" or groups[0].split() == ["lensos", *process.groups]
+    for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "DynamicUser"):
+        assert values(unit, "Service", key) == ["yes"], key
+    assert values(unit, "Service", "ProtectSystem") == ["strict"]
+    assert values(unit, "Service", "DevicePolicy") == ["closed"]
+    if process.name != "broker":
+        assert "/run/lensos" in values(unit, "Service", "ReadWritePaths")
+
+
+def test_the_target_wants_every_unit_and_nothing_else_is_written():
+    files = render_all(PYTHON)
+    assert set(files) == {service_name(p.name) for p in PROCESSES} | {"lensos.target", "lensos.sysusers.conf"}
+    wants = values(parse(files["lensos.target"]), "Unit", "Wants")[0].split()
+    assert wants == [service_name(p.name) for p in PROCESSES]
+    broker = parse(files[service_name("broker")])
+    assert values(broker, "Service", "RuntimeDirectory") == ["lensos"]
+    assert values(broker, "Service", "RuntimeDirectoryMode") == ["0770"]
+
+
+def test_required_processes_are_the_ones_the_boot_policy_waits_for():
+    required = set(load().system["boot"]["required"])
+    assert required == {p.name for p in PROCESSES if p.required} - {"broker", "shell"}
+    assert all(p.after == () or "broker" in p.after for p in PROCESSES)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is missing (make install adds it)")
+def test_every_unit_verifies_without_a_single_warning(tmp_path):
+    written = subprocess.run([PYTHON, "-m", "shell.cli", "units", "install", "--prefix", str(tmp_path), "--json"],
+                             cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    paths = [p for p in json.loads(written.stdout) if p.endswith((".service", ".target"))]
+    env = dict(os.environ, SYSTEMD_UNIT_PATH=f"{tmp_path}:", SYSTEMD_LOG_COLOR="0")
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", *paths], capture_output=True, text=True,
+                            env=env, timeout=120)
+    said = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0 and not said, said
+
+
+def test_lens_units_show_prints_one_unit_and_names_an_unknown_one():
+    shown = subprocess.run([PYTHON, "-m", "shell.cli", "units", "show", "camerad"], cwd=REPO, capture_output=True,
+                           text=True, timeout=60)
+    assert shown.returncode == 0 and "DeviceAllow=/dev/video0 rw" in shown.stdout
+    missing = subprocess.run([PYTHON, "-m", "shell.cli", "units", "show", "ghostd"], cwd=REPO, capture_output=True,
+                             text=True, timeout=60)
+    assert missing.returncode == 2 and "no process 'ghostd'" in missing.stderr
+    assert by_name()["camerad"].devices == ("/dev/video0 rw",)
