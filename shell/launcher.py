@@ -101,30 +101,29 @@ class Launcher:
         child.ready_at = child.restart_at = child.aborted_at = None
 
     def boot(self) -> bool:
-        """Start every process in table order, each once its dependencies are ready."""
+        """Start each process as soon as the ones it names in ``after`` are ready, many at once."""
         t0 = time.monotonic()
-        for child in self.children.values():
+        waiting = list(self.children.values())  # not yet ready, in table order
+        while waiting:
             if self.stopping:
                 return False
-            self.spawn(child)
-            if not self._await_ready(child, time.monotonic() + READY_TIMEOUT_S):
-                return False
-            self.say(f"  {child.spec.name:12} ready in {1000 * (child.ready_at - child.started_at):6.0f} ms")
+            for child in waiting:
+                deps = [self.children[name] for name in child.spec.after if name in self.children]
+                if child.popen is None and all(dep.ready_at is not None for dep in deps):
+                    self.spawn(child)
+            for child in [c for c in waiting if c.popen is not None]:
+                if child.ready_at is not None:
+                    waiting.remove(child)
+                    self.say(f"  {child.spec.name:12} ready in {1000 * (child.ready_at - child.started_at):6.0f} ms")
+                elif child.popen.poll() is not None:
+                    self.say(f"  {child.spec.name:12} exited with status {child.popen.returncode} before READY")
+                    return False
+                elif time.monotonic() - child.started_at > READY_TIMEOUT_S:
+                    self.say(f"  {child.spec.name:12} not ready after {READY_TIMEOUT_S:g} s")
+                    return False
+            if waiting:
+                self._poll(0.2)
         self.say(f"all {len(self.children)} processes ready in {1000 * (time.monotonic() - t0):.0f} ms")
-        return True
-
-    def _await_ready(self, child: Child, deadline: float) -> bool:
-        while child.ready_at is None:
-            if self.stopping:
-                return False
-            if child.popen.poll() is not None:
-                self.say(f"  {child.spec.name:12} exited with status {child.popen.returncode} before READY")
-                return False
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.say(f"  {child.spec.name:12} not ready after {READY_TIMEOUT_S:g} s")
-                return False
-            self._poll(min(remaining, 0.2))
         return True
 
     # --- running ----------------------------------------------------------------

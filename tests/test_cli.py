@@ -13,7 +13,7 @@ from bus.errors import RuntimeDirError
 from bus.runtime import Runtime
 from shell.cli import build_parser, main
 from shell.processes import PROCESSES
-from tests.conftest import DEADLINE_S, children_of, drain_lines, read_json_lines, wait_line
+from tests.conftest import DEADLINE_S, children_of, drain_lines, read_json_lines, wait_for, wait_line
 
 
 def all_command_paths(parser, prefix=()):
@@ -117,9 +117,12 @@ def test_watchdog_period_is_half_the_supervisors_timeout(monkeypatch):
 def test_lens_up_boots_to_all_ready_serves_the_bus_and_stops_cleanly(procs, runtime):
     up = procs.lens("up", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     wait_line(up.stdout, "processes ready in")
-    result = procs.run_lens("bus", "sniff", "shell.state", "--json", "--count", "1", "--timeout", str(DEADLINE_S))
-    state = read_json_lines(result.stdout)[0]
-    assert state["source"] == "shell" and state["payload"]["running"], state
+
+    def latched_state():
+        result = procs.run_lens("bus", "sniff", "shell.state", "--json", "--count", "1", "--timeout", str(DEADLINE_S))
+        state = read_json_lines(result.stdout)[0]
+        return state if state["source"] == "shell" and state["payload"]["running"] else None
+    wait_for(latched_state, DEADLINE_S, "the shell running (its latched state, read by `lens bus sniff`)")
     children = children_of(up.pid)
     assert sorted(children_of(up.pid, "-m")) == sorted(children) and len(children) == len(PROCESSES)
     up.send_signal(signal.SIGINT)
