@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lensos-installed
 
 # Debian packages the tests and the real backends need (PortAudio for sounddevice, DejaVu for the HUD's text,
-# espeak-ng for the offline voice, systemd for `systemd-analyze verify` of the units).
-SYSTEM_PACKAGES := libportaudio2 fonts-dejavu-core espeak-ng systemd
+# espeak-ng for the offline voice, systemd for `systemd-analyze verify` of the units, chromium for the live
+# view's browser test).
+SYSTEM_PACKAGES := libportaudio2 fonts-dejavu-core espeak-ng systemd chromium
 
 .PHONY: install run test sysdeps clean
 
@@ -20,6 +21,7 @@ sysdeps:
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	$(PYTHON) -c "import ensurepip" 2>/dev/null || [ -x $(BIN)/python ] || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -38,7 +40,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: install
-	$(BIN)/lens up
+	$(BIN)/lens up --web
 
 test: install
 	$(BIN)/python -m pytest

@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--backend", action="append", default=[], metavar="[NAME=]real|sim",
                     help="hardware backend for one daemon (NAME=real) or, without a name, for all (default: sim); "
                          "repeat for several")
+    up.add_argument("--web", action="store_true",
+                    help="also serve the live view of the glasses on http://127.0.0.1:8470/ (make run does)")
     up.add_argument("--watchdog", type=float, metavar="S",
                     help="every process's watchdog timeout instead of the table's (to see a hung loop restarted)")
     up.set_defaults(func=cmd_up)
@@ -42,7 +44,7 @@ def cmd_up(args) -> int:
     from shell.launcher import up
     from shell.processes import PROCESSES
 
-    processes = list(PROCESSES)
+    processes = [p for p in PROCESSES if args.web or not p.dev_only]
     known = {p.name for p in processes}
 
     def names(text: str) -> set[str]:

@@ -28,6 +28,7 @@ class Process:
     groups: tuple[str, ...] = ()  # supplementary groups the devices need (besides lensos, for the bus)
     writes: tuple[str, ...] = ()  # paths outside its state and the bus it may write (sysfs attributes)
     state: bool = False  # keeps files across boots (StateDirectory=lensos/NAME)
+    dev_only: bool = False  # development only: `lens up` with its flag, never a unit on the board
     doc: str = ""
 
 
@@ -51,6 +52,8 @@ PROCESSES: tuple[Process, ...] = (
     Process("camerad", "daemons.camera", after=("broker",), required=False, backends=("real", "sim"),
             devices=("/dev/video0 rw",), groups=("video",), state=True,
             doc="frames into a shared-memory ring, photos, video segments; only with the LED lit"),
+    Process("webview", "shell.web", after=("broker",), required=False, dev_only=True,
+            doc="the live view on 127.0.0.1 for development (`lens up --web`)"),
 )
 
 

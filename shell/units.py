@@ -100,7 +100,7 @@ def unit(process: Process, python: str) -> str:
 
 
 def target(processes: tuple[Process, ...] = PROCESSES) -> str:
-    names = [service_name(p.name) for p in processes]
+    names = [service_name(p.name) for p in processes if not p.dev_only]
     return _render([
         ("Unit", [("Description", "lensos: the smart-glasses shell and its daemons"),
                   ("Wants", " ".join(names)), ("After", service_name("broker"))]),
@@ -113,6 +113,7 @@ SYSUSERS = f"# The group whose members reach the lensos bus in {RUNTIME_DIR}.\ng
 
 def render_all(python: str, processes: tuple[Process, ...] = PROCESSES) -> dict[str, str]:
     """File name -> text, for every unit, the target and the sysusers.d entry."""
+    processes = tuple(p for p in processes if not p.dev_only)
     files = {service_name(p.name): unit(p, python) for p in processes}
     files["lensos.target"] = target(processes)
     files["lensos.sysusers.conf"] = SYSUSERS

@@ -25,7 +25,10 @@ def values(sections: dict, section: str, key: str) -> list[str]:
     return [v for k, v in sections.get(section, []) if k == key]
 
 
-@pytest.mark.parametrize("process", PROCESSES, ids=lambda p: p.name)
+BOARD = [p for p in PROCESSES if not p.dev_only]
+
+
+@pytest.mark.parametrize("process", BOARD, ids=lambda p: p.name)
 def test_each_unit_says_what_the_table_says(process, tmp_path):
     unit = parse(render_all(PYTHON)[service_name(process.name)])
     assert values(unit, "Service", "Type") == ["notify"]
@@ -52,9 +55,9 @@ def test_each_unit_says_what_the_table_says(process, tmp_path):
 
 def test_the_target_wants_every_unit_and_nothing_else_is_written():
     files = render_all(PYTHON)
-    assert set(files) == {service_name(p.name) for p in PROCESSES} | {"lensos.target", "lensos.sysusers.conf"}
+    assert set(files) == {service_name(p.name) for p in BOARD} | {"lensos.target", "lensos.sysusers.conf"}
     wants = values(parse(files["lensos.target"]), "Unit", "Wants")[0].split()
-    assert wants == [service_name(p.name) for p in PROCESSES]
+    assert wants == [service_name(p.name) for p in BOARD], "the development-only webview is no unit"
     broker = parse(files[service_name("broker")])
     assert values(broker, "Service", "RuntimeDirectory") == ["lensos"]
     assert values(broker, "Service", "RuntimeDirectoryMode") == ["0770"]
