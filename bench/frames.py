@@ -41,7 +41,7 @@ import zmq
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bus.node import Node  # noqa: E402
-from daemons.camera.ring import FrameOverrun, Ring  # noqa: E402
+from bus.ring import FrameOverrun, Ring  # noqa: E402
 
 SLOTS = 4
 

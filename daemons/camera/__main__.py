@@ -27,7 +27,7 @@ from bus.node import Node
 from bus.runtime import state_dir
 from daemons.camera.backends import CameraError, SimCamera, V4l2Camera
 from daemons.camera.recorder import Recorder
-from daemons.camera.ring import Ring
+from bus.ring import Ring
 from policies.schema import PolicyError, load
 
 log = logging.getLogger("camerad")

@@ -10,7 +10,7 @@ import pytest
 from bus.errors import RequestFailed
 from daemons.camera.backends import CameraError, SimCamera, V4l2Camera, yuyv_to_rgb
 from daemons.camera.recorder import read_index
-from daemons.camera.ring import FrameOverrun, Ring
+from bus.ring import FrameOverrun, Ring
 from shell.privacy import AuditLog
 from tests.system import System, running
 

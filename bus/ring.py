@@ -1,4 +1,4 @@
-"""A shared-memory ring of camera frames: one writer (camerad), any number of readers, no copies.
+"""A shared-memory ring of camera frames: one writer (camerad, or a replay), any number of readers, no copies.
 
 The ring is a file on tmpfs (the runtime directory), mapped by every
 process; its mode decides who may see frames. Layout::
