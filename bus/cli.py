@@ -1,4 +1,4 @@
-"""`lens bus ...`: the broker and the developer's tools (sniff, top, pub, call, list)."""
+"""`lens bus ...`: the broker and the developer's tools (sniff, top, pub, call, list; record, replay: bag_cli)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,9 @@ def add_parser(subparsers) -> None:
                    help="seconds to watch the wire (0: the table and latched state only)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
+
+    from bus import bag_cli
+    bag_cli.add_parsers(commands)
 
 
 def tool_node(role: str, runtime: Runtime | str | None, **kwargs) -> Node:

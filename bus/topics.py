@@ -121,6 +121,8 @@ _TABLE = [
     Topic("bus.broker.stats", Kind.STATE, "broker",
           {"uptime_s": "float", "lanes": "dict", "latched": "int", "pid": "int"}, rate_hz=0.5,
           doc="messages and bytes through each lane of the broker; number of latched topics held"),
+    Topic("bus.snapshot.request", Kind.REQUEST, "recorder", {}, reply={"path": "str", "messages": "int"},
+          doc="a snapshot recorder (`lens bus record --snapshot S`) writes the last S seconds to a file"),
     Topic("node.heartbeat", Kind.EVENT, ANY_NODE,
           {"node": "str", "pid": "int", "incarnation": "int", "period_s": "float?"},
           rate_hz=0.5, max_size=512,

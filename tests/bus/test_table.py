@@ -15,7 +15,8 @@ def test_a_topic_declared_twice_is_refused():
 
 
 def test_every_owner_is_a_process_of_the_process_table():
-    processes = {p.name for p in PROCESSES} | {"demo"}  # demo: the development tool `python -m bus.demo`
+    tools = {"demo", "recorder"}  # `python -m bus.demo`, `lens bus record --snapshot`
+    processes = {p.name for p in PROCESSES} | tools
     for topic in TOPICS.values():
         assert topic.owner == ANY_NODE or topic.owner in processes, topic.name
 

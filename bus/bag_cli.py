@@ -1,0 +1,168 @@
+"""`lens bus record | snapshot | replay | info`: recordings of the bus (MCAP) from the command line."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from bus import bag
+from bus.errors import BusError
+
+STOP_GRACE_S = 0.3
+
+
+def add_parsers(commands) -> None:
+    p = commands.add_parser("record", help="record the bus into an MCAP file (opens in Foxglove)",
+                            description="Record messages under the given prefixes (all when none) into MCAP, "
+                                        "until Ctrl-C or --duration. Camera frames are stored as JPEG images.")
+    p.add_argument("prefixes", nargs="*", metavar="PREFIX")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.mcap")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--split-size", type=float, metavar="MB", help="start a new file after this many MB")
+    p.add_argument("--split-time", type=float, metavar="S", help="start a new file after this many seconds")
+    p.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd")
+    p.add_argument("--frame-every", type=int, default=1, metavar="N", help="store every N-th camera frame (1)")
+    p.add_argument("--snapshot", type=float, metavar="S",
+                   help="keep only the last S seconds in memory; `lens bus snapshot` writes them next to -o")
+    p.set_defaults(func=cmd_record)
+
+    p = commands.add_parser("snapshot", help="write the running snapshot recorder's last seconds to a file",
+                            description="Ask `lens bus record --snapshot S` to write what it keeps.")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_snapshot)
+
+    p = commands.add_parser("replay", help="publish a recording back onto the bus with its original timing",
+                            description="Replay an MCAP recording: each source as itself, frames back into a "
+                                        "shared-memory ring.")
+    p.add_argument("file")
+    p.add_argument("--rate", type=float, default=1.0, help="speed (2: twice as fast)")
+    p.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
+    p.add_argument("--start", type=float, default=0.0, metavar="S", help="skip the first S seconds")
+    p.add_argument("--topics", nargs="+", default=[], metavar="PREFIX", help="only these topic prefixes")
+    p.add_argument("--block", nargs="+", default=[], metavar="PREFIX", help="not these topic prefixes")
+    p.add_argument("--exclude-source", action="append", default=[], metavar="NAME",
+                   help="not what NAME published (e.g. shell, to replay into a fresh shell)")
+    p.add_argument("--paused", action="store_true", help="one message per Enter")
+    p.set_defaults(func=cmd_replay)
+
+    p = commands.add_parser("info", help="what a recording holds: duration, topics, counts, rates, gaps",
+                            description="Summarize an MCAP recording, like `ros2 bag info`.")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_record(args) -> int:
+    from bus.cli import tool_node
+    from bus.record import Output, Recorder
+
+    output = None if args.snapshot else Output(Path(args.output), args.compression,
+                                                int((args.split_size or 0) * 1e6), args.split_time or 0.0)
+    node = tool_node("record", args.runtime) if not args.snapshot else _recorder_node(args)
+    recorder = Recorder(node, output, args.prefixes, args.frame_every, args.snapshot or 0.0, Path(args.output),
+                        args.compression)
+    try:
+        node.start()
+        if args.duration:
+            node.after(args.duration, node.stop)
+        print(f"lens bus record: recording {' '.join(args.prefixes) or 'everything'}"
+              f"{' (last %gs kept for `lens bus snapshot`)' % args.snapshot if args.snapshot else ''}; Ctrl-C stops",
+              file=sys.stderr)
+        node.run()
+        settle = time.monotonic() + STOP_GRACE_S  # what the broker already sent us still goes in the file
+        while time.monotonic() < settle:
+            node.run_once(0.05)
+    finally:
+        gaps = recorder.close()
+        node.close()
+    files = output.paths if output else []
+    print(f"lens bus record: {output.messages if output else 0} messages in {', '.join(map(str, files)) or '-'}; "
+          + (f"GAPS: {', '.join(f'{k}: {v} missing' for k, v in gaps.items())}" if gaps else "no gaps"),
+          file=sys.stderr)
+    return 0
+
+
+def _recorder_node(args):
+    from bus.node import Node
+    return Node("recorder", args.runtime)
+
+
+def cmd_snapshot(args) -> int:
+    from bus.cli import tool_node
+
+    with tool_node("snapshot", args.runtime) as node:
+        result = node.request("bus.snapshot.request", timeout=10.0)
+    print(json.dumps(result) if args.json else f"{result['path']}: {result['messages']} messages")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from bus.replay import Replayer
+
+    items, damage, _ = _load(args.file)
+    if damage:
+        print(f"lens bus replay: {args.file} is damaged after {damage.messages_read} messages ({damage.why}); "
+              "replaying what comes before", file=sys.stderr)
+    step = (lambda item: input(f"{item.topic} from {item.source} (Enter) ")) if args.paused else None
+    replayer = Replayer(args.runtime, args.rate, args.topics, args.block, args.exclude_source, step)
+    try:
+        while True:
+            replayer.play(items, args.start)
+            if not args.loop:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        replayer.close()
+    print(f"lens bus replay: {replayer.published} messages published, {replayer.skipped} skipped", file=sys.stderr)
+    return 1 if damage else 0
+
+
+def _load(path: str) -> tuple[list[bag.Recorded], bag.Damage | None, dict]:
+    """Every recorded message (images too) in file order, the damage that ended reading (if any), metadata."""
+    items, damage, metadata = [], None, {}
+    try:
+        for item in bag.iterate(path):
+            if isinstance(item, bag.Recorded):
+                items.append(item)
+            elif isinstance(item, bag.Damage):
+                damage = item
+            else:
+                metadata[item[1]] = item[2]
+    except bag.BagError as exc:
+        raise BusError(str(exc)) from None
+    return items, damage, metadata
+
+
+def cmd_info(args) -> int:
+    items, damage, metadata = _load(args.file)
+    gaps = {k: int(v) for k, v in metadata.get("lensos.gaps", {}).items()}
+    by_topic = Counter(m.topic for m in items)
+    sources = defaultdict(set)
+    for m in items:
+        sources[m.topic].add(m.source)
+    times = [m.log_ns for m in items]
+    duration = (max(times) - min(times)) / 1e9 if len(times) > 1 else 0.0
+    rows = [{"topic": t, "count": n, "hz": round(n / duration, 2) if duration else None,
+             "sources": sorted(sources[t])} for t, n in sorted(by_topic.items())]
+    info = {"file": args.file, "duration_s": round(duration, 3), "messages": len(items),
+            "topics": rows, "gaps": gaps, "damaged": damage.why if damage else None}
+    if args.json:
+        print(json.dumps(info))
+        return 1 if damage else 0
+    print(f"file:      {args.file}\nduration:  {duration:.3f} s\nmessages:  {info['messages']}")
+    if items:
+        median = statistics.median(len(json.dumps(m.payload, default=str)) for m in items)
+        print(f"payloads:  median {median:.0f} bytes of JSON")
+    print(f"{'TOPIC':30} {'COUNT':>7} {'HZ':>8}  SOURCES")
+    for row in rows:
+        print(f"{row['topic']:30} {row['count']:7} {row['hz'] if row['hz'] is not None else '-':>8}  "
+              f"{', '.join(row['sources'])}")
+    print("gaps:      " + (", ".join(f"{k}: {v} missing" for k, v in gaps.items()) or "none"))
+    if damage:
+        print(f"DAMAGED:   after {damage.messages_read} messages: {damage.why}")
+    return 1 if damage else 0

@@ -1,0 +1,174 @@
+"""`lens bus record`: the bus into MCAP files (bus/bag.py), or the last N seconds kept for a snapshot.
+
+A recorder is a node named ``recorder`` subscribed to the prefixes asked
+for (a topic that appears later is picked up: subscriptions are prefixes).
+It checks every (source, incarnation, topic) sequence as it goes: a gap is
+a lost message, counted, written into the file's ``lensos.gaps`` metadata
+and reported at the end; a drop is never silent.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import time
+from collections import deque
+from pathlib import Path
+
+from bus import bag
+from bus.envelope import Message
+from bus.node import Node
+from bus.ring import FrameOverrun, Ring
+
+log = logging.getLogger("recorder")
+
+CHUNK_BYTES = 64 * 1024  # what a crash can cost: the chunk being filled
+
+
+class Output:
+    """The MCAP file(s) being written: split by size or time into NAME.mcap, NAME-001.mcap, ..."""
+
+    def __init__(self, path: Path, compression: str, split_bytes: int = 0, split_s: float = 0.0):
+        self.base, self.compression = path, compression
+        self.split_bytes, self.split_s = split_bytes, split_s
+        self.paths: list[Path] = []
+        self.writer = None
+        self.messages = 0
+
+    def write(self, topic: str, source: str, data: bytes, log_ns: int, wall_ns: int, seq: int) -> None:
+        if self.writer is None or self._full():
+            self._open()
+        channel = self.channels.get((topic, source))
+        if channel is None:
+            schema = self.schemas.get(topic)
+            if schema is None:
+                schema = self.schemas[topic] = self.writer.register_schema(
+                    name=bag.schema_for(topic)["title"], encoding="jsonschema",
+                    data=json.dumps(bag.schema_for(topic)).encode())
+            channel = self.channels[(topic, source)] = self.writer.register_channel(
+                topic=topic, message_encoding="json", schema_id=schema, metadata={"source": source})
+        self.writer.add_message(channel_id=channel, log_time=log_ns, data=data, publish_time=wall_ns,
+                                sequence=seq & 0xFFFFFFFF)
+        self.bytes += len(data)
+        self.messages += 1
+
+    def _full(self) -> bool:
+        return (self.split_bytes and self.bytes >= self.split_bytes) or \
+            (self.split_s and time.monotonic() - self.opened >= self.split_s)
+
+    def _open(self) -> None:
+        from mcap.writer import CompressionType, Writer
+
+        self.close()
+        path = self.base if not self.paths else self.base.with_name(f"{self.base.stem}-{len(self.paths):03d}.mcap")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "wb")
+        self.writer = Writer(self.file, chunk_size=CHUNK_BYTES,
+                             compression={"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4,
+                                          "none": CompressionType.NONE}[self.compression])
+        self.writer.start(profile="", library="lensos")
+        self.paths.append(path)
+        self.schemas: dict[str, int] = {}
+        self.channels: dict[tuple[str, str], int] = {}
+        self.bytes, self.opened = 0, time.monotonic()
+
+    def close(self, metadata: dict[str, dict[str, str]] | None = None) -> None:
+        if self.writer is None:
+            return
+        for name, data in (metadata or {}).items():
+            self.writer.add_metadata(name, data)
+        self.writer.finish()
+        self.file.close()
+        self.writer = None
+
+
+class Recorder:
+    def __init__(self, node: Node, output: Output | None, prefixes: list[str], frame_every: int = 1,
+                 snapshot_s: float = 0.0, snapshot_base: Path | None = None, compression: str = "zstd"):
+        self.node, self.output, self.frame_every = node, output, max(1, frame_every)
+        self.snapshot_s, self.snapshot_base, self.compression = snapshot_s, snapshot_base, compression
+        self.buffer: deque[tuple] = deque()  # snapshot mode: (log_ns, topic, source, data, wall_ns, seq)
+        self.last_seq: dict[tuple[str, int, str], int] = {}
+        self.gaps: dict[str, int] = {}  # "source topic" -> messages missing
+        self.frames = 0
+        self.ring: Ring | None = None
+        self.ring_path: str | None = None
+        for prefix in prefixes or [""]:
+            node.subscribe(prefix, self.on_message)
+        node.subscribe("camera.state", self.on_camera)  # where the frames are, to store them as images
+        if snapshot_s:
+            node.serve("bus.snapshot.request", self.on_snapshot)
+
+    def on_message(self, msg: Message) -> None:
+        self._check_gap(msg)
+        header = {"source": msg.source, "incarnation": msg.incarnation, "seq": msg.seq, "mono_ns": msg.mono_ns,
+                  "wall_ns": msg.wall_ns}
+        now = time.time_ns()
+        self._keep(msg.topic, msg.source, bag.encode(msg.topic, msg.payload, header), now, msg.wall_ns, msg.seq)
+        if msg.topic == "camera.frame" and msg.source == "camerad":
+            self.frames += 1
+            if (self.frames - 1) % self.frame_every == 0:
+                self._image(msg, header, now)
+
+    def on_camera(self, msg: Message) -> None:
+        if msg.source == "camerad" and msg.payload["ring"] != self.ring_path:
+            self.ring_path = msg.payload["ring"]
+            if self.ring is not None:
+                self.ring.close()
+            try:
+                self.ring = Ring.attach(self.ring_path)
+            except (OSError, ValueError) as exc:
+                log.warning("cannot read camera frames from %s: %s", self.ring_path, exc)
+                self.ring = None
+
+    def _image(self, msg: Message, header: dict, now: int) -> None:
+        if self.ring is None:
+            return
+        from PIL import Image
+
+        p = msg.payload
+        try:
+            pixels = self.ring.copy(p["slot"], p["gen"])
+        except FrameOverrun:
+            self.gaps["camerad camera.image (overrun)"] = self.gaps.get("camerad camera.image (overrun)", 0) + 1
+            return
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, "JPEG", quality=85)
+        image = {"timestamp": {"sec": msg.wall_ns // 10**9, "nsec": msg.wall_ns % 10**9},
+                 "frame_id": f"camera:{p['id']}", "format": "jpeg", "data": base64.b64encode(out.getvalue()).decode()}
+        data = bag.encode(bag.IMAGE_TOPIC, image, header)
+        self._keep(bag.IMAGE_TOPIC, msg.source, data, now, msg.wall_ns, msg.seq)
+
+    def _keep(self, topic: str, source: str, data: bytes, log_ns: int, wall_ns: int, seq: int) -> None:
+        if self.snapshot_s:
+            self.buffer.append((log_ns, topic, source, data, wall_ns, seq))
+            while self.buffer and self.buffer[0][0] < log_ns - self.snapshot_s * 1e9:
+                self.buffer.popleft()
+        else:
+            self.output.write(topic, source, data, log_ns, wall_ns, seq)
+
+    def _check_gap(self, msg: Message) -> None:
+        key = (msg.source, msg.incarnation, msg.topic)
+        last = self.last_seq.get(key)
+        if last is not None and msg.seq > last + 1:
+            name = f"{msg.source} {msg.topic}"
+            self.gaps[name] = self.gaps.get(name, 0) + msg.seq - last - 1
+        self.last_seq[key] = max(msg.seq, last or 0)
+
+    def on_snapshot(self, msg: Message) -> dict:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = self.snapshot_base.with_name(f"{self.snapshot_base.stem}-{stamp}.mcap")
+        output = Output(path, self.compression)
+        for log_ns, topic, source, data, wall_ns, seq in list(self.buffer):
+            output.write(topic, source, data, log_ns, wall_ns, seq)
+        output.close({"lensos.gaps": {k: str(v) for k, v in self.gaps.items()}})
+        return {"path": str(path), "messages": output.messages}
+
+    def close(self) -> dict[str, int]:
+        if self.output is not None:
+            self.output.close({"lensos.gaps": {k: str(v) for k, v in self.gaps.items()}})
+        if self.ring is not None:
+            self.ring.close()
+        return self.gaps

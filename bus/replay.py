@@ -1,0 +1,133 @@
+"""`lens bus replay FILE`: a recording published back onto a bus, as it happened.
+
+Each recorded source gets a node of that name, so every message comes from
+whom it came from (the topic table's owners hold). Timing is the original
+(the recorded monotonic clock), scaled by ``rate``; ``start_s`` skips the
+beginning; topics are kept or dropped by prefix, sources dropped by name
+(replaying everything but the shell into a fresh shell reproduces its
+decisions). Frames stored as images go back into a shared-memory ring, and
+their descriptors point at it: a consumer cannot tell replay from live.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from typing import Callable
+
+from bus import bag
+from bus.node import Node
+from bus.ring import Ring
+from bus.runtime import Runtime
+from bus.topics import TOPICS, Kind, matches
+
+log = logging.getLogger("replay")
+
+RING_SLOTS = 4
+
+
+class Replayer:
+    def __init__(self, runtime: Runtime, rate: float = 1.0, allow: list[str] | None = None,
+                 block: list[str] | None = None, exclude_sources: list[str] | None = None,
+                 step: Callable[[bag.Recorded], None] | None = None):
+        self.runtime, self.rate = runtime, rate
+        self.allow, self.block = allow or [], block or []
+        self.exclude = set(exclude_sources or [])
+        self.step = step  # paused mode: called before each message, returns when the user says go
+        self.nodes: dict[str, Node] = {}
+        self.ring: Ring | None = None
+        self.published = self.skipped = 0
+
+    def wanted(self, item: bag.Recorded) -> bool:
+        if item.source in self.exclude or item.source.startswith("lens-"):
+            return False  # excluded, or a tool's own traffic (a sniffer's probes)
+        if item.topic.startswith("bus.") or TOPICS.get(item.topic, None) is None and item.topic != bag.IMAGE_TOPIC:
+            return False  # the bus's own bookkeeping; a topic this version does not know
+        if item.topic == "camera.frame":
+            return False  # descriptors of a ring that is gone; the images stand in for them
+        topic = "camera.frame" if item.topic == bag.IMAGE_TOPIC else item.topic
+        if self.allow and not any(matches(p, topic) for p in self.allow):
+            return False
+        return not any(matches(p, topic) for p in self.block)
+
+    def play(self, messages: list[bag.Recorded], start_s: float = 0.0) -> None:
+        descriptors = {m.payload["id"]: m.payload for m in messages if m.topic == "camera.frame"}
+        if not messages:
+            return
+        # The earliest publish time, not the first in the file: the file is in the order messages arrived.
+        t0 = min(m.mono_ns for m in messages) + int(start_s * 1e9)
+        wall0 = time.monotonic()
+        for item in messages:
+            if item.mono_ns < t0 or not self.wanted(item):
+                self.skipped += 1
+                continue
+            if self.step is not None:
+                self.step(item)
+            else:
+                due = wall0 + (item.mono_ns - t0) / 1e9 / self.rate
+                self._idle_until(due)
+            self._publish(item, descriptors)
+
+    def _idle_until(self, due: float) -> None:
+        """Wait, while every node keeps answering (heartbeats of their own are off: they are replayed)."""
+        while True:
+            remaining = due - time.monotonic()
+            if remaining <= 0:
+                return
+            for node in list(self.nodes.values())[:1] or [None]:
+                if node is None:
+                    time.sleep(min(remaining, 0.05))
+                else:
+                    node.run_once(min(remaining, 0.05))
+            for node in list(self.nodes.values())[1:]:
+                node.run_once(0)
+
+    def _node(self, source: str) -> Node:
+        node = self.nodes.get(source)
+        if node is None:
+            node = self.nodes[source] = Node(source, self.runtime).start()
+        return node
+
+    def _publish(self, item: bag.Recorded, descriptors: dict) -> None:
+        payload = dict(item.payload)
+        topic = item.topic
+        if topic == bag.IMAGE_TOPIC:
+            frame_id = int(payload["frame_id"].split(":")[1])
+            payload = self._restore_frame(payload, descriptors.get(frame_id))
+            if payload is None:
+                self.skipped += 1
+                return
+            topic = "camera.frame"
+        elif topic == "camera.state" and self.ring is not None:
+            payload["ring"] = str(self.ring.path)  # where the replayed frames are
+        if TOPICS[topic].kind is Kind.REQUEST:
+            payload.pop("cid", None)  # requests are re-sent with the replaying node's own ids
+            self._node(item.source).request_async(topic, lambda *_: None, timeout=5.0, **payload)
+        else:
+            self._node(item.source).publish(topic, **payload)
+        self.published += 1
+
+    def _restore_frame(self, image: dict, descriptor: dict | None) -> dict | None:
+        import base64
+
+        import numpy as np
+        from PIL import Image
+
+        if descriptor is None:
+            return None
+        pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(image["data"]))).convert("RGB"))
+        if self.ring is None or self.ring.shape != pixels.shape:
+            if self.ring is not None:
+                self.ring.close()
+            self.ring = Ring.create(self.runtime.path("camera.ring"), RING_SLOTS, pixels.shape)
+        now = time.monotonic_ns()
+        slot, gen = self.ring.write(descriptor["id"], pixels, now)
+        return dict(descriptor, slot=slot, gen=gen, mono_ns=now)
+
+    def close(self) -> None:
+        for node in self.nodes.values():
+            node.close()
+        if self.ring is not None:
+            self.ring.close()
+            self.ring.path.unlink(missing_ok=True)
