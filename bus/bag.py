@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from bus.envelope import Message
 from bus.topics import TOPICS, Kind, lookup
 
 IMAGE_TOPIC = "camera.image"
@@ -44,16 +45,10 @@ class BagError(ValueError):
     """A recording that cannot be read at all (not MCAP, not a lensos recording)."""
 
 
-@dataclass
-class Recorded:
-    topic: str
-    source: str
-    incarnation: int
-    seq: int
-    mono_ns: int
-    wall_ns: int
-    log_ns: int  # when the recorder received it
-    payload: dict
+@dataclass(slots=True)
+class Recorded(Message):
+    """A message as it was on the bus (its original header), and when the recorder received it."""
+    log_ns: int = 0
 
 
 @dataclass
@@ -158,4 +153,4 @@ def _recorded(channel, record) -> Recorded:
     return Recorded(topic, header.get("source", channel.metadata.get("source", "?")),
                     int(header.get("incarnation", 0)), int(header.get("seq", record.sequence)),
                     int(header.get("mono_ns", 0)), int(header.get("wall_ns", record.publish_time)),
-                    record.log_time, payload)
+                    payload, record.data, log_ns=record.log_time)
