@@ -157,6 +157,9 @@ _TABLE = [
     Topic("privacy.capture", Kind.STATE, "shell",
           {"grants": "list[str]", "cmd": "int", "fault": "str?"},
           doc="who may capture now (owner:resource); capture daemons also check led.state themselves"),
+    Topic("app.permission.denied", Kind.EVENT, "shell",
+          {"app": "str", "permission": "str", "call": "str", "why": "str"},
+          doc="an app asked for what its manifest does not declare: refused, and told why"),
     Topic("shell.saved", Kind.EVENT, "shell", {"path": "str", "foreground": "str?"},
           doc="critical: the state the next boot restores was written (fsync'ed) to path"),
     # --- ledd: the capture LED --------------------------------------------------------

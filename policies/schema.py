@@ -236,6 +236,11 @@ def check_all(directory: str | Path | None = None) -> list[str]:
     return errors
 
 
+def read_checked(path: Path, schema: dict) -> dict:
+    """Any TOML file checked against a schema of this module's kind (app manifests use it too)."""
+    return _File.read(path, schema).data
+
+
 class _File:
     def __init__(self, path: Path, text: str, data: dict):
         self.path, self.text, self.data = path, text, data

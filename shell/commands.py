@@ -52,6 +52,16 @@ def add_parsers(commands) -> None:
     show.add_argument("--python", default=sys.executable, metavar="PATH")
     show.set_defaults(func=cmd_units_show)
 
+    app = commands.add_parser("app", help="the apps: their manifests and whether they run",
+                              description="Apps are declared by apps/<id>/manifest.toml ($LENS_APPS_DIR).")
+    app_cmds = app.add_subparsers(dest="app_command", metavar="COMMAND", required=True)
+    listing = app_cmds.add_parser("list", help="every app: name, permissions, models, running or not",
+                                  description="Every app's manifest, whether it is on the bus now (the shell's "
+                                              "live nodes) and which is in the foreground; wrong manifests too.")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--timeout", type=float, default=2.0, metavar="S", help="how long to wait for the bus")
+    listing.set_defaults(func=cmd_app_list)
+
     status = commands.add_parser("status", help="the system in one screen: state, focus, LED, batteries",
                                  description="What the shell last published (latched on the bus): system state, "
                                              "focus owner per resource, the capture LED, batteries, ready daemons.")
@@ -141,3 +151,33 @@ def cmd_units_show(args) -> int:
         return 2
     print(unit(process, args.python), end="")
     return 0
+
+
+def cmd_app_list(args) -> int:
+    from apps.sdk.manifest import load_all
+    from bus.cli import tool_node
+    from bus.errors import BusError
+
+    manifests, errors = load_all()
+    state: dict = {}
+    try:
+        with tool_node("app", args.runtime_dir) as node:
+            node.subscribe("shell.state", lambda msg: state.update(msg.payload) if msg.source == "shell" else None)
+            node.start(timeout=args.timeout)
+    except BusError:
+        pass  # no bus: the manifests alone
+    nodes, front = state.get("nodes") or {}, state.get("foreground")
+    rows = [{"id": m.id, "name": m.name, "permissions": list(m.permissions), "models": list(m.models),
+             "background": m.background, "display": m.display, "running": m.id in nodes,
+             "foreground": m.id == front} for m in manifests.values()]
+    if args.json:
+        print(json.dumps({"apps": rows, "errors": errors}))
+    else:
+        print(f"{'ID':14} {'NAME':16} {'RUNNING':10} {'PERMISSIONS':24} MODELS")
+        for r in rows:
+            running = "foreground" if r["foreground"] else "yes" if r["running"] else "no"
+            print(f"{r['id']:14} {r['name']:16} {running:10} {','.join(r['permissions']) or '-':24} "
+                  f"{','.join(r['models'])}")
+        for error in errors:
+            print(f"error: {error}")
+    return 1 if errors else 0

@@ -25,6 +25,7 @@ import time
 import uuid
 from pathlib import Path
 
+from apps.sdk.manifest import load_all
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
@@ -33,7 +34,7 @@ from bus.timers import Timer
 from shell.core import ShellCore
 from shell.focus import Notice
 from policies.schema import Policy
-from shell.privacy import AuditLog, CaptureNotice
+from shell.privacy import CAPTURE_RESOURCES, AuditLog, CaptureNotice
 
 log = logging.getLogger(__name__)
 logging.getLogger("transitions").setLevel(logging.WARNING)  # every callback at INFO drowns the shell's own log
@@ -67,6 +68,9 @@ class ShellDaemon:
         self.published: dict[str, dict] = {}
         self.timer: Timer | None = None
         self._resume_checkpoint()
+        self.apps, broken = load_all()  # what each app may do; a wrong manifest is named and its app gets nothing
+        for error in broken:
+            log.error("shell: %s", error)
         node.subscribe("node.heartbeat", self.on_node)
         node.subscribe("node.bye", self.on_node)
         node.subscribe("led.state", self.on_led)
@@ -126,6 +130,13 @@ class ShellDaemon:
 
     def on_focus_request(self, msg: Message) -> dict:
         p, now = msg.payload, time.monotonic()
+        manifest = self.apps.get(msg.source)
+        if manifest is not None and p["resource"] in CAPTURE_RESOURCES and not manifest.may(p["resource"]):
+            why = f"{msg.source}'s manifest does not declare the {p['resource']} permission"
+            log.warning("shell: %s", why)
+            self.node.publish("app.permission.denied", app=msg.source, permission=p["resource"],
+                              call="shell.focus.request", why=why)
+            return {"status": "denied", "reason": why}
         decision = self.core.focus_request(msg.source, p["resource"], p["kind"], p["cls"], p["reason"], now,
                                            p.get("purpose") or "")
         self.settle()

@@ -52,6 +52,8 @@ PROCESSES: tuple[Process, ...] = (
     Process("camerad", "daemons.camera", after=("broker",), required=False, backends=("real", "sim"),
             devices=("/dev/video0 rw",), groups=("video",), state=True,
             doc="frames into a shared-memory ring, photos, video segments; only with the LED lit"),
+    Process("camera", "apps.camera", after=("broker",), required=False,
+            doc="the camera app: press for a photo, hold to record (apps/camera)"),
     Process("webview", "shell.web", after=("broker",), required=False, dev_only=True,
             doc="the live view on 127.0.0.1 for development (`lens up --web`)"),
 )

@@ -1,0 +1,91 @@
+"""The camera app: press the capture button (or tap) for a photo, hold it to start or stop a video.
+
+While it records, its card shows a timer (S1; G1 says when it starts and
+stops). What the shell refuses (low power, a call holding the camera, an LED
+that cannot be confirmed) is shown with the reason; a battery swap is the
+shell's and camerad's business: the recording is checkpointed and goes on.
+"""
+
+from __future__ import annotations
+
+import time
+
+from apps.sdk.app import App, Refused
+from bus.errors import BusError
+
+PHOTO = ("tap", "button")
+VIDEO = ("button_long",)
+
+
+class Camera(App):
+    recording_since: float | None = None
+    timer = None
+
+    def on_start(self) -> None:
+        self.come_forward()
+
+    def on_foreground(self) -> None:
+        try:
+            if self.has_display:
+                self.focus("display", reason="viewfinder")
+            self.show("Camera", "Press for a photo, hold to record.")
+        except Refused as exc:
+            self.show("Camera", f"Cannot show the camera: {exc}")
+
+    def on_gesture(self, gesture: str) -> None:
+        if gesture in PHOTO and self.recording_since is None:
+            self.take_photo()
+        elif gesture in VIDEO:
+            self.stop_video() if self.recording_since is not None else self.start_video()
+
+    def take_photo(self) -> None:
+        try:
+            path = self.photo()
+        except (Refused, BusError) as exc:
+            self.toast("No photo", str(exc))
+            return
+        self.toast("Photo saved", path.rsplit("/", 1)[-1])
+
+    def start_video(self) -> None:
+        try:
+            self.focus("camera", "exclusive", "video", purpose="video")
+            self.ask("camera.control.request", mode="video")
+        except (Refused, BusError) as exc:
+            self._release_quietly("camera")
+            self.show("Camera", f"Not recording: {exc}")
+            return
+        self.recording_since = time.monotonic()
+        self.show("● REC 0:00", "Hold to stop.")
+        if self.has_display:  # G1 would say the time every second
+            self.timer = self.node.every(1.0, self.tick)
+
+    def tick(self) -> None:
+        seconds = int(time.monotonic() - self.recording_since)
+        self.show(f"● REC {seconds // 60}:{seconds % 60:02d}", "Hold to stop.")
+
+    def stop_video(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.recording_since = None
+        try:
+            self.ask("camera.control.request", mode="off")
+        except (Refused, BusError) as exc:
+            self.show("Camera", f"Stopping: {exc}")
+        self._release_quietly("camera")
+        self.show("Camera", "Video saved.")
+
+    def show(self, title: str, body: str) -> None:
+        try:
+            self.card("camera", title, body)
+        except (Refused, BusError) as exc:
+            self.speak(f"{title}. {exc}")
+
+
+def main() -> int:
+    Camera("camera").run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

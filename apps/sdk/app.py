@@ -1,0 +1,163 @@
+"""The app SDK: what an app does on the bus, in a few calls, with the shell's answers always delivered.
+
+    class Camera(App):
+        def on_gesture(self, gesture): ...      # only while this app is in the foreground
+    Camera("camera").run()
+
+The SDK is a convenience, not the guard: the shell refuses what the
+manifest does not declare, camerad and audiod refuse capture the shell did
+not grant, whoever sends the request. A refusal comes back as an exception
+with the reason (``Refused``), and a permission refusal also as
+``on_permission_denied``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+from apps.sdk.manifest import Manifest, apps_dir, read
+from bus import service
+from bus.envelope import Message
+from bus.errors import BusError, RequestFailed
+from bus.node import Node
+
+log = logging.getLogger("app")
+
+GRANT_TIMEOUT_S = 3.0
+
+
+class Refused(Exception):
+    """The shell or a daemon said no; the message says why."""
+
+
+class App:
+    def __init__(self, app_id: str, runtime=None, apps: Path | None = None):
+        self.manifest: Manifest = read((apps or apps_dir()) / app_id / "manifest.toml")
+        self.id = app_id
+        self.node = Node(app_id, runtime, heartbeat=service.HEARTBEAT_S)
+        self.shell: dict = {}
+        self.foreground = False
+        self.notices: list[dict] = []
+        self.node.subscribe("shell.state", self._on_shell)
+        self.node.subscribe("shell.focus.notice", self._on_notice)
+        self.node.subscribe("shell.capture.notice", self._on_notice)
+        self.node.subscribe("app.permission.denied", self._on_denied)
+        self.node.subscribe("input.gesture", self._on_gesture)
+
+    # --- to override --------------------------------------------------------------------
+    def on_start(self) -> None: ...
+    def on_foreground(self) -> None: ...
+    def on_background(self) -> None: ...
+    def on_gesture(self, gesture: str) -> None: ...
+    def on_focus(self, notice: dict) -> None: ...
+    def on_permission_denied(self, event: dict) -> None: ...
+
+    # --- calls ----------------------------------------------------------------------------
+    def ask(self, topic: str, timeout: float = 3.0, **fields) -> dict:
+        try:
+            return self.node.request(topic, timeout=timeout, **fields)
+        except RequestFailed as exc:
+            raise Refused(str(exc)) from None
+
+    def come_forward(self) -> None:
+        self.ask("shell.foreground.request", app=self.id)
+
+    @property
+    def has_display(self) -> bool:
+        return "display" in self.shell.get("focus", {})
+
+    def focus(self, resource: str, kind: str = "exclusive", reason: str = "", purpose: str | None = None) -> dict:
+        """Ask for a resource; granted, queued or denied, with why. Camera and mic: returns once capture is
+        granted (the LED confirmed), or raises Refused."""
+        mark = len(self.notices)
+        cls = "foreground" if self.foreground else "background"
+        answer = self.ask("shell.focus.request", resource=resource, kind=kind, cls=cls, reason=reason or self.id,
+                          purpose=purpose)
+        if answer["status"] == "denied":
+            raise Refused(answer["reason"])
+        if resource in ("camera", "mic") and answer["status"] == "granted":
+            notice = self.wait(lambda: next((n for n in self.notices[mark:] if n["topic"] == "shell.capture.notice"
+                                             and n["resource"] == resource), None), GRANT_TIMEOUT_S,
+                               f"the {resource} grant")
+            if notice["status"] != "granted":
+                raise Refused(f"{resource} capture {notice['status']}: {notice['reason']}")
+        return answer
+
+    def release(self, resource: str) -> None:
+        self.ask("shell.release.request", resource=resource)
+
+    def card(self, card_id: str, title: str, body: str | None = None, **extra) -> dict:
+        return self.ask("display.card.request", id=card_id, title=title, body=body, **extra)
+
+    def clear(self, card_id: str | None = None) -> None:
+        self.ask("display.clear.request", id=card_id)
+
+    def toast(self, title: str, body: str | None = None, seconds: float = 3.0) -> None:
+        """A moment over whatever is shown: transient display focus, a card that goes by itself (G1: said)."""
+        if not self.has_display:
+            self.speak(f"{title}. {body}" if body else title)
+            return
+        self.focus("display", "transient", "toast")
+        self.card("toast", title, body, ttl_s=seconds)
+        self.node.after(seconds, lambda: self._release_quietly("display"))
+
+    def speak(self, text: str, interrupt: bool = False) -> None:
+        self.node.publish("audio.speak", text=text, app=self.id, interrupt=interrupt)
+
+    def photo(self) -> str:
+        """Take one photo: camera focus, the LED, the shot, the camera given back. Returns its path."""
+        self.focus("camera", "transient", "photo")
+        try:
+            return self.ask("camera.control.request", mode="photo")["path"]
+        finally:
+            self._release_quietly("camera")
+
+    def wait(self, condition: Callable, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Refused(f"no answer for {what} within {timeout:g} s")
+            self.node.run_once(min(remaining, 0.1))
+
+    def run(self) -> None:
+        self.node.start()
+        self.on_start()
+        self.node.run()
+        self.node.close()
+
+    # --- the bus's side ---------------------------------------------------------------------
+    def _on_shell(self, msg: Message) -> None:
+        if msg.source != "shell":
+            return
+        self.shell = msg.payload
+        forward = msg.payload.get("foreground") == self.id
+        if forward != self.foreground:
+            self.foreground = forward
+            self.on_foreground() if forward else self.on_background()
+
+    def _on_notice(self, msg: Message) -> None:
+        if msg.source == "shell" and msg.payload["owner"] == self.id:
+            self.notices = self.notices[-100:] + [dict(msg.payload, topic=msg.topic)]
+            if msg.topic == "shell.focus.notice":
+                self.on_focus(msg.payload)
+
+    def _on_denied(self, msg: Message) -> None:
+        if msg.source == "shell" and msg.payload["app"] == self.id:
+            self.on_permission_denied(msg.payload)
+
+    def _on_gesture(self, msg: Message) -> None:
+        if msg.source == "inputd" and self.foreground:
+            self.on_gesture(msg.payload["gesture"])
+
+    def _release_quietly(self, resource: str) -> None:
+        try:
+            self.release(resource)
+        except (BusError, Refused) as exc:
+            log.warning("%s: releasing %s: %s", self.id, resource, exc)

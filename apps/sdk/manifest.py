@@ -1,0 +1,79 @@
+"""App manifests: what an app is and what it may do, declared in apps/<id>/manifest.toml.
+
+    [app]
+    id = "camera"                 # its node name on the bus, and `python -m apps.<id>`
+    name = "Camera"
+    permissions = ["camera"]      # camera, mic, location, notifications, network
+    background = false            # may it run while another app is in the foreground?
+    models = ["s1", "g1"]
+    display = false               # needs a display: hidden on G1, with the reason
+
+The shell reads every manifest and refuses what an app did not declare;
+the SDK reads its own to know itself. A wrong manifest is an error naming
+its file, key and line, like a policy file's.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from policies.schema import MODELS, PolicyError, Rule, read_checked
+
+APPS_DIR = Path(__file__).resolve().parent.parent
+PERMISSIONS = ("camera", "mic", "location", "notifications", "network")
+SCHEMA = {"app": {
+    "id": Rule("str", doc="the app's node name and package (apps.<id>)"),
+    "name": Rule("str", doc="as the wearer sees it"),
+    "permissions": Rule("list[str]", choices=PERMISSIONS, doc="what it may use"),
+    "background": Rule("bool", doc="whether it may run in the background"),
+    "models": Rule("list[str]", choices=MODELS, doc="the glasses models it supports"),
+    "display": Rule("bool", doc="whether it needs a display (hidden on G1)"),
+}}
+
+
+class ManifestError(PolicyError):
+    """A manifest that is wrong; the message starts with file:line."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    id: str
+    name: str
+    permissions: tuple[str, ...]
+    background: bool
+    models: tuple[str, ...]
+    display: bool
+    path: Path
+
+    def may(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
+def apps_dir() -> Path:
+    return Path(os.environ.get("LENS_APPS_DIR") or APPS_DIR)
+
+
+def read(path: Path) -> Manifest:
+    try:
+        data = read_checked(path, SCHEMA)["app"]
+    except PolicyError as exc:
+        raise ManifestError(str(exc)) from None
+    if data["id"] != path.parent.name:
+        raise ManifestError(f"{path}:1: app.id: {data['id']!r} must be the directory's name {path.parent.name!r}")
+    return Manifest(data["id"], data["name"], tuple(data["permissions"]), data["background"],
+                    tuple(data["models"]), data["display"], path)
+
+
+def load_all(directory: Path | None = None) -> tuple[dict[str, Manifest], list[str]]:
+    """Every app's manifest, and the errors of those that are wrong (skipped, never fatal)."""
+    manifests, errors = {}, []
+    for path in sorted((directory or apps_dir()).glob("*/manifest.toml")):
+        try:
+            manifest = read(path)
+        except ManifestError as exc:
+            errors.append(str(exc))
+            continue
+        manifests[manifest.id] = manifest
+    return manifests, errors

@@ -1,0 +1,96 @@
+"""Apps over the real bus: the manifest's permissions enforced by the shell, and the camera app driven by
+the capture button."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from apps.sdk.app import App, Refused
+from apps.sdk.manifest import ManifestError, load_all, read
+from tests.conftest import REPO
+from tests.system import System, running
+
+NO_CAMERA = """[app]
+id = "notes"
+name = "Notes"
+permissions = ["notifications"]
+background = false
+models = ["s1", "g1"]
+display = true
+"""
+
+
+def apps_dir(tmp_path):
+    directory = tmp_path / "apps"
+    shutil.copytree(REPO / "apps" / "camera", directory / "camera", ignore=shutil.ignore_patterns("__pycache__"))
+    (directory / "notes").mkdir()
+    (directory / "notes" / "manifest.toml").write_text(NO_CAMERA)
+    return directory
+
+
+def test_a_wrong_manifest_names_its_line_and_the_others_still_load(tmp_path):
+    directory = apps_dir(tmp_path)
+    (directory / "bad").mkdir()
+    (directory / "bad" / "manifest.toml").write_text(NO_CAMERA.replace('"notes"', '"bad"')
+                                                     .replace('["notifications"]', '["x-ray"]'))
+    manifests, errors = load_all(directory)
+    assert set(manifests) == {"camera", "notes"}
+    assert len(errors) == 1 and "bad/manifest.toml:4: app.permissions: unknown 'x-ray'" in errors[0]
+    with pytest.raises(ManifestError, match="must be the directory's name"):
+        (directory / "notes" / "manifest.toml").write_text(NO_CAMERA.replace('"notes"', '"other"'))
+        read(directory / "notes" / "manifest.toml")
+
+
+@pytest.mark.slow
+def test_an_app_that_did_not_declare_the_camera_is_refused_and_told(procs, runtime, tmp_path):
+    apps = apps_dir(tmp_path)
+    procs.use_env(LENS_APPS_DIR=str(apps))
+    system = System(procs, runtime, tmp_path)
+    system.watcher.wait_state(running, "boot")
+    denied = []
+
+    class Notes(App):
+        def on_permission_denied(self, event):
+            denied.append(event)
+    notes = Notes("notes", runtime, apps)
+    notes.node.start()
+    try:
+        notes.come_forward()
+        with pytest.raises(Refused, match="notes's manifest does not declare the camera permission"):
+            notes.focus("camera")
+        notes.wait(lambda: denied, 20, "the permission-denied event")
+        assert denied[0]["permission"] == "camera" and denied[0]["call"] == "shell.focus.request"
+        with pytest.raises(Refused, match="has not granted notes camera capture"):
+            notes.ask("camera.control.request", mode="photo")  # straight to camerad: no grant, no photo
+    finally:
+        notes.node.close()
+    assert not system.watcher.notices("shell.capture.notice", owner="notes")
+
+
+@pytest.mark.slow
+def test_the_camera_app_takes_a_photo_on_a_press_and_records_while_held(procs, runtime, tmp_path):
+    system = System(procs, runtime, tmp_path)
+    procs.start_ready("-m", "daemons.input")
+    procs.start_ready("-m", "daemons.display")
+    procs.start_ready("-m", "apps.camera")
+    user = system.watcher
+    user.node.subscribe("display.state", user._keep)
+    user.wait_state(lambda s: s["foreground"] == "camera" and s["focus"]["display"]["owner"] == "camera",
+                    "the camera app in front")
+    listed = procs.run_lens("app", "list", "--json")
+    camera = next(a for a in json.loads(listed.stdout)["apps"] if a["id"] == "camera")
+    assert camera["running"] and camera["foreground"] and camera["permissions"] == ["camera"]
+    user.ask("input.sim.request", gesture="button")
+    photo = user.wait(lambda: user.notices("camera.session", owner="camera"), "a photo")[0]
+    assert photo["frames"] == 1
+    user.ask("input.sim.request", gesture="button_long")
+    user.wait(lambda: user.latest.get("camera.state", {}).get("mode") == "video"
+              and user.latest["camera.state"]["owner"] == "camera", "recording")
+    user.wait(lambda: len(user.notices("camera.frame", owner="camera")) >= 5, "frames recorded")
+    user.ask("input.sim.request", gesture="button_long")
+    segment = user.wait(lambda: user.notices("camera.segment", owner="camera"), "the video saved")[0]
+    assert segment["frames"] >= 5
+    user.wait(lambda: not user.latest["shell.state"]["focus"]["camera"]["owner"], "the camera given back")
