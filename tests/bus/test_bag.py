@@ -16,7 +16,7 @@ from bus.node import Node
 from bus.record import Output, Recorder
 from bus.ring import FrameOverrun, Ring
 from bus.runtime import Runtime
-from tests.conftest import DEADLINE_S, wait_for, wait_line
+from tests.conftest import DEADLINE_S, drain_lines, wait_for, wait_line
 
 SCRIPT = [  # (source, topic, payload): a bit of everything, bytes included
     ("powerd", "power.event", {"event": "removed", "battery": "left", "percent": 81.5}),
@@ -53,9 +53,10 @@ def record(procs, path, *extra) -> subprocess.Popen:
 
 
 def stop(recorder: subprocess.Popen) -> str:
+    """Ctrl-C, and what it printed; its stderr is read by wait_line's thread, so drained from there."""
     recorder.send_signal(signal.SIGINT)
-    _, err = recorder.communicate(timeout=DEADLINE_S)
-    assert recorder.returncode == 0, err
+    err = drain_lines(recorder.stderr)
+    assert recorder.wait(DEADLINE_S) == 0, err
     return err
 
 
