@@ -275,6 +275,13 @@ _TABLE = [
           doc="an action that belongs to an app (identify, music, notifications): the app does it and answers"),
     Topic("assistant.wake", Kind.EVENT, "assistantd", {"session": "str"}, max_size=512,
           doc="the wake phrase was heard: the shell wakes the glasses as for a tap"),
+    # --- apps ---------------------------------------------------------------------------------------------
+    Topic("phone.notification", Kind.EVENT, ANY_NODE,
+          {"id": "str", "source": "str", "title": "str", "body": "str?"},
+          doc="a notification from the paired phone (the phone bridge; `lens notify` in development)"),
+    Topic("notifications.state", Kind.STATE, "notifications",
+          {"count": "int", "unread": "int", "latest": "str?"},
+          doc="how many notifications the glasses hold and how many are unread (the HUD's count)"),
     # --- benchmark traffic (bench/bus.py) ----------------------------------------
     Topic("bench.ping", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="latency probe"),
     Topic("bench.pong", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="latency probe, answered"),

@@ -51,6 +51,13 @@ def add_parsers(commands) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_display)
 
+    notify = commands.add_parser("notify", help="a notification from the (simulated) phone",
+                                 description="Publish phone.notification as the phone bridge would.")
+    notify.add_argument("title")
+    notify.add_argument("body", nargs="?")
+    notify.add_argument("--from", dest="source", default="Messages", metavar="APP", help="the phone app it is from")
+    notify.set_defaults(func=cmd_notify)
+
     say = commands.add_parser("say", help="say something to the assistant and print its answer",
                               description="What the wearer says, for the development speech-to-text: "
                                           "\"hey lens, what time is it\", or any request on its own (as if the "
@@ -124,3 +131,14 @@ def cmd_say(args) -> int:
     answer = next(a for a in answers if a["session"] == session)
     print(json.dumps(answer) if args.json else answer["text"] or f"({answer['action']} handed to its app)")
     return 0 if answer["status"] == "answered" else 1
+
+
+def cmd_notify(args) -> int:
+    import uuid
+
+    with tool_node("notify", args.runtime_dir) as node:
+        node.start()
+        node.publish("phone.notification", id=uuid.uuid4().hex[:8], source=args.source, title=args.title,
+                     body=args.body)
+    print(f"{args.source}: {args.title}")
+    return 0

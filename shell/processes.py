@@ -54,6 +54,8 @@ PROCESSES: tuple[Process, ...] = (
             doc="frames into a shared-memory ring, photos, video segments; only with the LED lit"),
     Process("camera", "apps.camera", after=("broker",), required=False,
             doc="the camera app: press for a photo, hold to record (apps/camera)"),
+    Process("notifications", "apps.notifications", after=("broker",), required=False,
+            doc="the phone's notifications: a toast and a chime that ducks the music, a list on demand"),
     Process("webview", "shell.web", after=("broker",), required=False, dev_only=True,
             doc="the live view on 127.0.0.1 for development (`lens up --web`)"),
 )

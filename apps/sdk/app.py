@@ -69,11 +69,12 @@ class App:
     def has_display(self) -> bool:
         return "display" in self.shell.get("focus", {})
 
-    def focus(self, resource: str, kind: str = "exclusive", reason: str = "", purpose: str | None = None) -> dict:
+    def focus(self, resource: str, kind: str = "exclusive", reason: str = "", purpose: str | None = None,
+              cls: str | None = None) -> dict:
         """Ask for a resource; granted, queued or denied, with why. Camera and mic: returns once capture is
         granted (the LED confirmed), or raises Refused."""
         mark = len(self.notices)
-        cls = "foreground" if self.foreground else "background"
+        cls = cls or ("foreground" if self.foreground else "background")  # a role of focus.toml may say more
         answer = self.ask("shell.focus.request", resource=resource, kind=kind, cls=cls, reason=reason or self.id,
                           purpose=purpose)
         if answer["status"] == "denied":
@@ -95,12 +96,16 @@ class App:
     def clear(self, card_id: str | None = None) -> None:
         self.ask("display.clear.request", id=card_id)
 
-    def toast(self, title: str, body: str | None = None, seconds: float = 3.0) -> None:
+    def play(self, sound: str, sound_id: str, **extra) -> float:
+        """A built-in sound or a WAV, under this app's audio_out focus; returns its length in seconds."""
+        return self.ask("audio.play.request", id=sound_id, sound=sound, **extra)["length_s"]
+
+    def toast(self, title: str, body: str | None = None, seconds: float = 3.0, cls: str | None = None) -> None:
         """A moment over whatever is shown: transient display focus, a card that goes by itself (G1: said)."""
         if not self.has_display:
             self.speak(f"{title}. {body}" if body else title)
             return
-        self.focus("display", "transient", "toast")
+        self.focus("display", "transient", "toast", cls=cls)
         self.card("toast", title, body, ttl_s=seconds)
         self.node.after(seconds, lambda: self._release_quietly("display"))
 

@@ -1,0 +1,99 @@
+"""The notifications app: the phone's notifications as a toast and a chime, and a list on demand.
+
+A notification from the phone (``phone.notification``) becomes a toast over
+whatever is shown (transient display focus at the ``notification`` class;
+spoken on G1) and a chime that ducks the music under it (transient_may_duck
+on audio_out, given back when the chime has played). The count and the
+unread count are latched on ``notifications.state`` for the HUD. "Read my
+notifications" (the assistant) or a swipe while in front shows the list
+(G1: reads it) and marks everything read.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from apps.sdk.app import App, Refused
+from bus.envelope import Message
+from bus.errors import BusError
+
+KEEP = 50
+CLASS = "notification"  # policies/focus.toml [roles]: over the foreground app, under the assistant
+
+
+class Notifications(App):
+    def __init__(self, app_id: str, runtime=None, apps=None):
+        super().__init__(app_id, runtime, apps)
+        self.items: deque[dict] = deque(maxlen=KEEP)
+        self.unread = 0
+        self.chiming = False
+        self.node.subscribe("phone.notification", self.on_notification)
+        self.node.subscribe("assistant.action", self.on_action)
+        self.node.subscribe("audio.played", self.on_played)
+
+    def on_start(self) -> None:
+        self.publish_state()
+
+    def on_notification(self, msg: Message) -> None:
+        p = msg.payload
+        self.items.appendleft(p)
+        self.unread += 1
+        self.publish_state()
+        self.chime()
+        try:
+            self.toast(f"{p['source']}: {p['title']}", p.get("body"), cls=CLASS)
+        except (Refused, BusError):
+            self.speak(f"{p['source']}: {p['title']}")  # never silent: said when it cannot be shown
+
+    def chime(self) -> None:
+        try:
+            self.focus("audio_out", "transient_may_duck", "chime", cls=CLASS)
+            self.play("chime", "chime")
+            self.chiming = True
+        except (Refused, BusError):
+            self._release_quietly("audio_out")  # no chime this time; the toast still says it
+
+    def on_played(self, msg: Message) -> None:
+        p = msg.payload
+        if msg.source == "audiod" and p["owner"] == self.id and p["id"] == "chime" and self.chiming:
+            self.chiming = False
+            self._release_quietly("audio_out")  # the music comes back up
+
+    def on_action(self, msg: Message) -> None:
+        if msg.source == "assistantd" and msg.payload["app"] == self.id:
+            self.show_list()
+
+    def on_gesture(self, gesture: str) -> None:
+        if gesture in ("swipe_forward", "swipe_back", "tap"):
+            self.show_list()
+
+    def show_list(self) -> None:
+        items = list(self.items)
+        self.unread = 0
+        self.publish_state()
+        if not items:
+            self.toast("No notifications", cls=CLASS)
+            return
+        if not self.has_display:
+            self.speak(". ".join(f"{i['source']}: {i['title']}" for i in items[:5]))
+            return
+        try:
+            self.focus("display", "transient", "the list", cls=CLASS)
+            self.card("list", f"{len(items)} notifications", items=[f"{i['source']}: {i['title']}"
+                                                                    for i in items[:8]], ttl_s=8.0)
+            self.node.after(8.0, lambda: self._release_quietly("display"))
+        except (Refused, BusError) as exc:
+            self.speak(f"{len(items)} notifications; cannot show them: {exc}")
+
+    def publish_state(self) -> None:
+        latest = f"{self.items[0]['source']}: {self.items[0]['title']}" if self.items else None
+        self.node.publish("notifications.state", count=len(self.items), unread=self.unread, latest=latest)
+
+
+def main() -> int:
+    Notifications("notifications").run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
