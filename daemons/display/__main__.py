@@ -29,7 +29,8 @@ from policies.schema import PolicyError, load
 log = logging.getLogger("displayd")
 
 # The latched state the scene is made of, and the only process whose word on it counts.
-STATE_SOURCES = {"shell.state": "shell", "power.state": "powerd", "led.state": "ledd", "privacy.capture": "shell"}
+STATE_SOURCES = {"shell.state": "shell", "power.state": "powerd", "led.state": "ledd", "privacy.capture": "shell",
+                 "notifications.state": "notifications"}
 
 
 class Displayd:
@@ -65,6 +66,8 @@ class Displayd:
             self.scene.power, self.scene.power_at = msg.payload, time.monotonic()
         elif msg.topic == "led.state":
             self.scene.led = msg.payload
+        elif msg.topic == "notifications.state":
+            self.scene.notifications = msg.payload
         else:
             self.scene.capture = msg.payload
         self.update()

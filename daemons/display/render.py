@@ -56,13 +56,18 @@ class Painter:
         return round(value * self.unit)
 
     # --- the layers ------------------------------------------------------------------
-    def hud(self, clock: str, batteries: list[str], capture: str | None, notice: str | None) -> Layer:
-        """The top bar: clock, the capture indicator's mirror, the batteries; a notice line under it."""
+    def hud(self, clock: str, batteries: list[str], capture: str | None, notice: str | None,
+            unread: str | None = None) -> Layer:
+        """The top bar: clock and unread notifications, the capture indicator's mirror, the batteries; a notice
+        line under it."""
         bar = self.u(44)
         height = bar + (self.u(30) if notice else 0)
         image, draw = self._canvas(self.width, height)
         pad = self.u(12)
         draw.text((pad, bar // 2), clock, font=self.fonts["clock"], fill=WHITE, anchor="lm")
+        if unread:
+            left = pad + round(self.fonts["clock"].getlength(clock)) + self.u(16)
+            draw.text((left, bar // 2), unread, font=self.fonts["small"], fill=AMBER, anchor="lm")
         right = self.width - pad
         for text in reversed(batteries):
             draw.text((right, bar // 2), text, font=self.fonts["small"], fill=GREY if "--" in text else WHITE,

@@ -80,7 +80,7 @@ def card_from(app: str, p: dict, now: float, seq: int) -> Card:
 class View:
     on: bool
     brightness: float
-    hud: tuple  # (clock, batteries, capture, notice): a key as well as the content
+    hud: tuple  # (clock, batteries, capture, notice, unread): a key as well as the content
     card: Card | None
     toast: Card | None
     alert: tuple | None  # (title, body, tone)
@@ -102,6 +102,7 @@ class Scene:
         self.cards: dict[str, OrderedDict[str, Card]] = {}
         self.seq = 0
         self.shell: dict = {"state": "booting", "focus": {}, "degraded": [], "brightness": 1.0, "foreground": None}
+        self.notifications: dict = {"unread": 0}  # the notifications app's count, for the HUD
         self.user_level = 1.0  # the wearer's own brightness, times what the shell's state allows
         self.power: dict | None = None
         self.power_at = 0.0  # monotonic time of the power reading (the bridge counts down from it)
@@ -220,4 +221,5 @@ class Scene:
             capture = " + ".join(kinds) if kinds else "indicator"
         degraded = self.shell.get("degraded") or []
         notice = f"Running without {', '.join(degraded)}" if degraded else None
-        return clock, tuple(batteries), capture, notice
+        unread = self.notifications.get("unread", 0)
+        return clock, tuple(batteries), capture, notice, f"{unread} new" if unread else None

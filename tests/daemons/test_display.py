@@ -68,9 +68,15 @@ def test_the_hud_mirrors_capture_batteries_and_missing_daemons():
                                  {"side": "right", "present": False, "percent": 0.0}], "bridge": {}}
     scene.led = {"lit": True, "fault": None}
     scene.capture = {"grants": ["camera-app:camera", "camera-app:mic"], "fault": None}
-    clock, batteries, capture, notice = scene.view(0.0, 0.0).hud
+    clock, batteries, capture, notice, unread = scene.view(0.0, 0.0).hud
     assert batteries == ("L 82%+", "R --") and capture == "camera + mic" and notice == "Running without inputd"
+    assert unread is None
     assert scene.view(0.0, 0.0).hud != scene.view(0.0, 61.0).hud  # the clock moved on
+    scene.notifications = {"count": 3, "unread": 2, "latest": "Messages: hi"}
+    assert scene.view(0.0, 0.0).hud[4] == "2 new"
+    painter = Painter(320, 240, FONT)
+    quiet, told = painter.hud(*scene.view(0.0, 0.0).hud[:4]), painter.hud(*scene.view(0.0, 0.0).hud)
+    assert not np.array_equal(quiet.pixels, told.pixels), "the count is drawn"
 
 
 def test_cards_are_checked_and_bounded_and_leave_with_their_app():
