@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from bus import waiting
 from bus.node import Node
 from bus.runtime import Runtime
 
@@ -26,18 +27,7 @@ DEADLINE_S = 20.0  # generous: this machine is noisy, and a deadline only bounds
 
 def wait_for(condition, timeout: float = DEADLINE_S, what: str = "condition", poll=None):
     """Wait until ``condition()`` is truthy; ``poll(remaining)`` drives a node loop meanwhile."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        if poll is not None:
-            poll(min(remaining, 0.05))
-        else:
-            time.sleep(min(remaining, 0.01))
+    return waiting.wait_for(condition, timeout, what, poll, error=AssertionError)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ with the reason (``Refused``), and a permission refusal also as
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +22,7 @@ from bus import service
 from bus.envelope import Message
 from bus.errors import BusError, RequestFailed
 from bus.node import Node
+from bus.waiting import wait_for
 
 log = logging.getLogger("app")
 
@@ -121,15 +121,8 @@ class App:
             self._release_quietly("camera")
 
     def wait(self, condition: Callable, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise Refused(f"no answer for {what} within {timeout:g} s")
-            self.node.run_once(min(remaining, 0.1))
+        """Keep the app's loop running until ``condition()`` holds; Refused when it does not in time."""
+        return wait_for(condition, timeout, what, poll=self.node.run_once, error=Refused)
 
     def run(self) -> None:
         self.node.start()
