@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MODELS = ("s1", "g1")
+from policies.schema import MODELS
 
 
 @dataclass(frozen=True)
