@@ -27,6 +27,8 @@ class Process:
     devices: tuple[str, ...] = ()  # systemd DeviceAllow= entries: only these device nodes
     groups: tuple[str, ...] = ()  # supplementary groups the devices need (besides lensos, for the bus)
     writes: tuple[str, ...] = ()  # paths outside its state and the bus it may write (sysfs attributes)
+    sockets: tuple[str, ...] = ("AF_UNIX",)  # address families it may open (AF_INET*: a network at all)
+    jit: bool = False  # needs writable, executable memory (cffi closures)
     state: bool = False  # keeps files across boots (StateDirectory=lensos/NAME)
     dev_only: bool = False  # development only: `lens up` with its flag, never a unit on the board
     doc: str = ""
@@ -39,6 +41,7 @@ PROCESSES: tuple[Process, ...] = (
     Process("ledd", "daemons.led", after=("broker",), backends=("real", "sim"), writes=("/sys/class/leds",),
             doc="the capture LED, lit only on the shell's word"),
     Process("powerd", "daemons.power", after=("broker",), backends=("real", "sim"),
+            sockets=("AF_UNIX", "AF_NETLINK"),  # kernel uevents: a battery pulled is seen at once
             doc="two swappable batteries and the bridge"),
     Process("inputd", "daemons.input", after=("broker",), backends=("real", "sim"), devices=("char-input r",),
             groups=("input",), doc="the temple touchpad and button, as gestures"),
@@ -46,8 +49,10 @@ PROCESSES: tuple[Process, ...] = (
             devices=("/dev/fb0 rw",), groups=("video",), writes=("/sys/class/backlight",),
             doc="the compositor: HUD, the focused app's card, toasts, alerts (G1: cards spoken)"),
     Process("audiod", "daemons.audio", after=("broker",), backends=("real", "sim"), devices=("char-alsa rw",),
-            groups=("audio",), doc="the speaker, mixed under the focus rules, and the mic, only with the LED lit"),
+            groups=("audio",), jit=True,  # PortAudio's callbacks go through cffi closures
+            doc="the speaker, mixed under the focus rules, and the mic, only with the LED lit"),
     Process("assistantd", "daemons.assistant", after=("broker",), required=False,
+            sockets=("AF_UNIX", "AF_INET", "AF_INET6"),  # may reach an LLM endpoint off the glasses
             doc="ask and hear or see the answer: offline intents, an optional OpenAI-compatible LLM"),
     Process("camerad", "daemons.camera", after=("broker",), required=False, backends=("real", "sim"),
             devices=("/dev/video0 rw",), groups=("video",), state=True,

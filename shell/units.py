@@ -18,9 +18,6 @@ from shell.processes import PROCESSES, Process, command
 
 RUNTIME_DIR = "/run/lensos"
 GROUP = "lensos"
-NETWORK = {"assistantd"}  # may reach an LLM endpoint off the glasses; nobody else has a network at all
-NETLINK = {"powerd"}  # kernel uevents: a battery pulled is seen at once
-NEEDS_JIT = {"audiod"}  # PortAudio's callbacks go through cffi closures (writable, executable memory)
 
 # Hardening every unit gets: nothing here depends on what the process does.
 _HARDENING = [
@@ -84,13 +81,11 @@ def unit(process: Process, python: str) -> str:
     service += _HARDENING
     if not process.writes:
         service.append(("ProtectKernelTunables", "yes"))  # /sys read-only, unless it drives an LED or backlight
-    if process.name not in NEEDS_JIT:
+    if not process.jit:
         service.append(("MemoryDenyWriteExecute", "yes"))
-    families = ["AF_UNIX"] + (["AF_NETLINK"] if process.name in NETLINK else []) + \
-        (["AF_INET", "AF_INET6"] if process.name in NETWORK else [])
-    service.append(("RestrictAddressFamilies", " ".join(families)))
-    if process.name not in NETWORK:
-        service.append(("PrivateNetwork", "yes"))
+    service.append(("RestrictAddressFamilies", " ".join(process.sockets)))
+    if not {"AF_INET", "AF_INET6"} & set(process.sockets):
+        service.append(("PrivateNetwork", "yes"))  # no network at all
     service.append(("DevicePolicy", "closed"))
     service += [("DeviceAllow", device) for device in process.devices]
     if not process.devices:

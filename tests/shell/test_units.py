@@ -51,6 +51,10 @@ def test_each_unit_says_what_the_table_says(process, tmp_path):
     assert values(unit, "Service", "DevicePolicy") == ["closed"]
     if process.name != "broker":
         assert "/run/lensos" in values(unit, "Service", "ReadWritePaths")
+    assert values(unit, "Service", "RestrictAddressFamilies") == [" ".join(process.sockets)]
+    assert values(unit, "Service", "MemoryDenyWriteExecute") == ([] if process.jit else ["yes"])
+    networked = process.name == "assistantd"  # the only process that may leave the glasses
+    assert values(unit, "Service", "PrivateNetwork") == ([] if networked else ["yes"])
 
 
 def test_the_target_wants_every_unit_and_nothing_else_is_written():
