@@ -39,7 +39,9 @@ log = logging.getLogger("assistantd")
 
 SYSTEM_PROMPT = ("You are the assistant of a pair of smart glasses. Answer in one or two short sentences: "
                  "they are shown on a tiny display or spoken through bone conduction. Use the tools to act.")
-STATE_TOPICS = ("shell.state", "power.state", "display.state", "camera.state")
+# The latched state the actions read, and who alone may say it.
+STATE_SOURCES = {"shell.state": "shell", "power.state": "powerd", "display.state": "displayd",
+                 "camera.state": "camerad"}
 
 
 class Unavailable(Exception):
@@ -67,7 +69,7 @@ class Assistantd:
         self.recording = False
         self.holding: set[str] = set()  # resources taken and not yet given back (losing one cancels)
         self.reported: dict | None = None
-        for topic in STATE_TOPICS:
+        for topic in STATE_SOURCES:
             node.subscribe(topic, self.on_state)
         node.subscribe("shell.focus.notice", self.on_notice)
         node.subscribe("shell.capture.notice", self.on_notice)
@@ -80,8 +82,7 @@ class Assistantd:
 
     # --- what others say ------------------------------------------------------------------
     def on_state(self, msg: Message) -> None:
-        if msg.source == {"shell.state": "shell", "power.state": "powerd", "display.state": "displayd",
-                          "camera.state": "camerad"}[msg.topic]:
+        if msg.source == STATE_SOURCES[msg.topic]:
             self.latest[msg.topic] = msg.payload
             self.runner.poll()
 

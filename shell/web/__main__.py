@@ -79,6 +79,24 @@ def summary(payload: dict) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+# What the page shows of each state it follows, from the payload (built once, not per message).
+KEPT = {
+    "shell.state": lambda p: {"shell": {k: p[k] for k in ("state", "degraded", "foreground", "brightness", "model",
+                                                          "ready")},
+                              "focus": {r: f["owner"] for r, f in p["focus"].items()}},
+    "led.state": lambda p: {"led": {"lit": p["lit"], "fault": p.get("fault")}},
+    "power.state": lambda p: {"power": {"batteries": [{k: b[k] for k in ("name", "present", "percent")}
+                                                      for b in p["batteries"]],
+                                        "bridge_s": p["bridge"].get("time_s")}},
+    "display.frame": lambda p: {"frame": p["n"]},
+    "display.state": lambda p: {"display": {k: p[k] for k in ("on", "brightness", "alert", "layers")}},
+    "audio.state": lambda p: {"audio": {"streams": [f"{s['owner']}:{s['id']} {s['status']}" for s in p["streams"]],
+                                        "mic": p["mic"]["owner"]}},
+    "assistant.state": lambda p: {"assistant": p["phase"]},
+    "assistant.answer": lambda p: {"answer": p["text"]},
+}
+
+
 class Bridge:
     """The node thread's side: keeps the view current and sends the page's requests."""
 
@@ -94,23 +112,9 @@ class Bridge:
             if not msg.topic.startswith(QUIET_TOPICS):
                 view.sniffed.append({"t": time.strftime("%H:%M:%S"), "topic": msg.topic, "source": msg.source,
                                      "text": summary(p)})
-        kept = {
-            "shell.state": lambda: {"shell": {k: p[k] for k in ("state", "degraded", "foreground", "brightness",
-                                                                "model", "ready")},
-                                    "focus": {r: f["owner"] for r, f in p["focus"].items()}},
-            "led.state": lambda: {"led": {"lit": p["lit"], "fault": p.get("fault")}},
-            "power.state": lambda: {"power": {"batteries": [{k: b[k] for k in ("name", "present", "percent")}
-                                                            for b in p["batteries"]],
-                                              "bridge_s": p["bridge"].get("time_s")}},
-            "display.frame": lambda: {"frame": p["n"]},
-            "display.state": lambda: {"display": {k: p[k] for k in ("on", "brightness", "alert", "layers")}},
-            "audio.state": lambda: {"audio": {"streams": [f"{s['owner']}:{s['id']} {s['status']}"
-                                                          for s in p["streams"]], "mic": p["mic"]["owner"]}},
-            "assistant.state": lambda: {"assistant": p["phase"]},
-            "assistant.answer": lambda: {"answer": p["text"]},
-        }.get(msg.topic)
+        kept = KEPT.get(msg.topic)
         if kept is not None:
-            view.update(**kept())
+            view.update(**kept(p))
         elif not msg.topic.startswith(QUIET_TOPICS):
             view.update()
 
