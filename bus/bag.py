@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from bus.envelope import Message
-from bus.topics import TOPICS, Kind, lookup
+from bus.topics import TOPICS, lookup
 
 IMAGE_TOPIC = "camera.image"
 _IMAGE_SCHEMA = {
@@ -62,10 +62,7 @@ def schema_for(topic: str) -> dict:
     if topic == IMAGE_TOPIC:
         return _IMAGE_SCHEMA
     spec = lookup(topic)
-    schema = spec.schema.json_schema()
-    if spec.kind is Kind.REPLY:  # a reply's result is the request's reply fields
-        schema = dict(schema, description=spec.doc)
-    schema = dict(schema, title=f"lensos.{topic}")
+    schema = dict(spec.schema.json_schema(), title=f"lensos.{topic}", description=spec.doc)
     schema["properties"] = dict(schema.get("properties", {}), _lens=_HEADER_SCHEMA)
     return schema
 

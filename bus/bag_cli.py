@@ -58,11 +58,13 @@ def add_parsers(commands) -> None:
 
 def cmd_record(args) -> int:
     from bus.cli import tool_node
+    from bus.node import Node
     from bus.record import Output, Recorder
 
     output = None if args.snapshot else Output(Path(args.output), args.compression,
                                                 int((args.split_size or 0) * 1e6), args.split_time or 0.0)
-    node = tool_node("record", args.runtime) if not args.snapshot else _recorder_node(args)
+    # A snapshot recorder serves bus.snapshot.request, whose owner in the table is "recorder".
+    node = Node("recorder", args.runtime) if args.snapshot else tool_node("record", args.runtime)
     recorder = Recorder(node, output, args.prefixes, args.frame_every, args.snapshot or 0.0, Path(args.output),
                         args.compression)
     try:
@@ -84,11 +86,6 @@ def cmd_record(args) -> int:
           + (f"GAPS: {', '.join(f'{k}: {v} missing' for k, v in gaps.items())}" if gaps else "no gaps"),
           file=sys.stderr)
     return 0
-
-
-def _recorder_node(args):
-    from bus.node import Node
-    return Node("recorder", args.runtime)
 
 
 def cmd_snapshot(args) -> int:

@@ -44,9 +44,9 @@ class Output:
         if channel is None:
             schema = self.schemas.get(topic)
             if schema is None:
+                described = bag.schema_for(topic)
                 schema = self.schemas[topic] = self.writer.register_schema(
-                    name=bag.schema_for(topic)["title"], encoding="jsonschema",
-                    data=json.dumps(bag.schema_for(topic)).encode())
+                    name=described["title"], encoding="jsonschema", data=json.dumps(described).encode())
             channel = self.channels[(topic, source)] = self.writer.register_channel(
                 topic=topic, message_encoding="json", schema_id=schema, metadata={"source": source})
         self.writer.add_message(channel_id=channel, log_time=log_ns, data=data, publish_time=wall_ns,

@@ -70,17 +70,14 @@ class Replayer:
             self._publish(item, descriptors)
 
     def _idle_until(self, due: float) -> None:
-        """Wait, while every node keeps answering (heartbeats of their own are off: they are replayed)."""
-        while True:
-            remaining = due - time.monotonic()
-            if remaining <= 0:
-                return
-            for node in list(self.nodes.values())[:1] or [None]:
-                if node is None:
-                    time.sleep(min(remaining, 0.05))
-                else:
-                    node.run_once(min(remaining, 0.05))
-            for node in list(self.nodes.values())[1:]:
+        """Wait, running the nodes' loops so that replies and timers are handled meanwhile."""
+        while (remaining := due - time.monotonic()) > 0:
+            nodes = list(self.nodes.values())
+            if not nodes:
+                time.sleep(min(remaining, 0.05))
+                continue
+            nodes[0].run_once(min(remaining, 0.05))  # blocks until something arrives or the slice ends
+            for node in nodes[1:]:
                 node.run_once(0)
 
     def _node(self, source: str) -> Node:

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import json
-import time
 
 from bus.cli import tool_node
+from bus.waiting import wait_for
 
 
 def add_parsers(commands) -> None:
@@ -122,13 +122,12 @@ def cmd_say(args) -> int:
         node.subscribe("assistant.answer", lambda msg: answers.append(msg.payload))
         node.start()
         session = node.request("assistant.say.request", timeout=3.0, text=" ".join(args.text))["session"]
-        deadline = time.monotonic() + args.timeout
-        while not any(a["session"] == session for a in answers):
-            if time.monotonic() > deadline:
-                print(f"lens say: no answer within {args.timeout:g} s")
-                return 1
-            node.run_once(0.1)
-    answer = next(a for a in answers if a["session"] == session)
+        try:
+            answer = wait_for(lambda: next((a for a in answers if a["session"] == session), None), args.timeout,
+                              "the assistant's answer", poll=node.run_once)
+        except TimeoutError as exc:
+            print(f"lens say: {exc}")
+            return 1
     print(json.dumps(answer) if args.json else answer["text"] or f"({answer['action']} handed to its app)")
     return 0 if answer["status"] == "answered" else 1
 
