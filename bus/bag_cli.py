@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -15,18 +16,39 @@ from bus.errors import BusError
 STOP_GRACE_S = 0.3
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _not_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
 def add_parsers(commands) -> None:
     p = commands.add_parser("record", help="record the bus into an MCAP file (opens in Foxglove)",
                             description="Record messages under the given prefixes (all when none) into MCAP, "
                                         "until Ctrl-C or --duration. Camera frames are stored as JPEG images.")
     p.add_argument("prefixes", nargs="*", metavar="PREFIX")
     p.add_argument("-o", "--output", required=True, metavar="FILE.mcap")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-    p.add_argument("--split-size", type=float, metavar="MB", help="start a new file after this many MB")
-    p.add_argument("--split-time", type=float, metavar="S", help="start a new file after this many seconds")
+    p.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
+    p.add_argument("--split-size", type=_positive, metavar="MB", help="start a new file after this many MB")
+    p.add_argument("--split-time", type=_positive, metavar="S", help="start a new file after this many seconds")
     p.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd")
-    p.add_argument("--frame-every", type=int, default=1, metavar="N", help="store every N-th camera frame (1)")
-    p.add_argument("--snapshot", type=float, metavar="S",
+    p.add_argument("--frame-every", type=_at_least_one, default=1, metavar="N", help="store every N-th camera frame (1)")
+    p.add_argument("--snapshot", type=_positive, metavar="S",
                    help="keep only the last S seconds in memory; `lens bus snapshot` writes them next to -o")
     p.set_defaults(func=cmd_record)
 
@@ -39,9 +61,9 @@ def add_parsers(commands) -> None:
                             description="Replay an MCAP recording: each source as itself, frames back into a "
                                         "shared-memory ring.")
     p.add_argument("file")
-    p.add_argument("--rate", type=float, default=1.0, help="speed (2: twice as fast)")
+    p.add_argument("--rate", type=_positive, default=1.0, help="speed (2: twice as fast)")
     p.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
-    p.add_argument("--start", type=float, default=0.0, metavar="S", help="skip the first S seconds")
+    p.add_argument("--start", type=_not_negative, default=0.0, metavar="S", help="skip the first S seconds")
     p.add_argument("--topics", nargs="+", default=[], metavar="PREFIX", help="only these topic prefixes")
     p.add_argument("--block", nargs="+", default=[], metavar="PREFIX", help="not these topic prefixes")
     p.add_argument("--exclude-source", action="append", default=[], metavar="NAME",
