@@ -155,6 +155,8 @@ def test_s1_a_spoken_request_becomes_an_action_and_a_card_with_the_mic_behind_th
     out = procs.lens("say", "--json", "what", "time", "is", "it")
     printed, _ = out.communicate(timeout=60)
     assert out.returncode == 0 and json.loads(printed)["text"].startswith("It is "), printed
+    hurried = procs.run_lens("say", "--timeout", "0.001", "what", "time", "is", "it")
+    assert hurried.returncode == 1 and "timed out after 0.001 s waiting for the assistant's answer" in hurried.stdout
     assert say(user, "sing me a song")["text"] == "Sorry, I can't help with that offline."
 
 
@@ -265,3 +267,10 @@ def test_with_a_listening_engine_the_mics_blocks_become_the_words_and_the_vad_en
     vad = [m.payload["speech"] for m in user.log if m.topic == "audio.vad"]
     assert vad[:2] == [True, False], "the detector found the speech and its end"
     assert user.latest["assistant.state"]["stt"] == "vosk"
+
+
+def test_lens_say_without_an_assistant_says_so(procs, runtime):
+    procs.start_broker()
+    result = procs.run_lens("say", "hello")
+    assert result.returncode == 2 and "no reply to assistant.say.request from assistantd" in result.stderr, \
+        result.stderr

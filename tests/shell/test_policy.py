@@ -47,6 +47,13 @@ def test_shipped_policies_load(model):
     ("privacy.toml", "hold_s = 3.0", "hold_s = true", "hold_s", "led.hold_s: must be float"),
     ("models/s1.toml", '"camera"]', '"camera", "laser"]', "resources", "unknown 'laser'"),
     ("focus.toml", "level = 0.3", "level = 0.3 0.4", "level = 0.3", "not valid TOML"),
+    ("assistant.toml", 'stt = "text"', 'stt = "whisper"', "stt", "listen.stt: unknown 'whisper'"),
+    ("assistant.toml", '"long_press"]', '"long_press", "wink"]', "gestures =",
+     "trigger.gestures: unknown 'wink'"),
+    ("assistant.toml", "answer instead.\ntimeout_s = 8.0", "answer instead.\ntimeout_s = 0.0", "timeout_s = 0.0",
+     "llm.timeout_s: 0.0 is out of range"),
+    ("hardware.toml", 'voice = "espeak-ng"', 'voice = "festival"', "voice =", "audio.voice: unknown 'festival'"),
+    ("hardware.toml", "out_rate = 24000", "out_rate = 100", "out_rate", "audio.out_rate: 100 is out of range"),
 ])
 def test_a_bad_value_names_file_key_and_line(pdir, file, old, new, needle, message):
     path = pdir / file

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import shutil
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -30,6 +32,12 @@ def test_the_live_view_in_a_real_browser(procs, runtime, tmp_path):
         procs.start_ready("-m", module)
     procs.start_ready("-m", "shell.web", "--port", "0")
     port = int(runtime.path("webview.port").read_text())
+    for path, body in (("/api/launch-missiles", b"{}"), ("/api/gesture", b"not json"), ("/api/power", b"{}")):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", body, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=DEADLINE_S)
+        assert refused.value.code == 400 and b"unknown action or bad body" in refused.value.read()
+        refused.value.close()
     with playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
