@@ -184,6 +184,7 @@ class Launcher:
             if lived > BACKOFF_RESET_S:
                 child.backoff = BACKOFF_FIRST_S
             child.restart_at = time.monotonic() + child.backoff
+            child.aborted_at = None  # gone: no SIGKILL is due, and no wake-up for one
             self.say(f"  {child.spec.name} exited with status {child.popen.returncode}; "
                      f"restarting in {child.backoff:.1f} s")
             child.backoff = min(child.backoff * 2, BACKOFF_MAX_S)
