@@ -276,6 +276,19 @@ _TABLE = [
     Topic("assistant.wake", Kind.EVENT, "assistantd", {"session": "str"}, max_size=512,
           doc="the wake phrase was heard: the shell wakes the glasses as for a tap"),
     # --- apps ---------------------------------------------------------------------------------------------
+    Topic("shell.app.request", Kind.REQUEST, "shell", {"app": "str", "action": "str"},
+          reply={"status": "str"},
+          doc="start (and bring forward) or stop an app: refused with why when it is unknown, hidden on this "
+              "model, or broken; the answer is what happens next (starting, foreground, stopping, ...)"),
+    Topic("shell.apps", Kind.STATE, "shell", {"apps": "dict", "foreground": "str?", "errors": "list[str]"},
+          doc="every app by id: name, state (stopped, starting, running, stopping, failed, hidden) and why; "
+              "the manifests that are wrong"),
+    Topic("appd.process.request", Kind.REQUEST, "appd", {"app": "str", "action": "str"},
+          reply={"pid": "int?"},
+          doc="the shell's word to the app host: start or stop an app's process (nobody else's is taken)"),
+    Topic("appd.state", Kind.STATE, "appd", {"running": "dict", "failed": "dict", "wanted": "list[str]"},
+          doc="app processes: pid of each running one, why each failed one stopped, the ones that should run "
+              "(a restarted appd starts these again)"),
     Topic("phone.notification", Kind.EVENT, ANY_NODE,
           {"id": "str", "source": "str", "title": "str", "body": "str?"},
           doc="a notification from the paired phone (the phone bridge; `lens notify` in development)"),

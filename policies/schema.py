@@ -62,6 +62,10 @@ SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
             "brightness": _fraction("display brightness while a battery is out"),
             "bridge_low_s": Rule("float", 1.0, 600.0, doc="bridge seconds left that trigger critical"),
         },
+        "apps": {
+            "boot": Rule("list[str]", doc="apps appd starts at boot (those the model hides are skipped)"),
+            "home": Rule("str", doc="the resting app, in front when no other app is"),
+        },
     },
     "focus.toml": {
         "priorities": Rule("int", 0, 1000, doc="priority of each class; higher wins"),

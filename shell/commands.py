@@ -55,12 +55,21 @@ def add_parsers(commands) -> None:
     app = commands.add_parser("app", help="the apps: their manifests and whether they run",
                               description="Apps are declared by apps/<id>/manifest.toml ($LENS_APPS_DIR).")
     app_cmds = app.add_subparsers(dest="app_command", metavar="COMMAND", required=True)
-    listing = app_cmds.add_parser("list", help="every app: name, permissions, models, running or not",
-                                  description="Every app's manifest, whether it is on the bus now (the shell's "
-                                              "live nodes) and which is in the foreground; wrong manifests too.")
+    listing = app_cmds.add_parser("list", help="every app: name, state, permissions, models",
+                                  description="Every app's manifest with its state as the shell tells it "
+                                              "(stopped, starting, running, stopping, failed, or hidden on this "
+                                              "model, with why) and which is in front; wrong manifests too.")
     listing.add_argument("--json", action="store_true")
     listing.add_argument("--timeout", type=float, default=2.0, metavar="S", help="how long to wait for the bus")
     listing.set_defaults(func=cmd_app_list)
+    for action, words in (("start", "start an app and bring it to the front (once it is on the bus)"),
+                          ("stop", "stop an app: it saves what it must, gives back its focus and exits")):
+        sub = app_cmds.add_parser(action, help=words, description=f"Ask the shell to {words}; wait until done. "
+                                  "Exit 1 with the shell's reason when refused or not done in time.")
+        sub.add_argument("app", metavar="ID")
+        sub.add_argument("--json", action="store_true", help="the shell's answer and the app's state as JSON")
+        sub.add_argument("--timeout", type=float, default=10.0, metavar="S", help="how long to wait")
+        sub.set_defaults(func=cmd_app_action, action=action)
 
     status = commands.add_parser("status", help="the system in one screen: state, focus, LED, batteries",
                                  description="What the shell last published (latched on the bus): system state, "
@@ -153,6 +162,18 @@ def cmd_units_show(args) -> int:
     return 0
 
 
+def _apps_state(node, timeout: float) -> dict:
+    """The shell's latched word on the apps ({} when no shell has said it)."""
+    state: dict = {}
+
+    def keep(msg) -> None:
+        if msg.source == "shell":
+            state.update(msg.payload, seen=state.get("seen", 0) + 1)
+    node.subscribe("shell.apps", keep)
+    node.start(timeout=timeout)
+    return state
+
+
 def cmd_app_list(args) -> int:
     from apps.sdk.manifest import load_all
     from bus.cli import tool_node
@@ -162,22 +183,50 @@ def cmd_app_list(args) -> int:
     state: dict = {}
     try:
         with tool_node("app", args.runtime_dir) as node:
-            node.subscribe("shell.state", lambda msg: state.update(msg.payload) if msg.source == "shell" else None)
-            node.start(timeout=args.timeout)
+            state = _apps_state(node, args.timeout)
     except BusError:
         pass  # no bus: the manifests alone
-    nodes, front = state.get("nodes") or {}, state.get("foreground")
+    known, front = state.get("apps") or {}, state.get("foreground")
     rows = [{"id": m.id, "name": m.name, "permissions": list(m.permissions), "models": list(m.models),
-             "background": m.background, "display": m.display, "running": m.id in nodes,
+             "background": m.background, "display": m.display,
+             "state": known.get(m.id, {}).get("state", "unknown"), "why": known.get(m.id, {}).get("why", ""),
              "foreground": m.id == front} for m in manifests.values()]
     if args.json:
-        print(json.dumps({"apps": rows, "errors": errors}))
+        print(json.dumps({"apps": rows, "foreground": front, "errors": errors}))
     else:
-        print(f"{'ID':14} {'NAME':16} {'RUNNING':10} {'PERMISSIONS':24} MODELS")
+        print(f"{'ID':14} {'NAME':16} {'STATE':11} {'PERMISSIONS':24} {'MODELS':8} WHY")
         for r in rows:
-            running = "foreground" if r["foreground"] else "yes" if r["running"] else "no"
-            print(f"{r['id']:14} {r['name']:16} {running:10} {','.join(r['permissions']) or '-':24} "
-                  f"{','.join(r['models'])}")
+            state_ = "foreground" if r["foreground"] else r["state"]
+            print(f"{r['id']:14} {r['name']:16} {state_:11} {','.join(r['permissions']) or '-':24} "
+                  f"{','.join(r['models']):8} {r['why']}")
         for error in errors:
             print(f"error: {error}")
     return 1 if errors else 0
+
+
+def cmd_app_action(args) -> int:
+    from bus.cli import tool_node
+    from bus.errors import BusError
+    from bus.waiting import wait_for
+
+    # Done: in front (start) or stopped (stop); failed counts only when said after the answer, not a stale word.
+    done = {"start": lambda s, a, fresh: s["foreground"] == a or (fresh and s["apps"][a]["state"] == "failed"),
+            "stop": lambda s, a, fresh: s["apps"][a]["state"] == "stopped" or
+            (fresh and s["apps"][a]["state"] == "failed")}[args.action]
+    try:
+        with tool_node("app", args.runtime_dir) as node:
+            state = _apps_state(node, args.timeout)
+            answer = node.request("shell.app.request", app=args.app, action=args.action, timeout=args.timeout)
+            answered = state.get("seen", 0)
+            wait_for(lambda: state and args.app in state["apps"] and done(state, args.app, state["seen"] > answered),
+                     args.timeout, f"{args.app} to {args.action}", poll=node.run_once)
+    except (BusError, TimeoutError) as exc:
+        print(f"lens app {args.action}: {exc}", file=sys.stderr)
+        return 1
+    app = dict(state["apps"][args.app], foreground=state["foreground"] == args.app)
+    if args.json:
+        print(json.dumps({"app": args.app, "answer": answer["status"], **app}))
+    else:
+        where = "in front" if app["foreground"] else app["state"]
+        print(f"{args.app}: {where}" + (f" ({app['why']})" if app["why"] else ""))
+    return 1 if app["state"] == "failed" else 0

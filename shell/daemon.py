@@ -25,12 +25,12 @@ import time
 import uuid
 from pathlib import Path
 
-from apps.sdk.manifest import load_all
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
 from bus.runtime import write_atomically
 from bus.timers import Timer
+from shell.apps import Apps
 from shell.core import ShellCore
 from shell.focus import Notice
 from policies.schema import Policy
@@ -68,9 +68,7 @@ class ShellDaemon:
         self.published: dict[str, dict] = {}
         self.timer: Timer | None = None
         self._resume_checkpoint()
-        self.apps, broken = load_all()  # what each app may do; a wrong manifest is named and its app gets nothing
-        for error in broken:
-            log.error("shell: %s", error)
+        self.apps = Apps(node, policy, self.core, self.settle)
         node.subscribe("node.heartbeat", self.on_node)
         node.subscribe("node.bye", self.on_node)
         node.subscribe("led.state", self.on_led)
@@ -82,6 +80,8 @@ class ShellDaemon:
         node.serve("shell.focus.request", self.on_focus_request)
         node.serve("shell.release.request", self.on_release)
         node.serve("shell.foreground.request", self.on_foreground)
+        node.serve("shell.app.request", self.on_app_request)
+        node.subscribe("appd.state", self.on_app_host)
 
     # --- inputs -------------------------------------------------------------------
     def on_node(self, msg: Message) -> None:
@@ -130,7 +130,7 @@ class ShellDaemon:
 
     def on_focus_request(self, msg: Message) -> dict:
         p, now = msg.payload, time.monotonic()
-        manifest = self.apps.get(msg.source)
+        manifest = self.apps.manifests.get(msg.source)
         if manifest is not None and p["resource"] in CAPTURE_RESOURCES and not manifest.may(p["resource"]):
             why = f"{msg.source}'s manifest does not declare the {p['resource']} permission"
             log.warning("shell: %s", why)
@@ -159,10 +159,22 @@ class ShellDaemon:
         self.settle()
         return {"previous": previous}
 
+    def on_app_request(self, msg: Message) -> dict:
+        p = msg.payload
+        answer = self.apps.request(msg.source, p["app"], p["action"], set(self.nodes), time.monotonic())
+        self.settle()
+        return answer
+
+    def on_app_host(self, msg: Message) -> None:
+        if msg.source == "appd":
+            self.apps.on_host(msg.payload)
+            self.settle()
+
     # --- outputs: the one place anything is published ---------------------------------
     def settle(self) -> None:
         core, now = self.core, time.monotonic()
         core.tick(now)
+        self.apps.arrange(set(self.nodes), now)
         if core.state == "critical" and core.saved_state is not None:
             self._save(core.saved_state)
             core.save_done(now)
@@ -179,6 +191,7 @@ class ShellDaemon:
         if self.boot_s is None and core.state != "booting":
             self.boot_s = round(now - self.started, 3)
         self._publish_state(now)
+        self._publish_if_changed("shell.apps", **self.apps.state(set(self.nodes)))
         self._reschedule(now)
 
     def _open_session(self, notice: CaptureNotice, now: float) -> None:

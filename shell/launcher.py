@@ -38,7 +38,7 @@ BACKOFF_RESET_S = 30.0  # a child that ran this long starts its backoff afresh
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -96,7 +96,7 @@ class Launcher:
         if self.model:
             env["LENS_MODEL"] = self.model
         cmd = self.command(spec)
-        child.popen = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        child.popen = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=die_with_parent)
         child.started_at = time.monotonic()
         child.ready_at = child.restart_at = child.aborted_at = None
 

@@ -57,10 +57,10 @@ PROCESSES: tuple[Process, ...] = (
     Process("camerad", "daemons.camera", after=("broker",), required=False, backends=("real", "sim"),
             devices=("/dev/video0 rw",), groups=("video",), state=True,
             doc="frames into a shared-memory ring, photos, video segments; only with the LED lit"),
-    Process("camera", "apps.camera", after=("broker",), required=False,
-            doc="the camera app: press for a photo, hold to record (apps/camera)"),
-    Process("notifications", "apps.notifications", after=("broker",), required=False,
-            doc="the phone's notifications: a toast and a chime that ducks the music, a list on demand"),
+    # No network for apps yet: until each app runs in its own sandbox, one with the network permission
+    # would open it to all of them (privacy first); the lens app's online backend is for development.
+    Process("appd", "shell.appd", after=("broker",), required=False, state=True,
+            doc="the app host: starts and stops apps/<id> on the shell's word (boot apps: system.toml [apps])"),
     Process("webview", "shell.web", after=("broker",), required=False, dev_only=True,
             doc="the live view on 127.0.0.1 for development (`lens up --web`)"),
 )

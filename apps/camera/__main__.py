@@ -8,21 +8,21 @@ shell's and camerad's business: the recording is checkpointed and goes on.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from apps.sdk.app import App, Refused
 from bus.errors import BusError
 
+log = logging.getLogger("camera")
 PHOTO = ("tap", "button")
 VIDEO = ("button_long",)
 
 
 class Camera(App):
+    global_gestures = ("button", "button_long")  # the capture button works from anywhere
     recording_since: float | None = None
     timer = None
-
-    def on_start(self) -> None:
-        self.come_forward()
 
     def on_foreground(self) -> None:
         try:
@@ -33,6 +33,13 @@ class Camera(App):
             self.show("Camera", f"Cannot show the camera: {exc}")
 
     def on_gesture(self, gesture: str) -> None:
+        if not self.foreground:
+            try:
+                self.come_forward()
+            except (Refused, BusError) as exc:
+                log.warning("cannot come forward: %s", exc)
+                self.speak(f"Camera: {exc}")
+                return
         if gesture in PHOTO and self.recording_since is None:
             self.take_photo()
         elif gesture in VIDEO:
@@ -42,6 +49,7 @@ class Camera(App):
         try:
             path = self.photo()
         except (Refused, BusError) as exc:
+            log.warning("no photo: %s", exc)
             self.toast("No photo", str(exc))
             return
         self.toast("Photo saved", path.rsplit("/", 1)[-1])
@@ -74,6 +82,10 @@ class Camera(App):
             self.show("Camera", f"Stopping: {exc}")
         self._release_quietly("camera")
         self.show("Camera", "Video saved.")
+
+    def on_stop(self) -> None:
+        if self.recording_since is not None:
+            self.stop_video()  # the segment is closed and fsync'ed before the app goes
 
     def show(self, title: str, body: str) -> None:
         try:

@@ -34,6 +34,8 @@ class Refused(Exception):
 
 
 class App:
+    global_gestures: tuple[str, ...] = ()  # delivered in the background too (the camera's capture button)
+
     def __init__(self, app_id: str, runtime=None, apps: Path | None = None):
         self.manifest: Manifest = read((apps or apps_dir()) / app_id / "manifest.toml")
         self.id = app_id
@@ -49,6 +51,7 @@ class App:
 
     # --- to override --------------------------------------------------------------------
     def on_start(self) -> None: ...
+    def on_stop(self) -> None: ...  # asked to stop (SIGTERM from appd): save what must not be lost
     def on_foreground(self) -> None: ...
     def on_background(self) -> None: ...
     def on_gesture(self, gesture: str) -> None: ...
@@ -63,7 +66,13 @@ class App:
             raise Refused(str(exc)) from None
 
     def come_forward(self) -> None:
+        """In front once the shell says so (on_foreground has run): what follows asks as the foreground app."""
         self.ask("shell.foreground.request", app=self.id)
+        self.wait(lambda: self.foreground, GRANT_TIMEOUT_S, f"the shell's word that {self.id} is in front")
+
+    def start_app(self, app_id: str) -> str:
+        """Start another app (it comes to the front once it is up); returns what the shell does next."""
+        return self.ask("shell.app.request", app=app_id, action="start")["status"]
 
     @property
     def has_display(self) -> bool:
@@ -127,8 +136,11 @@ class App:
     def run(self) -> None:
         self.node.start()
         self.on_start()
-        self.node.run()
-        self.node.close()
+        try:
+            self.node.run()
+        finally:
+            self.on_stop()
+            self.node.close()  # node.bye: the shell takes back whatever this app held, at once
 
     # --- the bus's side ---------------------------------------------------------------------
     def _on_shell(self, msg: Message) -> None:
@@ -151,7 +163,7 @@ class App:
             self.on_permission_denied(msg.payload)
 
     def _on_gesture(self, msg: Message) -> None:
-        if msg.source == "inputd" and self.foreground:
+        if msg.source == "inputd" and (self.foreground or msg.payload["gesture"] in self.global_gestures):
             self.on_gesture(msg.payload["gesture"])
 
     def _release_quietly(self, resource: str) -> None:

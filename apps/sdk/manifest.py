@@ -51,6 +51,15 @@ class Manifest:
         return permission in self.permissions
 
 
+def hidden_reason(manifest: Manifest, model: str, has_display: bool) -> str | None:
+    """Why the app is not offered on this model (None: it is)."""
+    if model not in manifest.models:
+        return f"{manifest.name} does not support the {model.upper()} ({', '.join(manifest.models).upper()} only)"
+    if manifest.display and not has_display:
+        return f"{manifest.name} needs a display and the {model.upper()} has none"
+    return None
+
+
 def apps_dir() -> Path:
     return Path(os.environ.get("LENS_APPS_DIR") or APPS_DIR)
 

@@ -28,6 +28,7 @@ class Inputd:
     def __init__(self, node: Node, backend, thresholds: Thresholds):
         self.node, self.backend = node, backend
         self.recognizers = {s.name: Recognizer(thresholds, s.x_range, s.button_code) for s in backend.sources}
+        self.sim_busy: dict[str, float] = {}  # source -> when the simulated finger playing on it lifts
         self.counts = {name: 0 for name in GESTURES}
         self.timer = None
         self.fault: str | None = None
@@ -54,9 +55,13 @@ class Inputd:
             source, script = self.backend.script(msg.payload["gesture"])
         except ValueError as exc:
             raise RequestRefused(f"{exc} (known: {', '.join(GESTURES)})") from None
-        start = time.monotonic()
-        for offset, *event in script:  # played in real time, as a finger would
-            self.node.after(offset, lambda e=(start + offset, *event): self.feed(source, [e]))
+        # Played in real time, as a finger would, and after the one still playing on the same source:
+        # a finger cannot press a button it is holding down.
+        now = time.monotonic()
+        start = max(now, self.sim_busy.get(source, 0.0))
+        self.sim_busy[source] = start + script[-1][0] + 0.01
+        for offset, *event in script:  # one base for all: events at the same offset keep their order
+            self.node.after(start - now + offset, lambda e=(start + offset, *event): self.feed(source, [e]))
         return {"events": len(script)}
 
     def feed(self, source: str, events: list[tuple[float, int, int, int]]) -> None:

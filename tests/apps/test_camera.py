@@ -11,7 +11,7 @@ import pytest
 from apps.sdk.app import App, Refused
 from apps.sdk.manifest import ManifestError, load_all, read
 from tests.conftest import REPO
-from tests.system import System, running
+from tests.system import FAST, System, running
 
 NO_CAMERA = """[app]
 id = "notes"
@@ -70,22 +70,32 @@ def test_an_app_that_did_not_declare_the_camera_is_refused_and_told(procs, runti
     assert not system.watcher.notices("shell.capture.notice", owner="notes")
 
 
+def with_boot_apps(*apps: str) -> dict:
+    return {**FAST, "system.toml": {**FAST["system.toml"], "apps": {"boot": list(apps)}}}
+
+
 @pytest.mark.slow
-def test_the_camera_app_takes_a_photo_on_a_press_and_records_while_held(procs, runtime, tmp_path):
-    system = System(procs, runtime, tmp_path)
+def test_the_camera_app_takes_a_photo_on_a_press_records_while_held_and_saves_when_stopped(procs, runtime,
+                                                                                          tmp_path):
+    system = System(procs, runtime, tmp_path, with_boot_apps("camera"))
     procs.start_ready("-m", "daemons.input")
     procs.start_ready("-m", "daemons.display")
-    procs.start_ready("-m", "apps.camera")
+    procs.start_ready("-m", "shell.appd")
     user = system.watcher
     user.node.subscribe("display.state", user._keep)
+    user.node.subscribe("shell.apps", user._keep)
+    user.wait(lambda: (user.latest.get("shell.apps") or {}).get("apps", {}).get("camera", {}).get("state")
+              == "running", "appd starting the camera app at boot")
+    assert user.latest["shell.state"]["foreground"] is None  # started at boot, it stays in the background
+    # The capture button works from anywhere: the press brings the camera forward and takes the photo.
+    user.ask("input.sim.request", gesture="button")
+    photo = user.wait(lambda: user.notices("camera.session", owner="camera"), "a photo")[0]
+    assert photo["frames"] == 1
     user.wait_state(lambda s: s["foreground"] == "camera" and s["focus"]["display"]["owner"] == "camera",
                     "the camera app in front")
     listed = procs.run_lens("app", "list", "--json")
     camera = next(a for a in json.loads(listed.stdout)["apps"] if a["id"] == "camera")
-    assert camera["running"] and camera["foreground"] and camera["permissions"] == ["camera"]
-    user.ask("input.sim.request", gesture="button")
-    photo = user.wait(lambda: user.notices("camera.session", owner="camera"), "a photo")[0]
-    assert photo["frames"] == 1
+    assert camera["state"] == "running" and camera["foreground"] and camera["permissions"] == ["camera"]
     user.ask("input.sim.request", gesture="button_long")
     user.wait(lambda: user.latest.get("camera.state", {}).get("mode") == "video"
               and user.latest["camera.state"]["owner"] == "camera", "recording")
@@ -94,3 +104,16 @@ def test_the_camera_app_takes_a_photo_on_a_press_and_records_while_held(procs, r
     segment = user.wait(lambda: user.notices("camera.segment", owner="camera"), "the video saved")[0]
     assert segment["frames"] >= 5
     user.wait(lambda: not user.latest["shell.state"]["focus"]["camera"]["owner"], "the camera given back")
+
+    # Stopped while recording: the app closes its video before it goes, and gives everything back.
+    user.ask("input.sim.request", gesture="button_long")
+    user.wait(lambda: user.latest.get("camera.state", {}).get("mode") == "video", "recording again")
+    stopped = procs.run_lens("app", "stop", "camera", "--json")
+    assert stopped.returncode == 0, stopped.stderr
+    assert json.loads(stopped.stdout)["state"] == "stopped"
+    second = user.wait(lambda: user.notices("camera.segment", owner="camera")[1:], "the second video saved")[0]
+    assert second["frames"] >= 1
+    user.wait_state(lambda s: s["focus"]["camera"]["owner"] is None and s["focus"]["display"]["owner"] is None
+                    and s["foreground"] is None, "all the camera app held given back")
+    assert not procs.run_lens("app", "list", "--json").returncode
+    assert user.latest["shell.apps"]["apps"]["camera"]["state"] == "stopped"

@@ -2,6 +2,7 @@
 
 import pytest
 
+from apps.sdk.manifest import load_all
 from bus.errors import PayloadError, UnknownTopic
 from bus.schema import Schema, parse_field
 from bus.topics import ANY_NODE, TOPICS, Kind, Topic, _build, lookup, matches
@@ -14,9 +15,10 @@ def test_a_topic_declared_twice_is_refused():
         _build([row, row])
 
 
-def test_every_owner_is_a_process_of_the_process_table():
+def test_every_owner_is_a_process_of_the_process_table_or_an_app():
     tools = {"demo", "recorder"}  # `python -m bus.demo`, `lens bus record --snapshot`
-    processes = {p.name for p in PROCESSES} | tools
+    apps = set(load_all()[0])  # apps are processes of appd, declared by their manifests
+    processes = {p.name for p in PROCESSES} | tools | apps
     for topic in TOPICS.values():
         assert topic.owner == ANY_NODE or topic.owner in processes, topic.name
 

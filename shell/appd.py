@@ -1,0 +1,182 @@
+"""appd: the app host. It starts, watches and stops app processes, on the shell's word only.
+
+The shell decides which app may run and which is in front (manifests,
+model, power); appd does the processes, so the shell keeps no children and
+apps never run inside the shell's sandbox (they would see its state and, with
+issue 4, its key). Each app is ``python -m apps.<id>`` in its own session,
+dies with appd, and is watched through a pidfd in the node's own poll (no
+SIGCHLD handler, no polling timer). An app that crashes is started again
+after a backoff; one that exits 0 (stopped, or done) stays stopped.
+
+What should run is latched in ``appd.state``: a restarted appd reads its
+predecessor's word and starts those apps again; a fresh boot starts
+``policies/system.toml [apps] boot``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from apps.sdk.manifest import Manifest, hidden_reason, load_all
+from bus import service
+from bus.envelope import Message
+from bus.errors import RequestRefused
+from bus.node import Node
+from policies.schema import PolicyError, load
+from shell.launcher import die_with_parent
+
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 10.0
+BACKOFF_RESET_S = 30.0  # an app that ran this long starts its backoff afresh
+STOP_DEADLINE_S = 3.0
+log = logging.getLogger("appd")  # SIGTERM, then SIGKILL
+
+
+@dataclass
+class Child:
+    popen: subprocess.Popen
+    pidfd: int
+    started: float
+    stopping: bool = False
+
+
+class Appd:
+    def __init__(self, node: Node, manifests: dict[str, Manifest], boot: list[str], model: str,
+                 has_display: bool):
+        self.node = node
+        self.manifests = manifests
+        self.boot = boot
+        self.model, self.has_display = model, has_display
+        self.children: dict[str, Child] = {}
+        self.wanted: list[str] = []
+        self.failed: dict[str, str] = {}
+        self.backoff: dict[str, float] = {}
+        self.restored: list[str] | None = None
+        node.serve("appd.process.request", self.on_request)
+        node.subscribe("appd.state", self.on_own_state)
+
+    def on_own_state(self, msg: Message) -> None:
+        if msg.source == "appd" and msg.incarnation != self.node.incarnation and self.restored is None:
+            self.restored = list(msg.payload["wanted"])  # only the previous appd's word, and only once
+
+    def begin(self) -> None:
+        """After the node started (the latched word is in): start what the last appd ran, or the boot apps."""
+        for app in self.restored if self.restored is not None else self.boot:
+            if app in self.manifests and hidden_reason(self.manifests[app], self.model, self.has_display) is None:
+                self.want(app)
+        self.publish()
+
+    def on_request(self, msg: Message) -> dict:
+        if msg.source != "shell":
+            raise RequestRefused(f"only the shell starts and stops apps, not {msg.source}")
+        app, action = msg.payload["app"], msg.payload["action"]
+        if app not in self.manifests:
+            raise RequestRefused(f"no app {app!r} is installed")
+        if action == "start":
+            self.want(app)
+        elif action == "stop":
+            self.unwant(app)
+        else:
+            raise RequestRefused(f"unknown action {action!r} (start, stop)")
+        self.publish()
+        child = self.children.get(app)
+        return {"pid": child.popen.pid if child and not child.stopping else None}
+
+    def want(self, app: str) -> None:
+        if app not in self.wanted:
+            self.wanted.append(app)
+        self.failed.pop(app, None)
+        if app not in self.children:
+            self.spawn(app)
+
+    def unwant(self, app: str) -> None:
+        if app in self.wanted:
+            self.wanted.remove(app)
+        child = self.children.get(app)
+        if child is not None and not child.stopping:
+            child.stopping = True
+            child.popen.send_signal(signal.SIGTERM)
+            self.node.after(STOP_DEADLINE_S, lambda: self._kill_if_alive(app, child))
+
+    def spawn(self, app: str) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", LENS_MODEL=self.model,
+                   LENS_RUNTIME_DIR=str(self.node.runtime.dir))
+        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):  # appd's, not the app's
+            env.pop(name, None)
+        popen = subprocess.Popen([sys.executable, "-m", f"apps.{app}"], env=env, start_new_session=True,
+                                 preexec_fn=die_with_parent)
+        pidfd = os.pidfd_open(popen.pid)
+        self.children[app] = Child(popen, pidfd, time.monotonic())
+        self.node.watch(pidfd, lambda: self.reap(app))
+
+    def reap(self, app: str) -> None:
+        child = self.children.pop(app)
+        self.node.unwatch(child.pidfd)
+        os.close(child.pidfd)
+        status = child.popen.wait()
+        lived = time.monotonic() - child.started
+        if child.stopping or status == 0:  # stopped, or it finished by itself: done, not crashed
+            if app in self.wanted and not child.stopping:
+                self.wanted.remove(app)
+            self.publish()
+            return
+        backoff = BACKOFF_FIRST_S if lived > BACKOFF_RESET_S else self.backoff.get(app, BACKOFF_FIRST_S)
+        self.backoff[app] = min(backoff * 2, BACKOFF_MAX_S)
+        why = f"signal {-status}" if status < 0 else f"status {status}"
+        self.failed[app] = f"exited with {why}; starting again in {backoff:.1f} s"
+        log.warning("%s %s", app, self.failed[app])
+        self.node.after(backoff, lambda: self._respawn(app))
+        self.publish()
+
+    def _respawn(self, app: str) -> None:
+        if app in self.wanted and app not in self.children:
+            self.spawn(app)
+            self.publish()
+
+    def _kill_if_alive(self, app: str, child: Child) -> None:
+        if self.children.get(app) is child and child.popen.poll() is None:
+            child.popen.kill()
+
+    def publish(self) -> None:
+        running = {app: c.popen.pid for app, c in self.children.items() if not c.stopping}
+        self.node.publish("appd.state", running=running, failed=dict(self.failed), wanted=list(self.wanted))
+
+    def close(self) -> None:
+        for child in self.children.values():
+            child.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_DEADLINE_S
+        for child in self.children.values():
+            try:
+                child.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.popen.kill()
+                child.popen.wait()
+            os.close(child.pidfd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = service.arguments("shell.appd", __doc__).parse_args(argv)
+    with service.exits_on("appd", PolicyError):
+        policy = load(args.policy_dir, args.model)
+    manifests, errors = load_all()
+    with service.node("appd", args) as node:
+        for error in errors:
+            log.error("%s (that app is not started)", error)
+        appd = Appd(node, manifests, policy.system["apps"]["boot"], policy.model, policy.has_display)
+        node.start()
+        appd.begin()
+        try:
+            node.run()
+        finally:
+            appd.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

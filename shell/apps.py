@@ -1,0 +1,118 @@
+"""The shell's side of apps: which may run on this model, which should, and which is in front.
+
+The manifests say what an app is; this decides what happens to it and
+appd does the processes. An app's state, as ``shell.apps`` shows it:
+
+    hidden    this model cannot run it (no display, not in its models): never started, and why
+    stopped   not running
+    starting  asked of appd, not yet on the bus
+    running   on the bus (heartbeating)
+    stopping  asked to stop, still on the bus
+    failed    its process exited with an error; appd starts it again after a backoff
+
+An app started by name comes to the foreground once it is on the bus. When
+nothing is in front (the foreground app stopped or died), the home app is.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from apps.sdk.manifest import hidden_reason, load_all
+from bus.errors import BusError, RequestRefused
+from bus.node import Node
+from policies.schema import Policy
+from shell.core import ShellCore
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("start", "stop")
+
+
+class Apps:
+    def __init__(self, node: Node, policy: Policy, core: ShellCore, settle: Callable[[], None]):
+        self.node, self.core, self.settle = node, core, settle
+        self.manifests, self.errors = load_all()  # a wrong manifest is named and its app gets nothing
+        for error in self.errors:
+            log.error("shell: %s", error)
+        self.home = policy.system["apps"]["home"]
+        self.hidden = {app: why for app, m in self.manifests.items()
+                       if (why := hidden_reason(m, policy.model, policy.has_display)) is not None}
+        self.host = {"running": {}, "failed": {}, "wanted": []}  # appd's latest word
+        self.starting: set[str] = set()
+        self.stopping: set[str] = set()
+        self.to_front: str | None = None  # started by name: in front once it is on the bus
+
+    def on_host(self, payload: dict) -> None:
+        self.host = payload
+        self.starting -= set(payload["failed"])
+
+    def request(self, sender: str, app: str, action: str, alive: set[str], now: float) -> dict:
+        if action not in ACTIONS:
+            raise RequestRefused(f"unknown action {action!r} ({', '.join(ACTIONS)})")
+        if app not in self.manifests:
+            broken = [e for e in self.errors if f"/{app}/manifest.toml" in e]
+            raise RequestRefused(broken[0] if broken else
+                                 f"no app {app!r} (installed: {', '.join(sorted(self.manifests)) or 'none'})")
+        if app in self.hidden:
+            raise RequestRefused(self.hidden[app])
+        if action == "stop" and sender in self.manifests and sender not in (app, self.home):
+            raise RequestRefused(f"{sender} may stop only itself, not {app}")
+        if "appd" not in alive:
+            raise RequestRefused("the app host (appd) is not running, so no app can be started or stopped")
+        if action == "start":
+            self.stopping.discard(app)
+            if app in alive:
+                self.core.set_foreground(app, now)
+                return {"status": "foreground"}
+            self.starting.add(app)
+            self.to_front, status = app, "starting"
+        else:
+            self.starting.discard(app)
+            if self.to_front == app:
+                self.to_front = None
+            running = app in alive or app in self.host["running"]
+            if running:
+                self.stopping.add(app)
+            status = "stopping" if running else "stopped"  # appd hears it even so: a failed one stays down
+        self.node.request_async("appd.process.request", self._answered(app), app=app, action=action)
+        return {"status": status}
+
+    def _answered(self, app: str) -> Callable:
+        def done(result: dict | None, error: BusError | None) -> None:
+            if error is not None:
+                log.warning("shell: appd did not do it for %s: %s", app, error)
+                self.starting.discard(app)
+                self.stopping.discard(app)
+                self.settle()
+        return done
+
+    def arrange(self, alive: set[str], now: float) -> None:
+        """Before the state goes out: the started app in front once it is there, else home when nobody is."""
+        self.starting -= alive
+        self.stopping &= alive | set(self.host["running"])
+        if self.to_front in alive:
+            self.core.set_foreground(self.to_front, now)
+            self.to_front = None
+        front = self.core.foreground
+        if (front is None or front not in alive) and self.home in alive:
+            self.core.set_foreground(self.home, now)
+
+    def state(self, alive: set[str]) -> dict:
+        apps = {}
+        for app, manifest in sorted(self.manifests.items()):
+            state, why = self._state_of(app, alive)
+            apps[app] = {"name": manifest.name, "state": state, "why": why}
+        return {"apps": apps, "foreground": self.core.foreground, "errors": list(self.errors)}
+
+    def _state_of(self, app: str, alive: set[str]) -> tuple[str, str]:
+        if app in self.hidden:
+            return "hidden", self.hidden[app]
+        if app in alive:
+            return ("stopping", "asked to stop") if app in self.stopping else ("running", "")
+        if app in self.host["failed"]:
+            return "failed", self.host["failed"][app]
+        if app in self.starting or app in self.host["running"]:
+            return "starting", ""
+        return "stopped", ""
