@@ -3,7 +3,7 @@
 The shell decides which app may run and which is in front (manifests,
 model, power); appd does the processes, so the shell keeps no children and
 apps never run inside the shell's sandbox (they would see its state and, with
-issue 4, its key). Each app is ``python -m apps.<id>`` in its own session,
+issue 4, its key). Each app is ``python APPS_DIR/<id>`` (its __main__.py) in its own session,
 dies with appd, and is watched through a pidfd in the node's own poll (no
 SIGCHLD handler, no polling timer). An app that crashes is started again
 after a backoff; one that exits 0 (stopped, or done) stays stopped.
@@ -109,8 +109,9 @@ class Appd:
                    LENS_RUNTIME_DIR=str(self.node.runtime.dir))
         for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):  # appd's, not the app's
             env.pop(name, None)
-        popen = subprocess.Popen([sys.executable, "-m", f"apps.{app}"], env=env, start_new_session=True,
-                                 preexec_fn=die_with_parent)
+        # The app's directory, run as a script: the shipped apps and those of $LENS_APPS_DIR alike.
+        popen = subprocess.Popen([sys.executable, str(self.manifests[app].path.parent)], env=env,
+                                 start_new_session=True, preexec_fn=die_with_parent)
         pidfd = os.pidfd_open(popen.pid)
         self.children[app] = Child(popen, pidfd, time.monotonic())
         self.node.watch(pidfd, lambda: self.reap(app))
@@ -136,6 +137,7 @@ class Appd:
 
     def _respawn(self, app: str) -> None:
         if app in self.wanted and app not in self.children:
+            self.failed.pop(app, None)  # running again; failed again if it crashes again
             self.spawn(app)
             self.publish()
 

@@ -209,8 +209,9 @@ def cmd_app_action(args) -> int:
     from bus.errors import BusError
     from bus.waiting import wait_for
 
-    # Done: in front (start) or stopped (stop); failed counts only when said after the answer, not a stale word.
-    done = {"start": lambda s, a, fresh: s["foreground"] == a or (fresh and s["apps"][a]["state"] == "failed"),
+    # Done: in front (start; or it already ran and finished) or stopped (stop); failed and stopped count only when said after the answer, not a stale word.
+    done = {"start": lambda s, a, fresh: s["foreground"] == a or (fresh and s["apps"][a]["state"] in ("failed",
+                                                                                                  "stopped")),
             "stop": lambda s, a, fresh: s["apps"][a]["state"] == "stopped" or
             (fresh and s["apps"][a]["state"] == "failed")}[args.action]
     try:
