@@ -92,6 +92,12 @@ class Lane:
         self.unconfirm()
         return True
 
+    def remove_prefix(self, prefix: str) -> None:
+        """Stop receiving a prefix (nothing to confirm: at worst a few more arrive, and are not routed)."""
+        if prefix in self.prefixes:
+            self.prefixes.discard(prefix)
+            self.sub.setsockopt(zmq.UNSUBSCRIBE, prefix.encode())
+
     def unconfirm(self) -> None:
         self.confirmed = False
         self.nonce = int.from_bytes(os.urandom(6), "little")

@@ -130,6 +130,17 @@ class Node:
         self._subs.append((prefix, handler))
         self._routes.clear()
 
+    def unsubscribe(self, prefix: str, handler: Handler) -> None:
+        """Undo one subscribe(); the broker stops sending the prefix once no handler wants it (a camera
+        app that stops looking stops paying for 30 frames a second)."""
+        prefix = _normal(prefix)
+        self._subs = [(p, h) for p, h in self._subs if (p, h) != (prefix, handler)]
+        self._routes.clear()
+        if not any(p == prefix for p, _ in self._subs):
+            for lane_name in lanes_for(prefix):
+                if lane_name in self._lanes:
+                    self._lanes[lane_name].remove_prefix(prefix)
+
     def serve(self, topic: str, handler: Callable[[Message], dict | None]) -> None:
         """Answer requests on ``topic``: return the result dict, or raise RequestRefused(why)."""
         spec = lookup(topic)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from bus.cli import tool_node
 from bus.waiting import wait_for
@@ -51,6 +52,15 @@ def add_parsers(commands) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_display)
 
+    camera = commands.add_parser("camera", help="the simulated camera: hold a picture in front of it",
+                                 description="What camerad's sim backend sees (the lens app's items, say).")
+    camera_cmds = camera.add_subparsers(dest="camera_command", metavar="COMMAND", required=True)
+    p = camera_cmds.add_parser("show", help="show the camera a picture (or, without one, its pattern again)",
+                               description="The sim camera's frames become this PNG or JPEG (scaled to its size) "
+                                           "until told otherwise; without FILE, its pattern or folder again.")
+    p.add_argument("image", nargs="?", metavar="FILE")
+    p.set_defaults(func=cmd_camera)
+
     notify = commands.add_parser("notify", help="a notification from the (simulated) phone",
                                  description="Publish phone.notification as the phone bridge would.")
     notify.add_argument("title")
@@ -97,6 +107,12 @@ def cmd_led(args) -> int:
     fault = args.reason if args.led_command == "fault" else None
     result = _ask(args, "led.sim.request", fault=fault)
     print(f"LED fault: {result['fault']}" if result["fault"] else "LED working")
+    return 0
+
+
+def cmd_camera(args) -> int:
+    image = str(Path(args.image).resolve()) if args.image else None  # camerad's working directory is not ours
+    print(f"the camera sees {_ask(args, 'camera.sim.request', image=image)['showing']}")
     return 0
 
 

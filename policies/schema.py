@@ -35,6 +35,13 @@ class Rule:
     doc: str = ""
 
 
+@dataclass(frozen=True)
+class Tables:
+    """A section written as an array of tables ([[item]] ...), each checked against ``rules``."""
+    rules: dict[str, Rule]
+    doc: str = ""
+
+
 def _fraction(doc: str) -> Rule:
     return Rule("float", 0.0, 1.0, doc=doc)
 
@@ -293,6 +300,9 @@ class _File:
                 raise self.fail(section, None, f"unknown section (known: {', '.join(schema)})")
         for section, rules in schema.items():
             table = self.data.get(section)
+            if isinstance(rules, Tables):
+                self._check_tables(section, table, rules)
+                continue
             if not isinstance(table, dict):
                 raise self.fail(section, None, "missing section" if table is None else "must be a table")
             if isinstance(rules, Rule):  # open table
@@ -307,7 +317,32 @@ class _File:
                     raise self.fail(section, None, f"missing key '{key}' ({rule.kind}: {rule.doc})")
                 self._check_value(section, key, table[key], rule)
 
-    def _check_value(self, section: str, key: str, value: Any, rule: Rule) -> None:
+    def _check_tables(self, section: str, tables: Any, spec: Tables) -> None:
+        if not isinstance(tables, list) or not tables:
+            raise self.fail(section, None, f"missing: at least one [[{section}]] ({spec.doc})")
+        headers = [n for n, line in enumerate(self.text.splitlines(), 1)
+                   if re.fullmatch(rf"\[\[\s*{re.escape(section)}\s*\]\]\s*(#.*)?", line.strip())]
+        lines = self.text.splitlines()
+        for index, table in enumerate(tables):
+            first = headers[index] if index < len(headers) else 1
+            last = headers[index + 1] if index + 1 < len(headers) else len(lines) + 1
+
+            def fail(key: str | None, why: str, first=first, last=last, index=index) -> PolicyError:
+                line = next((n for n in range(first, last) if key and re.match(rf'"?{re.escape(key)}"?\s*=',
+                                                                                  lines[n - 1].strip())), first)
+                return PolicyError(f"{self.path}:{line}: {section}[{index + 1}]{'.' + key if key else ''}: {why}")
+            for key in table:
+                if key not in spec.rules:
+                    raise fail(key, f"unknown key (known: {', '.join(spec.rules)})")
+            for key, rule in spec.rules.items():
+                if key not in table:
+                    raise fail(None, f"missing key '{key}' ({rule.kind}: {rule.doc})")
+                try:
+                    self._check_value(section, key, table[key], rule, table)
+                except PolicyError as exc:
+                    raise fail(key, str(exc).split(": ", 2)[-1]) from None
+
+    def _check_value(self, section: str, key: str, value: Any, rule: Rule, table: dict | None = None) -> None:
         ok = {
             "int": type(value) is int,
             "float": type(value) in (int, float),
@@ -318,7 +353,7 @@ class _File:
         if not ok:
             raise self.fail(section, key, f"must be {rule.kind}, got {type(value).__name__} {value!r:.40}")
         if rule.kind == "float":
-            self.data[section][key] = float(value)
+            (self.data[section] if table is None else table)[key] = float(value)
         if rule.low is not None and not rule.low <= value <= rule.high:
             raise self.fail(section, key, f"{value} is out of range {rule.low:g}..{rule.high:g}")
         for item in value if rule.kind == "list[str]" else [value] if rule.kind == "str" else ():

@@ -14,14 +14,16 @@ with the reason (``Refused``), and a permission refusal also as
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from apps.sdk.manifest import Manifest, apps_dir, read
 from bus import service
 from bus.envelope import Message
 from bus.errors import BusError, RequestFailed
 from bus.node import Node
+from bus.ring import FrameOverrun, Ring
 from bus.waiting import wait_for
 
 log = logging.getLogger("app")
@@ -48,6 +50,11 @@ class App:
         self.node.subscribe("shell.capture.notice", self._on_notice)
         self.node.subscribe("app.permission.denied", self._on_denied)
         self.node.subscribe("input.gesture", self._on_gesture)
+        self.node.subscribe("camera.state", self._on_camera)
+        self.camera: dict = {}  # camerad's latest word (its ring's path among it)
+        self._ring: Ring | None = None
+        self._frame: dict | None = None  # the newest descriptor of a frame taken for this app
+        self.frames_overrun = 0
 
     # --- to override --------------------------------------------------------------------
     def on_start(self) -> None: ...
@@ -129,6 +136,46 @@ class App:
         finally:
             self._release_quietly("camera")
 
+    # --- camera frames: a view on the shared-memory ring, no copy -----------------------------
+    def open_camera(self, reason: str = "frames") -> None:
+        """Camera focus (the LED lit first) and preview frames for this app; Refused with why."""
+        self.focus("camera", "exclusive", reason, purpose="preview")
+        try:
+            self.ask("camera.control.request", mode="preview")
+            ring = self.wait(lambda: self.camera.get("ring"), GRANT_TIMEOUT_S, "camerad's frame ring")
+            self._ring = Ring.attach(ring)
+        except BaseException:
+            self._release_quietly("camera")
+            raise
+        self.node.subscribe("camera.frame", self._on_frame)
+
+    @contextmanager
+    def next_frame(self, timeout: float = 3.0) -> Iterator:
+        """The next frame as a read-only numpy view (height, width, 3) on the ring, valid inside the block:
+        copy what you keep. FrameOverrun at the end of the block when camerad wrote over it meanwhile,
+        so whatever was worked out from it must be thrown away (take the next one)."""
+        if self._ring is None:
+            raise Refused("the camera is not open (open_camera first)")
+        self._frame = None
+        frame = self.wait(lambda: self._frame, timeout, "a camera frame")
+        try:
+            with self._ring.frame(frame["slot"], frame["gen"]) as pixels:
+                yield pixels
+        except FrameOverrun:
+            self.frames_overrun += 1
+            raise
+
+    def close_camera(self) -> None:
+        self.node.unsubscribe("camera.frame", self._on_frame)
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        try:
+            self.ask("camera.control.request", mode="off")
+        except (BusError, Refused) as exc:
+            log.warning("%s: stopping the camera: %s", self.id, exc)
+        self._release_quietly("camera")
+
     def wait(self, condition: Callable, timeout: float, what: str):
         """Keep the app's loop running until ``condition()`` holds; Refused when it does not in time."""
         return wait_for(condition, timeout, what, poll=self.node.run_once, error=Refused)
@@ -165,6 +212,14 @@ class App:
     def _on_gesture(self, msg: Message) -> None:
         if msg.source == "inputd" and (self.foreground or msg.payload["gesture"] in self.global_gestures):
             self.on_gesture(msg.payload["gesture"])
+
+    def _on_camera(self, msg: Message) -> None:
+        if msg.source == "camerad":
+            self.camera = msg.payload
+
+    def _on_frame(self, msg: Message) -> None:
+        if msg.source == "camerad" and msg.payload["owner"] == self.id:
+            self._frame = msg.payload
 
     def _release_quietly(self, resource: str) -> None:
         try:

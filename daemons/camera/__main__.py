@@ -50,6 +50,8 @@ class Camerad:
         node.subscribe("shell.state", self.on_shell)
         node.subscribe("shell.capture.notice", self.on_notice)
         node.serve("camera.control.request", self.on_control)
+        if isinstance(source, SimCamera):
+            node.serve("camera.sim.request", self.on_sim)
 
     # --- what others say ----------------------------------------------------------------
     def on_shell(self, msg: Message) -> None:
@@ -90,6 +92,12 @@ class Camerad:
         self.schedule()
         self.publish_state()
         return {"mode": self.mode, "path": str(self.recorder.dir) if self.recorder else None}
+
+    def on_sim(self, msg: Message) -> dict:
+        try:
+            return {"showing": self.source.show(msg.payload.get("image"))}
+        except CameraError as exc:
+            raise RequestRefused(str(exc)) from None
 
     # --- the rules ----------------------------------------------------------------------
     def enforce(self) -> None:

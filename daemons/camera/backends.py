@@ -93,16 +93,29 @@ class SimCamera:
         self.base = np.stack(((xx * 255 // max(width - 1, 1)), (yy * 255 // max(height - 1, 1)),
                               ((xx + yy) * 255 // max(width + height - 2, 1))), axis=-1).astype(np.uint8)
         self.images = self._load(Path(folder)) if folder else []
+        self.shown: np.ndarray | None = None  # a picture held in front of the camera (`lens camera show`)
 
     def _load(self, folder: Path) -> list[np.ndarray]:
-        images = []
-        for path in sorted(folder.glob("*")):
-            if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
-                with Image.open(path) as image:
-                    images.append(np.asarray(image.convert("RGB").resize((self.width, self.height))))
+        images = [self._picture(path) for path in sorted(folder.glob("*"))
+                  if path.suffix.lower() in (".png", ".jpg", ".jpeg")]
         if not images:
             raise CameraError(f"no PNG or JPEG images in {folder}")
         return images
+
+    def _picture(self, path: Path) -> np.ndarray:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB").resize((self.width, self.height)))
+
+    def show(self, path: str | None) -> str:
+        """Hold a picture in front of the camera (None: take it away); CameraError when it is no picture."""
+        if path is None:
+            self.shown = None
+            return "the folder" if self.images else "the pattern"
+        try:
+            self.shown = self._picture(Path(path))
+        except (OSError, ValueError) as exc:
+            raise CameraError(f"cannot show {path}: {exc}") from None
+        return path
 
     def fileno(self) -> None:
         return None  # frames come from camerad's timer
@@ -114,7 +127,9 @@ class SimCamera:
         pass
 
     def grab(self, frame_id: int, out: np.ndarray) -> np.ndarray:
-        if self.images:
+        if self.shown is not None:
+            out[...] = self.shown
+        elif self.images:
             out[...] = self.images[(frame_id // 30) % len(self.images)]  # a second per image at 30 fps
         else:
             shift = (frame_id * 8) % self.width

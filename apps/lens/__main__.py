@@ -1,0 +1,112 @@
+"""The lens app: point at an item, tap (or ask "what is this?"), see its name and price (heard on G1).
+
+One look takes camera focus (the LED lit first), reads a few preview frames
+straight from the shared-memory ring, and gives the camera back before the
+answer is worked out. The offline catalog (apps/lens/catalog) answers
+unless an online shopping API is configured there; below the catalog's
+confidence it says "not sure" rather than guess.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from apps.lens.catalog import Answer, Catalog, load, open_backend
+from apps.sdk.app import App, Refused
+from bus.envelope import Message
+from bus.errors import BusError
+from bus.ring import FrameOverrun
+from policies.schema import PolicyError
+
+log = logging.getLogger("lens")
+TRIES = 5  # frames tried when the writer keeps overtaking the reader
+SYMBOLS = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
+SPOKEN = {"CNY": "yuan", "USD": "dollars", "EUR": "euros", "GBP": "pounds", "JPY": "yen"}
+
+
+def price_text(answer: Answer) -> str:
+    return f"{SYMBOLS.get(answer.currency, answer.currency + ' ')}{answer.price:.2f}"
+
+
+class Lens(App):
+    def __init__(self, app_id: str, catalog: Catalog, runtime=None, apps=None):
+        super().__init__(app_id, runtime, apps)
+        self.backend = open_backend(catalog)
+        self.looking = False
+        self.node.subscribe("assistant.action", self.on_action)
+
+    def on_foreground(self) -> None:
+        try:
+            if self.has_display:
+                self.focus("display", reason="the lens")
+            self.card("lens", "Lens", "Point at an item and tap.")
+        except (Refused, BusError) as exc:
+            log.warning("cannot show the lens: %s", exc)
+
+    def on_gesture(self, gesture: str) -> None:
+        if gesture == "tap":
+            self.look()
+
+    def on_action(self, msg: Message) -> None:
+        if msg.source == "assistantd" and msg.payload["app"] == self.id and msg.payload["action"] == "identify":
+            try:
+                self.come_forward()
+            except (Refused, BusError) as exc:
+                self.speak(f"Lens: {exc}")
+                return
+            self.look()
+
+    def look(self) -> None:
+        if self.looking:
+            return
+        self.looking = True
+        try:
+            self.card("lens", "Looking…", "Hold still.")
+            seen = self.glance()
+            answer = self.backend.identify(seen)
+        except (Refused, BusError, TimeoutError) as exc:
+            self.card("lens", "Cannot look", str(exc))
+            return
+        finally:
+            self.looking = False
+        if answer is None:
+            self.card("lens", "Not sure", "Not sure what this is. Hold it closer, in good light, and tap again.")
+            return
+        self.publish_answer(answer)
+
+    def glance(self):
+        """What the backend needs from one frame, read in place on the ring; the camera given back after."""
+        self.open_camera("the lens: what is this?")
+        try:
+            for _ in range(TRIES):
+                try:
+                    with self.next_frame() as pixels:
+                        seen = self.backend.look(pixels)
+                    return seen
+                except FrameOverrun:
+                    continue  # the frame changed under us: what was worked out from it is thrown away
+            raise Refused(f"every one of {TRIES} frames was overwritten while it was read")
+        finally:
+            self.close_camera()
+
+    def publish_answer(self, answer: Answer) -> None:
+        sure = f"{round(answer.confidence * 100)}% sure" if answer.source == "catalog" else "from the shop"
+        if self.has_display:
+            self.card("lens", answer.name, f"{price_text(answer)}  ·  {sure}")
+        else:  # the card is said on G1: make it sound like speech
+            words = SPOKEN.get(answer.currency, answer.currency)
+            self.card("lens", answer.name, f"{answer.price:.2f} {words}.")
+
+
+def main() -> int:
+    try:
+        catalog = load()
+    except PolicyError as exc:
+        print(f"lens: {exc}")
+        return 2
+    Lens("lens", catalog).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
