@@ -232,9 +232,11 @@ _TABLE = [
           doc="say this through the bone-conduction speaker (G1 cards, alerts, the assistant's answers); "
               "heard under the speaker's focus rules for app (displayd and the shell speak for others)"),
     Topic("audio.play.request", Kind.REQUEST, "audiod",
-          {"id": "str", "sound": "str", "loop": "bool?", "volume": "float?"}, reply={"length_s": "float"},
+          {"id": "str", "sound": "str", "loop": "bool?", "volume": "float?", "start_s": "float?"},
+          reply={"length_s": "float"},
           doc="play a built-in sound (chime, beep, listen, music) or a WAV file by absolute path, under the "
-              "caller's audio_out focus; the same id replaces what played under it"),
+              "caller's audio_out focus, from start_s seconds in (a paused song resumed); the same id replaces "
+              "what played under it"),
     Topic("audio.stop.request", Kind.REQUEST, "audiod", {"id": "str?"}, reply={"stopped": "int"},
           doc="fade out one of the caller's sounds (all of them without an id)"),
     Topic("audio.played", Kind.EVENT, "audiod", {"owner": "str", "id": "str", "status": "str"},
@@ -262,6 +264,10 @@ _TABLE = [
           reply={"session": "str", "listening": "bool"},
           doc="development speech-to-text: what the wearer said (after the wake phrase, or while the assistant "
               "listens, or on its own as if the temple was held); the answer follows as assistant.answer"),
+    Topic("assistant.listen.request", Kind.REQUEST, "assistantd", {"template": "str"},
+          reply={"session": "str"},
+          doc="an app asks the assistant to listen: what is heard goes into template's {heard} ('translate "
+              "{heard} to french') and is answered as if said so; the answer is assistant.answer's session"),
     Topic("assistant.clear.request", Kind.REQUEST, "assistantd", {}, reply={"cleared": "int"},
           doc="forget the conversation so far"),
     Topic("assistant.state", Kind.STATE, "assistantd",
@@ -298,6 +304,10 @@ _TABLE = [
     Topic("notifications.state", Kind.STATE, "notifications",
           {"count": "int", "unread": "int", "latest": "str?"},
           doc="how many notifications the glasses hold and how many are unread (the HUD's count)"),
+    Topic("music.state", Kind.STATE, "music",
+          {"title": "str?", "index": "int", "count": "int", "playing": "bool", "position_s": "float",
+           "length_s": "float"},
+          doc="the music app's now playing: which track of how many, playing or paused, and where"),
     # --- benchmark traffic (bench/bus.py) ----------------------------------------
     Topic("bench.ping", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="latency probe"),
     Topic("bench.pong", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="latency probe, answered"),

@@ -26,7 +26,7 @@ from collections import deque
 
 from bus import service
 from bus.envelope import Message
-from bus.errors import BusError
+from bus.errors import BusError, RequestRefused
 from bus.node import Node
 from daemons.assistant.actions import ACTIONS, tools
 from daemons.assistant.intents import parse, strip_wake
@@ -57,7 +57,8 @@ class Assistantd:
         self.notices: list[dict] = []  # focus and capture notices to us, newest last (trimmed)
         self.runner = Runner(node, on_wake=self.show_partial)
         self.task = None
-        self.queued: tuple | None = None  # (session, trigger, text) waiting for the running one to let go
+        self.queued: tuple | None = None  # (session, trigger, text, template) waiting for the running one to let go
+        self.template = "{heard}"  # an app's listen request puts what is heard into its own words
         self.session_id: str | None = None
         self.trigger: str | None = None
         self.phase, self.why = "idle", "waiting for a trigger"
@@ -78,6 +79,7 @@ class Assistantd:
         node.subscribe("audio.vad", self.on_mic)
         node.subscribe("audio.played", self.on_played)
         node.serve("assistant.say.request", self.on_say)
+        node.serve("assistant.listen.request", self.on_listen)
         node.serve("assistant.clear.request", lambda msg: {"cleared": self.forget()})
 
     # --- what others say ------------------------------------------------------------------
@@ -134,11 +136,17 @@ class Assistantd:
             session = self.begin("say", text)
         return {"session": session, "listening": self.phase == "listening"}
 
+    def on_listen(self, msg: Message) -> dict:
+        template = msg.payload["template"]
+        if "{heard}" not in template:
+            raise RequestRefused("the template must say where what is heard goes: {heard}")
+        return {"session": self.begin(f"app {msg.source}", None, template=template)}
+
     # --- a session ------------------------------------------------------------------------------
-    def begin(self, trigger: str, text: str | None, session: str | None = None) -> str:
+    def begin(self, trigger: str, text: str | None, session: str | None = None, template: str = "{heard}") -> str:
         """Start a session; one still running is cancelled first and this one starts when it has let go."""
         session = session or uuid.uuid4().hex[:8]
-        self.queued = (session, trigger, text)
+        self.queued = (session, trigger, text, template)
         if self.task is not None:
             self.task.cancel("the wearer asked something else")
         else:
@@ -146,7 +154,7 @@ class Assistantd:
         return session
 
     def _start_queued(self) -> None:
-        (session, trigger, text), self.queued = self.queued, None
+        (session, trigger, text, self.template), self.queued = self.queued, None
         self.session_id, self.trigger = session, trigger
         self.said, self.heard_final = text, None
         self.task = self.runner.start(self.converse(session), lambda result, error: self.ended(session, error))
@@ -173,6 +181,7 @@ class Assistantd:
             if not heard:
                 status, text = "unheard", "I didn't hear anything."
             else:
+                heard = self.template.replace("{heard}", heard)
                 self.set_phase("thinking", "working out the answer")
                 yield from self.card("Thinking…", heard, progress=0.5)
                 text, source, action = yield from self.think(heard)

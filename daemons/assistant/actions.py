@@ -90,7 +90,8 @@ def translate(a, phrase: str, language: str = "spanish") -> Generator:
     said = phrase.lower().strip(" .?!")
     if said not in book[language]:
         return f"I don't know '{phrase}' in {language.title()} offline."
-    return f"In {language.title()}: {book[language][said]}."
+    translated = book[language][said]
+    return f"In {language.title()}: {translated}" + ("" if translated[-1:] in ".?!" else ".")
     yield
 
 
@@ -141,6 +142,7 @@ ACTIONS: dict[str, Action] = {a.name: a for a in [
     _app_action("identify", "lens", "Identify the item the wearer is looking at and tell its price."),
     _app_action("music_play", "music", "Play or resume music."),
     _app_action("music_pause", "music", "Pause the music."),
+    _app_action("music_next", "music", "Skip to the next song."),
     _app_action("notifications", "notifications", "Read the wearer's notifications."),
 ]}
 

@@ -21,6 +21,7 @@ _GRAMMAR: list[tuple[str, list[str]]] = [
     ("time", [r"\bwhat time\b", r"\bthe time\b", r"^time\b", r"\bwhat('s| is) the date\b"]),
     ("music_pause", [r"\b(pause|stop) (the |my )?music\b", r"^(pause|stop)$"]),
     ("music_play", [r"\b(play|resume|start) (some |the |my )?music\b", r"^(play|resume)$"]),
+    ("music_next", [r"\b(next|skip)( this| the)?( song| track)?$", r"\bskip (this |the )?(song|track)\b"]),
     ("translate", [r"\btranslate (?P<phrase>.+?)(?: (?:in)?to (?P<language>[a-z]+))?$",
                    r"\bhow do (you|i) say (?P<phrase>.+?) in (?P<language>[a-z]+)$"]),
     ("notifications", [r"\b(read|show|any|my|new) (my |new )?(notifications?|messages)\b",

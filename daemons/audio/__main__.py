@@ -113,9 +113,13 @@ class Audiod:
         volume = p.get("volume")
         if volume is not None and not 0.0 <= volume <= 1.0:
             raise RequestRefused(f"volume {volume} is outside 0..1")
+        length, start = len(pcm) / self.rate, p.get("start_s") or 0.0
+        if not 0.0 <= start < length:
+            raise RequestRefused(f"start_s {start} is outside the sound's {length:.1f} s")
+        pcm = pcm[int(start * self.rate):]
         kind = "music" if p.get("loop") else "sound"
         self.add(Stream(msg.source, p["id"], pcm, kind, bool(p.get("loop")), 1.0 if volume is None else volume))
-        return {"length_s": len(pcm) / self.rate}
+        return {"length_s": length}
 
     def on_stop(self, msg: Message) -> dict:
         stopped = self.mixer.stop(msg.source, msg.payload.get("id"))

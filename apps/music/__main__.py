@@ -1,0 +1,174 @@
+"""The music app: a now-playing card; tap to play or pause, swipe for the next or previous track; by
+voice too ("play music", "pause", "next song"). It keeps playing in the background.
+
+It plays under audio_out focus, so a notification's chime ducks it and a
+call or the assistant's answer on G1 takes the speaker and gives it back;
+when another app takes the speaker for good, the song is paused where it
+was, and play resumes it there (audiod's start_s).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from apps.music.library import Track, tracks
+from apps.sdk.app import App, Refused
+from bus.envelope import Message
+from bus.errors import BusError
+
+log = logging.getLogger("music")
+RESTART_AFTER_S = 3.0  # swipe back further into a track than this starts it again instead
+
+
+def clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+class Music(App):
+    def __init__(self, app_id: str, runtime=None, apps=None):
+        super().__init__(app_id, runtime, apps)
+        self.tracks: list[Track] = tracks(self.node.runtime.dir)
+        self.index = 0
+        self.playing = False
+        self.position = 0.0  # seconds into the track when it was last started or paused
+        self.started: float | None = None
+        self.plays = 0  # each play has its own sound id: a late word about the last one is not about this one
+        self.ticker = None
+        self.node.subscribe("assistant.action", self.on_action)
+        self.node.subscribe("audio.played", self.on_played)
+
+    @property
+    def sound_id(self) -> str:
+        return f"song-{self.plays}"
+
+    @property
+    def track(self) -> Track:
+        return self.tracks[self.index]
+
+    def at(self) -> float:
+        return self.position + (time.monotonic() - self.started if self.playing and self.started else 0.0)
+
+    # --- what the wearer does --------------------------------------------------------------
+    def on_start(self) -> None:
+        self.publish_state()
+
+    def on_foreground(self) -> None:
+        try:
+            if self.has_display:
+                self.focus("display", reason="now playing")
+        except (Refused, BusError) as exc:
+            log.warning("no display: %s", exc)
+        self.show()
+        if self.has_display:
+            self.ticker = self.node.every(1.0, lambda: self.playing and self.show())
+
+    def on_background(self) -> None:
+        if self.ticker is not None:
+            self.ticker.cancel()
+            self.ticker = None
+
+    def on_gesture(self, gesture: str) -> None:
+        {"tap": self.toggle, "swipe_forward": self.next, "swipe_back": self.previous}.get(gesture, lambda: None)()
+
+    def on_action(self, msg: Message) -> None:
+        p = msg.payload
+        if msg.source == "assistantd" and p["app"] == self.id:
+            {"music_play": self.play, "music_pause": self.pause, "music_next": self.next}.get(p["action"],
+                                                                                               lambda: None)()
+
+    def toggle(self) -> None:
+        self.pause() if self.playing else self.play()
+
+    def next(self) -> None:
+        self.skip(1)
+
+    def previous(self) -> None:
+        if self.at() > RESTART_AFTER_S:
+            self.skip(0)
+        else:
+            self.skip(-1)
+
+    # --- playing -------------------------------------------------------------------------------
+    def play(self) -> None:
+        if self.playing:
+            return
+        try:
+            self.focus("audio_out", "exclusive", "music")
+            self.plays += 1
+            self.ask("audio.play.request", id=self.sound_id, sound=str(self.track.path), start_s=self.position)
+        except (Refused, BusError) as exc:
+            self._release_quietly("audio_out")
+            self.show(f"Cannot play: {exc}")
+            return
+        self.playing, self.started = True, time.monotonic()
+        self.publish_state()
+        self.show()
+
+    def pause(self, why: str = "") -> None:
+        if not self.playing:
+            return
+        self.position, self.playing = min(self.at(), self.track.length_s), False
+        try:
+            self.ask("audio.stop.request", id=self.sound_id)
+        except (Refused, BusError) as exc:
+            log.warning("stopping the song: %s", exc)
+        self._release_quietly("audio_out")
+        self.publish_state()
+        self.show(why)
+
+    def skip(self, step: int) -> None:
+        was_playing = self.playing
+        if was_playing:
+            self.pause()
+        self.index, self.position = (self.index + step) % len(self.tracks), 0.0
+        if was_playing:
+            self.play()
+        else:
+            self.publish_state()
+            self.show()
+
+    def on_played(self, msg: Message) -> None:
+        p = msg.payload
+        if msg.source != "audiod" or p["owner"] != self.id or p["id"] != self.sound_id or not self.playing:
+            return
+        if p["status"] == "finished":
+            self.playing = False
+            self.index, self.position = (self.index + 1) % len(self.tracks), 0.0
+            self.play()  # on to the next, as any player does
+        elif p["status"] in ("stopped", "interrupted", "failed"):
+            self.pause(f"Paused: {p['status']}")
+
+    def on_focus(self, notice: dict) -> None:
+        if notice["resource"] == "audio_out" and notice["status"] == "lost" and self.playing:
+            self.pause(f"Paused: {notice['reason']}")
+
+    def on_stop(self) -> None:
+        self.pause()
+
+    # --- telling -----------------------------------------------------------------------------------
+    def show(self, note: str = "") -> None:
+        track, mark = self.track, "▶" if self.playing else "❚❚"
+        try:
+            if self.has_display:
+                self.card("music", f"{mark} {track.title}",
+                          note or f"{clock(self.at())} / {clock(track.length_s)}   ·   "
+                                  f"track {self.index + 1} of {len(self.tracks)}",
+                          progress=min(1.0, self.at() / max(track.length_s, 0.1)))
+            elif self.foreground or note:
+                self.card("music", track.title, note or ("Playing." if self.playing else "Paused."))
+        except (Refused, BusError) as exc:
+            log.warning("cannot show: %s", exc)
+
+    def publish_state(self) -> None:
+        self.node.publish("music.state", title=self.track.title, index=self.index, count=len(self.tracks),
+                          playing=self.playing, position_s=round(self.at(), 2), length_s=self.track.length_s)
+
+
+def main() -> int:
+    Music("music").run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
