@@ -36,9 +36,10 @@ class Lens(App):
         self.node.subscribe("assistant.action", self.on_action)
 
     def on_foreground(self) -> None:
+        if not self.has_display:
+            return  # G1: the answer is what is worth hearing, not the instructions each time
         try:
-            if self.has_display:
-                self.focus("display", reason="the lens")
+            self.focus("display", reason="the lens")
             self.card("lens", "Lens", "Point at an item and tap.")
         except (Refused, BusError) as exc:
             log.warning("cannot show the lens: %s", exc)
@@ -61,7 +62,8 @@ class Lens(App):
             return
         self.looking = True
         try:
-            self.card("lens", "Looking…", "Hold still.")
+            if self.has_display:
+                self.card("lens", "Looking…", "Hold still.")
             seen = self.glance()
             answer = self.backend.identify(seen)
         except (Refused, BusError, TimeoutError) as exc:

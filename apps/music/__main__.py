@@ -103,7 +103,7 @@ class Music(App):
             return
         self.playing, self.started = True, time.monotonic()
         self.publish_state()
-        self.show()
+        self.show(announce=True)
 
     def pause(self, why: str = "") -> None:
         if not self.playing:
@@ -147,7 +147,8 @@ class Music(App):
         self.pause()
 
     # --- telling -----------------------------------------------------------------------------------
-    def show(self, note: str = "") -> None:
+    def show(self, note: str = "", announce: bool = False) -> None:
+        """The now-playing card (S1); on G1 only what is worth hearing: a new track's title, or the note."""
         track, mark = self.track, "▶" if self.playing else "❚❚"
         try:
             if self.has_display:
@@ -155,8 +156,8 @@ class Music(App):
                           note or f"{clock(self.at())} / {clock(track.length_s)}   ·   "
                                   f"track {self.index + 1} of {len(self.tracks)}",
                           progress=min(1.0, self.at() / max(track.length_s, 0.1)))
-            elif self.foreground or note:
-                self.card("music", track.title, note or ("Playing." if self.playing else "Paused."))
+            elif announce or note:
+                self.card("music", note or track.title)
         except (Refused, BusError) as exc:
             log.warning("cannot show: %s", exc)
 

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Callable, Generator
 
 from bus.errors import BusError
-from daemons.assistant.steps import Ask
+from daemons.assistant.steps import Ask, StepTimeout, Until
+
+APP_START_S = 10.0  # an app asked for by voice has this long to come up
 
 PHRASEBOOK = Path(__file__).with_name("phrasebook.toml")
 
@@ -29,6 +31,7 @@ class Action:
     params: dict = field(default_factory=dict)  # JSON Schema properties
     required: tuple[str, ...] = ()
     app: str | None = None  # handed to this app instead of done here
+    starts: bool = True  # the app is started for it when it is not running
 
     def tool(self) -> dict:
         return {"type": "function", "function": {
@@ -114,17 +117,23 @@ def forget(a) -> Generator:
 
 
 def handed_over(a, action: str, **args) -> Generator:
-    """An app's action: publish it for the app; answer whether the app is there."""
+    """An app's action: started first when it is not running (pausing what is not playing starts nothing),
+    then published for it; the app answers itself."""
     app = ACTIONS[action].app
     if not a.alive(app):
-        return f"The {app} app is not running."
+        if not ACTIONS[action].starts:
+            return f"The {app} app is not running."
+        try:
+            yield Ask("shell.app.request", {"app": app, "action": "start"})
+            yield Until(lambda: a.alive(app), APP_START_S, f"the {app} app to start")
+        except (BusError, StepTimeout) as exc:
+            return f"The {app} app cannot start: {exc}."
     a.node.publish("assistant.action", session=a.session_id, action=action, args=args, app=app)
-    return ""  # the app answers itself
-    yield
+    return ""
 
 
-def _app_action(name: str, app: str, doc: str, **params) -> Action:
-    return Action(name, doc, lambda a, **args: handed_over(a, name, **args), params, app=app)
+def _app_action(name: str, app: str, doc: str, starts: bool = True, **params) -> Action:
+    return Action(name, doc, lambda a, **args: handed_over(a, name, **args), params, app=app, starts=starts)
 
 
 ACTIONS: dict[str, Action] = {a.name: a for a in [
@@ -141,7 +150,7 @@ ACTIONS: dict[str, Action] = {a.name: a for a in [
     Action("forget", "Forget the conversation so far.", forget),
     _app_action("identify", "lens", "Identify the item the wearer is looking at and tell its price."),
     _app_action("music_play", "music", "Play or resume music."),
-    _app_action("music_pause", "music", "Pause the music."),
+    _app_action("music_pause", "music", "Pause the music.", starts=False),
     _app_action("music_next", "music", "Skip to the next song."),
     _app_action("notifications", "notifications", "Read the wearer's notifications."),
 ]}

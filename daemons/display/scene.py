@@ -49,7 +49,8 @@ class Card:
 
     def speech(self) -> str:
         parts = [self.title, self.body, *(f"{i + 1}: {item}" for i, item in enumerate(self.items))]
-        return ". ".join(p.strip().rstrip(".") for p in parts if p and p.strip()) + "."
+        # Each part ends in its own stop (a question keeps its mark, an ellipsis is not doubled).
+        return " ".join(p if p[-1] in ".?!…" else p + "." for p in (q.strip() for q in parts if q) if p)
 
 
 def card_from(app: str, p: dict, now: float, seq: int) -> Card:
