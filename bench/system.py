@@ -2,7 +2,7 @@
 
     python bench/system.py [--idle 30] [--swaps 20]
 
-Starts the broker, the shell and every daemon (sim backends) on a fresh
+Starts the broker, the shell, every daemon and appd with its boot apps (sim backends) on a fresh
 runtime directory, with the idle timers and the simulated drain slowed so
 that nothing changes while idle is measured. Then:
 
@@ -37,6 +37,7 @@ QUIET = {
     "system.toml": {"idle": {"dim_after_s": 3600.0, "sleep_after_s": 3600.0}},
     "hardware.toml": {"power_sim": {"speedup": 1.0}},
 }
+BOOT_APPS = ("home", "notifications", "camera")  # policies/system.toml [apps] boot
 FLOOR = "import zmq; c = zmq.Context(); s = c.socket(zmq.SUB); s.connect('ipc://{}/floor'); " \
         "p = zmq.Poller(); p.register(s, zmq.POLLIN); print('ready', flush=True); p.poll()"
 
@@ -57,8 +58,8 @@ def proc_stats(pid: int) -> dict:
 def start_system(env: dict) -> dict[str, subprocess.Popen]:
     children = {}
     for process in PROCESSES:
-        if process.name == "demo":
-            continue
+        if process.dev_only:
+            continue  # the board runs no live view
         children[process.name] = subprocess.Popen([sys.executable, "-m", process.module, *process.args], env=env,
                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return children
@@ -85,12 +86,13 @@ def main() -> int:
     children = start_system(env)  # nodes connect (and retry) on their own
     floor = subprocess.Popen([sys.executable, "-c", FLOOR.format(directory)], stdout=subprocess.PIPE, text=True)
     floor.stdout.readline()
-    seen: dict[str, list] = {"state": [], "power": [], "ping": []}
+    seen: dict[str, list] = {"state": [], "power": [], "ping": [], "apps": []}
     try:
         with Node("bench", f"{directory}/run", publish_any=True) as node:
             node.subscribe("shell.state", lambda m: seen["state"].append(m))
             node.subscribe("power.state", lambda m: seen["power"].append(m))
             node.subscribe("bench.ping", lambda m: seen["ping"].append((time.monotonic_ns(), m)))
+            node.subscribe("appd.state", lambda m: seen["apps"].append(m))
             node.start()
             wait_until(node, lambda: seen["state"] and seen["state"][-1].payload["state"] == "active"
                        and not seen["state"][-1].payload["degraded"], 60, "boot without missing daemons")
@@ -99,7 +101,12 @@ def main() -> int:
             while time.monotonic() < settle:
                 node.run_once(0.2)
 
-            pids = {name: child.pid for name, child in children.items()} | {"(floor: bare pyzmq poll)": floor.pid}
+            # The boot apps are appd's children: their pids from its latched word.
+            wait_until(node, lambda: seen["apps"] and set(seen["apps"][-1].payload["running"]) >= set(BOOT_APPS),
+                       60, "the boot apps running")
+            apps = {f"app {name}": pid for name, pid in seen["apps"][-1].payload["running"].items()}
+            pids = {name: child.pid for name, child in children.items()} | apps
+            pids["(floor: bare pyzmq poll)"] = floor.pid
             before = {name: proc_stats(pid) for name, pid in pids.items()}
             time.sleep(args.idle)  # this process does nothing either: its node is not polled meanwhile
             after = {name: proc_stats(pid) for name, pid in pids.items()}

@@ -12,6 +12,9 @@ appd does the processes. An app's state, as ``shell.apps`` shows it:
 
 An app started by name comes to the foreground once it is on the bus. When
 nothing is in front (the foreground app stopped or died), the home app is.
+An app whose manifest says background = false is stopped when another comes
+to the front. An app whose process appd saw exit has left, at once, whatever
+it managed to say.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class Apps:
         self.starting: set[str] = set()
         self.stopping: set[str] = set()
         self.to_front: str | None = None  # started by name: in front once it is on the bus
+        self.front: str | None = None  # the foreground app as last arranged
 
     def on_host(self, payload: dict) -> None:
         self.host = payload
@@ -98,6 +102,12 @@ class Apps:
         front = self.core.foreground
         if (front is None or front not in alive) and self.home in alive:
             self.core.set_foreground(self.home, now)
+        left, self.front = self.front, self.core.foreground
+        manifest = self.manifests.get(left)
+        if left != self.front and left in alive and manifest is not None and not manifest.background:
+            # Its manifest says it does not run behind another app: it is stopped (and saves, on_stop).
+            self.stopping.add(left)
+            self.node.request_async("appd.process.request", self._answered(left), app=left, action="stop")
 
     def state(self, alive: set[str]) -> dict:
         apps = {}

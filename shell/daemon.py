@@ -166,9 +166,16 @@ class ShellDaemon:
         return answer
 
     def on_app_host(self, msg: Message) -> None:
-        if msg.source == "appd":
-            self.apps.on_host(msg.payload)
-            self.settle()
+        if msg.source != "appd":
+            return
+        before, now = self.apps.host["running"], time.monotonic()
+        self.apps.on_host(msg.payload)
+        for app, pid in before.items():
+            # appd reaped it: gone now, not a heartbeat timeout later (a killed app sends no node.bye).
+            if msg.payload["running"].get(app) != pid and self.nodes.get(app, {}).get("pid") == pid:
+                del self.nodes[app]
+                self.core.owner_gone(app, now, "its process exited")
+        self.settle()
 
     # --- outputs: the one place anything is published ---------------------------------
     def settle(self) -> None:

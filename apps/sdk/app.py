@@ -23,7 +23,6 @@ from bus import service
 from bus.envelope import Message
 from bus.errors import BusError, RequestFailed
 from bus.node import Node
-from bus.ring import FrameOverrun, Ring
 from bus.waiting import wait_for
 
 log = logging.getLogger("app")
@@ -52,7 +51,7 @@ class App:
         self.node.subscribe("input.gesture", self._on_gesture)
         self.node.subscribe("camera.state", self._on_camera)
         self.camera: dict = {}  # camerad's latest word (its ring's path among it)
-        self._ring: Ring | None = None
+        self._ring = None  # bus.ring.Ring while the camera is open (numpy only for apps that look)
         self._frame: dict | None = None  # the newest descriptor of a frame taken for this app
         self.frames_overrun = 0
 
@@ -143,6 +142,7 @@ class App:
         try:
             self.ask("camera.control.request", mode="preview")
             ring = self.wait(lambda: self.camera.get("ring"), GRANT_TIMEOUT_S, "camerad's frame ring")
+            from bus.ring import Ring  # numpy: only apps that look at frames pay for it
             self._ring = Ring.attach(ring)
         except BaseException:
             self._release_quietly("camera")
@@ -158,6 +158,7 @@ class App:
             raise Refused("the camera is not open (open_camera first)")
         self._frame = None
         frame = self.wait(lambda: self._frame, timeout, "a camera frame")
+        from bus.ring import FrameOverrun
         try:
             with self._ring.frame(frame["slot"], frame["gen"]) as pixels:
                 yield pixels

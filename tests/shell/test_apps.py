@@ -24,6 +24,11 @@ if not mark.exists():
     sys.exit(3)
 App("crashy").run()
 '''
+STAYS = '''"""Runs until stopped; its manifest says it does not run in the background."""
+from apps.sdk.app import App
+
+App("shy").run()
+'''
 DONE = '''"""Does its one thing and exits 0: finished, not crashed."""
 from apps.sdk.app import App
 
@@ -33,18 +38,20 @@ app.node.close()
 '''
 
 
-def manifest(app_id: str, display: bool = False, models: str = '["s1", "g1"]') -> str:
-    return (f'[app]\nid = "{app_id}"\nname = "{app_id.title()}"\npermissions = []\nbackground = true\n'
-            f'models = {models}\ndisplay = {"true" if display else "false"}\n')
+def manifest(app_id: str, display: bool = False, background: bool = True) -> str:
+    return (f'[app]\nid = "{app_id}"\nname = "{app_id.title()}"\npermissions = []\n'
+            f'background = {"true" if background else "false"}\nmodels = ["s1", "g1"]\n'
+            f'display = {"true" if display else "false"}\n')
 
 
 def apps_dir(tmp_path):
     directory = tmp_path / "apps"
     for app in ("home", "camera"):
         shutil.copytree(REPO / "apps" / app, directory / app, ignore=shutil.ignore_patterns("__pycache__"))
-    for app, code, display in (("crashy", CRASHY, False), ("oneshot", DONE, False), ("viewer", DONE, True)):
+    for app, code, display in (("crashy", CRASHY, False), ("oneshot", DONE, False), ("viewer", DONE, True),
+                               ("shy", STAYS, False)):
         (directory / app).mkdir()
-        (directory / app / "manifest.toml").write_text(manifest(app, display))
+        (directory / app / "manifest.toml").write_text(manifest(app, display, background=app != "shy"))
         (directory / app / "__main__.py").write_text(code)
     return directory
 
@@ -84,6 +91,13 @@ def test_an_app_is_started_in_front_and_stopped_and_home_comes_back(procs, runti
     assert status == 0 and again["answer"] == "foreground"
     assert user.latest["appd.state"]["running"]["camera"] == pid  # the same process, not a second one
 
+    # An app that does not run in the background is stopped when another comes to the front.
+    assert procs.run_lens("app", "start", "shy").returncode == 0
+    assert procs.run_lens("app", "start", "camera").returncode == 0
+    user.wait(lambda: app_state(user, "shy") == "stopped" and "shy" not in user.latest["appd.state"]["wanted"],
+              "shy stopped once it went behind the camera")
+    assert app_state(user, "camera") == "running"
+
     status, stopped, err = lens_json(procs, "app", "stop", "camera")
     assert status == 0, err
     assert stopped["answer"] == "stopping" and stopped["state"] == "stopped"
@@ -99,7 +113,7 @@ def test_an_app_is_started_in_front_and_stopped_and_home_comes_back(procs, runti
 def test_refusals_name_why_and_only_the_shell_drives_appd(procs, runtime, tmp_path):
     system, user = start_system(procs, runtime, tmp_path)
     user.wait(lambda: app_state(user, "home") == "running", "home up")
-    for args, why in ((("start", "nosuch"), "no app 'nosuch' (installed: camera, crashy, home, oneshot, viewer)"),
+    for args, why in ((("start", "nosuch"), "no app 'nosuch' (installed: camera, crashy, home, oneshot, shy, viewer)"),
                       (("dance", "camera"), "invalid choice: 'dance'")):
         done = procs.run_lens("app", *args)
         assert done.returncode != 0 and why in done.stderr
