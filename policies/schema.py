@@ -14,7 +14,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 DEFAULT_DIR = Path(__file__).resolve().parent
 RESOURCES = ("display", "audio_out", "mic", "camera")
@@ -305,24 +305,21 @@ class _File:
                 continue
             if not isinstance(table, dict):
                 raise self.fail(section, None, "missing section" if table is None else "must be a table")
+
+            def fail(key: str | None, why: str, section=section) -> PolicyError:
+                return self.fail(section, key, why)
             if isinstance(rules, Rule):  # open table
-                for key, value in table.items():
-                    self._check_value(section, key, value, rules)
+                for key in table:
+                    self._check_value(table, key, rules, fail)
                 continue
-            for key in table:
-                if key not in rules:
-                    raise self.fail(section, key, f"unknown key (known: {', '.join(rules)})")
-            for key, rule in rules.items():
-                if key not in table:
-                    raise self.fail(section, None, f"missing key '{key}' ({rule.kind}: {rule.doc})")
-                self._check_value(section, key, table[key], rule)
+            self._check_keys(table, rules, fail)
 
     def _check_tables(self, section: str, tables: Any, spec: Tables) -> None:
         if not isinstance(tables, list) or not tables:
             raise self.fail(section, None, f"missing: at least one [[{section}]] ({spec.doc})")
-        headers = [n for n, line in enumerate(self.text.splitlines(), 1)
-                   if re.fullmatch(rf"\[\[\s*{re.escape(section)}\s*\]\]\s*(#.*)?", line.strip())]
         lines = self.text.splitlines()
+        headers = [n for n, line in enumerate(lines, 1)
+                   if re.fullmatch(rf"\[\[\s*{re.escape(section)}\s*\]\]\s*(#.*)?", line.strip())]
         for index, table in enumerate(tables):
             first = headers[index] if index < len(headers) else 1
             last = headers[index + 1] if index + 1 < len(headers) else len(lines) + 1
@@ -331,18 +328,22 @@ class _File:
                 line = next((n for n in range(first, last) if key and re.match(rf'"?{re.escape(key)}"?\s*=',
                                                                                   lines[n - 1].strip())), first)
                 return PolicyError(f"{self.path}:{line}: {section}[{index + 1}]{'.' + key if key else ''}: {why}")
-            for key in table:
-                if key not in spec.rules:
-                    raise fail(key, f"unknown key (known: {', '.join(spec.rules)})")
-            for key, rule in spec.rules.items():
-                if key not in table:
-                    raise fail(None, f"missing key '{key}' ({rule.kind}: {rule.doc})")
-                try:
-                    self._check_value(section, key, table[key], rule, table)
-                except PolicyError as exc:
-                    raise fail(key, str(exc).split(": ", 2)[-1]) from None
+            if not isinstance(table, dict):
+                raise fail(None, f"must be a table ([[{section}]]), got {type(table).__name__}")
+            self._check_keys(table, spec.rules, fail)
 
-    def _check_value(self, section: str, key: str, value: Any, rule: Rule, table: dict | None = None) -> None:
+    def _check_keys(self, table: dict, rules: dict[str, Rule], fail: Callable[[str | None, str], PolicyError]) -> None:
+        """Unknown keys, missing keys, then each value: alike for a [section] and each [[section]]."""
+        for key in table:
+            if key not in rules:
+                raise fail(key, f"unknown key (known: {', '.join(rules)})")
+        for key, rule in rules.items():
+            if key not in table:
+                raise fail(None, f"missing key '{key}' ({rule.kind}: {rule.doc})")
+            self._check_value(table, key, rule, fail)
+
+    def _check_value(self, table: dict, key: str, rule: Rule, fail: Callable[[str | None, str], PolicyError]) -> None:
+        value = table[key]
         ok = {
             "int": type(value) is int,
             "float": type(value) in (int, float),
@@ -351,14 +352,14 @@ class _File:
             "list[str]": type(value) is list and all(type(v) is str for v in value),
         }[rule.kind]
         if not ok:
-            raise self.fail(section, key, f"must be {rule.kind}, got {type(value).__name__} {value!r:.40}")
+            raise fail(key, f"must be {rule.kind}, got {type(value).__name__} {value!r:.40}")
         if rule.kind == "float":
-            (self.data[section] if table is None else table)[key] = float(value)
+            table[key] = float(value)
         if rule.low is not None and not rule.low <= value <= rule.high:
-            raise self.fail(section, key, f"{value} is out of range {rule.low:g}..{rule.high:g}")
+            raise fail(key, f"{value} is out of range {rule.low:g}..{rule.high:g}")
         for item in value if rule.kind == "list[str]" else [value] if rule.kind == "str" else ():
             if rule.choices and item not in rule.choices:
-                raise self.fail(section, key, f"unknown {item!r} (known: {', '.join(rule.choices)})")
+                raise fail(key, f"unknown {item!r} (known: {', '.join(rule.choices)})")
 
 
 def _cross_check(policy: Policy, files: dict[str, _File], profile: _File) -> None:

@@ -65,6 +65,9 @@ def test_a_catalog_mistake_names_its_file_and_line(tmp_path):
     path.write_text(text.replace('image = "oats.png"', 'image = "gone.png"'))
     with pytest.raises(PolicyError, match="item 'oats': cannot read its image"):
         load(tmp_path / "catalog")
+    path.write_text('item = ["cola"]\n' + text[:text.index("\n[[item]]")])  # a list, not tables
+    with pytest.raises(PolicyError, match=r"catalog.toml:1: item\[1\]: must be a table \(\[\[item\]\]\), got str"):
+        load(tmp_path / "catalog")
     path.write_text(text.replace("threshold = 0.6", "threshold = 1.5"))
     with pytest.raises(PolicyError, match=r"match.threshold: 1.5 is out of range"):
         load(tmp_path / "catalog")
