@@ -29,13 +29,10 @@ from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
 from policies.schema import PolicyError, load
-from shell.launcher import die_with_parent
+from shell.launcher import BACKOFF_FIRST_S, backoff, die_with_parent
 
-BACKOFF_FIRST_S = 0.5
-BACKOFF_MAX_S = 10.0
-BACKOFF_RESET_S = 30.0  # an app that ran this long starts its backoff afresh
-STOP_DEADLINE_S = 3.0
-log = logging.getLogger("appd")  # SIGTERM, then SIGKILL
+STOP_DEADLINE_S = 3.0  # SIGTERM, then SIGKILL
+log = logging.getLogger("appd")
 
 
 @dataclass
@@ -121,18 +118,17 @@ class Appd:
         self.node.unwatch(child.pidfd)
         os.close(child.pidfd)
         status = child.popen.wait()
-        lived = time.monotonic() - child.started
         if child.stopping or status == 0:  # stopped, or it finished by itself: done, not crashed
             if app in self.wanted and not child.stopping:
                 self.wanted.remove(app)
             self.publish()
             return
-        backoff = BACKOFF_FIRST_S if lived > BACKOFF_RESET_S else self.backoff.get(app, BACKOFF_FIRST_S)
-        self.backoff[app] = min(backoff * 2, BACKOFF_MAX_S)
+        lived = time.monotonic() - child.started
+        delay, self.backoff[app] = backoff(self.backoff.get(app, BACKOFF_FIRST_S), lived)
         why = f"signal {-status}" if status < 0 else f"status {status}"
-        self.failed[app] = f"exited with {why}; starting again in {backoff:.1f} s"
+        self.failed[app] = f"exited with {why}; starting again in {delay:.1f} s"
         log.warning("%s %s", app, self.failed[app])
-        self.node.after(backoff, lambda: self._respawn(app))
+        self.node.after(delay, lambda: self._respawn(app))
         self.publish()
 
     def _respawn(self, app: str) -> None:

@@ -209,17 +209,20 @@ def cmd_app_action(args) -> int:
     from bus.errors import BusError
     from bus.waiting import wait_for
 
-    # Done: in front (start; or it already ran and finished) or stopped (stop); failed and stopped count only when said after the answer, not a stale word.
-    done = {"start": lambda s, a, fresh: s["foreground"] == a or (fresh and s["apps"][a]["state"] in ("failed",
-                                                                                                  "stopped")),
-            "stop": lambda s, a, fresh: s["apps"][a]["state"] == "stopped" or
-            (fresh and s["apps"][a]["state"] == "failed")}[args.action]
+    def done(fresh: bool) -> bool:
+        """In front (start) or stopped (stop); failed, or (start) ran and finished, when said after the answer
+        (an earlier word is stale)."""
+        now = state["apps"][args.app]["state"]
+        if args.action == "start":
+            return state["foreground"] == args.app or (fresh and now in ("failed", "stopped"))
+        return now == "stopped" or (fresh and now == "failed")
+
     try:
         with tool_node("app", args.runtime_dir) as node:
             state = _apps_state(node, args.timeout)
             answer = node.request("shell.app.request", app=args.app, action=args.action, timeout=args.timeout)
             answered = state.get("seen", 0)
-            wait_for(lambda: state and args.app in state["apps"] and done(state, args.app, state["seen"] > answered),
+            wait_for(lambda: state and args.app in state["apps"] and done(state["seen"] > answered),
                      args.timeout, f"{args.app} to {args.action}", poll=node.run_once)
     except (BusError, TimeoutError) as exc:
         print(f"lens app {args.action}: {exc}", file=sys.stderr)

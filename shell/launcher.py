@@ -38,6 +38,12 @@ BACKOFF_RESET_S = 30.0  # a child that ran this long starts its backoff afresh
 _PR_SET_PDEATHSIG = 1
 
 
+def backoff(current: float, lived: float) -> tuple[float, float]:
+    """(this restart's delay, the next one's): doubling up to the most, afresh after a long enough life."""
+    delay = BACKOFF_FIRST_S if lived > BACKOFF_RESET_S else current
+    return delay, min(delay * 2, BACKOFF_MAX_S)
+
+
 def die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -180,14 +186,10 @@ class Launcher:
         for child in self.children.values():
             if child.popen is None or child.restart_at is not None or child.popen.poll() is None:
                 continue
-            lived = time.monotonic() - child.started_at
-            if lived > BACKOFF_RESET_S:
-                child.backoff = BACKOFF_FIRST_S
-            child.restart_at = time.monotonic() + child.backoff
+            delay, child.backoff = backoff(child.backoff, time.monotonic() - child.started_at)
+            child.restart_at = time.monotonic() + delay
             child.aborted_at = None  # gone: no SIGKILL is due, and no wake-up for one
-            self.say(f"  {child.spec.name} exited with status {child.popen.returncode}; "
-                     f"restarting in {child.backoff:.1f} s")
-            child.backoff = min(child.backoff * 2, BACKOFF_MAX_S)
+            self.say(f"  {child.spec.name} exited with status {child.popen.returncode}; restarting in {delay:.1f} s")
 
     def _restart_due(self) -> None:
         now = time.monotonic()
