@@ -26,8 +26,7 @@ class Camera(App):
 
     def on_foreground(self) -> None:
         try:
-            if self.has_display:
-                self.focus("display", reason="viewfinder")
+            self.take_display("viewfinder")
             self.show("Camera", "Press for a photo, hold to record.")
         except Refused as exc:
             self.show("Camera", f"Cannot show the camera: {exc}")

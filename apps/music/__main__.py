@@ -55,8 +55,7 @@ class Music(App):
 
     def on_foreground(self) -> None:
         try:
-            if self.has_display:
-                self.focus("display", reason="now playing")
+            self.take_display("now playing")
         except (Refused, BusError) as exc:
             log.warning("no display: %s", exc)
         self.show()

@@ -102,6 +102,11 @@ class App:
                 raise Refused(f"{resource} capture {notice['status']}: {notice['reason']}")
         return answer
 
+    def take_display(self, reason: str) -> None:
+        """Display focus for this app's cards; a model without a display has none to take (its cards are said)."""
+        if self.has_display:
+            self.focus("display", reason=reason)
+
     def release(self, resource: str) -> None:
         self.ask("shell.release.request", resource=resource)
 

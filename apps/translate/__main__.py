@@ -35,8 +35,7 @@ class Translate(App):
 
     def on_foreground(self) -> None:
         try:
-            if self.has_display:
-                self.focus("display", reason="translations")
+            self.take_display("translations")
         except (Refused, BusError) as exc:
             log.warning("no display: %s", exc)
         self.show("Tap and say a phrase. Swipe for another language.")

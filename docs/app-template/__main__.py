@@ -10,8 +10,7 @@ class Hello(App):
 
     def on_foreground(self):
         try:
-            if self.has_display:
-                self.focus("display", reason="hello")   # granted, queued, or Refused with why
+            self.take_display("hello")                  # granted, queued, or Refused with why
             self.card("hello", "Hello", "Tap me.")      # on the G1, displayd says it instead
         except (Refused, BusError) as exc:
             self.speak(f"Hello cannot show itself: {exc}")
