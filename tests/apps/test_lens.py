@@ -74,7 +74,7 @@ def test_a_catalog_mistake_names_its_file_and_line(tmp_path):
 
 
 class Shop(BaseHTTPRequestHandler):
-    answer: dict | None = None
+    answer: dict | bytes | None = None  # bytes: sent as they are (a broken shop)
     seen: list = []
 
     def do_POST(self):
@@ -83,7 +83,7 @@ class Shop(BaseHTTPRequestHandler):
         if Shop.answer is None:
             self.send_error(503)
             return
-        data = json.dumps(Shop.answer).encode()
+        data = Shop.answer if isinstance(Shop.answer, bytes) else json.dumps(Shop.answer).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -111,6 +111,10 @@ def test_the_online_backend_answers_and_falls_back_to_the_catalog(catalog, monke
         assert (answer.name, answer.source) == ("Coffee beans, 250 g", "catalog")
         Shop.answer = {"name": "A guess", "price": 1.0, "currency": "CNY", "confidence": 0.2}  # unsure: catalog
         assert backend.identify(backend.look(scene)).source == "catalog"
+        for broken in (b"<html>oops</html>", b'{"name": "No price"}', b'{"name": "x", "price": "cheap", '
+                                                                          b'"currency": "CNY"}', b"[1, 2]"):
+            Shop.answer = broken  # not JSON, a field missing, a wrong type, not an object: the catalog answers
+            assert backend.identify(backend.look(scene)).name == "Coffee beans, 250 g"
     finally:
         server.shutdown()
         server.server_close()

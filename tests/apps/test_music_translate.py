@@ -77,6 +77,9 @@ def test_translate_listens_through_the_assistant_and_shows_the_phrase_in_the_cho
     user.ask("input.sim.request", gesture="tap")
     user.wait(lambda: (user.latest.get("assistant.state") or {}).get("phase") == "listening"
               or user.notices("shell.capture.notice", owner="assistantd", status="granted"), "the assistant listening")
+    from bus.errors import RequestFailed
+    with pytest.raises(RequestFailed, match="the template must say where what is heard goes"):
+        user.ask("assistant.listen.request", template="translate this")  # no {heard}: refused, nothing starts
     say(procs, "thank you")
     answer = user.wait(lambda: next((m.payload for m in user.log if m.topic == "assistant.answer"), None),
                        "the answer")

@@ -104,6 +104,9 @@ def test_a_bad_sound_is_refused_with_why_and_nothing_plays(audio):
         app.ask("audio.play.request", id="x", sound="trumpet")
     with pytest.raises(RequestFailed, match="volume 3.0 is outside 0..1"):
         app.ask("audio.play.request", id="x", sound="chime", volume=3.0)
+    for start in (-1.0, 600.0):  # before its start, past its end
+        with pytest.raises(RequestFailed, match=rf"start_s {start} is outside the sound's"):
+            app.ask("audio.play.request", id="x", sound="chime", start_s=start)
     app.ask("audio.play.request", id="x", sound="chime")
     assert app.wait(lambda: app.notices("audio.played", owner="noisy", id="x"), "chime played")[0]["status"] \
         == "finished"

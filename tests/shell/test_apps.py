@@ -53,6 +53,9 @@ def apps_dir(tmp_path):
         (directory / app).mkdir()
         (directory / app / "manifest.toml").write_text(manifest(app, display, background=app != "shy"))
         (directory / app / "__main__.py").write_text(code)
+    (directory / "broken").mkdir()
+    (directory / "broken" / "manifest.toml").write_text(manifest("broken").replace("permissions = []",
+                                                                                   'permissions = ["x-ray"]'))
     return directory
 
 
@@ -114,7 +117,8 @@ def test_refusals_name_why_and_only_the_shell_drives_appd(procs, runtime, tmp_pa
     system, user = start_system(procs, runtime, tmp_path)
     user.wait(lambda: app_state(user, "home") == "running", "home up")
     for args, why in ((("start", "nosuch"), "no app 'nosuch' (installed: camera, crashy, home, oneshot, shy, viewer)"),
-                      (("dance", "camera"), "invalid choice: 'dance'")):
+                      (("dance", "camera"), "invalid choice: 'dance'"),
+                      (("start", "broken"), "broken/manifest.toml:4: app.permissions: unknown 'x-ray'")):
         done = procs.run_lens("app", *args)
         assert done.returncode != 0 and why in done.stderr
     rogue = App("crashy", runtime, tmp_path / "apps")  # an app (by name) asking for what is not its business
