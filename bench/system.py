@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bus.node import Node  # noqa: E402
+from policies.schema import load  # noqa: E402
 from shell.processes import PROCESSES  # noqa: E402
 from tests.conftest import tuned_policies  # noqa: E402
 
@@ -37,7 +38,6 @@ QUIET = {
     "system.toml": {"idle": {"dim_after_s": 3600.0, "sleep_after_s": 3600.0}},
     "hardware.toml": {"power_sim": {"speedup": 1.0}},
 }
-BOOT_APPS = ("home", "notifications", "camera")  # policies/system.toml [apps] boot
 FLOOR = "import zmq; c = zmq.Context(); s = c.socket(zmq.SUB); s.connect('ipc://{}/floor'); " \
         "p = zmq.Poller(); p.register(s, zmq.POLLIN); print('ready', flush=True); p.poll()"
 
@@ -102,7 +102,8 @@ def main() -> int:
                 node.run_once(0.2)
 
             # The boot apps are appd's children: their pids from its latched word.
-            wait_until(node, lambda: seen["apps"] and set(seen["apps"][-1].payload["running"]) >= set(BOOT_APPS),
+            boot_apps = set(load(policies).system["apps"]["boot"])
+            wait_until(node, lambda: seen["apps"] and set(seen["apps"][-1].payload["running"]) >= boot_apps,
                        60, "the boot apps running")
             apps = {f"app {name}": pid for name, pid in seen["apps"][-1].payload["running"].items()}
             pids = {name: child.pid for name, child in children.items()} | apps
