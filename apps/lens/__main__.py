@@ -65,7 +65,8 @@ class Lens(App):
             if self.has_display:
                 self.card("lens", "Looking…", "Hold still.")
             seen = self.glance()
-            answer = self.backend.identify(seen)
+            # Off the loop: an online shop may take seconds, and the app must keep beating meanwhile.
+            answer = self.work(self.backend.identify, seen, timeout=self.backend.patience_s, what="the answer")
         except (Refused, BusError, TimeoutError) as exc:
             self.card("lens", "Cannot look", str(exc))
             return

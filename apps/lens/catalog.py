@@ -93,6 +93,7 @@ def load(directory: Path | None = None) -> Catalog:
 
 class Offline:
     name = "catalog"
+    patience_s = 5.0  # how long the app gives identify() (milliseconds, normally)
 
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
@@ -119,6 +120,7 @@ class Online:
         self.timeout = catalog.online["timeout_s"]
         self.key = os.environ.get(catalog.online["api_key_env"], "")
         self.offline = offline
+        self.patience_s = 3 * self.timeout + offline.patience_s  # connect, send, read; then the catalog
 
     def look(self, pixels: np.ndarray) -> tuple[bytes, Signature]:
         jpeg = io.BytesIO()

@@ -14,6 +14,7 @@ with the reason (``Refused``), and a permission refusal also as
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -181,6 +182,15 @@ class App:
         except (BusError, Refused) as exc:
             log.warning("%s: stopping the camera: %s", self.id, exc)
         self._release_quietly("camera")
+
+    def work(self, fn: Callable, *args, timeout: float, what: str):
+        """``fn(*args)`` on a worker thread while this app's loop runs on (its heartbeat keeps its focus,
+        gestures still arrive): for anything slow, such as a network call. Refused when it takes too long."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.id)
+        future = pool.submit(fn, *args)
+        pool.shutdown(wait=False)  # the thread ends with fn; nobody waits for it past the timeout
+        self.wait(future.done, timeout, what)
+        return future.result()
 
     def wait(self, condition: Callable, timeout: float, what: str):
         """Keep the app's loop running until ``condition()`` holds; Refused when it does not in time."""
