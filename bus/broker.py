@@ -1,19 +1,21 @@
-"""The broker: one XSUB/XPUB proxy per lane, and a last-value cache of latched topics.
+"""The broker: forwards every lane, checks who says what, and keeps the last value of latched topics.
 
-Forwarding never enters Python: each lane is ``zmq.proxy_steerable`` running in
-its own thread with the GIL released. The XSUB side subscribes to everything,
-so publishers always send to the broker and filtering happens once, at the
-XPUB side, per subscriber; sniffers are ordinary subscribers and cost the
-proxy one more fan-out copy, nothing else.
+Every socket is a CURVE server; the ZAP handler (bus.zap) admits only known
+keys, so each frame that arrives carries its sender's verified identity as
+``User-Id``. The forwarding loop is Python because it must read that: it
+drops, counts and reports what the sender may not publish (bus.gate), and
+stamps the identity as a third frame for subscribers, who trust it over the
+name a header claims. XSUB subscribes upstream to everything; XPUB runs in
+manual mode, so every subscription passes the gate too (restricted topics go
+out on personal channels only).
 
-The last-value cache is itself a subscriber (inproc, on the reliable lane's
-XPUB) to the latched topics only; it validates what it stores, so a malformed
-message never poisons the state handed to late joiners. A node asks for the
-cache over the ``latch`` ROUTER socket *after* its subscriptions are
-confirmed (zguide's Clone pattern): anything newer than the snapshot then
-reaches it live, and sequence numbers drop what it gets twice. The cache is
-written through to the runtime directory, so a restarted broker serves the
-last state even of a publisher that is gone.
+The last-value cache is fed from the forwarding loop itself, after
+validation, so a malformed message never poisons the state handed to late
+joiners. A node asks for it over the ``latch`` ROUTER socket *after* its
+subscriptions are confirmed (zguide's Clone pattern): anything newer than the
+snapshot then reaches it live, and sequence numbers drop what it gets twice.
+The cache is written through to the runtime directory, so a restarted broker
+serves the last state even of a publisher that is gone.
 """
 
 from __future__ import annotations
@@ -21,42 +23,59 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import threading
 import time
 
 import msgpack
 import zmq
 
-from bus.errors import BrokerRunning
+from bus import envelope, keys, sdnotify
+from bus.errors import BrokerRunning, KeyMissing
+from bus.envelope import channel
+from bus.gate import Gate
 from bus.intake import Intake
 from bus.runtime import Runtime, write_atomically
-from bus.topics import LANE_HWM, LANES, LATCHED, MAX_MESSAGE_SIZE, TOPICS, matches
-from bus import envelope, sdnotify
+from bus.topics import LANE_HWM, LANES, MAX_MESSAGE_SIZE, TOPICS, matches
 from bus.wakeup import Wakeup
+from bus.zap import ZapHandler
 
 log = logging.getLogger(__name__)
 
-NODE_NAME = "broker"
+NODE_NAME = keys.BROKER
 STATS_PERIOD_S = 2.0
 PERSIST_DELAY_S = 0.05  # coalesce bursts of latched updates into one write
-_STAT_NAMES = ("msgs_in", "bytes_in", "msgs_out", "bytes_out")
+BATCH = 256  # messages forwarded per lane before the loop looks at its other sockets
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE = int(zmq.SNDMORE)
+_BY_WIRE = {name.encode(): topic for name, topic in TOPICS.items()}
+_SELF = NODE_NAME.encode()
+
+
+class _Lane:
+    def __init__(self, name: str, xsub: zmq.Socket, xpub: zmq.Socket):
+        self.name, self.xsub, self.xpub = name, xsub, xpub
+        self.msgs_in = self.bytes_in = self.msgs_out = self.bytes_out = 0
+
+    def stats(self) -> dict:
+        return {"msgs_in": self.msgs_in, "bytes_in": self.bytes_in, "msgs_out": self.msgs_out,
+                "bytes_out": self.bytes_out}
 
 
 class Broker:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.ctx = zmq.Context()
-        self.cache: dict[str, tuple[bytes, bytes]] = {}  # topic -> (topic frame, body)
+        self.cache: dict[str, tuple[bytes, bytes, bytes]] = {}  # topic -> (topic frame, body, sender)
         self.intake = Intake(NODE_NAME)
+        self.gate = Gate(self._report)
         self.started = time.monotonic()
         self._lock_file = None
-        self._threads: list[threading.Thread] = []
-        self._controls: dict[str, zmq.Socket] = {}
+        self._lanes: dict[str, _Lane] = {}
         self._stop = False
         self._wakeup = Wakeup()
         self._persist_due: float | None = None
-        self._stats_seq = 0
+        self._seq: dict[str, int] = {}
         self._incarnation = int.from_bytes(os.urandom(7), "big")
+        self._identities: dict[str, bytes] = {}
 
     # --- start ---------------------------------------------------------------
     def acquire(self) -> None:
@@ -83,63 +102,48 @@ class Broker:
             self.runtime.path(name).unlink(missing_ok=True)
 
     def bind(self) -> None:
+        pair = keys.own_pair(self.runtime, NODE_NAME, fallback=False)
+        self.directory = keys.Directory(keys.keys_dir(self.runtime), keys.app_keys_dir(self.runtime))
+        self.directory.reload()
+        self.zap = ZapHandler(self.ctx, self.directory, self._on_unknown_key)
         old_umask = os.umask(0o117)  # sockets rw for owner and group only, never world
         try:
             for lane in LANES:
-                self._bind_lane(lane)
+                self._bind_lane(lane, pair)
             self.latch = self.ctx.socket(zmq.ROUTER)
             self.latch.setsockopt(zmq.LINGER, 0)
+            keys.as_server(self.latch, pair)
             self.latch.bind(self.runtime.latch_endpoint)
         finally:
             os.umask(old_umask)
-        self.cache_sub = self.ctx.socket(zmq.SUB)
-        self.cache_sub.setsockopt(zmq.RCVHWM, 0)  # never drop state on its way into the cache
-        self.cache_sub.connect("inproc://reliable.out")
-        for topic in LATCHED:
-            self.cache_sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
-        self.stats_pub = self.ctx.socket(zmq.PUB)
-        self.stats_pub.connect("inproc://reliable.in")
         self._load_cache()
 
-    def _bind_lane(self, lane: str) -> None:
-        hwm = LANE_HWM[lane]
+    def _bind_lane(self, name: str, pair: keys.KeyPair) -> None:
+        hwm = LANE_HWM[name]
         xsub = self.ctx.socket(zmq.XSUB)
         xpub = self.ctx.socket(zmq.XPUB)
         xsub.setsockopt(zmq.RCVHWM, hwm)
-        xsub.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_SIZE + 1024)
+        xsub.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_SIZE + 1024)  # the socket refuses past the largest topic
         xpub.setsockopt(zmq.SNDHWM, hwm)
+        xpub.setsockopt(zmq.XPUB_MANUAL, 1)  # every subscription is the gate's to apply
         for sock in (xsub, xpub):
             sock.setsockopt(zmq.LINGER, 0)
-        xsub.bind(self.runtime.publish_endpoint(lane))
-        xsub.bind(f"inproc://{lane}.in")
-        xpub.bind(self.runtime.subscribe_endpoint(lane))
-        xpub.bind(f"inproc://{lane}.out")
+            keys.as_server(sock, pair)
+        xsub.bind(self.runtime.publish_endpoint(name))
+        xpub.bind(self.runtime.subscribe_endpoint(name))
         xsub.send(b"\x01")  # subscribe upstream to everything: filtering happens at XPUB
-        control = self.ctx.socket(zmq.PAIR)
-        control.bind(f"inproc://control.{lane}")
-        peer = self.ctx.socket(zmq.PAIR)
-        peer.connect(f"inproc://control.{lane}")
-        self._controls[lane] = control
-
-        def forward():
-            try:
-                zmq.proxy_steerable(xsub, xpub, None, peer)
-            except zmq.ContextTerminated:
-                pass
-            finally:
-                for sock in (xsub, xpub, peer):
-                    sock.close(0)
-
-        thread = threading.Thread(target=forward, name=f"proxy-{lane}", daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        self._lanes[name] = _Lane(name, xsub, xpub)
 
     # --- the loop ---------------------------------------------------------------
     def run(self) -> None:
         poller = zmq.Poller()
-        poller.register(self.cache_sub, zmq.POLLIN)
-        poller.register(self.latch, zmq.POLLIN)
-        poller.register(self._wakeup.fileno(), zmq.POLLIN)
+        actions = {self.zap.sock: self.zap.serve, self.latch: self._serve_snapshots,
+                   self._wakeup.fileno(): self._wakeup.drain}
+        for lane in self._lanes.values():
+            actions[lane.xsub] = lambda lane=lane: self._forward(lane)
+            actions[lane.xpub] = lambda lane=lane: self._subscriptions(lane)
+        for sock in actions:
+            poller.register(sock, zmq.POLLIN)
         next_stats = time.monotonic()
         ping_s = sdnotify.watchdog_period()
         next_ping = time.monotonic() if ping_s else float("inf")
@@ -147,22 +151,16 @@ class Broker:
             now = time.monotonic()
             if now >= next_stats:
                 self.publish_stats()
+                self.gate.flush()
                 next_stats = now + STATS_PERIOD_S
             if self._persist_due is not None and now >= self._persist_due:
                 self._save_cache()
             if now >= next_ping:
-                # Alive means forwarding: a proxy thread that died stops the pings, and the supervisor restarts us.
-                if all(thread.is_alive() for thread in self._threads):
-                    sdnotify.notify("WATCHDOG=1")
+                sdnotify.notify("WATCHDOG=1")  # from this loop: a hung forwarder stops the pings
                 next_ping = now + ping_s
             wake = min(next_stats, self._persist_due or next_stats, next_ping)
-            events = dict(poller.poll(max(0, int((wake - now) * 1000) + 1)))
-            if self.cache_sub in events:
-                self._drain_cache()
-            if self.latch in events:
-                self._serve_snapshots()
-            if self._wakeup.fileno() in events:
-                self._wakeup.drain()
+            for sock, _ in poller.poll(max(0, int((wake - now) * 1000) + 1)):
+                actions[sock]()
 
     def stop(self) -> None:
         self._stop = True
@@ -172,14 +170,11 @@ class Broker:
         # A clean stop ends this bus's present; only a crashed broker's successor should inherit it
         # (the publishers still alive re-send their latched topics on reconnect anyway).
         self.runtime.cache_path.unlink(missing_ok=True)
-        for control in self._controls.values():
-            control.send(b"TERMINATE")
-        for thread in self._threads:
-            thread.join(timeout=2.0)
-        for control in self._controls.values():
-            control.close(0)
-        for sock in (self.latch, self.cache_sub, self.stats_pub):
-            sock.close(0)
+        for lane in self._lanes.values():
+            lane.xsub.close(0)
+            lane.xpub.close(0)
+        self.latch.close(0)
+        self.zap.close()
         self.ctx.term()
         self._wakeup.close()
         for name in self.runtime.socket_names():
@@ -188,26 +183,107 @@ class Broker:
             self._lock_file.close()
             self.runtime.lock_path.unlink(missing_ok=True)
 
-    # --- the last-value cache ------------------------------------------------------
-    def _drain_cache(self) -> None:
-        while True:
+    # --- forwarding -------------------------------------------------------------------
+    def _forward(self, lane: _Lane) -> None:
+        xsub, xpub = lane.xsub, lane.xpub
+        for _ in range(BATCH):
             try:
-                frames = self.cache_sub.recv_multipart(zmq.NOBLOCK)
+                head = xsub.recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            parts = [head]
+            more = head.more
+            while more:  # read a message to its end whatever its length; keep no more than enough to judge it
+                part = xsub.recv(copy=False)
+                more = part.more
+                if len(parts) < 3:
+                    parts.append(part)
+            topic = head.bytes
+            sender = self._sender(head)
+            lane.msgs_in += 1
+            if len(parts) != 2:
+                self.gate.refuse(sender, topic, "not a two-frame message")
+                continue
+            body = parts[1]
+            lane.bytes_in += len(topic) + len(body)
+            why = self.gate.why_not(sender, topic)
+            if why is not None:
+                self.gate.refuse(sender, topic, why)
+                continue
+            spec = _BY_WIRE[topic]
+            if len(body) > spec.max_size:
+                self.gate.refuse(sender, topic, f"{len(body)} bytes, the table allows {spec.max_size}")
+                continue
+            if spec.permission:
+                data = body.bytes
+                for reader in self.gate.readers(spec.permission):
+                    xpub.send(channel(reader, topic), _SNDMORE)
+                    xpub.send(data, _SNDMORE)
+                    xpub.send(sender)
+                    lane.msgs_out += 1
+                    lane.bytes_out += len(data)
+                continue
+            xpub.send(head, _SNDMORE, copy=False)
+            xpub.send(body, _SNDMORE, copy=False)
+            xpub.send(sender)
+            lane.msgs_out += 1
+            lane.bytes_out += len(topic) + len(body)
+            if spec.latched:
+                self._store([topic, body.bytes, sender])
+
+    def _sender(self, frame: zmq.Frame) -> bytes:
+        try:
+            user = frame.get("User-Id")
+        except zmq.ZMQError:
+            return b""
+        sender = self._identities.get(user)
+        if sender is None:
+            sender = self._identities[user] = user.encode()
+        return sender
+
+    def _subscriptions(self, lane: _Lane) -> None:
+        while True:
+            try:
+                frame = lane.xpub.recv(_NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            data = frame.bytes
+            if not data or data[0] > 1:
+                continue
+            # Unsubscriptions of a pipe that went away come with no metadata and apply to no pipe.
+            sender = self._sender(frame) or None
+            option = zmq.SUBSCRIBE if data[0] else zmq.UNSUBSCRIBE
+            for prefix in self.gate.subscriptions(sender, data[1:]):
+                lane.xpub.setsockopt(option, prefix)
+
+    def _publish(self, name: str, **payload) -> None:
+        """The broker's own messages, straight out of its XPUB."""
+        spec = TOPICS[name]
+        spec.validate(payload)
+        self._seq[name] = self._seq.get(name, 0) + 1
+        frames = envelope.encode(spec, NODE_NAME, self._incarnation, self._seq[name], payload) + [_SELF]
+        self._lanes[spec.lane].xpub.send_multipart(frames)
+        if spec.latched:
             self._store(frames)
 
+    def _report(self, identity: str, topic: str, reason: str, count: int) -> None:
+        self._publish("bus.security", identity=identity, topic=topic, reason=reason, count=count)
+
+    def _on_unknown_key(self, address: str) -> None:
+        self.gate.refuse(None, b"<connect>", "unknown key")
+
+    # --- the last-value cache ------------------------------------------------------
     def _store(self, frames: list[bytes]) -> None:
         msg = self.intake.accept(frames)
         if msg is None or not TOPICS[msg.topic].latched:
             return
-        self.cache[msg.topic] = (frames[0], frames[1])
+        self.cache[msg.topic] = (frames[0], frames[1], frames[2])
+        if msg.topic == "privacy.capture":
+            self.gate.on_capture(msg.payload)
         if self._persist_due is None:
             self._persist_due = time.monotonic() + PERSIST_DELAY_S
 
     def _serve_snapshots(self) -> None:
-        # Whatever passed the proxy before this request must be in the answer.
-        self._drain_cache()
         while True:
             try:
                 frames = self.latch.recv_multipart(zmq.NOBLOCK)
@@ -220,12 +296,13 @@ class Broker:
             except (ValueError, TypeError, msgpack.UnpackException):
                 log.warning("ignored a malformed snapshot request")
                 continue
-            items = [[t, b] for topic, (t, b) in self.cache.items() if any(matches(p, topic) for p in prefixes)]
+            items = [list(item) for topic, item in self.cache.items()
+                     if not TOPICS[topic].permission and any(matches(p, topic) for p in prefixes)]
             self.latch.send_multipart([identity, b"", msgpack.packb([request_id, items])])
 
     def _save_cache(self) -> None:
         self._persist_due = None
-        write_atomically(self.runtime.cache_path, msgpack.packb([[t, b] for t, b in self.cache.values()]))
+        write_atomically(self.runtime.cache_path, msgpack.packb([list(item) for item in self.cache.values()]))
 
     def _load_cache(self) -> None:
         try:
@@ -233,9 +310,8 @@ class Broker:
         except FileNotFoundError:
             return
         try:
-            items = msgpack.unpackb(data)
-            for topic, body in items:
-                self._store([bytes(topic), bytes(body)])
+            for topic, body, sender in msgpack.unpackb(data):
+                self._store([bytes(topic), bytes(body), bytes(sender)])
         except (ValueError, TypeError, msgpack.UnpackException):
             corrupt = self.runtime.cache_path.with_suffix(".corrupt")
             os.replace(self.runtime.cache_path, corrupt)
@@ -244,24 +320,11 @@ class Broker:
         log.info("restored %d latched topics from %s", len(self.cache), self.runtime.cache_path)
 
     # --- statistics -----------------------------------------------------------------
-    def lane_stats(self) -> dict:
-        out = {}
-        for lane, control in self._controls.items():
-            control.send(b"STATISTICS")
-            if not control.poll(1000):
-                continue
-            values = [int.from_bytes(f, "little") for f in control.recv_multipart()]
-            # frontend counters (publishers -> broker) then backend counters (broker -> subscribers)
-            out[lane] = {"msgs_in": values[0], "bytes_in": values[1], "msgs_out": values[4], "bytes_out": values[5]}
-        return out
-
     def publish_stats(self) -> None:
-        spec = TOPICS["bus.broker.stats"]
-        payload = {"uptime_s": round(time.monotonic() - self.started, 3), "lanes": self.lane_stats(),
-                   "latched": len(self.cache), "pid": os.getpid()}
-        spec.validate(payload)
-        self._stats_seq += 1
-        self.stats_pub.send_multipart(envelope.encode(spec, NODE_NAME, self._incarnation, self._stats_seq, payload))
+        self._publish("bus.broker.stats", uptime_s=round(time.monotonic() - self.started, 3),
+                      lanes={name: lane.stats() for name, lane in self._lanes.items()}, latched=len(self.cache),
+                      pid=os.getpid(), refused=sum(self.gate.refused.values()),
+                      clients={"admitted": self.zap.admitted, "refused": self.zap.refused})
 
 
 def serve(runtime: Runtime) -> int:
@@ -272,7 +335,11 @@ def serve(runtime: Runtime) -> int:
     except BrokerRunning as exc:
         log.error("%s", exc)
         return 1
-    broker.bind()
+    try:
+        broker.bind()
+    except KeyMissing as exc:
+        log.error("%s", exc)
+        return 1
     restore = broker._wakeup.on_signals(lambda signum: broker.stop())
     sdnotify.notify("READY=1", f"STATUS=broker on {runtime.dir}")
     log.info("broker %d serving %s", os.getpid(), runtime.dir)

@@ -1,8 +1,9 @@
 """The lensos wire format, frame by frame.
 
-A bus message is a two-frame ZeroMQ multipart message::
+A publisher sends a two-frame ZeroMQ multipart message; the broker adds a third::
 
-    frame 0  topic   UTF-8 dotted name, e.g. b"power.state" (the prefix ZeroMQ filters on)
+    frame 0  topic   UTF-8 dotted name, e.g. b"power.state" (the prefix ZeroMQ filters on);
+                     from the broker, a restricted topic comes as b"\\0<reader>\\0camera.frame"
     frame 1  body    msgpack array of exactly seven items:
                        0 version   int   WIRE_VERSION (1)
                        1 source    str   the publishing node's name
@@ -12,6 +13,7 @@ A bus message is a two-frame ZeroMQ multipart message::
                        4 mono_ns   int   time.monotonic_ns() at the publisher
                        5 wall_ns   int   time.time_ns() at the publisher
                        6 payload   map   the fields declared for the topic
+    frame 2  sender  the identity the broker verified (CURVE key), added by the broker
 
 Sequence numbers are per topic, not per source, so a subscriber that sees only
 some of a source's topics can still tell a gap (lost messages) from a filter.
@@ -38,6 +40,14 @@ MAX_SOURCE_LEN = 64
 
 _packb = msgpack.Packer(use_bin_type=True).pack
 
+CHANNEL = b"\x00"  # a personal channel's first byte; no table topic starts with it
+RESTRICTED = {name.encode(): topic.permission for name, topic in TOPICS.items() if topic.permission}
+
+
+def channel(reader: bytes, topic: bytes) -> bytes:
+    """The topic frame of a restricted topic as the broker sends it to one reader (bus.gate)."""
+    return CHANNEL + reader + CHANNEL + topic
+
 
 @dataclass(slots=True)
 class Message:
@@ -50,6 +60,7 @@ class Message:
     payload: dict
     body: bytes  # the encoded body as received, for caches and recorders
     latched: bool = False  # True when delivered from the broker's last-value cache
+    sender: str = ""  # the identity the broker verified; "" when read from a file
 
     @property
     def size(self) -> int:
@@ -72,9 +83,19 @@ def encode(topic: Topic, source: str, incarnation: int, seq: int, payload: dict)
 
 
 def decode(frames: list[bytes]) -> Message:
-    if len(frames) != 2:
-        raise MalformedMessage(f"expected 2 frames, got {len(frames)}")
-    raw_topic, body = frames
+    """A message from [topic, body] (a file, a publisher) or [topic, body, sender] (the broker)."""
+    if len(frames) == 3:
+        raw_topic, body, raw_sender = frames
+        try:
+            sender = raw_sender.decode("ascii")
+        except UnicodeDecodeError:
+            raise MalformedMessage("sender is not ASCII") from None
+    elif len(frames) == 2:
+        (raw_topic, body), sender = frames, ""
+    else:
+        raise MalformedMessage(f"expected 2 or 3 frames, got {len(frames)}")
+    if raw_topic[:1] == b"\x00":  # a personal channel: the topic follows the reader's name
+        raw_topic = raw_topic[raw_topic.find(b"\x00", 1) + 1:] if raw_topic.count(b"\x00") == 2 else b"\xff"
     topic = _BY_WIRE_NAME.get(raw_topic)
     if topic is None:
         raise MalformedMessage(*_unknown_topic(raw_topic))
@@ -101,7 +122,7 @@ def decode(frames: list[bytes]) -> Message:
         topic.validate(payload)
     except PayloadError as exc:
         raise MalformedMessage(str(exc).removeprefix(name + ": "), name) from None
-    return Message(name, source, incarnation, seq, mono_ns, wall_ns, payload, body)
+    return Message(name, source, incarnation, seq, mono_ns, wall_ns, payload, body, False, sender)
 
 
 def _unknown_topic(raw_topic: bytes) -> tuple[str, ...]:

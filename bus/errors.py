@@ -48,3 +48,7 @@ class BrokerRunning(BusError):
 
 class RequestRefused(BusError):
     """Raised by a request handler to answer with an error; the requester gets RequestFailed."""
+
+
+class KeyMissing(BusError):
+    """A process's CURVE key, or the broker's public key, is missing or unreadable."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from bus.envelope import Message, decode
 from bus.errors import MalformedMessage
+from bus.keys import DEVELOPER
 from bus.topics import TOPICS
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class TopicCounters:
 class Intake:
     def __init__(self, owner: str = ""):
         self.owner = owner  # for log lines: whose intake complained
+        self.forged = 0
         self.counters: dict[str, TopicCounters] = defaultdict(TopicCounters)
         self._last_seq: dict[tuple[str, str], tuple[int, int]] = {}
         self._unknown_names: set[str] = set()
@@ -62,6 +64,13 @@ class Intake:
             msg = decode(frames)
         except MalformedMessage as exc:
             self._count_malformed(exc)
+            return None
+        if msg.sender != msg.source and msg.sender != DEVELOPER:
+            # The header's name is a claim; the broker's stamp is the CURVE key's. Only the developer's tools
+            # may speak for others (a replayed recording, a hand-made message).
+            self.forged += 1
+            self._count_malformed(MalformedMessage(f"claims to be {msg.source!r:.40} but is {msg.sender!r}",
+                                                   msg.topic))
             return None
         return msg if self.in_sequence(msg) else None
 

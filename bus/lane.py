@@ -15,6 +15,8 @@ import struct
 
 import zmq
 
+from bus.envelope import RESTRICTED, channel
+from bus.keys import KeyPair, as_client
 from bus.runtime import Runtime
 from bus.topics import LANE_HWM
 
@@ -56,13 +58,14 @@ def recv_frames(sock: zmq.Socket) -> list[bytes]:
 
 
 class Lane:
-    def __init__(self, ctx: zmq.Context, runtime: Runtime, name: str):
+    def __init__(self, ctx: zmq.Context, runtime: Runtime, name: str, pair: KeyPair, server: bytes):
         self.name = name
         self.probe_topic = PROBE_TOPIC[name]
         hwm = LANE_HWM[name]
         self.pub = ctx.socket(zmq.PUB)
         self.sub = ctx.socket(zmq.SUB)
         for sock in (self.pub, self.sub):
+            as_client(sock, pair, server)
             sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
         self.pub.setsockopt(zmq.SNDHWM, hwm)
@@ -74,6 +77,7 @@ class Lane:
         self.monitor = self.sub.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self.pub.connect(runtime.publish_endpoint(name))
         self.sub.connect(runtime.subscribe_endpoint(name))
+        self._own_channel = channel(pair.identity.encode(), b"")
         self.prefixes: set[str] = set()
         self.confirmed = False
         self.nonce = 0
@@ -85,7 +89,8 @@ class Lane:
         if prefix in self.prefixes:
             return False
         self.prefixes.add(prefix)
-        self.sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        for wire in self._wire_prefixes(prefix):
+            self.sub.setsockopt(zmq.SUBSCRIBE, wire)
         # The probe subscription must come after the new one for its return to prove it.
         self.sub.setsockopt(zmq.UNSUBSCRIBE, self.probe_topic.encode())
         self.sub.setsockopt(zmq.SUBSCRIBE, self.probe_topic.encode())
@@ -96,7 +101,13 @@ class Lane:
         """Stop receiving a prefix (nothing to confirm: at worst a few more arrive, and are not routed)."""
         if prefix in self.prefixes:
             self.prefixes.discard(prefix)
-            self.sub.setsockopt(zmq.UNSUBSCRIBE, prefix.encode())
+            for wire in self._wire_prefixes(prefix):
+                self.sub.setsockopt(zmq.UNSUBSCRIBE, wire)
+
+    def _wire_prefixes(self, prefix: str) -> list[bytes]:
+        """The prefix, and this node's own channel of each restricted topic under it (bus.gate)."""
+        raw = prefix.encode()
+        return [raw] + [self._own_channel + topic for topic in RESTRICTED if topic.startswith(raw)]
 
     def unconfirm(self) -> None:
         self.confirmed = False

@@ -34,7 +34,7 @@ from typing import Callable
 import msgpack
 import zmq
 
-from bus import sdnotify
+from bus import keys, sdnotify
 from bus.envelope import MAX_SOURCE_LEN, Message, encode
 from bus.errors import (BusError, BusTimeout, NotOwner, RequestFailed, RequestRefused,
                         RequestTimeout, UnknownTopic)
@@ -79,12 +79,14 @@ class _Call:
 
 class Node:
     def __init__(self, name: str, runtime: Runtime | str | None = None, *, publish_any: bool = False,
-                 heartbeat: float | None = None):
+                 heartbeat: float | None = None, key: str | os.PathLike | None = None):
         if not name or len(name) > MAX_SOURCE_LEN or name == ANY_NODE:
             raise ValueError(f"node name must be 1-{MAX_SOURCE_LEN} characters, got {name!r}")
         self.name = name
         self.runtime = runtime if isinstance(runtime, Runtime) else Runtime.resolve(runtime)
         self.publish_any = publish_any  # development tools (lens bus pub) only
+        self._key_path = key  # this process's CURVE key (bus.keys says where it is found without one)
+        self._key: tuple[keys.KeyPair, bytes] | None = None
         self.heartbeat = heartbeat  # seconds between node.heartbeat; None for tools that come and go
         self._beat_timer = None
         self.incarnation = int.from_bytes(os.urandom(8), "little") >> 2  # 62 bits: random per start
@@ -300,16 +302,28 @@ class Node:
     def _lane(self, name: str) -> Lane:
         lane = self._lanes.get(name)
         if lane is None:
-            lane = self._lanes[name] = Lane(self._ctx, self.runtime, name)
+            lane = self._lanes[name] = Lane(self._ctx, self.runtime, name, *self._keys())
             lane.add_prefix(lane.probe_topic)
             self._poller = None
         return lane
+
+    def _keys(self) -> tuple[keys.KeyPair, bytes]:
+        """This node's key pair and the broker's public key, read once."""
+        if self._key is None:
+            self._key = (keys.own_pair(self.runtime, self.name, self._key_path), keys.broker_public(self.runtime))
+        return self._key
+
+    @property
+    def identity(self) -> str:
+        """The name the broker knows this node by (its key's), which subscribers trust over self.name."""
+        return self._keys()[0].identity
 
     def _ensure_latch(self) -> None:
         if self._latch is None:
             self._latch = self._ctx.socket(zmq.DEALER)
             self._latch.setsockopt(zmq.IMMEDIATE, 1)  # never queue a snapshot request for a dead broker
             self._latch.setsockopt(zmq.LINGER, 0)
+            keys.as_client(self._latch, *self._keys())
             self._latch.connect(self.runtime.latch_endpoint)
             self._poller = None
 
@@ -403,15 +417,15 @@ class Node:
             snapshot_id, items = msgpack.unpackb(body)
             if snapshot_id != self._snapshot_id:
                 return  # an answer to a request we already retried
-            pairs = [(bytes(t), bytes(b)) for t, b in items]
+            triples = [(bytes(t), bytes(b), bytes(s)) for t, b, s in items]
         except (ValueError, TypeError, msgpack.UnpackException):
             log.warning("%s: malformed snapshot from the broker ignored", self.name)
             return
-        for topic, body in pairs:
+        for topic, body, sender in triples:
             # Anything that arrived live since the request is at least as new as the cache.
             if topic.decode(errors="replace") in self._snapshot_live:
                 continue
-            msg = self.intake.accept([topic, body])
+            msg = self.intake.accept([topic, body, sender])
             if msg is not None:
                 msg.latched = True
                 self._pending.append(msg)

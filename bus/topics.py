@@ -119,8 +119,13 @@ _TABLE = [
     Topic("bus.probe.stream", Kind.STREAM, ANY_NODE, {"node": "str", "nonce": "int"}, max_size=512,
           doc="the same probe on the stream lane"),
     Topic("bus.broker.stats", Kind.STATE, "broker",
-          {"uptime_s": "float", "lanes": "dict", "latched": "int", "pid": "int"}, rate_hz=0.5,
-          doc="messages and bytes through each lane of the broker; number of latched topics held"),
+          {"uptime_s": "float", "lanes": "dict", "latched": "int", "pid": "int", "refused": "int",
+           "clients": "dict"}, rate_hz=0.5,
+          doc="messages and bytes through each lane of the broker; number of latched topics held; messages "
+              "refused (bus.security says which); clients admitted and refused by key"),
+    Topic("bus.security", Kind.EVENT, "broker", {"identity": "str", "topic": "str", "reason": "str", "count": "int"},
+          doc="the broker refused something from a verified identity (or an unknown key): what and why, and "
+              "how many times so far (reported at most once a second per identity, topic and reason)"),
     Topic("bus.snapshot.request", Kind.REQUEST, "recorder", {}, reply={"path": "str", "messages": "int"},
           doc="a snapshot recorder (`lens bus record --snapshot S`) writes the last S seconds to a file"),
     Topic("node.heartbeat", Kind.EVENT, ANY_NODE,

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bus.envelope import WIRE_VERSION, decode, encode
+from bus.envelope import WIRE_VERSION, channel, decode, encode
 from bus.errors import MalformedMessage, PayloadError
 from bus.intake import MAX_UNKNOWN_NAMES, Intake
 from bus.topics import TOPICS
@@ -15,6 +15,11 @@ TICK = TOPICS["demo.tick"]
 
 def frames_for(payload=None, seq=1, source="demo", incarnation=7):
     return encode(TICK, source, incarnation, seq, payload or {"n": 1, "text": "a"})
+
+
+def stamped(frames, sender="demo"):
+    """As a subscriber gets them: the broker adds the identity it verified."""
+    return [*frames, sender.encode()]
 
 
 def test_round_trip_keeps_header_and_payload():
@@ -38,7 +43,9 @@ GOOD = [WIRE_VERSION, "demo", 7, 1, 1, 1, {"n": 1, "text": "a"}]
 
 MALFORMED = {
     "one frame": [b"demo.tick"],
-    "three frames": [b"demo.tick", b"x", b"y"],
+    "four frames": [b"demo.tick", b"x", b"y", b"z"],
+    "sender not ascii": [b"demo.tick", body(*GOOD), b"\xff"],
+    "channel without a topic": [b"\x00lens", body(*GOOD), b"lens"],
     "topic not utf-8": [b"\xff\xfe", body(*GOOD)],
     "unknown topic": [b"no.such.topic", body(*GOOD)],
     "random bytes": [b"demo.tick", b"\xc1\xc1\xc1"],
@@ -69,21 +76,36 @@ def test_intake_counts_malformed_per_topic_and_keeps_going():
     intake = Intake("t")
     for frames in MALFORMED.values():
         assert intake.accept(frames) is None
-    assert intake.accept(frames_for()) is not None
+    assert intake.accept(stamped(frames_for())) is not None
     assert intake.counters["no.such.topic"].malformed == 1
-    assert intake.counters["<undecodable>"].malformed == 3
+    assert intake.counters["<undecodable>"].malformed == 5
     assert intake.totals()["malformed"] == len(MALFORMED)
     assert intake.counters["demo.tick"].received == 1
 
 
 def test_intake_tells_gaps_from_duplicates_and_restarts():
     intake = Intake("t")
-    assert intake.accept(frames_for(seq=1))
-    assert intake.accept(frames_for(seq=4))  # 2 and 3 were lost upstream
-    assert intake.accept(frames_for(seq=4)) is None  # the same message twice
-    assert intake.accept(frames_for(seq=1, incarnation=8))  # the publisher restarted
+    assert intake.accept(stamped(frames_for(seq=1)))
+    assert intake.accept(stamped(frames_for(seq=4)))  # 2 and 3 were lost upstream
+    assert intake.accept(stamped(frames_for(seq=4))) is None  # the same message twice
+    assert intake.accept(stamped(frames_for(seq=1, incarnation=8)))  # the publisher restarted
     counters = intake.counters["demo.tick"]
     assert (counters.received, counters.drops, counters.duplicates) == (3, 2, 1)
+
+
+def test_a_header_that_names_another_sender_than_its_key_is_dropped_as_forged():
+    intake = Intake("t")
+    assert intake.accept(stamped(frames_for(source="shell"), sender="music")) is None
+    assert intake.forged == 1 and "claims to be 'shell' but is 'music'" in intake.counters["demo.tick"].last_error
+    assert intake.accept(frames_for(source="demo")) is None  # not through the broker: no stamp, no trust
+    assert intake.accept(stamped(frames_for(source="shell"), sender="lens")).source == "shell"  # the developer
+
+
+def test_a_restricted_topic_on_a_personal_channel_is_that_topic():
+    frames = encode(TOPICS["audio.mic"], "audiod", 1, 1, {"owner": "a", "seq": 1, "rate": 16000, "mono_ns": 1,
+                                                          "pcm": b"ab"})
+    msg = decode([channel(b"assistantd", frames[0]), frames[1], b"audiod"])
+    assert (msg.topic, msg.sender, msg.payload["pcm"]) == ("audio.mic", "audiod", b"ab")
 
 
 def test_unknown_topic_names_are_bounded():

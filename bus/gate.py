@@ -1,0 +1,115 @@
+"""Who may say what, and who may hear what: the broker's permission checks.
+
+Identities are verified by CURVE (bus.keys, bus.zap), so what is checked here
+is never a name a message claims for itself.
+
+- **Publishing.** A topic's owner in the table publishes it; anyone may send a
+  REQUEST (its owner decides whether to serve it) or a topic owned by
+  ``ANY_NODE``; the developer's identity may publish anything. Anything else
+  is dropped at the broker, counted, logged and reported on
+  ``bus.security``, and the sender gets no effect.
+- **Restricted topics** (a ``permission`` in the table: camera frames, mic
+  audio) reach only the identities the shell granted that capture
+  (``privacy.capture``) and the developer. The broker sends them on personal
+  channels, ``\\0<identity>\\0<topic>``, and lets a pipe subscribe only to its
+  own identity's channel, so no prefix, not even the empty one, reaches another's.
+  A grant the shell withdraws stops the copies at the very next message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+
+from bus.envelope import CHANNEL, RESTRICTED
+from bus.keys import BROKER, DEVELOPER
+from bus.topics import ANY_NODE, TOPICS, Kind
+
+log = logging.getLogger(__name__)
+
+REPORT_EVERY_S = 1.0
+MAX_REPORT_KEYS = 1024
+_BY_WIRE = {name.encode(): topic for name, topic in TOPICS.items()}
+# The empty prefix, applied as is, would match personal channels: it is applied as every first letter instead.
+_EVERYTHING = sorted({name.encode()[:1] for name in TOPICS})
+
+
+class Gate:
+    def __init__(self, report):
+        self._report = report  # report(identity, topic, reason, count): publishes bus.security
+        self._verdicts: dict[tuple[bytes, bytes], str | None] = {}
+        self.grants: dict[str, tuple[bytes, ...]] = {}  # permission -> identities the shell granted it to
+        self.refused: dict[tuple[str, str, str], int] = defaultdict(int)
+        self._reported: dict[tuple[str, str, str], tuple[float, int]] = {}
+
+    # --- publishing -----------------------------------------------------------------
+    def why_not(self, identity: bytes, topic: bytes) -> str | None:
+        """None when ``identity`` may publish ``topic``, else the reason (cached per pair of known names)."""
+        key = (identity, topic)
+        verdict = self._verdicts.get(key, False)
+        if verdict is not False:
+            return verdict
+        spec = _BY_WIRE.get(topic)
+        if spec is None:
+            return "unknown topic"  # not cached: an attacker's inventions must not grow memory
+        who = identity.decode()
+        if who in (DEVELOPER, BROKER) or spec.owner in (ANY_NODE, who) or spec.kind is Kind.REQUEST:
+            verdict = None
+        else:
+            verdict = f"published by {spec.owner} only"
+        if len(self._verdicts) < 4096:
+            self._verdicts[key] = verdict
+        return verdict
+
+    def refuse(self, identity: bytes | None, topic: bytes, reason: str) -> None:
+        who = identity.decode(errors="replace") if identity else "?"
+        name = topic[:64].decode(errors="replace")
+        key = (who, name, reason)
+        if key not in self.refused and len(self.refused) >= MAX_REPORT_KEYS:
+            key = ("?", "<other>", "too many kinds of refusal")
+        self.refused[key] += 1
+        self.flush(only=key)
+
+    def flush(self, only: tuple[str, str, str] | None = None) -> None:
+        """Report refusals not reported yet, at most once a second per (identity, topic, reason)."""
+        now = time.monotonic()
+        for key in [only] if only else list(self.refused):
+            count = self.refused[key]
+            last_at, last_count = self._reported.get(key, (-REPORT_EVERY_S, 0))
+            if count == last_count or now - last_at < REPORT_EVERY_S:
+                continue
+            self._reported[key] = (now, count)
+            log.warning("refused %s from %s: %s (%d so far)", key[1], key[0], key[2], count)
+            self._report(*key, count)
+
+    # --- restricted topics ---------------------------------------------------------------
+    @staticmethod
+    def restricted(topic: bytes) -> str | None:
+        return RESTRICTED.get(topic)
+
+    def readers(self, permission: str) -> tuple[bytes, ...]:
+        return self.grants.get(permission, ()) + (DEVELOPER.encode(),)
+
+    def on_capture(self, payload: dict) -> None:
+        """privacy.capture from the shell: 'owner:resource' grants, the only way to hear a restricted topic."""
+        grants: dict[str, list[bytes]] = defaultdict(list)
+        for grant in payload.get("grants") or ():
+            owner, _, resource = str(grant).rpartition(":")
+            if owner:
+                grants[resource].append(owner.encode())
+        self.grants = {permission: tuple(owners) for permission, owners in grants.items()}
+
+    # --- subscribing -------------------------------------------------------------------
+    def subscriptions(self, identity: bytes | None, prefix: bytes) -> list[bytes]:
+        """What to apply for a pipe of ``identity`` subscribing to ``prefix`` (None: the broker's own pipe)."""
+        if prefix.startswith(CHANNEL):
+            own = identity is None or prefix.startswith(CHANNEL + identity + CHANNEL)
+            if not own:
+                self.refuse(identity, prefix, "subscribed to another's personal channel")
+            return [prefix] if own else []
+        return [prefix] if prefix else list(_EVERYTHING)
+
+    def stats(self) -> dict:
+        return {"refused": sum(self.refused.values()), "grants": {p: [o.decode() for o in owners]
+                                                                  for p, owners in self.grants.items()}}

@@ -1,0 +1,216 @@
+"""Who is who on the bus: CURVE key pairs, one per process, and where each side finds them.
+
+The broker is the CURVE server of every bus socket and admits only public
+keys it holds; the name of a key file is the identity the broker stamps on
+each message from that key (see bus.gate). Key files are ZeroMQ certificates
+written by pyzmq's ``zmq.auth.certs`` (``NAME.key`` public, ``NAME.key_secret``
+secret, 0600).
+
+Where keys live:
+
+- the provisioned keys directory: ``$LENS_KEYS_DIR`` (``/etc/lensos/keys`` on
+  the board, written at image build by ``lens keys generate``), otherwise
+  ``<runtime dir>/keys``: in development the first process to use the runtime
+  directory creates the broker's and the developer's keys there, and ``lens up``
+  adds one per process of the table;
+- app keys, minted by appd for each app it starts, in ``<runtime dir>/appkeys``.
+  A name there never stands for a provisioned identity: an app called "shell"
+  is not the shell.
+
+A process finds its own secret key in this order: an explicit path;
+``$LENS_KEY`` (set by ``lens up`` and appd for each child); systemd's
+``$CREDENTIALS_DIRECTORY/lensos.key`` (``LoadCredential=``, readable only by
+the service's user); ``NAME.key_secret`` in the keys directory; the
+developer's key (``lens``), which only development machines hold.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+from zmq.auth.certs import create_certificates, load_certificate
+
+from bus.errors import KeyMissing
+from bus.runtime import Runtime
+
+BROKER = "broker"
+DEVELOPER = "lens"  # the developer's tools: may say anything, as anyone (development machines only)
+CREDENTIAL = "lensos.key"
+ZAP_DOMAIN = b"lensos"
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+def valid_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
+def keys_dir(runtime: Runtime) -> Path:
+    value = os.environ.get("LENS_KEYS_DIR")
+    return Path(value) if value else runtime.path("keys")
+
+
+def app_keys_dir(runtime: Runtime) -> Path:
+    return runtime.path("appkeys")
+
+
+def generate(directory: Path, names: list[str], *, replace: bool = False) -> list[str]:
+    """Write a key pair for each name not already there (all of them with ``replace``); the names written."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    written = []
+    old_umask = os.umask(0o077)  # the secret half is the owner's alone, from the first byte
+    try:
+        for name in names:
+            if not valid_name(name):
+                raise ValueError(f"{name!r} is not a key name (lower-case letters, digits, - and _)")
+            if not replace and (directory / f"{name}.key_secret").exists():
+                continue
+            create_certificates(directory, name)
+            os.chmod(directory / f"{name}.key", 0o644)  # public: the broker (another user on the board) reads it
+            written.append(name)
+    finally:
+        os.umask(old_umask)
+    return written
+
+
+def ensure_development_keys(runtime: Runtime) -> None:
+    """The broker's and the developer's keys in the runtime directory, once, whoever comes first.
+
+    Only for the default keys directory: a board names its provisioned one (LENS_KEYS_DIR) and nothing
+    is ever generated there behind its owner's back."""
+    if os.environ.get("LENS_KEYS_DIR"):
+        return
+    directory = keys_dir(runtime)
+    if (directory / f"{DEVELOPER}.key_secret").exists() and (directory / f"{BROKER}.key").exists():
+        return
+    directory.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # two processes starting at once write one set of keys
+        generate(directory, [BROKER, DEVELOPER])
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    identity: str
+    public: bytes
+    secret: bytes
+    path: Path
+
+
+def load_pair(path: Path, identity: str | None = None) -> KeyPair:
+    try:
+        public, secret = load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise KeyMissing(f"cannot read the key {path}: {exc}") from None
+    if not secret:
+        raise KeyMissing(f"{path} holds no secret key (is it the public half, {path.name}?)")
+    name = identity or path.name.removesuffix(".key_secret")
+    return KeyPair(name, public, secret, path)
+
+
+def own_pair(runtime: Runtime, name: str, explicit: str | os.PathLike | None = None, *,
+             fallback: bool = True) -> KeyPair:
+    """This process's key pair (the order is in the module docstring; ``fallback=False``: never the
+    developer's)."""
+    if explicit:
+        return load_pair(Path(explicit))
+    if os.environ.get("LENS_KEY"):
+        return load_pair(Path(os.environ["LENS_KEY"]))
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and (Path(credentials) / CREDENTIAL).exists():
+        return load_pair(Path(credentials) / CREDENTIAL, identity=name)
+    ensure_development_keys(runtime)
+    directory = keys_dir(runtime)
+    for candidate in (name, DEVELOPER) if fallback else (name,):
+        path = directory / f"{candidate}.key_secret"
+        if valid_name(candidate) and path.exists():
+            return load_pair(path)
+    raise KeyMissing(f"no key for {name!r} in {directory}: provision one with `lens keys generate {directory} "
+                    f"{name}` or set LENS_KEY")
+
+
+def broker_public(runtime: Runtime) -> bytes:
+    path = keys_dir(runtime) / f"{BROKER}.key"
+    try:
+        return load_certificate(path)[0]
+    except (OSError, ValueError):
+        raise KeyMissing(f"no broker key at {path}: is this the right runtime directory, or run "
+                        f"`lens keys generate {path.parent}`") from None
+
+
+def as_client(sock: zmq.Socket, pair: KeyPair, server_public: bytes) -> None:
+    """Make ``sock`` (before connect) authenticate to the broker with ``pair``."""
+    sock.curve_serverkey = server_public
+    sock.curve_publickey = pair.public
+    sock.curve_secretkey = pair.secret
+
+
+def authenticate(sock: zmq.Socket, runtime: Runtime, name: str = DEVELOPER) -> KeyPair:
+    """A socket of one's own (a test's, a benchmark's) with the key of ``name``, before connect."""
+    pair = own_pair(runtime, name)
+    as_client(sock, pair, broker_public(runtime))
+    return pair
+
+
+def as_server(sock: zmq.Socket, pair: KeyPair) -> None:
+    """Make ``sock`` (before bind) a CURVE server whose clients the broker's ZAP handler vets."""
+    sock.curve_server = True
+    sock.curve_secretkey = pair.secret
+    sock.zap_domain = ZAP_DOMAIN
+
+
+class Directory:
+    """The public keys the broker admits: identity by public key, reread when a directory changes."""
+
+    def __init__(self, provisioned: Path, apps: Path):
+        self.provisioned = provisioned
+        self.apps = apps
+        self.by_key: dict[bytes, str] = {}
+        self._seen: tuple = ()
+
+    def identity(self, public_z85: bytes) -> str | None:
+        name = self.by_key.get(public_z85)
+        if name is None and self._changed():
+            self.reload()
+            name = self.by_key.get(public_z85)
+        return name
+
+    def _changed(self) -> bool:
+        return self._stamp() != self._seen
+
+    def _stamp(self) -> tuple:
+        stamps = []
+        for directory in (self.provisioned, self.apps):
+            try:
+                stamps.append(directory.stat().st_mtime_ns)
+            except FileNotFoundError:
+                stamps.append(None)
+        return tuple(stamps)
+
+    def reload(self) -> None:
+        self._seen = self._stamp()
+        system = _public_keys(self.provisioned)
+        apps = {key: name for key, name in _public_keys(self.apps).items() if name not in system.values()}
+        self.by_key = {**apps, **system}
+
+
+def _public_keys(directory: Path) -> dict[bytes, str]:
+    out = {}
+    if not directory.is_dir():
+        return out
+    for path in sorted(directory.glob("*.key")):
+        name = path.name.removesuffix(".key")
+        if not valid_name(name):
+            continue
+        try:
+            out[load_certificate(path)[0]] = name
+        except (OSError, ValueError):
+            continue
+    return out
