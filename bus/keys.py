@@ -21,7 +21,7 @@ A process finds its own secret key in this order: an explicit path;
 ``$LENS_KEY`` (set by ``lens up`` and appd for each child); systemd's
 ``$CREDENTIALS_DIRECTORY/lensos.key`` (``LoadCredential=``, readable only by
 the service's user); ``NAME.key_secret`` in the keys directory; the
-developer's key (``lens``), which only development machines hold.
+developer's key (``developer``), which only development machines hold.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from bus.errors import KeyMissing
 from bus.runtime import Runtime
 
 BROKER = "broker"
-DEVELOPER = "lens"  # the developer's tools: may say anything, as anyone (development machines only)
+DEVELOPER = "developer"  # the developer's tools: may say anything, as anyone (development machines only)
 CREDENTIAL = "lensos.key"
 ZAP_DOMAIN = b"lensos"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -58,23 +58,33 @@ def app_keys_dir(runtime: Runtime) -> Path:
     return runtime.path("appkeys")
 
 
-def generate(directory: Path, names: list[str], *, replace: bool = False) -> list[str]:
-    """Write a key pair for each name not already there (all of them with ``replace``); the names written."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+def generate(directory: Path, names: list[str], *, replace: bool = False, dir_mode: int = 0o700) -> list[str]:
+    """Write a key pair for each name not already there (all of them with ``replace``); the names written.
+
+    ``dir_mode`` for a new directory: 0750 where the broker, another user on the board, must list it."""
+    wrong = [name for name in names if not valid_name(name)]
+    if wrong:  # before writing any: a half-provisioned directory helps nobody
+        raise ValueError(f"{', '.join(map(repr, wrong))}: not a key name (lower-case letters, digits, - and _)")
+    directory.mkdir(mode=dir_mode, parents=True, exist_ok=True)
     written = []
     old_umask = os.umask(0o077)  # the secret half is the owner's alone, from the first byte
     try:
         for name in names:
-            if not valid_name(name):
-                raise ValueError(f"{name!r} is not a key name (lower-case letters, digits, - and _)")
             if not replace and (directory / f"{name}.key_secret").exists():
                 continue
+            forget(directory, name)  # unlinked, not overwritten: the directory's mtime tells the broker to reread
             create_certificates(directory, name)
             os.chmod(directory / f"{name}.key", 0o644)  # public: the broker (another user on the board) reads it
             written.append(name)
     finally:
         os.umask(old_umask)
     return written
+
+
+def forget(directory: Path, name: str) -> None:
+    """Remove a key pair: the broker refuses it from its next handshake on."""
+    for suffix in (".key", ".key_secret"):
+        (directory / f"{name}{suffix}").unlink(missing_ok=True)
 
 
 def ensure_development_keys(runtime: Runtime) -> None:

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 
 from apps.sdk.manifest import Manifest, hidden_reason, load_all
-from bus import service
+from bus import keys, service
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
@@ -64,6 +64,7 @@ class Appd:
 
     def begin(self) -> None:
         """After the node started (the latched word is in): start what the last appd ran, or the boot apps."""
+        self.forget_keys()
         for app in self.restored if self.restored is not None else self.boot:
             if app in self.manifests and hidden_reason(self.manifests[app], self.model, self.has_display) is None:
                 self.want(app)
@@ -106,6 +107,10 @@ class Appd:
                    LENS_RUNTIME_DIR=str(self.node.runtime.dir))
         for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):  # appd's, not the app's
             env.pop(name, None)
+        # A key of its own, new at each start (the last one is refused from now on): its identity on the bus.
+        key_dir = keys.app_keys_dir(self.node.runtime)
+        keys.generate(key_dir, [app], replace=True, dir_mode=0o750)  # the broker (group lensos) lists it
+        env["LENS_KEY"] = str(key_dir / f"{app}.key_secret")
         # The app's directory, run as a script: the shipped apps and those of $LENS_APPS_DIR alike.
         popen = subprocess.Popen([sys.executable, str(self.manifests[app].path.parent)], env=env,
                                  start_new_session=True, preexec_fn=die_with_parent)
@@ -115,6 +120,7 @@ class Appd:
 
     def reap(self, app: str) -> None:
         child = self.children.pop(app)
+        keys.forget(keys.app_keys_dir(self.node.runtime), app)
         self.node.unwatch(child.pidfd)
         os.close(child.pidfd)
         status = child.popen.wait()
@@ -156,6 +162,13 @@ class Appd:
                 child.popen.kill()
                 child.popen.wait()
             os.close(child.pidfd)
+        self.forget_keys()
+
+    def forget_keys(self) -> None:
+        """No app's key outlives it; the apps of an appd that died went with it, so theirs go at start too."""
+        directory = keys.app_keys_dir(self.node.runtime)
+        for path in directory.glob("*.key_secret") if directory.is_dir() else ():
+            keys.forget(directory, path.name.removesuffix(".key_secret"))
 
 
 def main(argv: list[str] | None = None) -> int:

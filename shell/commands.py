@@ -52,6 +52,23 @@ def add_parsers(commands) -> None:
     show.add_argument("--python", default=sys.executable, metavar="PATH")
     show.set_defaults(func=cmd_units_show)
 
+    key = commands.add_parser("keys", help="the bus's CURVE keys: one per process",
+                              description="Every process proves who it is to the broker with a CURVE key; the "
+                                          "broker admits only the public keys of its keys directory.")
+    key_cmds = key.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
+    gen = key_cmds.add_parser("generate", help="write a key pair per process (an image build's keys directory)",
+                              description="Write NAME.key (public, 0644) and NAME.key_secret (0600) for every "
+                                          "process of the table, or for the NAMEs given; keys already there "
+                                          "are kept unless --replace. On the board each unit loads its secret "
+                                          "with LoadCredential=, so only its own user can read it.")
+    gen.add_argument("directory", metavar="DIR")
+    gen.add_argument("names", nargs="*", metavar="NAME", help="default: every process of shell/processes.py")
+    gen.add_argument("--developer", action="store_true",
+                     help="also the developer's key (lens tools: may publish anything; development images only)")
+    gen.add_argument("--replace", action="store_true", help="new keys even where there are some")
+    gen.add_argument("--json", action="store_true", help="the names written as a JSON list")
+    gen.set_defaults(func=cmd_keys_generate)
+
     app = commands.add_parser("app", help="the apps: their manifests and whether they run",
                               description="Apps are declared by apps/<id>/manifest.toml ($LENS_APPS_DIR).")
     app_cmds = app.add_subparsers(dest="app_command", metavar="COMMAND", required=True)
@@ -147,6 +164,25 @@ def cmd_units_install(args) -> int:
 
     written = [str(path) for path in install(Path(args.prefix), args.python)]
     print(json.dumps(written) if args.json else "\n".join(written))
+    return 0
+
+
+def cmd_keys_generate(args) -> int:
+    from bus import keys
+    from shell.processes import PROCESSES
+
+    names = args.names or [p.name for p in PROCESSES]
+    names += [keys.DEVELOPER] if args.developer else []
+    try:
+        written = keys.generate(Path(args.directory), names, replace=args.replace)
+    except (ValueError, OSError) as exc:
+        print(f"lens keys generate: error: {exc}", file=sys.stderr)
+        return 2
+    kept = [name for name in names if name not in written]
+    if args.json:
+        print(json.dumps({"written": written, "kept": kept}))
+    else:
+        print(f"{args.directory}: wrote {', '.join(written) or 'nothing'}" + (f"; kept {', '.join(kept)}" if kept else ""))
     return 0
 
 

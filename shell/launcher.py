@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from bus import keys
 from bus.runtime import Runtime
 from bus.wakeup import Wakeup
 from shell.processes import Process, command
@@ -75,6 +76,10 @@ class Launcher:
         self.backends = backends or {}  # process -> backend; "sim" where not said
         self.wakeup = Wakeup()
         self.stopping = False
+        self.keys = keys.keys_dir(runtime)
+        if not os.environ.get("LENS_KEYS_DIR"):  # development: a key per process, made once, kept across boots
+            keys.ensure_development_keys(runtime)
+            keys.generate(self.keys, [spec.name for spec in processes])
         notify_dir = runtime.path("notify")
         notify_dir.mkdir(mode=0o700, exist_ok=True)
         self.children: dict[str, Child] = {}
@@ -101,6 +106,10 @@ class Launcher:
         env.pop("WATCHDOG_PID", None)  # ours (if systemd watches the launcher) is not the child's
         if self.model:
             env["LENS_MODEL"] = self.model
+        key = self.keys / f"{spec.name}.key_secret"  # its own identity, never the developer's
+        env.pop("LENS_KEY", None)
+        if key.exists():
+            env["LENS_KEY"] = str(key)
         cmd = self.command(spec)
         child.popen = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=die_with_parent)
         child.started_at = time.monotonic()

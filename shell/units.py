@@ -7,16 +7,21 @@ subscriptions are confirmed (``Type=notify``) and WATCHDOG=1 from its own
 loop (``WatchdogSec=``), and is restarted on failure within start limits.
 Each runs as its own dynamic user in a sandbox that opens only the devices,
 groups and sysfs paths its table row names. ``sysusers.d`` creates the
-``lensos`` group that reaches the bus.
+``lensos`` group that reaches the bus. Each process proves who it is to the
+broker with its own CURVE key: systemd hands the secret half to the service
+alone (``LoadCredential=``), from the keys directory an image build writes
+with ``lens keys generate /etc/lensos/keys``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from bus.keys import CREDENTIAL
 from shell.processes import PROCESSES, Process, command
 
 RUNTIME_DIR = "/run/lensos"
+KEYS_DIR = "/etc/lensos/keys"
 GROUP = "lensos"
 
 # Hardening every unit gets: nothing here depends on what the process does.
@@ -60,6 +65,8 @@ def unit(process: Process, python: str) -> str:
         ("NotifyAccess", "main"),
         ("ExecStart", " ".join(command(process, python, "real"))),
         ("Environment", f"LENS_RUNTIME_DIR={RUNTIME_DIR}"),
+        ("Environment", f"LENS_KEYS_DIR={KEYS_DIR}"),
+        ("LoadCredential", f"{CREDENTIAL}:{KEYS_DIR}/{process.name}.key_secret"),
         ("Environment", "PYTHONUNBUFFERED=1"),
         ("Environment", "PYTHONDONTWRITEBYTECODE=1"),
         ("WatchdogSec", f"{process.watchdog_s:g}"),

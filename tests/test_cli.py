@@ -131,7 +131,8 @@ def test_lens_up_boots_to_all_ready_serves_the_bus_and_stops_cleanly(procs, runt
     assert up.returncode == 0, rest
     assert "lensos: stopped" in rest
     # no stale sockets, lock, cache or notify sockets; the development keys stay for the next boot
-    assert [p.name for p in runtime.dir.iterdir()] == ["keys"]
+    assert sorted(p.name for p in runtime.dir.iterdir()) == ["appkeys", "keys"]
+    assert list(runtime.path("appkeys").iterdir()) == []  # no app's key outlives its app
     assert [pid for pid in children if os.path.exists(f"/proc/{pid}")] == []  # no orphans
 
 

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from bus.keys import BROKER, DEVELOPER, valid_name
 from policies.schema import MODELS, PolicyError, Rule, read_checked
 
 APPS_DIR = Path(__file__).resolve().parent.parent
@@ -60,6 +61,12 @@ def hidden_reason(manifest: Manifest, model: str, has_display: bool) -> str | No
     return None
 
 
+def reserved_names() -> set[str]:
+    from shell.processes import PROCESSES  # the table, not the shell: no import of anything that runs
+
+    return {p.name for p in PROCESSES} | {BROKER, DEVELOPER}
+
+
 def apps_dir() -> Path:
     return Path(os.environ.get("LENS_APPS_DIR") or APPS_DIR)
 
@@ -71,6 +78,10 @@ def read(path: Path) -> Manifest:
         raise ManifestError(str(exc)) from None
     if data["id"] != path.parent.name:
         raise ManifestError(f"{path}:1: app.id: {data['id']!r} must be the directory's name {path.parent.name!r}")
+    if not valid_name(data["id"]) or data["id"] in reserved_names():
+        # The id is the app's identity on the bus: it must be a key name, and never a system process's.
+        raise ManifestError(f"{path}:1: app.id: {data['id']!r} is not an app's name (lower-case letters, digits, "
+                            f"- and _; not one of {', '.join(sorted(reserved_names()))})")
     return Manifest(data["id"], data["name"], tuple(data["permissions"]), data["background"],
                     tuple(data["models"]), data["display"], path)
 

@@ -45,7 +45,7 @@ MALFORMED = {
     "one frame": [b"demo.tick"],
     "four frames": [b"demo.tick", b"x", b"y", b"z"],
     "sender not ascii": [b"demo.tick", body(*GOOD), b"\xff"],
-    "channel without a topic": [b"\x00lens", body(*GOOD), b"lens"],
+    "channel without a topic": [b"\x00developer", body(*GOOD), b"developer"],
     "topic not utf-8": [b"\xff\xfe", body(*GOOD)],
     "unknown topic": [b"no.such.topic", body(*GOOD)],
     "random bytes": [b"demo.tick", b"\xc1\xc1\xc1"],
@@ -98,7 +98,7 @@ def test_a_header_that_names_another_sender_than_its_key_is_dropped_as_forged():
     assert intake.accept(stamped(frames_for(source="shell"), sender="music")) is None
     assert intake.forged == 1 and "claims to be 'shell' but is 'music'" in intake.counters["demo.tick"].last_error
     assert intake.accept(frames_for(source="demo")) is None  # not through the broker: no stamp, no trust
-    assert intake.accept(stamped(frames_for(source="shell"), sender="lens")).source == "shell"  # the developer
+    assert intake.accept(stamped(frames_for(source="shell"), sender="developer")).source == "shell"  # the developer
 
 
 def test_a_restricted_topic_on_a_personal_channel_is_that_topic():

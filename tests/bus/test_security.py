@@ -1,0 +1,152 @@
+"""Who may say what on the bus: keys the broker refuses, publishes it drops and reports, restricted topics
+only for the identity the shell granted, and headers that lie about their sender."""
+
+from __future__ import annotations
+
+import zmq
+
+from bus import keys
+from bus.envelope import channel, encode
+from bus.errors import BusTimeout
+from bus.topics import TOPICS
+from tests.bus.test_pubsub import collect
+from tests.conftest import wait_for
+
+FRAME = {"id": 1, "slot": 0, "gen": 2, "width": 4, "height": 4, "format": "rgb", "mono_ns": 1, "owner": "viewer"}
+
+
+def app_node(nodes, runtime, name: str, **kwargs):
+    """A node with an app's key, minted as appd mints them (the node's own checks off: the broker's are tested)."""
+    keys.generate(keys.app_keys_dir(runtime), [name])
+    return nodes(name, key=keys.app_keys_dir(runtime) / f"{name}.key_secret", **kwargs)
+
+
+def security_reports(node):
+    return collect(node, "bus.security")
+
+
+def reported(reports, identity, topic):
+    return [r.payload for r in reports if r.payload["identity"] == identity and r.payload["topic"] == topic]
+
+
+def test_a_process_without_a_known_key_cannot_connect(broker, runtime, nodes):
+    listener = nodes("listener")
+    ticks = collect(listener, "demo.tick")
+    reports = security_reports(listener)
+    listener.start()
+    ctx = zmq.Context()
+    try:
+        plain = ctx.socket(zmq.PUB)  # no CURVE at all
+        stranger = ctx.socket(zmq.PUB)  # CURVE, but a key the broker never saw
+        public, secret = zmq.curve_keypair()
+        keys.as_client(stranger, keys.KeyPair("stranger", public, secret, runtime.dir), keys.broker_public(runtime))
+        for sock in (plain, stranger):
+            sock.connect(runtime.publish_endpoint("reliable"))
+        seq = iter(range(1, 10**6))
+        wait_for(lambda: [s.send_multipart(encode(TOPICS["demo.tick"], "demo", 1, next(seq), {"n": 1, "text": "x"}))
+                          for s in (plain, stranger)] and reported(reports, "?", "<connect>"),
+                 what="the unknown key's refusal", poll=listener.run_once)
+        assert reported(reports, "?", "<connect>")[0]["reason"] == "unknown key"
+        assert ticks == []  # nothing either of them sent reached anyone
+        for sock in (plain, stranger):
+            sock.close(0)
+    finally:
+        ctx.term()
+    # A node with a key the broker does not hold never becomes ready, and says where it looked.
+    keys.generate(runtime.dir / "elsewhere", ["lost"])
+    orphan = nodes("lost", key=runtime.dir / "elsewhere" / "lost.key_secret")
+    orphan.subscribe("demo.tick", lambda m: None)
+    try:
+        orphan.start(timeout=1.0)
+        raise AssertionError("a node with an unknown key became ready")
+    except BusTimeout:
+        pass
+
+
+def test_an_app_that_publishes_what_is_not_its_own_has_no_effect_and_is_reported(broker, runtime, nodes):
+    listener = nodes("listener")
+    watched = collect(listener, "privacy")
+    notices = collect(listener, "shell.focus.notice")
+    power = collect(listener, "power.state")
+    reports = security_reports(listener)
+    listener.start()
+    evil = app_node(nodes, runtime, "evil", publish_any=True).start()
+    evil.publish("privacy.indicator", on=False, cmd=99, reason="nothing to see")
+    evil.publish("shell.focus.notice", owner="evil", resource="camera", status="granted", reason="trust me")
+    evil.publish("power.state", batteries=[], bridge={}, percent=100.0, present=[True, True], load_w=0.0,
+                 backend="sim")
+    evil.publish("node.heartbeat", node="evil", pid=1, incarnation=1, period_s=None)  # its to say: passes
+    wait_for(lambda: all(reported(reports, "evil", t) for t in ("privacy.indicator", "shell.focus.notice",
+                                                                  "power.state")),
+             what="a report for each", poll=listener.run_once)
+    assert reported(reports, "evil", "privacy.indicator")[0]["reason"] == "published by shell only"
+    assert (watched, notices, power) == ([], [], [])
+    # The same message from the shell's key goes through: it is the sender that is refused, not the topic.
+    shell = nodes("shell", key=keys.own_pair(runtime, keys.DEVELOPER).path, publish_any=True).start()
+    shell.publish("privacy.indicator", on=False, cmd=1, reason="idle")
+    wait_for(lambda: watched, what="the shell's indicator", poll=listener.run_once)
+    assert [m.source for m in watched] == ["shell"]
+
+
+def test_camera_frames_reach_only_the_app_the_shell_granted_capture(broker, runtime, nodes):
+    viewer = app_node(nodes, runtime, "viewer")
+    nosy = app_node(nodes, runtime, "nosy")
+    seen, peeked, everything = collect(viewer, "camera.frame"), collect(nosy, "camera"), collect(nosy, "")
+    for node in (viewer, nosy):
+        node.start()
+    camerad = nodes("camerad").start()
+    shell = nodes("shell")  # the developer's key, speaking as the shell
+    reports = security_reports(shell)
+    shell.start()
+
+    def run_all(seconds):
+        for node in (viewer, nosy, camerad, shell):
+            node.run_once(seconds / 4)
+
+    def frames_until(condition, what):
+        wait_for(lambda: camerad.publish("camera.frame", **FRAME) or condition(), what=what, poll=run_all)
+
+    shell.publish("privacy.capture", grants=["viewer:camera"], cmd=1, fault=None)
+    frames_until(lambda: seen, "a frame for the granted app")
+    # nosy subscribed to "camera" and to everything, yet it never gets one, and asking for the viewer's
+    # channel by name is refused and reported.
+    raw = nosy._lanes["stream"].sub
+    raw.setsockopt(zmq.SUBSCRIBE, channel(b"viewer", b"camera.frame"))
+    frames_until(lambda: len(seen) >= 5 and reported(reports, "nosy", "\x00viewer\x00camera.frame"),
+                 "more frames, and the refusal")
+    assert [m for m in peeked + everything if m.topic == "camera.frame"] == []
+    # The shell withdraws the grant: no more frames, from the next message on.
+    shell.publish("privacy.capture", grants=[], cmd=2, fault=None)
+    probe = collect(viewer, "privacy.capture")
+    wait_for(lambda: probe and probe[-1].payload["grants"] == [], what="the withdrawal", poll=run_all)
+    count = len(seen)
+    camerad.publish("camera.frame", **FRAME)
+    marker = collect(viewer, "camera.state")
+    camerad.publish("camera.state", mode="off", owner=None, fps=0.0, frames=0, ring="", width=0, height=0,
+                    backend="sim", paused=False, recording=None, why="test")
+    wait_for(lambda: marker, what="a message sent after the last frame", poll=run_all)
+    assert len(seen) == count
+
+
+def test_a_header_that_lies_about_its_sender_is_dropped_by_every_subscriber(broker, runtime, nodes):
+    listener = nodes("listener")
+    beats = collect(listener, "node.heartbeat")
+    listener.start()
+    keys.generate(keys.app_keys_dir(runtime), ["liar"])
+    ctx = zmq.Context()
+    liar = ctx.socket(zmq.PUB)  # the liar's own key, and a header that says "shell"
+    keys.as_client(liar, keys.load_pair(keys.app_keys_dir(runtime) / "liar.key_secret"), keys.broker_public(runtime))
+    liar.connect(runtime.publish_endpoint("reliable"))
+    honest = app_node(nodes, runtime, "honest").start()
+    seq = iter(range(1, 10**6))
+    try:
+        wait_for(lambda: (liar.send_multipart(encode(TOPICS["node.heartbeat"], "shell", 1, next(seq),
+                                                     {"node": "shell", "pid": 1, "incarnation": 1})),
+                          honest.publish("node.heartbeat", node="honest", pid=2, incarnation=2, period_s=None))
+                 and any(m.source == "honest" for m in beats) and listener.intake.forged,
+                 what="the honest beat and the forged one", poll=listener.run_once)
+    finally:
+        liar.close(0)
+        ctx.term()
+    assert {m.source for m in beats} == {"honest"}
+    assert "claims to be 'shell' but is 'liar'" in listener.intake.counters["node.heartbeat"].last_error
