@@ -29,6 +29,7 @@ def message_json(msg: Message) -> str:
     return json.dumps({
         "topic": msg.topic,
         "source": msg.source,
+        "sender": msg.sender,  # the key's identity, as the broker verified it
         "seq": msg.seq,
         "incarnation": msg.incarnation,
         "mono_ns": msg.mono_ns,
@@ -52,7 +53,9 @@ def message_line(msg: Message) -> str:
     clock = time.strftime("%H:%M:%S", time.localtime(msg.wall_ns / 1e9)) + f".{msg.wall_ns // 1_000_000 % 1000:03d}"
     fields = " ".join(f"{k}={_short(v)}" for k, v in msg.payload.items())
     tag = " [latched]" if msg.latched else ""
-    return f"{clock} {msg.topic} {msg.source}#{msg.seq}{tag} {fields}"
+    # Who spoke for the source, when it is not the source itself (the developer's tools, a replay).
+    via = f" (via {msg.sender})" if msg.sender and msg.sender != msg.source else ""
+    return f"{clock} {msg.topic} {msg.source}#{msg.seq}{via}{tag} {fields}"
 
 
 _TRUE = {"true", "yes", "on", "1"}
