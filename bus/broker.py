@@ -30,7 +30,7 @@ import zmq
 
 from bus import envelope, keys, sdnotify
 from bus.errors import BrokerRunning, KeyMissing
-from bus.envelope import channel
+from bus.envelope import PERSONAL, channel
 from bus.gate import Gate
 from bus.intake import Intake
 from bus.runtime import Runtime, write_atomically
@@ -215,8 +215,8 @@ class Broker:
                     self.gate.refuse(stamp if spec is not None else user.encode(), topic,
                                      stamp if spec is None else f"{size} bytes, the table allows {spec.max_size}")
                     continue
-                if spec.permission:
-                    n_out, b_out = self._restricted(xpub, spec, topic, body.bytes, stamp, n_out, b_out)
+                if topic in PERSONAL:
+                    n_out, b_out = self._personal(xpub, spec, topic, body.bytes, stamp, n_out, b_out)
                     continue
                 _send(xpub, head, _SNDMORE, False)
                 _send(xpub, body, _SNDMORE, False)
@@ -242,9 +242,14 @@ class Broker:
             self._verdicts[(user, topic)] = verdict
         return verdict
 
-    def _restricted(self, xpub, spec, topic: bytes, data: bytes, stamp: bytes, n_out: int, b_out: int):
-        """A copy on each granted reader's own channel (bus.gate); nobody else is ever sent one."""
-        for reader in self.gate.readers(spec.permission):
+    def _personal(self, xpub, spec, topic: bytes, data: bytes, stamp: bytes, n_out: int, b_out: int):
+        """A copy on each reader's own channel (bus.gate): the granted for a restricted topic, the asker
+        for a reply; nobody else is ever sent one."""
+        readers = self.gate.readers(spec.permission) if spec.permission else self.gate.addressee(data)
+        if readers is None:
+            self.gate.refuse(stamp, topic, "a reply that names nobody")
+            return n_out, b_out
+        for reader in readers:
             _send(xpub, channel(reader, topic), _SNDMORE)
             _send(xpub, data, _SNDMORE)
             _send(xpub, stamp)

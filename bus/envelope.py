@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import msgpack
 
 from bus.errors import MalformedMessage, PayloadError
-from bus.topics import TOPICS, Topic
+from bus.topics import TOPICS, Kind, Topic
 
 WIRE_VERSION = 1
 MAX_TOPIC_LEN = 128
@@ -41,11 +41,13 @@ MAX_SOURCE_LEN = 64
 _packb = msgpack.Packer(use_bin_type=True).pack
 
 CHANNEL = b"\x00"  # a personal channel's first byte; no table topic starts with it
-RESTRICTED = {name.encode(): topic.permission for name, topic in TOPICS.items() if topic.permission}
+# Topics that go out on personal channels only: restricted ones (to the identities granted them) and
+# replies (to the one who asked; nobody else reads what displayd showed it, or what the assistant said).
+PERSONAL = frozenset(name.encode() for name, topic in TOPICS.items() if topic.permission or topic.kind is Kind.REPLY)
 
 
 def channel(reader: bytes, topic: bytes) -> bytes:
-    """The topic frame of a restricted topic as the broker sends it to one reader (bus.gate)."""
+    """The topic frame of a personal topic as the broker sends it to one reader (bus.gate)."""
     return CHANNEL + reader + CHANNEL + topic
 
 

@@ -14,6 +14,9 @@ is never a name a message claims for itself.
   channels, ``\\0<identity>\\0<topic>``, and lets a pipe subscribe only to its
   own identity's channel, so no prefix, not even the empty one, reaches another's.
   A grant the shell withdraws stops the copies at the very next message.
+- **Replies** go the same way to the one who asked (the reply's ``to``) and
+  the developer: what displayd showed an app, or what a server answered it, is
+  nobody else's to read.
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ import logging
 import time
 from collections import defaultdict
 
-from bus.envelope import CHANNEL, RESTRICTED
+import msgpack
+
+from bus.envelope import CHANNEL
 from bus.keys import BROKER, DEVELOPER
 from bus.topics import ANY_NODE, TOPICS, Kind
 
 log = logging.getLogger(__name__)
 
+_DEVELOPER = DEVELOPER.encode()
 REPORT_EVERY_S = 1.0
 MAX_REPORT_KEYS = 1024
 _BY_WIRE = {name.encode(): topic for name, topic in TOPICS.items()}
@@ -84,12 +90,19 @@ class Gate:
             self._report(*key, count)
 
     # --- restricted topics ---------------------------------------------------------------
-    @staticmethod
-    def restricted(topic: bytes) -> str | None:
-        return RESTRICTED.get(topic)
-
     def readers(self, permission: str) -> tuple[bytes, ...]:
-        return self.grants.get(permission, ()) + (DEVELOPER.encode(),)
+        return self.grants.get(permission, ()) + (_DEVELOPER,)
+
+    @staticmethod
+    def addressee(body: bytes) -> tuple[bytes, ...] | None:
+        """Who reads a reply: the asker it names, and the developer; None when it names nobody."""
+        try:
+            to = msgpack.unpackb(body)[6]["to"]
+        except (ValueError, TypeError, LookupError, msgpack.UnpackException):
+            return None
+        if type(to) is not str or not to:
+            return None
+        return (_DEVELOPER,) if to == DEVELOPER else (to.encode(), _DEVELOPER)
 
     def on_capture(self, payload: dict) -> None:
         """privacy.capture from the shell: 'owner:resource' grants, the only way to hear a restricted topic."""

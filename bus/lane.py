@@ -15,7 +15,7 @@ import struct
 
 import zmq
 
-from bus.envelope import RESTRICTED, channel
+from bus.envelope import PERSONAL, channel
 from bus.keys import KeyPair, as_client
 from bus.runtime import Runtime
 from bus.topics import LANE_HWM
@@ -105,9 +105,9 @@ class Lane:
                 self.sub.setsockopt(zmq.UNSUBSCRIBE, wire)
 
     def _wire_prefixes(self, prefix: str) -> list[bytes]:
-        """The prefix, and this node's own channel of each restricted topic under it (bus.gate)."""
+        """The prefix, and this node's own channel of each personal topic under it (bus.gate)."""
         raw = prefix.encode()
-        return [raw] + [self._own_channel + topic for topic in RESTRICTED if topic.startswith(raw)]
+        return [raw] + [self._own_channel + topic for topic in PERSONAL if topic.startswith(raw)]
 
     def unconfirm(self) -> None:
         self.confirmed = False

@@ -10,7 +10,7 @@ from bus.envelope import channel, encode
 from bus.errors import BusTimeout
 from bus.topics import TOPICS
 from tests.bus.test_pubsub import collect
-from tests.conftest import wait_for
+from tests.conftest import DEADLINE_S, wait_for
 
 FRAME = {"id": 1, "slot": 0, "gen": 2, "width": 4, "height": 4, "format": "rgb", "mono_ns": 1, "owner": "viewer"}
 
@@ -150,3 +150,27 @@ def test_a_header_that_lies_about_its_sender_is_dropped_by_every_subscriber(brok
         ctx.term()
     assert {m.source for m in beats} == {"honest"}
     assert "claims to be 'shell' but is 'liar'" in listener.intake.counters["node.heartbeat"].last_error
+
+
+def test_a_reply_reaches_the_app_that_asked_and_nobody_else(broker, runtime, nodes):
+    displayd = nodes("displayd")
+    displayd.serve("display.snapshot.request", lambda msg: {"png": b"what the wearer sees", "width": 1,
+                                                             "height": 1, "frames": 1})
+    asker = app_node(nodes, runtime, "asker")
+    nosy = app_node(nodes, runtime, "nosy")
+    overheard = []
+    for prefix in ("display", "display.snapshot.reply", ""):
+        nosy.subscribe(prefix, overheard.append)
+    for node in (displayd, asker, nosy):
+        node.start()
+    answers = []
+    asker.request_async("display.snapshot.request", lambda result, error: answers.append((result, error)),
+                        timeout=DEADLINE_S)
+    wait_for(lambda: answers, what="the answer", poll=lambda t: [n.run_once(t / 3) for n in (displayd, asker, nosy)])
+    assert answers[0][1] is None and answers[0][0]["png"] == b"what the wearer sees"
+    # Anything sent to nosy after the reply has reached it by the time this does (one publisher, in order).
+    displayd.publish("display.state", on=True, brightness=1.0, user_level=1.0, width=1, height=1, backend="sim",
+                     font=None, layers=[], alert=None, notice=None)
+    wait_for(lambda: any(m.topic == "display.state" for m in overheard), what="a later message",
+             poll=lambda t: [n.run_once(t / 2) for n in (displayd, nosy)])
+    assert [m for m in overheard if m.topic.endswith(".reply")] == []
