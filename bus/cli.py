@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from bus import bridge_cli
 from bus.errors import BusError
 from bus.node import Node
 from bus.runtime import Runtime
@@ -35,6 +36,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--timeout", type=float, metavar="S", help="exit after S seconds (status 1 if --count not reached)")
     p.add_argument("--live", action="store_true", help="skip the latched state, show only new messages")
     p.add_argument("--stats", action="store_true", help="on exit, print per-topic counters (drops, malformed) to stderr")
+    bridge_cli.add_remote_options(p)
     p.set_defaults(func=cmd_sniff)
 
     p = commands.add_parser("top", help="per-topic rate, bandwidth, drops, publishers",
@@ -68,6 +70,7 @@ def add_parser(subparsers) -> None:
 
     from bus import bag_cli
     bag_cli.add_parsers(commands)
+    bridge_cli.add_parsers(commands)
 
 
 def tool_node(role: str, runtime: Runtime | str | None, **kwargs) -> Node:
@@ -86,6 +89,8 @@ def cmd_broker(args) -> int:
 
 def cmd_sniff(args) -> int:
     prefixes = args.prefixes or [""]
+    if args.remote:
+        return bridge_cli.sniff_remote(args, prefixes)
     printed = 0
     emit = message_json if args.json else message_line
 

@@ -146,6 +146,13 @@ def own_pair(runtime: Runtime, name: str, explicit: str | os.PathLike | None = N
                     f"{name}` or set LENS_KEY")
 
 
+def load_public(path: Path) -> bytes:
+    try:
+        return load_certificate(path)[0]
+    except (OSError, ValueError) as exc:
+        raise KeyMissing(f"cannot read the public key {path}: {exc}") from None
+
+
 def broker_public(runtime: Runtime) -> bytes:
     path = keys_dir(runtime) / f"{BROKER}.key"
     try:

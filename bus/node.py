@@ -159,7 +159,8 @@ class Node:
         return self.timers.after(delay, callback)
 
     def watch(self, fd: int, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` whenever ``fd`` is readable (a device, a netlink socket), in the same loop."""
+        """Call ``callback()`` whenever ``fd`` is readable (a device, a netlink socket, or a ZeroMQ socket
+        of the process's own, level-triggered), in the same loop."""
         self._fds[fd] = callback
         self._poller = None
 
@@ -312,6 +313,10 @@ class Node:
         if self._key is None:
             self._key = (keys.own_pair(self.runtime, self.name, self._key_path), keys.broker_public(self.runtime))
         return self._key
+
+    @property
+    def key_pair(self) -> keys.KeyPair:
+        return self._keys()[0]
 
     @property
     def identity(self) -> str:

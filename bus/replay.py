@@ -25,6 +25,7 @@ from bus.topics import TOPICS, Kind, matches
 log = logging.getLogger("replay")
 
 RING_SLOTS = 4
+NODE_START_S = 30.0  # a replay into a busy bus waits for its publishers to be live rather than giving up
 
 
 class Replayer:
@@ -83,7 +84,7 @@ class Replayer:
     def _node(self, source: str) -> Node:
         node = self.nodes.get(source)
         if node is None:
-            node = self.nodes[source] = Node(source, self.runtime).start()
+            node = self.nodes[source] = Node(source, self.runtime).start(timeout=NODE_START_S)
         return node
 
     def _publish(self, item: bag.Recorded, descriptors: dict) -> None:

@@ -87,6 +87,10 @@ SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
             "hold_s": Rule("float", 0.0, 60.0, doc="LED stays lit this long after the last capture"),
             "confirm_timeout_s": Rule("float", 0.05, 10.0, doc="wait this long for the LED to confirm"),
         },
+        "bridge": {
+            "out": Rule("list[str]", doc="topic prefixes a paired phone or laptop may see (`lens bus bridge`)"),
+            "in": Rule("list[str]", doc="topic prefixes it may publish onto the glasses' bus"),
+        },
     },
     "assistant.toml": {
         "trigger": {
@@ -393,3 +397,23 @@ def _cross_check(policy: Policy, files: dict[str, _File], profile: _File) -> Non
         raise files["hardware.toml"].fail("input", "long_s", "must be more than tap_max_s")
     if policy.profile["display"] != ("display" in policy.profile["resources"]):
         raise profile.fail("model", "resources", "lists 'display' exactly when display = true")
+    _check_bridge(policy.privacy["bridge"], files["privacy.toml"])
+
+
+def _check_bridge(bridge: dict, file: _File) -> None:
+    """What may leave the glasses and what may come in: names in the topic table, never a capture's data,
+    never a topic the peer could only publish by speaking for one of the glasses' own processes."""
+    from bus.topics import ANY_NODE, TOPICS, Kind, matches
+
+    for direction in ("out", "in"):
+        for prefix in bridge[direction]:
+            covered = [t for t in TOPICS.values() if matches(prefix, t.name) and t.kind is not Kind.REPLY]
+            if not covered:
+                raise file.fail("bridge", direction, f"{prefix!r} names no topic of bus/topics.py")
+            private = [t.name for t in covered if t.permission]
+            if direction == "out" and private:
+                raise file.fail("bridge", direction, f"{prefix!r} would send {', '.join(private)} off the glasses")
+            owned = [t.name for t in covered if t.owner != ANY_NODE and t.kind is not Kind.REQUEST]
+            if direction == "in" and owned:
+                raise file.fail("bridge", direction, f"{prefix!r} covers {', '.join(owned)}, which only the "
+                                                     f"glasses' own processes publish")

@@ -1,0 +1,103 @@
+"""`lens bus bridge` and `lens bus sniff --remote`: the bus over TCP to a phone or a laptop (bus.bridge)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from bus import keys
+from bus.bridge import Bridge, RemoteBus
+from bus.errors import KeyMissing
+from bus.node import Node
+from bus.textform import message_json, message_line
+
+
+def add_parsers(commands) -> None:
+    p = commands.add_parser("bridge", help="the bus over TCP to a phone or laptop (CURVE, allow-lists)",
+                            description="On the glasses, --listen serves paired peers what privacy.toml "
+                                        "[bridge] out allows and takes in what [bridge] in allows, encrypted "
+                                        "and authenticated (CURVE). Peers' public keys are in --peers.")
+    p.add_argument("--listen", required=True, metavar="ADDR", help="e.g. tcp://0.0.0.0:7450 (port * picks one)")
+    p.add_argument("--peers", metavar="DIR", help="public keys of the peers it admits (default <keys dir>/peers)")
+    p.add_argument("--policy-dir", metavar="DIR", help="default: $LENS_POLICY_DIR or the shipped policies")
+    p.add_argument("--json", action="store_true", help="the address and the bridge's public key as JSON, first")
+    p.set_defaults(func=cmd_bridge)
+
+
+def add_remote_options(sniff) -> None:
+    sniff.add_argument("--remote", metavar="ADDR", help="sniff the glasses at ADDR through their bridge instead")
+    sniff.add_argument("--key", metavar="FILE", help="with --remote: this peer's secret key (default: yours)")
+    sniff.add_argument("--server-key", metavar="KEY", help="with --remote: the bridge's public key (z85 or a .key)")
+
+
+def cmd_bridge(args) -> int:
+    from policies.schema import PolicyError, load
+
+    try:
+        allow = load(args.policy_dir).privacy["bridge"]
+    except PolicyError as exc:
+        print(f"lens bus bridge: {exc}", file=sys.stderr)
+        return 2
+    peers = Path(args.peers) if args.peers else keys.keys_dir(args.runtime) / "peers"
+    with Node("bridge", args.runtime) as node:
+        try:
+            bridge = Bridge(node, args.listen, allow["out"], allow["in"], peers)
+        except (KeyMissing, OSError) as exc:
+            print(f"lens bus bridge: {exc}", file=sys.stderr)
+            return 2
+        info = {"address": bridge.address, "public_key": bridge.public_key, "peers": str(peers),
+                "out": allow["out"], "in": allow["in"]}
+        print(json.dumps(info) if args.json else f"lens bus bridge: listening on {bridge.address}, key "
+              f"{bridge.public_key}; admitting the keys in {peers}", flush=True)
+        try:
+            node.run()
+        finally:
+            bridge.close()
+    return 0
+
+
+def server_key(value: str) -> bytes:
+    """A bridge's public key given as z85 text or as the path of its .key file."""
+    if Path(value).is_file():
+        return keys.load_public(Path(value))
+    if len(value) != 40:
+        raise KeyMissing(f"--server-key {value!r}: neither a key file nor a 40-character z85 key")
+    return value.encode()
+
+
+def sniff_remote(args, prefixes: list[str]) -> int:
+    if not args.server_key:
+        print("lens bus sniff: --remote needs --server-key (printed by `lens bus bridge --listen`)", file=sys.stderr)
+        return 2
+    try:
+        pair = keys.load_pair(Path(args.key)) if args.key else keys.own_pair(args.runtime, keys.DEVELOPER)
+        remote = RemoteBus(args.remote, pair, server_key(args.server_key), prefixes)
+    except KeyMissing as exc:
+        print(f"lens bus sniff: {exc}", file=sys.stderr)
+        return 2
+    emit = message_json if args.json else message_line
+    deadline = time.monotonic() + args.timeout if args.timeout is not None else float("inf")
+    printed, told = 0, False
+    try:
+        while time.monotonic() < deadline and (args.count is None or printed < args.count):
+            for msg in remote.poll(min(1.0, max(0.0, deadline - time.monotonic()))):
+                if args.count is None or printed < args.count:
+                    print(emit(msg), flush=True)
+                    printed += 1
+            if remote.welcome is not None and not told:
+                told = True
+                print(f"lens bus sniff: {args.remote} lets out {', '.join(remote.welcome) or 'nothing'}",
+                      file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        remote.close()
+    if remote.welcome is None:
+        print(f"lens bus sniff: no answer from {args.remote} (a wrong key is refused without one)", file=sys.stderr)
+        return 1
+    if args.count is not None and printed < args.count:
+        print(f"lens bus sniff: {printed} of {args.count} messages before the timeout", file=sys.stderr)
+        return 1
+    return 0
