@@ -29,7 +29,9 @@ def add_parsers(commands) -> None:
 def add_remote_options(sniff) -> None:
     sniff.add_argument("--remote", metavar="ADDR", help="sniff the glasses at ADDR through their bridge instead")
     sniff.add_argument("--key", metavar="FILE", help="with --remote: this peer's secret key (default: yours)")
-    sniff.add_argument("--server-key", metavar="KEY", help="with --remote: the bridge's public key (z85 or a .key)")
+    sniff.add_argument("--server-key", metavar="KEY",
+                       help="with --remote: the bridge's public key, its .key file or z85 text (write "
+                            "--server-key=KEY: z85 may begin with '-')")
 
 
 def cmd_bridge(args) -> int:
@@ -47,10 +49,12 @@ def cmd_bridge(args) -> int:
         except (KeyMissing, OSError) as exc:
             print(f"lens bus bridge: {exc}", file=sys.stderr)
             return 2
-        info = {"address": bridge.address, "public_key": bridge.public_key, "peers": str(peers),
+        public_file = Path(str(node.key_pair.path).removesuffix("_secret"))
+        info = {"address": bridge.address, "public_key": bridge.public_key,
+                "key_file": str(public_file) if public_file.is_file() else None, "peers": str(peers),
                 "out": allow["out"], "in": allow["in"]}
         print(json.dumps(info) if args.json else f"lens bus bridge: listening on {bridge.address}, key "
-              f"{bridge.public_key}; admitting the keys in {peers}", flush=True)
+              f"{info['key_file'] or bridge.public_key}; admitting the keys in {peers}", flush=True)
         try:
             node.run()
         finally:

@@ -95,7 +95,7 @@ def test_lens_bus_sniff_remote_prints_the_glasses_messages_and_refuses_without_t
     _, info = bridge(procs, runtime)
     laptop_key = str(keys.keys_dir(runtime) / "peers" / "laptop.key_secret")
     sniff = procs.lens("bus", "sniff", "power.event", "--remote", info["address"], "--key", laptop_key,
-                       "--server-key", info["public_key"], "--json", "--count", "1", "--timeout", str(DEADLINE_S),
+                       f"--server-key={info['public_key']}", "--json", "--count", "1", "--timeout", str(DEADLINE_S),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     powerd = nodes("powerd").start()
     wait_for(lambda: powerd.publish("power.event", **EVENT) or sniff.poll() is not None, what="the remote sniff",
@@ -105,6 +105,6 @@ def test_lens_bus_sniff_remote_prints_the_glasses_messages_and_refuses_without_t
     assert json.loads(out.splitlines()[0])["payload"] == EVENT
     keys.generate(runtime.dir / "other", ["intruder"])
     refused = procs.run_lens("bus", "sniff", "--remote", info["address"], "--key",
-                             str(runtime.dir / "other" / "intruder.key_secret"), "--server-key", info["public_key"],
+                             str(runtime.dir / "other" / "intruder.key_secret"), "--server-key", info["key_file"],
                              "--timeout", "3")
     assert refused.returncode == 1 and "no answer" in refused.stderr
