@@ -73,7 +73,7 @@ class Bridge:
         self.refused = 0
         self.peers: dict[bytes, _Peer] = {}
         self.ctx = zmq.Context()
-        directory = keys.Directory(peers_dir, peers_dir)
+        directory = keys.Directory(peers_dir)
         directory.reload()
         self.zap = ZapHandler(self.ctx, directory, lambda address: log.warning("refused a peer at %s", address))
         self.router = self.ctx.socket(zmq.ROUTER)
@@ -105,10 +105,7 @@ class Bridge:
             except zmq.Again:
                 return
             rid, parts = frames[0].bytes, [f.bytes for f in frames[1:]]
-            try:
-                identity = frames[1].get("User-Id") if len(frames) > 1 else "?"
-            except zmq.ZMQError:
-                identity = "?"
+            identity = (keys.verified(frames[1]) if len(frames) > 1 else "") or "?"
             try:
                 self._handle(rid, identity, parts)
             except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
@@ -119,8 +116,9 @@ class Bridge:
         if kind == b"HELLO":
             asked = [p for p in msgpack.unpackb(parts[1]) if type(p) is str]
             peer = self.peers.get(rid) or _Peer(identity)
-            fresh = rid not in self.peers or peer.prefixes != within(asked, self.out)
-            peer.prefixes, peer.seen = within(asked, self.out), time.monotonic()
+            sees = within(asked, self.out)
+            fresh = rid not in self.peers or peer.prefixes != sees
+            peer.prefixes, peer.seen = sees, time.monotonic()
             self.peers[rid] = peer
             if fresh:
                 log.info("peer %s sees %s", identity, ", ".join(peer.prefixes) or "nothing")

@@ -30,12 +30,13 @@ import zmq
 
 from bus import envelope, keys, sdnotify
 from bus.errors import BrokerRunning, KeyMissing
-from bus.envelope import PERSONAL, channel
+from bus.envelope import BY_WIRE, PERSONAL, channel
 from bus.gate import Gate
 from bus.intake import Intake
 from bus.runtime import Runtime, write_atomically
 from bus.topics import LANE_HWM, LANES, MAX_MESSAGE_SIZE, TOPICS, matches
 from bus.wakeup import Wakeup
+from bus.keys import verified
 from bus.zap import ZapHandler
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,6 @@ PERSIST_DELAY_S = 0.05  # coalesce bursts of latched updates into one write
 BATCH = 256  # messages forwarded per lane before the loop looks at its other sockets
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
-_BY_WIRE = {name.encode(): topic for name, topic in TOPICS.items()}
 _SELF = NODE_NAME.encode()
 _send = zmq.backend.Socket.send  # the C method itself: the Python wrapper costs a microsecond a frame
 
@@ -200,20 +200,17 @@ class Broker:
                 if body is None or body.more:
                     self._refuse_frames(lane, head, body)
                     continue
-                try:
-                    user = head.get("User-Id")
-                except zmq.ZMQError:
-                    user = ""
-                topic = head.bytes
+                user, topic = verified(head), head.bytes
                 verdict = verdicts.get((user, topic))
                 if verdict is None:
                     verdict = self._judge(user, topic)
-                spec, stamp = verdict
+                spec, stamp, why = verdict
                 size = len(body)
                 b_in += size
-                if spec is None or size > spec.max_size:
-                    self.gate.refuse(stamp if spec is not None else user.encode(), topic,
-                                     stamp if spec is None else f"{size} bytes, the table allows {spec.max_size}")
+                if why is None and size > spec.max_size:
+                    why = f"{size} bytes, the table allows {spec.max_size}"
+                if why is not None:
+                    self.gate.refuse(stamp, topic, why)
                     continue
                 if topic in PERSONAL:
                     n_out, b_out = self._personal(xpub, spec, topic, body.bytes, stamp, n_out, b_out)
@@ -234,11 +231,10 @@ class Broker:
             lane.bytes_out += b_out
 
     def _judge(self, user: str, topic: bytes) -> tuple:
-        """(the topic's row, the sender's stamp) when ``user`` may publish ``topic``, else (None, why)."""
+        """(the topic's row, the sender's stamp, None) when ``user`` may publish ``topic``, else why not last."""
         sender = user.encode()
-        why = self.gate.why_not(sender, topic)
-        verdict = (_BY_WIRE[topic], sender) if why is None else (None, why)
-        if topic in _BY_WIRE and len(self._verdicts) < 4096:  # invented topics are not remembered
+        verdict = (BY_WIRE.get(topic), sender, self.gate.why_not(sender, topic))
+        if topic in BY_WIRE and len(self._verdicts) < 4096:  # invented topics are not remembered
             self._verdicts[(user, topic)] = verdict
         return verdict
 
@@ -261,13 +257,7 @@ class Broker:
         more = body is not None and body.more
         while more:  # read the message to its end, however long, keeping none of it
             more = lane.xsub.recv(copy=False).more
-        self.gate.refuse(self._sender(head), head.bytes, "not a two-frame message")
-
-    def _sender(self, frame: zmq.Frame) -> bytes:
-        try:
-            return frame.get("User-Id").encode()
-        except zmq.ZMQError:
-            return b""
+        self.gate.refuse(verified(head).encode(), head.bytes, "not a two-frame message")
 
     def _subscriptions(self, lane: _Lane) -> None:
         while True:
@@ -279,7 +269,7 @@ class Broker:
             if not data or data[0] > 1:
                 continue
             # Unsubscriptions of a pipe that went away come with no metadata and apply to no pipe.
-            sender = self._sender(frame) or None
+            sender = verified(frame).encode() or None
             option = zmq.SUBSCRIBE if data[0] else zmq.UNSUBSCRIBE
             for prefix in self.gate.subscriptions(sender, data[1:]):
                 lane.xpub.setsockopt(option, prefix)

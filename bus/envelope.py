@@ -96,9 +96,11 @@ def decode(frames: list[bytes]) -> Message:
         (raw_topic, body), sender = frames, ""
     else:
         raise MalformedMessage(f"expected 2 or 3 frames, got {len(frames)}")
-    if raw_topic[:1] == b"\x00":  # a personal channel: the topic follows the reader's name
-        raw_topic = raw_topic[raw_topic.find(b"\x00", 1) + 1:] if raw_topic.count(b"\x00") == 2 else b"\xff"
-    topic = _BY_WIRE_NAME.get(raw_topic)
+    if raw_topic[:1] == CHANNEL:  # a personal channel: the topic follows the reader's name
+        if raw_topic.count(CHANNEL) != 2:
+            raise MalformedMessage("a personal channel without a topic")
+        raw_topic = raw_topic[raw_topic.find(CHANNEL, 1) + 1:]
+    topic = BY_WIRE.get(raw_topic)
     if topic is None:
         raise MalformedMessage(*_unknown_topic(raw_topic))
     name = topic.name
@@ -138,4 +140,4 @@ def _unknown_topic(raw_topic: bytes) -> tuple[str, ...]:
 
 
 # The table keyed by the topic frame itself: one dict lookup instead of decode-then-lookup.
-_BY_WIRE_NAME = {name.encode(): topic for name, topic in TOPICS.items()}
+BY_WIRE = {name.encode(): topic for name, topic in TOPICS.items()}

@@ -27,7 +27,7 @@ from collections import defaultdict
 
 import msgpack
 
-from bus.envelope import CHANNEL
+from bus.envelope import BY_WIRE, CHANNEL
 from bus.keys import BROKER, DEVELOPER
 from bus.topics import ANY_NODE, TOPICS, Kind
 
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 _DEVELOPER = DEVELOPER.encode()
 REPORT_EVERY_S = 1.0
 MAX_REPORT_KEYS = 1024
-_BY_WIRE = {name.encode(): topic for name, topic in TOPICS.items()}
 # The empty prefix, applied as is, would match personal channels: it is applied as every first letter instead.
 _EVERYTHING = sorted({name.encode()[:1] for name in TOPICS})
 
@@ -44,29 +43,20 @@ _EVERYTHING = sorted({name.encode()[:1] for name in TOPICS})
 class Gate:
     def __init__(self, report):
         self._report = report  # report(identity, topic, reason, count): publishes bus.security
-        self._verdicts: dict[tuple[bytes, bytes], str | None] = {}
         self.grants: dict[str, tuple[bytes, ...]] = {}  # permission -> identities the shell granted it to
         self.refused: dict[tuple[str, str, str], int] = defaultdict(int)
         self._reported: dict[tuple[str, str, str], tuple[float, int]] = {}
 
     # --- publishing -----------------------------------------------------------------
     def why_not(self, identity: bytes, topic: bytes) -> str | None:
-        """None when ``identity`` may publish ``topic``, else the reason (cached per pair of known names)."""
-        key = (identity, topic)
-        verdict = self._verdicts.get(key, False)
-        if verdict is not False:
-            return verdict
-        spec = _BY_WIRE.get(topic)
+        """None when ``identity`` may publish ``topic``, else the reason (the broker caches the answer)."""
+        spec = BY_WIRE.get(topic)
         if spec is None:
-            return "unknown topic"  # not cached: an attacker's inventions must not grow memory
+            return "unknown topic"
         who = identity.decode()
         if who in (DEVELOPER, BROKER) or spec.owner in (ANY_NODE, who) or spec.kind is Kind.REQUEST:
-            verdict = None
-        else:
-            verdict = f"published by {spec.owner} only"
-        if len(self._verdicts) < 4096:
-            self._verdicts[key] = verdict
-        return verdict
+            return None
+        return f"published by {spec.owner} only"
 
     def refuse(self, identity: bytes | None, topic: bytes, reason: str) -> None:
         who = identity.decode(errors="replace") if identity else "?"
@@ -122,7 +112,3 @@ class Gate:
                 self.refuse(identity, prefix, "subscribed to another's personal channel")
             return [prefix] if own else []
         return [prefix] if prefix else list(_EVERYTHING)
-
-    def stats(self) -> dict:
-        return {"refused": sum(self.refused.values()), "grants": {p: [o.decode() for o in owners]
-                                                                  for p, owners in self.grants.items()}}

@@ -156,10 +156,10 @@ def load_public(path: Path) -> bytes:
 def broker_public(runtime: Runtime) -> bytes:
     path = keys_dir(runtime) / f"{BROKER}.key"
     try:
-        return load_certificate(path)[0]
-    except (OSError, ValueError):
+        return load_public(path)
+    except KeyMissing:
         raise KeyMissing(f"no broker key at {path}: is this the right runtime directory, or run "
-                        f"`lens keys generate {path.parent}`") from None
+                         f"`lens keys generate {path.parent}`") from None
 
 
 def as_client(sock: zmq.Socket, pair: KeyPair, server_public: bytes) -> None:
@@ -176,6 +176,14 @@ def authenticate(sock: zmq.Socket, runtime: Runtime, name: str = DEVELOPER) -> K
     return pair
 
 
+def verified(frame: zmq.Frame) -> str:
+    """The identity the ZAP handler gave the frame's sender ("" for a pipe of the process's own)."""
+    try:
+        return frame.get("User-Id")
+    except zmq.ZMQError:
+        return ""
+
+
 def as_server(sock: zmq.Socket, pair: KeyPair) -> None:
     """Make ``sock`` (before bind) a CURVE server whose clients the broker's ZAP handler vets."""
     sock.curve_server = True
@@ -186,9 +194,9 @@ def as_server(sock: zmq.Socket, pair: KeyPair) -> None:
 class Directory:
     """The public keys the broker admits: identity by public key, reread when a directory changes."""
 
-    def __init__(self, provisioned: Path, apps: Path):
+    def __init__(self, provisioned: Path, apps: Path | None = None):
         self.provisioned = provisioned
-        self.apps = apps
+        self.apps = apps  # None: the provisioned keys only (a bridge's peers)
         self.by_key: dict[bytes, str] = {}
         self._seen: tuple = ()
 
@@ -205,6 +213,8 @@ class Directory:
     def _stamp(self) -> tuple:
         stamps = []
         for directory in (self.provisioned, self.apps):
+            if directory is None:
+                continue
             try:
                 stamps.append(directory.stat().st_mtime_ns)
             except FileNotFoundError:
@@ -214,7 +224,8 @@ class Directory:
     def reload(self) -> None:
         self._seen = self._stamp()
         system = _public_keys(self.provisioned)
-        apps = {key: name for key, name in _public_keys(self.apps).items() if name not in system.values()}
+        apps = {key: name for key, name in (_public_keys(self.apps) if self.apps else {}).items()
+                if name not in system.values()}
         self.by_key = {**apps, **system}
 
 
