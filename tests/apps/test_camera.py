@@ -42,6 +42,12 @@ def test_a_wrong_manifest_names_its_line_and_the_others_still_load(tmp_path):
     with pytest.raises(ManifestError, match="must be the directory's name"):
         (directory / "notes" / "manifest.toml").write_text(NO_CAMERA.replace('"notes"', '"other"'))
         read(directory / "notes" / "manifest.toml")
+    # The id is the app's identity on the bus: never a system process's, never the developer's.
+    for reserved in ("shell", "developer"):
+        (directory / reserved).mkdir()
+        (directory / reserved / "manifest.toml").write_text(NO_CAMERA.replace('"notes"', f'"{reserved}"'))
+        with pytest.raises(ManifestError, match=rf"{reserved}/manifest.toml:1: app.id: '{reserved}' is not an app's"):
+            read(directory / reserved / "manifest.toml")
 
 
 @pytest.mark.slow

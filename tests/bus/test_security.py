@@ -3,6 +3,8 @@ only for the identity the shell granted, and headers that lie about their sender
 
 from __future__ import annotations
 
+import json
+
 import zmq
 
 from bus import keys
@@ -174,3 +176,26 @@ def test_a_reply_reaches_the_app_that_asked_and_nobody_else(broker, runtime, nod
     wait_for(lambda: any(m.topic == "display.state" for m in overheard), what="a later message",
              poll=lambda t: [n.run_once(t / 2) for n in (displayd, nosy)])
     assert [m for m in overheard if m.topic.endswith(".reply")] == []
+
+
+def test_lens_keys_generate_writes_a_pair_per_process_secret_to_its_owner_and_refuses_a_bad_name(procs, tmp_path):
+    import stat
+
+    from shell.processes import PROCESSES
+
+    directory = tmp_path / "keys"
+    first = procs.run_lens("keys", "generate", str(directory), "--developer", "--json")
+    assert first.returncode == 0, first.stderr
+    written = json.loads(first.stdout)["written"]
+    assert written == [p.name for p in PROCESSES] + [keys.DEVELOPER]
+    for name in written:
+        assert stat.S_IMODE((directory / f"{name}.key_secret").stat().st_mode) == 0o600
+        assert stat.S_IMODE((directory / f"{name}.key").stat().st_mode) == 0o644
+        assert keys.load_pair(directory / f"{name}.key_secret").public == keys.load_public(directory / f"{name}.key")
+    before = (directory / "shell.key").read_bytes()
+    again = procs.run_lens("keys", "generate", str(directory), "shell", "--json")
+    assert json.loads(again.stdout) == {"written": [], "kept": ["shell"]}  # an existing key is kept
+    assert (directory / "shell.key").read_bytes() == before
+    bad = procs.run_lens("keys", "generate", str(directory), "ok-name", "Not/A-Name")
+    assert bad.returncode == 2 and "'Not/A-Name': not a key name" in bad.stderr
+    assert not (directory / "ok-name.key").exists()  # nothing written when one name is wrong

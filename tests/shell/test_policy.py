@@ -54,6 +54,14 @@ def test_shipped_policies_load(model):
      "llm.timeout_s: 0.0 is out of range"),
     ("hardware.toml", 'voice = "espeak-ng"', 'voice = "festival"', "voice =", "audio.voice: unknown 'festival'"),
     ("hardware.toml", "out_rate = 24000", "out_rate = 100", "out_rate", "audio.out_rate: 100 is out of range"),
+    ("privacy.toml", 'out = ["shell.state",', 'out = ["camera", "shell.state",', "out =",
+     "bridge.out: 'camera' would send camera.frame off the glasses"),
+    ("privacy.toml", 'out = ["shell.state",', 'out = ["audio", "shell.state",', "out =",
+     "bridge.out: 'audio' would send audio.mic off the glasses"),
+    ("privacy.toml", 'in = ["phone.notification",', 'in = ["privacy", "phone.notification",', "in =",
+     "bridge.in: 'privacy' covers privacy.indicator, privacy.capture, which only the glasses' own processes"),
+    ("privacy.toml", 'in = ["phone.notification",', 'in = ["phone.call", "phone.notification",', "in =",
+     "bridge.in: 'phone.call' names no topic of bus/topics.py"),
 ])
 def test_a_bad_value_names_file_key_and_line(pdir, file, old, new, needle, message):
     path = pdir / file
