@@ -93,11 +93,12 @@ def write_lens(directory: str, shape: tuple, fps: float, seconds: float) -> None
             t = time.monotonic_ns()
             slot, gen = ring.write(i, stamped(frame, i), t)
             node.publish("camera.frame", id=i, slot=slot, gen=gen, width=shape[1], height=shape[0],
-                         format="rgb24", mono_ns=t, owner="bench")
+                         format="rgb24", mono_ns=t, owner="bench", ring=1)
             node.run_once(0)
 
         pace(fps, seconds, one)
-        node.publish("camera.frame", id=-1, slot=0, gen=0, width=0, height=0, format="end", mono_ns=0, owner="")
+        node.publish("camera.frame", id=-1, slot=0, gen=0, width=0, height=0, format="end", mono_ns=0, owner="",
+                     ring=0)
         node.run_once(0.5)
 
 

@@ -20,7 +20,9 @@ from pathlib import Path
 from bus import bag
 from bus.envelope import Message
 from bus.node import Node
+from bus.errors import BusError
 from bus.ring import FrameOverrun, Ring
+from bus.ringdoor import open_ring_later
 
 log = logging.getLogger("recorder")
 
@@ -94,7 +96,7 @@ class Recorder:
         self.gaps: dict[str, int] = {}  # "source topic" -> messages missing
         self.frames = 0
         self.ring: Ring | None = None
-        self.ring_path: str | None = None
+        self.ring_asked = 0  # the number of the ring last asked camerad for
         for prefix in prefixes or [""]:
             node.subscribe(prefix, self.on_message)
         node.subscribe("camera.state", self.on_camera)  # where the frames are, to store them as images
@@ -113,22 +115,32 @@ class Recorder:
                 self._image(msg, header, now)
 
     def on_camera(self, msg: Message) -> None:
-        if msg.source == "camerad" and msg.payload["ring"] != self.ring_path:
-            self.ring_path = msg.payload["ring"]
+        if msg.source == "camerad":
+            self._want_ring(msg.payload["ring"])
+
+    def _want_ring(self, epoch: int) -> None:
+        """Ask camerad for its session's ring as soon as one is named (the recorder's key is the developer's)."""
+        if not epoch or epoch == self.ring_asked:
+            return
+        self.ring_asked = epoch
+
+        def opened(ring: Ring | None, error: BusError | None) -> None:
+            if error is not None:
+                log.warning("cannot read camera frames of ring %d: %s", epoch, error)
+                return
             if self.ring is not None:
                 self.ring.close()
-            try:
-                self.ring = Ring.attach(self.ring_path)
-            except (OSError, ValueError) as exc:
-                log.warning("cannot read camera frames from %s: %s", self.ring_path, exc)
-                self.ring = None
+            self.ring = ring
+        open_ring_later(self.node, opened)
 
     def _image(self, msg: Message, header: dict, now: int) -> None:
-        if self.ring is None:
-            return
         from PIL import Image
 
         p = msg.payload
+        if self.ring is None or self.ring.epoch != p["ring"]:
+            self._want_ring(p["ring"])
+            self.gaps["camerad camera.image (no ring)"] = self.gaps.get("camerad camera.image (no ring)", 0) + 1
+            return
         try:
             pixels = self.ring.copy(p["slot"], p["gen"])
         except FrameOverrun:

@@ -5,8 +5,10 @@ whom it came from (the topic table's owners hold). Timing is the original
 (the recorded monotonic clock), scaled by ``rate``; ``start_s`` skips the
 beginning; topics are kept or dropped by prefix, sources dropped by name
 (replaying everything but the shell into a fresh shell reproduces its
-decisions). Frames stored as images go back into a shared-memory ring, and
-their descriptors point at it: a consumer cannot tell replay from live.
+decisions). Frames stored as images go back into a shared-memory ring,
+their descriptors point at it, and the replayed camerad hands it out at the
+door by camerad's rules (bus.ringdoor): a consumer cannot tell replay from
+live.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import logging
 import time
 from typing import Callable
 
-from bus import bag
+from bus import bag, keys
+from bus.envelope import Message
 from bus.node import Node
 from bus.ring import Ring
+from bus.ringdoor import Door
 from bus.runtime import Runtime
 from bus.topics import TOPICS, Kind, matches
 
@@ -38,6 +42,8 @@ class Replayer:
         self.step = step  # paused mode: called before each message, returns when the user says go
         self.nodes: dict[str, Node] = {}
         self.ring: Ring | None = None
+        self.door: Door | None = None
+        self.frame_owner = ""
         self.published = self.skipped = 0
 
     def wanted(self, item: bag.Recorded) -> bool:
@@ -97,8 +103,8 @@ class Replayer:
                 self.skipped += 1
                 return
             topic = "camera.frame"
-        elif topic == "camera.state" and self.ring is not None:
-            payload["ring"] = str(self.ring.path)  # where the replayed frames are
+        elif topic == "camera.state":
+            payload["ring"] = self.ring.epoch if self.ring is not None else 0  # the replayed frames' ring
         if TOPICS[topic].kind is Kind.REQUEST:
             payload.pop("cid", None)  # requests are re-sent with the replaying node's own ids
             self._node(item.source).request_async(topic, lambda *_: None, timeout=5.0, **payload)
@@ -118,14 +124,25 @@ class Replayer:
         if self.ring is None or self.ring.shape != pixels.shape:
             if self.ring is not None:
                 self.ring.close()
-            self.ring = Ring.create(self.runtime.path("camera.ring"), RING_SLOTS, pixels.shape)
+            if self.door is None:
+                self.door = Door(self._node("camerad"), self._may_see_frames)
+            self.ring = Ring.create(None, RING_SLOTS, pixels.shape)
+            self.door.offer(self.ring)
         now = time.monotonic_ns()
         slot, gen = self.ring.write(descriptor["id"], pixels, now)
-        return dict(descriptor, slot=slot, gen=gen, mono_ns=now)
+        self.frame_owner = descriptor["owner"]
+        return dict(descriptor, slot=slot, gen=gen, mono_ns=now, ring=self.ring.epoch)
+
+    def _may_see_frames(self, msg: Message) -> str | None:
+        """camerad's rule, as recorded: the frames' owner, and the developer's tools."""
+        if msg.sender == keys.DEVELOPER or msg.source == self.frame_owner:
+            return None
+        return f"the replayed frames are {self.frame_owner}'s"
 
     def close(self) -> None:
+        if self.door is not None:
+            self.door.close()
         for node in self.nodes.values():
             node.close()
         if self.ring is not None:
             self.ring.close()
-            self.ring.path.unlink(missing_ok=True)

@@ -1,7 +1,10 @@
 """A shared-memory ring of camera frames: one writer (camerad, or a replay), any number of readers, no copies.
 
-The ring is a file on tmpfs (the runtime directory), mapped by every
-process; its mode decides who may see frames. Layout::
+camerad's ring is an anonymous memfd: it has no name anyone could open.
+Its writer maps it, then seals it against resizing and against any further
+writable mapping, and hands the descriptor only to whom it may show frames
+(bus.ringdoor); a reader's mapping is read-only, whatever it tries. A ring
+can also be a plain file (benchmarks, tests). Layout::
 
     header  64 bytes: magic, slots, height, width, channels, slot stride
     slot i  64-byte slot header (generation, frame id, mono_ns) + pixels
@@ -15,6 +18,7 @@ lapped it and the frame it looked at may be torn, so ``FrameOverrun``.
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import struct
@@ -27,6 +31,9 @@ MAGIC = b"LENSRNG1"
 _HEADER = struct.Struct("<8sIIIII")  # magic, slots, height, width, channels, stride
 _SLOT = struct.Struct("<QQQ")  # generation, frame id, mono_ns
 HEADER_SIZE = SLOT_HEADER = 64
+# Linux 5.1: no new writable mapping or write(2), while the writer's own mapping stays writable.
+F_SEAL_FUTURE_WRITE = getattr(fcntl, "F_SEAL_FUTURE_WRITE", 0x0010)
+SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | F_SEAL_FUTURE_WRITE | fcntl.F_SEAL_SEAL
 
 
 class FrameOverrun(Exception):
@@ -34,41 +41,66 @@ class FrameOverrun(Exception):
 
 
 class Ring:
-    def __init__(self, path: str | Path, mm: mmap.mmap, slots: int, shape: tuple[int, int, int], stride: int):
-        self.path, self.mm, self.slots, self.shape, self.stride = Path(path), mm, slots, shape, stride
+    def __init__(self, path: str | Path | None, mm: mmap.mmap, slots: int, shape: tuple[int, int, int],
+                 stride: int, fd: int | None = None):
+        self.path = Path(path) if path is not None else None
+        self.mm, self.slots, self.shape, self.stride = mm, slots, shape, stride
+        self.fd = fd  # the sealed memfd a writer hands out (bus.ringdoor); None for a file or a reader
+        self.epoch = 0  # which of the writer's rings this is (bus.ringdoor numbers them)
         self._buf = np.frombuffer(mm, dtype=np.uint8)
         self._gens = [np.frombuffer(mm, dtype=np.uint64, count=3, offset=self._offset(i)) for i in range(slots)]
 
     # --- opening ----------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, slots: int, shape: tuple[int, int, int], mode: int = 0o600) -> "Ring":
+    def create(cls, path: str | Path | None, slots: int, shape: tuple[int, int, int], mode: int = 0o600) -> "Ring":
+        """A new ring: in the file ``path``, or (None) in a sealed memfd only its descriptor reaches."""
         height, width, channels = shape
         stride = SLOT_HEADER + ((height * width * channels + 63) // 64) * 64
         size = HEADER_SIZE + slots * stride
-        tmp = Path(f"{path}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, mode)
+        if path is None:
+            fd = os.memfd_create("lensos-frames", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        else:
+            tmp = Path(f"{path}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, mode)
         try:
             os.ftruncate(fd, size)
             mm = mmap.mmap(fd, size)
-        finally:
+            mm[:HEADER_SIZE] = _HEADER.pack(MAGIC, slots, height, width, channels, stride).ljust(HEADER_SIZE, b"\0")
+            if path is None:
+                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SEALS)
+                return cls(None, mm, slots, shape, stride, fd)
+        except BaseException:
             os.close(fd)
-        mm[:HEADER_SIZE] = _HEADER.pack(MAGIC, slots, height, width, channels, stride).ljust(HEADER_SIZE, b"\0")
+            raise
+        os.close(fd)
         os.replace(tmp, path)  # readers never see a half-made ring
         return cls(path, mm, slots, shape, stride)
 
     @classmethod
     def attach(cls, path: str | Path) -> "Ring":
         with open(path, "rb") as f:
-            mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
-        magic, slots, height, width, channels, stride = _HEADER.unpack_from(mm, 0)
+            return cls.from_fd(f.fileno(), str(path), path)
+
+    @classmethod
+    def from_fd(cls, fd: int, what: str = "the descriptor", path: str | Path | None = None) -> "Ring":
+        """A read-only mapping of the ring behind ``fd`` (the caller keeps and closes ``fd``)."""
+        try:
+            mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{what} is not a lensos frame ring: {exc}") from None
+        magic, slots, height, width, channels, stride = _HEADER.unpack_from(mm, 0) if len(mm) >= _HEADER.size \
+            else (b"", 0, 0, 0, 0, 0)
         if magic != MAGIC or len(mm) < HEADER_SIZE + slots * stride:
             mm.close()
-            raise ValueError(f"{path} is not a lensos frame ring")
+            raise ValueError(f"{what} is not a lensos frame ring")
         return cls(path, mm, slots, (height, width, channels), stride)
 
     def close(self) -> None:
         self._gens = []
         self._buf = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
         try:
             self.mm.close()
         except BufferError:

@@ -186,12 +186,16 @@ _TABLE = [
     # --- camerad: frames through a shared-memory ring --------------------------------------
     Topic("camera.frame", Kind.STREAM, "camerad",
           {"id": "int", "slot": "int", "gen": "int", "width": "int", "height": "int", "format": "str",
-           "mono_ns": "int", "owner": "str"}, rate_hz=30.0, max_size=512, permission="camera",
-          doc="a frame is in the ring at slot, valid while the slot is at generation gen"),
+           "mono_ns": "int", "owner": "str", "ring": "int"}, rate_hz=30.0, max_size=512, permission="camera",
+          doc="a frame is in ring number ring at slot, valid while the slot is at generation gen"),
     Topic("camera.state", Kind.STATE, "camerad",
-          {"mode": "str", "owner": "str?", "fps": "float", "frames": "int", "ring": "str", "width": "int",
+          {"mode": "str", "owner": "str?", "fps": "float", "frames": "int", "ring": "int", "width": "int",
            "height": "int", "backend": "str", "paused": "bool", "recording": "str?", "why": "str"},
-          doc="off, preview or video; who captures; frames this session; the open recording's directory"),
+          doc="off, preview or video; who captures; frames this session; the number of the session's frame "
+              "ring (0: none); the open recording's directory"),
+    Topic("camera.ring.request", Kind.REQUEST, "camerad", {}, reply={"door": "str", "ticket": "str", "ring": "int"},
+          doc="a one-use ticket for the frame ring's descriptor at the door (bus.ringdoor): only for the "
+              "one capturing with a lit LED"),
     Topic("camera.control.request", Kind.REQUEST, "camerad", {"mode": "str"},
           reply={"mode": "str", "path": "str?"},
           doc="off, preview, video, photo: refused unless the shell granted the caller camera capture "

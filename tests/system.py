@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 
+from bus import keys
 from bus.node import Node
 from bus.service import HEARTBEAT_S
 from shell.daemon import AUDIT_FILE
@@ -39,8 +40,13 @@ class System:
         self.camerad = procs.start_ready("-m", "daemons.camera")
         self.watcher = self.app("watcher", heartbeat=None)  # closed with the other apps
 
-    def app(self, name: str, heartbeat: float | None = HEARTBEAT_S) -> "App":
-        app = App(Node(name, self.runtime, heartbeat=heartbeat))
+    def app(self, name: str, heartbeat: float | None = HEARTBEAT_S, own_key: bool = False) -> "App":
+        """An in-process app: the developer's key speaking as ``name``, or (own_key) a key of its own."""
+        key = None
+        if own_key:
+            keys.generate(keys.app_keys_dir(self.runtime), [name])
+            key = keys.app_keys_dir(self.runtime) / f"{name}.key_secret"
+        app = App(Node(name, self.runtime, heartbeat=heartbeat, key=key))
         self.apps.append(app)
         return app
 

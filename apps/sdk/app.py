@@ -51,7 +51,7 @@ class App:
         self.node.subscribe("app.permission.denied", self._on_denied)
         self.node.subscribe("input.gesture", self._on_gesture)
         self.node.subscribe("camera.state", self._on_camera)
-        self.camera: dict = {}  # camerad's latest word (its ring's path among it)
+        self.camera: dict = {}  # camerad's latest word: mode, owner, the session's ring number
         self._ring = None  # bus.ring.Ring while the camera is open (numpy only for apps that look)
         self._frame: dict | None = None  # the newest descriptor of a frame taken for this app
         self.frames_overrun = 0
@@ -147,9 +147,7 @@ class App:
         self.focus("camera", "exclusive", reason, purpose="preview")
         try:
             self.ask("camera.control.request", mode="preview")
-            ring = self.wait(lambda: self.camera.get("ring"), GRANT_TIMEOUT_S, "camerad's frame ring")
-            from bus.ring import Ring  # numpy: only apps that look at frames pay for it
-            self._ring = Ring.attach(ring)
+            self._ring = self._open_ring()
         except BaseException:
             self._release_quietly("camera")
             raise
@@ -165,12 +163,22 @@ class App:
         self._frame = None
         frame = self.wait(lambda: self._frame, timeout, "a camera frame")
         from bus.ring import FrameOverrun
+        if frame["ring"] != self._ring.epoch:  # camerad began a new session (and a new ring) meanwhile
+            self._ring.close()
+            self._ring = self._open_ring()
         try:
             with self._ring.frame(frame["slot"], frame["gen"]) as pixels:
                 yield pixels
         except FrameOverrun:
             self.frames_overrun += 1
             raise
+
+    def _open_ring(self):
+        from bus.ringdoor import RingRefused, open_ring  # numpy: only apps that look at frames pay for it
+        try:
+            return open_ring(self.node, GRANT_TIMEOUT_S)
+        except (RequestFailed, RingRefused) as exc:
+            raise Refused(f"camerad's frame ring: {exc}") from None
 
     def close_camera(self) -> None:
         self.node.unsubscribe("camera.frame", self._on_frame)

@@ -7,6 +7,11 @@ moment a grant is withdrawn or the LED is not confirmed, capture stops.
 While the shell says recording is not allowed (battery swap, critical,
 low power) a recording is checkpointed and paused, and it resumes in a new
 segment whose frame numbers carry on.
+
+Each capture session writes into a ring of its own, a sealed memfd whose
+descriptor only the session's owner (and the developer's tools) can get
+(bus.ringdoor): a process whose grant has ended sees none of the next
+session's frames, and no process can open the ring by name.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bus import service
+from bus import keys, service
 from bus.capture import CaptureGate
 from bus.envelope import Message
 from bus.errors import RequestRefused
@@ -28,6 +33,7 @@ from bus.runtime import state_dir
 from daemons.camera.backends import CameraError, SimCamera, V4l2Camera
 from daemons.camera.recorder import Recorder
 from bus.ring import Ring
+from bus.ringdoor import Door
 from policies.schema import PolicyError, load
 
 log = logging.getLogger("camerad")
@@ -36,8 +42,11 @@ PAUSED_IN = ("battery_swap", "critical", "shutdown", "sleep")  # no frames at al
 
 
 class Camerad:
-    def __init__(self, node: Node, source, ring: Ring, numbers: dict, store: Path):
-        self.node, self.source, self.ring, self.numbers, self.store = node, source, ring, numbers, store
+    def __init__(self, node: Node, source, numbers: dict, store: Path):
+        self.node, self.source, self.numbers, self.store = node, source, numbers, store
+        self.shape = (numbers["height"], numbers["width"], 3)
+        self.ring: Ring | None = None  # the current session's
+        self.door = Door(node, self.may_see_frames)
         self.mode, self.owner, self.why = "off", None, "nobody asked"
         self.frame_id = 0  # every frame camerad ever put in the ring
         self.frames = 0  # frames of the current session
@@ -46,7 +55,7 @@ class Camerad:
         self.gate = CaptureGate(node, "camera", self.enforce)
         self.shell = {"state": "booting", "recording_allowed": True}
         self.sessions: dict[str, str] = {}  # owner -> the shell's audit session id
-        self.scratch = np.empty(ring.shape, dtype=np.uint8)
+        self.scratch = np.empty(self.shape, dtype=np.uint8)
         node.subscribe("shell.state", self.on_shell)
         node.subscribe("shell.capture.notice", self.on_notice)
         node.serve("camera.control.request", self.on_control)
@@ -81,6 +90,7 @@ class Camerad:
             return {"mode": self.mode, "path": self.photo(owner)}
         if self.owner is None:
             self.owner, self.frames = owner, 0
+            self.new_ring()
         if mode == "video" and self.recorder is None:
             name = time.strftime("%Y%m%d-%H%M%S") + f"-{owner}"
             self.recorder = Recorder(self.store / "recordings", name, self.numbers["jpeg_quality"])
@@ -98,6 +108,21 @@ class Camerad:
             return {"showing": self.source.show(msg.payload.get("image"))}
         except CameraError as exc:
             raise RequestRefused(str(exc)) from None
+
+    def may_see_frames(self, msg: Message) -> str | None:
+        """Why the caller may not map the ring (bus.ringdoor), or None: the owner, while the rules hold."""
+        if msg.sender == keys.DEVELOPER:
+            return None  # the developer's tools read every frame on the bus anyway
+        if msg.source != self.owner:
+            return f"{msg.source} is not capturing" if self.owner else "nobody is capturing"
+        return self.gate.refusal(msg.source)
+
+    def new_ring(self) -> None:
+        """A fresh ring for a new session: whoever mapped the last one sees none of this one's frames."""
+        if self.ring is not None:
+            self.ring.close()
+        self.ring = Ring.create(None, self.numbers["slots"], self.shape)
+        self.door.offer(self.ring)
 
     # --- the rules ----------------------------------------------------------------------
     def enforce(self) -> None:
@@ -148,9 +173,9 @@ class Camerad:
         self.frames += 1
         now = time.monotonic_ns()
         slot, gen = self.ring.write(self.frame_id, pixels, now)
-        height, width, _ = self.ring.shape
+        height, width, _ = self.shape
         self.node.publish("camera.frame", id=self.frame_id, slot=slot, gen=gen, width=width, height=height,
-                          format="rgb24", mono_ns=now, owner=self.owner)
+                          format="rgb24", mono_ns=now, owner=self.owner, ring=self.ring.epoch)
         if self.mode == "video" and self.recorder is not None:
             self.recorder.add(self.frame_id, pixels, now)
 
@@ -180,6 +205,7 @@ class Camerad:
         self.mode, self.owner, self.why = "off", None, why
         self.schedule()
         self.source.stop()
+        self.door.withdraw()  # no ticket now; the next session has a new ring anyway
         if owner is not None:
             log.info("capture for %s stopped: %s (%d frames)", owner, why, self.frames)
             self.node.publish("camera.session", owner=owner, session=self.sessions.pop(owner, None),
@@ -187,10 +213,10 @@ class Camerad:
         self.publish_state()
 
     def publish_state(self) -> None:
-        height, width, _ = self.ring.shape
+        height, width, _ = self.shape
         fps = {"video": self.numbers["fps"], "preview": self.numbers["preview_fps"]}.get(self.mode, 0.0)
         self.node.publish("camera.state", mode=self.mode, owner=self.owner, fps=fps, frames=self.frames,
-                          ring=str(self.ring.path), width=width, height=height, backend=self.source.name,
+                          ring=self.ring.epoch if self.ring else 0, width=width, height=height, backend=self.source.name,
                           paused=self.paused and self.mode != "off",
                           recording=str(self.recorder.dir) if self.recorder else None, why=self.why)
 
@@ -208,16 +234,15 @@ def main(argv: list[str] | None = None) -> int:
         numbers = load(args.policy_dir, args.model).hardware["camera"]
         source = open_source(args.backend, numbers)
     with service.node("camerad", args) as node:
-        ring = Ring.create(node.runtime.path("camera.ring"), numbers["slots"],
-                           (numbers["height"], numbers["width"], 3))
-        camerad = Camerad(node, source, ring, numbers, state_dir(args.state_dir))
+        camerad = Camerad(node, source, numbers, state_dir(args.state_dir))
         node.start()
         camerad.publish_state()
         node.run()
         camerad.stop("camerad stopped")
         source.close()
-        ring.close()
-        ring.path.unlink(missing_ok=True)
+        camerad.door.close()
+        if camerad.ring is not None:
+            camerad.ring.close()
     return 0
 
 

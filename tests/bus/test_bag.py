@@ -14,7 +14,8 @@ from bus import bag
 from bus.envelope import Message
 from bus.node import Node
 from bus.record import Output, Recorder
-from bus.ring import FrameOverrun, Ring
+from bus.ring import FrameOverrun
+from bus.ringdoor import open_ring
 from bus.runtime import Runtime
 from tests.conftest import DEADLINE_S, drain_lines, wait_for, wait_line
 
@@ -232,12 +233,13 @@ def test_frames_are_stored_as_images_and_replayed_into_a_ring(procs, runtime, tm
     listener.subscribe("camera.frame", lambda m: frames.append(m.payload))
     listener.subscribe("camera.state", lambda m: states.append(m.payload))
     listener.start(timeout=DEADLINE_S)
-    replay = procs.lens("bus", "replay", str(path), "--rate", "5", env=env, stdout=subprocess.DEVNULL,
+    # --loop: the replay, and with it the replayed camerad's door, is still there when the viewer asks
+    replay = procs.lens("bus", "replay", str(path), "--rate", "5", "--loop", env=env, stdout=subprocess.DEVNULL,
                         stderr=subprocess.PIPE)
     try:
         wait_for(lambda: frames and states or None, DEADLINE_S, "replayed frames",
                  poll=lambda remaining: listener.run_once(min(remaining, 0.1)))
-        ring = Ring.attach(states[-1]["ring"])
+        ring = open_ring(listener)  # the replayed camerad's ring, through its door
 
         copied = []
 
@@ -254,6 +256,7 @@ def test_frames_are_stored_as_images_and_replayed_into_a_ring(procs, runtime, tm
         ring.close()
     finally:
         listener.close()
+        replay.send_signal(signal.SIGINT)
     replay.wait(DEADLINE_S)
 
 

@@ -14,7 +14,8 @@ from bus.topics import TOPICS
 from tests.bus.test_pubsub import collect
 from tests.conftest import DEADLINE_S, wait_for
 
-FRAME = {"id": 1, "slot": 0, "gen": 2, "width": 4, "height": 4, "format": "rgb", "mono_ns": 1, "owner": "viewer"}
+FRAME = {"id": 1, "slot": 0, "gen": 2, "width": 4, "height": 4, "format": "rgb", "mono_ns": 1, "owner": "viewer",
+         "ring": 1}
 
 
 def app_node(nodes, runtime, name: str, **kwargs):
@@ -124,7 +125,7 @@ def test_camera_frames_reach_only_the_app_the_shell_granted_capture(broker, runt
     count = len(seen)
     camerad.publish("camera.frame", **FRAME)
     marker = collect(viewer, "camera.state")
-    camerad.publish("camera.state", mode="off", owner=None, fps=0.0, frames=0, ring="", width=0, height=0,
+    camerad.publish("camera.state", mode="off", owner=None, fps=0.0, frames=0, ring=0, width=0, height=0,
                     backend="sim", paused=False, recording=None, why="test")
     wait_for(lambda: marker, what="a message sent after the last frame", poll=run_all)
     assert len(seen) == count

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+import os
 import threading
 
 import numpy as np
@@ -11,6 +13,7 @@ from bus.errors import RequestFailed
 from daemons.camera.backends import CameraError, SimCamera, V4l2Camera, yuyv_to_rgb
 from daemons.camera.recorder import read_index
 from bus.ring import FrameOverrun, Ring
+from bus.ringdoor import RingRefused, fetch, open_ring
 from shell.privacy import AuditLog
 from tests.system import System, running
 
@@ -107,8 +110,7 @@ def test_frames_start_after_the_led_is_lit_and_two_readers_see_them_whole(system
                and m.payload["cmd"] == cmd)
     first = next(i for i, m in enumerate(app.log) if m.topic == "camera.frame")
     assert lit < first, "a frame was published before the LED confirmed"
-    state = app.latest["camera.state"]
-    ring = Ring.attach(state["ring"])
+    ring = open_ring(app.node)
     watcher = system.watcher
     watcher.wait(lambda: watcher.notices("camera.frame"), "frames at the second reader")
     for reader in (app, watcher):
@@ -164,3 +166,56 @@ def test_battery_pulled_mid_recording_checkpoints_and_resumes_without_losing_a_f
     assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
     second = app.notices("camera.segment")[1]
     assert second["first"] == segment["last"] + 1 and second["last"] == len(rows)
+
+
+@pytest.mark.slow
+def test_only_the_capturing_app_gets_the_frame_ring_read_only_and_a_new_session_gets_a_new_one(system, runtime):
+    owner, nosy = system.app("camapp", own_key=True), system.app("nosy", own_key=True)
+    with pytest.raises(RequestFailed, match="no frame ring"):
+        nosy.ask("camera.ring.request")
+    owner.take_camera()
+    owner.ask("camera.control.request", mode="preview")
+    owner.wait(lambda: owner.notices("camera.frame"), "frames")
+    with pytest.raises(RequestFailed, match="nosy is not capturing"):
+        open_ring(nosy.node)
+    assert not [p.name for p in runtime.dir.iterdir() if "ring" in p.name], "a ring anyone could open by name"
+
+    ticket = owner.ask("camera.ring.request")
+    with pytest.raises(RingRefused, match="unknown"):
+        fetch(ticket["door"], "0" * 32)
+    fd = fetch(ticket["door"], ticket["ticket"])
+    with pytest.raises(RingRefused, match="used"):
+        fetch(ticket["door"], ticket["ticket"])
+    try:  # whatever the holder of the descriptor tries, it cannot write frames or shrink the ring under camerad
+        with pytest.raises(PermissionError):
+            mmap.mmap(fd, 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        with pytest.raises(PermissionError):
+            os.ftruncate(fd, 0)
+        with pytest.raises(PermissionError):
+            os.pwrite(fd, b"forged", 4096)
+        ring = Ring.from_fd(fd)
+    finally:
+        os.close(fd)
+    ring.epoch = ticket["ring"]
+
+    def a_whole_frame(reader, ring):
+        desc = reader.notices("camera.frame")[-1]
+        try:
+            return desc["ring"] == ring.epoch and [ring.copy(desc["slot"], desc["gen"])]
+        except FrameOverrun:
+            return None
+    pixels = owner.wait(lambda: a_whole_frame(owner, ring), "a frame read through the descriptor")[0]
+    assert pixels.any()
+
+    owner.ask("camera.control.request", mode="off")
+    owner.ask("camera.control.request", mode="preview")
+    later = owner.wait(lambda: [f for f in owner.notices("camera.frame") if f["ring"] != ring.epoch], "a new ring")
+    assert later[0]["ring"] > ring.epoch
+    frozen = ring.copy(0, int(ring._gens[0][0]))
+    owner.wait(lambda: len([f for f in owner.notices("camera.frame") if f["ring"] != ring.epoch]) >= 5,
+               "frames of the new session")
+    assert np.array_equal(ring.copy(0, int(ring._gens[0][0])), frozen), "the old ring got the new session's frames"
+    fresh = open_ring(owner.node)
+    assert fresh.epoch == later[0]["ring"]
+    fresh.close()
+    ring.close()
