@@ -186,30 +186,38 @@ class RemoteBus:
         """Say hello when due, wait up to ``timeout`` s, and return the messages that came."""
         now = time.monotonic()
         if now >= self._next_hello:
-            try:  # never blocks: a bridge that refused our key leaves no connection to queue on
-                self.sock.send_multipart([b"HELLO", msgpack.packb(self.prefixes)], zmq.NOBLOCK)
-            except zmq.Again:
-                pass
-            self._next_hello = now + HELLO_EVERY_S
-        out = []
+            self.hello()
         if not self.sock.poll(int(min(timeout, max(0.0, self._next_hello - now)) * 1000)):
-            return out
+            return []
+        return self.drain()
+
+    def hello(self) -> None:
+        """What this peer wants to see; also how the bridge knows it is still there."""
+        try:  # never blocks: a bridge that refused our key leaves no connection to queue on
+            self.sock.send_multipart([b"HELLO", msgpack.packb(self.prefixes)], zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+        self._next_hello = time.monotonic() + HELLO_EVERY_S
+
+    def drain(self) -> list[Message]:
+        """What has come, without waiting: messages returned, the rest kept (welcome, refusals, replies)."""
+        out = []
         while True:
             try:
                 kind, *rest = self.sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return out
-            if kind == b"MSG":
-                try:
+            try:
+                if kind == b"MSG":
                     out.append(decode(rest))
-                except MalformedMessage as exc:
-                    log.warning("remote: dropped %s", exc)
-            elif kind == b"WELCOME":
-                self.welcome = msgpack.unpackb(rest[0])
-            elif kind == b"REFUSED":
-                self.refusals.append((rest[0].decode(errors="replace"), rest[1].decode(errors="replace")))
-            elif kind == b"REPLY":
-                self.replies[rest[1]] = (msgpack.unpackb(rest[2]), rest[3].decode())
+                elif kind == b"WELCOME":
+                    self.welcome = [p for p in msgpack.unpackb(rest[0]) if type(p) is str]
+                elif kind == b"REFUSED":
+                    self.refusals.append((rest[0].decode(errors="replace"), rest[1].decode(errors="replace")))
+                elif kind == b"REPLY":
+                    self.replies[rest[1]] = (msgpack.unpackb(rest[2]), rest[3].decode(errors="replace"))
+            except (MalformedMessage, ValueError, TypeError, IndexError, msgpack.UnpackException) as exc:
+                log.warning("remote: dropped a malformed %r: %s", kind[:16], exc)
 
     def publish(self, topic: str, token: bytes = b"", **payload) -> None:
         spec = lookup(topic)

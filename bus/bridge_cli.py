@@ -1,4 +1,4 @@
-"""`lens bus bridge` and `lens bus sniff --remote`: the bus over TCP to a phone or a laptop (bus.bridge)."""
+"""`lens bus bridge` and `lens bus sniff --remote`: the bus over TCP to a phone or a laptop (bus.bridge, bus.relay)."""
 
 from __future__ import annotations
 
@@ -18,23 +18,40 @@ def add_parsers(commands) -> None:
     p = commands.add_parser("bridge", help="the bus over TCP to a phone or laptop (CURVE, allow-lists)",
                             description="On the glasses, --listen serves paired peers what privacy.toml "
                                         "[bridge] out allows and takes in what [bridge] in allows, encrypted "
-                                        "and authenticated (CURVE). Peers' public keys are in --peers.")
-    p.add_argument("--listen", required=True, metavar="ADDR", help="e.g. tcp://0.0.0.0:7450 (port * picks one)")
-    p.add_argument("--peers", metavar="DIR", help="public keys of the peers it admits (default <keys dir>/peers)")
-    p.add_argument("--policy-dir", metavar="DIR", help="default: $LENS_POLICY_DIR or the shipped policies")
-    p.add_argument("--json", action="store_true", help="the address and the bridge's public key as JSON, first")
+                                        "and authenticated (CURVE). Peers' public keys are in --peers. On a "
+                                        "laptop, --connect republishes what the glasses let out on this "
+                                        "machine's bus, and sends them what is published here under --send.")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--listen", metavar="ADDR", help="e.g. tcp://0.0.0.0:7450 (port * picks one)")
+    where.add_argument("--connect", metavar="ADDR", help="the glasses' bridge, e.g. tcp://glasses.local:7450")
+    p.add_argument("--peers", metavar="DIR", help="with --listen: public keys of the peers it admits "
+                                                  "(default <keys dir>/peers)")
+    p.add_argument("--policy-dir", metavar="DIR", help="with --listen: default $LENS_POLICY_DIR or the shipped "
+                                                       "policies")
+    p.add_argument("--topics", nargs="*", default=[""], metavar="PREFIX",
+                   help="with --connect: what to bring here (default all the glasses let out)")
+    p.add_argument("--send", nargs="*", default=[], metavar="PREFIX",
+                   help="with --connect: what published here goes to the glasses (their [bridge] in decides)")
+    add_peer_keys(p, "with --connect")
+    p.add_argument("--json", action="store_true", help="what it serves or sees as JSON, first; stats at the end")
     p.set_defaults(func=cmd_bridge)
+
+
+def add_peer_keys(parser, when: str) -> None:
+    parser.add_argument("--key", metavar="FILE", help=f"{when}: this peer's secret key (default: yours)")
+    parser.add_argument("--server-key", metavar="KEY",
+                        help=f"{when}: the bridge's public key, its .key file or z85 text (write "
+                             "--server-key=KEY: z85 may begin with '-')")
 
 
 def add_remote_options(sniff) -> None:
     sniff.add_argument("--remote", metavar="ADDR", help="sniff the glasses at ADDR through their bridge instead")
-    sniff.add_argument("--key", metavar="FILE", help="with --remote: this peer's secret key (default: yours)")
-    sniff.add_argument("--server-key", metavar="KEY",
-                       help="with --remote: the bridge's public key, its .key file or z85 text (write "
-                            "--server-key=KEY: z85 may begin with '-')")
+    add_peer_keys(sniff, "with --remote")
 
 
 def cmd_bridge(args) -> int:
+    if args.connect:
+        return connect(args)
     from policies.schema import PolicyError, load
 
     try:
@@ -71,15 +88,49 @@ def server_key(value: str) -> bytes:
     return value.encode()
 
 
-def sniff_remote(args, prefixes: list[str]) -> int:
+def remote_bus(args, address: str, prefixes: list[str], command: str) -> RemoteBus | None:
+    """The glasses' bus through their bridge, with this peer's key; None (said why) when it cannot be."""
     if not args.server_key:
-        print("lens bus sniff: --remote needs --server-key (printed by `lens bus bridge --listen`)", file=sys.stderr)
-        return 2
+        print(f"lens bus {command}: the bridge's --server-key is needed (printed by `lens bus bridge --listen`)",
+              file=sys.stderr)
+        return None
     try:
         pair = keys.load_pair(Path(args.key)) if args.key else keys.own_pair(args.runtime, keys.DEVELOPER)
-        remote = RemoteBus(args.remote, pair, server_key(args.server_key), prefixes)
+        return RemoteBus(address, pair, server_key(args.server_key), prefixes)
     except KeyMissing as exc:
-        print(f"lens bus sniff: {exc}", file=sys.stderr)
+        print(f"lens bus {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def connect(args) -> int:
+    from bus.relay import Relay
+
+    remote = remote_bus(args, args.connect, args.topics, "bridge")
+    if remote is None:
+        return 2
+    with Node("bridge", args.runtime) as node:
+        relay = Relay(node, remote, args.send)
+        told = []
+
+        def welcomed() -> None:
+            if remote.welcome is not None and not told:
+                told.append(True)
+                info = {"connected": args.connect, "sees": remote.welcome, "send": args.send}
+                print(json.dumps(info) if args.json else f"lens bus bridge: {args.connect} lets out "
+                      f"{', '.join(remote.welcome) or 'nothing'}; republished on {args.runtime.dir}", flush=True)
+        node.every(0.2, welcomed)
+        try:
+            node.run()
+        finally:
+            relay.close()
+            remote.close()
+        print(json.dumps(relay.stats()) if args.json else f"lens bus bridge: {relay.stats()}", flush=True)
+    return 0
+
+
+def sniff_remote(args, prefixes: list[str]) -> int:
+    remote = remote_bus(args, args.remote, prefixes, "sniff")
+    if remote is None:
         return 2
     emit = message_json if args.json else message_line
     deadline = time.monotonic() + args.timeout if args.timeout is not None else float("inf")

@@ -108,3 +108,53 @@ def test_lens_bus_sniff_remote_prints_the_glasses_messages_and_refuses_without_t
                              str(runtime.dir / "other" / "intruder.key_secret"), "--server-key", info["key_file"],
                              "--timeout", "3")
     assert refused.returncode == 1 and "no answer" in refused.stderr
+
+
+def test_bridge_connect_republishes_the_glasses_on_a_laptops_bus_and_carries_back_what_may_go_in(
+        broker, procs, runtime, nodes, tmp_path):
+    from bus.node import Node
+    from bus.runtime import Runtime
+
+    _, info = bridge(procs, runtime)
+    laptop_runtime = Runtime.resolve(tmp_path / "laptop")
+    env = procs.env(LENS_RUNTIME_DIR=str(laptop_runtime.dir))
+    procs.start("-m", "bus.broker", env=env)
+    relay = procs.lens("bus", "bridge", "--connect", info["address"], "--key",
+                       str(keys.keys_dir(runtime) / "peers" / "laptop.key_secret"),
+                       f"--server-key={info['public_key']}", "--send", "input.sim.request", "phone", "--json",
+                       env=env, stdout=subprocess.PIPE, text=True)
+    assert "power" in json.loads(relay.stdout.readline())["sees"]
+
+    glasses_inputd = nodes("inputd")
+    glasses_inputd.serve("input.sim.request", lambda msg: {"events": len(msg.payload["gesture"])})
+    powerd, demo, listener = nodes("powerd").start(), nodes("demo").start(), nodes("listener")
+    phone = collect(listener, "phone.notification")
+    for node in (glasses_inputd, listener):
+        node.start()
+    laptop = Node("laptop-viewer", laptop_runtime)
+    events, demos = collect(laptop, "power.event"), collect(laptop, "demo")
+    laptop.start(timeout=DEADLINE_S)
+    try:
+        def run_all(seconds):
+            powerd.publish("power.event", **EVENT)
+            demo.publish("demo.tick", n=1, text="stays on the glasses")
+            for node in (powerd, demo, glasses_inputd, listener, laptop):
+                node.run_once(seconds / 5)
+
+        wait_for(lambda: len(events) >= 3, what="the glasses' power events on the laptop's bus", poll=run_all)
+        assert events[0].source == "powerd" and events[0].payload == EVENT and demos == []
+        # Here -> glasses: a request is answered by the glasses' inputd, to the asker here alone.
+        answers = []
+        laptop.request_async("input.sim.request", lambda result, error: answers.append((result, error)),
+                             timeout=DEADLINE_S, gesture="tap")
+        laptop.publish("phone.notification", id="7", source="chat", title="from the laptop", body=None)
+        wait_for(lambda: answers and phone, what="the answer and the notification", poll=run_all)
+        assert answers[0] == ({"events": 3}, None)
+        assert phone[0].payload["title"] == "from the laptop" and phone[0].source == "bridge"
+    finally:
+        laptop.close()
+    relay.send_signal(2)
+    out, _ = relay.communicate(timeout=DEADLINE_S)
+    assert relay.returncode == 0
+    stats = json.loads(out.splitlines()[-1])
+    assert stats["republished"] >= 3 and stats["sent"] == 2 and "powerd" in stats["sources"]
