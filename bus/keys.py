@@ -13,12 +13,15 @@ Where keys live:
   ``<runtime dir>/keys``: in development the first process to use the runtime
   directory creates the broker's and the developer's keys there, and ``lens up``
   adds one per process of the table;
-- app keys, minted by appd for each app it starts, in ``<runtime dir>/appkeys``.
-  A name there never stands for a provisioned identity: an app called "shell"
-  is not the shell.
+- app keys, minted by appd for each app it starts: only the public half is a
+  file (``<runtime dir>/appkeys/NAME.key``); the secret half reaches the app
+  through a pipe (``$LENS_KEY_FD``) and is never written anywhere another app
+  could read it. A name there never stands for a provisioned identity: an
+  app called "shell" is not the shell.
 
 A process finds its own secret key in this order: an explicit path;
-``$LENS_KEY`` (set by ``lens up`` and appd for each child); systemd's
+``$LENS_KEY_FD`` (appd's pipe, read once); ``$LENS_KEY`` (set by ``lens up``
+for each child); systemd's
 ``$CREDENTIALS_DIRECTORY/lensos.key`` (``LoadCredential=``, readable only by
 the service's user); ``NAME.key_secret`` in the keys directory; the
 developer's key (``developer``), which only development machines hold.
@@ -81,6 +84,29 @@ def generate(directory: Path, names: list[str], *, replace: bool = False, dir_mo
     return written
 
 
+def mint(directory: Path, name: str, dir_mode: int = 0o750) -> bytes:
+    """A fresh pair for ``name`` of which only the public half is written (for the broker to admit);
+    the secret half is returned as certificate text, for the caller to hand over without a file."""
+    if not valid_name(name):
+        raise ValueError(f"{name!r}: not a key name (lower-case letters, digits, - and _)")
+    directory.mkdir(mode=dir_mode, parents=True, exist_ok=True)
+    public, secret = zmq.curve_keypair()
+    forget(directory, name)
+    tmp = directory / f".{name}.key.tmp"
+    tmp.write_bytes(_certificate(public))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, directory / f"{name}.key")  # whole or absent: the broker never reads half a key
+    return _certificate(public, secret)
+
+
+def _certificate(public: bytes, secret: bytes | None = None) -> bytes:
+    """ZeroMQ's certificate text (what zmq.auth.certs reads)."""
+    lines = ["# lensos CURVE certificate", "curve", f'    public-key = "{public.decode()}"']
+    if secret is not None:
+        lines.append(f'    secret-key = "{secret.decode()}"')
+    return ("\n".join(lines) + "\n").encode()
+
+
 def forget(directory: Path, name: str) -> None:
     """Remove a key pair: the broker refuses it from its next handshake on."""
     for suffix in (".key", ".key_secret"):
@@ -131,6 +157,8 @@ def own_pair(runtime: Runtime, name: str, explicit: str | os.PathLike | None = N
     developer's)."""
     if explicit:
         return load_pair(Path(explicit))
+    if os.environ.get("LENS_KEY_FD") or _inherited:
+        return _inherited_pair(name)
     if os.environ.get("LENS_KEY"):
         return load_pair(Path(os.environ["LENS_KEY"]))
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
@@ -144,6 +172,21 @@ def own_pair(runtime: Runtime, name: str, explicit: str | os.PathLike | None = N
             return load_pair(path)
     raise KeyMissing(f"no key for {name!r} in {directory}: provision one with `lens keys generate {directory} "
                     f"{name}` or set LENS_KEY")
+
+
+_inherited: list[KeyPair] = []
+
+
+def _inherited_pair(name: str) -> KeyPair:
+    """The pair appd wrote into the pipe at $LENS_KEY_FD, for the name in $LENS_KEY_NAME: read once, then
+    this process's every node's (as $LENS_KEY would be)."""
+    if not _inherited:
+        fd = int(os.environ.pop("LENS_KEY_FD"))  # not for this process's own children
+        try:
+            _inherited.append(load_pair(Path(f"/dev/fd/{fd}"), identity=os.environ.pop("LENS_KEY_NAME", name)))
+        finally:
+            os.close(fd)
+    return _inherited[0]
 
 
 def load_public(path: Path) -> bytes:

@@ -105,15 +105,22 @@ class Appd:
     def spawn(self, app: str) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1", LENS_MODEL=self.model,
                    LENS_RUNTIME_DIR=str(self.node.runtime.dir))
-        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):  # appd's, not the app's
-            env.pop(name, None)
+        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LENS_KEY", "CREDENTIALS_DIRECTORY"):
+            env.pop(name, None)  # appd's, not the app's
         # A key of its own, new at each start (the last one is refused from now on): its identity on the bus.
-        key_dir = keys.app_keys_dir(self.node.runtime)
-        keys.generate(key_dir, [app], replace=True, dir_mode=0o750)  # the broker (group lensos) lists it
-        env["LENS_KEY"] = str(key_dir / f"{app}.key_secret")
+        # The broker (group lensos) reads the public half in appkeys; the secret half goes down a pipe,
+        # so no file holds it for another app (which runs as the same user) to read.
+        secret = keys.mint(keys.app_keys_dir(self.node.runtime), app)
+        read_end, write_end = os.pipe()
+        os.write(write_end, secret)  # a few hundred bytes: far below a pipe's buffer, never blocks
+        os.close(write_end)
+        env["LENS_KEY_FD"], env["LENS_KEY_NAME"] = str(read_end), app
         # The app's directory, run as a script: the shipped apps and those of $LENS_APPS_DIR alike.
-        popen = subprocess.Popen([sys.executable, str(self.manifests[app].path.parent)], env=env,
-                                 start_new_session=True, preexec_fn=die_with_parent)
+        try:
+            popen = subprocess.Popen([sys.executable, str(self.manifests[app].path.parent)], env=env,
+                                     start_new_session=True, preexec_fn=die_with_parent, pass_fds=(read_end,))
+        finally:
+            os.close(read_end)
         pidfd = os.pidfd_open(popen.pid)
         self.children[app] = Child(popen, pidfd, time.monotonic())
         self.node.watch(pidfd, lambda: self.reap(app))
@@ -167,8 +174,8 @@ class Appd:
     def forget_keys(self) -> None:
         """No app's key outlives it; the apps of an appd that died went with it, so theirs go at start too."""
         directory = keys.app_keys_dir(self.node.runtime)
-        for path in directory.glob("*.key_secret") if directory.is_dir() else ():
-            keys.forget(directory, path.name.removesuffix(".key_secret"))
+        for path in directory.glob("*.key") if directory.is_dir() else ():
+            keys.forget(directory, path.name.removesuffix(".key"))
 
 
 def main(argv: list[str] | None = None) -> int:

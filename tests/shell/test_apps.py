@@ -10,6 +10,7 @@ import signal
 import pytest
 
 from apps.sdk.app import App, Refused
+from bus import keys
 from tests.conftest import REPO
 from tests.system import FAST, System
 
@@ -93,6 +94,14 @@ def test_an_app_is_started_in_front_and_stopped_and_home_comes_back(procs, runti
     status, again, _ = lens_json(procs, "app", "start", "camera")  # already running: just brought forward
     assert status == 0 and again["answer"] == "foreground"
     assert user.latest["appd.state"]["running"]["camera"] == pid  # the same process, not a second one
+    # Each app speaks with a key of its own (the broker stamps camera's messages as camera's), and only the
+    # public half is a file: the secret went down a pipe, where no other app (the same user) can read it.
+    beats = []
+    user.node.subscribe("node.heartbeat", lambda m: m.source == "camera" and beats.append(m))
+    assert user.wait(lambda: beats, "a heartbeat from camera")[0].sender == "camera"
+    app_keys = keys.app_keys_dir(runtime)
+    assert {"camera.key", "home.key"} <= {p.name for p in app_keys.iterdir()}
+    assert not [p for p in app_keys.iterdir() if "secret" in p.name or b"secret-key" in p.read_bytes()]
 
     # An app that does not run in the background is stopped when another comes to the front.
     assert procs.run_lens("app", "start", "shy").returncode == 0
@@ -106,6 +115,7 @@ def test_an_app_is_started_in_front_and_stopped_and_home_comes_back(procs, runti
     assert stopped["answer"] == "stopping" and stopped["state"] == "stopped"
     user.wait_state(lambda s: s["foreground"] == "home", "home in front again")
     assert "camera" not in user.latest["appd.state"]["wanted"]
+    user.wait(lambda: not (app_keys / "camera.key").exists(), "camera's key forgotten once it stopped")
     status, listed, _ = lens_json(procs, "app", "list")
     rows = {r["id"]: r for r in listed["apps"]}
     assert rows["camera"]["state"] == "stopped" and rows["home"]["foreground"]
