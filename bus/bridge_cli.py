@@ -60,7 +60,7 @@ def cmd_bridge(args) -> int:
         print(f"lens bus bridge: {exc}", file=sys.stderr)
         return 2
     peers = Path(args.peers) if args.peers else keys.keys_dir(args.runtime) / "peers"
-    with Node("bridge", args.runtime) as node:
+    with Node(keys.BRIDGE, args.runtime) as node:
         try:
             bridge = Bridge(node, args.listen, allow["out"], allow["in"], peers)
         except (KeyMissing, OSError) as exc:
@@ -108,7 +108,7 @@ def connect(args) -> int:
     remote = remote_bus(args, args.connect, args.topics, "bridge")
     if remote is None:
         return 2
-    with Node("bridge", args.runtime) as node:
+    with Node(keys.BRIDGE, args.runtime) as node:
         relay = Relay(node, remote, args.send)
         told = []
 

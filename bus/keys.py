@@ -43,6 +43,7 @@ from bus.runtime import Runtime
 
 BROKER = "broker"
 DEVELOPER = "developer"  # the developer's tools: may say anything, as anyone (development machines only)
+BRIDGE = "bridge"  # the bus's edge to paired phones and laptops (lens bus bridge), provisioned with the rest
 CREDENTIAL = "lensos.key"
 ZAP_DOMAIN = b"lensos"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")

@@ -58,11 +58,12 @@ def add_parsers(commands) -> None:
     key_cmds = key.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
     gen = key_cmds.add_parser("generate", help="write a key pair per process (an image build's keys directory)",
                               description="Write NAME.key (public, 0644) and NAME.key_secret (0600) for every "
-                                          "process of the table, or for the NAMEs given; keys already there "
-                                          "are kept unless --replace. On the board each unit loads its secret "
-                                          "with LoadCredential=, so only its own user can read it.")
+                                          "process of the table and the bridge (lens bus bridge), or for the "
+                                          "NAMEs given; keys already there are kept unless --replace. On the "
+                                          "board each unit loads its secret with LoadCredential=, so only its "
+                                          "own user can read it.")
     gen.add_argument("directory", metavar="DIR")
-    gen.add_argument("names", nargs="*", metavar="NAME", help="default: every process of shell/processes.py")
+    gen.add_argument("names", nargs="*", metavar="NAME", help="default: every process of shell/processes.py and bridge")
     gen.add_argument("--developer", action="store_true",
                      help="also the developer's key (lens tools: may publish anything; development images only)")
     gen.add_argument("--replace", action="store_true", help="new keys even where there are some")
@@ -171,7 +172,7 @@ def cmd_keys_generate(args) -> int:
     from bus import keys
     from shell.processes import PROCESSES
 
-    names = args.names or [p.name for p in PROCESSES]
+    names = args.names or [p.name for p in PROCESSES] + [keys.BRIDGE]
     names += [keys.DEVELOPER] if args.developer else []
     try:
         written = keys.generate(Path(args.directory), names, replace=args.replace)

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bus.keys import BROKER, DEVELOPER, valid_name
+from bus.keys import BRIDGE, BROKER, DEVELOPER, valid_name
 from policies.schema import MODELS, PolicyError, Rule, read_checked
 
 APPS_DIR = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def hidden_reason(manifest: Manifest, model: str, has_display: bool) -> str | No
 def reserved_names() -> set[str]:
     from shell.processes import PROCESSES  # the table, not the shell: no import of anything that runs
 
-    return {p.name for p in PROCESSES} | {BROKER, DEVELOPER}
+    return {p.name for p in PROCESSES} | {BRIDGE, BROKER, DEVELOPER}
 
 
 def apps_dir() -> Path:

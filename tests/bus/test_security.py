@@ -188,7 +188,7 @@ def test_lens_keys_generate_writes_a_pair_per_process_secret_to_its_owner_and_re
     first = procs.run_lens("keys", "generate", str(directory), "--developer", "--json")
     assert first.returncode == 0, first.stderr
     written = json.loads(first.stdout)["written"]
-    assert written == [p.name for p in PROCESSES] + [keys.DEVELOPER]
+    assert written == [p.name for p in PROCESSES] + [keys.BRIDGE, keys.DEVELOPER]
     for name in written:
         assert stat.S_IMODE((directory / f"{name}.key_secret").stat().st_mode) == 0o600
         assert stat.S_IMODE((directory / f"{name}.key").stat().st_mode) == 0o644
