@@ -30,7 +30,7 @@ import zmq
 
 from bus import envelope, keys, sdnotify
 from bus.errors import BrokerRunning, KeyMissing
-from bus.envelope import BY_WIRE, PERSONAL, channel
+from bus.envelope import BY_WIRE, CHANNEL, PERSONAL, PRESENCE, channel
 from bus.gate import Gate
 from bus.intake import Intake
 from bus.runtime import Runtime, write_atomically
@@ -77,6 +77,7 @@ class Broker:
         self._seq: dict[str, int] = {}
         self._incarnation = int.from_bytes(os.urandom(7), "big")
         self._verdicts: dict[tuple[str, bytes], tuple] = {}
+        self._present: dict[bytes, int] = {}  # identity -> its connections' presence subscriptions
 
     # --- start ---------------------------------------------------------------
     def acquire(self) -> None:
@@ -273,6 +274,19 @@ class Broker:
             option = zmq.SUBSCRIBE if data[0] else zmq.UNSUBSCRIBE
             for prefix in self.gate.subscriptions(sender, data[1:]):
                 lane.xpub.setsockopt(option, prefix)
+                if prefix.endswith(CHANNEL + PRESENCE) and prefix.count(CHANNEL) == 2:
+                    self._count_presence(prefix[1:-2], 1 if data[0] else -1)
+
+    def _count_presence(self, identity: bytes, change: int) -> None:
+        """Every lane of every node subscribes to its presence channel; XPUB hands the broker the
+        unsubscription of each pipe that goes away (in manual mode, once per pipe), so when an identity's
+        count falls to nothing, its last connection is gone: said on bus.departed."""
+        count = self._present.get(identity, 0) + change
+        if count > 0:
+            self._present[identity] = count
+            return
+        if self._present.pop(identity, None) is not None and change < 0:
+            self._publish("bus.departed", identity=identity.decode("ascii", "replace"))
 
     def _publish(self, name: str, **payload) -> None:
         """The broker's own messages, straight out of its XPUB."""

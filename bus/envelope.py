@@ -46,6 +46,9 @@ CHANNEL = b"\x00"  # a personal channel's first byte; no table topic starts with
 PERSONAL = frozenset(name.encode() for name, topic in TOPICS.items() if topic.permission or topic.kind is Kind.REPLY)
 
 
+PRESENCE = b"."  # a node's presence channel, \0identity\0. : no topic begins with a dot (bus.broker counts them)
+
+
 def channel(reader: bytes, topic: bytes) -> bytes:
     """The topic frame of a personal topic as the broker sends it to one reader (bus.gate)."""
     return CHANNEL + reader + CHANNEL + topic

@@ -15,7 +15,7 @@ import struct
 
 import zmq
 
-from bus.envelope import PERSONAL, channel
+from bus.envelope import PERSONAL, PRESENCE, channel
 from bus.keys import KeyPair, as_client
 from bus.runtime import Runtime
 from bus.topics import LANE_HWM
@@ -78,6 +78,8 @@ class Lane:
         self.pub.connect(runtime.publish_endpoint(name))
         self.sub.connect(runtime.subscribe_endpoint(name))
         self._own_channel = channel(pair.identity.encode(), b"")
+        # Never unsubscribed while the socket lives: when the last of an identity's goes, the broker says so.
+        self.sub.setsockopt(zmq.SUBSCRIBE, self._own_channel + PRESENCE)
         self.prefixes: set[str] = set()
         self.confirmed = False
         self.nonce = 0

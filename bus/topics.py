@@ -126,6 +126,9 @@ _TABLE = [
     Topic("bus.security", Kind.EVENT, "broker", {"identity": "str", "topic": "str", "reason": "str", "count": "int"},
           doc="the broker refused something from a verified identity (or an unknown key): what and why, and "
               "how many times so far (reported at most once a second per identity, topic and reason)"),
+    Topic("bus.departed", Kind.EVENT, "broker", {"identity": "str"},
+          doc="the last connection of a key went away (a process exited, cleanly or killed): whoever watches "
+              "a process by its key knows at once, not a heartbeat timeout later"),
     Topic("bus.snapshot.request", Kind.REQUEST, "recorder", {}, reply={"path": "str", "messages": "int"},
           doc="a snapshot recorder (`lens bus record --snapshot S`) writes the last S seconds to a file"),
     Topic("node.heartbeat", Kind.EVENT, ANY_NODE,

@@ -70,6 +70,7 @@ class ShellDaemon:
         self._resume_checkpoint()
         self.apps = Apps(node, policy, self.core, self.settle)
         node.subscribe("node.heartbeat", self.on_node)
+        node.subscribe("bus.departed", self.on_departed)
         node.subscribe("node.bye", self.on_node)
         node.subscribe("led.state", self.on_led)
         node.subscribe("power.state", self.on_power)
@@ -94,12 +95,24 @@ class ShellDaemon:
             self.core.owner_gone(name, now, "exited")
         else:
             known = self.nodes.get(name)
-            self.nodes[name] = {"pid": msg.payload["pid"], "seen": now,
+            self.nodes[name] = {"pid": msg.payload["pid"], "seen": now, "identity": msg.sender,
                                 "period": msg.payload.get("period_s") or 0.0}
             self.core.heartbeat(name, now)
             if known is not None and known["pid"] == msg.payload["pid"]:
                 return  # only deadlines moved later: the armed timer fires early and re-arms, no more
             self.core.daemon_ready(name, now)
+        self.settle()
+
+    def on_departed(self, msg: Message) -> None:
+        """The broker saw the last connection of a key go: every process of that key is gone, now (a
+        killed process says no node.bye, and waiting for its silence would cost a heartbeat timeout)."""
+        if msg.source != "broker":
+            return
+        now = time.monotonic()
+        for name in [n for n, v in self.nodes.items() if v.get("identity") == msg.payload["identity"]]:
+            if name != self.node.name:
+                del self.nodes[name]
+                self.core.owner_gone(name, now, "its connection to the bus closed")
         self.settle()
 
     def on_led(self, msg: Message) -> None:

@@ -200,3 +200,20 @@ def test_lens_keys_generate_writes_a_pair_per_process_secret_to_its_owner_and_re
     bad = procs.run_lens("keys", "generate", str(directory), "ok-name", "Not/A-Name")
     assert bad.returncode == 2 and "'Not/A-Name': not a key name" in bad.stderr
     assert not (directory / "ok-name.key").exists()  # nothing written when one name is wrong
+
+
+def test_the_broker_says_once_when_the_last_connection_of_a_key_goes(broker, runtime, nodes):
+    watcher = nodes("watcher")
+    departed, stats = collect(watcher, "bus.departed"), collect(watcher, "bus.broker.stats")
+    watcher.start()
+    first = app_node(nodes, runtime, "visitor")
+    first.subscribe("camera.state", lambda msg: None)  # a second lane: two connections of its own
+    first.start()
+    second = nodes("visitor", key=keys.app_keys_dir(runtime) / "visitor.key_secret").start()
+    first.close()
+    second.close()
+    wait_for(lambda: departed, what="bus.departed", poll=watcher.run_once)
+    seen = len(stats)
+    wait_for(lambda: len(stats) >= seen + 2, what="two more broker stats", poll=watcher.run_once)
+    # Three connections went, one at a time: one word, when the last of them did.
+    assert [m.payload for m in departed] == [{"identity": "visitor"}] and departed[0].source == "broker"

@@ -104,6 +104,27 @@ def test_a_killed_focus_owner_loses_focus_within_the_liveness_timeout(procs, run
     assert lost_after < 1.0 + 3.0, f"focus released {lost_after:.2f} s after SIGKILL"
 
 
+def test_a_killed_process_with_its_own_key_loses_focus_as_soon_as_its_connection_closes(procs, runtime, tmp_path):
+    from bus import keys
+
+    system = System(procs, runtime, tmp_path, {**FAST, "focus.toml": {"liveness": {"heartbeat_timeout_s": 30.0}}})
+    system.watcher.wait_state(running, "boot")
+    keys.generate(keys.app_keys_dir(runtime), ["nav"])
+    script = ("from bus.node import Node\nn = Node('nav', heartbeat=2.0)\nn.start()\n"
+              "r = n.request('shell.focus.request', resource='audio_out', kind='exclusive', cls='background', "
+              "reason='route')\nprint(r['status'], flush=True)\nn.run()\n")
+    nav = procs.start("-c", script, env=procs.env(LENS_KEY=str(keys.app_keys_dir(runtime) / "nav.key_secret")))
+    assert nav.stdout.readline().strip() == "granted"
+    system.watcher.wait_state(lambda s: s["focus"]["audio_out"]["owner"] == "nav", "nav holds audio_out")
+    nav.send_signal(signal.SIGKILL)
+    nav.wait(DEADLINE_S)
+    # A liveness timeout of 30 s: only the broker's word that nav's last connection closed explains a release.
+    system.watcher.wait_state(lambda s: s["focus"]["audio_out"]["owner"] is None and "nav" not in s["nodes"],
+                              "nav's focus released and nav gone", timeout=20.0)
+    lost = system.watcher.notices("shell.focus.notice", owner="nav", status="lost")
+    assert lost and "connection to the bus closed" in lost[0]["reason"]
+
+
 def test_a_battery_swap_dims_holds_recording_and_restores_everything(system):
     app = system.app("camapp")
     system.watcher.wait_state(running, "boot")
