@@ -3,8 +3,8 @@
 The broker is the CURVE server of every bus socket and admits only public
 keys it holds; the name of a key file is the identity the broker stamps on
 each message from that key (see bus.gate). Key files are ZeroMQ certificates
-written by pyzmq's ``zmq.auth.certs`` (``NAME.key`` public, ``NAME.key_secret``
-secret, 0600).
+in the format pyzmq's ``zmq.auth.certs`` reads (``NAME.key`` public,
+``NAME.key_secret`` secret, 0600).
 
 Where keys live:
 
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
-from zmq.auth.certs import create_certificates, load_certificate
+from zmq.auth.certs import load_certificate
 
 from bus.errors import KeyMissing
 from bus.runtime import Runtime
@@ -66,38 +66,44 @@ def generate(directory: Path, names: list[str], *, replace: bool = False, dir_mo
     """Write a key pair for each name not already there (all of them with ``replace``); the names written.
 
     ``dir_mode`` for a new directory: 0750 where the broker, another user on the board, must list it."""
-    wrong = [name for name in names if not valid_name(name)]
-    if wrong:  # before writing any: a half-provisioned directory helps nobody
-        raise ValueError(f"{', '.join(map(repr, wrong))}: not a key name (lower-case letters, digits, - and _)")
-    directory.mkdir(mode=dir_mode, parents=True, exist_ok=True)
+    _check_names(names)  # before writing any: a half-provisioned directory helps nobody
     written = []
-    old_umask = os.umask(0o077)  # the secret half is the owner's alone, from the first byte
-    try:
-        for name in names:
-            if not replace and (directory / f"{name}.key_secret").exists():
-                continue
-            forget(directory, name)  # unlinked, not overwritten: the directory's mtime tells the broker to reread
-            create_certificates(directory, name)
-            os.chmod(directory / f"{name}.key", 0o644)  # public: the broker (another user on the board) reads it
-            written.append(name)
-    finally:
-        os.umask(old_umask)
+    for name in names:
+        if not replace and (directory / f"{name}.key_secret").exists():
+            continue
+        secret = mint(directory, name, dir_mode)
+        _write_whole(directory / f"{name}.key_secret", secret, 0o600)  # the owner's alone, from the first byte
+        written.append(name)
     return written
 
 
 def mint(directory: Path, name: str, dir_mode: int = 0o750) -> bytes:
     """A fresh pair for ``name`` of which only the public half is written (for the broker to admit);
-    the secret half is returned as certificate text, for the caller to hand over without a file."""
-    if not valid_name(name):
-        raise ValueError(f"{name!r}: not a key name (lower-case letters, digits, - and _)")
+    the secret half is returned as certificate text, for the caller to keep or hand over without a file."""
+    _check_names([name])
     directory.mkdir(mode=dir_mode, parents=True, exist_ok=True)
     public, secret = zmq.curve_keypair()
-    forget(directory, name)
-    tmp = directory / f".{name}.key.tmp"
-    tmp.write_bytes(_certificate(public))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, directory / f"{name}.key")  # whole or absent: the broker never reads half a key
+    forget(directory, name)  # unlinked, not overwritten: the directory's mtime tells the broker to reread
+    _write_whole(directory / f"{name}.key", _certificate(public), 0o644)  # the broker, another user, reads it
     return _certificate(public, secret)
+
+
+def _check_names(names: list[str]) -> None:
+    wrong = [name for name in names if not valid_name(name)]
+    if wrong:
+        raise ValueError(f"{', '.join(map(repr, wrong))}: not a key name (lower-case letters, digits, - and _)")
+
+
+def _write_whole(path: Path, data: bytes, mode: int) -> None:
+    """``data`` at ``path`` with ``mode``, whole or not at all: nobody reads half a key."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)  # whatever the umask
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 def _certificate(public: bytes, secret: bytes | None = None) -> bytes:
