@@ -5,7 +5,8 @@ seeing frames takes its file descriptor, and only the writer gives that
 out. A process asks for a ticket with ``camera.ring.request``: the broker
 stamps the request with the caller's verified identity and sends the reply
 to the caller alone, and the writer says no unless that identity may see
-frames now. The ticket is shown once, within TICKET_S, at the door (a
+frames now (the developer's tools always may: the broker hands them every
+frame descriptor too, bus.gate). The ticket is shown once, within TICKET_S, at the door (a
 SOCK_SEQPACKET socket in the runtime directory), which answers with the
 descriptor (SCM_RIGHTS) and closes. Every capture session gets a new ring,
 so whoever held the last one's descriptor sees nothing of the next.
@@ -25,6 +26,7 @@ from typing import Callable
 
 from bus.envelope import Message
 from bus.errors import BusError, RequestRefused
+from bus.keys import DEVELOPER
 from bus.ring import Ring
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,8 @@ class RingRefused(BusError):
 
 
 class Door:
-    """The writer's side: tickets for those ``refusal`` lets through, the ring's descriptor for a ticket."""
+    """The writer's side: tickets for the developer and those ``refusal`` lets through, the ring's descriptor
+    for a ticket."""
 
     def __init__(self, node, refusal: Callable[[Message], str | None]):
         self.node, self.refusal = node, refusal
@@ -77,7 +80,7 @@ class Door:
     def _on_request(self, msg: Message) -> dict:
         if self.ring is None:
             raise RequestRefused("there is no frame ring now")
-        why = self.refusal(msg)
+        why = None if msg.sender == DEVELOPER else self.refusal(msg)
         if why:
             raise RequestRefused(why)
         now = time.monotonic()
@@ -166,8 +169,8 @@ def open_ring_later(node, callback: Callable[[Ring | None, BusError | None], Non
             return
         try:
             ring = _through_door(reply, timeout)
-        except (RingRefused, ValueError) as exc:
-            callback(None, exc if isinstance(exc, BusError) else RingRefused(str(exc)))
+        except RingRefused as exc:
+            callback(None, exc)
             return
         callback(ring, None)
     node.request_async(TOPIC, answered, timeout=timeout)
@@ -177,6 +180,8 @@ def _through_door(reply: dict, timeout: float) -> Ring:
     fd = fetch(reply["door"], reply["ticket"], timeout)
     try:
         ring = Ring.from_fd(fd, f"ring {reply['ring']}")
+    except ValueError as exc:  # not a ring at all: the door's word cannot be taken
+        raise RingRefused(str(exc)) from None
     finally:
         os.close(fd)
     ring.epoch = reply["ring"]
