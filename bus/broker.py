@@ -30,7 +30,7 @@ import zmq
 
 from bus import envelope, keys, sdnotify
 from bus.errors import BrokerRunning, KeyMissing
-from bus.envelope import BY_WIRE, CHANNEL, PERSONAL, PRESENCE, channel
+from bus.envelope import BY_WIRE, PERSONAL, channel, present
 from bus.gate import Gate
 from bus.intake import Intake
 from bus.runtime import Runtime, write_atomically
@@ -274,8 +274,9 @@ class Broker:
             option = zmq.SUBSCRIBE if data[0] else zmq.UNSUBSCRIBE
             for prefix in self.gate.subscriptions(sender, data[1:]):
                 lane.xpub.setsockopt(option, prefix)
-                if prefix.endswith(CHANNEL + PRESENCE) and prefix.count(CHANNEL) == 2:
-                    self._count_presence(prefix[1:-2], 1 if data[0] else -1)
+                identity = present(prefix)
+                if identity is not None:
+                    self._count_presence(identity, 1 if data[0] else -1)
 
     def _count_presence(self, identity: bytes, change: int) -> None:
         """Every lane of every node subscribes to its presence channel; XPUB hands the broker the
@@ -284,8 +285,7 @@ class Broker:
         count = self._present.get(identity, 0) + change
         if count > 0:
             self._present[identity] = count
-            return
-        if self._present.pop(identity, None) is not None and change < 0:
+        elif self._present.pop(identity, None) is not None:
             self._publish("bus.departed", identity=identity.decode("ascii", "replace"))
 
     def _publish(self, name: str, **payload) -> None:

@@ -46,12 +46,24 @@ CHANNEL = b"\x00"  # a personal channel's first byte; no table topic starts with
 PERSONAL = frozenset(name.encode() for name, topic in TOPICS.items() if topic.permission or topic.kind is Kind.REPLY)
 
 
-PRESENCE = b"."  # a node's presence channel, \0identity\0. : no topic begins with a dot (bus.broker counts them)
+PRESENCE = b"."  # the topic of a node's presence channel: no table topic begins with a dot
 
 
 def channel(reader: bytes, topic: bytes) -> bytes:
     """The topic frame of a personal topic as the broker sends it to one reader (bus.gate)."""
     return CHANNEL + reader + CHANNEL + topic
+
+
+def presence(identity: bytes) -> bytes:
+    """The prefix every lane of a node subscribes to while it lives (the broker counts them: bus.departed)."""
+    return channel(identity, PRESENCE)
+
+
+def present(prefix: bytes) -> bytes | None:
+    """The identity whose presence channel ``prefix`` is, else None."""
+    if prefix[:1] != CHANNEL or not prefix.endswith(CHANNEL + PRESENCE) or prefix.count(CHANNEL) != 2:
+        return None
+    return prefix[1:-len(CHANNEL + PRESENCE)]
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ import struct
 
 import zmq
 
-from bus.envelope import PERSONAL, PRESENCE, channel
+from bus.envelope import PERSONAL, channel, presence
 from bus.keys import KeyPair, as_client
 from bus.runtime import Runtime
 from bus.topics import LANE_HWM
@@ -79,7 +79,7 @@ class Lane:
         self.sub.connect(runtime.subscribe_endpoint(name))
         self._own_channel = channel(pair.identity.encode(), b"")
         # Never unsubscribed while the socket lives: when the last of an identity's goes, the broker says so.
-        self.sub.setsockopt(zmq.SUBSCRIBE, self._own_channel + PRESENCE)
+        self.sub.setsockopt(zmq.SUBSCRIBE, presence(pair.identity.encode()))
         self.prefixes: set[str] = set()
         self.confirmed = False
         self.nonce = 0
