@@ -108,17 +108,13 @@ def connect(args) -> int:
     remote = remote_bus(args, args.connect, args.topics, "bridge")
     if remote is None:
         return 2
-    with Node(keys.BRIDGE, args.runtime) as node:
-        relay = Relay(node, remote, args.send)
-        told = []
+    def welcomed(sees: list[str]) -> None:
+        info = {"connected": args.connect, "sees": sees, "send": args.send}
+        print(json.dumps(info) if args.json else f"lens bus bridge: {args.connect} lets out "
+              f"{', '.join(sees) or 'nothing'}; republished on {args.runtime.dir}", flush=True)
 
-        def welcomed() -> None:
-            if remote.welcome is not None and not told:
-                told.append(True)
-                info = {"connected": args.connect, "sees": remote.welcome, "send": args.send}
-                print(json.dumps(info) if args.json else f"lens bus bridge: {args.connect} lets out "
-                      f"{', '.join(remote.welcome) or 'nothing'}; republished on {args.runtime.dir}", flush=True)
-        node.every(0.2, welcomed)
+    with Node(keys.BRIDGE, args.runtime) as node:
+        relay = Relay(node, remote, args.send, welcomed)
         try:
             node.run()
         finally:

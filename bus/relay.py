@@ -18,6 +18,7 @@ back: no echo, no loop.
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import msgpack
 
@@ -34,8 +35,10 @@ SPEAKER_START_S = 10.0
 
 
 class Relay:
-    def __init__(self, node: Node, remote: RemoteBus, send: list[str]):
+    def __init__(self, node: Node, remote: RemoteBus, send: list[str],
+                 on_welcome: Callable[[list[str]], None] | None = None):
         self.node, self.remote = node, remote
+        self.on_welcome = on_welcome  # called once, with what the glasses let out, when they first say it
         self.speakers: dict[str, Node] = {}  # a glasses process -> its node on this bus
         self.republished = self.sent = self.dropped = 0
         self._refusals_seen = 0
@@ -64,7 +67,11 @@ class Relay:
         self._refusals_seen = len(self.remote.refusals)
 
     def _on_remote(self) -> None:
-        for msg in self.remote.drain():
+        messages = self.remote.drain()
+        if self.on_welcome is not None and self.remote.welcome is not None:
+            self.on_welcome(self.remote.welcome)
+            self.on_welcome = None
+        for msg in messages:
             spec = TOPICS.get(msg.topic)
             if spec is None or spec.kind in (Kind.REQUEST, Kind.REPLY):
                 self.dropped += 1  # the bridge never lets these out; nor does this side take them in
