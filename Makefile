@@ -1,5 +1,8 @@
 # The README's two commands: `make run` and `make test`. `make install` is the idempotent setup both share.
-PYTHON ?= python3
+# The system's Python when it is 3.11 or newer, whatever else PATH finds first (a pyenv under a private home):
+# appd starts each app as a user of its own, and such a user must be able to run the interpreter.
+PYTHON ?= $(shell /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+            && echo /usr/bin/python3 || echo python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lensos-installed

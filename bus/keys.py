@@ -16,7 +16,8 @@ Where keys live:
 - app keys, minted by appd for each app it starts: only the public half is a
   file (``<runtime dir>/appkeys/NAME.key``); the secret half reaches the app
   through a pipe (``$LENS_KEY_FD``) and is never written anywhere another app
-  could read it. A name there never stands for a provisioned identity: an
+  could read it; the broker's public key comes with it (``$LENS_BROKER_KEY``),
+  since an app, a user of its own, may not read the keys directory. A name there never stands for a provisioned identity: an
   app called "shell" is not the shell.
 
 A process finds its own secret key in this order: an explicit path;
@@ -36,7 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
-from zmq.auth.certs import load_certificate
 
 from bus.errors import KeyMissing
 from bus.runtime import Runtime
@@ -47,6 +47,7 @@ BRIDGE = "bridge"  # the bus's edge to paired phones and laptops (lens bus bridg
 CREDENTIAL = "lensos.key"
 ZAP_DOMAIN = b"lensos"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_KEY_LINE = re.compile(rb'^\s*(public|secret)-key\s*=\s*"([!-~]{40})"\s*$', re.MULTILINE)  # Z85: 40 chars
 
 
 def valid_name(name: str) -> bool:
@@ -147,15 +148,30 @@ class KeyPair:
     path: Path
 
 
-def load_pair(path: Path, identity: str | None = None) -> KeyPair:
+def parse_certificate(text: bytes, where: str) -> tuple[bytes, bytes | None]:
+    """(public, secret or None) from certificate text: ours, or the files pyzmq's zmq.auth writes."""
+    found = {kind: value for kind, value in _KEY_LINE.findall(text)}
+    if b"public" not in found:
+        raise KeyMissing(f"{where} is not a CURVE certificate (no public-key line)")
+    return found[b"public"], found.get(b"secret")
+
+
+def _read_certificate(path: Path) -> tuple[bytes, bytes | None]:
     try:
-        public, secret = load_certificate(path)
-    except (OSError, ValueError) as exc:
-        raise KeyMissing(f"cannot read the key {path}: {exc}") from None
+        return parse_certificate(path.read_bytes(), str(path))
+    except OSError as exc:
+        raise KeyMissing(f"cannot read the key {path}: {exc.strerror}") from None
+
+
+def load_pair(path: Path, identity: str | None = None) -> KeyPair:
+    return _pair(_read_certificate(path), identity or path.name.removesuffix(".key_secret"), path)
+
+
+def _pair(certificate: tuple[bytes, bytes | None], identity: str, path: Path) -> KeyPair:
+    public, secret = certificate
     if not secret:
-        raise KeyMissing(f"{path} holds no secret key (is it the public half, {path.name}?)")
-    name = identity or path.name.removesuffix(".key_secret")
-    return KeyPair(name, public, secret, path)
+        raise KeyMissing(f"{path} holds no secret key (is it the public half, {identity}.key?)")
+    return KeyPair(identity, public, secret, path)
 
 
 def own_pair(runtime: Runtime, name: str, explicit: str | os.PathLike | None = None, *,
@@ -189,21 +205,32 @@ def _inherited_pair(name: str) -> KeyPair:
     this process's every node's (as $LENS_KEY would be)."""
     if not _inherited:
         fd = int(os.environ.pop("LENS_KEY_FD"))  # not for this process's own children
+        chunks = []
         try:
-            _inherited.append(load_pair(Path(f"/dev/fd/{fd}"), identity=os.environ.pop("LENS_KEY_NAME", name)))
+            # Read from the descriptor itself: reopening /dev/fd/N would check the pipe's owner, which is
+            # appd's user, not the app's own.
+            while chunk := os.read(fd, 4096):
+                chunks.append(chunk)
         finally:
             os.close(fd)
+        where = Path(f"/dev/fd/{fd}")
+        certificate = parse_certificate(b"".join(chunks), f"the key appd passed ({where})")
+        _inherited.append(_pair(certificate, os.environ.pop("LENS_KEY_NAME", name), where))
     return _inherited[0]
 
 
 def load_public(path: Path) -> bytes:
-    try:
-        return load_certificate(path)[0]
-    except (OSError, ValueError) as exc:
-        raise KeyMissing(f"cannot read the public key {path}: {exc}") from None
+    return _read_certificate(path)[0]
 
 
 def broker_public(runtime: Runtime) -> bytes:
+    """The broker's public key: ``$LENS_BROKER_KEY`` (appd gives it to an app, which may not read the keys
+    directory), otherwise the keys directory's ``broker.key``."""
+    given = os.environ.get("LENS_BROKER_KEY")
+    if given:
+        if len(given) != 40:
+            raise KeyMissing(f"LENS_BROKER_KEY is not a Z85 public key (40 characters, not {len(given)})")
+        return given.encode()
     path = keys_dir(runtime) / f"{BROKER}.key"
     try:
         return load_public(path)
@@ -288,7 +315,7 @@ def _public_keys(directory: Path) -> dict[bytes, str]:
         if not valid_name(name):
             continue
         try:
-            out[load_certificate(path)[0]] = name
-        except (OSError, ValueError):
+            out[load_public(path)] = name
+        except KeyMissing:
             continue
     return out

@@ -307,9 +307,11 @@ _TABLE = [
     Topic("appd.process.request", Kind.REQUEST, "appd", {"app": "str", "action": "str"},
           reply={"pid": "int?"},
           doc="the shell's word to the app host: start or stop an app's process (nobody else's is taken)"),
-    Topic("appd.state", Kind.STATE, "appd", {"running": "dict", "failed": "dict", "wanted": "list[str]"},
+    Topic("appd.state", Kind.STATE, "appd", {"running": "dict", "failed": "dict", "wanted": "list[str]",
+                                             "users": "dict", "shared_user": "str?"},
           doc="app processes: pid of each running one, why each failed one stopped, the ones that should run "
-              "(a restarted appd starts these again)"),
+              "(a restarted appd starts these again), the user each runs as, and why they share appd's "
+              "user when they do (null: each app is a user of its own)"),
     Topic("phone.notification", Kind.EVENT, ANY_NODE,
           {"id": "str", "source": "str", "title": "str", "body": "str?"},
           doc="a notification from the paired phone (the phone bridge; `lens notify` in development)"),

@@ -72,6 +72,8 @@ SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
         "apps": {
             "boot": Rule("list[str]", doc="apps appd starts at boot (those the model hides are skipped)"),
             "home": Rule("str", doc="the resting app, in front when no other app is"),
+            "first_uid": Rule("int", 1000, 4_000_000_000, doc="the first of the users apps run as, one each"),
+            "uids": Rule("int", 1, 65536, doc="how many users there are for apps (at most this many run)"),
         },
     },
     "focus.toml": {

@@ -4,7 +4,7 @@ The shell decides which app may run and which is in front (manifests,
 model, power); appd does the processes, so the shell keeps no children and
 apps never run inside the shell's sandbox (they would see its state and, with
 issue 4, its key). Each app is ``python APPS_DIR/<id>`` (its __main__.py) in its own session,
-dies with appd, and is watched through a pidfd in the node's own poll (no
+as a user of its own (shell.appusers), dies with appd, and is watched through a pidfd in the node's own poll (no
 SIGCHLD handler, no polling timer). An app that crashes is started again
 after a backoff; one that exits 0 (stopped, or done) stays stopped.
 
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 
 from apps.sdk.manifest import Manifest, hidden_reason, load_all
 from bus import keys, service
@@ -29,7 +30,8 @@ from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
 from policies.schema import PolicyError, load
-from shell.launcher import BACKOFF_FIRST_S, backoff, die_with_parent
+from shell.appusers import AppUsers, confine
+from shell.launcher import BACKOFF_FIRST_S, backoff
 
 STOP_DEADLINE_S = 3.0  # SIGTERM, then SIGKILL
 log = logging.getLogger("appd")
@@ -45,8 +47,8 @@ class Child:
 
 class Appd:
     def __init__(self, node: Node, manifests: dict[str, Manifest], boot: list[str], model: str,
-                 has_display: bool):
-        self.node = node
+                 has_display: bool, users: AppUsers):
+        self.node, self.users = node, users
         self.manifests = manifests
         self.boot = boot
         self.model, self.has_display = model, has_display
@@ -105,20 +107,29 @@ class Appd:
     def spawn(self, app: str) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1", LENS_MODEL=self.model,
                    LENS_RUNTIME_DIR=str(self.node.runtime.dir))
-        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LENS_KEY", "CREDENTIALS_DIRECTORY"):
+        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LENS_KEY", "CREDENTIALS_DIRECTORY",
+                     "LENS_STATE_DIR", "STATE_DIRECTORY"):
             env.pop(name, None)  # appd's, not the app's
         # A key of its own, new at each start (the last one is refused from now on): its identity on the bus.
-        # The broker (group lensos) reads the public half in appkeys; the secret half goes down a pipe,
-        # so no file holds it for another app (which runs as the same user) to read.
+        # The broker (group lensos) reads the public half in appkeys; the secret half goes down a pipe, so
+        # no file holds it for another app to read. The broker's public key comes along: an app, a user
+        # of its own, may not read the keys directory.
         secret = keys.mint(keys.app_keys_dir(self.node.runtime), app)
+        env["LENS_BROKER_KEY"] = keys.broker_public(self.node.runtime).decode()
         read_end, write_end = os.pipe()
         os.write(write_end, secret)  # a few hundred bytes: far below a pipe's buffer, never blocks
         os.close(write_end)
         env["LENS_KEY_FD"], env["LENS_KEY_NAME"] = str(read_end), app
+        uid = self.users.take(app)
         # The app's directory, run as a script: the shipped apps and those of $LENS_APPS_DIR alike.
         try:
-            popen = subprocess.Popen([sys.executable, str(self.manifests[app].path.parent)], env=env,
-                                     start_new_session=True, preexec_fn=die_with_parent, pass_fds=(read_end,))
+            popen = subprocess.Popen([sys.executable, str(self.manifests[app].path.parent)], env=env, cwd="/",
+                                     start_new_session=True, preexec_fn=partial(confine, os.getpid()),
+                                     pass_fds=(read_end,), **self.users.popen_args(uid))
+        except BaseException:
+            self.users.release(app)
+            keys.forget(keys.app_keys_dir(self.node.runtime), app)
+            raise
         finally:
             os.close(read_end)
         pidfd = os.pidfd_open(popen.pid)
@@ -128,6 +139,7 @@ class Appd:
     def reap(self, app: str) -> None:
         child = self.children.pop(app)
         keys.forget(keys.app_keys_dir(self.node.runtime), app)
+        self.users.release(app)
         self.node.unwatch(child.pidfd)
         os.close(child.pidfd)
         status = child.popen.wait()
@@ -156,7 +168,8 @@ class Appd:
 
     def publish(self) -> None:
         running = {app: c.popen.pid for app, c in self.children.items() if not c.stopping}
-        self.node.publish("appd.state", running=running, failed=dict(self.failed), wanted=list(self.wanted))
+        self.node.publish("appd.state", running=running, failed=dict(self.failed), wanted=list(self.wanted),
+                          users=dict(self.users.taken), shared_user=self.users.shared_because)
 
     def close(self) -> None:
         for child in self.children.values():
@@ -186,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     with service.node("appd", args) as node:
         for error in errors:
             log.error("%s (that app is not started)", error)
-        appd = Appd(node, manifests, policy.system["apps"]["boot"], policy.model, policy.has_display)
+        apps = policy.system["apps"]
+        users = AppUsers(apps["first_uid"], apps["uids"], node.runtime.dir)
+        if not users.isolated:
+            log.warning("apps are not kept apart: %s", users.shared_because)
+        appd = Appd(node, manifests, apps["boot"], policy.model, policy.has_display, users)
         node.start()
         appd.begin()
         try:

@@ -28,6 +28,7 @@ class Process:
     groups: tuple[str, ...] = ()  # supplementary groups the devices need (besides lensos, for the bus)
     writes: tuple[str, ...] = ()  # paths outside its state and the bus it may write (sysfs attributes)
     sockets: tuple[str, ...] = ("AF_UNIX",)  # address families it may open (AF_INET*: a network at all)
+    capabilities: tuple[str, ...] = ()  # the only privileges it keeps (none unless named here)
     jit: bool = False  # needs writable, executable memory (cffi closures)
     state: bool = False  # keeps files across boots (StateDirectory=lensos/NAME)
     dev_only: bool = False  # development only: `lens up` with its flag, never a unit on the board
@@ -60,6 +61,7 @@ PROCESSES: tuple[Process, ...] = (
     # No network for apps yet: until each app runs in its own sandbox, one with the network permission
     # would open it to all of them (privacy first); the lens app's online backend is for development.
     Process("appd", "shell.appd", after=("broker",), required=False, state=True,
+            capabilities=("CAP_SETUID", "CAP_SETGID", "CAP_KILL"),  # each app a user of its own (shell.appusers)
             doc="the app host: starts and stops apps/<id> on the shell's word (boot apps: system.toml [apps])"),
     Process("webview", "shell.web", after=("broker",), required=False, dev_only=True,
             doc="the live view on 127.0.0.1 for development (`lens up --web`)"),

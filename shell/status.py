@@ -7,7 +7,7 @@ import datetime
 from bus.errors import BusError
 from bus.cli import tool_node
 
-STATUS_TOPICS = ("shell.state", "power.state", "led.state", "privacy.capture")
+STATUS_TOPICS = ("shell.state", "power.state", "led.state", "privacy.capture", "appd.state")
 
 
 def gather(runtime_dir: str | None, timeout: float = 3.0) -> dict[str, dict]:
@@ -51,6 +51,10 @@ def render(found: dict[str, dict]) -> str:
         bridge = power["bridge"]
         lines.append(f"power      {power['percent']:.0f}%  [{', '.join(cells)}]  bridge {bridge['percent']:.0f}% "
                      f"({_secs(bridge['time_s'])} left)  load {power['load_w']:.2f} W")
+    host = found.get("appd.state")
+    if host is not None:
+        kept = "each a user of its own" if host["shared_user"] is None else f"NOT kept apart: {host['shared_user']}"
+        lines.append(f"apps       {', '.join(host['running']) or '-'}   ({kept})")
     lines.append(f"ready      {', '.join(shell['ready']) or '-'}")
     alive = ", ".join(f"{name}[{info['pid']}]" for name, info in shell["nodes"].items())
     lines.append(f"alive      {alive or '-'}")

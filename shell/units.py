@@ -1,7 +1,7 @@
 """systemd units for the board, written from the process table (`lens units install --prefix DIR`).
 
 One service per process and ``lensos.target``. The broker owns the bus
-directory (``RuntimeDirectory=lensos``, group ``lensos``, 0770); everything
+directory (``RuntimeDirectory=lensos``, group ``lensos``, 2770); everything
 else starts after it and requires it, sends READY=1 only when its bus
 subscriptions are confirmed (``Type=notify``) and WATCHDOG=1 from its own
 loop (``WatchdogSec=``), and is restarted on failure within start limits.
@@ -43,7 +43,6 @@ _HARDENING = [
     ("RestrictSUIDSGID", "yes"),
     ("LockPersonality", "yes"),
     ("RemoveIPC", "yes"),
-    ("CapabilityBoundingSet", ""),
     ("SystemCallArchitectures", "native"),
     ("SystemCallFilter", "@system-service"),
     ("SystemCallFilter", "~@privileged"),
@@ -76,7 +75,8 @@ def unit(process: Process, python: str) -> str:
         ("User", f"lensos-{process.name}"),
     ]
     if process.name == "broker":
-        service += [("Group", GROUP), ("RuntimeDirectory", "lensos"), ("RuntimeDirectoryMode", "0770"),
+        # setgid: every socket a process makes in it (camerad's ring door) belongs to the bus group too
+        service += [("Group", GROUP), ("RuntimeDirectory", "lensos"), ("RuntimeDirectoryMode", "2770"),
                     ("RuntimeDirectoryPreserve", "yes")]  # the latched cache outlives a broker restart
     else:
         service += [("SupplementaryGroups", " ".join((GROUP, *process.groups))),
@@ -86,6 +86,12 @@ def unit(process: Process, python: str) -> str:
         service += [("StateDirectory", f"lensos/{process.name}"),
                     ("Environment", f"LENS_STATE_DIR=/var/lib/lensos/{process.name}")]
     service += _HARDENING
+    capabilities = " ".join(process.capabilities)
+    service += [("CapabilityBoundingSet", capabilities)]
+    if capabilities:
+        service += [("AmbientCapabilities", capabilities)]
+    if "CAP_SETUID" in process.capabilities:
+        service += [("SystemCallFilter", "@setuid")]  # back from ~@privileged: what it keeps CAP_SETUID for
     if not process.writes:
         service.append(("ProtectKernelTunables", "yes"))  # /sys read-only, unless it drives an LED or backlight
     if not process.jit:

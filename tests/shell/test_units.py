@@ -55,6 +55,12 @@ def test_each_unit_says_what_the_table_says(process, tmp_path):
     assert values(unit, "Service", "MemoryDenyWriteExecute") == ([] if process.jit else ["yes"])
     networked = process.name == "assistantd"  # the only process that may leave the glasses
     assert values(unit, "Service", "PrivateNetwork") == ([] if networked else ["yes"])
+    # No privilege at all, but appd's three: to start each app as a user of its own, and stop it.
+    kept = "CAP_SETUID CAP_SETGID CAP_KILL" if process.name == "appd" else ""
+    assert values(unit, "Service", "CapabilityBoundingSet") == [kept]
+    assert values(unit, "Service", "AmbientCapabilities") == ([kept] if kept else [])
+    filters = values(unit, "Service", "SystemCallFilter")
+    assert filters[:2] == ["@system-service", "~@privileged"] and filters[2:] == (["@setuid"] if kept else [])
 
 
 def test_the_target_wants_every_unit_and_nothing_else_is_written():
@@ -64,7 +70,8 @@ def test_the_target_wants_every_unit_and_nothing_else_is_written():
     assert wants == [service_name(p.name) for p in BOARD], "the development-only webview is no unit"
     broker = parse(files[service_name("broker")])
     assert values(broker, "Service", "RuntimeDirectory") == ["lensos"]
-    assert values(broker, "Service", "RuntimeDirectoryMode") == ["0770"]
+    # setgid: what any process makes in the bus directory (camerad's door) belongs to the bus group too
+    assert values(broker, "Service", "RuntimeDirectoryMode") == ["2770"]
 
 
 def test_required_processes_are_the_ones_the_boot_policy_waits_for():
