@@ -80,7 +80,8 @@ SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
         "priorities": Rule("int", 0, 1000, doc="priority of each class; higher wins"),
         "roles": Rule("str", doc="the highest class a process may claim"),
         "liveness": {
-            "heartbeat_timeout_s": Rule("float", 0.1, 60.0, doc="a silent owner loses focus after this"),
+            "heartbeat_timeout_s": Rule("float", 0.1, 60.0,
+                                        doc="a silent owner loses focus after this (or 3 of its heartbeat periods)"),
         },
         "ducking": {"level": _fraction("volume a ducked audio owner keeps")},
     },

@@ -17,6 +17,7 @@ from shell.privacy import CAPTURE_RESOURCES, CaptureNotice, Privacy
 
 
 WAKING = ("display", "audio_out")  # a transient claim on these wakes sleeping glasses
+MISSED_BEATS = 3  # heartbeats an owner may miss (a busy machine's late ones) before it counts as hung
 
 
 @dataclass
@@ -42,6 +43,7 @@ class ShellCore:
         self.saved_state: dict | None = None
         self.notices: list[Notice | CaptureNotice] = []  # to deliver; the daemon empties it
         self.last_seen: dict[str, float] = {}  # focus owners' liveness
+        self.periods: dict[str, float] = {}  # each process's heartbeat period, as it says
         self.clock = now  # the time handed to callbacks that have no argument for it
         self.state = "booting"
         self.machine = machine.build(self)
@@ -108,9 +110,18 @@ class ShellCore:
             self.foreground = None
         return held
 
-    def heartbeat(self, owner: str, now: float) -> None:
+    def heartbeat(self, owner: str, now: float, period: float = 0.0) -> None:
+        self.periods[owner] = period
         if owner in self.last_seen:
             self.last_seen[owner] = now
+
+    def silence_limit(self, owner: str) -> float:
+        """How long ``owner`` may be silent before it loses its focus: the policy's timeout, or
+        MISSED_BEATS of its own heartbeat period if that is longer. A process with a key of its own
+        beats slowly even while it holds focus: its death is seen at once on the bus (bus.departed),
+        so only a hang waits for this."""
+        return max(self.policy.focus["liveness"]["heartbeat_timeout_s"],
+                   MISSED_BEATS * self.periods.get(owner, 0.0))
 
     def set_foreground(self, app: str, now: float) -> str | None:
         """Only one foreground app: the previous one is backgrounded and loses the display."""
@@ -133,9 +144,8 @@ class ShellCore:
         for notice in self.privacy.tick(now):
             self.notices.append(notice)
             self._deliver(self.arbiter.release(notice.owner, notice.resource, "LED not confirmed"), now)
-        limit = self.policy.focus["liveness"]["heartbeat_timeout_s"]
         for owner, seen in list(self.last_seen.items()):
-            if now - seen > limit:
+            if now - seen > self.silence_limit(owner):
                 self.owner_gone(owner, now, f"silent for {now - seen:.1f} s")
         if self.state == "booting" and now >= self.boot_deadline:
             self.missing = sorted(set(self.policy.system["boot"]["required"]) - self.ready)
@@ -161,13 +171,12 @@ class ShellCore:
             candidates.append(self.last_activity + idle["dim_after_s"])
         if self.state in ("idle", "low_power"):
             candidates.append(self.last_activity + idle["dim_after_s"] + idle["sleep_after_s"])
-        limit = self.policy.focus["liveness"]["heartbeat_timeout_s"]
-        candidates += [seen + limit for seen in self.last_seen.values()]
+        candidates += [seen + self.silence_limit(owner) for owner, seen in self.last_seen.items()]
         return min((c for c in candidates if c is not None), default=None)
 
     # --- saving and restoring the whole decision state (the explorer's undo) ----------
     _DATA = ("arbiter", "privacy", "power", "ready", "missing", "boot_deadline", "last_activity", "resume_state",
-             "foreground", "saved_state", "notices", "last_seen", "clock")
+             "foreground", "saved_state", "notices", "last_seen", "periods", "clock")
 
     def export(self) -> dict:
         return copy.deepcopy({name: getattr(self, name) for name in self._DATA} | {"state": self.state})

@@ -95,9 +95,9 @@ class ShellDaemon:
             self.core.owner_gone(name, now, "exited")
         else:
             known = self.nodes.get(name)
-            self.nodes[name] = {"pid": msg.payload["pid"], "seen": now, "identity": msg.sender,
-                                "period": msg.payload.get("period_s") or 0.0}
-            self.core.heartbeat(name, now)
+            period = msg.payload.get("period_s") or 0.0
+            self.nodes[name] = {"pid": msg.payload["pid"], "seen": now, "identity": msg.sender, "period": period}
+            self.core.heartbeat(name, now, period)
             if known is not None and known["pid"] == msg.payload["pid"]:
                 return  # only deadlines moved later: the armed timer fires early and re-arms, no more
             self.core.daemon_ready(name, now)

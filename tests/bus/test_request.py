@@ -2,6 +2,7 @@
 
 import pytest
 
+from bus import keys
 from bus.errors import PayloadError, RequestFailed, RequestRefused, RequestTimeout
 from tests.conftest import DEADLINE_S, read_json_lines, wait_for, wait_line
 
@@ -110,6 +111,24 @@ def test_a_node_that_asks_for_focus_heartbeats_fast_from_then_on(broker, nodes):
     wait_for(lambda: len(beats) >= before + 3, DEADLINE_S, "beats at the fast pace",
              poll=lambda t: (app.run_once(0.05), watcher.run_once(0)))
     assert app.heartbeat == WATCHED_HEARTBEAT_S
+
+
+def test_a_node_with_a_key_of_its_own_keeps_its_slow_pace_when_it_asks_for_focus(broker, nodes, runtime):
+    # Its death is seen at once on the bus (bus.departed): fast beats would only cost the idle glasses.
+    keys.generate(keys.app_keys_dir(runtime), ["app"])
+    watcher = nodes("watcher")
+    beats = []
+    watcher.subscribe("node.heartbeat", lambda m: beats.append(m.payload) if m.source == "app" else None)
+    watcher.start()
+    app = nodes("app", heartbeat=2.0, key=keys.app_keys_dir(runtime) / "app.key_secret")
+    app.start()
+    wait_for(lambda: beats, DEADLINE_S, "the first beat", poll=watcher.run_once)
+    answered = []
+    app.request_async("shell.focus.request", lambda result, error: answered.append(error), timeout=0.5,
+                      resource="display", kind="exclusive", cls="foreground", reason="test")
+    wait_for(lambda: answered, DEADLINE_S, "the request timing out (nobody answers)",
+             poll=lambda t: (app.run_once(min(t, 0.05)), watcher.run_once(0)))
+    assert app.heartbeat == 2.0 and all(beat["period_s"] == 2.0 for beat in beats)
 
 
 def test_a_census_makes_every_process_beat_now_but_not_more_than_once(broker, nodes, monkeypatch):

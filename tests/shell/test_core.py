@@ -31,3 +31,22 @@ def test_a_tap_wakes_and_restarts_the_idle_clock():
     core = asleep()
     core.input(core.clock + 1.0)
     assert core.state == "active" and core.next_deadline() == core.clock + POLICY.system["idle"]["dim_after_s"]
+
+
+def test_a_silent_owner_loses_its_focus_after_the_timeout_or_three_of_its_own_beats():
+    core = asleep()
+    limit = POLICY.focus["liveness"]["heartbeat_timeout_s"]
+    now = core.clock
+    core.heartbeat("fast", now, 0.3)  # the developer's key: fast beats, the policy's timeout
+    core.heartbeat("slow", now, 2.0)  # a key of its own: its death is seen on the bus, a hang after 3 beats
+    for owner, resource in (("fast", "audio_out"), ("slow", "display")):
+        assert core.focus_request(owner, resource, "exclusive", "background", "test", now).status == "granted"
+    assert core.next_deadline() <= now + limit
+    core.tick(now + limit + 0.1)
+    assert not core.arbiter.holds("fast", "audio_out") and core.arbiter.holds("slow", "display")
+    core.heartbeat("slow", now + 2.0, 2.0)
+    core.tick(now + 2.0 + 5.9)
+    assert core.arbiter.holds("slow", "display")
+    core.tick(now + 2.0 + 6.1)
+    assert not core.arbiter.holds("slow", "display")
+    assert [n.reason for n in core.notices if n.owner == "slow" and n.status == "lost"] == ["silent for 6.1 s"]
