@@ -18,6 +18,8 @@ that nothing changes while idle is measured. Then:
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import os
 import shutil
 import statistics
@@ -108,9 +110,14 @@ def main() -> int:
             apps = {f"app {name}": pid for name, pid in seen["apps"][-1].payload["running"].items()}
             pids = {name: child.pid for name, child in children.items()} | apps
             pids["(floor: bare pyzmq poll)"] = floor.pid
+            # What is said on the bus meanwhile, by a sniffer (its own costs are not counted): the cause of
+            # most wake-ups, since every message wakes the broker and each of its subscribers.
+            sniffer = subprocess.Popen([sys.executable, "-m", "shell.cli", "bus", "sniff", "--json", "--timeout",
+                                        f"{args.idle:g}"], env=env, stdout=subprocess.PIPE, text=True)
             before = {name: proc_stats(pid) for name, pid in pids.items()}
             time.sleep(args.idle)  # this process does nothing either: its node is not polled meanwhile
             after = {name: proc_stats(pid) for name, pid in pids.items()}
+            said, _ = sniffer.communicate(timeout=30)
             print(f"\nidle {args.idle:g} s{'':9}{'CPU %':>8}{'wakeups/s':>11}{'RSS MiB':>9}  numpy")
             total = 0.0
             for name in pids:
@@ -119,7 +126,13 @@ def main() -> int:
                 total += cpu if not name.startswith("(") else 0.0
                 print(f"{name:24}{cpu:8.2f}{wakeups:11.1f}{after[name]['rss_mib']:9.1f}  "
                       f"{'yes' if after[name]['numpy'] else 'no'}")
-            print(f"{'all lensos processes':24}{total:8.2f}   (target < 0.5 % of a core)")
+            switches = sum(after[n]["switches"] - before[n]["switches"] for n in pids if not n.startswith("("))
+            print(f"{'all lensos processes':24}{total:8.2f}{switches / args.idle:11.1f}   "
+                  f"(targets < 0.5 % of a core, < 20 wake-ups/s)")
+            live = collections.Counter(json.loads(line)["topic"] for line in said.splitlines()
+                                       if line.startswith("{") and not json.loads(line).get("latched"))
+            print(f"on the bus meanwhile: {sum(live.values()) / args.idle:.2f} messages/s: "
+                  + ", ".join(f"{topic} {n / args.idle:.2f}" for topic, n in live.most_common()))
 
             for i in range(50):  # one hop through the broker: the floor of any reaction
                 node.publish("bench.ping", seq=i, t_ns=0)

@@ -42,7 +42,8 @@ from bus.zap import ZapHandler
 log = logging.getLogger(__name__)
 
 NODE_NAME = keys.BROKER
-STATS_PERIOD_S = 2.0
+STATS_PERIOD_S = 2.0  # while anyone listens to bus.broker.stats; nobody does on idle glasses
+_STATS = b"bus.broker.stats"
 PERSIST_DELAY_S = 0.05  # coalesce bursts of latched updates into one write
 BATCH = 256  # messages forwarded per lane before the loop looks at its other sockets
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -78,6 +79,8 @@ class Broker:
         self._incarnation = int.from_bytes(os.urandom(7), "big")
         self._verdicts: dict[tuple[str, bytes], tuple] = {}
         self._present: dict[bytes, int] = {}  # identity -> its connections' presence subscriptions
+        self._stats_readers = 0  # subscriptions (one per connection) that bring bus.broker.stats
+        self._next_stats = float("inf")
 
     # --- start ---------------------------------------------------------------
     def acquire(self) -> None:
@@ -146,22 +149,27 @@ class Broker:
             actions[lane.xpub] = lambda lane=lane: self._subscriptions(lane)
         for sock in actions:
             poller.register(sock, zmq.POLLIN)
-        next_stats = time.monotonic()
         ping_s = sdnotify.watchdog_period()
         next_ping = time.monotonic() if ping_s else float("inf")
+        never = float("inf")
         while not self._stop:
             now = time.monotonic()
-            if now >= next_stats:
-                self.publish_stats()
+            if now >= self._next_stats:
+                if self._stats_readers:
+                    self.publish_stats()
                 self.gate.flush()
-                next_stats = now + STATS_PERIOD_S
+                self._next_stats = never
+            if self._next_stats == never and (self._stats_readers or self.gate.held):
+                # Only while someone listens, or a refusal waits for its report: idle glasses sleep.
+                self._next_stats = now + STATS_PERIOD_S
             if self._persist_due is not None and now >= self._persist_due:
                 self._save_cache()
             if now >= next_ping:
                 sdnotify.notify("WATCHDOG=1")  # from this loop: a hung forwarder stops the pings
                 next_ping = now + ping_s
-            wake = min(next_stats, self._persist_due or next_stats, next_ping)
-            for sock, _ in poller.poll(max(0, int((wake - now) * 1000) + 1)):
+            wake = min(self._next_stats, self._persist_due or never, next_ping)
+            timeout = None if wake == never else max(0, int((wake - now) * 1000) + 1)
+            for sock, _ in poller.poll(timeout):
                 actions[sock]()
 
     def stop(self) -> None:
@@ -277,6 +285,10 @@ class Broker:
                 identity = present(prefix)
                 if identity is not None:
                     self._count_presence(identity, 1 if data[0] else -1)
+                elif _STATS.startswith(prefix) and lane.name == TOPICS["bus.broker.stats"].lane:
+                    self._stats_readers += 1 if data[0] else -1
+                    if data[0] and self._stats_readers == 1:
+                        self._next_stats = time.monotonic()  # the first reader gets today's figures at once
 
     def _count_presence(self, identity: bytes, change: int) -> None:
         """Every lane of every node subscribes to its presence channel; XPUB hands the broker the

@@ -46,6 +46,7 @@ class Gate:
         self.grants: dict[str, tuple[bytes, ...]] = {}  # permission -> identities the shell granted it to
         self.refused: dict[tuple[str, str, str], int] = defaultdict(int)
         self._reported: dict[tuple[str, str, str], tuple[float, int]] = {}
+        self.held = False  # refusals the once-a-second rule held back: the broker's next flush says them
 
     # --- publishing -----------------------------------------------------------------
     def why_not(self, identity: bytes, topic: bytes) -> str | None:
@@ -65,19 +66,28 @@ class Gate:
         if key not in self.refused and len(self.refused) >= MAX_REPORT_KEYS:
             key = ("?", "<other>", "too many kinds of refusal")
         self.refused[key] += 1
-        self.flush(only=key)
+        if not self.flush(only=key):
+            self.held = True
 
-    def flush(self, only: tuple[str, str, str] | None = None) -> None:
-        """Report refusals not reported yet, at most once a second per (identity, topic, reason)."""
-        now = time.monotonic()
+
+    def flush(self, only: tuple[str, str, str] | None = None) -> bool:
+        """Report refusals not reported yet, at most once a second per (identity, topic, reason);
+        whether all of them (or ``only``'s) are reported now."""
+        now, done = time.monotonic(), True
         for key in [only] if only else list(self.refused):
             count = self.refused[key]
             last_at, last_count = self._reported.get(key, (-REPORT_EVERY_S, 0))
-            if count == last_count or now - last_at < REPORT_EVERY_S:
+            if count == last_count:
+                continue
+            if now - last_at < REPORT_EVERY_S:
+                done = False
                 continue
             self._reported[key] = (now, count)
             log.warning("refused %s from %s: %s (%d so far)", key[1], key[0], key[2], count)
             self._report(*key, count)
+        if only is None:
+            self.held = not done
+        return done
 
     # --- restricted topics ---------------------------------------------------------------
     def readers(self, permission: str) -> tuple[bytes, ...]:

@@ -209,6 +209,29 @@ def test_an_idle_subscriber_blocks_in_poll_instead_of_spinning(broker, nodes):
     assert used < waited  # a spinning loop would burn the whole interval (ratio, not a time budget)
 
 
+def test_the_broker_keeps_its_figures_to_itself_until_someone_listens(broker, nodes):
+    from bus.broker import STATS_PERIOD_S
+
+    first = nodes("top")
+    stats = collect(first, "bus.broker.stats")
+    first.start()
+    # Listening, it gets today's figures at once (not only the cache's last), then every period.
+    wait_for(lambda: [m for m in stats if not m.latched], what="live figures", poll=first.run_once)
+    last = stats[-1]
+    first.close()
+    # Two periods without a listener: a broker that kept publishing would be two messages further on.
+    # (Nothing can be waited on here but time: what is checked is that nothing happens.)
+    quiet_until = time.monotonic() + 2 * STATS_PERIOD_S + 0.5
+    wait_for(lambda: time.monotonic() > quiet_until, what="two quiet periods")
+    second = nodes("top2")
+    again = collect(second, "bus.broker.stats")
+    second.start()
+    wait_for(lambda: [m for m in again if not m.latched], what="live figures again", poll=second.run_once)
+    live = [m for m in again if not m.latched][0]
+    # One more may have left before the first listener's going was seen, then the fresh one for this one.
+    assert live.seq <= last.seq + 2, f"{live.seq - last.seq - 1} published with nobody listening"
+
+
 def test_sniffer_exits_nonzero_when_count_is_not_reached(broker, procs):
     result = procs.run_lens("bus", "sniff", "demo.tick", "--live", "--count", "1", "--timeout", "0.5")
     assert result.returncode == 1
