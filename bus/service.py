@@ -19,10 +19,13 @@ from typing import Iterator
 
 from bus.node import Node
 
-# A process's heartbeat while nobody's focus depends on it: cheap enough for an idle system
-# (each beat wakes the broker and the shell). A process that asks for focus beats faster from
-# then on (bus.node.WATCHED_HEARTBEAT_S), since its silence is what costs it its focus.
-HEARTBEAT_S = 2.0
+# A process's heartbeat: cheap enough for idle glasses (each beat wakes the broker and the shell,
+# and the beats of a dozen processes were most of what an idle bus carried). It says "alive" and
+# "not hung": a death is seen at once without it (bus.departed, node.bye), and a focus owner that
+# stops beating loses its focus after three periods (shell.core.MISSED_BEATS). Nodes on the
+# developer's shared key, whose death the bus cannot tell, beat faster once they ask for focus
+# (bus.node.WATCHED_HEARTBEAT_S).
+HEARTBEAT_S = 5.0
 
 
 def arguments(name: str, doc: str | None, backends: tuple[str, ...] = (),
