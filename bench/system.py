@@ -31,7 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bus import keys  # noqa: E402
 from bus.node import Node  # noqa: E402
+from bus.runtime import Runtime  # noqa: E402
 from bus.topics import TOPICS  # noqa: E402
 from policies.schema import load  # noqa: E402
 from shell.processes import PROCESSES  # noqa: E402
@@ -86,6 +88,10 @@ def main() -> int:
     env = dict(os.environ, LENS_RUNTIME_DIR=f"{directory}/run", LENS_STATE_DIR=f"{directory}/state",
                LENS_POLICY_DIR=str(policies), PYTHONUNBUFFERED="1")
     os.makedirs(f"{directory}/run", mode=0o700)
+    # A key for each process, as `lens up` and the board give them: the broker then knows who died.
+    runtime = Runtime.resolve(f"{directory}/run")
+    keys.ensure_development_keys(runtime)
+    keys.generate(keys.keys_dir(runtime), [p.name for p in PROCESSES])
     children = start_system(env)  # nodes connect (and retry) on their own
     floor = subprocess.Popen([sys.executable, "-c", FLOOR.format(directory)], stdout=subprocess.PIPE, text=True)
     floor.stdout.readline()
