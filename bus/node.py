@@ -52,7 +52,8 @@ OUTBOX_MAX = 100_000
 # A node that has asked for focus beats this often: a third of the shell's liveness timeout (1 s,
 # policies/focus.toml), so one late beat is not yet a death. Only nodes without a key of their own (the
 # developer's, shared by many): one with its own key keeps its slow pace, since the broker says the moment
-# its last connection goes (bus.departed) and the shell then allows a hang three of its periods.
+# its last connection goes (bus.departed) and the shell then allows a hang three of its periods, unless
+# the shell's reply asks for a faster beat (beat_s: while it holds the camera or the mic).
 WATCHED_HEARTBEAT_S = 0.3
 CENSUS_MIN_S = 0.1  # a node answers node.census with a beat unless it beat this recently
 SNAPSHOT_RETRY_S = 0.5
@@ -90,6 +91,7 @@ class Node:
         self._key_path = key  # this process's CURVE key (bus.keys says where it is found without one)
         self._key: tuple[keys.KeyPair, bytes] | None = None
         self.heartbeat = heartbeat  # seconds between node.heartbeat; None for tools that come and go
+        self._own_pace = heartbeat  # the pace it keeps unless the shell asks for a faster one
         self._beat_timer = None
         self.incarnation = int.from_bytes(os.urandom(8), "little") >> 2  # 62 bits: random per start
         self.intake = Intake(name)
@@ -382,7 +384,19 @@ class Node:
 
     def heartbeat_faster(self, period: float) -> None:
         """Beat at least this often from now on (a focus owner, whose silence costs it its focus)."""
-        if not self.heartbeat or self.heartbeat <= period:
+        if self.heartbeat and period < self.heartbeat:
+            self._set_pace(period)
+
+    def _follow_pace(self, result: dict) -> None:
+        """A reply of the shell's that names the pace it now expects (``beat_s``: while this node captures):
+        keep it, or go back to this node's own. Nodes on the developer's key keep beating fast."""
+        if "beat_s" not in result or not self._own_pace or self.identity != self.name:
+            return
+        beat = result["beat_s"]
+        self._set_pace(self._own_pace if beat is None else min(self._own_pace, beat))
+
+    def _set_pace(self, period: float) -> None:
+        if period == self.heartbeat:
             return
         self.heartbeat = period
         if self._beat_timer is not None:  # announced: say so now, then keep the new pace
@@ -460,6 +474,8 @@ class Node:
         if call is None or call.topic != msg.topic[: -len(".reply")] + ".request":
             return  # a late answer to a request that timed out
         call.reply = msg
+        if isinstance(msg.payload.get("result"), dict):
+            self._follow_pace(msg.payload["result"])
         if call.callback is not None:
             del self._calls[msg.payload["cid"]]
             call.timer.cancel()

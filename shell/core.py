@@ -118,10 +118,21 @@ class ShellCore:
     def silence_limit(self, owner: str) -> float:
         """How long ``owner`` may be silent before it loses its focus: the policy's timeout, or
         MISSED_BEATS of its own heartbeat period if that is longer. A process with a key of its own
-        beats slowly even while it holds focus: its death is seen at once on the bus (bus.departed),
-        so only a hang waits for this."""
-        return max(self.policy.focus["liveness"]["heartbeat_timeout_s"],
-                   MISSED_BEATS * self.periods.get(owner, 0.0))
+        beats slowly while it holds focus (its death is seen at once on the bus, bus.departed), so
+        only a hang waits for this; but a camera or mic is never left with a hung owner longer than
+        the policy says: a capturing owner is told to beat faster (beat_for)."""
+        limit = self.policy.focus["liveness"]["heartbeat_timeout_s"]
+        return limit if self.claims_capture(owner) else max(limit, MISSED_BEATS * self.periods.get(owner, 0.0))
+
+    def claims_capture(self, owner: str) -> bool:
+        """Does ``owner`` hold, or wait for, the camera or the mic?"""
+        return any(claim.owner == owner for resource in CAPTURE_RESOURCES
+                   for claim in self.arbiter.stacks.get(resource, ()))
+
+    def beat_for(self, owner: str) -> float | None:
+        """The heartbeat period ``owner`` must keep from now on (None: its own): while it captures, a third
+        of the policy's timeout, so that one late beat is not yet a hang."""
+        return self.policy.focus["liveness"]["heartbeat_timeout_s"] / 3 if self.claims_capture(owner) else None
 
     def set_foreground(self, app: str, now: float) -> str | None:
         """Only one foreground app: the previous one is backgrounded and loses the display."""

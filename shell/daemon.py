@@ -155,14 +155,14 @@ class ShellDaemon:
         self.settle()
         if decision.status == "denied":
             log.info("shell: denied %s %s: %s", msg.source, p["resource"], decision.reason)
-        return {"status": decision.status, "reason": decision.reason}
+        return {"status": decision.status, "reason": decision.reason, "beat_s": self.core.beat_for(msg.source)}
 
     def on_release(self, msg: Message) -> dict:
         resource = msg.payload["resource"]
         held = any(c.owner == msg.source for c in self.core.arbiter.stacks.get(resource, []))
         self.core.focus_release(msg.source, resource, time.monotonic())
         self.settle()
-        return {"held": held}
+        return {"held": held, "beat_s": self.core.beat_for(msg.source)}
 
     def on_foreground(self, msg: Message) -> dict:
         app = msg.payload["app"]

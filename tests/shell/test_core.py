@@ -50,3 +50,19 @@ def test_a_silent_owner_loses_its_focus_after_the_timeout_or_three_of_its_own_be
     core.tick(now + 2.0 + 6.1)
     assert not core.arbiter.holds("slow", "display")
     assert [n.reason for n in core.notices if n.owner == "slow" and n.status == "lost"] == ["silent for 6.1 s"]
+
+
+def test_a_capturing_owner_is_told_to_beat_fast_and_never_gets_more_than_the_policys_silence():
+    core = asleep()
+    limit = POLICY.focus["liveness"]["heartbeat_timeout_s"]
+    now = core.clock
+    core.heartbeat("eye", now, 30.0)  # a key of its own and a slow pace of its own
+    assert core.beat_for("eye") is None and core.silence_limit("eye") == 90.0
+    core.input(now)  # awake: asleep glasses capture nothing
+    assert core.focus_request("eye", "mic", "exclusive", "background", "listen", now).status == "granted"
+    assert core.beat_for("eye") == limit / 3
+    # Even if it does not keep the pace it was told, a hung capturer is not left the mic for three of its own.
+    assert core.silence_limit("eye") == limit
+    core.tick(now + limit + 0.1)
+    assert not core.arbiter.holds("eye", "mic")
+    assert core.beat_for("eye") is None  # nothing held: its own pace again

@@ -48,7 +48,7 @@ def test_capture_is_granted_only_after_the_led_confirms_and_is_audited(system):
     assert [(r["owner"], r["resource"], r["reason"], r["session"]) for r in start] == \
         [("camapp", "camera", "photo", granted["session"])]
 
-    assert app.ask("shell.release.request", resource="camera") == {"held": True}
+    assert app.ask("shell.release.request", resource="camera") == {"held": True, "beat_s": None}  # own pace again
     app.wait(lambda: app.notices("shell.capture.notice", owner="camapp", status="revoked"), "capture ended")
     app.wait(lambda: app.latest["privacy.indicator"]["on"] is False, "LED off after the hold time")
     end = [r for r in system.audit if r["event"] == "end"]
@@ -123,6 +123,41 @@ def test_a_killed_process_with_its_own_key_loses_focus_as_soon_as_its_connection
                               "nav's focus released and nav gone", timeout=20.0)
     lost = system.watcher.notices("shell.focus.notice", owner="nav", status="lost")
     assert lost and "connection to the bus closed" in lost[0]["reason"]
+
+
+def test_a_capturing_process_with_its_own_key_is_told_to_beat_fast_and_a_hang_ends_its_capture(procs, runtime,
+                                                                                                  tmp_path):
+    from bus import keys
+
+    system = System(procs, runtime, tmp_path)  # the policy's liveness: 5 s
+    system.watcher.wait_state(running, "boot")
+    keys.generate(keys.app_keys_dir(runtime), ["eye"])
+    # It beats every 30 s of its own accord: three of those would leave a hung capturer 90 s with the mic.
+    script = ("from bus.node import Node\nn = Node('eye', heartbeat=30.0)\nn.start()\n"
+              "n.request('shell.foreground.request', app='eye')\n"
+              "r = n.request('shell.focus.request', resource='mic', kind='exclusive', cls='foreground', "
+              "reason='listen')\nprint(r['status'], r['beat_s'], n.heartbeat, flush=True)\n"
+              "n.request('shell.release.request', resource='mic')\nprint(n.heartbeat, flush=True)\n"
+              "n.request('shell.focus.request', resource='mic', kind='exclusive', cls='foreground', reason='again')\n"
+              "print(n.heartbeat, flush=True)\nn.run()\n")
+    eye = procs.start("-c", script, env=procs.env(LENS_KEY=str(keys.app_keys_dir(runtime) / "eye.key_secret")))
+    status, told, pace = eye.stdout.readline().split()
+    timeout = FAST["focus.toml"]["liveness"]["heartbeat_timeout_s"]
+    assert status == "granted" and float(told) == float(pace) == pytest.approx(timeout / 3)
+    assert float(eye.stdout.readline()) == 30.0, "released: back to its own pace"
+    assert float(eye.stdout.readline()) == pytest.approx(timeout / 3)
+    system.watcher.wait(lambda: system.watcher.notices("shell.capture.notice", owner="eye", status="granted"),
+                        "the mic granted, the LED lit")
+    eye.send_signal(signal.SIGSTOP)  # hung: its connections stay open, so only its silence can tell
+    try:
+        system.watcher.wait(lambda: system.watcher.notices("shell.focus.notice", owner="eye", status="lost"),
+                            "the hung capturer's mic taken back", timeout=30.0)
+        lost = system.watcher.notices("shell.focus.notice", owner="eye", status="lost")[0]
+        assert "silent" in lost["reason"]
+        system.watcher.wait(lambda: system.watcher.notices("shell.capture.notice", owner="eye", status="revoked")
+                            or not system.watcher.latest["privacy.capture"]["mic"], "capture stopped")
+    finally:
+        eye.kill()
 
 
 def test_a_battery_swap_dims_holds_recording_and_restores_everything(system):
