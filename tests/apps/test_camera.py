@@ -122,4 +122,5 @@ def test_the_camera_app_takes_a_photo_on_a_press_records_while_held_and_saves_wh
     user.wait_state(lambda s: s["focus"]["camera"]["owner"] is None and s["focus"]["display"]["owner"] is None
                     and s["foreground"] is None, "all the camera app held given back")
     assert not procs.run_lens("app", "list", "--json").returncode
-    assert user.latest["shell.apps"]["apps"]["camera"]["state"] == "stopped"
+    # Given back before it exits (it releases, then says goodbye): stopped once appd has reaped it.
+    user.wait(lambda: user.latest["shell.apps"]["apps"]["camera"]["state"] == "stopped", "the camera app stopped")
