@@ -138,8 +138,8 @@ def main() -> int:
             switches = sum(after[n]["switches"] - before[n]["switches"] for n in pids if not n.startswith("("))
             print(f"{'all lensos processes':24}{total:8.2f}{switches / args.idle:11.1f}   "
                   f"(targets < 0.5 % of a core, < 20 wake-ups/s)")
-            live = collections.Counter(json.loads(line)["topic"] for line in said.splitlines()
-                                       if line.startswith("{") and not json.loads(line).get("latched"))
+            heard_live = (json.loads(line) for line in said.splitlines() if line.startswith("{"))
+            live = collections.Counter(m["topic"] for m in heard_live if not m.get("latched"))
             print(f"on the bus meanwhile: {sum(live.values()) / args.idle:.2f} messages/s: "
                   + ", ".join(f"{topic} {n / args.idle:.2f}" for topic, n in live.most_common()))
 

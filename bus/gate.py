@@ -69,7 +69,6 @@ class Gate:
         if not self.flush(only=key):
             self.held = True
 
-
     def flush(self, only: tuple[str, str, str] | None = None) -> bool:
         """Report refusals not reported yet, at most once a second per (identity, topic, reason);
         whether all of them (or ``only``'s) are reported now."""

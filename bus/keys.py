@@ -17,8 +17,9 @@ Where keys live:
   file (``<runtime dir>/appkeys/NAME.key``); the secret half reaches the app
   through a pipe (``$LENS_KEY_FD``) and is never written anywhere another app
   could read it; the broker's public key comes with it (``$LENS_BROKER_KEY``),
-  since an app, a user of its own, may not read the keys directory. A name there never stands for a provisioned identity: an
-  app called "shell" is not the shell.
+  since an app, a user of its own, may not read the keys directory. A name
+  there never stands for a provisioned identity: an app called "shell" is
+  not the shell.
 
 A process finds its own secret key in this order: an explicit path;
 ``$LENS_KEY_FD`` (appd's pipe, read once); ``$LENS_KEY`` (set by ``lens up``

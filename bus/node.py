@@ -323,6 +323,16 @@ class Node:
         return self._keys()[0]
 
     @property
+    def broker_key(self) -> bytes:
+        """The broker's public key, as this node checks the broker with it."""
+        return self._keys()[1]
+
+    @property
+    def _shared_key(self) -> bool:
+        """On the developer's key, shared by many: the bus cannot tell when this node dies."""
+        return self.identity != self.name
+
+    @property
     def identity(self) -> str:
         """The name the broker knows this node by (its key's), which subscribers trust over self.name."""
         return self._keys()[0].identity
@@ -390,7 +400,7 @@ class Node:
     def _follow_pace(self, result: dict) -> None:
         """A reply of the shell's that names the pace it now expects (``beat_s``: while this node captures):
         keep it, or go back to this node's own. Nodes on the developer's key keep beating fast."""
-        if "beat_s" not in result or not self._own_pace or self.identity != self.name:
+        if "beat_s" not in result or not self._own_pace or self._shared_key:
             return
         beat = result["beat_s"]
         self._set_pace(self._own_pace if beat is None else min(self._own_pace, beat))
@@ -465,7 +475,7 @@ class Node:
         if spec.reply_topic not in self._reply_topics:
             self._reply_topics.add(spec.reply_topic)
             self._listen(spec.reply_topic)
-        if spec.watched and self.identity != self.name:
+        if spec.watched and self._shared_key:
             self.heartbeat_faster(WATCHED_HEARTBEAT_S)
         cid = next(self._cids)
         call = self._calls[cid] = _Call(topic)

@@ -4,8 +4,8 @@ The shell decides which app may run and which is in front (manifests,
 model, power); appd does the processes, so the shell keeps no children and
 apps never run inside the shell's sandbox (they would see its state and, with
 issue 4, its key). Each app is ``python APPS_DIR/<id>`` (its __main__.py) in its own session,
-as a user of its own (shell.appusers), dies with appd, and is watched through a pidfd in the node's own poll (no
-SIGCHLD handler, no polling timer). An app that crashes is started again
+as a user of its own (shell.appusers), dies with appd, and is watched through a pidfd in the
+node's own poll (no SIGCHLD handler, no polling timer). An app that crashes is started again
 after a backoff; one that exits 0 (stopped, or done) stays stopped.
 
 What should run is latched in ``appd.state``: a restarted appd reads its
@@ -114,13 +114,13 @@ class Appd:
         # The broker (group lensos) reads the public half in appkeys; the secret half goes down a pipe, so
         # no file holds it for another app to read. The broker's public key comes along: an app, a user
         # of its own, may not read the keys directory.
+        uid = self.users.take(app)  # first: with no user left, no key is minted for nobody
         secret = keys.mint(keys.app_keys_dir(self.node.runtime), app)
-        env["LENS_BROKER_KEY"] = keys.broker_public(self.node.runtime).decode()
+        env["LENS_BROKER_KEY"] = self.node.broker_key.decode()
         read_end, write_end = os.pipe()
         os.write(write_end, secret)  # a few hundred bytes: far below a pipe's buffer, never blocks
         os.close(write_end)
         env["LENS_KEY_FD"], env["LENS_KEY_NAME"] = str(read_end), app
-        uid = self.users.take(app)
         # The app's directory, run as a script: the shipped apps and those of $LENS_APPS_DIR alike.
         try:
             popen = subprocess.Popen([sys.executable, str(self.manifests[app].path.parent)], env=env, cwd="/",

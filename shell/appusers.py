@@ -22,8 +22,7 @@ from pathlib import Path
 
 from shell.launcher import die_with_parent
 
-CAP_KILL, CAP_SETGID, CAP_SETUID = 5, 6, 7
-NEEDED = {"CAP_KILL": CAP_KILL, "CAP_SETGID": CAP_SETGID, "CAP_SETUID": CAP_SETUID}
+NEEDED = {"CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7}  # capability -> its bit in CapEff
 _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 38, 47, 4
 
 

@@ -95,9 +95,8 @@ class ShellDaemon:
             self.core.owner_gone(name, now, "exited")
         else:
             known = self.nodes.get(name)
-            period = msg.payload.get("period_s") or 0.0
-            self.nodes[name] = {"pid": msg.payload["pid"], "seen": now, "identity": msg.sender, "period": period}
-            self.core.heartbeat(name, now, period)
+            self.nodes[name] = {"pid": msg.payload["pid"], "seen": now, "identity": msg.sender}
+            self.core.heartbeat(name, now, msg.payload.get("period_s") or 0.0)
             if known is not None and known["pid"] == msg.payload["pid"]:
                 return  # only deadlines moved later: the armed timer fires early and re-arms, no more
             self.core.daemon_ready(name, now)
@@ -275,7 +274,7 @@ class ShellDaemon:
     def _reschedule(self, now: float) -> None:
         deadlines = [self.core.next_deadline()]
         timeout = self.policy.focus["liveness"]["heartbeat_timeout_s"]
-        for name, seen, period in [(n, v["seen"], v["period"]) for n, v in self.nodes.items()]:
+        for name, seen, period in [(n, v["seen"], self.core.periods.get(n, 0.0)) for n, v in self.nodes.items()]:
             expiry = max(timeout, period) * NODE_EXPIRY
             if now - seen > expiry and name != self.node.name:
                 del self.nodes[name]
