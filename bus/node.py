@@ -408,14 +408,12 @@ class Node:
     def _set_pace(self, period: float) -> None:
         if period == self.heartbeat:
             return
-        faster, self.heartbeat = period < self.heartbeat, period
-        if self._beat_timer is None:
-            return  # not announced yet: the first beat will say the pace
-        self._beat_timer.cancel()
-        if faster:
-            self._keep_beating()  # say so now: the shell's deadline for it shrinks from here on
-        else:
-            self._beat_timer = self.timers.every(self.heartbeat, self._beat)
+        self.heartbeat = period
+        if self._beat_timer is not None:  # announced: say so now, then keep the new pace
+            # Slower too: the shell allows silence by the pace it last heard, and would take a slower
+            # one's first gap for a hang.
+            self._beat_timer.cancel()
+            self._keep_beating()
 
     def _keep_beating(self) -> None:
         """Beat now, then every ``self.heartbeat`` seconds."""

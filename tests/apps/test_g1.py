@@ -33,7 +33,11 @@ def test_the_g1_profile_end_to_end(procs, runtime, tmp_path):
         ear.start()
 
         def wait(condition, what):
-            return wait_for(condition, DEADLINE_S, what, poll=ear.run_once)
+            try:
+                return wait_for(condition, DEADLINE_S, what, poll=ear.run_once)
+            except AssertionError as exc:  # what was heard instead says why
+                heard = [f"{m.source}: {m.payload['text']}" for m in seen if m.topic == "audio.speak"][-6:]
+                raise AssertionError(f"{exc}; the last said: {heard}") from None
 
         def said(text: str, source: str | None = None, since: int = 0):
             return next((m.payload for m in seen[since:] if m.topic == "audio.speak" and text in m.payload["text"]

@@ -131,6 +131,33 @@ def test_a_node_with_a_key_of_its_own_keeps_its_slow_pace_when_it_asks_for_focus
     assert app.heartbeat == 2.0 and all(beat["period_s"] == 2.0 for beat in beats)
 
 
+def test_a_node_keeps_the_pace_the_shell_names_and_says_so_at_once_either_way(broker, nodes, runtime):
+    # A stand-in shell (the developer's key may answer as anyone) that names a pace while the mic is held.
+    shell = nodes("shell")
+    shell.serve("shell.focus.request", lambda m: {"status": "granted", "reason": "free", "beat_s": 0.3})
+    shell.serve("shell.release.request", lambda m: {"held": True, "beat_s": None})
+    beats = []
+    shell.subscribe("node.heartbeat", lambda m: beats.append(m.payload["period_s"]) if m.source == "eye" else None)
+    shell.start()
+    keys.generate(keys.app_keys_dir(runtime), ["eye"])
+    eye = nodes("eye", heartbeat=30.0, key=keys.app_keys_dir(runtime) / "eye.key_secret")
+    eye.start()
+
+    def both(t):
+        eye.run_once(0)
+        shell.run_once(min(t, 0.05))
+    wait_for(lambda: beats == [30.0], DEADLINE_S, "the first beat", poll=both)
+    done = []
+    eye.request_async("shell.focus.request", lambda r, e: done.append(r), timeout=DEADLINE_S, resource="mic",
+                      kind="exclusive", cls="foreground", reason="listen")
+    wait_for(lambda: done and beats[-1] == 0.3, DEADLINE_S, "a beat at the named pace, at once", poll=both)
+    eye.request_async("shell.release.request", lambda r, e: done.append(r), timeout=DEADLINE_S, resource="mic")
+    # Slower again, and said at once: a shell still counting on 0.3 s would take the 30 s gap for a hang.
+    wait_for(lambda: len(done) == 2 and beats[-1] == 30.0, DEADLINE_S, "a beat at its own pace, at once",
+             poll=both)
+    assert eye.heartbeat == 30.0
+
+
 def test_a_census_makes_every_process_beat_now_but_not_more_than_once(broker, nodes, monkeypatch):
     import bus.node
 
