@@ -116,6 +116,9 @@ def test_an_app_is_started_in_front_and_stopped_and_home_comes_back(procs, runti
     user.wait_state(lambda s: s["foreground"] == "home", "home in front again")
     assert "camera" not in user.latest["appd.state"]["wanted"]
     user.wait(lambda: not (app_keys / "camera.key").exists(), "camera's key forgotten once it stopped")
+    # Against a private bus directory (or without appd's capabilities) the apps share appd's user: said.
+    shown = procs.run_lens("status")
+    assert "NOT kept apart: " in shown.stdout, shown.stdout + shown.stderr
     status, listed, _ = lens_json(procs, "app", "list")
     rows = {r["id"]: r for r in listed["apps"]}
     assert rows["camera"]["state"] == "stopped" and rows["home"]["foreground"]

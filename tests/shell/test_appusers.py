@@ -115,6 +115,8 @@ def test_an_app_runs_as_its_own_user_and_reaches_the_bus_and_camera_but_not_appd
     assert not failed, [what for bit, what in enumerate(FAILURES) if status_code >= 64 and status_code >> bit & 1] \
         or failed
     assert "peek" not in done["users"]  # its user free again
+    status = procs.run_lens("status")
+    assert status.returncode == 0 and "(each a user of its own)" in status.stdout, status.stdout + status.stderr
 
 
 def test_users_are_stable_per_app_distinct_while_running_and_run_out_clearly(tmp_path, monkeypatch):
