@@ -403,6 +403,9 @@ class Node:
         if "beat_s" not in result or not self._own_pace or self._shared_key:
             return
         beat = result["beat_s"]
+        if beat is not None and not beat > 0:
+            log.warning("%s: a pace of %r s named by the shell ignored", self.name, beat)
+            return  # no pace at all, or a beat loop that never sleeps
         self._set_pace(self._own_pace if beat is None else min(self._own_pace, beat))
 
     def _set_pace(self, period: float) -> None:

@@ -156,6 +156,8 @@ def test_a_node_keeps_the_pace_the_shell_names_and_says_so_at_once_either_way(br
     wait_for(lambda: len(done) == 2 and beats[-1] == 30.0, DEADLINE_S, "a beat at its own pace, at once",
              poll=both)
     assert eye.heartbeat == 30.0
+    eye._follow_pace({"beat_s": 0.0})  # a pace that would never let the loop sleep is not taken
+    assert eye.heartbeat == 30.0
 
 
 def test_a_census_makes_every_process_beat_now_but_not_more_than_once(broker, nodes, monkeypatch):
