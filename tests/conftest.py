@@ -48,6 +48,7 @@ class Processes:
         # Saved state and the audit log: never the developer's own (~/.local/state/lensos).
         self.state_dir = Path(tempfile.mkdtemp(prefix="ls-", dir="/tmp"))
         self.cleanups: list = []  # callables run at teardown before the children stop (nodes to close)
+        self.logs: list[tuple[tuple[str, ...], Path]] = []  # the stderr of each started-ready child
 
     def env(self, **extra) -> dict:
         env = dict(os.environ, LENS_RUNTIME_DIR=str(self.runtime.dir), LENS_STATE_DIR=str(self.state_dir),
@@ -81,11 +82,13 @@ class Processes:
         """Start ``python ARGS`` (with ``env_extra`` in its environment) and wait for its READY=1 on a real
         notify socket."""
         path = str(self.runtime.path(f"notify-{len(self.children)}"))
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        log = self.state_dir / f"child-{len(self.children)}.log"
+        self.logs.append((args, log))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, open(log, "w") as stderr:
             sock.bind(path)
             sock.settimeout(timeout)
             child = self.start(*args, env=self.env(NOTIFY_SOCKET=path, **(env_extra or {})), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=stderr)
             try:
                 while b"READY=1" not in sock.recv(4096).split(b"\n"):
                     pass
@@ -108,7 +111,7 @@ class Processes:
                 child.wait()
         return child.returncode
 
-    def cleanup(self) -> None:
+    def cleanup(self, failed: bool = False) -> None:
         for callback in self.cleanups:
             callback()
         for child in reversed(self.children):
@@ -116,14 +119,29 @@ class Processes:
             for stream in (child.stdout, child.stderr):
                 if stream:
                     stream.close()
+        if failed:  # what each process said: the clue a failure in CI leaves behind
+            self.print_logs()
         shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def print_logs(self, lines: int = 40) -> None:
+        for args, log in self.logs:
+            text = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+            print(f"--- {' '.join(args)}: last {len(text)} lines of stderr", *text, sep="\n")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.failed_call = report.failed  # for fixtures' teardown: print what helps explain it
+    return report
 
 
 @pytest.fixture
-def procs(runtime):
+def procs(runtime, request):
     processes = Processes(runtime)
     yield processes
-    processes.cleanup()
+    processes.cleanup(failed=getattr(request.node, "failed_call", False))
 
 
 @pytest.fixture
