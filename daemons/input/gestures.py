@@ -68,6 +68,7 @@ class Recognizer:
         self.down_t = self.x0 = self.x = 0.0
         self.touching = False
         self.long_sent = False
+        self.still = True  # the contact has stayed within slop of where it began (a long press may come)
         self.lift_t: float | None = None  # a lift waiting out the debounce time
         self.tap_t: float | None = None  # a tap waiting to see if a second one follows
         self.blocked = False  # extra fingers still down after the primary lifted
@@ -101,8 +102,7 @@ class Recognizer:
                 and now >= self.tap_t + self.th.double_s:
             out.append(Gesture("tap", self.tap_t + self.th.double_s, "touchpad"))
             self.tap_t = None
-        if self.touching and not self.long_sent and now >= self.down_t + self.th.long_s \
-                and abs(self.x - self.x0) < self.th.slop:
+        if self.touching and not self.long_sent and self.still and now >= self.down_t + self.th.long_s:
             self.long_sent = True
             out += self._flush_tap()
             out.append(Gesture("long_press", self.down_t + self.th.long_s, "touchpad"))
@@ -118,7 +118,9 @@ class Recognizer:
             times.append(self.lift_t + self.th.debounce_s)
         elif self.tap_t is not None and not self.touching:
             times.append(self.tap_t + self.th.double_s)
-        if self.touching and not self.long_sent:
+        if self.touching and not self.long_sent and self.still:
+            # Only a still finger has a long press coming: a deadline tick() does not clear
+            # would come back at once, forever, for a finger that moved and stays down.
             times.append(self.down_t + self.th.long_s)
         if self.button_t is not None and not self.button_long_sent:
             times.append(self.button_t + self.th.long_s)
@@ -156,6 +158,7 @@ class Recognizer:
         if self.touching:
             if self.primary in fingers:
                 self.x = fingers[self.primary]
+                self.still = self.still and abs(self.x - self.x0) < self.th.slop  # a drag stays one
                 return []
             self.lift_t = t  # the deciding finger is up: a lift, unless it bounces back
             self.touching = False
@@ -172,7 +175,7 @@ class Recognizer:
             self.x = fingers[slot]
             return []
         out = self._lifted(self.lift_t) if self.lift_t is not None else []
-        self.primary, self.touching, self.long_sent = slot, True, False
+        self.primary, self.touching, self.long_sent, self.still = slot, True, False, True
         self.down_t, self.x0 = t, fingers[slot]
         self.x = self.x0
         return out

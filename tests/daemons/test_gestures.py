@@ -82,6 +82,19 @@ def test_a_slow_drag_is_nothing():
     assert [g.name for g in play(r, events)] == []
 
 
+def test_a_finger_that_moved_and_stays_down_has_no_deadline_pending():
+    th = thresholds()
+    r = Recognizer(th)
+    events = touch(0.0, 100, True) + touch(0.05, 100 + int(th.slop * 1000) + 50)  # moved, then held still
+    for event in events:
+        r.feed(*event)
+    assert r.tick(th.long_s + 1.0) == []  # a drag held: no long press
+    assert r.next_deadline() is None  # and nothing to wake inputd for until the next event
+    for event in touch(2.0, 100):  # back where it began: still a drag, never a long press
+        assert r.feed(*event) == []
+    assert r.tick(3.0) == [] and r.next_deadline() is None
+
+
 def test_a_broken_recording_names_its_line():
     with pytest.raises(ValueError, match="line 2"):
         parse_evemu("N: pad\nE: 1.0 0003 zz 5\n")
