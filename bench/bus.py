@@ -3,8 +3,10 @@
     python bench/bus.py [--pings 2000] [--blast 100000] [--rounds 5]
 
 Every setup has three processes on ipc:// sockets in a fresh temp dir: a
-forwarder (raw: zmq.proxy in C; lensos: the broker, which checks each
-message's verified sender in Python), an echoing receiver, and this process.
+forwarder (raw: zmq.proxy in C; lensos: the broker, which judges each
+(verified sender, topic) once in Python and forwards from then on in its C
+loop), an echoing receiver, and this process. "lensos, Python fwd" is the
+broker without its C loop (LENS_BROKER_PYTHON=1), as where no compiler built it.
 "raw + CURVE/ZAP" is the raw setup with every socket authenticated as lensos
 authenticates them (a CURVE handshake, a ZAP handler, User-Id on each
 frame): its ratio to raw is the cost of authentication alone. Latency is half the ping-pong round trip of a
@@ -273,8 +275,10 @@ class Setup:
             for name in env:
                 del os.environ[name]
             return
+        python = {"LENS_BROKER_PYTHON": "1"} if kind == "lens-python" else {}
         self.children = [subprocess.Popen([sys.executable, "-m", "bus.broker", "--runtime-dir", d],
-                                          stderr=subprocess.DEVNULL), spawn("lens-receiver", d)]
+                                          stderr=subprocess.DEVNULL, env=dict(os.environ, **python)),
+                         spawn("lens-receiver", d)]
         if kind == "lens+sniffer":
             self.children.append(subprocess.Popen([sys.executable, "-m", "shell.cli", "--runtime-dir", d,
                                                    "bus", "sniff", "--json"], stdout=subprocess.DEVNULL))
@@ -284,6 +288,13 @@ class Setup:
         self.side.close()
         stop(*reversed(self.children))
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def interleaved(names: dict[str, str], rounds: int, pings: int, blast: int) -> dict[str, dict]:
@@ -298,13 +309,17 @@ def interleaved(names: dict[str, str], rounds: int, pings: int, blast: int) -> d
         runs: dict[str, list[dict]] = {name: [] for name in names}
         for _ in range(rounds):
             for name, setup in setups.items():
-                runs[name].append(measure(setup.side, pings, blast))
+                before = cpu_seconds(setup.children[0].pid)  # the forwarder: zmq.proxy or the broker
+                result = measure(setup.side, pings, blast)
+                result["fwd_us"] = (cpu_seconds(setup.children[0].pid) - before) / (2 * pings + blast) * 1e6
+                runs[name].append(result)
     finally:
         for setup in setups.values():
             setup.close()
     out = {}
     for name, results in runs.items():
-        out[name] = {key: statistics.median(r[key] for r in results) for key in ("p50_us", "p99_us", "msgs_per_s")}
+        out[name] = {key: statistics.median(r[key] for r in results)
+                     for key in ("p50_us", "p99_us", "msgs_per_s", "fwd_us")}
         out[name]["lost"] = sum(r["lost"] for r in results)
         out[name]["gaps"] = sum(r["gaps"] for r in results)
     return out
@@ -350,7 +365,7 @@ def main() -> int:
         return 0
 
     results = interleaved({"raw pyzmq": "raw", "raw + CURVE/ZAP": "raw+curve", "lensos": "lens",
-                           "lensos + sniffer": "lens+sniffer"},
+                           "lensos + sniffer": "lens+sniffer", "lensos, Python fwd": "lens-python"},
                           args.rounds, args.pings, args.blast)
     directory = tempfile.mkdtemp(prefix="lb-", dir="/tmp")
     try:
@@ -361,11 +376,13 @@ def main() -> int:
     raw = results["raw pyzmq"]
     print(f"bus benchmark: {args.rounds} interleaved rounds of {args.pings} pings and {args.blast} messages "
           f"blasted, ipc://, {os.cpu_count()} cores; medians over rounds")
-    print(f"{'':18} {'p50 us':>8} {'p99 us':>8} {'msg/s':>10} {'lost':>6}  {'p50 x':>6} {'p99 x':>6} {'thru x':>6}")
+    print(f"{'':18} {'p50 us':>8} {'p99 us':>8} {'msg/s':>10} {'lost':>6}  {'p50 x':>6} {'p99 x':>6} {'thru x':>6}"
+          f"  {'fwd CPU us/msg':>14} {'x':>5}")
     for name, r in results.items():
         print(f"{name:18} {r['p50_us']:8.1f} {r['p99_us']:8.1f} {r['msgs_per_s']:10.0f} {r['lost']:6d}  "
               f"{r['p50_us'] / raw['p50_us']:6.2f} {r['p99_us'] / raw['p99_us']:6.2f} "
-              f"{r['msgs_per_s'] / raw['msgs_per_s']:6.2f}")
+              f"{r['msgs_per_s'] / raw['msgs_per_s']:6.2f}  {r['fwd_us']:14.2f} {r['fwd_us'] / raw['fwd_us']:5.2f}")
+    print("fwd CPU: the forwarder's CPU time (zmq.proxy, or the broker) per message it forwarded")
     print("targets (lensos / raw): p50 <= 1.2, p99 <= 1.5, throughput >= 0.8, 0 lost on a reliable topic")
     secure = results["raw + CURVE/ZAP"]
     print(f"authentication alone (raw + CURVE/ZAP / raw): p50 {secure['p50_us'] / raw['p50_us']:.2f}x, "

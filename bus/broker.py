@@ -2,10 +2,11 @@
 
 Every socket is a CURVE server; the ZAP handler (bus.zap) admits only known
 keys, so each frame that arrives carries its sender's verified identity as
-``User-Id``. The forwarding loop is Python because it must read that: it
-drops, counts and reports what the sender may not publish (bus.gate), and
-stamps the identity as a third frame for subscribers, who trust it over the
-name a header claims. XSUB subscribes upstream to everything; XPUB runs in
+``User-Id``. The forwarding loop reads it: it drops, counts and reports what
+the sender may not publish (bus.gate), and stamps the identity as a third
+frame for subscribers, who trust it over the name a header claims. The
+judging is Python; once a (sender, topic) is judged plainly forwardable, its
+next messages go through a C loop (bus.fastpath) without waking Python. XSUB subscribes upstream to everything; XPUB runs in
 manual mode, so every subscription passes the gate too (restricted topics go
 out on personal channels only).
 
@@ -28,7 +29,7 @@ import time
 import msgpack
 import zmq
 
-from bus import envelope, keys, sdnotify
+from bus import envelope, fastpath, keys, sdnotify
 from bus.errors import BrokerRunning, KeyMissing
 from bus.envelope import BY_WIRE, PERSONAL, channel, present
 from bus.gate import Gate
@@ -55,11 +56,13 @@ _send = zmq.backend.Socket.send  # the C method itself: the Python wrapper costs
 class _Lane:
     def __init__(self, name: str, xsub: zmq.Socket, xpub: zmq.Socket):
         self.name, self.xsub, self.xpub = name, xsub, xpub
-        self.msgs_in = self.bytes_in = self.msgs_out = self.bytes_out = 0
+        self.msgs_in = self.bytes_in = self.msgs_out = self.bytes_out = 0  # counted in Python
+        self.fast = fastpath.Counters()  # counted in C
 
     def stats(self) -> dict:
-        return {"msgs_in": self.msgs_in, "bytes_in": self.bytes_in, "msgs_out": self.msgs_out,
-                "bytes_out": self.bytes_out}
+        fast = self.fast
+        return {"msgs_in": self.msgs_in + fast.msgs_in, "bytes_in": self.bytes_in + fast.bytes_in,
+                "msgs_out": self.msgs_out + fast.msgs_out, "bytes_out": self.bytes_out + fast.bytes_out}
 
 
 class Broker:
@@ -78,6 +81,7 @@ class Broker:
         self._seq: dict[str, int] = {}
         self._incarnation = int.from_bytes(os.urandom(7), "big")
         self._verdicts: dict[tuple[str, bytes], tuple] = {}
+        self.fast = fastpath.load()  # the C forwarding loop; None: Python's
         self._present: dict[bytes, int] = {}  # identity -> its connections' presence subscriptions
         self._stats_readers = 0  # subscriptions (one per connection) that bring bus.broker.stats
         self._next_stats = float("inf")
@@ -145,7 +149,7 @@ class Broker:
         actions = {self.zap.sock: self.zap.serve, self.latch: self._serve_snapshots,
                    self._wakeup.fileno(): self._wakeup.drain}
         for lane in self._lanes.values():
-            actions[lane.xsub] = lambda lane=lane: self._forward(lane)
+            actions[lane.xsub] = self._forwarder(lane)
             actions[lane.xpub] = lambda lane=lane: self._subscriptions(lane)
         for sock in actions:
             poller.register(sock, zmq.POLLIN)
@@ -185,6 +189,8 @@ class Broker:
             lane.xpub.close(0)
         self.latch.close(0)
         self.zap.close()
+        if self.fast is not None:
+            self.fast.close()
         self.ctx.term()
         self._wakeup.close()
         for name in self.runtime.socket_names():
@@ -194,50 +200,65 @@ class Broker:
             self.runtime.lock_path.unlink(missing_ok=True)
 
     # --- forwarding -------------------------------------------------------------------
-    def _forward(self, lane: _Lane) -> None:
-        """Up to BATCH messages from the lane's publishers to its subscribers, each one judged first.
+    def _forwarder(self, lane: _Lane):
+        """The lane's forwarding call: the C loop (bus.fastpath) where it is built, else _forward."""
+        if self.fast is None:
+            return lambda: self._forward(lane)
+        return self.fast.forwarder(lane.xsub, lane.xpub, BATCH, MAX_MESSAGE_SIZE + 1024,  # the XSUB's limit
+                                   lambda topic, body, more, user: self._slow(lane, topic, body, more, user),
+                                   lane.fast)
 
-        The hot path of the whole bus, so plain: verdicts are cached per (identity, topic), counters kept
-        in locals, and pyzmq's C send called without its Python wrapper."""
-        recv, xpub, verdicts = lane.xsub.recv, lane.xpub, self._verdicts
-        n_in = b_in = n_out = b_out = 0
+    def _forward(self, lane: _Lane) -> None:
+        """Up to BATCH messages from the lane's publishers to its subscribers, each one judged first
+        (in Python: where the C loop is not built)."""
+        recv = lane.xsub.recv
         try:
             for _ in range(BATCH):
                 head = recv(_NOBLOCK, copy=False)
-                n_in += 1
                 body = recv(0, copy=False) if head.more else None
+                lane.msgs_in += 1
                 if body is None or body.more:
                     self._refuse_frames(lane, head, body)
                     continue
-                user, topic = verified(head), head.bytes
-                verdict = verdicts.get((user, topic))
-                if verdict is None:
-                    verdict = self._judge(user, topic)
-                spec, stamp, why = verdict
-                size = len(body)
-                b_in += size
-                if why is None and size > spec.max_size:
-                    why = f"{size} bytes, the table allows {spec.max_size}"
-                if why is not None:
-                    self.gate.refuse(stamp, topic, why)
-                    continue
-                if topic in PERSONAL:
-                    n_out, b_out = self._personal(xpub, spec, topic, body.bytes, stamp, n_out, b_out)
-                    continue
-                _send(xpub, head, _SNDMORE, False)
-                _send(xpub, body, _SNDMORE, False)
-                _send(xpub, stamp)
-                n_out += 1
-                b_out += size
-                if spec.latched:
-                    self._store([topic, body.bytes, stamp])
+                lane.bytes_in += len(body)
+                self._deliver(lane, verified(head), head.bytes, body)
         except zmq.Again:
             pass
-        finally:
-            lane.msgs_in += n_in
-            lane.bytes_in += b_in
-            lane.msgs_out += n_out
-            lane.bytes_out += b_out
+
+    def _slow(self, lane: _Lane, topic: bytes, body: bytes | None, more: bool, user: bytes) -> None:
+        """A message the C loop hands back: not a plain (sender, topic) it knows, or malformed."""
+        if body is None or more:
+            while more:  # read the message to its end, however long, keeping none of it
+                more = lane.xsub.recv(copy=False).more
+            self.gate.refuse(user, topic, "not a two-frame message")
+            return
+        spec, stamp, why = self._deliver(lane, user.decode("ascii", "replace"), topic, body)
+        if why is None and not spec.latched and topic not in PERSONAL and len(body) <= spec.max_size:
+            self.fast.allow(stamp, topic, spec.max_size)  # the next ones stay in C
+
+    def _deliver(self, lane: _Lane, user: str, topic: bytes, body) -> tuple:
+        """One whole message judged, then sent on (stamped with its sender) or refused; its verdict."""
+        verdict = self._verdicts.get((user, topic)) or self._judge(user, topic)
+        spec, stamp, why = verdict
+        size = len(body)
+        if why is None and size > spec.max_size:
+            why = f"{size} bytes, the table allows {spec.max_size}"
+        if why is not None:
+            self.gate.refuse(stamp, topic, why)
+            return verdict
+        xpub = lane.xpub
+        if topic in PERSONAL:
+            lane.msgs_out, lane.bytes_out = self._personal(xpub, spec, topic, bytes(body), stamp, lane.msgs_out,
+                                                           lane.bytes_out)
+            return verdict
+        _send(xpub, topic, _SNDMORE, False)
+        _send(xpub, body, _SNDMORE, False)
+        _send(xpub, stamp)
+        lane.msgs_out += 1
+        lane.bytes_out += size
+        if spec.latched:
+            self._store([topic, bytes(body), stamp])
+        return verdict
 
     def _judge(self, user: str, topic: bytes) -> tuple:
         """(the topic's row, the sender's stamp, None) when ``user`` may publish ``topic``, else why not last."""
@@ -263,10 +284,8 @@ class Broker:
         return n_out, b_out
 
     def _refuse_frames(self, lane: _Lane, head: zmq.Frame, body: zmq.Frame | None) -> None:
-        more = body is not None and body.more
-        while more:  # read the message to its end, however long, keeping none of it
-            more = lane.xsub.recv(copy=False).more
-        self.gate.refuse(verified(head).encode(), head.bytes, "not a two-frame message")
+        self._slow(lane, head.bytes, None if body is None else b"", body is not None and body.more,
+                   verified(head).encode())
 
     def _subscriptions(self, lane: _Lane) -> None:
         while True:
@@ -368,6 +387,7 @@ class Broker:
         self._publish("bus.broker.stats", uptime_s=round(time.monotonic() - self.started, 3),
                       lanes={name: lane.stats() for name, lane in self._lanes.items()}, latched=len(self.cache),
                       pid=os.getpid(), refused=sum(self.gate.refused.values()),
+                      forwarding="python" if self.fast is None else "c",
                       clients={"admitted": self.zap.admitted, "refused": self.zap.refused})
 
 

@@ -1,0 +1,214 @@
+/* The broker's hot path in C: forward what a sender may plainly publish, hand the rest to Python.
+ *
+ * Built by `make install` into bus/_fastpath.so and loaded with ctypes (bus/fastpath.py), so it
+ * needs a C compiler and libc's headers, not Python's. libzmq's functions come as pointers from
+ * the very library pyzmq loaded: one libzmq in the process, whatever its file is called.
+ *
+ * The broker's Python code decides; this only remembers its decisions. A (sender, topic) pair
+ * the gate allowed, whose topic is neither latched nor personal, is put in the table with the
+ * topic's size limit; such a message goes from XSUB to XPUB here with the sender stamped as a
+ * third frame, exactly as the Python loop would send it. Anything else (a pair not in the table,
+ * an oversized body, a frame count other than two, no verified sender) is handed back to Python,
+ * whose judgement it then gets.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* zmq.h's zmq_msg_t: 64 opaque bytes, pointer-aligned. */
+typedef struct { unsigned char _[64]; } __attribute__((aligned(sizeof(void *)))) zmq_msg_t;
+
+#define ZMQ_DONTWAIT 1
+#define ZMQ_SNDMORE 2
+
+typedef struct {
+    int (*msg_init)(zmq_msg_t *);
+    int (*msg_recv)(zmq_msg_t *, void *, int);
+    int (*msg_send)(zmq_msg_t *, void *, int);
+    int (*msg_close)(zmq_msg_t *);
+    void *(*msg_data)(zmq_msg_t *);
+    size_t (*msg_size)(const zmq_msg_t *);
+    int (*msg_more)(const zmq_msg_t *);
+    const char *(*msg_gets)(const zmq_msg_t *, const char *);
+    int (*send)(void *, const void *, size_t, int);
+    int (*errno_)(void);
+} zmq_api;
+
+/* A message left for the Python side's judgement: its frames so far (the head cut to its buffer,
+ * the body whole: the socket's size limit is the buffer's), whether more follow unread (1: Python
+ * reads them off the socket itself; -1: a lone frame, no body), and the sender ("" if unverified). */
+typedef struct {
+    char *head;
+    size_t head_cap, head_len;
+    char *body;
+    size_t body_cap, body_len;
+    int more;
+    size_t user_len;
+    char user[64];
+} held;
+
+typedef struct {
+    uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
+} counters;
+
+#define MAX_USER ((int)sizeof(((held *)0)->user))
+#define MAX_TOPIC 128
+#define SLOTS 1024 /* a power of two; at most half are ever used */
+
+typedef struct {
+    uint32_t max_size;
+    uint8_t used, user_len, topic_len;
+    char user[MAX_USER];
+    char topic[MAX_TOPIC];
+} entry;
+
+typedef struct {
+    entry slots[SLOTS];
+    int count;
+} table;
+
+static uint64_t hash(const char *user, size_t user_len, const char *topic, size_t topic_len) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < user_len; i++) h = (h ^ (uint8_t)user[i]) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL; /* no user/topic split makes two pairs one */
+    for (size_t i = 0; i < topic_len; i++) h = (h ^ (uint8_t)topic[i]) * 1099511628211ULL;
+    return h;
+}
+
+static entry *find(table *t, const char *user, size_t user_len, const char *topic, size_t topic_len) {
+    if (user_len >= MAX_USER || topic_len > MAX_TOPIC) return NULL;
+    for (uint64_t i = hash(user, user_len, topic, topic_len);; i++) {
+        entry *e = &t->slots[i & (SLOTS - 1)];
+        if (!e->used) return e;
+        if (e->user_len == user_len && e->topic_len == topic_len && !memcmp(e->user, user, user_len) &&
+            !memcmp(e->topic, topic, topic_len))
+            return e;
+    }
+}
+
+/* malloc'd, not zeroed: the body's room is as large as the socket allows, and pages never written
+ * cost no memory. */
+held *lens_held_new(size_t head_cap, size_t body_cap) {
+    held *h = calloc(1, sizeof(held));
+    if (h == NULL) return NULL;
+    h->head = malloc(head_cap);
+    h->body = malloc(body_cap);
+    if (h->head == NULL || h->body == NULL) {
+        free(h->head);
+        free(h->body);
+        free(h);
+        return NULL;
+    }
+    h->head_cap = head_cap;
+    h->body_cap = body_cap;
+    return h;
+}
+
+void lens_held_free(held *h) {
+    if (h == NULL) return;
+    free(h->head);
+    free(h->body);
+    free(h);
+}
+
+table *lens_table_new(void) { return calloc(1, sizeof(table)); }
+
+void lens_table_free(table *t) { free(t); }
+
+void lens_table_clear(table *t) { memset(t, 0, sizeof(*t)); }
+
+/* Remember that `user` may plainly publish `topic` up to `max_size` bytes; 0 when the table is
+ * full or the names too long (the Python path then keeps judging that pair: slower, as right). */
+int lens_table_allow(table *t, const char *user, size_t user_len, const char *topic, size_t topic_len,
+                     uint32_t max_size) {
+    if (t->count >= SLOTS / 2) return 0;
+    entry *e = find(t, user, user_len, topic, topic_len);
+    if (e == NULL) return 0;
+    if (!e->used) {
+        e->used = 1;
+        e->user_len = (uint8_t)user_len;
+        e->topic_len = (uint8_t)topic_len;
+        memcpy(e->user, user, user_len);
+        memcpy(e->topic, topic, topic_len);
+        t->count++;
+    }
+    e->max_size = max_size;
+    return 1;
+}
+
+static void hold(const zmq_api *z, held *h, zmq_msg_t *head, zmq_msg_t *body, int more, const char *user,
+                 size_t user_len) {
+    size_t len = z->msg_size(head);
+    h->head_len = len < h->head_cap ? len : h->head_cap;
+    memcpy(h->head, z->msg_data(head), h->head_len);
+    h->body_len = 0;
+    if (body != NULL) {
+        len = z->msg_size(body);
+        h->body_len = len < h->body_cap ? len : h->body_cap;
+        memcpy(h->body, z->msg_data(body), h->body_len);
+    }
+    h->more = more;
+    h->user_len = user_len;
+    memcpy(h->user, user, user_len);
+}
+
+/* Up to `batch` messages from xsub: 0 when xsub is empty, 1 when the batch ran out first (more may
+ * wait: the caller polls its other sockets, then comes back), 2 when a message waits in `h` for
+ * Python (then call again), -1 on an error of libzmq's. Python is returned to rather than called
+ * back: a callback would need libffi's trampolines, which MemoryDenyWriteExecute may forbid. */
+int lens_forward(const zmq_api *z, void *xsub, void *xpub, const table *t, int batch, held *h, counters *c) {
+    zmq_msg_t head, body;
+    for (int n = 0; n < batch; n++) {
+        z->msg_init(&head);
+        if (z->msg_recv(&head, xsub, ZMQ_DONTWAIT) < 0) {
+            int err = z->errno_();
+            z->msg_close(&head);
+            return err == EAGAIN ? 0 : -1;
+        }
+        c->msgs_in++;
+        /* Copied: the string lives in the message's metadata, which goes with the message when sent. */
+        char user[MAX_USER];
+        const char *verified = z->msg_gets(&head, "User-Id");
+        size_t user_len = verified ? strlen(verified) : 0;
+        if (user_len >= MAX_USER) user_len = 0; /* not an identity this table holds: Python judges it */
+        memcpy(user, verified ? verified : "", user_len);
+        user[user_len] = 0;
+        if (!z->msg_more(&head)) {
+            hold(z, h, &head, NULL, -1, user, user_len);
+            z->msg_close(&head);
+            return 2;
+        }
+        z->msg_init(&body);
+        if (z->msg_recv(&body, xsub, 0) < 0) { /* cannot happen mid-message; libzmq's error stands */
+            z->msg_close(&head);
+            z->msg_close(&body);
+            return -1;
+        }
+        size_t size = z->msg_size(&body);
+        c->bytes_in += size;
+        int more = z->msg_more(&body);
+        const entry *e = NULL;
+        if (!more && user_len)
+            e = find((table *)t, user, user_len, z->msg_data(&head), z->msg_size(&head));
+        if (e == NULL || !e->used || size > e->max_size) {
+            hold(z, h, &head, &body, more, user, user_len);
+            z->msg_close(&head);
+            z->msg_close(&body);
+            return 2;
+        }
+        /* XPUB never blocks (past its high-water mark it drops for that subscriber, as in Python). */
+        if (z->msg_send(&head, xpub, ZMQ_SNDMORE) < 0 || z->msg_send(&body, xpub, ZMQ_SNDMORE) < 0 ||
+            z->send(xpub, user, user_len, 0) < 0) {
+            z->msg_close(&head);
+            z->msg_close(&body);
+            return -1;
+        }
+        z->msg_close(&head); /* empty after a send: closing is harmless and keeps every path alike */
+        z->msg_close(&body);
+        c->msgs_out++;
+        c->bytes_out += size;
+    }
+    return 1;
+}

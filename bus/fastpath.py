@@ -1,0 +1,161 @@
+"""The broker's forwarding loop in C (bus/fastpath.c), through ctypes.
+
+    python -m bus.fastpath        # build bus/_fastpath.so (make install does)
+
+The C loop forwards the messages whose (sender, topic) the broker's Python
+judgement already allowed, and returns with any other message held for that
+judgement, so there is one judgement and two speeds. Without the built
+library (no C compiler on the machine) the broker forwards in Python, says so
+in its log and its stats (``forwarding``), and behaves the same.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import zmq
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("fastpath.c")
+LIBRARY = Path(__file__).with_name("_fastpath.so")
+
+class Counters(ctypes.Structure):
+    _fields_ = [("msgs_in", ctypes.c_uint64), ("bytes_in", ctypes.c_uint64),
+                ("msgs_out", ctypes.c_uint64), ("bytes_out", ctypes.c_uint64)]
+
+
+class _Held(ctypes.Structure):
+    """A message the C loop leaves for Python (fastpath.c's ``held``)."""
+    _fields_ = [("head", ctypes.c_void_p), ("head_cap", ctypes.c_size_t), ("head_len", ctypes.c_size_t),
+                ("body", ctypes.c_void_p), ("body_cap", ctypes.c_size_t), ("body_len", ctypes.c_size_t),
+                ("more", ctypes.c_int), ("user_len", ctypes.c_size_t), ("user", ctypes.c_char * 64)]
+
+
+HEAD_CAP = 256  # a longer topic frame names no topic: its first bytes say enough to refuse it
+HELD = 2  # lens_forward's "a message waits for Python"
+
+_API = ("msg_init", "msg_recv", "msg_send", "msg_close", "msg_data", "msg_size", "msg_more", "msg_gets", "send",
+        "errno")
+
+
+class _Api(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_void_p) for name in _API]
+
+
+def _libzmq() -> ctypes.CDLL:
+    """The libzmq pyzmq itself runs on (a wheel bundles its own under a mangled name): opening a
+    library already mapped gives the same one, never a second copy with sockets of its own."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1]
+            if "/libzmq" in path and path.startswith("/"):
+                return ctypes.CDLL(path)
+    raise OSError(f"libzmq is not mapped into this process (pyzmq {zmq.__version__})")
+
+
+class FastPath:
+    """The C loop for one broker: a table of plain verdicts and the libzmq it calls."""
+
+    def __init__(self, library: Path = LIBRARY):
+        self.lib = ctypes.CDLL(str(library))
+        zmq_lib = _libzmq()
+        self._api = _Api(*(ctypes.cast(getattr(zmq_lib, f"zmq_{name}"), ctypes.c_void_p) for name in _API))
+        self.lib.lens_table_new.restype = ctypes.c_void_p
+        self.lib.lens_table_allow.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
+                                              ctypes.c_size_t, ctypes.c_uint32]
+        self.lib.lens_held_new.restype = ctypes.POINTER(_Held)
+        self.lib.lens_held_new.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
+        self.lib.lens_held_free.argtypes = [ctypes.POINTER(_Held)]
+        self._held: list = []
+        self.lib.lens_table_clear.argtypes = [ctypes.c_void_p]
+        self.lib.lens_table_free.argtypes = [ctypes.c_void_p]
+        self.lib.lens_forward.argtypes = [ctypes.POINTER(_Api), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                          ctypes.c_int, ctypes.POINTER(_Held), ctypes.POINTER(Counters)]
+        self._table = self.lib.lens_table_new()
+        if not self._table:
+            raise MemoryError("the fast path's verdict table")
+
+    def allow(self, user: bytes, topic: bytes, max_size: int) -> bool:
+        """Forward ``topic`` from ``user`` in C from now on; False when the table cannot hold it."""
+        return bool(self.lib.lens_table_allow(self._table, user, len(user), topic, len(topic), max_size))
+
+    def clear(self) -> None:
+        self.lib.lens_table_clear(self._table)
+
+    def forwarder(self, xsub: zmq.Socket, xpub: zmq.Socket, batch: int, max_body: int,
+                  slow: Callable[[bytes, bytes | None, bool, bytes], None], counters: Counters) -> Callable[[], None]:
+        """A call that forwards up to ``batch`` messages from ``xsub``.
+
+        ``slow(topic, body, more, user)`` gets what the table does not cover (body None for a lone frame;
+        ``more`` when further frames wait unread on xsub), at most ``batch`` of them a call too."""
+        pointer = self.lib.lens_held_new(HEAD_CAP, max_body)
+        if not pointer:
+            raise MemoryError("the fast path's room for a held message")
+        self._held.append(pointer)
+        held = pointer.contents
+        args = (ctypes.byref(self._api), xsub.underlying, xpub.underlying, self._table, batch, pointer,
+                ctypes.byref(counters))
+        forward = self.lib.lens_forward
+
+        def run() -> None:
+            for _ in range(batch):
+                result = forward(*args)
+                if result != HELD:
+                    if result < 0:
+                        raise zmq.ZMQError()  # libzmq's errno, as pyzmq reads it
+                    return
+                data = None if held.more < 0 else ctypes.string_at(held.body, held.body_len)
+                slow(ctypes.string_at(held.head, held.head_len), data, held.more > 0, held.user[:held.user_len])
+        return run
+
+    def close(self) -> None:
+        while self._held:
+            self.lib.lens_held_free(self._held.pop())
+        if self._table:
+            self.lib.lens_table_free(self._table)
+            self._table = None
+
+
+def load() -> FastPath | None:
+    """The C loop, or None (and why, logged) when it is not built or does not load."""
+    if os.environ.get("LENS_BROKER_PYTHON"):  # to compare the two, or to rule the C loop out
+        log.info("forwarding in Python ($LENS_BROKER_PYTHON)")
+        return None
+    try:
+        return FastPath()
+    except OSError as exc:
+        log.warning("forwarding in Python, slower: the C loop did not load (%s); `make install` builds it", exc)
+        return None
+
+
+def build(output: Path = LIBRARY, compiler: str | None = None) -> Path:
+    """Compile bus/fastpath.c into ``output``; CalledProcessError (with the compiler's words) if it fails."""
+    cc = compiler or os.environ.get("CC", "cc")
+    partial = output.with_suffix(".so.part")
+    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-o", str(partial), str(SOURCE)],
+                   check=True, capture_output=True, text=True)
+    os.replace(partial, output)  # a broker starting meanwhile loads the old library or the new, never half
+    return output
+
+
+def main() -> int:
+    try:
+        print(f"built {build()}")
+    except FileNotFoundError as exc:
+        print(f"lensos: no C compiler ({exc.filename}); the broker will forward in Python", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as exc:
+        print(f"lensos: building {SOURCE} failed:\n{exc.stderr}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
