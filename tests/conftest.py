@@ -198,6 +198,26 @@ def wait_line(stream, contains: str, timeout: float = DEADLINE_S) -> str:
         seen.append(line)
 
 
+def lines_so_far(stream, last: int = 40) -> list[str]:
+    """The last lines a wait_line reader has collected from ``stream`` until now, without waiting (kept
+    for the next wait_line)."""
+    import queue
+
+    lines, got = _readers.get(stream), []
+    if lines is None:
+        return got
+    while True:
+        try:
+            line = lines.get_nowait()
+        except queue.Empty:
+            break
+        if line is None:
+            lines.put(None)
+            break
+        got.append(line)
+    return [line.rstrip("\n") for line in got[-last:]]
+
+
 def drain_lines(stream) -> str:
     """What a wait_line reader thread has collected and will collect until the stream closes."""
     lines = _readers.pop(stream)

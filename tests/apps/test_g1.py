@@ -14,7 +14,7 @@ from PIL import Image
 from apps.lens.catalog import CATALOG_DIR
 from bus.node import Node
 from tests.apps.scenes import held_up
-from tests.conftest import DEADLINE_S, drain_lines, wait_for, wait_line
+from tests.conftest import DEADLINE_S, drain_lines, lines_so_far, wait_for, wait_line
 
 
 @pytest.mark.slow
@@ -37,7 +37,8 @@ def test_the_g1_profile_end_to_end(procs, runtime, tmp_path):
                 return wait_for(condition, DEADLINE_S, what, poll=ear.run_once)
             except AssertionError as exc:  # what was heard instead says why
                 heard = [f"{m.source}: {m.payload['text']}" for m in seen if m.topic == "audio.speak"][-6:]
-                raise AssertionError(f"{exc}; the last said: {heard}") from None
+                logs = "\n".join(lines_so_far(up.stdout))  # the daemons' and the shell's logs: why
+                raise AssertionError(f"{exc}; the last said: {heard}; lens up's log:\n{logs}") from None
 
         def said(text: str, source: str | None = None, since: int = 0):
             return next((m.payload for m in seen[since:] if m.topic == "audio.speak" and text in m.payload["text"]
