@@ -6,9 +6,10 @@ keys, so each frame that arrives carries its sender's verified identity as
 the sender may not publish (bus.gate), and stamps the identity as a third
 frame for subscribers, who trust it over the name a header claims. The
 judging is Python; once a (sender, topic) is judged plainly forwardable, its
-next messages go through a C loop (bus.fastpath) without waking Python. XSUB subscribes upstream to everything; XPUB runs in
-manual mode, so every subscription passes the gate too (restricted topics go
-out on personal channels only).
+next messages go through a C loop (bus.fastpath) without waking Python.
+XSUB subscribes upstream to everything; XPUB runs in manual mode, so every
+subscription passes the gate too (restricted topics go out on personal
+channels only).
 
 The last-value cache is fed from the forwarding loop itself, after
 validation, so a malformed message never poisons the state handed to late
@@ -218,7 +219,7 @@ class Broker:
                 body = recv(0, copy=False) if head.more else None
                 lane.msgs_in += 1
                 if body is None or body.more:
-                    self._refuse_frames(lane, head, body)
+                    self._refuse_frames(lane, head.bytes, body is not None and body.more, verified(head).encode())
                     continue
                 lane.bytes_in += len(body)
                 self._deliver(lane, verified(head), head.bytes, body)
@@ -228,29 +229,28 @@ class Broker:
     def _slow(self, lane: _Lane, topic: bytes, body: bytes | None, more: bool, user: bytes) -> None:
         """A message the C loop hands back: not a plain (sender, topic) it knows, or malformed."""
         if body is None or more:
-            while more:  # read the message to its end, however long, keeping none of it
-                more = lane.xsub.recv(copy=False).more
-            self.gate.refuse(user, topic, "not a two-frame message")
+            self._refuse_frames(lane, topic, more, user)
             return
-        spec, stamp, why = self._deliver(lane, user.decode("ascii", "replace"), topic, body)
-        if why is None and not spec.latched and topic not in PERSONAL and len(body) <= spec.max_size:
+        plain = self._deliver(lane, user.decode("ascii", "replace"), topic, body)
+        if plain is not None:
+            spec, stamp = plain
             self.fast.allow(stamp, topic, spec.max_size)  # the next ones stay in C
 
-    def _deliver(self, lane: _Lane, user: str, topic: bytes, body) -> tuple:
-        """One whole message judged, then sent on (stamped with its sender) or refused; its verdict."""
-        verdict = self._verdicts.get((user, topic)) or self._judge(user, topic)
-        spec, stamp, why = verdict
+    def _deliver(self, lane: _Lane, user: str, topic: bytes, body) -> tuple | None:
+        """One whole message judged, then sent on (stamped with its sender) or refused. (row, stamp) when it
+        went out plainly, as the C loop may send the next ones; None when refused, personal or latched."""
+        spec, stamp, why = self._verdicts.get((user, topic)) or self._judge(user, topic)
         size = len(body)
         if why is None and size > spec.max_size:
             why = f"{size} bytes, the table allows {spec.max_size}"
         if why is not None:
             self.gate.refuse(stamp, topic, why)
-            return verdict
+            return None
         xpub = lane.xpub
         if topic in PERSONAL:
             lane.msgs_out, lane.bytes_out = self._personal(xpub, spec, topic, bytes(body), stamp, lane.msgs_out,
                                                            lane.bytes_out)
-            return verdict
+            return None
         _send(xpub, topic, _SNDMORE, False)
         _send(xpub, body, _SNDMORE, False)
         _send(xpub, stamp)
@@ -258,7 +258,8 @@ class Broker:
         lane.bytes_out += size
         if spec.latched:
             self._store([topic, bytes(body), stamp])
-        return verdict
+            return None
+        return spec, stamp
 
     def _judge(self, user: str, topic: bytes) -> tuple:
         """(the topic's row, the sender's stamp, None) when ``user`` may publish ``topic``, else why not last."""
@@ -283,9 +284,11 @@ class Broker:
             b_out += len(data)
         return n_out, b_out
 
-    def _refuse_frames(self, lane: _Lane, head: zmq.Frame, body: zmq.Frame | None) -> None:
-        self._slow(lane, head.bytes, None if body is None else b"", body is not None and body.more,
-                   verified(head).encode())
+    def _refuse_frames(self, lane: _Lane, topic: bytes, more: bool, user: bytes) -> None:
+        """A message of other than two frames: read to its end, however long, keeping none of it."""
+        while more:
+            more = lane.xsub.recv(copy=False).more
+        self.gate.refuse(user, topic, "not a two-frame message")
 
     def _subscriptions(self, lane: _Lane) -> None:
         while True:

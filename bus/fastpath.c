@@ -117,8 +117,6 @@ table *lens_table_new(void) { return calloc(1, sizeof(table)); }
 
 void lens_table_free(table *t) { free(t); }
 
-void lens_table_clear(table *t) { memset(t, 0, sizeof(*t)); }
-
 /* Remember that `user` may plainly publish `topic` up to `max_size` bytes; 0 when the table is
  * full or the names too long (the Python path then keeps judging that pair: slower, as right). */
 int lens_table_allow(table *t, const char *user, size_t user_len, const char *topic, size_t topic_len,

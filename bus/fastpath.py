@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("fastpath.c")
 LIBRARY = Path(__file__).with_name("_fastpath.so")
 
+
 class Counters(ctypes.Structure):
     _fields_ = [("msgs_in", ctypes.c_uint64), ("bytes_in", ctypes.c_uint64),
                 ("msgs_out", ctypes.c_uint64), ("bytes_out", ctypes.c_uint64)]
@@ -74,7 +75,6 @@ class FastPath:
         self.lib.lens_held_new.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
         self.lib.lens_held_free.argtypes = [ctypes.POINTER(_Held)]
         self._held: list = []
-        self.lib.lens_table_clear.argtypes = [ctypes.c_void_p]
         self.lib.lens_table_free.argtypes = [ctypes.c_void_p]
         self.lib.lens_forward.argtypes = [ctypes.POINTER(_Api), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                                           ctypes.c_int, ctypes.POINTER(_Held), ctypes.POINTER(Counters)]
@@ -85,9 +85,6 @@ class FastPath:
     def allow(self, user: bytes, topic: bytes, max_size: int) -> bool:
         """Forward ``topic`` from ``user`` in C from now on; False when the table cannot hold it."""
         return bool(self.lib.lens_table_allow(self._table, user, len(user), topic, len(topic), max_size))
-
-    def clear(self) -> None:
-        self.lib.lens_table_clear(self._table)
 
     def forwarder(self, xsub: zmq.Socket, xpub: zmq.Socket, batch: int, max_body: int,
                   slow: Callable[[bytes, bytes | None, bool, bytes], None], counters: Counters) -> Callable[[], None]:
@@ -135,9 +132,10 @@ def load() -> FastPath | None:
         return None
 
 
-def build(output: Path = LIBRARY, compiler: str | None = None) -> Path:
-    """Compile bus/fastpath.c into ``output``; CalledProcessError (with the compiler's words) if it fails."""
-    cc = compiler or os.environ.get("CC", "cc")
+def build(output: Path = LIBRARY) -> Path:
+    """Compile bus/fastpath.c into ``output`` with $CC (else cc); CalledProcessError (with the compiler's
+    words) if it fails."""
+    cc = os.environ.get("CC", "cc")
     partial = output.with_suffix(".so.part")
     subprocess.run([cc, "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-o", str(partial), str(SOURCE)],
                    check=True, capture_output=True, text=True)
