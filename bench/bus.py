@@ -37,6 +37,7 @@ import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.procstat import cpu_seconds  # noqa: E402
 from bus.node import Node  # noqa: E402
 from bus.runtime import Runtime  # noqa: E402
 from bus.topics import LANE_HWM  # noqa: E402
@@ -288,13 +289,6 @@ class Setup:
         self.side.close()
         stop(*reversed(self.children))
         shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time a process has used so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def interleaved(names: dict[str, str], rounds: int, pings: int, blast: int) -> dict[str, dict]:

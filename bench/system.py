@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.procstat import cpu_seconds  # noqa: E402
 from bus import keys  # noqa: E402
 from bus.node import Node  # noqa: E402
 from bus.runtime import Runtime  # noqa: E402
@@ -48,13 +49,10 @@ FLOOR = "import zmq; c = zmq.Context(); s = c.socket(zmq.SUB); s.connect('ipc://
 
 
 def proc_stats(pid: int) -> dict:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
     with open(f"/proc/{pid}/status") as f:
         status = dict(line.split(":", 1) for line in f)
     status = {key: value.split()[0] for key, value in status.items() if value.split()}
-    return {"cpu_s": (int(fields[11]) + int(fields[12])) / ticks,
+    return {"cpu_s": cpu_seconds(pid),
             "switches": int(status["voluntary_ctxt_switches"]) + int(status["nonvoluntary_ctxt_switches"]),
             "rss_mib": int(status["VmRSS"]) / 1024,
             "numpy": "numpy" in Path(f"/proc/{pid}/maps").read_text()}

@@ -130,9 +130,10 @@ class ShellCore:
                    for claim in self.arbiter.stacks.get(resource, ()))
 
     def beat_for(self, owner: str) -> float | None:
-        """The heartbeat period ``owner`` must keep from now on (None: its own): while it captures, a third
-        of the policy's timeout, so that one late beat is not yet a hang."""
-        return self.policy.focus["liveness"]["heartbeat_timeout_s"] / 3 if self.claims_capture(owner) else None
+        """The heartbeat period ``owner`` must keep from now on (None: its own): while it captures, the
+        policy's timeout over MISSED_BEATS, so that a late beat is not yet a hang."""
+        timeout = self.policy.focus["liveness"]["heartbeat_timeout_s"]
+        return timeout / MISSED_BEATS if self.claims_capture(owner) else None
 
     def set_foreground(self, app: str, now: float) -> str | None:
         """Only one foreground app: the previous one is backgrounded and loses the display."""
