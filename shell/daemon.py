@@ -110,6 +110,7 @@ class ShellDaemon:
         now = time.monotonic()
         for name in [n for n, v in self.nodes.items() if v.get("identity") == msg.payload["identity"]]:
             if name != self.node.name:
+                log.info("shell: %s left the bus (its key's last connection closed)", name)
                 del self.nodes[name]
                 self.core.owner_gone(name, now, "its connection to the bus closed")
         self.settle()
@@ -277,6 +278,7 @@ class ShellDaemon:
         for name, seen, period in [(n, v["seen"], self.core.periods.get(n, 0.0)) for n, v in self.nodes.items()]:
             expiry = max(timeout, period) * NODE_EXPIRY
             if now - seen > expiry and name != self.node.name:
+                log.warning("shell: no heartbeat from %s for %.1f s; counted as gone", name, now - seen)
                 del self.nodes[name]
             else:
                 deadlines.append(seen + expiry)
