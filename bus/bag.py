@@ -45,10 +45,14 @@ class BagError(ValueError):
     """A recording that cannot be read at all (not MCAP, not a lensos recording)."""
 
 
-@dataclass(slots=True)
 class Recorded(Message):
     """A message as it was on the bus (its original header), and when the recorder received it."""
-    log_ns: int = 0
+
+    __slots__ = ("log_ns",)
+
+    def __init__(self, *fields, log_ns: int = 0, **named):
+        super().__init__(*fields, **named)
+        self.log_ns = log_ns
 
 
 @dataclass

@@ -419,9 +419,9 @@ def serve(runtime: Runtime) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    from bus.args import argument_parser
 
-    parser = argparse.ArgumentParser(prog="python -m bus.broker", description="Run the lensos bus broker.")
+    parser = argument_parser("python -m bus.broker", "Run the lensos bus broker.")
     parser.add_argument("--runtime-dir", help="bus runtime directory (default: $LENS_RUNTIME_DIR or per-user)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="broker: %(levelname)s %(message)s")

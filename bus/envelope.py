@@ -27,11 +27,10 @@ payload) ends there with a short reason and the topic when known.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-
 import msgpack
 
 from bus.errors import MalformedMessage, PayloadError
+from bus.plain import Plain
 from bus.topics import TOPICS, Kind, Topic
 
 WIRE_VERSION = 1
@@ -66,18 +65,17 @@ def present(prefix: bytes) -> bytes | None:
     return prefix[1:-len(CHANNEL + PRESENCE)]
 
 
-@dataclass(slots=True)
-class Message:
-    topic: str
-    source: str
-    incarnation: int
-    seq: int
-    mono_ns: int
-    wall_ns: int
-    payload: dict
-    body: bytes  # the encoded body as received, for caches and recorders
-    latched: bool = False  # True when delivered from the broker's last-value cache
-    sender: str = ""  # the identity the broker verified; "" when read from a file
+class Message(Plain):
+    __slots__ = ("topic", "source", "incarnation", "seq", "mono_ns", "wall_ns", "payload", "body", "latched",
+                 "sender")
+
+    def __init__(self, topic: str, source: str, incarnation: int, seq: int, mono_ns: int, wall_ns: int,
+                 payload: dict, body: bytes, latched: bool = False, sender: str = ""):
+        self.topic, self.source, self.incarnation, self.seq = topic, source, incarnation, seq
+        self.mono_ns, self.wall_ns, self.payload = mono_ns, wall_ns, payload
+        self.body = body  # the encoded body as received, for caches and recorders
+        self.latched = latched  # True when delivered from the broker's last-value cache
+        self.sender = sender  # the identity the broker verified; "" when read from a file
 
     @property
     def size(self) -> int:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 from bus.envelope import Message, decode
 from bus.errors import MalformedMessage
 from bus.keys import DEVELOPER
+from bus.plain import Plain
 from bus.topics import TOPICS
 
 log = logging.getLogger(__name__)
@@ -29,14 +29,16 @@ MAX_UNKNOWN_NAMES = 64
 OTHER_UNKNOWN = "<other unknown topics>"
 
 
-@dataclass
-class TopicCounters:
-    received: int = 0  # valid messages delivered
-    malformed: int = 0
-    drops: int = 0  # messages missing from sequence gaps
-    duplicates: int = 0
-    last_error: str = ""
-    reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+class TopicCounters(Plain):
+    __slots__ = ("received", "malformed", "drops", "duplicates", "last_error", "reasons")
+
+    def __init__(self):
+        self.received = 0  # valid messages delivered
+        self.malformed = 0
+        self.drops = 0  # messages missing from sequence gaps
+        self.duplicates = 0
+        self.last_error = ""
+        self.reasons: dict[str, int] = defaultdict(int)
 
     def as_dict(self) -> dict:
         return {

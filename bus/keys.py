@@ -34,8 +34,8 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import zmq
 
@@ -141,12 +141,14 @@ def ensure_development_keys(runtime: Runtime) -> None:
         os.close(fd)
 
 
-@dataclass(frozen=True)
-class KeyPair:
+class KeyPair(NamedTuple):
     identity: str
     public: bytes
     secret: bytes
     path: Path
+
+    def __repr__(self) -> str:  # never the secret half, not even in a traceback's locals or a debug log
+        return f"KeyPair(identity={self.identity!r}, public={self.public!r}, path={str(self.path)!r})"
 
 
 def parse_certificate(text: bytes, where: str) -> tuple[bytes, bytes | None]:

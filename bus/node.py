@@ -28,7 +28,6 @@ import os
 import signal
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass
 from typing import Callable
 
 import msgpack
@@ -40,6 +39,7 @@ from bus.errors import (BusError, BusTimeout, NotOwner, RequestFailed, RequestRe
                         RequestTimeout, UnknownTopic)
 from bus.intake import Intake
 from bus.lane import Lane, recv_frames, send_frames
+from bus.plain import Plain
 from bus.runtime import Runtime
 from bus.timers import Timer, Timers
 from bus.topics import ANY_NODE, LANE_HWM, LANES, LATCHED, TOPICS, Kind, Topic, lookup, matches
@@ -72,12 +72,14 @@ def lanes_for(prefix: str) -> set[str]:
     return lanes
 
 
-@dataclass
-class _Call:
-    topic: str
-    reply: Message | None = None
-    callback: Callable[[dict | None, BusError | None], None] | None = None
-    timer: Timer | None = None
+class _Call(Plain):
+    __slots__ = ("topic", "reply", "callback", "timer")
+
+    def __init__(self, topic: str):
+        self.topic = topic
+        self.reply: Message | None = None
+        self.callback: Callable[[dict | None, BusError | None], None] | None = None
+        self.timer: Timer | None = None
 
 
 class Node:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from bus.errors import RuntimeDirError
 from bus.topics import LANES
@@ -34,8 +34,7 @@ def default_runtime_dir() -> Path:
     return Path(f"/tmp/lensos-{os.getuid()}")
 
 
-@dataclass(frozen=True)
-class Runtime:
+class Runtime(NamedTuple):
     dir: Path
 
     @classmethod

@@ -8,8 +8,7 @@ that validating a message on the hot path is a loop over a tuple.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from bus.errors import PayloadError
 
@@ -36,8 +35,7 @@ _JSON_TYPES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Field:
+class Field(NamedTuple):
     name: str
     spec: str  # as written in the table, e.g. "list[int]?"
     base: str  # "int", "list", ...

@@ -17,6 +17,7 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator
 
+from bus.args import argument_parser
 from bus.node import Node
 
 # A process's heartbeat: cheap enough for idle glasses (each beat wakes the broker and the shell,
@@ -30,7 +31,7 @@ HEARTBEAT_S = 5.0
 
 def arguments(name: str, doc: str | None, backends: tuple[str, ...] = (),
               state_dir: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"python -m {name}", description=(doc or "").strip().splitlines()[0])
+    parser = argument_parser(f"python -m {name}", (doc or "").strip().splitlines()[0])
     parser.add_argument("--runtime-dir", metavar="DIR", help="bus runtime directory (default: $LENS_RUNTIME_DIR)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     add_options(parser, backends, state_dir)

@@ -19,9 +19,7 @@ recorder's schemas all derive from this table; nothing else declares topics.
 
 from __future__ import annotations
 
-import difflib
 import enum
-from dataclasses import dataclass, field
 
 from bus.errors import PayloadError, UnknownTopic
 from bus.schema import Schema
@@ -54,36 +52,38 @@ _REQUEST_ENVELOPE = {"cid": "int"}
 _REPLY_FIELDS = {"to": "str", "cid": "int", "ok": "bool", "error": "str?", "result": "dict?"}
 
 
-@dataclass(frozen=True)
 class Topic:
-    name: str
-    kind: Kind
-    owner: str  # the node allowed to publish it (for REQUEST: the node that serves it)
-    fields: dict[str, str]
-    rate_hz: float = 0.0  # nominal rate; 0 means "on change"
-    max_size: int = 0  # bytes of the encoded body; 0 means the kind's default
-    permission: str | None = None  # permission a subscriber needs (enforced by the broker, issue 4)
-    doc: str = ""
-    reply: dict[str, str] | None = None  # REQUEST only: fields of a successful reply's result
-    reply_max_size: int = 0  # REQUEST only: bytes its reply may take (0: the kind's default)
-    watched: bool = False  # REQUEST only: the sender's liveness is watched from then on (it heartbeats fast)
-    schema: Schema = field(init=False, repr=False, compare=False)
-    result_schema: Schema | None = field(init=False, repr=False, compare=False, default=None)
-    # Derived from kind once, as plain attributes: publish reads them for every message.
-    latched: bool = field(init=False, repr=False, compare=False, default=False)
-    lane: str = field(init=False, repr=False, compare=False, default="reliable")
+    """One row of the table. Not a dataclass: every process imports this module (see bus/plain.py)."""
 
-    def __post_init__(self):
-        declared = dict(self.fields)
-        if self.kind is Kind.REQUEST:
-            declared = {**_REQUEST_ENVELOPE, **declared}
-        object.__setattr__(self, "schema", Schema(declared))
-        if self.reply is not None:
-            object.__setattr__(self, "result_schema", Schema(self.reply))
-        if not self.max_size:
-            object.__setattr__(self, "max_size", _DEFAULT_MAX_SIZE[self.kind])
-        object.__setattr__(self, "latched", self.kind is Kind.STATE)  # latched: the broker keeps the last one
-        object.__setattr__(self, "lane", "stream" if self.kind is Kind.STREAM else "reliable")
+    __slots__ = ("name", "kind", "owner", "fields", "rate_hz", "max_size", "permission", "doc", "reply",
+                 "reply_max_size", "watched", "schema", "result_schema", "latched", "lane")
+
+    def __init__(self, name: str, kind: Kind, owner: str, fields: dict[str, str], *, rate_hz: float = 0.0,
+                 max_size: int = 0, permission: str | None = None, doc: str = "",
+                 reply: dict[str, str] | None = None, reply_max_size: int = 0, watched: bool = False):
+        self.name, self.kind, self.fields = name, kind, fields
+        self.owner = owner  # the node allowed to publish it (for REQUEST: the node that serves it)
+        self.rate_hz = rate_hz  # nominal rate; 0 means "on change"
+        self.max_size = max_size or _DEFAULT_MAX_SIZE[kind]  # bytes of the encoded body
+        self.permission = permission  # permission a subscriber needs (enforced by the broker, issue 4)
+        self.doc = doc
+        self.reply = reply  # REQUEST only: fields of a successful reply's result
+        self.reply_max_size = reply_max_size  # REQUEST only: bytes its reply may take (0: the kind's default)
+        self.watched = watched  # REQUEST only: the sender's liveness is watched from then on (it heartbeats fast)
+        declared = {**_REQUEST_ENVELOPE, **fields} if kind is Kind.REQUEST else dict(fields)
+        self.schema = Schema(declared)
+        self.result_schema = Schema(reply) if reply is not None else None
+        # Derived from kind once, as plain attributes: publish reads them for every message.
+        self.latched = kind is Kind.STATE  # latched: the broker keeps the last one
+        self.lane = "stream" if kind is Kind.STREAM else "reliable"
+
+    def __setattr__(self, name: str, value) -> None:
+        if hasattr(self, "lane"):  # set last in __init__: from then on the row is read-only, as a table is
+            raise AttributeError(f"topic {self.name}: the table is read-only ({name})")
+        object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"Topic({self.name!r}, {self.kind}, owner={self.owner!r})"
 
     @property
     def reply_topic(self) -> str:
@@ -363,6 +363,7 @@ def lookup(name: str) -> Topic:
     """The table row for ``name``; UnknownTopic with the nearest names otherwise."""
     topic = TOPICS.get(name)
     if topic is None:
+        import difflib  # only when a name is wrong: not a cost every process pays at start
         near = difflib.get_close_matches(name, TOPICS, n=3)
         hint = f" (did you mean {', '.join(near)}?)" if near else ""
         raise UnknownTopic(f"unknown topic {name!r}{hint}; topics are declared in bus/topics.py")

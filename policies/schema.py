@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 DEFAULT_DIR = Path(__file__).resolve().parent
 RESOURCES = ("display", "audio_out", "mic", "camera")
@@ -26,8 +25,7 @@ class PolicyError(ValueError):
     """A policy file is wrong; the message starts with file:line."""
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     kind: str  # int, float, bool, str, list[str]
     low: float | None = None
     high: float | None = None
@@ -35,8 +33,7 @@ class Rule:
     doc: str = ""
 
 
-@dataclass(frozen=True)
-class Tables:
+class Tables(NamedTuple):
     """A section written as an array of tables ([[item]] ...), each checked against ``rules``."""
     rules: dict[str, Rule]
     doc: str = ""
@@ -204,8 +201,7 @@ MODEL_SCHEMA: dict[str, dict[str, Rule]] = {
 REQUIRED_CLASSES = ("system_alert", "foreground", "background")
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     directory: Path
     model: str  # "s1" or "g1"
     system: dict[str, dict[str, Any]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from daemons.input.gestures import ABS_MT_POSITION_X, ABS_X, BTN_TOUCH, EV_ABS, EV_KEY, EV_SYN, KEY_CAMERA
 
@@ -23,8 +23,7 @@ class InputError(RuntimeError):
     """An input device cannot be opened or went away."""
 
 
-@dataclass
-class Source:
+class Source(NamedTuple):
     name: str  # "touchpad" or "button"
     fd: int | None  # None: nothing to poll (simulated)
     x_range: tuple[int, int]

@@ -18,7 +18,7 @@ Noise the recognizer rides over:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 EV_SYN, EV_KEY, EV_ABS = 0x00, 0x01, 0x03
 SYN_REPORT, SYN_DROPPED = 0, 3
@@ -28,15 +28,13 @@ ABS_X, ABS_MT_SLOT, ABS_MT_POSITION_X, ABS_MT_TRACKING_ID = 0x00, 0x2F, 0x35, 0x
 
 
 
-@dataclass(frozen=True)
-class Gesture:
+class Gesture(NamedTuple):
     name: str  # one of policies.schema.GESTURES
     t: float  # when it was recognized, on the events' clock
     source: str  # "touchpad" or "button"
 
 
-@dataclass(frozen=True)
-class Thresholds:
+class Thresholds(NamedTuple):
     tap_max_s: float  # a touch longer than this is not a tap
     double_s: float  # a second tap within this of the first lift is a double tap
     long_s: float  # held still this long: long press (reported while still held)
@@ -48,7 +46,7 @@ class Thresholds:
 
     @classmethod
     def from_policy(cls, section: dict) -> "Thresholds":
-        return cls(**{name: section[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: section[name] for name in cls._fields})
 
 
 class Recognizer:

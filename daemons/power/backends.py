@@ -9,12 +9,11 @@ of bridge left) mean the same thing on a laptop as on the glasses.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 
-@dataclass
-class Battery:
+class Battery(NamedTuple):
     name: str
     present: bool
     percent: float
@@ -28,12 +27,11 @@ class Battery:
                 "time_to_empty_s": None if self.time_to_empty_s is None else round(self.time_to_empty_s)}
 
 
-@dataclass
-class Reading:
+class Reading(NamedTuple):
     batteries: list[Battery]
     bridge: Battery
     load_w: float = 0.0
-    errors: list[str] = field(default_factory=list)
+    errors: tuple[str, ...] | list[str] = ()
 
 
 class SysfsPower:
