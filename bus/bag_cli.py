@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bus import bag
 from bus.errors import BusError
+from bus.wakeup import interrupt_on_stop_signals
 
 STOP_GRACE_S = 0.3
 
@@ -128,6 +129,7 @@ def cmd_replay(args) -> int:
               "replaying what comes before", file=sys.stderr)
     step = (lambda item: input(f"{item.topic} from {item.source} (Enter) ")) if args.paused else None
     replayer = Replayer(args.runtime, args.rate, args.topics, args.block, args.exclude_source, step)
+    interrupt_on_stop_signals()
     try:
         while True:
             replayer.play(items, args.start)

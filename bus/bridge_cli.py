@@ -12,6 +12,7 @@ from bus.bridge import Bridge, RemoteBus
 from bus.errors import KeyMissing
 from bus.node import Node
 from bus.textform import message_json, message_line
+from bus.wakeup import interrupt_on_stop_signals
 
 
 def add_parsers(commands) -> None:
@@ -131,6 +132,7 @@ def sniff_remote(args, prefixes: list[str]) -> int:
     emit = message_json if args.json else message_line
     deadline = time.monotonic() + args.timeout if args.timeout is not None else float("inf")
     printed, told = 0, False
+    interrupt_on_stop_signals()
     try:
         while time.monotonic() < deadline and (args.count is None or printed < args.count):
             for msg in remote.poll(min(1.0, max(0.0, deadline - time.monotonic()))):

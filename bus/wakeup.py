@@ -16,6 +16,15 @@ from typing import Callable
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+def interrupt_on_stop_signals() -> None:
+    """KeyboardInterrupt on SIGTERM as on SIGINT, for a tool whose loop ends in ``except KeyboardInterrupt``
+    and cleans up there. SIGINT is set too: a job that a script starts in the background inherits it
+    ignored, and `kill -INT`, Ctrl-C's stand-in, would then do nothing."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.default_int_handler)
+
+
 class Wakeup:
     def __init__(self):
         self._read, self._write = socket.socketpair()

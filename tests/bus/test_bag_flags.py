@@ -116,18 +116,25 @@ def test_replay_from_a_start_time_keeps_the_original_pace_scaled_by_the_rate(run
     assert heard == sent[3:] and replayer.skipped == 3
 
 
+def ignoring_sigint() -> None:
+    """As a script's background job starts: SIGINT ignored, inherited so by what it runs."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.slow
-def test_loop_starts_over_until_ctrl_c(procs, runtime, tmp_path, listener):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_loop_starts_over_until_ctrl_c(procs, runtime, tmp_path, listener, stop):
     sent = synthetic(tmp_path / "s.mcap", count=4, spacing_s=0.01)
     node, heard = listener
     looping = procs.lens("bus", "replay", str(tmp_path / "s.mcap"), "--loop", "--rate", "10",
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=ignoring_sigint)
     # Each source replays from its own node: its own order holds, not the order between sources.
     sources = by_source(sent)
     wait_for(lambda: all(len(by_source(heard).get(s, [])) >= 3 * len(mine) for s, mine in sources.items()) or None,
              DEADLINE_S, "three rounds from every source", poll=lambda remaining: node.run_once(min(remaining, 0.05)))
-    looping.send_signal(signal.SIGINT)
-    assert looping.wait(DEADLINE_S) == 0
+    looping.send_signal(stop)
+    _, said = looping.communicate(timeout=DEADLINE_S)
+    assert looping.returncode == 0 and "messages published" in said, said
     got = by_source(heard)
     for source, mine in sources.items():
         assert got[source][:3 * len(mine)] == mine * 3
