@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
-import secrets
 import time
 import uuid
 from pathlib import Path
@@ -61,7 +61,8 @@ class ShellDaemon:
         now = time.monotonic()
         self.started = now
         self.core = ShellCore(policy, now, restored=self._take_saved())
-        self.cmd = secrets.randbits(31)  # LED command counter; random so an old shell's reports never match
+        # LED command counter; random so an old shell's reports never match (os.urandom: secrets loads libcrypto)
+        self.cmd = int.from_bytes(os.urandom(4)) >> 1
         self.sessions: dict[tuple[str, str], dict] = {}  # open audit sessions
         self.boot_s: float | None = None
         self.nodes: dict[str, dict] = {}  # name -> pid, last heartbeat (monotonic)

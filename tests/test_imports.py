@@ -1,6 +1,7 @@
-"""What the daemons without numpy load: issue 6 holds them to 20 MiB each, and these modules alone cost
-1.1 MiB (dataclasses with inspect and ast), 0.5 MiB (shutil with bz2 and lzma, which argparse pulls in to
-measure the terminal) or 15 MiB (numpy). bench/system.py prints the resident sizes themselves."""
+"""What the daemons load: issue 6 holds those without numpy to 20 MiB each and those with it to 35, and
+these modules alone cost 1.1 MiB (dataclasses with inspect and ast), 0.5 MiB (shutil with bz2 and lzma,
+which argparse pulls in to measure the terminal), 3.4 MiB (_hashlib, OpenSSL's libcrypto, which the
+secrets module brings for a random string) or 12 MiB (numpy). bench/system.py prints the sizes themselves."""
 
 import json
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 
 from tests.conftest import REPO
 
-HEAVY = ("numpy", "PIL", "dataclasses", "inspect", "ast", "shutil", "difflib", "bz2", "lzma")
+HEAVY = ("numpy", "PIL", "dataclasses", "inspect", "ast", "shutil", "difflib", "bz2", "lzma", "_hashlib")
 
 PROBE = """
 import contextlib, io, json, sys
@@ -23,10 +24,20 @@ print(json.dumps(sorted(set(sys.modules) & set({heavy!r}))))
 """
 
 
+def loaded(module: str, heavy: tuple[str, ...]) -> list[str]:
+    probe = subprocess.run([sys.executable, "-c", PROBE.format(module=module, heavy=heavy)], cwd=REPO,
+                           capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    return json.loads(probe.stdout)
+
+
 @pytest.mark.parametrize("module", ["daemons.power.__main__", "daemons.led.__main__", "daemons.input.__main__",
                                     "bus.broker"])
 def test_a_daemon_without_numpy_loads_none_of_the_heavy_modules(module):
-    probe = subprocess.run([sys.executable, "-c", PROBE.format(module=module, heavy=HEAVY)], cwd=REPO,
-                           capture_output=True, text=True, timeout=60)
-    assert probe.returncode == 0, probe.stderr
-    assert json.loads(probe.stdout) == [], f"{module} loads {probe.stdout.strip()}"
+    assert loaded(module, HEAVY) == []
+
+
+@pytest.mark.parametrize("module", ["daemons.camera.__main__", "daemons.audio.__main__",
+                                    "daemons.display.__main__", "daemons.assistant.__main__", "shell.__main__"])
+def test_no_process_loads_openssl_for_a_random_number(module):
+    assert loaded(module, ("_hashlib",)) == []

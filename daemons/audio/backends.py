@@ -133,6 +133,18 @@ class _Paced(threading.Thread):
             self.join(timeout=5)
 
 
+def quiet_room(samples: int, rms: float = 30.0) -> np.ndarray:
+    """A second of hiss, about -60 dBFS: a hash of each sample's index, uniform, scaled to ``rms``.
+    Not numpy.random, whose import brings the secrets module and OpenSSL's libcrypto (4 MiB) to audiod
+    for noise that only has to be quiet and not silent; the same every run, as a seeded generator was."""
+    x = np.arange(samples, dtype=np.uint32) * np.uint32(2654435761)  # Knuth's multiplicative hash
+    x ^= x >> np.uint32(15)
+    x *= np.uint32(2246822519)
+    x ^= x >> np.uint32(13)
+    uniform = x / 2.0**32 - 0.5  # variance 1/12
+    return (uniform * (rms * 12 ** 0.5)).astype(np.int16)
+
+
 class SimAudio:
     """The speaker is a WAV file growing in real time; the mic plays a WAV file (or a quiet room) in a loop."""
 
@@ -155,8 +167,7 @@ class SimAudio:
                 return (decode_wav(Path(path), rate) * 32767).astype(np.int16)
             except SoundError as exc:
                 raise AudioError(f"sim mic {path}: {exc}") from None
-        noise = np.random.default_rng(7).normal(0.0, 30.0, rate)  # a quiet room, about -60 dBFS
-        return noise.astype(np.int16)
+        return quiet_room(rate)
 
     def _open_wav(self) -> None:
         """A fresh file per run; its header is patched after every block, so it is always a valid WAV."""
