@@ -8,7 +8,9 @@ that nothing changes while idle is measured. Then:
 
 - idle: CPU seconds and wake-ups (context switches) of each process over
   --idle seconds, next to a bare pyzmq process blocked in poll (the floor);
-- memory: each process's RSS, and whether it loaded numpy;
+- memory: each process's RSS (and PSS, its fair share of pages shared with others), whether it loaded
+  numpy, and the daemons' budgets (issue 6: 20 MiB RSS, 35 with numpy), next to the same floor with
+  numpy and Pillow imported;
 - swap: a battery is pulled --swaps times; the time from powerd's
   power.state that shows it missing to the shell's shell.state saying
   battery_swap (both stamped with the monotonic clock at publish), as a
@@ -46,6 +48,8 @@ QUIET = {
 }
 FLOOR = "import zmq; c = zmq.Context(); s = c.socket(zmq.SUB); s.connect('ipc://{}/floor'); " \
         "p = zmq.Poller(); p.register(s, zmq.POLLIN); print('ready', flush=True); p.poll()"
+FLOORS = {"(floor: bare pyzmq poll)": FLOOR, "(floor + numpy, Pillow)": "import numpy, PIL.ImageDraw; " + FLOOR}
+BUDGET_MIB = (20, 35)  # a daemon's RSS without numpy, with it (issue 6)
 
 
 def proc_stats(pid: int) -> dict:
@@ -55,7 +59,13 @@ def proc_stats(pid: int) -> dict:
     return {"cpu_s": cpu_seconds(pid),
             "switches": int(status["voluntary_ctxt_switches"]) + int(status["nonvoluntary_ctxt_switches"]),
             "rss_mib": int(status["VmRSS"]) / 1024,
+            "pss_mib": _pss_kib(pid) / 1024,
             "numpy": "numpy" in Path(f"/proc/{pid}/maps").read_text()}
+
+
+def _pss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
 
 
 def start_system(env: dict) -> dict[str, subprocess.Popen]:
@@ -91,8 +101,10 @@ def main() -> int:
     keys.ensure_development_keys(runtime)
     keys.generate(keys.keys_dir(runtime), [p.name for p in PROCESSES])
     children = start_system(env)  # nodes connect (and retry) on their own
-    floor = subprocess.Popen([sys.executable, "-c", FLOOR.format(directory)], stdout=subprocess.PIPE, text=True)
-    floor.stdout.readline()
+    floors = {name: subprocess.Popen([sys.executable, "-c", code.format(directory)], stdout=subprocess.PIPE,
+                                     text=True) for name, code in FLOORS.items()}
+    for floor in floors.values():
+        floor.stdout.readline()
     seen: dict[str, list] = {"state": [], "power": [], "ping": [], "apps": []}
     try:
         with Node("bench", f"{directory}/run", publish_any=True) as node:
@@ -114,7 +126,7 @@ def main() -> int:
                        60, "the boot apps running")
             apps = {f"app {name}": pid for name, pid in seen["apps"][-1].payload["running"].items()}
             pids = {name: child.pid for name, child in children.items()} | apps
-            pids["(floor: bare pyzmq poll)"] = floor.pid
+            pids |= {name: floor.pid for name, floor in floors.items()}
             # What is said on the bus meanwhile, by a sniffer (its own costs are not counted): the cause of
             # most wake-ups, since every message wakes the broker and each of its subscribers.
             # Everything but bus.broker.stats, which the broker publishes only while someone listens.
@@ -125,14 +137,19 @@ def main() -> int:
             time.sleep(args.idle)  # this process does nothing either: its node is not polled meanwhile
             after = {name: proc_stats(pid) for name, pid in pids.items()}
             said, _ = sniffer.communicate(timeout=30)
-            print(f"\nidle {args.idle:g} s{'':9}{'CPU %':>8}{'wakeups/s':>11}{'RSS MiB':>9}  numpy")
+            print(f"\nidle {args.idle:g} s{'':9}{'CPU %':>8}{'wakeups/s':>11}{'RSS MiB':>9}{'PSS':>6}  numpy  budget")
+            daemons = {p.name for p in PROCESSES if p.module.startswith("daemons.")}
             total = 0.0
             for name in pids:
                 cpu = 100 * (after[name]["cpu_s"] - before[name]["cpu_s"]) / args.idle
                 wakeups = (after[name]["switches"] - before[name]["switches"]) / args.idle
                 total += cpu if not name.startswith("(") else 0.0
-                print(f"{name:24}{cpu:8.2f}{wakeups:11.1f}{after[name]['rss_mib']:9.1f}  "
-                      f"{'yes' if after[name]['numpy'] else 'no'}")
+                stats = after[name]
+                budget = BUDGET_MIB[stats["numpy"]]
+                verdict = (f"{budget:3d} {'ok' if stats['rss_mib'] <= budget else 'OVER'}" if name in daemons
+                           else "")
+                print(f"{name:24}{cpu:8.2f}{wakeups:11.1f}{stats['rss_mib']:9.1f}{stats['pss_mib']:6.1f}  "
+                      f"{'yes' if stats['numpy'] else 'no ':5}  {verdict}")
             switches = sum(after[n]["switches"] - before[n]["switches"] for n in pids if not n.startswith("("))
             print(f"{'all lensos processes':24}{total:8.2f}{switches / args.idle:11.1f}   "
                   f"(targets < 0.5 % of a core, < 20 wake-ups/s)")
@@ -162,7 +179,8 @@ def main() -> int:
                   f"max {max(swap_ms):.2f} ms (target < 50 ms); one broker hop p50 {hop:.3f} ms; "
                   f"ratio {p50 / hop:.1f} hops")
     finally:
-        floor.kill()
+        for floor in floors.values():
+            floor.kill()
         for child in reversed(list(children.values())):
             child.terminate()
         for child in children.values():

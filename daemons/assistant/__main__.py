@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections import deque
 
 from bus import service
@@ -129,7 +128,7 @@ class Assistantd:
             return {"session": self.session_id, "listening": True}
         rest = strip_wake(text, self.numbers["trigger"]["wake_phrase"])
         if rest is not None:
-            session = uuid.uuid4().hex[:8]
+            session = os.urandom(4).hex()
             self.node.publish("assistant.wake", session=session)  # before the mic request: sleep refuses capture
             self.begin("wake_phrase", rest or None, session)
         else:
@@ -145,7 +144,7 @@ class Assistantd:
     # --- a session ------------------------------------------------------------------------------
     def begin(self, trigger: str, text: str | None, session: str | None = None, template: str = "{heard}") -> str:
         """Start a session; one still running is cancelled first and this one starts when it has let go."""
-        session = session or uuid.uuid4().hex[:8]
+        session = session or os.urandom(4).hex()
         self.queued = (session, trigger, text, template)
         if self.task is not None:
             self.task.cancel("the wearer asked something else")

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import time
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Generator
+from typing import Callable, Generator, NamedTuple
 
 from bus.errors import BusError
 from daemons.assistant.steps import Ask, StepTimeout, Until
@@ -23,12 +22,11 @@ APP_START_S = 10.0  # an app asked for by voice has this long to come up
 PHRASEBOOK = Path(__file__).with_name("phrasebook.toml")
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(NamedTuple):
     name: str
     doc: str
     run: Callable[..., Generator]  # run(assistant, **args) -> answer text
-    params: dict = field(default_factory=dict)  # JSON Schema properties
+    params: dict = {}  # JSON Schema properties (read, never written)
     required: tuple[str, ...] = ()
     app: str | None = None  # handed to this app instead of done here
     starts: bool = True  # the app is started for it when it is not running

@@ -9,7 +9,7 @@ this to fall back on.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 _GRAMMAR: list[tuple[str, list[str]]] = [
     ("forget", [r"\b(forget (that|it|everything)|clear (the |our )?(conversation|context|history))\b"]),
@@ -35,10 +35,9 @@ _GRAMMAR: list[tuple[str, list[str]]] = [
 _COMPILED = [(name, [re.compile(p) for p in patterns]) for name, patterns in _GRAMMAR]
 
 
-@dataclass(frozen=True)
-class Intent:
+class Intent(NamedTuple):
     action: str  # a row of actions.ACTIONS, or "unknown"
-    args: dict = field(default_factory=dict)
+    args: dict = {}  # read, never written: one shared empty default is safe
     text: str = ""
 
 

@@ -16,25 +16,27 @@ from __future__ import annotations
 
 import json
 import socket
-from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
+
+from bus.plain import Plain
 
 
 class LlmError(RuntimeError):
     """The endpoint could not give an answer; the message says why."""
 
 
-@dataclass
-class ToolCall:
+class ToolCall(NamedTuple):
     id: str
     name: str
     arguments: dict
 
 
-@dataclass
-class Reply:
-    content: str = ""
-    tool_calls: list[ToolCall] = field(default_factory=list)
+class Reply(Plain):
+    __slots__ = ("content", "tool_calls")
+
+    def __init__(self, content: str = "", tool_calls: list[ToolCall] | None = None):
+        self.content = content
+        self.tool_calls: list[ToolCall] = tool_calls if tool_calls is not None else []
 
 
 class ChatClient:

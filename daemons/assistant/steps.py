@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Callable, Generator
+from typing import Any, Callable, Generator, NamedTuple
 
 from bus.node import Node
 from bus.wakeup import Wakeup
@@ -35,27 +34,24 @@ class Cancelled(Exception):
     """The task was cancelled from outside (preempted, superseded, shutting down)."""
 
 
-@dataclass
-class Ask:
+# The steps a task yields. NamedTuples, not dataclasses: assistantd is held to 20 MiB (bus/plain.py).
+class Ask(NamedTuple):
     topic: str
-    fields: dict = field(default_factory=dict)
+    fields: dict = {}  # read, never written: one shared empty default is safe
     timeout: float = 3.0
 
 
-@dataclass
-class Until:
+class Until(NamedTuple):
     condition: Callable[[], Any]  # truthy value: resumed with it
     timeout: float
     what: str
 
 
-@dataclass
-class Sleep:
+class Sleep(NamedTuple):
     seconds: float
 
 
-@dataclass
-class Work:
+class Work(NamedTuple):
     call: Callable[[], Any]
 
 

@@ -203,6 +203,9 @@ class Camerad:
         self.mode, self.owner, self.why = "off", None, why
         self.schedule()
         self.source.stop()
+        # A fresh, untouched buffer costs no memory until the next session writes it; the last one's
+        # frame-sized pages (6 MiB at 1080p) go back to the system.
+        self.scratch = np.empty(self.shape, dtype=np.uint8)
         self.door.withdraw()  # no ticket now; the next session has a new ring anyway
         if owner is not None:
             log.info("capture for %s stopped: %s (%d frames)", owner, why, self.frames)

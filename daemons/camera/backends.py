@@ -89,9 +89,7 @@ class SimCamera:
 
     def __init__(self, width: int, height: int, folder: str = ""):
         self.width, self.height = width, height
-        yy, xx = np.mgrid[0:height, 0:width]
-        self.base = np.stack(((xx * 255 // max(width - 1, 1)), (yy * 255 // max(height - 1, 1)),
-                              ((xx + yy) * 255 // max(width + height - 2, 1))), axis=-1).astype(np.uint8)
+        self.base: np.ndarray | None = None  # the pattern, made while capturing only (6 MiB at 1080p)
         self.images = self._load(Path(folder)) if folder else []
         self.shown: np.ndarray | None = None  # a picture held in front of the camera (`lens camera show`)
 
@@ -124,7 +122,18 @@ class SimCamera:
         pass
 
     def stop(self) -> None:
-        pass
+        self.base = None
+
+    def _pattern(self) -> np.ndarray:
+        """Red across, green down, blue along the diagonal; built by broadcasting, with no full-size
+        index grids (two int64 planes: 33 MiB at 1080p) on the way."""
+        x = np.arange(self.width, dtype=np.uint32)[None, :]
+        y = np.arange(self.height, dtype=np.uint32)[:, None]
+        base = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        base[..., 0] = x * 255 // max(self.width - 1, 1)
+        base[..., 1] = y * 255 // max(self.height - 1, 1)
+        base[..., 2] = (x + y) * 255 // max(self.width + self.height - 2, 1)
+        return base
 
     def grab(self, frame_id: int, out: np.ndarray) -> np.ndarray:
         if self.shown is not None:
@@ -133,6 +142,8 @@ class SimCamera:
             out[...] = self.images[(frame_id // 30) % len(self.images)]  # a second per image at 30 fps
         else:
             shift = (frame_id * 8) % self.width
+            if self.base is None:
+                self.base = self._pattern()
             out[:, :self.width - shift] = self.base[:, shift:]
             out[:, self.width - shift:] = self.base[:, :shift]
         stamp = Image.new("RGB", (12 * 9, 22), (0, 0, 0))
