@@ -40,6 +40,7 @@ import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.procstat import rss_kib  # noqa: E402
 from bus.node import Node  # noqa: E402
 from bus.ring import FrameOverrun, Ring  # noqa: E402
 
@@ -187,11 +188,6 @@ def read_lens(directory: str, stall: bool = False) -> None:
 
 
 # --- the measuring side ----------------------------------------------------------------------
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-
-
 def run(kind: str, args) -> dict:
     directory = tempfile.mkdtemp(prefix="lf-", dir="/tmp")
     shape = f"{args.height}x{args.width}"

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.procstat import cpu_seconds  # noqa: E402
+from bench.procstat import cpu_seconds, pss_kib  # noqa: E402
 from bus import keys  # noqa: E402
 from bus.node import Node  # noqa: E402
 from bus.runtime import Runtime  # noqa: E402
@@ -59,13 +59,8 @@ def proc_stats(pid: int) -> dict:
     return {"cpu_s": cpu_seconds(pid),
             "switches": int(status["voluntary_ctxt_switches"]) + int(status["nonvoluntary_ctxt_switches"]),
             "rss_mib": int(status["VmRSS"]) / 1024,
-            "pss_mib": _pss_kib(pid) / 1024,
+            "pss_mib": pss_kib(pid) / 1024,
             "numpy": "numpy" in Path(f"/proc/{pid}/maps").read_text()}
-
-
-def _pss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
 
 
 def start_system(env: dict) -> dict[str, subprocess.Popen]:
