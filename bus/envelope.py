@@ -27,6 +27,7 @@ payload) ends there with a short reason and the topic when known.
 from __future__ import annotations
 
 import time
+
 import msgpack
 
 from bus.errors import MalformedMessage, PayloadError

@@ -31,7 +31,6 @@ log = logging.getLogger("displayd")
 # The latched state the scene is made of, and the only process whose word on it counts.
 STATE_SOURCES = {"shell.state": "shell", "power.state": "powerd", "led.state": "ledd", "privacy.capture": "shell",
                  "notifications.state": "notifications"}
-M_MMAP_THRESHOLD = -3  # mallopt's parameter, from glibc's malloc.h
 
 
 class Displayd:
@@ -243,6 +242,9 @@ def open_panel(kind: str, policy, png_path: Path):
     if kind == "none":
         return NonePanel()
     return SimPanel(png_path, *size)
+
+
+M_MMAP_THRESHOLD = -3  # mallopt's parameter, from glibc's malloc.h
 
 
 def give_frames_back() -> None:
