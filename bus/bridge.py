@@ -10,7 +10,8 @@ protocol over a DEALER:
     peer -> glasses  HELLO  [prefixes]      what it wants to see; resent every HELLO_EVERY_S
                      PUB    topic, payload  a message for the glasses' bus (or a request)
     glasses -> peer  WELCOME [prefixes]     what it will see: its prefixes within the out list
-                     MSG    topic, body, sender
+                     MSG    topic, body     the topic frame stamped with its sender
+                                            (bus.envelope), as the bus delivered it
                      REPLY  topic, token, result, error
                      REFUSED topic, why
 
@@ -32,7 +33,7 @@ import msgpack
 import zmq
 
 from bus import keys
-from bus.envelope import Message, decode
+from bus.envelope import Message, decode, stamp
 from bus.errors import BusError, MalformedMessage
 from bus.node import Node
 from bus.topics import Kind, lookup, matches
@@ -161,8 +162,8 @@ class Bridge:
         for rid, peer in self.peers.items():
             if any(matches(p, msg.topic) for p in peer.prefixes):
                 try:
-                    self.router.send_multipart([rid, b"MSG", msg.topic.encode(), msg.body, msg.sender.encode()],
-                                               zmq.NOBLOCK)
+                    self.router.send_multipart([rid, b"MSG", stamp(msg.topic.encode(), msg.sender.encode()),
+                                                msg.body], zmq.NOBLOCK)
                 except zmq.Again:
                     pass  # that peer is this far behind: it sees the gap in the sequence numbers
 

@@ -3,8 +3,8 @@
 Every socket is a CURVE server; the ZAP handler (bus.zap) admits only known
 keys, so each frame that arrives carries its sender's verified identity as
 ``User-Id``. The forwarding loop reads it: it drops, counts and reports what
-the sender may not publish (bus.gate), and stamps the identity as a third
-frame for subscribers, who trust it over the name a header claims. The
+the sender may not publish (bus.gate), and stamps the identity on the topic
+frame for subscribers (bus.envelope), who trust it over the name a header claims. The
 judging is Python; once a (sender, topic) is judged plainly forwardable, its
 next messages go through a C loop (bus.fastpath) without waking Python.
 XSUB subscribes upstream to everything; XPUB runs in manual mode, so every
@@ -251,13 +251,12 @@ class Broker:
             lane.msgs_out, lane.bytes_out = self._personal(xpub, spec, topic, bytes(body), stamp, lane.msgs_out,
                                                            lane.bytes_out)
             return None
-        _send(xpub, topic, _SNDMORE, False)
-        _send(xpub, body, _SNDMORE, False)
-        _send(xpub, stamp)
+        _send(xpub, envelope.stamp(topic, stamp), _SNDMORE)
+        _send(xpub, body, 0, False)
         lane.msgs_out += 1
         lane.bytes_out += size
         if spec.latched:
-            self._store([topic, bytes(body), stamp])
+            self._store(topic, bytes(body), stamp)
             return None
         return spec, stamp
 
@@ -277,9 +276,8 @@ class Broker:
             self.gate.refuse(stamp, topic, "a reply that names nobody")
             return n_out, b_out
         for reader in readers:
-            _send(xpub, channel(reader, topic), _SNDMORE)
-            _send(xpub, data, _SNDMORE)
-            _send(xpub, stamp)
+            _send(xpub, envelope.stamp(channel(reader, topic), stamp), _SNDMORE)
+            _send(xpub, data)
             n_out += 1
             b_out += len(data)
         return n_out, b_out
@@ -327,10 +325,10 @@ class Broker:
         spec = TOPICS[name]
         spec.validate(payload)
         self._seq[name] = self._seq.get(name, 0) + 1
-        frames = envelope.encode(spec, NODE_NAME, self._incarnation, self._seq[name], payload) + [_SELF]
-        self._lanes[spec.lane].xpub.send_multipart(frames)
+        topic, body = envelope.encode(spec, NODE_NAME, self._incarnation, self._seq[name], payload)
+        self._lanes[spec.lane].xpub.send_multipart([envelope.stamp(topic, _SELF), body])
         if spec.latched:
-            self._store(frames)
+            self._store(topic, body, _SELF)
 
     def _report(self, identity: str, topic: str, reason: str, count: int) -> None:
         self._publish("bus.security", identity=identity, topic=topic, reason=reason, count=count)
@@ -339,11 +337,11 @@ class Broker:
         self.gate.refuse(None, b"<connect>", "unknown key")
 
     # --- the last-value cache ------------------------------------------------------
-    def _store(self, frames: list[bytes]) -> None:
-        msg = self.intake.accept(frames)
+    def _store(self, topic: bytes, body: bytes, sender: bytes) -> None:
+        msg = self.intake.accept([envelope.stamp(topic, sender), body])
         if msg is None or not TOPICS[msg.topic].latched:
             return
-        self.cache[msg.topic] = (frames[0], frames[1], frames[2])
+        self.cache[msg.topic] = (topic, body, sender)
         if msg.topic == "privacy.capture":
             self.gate.on_capture(msg.payload)
         if self._persist_due is None:
@@ -377,7 +375,7 @@ class Broker:
             return
         try:
             for topic, body, sender in msgpack.unpackb(data):
-                self._store([bytes(topic), bytes(body), bytes(sender)])
+                self._store(bytes(topic), bytes(body), bytes(sender))
         except (ValueError, TypeError, msgpack.UnpackException):
             corrupt = self.runtime.cache_path.with_suffix(".corrupt")
             os.replace(self.runtime.cache_path, corrupt)

@@ -6,8 +6,8 @@
  *
  * The broker's Python code decides; this only remembers its decisions. A (sender, topic) pair
  * the gate allowed, whose topic is neither latched nor personal, is put in the table with the
- * topic's size limit; such a message goes from XSUB to XPUB here with the sender stamped as a
- * third frame, exactly as the Python loop would send it. Anything else (a pair not in the table,
+ * topic's size limit; such a message goes from XSUB to XPUB here with the sender stamped on its
+ * topic frame (bus/envelope.py: topic, NUL, identity), exactly as the Python loop would send it. Anything else (a pair not in the table,
  * an oversized body, a frame count other than two, no verified sender) is handed back to Python,
  * whose judgement it then gets.
  */
@@ -32,7 +32,7 @@ typedef struct {
     size_t (*msg_size)(const zmq_msg_t *);
     int (*msg_more)(const zmq_msg_t *);
     const char *(*msg_gets)(const zmq_msg_t *, const char *);
-    int (*send)(void *, const void *, size_t, int);
+    int (*msg_init_size)(zmq_msg_t *, size_t);
     int (*errno_)(void);
 } zmq_api;
 
@@ -196,14 +196,26 @@ int lens_forward(const zmq_api *z, void *xsub, void *xpub, const table *t, int b
             z->msg_close(&body);
             return 2;
         }
-        /* XPUB never blocks (past its high-water mark it drops for that subscriber, as in Python). */
-        if (z->msg_send(&head, xpub, ZMQ_SNDMORE) < 0 || z->msg_send(&body, xpub, ZMQ_SNDMORE) < 0 ||
-            z->send(xpub, user, user_len, 0) < 0) {
+        /* The stamped topic frame: short enough that libzmq keeps it inside the message, no malloc. */
+        size_t topic_len = z->msg_size(&head);
+        zmq_msg_t stamped;
+        if (z->msg_init_size(&stamped, topic_len + 1 + user_len) < 0) {
             z->msg_close(&head);
             z->msg_close(&body);
             return -1;
         }
-        z->msg_close(&head); /* empty after a send: closing is harmless and keeps every path alike */
+        char *out = z->msg_data(&stamped);
+        memcpy(out, z->msg_data(&head), topic_len);
+        out[topic_len] = 0;
+        memcpy(out + topic_len + 1, user, user_len);
+        z->msg_close(&head);
+        /* XPUB never blocks (past its high-water mark it drops for that subscriber, as in Python). */
+        if (z->msg_send(&stamped, xpub, ZMQ_SNDMORE) < 0 || z->msg_send(&body, xpub, 0) < 0) {
+            z->msg_close(&stamped);
+            z->msg_close(&body);
+            return -1;
+        }
+        z->msg_close(&stamped); /* empty after a send: closing is harmless and keeps every path alike */
         z->msg_close(&body);
         c->msgs_out++;
         c->bytes_out += size;

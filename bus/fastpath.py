@@ -42,8 +42,8 @@ class _Held(ctypes.Structure):
 HEAD_CAP = 256  # a longer topic frame names no topic: its first bytes say enough to refuse it
 HELD = 2  # lens_forward's "a message waits for Python"
 
-_API = ("msg_init", "msg_recv", "msg_send", "msg_close", "msg_data", "msg_size", "msg_more", "msg_gets", "send",
-        "errno")
+_API = ("msg_init", "msg_recv", "msg_send", "msg_close", "msg_data", "msg_size", "msg_more", "msg_gets",
+        "msg_init_size", "errno")
 
 
 class _Api(ctypes.Structure):

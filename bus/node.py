@@ -34,7 +34,7 @@ import msgpack
 import zmq
 
 from bus import keys, sdnotify
-from bus.envelope import MAX_SOURCE_LEN, Message, encode
+from bus.envelope import MAX_SOURCE_LEN, Message, encode, stamp
 from bus.errors import (BusError, BusTimeout, NotOwner, RequestFailed, RequestRefused,
                         RequestTimeout, UnknownTopic)
 from bus.intake import Intake
@@ -463,7 +463,7 @@ class Node:
             # Anything that arrived live since the request is at least as new as the cache.
             if topic.decode(errors="replace") in self._snapshot_live:
                 continue
-            msg = self.intake.accept([topic, body, sender])
+            msg = self.intake.accept([stamp(topic, sender), body])
             if msg is not None:
                 msg.latched = True
                 self._pending.append(msg)

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bus.envelope import WIRE_VERSION, channel, decode, encode
+from bus.envelope import WIRE_VERSION, channel, decode, encode, stamp
 from bus.errors import MalformedMessage, PayloadError
 from bus.intake import MAX_UNKNOWN_NAMES, Intake
 from bus.topics import TOPICS
@@ -18,8 +18,8 @@ def frames_for(payload=None, seq=1, source="demo", incarnation=7):
 
 
 def stamped(frames, sender="demo"):
-    """As a subscriber gets them: the broker adds the identity it verified."""
-    return [*frames, sender.encode()]
+    """As a subscriber gets them: the broker stamps the identity it verified on the topic frame."""
+    return [stamp(frames[0], sender.encode()), frames[1]]
 
 
 def test_round_trip_keeps_header_and_payload():
@@ -104,8 +104,18 @@ def test_a_header_that_names_another_sender_than_its_key_is_dropped_as_forged():
 def test_a_restricted_topic_on_a_personal_channel_is_that_topic():
     frames = encode(TOPICS["audio.mic"], "audiod", 1, 1, {"owner": "a", "seq": 1, "rate": 16000, "mono_ns": 1,
                                                           "pcm": b"ab"})
-    msg = decode([channel(b"assistantd", frames[0]), frames[1], b"audiod"])
+    msg = decode([stamp(channel(b"assistantd", frames[0]), b"audiod"), frames[1]])
     assert (msg.topic, msg.sender, msg.payload["pcm"]) == ("audio.mic", "audiod", b"ab")
+
+
+@pytest.mark.parametrize("topic_frame, reason", [
+    (b"demo.tick\0de\0mo", "a NUL in the sender's stamp"),
+    (b"demo.tick\0d\xe9mo", "sender is not ASCII"),
+    (b"\0assistantd", "a personal channel without a topic"),
+])
+def test_a_bad_stamp_is_malformed(topic_frame, reason):
+    with pytest.raises(MalformedMessage, match=reason):
+        decode([topic_frame, frames_for()[1]])
 
 
 def test_unknown_topic_names_are_bounded():
