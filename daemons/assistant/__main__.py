@@ -30,7 +30,7 @@ from bus.node import Node
 from daemons.assistant.actions import ACTIONS, tools
 from daemons.assistant.intents import parse, strip_wake
 from daemons.assistant.llm import ChatClient, LlmError
-from daemons.assistant.steps import Ask, Cancelled, Runner, Sleep, StepTimeout, Until, Work
+from daemons.assistant.steps import Ask, Cancelled, Notices, Runner, Sleep, StepTimeout, Until, Work
 from daemons.assistant.stt import SttError, open_stt
 from policies.schema import PolicyError, load
 
@@ -53,7 +53,7 @@ class Assistantd:
         self.numbers = policy.assistant
         self.has_display = policy.has_display
         self.latest: dict[str, dict] = {}
-        self.notices: list[dict] = []  # focus and capture notices to us, newest last (trimmed)
+        self.notices = Notices()  # focus and capture notices to us, and what audiod played for us
         self.runner = Runner(node, on_wake=self.show_partial)
         self.task = None
         self.queued: tuple | None = None  # (session, trigger, text, template) waiting for the running one to let go
@@ -91,7 +91,7 @@ class Assistantd:
         p = msg.payload
         if msg.source != "shell" or p["owner"] != self.node.name:
             return
-        self.notices = self.notices[-50:] + [dict(p, topic=msg.topic)]
+        self.notices.add(dict(p, topic=msg.topic))
         lost = p["status"] in ("lost", "suspended", "revoked") and p["resource"] in self.holding & {"mic", "camera"}
         if lost and self.task is not None and self.phase in ("listening", "thinking"):
             self.task.cancel(f"{p['resource']} {p['status']}: {p['reason']}")
@@ -117,7 +117,7 @@ class Assistantd:
 
     def on_played(self, msg: Message) -> None:
         if msg.source == "audiod" and msg.payload["owner"] == self.node.name:
-            self.notices = self.notices[-50:] + [dict(msg.payload, topic=msg.topic)]
+            self.notices.add(dict(msg.payload, topic=msg.topic))
             self.runner.poll()
 
     def on_say(self, msg: Message) -> dict:
@@ -272,7 +272,7 @@ class Assistantd:
             return
         yield from self.take("audio_out")  # G1: over the music, ducked
         try:
-            mark = len(self.notices)
+            mark = self.notices.mark()
             self.node.publish("audio.speak", text=text, app=self.node.name, interrupt=True, id=session)
             yield Until(lambda: self.seen(mark, topic="audio.played", id=session), 10 + len(text) / 5, "the answer")
         finally:
@@ -281,7 +281,7 @@ class Assistantd:
     # --- resources ---------------------------------------------------------------------------------
     def take(self, resource: str):
         """Ask the shell; wait while queued; for mic and camera, wait for the LED-confirmed capture grant."""
-        mark = len(self.notices)
+        mark = self.notices.mark()
         kind = "transient_may_duck" if resource == "audio_out" else "transient"
         reply = yield Ask("shell.focus.request", {"resource": resource, "kind": kind, "cls": "assistant",
                                                    "reason": f"assistant session {self.session_id}"})
@@ -314,7 +314,7 @@ class Assistantd:
             log.warning("releasing %s: %s", resource, exc)
 
     def seen(self, mark: int, topic: str, **match) -> dict | None:
-        for notice in self.notices[mark:]:
+        for notice in self.notices.since(mark):
             if notice["topic"] == topic and all(notice.get(k) == v for k, v in match.items()):
                 return notice
         return None
