@@ -141,19 +141,27 @@ def decode(frames: list[bytes]) -> Message:
     if type(item) is not list or len(item) != 7:
         raise MalformedMessage("body is not a 7-item envelope", name)
     version, source, incarnation, seq, mono_ns, wall_ns, payload = item
-    if type(version) is not int or version != WIRE_VERSION:
-        raise MalformedMessage(f"wire version {version!r:.20} is not {WIRE_VERSION}", name)
-    if type(source) is not str or not 0 < len(source) <= MAX_SOURCE_LEN:
-        raise MalformedMessage("bad source in header", name)
-    if type(incarnation) is not int or type(seq) is not int or seq < 1:
-        raise MalformedMessage("bad incarnation or sequence in header", name)
-    if type(mono_ns) is not int or type(wall_ns) is not int:
-        raise MalformedMessage("bad timestamps in header", name)
-    try:
-        topic.validate(payload)
-    except PayloadError as exc:
-        raise MalformedMessage(str(exc).removeprefix(name + ": "), name) from None
+    # One expression for the header as it always is; _bad_header says what is wrong when it is not.
+    if not (version == WIRE_VERSION and type(version) is int and type(source) is str
+            and 0 < len(source) <= MAX_SOURCE_LEN and type(incarnation) is int and type(seq) is int and seq > 0
+            and type(mono_ns) is int and type(wall_ns) is int):
+        raise MalformedMessage(_bad_header(version, source, incarnation, seq, mono_ns, wall_ns), name)
+    if not topic.quick(payload):
+        try:
+            topic.validate(payload)
+        except PayloadError as exc:
+            raise MalformedMessage(str(exc).removeprefix(name + ": "), name) from None
     return Message(name, source, incarnation, seq, mono_ns, wall_ns, payload, body, False, sender)
+
+
+def _bad_header(version, source, incarnation, seq, mono_ns, wall_ns) -> str:
+    if type(version) is not int or version != WIRE_VERSION:
+        return f"wire version {version!r:.20} is not {WIRE_VERSION}"
+    if type(source) is not str or not 0 < len(source) <= MAX_SOURCE_LEN:
+        return "bad source in header"
+    if type(incarnation) is not int or type(seq) is not int or seq < 1:
+        return "bad incarnation or sequence in header"
+    return "bad timestamps in header"
 
 
 def _unknown_topic(raw_topic: bytes) -> tuple[str, ...]:

@@ -2,8 +2,11 @@
 
 A field type is one of ``int float str bool bytes dict any``, ``list`` or
 ``list[T]``, optionally followed by ``?`` meaning the field may be missing or
-None. Schemas are compiled once, at import of the table, into plain checks so
-that validating a message on the hot path is a loop over a tuple.
+None. Schemas are compiled once, at import of the table, into two checks: a
+quick one, a single expression over the payload that says yes to every valid
+payload of the usual shapes (every message is validated twice, by its
+publisher and by each receiver, so this is the hot path), and the loop that
+says why not, run only when the quick one did not say yes.
 """
 
 from __future__ import annotations
@@ -87,10 +90,42 @@ def parse_field(name: str, spec: str) -> Field:
     return Field(name, spec, base, item, optional, check)
 
 
+# Types a field's value must be exactly (bool is not an int here, nor an int a bool).
+_EXACT = {"int": int, "str": str, "bool": bool, "bytes": bytes, "dict": dict}
+
+
+def _quick_check(fields: tuple[Field, ...], closed: bool) -> Callable[[Any], bool]:
+    """One generated expression: True only for a valid payload (False may still be valid: the loop decides).
+
+    Generated as namedtuple generates its methods, and for the same reason: a
+    Python loop over the fields costs three times the expression. The source
+    holds only generated names (field names and types are bound as globals of
+    its own), so no text from the table is ever compiled.
+    """
+    env: dict[str, Any] = {"NAMES": frozenset(f.name for f in fields), "FLOAT": (float, int)}
+    terms = ["type(p) is dict", f"len(p) == {len(fields)}" if closed else "p.keys() <= NAMES"]
+    for i, f in enumerate(fields):
+        env[f"N{i}"] = f.name
+        value = f"p.get(N{i})" if not f.optional else f"v{i}"
+        if f.base in _EXACT:
+            env[f"T{i}"] = _EXACT[f.base]
+            term = f"type({value}) is T{i}"
+        elif f.base == "float":
+            term = f"type({value}) in FLOAT"
+        elif f.base == "any":
+            term = "True" if f.optional else f"{value} is not None"
+        else:
+            env[f"C{i}"] = f.check
+            term = f"C{i}({value})"
+        terms.append(term if not f.optional else f"((v{i} := p.get(N{i})) is None or {term})")
+    exec("def quick(p):\n    return " + " and ".join(terms), env)
+    return env["quick"]
+
+
 class Schema:
     """An ordered set of fields; validates a payload dict exactly (no unknown keys)."""
 
-    __slots__ = ("fields", "_checks", "_required", "_names", "_closed")
+    __slots__ = ("fields", "_checks", "_required", "_names", "_closed", "quick")
 
     def __init__(self, fields: dict[str, str]):
         self.fields = tuple(parse_field(name, spec) for name, spec in fields.items())
@@ -100,9 +135,15 @@ class Schema:
         # With no optional fields, a payload that passed the field loop and has
         # exactly len(fields) keys cannot have an unknown one: the set test is skipped.
         self._closed = len(self._required) == len(self._names)
+        self.quick = _quick_check(self.fields, self._closed)  # True: valid; False: ask validate
 
     def validate(self, topic: str, payload: Any) -> None:
         """Raise PayloadError with the topic and field named; return None when valid."""
+        if not self.quick(payload):
+            self._explain(topic, payload)
+
+    def _explain(self, topic: str, payload: Any) -> None:
+        """The slow check, field by field: raises saying what is wrong, or returns when nothing is."""
         if type(payload) is not dict:
             raise PayloadError(f"{topic}: payload must be a map of fields, got {type(payload).__name__}")
         get = payload.get

@@ -52,11 +52,16 @@ _REQUEST_ENVELOPE = {"cid": "int"}
 _REPLY_FIELDS = {"to": "str", "cid": "int", "ok": "bool", "error": "str?", "result": "dict?"}
 
 
+def _never(payload: object) -> bool:
+    return False
+
+
 class Topic:
     """One row of the table. Not a dataclass: every process imports this module (see bus/plain.py)."""
 
     __slots__ = ("name", "kind", "owner", "fields", "rate_hz", "max_size", "permission", "doc", "reply",
-                 "reply_max_size", "watched", "schema", "result_schema", "latched", "lane")
+                 "reply_max_size", "watched", "schema", "result_schema", "latched", "quick",
+                 "lane")
 
     def __init__(self, name: str, kind: Kind, owner: str, fields: dict[str, str], *, rate_hz: float = 0.0,
                  max_size: int = 0, permission: str | None = None, doc: str = "",
@@ -75,6 +80,8 @@ class Topic:
         self.result_schema = Schema(reply) if reply is not None else None
         # Derived from kind once, as plain attributes: publish reads them for every message.
         self.latched = kind is Kind.STATE  # latched: the broker keeps the last one
+        # The hot paths ask this first and validate only when it says no; a reply's rules go beyond its fields.
+        self.quick = self.schema.quick if kind is not Kind.REPLY else _never
         self.lane = "stream" if kind is Kind.STREAM else "reliable"
 
     def __setattr__(self, name: str, value) -> None:
