@@ -220,10 +220,11 @@ def measure(side, pings: int, blast: int) -> dict:
         assert topic == "bench.pong" and payload["seq"] == i, (topic, payload)
         one_way.append((time.perf_counter_ns() - t0) / 2 / 1000)
     one_way.sort()
-    t0 = time.monotonic_ns()
+    t0, cpu0 = time.monotonic_ns(), time.process_time()
     for i in range(1, blast + 1):
         side.send("bench.blast", seq=i, t_ns=0)
     sent_s = (time.monotonic_ns() - t0) / 1e9
+    publish_cpu_us = (time.process_time() - cpu0) / blast * 1e6
     report = None
     while report is None:
         answer = side.receive(60.0)
@@ -240,6 +241,7 @@ def measure(side, pings: int, blast: int) -> dict:
         "lost": blast - report["received"],
         "gaps": report["drops"],
         "publish_s": sent_s,
+        "pub_us": publish_cpu_us,
     }
 
 
@@ -303,9 +305,11 @@ def interleaved(names: dict[str, str], rounds: int, pings: int, blast: int) -> d
         runs: dict[str, list[dict]] = {name: [] for name in names}
         for _ in range(rounds):
             for name, setup in setups.items():
-                before = cpu_seconds(setup.children[0].pid)  # the forwarder: zmq.proxy or the broker
+                forwarder, receiver = setup.children[0].pid, setup.children[1].pid  # zmq.proxy or the broker
+                before = cpu_seconds(forwarder), cpu_seconds(receiver)
                 result = measure(setup.side, pings, blast)
-                result["fwd_us"] = (cpu_seconds(setup.children[0].pid) - before) / (2 * pings + blast) * 1e6
+                result["fwd_us"] = (cpu_seconds(forwarder) - before[0]) / (2 * pings + blast) * 1e6
+                result["recv_us"] = (cpu_seconds(receiver) - before[1]) / (pings + blast) * 1e6
                 runs[name].append(result)
     finally:
         for setup in setups.values():
@@ -313,7 +317,7 @@ def interleaved(names: dict[str, str], rounds: int, pings: int, blast: int) -> d
     out = {}
     for name, results in runs.items():
         out[name] = {key: statistics.median(r[key] for r in results)
-                     for key in ("p50_us", "p99_us", "msgs_per_s", "fwd_us")}
+                     for key in ("p50_us", "p99_us", "msgs_per_s", "fwd_us", "recv_us", "pub_us")}
         out[name]["lost"] = sum(r["lost"] for r in results)
         out[name]["gaps"] = sum(r["gaps"] for r in results)
     return out
@@ -371,12 +375,14 @@ def main() -> int:
     print(f"bus benchmark: {args.rounds} interleaved rounds of {args.pings} pings and {args.blast} messages "
           f"blasted, ipc://, {os.cpu_count()} cores; medians over rounds")
     print(f"{'':18} {'p50 us':>8} {'p99 us':>8} {'msg/s':>10} {'lost':>6}  {'p50 x':>6} {'p99 x':>6} {'thru x':>6}"
-          f"  {'fwd CPU us/msg':>14} {'x':>5}")
+          f"  {'CPU us/msg: fwd':>15} {'x':>5} {'recv':>5} {'x':>5} {'pub':>5} {'x':>5}")
     for name, r in results.items():
         print(f"{name:18} {r['p50_us']:8.1f} {r['p99_us']:8.1f} {r['msgs_per_s']:10.0f} {r['lost']:6d}  "
               f"{r['p50_us'] / raw['p50_us']:6.2f} {r['p99_us'] / raw['p99_us']:6.2f} "
-              f"{r['msgs_per_s'] / raw['msgs_per_s']:6.2f}  {r['fwd_us']:14.2f} {r['fwd_us'] / raw['fwd_us']:5.2f}")
-    print("fwd CPU: the forwarder's CPU time (zmq.proxy, or the broker) per message it forwarded")
+              f"{r['msgs_per_s'] / raw['msgs_per_s']:6.2f}  {r['fwd_us']:15.2f} {r['fwd_us'] / raw['fwd_us']:5.2f} "
+              f"{r['recv_us']:5.2f} {r['recv_us'] / raw['recv_us']:5.2f} {r['pub_us']:5.2f} {r['pub_us'] / raw['pub_us']:5.2f}")
+    print("CPU us/msg: each process's CPU time per message: the forwarder's (zmq.proxy, or the broker) per message "
+          "it forwarded, the receiver's per message it received, the publisher's while it blasted")
     print("targets (lensos / raw): p50 <= 1.2, p99 <= 1.5, throughput >= 0.8, 0 lost on a reliable topic")
     secure = results["raw + CURVE/ZAP"]
     print(f"authentication alone (raw + CURVE/ZAP / raw): p50 {secure['p50_us'] / raw['p50_us']:.2f}x, "

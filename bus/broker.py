@@ -35,6 +35,7 @@ from bus.errors import BrokerRunning, KeyMissing
 from bus.envelope import BY_WIRE, PERSONAL, channel, present
 from bus.gate import Gate
 from bus.intake import Intake
+from bus.lane import c_send
 from bus.runtime import Runtime, write_atomically
 from bus.topics import LANE_HWM, LANES, MAX_MESSAGE_SIZE, TOPICS, matches
 from bus.wakeup import Wakeup
@@ -51,7 +52,6 @@ BATCH = 256  # messages forwarded per lane before the loop looks at its other so
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
 _SELF = NODE_NAME.encode()
-_send = zmq.backend.Socket.send  # the C method itself: the Python wrapper costs a microsecond a frame
 
 
 class _Lane:
@@ -251,8 +251,8 @@ class Broker:
             lane.msgs_out, lane.bytes_out = self._personal(xpub, spec, topic, bytes(body), stamp, lane.msgs_out,
                                                            lane.bytes_out)
             return None
-        _send(xpub, envelope.stamp(topic, stamp), _SNDMORE)
-        _send(xpub, body, 0, False)
+        c_send(xpub, envelope.stamp(topic, stamp), _SNDMORE)
+        c_send(xpub, body, 0, False)
         lane.msgs_out += 1
         lane.bytes_out += size
         if spec.latched:
@@ -276,8 +276,8 @@ class Broker:
             self.gate.refuse(stamp, topic, "a reply that names nobody")
             return n_out, b_out
         for reader in readers:
-            _send(xpub, envelope.stamp(channel(reader, topic), stamp), _SNDMORE)
-            _send(xpub, data)
+            c_send(xpub, envelope.stamp(channel(reader, topic), stamp), _SNDMORE)
+            c_send(xpub, data)
             n_out += 1
             b_out += len(data)
         return n_out, b_out

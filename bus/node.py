@@ -622,14 +622,21 @@ class Node:
             if handlers is None:
                 handlers = routes[msg.topic] = [h for prefix, h in self._subs if matches(prefix, msg.topic)]
             for handler in handlers:
-                self._call_handler(handler, msg)
+                try:  # _call_handler's work, written out: this runs for every message
+                    handler(msg)
+                except Exception:
+                    self._handler_failed(handler)
 
     def _call_handler(self, handler: Callable, *args) -> None:
         try:
             handler(*args)
-        except Exception:  # one handler's bug must not stop the node; it is logged and counted
-            self.handler_errors += 1
-            log.exception("%s: handler %s failed", self.name, getattr(handler, "__qualname__", handler))
+        except Exception:
+            self._handler_failed(handler)
+
+    def _handler_failed(self, handler: Callable) -> None:
+        """One handler's bug must not stop the node: it is logged (with the exception) and counted."""
+        self.handler_errors += 1
+        log.exception("%s: handler %s failed", self.name, getattr(handler, "__qualname__", handler))
 
     def _get_poller(self) -> tuple[zmq.Poller, dict]:
         """The poller and, for each thing it watches, what to do when it is readable."""

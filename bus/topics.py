@@ -61,7 +61,7 @@ class Topic:
 
     __slots__ = ("name", "kind", "owner", "fields", "rate_hz", "max_size", "permission", "doc", "reply",
                  "reply_max_size", "watched", "schema", "result_schema", "latched", "quick",
-                 "lane")
+                 "wire", "lane")
 
     def __init__(self, name: str, kind: Kind, owner: str, fields: dict[str, str], *, rate_hz: float = 0.0,
                  max_size: int = 0, permission: str | None = None, doc: str = "",
@@ -82,6 +82,7 @@ class Topic:
         self.latched = kind is Kind.STATE  # latched: the broker keeps the last one
         # The hot paths ask this first and validate only when it says no; a reply's rules go beyond its fields.
         self.quick = self.schema.quick if kind is not Kind.REPLY else _never
+        self.wire = name.encode()  # the topic frame
         self.lane = "stream" if kind is Kind.STREAM else "reliable"
 
     def __setattr__(self, name: str, value) -> None:

@@ -156,3 +156,20 @@ def test_a_value_msgpack_cannot_carry_is_a_payload_error():
     with pytest.raises(PayloadError, match="cannot be encoded"):
         encode(TOPICS["bus.broker.stats"], "broker", 1, 1,
                {"uptime_s": 1.0, "lanes": {"x": 2**70}, "latched": 0, "pid": 1})
+
+
+def test_topic_frames_are_remembered_within_a_bound(monkeypatch):
+    from bus import envelope
+    monkeypatch.setattr(envelope, "_HEADS", {})
+    monkeypatch.setattr(envelope, "MAX_HEADS", 8)
+    for i in range(20):
+        assert decode(stamped(frames_for(source=f"s{i}"), sender=f"s{i}")).sender == f"s{i}"
+        assert 0 < len(envelope._HEADS) <= 8
+    for bad in (b"no.such.topic\x00s1", b"demo.tick\x00\xff", b"\x00reader"):  # refused, never remembered
+        with pytest.raises(MalformedMessage):
+            decode([bad, frames_for()[1]])
+        assert bad not in envelope._HEADS
+    # a remembered frame reads the same as a new one: the personal channel's topic and the stamp
+    personal = [stamp(channel(b"reader", b"demo.tick"), b"demo"), frames_for()[1]]
+    first, again = decode(personal), decode(personal)
+    assert (first.topic, first.sender) == (again.topic, again.sender) == ("demo.tick", "demo")
