@@ -2,12 +2,13 @@
 
     python bench/system.py [--idle 30] [--swaps 20]
 
-Starts the broker, the shell, every daemon and appd with its boot apps (sim backends) on a fresh
-runtime directory, with the idle timers and the simulated drain slowed so
-that nothing changes while idle is measured. Then:
+Starts the system as `make run` does, with `lens up` (without the live view, which the board does not
+run): the broker, the shell, every daemon and appd with its boot apps (sim backends), each with its own
+key, notify socket and watchdog, on a fresh runtime directory, with the idle timers and the simulated
+drain slowed so that nothing changes while idle is measured. Then:
 
-- idle: CPU seconds and wake-ups (context switches) of each process over
-  --idle seconds, next to a bare pyzmq process blocked in poll (the floor);
+- idle: CPU seconds and wake-ups (context switches) of each process, all its threads
+  (libzmq's included), over --idle seconds, next to a bare pyzmq process blocked in poll (the floor);
 - memory: each process's RSS (and PSS, its fair share of pages shared with others), whether it loaded
   numpy, and the daemons' budgets (issue 6: 20 MiB RSS, 35 with numpy), next to the same floor with
   numpy and Pillow imported;
@@ -24,6 +25,7 @@ import collections
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -33,20 +35,21 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.procstat import cpu_seconds, pss_kib  # noqa: E402
+from bench.procstat import pss_kib, threads, used_since  # noqa: E402
 from bus import keys  # noqa: E402
 from bus.node import Node  # noqa: E402
 from bus.runtime import Runtime  # noqa: E402
 from bus.topics import TOPICS  # noqa: E402
 from policies.schema import load  # noqa: E402
 from shell.processes import PROCESSES  # noqa: E402
-from tests.conftest import tuned_policies  # noqa: E402
+from tests.conftest import children_of, tuned_policies  # noqa: E402
 
 QUIET = {
     "system.toml": {"idle": {"dim_after_s": 3600.0, "sleep_after_s": 3600.0}},
     "hardware.toml": {"power_sim": {"speedup": 1.0}},
 }
-FLOOR = "import zmq; c = zmq.Context(); s = c.socket(zmq.SUB); s.connect('ipc://{}/floor'); " \
+# Bound, not connected: a connecting socket with no peer retries every 100 ms, which is no floor.
+FLOOR = "import zmq; c = zmq.Context(); s = c.socket(zmq.SUB); s.bind('ipc://{}/floor'); " \
         "p = zmq.Poller(); p.register(s, zmq.POLLIN); print('ready', flush=True); p.poll()"
 FLOORS = {"(floor: bare pyzmq poll)": FLOOR, "(floor + numpy, Pillow)": "import numpy, PIL.ImageDraw; " + FLOOR}
 BUDGET_MIB = (20, 35)  # a daemon's RSS without numpy, with it (issue 6)
@@ -56,21 +59,22 @@ def proc_stats(pid: int) -> dict:
     with open(f"/proc/{pid}/status") as f:
         status = dict(line.split(":", 1) for line in f)
     status = {key: value.split()[0] for key, value in status.items() if value.split()}
-    return {"cpu_s": cpu_seconds(pid),
-            "switches": int(status["voluntary_ctxt_switches"]) + int(status["nonvoluntary_ctxt_switches"]),
+    return {"threads": threads(pid),
             "rss_mib": int(status["VmRSS"]) / 1024,
             "pss_mib": pss_kib(pid) / 1024,
             "numpy": "numpy" in Path(f"/proc/{pid}/maps").read_text()}
 
 
-def start_system(env: dict) -> dict[str, subprocess.Popen]:
-    children = {}
-    for process in PROCESSES:
-        if process.dev_only:
-            continue  # the board runs no live view
-        children[process.name] = subprocess.Popen([sys.executable, "-m", process.module, *process.args], env=env,
-                                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return children
+def start_system(env: dict) -> subprocess.Popen:
+    """`lens up`, in a session of its own (stopped as Ctrl-C stops it)."""
+    return subprocess.Popen([sys.executable, "-m", "shell.cli", "up"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def started_by(launcher: int) -> dict[str, int]:
+    """The processes `lens up` started, by their name in the process table (found by their module)."""
+    return {process.name: pid for process in PROCESSES
+            for pid in children_of(launcher, f"-m {process.module} ")}
 
 
 def wait_until(node: Node, condition, timeout: float, what: str) -> None:
@@ -91,11 +95,10 @@ def main() -> int:
     env = dict(os.environ, LENS_RUNTIME_DIR=f"{directory}/run", LENS_STATE_DIR=f"{directory}/state",
                LENS_POLICY_DIR=str(policies), PYTHONUNBUFFERED="1")
     os.makedirs(f"{directory}/run", mode=0o700)
-    # A key for each process, as `lens up` and the board give them: the broker then knows who died.
-    runtime = Runtime.resolve(f"{directory}/run")
-    keys.ensure_development_keys(runtime)
-    keys.generate(keys.keys_dir(runtime), [p.name for p in PROCESSES])
-    children = start_system(env)  # nodes connect (and retry) on their own
+    # lens up gives each process a key of its own; the developer's, which this process uses, is made here
+    # so that it is there before this node starts.
+    keys.ensure_development_keys(Runtime.resolve(f"{directory}/run"))
+    launcher = start_system(env)  # nodes connect (and retry) on their own
     floors = {name: subprocess.Popen([sys.executable, "-c", code.format(directory)], stdout=subprocess.PIPE,
                                      text=True) for name, code in FLOORS.items()}
     for floor in floors.values():
@@ -120,7 +123,7 @@ def main() -> int:
             wait_until(node, lambda: seen["apps"] and set(seen["apps"][-1].payload["running"]) >= boot_apps,
                        60, "the boot apps running")
             apps = {f"app {name}": pid for name, pid in seen["apps"][-1].payload["running"].items()}
-            pids = {name: child.pid for name, child in children.items()} | apps
+            pids = started_by(launcher.pid) | apps
             pids |= {name: floor.pid for name, floor in floors.items()}
             # What is said on the bus meanwhile, by a sniffer (its own costs are not counted): the cause of
             # most wake-ups, since every message wakes the broker and each of its subscribers.
@@ -135,17 +138,18 @@ def main() -> int:
             print(f"\nidle {args.idle:g} s{'':9}{'CPU %':>8}{'wakeups/s':>11}{'RSS MiB':>9}{'PSS':>6}  numpy  budget")
             daemons = {p.name for p in PROCESSES if p.module.startswith("daemons.")}
             total = 0.0
+            switches = 0
             for name in pids:
-                cpu = 100 * (after[name]["cpu_s"] - before[name]["cpu_s"]) / args.idle
-                wakeups = (after[name]["switches"] - before[name]["switches"]) / args.idle
-                total += cpu if not name.startswith("(") else 0.0
+                cpu_s, woke = used_since(before[name]["threads"], after[name]["threads"])
+                cpu, wakeups = 100 * cpu_s / args.idle, woke / args.idle
+                if not name.startswith("("):
+                    total, switches = total + cpu, switches + woke
                 stats = after[name]
                 budget = BUDGET_MIB[stats["numpy"]]
                 verdict = (f"{budget:3d} {'ok' if stats['rss_mib'] <= budget else 'OVER'}" if name in daemons
                            else "")
                 print(f"{name:24}{cpu:8.2f}{wakeups:11.1f}{stats['rss_mib']:9.1f}{stats['pss_mib']:6.1f}  "
                       f"{'yes' if stats['numpy'] else 'no ':5}  {verdict}")
-            switches = sum(after[n]["switches"] - before[n]["switches"] for n in pids if not n.startswith("("))
             print(f"{'all lensos processes':24}{total:8.2f}{switches / args.idle:11.1f}   "
                   f"(targets < 0.5 % of a core, < 20 wake-ups/s)")
             heard_live = (json.loads(line) for line in said.splitlines() if line.startswith("{"))
@@ -176,13 +180,11 @@ def main() -> int:
     finally:
         for floor in floors.values():
             floor.kill()
-        for child in reversed(list(children.values())):
-            child.terminate()
-        for child in children.values():
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        launcher.send_signal(signal.SIGINT)  # lens up stops everything in order, as on Ctrl-C
+        try:
+            launcher.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)
         shutil.rmtree(directory, ignore_errors=True)
     return 0
 

@@ -114,6 +114,17 @@ def test_watchdog_period_is_half_the_supervisors_timeout(monkeypatch):
     assert sdnotify.watchdog_period() is None
 
 
+def test_a_supervised_process_beats_once_every_few_watchdog_pings(monkeypatch):
+    from bus.service import HEARTBEAT_S, SUPERVISED_BEATS, heartbeat_period
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    assert heartbeat_period() == HEARTBEAT_S  # nobody restarts it if it hangs: the shell must hear it
+    monkeypatch.setenv("WATCHDOG_USEC", "10000000")  # the table's 10 s: a ping every 5 s
+    assert heartbeat_period() == 5.0 * SUPERVISED_BEATS
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")  # a ping every 0.5 s: never faster than HEARTBEAT_S
+    assert heartbeat_period() == HEARTBEAT_S and (HEARTBEAT_S / 0.5).is_integer()
+
+
 def test_lens_up_boots_to_all_ready_serves_the_bus_and_stops_cleanly(procs, runtime):
     up = procs.lens("up", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     wait_line(up.stdout, "processes ready in")
