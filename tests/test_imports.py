@@ -41,3 +41,7 @@ def test_a_daemon_without_numpy_loads_none_of_the_heavy_modules(module):
                                     "daemons.display.__main__", "daemons.assistant.__main__", "shell.__main__"])
 def test_no_process_loads_openssl_for_a_random_number(module):
     assert loaded(module, ("_hashlib",)) == []
+
+
+def test_camerad_loads_pillow_only_once_a_frame_becomes_a_picture():
+    assert loaded("daemons.camera.__main__", ("PIL",)) == []

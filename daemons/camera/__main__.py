@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from bus import service
 from bus.capture import CaptureGate
@@ -182,6 +181,8 @@ class Camerad:
         self.frame_id += 1
         path = self.store / "photos" / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.frame_id}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from PIL import Image  # here, not at start: see daemons/camera/backends.py
+
         buf = io.BytesIO()
         Image.fromarray(pixels).save(buf, "JPEG", quality=self.numbers["jpeg_quality"])
         path.write_bytes(buf.getvalue())

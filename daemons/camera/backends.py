@@ -3,6 +3,11 @@
 A source fills an RGB24 numpy array of the ring's shape; camerad copies it
 into the ring. The V4L2 source asks for YUYV (what sensors and UVC cameras
 all offer) and converts with numpy.
+
+Pillow is imported where a frame becomes or comes from a picture (a photo,
+a video segment, a picture shown to the simulated camera, its frame
+counter), not at start: camerad waits with its camera off most of its life,
+and Pillow with its codecs is 3.7 MiB of a 35 MiB budget (issue 6).
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 
 class CameraError(Exception):
@@ -101,6 +105,8 @@ class SimCamera:
         return images
 
     def _picture(self, path: Path) -> np.ndarray:
+        from PIL import Image
+
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB").resize((self.width, self.height)))
 
@@ -146,6 +152,8 @@ class SimCamera:
                 self.base = self._pattern()
             out[:, :self.width - shift] = self.base[:, shift:]
             out[:, self.width - shift:] = self.base[:, :shift]
+        from PIL import Image, ImageDraw
+
         stamp = Image.new("RGB", (12 * 9, 22), (0, 0, 0))
         ImageDraw.Draw(stamp).text((4, 4), f"#{frame_id:07d}", fill=(255, 255, 255))
         h, w = min(22, self.height), min(12 * 9, self.width)

@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 
 class Recorder:
@@ -37,6 +36,8 @@ class Recorder:
     def add(self, frame_id: int, pixels: np.ndarray, mono_ns: int) -> None:
         if self.video is None:
             self._start_segment()
+        from PIL import Image  # here, not at start: see daemons/camera/backends.py
+
         jpeg = io.BytesIO()
         Image.fromarray(pixels).save(jpeg, "JPEG", quality=self.quality)
         data = jpeg.getvalue()
