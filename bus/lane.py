@@ -34,6 +34,7 @@ PUB_LINGER_MS = 2000  # flush what is queued on a clean shutdown
 # Plain ints: pyzmq's Flag enums cost microseconds per message in `|` and conversions.
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE_NOBLOCK = _SNDMORE | _NOBLOCK
 
 
 # pyzmq's C send itself: the Python method in front of it (routing ids, groups) costs a third of a
@@ -42,8 +43,10 @@ c_send = zmq.backend.Socket.send
 
 
 def send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
-    """send_multipart for the two-frame envelope, without its per-frame flag arithmetic."""
-    c_send(sock, frames[0], _SNDMORE)
+    """send_multipart for the two-frame envelope, without its per-frame flag arithmetic; zmq.Again when
+    the reliable lane's pipe to the broker is full (nothing was sent: libzmq judges a message by its first
+    frame, and once that is in, the rest of it goes in too)."""
+    c_send(sock, frames[0], _SNDMORE_NOBLOCK)
     c_send(sock, frames[1])
 
 
@@ -84,6 +87,12 @@ class Lane:
             sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
         self.pub.setsockopt(zmq.SNDHWM, hwm)
+        if name == "reliable":
+            # A PUB drops silently at its high-water mark, and libzmq learns how far its reader got only
+            # every HWM-1024 messages: a burst of a few thousand can meet a 'full' pipe of 100,000. Here
+            # a full pipe says zmq.Again instead, and the node holds the rest in its outbox (bus.node).
+            # The stream lane drops as it should: an old frame is worth nothing.
+            self.pub.setsockopt(zmq.XPUB_NODROP, 1)
         self.pub.setsockopt(zmq.LINGER, PUB_LINGER_MS)
         self.sub.setsockopt(zmq.RCVHWM, hwm)
         self.sub.setsockopt(zmq.LINGER, 0)
@@ -97,6 +106,8 @@ class Lane:
         self.sub.setsockopt(zmq.SUBSCRIBE, presence(pair.identity.encode()))
         self.prefixes: set[str] = set()
         self.confirmed = False
+        self.open = False  # confirmed, and nothing held back: publish may send at once
+        self.retry_at: float | None = None  # while the broker's pipe is full: when to try again
         self.nonce = 0
         self.next_probe = 0.0
         self._backoff = PROBE_FIRST_S
@@ -127,7 +138,8 @@ class Lane:
         return [raw] + [self._own_channel + topic for topic in PERSONAL if topic.startswith(raw)]
 
     def unconfirm(self) -> None:
-        self.confirmed = False
+        self.confirmed = self.open = False
+        self.retry_at = None  # held messages wait for the confirmation, which sends them
         self.nonce = int.from_bytes(os.urandom(6), "little")
         self.next_probe = 0.0
         self._backoff = PROBE_FIRST_S

@@ -38,7 +38,7 @@ from bus.envelope import MAX_SOURCE_LEN, Message, encode, stamp
 from bus.errors import (BusError, BusTimeout, NotOwner, RequestFailed, RequestRefused,
                         RequestTimeout, UnknownTopic)
 from bus.intake import Intake
-from bus.lane import Lane, recv_frames, send_frames
+from bus.lane import PUB_LINGER_MS, Lane, recv_frames, send_frames
 from bus.plain import Plain
 from bus.runtime import Runtime
 from bus.timers import Timer, Timers
@@ -59,6 +59,9 @@ CENSUS_MIN_S = 0.1  # a node answers node.census with a beat unless it beat this
 SNAPSHOT_RETRY_S = 0.5
 DRAIN_BATCH = 1000  # messages read from one socket before timers get a turn
 BACKLOG_AGE_NS = 1_000_000  # a message older than this on arrival means more are queued behind it
+# While the broker's pipe is full, the outbox is tried again this often (a PUB socket is always
+# "writable" to poll, so there is nothing to wait on). Only ever under load: idle nodes never hold.
+HELD_RETRY_S = 0.002
 _LATCHED = frozenset(LATCHED)
 
 
@@ -100,6 +103,7 @@ class Node:
         self.timers = Timers()
         self.handler_errors = 0
         self.outbox_drops = 0
+        self.held_back = 0  # times the broker's pipe was full and messages waited in the outbox
         self._ctx = zmq.Context()
         self._lanes: dict[str, Lane] = {}
         self._subs: list[tuple[str, Handler]] = []
@@ -185,10 +189,13 @@ class Node:
         if spec.latched:
             self._latched_out[topic] = frames
         lane = self._lanes.get(spec.lane)
-        if lane is not None and lane.confirmed:
-            send_frames(lane.pub, frames)
-        else:
-            self._queue(spec.lane, frames)
+        if lane is not None and lane.open:
+            try:
+                send_frames(lane.pub, frames)
+                return
+            except zmq.Again:
+                self._hold(lane)
+        self._queue(spec.lane, frames)
 
     def request(self, topic: str, *, timeout: float = 2.0, **fields) -> dict:
         """Ask the topic's owner and wait for the answer; RequestTimeout or RequestFailed otherwise.
@@ -261,6 +268,7 @@ class Node:
         self.stop()
         if self.heartbeat and self._announced:
             self.publish("node.bye", node=self.name, pid=os.getpid())  # the PUB's linger flushes it
+        self._flush_held(time.monotonic() + PUB_LINGER_MS / 1000)
         for lane in self._lanes.values():
             lane.close()
         if self._latch is not None:
@@ -282,6 +290,7 @@ class Node:
             "totals": self.intake.totals(),
             "outbox": sum(len(q) for q in self._outbox.values()),
             "outbox_drops": self.outbox_drops,
+            "held_back": self.held_back,
             "handler_errors": self.handler_errors,
         }
 
@@ -356,7 +365,7 @@ class Node:
         if outbox.maxlen is None and len(outbox) >= OUTBOX_MAX:
             self.outbox_drops += 1
             if self.outbox_drops == 1 or self.outbox_drops % 10_000 == 0:
-                log.error("%s: outbox full while the broker is unreachable; %d messages dropped",
+                log.error("%s: outbox full while the broker is unreachable or behind; %d messages dropped",
                           self.name, self.outbox_drops)
             return
         outbox.append(frames)
@@ -365,23 +374,50 @@ class Node:
         spec = TOPICS[lane.probe_topic]
         self._seq[spec.name] += 1
         payload = {"node": self.name, "nonce": lane.nonce}
-        send_frames(lane.pub, encode(spec, self.name, self.incarnation, self._seq[spec.name], payload))
+        try:
+            send_frames(lane.pub, encode(spec, self.name, self.incarnation, self._seq[spec.name], payload))
+        except zmq.Again:
+            pass  # the pipe is full: the probe goes again on its own schedule
 
     def _on_lane_confirmed(self, lane: Lane) -> None:
         lane.confirmed = True
-        sent = set()
         outbox = self._outbox[lane.name]
-        while outbox:
-            frames = outbox.popleft()
-            send_frames(lane.pub, frames)
-            sent.add(frames[0])
+        held = {frames[0] for frames in outbox}
         # Re-send the present of every latched topic we own: a restarted broker has lost it.
-        for topic, frames in self._latched_out.items():
-            if TOPICS[topic].lane == lane.name and frames[0] not in sent:
-                send_frames(lane.pub, frames)
+        outbox.extend(frames for topic, frames in self._latched_out.items()
+                      if TOPICS[topic].lane == lane.name and frames[0] not in held)
+        self._flush(lane)
         if lane.name == "reliable" and self._snapshot_prefixes:
             self._request_snapshot()
         self._announce_if_ready()
+
+    def _flush(self, lane: Lane) -> None:
+        """Send what the outbox holds, in order, until the broker's pipe is full again (then hold on)."""
+        outbox = self._outbox[lane.name]
+        while outbox:
+            try:
+                send_frames(lane.pub, outbox[0])
+            except zmq.Again:
+                self._hold(lane)
+                return
+            outbox.popleft()
+        lane.open, lane.retry_at = lane.confirmed, None
+
+    def _flush_held(self, deadline: float) -> None:
+        """What full pipes held back goes out before the sockets close, as the PUB's linger lets what is
+        queued in it go: until the broker takes it all or the deadline."""
+        while any(lane.retry_at is not None for lane in self._lanes.values()) and time.monotonic() < deadline:
+            time.sleep(HELD_RETRY_S)
+            for lane in self._lanes.values():
+                if lane.retry_at is not None:
+                    self._flush(lane)
+
+    def _hold(self, lane: Lane) -> None:
+        """The broker's pipe is full (it is busy or stopped): keep messages back, try again shortly."""
+        if lane.retry_at is None:
+            self.held_back += 1
+        lane.open = False
+        lane.retry_at = time.monotonic() + HELD_RETRY_S
 
     def _announce_if_ready(self) -> None:
         """READY=1 (and the watchdog timer) once, the first time every lane and the snapshot are in."""
@@ -542,6 +578,11 @@ class Node:
         wake = None if timeout is None else now + timeout
         if not self.ready:
             wake = self._keep_connecting(now, wake)
+        for lane in self._lanes.values():
+            if lane.retry_at is not None:  # confirmed (unconfirm() clears it; confirming flushes anyway)
+                if now >= lane.retry_at:
+                    self._flush(lane)
+                wake = _earliest(wake, lane.retry_at)
         if dispatch:
             wake = _earliest(wake, self.timers.next_deadline())
         wait_ms = -1 if wake is None else max(0, int((wake - now) * 1000 + 0.999))
