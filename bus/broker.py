@@ -23,9 +23,11 @@ serves the last state even of a publisher that is gone.
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import time
+from typing import Callable
 
 import msgpack
 import zmq
@@ -49,6 +51,7 @@ STATS_PERIOD_S = 2.0  # while anyone listens to bus.broker.stats; nobody does on
 _STATS = b"bus.broker.stats"
 PERSIST_DELAY_S = 0.05  # coalesce bursts of latched updates into one write
 BATCH = 256  # messages forwarded per lane before the loop looks at its other sockets
+XSUB_LIMIT = MAX_MESSAGE_SIZE + 1024  # the XSUB refuses a frame past the largest topic's limit
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
 _SELF = NODE_NAME.encode()
@@ -133,7 +136,7 @@ class Broker:
         xsub = self.ctx.socket(zmq.XSUB)
         xpub = self.ctx.socket(zmq.XPUB)
         xsub.setsockopt(zmq.RCVHWM, hwm)
-        xsub.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_SIZE + 1024)  # the socket refuses past the largest topic
+        xsub.setsockopt(zmq.MAXMSGSIZE, XSUB_LIMIT)
         xpub.setsockopt(zmq.SNDHWM, hwm)
         xpub.setsockopt(zmq.XPUB_MANUAL, 1)  # every subscription is the gate's to apply
         for sock in (xsub, xpub):
@@ -146,14 +149,11 @@ class Broker:
 
     # --- the loop ---------------------------------------------------------------
     def run(self) -> None:
-        poller = zmq.Poller()
         actions = {self.zap.sock: self.zap.serve, self.latch: self._serve_snapshots,
                    self._wakeup.fileno(): self._wakeup.drain}
         for lane in self._lanes.values():
-            actions[lane.xsub] = self._forwarder(lane)
             actions[lane.xpub] = lambda lane=lane: self._subscriptions(lane)
-        for sock in actions:
-            poller.register(sock, zmq.POLLIN)
+        wait = self._waiter(actions)
         ping_s = sdnotify.watchdog_period()
         next_ping = time.monotonic() if ping_s else float("inf")
         never = float("inf")
@@ -173,8 +173,8 @@ class Broker:
                 sdnotify.notify("WATCHDOG=1")  # from this loop: a hung forwarder stops the pings
                 next_ping = now + ping_s
             wake = min(self._next_stats, self._persist_due or never, next_ping)
-            timeout = None if wake == never else max(0, int((wake - now) * 1000) + 1)
-            for sock, _ in poller.poll(timeout):
+            timeout = None if wake == never else max(0.0, wake - now)
+            for sock in wait(timeout):
                 actions[sock]()
 
     def stop(self) -> None:
@@ -201,13 +201,29 @@ class Broker:
             self.runtime.lock_path.unlink(missing_ok=True)
 
     # --- forwarding -------------------------------------------------------------------
-    def _forwarder(self, lane: _Lane):
-        """The lane's forwarding call: the C loop (bus.fastpath) where it is built, else _forward."""
-        if self.fast is None:
-            return lambda: self._forward(lane)
-        return self.fast.forwarder(lane.xsub, lane.xpub, BATCH, MAX_MESSAGE_SIZE + 1024,  # the XSUB's limit
-                                   lambda topic, body, more, user: self._slow(lane, topic, body, more, user),
-                                   lane.fast)
+    def _waiter(self, actions: dict) -> Callable[[float | None], list]:
+        """A call that waits up to a timeout (seconds) for the sockets of ``actions`` and the lanes' XSUBs,
+        forwards what the publishers sent, and returns those of ``actions`` that are ready. With the C
+        loop (bus.fastpath) the wait itself is in C, and a message whose verdict is known never comes
+        back to Python; without it, a Python poller and _forward."""
+        lanes = list(self._lanes.values())
+        if self.fast is not None:
+            return self.fast.server([(lane.xsub, lane.xpub, lane.fast, functools.partial(self._slow, lane))
+                                     for lane in lanes], list(actions), BATCH, XSUB_LIMIT)
+        poller = zmq.Poller()
+        forwarders = {lane.xsub: lane for lane in lanes}
+        for sock in [*forwarders, *actions]:
+            poller.register(sock, zmq.POLLIN)
+
+        def wait(timeout: float | None) -> list:
+            ready = []
+            for sock, _ in poller.poll(None if timeout is None else int(timeout * 1000) + 1):
+                if sock in forwarders:
+                    self._forward(forwarders[sock])
+                else:
+                    ready.append(sock)
+            return ready
+        return wait
 
     def _forward(self, lane: _Lane) -> None:
         """Up to BATCH messages from the lane's publishers to its subscribers, each one judged first

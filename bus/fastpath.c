@@ -16,12 +16,22 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* zmq.h's zmq_msg_t: 64 opaque bytes, pointer-aligned. */
 typedef struct { unsigned char _[64]; } __attribute__((aligned(sizeof(void *)))) zmq_msg_t;
 
 #define ZMQ_DONTWAIT 1
 #define ZMQ_SNDMORE 2
+#define ZMQ_POLLIN 1
+
+/* zmq.h's zmq_pollitem_t on Linux: a socket, or (socket NULL) a plain file descriptor. */
+typedef struct {
+    void *socket;
+    int fd;
+    short events;
+    short revents;
+} zmq_pollitem_t;
 
 typedef struct {
     int (*msg_init)(zmq_msg_t *);
@@ -34,6 +44,7 @@ typedef struct {
     const char *(*msg_gets)(const zmq_msg_t *, const char *);
     int (*msg_init_size)(zmq_msg_t *, size_t);
     int (*errno_)(void);
+    int (*poll)(zmq_pollitem_t *, int, long);
 } zmq_api;
 
 /* A message left for the Python side's judgement: its frames so far (the head cut to its buffer,
@@ -221,4 +232,52 @@ int lens_forward(const zmq_api *z, void *xsub, void *xpub, const table *t, int b
         c->bytes_out += size;
     }
     return 1;
+}
+
+/* One lane as lens_serve sees it: what lens_forward takes besides the table. */
+typedef struct {
+    void *xsub, *xpub;
+    held *h;
+    counters *c;
+} lane;
+
+static long ms_since(const struct timespec *start) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - start->tv_sec) * 1000 + (now.tv_nsec - start->tv_nsec) / 1000000;
+}
+
+/* The broker's wait and its plain forwarding in one, so that a message whose verdict is known
+ * costs no return to Python at all. Polls `items` (each lane's XSUB first, in lane order, then the
+ * broker's other sockets and descriptors) for up to timeout_ms (-1: no limit), forwards what the
+ * XSUBs bring through lens_forward, and returns when Python is needed: 1 when another item is ready
+ * (its revents say which), 2 + i when lane i holds a message for Python's judgement, 0 when the time
+ * is up or a signal came (Python's handlers then run), -1 on an error of libzmq's. */
+int lens_serve(const zmq_api *z, zmq_pollitem_t *items, int n_items, const lane *lanes, int n_lanes,
+               const table *t, int batch, long timeout_ms) {
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (int first = 1;; first = 0) {
+        long wait = timeout_ms;
+        if (timeout_ms >= 0) {
+            wait = timeout_ms - ms_since(&start);
+            if (wait <= 0) {
+                if (!first) return 0; /* busy lanes never keep Python's timers (the watchdog's) waiting */
+                wait = 0;
+            }
+        }
+        int ready = z->poll(items, n_items, wait);
+        if (ready < 0) return z->errno_() == EINTR ? 0 : -1;
+        if (ready == 0) return 0;
+        int others = 0;
+        for (int i = n_lanes; i < n_items; i++)
+            if (items[i].revents) others = 1;
+        for (int i = 0; i < n_lanes; i++) {
+            if (!(items[i].revents & ZMQ_POLLIN)) continue;
+            int result = lens_forward(z, lanes[i].xsub, lanes[i].xpub, t, batch, lanes[i].h, lanes[i].c);
+            if (result < 0) return -1;
+            if (result == 2) return 2 + i;
+        }
+        if (others) return 1;
+    }
 }

@@ -2,9 +2,11 @@
 
     python -m bus.fastpath        # build bus/_fastpath.so (make install does)
 
-The C loop forwards the messages whose (sender, topic) the broker's Python
-judgement already allowed, and returns with any other message held for that
-judgement, so there is one judgement and two speeds. Without the built
+The C loop is the broker's wait: it polls all the broker's sockets, forwards
+the messages whose (sender, topic) the broker's Python judgement already
+allowed, and returns with any other message held for that judgement, or when
+another socket or a timer needs Python, so there is one judgement and two
+speeds. Without the built
 library (no C compiler on the machine) the broker forwards in Python, says so
 in its log and its stats (``forwarding``), and behaves the same.
 """
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("fastpath.c")
 LIBRARY = Path(__file__).with_name("_fastpath.so")
+Slow = Callable[[bytes, "bytes | None", bool, bytes], None]  # the broker's judgement of a held message
 
 
 class Counters(ctypes.Structure):
@@ -39,11 +42,23 @@ class _Held(ctypes.Structure):
                 ("more", ctypes.c_int), ("user_len", ctypes.c_size_t), ("user", ctypes.c_char * 64)]
 
 
+class _PollItem(ctypes.Structure):
+    """zmq.h's zmq_pollitem_t."""
+    _fields_ = [("socket", ctypes.c_void_p), ("fd", ctypes.c_int), ("events", ctypes.c_short),
+                ("revents", ctypes.c_short)]
+
+
+class _Lane(ctypes.Structure):
+    """fastpath.c's ``lane``."""
+    _fields_ = [("xsub", ctypes.c_void_p), ("xpub", ctypes.c_void_p), ("held", ctypes.POINTER(_Held)),
+                ("counters", ctypes.POINTER(Counters))]
+
+
 HEAD_CAP = 256  # a longer topic frame names no topic: its first bytes say enough to refuse it
-HELD = 2  # lens_forward's "a message waits for Python"
+OTHER_READY, HELD = 1, 2  # lens_serve's "another item is ready", "lane 0 holds a message" (2 + i: lane i)
 
 _API = ("msg_init", "msg_recv", "msg_send", "msg_close", "msg_data", "msg_size", "msg_more", "msg_gets",
-        "msg_init_size", "errno")
+        "msg_init_size", "errno", "poll")
 
 
 class _Api(ctypes.Structure):
@@ -76,8 +91,9 @@ class FastPath:
         self.lib.lens_held_free.argtypes = [ctypes.POINTER(_Held)]
         self._held: list = []
         self.lib.lens_table_free.argtypes = [ctypes.c_void_p]
-        self.lib.lens_forward.argtypes = [ctypes.POINTER(_Api), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                                          ctypes.c_int, ctypes.POINTER(_Held), ctypes.POINTER(Counters)]
+        self.lib.lens_serve.argtypes = [ctypes.POINTER(_Api), ctypes.POINTER(_PollItem), ctypes.c_int,
+                                        ctypes.POINTER(_Lane), ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
+                                        ctypes.c_long]
         self._table = self.lib.lens_table_new()
         if not self._table:
             raise MemoryError("the fast path's verdict table")
@@ -86,31 +102,49 @@ class FastPath:
         """Forward ``topic`` from ``user`` in C from now on; False when the table cannot hold it."""
         return bool(self.lib.lens_table_allow(self._table, user, len(user), topic, len(topic), max_size))
 
-    def forwarder(self, xsub: zmq.Socket, xpub: zmq.Socket, batch: int, max_body: int,
-                  slow: Callable[[bytes, bytes | None, bool, bytes], None], counters: Counters) -> Callable[[], None]:
-        """A call that forwards up to ``batch`` messages from ``xsub``.
+    def server(self, lanes: list[tuple[zmq.Socket, zmq.Socket, Counters, Slow]], others: list,
+               batch: int, max_body: int) -> Callable[[float | None], list]:
+        """The broker's wait: a call that waits up to ``timeout`` seconds (None: no limit) for any of
+        ``others`` (sockets or file descriptors) while it forwards each lane (xsub, xpub, counters,
+        slow) in C, and returns those of ``others`` that are ready (empty when the time is up or a signal
+        came).
 
         ``slow(topic, body, more, user)`` gets what the table does not cover (body None for a lone frame;
-        ``more`` when further frames wait unread on xsub), at most ``batch`` of them a call too."""
-        pointer = self.lib.lens_held_new(HEAD_CAP, max_body)
-        if not pointer:
-            raise MemoryError("the fast path's room for a held message")
-        self._held.append(pointer)
-        held = pointer.contents
-        args = (ctypes.byref(self._api), xsub.underlying, xpub.underlying, self._table, batch, pointer,
-                ctypes.byref(counters))
-        forward = self.lib.lens_forward
+        ``more`` when further frames wait unread on xsub)."""
+        items = (_PollItem * (len(lanes) + len(others)))()
+        table = (_Lane * len(lanes))()
+        for i, (xsub, xpub, counters, _) in enumerate(lanes):
+            pointer = self.lib.lens_held_new(HEAD_CAP, max_body)
+            if not pointer:
+                raise MemoryError("the fast path's room for a held message")
+            self._held.append(pointer)
+            items[i].socket, items[i].events = xsub.underlying, zmq.POLLIN
+            table[i].xsub, table[i].xpub, table[i].held, table[i].counters = \
+                xsub.underlying, xpub.underlying, pointer, ctypes.pointer(counters)
+        for i, other in enumerate(others, len(lanes)):
+            if isinstance(other, zmq.Socket):
+                items[i].socket = other.underlying
+            else:
+                items[i].fd = other
+            items[i].events = zmq.POLLIN
+        slows = [lane[3] for lane in lanes]
+        args = (ctypes.byref(self._api), items, len(items), table, len(lanes), self._table, batch)
+        serve = self.lib.lens_serve
 
-        def run() -> None:
-            for _ in range(batch):
-                result = forward(*args)
-                if result != HELD:
-                    if result < 0:
-                        raise zmq.ZMQError()  # libzmq's errno, as pyzmq reads it
-                    return
+        def wait(timeout: float | None) -> list:
+            result = serve(*args, -1 if timeout is None else max(0, int(timeout * 1000 + 0.999)))
+            if result < 0:
+                raise zmq.ZMQError()  # libzmq's errno, as pyzmq reads it
+            if result >= HELD:
+                held = table[result - HELD].held.contents
                 data = None if held.more < 0 else ctypes.string_at(held.body, held.body_len)
-                slow(ctypes.string_at(held.head, held.head_len), data, held.more > 0, held.user[:held.user_len])
-        return run
+                slows[result - HELD](ctypes.string_at(held.head, held.head_len), data, held.more > 0,
+                                     held.user[:held.user_len])
+                return []  # the caller's loop comes straight back: what else is ready is still ready
+            if result == OTHER_READY:
+                return [other for i, other in enumerate(others, len(lanes)) if items[i].revents]
+            return []
+        return wait
 
     def close(self) -> None:
         while self._held:
