@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.procstat import pss_kib, threads, used_since  # noqa: E402
+from bench.procstat import pss_kib, rss_kib, threads, used_since  # noqa: E402
 from bus import keys  # noqa: E402
 from bus.node import Node  # noqa: E402
 from bus.runtime import Runtime  # noqa: E402
@@ -56,11 +56,8 @@ BUDGET_MIB = (20, 35)  # a daemon's RSS without numpy, with it (issue 6)
 
 
 def proc_stats(pid: int) -> dict:
-    with open(f"/proc/{pid}/status") as f:
-        status = dict(line.split(":", 1) for line in f)
-    status = {key: value.split()[0] for key, value in status.items() if value.split()}
     return {"threads": threads(pid),
-            "rss_mib": int(status["VmRSS"]) / 1024,
+            "rss_mib": rss_kib(pid) / 1024,
             "pss_mib": pss_kib(pid) / 1024,
             "numpy": "numpy" in Path(f"/proc/{pid}/maps").read_text()}
 

@@ -406,11 +406,18 @@ class Node:
     def _flush_held(self, deadline: float) -> None:
         """What full pipes held back goes out before the sockets close, as the PUB's linger lets what is
         queued in it go: until the broker takes it all or the deadline."""
-        while any(lane.retry_at is not None for lane in self._lanes.values()) and time.monotonic() < deadline:
-            time.sleep(HELD_RETRY_S)
-            for lane in self._lanes.values():
-                if lane.retry_at is not None:
+        while (next_try := self._retry_held(time.monotonic())) is not None and next_try < deadline:
+            time.sleep(max(0.0, next_try - time.monotonic()))
+
+    def _retry_held(self, now: float) -> float | None:
+        """Try again, where it is time, what full pipes held back; when to try next (None: nothing held)."""
+        wake = None
+        for lane in self._lanes.values():
+            if lane.retry_at is not None:  # confirmed (unconfirm() clears it; confirming flushes anyway)
+                if now >= lane.retry_at:
                     self._flush(lane)
+                wake = _earliest(wake, lane.retry_at)
+        return wake
 
     def _hold(self, lane: Lane) -> None:
         """The broker's pipe is full (it is busy or stopped): keep messages back, try again shortly."""
@@ -578,11 +585,7 @@ class Node:
         wake = None if timeout is None else now + timeout
         if not self.ready:
             wake = self._keep_connecting(now, wake)
-        for lane in self._lanes.values():
-            if lane.retry_at is not None:  # confirmed (unconfirm() clears it; confirming flushes anyway)
-                if now >= lane.retry_at:
-                    self._flush(lane)
-                wake = _earliest(wake, lane.retry_at)
+        wake = _earliest(wake, self._retry_held(now))
         if dispatch:
             wake = _earliest(wake, self.timers.next_deadline())
         wait_ms = -1 if wake is None else max(0, int((wake - now) * 1000 + 0.999))
