@@ -217,6 +217,8 @@ class ShellDaemon:
 
     def _open_session(self, notice: CaptureNotice, now: float) -> None:
         key = (notice.owner, notice.resource)
+        if key in self.sessions:  # granted again while capturing: the capture goes on, and so does its record
+            return
         session = uuid.uuid4().hex[:12]
         self.sessions[key] = {"session": session, "start": now}
         self.audit.append({"event": "start", "session": session, "owner": notice.owner,

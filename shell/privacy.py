@@ -51,7 +51,10 @@ class Privacy:
         if self.fault is not None:
             return [CaptureNotice(owner, resource, "refused", f"the capture LED is not working: {self.fault}")]
         if key in self.granted:
-            return []
+            # Asked again while capturing (a new session of the same owner): it must hear its grant
+            # again, or it waits for a notice that was already sent to the session before it.
+            self.granted[key] = reason
+            return [CaptureNotice(owner, resource, "granted", "LED confirmed lit")]
         if not self.led_on:
             self.led_lit = False  # a read-back taken before this command says nothing about it
         self.led_on = True

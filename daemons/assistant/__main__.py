@@ -283,19 +283,26 @@ class Assistantd:
         """Ask the shell; wait while queued; for mic and camera, wait for the LED-confirmed capture grant."""
         mark = self.notices.mark()
         kind = "transient_may_duck" if resource == "audio_out" else "transient"
-        reply = yield Ask("shell.focus.request", {"resource": resource, "kind": kind, "cls": "assistant",
-                                                   "reason": f"assistant session {self.session_id}"})
         grant_s = self.numbers["listen"]["grant_timeout_s"]
-        if reply["status"] == "denied":
-            raise Unavailable(f"I can't use the {resource.replace('_', ' ')} now: {reply['reason']}")
-        if reply["status"] == "queued":
-            yield Until(lambda: self.seen(mark, topic="shell.focus.notice", resource=resource, status="granted"),
-                        grant_s, f"{resource} focus")
-        if resource in ("mic", "camera"):
-            try:
-                yield Until(lambda: self.capture_granted(mark, resource), grant_s, f"the {resource} grant")
-            except StepTimeout:
-                raise Unavailable(f"The capture light could not be confirmed, so the {resource} stays off.") from None
+        try:
+            reply = yield Ask("shell.focus.request", {"resource": resource, "kind": kind, "cls": "assistant",
+                                                       "reason": f"assistant session {self.session_id}"})
+            if reply["status"] == "denied":
+                raise Unavailable(f"I can't use the {resource.replace('_', ' ')} now: {reply['reason']}")
+            if reply["status"] == "queued":
+                yield Until(lambda: self.seen(mark, topic="shell.focus.notice", resource=resource,
+                                              status="granted"), grant_s, f"{resource} focus")
+            if resource in ("mic", "camera"):
+                try:
+                    yield Until(lambda: self.capture_granted(mark, resource), grant_s, f"the {resource} grant")
+                except StepTimeout:
+                    raise Unavailable(f"The capture light could not be confirmed, so the {resource} stays off.") \
+                        from None
+        except Exception:
+            # The request went out: whatever ends the session here (cancelled before the reply, refused,
+            # timed out), the shell may have granted or queued it, and nothing may stay held.
+            yield from self.give_back(resource)
+            raise
         self.holding.add(resource)
 
     def capture_granted(self, mark: int, resource: str):

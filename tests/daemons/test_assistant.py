@@ -124,6 +124,56 @@ def test_an_unreachable_endpoint_is_an_llm_error():
         ChatClient("http://127.0.0.1:9/v1", "m", None, 1.0).chat([], [])
 
 
+# --- a session's steps against a node that answers nothing by itself -----------------------------------
+class HeldNode:
+    """The bus as the assistant sees it, with every reply held until the test gives it: the order in which
+    replies, notices and new requests arrive is the test's to choose."""
+    name = "assistantd"
+
+    def __init__(self):
+        self.asked: list[tuple[str, dict, object]] = []
+
+    def request_async(self, topic, callback, timeout, **fields):
+        self.asked.append((topic, fields, callback))
+
+    def after(self, seconds, call):
+        return type("Timer", (), {"cancel": lambda self: None})()
+
+    def publish(self, *args, **fields):
+        pass
+
+    subscribe = serve = watch = unwatch = publish
+
+
+def test_a_session_cancelled_before_the_grant_arrives_gives_the_mic_back_first():
+    from bus.envelope import Message
+    from daemons.assistant.__main__ import Assistantd
+    from daemons.assistant.stt import TextStt
+    from policies.schema import load
+    node = HeldNode()
+    assistant = Assistantd(node, load(REPO / "policies", "g1"), TextStt(), None)
+    try:
+        assistant.begin("say", "what time is it")
+        topic, fields, _ = node.asked[-1]
+        assert (topic, fields["resource"]) == ("shell.focus.request", "mic")
+        # The shell granted it (the LED was still lit) and said so; its reply is not in yet when the
+        # wearer asks something else, which cancels this session.
+        notice = {"owner": "assistantd", "resource": "mic", "status": "granted", "reason": "LED confirmed lit",
+                  "session": "a1"}
+        assistant.on_notice(Message("shell.capture.notice", "shell", 1, 1, 0, 0, notice, b""))
+        assistant.begin("say", "sing me a song")
+        released = []
+        while node.asked[-1][0] == "shell.release.request":  # the cancelled session lets go, one by one
+            released.append(node.asked[-1][1]["resource"])
+            node.asked[-1][2]({"released": True}, None)
+        assert "mic" in released, "the mic was kept"
+        topic, fields, _ = node.asked[-1]
+        assert (topic, fields["resource"]) == ("shell.focus.request", "mic"), "the next session asks afresh"
+        assert fields["reason"] == f"assistant session {assistant.session_id}"
+    finally:
+        assistant.runner.close()
+
+
 # --- whole sessions over the real bus -------------------------------------------------------------------
 CHANGES = copy.deepcopy(FAST)
 CHANGES["focus.toml"]["roles"] = {"+phone": "call"}

@@ -58,6 +58,16 @@ def test_capture_waits_for_the_led_and_stops_on_fault():
     assert ("cam", "camera") in privacy.granted
 
 
+def test_asking_again_while_capturing_is_granted_again():
+    # A new session of the same owner asks before the last one gave the mic back: it must hear its
+    # grant, not wait for the one already sent to the session before it.
+    privacy = Privacy(hold_s=3.0, confirm_timeout_s=1.0)
+    privacy.want("assistantd", "mic", "session 1", 0.0)
+    privacy.led_report(True, None, 0.1)
+    assert statuses(privacy.want("assistantd", "mic", "session 2", 0.2)) == [("assistantd", "granted")]
+    assert privacy.granted[("assistantd", "mic")] == "session 2"
+
+
 def test_led_that_never_confirms_refuses_and_the_hold_time_is_kept():
     privacy = Privacy(hold_s=3.0, confirm_timeout_s=1.0)
     privacy.want("cam", "camera", "photo", 0.0)
