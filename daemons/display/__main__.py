@@ -143,7 +143,7 @@ class Displayd:
         layers = []
         if view.on:
             layers.append(self._layer("hud", view.hud, lambda: self.painter.hud(*view.hud)))
-            top = layers[0].pixels.shape[0] + self.painter.u(6)
+            top = layers[0].bottom + self.painter.u(6)
             if view.card is not None:
                 card = view.card
                 layers.append(self._layer("card", (card.app, card.id, card.seq, top),

@@ -29,9 +29,10 @@ ICONS = ("info", "warning", "check", "camera", "mic", "battery", "cart", "music"
 @dataclass(frozen=True)
 class Layer:
     name: str
-    pixels: np.ndarray  # height x width x 4, uint8 RGBA
+    pixels: np.ndarray  # height x width x 4, uint8 RGBA: only the box where something was drawn
     x: int
     y: int
+    bottom: int  # the last row its canvas laid out, drawn on or not: what goes below starts there
 
 
 class Painter:
@@ -39,8 +40,9 @@ class Painter:
         self.width, self.height = width, height
         self.unit = height / 480  # sizes below are for a 480-line panel
         self.font_name = font_path
-        self.fonts = {name: self._font(font_path, size) for name, size in
-                      (("small", 20), ("body", 26), ("title", 34), ("clock", 26))}
+        faces: dict[int, ImageFont.FreeTypeFont] = {}  # one face per size: each maps the font file again
+        self.fonts = {name: faces.get(size) or faces.setdefault(size, self._font(font_path, size))
+                      for name, size in (("small", 20), ("body", 26), ("title", 34), ("clock", 26))}
 
     def _font(self, path: str, size: int) -> ImageFont.FreeTypeFont:
         px = max(8, round(size * self.unit))
@@ -163,7 +165,10 @@ class Painter:
         return image, ImageDraw.Draw(image)
 
     def _layer(self, name: str, image: Image.Image, x: int, y: int) -> Layer:
-        return Layer(name, np.asarray(image), x, y)
+        # Kept until what it shows changes, so only what was drawn is kept: a card of two lines of text
+        # is a tenth of the panel, not all of it (1.1 MiB at 640x480).
+        box = image.getbbox() or (0, 0, 0, 0)  # RGBA: the box of every pixel that is not transparent
+        return Layer(name, np.asarray(image.crop(box)), x + box[0], y + box[1], y + image.height)
 
     def _fit(self, text: str, font, width: int) -> str:
         if font.getlength(text) <= width:

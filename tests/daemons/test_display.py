@@ -12,7 +12,7 @@ from PIL import Image
 
 from bus.errors import RequestFailed
 from bus.node import Node
-from daemons.display.panels import FbPanel, PanelError
+from daemons.display.panels import FbPanel, PanelError, png
 from daemons.display.render import Painter, compose
 from daemons.display.scene import CardError, Scene
 from tests.conftest import DEADLINE_S, tuned_policies, wait_for
@@ -96,9 +96,20 @@ def test_compose_blends_in_order_and_dims():
     painter = Painter(320, 240, FONT)
     hud = painter.hud("12:34", ["L 50%"], None, None)
     frame = compose([hud], 320, 240)
-    assert frame[: hud.pixels.shape[0]].max() > 200 and frame[hud.pixels.shape[0]:].max() == 0
+    assert hud.bottom < 240 and hud.y + hud.pixels.shape[0] <= hud.bottom
+    assert frame[: hud.bottom].max() > 200 and frame[hud.bottom:].max() == 0
     dim = compose([hud], 320, 240, brightness=0.25)
     assert 40 < dim.max() <= 64
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_frame_written_as_png_reads_back_the_same_in_pillow(fast):
+    frame = np.random.default_rng(7).integers(0, 256, (37, 53, 3), dtype=np.uint8)  # odd sizes, every value
+    image = Image.open(io.BytesIO(png(frame, fast=fast)))
+    image.load()  # decodes and checks every chunk's CRC
+    assert image.mode == "RGB" and image.size == (53, 37)
+    assert np.array_equal(np.asarray(image), frame)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png(frame[::-1, ::2])))), frame[::-1, ::2])
 
 
 @pytest.mark.parametrize("bpp", [32, 16])
