@@ -135,7 +135,13 @@ class Schema:
         # With no optional fields, a payload that passed the field loop and has
         # exactly len(fields) keys cannot have an unknown one: the set test is skipped.
         self._closed = len(self._required) == len(self._names)
-        self.quick = _quick_check(self.fields, self._closed)  # True: valid; False: ask validate
+        # True: valid; False: ask validate. Compiled when first used: a process checks a few of the table's
+        # hundred schemas, and each compiled check is 3-4 KiB of every process's memory.
+        self.quick = self._compile_quick
+
+    def _compile_quick(self, payload: Any) -> bool:
+        self.quick = _quick_check(self.fields, self._closed)
+        return self.quick(payload)
 
     def validate(self, topic: str, payload: Any) -> None:
         """Raise PayloadError with the topic and field named; return None when valid."""

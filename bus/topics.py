@@ -81,7 +81,7 @@ class Topic:
         # Derived from kind once, as plain attributes: publish reads them for every message.
         self.latched = kind is Kind.STATE  # latched: the broker keeps the last one
         # The hot paths ask this first and validate only when it says no; a reply's rules go beyond its fields.
-        self.quick = self.schema.quick if kind is not Kind.REPLY else _never
+        self.quick = self._compile_quick if kind is not Kind.REPLY else _never
         self.wire = name.encode()  # the topic frame
         self.lane = "stream" if kind is Kind.STREAM else "reliable"
 
@@ -92,6 +92,11 @@ class Topic:
 
     def __repr__(self) -> str:
         return f"Topic({self.name!r}, {self.kind}, owner={self.owner!r})"
+
+    def _compile_quick(self, payload: object) -> bool:
+        valid = self.schema.quick(payload)  # the schema compiles its check on this first call
+        object.__setattr__(self, "quick", self.schema.quick)  # the row's one write after __init__
+        return valid
 
     @property
     def reply_topic(self) -> str:
