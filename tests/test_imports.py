@@ -1,7 +1,8 @@
 """What the daemons load: issue 6 holds those without numpy to 20 MiB each and those with it to 35, and
 these modules alone cost 1.1 MiB (dataclasses with inspect and ast), 0.5 MiB (shutil with bz2 and lzma,
 which argparse pulls in to measure the terminal), 3.4 MiB (_hashlib, OpenSSL's libcrypto, which the
-secrets module brings for a random string) or 12 MiB (numpy). bench/system.py prints the sizes themselves."""
+secrets module brings for a random string), 0.2 MiB (concurrent.futures, which assistantd needs only to
+ask a remote LLM) or 12 MiB (numpy). bench/system.py prints the sizes themselves."""
 
 import json
 import subprocess
@@ -11,7 +12,8 @@ import pytest
 
 from tests.conftest import REPO
 
-HEAVY = ("numpy", "PIL", "dataclasses", "inspect", "ast", "shutil", "difflib", "bz2", "lzma", "_hashlib")
+HEAVY = ("numpy", "PIL", "dataclasses", "inspect", "ast", "shutil", "difflib", "bz2", "lzma", "_hashlib",
+         "concurrent.futures")
 
 PROBE = """
 import contextlib, io, json, sys
@@ -45,3 +47,13 @@ def test_no_process_loads_openssl_for_a_random_number(module):
 
 def test_camerad_loads_pillow_only_once_a_frame_becomes_a_picture():
     assert loaded("daemons.camera.__main__", ("PIL",)) == []
+
+
+def test_displayd_writes_its_pngs_without_pillows_image_plugins():
+    probe = subprocess.run([sys.executable, "-c", "import sys, numpy\n"
+                            "from daemons.display.panels import png\n"
+                            "png(numpy.zeros((4, 4, 3), numpy.uint8))\n"
+                            "print(sorted(m for m in sys.modules if m.endswith('ImagePlugin')))"],
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "[]"

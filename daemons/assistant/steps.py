@@ -19,11 +19,13 @@ and a session always gives back what it took.
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Generator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Generator, NamedTuple
 
 from bus.node import Node
 from bus.wakeup import Wakeup
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 
 class StepTimeout(Exception):
@@ -140,7 +142,8 @@ class Runner:
     def __init__(self, node: Node, workers: int = 2, on_wake: Callable[[], None] | None = None):
         self.node, self.on_wake = node, on_wake  # on_wake: workers' news that is not a result (streamed text)
         self.tasks: set[Task] = set()
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="work")
+        self.workers = workers
+        self.pool: ThreadPoolExecutor | None = None  # made for the first Work: offline, none ever is
         self.done: deque[tuple[Task, int, Future]] = deque()  # appended by workers, taken by the loop
         self.wakeup = Wakeup()
         node.watch(self.wakeup.fileno(), self._collect)
@@ -167,6 +170,10 @@ class Runner:
                 task.resume(value)
 
     def submit(self, task: Task, token: int, call: Callable[[], Any]) -> None:
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor  # 0.2 MiB of a daemon held to 20
+
+            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="work")
         future = self.pool.submit(call)
         future.add_done_callback(lambda f: (self.done.append((task, token, f)), self.wakeup.wake()))
 
@@ -184,7 +191,8 @@ class Runner:
     def close(self) -> None:
         for task in list(self.tasks):
             task.cancel("stopping")
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
         self.node.unwatch(self.wakeup.fileno())
         self.wakeup.close()
 
