@@ -36,6 +36,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--timeout", type=float, metavar="S", help="exit after S seconds (status 1 if --count not reached)")
     p.add_argument("--live", action="store_true", help="skip the latched state, show only new messages")
     p.add_argument("--stats", action="store_true", help="on exit, print per-topic counters (drops, malformed) to stderr")
+    _add_priority_option(p)
     bridge_cli.add_remote_options(p)
     p.set_defaults(func=cmd_sniff)
 
@@ -43,6 +44,7 @@ def add_parser(subparsers) -> None:
                             description="A refreshing table of every topic on the bus.")
     p.add_argument("--once", action="store_true", help="listen for --window seconds, print one table, exit")
     p.add_argument("--window", type=float, default=2.0, metavar="S", help="measuring window (default 2 s)")
+    _add_priority_option(p)
     p.add_argument("--json", action="store_true", help="with --once: print JSON")
     p.set_defaults(func=cmd_top)
 
@@ -78,6 +80,25 @@ def tool_node(role: str, runtime: Runtime | str | None, **kwargs) -> Node:
     return Node(f"lens-{role}-{os.getpid()}", runtime, **kwargs)
 
 
+def _add_priority_option(p) -> None:
+    p.add_argument("--normal-priority", action="store_true",
+                   help="compete for CPU like the glasses' own processes (by default a watching tool runs at idle "
+                        "priority: on a busy machine it falls behind, and its drops count what it missed)")
+
+
+def _watch_at_idle_priority(args) -> None:
+    """A tool that only watches must not slow what it watches: at SCHED_IDLE it runs on CPU nobody else
+    wants. When it falls behind, the broker drops for it alone (its sequence gaps count them) and, since
+    the broker's I/O thread seals only what the tool takes, stops spending CPU on it. Set before the
+    node exists: libzmq's I/O thread, made with the node's context, inherits it."""
+    if args.normal_priority or not hasattr(os, "SCHED_IDLE"):
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except OSError as exc:  # a sandbox that forbids it: watch at normal priority, and say so
+        log.warning("cannot lower this tool's priority (%s); it competes for CPU with the system", exc)
+
+
 def _tool_node(args, role: str, **kwargs) -> Node:
     return tool_node(role, args.runtime, **kwargs)
 
@@ -94,6 +115,7 @@ def cmd_sniff(args) -> int:
     printed = 0
     emit = message_json if args.json else message_line
 
+    _watch_at_idle_priority(args)
     with _tool_node(args, "sniff") as node:
         def show(msg):
             nonlocal printed
@@ -123,6 +145,7 @@ def cmd_sniff(args) -> int:
 
 def cmd_top(args) -> int:
     view = TopView()
+    _watch_at_idle_priority(args)
     with _tool_node(args, "top") as node:
         node.subscribe("", view.on_message)
         node.start()

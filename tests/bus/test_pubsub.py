@@ -2,6 +2,7 @@
 
 import os
 import signal
+import subprocess
 import time
 
 import zmq
@@ -40,6 +41,27 @@ def test_sniff_json_prints_a_message_published_by_another_process(broker, procs)
     assert line["topic"] == "demo.tick" and line["source"] == "demo"
     assert line["payload"]["text"].startswith("tick ")
     procs.stop(demo)
+
+
+def policies_of(pid: int) -> set[int]:
+    """The scheduling policy of every thread of ``pid`` (libzmq's I/O threads too)."""
+    return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+def test_the_watching_tools_run_every_thread_at_idle_priority_unless_told(broker, procs):
+    # A sniffer or top must not take CPU from the glasses' processes: it watches with what is idle.
+    quiet = procs.lens("bus", "sniff", "demo.tick", "--timeout", str(DEADLINE_S))
+    top = procs.lens("bus", "top", "--once", "--window", str(DEADLINE_S), stdout=subprocess.DEVNULL)
+    normal = procs.lens("bus", "sniff", "demo.tick", "--timeout", str(DEADLINE_S), "--normal-priority")
+    wait_line(quiet.stderr, "listening")
+    wait_line(normal.stderr, "listening")
+    wait_for(lambda: len(os.listdir(f"/proc/{top.pid}/task")) >= 3, what="top's node and its libzmq threads")
+    for child in (quiet, top):
+        assert policies_of(child.pid) == {os.SCHED_IDLE}
+    assert os.SCHED_IDLE not in policies_of(normal.pid)
+    assert len(os.listdir(f"/proc/{quiet.pid}/task")) >= 3  # main, libzmq's I/O and reaper threads
+    for child in (quiet, top, normal):
+        procs.stop(child)
 
 
 def test_latched_state_reaches_a_late_joiner_and_a_restarted_subscriber(broker, procs, nodes):
