@@ -55,7 +55,7 @@ OUTBOX_MAX = 100_000
 # its last connection goes (bus.departed) and the shell then allows a hang three of its periods, unless
 # the shell's reply asks for a faster beat (beat_s: while it holds the camera or the mic).
 WATCHED_HEARTBEAT_S = 0.3
-CENSUS_MIN_S = 0.1  # a node answers node.census with a beat unless it beat this recently
+CENSUS_MIN_S = 0.1  # a node answers node.census with a beat unless it answered one this recently
 SNAPSHOT_RETRY_S = 0.5
 DRAIN_BATCH = 1000  # messages read from one socket before timers get a turn
 BACKLOG_AGE_NS = 1_000_000  # a message older than this on arrival means more are queued behind it
@@ -130,7 +130,7 @@ class Node:
         self._started = False
         self._announced = False
         self._closed = False
-        self._last_beat = 0.0
+        self._last_census = -CENSUS_MIN_S  # when it last answered a census
         if heartbeat:
             self.subscribe("node.census", self._on_census)
 
@@ -470,12 +470,15 @@ class Node:
         self._beat_timer = self.timers.every(self.heartbeat, self._beat)
 
     def _on_census(self, msg: Message) -> None:
-        # At most one extra beat per census period, however many censuses arrive: no amplifier.
-        if self._announced and time.monotonic() - self._last_beat > CENSUS_MIN_S:
+        # At most one answer per census period, however many censuses arrive: no amplifier. Limited by
+        # the last answer, not the last beat: a beat sent just before the shell's subscription was live
+        # (a boot, where both start together) is one the census's sender never heard.
+        now = time.monotonic()
+        if self._announced and now - self._last_census > CENSUS_MIN_S:
+            self._last_census = now
             self._beat()
 
     def _beat(self) -> None:
-        self._last_beat = time.monotonic()
         self.publish("node.heartbeat", node=self.name, pid=os.getpid(), incarnation=self.incarnation,
                      period_s=self.heartbeat)
 
