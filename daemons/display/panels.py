@@ -160,7 +160,7 @@ class NonePanel:
 def png(frame: np.ndarray, fast: bool = False) -> bytes:
     """An RGB frame as a PNG: one IDAT, every row unfiltered. Written with zlib rather than Pillow's
     ``save``, which loads five image plugins (and subprocess, decimal, locale) on its first call: 1.9 MiB
-    of a daemon held to 35 MiB, for what is a header, a deflate stream and two checksums."""
+    of a daemon held to 35 MiB, for what is a header, a deflate stream and a checksum per chunk."""
     height, width = frame.shape[:2]
     rows = np.zeros((height, 1 + width * 3), dtype=np.uint8)  # column 0: each row's filter type, 0 (none)
     rows[:, 1:] = frame.reshape(height, width * 3)

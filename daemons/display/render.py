@@ -40,9 +40,9 @@ class Painter:
         self.width, self.height = width, height
         self.unit = height / 480  # sizes below are for a 480-line panel
         self.font_name = font_path
-        faces: dict[int, ImageFont.FreeTypeFont] = {}  # one face per size: each maps the font file again
-        self.fonts = {name: faces.get(size) or faces.setdefault(size, self._font(font_path, size))
-                      for name, size in (("small", 20), ("body", 26), ("title", 34), ("clock", 26))}
+        sizes = {"small": 20, "body": 26, "title": 34, "clock": 26}
+        faces = {size: self._font(font_path, size) for size in sorted(set(sizes.values()))}  # one a size:
+        self.fonts = {name: faces[size] for name, size in sizes.items()}  # each face maps the file again
 
     def _font(self, path: str, size: int) -> ImageFont.FreeTypeFont:
         px = max(8, round(size * self.unit))
