@@ -116,7 +116,7 @@ def cmd_sniff(args) -> int:
     emit = message_json if args.json else message_line
 
     _watch_at_idle_priority(args)
-    with _tool_node(args, "sniff") as node:
+    with _tool_node(args, "sniff", watcher=True) as node:
         def show(msg):
             nonlocal printed
             if args.live and msg.latched:
@@ -146,7 +146,7 @@ def cmd_sniff(args) -> int:
 def cmd_top(args) -> int:
     view = TopView()
     _watch_at_idle_priority(args)
-    with _tool_node(args, "top") as node:
+    with _tool_node(args, "top", watcher=True) as node:
         node.subscribe("", view.on_message)
         node.start()
         if args.once:

@@ -15,10 +15,10 @@ import struct
 
 import zmq
 
-from bus.envelope import BODY_START, PERSONAL, channel, presence
+from bus.envelope import BODY_START, CHANNEL, PERSONAL, channel, presence
 from bus.keys import KeyPair, as_client
 from bus.runtime import Runtime
-from bus.topics import LANE_HWM
+from bus.topics import LANE_HWM, TOPICS, matches
 
 # A monitor message's first frame: event (u16) and value (i32). Unpacked here rather than with
 # zmq.utils.monitor, which imports zmq.asyncio and with it asyncio and ssl: 8 MiB in every process.
@@ -76,8 +76,10 @@ def recv_frames(sock: zmq.Socket) -> list[bytes]:
 
 
 class Lane:
-    def __init__(self, ctx: zmq.Context, runtime: Runtime, name: str, pair: KeyPair, server: bytes):
+    def __init__(self, ctx: zmq.Context, runtime: Runtime, name: str, pair: KeyPair, server: bytes,
+                 watcher: bool = False):
         self.name = name
+        self.watcher = watcher  # a tool that only watches: served after every process (_wire_prefixes)
         self.probe_topic = PROBE_TOPIC[name]
         hwm = LANE_HWM[name]
         self.pub = ctx.socket(zmq.PUB)
@@ -133,9 +135,19 @@ class Lane:
                 self.sub.setsockopt(zmq.UNSUBSCRIBE, wire)
 
     def _wire_prefixes(self, prefix: str) -> list[bytes]:
-        """The prefix, and this node's own channel of each personal topic under it (bus.gate)."""
+        """The prefix, and this node's own channel of each personal topic under it (bus.gate).
+
+        A watcher subscribes instead to each topic under the prefix with the NUL that follows every topic
+        on the wire (the broker's stamp): one byte deeper than any process subscribes. The broker's XPUB
+        matches its subscriptions shallow first and hands each message to the pipes in that order, so its
+        I/O thread seals and writes a message for the processes that wait on it before it does for a
+        sniffer; subscribed to everything as a process is, the sniffer came first for every message."""
         raw = prefix.encode()
-        return [raw] + [self._own_channel + topic for topic in PERSONAL if topic.startswith(raw)]
+        own = [self._own_channel + topic for topic in PERSONAL if topic.startswith(raw)]
+        if not self.watcher or prefix == self.probe_topic:
+            return [raw] + own
+        return [topic.wire + CHANNEL for topic in TOPICS.values() if topic.lane == self.name
+                and topic.wire not in PERSONAL and matches(prefix, topic.name)] + own
 
     def unconfirm(self) -> None:
         self.confirmed = self.open = False

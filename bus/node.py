@@ -87,12 +87,13 @@ class _Call(Plain):
 
 class Node:
     def __init__(self, name: str, runtime: Runtime | str | None = None, *, publish_any: bool = False,
-                 heartbeat: float | None = None, key: str | os.PathLike | None = None):
+                 heartbeat: float | None = None, key: str | os.PathLike | None = None, watcher: bool = False):
         if not name or len(name) > MAX_SOURCE_LEN or name == ANY_NODE:
             raise ValueError(f"node name must be 1-{MAX_SOURCE_LEN} characters, got {name!r}")
         self.name = name
         self.runtime = runtime if isinstance(runtime, Runtime) else Runtime.resolve(runtime)
         self.publish_any = publish_any  # development tools (lens bus pub) only
+        self.watcher = watcher  # development tools that only watch (sniff, top): served after everyone
         self._key_path = key  # this process's CURVE key (bus.keys says where it is found without one)
         self._key: tuple[keys.KeyPair, bytes] | None = None
         self.heartbeat = heartbeat  # seconds between node.heartbeat; None for tools that come and go
@@ -319,7 +320,7 @@ class Node:
     def _lane(self, name: str) -> Lane:
         lane = self._lanes.get(name)
         if lane is None:
-            lane = self._lanes[name] = Lane(self._ctx, self.runtime, name, *self._keys())
+            lane = self._lanes[name] = Lane(self._ctx, self.runtime, name, *self._keys(), watcher=self.watcher)
             lane.add_prefix(lane.probe_topic)
             self._poller = None
         return lane

@@ -64,6 +64,31 @@ def test_the_watching_tools_run_every_thread_at_idle_priority_unless_told(broker
         procs.stop(child)
 
 
+def test_a_watcher_hears_every_lane_through_subscriptions_deeper_than_any_process(broker, nodes):
+    # sniff and top subscribe one byte past each topic (the stamp's NUL), so that the broker, which
+    # matches shallow first, writes each message for the processes before it does for them.
+    publisher, process = nodes("demo"), nodes("listener")
+    everything, ticks = nodes("watcher-all", watcher=True), nodes("watcher-ticks", watcher=True)
+    got = {"process": collect(process, "demo"), "all": collect(everything, ""), "ticks": collect(ticks, "demo.tick")}
+    for node in (process, everything, ticks):
+        node.start()
+    assert everything._lanes["reliable"]._wire_prefixes("demo")[:1] == [b"demo.tick\x00"]
+    assert process._lanes["reliable"]._wire_prefixes("demo")[:1] == [b"demo"]
+    publisher.start()
+    publisher.publish("demo.tick", n=1, text="one")
+    publisher.publish("demo.wave", t=0.0, samples=[0.5])  # the stream lane
+    publisher.publish("demo.status", uptime_s=1.0, ticks=1, started_wall=0.0)
+
+    def topics(name):
+        return sorted({m.topic for m in got[name] if m.source == "demo"})
+    for name in ("process", "all"):
+        wait_for(lambda: topics(name) == ["demo.status", "demo.tick", "demo.wave"], what=f"{name}: all three",
+                 poll=lambda t: [n.run_once(min(t, 0.05)) for n in (publisher, process, everything)])
+    wait_for(lambda: topics("ticks") == ["demo.tick"], what="the tick alone", poll=ticks.run_once)
+    ticks.run_once(0.2)
+    assert topics("ticks") == ["demo.tick"]
+
+
 def test_latched_state_reaches_a_late_joiner_and_a_restarted_subscriber(broker, procs, nodes):
     publisher = nodes("demo")
     publisher.start()
