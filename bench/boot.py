@@ -30,7 +30,7 @@ READY = re.compile(r"^\s+(\S+)\s+ready in\s+(\d+) ms")
 ALL = re.compile(r"^all (\d+) processes ready in (\d+) ms")
 
 
-def one_boot(extra: list[str]) -> tuple[dict[str, float], float]:
+def one_boot(extra: list[str]) -> tuple[dict[str, float], float, tuple[float, list[str]]]:
     with tempfile.TemporaryDirectory(prefix="lens-boot-") as runtime:
         env = dict(os.environ, LENS_RUNTIME_DIR=runtime, LENS_STATE_DIR=str(Path(runtime) / "state"))
         up = subprocess.Popen([sys.executable, "-m", "shell.cli", "up", *extra], cwd=REPO, env=env,

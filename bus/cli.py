@@ -86,17 +86,18 @@ def _add_priority_option(p) -> None:
                         "priority: on a busy machine it falls behind, and its drops count what it missed)")
 
 
-def _watch_at_idle_priority(args) -> None:
-    """A tool that only watches must not slow what it watches: at SCHED_IDLE it runs on CPU nobody else
-    wants. When it falls behind, the broker drops for it alone (its sequence gaps count them) and, since
-    the broker's I/O thread seals only what the tool takes, stops spending CPU on it. Set before the
-    node exists: libzmq's I/O thread, made with the node's context, inherits it."""
-    if args.normal_priority or not hasattr(os, "SCHED_IDLE"):
-        return
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except OSError as exc:  # a sandbox that forbids it: watch at normal priority, and say so
-        log.warning("cannot lower this tool's priority (%s); it competes for CPU with the system", exc)
+def _watching_node(args, role: str) -> Node:
+    """The node of a tool that only watches (sniff, top), which must not slow what it watches. At
+    SCHED_IDLE it runs on CPU nobody else wants: when it falls behind, the broker drops for it alone (its
+    sequence gaps count them) and, since the broker's I/O thread seals only what the tool takes, stops
+    spending CPU on it. Set before the node exists: libzmq's I/O thread, made with the node's context,
+    inherits it. As a watcher it is also served after every process (bus.lane)."""
+    if not args.normal_priority and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError as exc:  # a sandbox that forbids it: watch at normal priority, and say so
+            log.warning("cannot lower this tool's priority (%s); it competes for CPU with the system", exc)
+    return _tool_node(args, role, watcher=True)
 
 
 def _tool_node(args, role: str, **kwargs) -> Node:
@@ -115,8 +116,7 @@ def cmd_sniff(args) -> int:
     printed = 0
     emit = message_json if args.json else message_line
 
-    _watch_at_idle_priority(args)
-    with _tool_node(args, "sniff", watcher=True) as node:
+    with _watching_node(args, "sniff") as node:
         def show(msg):
             nonlocal printed
             if args.live and msg.latched:
@@ -145,8 +145,7 @@ def cmd_sniff(args) -> int:
 
 def cmd_top(args) -> int:
     view = TopView()
-    _watch_at_idle_priority(args)
-    with _tool_node(args, "top", watcher=True) as node:
+    with _watching_node(args, "top") as node:
         node.subscribe("", view.on_message)
         node.start()
         if args.once:

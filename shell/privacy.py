@@ -50,11 +50,8 @@ class Privacy:
         key = (owner, resource)
         if self.fault is not None:
             return [CaptureNotice(owner, resource, "refused", f"the capture LED is not working: {self.fault}")]
-        if key in self.granted:
-            # Asked again while capturing (a new session of the same owner): it must hear its grant
-            # again, or it waits for a notice that was already sent to the session before it.
-            self.granted[key] = reason
-            return [CaptureNotice(owner, resource, "granted", "LED confirmed lit")]
+        # Asked again while capturing (a new session of the same owner) is granted again below, as grants
+        # exist only while the LED is confirmed: it must hear its grant, not wait for one already sent.
         if not self.led_on:
             self.led_lit = False  # a read-back taken before this command says nothing about it
         self.led_on = True
