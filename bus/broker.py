@@ -39,6 +39,7 @@ from bus.gate import Gate
 from bus.intake import Intake
 from bus.lane import c_send
 from bus.runtime import Runtime, write_atomically
+from bus.tap import TAP_TOPIC, TapWriter
 from bus.topics import LANE_HWM, LANES, MAX_MESSAGE_SIZE, TOPICS, matches
 from bus.wakeup import Wakeup
 from bus.keys import verified
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 NODE_NAME = keys.BROKER
 STATS_PERIOD_S = 2.0  # while anyone listens to bus.broker.stats; nobody does on idle glasses
 _STATS = b"bus.broker.stats"
+_TAP = TAP_TOPIC.encode()
 PERSIST_DELAY_S = 0.05  # coalesce bursts of latched updates into one write
 BATCH = 256  # messages forwarded per lane before the loop looks at its other sockets
 XSUB_LIMIT = MAX_MESSAGE_SIZE + 1024  # the XSUB refuses a frame past the largest topic's limit
@@ -89,6 +91,8 @@ class Broker:
         self._present: dict[bytes, int] = {}  # identity -> its connections' presence subscriptions
         self._stats_readers = 0  # subscriptions (one per connection) that bring bus.broker.stats
         self._next_stats = float("inf")
+        self.tap: TapWriter | None = None  # while a watching tool subscribes to bus.tap
+        self._tap_readers = 0
 
     # --- start ---------------------------------------------------------------
     def acquire(self) -> None:
@@ -113,6 +117,7 @@ class Broker:
         # We hold the lock, so any socket file left here is from a broker that died.
         for name in self.runtime.socket_names():
             self.runtime.path(name).unlink(missing_ok=True)
+        self.runtime.tap_path.unlink(missing_ok=True)
 
     def bind(self) -> None:
         pair = keys.own_pair(self.runtime, NODE_NAME, fallback=False)
@@ -190,6 +195,7 @@ class Broker:
             lane.xpub.close(0)
         self.latch.close(0)
         self.zap.close()
+        self._close_tap()
         if self.fast is not None:
             self.fast.close()
         self.ctx.term()
@@ -267,7 +273,10 @@ class Broker:
             lane.msgs_out, lane.bytes_out = self._personal(xpub, spec, topic, bytes(body), stamp, lane.msgs_out,
                                                            lane.bytes_out)
             return None
-        c_send(xpub, envelope.stamp(topic, stamp), _SNDMORE)
+        stamped = envelope.stamp(topic, stamp)
+        if self.tap is not None:
+            self.tap.write(stamped, body)
+        c_send(xpub, stamped, _SNDMORE)
         c_send(xpub, body, 0, False)
         lane.msgs_out += 1
         lane.bytes_out += size
@@ -321,10 +330,31 @@ class Broker:
                 identity = present(prefix)
                 if identity is not None:
                     self._count_presence(identity, 1 if data[0] else -1)
+                elif prefix == _TAP and lane.name == TOPICS[TAP_TOPIC].lane:
+                    self._tap_readers += 1 if data[0] else -1
+                    self._update_tap()
                 elif _STATS.startswith(prefix) and lane.name == TOPICS["bus.broker.stats"].lane:
                     self._stats_readers += 1 if data[0] else -1
                     if data[0] and self._stats_readers == 1:
                         self._next_stats = time.monotonic()  # the first reader gets today's figures at once
+
+    def _update_tap(self) -> None:
+        """Open the tap for the first watching tool, close it after the last, and say so on bus.tap."""
+        if self._tap_readers > 0 and self.tap is None:
+            self.tap = TapWriter(self.runtime.tap_path)
+            if self.fast is not None:
+                self.fast.tap(self.tap.address)
+        elif self._tap_readers <= 0:
+            self._close_tap()
+        # Every change, not only the first and last: a tool that joins an open tap learns of it so.
+        self._publish(TAP_TOPIC, readers=max(self._tap_readers, 0), path=str(self.runtime.tap_path))
+
+    def _close_tap(self) -> None:
+        if self.tap is not None:
+            if self.fast is not None:
+                self.fast.tap(None)  # before the mapping goes
+            self.tap.close()
+            self.tap = None
 
     def _count_presence(self, identity: bytes, change: int) -> None:
         """Every lane of every node subscribes to its presence channel; XPUB hands the broker the
@@ -342,7 +372,10 @@ class Broker:
         spec.validate(payload)
         self._seq[name] = self._seq.get(name, 0) + 1
         topic, body = envelope.encode(spec, NODE_NAME, self._incarnation, self._seq[name], payload)
-        self._lanes[spec.lane].xpub.send_multipart([envelope.stamp(topic, _SELF), body])
+        stamped = envelope.stamp(topic, _SELF)
+        if self.tap is not None and name != TAP_TOPIC:  # bus.tap reaches its readers by their sockets
+            self.tap.write(stamped, body)
+        self._lanes[spec.lane].xpub.send_multipart([stamped, body])
         if spec.latched:
             self._store(topic, body, _SELF)
 

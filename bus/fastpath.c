@@ -78,7 +78,54 @@ typedef struct {
 typedef struct {
     entry slots[SLOTS];
     int count;
+    char *tap; /* the tap's ring while a tool watches (bus/tap.py), else NULL */
 } table;
+
+/* bus/tap.py's header and record: the same layout, written the same way. */
+typedef struct {
+    char magic[8];
+    uint64_t capacity, incarnation, head, reserved;
+} tap_header;
+
+typedef struct {
+    uint64_t start;
+    uint32_t head_len, body_len;
+} tap_record;
+
+#define TAP_DATA 64
+#define TAP_WRAP 0xFFFFFFFFu
+
+/* Append one message to the tap. `reserved` is published before the bytes it covers, `head` after
+ * them: a reader that copied a record then sees `reserved` and knows whether it may have been torn. */
+void lens_tap_write(char *tap, const char *a, size_t a_len, const char *b, size_t b_len) {
+    tap_header *h = (tap_header *)tap;
+    uint64_t cap = h->capacity, pos = h->head;
+    uint64_t total = (sizeof(tap_record) + a_len + b_len + 7) & ~(uint64_t)7;
+    if (total > cap / 2) return; /* as bus/tap.py: the tool sees its sequence gap */
+    uint64_t off = pos % cap;
+    char *data = tap + TAP_DATA;
+    if (cap - off < total) {
+        __atomic_store_n(&h->reserved, pos + (cap - off) + total, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        if (cap - off >= sizeof(tap_record)) {
+            tap_record wrap = {pos, TAP_WRAP, 0};
+            memcpy(data + off, &wrap, sizeof wrap);
+        }
+        pos += cap - off;
+        off = 0;
+    } else {
+        __atomic_store_n(&h->reserved, pos + total, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+    }
+    tap_record r = {pos, (uint32_t)a_len, (uint32_t)b_len};
+    memcpy(data + off, &r, sizeof r);
+    memcpy(data + off + sizeof r, a, a_len);
+    memcpy(data + off + sizeof r + a_len, b, b_len);
+    __atomic_store_n(&h->head, pos + total, __ATOMIC_RELEASE);
+}
+
+/* Start (ring: bus/tap.py's mapping) or stop (NULL) copying what is forwarded into the tap. */
+void lens_table_tap(table *t, char *ring) { t->tap = ring; }
 
 static uint64_t hash(const char *user, size_t user_len, const char *topic, size_t topic_len) {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
@@ -220,6 +267,7 @@ int lens_forward(const zmq_api *z, void *xsub, void *xpub, const table *t, int b
         out[topic_len] = 0;
         memcpy(out + topic_len + 1, user, user_len);
         z->msg_close(&head);
+        if (t->tap != NULL) lens_tap_write(t->tap, out, topic_len + 1 + user_len, z->msg_data(&body), size);
         /* XPUB never blocks (past its high-water mark it drops for that subscriber, as in Python). */
         if (z->msg_send(&stamped, xpub, ZMQ_SNDMORE) < 0 || z->msg_send(&body, xpub, 0) < 0) {
             z->msg_close(&stamped);

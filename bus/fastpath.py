@@ -91,6 +91,7 @@ class FastPath:
         self.lib.lens_held_free.argtypes = [ctypes.POINTER(_Held)]
         self._held: list = []
         self.lib.lens_table_free.argtypes = [ctypes.c_void_p]
+        self.lib.lens_table_tap.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         self.lib.lens_serve.argtypes = [ctypes.POINTER(_Api), ctypes.POINTER(_PollItem), ctypes.c_int,
                                         ctypes.POINTER(_Lane), ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
                                         ctypes.c_long]
@@ -101,6 +102,10 @@ class FastPath:
     def allow(self, user: bytes, topic: bytes, max_size: int) -> bool:
         """Forward ``topic`` from ``user`` in C from now on; False when the table cannot hold it."""
         return bool(self.lib.lens_table_allow(self._table, user, len(user), topic, len(topic), max_size))
+
+    def tap(self, address: int | None) -> None:
+        """Copy every message forwarded in C into the tap ring mapped at ``address`` (bus.tap), or stop."""
+        self.lib.lens_table_tap(self._table, address)
 
     def server(self, lanes: list[tuple[zmq.Socket, zmq.Socket, Counters, Slow]], others: list,
                batch: int, max_body: int) -> Callable[[float | None], list]:

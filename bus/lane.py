@@ -18,6 +18,7 @@ import zmq
 from bus.envelope import BODY_START, CHANNEL, PERSONAL, channel, presence
 from bus.keys import KeyPair, as_client
 from bus.runtime import Runtime
+from bus.tap import TAP_TOPIC
 from bus.topics import LANE_HWM, TOPICS, matches
 
 # A monitor message's first frame: event (u16) and value (i32). Unpacked here rather than with
@@ -79,7 +80,8 @@ class Lane:
     def __init__(self, ctx: zmq.Context, runtime: Runtime, name: str, pair: KeyPair, server: bytes,
                  watcher: bool = False):
         self.name = name
-        self.watcher = watcher  # a tool that only watches: served after every process (_wire_prefixes)
+        self.watcher = watcher  # a tool that only watches: it reads the tap, or is served last (_wire_prefixes)
+        self.tapped = watcher
         self.probe_topic = PROBE_TOPIC[name]
         hwm = LANE_HWM[name]
         self.pub = ctx.socket(zmq.PUB)
@@ -137,17 +139,31 @@ class Lane:
     def _wire_prefixes(self, prefix: str) -> list[bytes]:
         """The prefix, and this node's own channel of each personal topic under it (bus.gate).
 
-        A watcher subscribes instead to each topic under the prefix with the NUL that follows every topic
-        on the wire (the broker's stamp): one byte deeper than any process subscribes. The broker's XPUB
-        matches its subscriptions shallow first and hands each message to the pipes in that order, so its
-        I/O thread seals and writes a message for the processes that wait on it before it does for a
-        sniffer; subscribed to everything as a process is, the sniffer came first for every message."""
+        A watcher reading the tap (bus.tap) takes only its own channels from the broker's socket: what
+        everyone may hear, it reads from the ring. One that cannot read the ring subscribes to each topic
+        under the prefix with the NUL that follows every topic on the wire (the broker's stamp), one byte
+        deeper than any process subscribes: the broker's XPUB matches its subscriptions shallow first and
+        writes each message to the pipes in that order, so the processes that wait on it come first."""
         raw = prefix.encode()
         own = [self._own_channel + topic for topic in PERSONAL if topic.startswith(raw)]
-        if not self.watcher or prefix == self.probe_topic:
+        if not self.watcher or prefix in (self.probe_topic, TAP_TOPIC):
             return [raw] + own
+        return ([] if self.tapped else self._deep(prefix)) + own
+
+    def _deep(self, prefix: str) -> list[bytes]:
         return [topic.wire + CHANNEL for topic in TOPICS.values() if topic.lane == self.name
-                and topic.wire not in PERSONAL and matches(prefix, topic.name)] + own
+                and topic.wire not in PERSONAL and matches(prefix, topic.name)]
+
+    def untap(self) -> None:
+        """The tap cannot be read: hear what everyone may hear through the broker's socket instead."""
+        if self.tapped:
+            self.tapped = False
+            for prefix in self.prefixes - {self.probe_topic, TAP_TOPIC}:
+                for wire in self._deep(prefix):
+                    self.sub.setsockopt(zmq.SUBSCRIBE, wire)
+            self.sub.setsockopt(zmq.UNSUBSCRIBE, self.probe_topic.encode())  # ready again once they are live
+            self.sub.setsockopt(zmq.SUBSCRIBE, self.probe_topic.encode())
+            self.unconfirm()
 
     def unconfirm(self) -> None:
         self.confirmed = self.open = False

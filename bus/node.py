@@ -22,6 +22,7 @@ poll until a message, a timer or a signal: an idle node costs no CPU.
 from __future__ import annotations
 
 import functools
+import heapq
 import itertools
 import logging
 import os
@@ -41,6 +42,7 @@ from bus.intake import Intake
 from bus.lane import PUB_LINGER_MS, Lane, recv_frames, send_frames
 from bus.plain import Plain
 from bus.runtime import Runtime
+from bus.tap import TAP_TOPIC, TapReader
 from bus.timers import Timer, Timers
 from bus.topics import ANY_NODE, LANE_HWM, LANES, LATCHED, TOPICS, Kind, Topic, lookup, matches
 from bus.wakeup import Wakeup
@@ -62,6 +64,7 @@ BACKLOG_AGE_NS = 1_000_000  # a message older than this on arrival means more ar
 # While the broker's pipe is full, the outbox is tried again this often (a PUB socket is always
 # "writable" to poll, so there is nothing to wait on). Only ever under load: idle nodes never hold.
 HELD_RETRY_S = 0.002
+TAP_PERIOD_S = 0.02  # how often a watching tool reads the tap: 50 wake-ups a second, however busy the bus
 _LATCHED = frozenset(LATCHED)
 
 
@@ -132,6 +135,12 @@ class Node:
         self._announced = False
         self._closed = False
         self._last_census = -CENSUS_MIN_S  # when it last answered a census
+        self._tap: TapReader | None = None
+        self._tap_timer: Timer | None = None
+        self._tap_wants: dict[bytes, bool] = {}  # topic on the wire -> whether a handler wants it
+        self._tap_held: list[Message] = []  # from the socket, waiting to be put in order with the tap's
+        if watcher:
+            self._listen(TAP_TOPIC)  # asks the broker for the tap (bus.tap)
         if heartbeat:
             self.subscribe("node.census", self._on_census)
 
@@ -142,6 +151,7 @@ class Node:
         self._listen(prefix)
         self._subs.append((prefix, handler))
         self._routes.clear()
+        self._tap_wants.clear()
 
     def unsubscribe(self, prefix: str, handler: Handler) -> None:
         """Undo one subscribe(); the broker stops sending the prefix once no handler wants it (a camera
@@ -149,6 +159,7 @@ class Node:
         prefix = _normal(prefix)
         self._subs = [(p, h) for p, h in self._subs if (p, h) != (prefix, handler)]
         self._routes.clear()
+        self._tap_wants.clear()
         if not any(p == prefix for p, _ in self._subs):
             for lane_name in lanes_for(prefix):
                 if lane_name in self._lanes:
@@ -274,6 +285,8 @@ class Node:
             lane.close()
         if self._latch is not None:
             self._latch.close(0)
+        if self._tap is not None:
+            self._tap.close()
         self._ctx.term()
         self._wakeup.close()
 
@@ -655,12 +668,62 @@ class Node:
             if msg.payload["node"] == self.name and msg.payload["nonce"] == lane.nonce and not lane.confirmed:
                 self._on_lane_confirmed(lane)
             return
+        if topic == TAP_TOPIC and self.watcher:
+            self._open_tap()
         if self._snapshot_waiting and topic in _LATCHED:
             self._snapshot_live.add(topic)
         if topic in self._reply_topics:
             self._on_reply(msg)
+        elif self._tap is not None:
+            self._tap_held.append(msg)
         else:
             self._pending.append(msg)
+
+    def _open_tap(self) -> None:
+        """bus.tap says the ring has a new reader: read it from its head on, unless already reading it.
+        Where it cannot be read (another user's), hear everything through the broker's sockets instead."""
+        if self._tap is not None:
+            if not self._tap.replaced():
+                return
+            self._tap.close()  # the broker restarted and made a new ring
+            self._tap = None
+        try:
+            self._tap = TapReader(self.runtime.tap_path)
+        except (OSError, ValueError) as exc:
+            log.warning("%s: cannot read the broker's tap (%s); watching through its sockets", self.name, exc)
+            for lane in self._lanes.values():
+                lane.untap()
+            self._pending.extend(self._tap_held)
+            self._tap_held.clear()
+            return
+        if self._tap_timer is None:
+            self._tap_timer = self.every(TAP_PERIOD_S, self._read_tap)
+
+    def _read_tap(self) -> None:
+        """What the tap took in since the last read, for the handlers whose prefixes it matches."""
+        if self._tap is None:
+            return
+        wants, accept, got = self._tap_wants, self.intake.accept, []
+        for head, body in self._tap.read():
+            topic = head.partition(b"\0")[0]
+            wanted = wants.get(topic)
+            if wanted is None:  # bounded by the table: the broker forwards no topic outside it
+                name = topic.decode("ascii", "replace")
+                wanted = wants[topic] = any(matches(prefix, name) for prefix, _ in self._subs)
+            if not wanted:
+                continue
+            msg = accept([head, body])
+            if msg is None:
+                continue
+            if self._snapshot_waiting and msg.topic in _LATCHED:
+                self._snapshot_live.add(msg.topic)
+            got.append(msg)
+        # What came by the socket meanwhile (a reply, a restricted topic) goes in among the tap's by when it
+        # was published: a request is in the ring before its reply can be sent, so it is shown first.
+        if self._tap_held:
+            got = list(heapq.merge(got, self._tap_held, key=_published))
+            self._tap_held.clear()
+        self._pending.extend(got)
 
     def _drain_pending(self) -> None:
         pending, routes = self._pending, self._routes
@@ -717,6 +780,10 @@ class Node:
             log.info("%s: %s, stopping", self.name, signal.Signals(signum).name)
             self._stop = True
         return self._wakeup.on_signals(on_signal)
+
+
+def _published(msg: Message) -> int:
+    return msg.mono_ns
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

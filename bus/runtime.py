@@ -94,6 +94,11 @@ class Runtime(NamedTuple):
         return self.path("broker.lock")
 
     @property
+    def tap_path(self) -> Path:
+        """The tap (bus.tap): a ring of what the broker forwards, there while a tool watches."""
+        return self.path("tap")
+
+    @property
     def cache_path(self) -> Path:
         return self.path("latched.msgpack")
 

@@ -143,6 +143,9 @@ _TABLE = [
     Topic("bus.departed", Kind.EVENT, "broker", {"identity": "str"},
           doc="the last connection of a key went away (a process exited, cleanly or killed): whoever watches "
               "a process by its key knows at once, not a heartbeat timeout later"),
+    Topic("bus.tap", Kind.EVENT, "broker", {"readers": "int", "path": "str"}, max_size=512,
+          doc="the broker's tap (a ring of what it forwards, bus/tap.py) gained or lost a watching tool: "
+              "subscribing to this topic is what asks for it; with no readers left the ring is gone"),
     Topic("bus.snapshot.request", Kind.REQUEST, "recorder", {}, reply={"path": "str", "messages": "int"},
           doc="a snapshot recorder (`lens bus record --snapshot S`) writes the last S seconds to a file"),
     Topic("node.heartbeat", Kind.EVENT, ANY_NODE,

@@ -23,6 +23,9 @@ def test_both_loops_forward_stamp_refuse_and_count_alike(loop, procs, runtime, n
     ticks, stats, reports = collect(listener, "demo.tick"), collect(listener, "bus.broker.stats"), \
         security_reports(listener)
     listener.start()
+    watcher = nodes("watcher", watcher=True)  # reads the tap, which either loop writes
+    tapped = collect(watcher, "demo.tick")
+    watcher.start()
     demo = app_node(nodes, runtime, "demo").start()  # a key of its own: the stamp is its name
     evil = app_node(nodes, runtime, "evil", publish_any=True).start()
     for n in range(1, 301):  # enough that the C loop forwards most of them from its table
@@ -34,6 +37,8 @@ def test_both_loops_forward_stamp_refuse_and_count_alike(loop, procs, runtime, n
              what="every tick and the report", poll=listener.run_once)
     assert [m.payload["n"] for m in ticks] == list(range(1, 301))
     assert {m.sender for m in ticks} == {"demo"}  # stamped with the key's name, by either loop
+    wait_for(lambda: len(tapped) == 300, what="every tick from the tap", poll=watcher.run_once)
+    assert [m.payload["n"] for m in tapped] == list(range(1, 301)) and {m.sender for m in tapped} == {"demo"}
     # Too big for the topic, from a sender the table knows for it: refused by size, not forwarded.
     ctx = zmq.Context()
     raw = ctx.socket(zmq.PUB)

@@ -64,29 +64,58 @@ def test_the_watching_tools_run_every_thread_at_idle_priority_unless_told(broker
         procs.stop(child)
 
 
-def test_a_watcher_hears_every_lane_through_subscriptions_deeper_than_any_process(broker, nodes):
-    # sniff and top subscribe one byte past each topic (the stamp's NUL), so that the broker, which
-    # matches shallow first, writes each message for the processes before it does for them.
+def demo_topics(got):
+    return sorted({m.topic for m in got if m.source == "demo"})
+
+
+def publish_one_of_each_lane(publisher):
+    publisher.publish("demo.tick", n=1, text="one")
+    publisher.publish("demo.wave", t=0.0, samples=[0.5])  # the stream lane
+    publisher.publish("demo.status", uptime_s=1.0, ticks=1, started_wall=0.0)
+
+
+def test_a_watcher_reads_every_lane_from_the_tap_which_exists_while_one_watches(broker, runtime, nodes):
+    # sniff and top read what the broker forwards from its tap (bus.tap), not from its sockets: the
+    # broker's I/O thread seals and writes nothing for them.
     publisher, process = nodes("demo"), nodes("listener")
     everything, ticks = nodes("watcher-all", watcher=True), nodes("watcher-ticks", watcher=True)
     got = {"process": collect(process, "demo"), "all": collect(everything, ""), "ticks": collect(ticks, "demo.tick")}
     for node in (process, everything, ticks):
         node.start()
-    assert everything._lanes["reliable"]._wire_prefixes("demo")[:1] == [b"demo.tick\x00"]
+    assert runtime.tap_path.exists() and everything._tap is not None and ticks._tap is not None
+    # From the socket, a watcher takes only its own channels of personal topics (and bus.tap, the probe).
+    assert all(wire.startswith(b"\0") for wire in everything._lanes["reliable"]._wire_prefixes("demo"))
     assert process._lanes["reliable"]._wire_prefixes("demo")[:1] == [b"demo"]
     publisher.start()
-    publisher.publish("demo.tick", n=1, text="one")
-    publisher.publish("demo.wave", t=0.0, samples=[0.5])  # the stream lane
-    publisher.publish("demo.status", uptime_s=1.0, ticks=1, started_wall=0.0)
-
-    def topics(name):
-        return sorted({m.topic for m in got[name] if m.source == "demo"})
+    publish_one_of_each_lane(publisher)
     for name in ("process", "all"):
-        wait_for(lambda: topics(name) == ["demo.status", "demo.tick", "demo.wave"], what=f"{name}: all three",
-                 poll=lambda t: [n.run_once(min(t, 0.05)) for n in (publisher, process, everything)])
-    wait_for(lambda: topics("ticks") == ["demo.tick"], what="the tick alone", poll=ticks.run_once)
+        wait_for(lambda: demo_topics(got[name]) == ["demo.status", "demo.tick", "demo.wave"],
+                 what=f"{name}: all three",
+                 poll=lambda t: [n.run_once(min(t, 0.05)) for n in (publisher, process, everything, ticks)])
+    wait_for(lambda: demo_topics(got["ticks"]) == ["demo.tick"], what="the tick alone", poll=ticks.run_once)
     ticks.run_once(0.2)
-    assert topics("ticks") == ["demo.tick"]
+    assert demo_topics(got["ticks"]) == ["demo.tick"]
+    assert [m.payload["n"] for m in got["all"] if m.topic == "demo.tick"] == [1]  # once, not twice
+    everything.close()
+    ticks.close()
+    wait_for(lambda: not runtime.tap_path.exists(), what="the tap gone with its last reader")
+
+
+def test_a_watcher_that_cannot_read_the_tap_hears_through_the_sockets(broker, nodes, monkeypatch):
+    def refused(path):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr("bus.node.TapReader", refused)
+    publisher, watcher = nodes("demo"), nodes("watcher", watcher=True)
+    got = collect(watcher, "demo")
+    watcher.start()
+    wait_for(lambda: not watcher._lanes["reliable"].tapped and watcher.ready, what="the fallback, confirmed",
+             poll=watcher.run_once)
+    # Served after every process: each topic with the stamp's NUL, one byte deeper than a process's prefix.
+    assert watcher._lanes["reliable"]._wire_prefixes("demo")[:1] == [b"demo.tick\x00"]
+    publisher.start()
+    publish_one_of_each_lane(publisher)
+    wait_for(lambda: demo_topics(got) == ["demo.status", "demo.tick", "demo.wave"], what="all three",
+             poll=lambda t: [n.run_once(min(t, 0.05)) for n in (publisher, watcher)])
 
 
 def test_latched_state_reaches_a_late_joiner_and_a_restarted_subscriber(broker, procs, nodes):
