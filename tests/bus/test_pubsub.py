@@ -344,3 +344,24 @@ def test_a_burst_bigger_than_the_pipe_waits_for_a_stopped_broker_and_loses_nothi
     wait_for(lambda: len(got) >= n, what=f"{n} messages", poll=drive)
     assert got == list(range(1, n + 1))
     assert sub.intake.counters["bench.blast"].drops == 0 and pub.stats()["outbox"] == 0
+
+
+def test_a_watcher_reads_the_new_brokers_tap_after_a_restart(broker, procs, nodes, runtime):
+    publisher, watcher = nodes("demo"), nodes("watcher", watcher=True)
+    ticks = collect(watcher, "demo.tick")
+    for node in (publisher, watcher):
+        node.start()
+    publisher.publish("demo.tick", n=1, text="before")
+    wait_for(lambda: ticks, what="the first tick", poll=lambda t: (publisher.run_once(0), watcher.run_once(t)))
+    first_ring = watcher._tap.incarnation
+    procs.stop(broker, signal.SIGKILL)
+    procs.start_broker()
+
+    def both_turns(t):
+        publisher.run_once(t / 2)
+        watcher.run_once(t / 2)
+    wait_for(lambda: publisher.ready and watcher.ready and watcher._tap.incarnation != first_ring,
+             what="both back, the watcher on the new ring", poll=both_turns)
+    publisher.publish("demo.tick", n=2, text="after")
+    wait_for(lambda: len(ticks) >= 2, what="the tick after the restart", poll=both_turns)
+    assert [m.payload["n"] for m in ticks] == [1, 2]
