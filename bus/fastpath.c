@@ -12,6 +12,8 @@
  * whose judgement it then gets.
  */
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,6 +26,8 @@ typedef struct { unsigned char _[64]; } __attribute__((aligned(sizeof(void *))))
 #define ZMQ_DONTWAIT 1
 #define ZMQ_SNDMORE 2
 #define ZMQ_POLLIN 1
+#define ZMQ_FD 14
+#define ZMQ_EVENTS 15
 
 /* zmq.h's zmq_pollitem_t on Linux: a socket, or (socket NULL) a plain file descriptor. */
 typedef struct {
@@ -45,6 +49,7 @@ typedef struct {
     int (*msg_init_size)(zmq_msg_t *, size_t);
     int (*errno_)(void);
     int (*poll)(zmq_pollitem_t *, int, long);
+    int (*getsockopt)(void *, int, void *, size_t *);
 } zmq_api;
 
 /* A message left for the Python side's judgement: its frames so far (the head cut to its buffer,
@@ -295,37 +300,85 @@ static long ms_since(const struct timespec *start) {
     return (now.tv_sec - start->tv_sec) * 1000 + (now.tv_nsec - start->tv_nsec) / 1000000;
 }
 
+/* Whether a ZeroMQ socket has a message to read. Asking makes it process its pending commands,
+ * which is also what lets its descriptor signal again (below). */
+static int readable(const zmq_api *z, void *socket) {
+    uint32_t events = 0;
+    size_t size = sizeof events;
+    if (z->getsockopt(socket, ZMQ_EVENTS, &events, &size) < 0) return -1;
+    return (events & ZMQ_POLLIN) != 0;
+}
+
 /* The broker's wait and its plain forwarding in one, so that a message whose verdict is known
- * costs no return to Python at all. Polls `items` (each lane's XSUB first, in lane order, then the
- * broker's other sockets and descriptors) for up to timeout_ms (-1: no limit), forwards what the
+ * costs no return to Python at all. Waits on `items` (each lane's XSUB first, in lane order, then
+ * the broker's other sockets and descriptors) for up to timeout_ms (-1: no limit), forwards what the
  * XSUBs bring through lens_forward, and returns when Python is needed: 1 when another item is ready
  * (its revents say which), 2 + i when lane i holds a message for Python's judgement, 0 when the time
- * is up or a signal came (Python's handlers then run), -1 on an error of libzmq's. */
+ * is up or a signal came (Python's handlers then run), -1 on an error of libzmq's.
+ *
+ * It blocks in poll(2) on the sockets' own descriptors (ZMQ_FD), not in zmq_poll: zmq_poll asks
+ * every socket for its events before and after it waits, two system calls each (a getpid and a
+ * poll of the socket's mailbox), some fourteen for the broker's seven items on every wake-up, on
+ * the path of every message. A socket's descriptor signals only when something new happened to
+ * it (edge-triggered), so a socket is asked for its events once on entry (Python may have left a
+ * message unread), after its descriptor signals, and an XPUB after it was forwarded to (sending
+ * may have taken in the command that would have signalled a subscription). An XSUB is read until
+ * it is empty, which re-arms its descriptor. */
+#define MAX_ITEMS 32
 int lens_serve(const zmq_api *z, zmq_pollitem_t *items, int n_items, const lane *lanes, int n_lanes,
                const table *t, int batch, long timeout_ms) {
+    if (n_items > MAX_ITEMS) return -1;
+    struct pollfd fds[MAX_ITEMS];
+    int ready[MAX_ITEMS];
+    for (int i = 0; i < n_items; i++) {
+        ready[i] = 0; /* a plain descriptor is left to poll(2); a socket is asked now */
+        fds[i].fd = items[i].fd;
+        fds[i].events = POLLIN;
+        items[i].revents = 0;
+        if (items[i].socket != NULL) {
+            size_t size = sizeof fds[i].fd;
+            if (z->getsockopt(items[i].socket, ZMQ_FD, &fds[i].fd, &size) < 0) return -1;
+            if ((ready[i] = readable(z, items[i].socket)) < 0) return -1;
+        }
+    }
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    for (int first = 1;; first = 0) {
+    for (;;) {
+        int busy = 0; /* a lane whose batch ran out: come back to it before waiting */
+        for (int i = 0; i < n_lanes; i++) {
+            if (!ready[i]) continue;
+            int result = lens_forward(z, lanes[i].xsub, lanes[i].xpub, t, batch, lanes[i].h, lanes[i].c);
+            if (result < 0) return -1;
+            if (result == 2) return 2 + i; /* xsub may hold more: asked again on the next entry */
+            ready[i] = result == 1;
+            busy |= ready[i];
+            for (int j = n_lanes; j < n_items; j++) /* this lane's XPUB, if it is one of the others */
+                if (items[j].socket == lanes[i].xpub && !ready[j] && (ready[j] = readable(z, items[j].socket)) < 0)
+                    return -1;
+        }
+        int others = 0;
+        for (int i = n_lanes; i < n_items; i++)
+            if (ready[i]) {
+                items[i].revents = ZMQ_POLLIN;
+                others = 1;
+            }
+        if (others) return 1;
         long wait = timeout_ms;
         if (timeout_ms >= 0) {
             wait = timeout_ms - ms_since(&start);
-            if (wait <= 0) {
-                if (!first) return 0; /* busy lanes never keep Python's timers (the watchdog's) waiting */
-                wait = 0;
-            }
+            if (wait < 0) wait = 0;
         }
-        int ready = z->poll(items, n_items, wait);
-        if (ready < 0) return z->errno_() == EINTR ? 0 : -1;
-        if (ready == 0) return 0;
-        int others = 0;
-        for (int i = n_lanes; i < n_items; i++)
-            if (items[i].revents) others = 1;
-        for (int i = 0; i < n_lanes; i++) {
-            if (!(items[i].revents & ZMQ_POLLIN)) continue;
-            int result = lens_forward(z, lanes[i].xsub, lanes[i].xpub, t, batch, lanes[i].h, lanes[i].c);
-            if (result < 0) return -1;
-            if (result == 2) return 2 + i;
+        if (busy) {
+            if (timeout_ms >= 0 && wait == 0) return 0; /* busy lanes never keep Python's timers waiting */
+            wait = 0;                                 /* a look at the others, then back to the lanes */
         }
-        if (others) return 1;
+        int n = poll(fds, n_items, wait > INT_MAX ? INT_MAX : (int)wait);
+        if (n < 0) return errno == EINTR ? 0 : -1;
+        if (n == 0 && !busy) return 0;
+        for (int i = 0; i < n_items; i++) {
+            if (!(fds[i].revents & (POLLIN | POLLERR | POLLHUP))) continue;
+            if (items[i].socket == NULL) ready[i] = 1;
+            else if (!ready[i] && (ready[i] = readable(z, items[i].socket)) < 0) return -1;
+        }
     }
 }
