@@ -306,6 +306,8 @@ class Node:
             "outbox_drops": self.outbox_drops,
             "held_back": self.held_back,
             "handler_errors": self.handler_errors,
+            **({"tap": {"reading": self._tap is not None,
+                        "overruns": self._tap.overruns if self._tap is not None else 0}} if self.watcher else {}),
         }
 
     # --- internals: subscriptions and sending -------------------------------------

@@ -96,6 +96,7 @@ def test_a_watcher_reads_every_lane_from_the_tap_which_exists_while_one_watches(
     ticks.run_once(0.2)
     assert demo_topics(got["ticks"]) == ["demo.tick"]
     assert [m.payload["n"] for m in got["all"] if m.topic == "demo.tick"] == [1]  # once, not twice
+    assert everything.stats()["tap"] == {"reading": True, "overruns": 0} and "tap" not in process.stats()
     everything.close()
     ticks.close()
     wait_for(lambda: not runtime.tap_path.exists(), what="the tap gone with its last reader")
