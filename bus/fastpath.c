@@ -48,7 +48,6 @@ typedef struct {
     const char *(*msg_gets)(const zmq_msg_t *, const char *);
     int (*msg_init_size)(zmq_msg_t *, size_t);
     int (*errno_)(void);
-    int (*poll)(zmq_pollitem_t *, int, long);
     int (*getsockopt)(void *, int, void *, size_t *);
 } zmq_api;
 

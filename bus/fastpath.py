@@ -58,7 +58,7 @@ HEAD_CAP = 256  # a longer topic frame names no topic: its first bytes say enoug
 OTHER_READY, HELD = 1, 2  # lens_serve's "another item is ready", "lane 0 holds a message" (2 + i: lane i)
 
 _API = ("msg_init", "msg_recv", "msg_send", "msg_close", "msg_data", "msg_size", "msg_more", "msg_gets",
-        "msg_init_size", "errno", "poll", "getsockopt")
+        "msg_init_size", "errno", "getsockopt")
 
 
 class _Api(ctypes.Structure):
