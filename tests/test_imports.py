@@ -2,7 +2,8 @@
 these modules alone cost 1.1 MiB (dataclasses with inspect and ast), 0.5 MiB (shutil with bz2 and lzma,
 which argparse pulls in to measure the terminal), 3.4 MiB (_hashlib, OpenSSL's libcrypto, which the
 secrets module brings for a random string), 0.2 MiB (concurrent.futures, which assistantd needs only to
-ask a remote LLM) or 12 MiB (numpy). bench/system.py prints the sizes themselves."""
+ask a remote LLM), 0.15 MiB (ctypes, which only the broker's C loop and numpy need) or 12 MiB (numpy).
+bench/system.py prints the sizes themselves."""
 
 import json
 import subprocess
@@ -37,6 +38,13 @@ def loaded(module: str, heavy: tuple[str, ...]) -> list[str]:
                                     "daemons.assistant.__main__", "bus.broker"])
 def test_a_daemon_without_numpy_loads_none_of_the_heavy_modules(module):
     assert loaded(module, HEAVY) == []
+
+
+@pytest.mark.parametrize("module", ["daemons.power.__main__", "daemons.led.__main__", "daemons.input.__main__",
+                                    "daemons.assistant.__main__", "shell.__main__"])
+def test_a_process_without_numpy_leaves_ctypes_to_the_broker(module):
+    # bus.tap's writer, the broker's, takes the ring's address with it; every node imports bus.tap.
+    assert loaded(module, ("ctypes",)) == []
 
 
 @pytest.mark.parametrize("module", ["daemons.camera.__main__", "daemons.audio.__main__",
