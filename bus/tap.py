@@ -21,9 +21,9 @@ Layout, in the machine's byte order: a header, then ``capacity`` bytes of record
 Positions count bytes since the ring was made; a record lives at ``position % capacity``. The
 writer sets ``reserved`` to the end of the record it is about to write, writes it, then moves
 ``head`` past it. A reader copies records up to ``head``, then reads ``reserved``: a record that the
-writer may have reached meanwhile (``reserved`` more than a capacity past it) is torn, and is dropped
-with everything after it. A record that would cross the ring's end starts the next lap instead,
-after a wrap mark (head_len WRAP) when there is room for one.
+writer may have reached meanwhile (``reserved`` more than a capacity past its start) is torn and
+dropped, and a reader that finds itself lapped goes on from the head. A record that would cross the
+ring's end starts the next lap instead, after a wrap mark (head_len WRAP) when there is room for one.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import struct
 from pathlib import Path
 
 MAGIC = b"LENSTAP1"
-CAPACITY = 8 * 1024 * 1024  # about 100,000 small messages; a tool reading 50 times a second keeps up
+CAPACITY = 8 * 1024 * 1024  # some 80,000 messages of 100 bytes; read 50 times a second, a lap is plenty
 _HEADER = struct.Struct("=8sQQQQ")
 DATA = 64  # where records start: the header, rounded up to a cache line
 _HEAD_AT, _RESERVED_AT = 24, 32
