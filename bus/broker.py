@@ -34,7 +34,7 @@ import zmq
 
 from bus import envelope, fastpath, keys, sdnotify
 from bus.errors import BrokerRunning, KeyMissing
-from bus.envelope import BY_WIRE, PERSONAL, channel, present
+from bus.envelope import ACK, BY_WIRE, PERSONAL, channel, present
 from bus.gate import Gate
 from bus.intake import Intake
 from bus.lane import c_send
@@ -327,6 +327,10 @@ class Broker:
             option = zmq.SUBSCRIBE if data[0] else zmq.UNSUBSCRIBE
             for prefix in self.gate.subscriptions(sender, data[1:]):
                 lane.xpub.setsockopt(option, prefix)
+                if prefix[:1] == ACK:
+                    if data[0]:  # a lane's marker: every subscription it sent before is applied now
+                        lane.xpub.send_multipart([prefix, b""])
+                    continue
                 identity = present(prefix)
                 if identity is not None:
                     self._count_presence(identity, 1 if data[0] else -1)

@@ -49,6 +49,7 @@ _packb = msgpack.Packer(use_bin_type=True).pack
 BODY_START = b"\x97"  # msgpack's array of seven: the first byte of every body, whatever it holds
 
 CHANNEL = b"\x00"  # a personal channel's first byte; no table topic starts with it
+ACK = b"\xff"  # a lane's marker subscription's first byte, which the broker answers (bus.lane); no topic's
 # Topics that go out on personal channels only: restricted ones (to the identities granted them) and
 # replies (to the one who asked; nobody else reads what displayd showed it, or what the assistant said).
 PERSONAL = frozenset(name.encode() for name, topic in TOPICS.items() if topic.permission or topic.kind is Kind.REPLY)

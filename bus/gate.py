@@ -27,7 +27,7 @@ from collections import defaultdict
 
 import msgpack
 
-from bus.envelope import BY_WIRE, CHANNEL
+from bus.envelope import ACK, BY_WIRE, CHANNEL
 from bus.keys import BROKER, DEVELOPER
 from bus.topics import ANY_NODE, TOPICS, Kind
 
@@ -115,8 +115,8 @@ class Gate:
     # --- subscribing -------------------------------------------------------------------
     def subscriptions(self, identity: bytes | None, prefix: bytes) -> list[bytes]:
         """What to apply for a pipe of ``identity`` subscribing to ``prefix`` (None: the broker's own pipe)."""
-        if prefix.startswith(CHANNEL):
-            own = identity is None or prefix.startswith(CHANNEL + identity + CHANNEL)
+        if prefix[:1] in (CHANNEL, ACK):  # a personal channel, or a lane's marker (bus.lane): one's own only
+            own = identity is None or prefix.startswith(prefix[:1] + identity + CHANNEL)
             if not own:
                 self.refuse(identity, prefix, "subscribed to another's personal channel")
             return [prefix] if own else []

@@ -1,11 +1,17 @@
 """One lane of a node's connection to the broker: a PUB and a SUB socket and a monitor.
 
-A lane is *confirmed* when a probe the node published on it has come back
-through the broker to the node's own SUB socket. ZeroMQ applies a socket's
-subscriptions in order, and the probe subscription is made after all others,
-so its return proves every earlier subscription is live at the broker and the
-publish path is open: readiness without sleep(). When a monitor reports a
-disconnect (broker restarted), the lane is unconfirmed and probing resumes.
+A lane is *confirmed* when two things came back. The broker's answer to a
+marker subscription (``ACK``, this round's nonce in it), which the broker
+sends when it applies that subscription: a socket's subscriptions reach the
+broker in the order they were made, so every earlier one is applied by then.
+And a probe the node published on the lane, back through the broker to its
+own SUB socket: the publish path is open. Readiness without sleep(). A probe
+alone proved nothing of the subscriptions: the broker may forward it before
+it has read the subscriptions sent just before, and an old probe
+subscription lets it through. When a monitor reports a disconnect (broker
+restarted), the lane is unconfirmed and both are asked for again; on
+reconnecting, a SUB sends its subscriptions in byte order, and the marker's
+first byte sorts after every other's.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import struct
 
 import zmq
 
-from bus.envelope import BODY_START, CHANNEL, PERSONAL, channel, presence
+from bus.envelope import ACK, BODY_START, CHANNEL, PERSONAL, channel, presence
 from bus.keys import KeyPair, as_client
 from bus.runtime import Runtime
 from bus.tap import TAP_TOPIC
@@ -105,11 +111,15 @@ class Lane:
         self.monitor = self.sub.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self.pub.connect(runtime.publish_endpoint(name))
         self.sub.connect(runtime.subscribe_endpoint(name))
-        self._own_channel = channel(pair.identity.encode(), b"")
+        self._identity = pair.identity.encode()
+        self._own_channel = channel(self._identity, b"")
         # Never unsubscribed while the socket lives: when the last of an identity's goes, the broker says so.
         self.sub.setsockopt(zmq.SUBSCRIBE, presence(pair.identity.encode()))
         self.prefixes: set[str] = set()
         self.confirmed = False
+        self.acked = False  # the broker answered this round's marker: it applied every subscription before it
+        self.probed = False  # this round's probe came back: what the lane publishes reaches the broker
+        self.marker: bytes | None = None
         self.open = False  # confirmed, and nothing held back: publish may send at once
         self.retry_at: float | None = None  # while the broker's pipe is full: when to try again
         self.nonce = 0
@@ -123,10 +133,7 @@ class Lane:
         self.prefixes.add(prefix)
         for wire in self._wire_prefixes(prefix):
             self.sub.setsockopt(zmq.SUBSCRIBE, wire)
-        # The probe subscription must come after the new one for its return to prove it.
-        self.sub.setsockopt(zmq.UNSUBSCRIBE, self.probe_topic.encode())
-        self.sub.setsockopt(zmq.SUBSCRIBE, self.probe_topic.encode())
-        self.unconfirm()
+        self.unconfirm()  # a new marker, after them
         return True
 
     def remove_prefix(self, prefix: str) -> None:
@@ -161,23 +168,37 @@ class Lane:
             for prefix in self.prefixes - {self.probe_topic, TAP_TOPIC}:
                 for wire in self._deep(prefix):
                     self.sub.setsockopt(zmq.SUBSCRIBE, wire)
-            self.sub.setsockopt(zmq.UNSUBSCRIBE, self.probe_topic.encode())  # ready again once they are live
-            self.sub.setsockopt(zmq.SUBSCRIBE, self.probe_topic.encode())
-            self.unconfirm()
+            self.unconfirm()  # ready again once they are live
 
     def unconfirm(self) -> None:
-        self.confirmed = self.open = False
+        self.confirmed = self.open = self.acked = self.probed = False
         self.retry_at = None  # held messages wait for the confirmation, which sends them
         self.nonce = int.from_bytes(os.urandom(6), "little")
+        old, self.marker = self.marker, ACK + self._identity + CHANNEL + self.nonce.to_bytes(6, "little")
+        if old is not None:
+            self.sub.setsockopt(zmq.UNSUBSCRIBE, old)
+        self.sub.setsockopt(zmq.SUBSCRIBE, self.marker)
         self.next_probe = 0.0
         self._backoff = PROBE_FIRST_S
 
     def probe_due(self, now: float) -> bool:
+        """Whether to send a probe now. Until the broker has answered the marker too, this also asks it
+        again, on the probes' schedule: an answer dropped (a subscriber far behind) must not strand the lane."""
         if self.confirmed or now < self.next_probe:
             return False
         self.next_probe = now + self._backoff
         self._backoff = min(self._backoff * 2, PROBE_MAX_S)
-        return True
+        if self.probed and not self.acked:
+            self.sub.setsockopt(zmq.UNSUBSCRIBE, self.marker)
+            self.sub.setsockopt(zmq.SUBSCRIBE, self.marker)
+        return not self.probed
+
+    def answered(self) -> bool:
+        """Both halves came back this round: the lane is confirmed (True once, the first time)."""
+        if self.acked and self.probed and not self.confirmed:
+            self.confirmed = True
+            return True
+        return False
 
     def read_monitor(self) -> str | None:
         """'connected' or 'disconnected' for one pending monitor event, None when there is none."""

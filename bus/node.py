@@ -35,7 +35,7 @@ import msgpack
 import zmq
 
 from bus import keys, sdnotify
-from bus.envelope import MAX_SOURCE_LEN, Message, encode, stamp
+from bus.envelope import ACK, MAX_SOURCE_LEN, Message, encode, stamp
 from bus.errors import (BusError, BusTimeout, NotOwner, RequestFailed, RequestRefused,
                         RequestTimeout, UnknownTopic)
 from bus.intake import Intake
@@ -656,6 +656,12 @@ class Node:
                 frames = recv_frames(sock)
             except zmq.Again:
                 return
+            if frames[0][:1] == ACK:  # the broker's answer to a marker (bus.lane); an old round's is late
+                if frames[0] == lane.marker:
+                    lane.acked = True
+                    if lane.answered():
+                        self._on_lane_confirmed(lane)
+                continue
             msg = self.intake.accept(frames)
             if msg is None:
                 continue
@@ -667,8 +673,10 @@ class Node:
         """Probes and replies are the node's own business; everything else waits for the handlers."""
         topic = msg.topic
         if topic == lane.probe_topic:
-            if msg.payload["node"] == self.name and msg.payload["nonce"] == lane.nonce and not lane.confirmed:
-                self._on_lane_confirmed(lane)
+            if msg.payload["node"] == self.name and msg.payload["nonce"] == lane.nonce and not lane.probed:
+                lane.probed = True
+                if lane.answered():
+                    self._on_lane_confirmed(lane)
             return
         if topic == TAP_TOPIC and self.watcher:
             self._open_tap()
