@@ -87,11 +87,11 @@ def _add_priority_option(p) -> None:
 
 
 def _watching_node(args, role: str) -> Node:
-    """The node of a tool that only watches (sniff, top), which must not slow what it watches. At
-    SCHED_IDLE it runs on CPU nobody else wants: when it falls behind, the broker drops for it alone (its
-    sequence gaps count them) and, since the broker's I/O thread seals only what the tool takes, stops
-    spending CPU on it. Set before the node exists: libzmq's I/O thread, made with the node's context,
-    inherits it. As a watcher it is also served after every process (bus.lane)."""
+    """The node of a tool that only watches (sniff, top), which must not slow what it watches. As a
+    watcher it reads the broker's tap (bus.tap) rather than taking copies from the broker's sockets. At
+    SCHED_IDLE it runs on CPU nobody else wants: when it falls behind, the ring laps it and its sequence
+    gaps count what it missed. Set before the node exists: libzmq's I/O thread, made with the node's
+    context, inherits it."""
     if not args.normal_priority and hasattr(os, "SCHED_IDLE"):
         try:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))

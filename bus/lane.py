@@ -114,7 +114,7 @@ class Lane:
         self._identity = pair.identity.encode()
         self._own_channel = channel(self._identity, b"")
         # Never unsubscribed while the socket lives: when the last of an identity's goes, the broker says so.
-        self.sub.setsockopt(zmq.SUBSCRIBE, presence(pair.identity.encode()))
+        self.sub.setsockopt(zmq.SUBSCRIBE, presence(self._identity))
         self.prefixes: set[str] = set()
         self.confirmed = False
         self.acked = False  # the broker answered this round's marker: it applied every subscription before it
@@ -194,11 +194,8 @@ class Lane:
         return not self.probed
 
     def answered(self) -> bool:
-        """Both halves came back this round: the lane is confirmed (True once, the first time)."""
-        if self.acked and self.probed and not self.confirmed:
-            self.confirmed = True
-            return True
-        return False
+        """Both halves came back this round and the lane is not yet confirmed: confirm it now."""
+        return self.acked and self.probed and not self.confirmed
 
     def read_monitor(self) -> str | None:
         """'connected' or 'disconnected' for one pending monitor event, None when there is none."""

@@ -96,7 +96,7 @@ class Node:
         self.name = name
         self.runtime = runtime if isinstance(runtime, Runtime) else Runtime.resolve(runtime)
         self.publish_any = publish_any  # development tools (lens bus pub) only
-        self.watcher = watcher  # development tools that only watch (sniff, top): served after everyone
+        self.watcher = watcher  # development tools that only watch (sniff, top): they read the tap (bus.tap)
         self._key_path = key  # this process's CURVE key (bus.keys says where it is found without one)
         self._key: tuple[keys.KeyPair, bytes] | None = None
         self.heartbeat = heartbeat  # seconds between node.heartbeat; None for tools that come and go
