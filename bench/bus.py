@@ -289,6 +289,16 @@ class Setup:
                          spawn("lens-receiver", d)]
         self.side = LensSide(d)
 
+    def measure(self, pings: int, blast: int) -> dict:
+        """measure() on this setup, with the forwarder's CPU per message forwarded and the receiver's per
+        message received."""
+        forwarder, receiver = self.children[0].pid, self.children[1].pid  # zmq.proxy or the broker
+        before = cpu_seconds(forwarder), cpu_seconds(receiver)
+        result = measure(self.side, pings, blast)
+        result["fwd_us"] = (cpu_seconds(forwarder) - before[0]) / (2 * pings + blast) * 1e6
+        result["recv_us"] = (cpu_seconds(receiver) - before[1]) / (pings + blast) * 1e6
+        return result
+
     def close(self) -> None:
         self.side.close()
         stop(*reversed(self.children))
@@ -307,12 +317,7 @@ def interleaved(names: dict[str, str], rounds: int, pings: int, blast: int) -> d
         runs: dict[str, list[dict]] = {name: [] for name in names}
         for _ in range(rounds):
             for name, setup in setups.items():
-                forwarder, receiver = setup.children[0].pid, setup.children[1].pid  # zmq.proxy or the broker
-                before = cpu_seconds(forwarder), cpu_seconds(receiver)
-                result = measure(setup.side, pings, blast)
-                result["fwd_us"] = (cpu_seconds(forwarder) - before[0]) / (2 * pings + blast) * 1e6
-                result["recv_us"] = (cpu_seconds(receiver) - before[1]) / (pings + blast) * 1e6
-                runs[name].append(result)
+                runs[name].append(setup.measure(pings, blast))
     finally:
         for setup in setups.values():
             setup.close()
@@ -329,7 +334,6 @@ def sniffer_effect(rounds: int, pings: int, blast: int) -> dict[str, list[float]
     """Per round, (with a sniffer) / (without) for p50, p99, throughput and the broker's CPU per message,
     on one lensos setup, the order alternating so that a drift of the machine favours neither."""
     setup = Setup("lens")
-    broker = setup.children[0].pid
     ratios: dict[str, list[float]] = {"p50": [], "p99": [], "throughput": [], "broker CPU/msg": []}
     try:
         for i in range(rounds):
@@ -344,9 +348,7 @@ def sniffer_effect(rounds: int, pings: int, blast: int) -> dict[str, list[float]
                         if sniffer.poll() is not None:
                             raise SystemExit("the sniffer exited before it listened")
                     threading.Thread(target=sniffer.stderr.read, daemon=True).start()  # its gap warnings
-                before = cpu_seconds(broker)
-                runs[sniffing] = measure(setup.side, pings, blast)
-                runs[sniffing]["fwd_us"] = (cpu_seconds(broker) - before) / (2 * pings + blast) * 1e6
+                runs[sniffing] = setup.measure(pings, blast)
                 if sniffer is not None:
                     stop(sniffer)
             off, on = runs[False], runs[True]

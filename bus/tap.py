@@ -108,8 +108,8 @@ class TapReader:
     def __init__(self, path: Path):
         fd = os.open(path, os.O_RDONLY)
         try:
-            self.inode = os.fstat(fd).st_ino
-            size = os.fstat(fd).st_size
+            info = os.fstat(fd)
+            self.inode, size = info.st_ino, info.st_size
             if size < DATA:
                 raise ValueError(f"{path} is no tap ring ({size} bytes)")
             self.map = mmap.mmap(fd, size, prot=mmap.PROT_READ)
