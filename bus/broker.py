@@ -32,7 +32,7 @@ from typing import Callable
 import msgpack
 import zmq
 
-from bus import envelope, fastpath, keys, sdnotify
+from bus import access, envelope, fastpath, keys, sdnotify
 from bus.errors import BrokerRunning, KeyMissing
 from bus.envelope import ACK, BY_WIRE, PERSONAL, channel, present
 from bus.gate import Gate
@@ -114,16 +114,23 @@ class Broker:
         lock.write(f"{os.getpid()}\n")
         lock.flush()
         self._lock_file = lock
+        self.runtime.make_socket_dir()
         # We hold the lock, so any socket file left here is from a broker that died.
         for name in self.runtime.socket_names():
-            self.runtime.path(name).unlink(missing_ok=True)
+            self.runtime.socket_path(name).unlink(missing_ok=True)
         self.runtime.tap_path.unlink(missing_ok=True)
 
     def bind(self) -> None:
         pair = keys.own_pair(self.runtime, NODE_NAME, fallback=False)
         self.directory = keys.Directory(keys.keys_dir(self.runtime), keys.app_keys_dir(self.runtime))
         self.directory.reload()
-        self.zap = ZapHandler(self.ctx, self.directory, self._on_unknown_key)
+        self.lane_key = access.lane_key(pair.secret)
+        self.zap = ZapHandler(self.ctx, self.directory, self._on_refused_client, self.lane_key)
+        why = "LENS_BUS_SEALED is set" if access.forced_sealed() else \
+            access.unsafe(self.runtime.socket_dir, os.getuid())
+        self.sealed = why is not None
+        if self.sealed:
+            log.info("lanes sealed (CURVE on every frame): %s", why)
         old_umask = os.umask(0o117)  # sockets rw for owner and group only, never world
         try:
             for lane in LANES:
@@ -146,7 +153,11 @@ class Broker:
         xpub.setsockopt(zmq.XPUB_MANUAL, 1)  # every subscription is the gate's to apply
         for sock in (xsub, xpub):
             sock.setsockopt(zmq.LINGER, 0)
-            keys.as_server(sock, pair)
+            if self.sealed:
+                keys.as_server(sock, pair)
+            else:  # PLAIN: the ZAP handler checks each lane's pass (bus.access)
+                sock.plain_server = True
+                sock.zap_domain = keys.ZAP_DOMAIN
         xsub.bind(self.runtime.publish_endpoint(name))
         xpub.bind(self.runtime.subscribe_endpoint(name))
         xsub.send(b"\x01")  # subscribe upstream to everything: filtering happens at XPUB
@@ -201,7 +212,11 @@ class Broker:
         self.ctx.term()
         self._wakeup.close()
         for name in self.runtime.socket_names():
-            self.runtime.path(name).unlink(missing_ok=True)
+            self.runtime.socket_path(name).unlink(missing_ok=True)
+        try:
+            self.runtime.socket_dir.rmdir()
+        except OSError:
+            pass  # not empty: someone else's file, for whoever looks into it
         if self._lock_file is not None:
             self._lock_file.close()
             self.runtime.lock_path.unlink(missing_ok=True)
@@ -386,8 +401,8 @@ class Broker:
     def _report(self, identity: str, topic: str, reason: str, count: int) -> None:
         self._publish("bus.security", identity=identity, topic=topic, reason=reason, count=count)
 
-    def _on_unknown_key(self, address: str) -> None:
-        self.gate.refuse(None, b"<connect>", "unknown key")
+    def _on_refused_client(self, address: str, why: str) -> None:
+        self.gate.refuse(None, b"<connect>", why)
 
     # --- the last-value cache ------------------------------------------------------
     def _store(self, topic: bytes, body: bytes, sender: bytes) -> None:
@@ -401,21 +416,36 @@ class Broker:
             self._persist_due = time.monotonic() + PERSIST_DELAY_S
 
     def _serve_snapshots(self) -> None:
+        """The latch socket: snapshots of latched topics, and each process's way onto the lanes."""
         while True:
             try:
-                frames = self.latch.recv_multipart(zmq.NOBLOCK)
+                frames = self.latch.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             try:
                 identity, _, body = frames
-                request_id, prefixes = msgpack.unpackb(body)
-                prefixes = [p for p in prefixes if type(p) is str][:64]
+                request_id, prefixes = msgpack.unpackb(body.bytes)
+                if prefixes == "lanes":
+                    answer = self._access(body)
+                else:
+                    prefixes = [p for p in prefixes if type(p) is str][:64]
+                    answer = [list(item) for topic, item in self.cache.items()
+                              if not TOPICS[topic].permission and any(matches(p, topic) for p in prefixes)]
             except (ValueError, TypeError, msgpack.UnpackException):
                 log.warning("ignored a malformed snapshot request")
                 continue
-            items = [list(item) for topic, item in self.cache.items()
-                     if not TOPICS[topic].permission and any(matches(p, topic) for p in prefixes)]
-            self.latch.send_multipart([identity, b"", msgpack.packb([request_id, items])])
+            self.latch.send_multipart([identity, b"", msgpack.packb([request_id, answer])])
+
+    def _access(self, frame: zmq.Frame) -> dict:
+        """How the asker reaches the lanes (bus.access): sealed, or with its pass, which this connection's
+        CURVE handshake entitles it to."""
+        answer = {"sealed": self.sealed, "uid": os.getuid()}
+        who = access.peer(frame.get("Peer-Address"))
+        identity = verified(frame)
+        public = self.directory.public(identity)
+        if not self.sealed and who is not None and public is not None:
+            answer["pass"] = access.pass_for(self.lane_key, identity, public, *who)
+        return answer
 
     def _save_cache(self) -> None:
         self._persist_due = None
@@ -441,7 +471,7 @@ class Broker:
         self._publish("bus.broker.stats", uptime_s=round(time.monotonic() - self.started, 3),
                       lanes={name: lane.stats() for name, lane in self._lanes.items()}, latched=len(self.cache),
                       pid=os.getpid(), refused=sum(self.gate.refused.values()),
-                      forwarding="python" if self.fast is None else "c",
+                      forwarding="python" if self.fast is None else "c", sealed=self.sealed,
                       clients={"admitted": self.zap.admitted, "refused": self.zap.refused})
 
 

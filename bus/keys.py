@@ -278,6 +278,7 @@ class Directory:
         self.provisioned = provisioned
         self.apps = apps  # None: the provisioned keys only (a bridge's peers)
         self.by_key: dict[bytes, str] = {}
+        self.by_name: dict[str, bytes] = {}
         self._seen: tuple = ()
 
     def identity(self, public_z85: bytes) -> str | None:
@@ -286,6 +287,12 @@ class Directory:
             self.reload()
             name = self.by_key.get(public_z85)
         return name
+
+    def public(self, identity: str) -> bytes | None:
+        """The public key (Z85) the directory holds for ``identity``, None when none."""
+        if self._changed():
+            self.reload()
+        return self.by_name.get(identity)
 
     def _changed(self) -> bool:
         return self._stamp() != self._seen
@@ -307,6 +314,7 @@ class Directory:
         apps = {key: name for key, name in (_public_keys(self.apps) if self.apps else {}).items()
                 if name not in system.values()}
         self.by_key = {**apps, **system}
+        self.by_name = {name: key for key, name in self.by_key.items()}
 
 
 def _public_keys(directory: Path) -> dict[bytes, str]:

@@ -12,17 +12,22 @@ subscription lets it through. When a monitor reports a disconnect (broker
 restarted), the lane is unconfirmed and both are asked for again; on
 reconnecting, a SUB sends its subscriptions in byte order, and the marker's
 first byte sorts after every other's.
+
+A lane connects only once the node knows how to enter it (bus.access: with a
+pass, or sealed); until then its subscriptions wait in its SUB socket, and
+what it publishes in the node's outbox. A handshake the broker refuses is
+reported, for the node to ask again and build the lane anew.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+from typing import Callable
 
 import zmq
 
 from bus.envelope import ACK, BODY_START, CHANNEL, PERSONAL, channel, presence
-from bus.keys import KeyPair, as_client
 from bus.runtime import Runtime
 from bus.tap import TAP_TOPIC
 from bus.topics import LANE_HWM, TOPICS, matches
@@ -30,6 +35,7 @@ from bus.topics import LANE_HWM, TOPICS, matches
 # A monitor message's first frame: event (u16) and value (i32). Unpacked here rather than with
 # zmq.utils.monitor, which imports zmq.asyncio and with it asyncio and ssl: 8 MiB in every process.
 _MONITOR_EVENT = struct.Struct("=Hi")
+_REFUSED = int(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
 
 PROBE_TOPIC = {"reliable": "bus.probe", "stream": "bus.probe.stream"}
 PROBE_FIRST_S = 0.005
@@ -83,8 +89,7 @@ def recv_frames(sock: zmq.Socket) -> list[bytes]:
 
 
 class Lane:
-    def __init__(self, ctx: zmq.Context, runtime: Runtime, name: str, pair: KeyPair, server: bytes,
-                 watcher: bool = False):
+    def __init__(self, ctx: zmq.Context, name: str, identity: str, watcher: bool = False):
         self.name = name
         self.watcher = watcher  # a tool that only watches: it reads the tap, or is served last (_wire_prefixes)
         self.tapped = watcher
@@ -93,7 +98,6 @@ class Lane:
         self.pub = ctx.socket(zmq.PUB)
         self.sub = ctx.socket(zmq.SUB)
         for sock in (self.pub, self.sub):
-            as_client(sock, pair, server)
             sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
         self.pub.setsockopt(zmq.SNDHWM, hwm)
@@ -108,10 +112,9 @@ class Lane:
         self.sub.setsockopt(zmq.LINGER, 0)
         # The SUB side's monitor is enough: both sockets talk to the same broker
         # process, and a probe sent before the PUB side reconnects is simply retried.
-        self.monitor = self.sub.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
-        self.pub.connect(runtime.publish_endpoint(name))
-        self.sub.connect(runtime.subscribe_endpoint(name))
-        self._identity = pair.identity.encode()
+        self.monitor = self.sub.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | _REFUSED)
+        self.connected = False
+        self._identity = identity.encode()
         self._own_channel = channel(self._identity, b"")
         # Never unsubscribed while the socket lives: when the last of an identity's goes, the broker says so.
         self.sub.setsockopt(zmq.SUBSCRIBE, presence(self._identity))
@@ -125,6 +128,14 @@ class Lane:
         self.nonce = 0
         self.next_probe = 0.0
         self._backoff = PROBE_FIRST_S
+
+    def connect(self, runtime: Runtime, enter: Callable[[zmq.Socket], None]) -> None:
+        """Connect both sockets, each first made ready by ``enter`` to be let in (bus.access.enter)."""
+        for sock in (self.pub, self.sub):
+            enter(sock)
+        self.pub.connect(runtime.publish_endpoint(self.name))
+        self.sub.connect(runtime.subscribe_endpoint(self.name))
+        self.connected = True
 
     def add_prefix(self, prefix: str) -> bool:
         """Subscribe (once per prefix); True when it is new and the lane needs re-confirming."""
@@ -198,11 +209,14 @@ class Lane:
         return self.acked and self.probed and not self.confirmed
 
     def read_monitor(self) -> str | None:
-        """'connected' or 'disconnected' for one pending monitor event, None when there is none."""
+        """'connected', 'disconnected' or 'refused' (the handshake failed) for one pending monitor event,
+        None when there is none."""
         try:
             event = _MONITOR_EVENT.unpack_from(self.monitor.recv_multipart(zmq.NOBLOCK)[0])[0]
         except zmq.Again:
             return None
+        if event & _REFUSED:
+            return "refused"
         if event == zmq.EVENT_DISCONNECTED:
             self.unconfirm()
             return "disconnected"

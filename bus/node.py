@@ -34,12 +34,12 @@ from typing import Callable
 import msgpack
 import zmq
 
-from bus import keys, sdnotify
+from bus import access, keys, sdnotify
 from bus.envelope import ACK, MAX_SOURCE_LEN, Message, encode, stamp
 from bus.errors import (BusError, BusTimeout, NotOwner, RequestFailed, RequestRefused,
                         RequestTimeout, UnknownTopic)
 from bus.intake import Intake
-from bus.lane import PUB_LINGER_MS, Lane, recv_frames, send_frames
+from bus.lane import PROBE_FIRST_S, PROBE_MAX_S, PUB_LINGER_MS, Lane, recv_frames, send_frames
 from bus.plain import Plain
 from bus.runtime import Runtime
 from bus.tap import TAP_TOPIC, TapReader
@@ -122,6 +122,11 @@ class Node:
         self._cids = itertools.count(1)
         self._reply_topics: set[str] = set()
         self._latch: zmq.Socket | None = None
+        self._enter: Callable[[zmq.Socket], None] | None = None  # readies a lane's socket (bus.access)
+        self._access_at: float | None = None  # while asking the broker how to enter: when to ask again
+        self._access_backoff = PROBE_FIRST_S
+        self._access_id = 0
+        self._access_error: str | None = None  # why the broker's answer could not be used
         self._snapshot_prefixes: set[str] = set()
         self._snapshot_id = 0
         self._snapshot_waiting = False
@@ -335,10 +340,61 @@ class Node:
     def _lane(self, name: str) -> Lane:
         lane = self._lanes.get(name)
         if lane is None:
-            lane = self._lanes[name] = Lane(self._ctx, self.runtime, name, *self._keys(), watcher=self.watcher)
+            lane = self._lanes[name] = Lane(self._ctx, name, self.identity, watcher=self.watcher)
             lane.add_prefix(lane.probe_topic)
             self._poller = None
+            if self._enter is not None:
+                lane.connect(self.runtime, self._enter)
+            else:
+                self._ask_access()
         return lane
+
+    # --- internals: the way onto the lanes (bus.access) --------------------------------
+    def _ask_access(self) -> None:
+        """Ask the broker, over the latch socket (sealed), how this process may enter the lanes; the lanes
+        connect when it answers. Asked again on the probes' schedule while it does not."""
+        if self._access_at is None:
+            self._access_at, self._access_backoff = 0.0, PROBE_FIRST_S
+            self._ensure_latch()
+
+    def _send_access_request(self, now: float) -> None:
+        self._access_at = now + self._access_backoff
+        self._access_backoff = min(self._access_backoff * 2, PROBE_MAX_S)
+        self._access_id += 1
+        try:
+            self._latch.send_multipart([b"", access.request(self._access_id)], zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the broker is not there yet: asked again at _access_at
+        self._drain_latch()  # a send may consume the edge its fd would have signalled a reply with
+
+    def _on_access(self, answer) -> None:
+        self._access_at = None
+        try:
+            sealed, lane_pass = access.read_answer(answer, self.runtime)
+        except BusError as exc:
+            self._access_error = str(exc)
+            log.error("%s: %s", self.name, exc)
+            return
+        self._access_error = None
+        pair, server = self._keys()
+        self._enter = functools.partial(access.enter, sealed=sealed, lane_pass=lane_pass, pair=pair, server=server)
+        for lane in self._lanes.values():
+            if not lane.connected:
+                lane.connect(self.runtime, self._enter)
+
+    def _rebuild_lanes(self) -> None:
+        """The broker refused a lane's handshake: it restarted sealed, unsealed or with another key. Build
+        every lane anew, with its subscriptions, once it says how to enter now; the outbox keeps what
+        waits to be sent."""
+        self._enter = None
+        for name, old in list(self._lanes.items()):
+            old.close()
+            lane = self._lanes[name] = Lane(self._ctx, name, self.identity, watcher=self.watcher)
+            lane.tapped = old.tapped
+            for prefix in sorted(old.prefixes):
+                lane.add_prefix(prefix)
+        self._poller = None
+        self._ask_access()
 
     def _keys(self) -> tuple[keys.KeyPair, bytes]:
         """This node's key pair and the broker's public key, read once."""
@@ -512,10 +568,8 @@ class Node:
         # A send may consume the edge its file descriptor would have signalled a reply with.
         self._drain_latch()
 
-    def _on_snapshot(self, frames: list[bytes]) -> None:
+    def _on_snapshot(self, snapshot_id, items) -> None:
         try:
-            _, body = frames
-            snapshot_id, items = msgpack.unpackb(body)
             if snapshot_id != self._snapshot_id:
                 return  # an answer to a request we already retried
             triples = [(bytes(t), bytes(b), bytes(s)) for t, b, s in items]
@@ -594,7 +648,7 @@ class Node:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise BusTimeout(f"{self.name}: timed out waiting for {what} from the broker at "
-                                 f"{self.runtime.dir} (is `lens bus broker` running?)")
+                                 f"{self.runtime.dir} ({self._access_error or 'is `lens bus broker` running?'})")
             self._poll(remaining, dispatch=dispatch)
 
     def _poll(self, timeout: float | None, dispatch: bool) -> None:
@@ -617,7 +671,12 @@ class Node:
             self.timers.run_due()
 
     def _keep_connecting(self, now: float, wake: float | None) -> float | None:
-        """Probe unconfirmed lanes and retry the snapshot; both have deadlines of their own."""
+        """Ask how to enter the lanes, probe unconfirmed ones and retry the snapshot; each has deadlines of
+        its own."""
+        if self._access_at is not None:
+            if now >= self._access_at:
+                self._send_access_request(now)
+            wake = _earliest(wake, self._access_at)
         for lane in self._lanes.values():
             if lane.probe_due(now):
                 self._send_probe(lane)
@@ -632,13 +691,29 @@ class Node:
         while (event := lane.read_monitor()) is not None:
             if event == "disconnected":
                 log.info("%s: lost the broker on the %s lane; reconnecting", self.name, lane.name)
+            elif event == "refused" and self._enter is not None:
+                log.warning("%s: the broker refused the %s lane's handshake; asking it again how to enter",
+                            self.name, lane.name)
+                self._rebuild_lanes()
+                return  # that lane's monitor is closed
 
     def _drain_latch(self) -> None:
+        """Answers on the latch socket: a snapshot (a list) or how to enter the lanes (a dict)."""
         while True:
             try:
-                self._on_snapshot(self._latch.recv_multipart(zmq.NOBLOCK))
+                frames = self._latch.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            try:
+                reply_id, answer = msgpack.unpackb(frames[-1])
+            except (ValueError, TypeError, msgpack.UnpackException):
+                log.warning("%s: malformed answer from the broker's latch socket ignored", self.name)
+                continue
+            if type(answer) is dict:
+                if reply_id == self._access_id and self._access_at is not None:
+                    self._on_access(answer)
+            else:
+                self._on_snapshot(reply_id, answer)
 
     def _drain_lane(self, lane: Lane) -> None:
         """Read what is waiting, up to DRAIN_BATCH messages.

@@ -62,7 +62,7 @@ class Runtime(NamedTuple):
                                   f"with a group of ours")
         if info.st_mode & stat.S_IWOTH:
             raise RuntimeDirError(f"runtime directory {self.dir} is world-writable; refusing to put the bus there")
-        longest = max(len(str(self.path(name))) for name in self.socket_names())
+        longest = max(len(str(self.socket_path(name))) for name in self.socket_names())
         if longest > _MAX_IPC_PATH:
             raise RuntimeDirError(
                 f"runtime directory {self.dir} is too long for ipc:// sockets "
@@ -72,22 +72,44 @@ class Runtime(NamedTuple):
     def path(self, name: str) -> Path:
         return self.dir / name
 
+    @property
+    def socket_dir(self) -> Path:
+        """The bus's sockets: the broker's alone to write (bus.access), unlike the directory around it."""
+        return self.path("bus")
+
+    def socket_path(self, name: str) -> Path:
+        return self.socket_dir / name
+
+    def make_socket_dir(self) -> None:
+        """The broker's: create ``socket_dir``, or take it back from whoever made it (the sticky runtime
+        directory's owner may rename what others put in it), writable by nobody but this user."""
+        try:
+            info = os.lstat(self.socket_dir)
+        except FileNotFoundError:
+            info = None
+        if info is not None and (info.st_uid != os.getuid() or not stat.S_ISDIR(info.st_mode)):
+            os.replace(self.socket_dir, self.path(f"bus.foreign-{os.urandom(4).hex()}"))
+            info = None
+        if info is None:
+            self.socket_dir.mkdir(mode=0o750)
+        os.chmod(self.socket_dir, stat.S_IMODE(os.stat(self.socket_dir).st_mode) & ~0o022 & 0o7777)
+
     @staticmethod
     def socket_names() -> list[str]:
         return [f"{lane}.{side}" for lane in LANES for side in ("in", "out")] + ["latch"]
 
     def publish_endpoint(self, lane: str) -> str:
         """Where publishers connect (the broker's XSUB)."""
-        return f"ipc://{self.path(lane + '.in')}"
+        return f"ipc://{self.socket_path(lane + '.in')}"
 
     def subscribe_endpoint(self, lane: str) -> str:
         """Where subscribers connect (the broker's XPUB)."""
-        return f"ipc://{self.path(lane + '.out')}"
+        return f"ipc://{self.socket_path(lane + '.out')}"
 
     @property
     def latch_endpoint(self) -> str:
         """The broker's last-value cache (ROUTER): snapshots of latched topics."""
-        return f"ipc://{self.path('latch')}"
+        return f"ipc://{self.socket_path('latch')}"
 
     @property
     def lock_path(self) -> Path:

@@ -133,10 +133,11 @@ _TABLE = [
           doc="the same probe on the stream lane"),
     Topic("bus.broker.stats", Kind.STATE, "broker",
           {"uptime_s": "float", "lanes": "dict", "latched": "int", "pid": "int", "refused": "int",
-           "clients": "dict", "forwarding": "str?"}, rate_hz=0.5,
+           "clients": "dict", "forwarding": "str?", "sealed": "bool?"}, rate_hz=0.5,
           doc="messages and bytes through each lane of the broker; number of latched topics held; messages "
               "refused (bus.security says which); clients admitted and refused by key; whether the C loop "
-              "forwards ('c') or Python alone ('python': not built)"),
+              "forwards ('c') or Python alone ('python': not built); whether the lanes are sealed (CURVE on every "
+              "frame) or entered with a pass (bus.access)"),
     Topic("bus.security", Kind.EVENT, "broker", {"identity": "str", "topic": "str", "reason": "str", "count": "int"},
           doc="the broker refused something from a verified identity (or an unknown key): what and why, and "
               "how many times so far (reported at most once a second per identity, topic and reason)"),

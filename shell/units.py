@@ -1,7 +1,7 @@
 """systemd units for the board, written from the process table (`lens units install --prefix DIR`).
 
 One service per process and ``lensos.target``. The broker owns the bus
-directory (``RuntimeDirectory=lensos``, group ``lensos``, 2770); everything
+directory (``RuntimeDirectory=lensos``, group ``lensos``, 3770); everything
 else starts after it and requires it, sends READY=1 only when its bus
 subscriptions are confirmed (``Type=notify``) and WATCHDOG=1 from its own
 loop (``WatchdogSec=``), and is restarted on failure within start limits.
@@ -75,8 +75,9 @@ def unit(process: Process, python: str) -> str:
         ("User", f"lensos-{process.name}"),
     ]
     if process.name == "broker":
-        # setgid: every socket a process makes in it (camerad's ring door) belongs to the bus group too
-        service += [("Group", GROUP), ("RuntimeDirectory", "lensos"), ("RuntimeDirectoryMode", "2770"),
+        # setgid: every socket a process makes in it (camerad's ring door) belongs to the bus group too;
+        # sticky: nobody renames what another put there, so the broker's bus/ stays its own (bus.access)
+        service += [("Group", GROUP), ("RuntimeDirectory", "lensos"), ("RuntimeDirectoryMode", "3770"),
                     ("RuntimeDirectoryPreserve", "yes")]  # the latched cache outlives a broker restart
     else:
         service += [("SupplementaryGroups", " ".join((GROUP, *process.groups))),

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import zmq
 
-from bus import keys
+from bus import access, keys
 from bus.envelope import encode
 from bus.fastpath import FastPath, LIBRARY
 from bus.topics import TOPICS
@@ -42,7 +42,7 @@ def test_both_loops_forward_stamp_refuse_and_count_alike(loop, procs, runtime, n
     # Too big for the topic, from a sender the table knows for it: refused by size, not forwarded.
     ctx = zmq.Context()
     raw = ctx.socket(zmq.PUB)
-    keys.authenticate(raw, runtime)
+    access.authenticate(raw, runtime)
     raw.connect(runtime.publish_endpoint("reliable"))
     seq = iter(range(1, 10**6))
     wait_for(lambda: raw.send_multipart(encode(TOPICS["demo.tick"], "demo", 7, next(seq), {"n": 0, "text": "x"}))

@@ -15,7 +15,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bus import keys
+from bus import access, keys
 from bus.envelope import WIRE_VERSION, channel, encode
 from bus.intake import MAX_TRACKED_SOURCES, MAX_UNKNOWN_NAMES
 from bus.topics import TOPICS
@@ -82,8 +82,7 @@ def test_a_hundred_thousand_hostile_frames_are_all_counted_and_valid_traffic_flo
     ctx = zmq.Context()
     fuzzer = ctx.socket(zmq.PUB)
     fuzzer.setsockopt(zmq.SNDHWM, 0)
-    keys.as_client(fuzzer, keys.load_pair(keys.app_keys_dir(runtime) / "fuzzer.key_secret"),
-                   keys.broker_public(runtime))
+    access.authenticate(fuzzer, runtime, keys.load_pair(keys.app_keys_dir(runtime) / "fuzzer.key_secret"))
     fuzzer.connect(runtime.publish_endpoint("reliable"))
     # Connected when a valid message of its own comes through; that one starts the replay target too.
     wait_for(lambda: fuzzer.send_multipart(encode(BLAST, "fuzzer", 1, 1, {"seq": 1, "t_ns": 1})) or delivered,

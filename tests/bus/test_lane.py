@@ -1,5 +1,8 @@
 """A lane reads two frames a message without asking between them; a count gone wrong is refused whole."""
 
+import os
+
+import msgpack
 import zmq
 
 from bus.envelope import stamp
@@ -51,13 +54,16 @@ class SlowBroker:
 
         self.ctx = zmq.Context()
         self.xsub, self.xpub = self.ctx.socket(zmq.XSUB), self.ctx.socket(zmq.XPUB)
+        self.latch = self.ctx.socket(zmq.ROUTER)  # where a node asks how to enter: sealed, here
         self.xpub.setsockopt(zmq.XPUB_MANUAL, 1)
         pair = keys.own_pair(runtime, keys.BROKER, fallback=False)
-        for sock in (self.xsub, self.xpub):
+        runtime.make_socket_dir()
+        for sock in (self.xsub, self.xpub, self.latch):
             sock.setsockopt(zmq.LINGER, 0)
             sock.curve_server, sock.curve_secretkey = True, pair.secret  # no ZAP: the frames' stamp is ours
         self.xsub.bind(runtime.publish_endpoint("reliable"))
         self.xpub.bind(runtime.subscribe_endpoint("reliable"))
+        self.latch.bind(runtime.latch_endpoint)
         self.xsub.send(b"\x01")
         self.held: list[bytes] = []
         self.holding = False
@@ -66,6 +72,10 @@ class SlowBroker:
         """Forward what waits, stamped as the developer's; read, and apply unless holding, subscriptions."""
         from bus.envelope import ACK
 
+        while self.latch.poll(0):
+            asker, _, body = self.latch.recv_multipart()
+            reply = msgpack.packb([msgpack.unpackb(body)[0], {"sealed": True, "uid": os.getuid()}])
+            self.latch.send_multipart([asker, b"", reply])
         while self.xsub.poll(0):
             topic, body = self.xsub.recv_multipart()
             self.xpub.send_multipart([stamp(topic, b"developer"), body])

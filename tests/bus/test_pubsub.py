@@ -7,7 +7,7 @@ import time
 
 import zmq
 
-from bus import keys
+from bus import access, keys
 from bus.envelope import encode
 from bus.topics import TOPICS
 from tests.conftest import DEADLINE_S, read_json_lines, wait_for, wait_line
@@ -155,7 +155,7 @@ def test_every_malformed_frame_is_counted_and_the_next_valid_one_delivered(broke
     wait_line(sniffer.stderr, "listening")
     ctx = zmq.Context()
     raw = ctx.socket(zmq.PUB)
-    keys.authenticate(raw, runtime)  # the developer's key: anything goes past the broker's permissions
+    access.authenticate(raw, runtime)  # the developer's key: anything goes past the broker's permissions
     raw.connect(runtime.publish_endpoint("reliable"))
     primer = iter(range(1, 10**6))
     # A raw socket has no probe: prime with valid messages until one is known to have arrived.
@@ -261,8 +261,9 @@ def test_a_second_broker_on_the_same_runtime_dir_is_refused(broker, procs):
 
 def test_broker_sockets_are_not_world_accessible(broker, runtime):
     assert (runtime.dir.stat().st_mode & 0o777) == 0o700
+    assert (runtime.socket_dir.stat().st_mode & 0o777) == 0o750
     for name in runtime.socket_names():
-        mode = runtime.path(name).stat().st_mode
+        mode = runtime.socket_path(name).stat().st_mode
         assert not mode & 0o007, f"{name} is {oct(mode)}"
 
 

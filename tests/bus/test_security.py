@@ -7,7 +7,7 @@ import json
 
 import zmq
 
-from bus import keys
+from bus import access, keys
 from bus.envelope import channel, encode
 from bus.errors import BusTimeout
 from bus.topics import TOPICS
@@ -39,19 +39,27 @@ def test_a_process_without_a_known_key_cannot_connect(broker, runtime, nodes):
     listener.start()
     ctx = zmq.Context()
     try:
-        plain = ctx.socket(zmq.PUB)  # no CURVE at all
+        plain = ctx.socket(zmq.PUB)  # no security at all
         stranger = ctx.socket(zmq.PUB)  # CURVE, but a key the broker never saw
         public, secret = zmq.curve_keypair()
         keys.as_client(stranger, keys.KeyPair("stranger", public, secret, runtime.dir), keys.broker_public(runtime))
-        for sock in (plain, stranger):
+        forger = ctx.socket(zmq.PUB)  # the lanes' PLAIN (bus.access), a known name and a made-up pass
+        forger.plain_username, forger.plain_password = b"shell", b"0" * 64
+        intruders = (plain, stranger, forger)
+        for sock in intruders:
             sock.connect(runtime.publish_endpoint("reliable"))
+        latch = ctx.socket(zmq.DEALER)  # and the unknown key on the latch, where passes are handed out
+        keys.as_client(latch, keys.KeyPair("stranger", public, secret, runtime.dir), keys.broker_public(runtime))
+        latch.connect(runtime.latch_endpoint)
+        latch.send_multipart([b"", access.request(1)])
         seq = iter(range(1, 10**6))
         wait_for(lambda: [s.send_multipart(encode(TOPICS["demo.tick"], "demo", 1, next(seq), {"n": 1, "text": "x"}))
-                          for s in (plain, stranger)] and reported(reports, "?", "<connect>"),
-                 what="the unknown key's refusal", poll=listener.run_once)
-        assert reported(reports, "?", "<connect>")[0]["reason"] == "unknown key"
-        assert ticks == []  # nothing either of them sent reached anyone
-        for sock in (plain, stranger):
+                          for s in intruders] and {r["reason"] for r in reported(reports, "?", "<connect>")}
+                 >= {"unknown key", "wrong pass"},
+                 what="the refusals of the unknown key and of the forged pass", poll=listener.run_once)
+        assert ticks == []  # nothing any of them sent reached anyone
+        assert latch.poll(0) == 0  # and nobody told the stranger how to enter
+        for sock in (*intruders, latch):
             sock.close(0)
     finally:
         ctx.term()
@@ -138,7 +146,7 @@ def test_a_header_that_lies_about_its_sender_is_dropped_by_every_subscriber(brok
     keys.generate(keys.app_keys_dir(runtime), ["liar"])
     ctx = zmq.Context()
     liar = ctx.socket(zmq.PUB)  # the liar's own key, and a header that says "shell"
-    keys.as_client(liar, keys.load_pair(keys.app_keys_dir(runtime) / "liar.key_secret"), keys.broker_public(runtime))
+    access.authenticate(liar, runtime, keys.load_pair(keys.app_keys_dir(runtime) / "liar.key_secret"))
     liar.connect(runtime.publish_endpoint("reliable"))
     honest = app_node(nodes, runtime, "honest").start()
     seq = iter(range(1, 10**6))

@@ -66,7 +66,7 @@ def shared_dir(prefix: str, mode: int) -> Path:
 def runtime():
     if os.geteuid() != 0:
         pytest.skip("starting apps as users of their own takes root (or CAP_SETUID, CAP_SETGID, CAP_KILL)")
-    path = shared_dir("lu-", 0o2770)  # as the board's RuntimeDirectoryMode: setgid, the bus group's
+    path = shared_dir("lu-", 0o3770)  # as the board's RuntimeDirectoryMode: setgid, the bus group's, sticky
     yield Runtime.resolve(path)
     shutil.rmtree(path, ignore_errors=True)
 

@@ -71,7 +71,7 @@ def test_the_target_wants_every_unit_and_nothing_else_is_written():
     broker = parse(files[service_name("broker")])
     assert values(broker, "Service", "RuntimeDirectory") == ["lensos"]
     # setgid: what any process makes in the bus directory (camerad's door) belongs to the bus group too
-    assert values(broker, "Service", "RuntimeDirectoryMode") == ["2770"]
+    assert values(broker, "Service", "RuntimeDirectoryMode") == ["3770"]
 
 
 def test_required_processes_are_the_ones_the_boot_policy_waits_for():
