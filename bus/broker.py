@@ -1,8 +1,8 @@
 """The broker: forwards every lane, checks who says what, and keeps the last value of latched topics.
 
-Every socket is a CURVE server; the ZAP handler (bus.zap) admits only known
-keys, so each frame that arrives carries its sender's verified identity as
-``User-Id``. The forwarding loop reads it: it drops, counts and reports what
+The ZAP handler (bus.zap) admits only known keys (CURVE on the latch socket, a
+pass on the lanes: bus.access), so each frame that arrives carries its
+sender's verified identity as ``User-Id``. The forwarding loop reads it: it drops, counts and reports what
 the sender may not publish (bus.gate), and stamps the identity on the topic
 frame for subscribers (bus.envelope), who trust it over the name a header claims. The
 judging is Python; once a (sender, topic) is judged plainly forwardable, its

@@ -35,10 +35,11 @@ from bus.topics import LANE_HWM, TOPICS, matches
 # A monitor message's first frame: event (u16) and value (i32). Unpacked here rather than with
 # zmq.utils.monitor, which imports zmq.asyncio and with it asyncio and ssl: 8 MiB in every process.
 _MONITOR_EVENT = struct.Struct("=Hi")
-_REFUSED = int(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+_REFUSED = int(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+               | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)  # the broker did not let the lane in
 
 PROBE_TOPIC = {"reliable": "bus.probe", "stream": "bus.probe.stream"}
-PROBE_FIRST_S = 0.005
+PROBE_FIRST_S = 0.001
 PROBE_MAX_S = 0.25
 RECONNECT_IVL_MS = 50
 RECONNECT_IVL_MAX_MS = 500
@@ -112,7 +113,7 @@ class Lane:
         self.sub.setsockopt(zmq.LINGER, 0)
         # The SUB side's monitor is enough: both sockets talk to the same broker
         # process, and a probe sent before the PUB side reconnects is simply retried.
-        self.monitor = self.sub.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | _REFUSED)
+        self.monitor = self.sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | _REFUSED)
         self.connected = False
         self._identity = identity.encode()
         self._own_channel = channel(self._identity, b"")
@@ -136,6 +137,7 @@ class Lane:
         self.pub.connect(runtime.publish_endpoint(self.name))
         self.sub.connect(runtime.subscribe_endpoint(self.name))
         self.connected = True
+        self.next_probe, self._backoff = 0.0, PROBE_FIRST_S  # the probes so far went nowhere
 
     def add_prefix(self, prefix: str) -> bool:
         """Subscribe (once per prefix); True when it is new and the lane needs re-confirming."""
@@ -220,8 +222,8 @@ class Lane:
         if event == zmq.EVENT_DISCONNECTED:
             self.unconfirm()
             return "disconnected"
-        if event == zmq.EVENT_CONNECTED and not self.confirmed:
-            self.next_probe = 0.0  # probe now: the broker is back
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED and not self.confirmed:
+            self.next_probe = 0.0  # probe now: the broker is back, and has let the lane in
             self._backoff = PROBE_FIRST_S
         return "connected"
 

@@ -39,7 +39,7 @@ from bus.envelope import ACK, MAX_SOURCE_LEN, Message, encode, stamp
 from bus.errors import (BusError, BusTimeout, NotOwner, RequestFailed, RequestRefused,
                         RequestTimeout, UnknownTopic)
 from bus.intake import Intake
-from bus.lane import PROBE_FIRST_S, PROBE_MAX_S, PUB_LINGER_MS, Lane, recv_frames, send_frames
+from bus.lane import PUB_LINGER_MS, Lane, recv_frames, send_frames
 from bus.plain import Plain
 from bus.runtime import Runtime
 from bus.tap import TAP_TOPIC, TapReader
@@ -59,6 +59,7 @@ OUTBOX_MAX = 100_000
 WATCHED_HEARTBEAT_S = 0.3
 CENSUS_MIN_S = 0.1  # a node answers node.census with a beat unless it answered one this recently
 SNAPSHOT_RETRY_S = 0.5
+REBUILD_MIN_S = 1.0  # between two rebuilds of the lanes after the broker refused them (bus.access)
 DRAIN_BATCH = 1000  # messages read from one socket before timers get a turn
 BACKLOG_AGE_NS = 1_000_000  # a message older than this on arrival means more are queued behind it
 # While the broker's pipe is full, the outbox is tried again this often (a PUB socket is always
@@ -124,9 +125,9 @@ class Node:
         self._latch: zmq.Socket | None = None
         self._enter: Callable[[zmq.Socket], None] | None = None  # readies a lane's socket (bus.access)
         self._access_at: float | None = None  # while asking the broker how to enter: when to ask again
-        self._access_backoff = PROBE_FIRST_S
         self._access_id = 0
         self._access_error: str | None = None  # why the broker's answer could not be used
+        self._rebuilt_at = -REBUILD_MIN_S
         self._snapshot_prefixes: set[str] = set()
         self._snapshot_id = 0
         self._snapshot_waiting = False
@@ -350,21 +351,20 @@ class Node:
         return lane
 
     # --- internals: the way onto the lanes (bus.access) --------------------------------
-    def _ask_access(self) -> None:
+    def _ask_access(self, not_before: float = 0.0) -> None:
         """Ask the broker, over the latch socket (sealed), how this process may enter the lanes; the lanes
-        connect when it answers. Asked again on the probes' schedule while it does not."""
+        connect when it answers. Asked again, under the same id, while it does not."""
         if self._access_at is None:
-            self._access_at, self._access_backoff = 0.0, PROBE_FIRST_S
+            self._access_at = not_before
+            self._access_id += 1  # a new question: an answer to an earlier one may be out of date
             self._ensure_latch()
 
     def _send_access_request(self, now: float) -> None:
-        self._access_at = now + self._access_backoff
-        self._access_backoff = min(self._access_backoff * 2, PROBE_MAX_S)
-        self._access_id += 1
+        self._access_at = now + SNAPSHOT_RETRY_S
         try:
             self._latch.send_multipart([b"", access.request(self._access_id)], zmq.NOBLOCK)
         except zmq.Again:
-            pass  # the broker is not there yet: asked again at _access_at
+            pass  # the queue to a broker long gone is full: asked again at _access_at
         self._drain_latch()  # a send may consume the edge its fd would have signalled a reply with
 
     def _on_access(self, answer) -> None:
@@ -387,6 +387,8 @@ class Node:
         every lane anew, with its subscriptions, once it says how to enter now; the outbox keeps what
         waits to be sent."""
         self._enter = None
+        # A broker that refuses every time is asked at most once a REBUILD_MIN_S, not in a loop.
+        not_before, self._rebuilt_at = self._rebuilt_at + REBUILD_MIN_S, time.monotonic()
         for name, old in list(self._lanes.items()):
             old.close()
             lane = self._lanes[name] = Lane(self._ctx, name, self.identity, watcher=self.watcher)
@@ -394,7 +396,7 @@ class Node:
             for prefix in sorted(old.prefixes):
                 lane.add_prefix(prefix)
         self._poller = None
-        self._ask_access()
+        self._ask_access(not_before)
 
     def _keys(self) -> tuple[keys.KeyPair, bytes]:
         """This node's key pair and the broker's public key, read once."""
@@ -424,7 +426,8 @@ class Node:
     def _ensure_latch(self) -> None:
         if self._latch is None:
             self._latch = self._ctx.socket(zmq.DEALER)
-            self._latch.setsockopt(zmq.IMMEDIATE, 1)  # never queue a snapshot request for a dead broker
+            # Requests queue until the broker is there and go the moment it is: each carries an id, and an
+            # answer to one retried since, or sent to a broker that died, is ignored.
             self._latch.setsockopt(zmq.LINGER, 0)
             keys.as_client(self._latch, *self._keys())
             self._latch.connect(self.runtime.latch_endpoint)
@@ -564,7 +567,7 @@ class Node:
         try:
             self._latch.send_multipart([b"", request], zmq.NOBLOCK)
         except zmq.Again:
-            pass  # broker not connected yet; retried at _snapshot_retry_at
+            pass  # the queue to a broker long gone is full; retried at _snapshot_retry_at
         # A send may consume the edge its file descriptor would have signalled a reply with.
         self._drain_latch()
 
