@@ -114,7 +114,9 @@ class Broker:
         lock.write(f"{os.getpid()}\n")
         lock.flush()
         self._lock_file = lock
-        self.runtime.make_socket_dir()
+        foreign = self.runtime.make_socket_dir()
+        if foreign is not None:
+            log.warning("%s was not this broker's: moved aside to %s", self.runtime.socket_dir, foreign)
         # We hold the lock, so any socket file left here is from a broker that died.
         for name in self.runtime.socket_names():
             self.runtime.socket_path(name).unlink(missing_ok=True)

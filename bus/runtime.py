@@ -80,19 +80,22 @@ class Runtime(NamedTuple):
     def socket_path(self, name: str) -> Path:
         return self.socket_dir / name
 
-    def make_socket_dir(self) -> None:
-        """The broker's: create ``socket_dir``, or take it back from whoever made it (the sticky runtime
-        directory's owner may rename what others put in it), writable by nobody but this user."""
+    def make_socket_dir(self) -> Path | None:
+        """The broker's: create ``socket_dir``, writable by nobody but this user. Whatever another user put
+        at its name is moved aside (the owner of the sticky runtime directory may), and where to is returned."""
         try:
             info = os.lstat(self.socket_dir)
         except FileNotFoundError:
             info = None
+        foreign = None
         if info is not None and (info.st_uid != os.getuid() or not stat.S_ISDIR(info.st_mode)):
-            os.replace(self.socket_dir, self.path(f"bus.foreign-{os.urandom(4).hex()}"))
+            foreign = self.path(f"bus.foreign-{os.urandom(4).hex()}")
+            os.replace(self.socket_dir, foreign)
             info = None
         if info is None:
             self.socket_dir.mkdir(mode=0o750)
-        os.chmod(self.socket_dir, stat.S_IMODE(os.stat(self.socket_dir).st_mode) & ~0o022 & 0o7777)
+        os.chmod(self.socket_dir, stat.S_IMODE(os.stat(self.socket_dir).st_mode) & ~0o022)
+        return foreign
 
     @staticmethod
     def socket_names() -> list[str]:

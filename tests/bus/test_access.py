@@ -205,3 +205,17 @@ def test_running_nodes_follow_a_broker_restarted_sealed_and_back(procs, runtime,
             m for m in ticks if m.payload["text"] == phase])[1], what="a tick through the restarted broker",
             poll=listener.run_once)
         assert mechanism(listener) == mechanism(demo) == expected
+
+
+@as_root
+def test_the_broker_takes_back_a_socket_directory_someone_else_made(procs, runtime, nodes):
+    planted = runtime.socket_dir
+    planted.mkdir()
+    (planted / "reliable.in").write_text("a fake broker's socket would be here")
+    os.chown(planted, 12345, -1)
+    procs.start_broker()
+    assert planted.stat().st_uid == 0 and not (planted / "reliable.in").is_file()
+    aside = [p for p in runtime.dir.iterdir() if p.name.startswith("bus.foreign-")]
+    assert len(aside) == 1 and aside[0].stat().st_uid == 12345
+    node = nodes("listener").start()
+    assert mechanism(node) == zmq.PLAIN
