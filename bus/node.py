@@ -368,14 +368,16 @@ class Node:
         self._drain_latch()  # a send may consume the edge its fd would have signalled a reply with
 
     def _on_access(self, answer) -> None:
-        self._access_at = None
         try:
             sealed, lane_pass = access.read_answer(answer, self.runtime)
         except BusError as exc:
+            if str(exc) != self._access_error:
+                log.error("%s: %s", self.name, exc)
             self._access_error = str(exc)
-            log.error("%s: %s", self.name, exc)
+            self._access_at = time.monotonic() + REBUILD_MIN_S  # asked again, in case it is mended
+            self._access_id += 1
             return
-        self._access_error = None
+        self._access_at = self._access_error = None
         pair, server = self._keys()
         self._enter = functools.partial(access.enter, sealed=sealed, lane_pass=lane_pass, pair=pair, server=server)
         for lane in self._lanes.values():
@@ -665,8 +667,11 @@ class Node:
         if dispatch:
             wake = _earliest(wake, self.timers.next_deadline())
         wait_ms = -1 if wake is None else max(0, int((wake - now) * 1000 + 0.999))
-        poller, actions = self._get_poller()
+        current = self._get_poller()
+        poller, actions = current
         for sock, _ in poller.poll(wait_ms):
+            if self._poller is not current:
+                break  # an action built the lanes anew, closing sockets polled here; the next poller reads all
             actions[sock]()
         if dispatch:
             if self._pending:
