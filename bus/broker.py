@@ -34,7 +34,7 @@ import zmq
 
 from bus import access, envelope, fastpath, keys, sdnotify
 from bus.errors import BrokerRunning, KeyMissing
-from bus.envelope import ACK, BY_WIRE, PERSONAL, channel, present
+from bus.envelope import ACK, BY_WIRE, PERSONAL, STATS_WANTED, channel, present
 from bus.gate import Gate
 from bus.intake import Intake
 from bus.lane import c_send
@@ -354,7 +354,8 @@ class Broker:
                 elif prefix == _TAP and lane.name == TOPICS[TAP_TOPIC].lane:
                     self._tap_readers += 1 if data[0] else -1
                     self._update_tap()
-                elif _STATS.startswith(prefix) and lane.name == TOPICS["bus.broker.stats"].lane:
+                elif (_STATS.startswith(prefix) or prefix == STATS_WANTED) and \
+                        lane.name == TOPICS["bus.broker.stats"].lane:
                     self._stats_readers += 1 if data[0] else -1
                     if data[0] and self._stats_readers == 1:
                         self._next_stats = time.monotonic()  # the first reader gets today's figures at once

@@ -56,6 +56,9 @@ PERSONAL = frozenset(name.encode() for name, topic in TOPICS.items() if topic.pe
 
 
 PRESENCE = b"."  # the topic of a node's presence channel: no table topic begins with a dot
+# A watcher's request for the broker's stats: they reach it through the tap (bus.tap), and the broker
+# sends them only while asked. A topic on the wire has a NUL after it, so this prefix matches nothing.
+STATS_WANTED = b"bus.broker.stats\x01"
 
 
 def channel(reader: bytes, topic: bytes) -> bytes:

@@ -27,7 +27,7 @@ from typing import Callable
 
 import zmq
 
-from bus.envelope import ACK, BODY_START, CHANNEL, PERSONAL, channel, presence
+from bus.envelope import ACK, BODY_START, CHANNEL, PERSONAL, STATS_WANTED, channel, presence
 from bus.runtime import Runtime
 from bus.tap import TAP_TOPIC
 from bus.topics import LANE_HWM, TOPICS, matches
@@ -168,7 +168,10 @@ class Lane:
         own = [self._own_channel + topic for topic in PERSONAL if topic.startswith(raw)]
         if not self.watcher or prefix in (self.probe_topic, TAP_TOPIC):
             return [raw] + own
-        return ([] if self.tapped else self._deep(prefix)) + own
+        # Neither the tap's reader nor a deep subscription tells the broker that someone wants its stats.
+        wanted = [STATS_WANTED] if self.name == TOPICS["bus.broker.stats"].lane and \
+            matches(prefix, "bus.broker.stats") else []
+        return ([] if self.tapped else self._deep(prefix)) + own + wanted
 
     def _deep(self, prefix: str) -> list[bytes]:
         return [topic.wire + CHANNEL for topic in TOPICS.values() if topic.lane == self.name

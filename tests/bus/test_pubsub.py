@@ -1,5 +1,6 @@
 """Publish/subscribe across real processes and sockets: delivery, latched state, malformed input."""
 
+import json
 import os
 import signal
 import subprocess
@@ -100,6 +101,15 @@ def test_a_watcher_reads_every_lane_from_the_tap_which_exists_while_one_watches(
     everything.close()
     ticks.close()
     wait_for(lambda: not runtime.tap_path.exists(), what="the tap gone with its last reader")
+
+
+def test_lens_bus_sniff_shows_the_broker_s_stats_though_it_reads_the_tap(broker, procs):
+    # A tap reader's subscriptions never reach the broker, which sends stats only while someone wants them.
+    result = procs.run_lens("bus", "sniff", "bus.broker.stats", "--json", "--count", "1", "--timeout", str(DEADLINE_S))
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout.splitlines()[0])
+    assert stats["topic"] == "bus.broker.stats" and stats["payload"]["pid"] == broker.pid
+    assert stats["payload"]["sealed"] is False
 
 
 def test_a_watcher_that_cannot_read_the_tap_hears_through_the_sockets(broker, nodes, monkeypatch):
