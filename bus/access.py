@@ -24,14 +24,21 @@ CPU. What CURVE's handshake still gave, this keeps:
   against the broker's uid that came over the sealed latch. A path that fails
   the check is served sealed, as before.
 
+PLAIN shows the pass in the clear to whoever holds the other end of the socket;
+so a client connects unsealed only once that check holds.
+
 ``LENS_BUS_SEALED=1`` for the broker seals the lanes whatever the directory.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import stat
+import time
 from pathlib import Path
+from typing import Callable
 
 # hashlib's and hmac's own, without the import of OpenSSL's libcrypto that hashlib and hmac make (3.4 MiB in
 # every process: tests/test_imports.py).
@@ -46,7 +53,12 @@ from bus.errors import BusError
 from bus.keys import DEVELOPER, KeyPair, as_client, broker_public, own_pair
 from bus.runtime import Runtime
 
+log = logging.getLogger(__name__)
+
 SEALED_ENV = "LENS_BUS_SEALED"
+ASK_AGAIN_S = 0.5  # a question the broker did not answer (it died meanwhile) is asked again this often
+REFUSED_AGAIN_S = 1.0  # a node asks again at most this often when the broker refuses its lanes or its answer
+                       # cannot be used: a broker that refuses every time is not asked in a loop
 _PERSON = b"lensos-lanes"  # this key's purpose, so that it is never the same as another use of the secret
 
 
@@ -150,3 +162,51 @@ def authenticate(sock: zmq.Socket, runtime: Runtime, pair: KeyPair | None = None
     finally:
         latch.close(0)
     return pair
+
+
+class Way:
+    """One node's way onto the lanes: its question to the broker on the latch, and from the answer, how
+    to ready each lane's socket (``enter``). The node does the sending and the connecting."""
+
+    def __init__(self, name: str, runtime: Runtime, keys: Callable[[], tuple[KeyPair, bytes]]):
+        self.name, self.runtime = name, runtime
+        self._keys = keys  # the node's pair and the broker's public key, read when first needed
+        self.enter: Callable[[zmq.Socket], None] | None = None  # once answered
+        self.due: float | None = None  # while asking: when to send the question (again)
+        self.error: str | None = None  # why the last answer could not be used
+        self._id = 0
+        self._refused_at = -REFUSED_AGAIN_S
+
+    def ask(self, not_before: float = 0.0) -> None:
+        if self.enter is None and self.due is None:
+            self.due = not_before
+            self._id += 1  # a new question: an answer to an earlier one may be out of date
+
+    def question(self, now: float) -> bytes:
+        """The question to send now; asked again, under the same id, at ``due`` unless answered."""
+        self.due = now + ASK_AGAIN_S
+        return request(self._id)
+
+    def take(self, reply_id, answer) -> bool:
+        """The broker's answer: True when it can be used (``enter`` is set and the lanes may connect)."""
+        if reply_id != self._id or self.due is None:
+            return False  # to a question asked before, or not asked
+        try:
+            sealed, lane_pass = read_answer(answer, self.runtime)
+        except BusError as exc:
+            if str(exc) != self.error:
+                log.error("%s: %s", self.name, exc)
+            self.error = str(exc)
+            self.due, self._id = time.monotonic() + REFUSED_AGAIN_S, self._id + 1  # in case it is mended
+            return False
+        self.due = self.error = None
+        pair, server = self._keys()
+        self.enter = functools.partial(enter, sealed=sealed, lane_pass=lane_pass, pair=pair, server=server)
+        return True
+
+    def refused(self) -> None:
+        """The broker refused a lane's handshake (it restarted sealed, unsealed or with another key): ask
+        again how to enter."""
+        self.enter = self.due = None  # a new question, whatever was asked before
+        not_before, self._refused_at = self._refused_at + REFUSED_AGAIN_S, time.monotonic()
+        self.ask(not_before)

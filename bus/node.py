@@ -59,7 +59,6 @@ OUTBOX_MAX = 100_000
 WATCHED_HEARTBEAT_S = 0.3
 CENSUS_MIN_S = 0.1  # a node answers node.census with a beat unless it answered one this recently
 SNAPSHOT_RETRY_S = 0.5
-REBUILD_MIN_S = 1.0  # between two rebuilds of the lanes after the broker refused them (bus.access)
 DRAIN_BATCH = 1000  # messages read from one socket before timers get a turn
 BACKLOG_AGE_NS = 1_000_000  # a message older than this on arrival means more are queued behind it
 # While the broker's pipe is full, the outbox is tried again this often (a PUB socket is always
@@ -123,11 +122,7 @@ class Node:
         self._cids = itertools.count(1)
         self._reply_topics: set[str] = set()
         self._latch: zmq.Socket | None = None
-        self._enter: Callable[[zmq.Socket], None] | None = None  # readies a lane's socket (bus.access)
-        self._access_at: float | None = None  # while asking the broker how to enter: when to ask again
-        self._access_id = 0
-        self._access_error: str | None = None  # why the broker's answer could not be used
-        self._rebuilt_at = -REBUILD_MIN_S
+        self._way = access.Way(name, self.runtime, self._keys)
         self._snapshot_prefixes: set[str] = set()
         self._snapshot_id = 0
         self._snapshot_waiting = False
@@ -344,53 +339,17 @@ class Node:
             lane = self._lanes[name] = Lane(self._ctx, name, self.identity, watcher=self.watcher)
             lane.add_prefix(lane.probe_topic)
             self._poller = None
-            if self._enter is not None:
-                lane.connect(self.runtime, self._enter)
+            if self._way.enter is not None:
+                lane.connect(self.runtime, self._way.enter)
             else:
-                self._ask_access()
+                self._way.ask()
+                self._ensure_latch()
         return lane
 
-    # --- internals: the way onto the lanes (bus.access) --------------------------------
-    def _ask_access(self, not_before: float = 0.0) -> None:
-        """Ask the broker, over the latch socket (sealed), how this process may enter the lanes; the lanes
-        connect when it answers. Asked again, under the same id, while it does not."""
-        if self._access_at is None:
-            self._access_at = not_before
-            self._access_id += 1  # a new question: an answer to an earlier one may be out of date
-            self._ensure_latch()
-
-    def _send_access_request(self, now: float) -> None:
-        self._access_at = now + SNAPSHOT_RETRY_S
-        try:
-            self._latch.send_multipart([b"", access.request(self._access_id)], zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # the queue to a broker long gone is full: asked again at _access_at
-        self._drain_latch()  # a send may consume the edge its fd would have signalled a reply with
-
-    def _on_access(self, answer) -> None:
-        try:
-            sealed, lane_pass = access.read_answer(answer, self.runtime)
-        except BusError as exc:
-            if str(exc) != self._access_error:
-                log.error("%s: %s", self.name, exc)
-            self._access_error = str(exc)
-            self._access_at = time.monotonic() + REBUILD_MIN_S  # asked again, in case it is mended
-            self._access_id += 1
-            return
-        self._access_at = self._access_error = None
-        pair, server = self._keys()
-        self._enter = functools.partial(access.enter, sealed=sealed, lane_pass=lane_pass, pair=pair, server=server)
-        for lane in self._lanes.values():
-            if not lane.connected:
-                lane.connect(self.runtime, self._enter)
-
     def _rebuild_lanes(self) -> None:
-        """The broker refused a lane's handshake: it restarted sealed, unsealed or with another key. Build
-        every lane anew, with its subscriptions, once it says how to enter now; the outbox keeps what
-        waits to be sent."""
-        self._enter = None
-        # A broker that refuses every time is asked at most once a REBUILD_MIN_S, not in a loop.
-        not_before, self._rebuilt_at = self._rebuilt_at + REBUILD_MIN_S, time.monotonic()
+        """The broker refused a lane's handshake: build every lane anew, with its subscriptions, to connect
+        once the broker says how to enter now (bus.access); the outbox keeps what waits to be sent."""
+        self._way.refused()
         for name, old in list(self._lanes.items()):
             old.close()
             lane = self._lanes[name] = Lane(self._ctx, name, self.identity, watcher=self.watcher)
@@ -398,7 +357,6 @@ class Node:
             for prefix in sorted(old.prefixes):
                 lane.add_prefix(prefix)
         self._poller = None
-        self._ask_access(not_before)
 
     def _keys(self) -> tuple[keys.KeyPair, bytes]:
         """This node's key pair and the broker's public key, read once."""
@@ -565,11 +523,14 @@ class Node:
         self._snapshot_waiting = True
         self._snapshot_live.clear()
         self._snapshot_retry_at = time.monotonic() + SNAPSHOT_RETRY_S
-        request = msgpack.packb([self._snapshot_id, sorted(self._snapshot_prefixes)])
+        self._send_latch(msgpack.packb([self._snapshot_id, sorted(self._snapshot_prefixes)]))
+
+    def _send_latch(self, request: bytes) -> None:
+        """A question to the broker's latch socket (asked again on its own schedule if it goes nowhere)."""
         try:
             self._latch.send_multipart([b"", request], zmq.NOBLOCK)
         except zmq.Again:
-            pass  # the queue to a broker long gone is full; retried at _snapshot_retry_at
+            pass  # the queue to a broker long gone is full
         # A send may consume the edge its file descriptor would have signalled a reply with.
         self._drain_latch()
 
@@ -653,7 +614,7 @@ class Node:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise BusTimeout(f"{self.name}: timed out waiting for {what} from the broker at "
-                                 f"{self.runtime.dir} ({self._access_error or 'is `lens bus broker` running?'})")
+                                 f"{self.runtime.dir} ({self._way.error or 'is `lens bus broker` running?'})")
             self._poll(remaining, dispatch=dispatch)
 
     def _poll(self, timeout: float | None, dispatch: bool) -> None:
@@ -681,10 +642,10 @@ class Node:
     def _keep_connecting(self, now: float, wake: float | None) -> float | None:
         """Ask how to enter the lanes, probe unconfirmed ones and retry the snapshot; each has deadlines of
         its own."""
-        if self._access_at is not None:
-            if now >= self._access_at:
-                self._send_access_request(now)
-            wake = _earliest(wake, self._access_at)
+        if self._way.due is not None:
+            if now >= self._way.due:
+                self._send_latch(self._way.question(now))
+            wake = _earliest(wake, self._way.due)
         for lane in self._lanes.values():
             if lane.probe_due(now):
                 self._send_probe(lane)
@@ -699,7 +660,7 @@ class Node:
         while (event := lane.read_monitor()) is not None:
             if event == "disconnected":
                 log.info("%s: lost the broker on the %s lane; reconnecting", self.name, lane.name)
-            elif event == "refused" and self._enter is not None:
+            elif event == "refused" and self._way.enter is not None:
                 log.warning("%s: the broker refused the %s lane's handshake; asking it again how to enter",
                             self.name, lane.name)
                 self._rebuild_lanes()
@@ -718,8 +679,10 @@ class Node:
                 log.warning("%s: malformed answer from the broker's latch socket ignored", self.name)
                 continue
             if type(answer) is dict:
-                if reply_id == self._access_id and self._access_at is not None:
-                    self._on_access(answer)
+                if self._way.take(reply_id, answer):
+                    for lane in self._lanes.values():
+                        if not lane.connected:
+                            lane.connect(self.runtime, self._way.enter)
             else:
                 self._on_snapshot(reply_id, answer)
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import msgpack
 import pytest
 import zmq
 
@@ -71,6 +72,27 @@ def test_a_directory_or_link_of_another_user_on_the_way_is_not_safe(tmp_path):
     os.lchown(tmp_path / "link", 12345, -1)  # whoever owns a link may point it elsewhere
     assert "is a link" not in (access.unsafe(tmp_path / "link" / "bus", 0) or "")
     assert "belongs to uid 12345" in access.unsafe(tmp_path / "link" / "bus", 0)
+
+
+def test_a_way_takes_only_the_answer_to_its_own_latest_question_and_asks_again_after_a_bad_one(runtime):
+    pair = keys.KeyPair("demo", *zmq.curve_keypair(), runtime.dir)
+    way = access.Way("demo", runtime, lambda: (pair, b"x" * 40))
+    assert way.due is None and way.enter is None
+    way.ask()
+    first = msgpack.unpackb(way.question(0.0))
+    assert first[1] == "lanes" and way.due == access.ASK_AGAIN_S
+    assert msgpack.unpackb(way.question(1.0))[0] == first[0]  # asked again: the same question
+    way.refused()  # a new question: an answer to the old one is out of date
+    assert not way.take(first[0], {"sealed": True, "uid": 0}) and way.enter is None
+    current = msgpack.unpackb(way.question(2.0))[0]
+    assert not way.take(current, {"sealed": "yes"}) and "malformed" in way.error
+    assert way.due > 2.0 and way.enter is None  # asked again later, in case the broker mends
+    current = msgpack.unpackb(way.question(way.due))[0]
+    assert way.take(current, {"sealed": True, "uid": 0}) and way.error is None and way.due is None
+    sock = zmq.Context.instance().socket(zmq.PUB)
+    way.enter(sock)
+    assert sock.getsockopt(zmq.MECHANISM) == zmq.CURVE
+    sock.close(0)
 
 
 def stats_of(node) -> list:
