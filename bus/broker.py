@@ -1,10 +1,11 @@
 """The broker: forwards every lane, checks who says what, and keeps the last value of latched topics.
 
-The ZAP handler (bus.zap) admits only known keys (CURVE on the latch socket, a
-pass on the lanes: bus.access), so each frame that arrives carries its
-sender's verified identity as ``User-Id``. The forwarding loop reads it: it drops, counts and reports what
-the sender may not publish (bus.gate), and stamps the identity on the topic
-frame for subscribers (bus.envelope), who trust it over the name a header claims. The
+The ZAP handler (bus.zap) admits only known keys (CURVE on the latch socket,
+a pass on the lanes: bus.access), so each frame that arrives carries its
+sender's verified identity as ``User-Id``. The forwarding loop reads it: it
+drops, counts and reports what the sender may not publish (bus.gate), and
+stamps the identity on the topic frame for subscribers (bus.envelope), who
+trust it over the name a header claims. The
 judging is Python; once a (sender, topic) is judged plainly forwardable, its
 next messages go through a C loop (bus.fastpath) without waking Python.
 XSUB subscribes upstream to everything; XPUB runs in manual mode, so every
@@ -126,13 +127,13 @@ class Broker:
         pair = keys.own_pair(self.runtime, NODE_NAME, fallback=False)
         self.directory = keys.Directory(keys.keys_dir(self.runtime), keys.app_keys_dir(self.runtime))
         self.directory.reload()
-        self.lane_key = access.lane_key(pair.secret)
-        self.zap = ZapHandler(self.ctx, self.directory, self._on_refused_client, self.lane_key)
         why = "LENS_BUS_SEALED is set" if access.forced_sealed() else \
             access.unsafe(self.runtime.socket_dir, os.getuid())
         self.sealed = why is not None
         if self.sealed:
             log.info("lanes sealed (CURVE on every frame): %s", why)
+        self.lane_key = None if self.sealed else access.lane_key(pair.secret)  # no passes where sealed
+        self.zap = ZapHandler(self.ctx, self.directory, self._on_refused_client, self.lane_key)
         old_umask = os.umask(0o117)  # sockets rw for owner and group only, never world
         try:
             for lane in LANES:
@@ -446,7 +447,7 @@ class Broker:
         who = access.peer(frame.get("Peer-Address"))
         identity = verified(frame)
         public = self.directory.public(identity)
-        if not self.sealed and who is not None and public is not None:
+        if self.lane_key is not None and who is not None and public is not None:
             answer["pass"] = access.pass_for(self.lane_key, identity, public, *who)
         return answer
 

@@ -70,7 +70,6 @@ def test_a_directory_or_link_of_another_user_on_the_way_is_not_safe(tmp_path):
     (tmp_path / "link").symlink_to(base)
     assert access.unsafe(tmp_path / "link" / "bus", 0) is None
     os.lchown(tmp_path / "link", 12345, -1)  # whoever owns a link may point it elsewhere
-    assert "is a link" not in (access.unsafe(tmp_path / "link" / "bus", 0) or "")
     assert "belongs to uid 12345" in access.unsafe(tmp_path / "link" / "bus", 0)
 
 
