@@ -309,17 +309,18 @@ class Setup:
 
 
 def interleaved(names: dict[str, str], rounds: int, pings: int, blast: int) -> dict[str, dict]:
-    """Each setup measured once per round, in turn, so a slow spell of the machine hits them all alike.
+    """Each setup measured once per round, in turn (the order reversed every other round), so a slow spell
+    of the machine hits them all alike.
 
-    Every figure is the median over rounds; lost and gaps are summed.
+    Every figure is the median over rounds; lost and gaps are summed; ``rounds`` keeps each round's.
     """
     setups = {}
     try:
         for name, kind in names.items():
             setups[name] = Setup(kind)
         runs: dict[str, list[dict]] = {name: [] for name in names}
-        for _ in range(rounds):
-            for name, setup in setups.items():
+        for i in range(rounds):
+            for name, setup in (reversed if i % 2 else iter)(list(setups.items())):
                 runs[name].append(setup.measure(pings, blast))
     finally:
         for setup in setups.values():
@@ -328,6 +329,7 @@ def interleaved(names: dict[str, str], rounds: int, pings: int, blast: int) -> d
     for name, results in runs.items():
         out[name] = {key: statistics.median(r[key] for r in results)
                      for key in ("p50_us", "p99_us", "msgs_per_s", "fwd_us", "recv_us", "pub_us")}
+        out[name]["rounds"] = results
         out[name]["lost"] = sum(r["lost"] for r in results)
         out[name]["gaps"] = sum(r["gaps"] for r in results)
     return out
@@ -396,11 +398,24 @@ def time_to_latched(directory: str, runs: int = 20) -> float:
     return statistics.median(times)
 
 
+SETUPS = {"raw + CURVE/ZAP": "raw+curve", "lensos": "lens", "lensos, sealed": "lens-sealed",
+          "lensos, Python fwd": "lens-python"}
+
+
+def paired(setup: dict, raw: dict) -> dict[str, list[float]]:
+    """Each round's ratio of a setup to raw, measured in the same round."""
+    pairs = list(zip(setup["rounds"], raw["rounds"]))
+    return {name: [s[key] / r[key] for s, r in pairs]
+            for name, key in (("p50", "p50_us"), ("p99", "p99_us"), ("throughput", "msgs_per_s"))}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pings", type=int, default=2000)
     parser.add_argument("--blast", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; figures are medians")
+    parser.add_argument("--setups", default=",".join(SETUPS.values()),
+                        help=f"which to measure beside raw, of {', '.join(SETUPS.values())} (default: all)")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -410,8 +425,10 @@ def main() -> int:
         roles[args.role](args.dir)
         return 0
 
-    results = interleaved({"raw pyzmq": "raw", "raw + CURVE/ZAP": "raw+curve", "lensos": "lens",
-                           "lensos, sealed": "lens-sealed", "lensos, Python fwd": "lens-python"},
+    chosen = set(args.setups.split(","))
+    if chosen - set(SETUPS.values()):
+        parser.error(f"unknown setups: {', '.join(sorted(chosen - set(SETUPS.values())))}")
+    results = interleaved({"raw pyzmq": "raw", **{name: kind for name, kind in SETUPS.items() if kind in chosen}},
                           args.rounds, args.pings, args.blast)
     sniffing = sniffer_effect(2 * args.rounds, args.pings, args.blast)
     directory = tempfile.mkdtemp(prefix="lb-", dir="/tmp")
@@ -433,11 +450,14 @@ def main() -> int:
     print("CPU us/msg: each process's CPU time per message: the forwarder's (zmq.proxy, or the broker) per message "
           "it forwarded, the receiver's per message it received, the publisher's while it blasted")
     print("targets (lensos / raw): p50 <= 1.2, p99 <= 1.5, throughput >= 0.8, 0 lost on a reliable topic")
-    secure = results["raw + CURVE/ZAP"]
-    print(f"authentication alone (raw + CURVE/ZAP / raw): p50 {secure['p50_us'] / raw['p50_us']:.2f}x, "
-          f"p99 {secure['p99_us'] / raw['p99_us']:.2f}x; lensos authenticates every connection (its lanes with a "
-          f"pass, sealed only where others could replace the sockets) and checks every message's sender in its "
-          f"broker, and is measured against plain raw")
+    print(f"each round's ratio to raw, measured in the same round, over {args.rounds} rounds: median [95 % interval]")
+    for name, result in results.items():
+        if name != "raw pyzmq":
+            figures = [f"{key} {statistics.median(values):.2f}x [{low:.2f}, {high:.2f}]"
+                       for key, values in paired(result, raw).items() for low, high in [interval(values)]]
+            print(f"  {name:18} " + ", ".join(figures))
+    print("lensos authenticates every connection (its lanes with a pass, sealed only where others could replace "
+          "the sockets) and checks every message's sender in its broker, and is measured against plain raw")
     print(f"a sniffer (lens bus sniff --json, reading the broker's tap), paired over {2 * args.rounds} rounds, "
           f"with / without, median [95 % interval]:")
     figures = []
