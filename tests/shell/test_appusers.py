@@ -39,6 +39,8 @@ kept = any(int(status[cap], 16) for cap in ("CapEff", "CapPrm", "CapAmb"))
 wrong |= (kept or status["NoNewPrivs"].strip() != "1") << 3
 app = App("peek")
 app.node.start()
+import zmq
+wrong |= (app.node._lanes["reliable"].sub.getsockopt(zmq.MECHANISM) != zmq.PLAIN) << 4  # its pass, as on the board
 try:
     app.come_forward()
     app.open_camera("a look through the ring door")
@@ -51,7 +53,8 @@ sys.exit(64 + wrong if wrong else 0)
 '''
 MANIFEST = ('[app]\nid = "peek"\nname = "Peek"\npermissions = ["camera"]\nbackground = true\n'
             'models = ["s1", "g1"]\ndisplay = true\n')
-FAILURES = ("read appd's key", "read appd's environment", "signalled appd", "kept a privilege")
+FAILURES = ("read appd's key", "read appd's environment", "signalled appd", "kept a privilege",
+            "entered the lanes sealed, not with its pass")
 
 
 def shared_dir(prefix: str, mode: int) -> Path:
