@@ -335,11 +335,19 @@ def interleaved(names: dict[str, str], rounds: int, pings: int, blast: int) -> d
     return out
 
 
+RATIOS = (("p50", "p50_us"), ("p99", "p99_us"), ("throughput", "msgs_per_s"), ("broker CPU/msg", "fwd_us"))
+
+
+def ratio(a: dict, b: dict) -> dict[str, float]:
+    """One round's figures of ``a`` over those of ``b``, measured in the same round."""
+    return {name: a[key] / b[key] for name, key in RATIOS}
+
+
 def sniffer_effect(rounds: int, pings: int, blast: int) -> dict[str, list[float]]:
     """Per round, (with a sniffer) / (without) for p50, p99, throughput and the broker's CPU per message,
     on one lensos setup, the order alternating so that a drift of the machine favours neither."""
     setup = Setup("lens")
-    ratios: dict[str, list[float]] = {"p50": [], "p99": [], "throughput": [], "broker CPU/msg": []}
+    ratios: dict[str, list[float]] = {name: [] for name, _ in RATIOS}
     try:
         for i in range(rounds):
             runs = {}
@@ -356,11 +364,8 @@ def sniffer_effect(rounds: int, pings: int, blast: int) -> dict[str, list[float]
                 runs[sniffing] = setup.measure(pings, blast)
                 if sniffer is not None:
                     stop(sniffer)
-            off, on = runs[False], runs[True]
-            ratios["p50"].append(on["p50_us"] / off["p50_us"])
-            ratios["p99"].append(on["p99_us"] / off["p99_us"])
-            ratios["throughput"].append(on["msgs_per_s"] / off["msgs_per_s"])
-            ratios["broker CPU/msg"].append(on["fwd_us"] / off["fwd_us"])
+            for name, value in ratio(runs[True], runs[False]).items():
+                ratios[name].append(value)
     finally:
         setup.close()
     return ratios
@@ -403,10 +408,9 @@ SETUPS = {"raw + CURVE/ZAP": "raw+curve", "lensos": "lens", "lensos, sealed": "l
 
 
 def paired(setup: dict, raw: dict) -> dict[str, list[float]]:
-    """Each round's ratio of a setup to raw, measured in the same round."""
-    pairs = list(zip(setup["rounds"], raw["rounds"]))
-    return {name: [s[key] / r[key] for s, r in pairs]
-            for name, key in (("p50", "p50_us"), ("p99", "p99_us"), ("throughput", "msgs_per_s"))}
+    """Each round's ratio of a setup to raw (its forwarder's CPU to zmq.proxy's), measured in the same round."""
+    rounds = [ratio(s, r) for s, r in zip(setup["rounds"], raw["rounds"])]
+    return {name: [r[name] for r in rounds] for name, _ in RATIOS}
 
 
 def main() -> int:

@@ -76,7 +76,8 @@ class Bridge:
         self.ctx = zmq.Context()
         directory = keys.Directory(peers_dir)
         directory.reload()
-        self.zap = ZapHandler(self.ctx, directory, lambda address, why: log.warning("refused a peer at %s: %s", address, why))
+        self.zap = ZapHandler(self.ctx, directory,
+                              lambda address, why: log.warning("refused a peer at %s: %s", address, why))
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.SNDHWM, PEER_HWM)
         self.router.setsockopt(zmq.LINGER, 0)

@@ -250,13 +250,6 @@ def as_client(sock: zmq.Socket, pair: KeyPair, server_public: bytes) -> None:
     sock.curve_secretkey = pair.secret
 
 
-def authenticate(sock: zmq.Socket, runtime: Runtime, name: str = DEVELOPER) -> KeyPair:
-    """A socket of one's own (a test's, a benchmark's) with the key of ``name``, before connect."""
-    pair = own_pair(runtime, name)
-    as_client(sock, pair, broker_public(runtime))
-    return pair
-
-
 def verified(frame: zmq.Frame) -> str:
     """The identity the ZAP handler gave the frame's sender ("" for a pipe of the process's own)."""
     try:

@@ -113,7 +113,8 @@ class Lane:
         self.sub.setsockopt(zmq.LINGER, 0)
         # The SUB side's monitor is enough: both sockets talk to the same broker
         # process, and a probe sent before the PUB side reconnects is simply retried.
-        self.monitor = self.sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | _REFUSED)
+        self.monitor = self.sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+                                                   | _REFUSED)
         self.connected = False
         self._identity = identity.encode()
         self._own_channel = channel(self._identity, b"")
@@ -137,7 +138,7 @@ class Lane:
         self.pub.connect(runtime.publish_endpoint(self.name))
         self.sub.connect(runtime.subscribe_endpoint(self.name))
         self.connected = True
-        self.next_probe, self._backoff = 0.0, PROBE_FIRST_S  # the probes so far went nowhere
+        self._probe_now()  # the probes so far went nowhere
 
     def add_prefix(self, prefix: str) -> bool:
         """Subscribe (once per prefix); True when it is new and the lane needs re-confirming."""
@@ -194,8 +195,11 @@ class Lane:
         if old is not None:
             self.sub.setsockopt(zmq.UNSUBSCRIBE, old)
         self.sub.setsockopt(zmq.SUBSCRIBE, self.marker)
-        self.next_probe = 0.0
-        self._backoff = PROBE_FIRST_S
+        self._probe_now()
+
+    def _probe_now(self) -> None:
+        """Probe at the next turn, then at the probes' quickest pace again."""
+        self.next_probe, self._backoff = 0.0, PROBE_FIRST_S
 
     def probe_due(self, now: float) -> bool:
         """Whether to send a probe now. Until the broker has answered the marker too, this also asks it
@@ -226,8 +230,7 @@ class Lane:
             self.unconfirm()
             return "disconnected"
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED and not self.confirmed:
-            self.next_probe = 0.0  # probe now: the broker is back, and has let the lane in
-            self._backoff = PROBE_FIRST_S
+            self._probe_now()  # the broker is back, and has let the lane in
         return "connected"
 
     def next_wake(self) -> float | None:

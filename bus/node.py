@@ -350,13 +350,13 @@ class Node:
         """The broker refused a lane's handshake: build every lane anew, with its subscriptions, to connect
         once the broker says how to enter now (bus.access); the outbox keeps what waits to be sent."""
         self._way.refused()
-        for name, old in list(self._lanes.items()):
+        old_lanes, self._lanes = self._lanes, {}
+        for name, old in old_lanes.items():
             old.close()
-            lane = self._lanes[name] = Lane(self._ctx, name, self.identity, watcher=self.watcher)
+            lane = self._lane(name)
             lane.tapped = old.tapped
             for prefix in sorted(old.prefixes):
                 lane.add_prefix(prefix)
-        self._poller = None
 
     def _keys(self) -> tuple[keys.KeyPair, bytes]:
         """This node's key pair and the broker's public key, read once."""

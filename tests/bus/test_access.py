@@ -94,17 +94,13 @@ def test_a_way_takes_only_the_answer_to_its_own_latest_question_and_asks_again_a
     sock.close(0)
 
 
-def stats_of(node) -> list:
-    return collect(node, "bus.broker.stats")
-
-
 def mechanism(node) -> int:
     return node._lanes["reliable"].sub.getsockopt(zmq.MECHANISM)
 
 
 def test_lanes_are_entered_with_a_pass_where_only_the_broker_can_write(broker, runtime, nodes):
     listener = nodes("listener")
-    stats = stats_of(listener)
+    stats = collect(listener, "bus.broker.stats")
     ticks = collect(listener, "demo.tick")
     listener.start()
     keys.generate(keys.keys_dir(runtime), ["demo"])  # a key of its own, not the developer's
@@ -177,15 +173,11 @@ sock.close(0)
 """
 
 
-def sealed_broker(procs):
-    procs.use_env(**{access.SEALED_ENV: "1"})
-    return procs.start_broker()
-
-
 def test_a_sealed_broker_serves_the_same_bus(procs, runtime, nodes):
-    sealed_broker(procs)
+    procs.use_env(**{access.SEALED_ENV: "1"})
+    procs.start_broker()
     listener = nodes("listener")
-    stats = stats_of(listener)
+    stats = collect(listener, "bus.broker.stats")
     ticks = collect(listener, "demo.tick")
     listener.start()
     keys.generate(keys.keys_dir(runtime), ["demo"])

@@ -105,7 +105,8 @@ def test_a_watcher_reads_every_lane_from_the_tap_which_exists_while_one_watches(
 
 def test_lens_bus_sniff_shows_the_broker_s_stats_though_it_reads_the_tap(broker, procs):
     # A tap reader's subscriptions never reach the broker, which sends stats only while someone wants them.
-    result = procs.run_lens("bus", "sniff", "bus.broker.stats", "--json", "--count", "1", "--timeout", str(DEADLINE_S))
+    result = procs.run_lens("bus", "sniff", "bus.broker.stats", "--json", "--count", "1",
+                            "--timeout", str(DEADLINE_S))
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout.splitlines()[0])
     assert stats["topic"] == "bus.broker.stats" and stats["payload"]["pid"] == broker.pid
