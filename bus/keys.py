@@ -276,29 +276,35 @@ class Directory:
         self._seen: tuple = ()
 
     def identity(self, public_z85: bytes) -> str | None:
-        name = self.by_key.get(public_z85)
-        if name is None and self._changed():
-            self.reload()
-            name = self.by_key.get(public_z85)
-        return name
+        """The identity of a public key (Z85) the directory holds, None when none."""
+        self._refresh()
+        return self.by_key.get(public_z85)
 
     def public(self, identity: str) -> bytes | None:
         """The public key (Z85) the directory holds for ``identity``, None when none."""
+        self._refresh()
+        return self.by_name.get(identity)
+
+    def _refresh(self) -> None:
+        """Reread on every change, not only for a key it does not know: a key forgotten (bus.keys.forget) is
+        one it still knows."""
         if self._changed():
             self.reload()
-        return self.by_name.get(identity)
 
     def _changed(self) -> bool:
         return self._stamp() != self._seen
 
     def _stamp(self) -> tuple:
+        """What each directory holds, by name and inode: a key added, forgotten or replaced (written anew,
+        renamed into place) changes it. A directory's mtime may not, within one tick of the kernel's clock."""
         stamps = []
         for directory in (self.provisioned, self.apps):
             if directory is None:
                 continue
             try:
-                stamps.append(directory.stat().st_mtime_ns)
-            except FileNotFoundError:
+                with os.scandir(directory) as entries:
+                    stamps.append(frozenset((entry.name, entry.inode()) for entry in entries))
+            except OSError:
                 stamps.append(None)
         return tuple(stamps)
 

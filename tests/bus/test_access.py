@@ -94,6 +94,18 @@ def test_a_way_takes_only_the_answer_to_its_own_latest_question_and_asks_again_a
     sock.close(0)
 
 
+def test_a_forgotten_key_is_refused_by_both_lookups_from_then_on(tmp_path):
+    keys.generate(tmp_path, ["app1", "app2"])
+    directory = keys.Directory(tmp_path)
+    directory.reload()
+    public = keys.load_public(tmp_path / "app1.key")
+    assert directory.identity(public) == "app1" and directory.public("app1") == public
+    keys.forget(tmp_path, "app1")
+    # The CURVE handshake's lookup (by key) as well as the pass's (by name): it once answered from memory.
+    assert directory.identity(public) is None and directory.public("app1") is None
+    assert directory.public("app2") is not None
+
+
 def mechanism(node) -> int:
     return node._lanes["reliable"].sub.getsockopt(zmq.MECHANISM)
 
