@@ -247,3 +247,24 @@ def test_the_broker_takes_back_a_socket_directory_someone_else_made(procs, runti
     assert len(aside) == 1 and aside[0].stat().st_uid == 12345
     node = nodes("listener").start()
     assert mechanism(node) == zmq.PLAIN
+
+
+def test_malformed_questions_on_the_latch_are_ignored_and_the_next_one_answered(broker, runtime):
+    ctx = zmq.Context()
+    latch = ctx.socket(zmq.DEALER)
+    try:
+        keys.as_client(latch, keys.own_pair(runtime, keys.DEVELOPER), keys.broker_public(runtime))
+        latch.connect(runtime.latch_endpoint)
+        for body in (b"\xc1", msgpack.packb([1]), msgpack.packb([1, 5]), msgpack.packb([1, "lanes", 3]),
+                     msgpack.packb({"lanes": 1}), b""):
+            latch.send_multipart([b"", body])
+        latch.send_multipart([b"", b"one", b"frame", b"too many"])
+        latch.send_multipart([b"", access.request(7)])
+        assert latch.poll(DEADLINE_S * 1000), "no answer to the good question"
+        reply_id, answer = msgpack.unpackb(latch.recv_multipart()[-1])
+        assert reply_id == 7 and answer["sealed"] is False and len(answer["pass"]) == 64
+        assert latch.poll(200) == 0  # nothing answered the malformed ones
+        assert broker.poll() is None
+    finally:
+        latch.close(0)
+        ctx.term()
