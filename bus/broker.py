@@ -33,7 +33,7 @@ from typing import Callable
 import msgpack
 import zmq
 
-from bus import access, envelope, fastpath, keys, sdnotify
+from bus import access, connections, envelope, fastpath, keys, sdnotify
 from bus.errors import BrokerRunning, KeyMissing
 from bus.envelope import ACK, BY_WIRE, PERSONAL, STATS_WANTED, channel, present
 from bus.gate import Gate
@@ -94,6 +94,7 @@ class Broker:
         self._next_stats = float("inf")
         self.tap: TapWriter | None = None  # while a watching tool subscribes to bus.tap
         self._tap_readers = 0
+        self.fd_limit = connections.raise_limit()  # before the context's I/O thread opens anything
 
     # --- start ---------------------------------------------------------------
     def acquire(self) -> None:
@@ -140,10 +141,15 @@ class Broker:
                 self._bind_lane(lane, pair)
             self.latch = self.ctx.socket(zmq.ROUTER)
             self.latch.setsockopt(zmq.LINGER, 0)
+            connections.handshake_ivl(self.latch)
             keys.as_server(self.latch, pair)
             self.latch.bind(self.runtime.latch_endpoint)
         finally:
             os.umask(old_umask)
+        bound = {"latch": self.latch}
+        for name, lane in self._lanes.items():
+            bound[f"{name} in"], bound[f"{name} out"] = lane.xsub, lane.xpub
+        self.connections = connections.Connections(bound, self._on_shed, self.fd_limit)
         self._load_cache()
 
     def _bind_lane(self, name: str, pair: keys.KeyPair) -> None:
@@ -156,6 +162,7 @@ class Broker:
         xpub.setsockopt(zmq.XPUB_MANUAL, 1)  # every subscription is the gate's to apply
         for sock in (xsub, xpub):
             sock.setsockopt(zmq.LINGER, 0)
+            connections.handshake_ivl(sock)
             if self.sealed:
                 keys.as_server(sock, pair)
             else:  # PLAIN: the ZAP handler checks each lane's pass (bus.access)
@@ -170,6 +177,8 @@ class Broker:
     def run(self) -> None:
         actions = {self.zap.sock: self.zap.serve, self.latch: self._serve_snapshots,
                    self._wakeup.fileno(): self._wakeup.drain}
+        for monitor in self.connections.monitors:
+            actions[monitor] = functools.partial(self.connections.read, monitor)
         for lane in self._lanes.values():
             actions[lane.xpub] = lambda lane=lane: self._subscriptions(lane)
         wait = self._waiter(actions)
@@ -204,10 +213,13 @@ class Broker:
         # A clean stop ends this bus's present; only a crashed broker's successor should inherit it
         # (the publishers still alive re-send their latched topics on reconnect anyway).
         self.runtime.cache_path.unlink(missing_ok=True)
-        for lane in self._lanes.values():
-            lane.xsub.close(0)
-            lane.xpub.close(0)
-        self.latch.close(0)
+
+        def close_sockets() -> None:
+            for lane in self._lanes.values():
+                lane.xsub.close(0)
+                lane.xpub.close(0)
+            self.latch.close(0)
+        self.connections.close(close_sockets)
         self.zap.close()
         self._close_tap()
         if self.fast is not None:
@@ -258,25 +270,28 @@ class Broker:
                 head = recv(_NOBLOCK, copy=False)
                 body = recv(0, copy=False) if head.more else None
                 lane.msgs_in += 1
+                peer = head.get("Peer-Address") or ""
                 if body is None or body.more:
-                    self._refuse_frames(lane, head.bytes, body is not None and body.more, verified(head).encode())
+                    self._refuse_frames(lane, head.bytes, body is not None and body.more, verified(head).encode(),
+                                        peer)
                     continue
                 lane.bytes_in += len(body)
-                self._deliver(lane, verified(head), head.bytes, body)
+                self._deliver(lane, verified(head), head.bytes, body, peer)
         except zmq.Again:
             pass
 
-    def _slow(self, lane: _Lane, topic: bytes, body: bytes | None, more: bool, user: bytes) -> None:
+    def _slow(self, lane: _Lane, topic: bytes, body: bytes | None, more: bool, user: bytes, peer: bytes) -> None:
         """A message the C loop hands back: not a plain (sender, topic) it knows, or malformed."""
+        peer = peer.decode("ascii", "replace")
         if body is None or more:
-            self._refuse_frames(lane, topic, more, user)
+            self._refuse_frames(lane, topic, more, user, peer)
             return
-        plain = self._deliver(lane, user.decode("ascii", "replace"), topic, body)
+        plain = self._deliver(lane, user.decode("ascii", "replace"), topic, body, peer)
         if plain is not None:
             spec, stamp = plain
             self.fast.allow(stamp, topic, spec.max_size)  # the next ones stay in C
 
-    def _deliver(self, lane: _Lane, user: str, topic: bytes, body) -> tuple | None:
+    def _deliver(self, lane: _Lane, user: str, topic: bytes, body, peer: str = "") -> tuple | None:
         """One whole message judged, then sent on (stamped with its sender) or refused. (row, stamp) when it
         went out plainly, as the C loop may send the next ones; None when refused, personal or latched."""
         spec, stamp, why = self._verdicts.get((user, topic)) or self._judge(user, topic)
@@ -284,7 +299,7 @@ class Broker:
         if why is None and size > spec.max_size:
             why = f"{size} bytes, the table allows {spec.max_size}"
         if why is not None:
-            self.gate.refuse(stamp, topic, why)
+            self.gate.refuse(stamp, topic, why, *_uid_pid(peer))
             return None
         xpub = lane.xpub
         if topic in PERSONAL:
@@ -325,11 +340,11 @@ class Broker:
             b_out += len(data)
         return n_out, b_out
 
-    def _refuse_frames(self, lane: _Lane, topic: bytes, more: bool, user: bytes) -> None:
+    def _refuse_frames(self, lane: _Lane, topic: bytes, more: bool, user: bytes, peer: str) -> None:
         """A message of other than two frames: read to its end, however long, keeping none of it."""
         while more:
             more = lane.xsub.recv(copy=False).more
-        self.gate.refuse(user, topic, "not a two-frame message")
+        self.gate.refuse(user, topic, "not a two-frame message", *_uid_pid(peer))
 
     def _subscriptions(self, lane: _Lane) -> None:
         while True:
@@ -402,11 +417,14 @@ class Broker:
         if spec.latched:
             self._store(topic, body, _SELF)
 
-    def _report(self, identity: str, topic: str, reason: str, count: int) -> None:
-        self._publish("bus.security", identity=identity, topic=topic, reason=reason, count=count)
+    def _report(self, identity: str, topic: str, reason: str, uid: int | None, pid: int | None, count: int) -> None:
+        self._publish("bus.security", identity=identity, topic=topic, reason=reason, count=count, uid=uid, pid=pid)
 
     def _on_refused_client(self, address: str, why: str) -> None:
-        self.gate.refuse(None, b"<connect>", why)
+        self.gate.refuse(None, b"<connect>", why, *_uid_pid(address))
+
+    def _on_shed(self, why: str, uid: int, pid: int) -> None:
+        self.gate.refuse(None, b"<connect>", why, uid, pid)
 
     # --- the last-value cache ------------------------------------------------------
     def _store(self, topic: bytes, body: bytes, sender: bytes) -> None:
@@ -477,6 +495,11 @@ class Broker:
                       pid=os.getpid(), refused=sum(self.gate.refused.values()),
                       forwarding="python" if self.fast is None else "c", sealed=self.sealed,
                       clients={"admitted": self.zap.admitted, "refused": self.zap.refused})
+
+
+def _uid_pid(peer: str) -> tuple[int | None, int | None]:
+    """(uid, pid) from a frame's Peer-Address, (None, None) where it names none."""
+    return access.peer(peer) or (None, None)
 
 
 def serve(runtime: Runtime) -> int:

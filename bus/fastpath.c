@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -62,6 +63,7 @@ typedef struct {
     int more;
     size_t user_len;
     char user[64];
+    char peer[64]; /* the sender's "Peer-Address" (localhost:uid:gid:pid on ipc), NUL-terminated: who refusals name */
 } held;
 
 typedef struct {
@@ -212,6 +214,8 @@ static void hold(const zmq_api *z, held *h, zmq_msg_t *head, zmq_msg_t *body, in
     h->more = more;
     h->user_len = user_len;
     memcpy(h->user, user, user_len);
+    const char *peer = z->msg_gets(head, "Peer-Address");
+    snprintf(h->peer, sizeof h->peer, "%s", peer ? peer : "");
 }
 
 /* Up to `batch` messages from xsub: 0 when xsub is empty, 1 when the batch ran out first (more may

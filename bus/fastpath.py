@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("fastpath.c")
 LIBRARY = Path(__file__).with_name("_fastpath.so")
-Slow = Callable[[bytes, "bytes | None", bool, bytes], None]  # the broker's judgement of a held message
+Slow = Callable[[bytes, "bytes | None", bool, bytes, bytes], None]  # the broker's judgement of a held message
 
 
 class Counters(ctypes.Structure):
@@ -39,7 +39,8 @@ class _Held(ctypes.Structure):
     """A message the C loop leaves for Python (fastpath.c's ``held``)."""
     _fields_ = [("head", ctypes.c_void_p), ("head_cap", ctypes.c_size_t), ("head_len", ctypes.c_size_t),
                 ("body", ctypes.c_void_p), ("body_cap", ctypes.c_size_t), ("body_len", ctypes.c_size_t),
-                ("more", ctypes.c_int), ("user_len", ctypes.c_size_t), ("user", ctypes.c_char * 64)]
+                ("more", ctypes.c_int), ("user_len", ctypes.c_size_t), ("user", ctypes.c_char * 64),
+                ("peer", ctypes.c_char * 64)]
 
 
 class _PollItem(ctypes.Structure):
@@ -144,7 +145,7 @@ class FastPath:
                 held = table[result - HELD].held.contents
                 data = None if held.more < 0 else ctypes.string_at(held.body, held.body_len)
                 slows[result - HELD](ctypes.string_at(held.head, held.head_len), data, held.more > 0,
-                                     held.user[:held.user_len])
+                                     held.user[:held.user_len], held.peer)
                 return []  # the caller's loop comes straight back: what else is ready is still ready
             if result == OTHER_READY:
                 return [other for i, other in enumerate(others, len(lanes)) if items[i].revents]

@@ -42,10 +42,10 @@ _EVERYTHING = sorted({name.encode()[:1] for name in TOPICS})
 
 class Gate:
     def __init__(self, report):
-        self._report = report  # report(identity, topic, reason, count): publishes bus.security
+        self._report = report  # report(identity, topic, reason, uid, pid, count): publishes bus.security
         self.grants: dict[str, tuple[bytes, ...]] = {}  # permission -> identities the shell granted it to
-        self.refused: dict[tuple[str, str, str], int] = defaultdict(int)
-        self._reported: dict[tuple[str, str, str], tuple[float, int]] = {}
+        self.refused: dict[tuple, int] = defaultdict(int)  # (identity, topic, reason, uid, pid) -> count
+        self._reported: dict[tuple, tuple[float, int]] = {}
         self.held = False  # refusals the once-a-second rule held back: the broker's next flush says them
 
     # --- publishing -----------------------------------------------------------------
@@ -59,18 +59,20 @@ class Gate:
             return None
         return f"published by {spec.owner} only"
 
-    def refuse(self, identity: bytes | None, topic: bytes, reason: str) -> None:
+    def refuse(self, identity: bytes | None, topic: bytes, reason: str, uid: int | None = None,
+               pid: int | None = None) -> None:
+        """Count a refusal of ``identity`` (None: no key yet), from the peer the kernel names (uid, pid)."""
         who = identity.decode(errors="replace") if identity else "?"
         name = topic[:64].decode(errors="replace")
-        key = (who, name, reason)
+        key = (who, name, reason, uid, pid)
         if key not in self.refused and len(self.refused) >= MAX_REPORT_KEYS:
-            key = ("?", "<other>", "too many kinds of refusal")
+            key = ("?", "<other>", "too many kinds of refusal", None, None)
         self.refused[key] += 1
         if not self.flush(only=key):
             self.held = True
 
-    def flush(self, only: tuple[str, str, str] | None = None) -> bool:
-        """Report refusals not reported yet, at most once a second per (identity, topic, reason);
+    def flush(self, only: tuple | None = None) -> bool:
+        """Report refusals not reported yet, at most once a second per (identity, topic, reason, uid, pid);
         whether all of them (or ``only``'s) are reported now."""
         now, done = time.monotonic(), True
         for key in [only] if only else list(self.refused):
@@ -82,7 +84,8 @@ class Gate:
                 done = False
                 continue
             self._reported[key] = (now, count)
-            log.warning("refused %s from %s: %s (%d so far)", key[1], key[0], key[2], count)
+            log.warning("refused %s from %s (uid %s pid %s): %s (%d so far)", key[1], key[0], key[3], key[4], key[2],
+                        count)
             self._report(*key, count)
         if only is None:
             self.held = not done

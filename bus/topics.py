@@ -138,9 +138,12 @@ _TABLE = [
               "refused (bus.security says which); clients admitted and refused by key; whether the C loop "
               "forwards ('c') or Python alone ('python': not built); whether the lanes are sealed (CURVE on every "
               "frame) or entered with a pass (bus.access)"),
-    Topic("bus.security", Kind.EVENT, "broker", {"identity": "str", "topic": "str", "reason": "str", "count": "int"},
-          doc="the broker refused something from a verified identity (or an unknown key): what and why, and "
-              "how many times so far (reported at most once a second per identity, topic and reason)"),
+    Topic("bus.security", Kind.EVENT, "broker", {"identity": "str", "topic": "str", "reason": "str", "count": "int",
+                                                 "uid": "int?", "pid": "int?"},
+          doc="the broker refused something from a verified identity ('?': no key yet; topic '<connect>': the "
+              "connection itself): what and why, the uid and pid the kernel gives for its peer (null: unknown), "
+              "and how many times so far (reported at most once a second per identity, topic, reason, uid and "
+              "pid)"),
     Topic("bus.departed", Kind.EVENT, "broker", {"identity": "str"},
           doc="the last connection of a key went away (a process exited, cleanly or killed): whoever watches "
               "a process by its key knows at once, not a heartbeat timeout later"),

@@ -69,6 +69,7 @@ def unit(process: Process, python: str) -> str:
         ("Environment", "PYTHONUNBUFFERED=1"),
         ("Environment", "PYTHONDONTWRITEBYTECODE=1"),
         ("WatchdogSec", f"{process.watchdog_s:g}"),
+        ("LimitNOFILE", f"{process.files}"),
         ("Restart", "on-failure"),
         ("RestartSec", "1"),
         ("TimeoutStopSec", "5"),

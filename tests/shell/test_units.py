@@ -33,6 +33,7 @@ def test_each_unit_says_what_the_table_says(process, tmp_path):
     unit = parse(render_all(PYTHON)[service_name(process.name)])
     assert values(unit, "Service", "Type") == ["notify"]
     assert values(unit, "Service", "WatchdogSec") == [f"{process.watchdog_s:g}"]
+    assert values(unit, "Service", "LimitNOFILE") == [str(process.files)]
     assert values(unit, "Service", "Restart") == ["on-failure"]
     assert values(unit, "Unit", "After") == values(unit, "Unit", "Requires") == \
         [service_name(name) for name in process.after]
@@ -100,3 +101,9 @@ def test_lens_units_show_prints_one_unit_and_names_an_unknown_one():
                              text=True, timeout=60)
     assert missing.returncode == 2 and "no process 'ghostd'" in missing.stderr
     assert by_name()["camerad"].devices == ("/dev/video0 rw",)
+
+
+def test_the_broker_unit_lets_it_hold_the_descriptors_it_raises_itself_to():
+    from bus.connections import WANTED_LIMIT
+    from shell.processes import by_name
+    assert by_name()["broker"].files == WANTED_LIMIT
