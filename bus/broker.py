@@ -293,11 +293,14 @@ class Broker:
 
     def _deliver(self, lane: _Lane, user: str, topic: bytes, body, peer: str = "") -> tuple | None:
         """One whole message judged, then sent on (stamped with its sender) or refused. (row, stamp) when it
-        went out plainly, as the C loop may send the next ones; None when refused, personal or latched."""
-        spec, stamp, why = self._verdicts.get((user, topic)) or self._judge(user, topic)
+        went out plainly, as the C loop may send the next ones; None when refused, personal, latched or held to
+        a rate."""
+        spec, stamp, why, limited = self._verdicts.get((user, topic)) or self._judge(user, topic)
         size = len(body)
         if why is None and size > spec.max_size:
             why = f"{size} bytes, the table allows {spec.max_size}"
+        if why is None and limited and not self.gate.admit(stamp, spec, time.monotonic()):
+            why = f"over {spec.limit_hz:g} a second from one sender"
         if why is not None:
             self.gate.refuse(stamp, topic, why, *_uid_pid(peer))
             return None
@@ -316,22 +319,25 @@ class Broker:
         if spec.latched:
             self._store(topic, bytes(body), stamp)
             return None
-        return spec, stamp
+        return None if limited else (spec, stamp)  # a limited sender's next ones are counted here, not in C
 
     def _judge(self, user: str, topic: bytes) -> tuple:
-        """(the topic's row, the sender's stamp, None) when ``user`` may publish ``topic``, else why not last."""
+        """(the topic's row, the sender's stamp, None, whether its rate is limited) when ``user`` may publish
+        ``topic``; why not in third place otherwise."""
         sender = user.encode()
-        verdict = (BY_WIRE.get(topic), sender, self.gate.why_not(sender, topic))
+        why = self.gate.why_not(sender, topic)
+        spec = BY_WIRE.get(topic)
+        verdict = (spec, sender, why, why is None and self.gate.limited(sender, spec))
         if topic in BY_WIRE and len(self._verdicts) < 4096:  # invented topics are not remembered
             self._verdicts[(user, topic)] = verdict
         return verdict
 
     def _personal(self, xpub, spec, topic: bytes, data: bytes, stamp: bytes, n_out: int, b_out: int):
-        """A copy on each reader's own channel (bus.gate): the granted for a restricted topic, the asker
-        for a reply; nobody else is ever sent one."""
-        readers = self.gate.readers(spec.permission) if spec.permission else self.gate.addressee(data)
+        """A copy on each reader's own channel (bus.gate): the granted for a restricted topic, the server
+        for a request, the asker for a reply (the table's readers); nobody else is ever sent one."""
+        readers = self.gate.audience(spec, data)
         if readers is None:
-            self.gate.refuse(stamp, topic, "a reply that names nobody")
+            self.gate.refuse(stamp, topic, "names none of its readers")
             return n_out, b_out
         for reader in readers:
             c_send(xpub, envelope.stamp(channel(reader, topic), stamp), _SNDMORE)
@@ -358,7 +364,8 @@ class Broker:
             # Unsubscriptions of a pipe that went away come with no metadata and apply to no pipe.
             sender = verified(frame).encode() or None
             option = zmq.SUBSCRIBE if data[0] else zmq.UNSUBSCRIBE
-            for prefix in self.gate.subscriptions(sender, data[1:]):
+            for prefix in self.gate.subscriptions(sender, data[1:],
+                                                  lambda: _uid_pid(frame.get("Peer-Address") or "")):
                 lane.xpub.setsockopt(option, prefix)
                 if prefix[:1] == ACK:
                     if data[0]:  # a lane's marker: every subscription it sent before is applied now

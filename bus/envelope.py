@@ -50,9 +50,9 @@ BODY_START = b"\x97"  # msgpack's array of seven: the first byte of every body, 
 
 CHANNEL = b"\x00"  # a personal channel's first byte; no table topic starts with it
 ACK = b"\xff"  # a lane's marker subscription's first byte, which the broker answers (bus.lane); no topic's
-# Topics that go out on personal channels only: restricted ones (to the identities granted them) and
-# replies (to the one who asked; nobody else reads what displayd showed it, or what the assistant said).
-PERSONAL = frozenset(name.encode() for name, topic in TOPICS.items() if topic.permission or topic.kind is Kind.REPLY)
+# Topics that go out on personal channels only: restricted ones (to the identities granted them), requests (to
+# their server), replies (to the one who asked) and whatever else the table gives readers.
+PERSONAL = frozenset(topic.wire for topic in TOPICS.values() if topic.personal)  # the table's readers (bus.gate)
 
 
 PRESENCE = b"."  # the topic of a node's presence channel: no table topic begins with a dot

@@ -14,9 +14,15 @@ is never a name a message claims for itself.
   channels, ``\\0<identity>\\0<topic>``, and lets a pipe subscribe only to its
   own identity's channel, so no prefix, not even the empty one, reaches another's.
   A grant the shell withdraws stops the copies at the very next message.
-- **Replies** go the same way to the one who asked (the reply's ``to``) and
-  the developer: what displayd showed an app, or what a server answered it, is
-  nobody else's to read.
+- **Readers.** A topic the table gives ``readers`` goes the same way to them
+  and the developer: a request (a card, what the wearer said) to its server, a
+  reply to the one who asked (its ``to``), a recording's paths to the shell and
+  the one recording. What an app asked or was answered is nobody else's to
+  read. A subscription to such a topic by its name is never applied, and
+  reported when the subscriber could not read it anyway.
+- **Developer only.** Requests that drive the simulation (``dev_only`` in the
+  table) are the developer's tools' to send: no app moves the simulated
+  battery, LED or touchpad.
 """
 
 from __future__ import annotations
@@ -24,16 +30,19 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from typing import Callable
 
 import msgpack
 
-from bus.envelope import ACK, BY_WIRE, CHANNEL
+from bus.envelope import ACK, BY_WIRE, CHANNEL, PERSONAL
 from bus.keys import BROKER, DEVELOPER
-from bus.topics import ANY_NODE, TOPICS, Kind
+from bus.topics import ANY_NODE, LIMIT_BURST_S, TOPICS, Kind, Topic
 
 log = logging.getLogger(__name__)
 
 _DEVELOPER = DEVELOPER.encode()
+_BROKER = BROKER.encode()
+MAX_BUCKETS = 4096
 REPORT_EVERY_S = 1.0
 MAX_REPORT_KEYS = 1024
 # The empty prefix, applied as is, would match personal channels: it is applied as every first letter instead.
@@ -47,6 +56,7 @@ class Gate:
         self.refused: dict[tuple, int] = defaultdict(int)  # (identity, topic, reason, uid, pid) -> count
         self._reported: dict[tuple, tuple[float, int]] = {}
         self.held = False  # refusals the once-a-second rule held back: the broker's next flush says them
+        self._buckets: dict[tuple[bytes, bytes], tuple[float, float]] = {}  # (sender, topic) -> (tokens, when)
 
     # --- publishing -----------------------------------------------------------------
     def why_not(self, identity: bytes, topic: bytes) -> str | None:
@@ -55,7 +65,11 @@ class Gate:
         if spec is None:
             return "unknown topic"
         who = identity.decode()
-        if who in (DEVELOPER, BROKER) or spec.owner in (ANY_NODE, who) or spec.kind is Kind.REQUEST:
+        if who in (DEVELOPER, BROKER):
+            return None
+        if spec.dev_only:
+            return "the developer's tools only"
+        if spec.owner in (ANY_NODE, who) or spec.kind is Kind.REQUEST:
             return None
         return f"published by {spec.owner} only"
 
@@ -91,20 +105,53 @@ class Gate:
             self.held = not done
         return done
 
+    def limited(self, identity: bytes, spec: Topic) -> bool:
+        """Whether what ``identity`` sends of ``spec`` is held to the topic's rate (bus.topics limit_hz): a
+        topic others than its owner may publish, from anyone but the developer and the broker."""
+        if identity in (_DEVELOPER, _BROKER) or spec.owner == identity.decode():
+            return False
+        return spec.owner == ANY_NODE or spec.kind is Kind.REQUEST
+
+    def admit(self, identity: bytes, spec: Topic, now: float) -> bool:
+        """One more message of ``spec`` from ``identity`` within its rate (a token bucket per sender and topic)."""
+        key = (identity, spec.wire)
+        burst = spec.limit_hz * LIMIT_BURST_S
+        tokens, last = self._buckets.get(key) or (burst, now)
+        tokens = min(burst, tokens + (now - last) * spec.limit_hz)
+        if len(self._buckets) >= MAX_BUCKETS and key not in self._buckets:
+            self._buckets.clear()  # senders are the broker's keys: a full table is a restart's worth of them
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1.0, now)
+        return True
+
     # --- restricted topics ---------------------------------------------------------------
     def readers(self, permission: str) -> tuple[bytes, ...]:
         return self.grants.get(permission, ()) + (_DEVELOPER,)
 
-    @staticmethod
-    def addressee(body: bytes) -> tuple[bytes, ...] | None:
-        """Who reads a reply: the asker it names, and the developer; None when it names nobody."""
-        try:
-            to = msgpack.unpackb(body)[6]["to"]
-        except (ValueError, TypeError, LookupError, msgpack.UnpackException):
+    def audience(self, spec: Topic, body: bytes) -> tuple[bytes, ...] | None:
+        """Who reads this message of a personal topic: the granted, or the table's readers (a field's value
+        for "@field"), and the developer; None when it names nobody."""
+        if spec.permission:
+            return self.readers(spec.permission)
+        readers, payload = [], None
+        for reader in spec.readers:
+            if reader[:1] != "@":
+                readers.append(reader.encode())
+                continue
+            if payload is None:
+                try:
+                    payload = msgpack.unpackb(body)[6]
+                    payload.get
+                except (ValueError, TypeError, LookupError, AttributeError, msgpack.UnpackException):
+                    return None
+            name = payload.get(reader[1:])
+            if type(name) is str and name:
+                readers.append(name.encode())
+        if not readers:
             return None
-        if type(to) is not str or not to:
-            return None
-        return (_DEVELOPER,) if to == DEVELOPER else (to.encode(), _DEVELOPER)
+        return tuple(dict.fromkeys([*readers, _DEVELOPER]))
 
     def on_capture(self, payload: dict) -> None:
         """privacy.capture from the shell: 'owner:resource' grants, the only way to hear a restricted topic."""
@@ -116,11 +163,25 @@ class Gate:
         self.grants = {permission: tuple(owners) for permission, owners in grants.items()}
 
     # --- subscribing -------------------------------------------------------------------
-    def subscriptions(self, identity: bytes | None, prefix: bytes) -> list[bytes]:
-        """What to apply for a pipe of ``identity`` subscribing to ``prefix`` (None: the broker's own pipe)."""
+    def subscriptions(self, identity: bytes | None, prefix: bytes, peer: Callable[[], tuple] = lambda: ()) -> list[bytes]:
+        """What to apply for a pipe of ``identity`` subscribing to ``prefix`` (None: the broker's own pipe);
+        ``peer()``: the (uid, pid) a refusal names."""
         if prefix[:1] in (CHANNEL, ACK):  # a personal channel, or a lane's marker (bus.lane): one's own only
             own = identity is None or prefix.startswith(prefix[:1] + identity + CHANNEL)
             if not own:
-                self.refuse(identity, prefix, "subscribed to another's personal channel")
+                self.refuse(identity, prefix, "subscribed to another's personal channel", *peer())
             return [prefix] if own else []
+        topic = BY_WIRE.get(prefix.partition(CHANNEL)[0])
+        if topic is not None and topic.wire in PERSONAL and identity is not None:
+            # Never sent under its name: the subscription reaches nothing, and says someone looked.
+            if not self._may_read(identity, topic):
+                self.refuse(identity, prefix, f"subscribed to {topic.name}, which is not its to read", *peer())
+            return []
         return [prefix] if prefix else list(_EVERYTHING)
+
+    @staticmethod
+    def _may_read(identity: bytes, topic: Topic) -> bool:
+        """Whether ``identity`` could be one of the topic's readers (a field's, or a grant's, it may be)."""
+        if identity == _DEVELOPER or topic.permission:
+            return True
+        return any(reader[:1] == "@" or reader.encode() == identity for reader in topic.readers)

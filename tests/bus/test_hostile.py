@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import sys
 
-from bus import connections
+from bus import connections, keys
+from bus.errors import RequestTimeout
+from bus.topics import LIMIT_BURST_S, TOPICS
 from tests.bus.test_pubsub import collect
 from tests.bus.test_security import app_node
-from tests.conftest import wait_for, wait_line
+from tests.conftest import DEADLINE_S, wait_for, wait_line
 
 # Idle unix connections, no ZeroMQ greeting, as fast as one process can make them, held until its own
 # descriptors run out (then the oldest go); progress on stdout.
@@ -83,3 +85,97 @@ def test_the_broker_raises_its_own_descriptor_limit():
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     wanted = connections.WANTED_LIMIT if hard == resource.RLIM_INFINITY else min(hard, connections.WANTED_LIMIT)
     assert out == [str(wanted), str(wanted)]
+
+
+def server_node(nodes, runtime, name: str, **kwargs):
+    """A node with the key of the process ``name`` (as `lens up` and the board give each its own)."""
+    keys.generate(keys.keys_dir(runtime), [name])
+    return nodes(name, key=keys.keys_dir(runtime) / f"{name}.key_secret", **kwargs)
+
+
+def pump(*nodes_):
+    return lambda remaining: [node.run_once(0.005) for node in nodes_]
+
+
+def test_an_app_reads_no_other_apps_requests_nor_the_answers(broker, runtime, nodes):
+    displayd = server_node(nodes, runtime, "displayd")
+    cards = []
+    displayd.serve("display.card.request", lambda msg: cards.append(msg.payload) or {"shown": True, "why": ""})
+    developer = nodes("listener")  # the developer's key: its tools see what any developer key may
+    seen_by_developer = collect(developer, "display.card")
+    reports = collect(developer, "bus.security")
+    asker = app_node(nodes, runtime, "notes")
+    spy = app_node(nodes, runtime, "music")
+    spied = collect(spy, "")  # everything it may hear, and by name what it may not
+    spied_by_name = collect(spy, "display.card.request")
+    for node in (displayd, developer, asker, spy):
+        node.start()
+    answers = []
+    asker.request_async("display.card.request", lambda result, error: answers.append((result, error)),
+                        timeout=DEADLINE_S, id="pin", title="remind me", body="my bank pin is 4321")
+    everyone = pump(displayd, developer, asker, spy)
+    wait_for(lambda: answers and len(seen_by_developer) >= 2, what="the card shown and answered", poll=everyone)
+    assert answers[0] == ({"shown": True, "why": ""}, None)
+    assert [card["body"] for card in cards] == ["my bank pin is 4321"]
+    assert {m.topic for m in seen_by_developer} == {"display.card.request", "display.card.reply"}
+    probe = server_node(nodes, runtime, "demo")  # a last message everyone hears, after the card's
+    probe.start()
+    probe.publish("demo.tick", n=1, text="after the card")
+    wait_for(lambda: any(m.topic == "demo.tick" for m in spied), what="the spy's tick", poll=everyone)
+    assert [m.topic for m in spied if m.topic.startswith("display.card")] == [] and spied_by_name == []
+    wait_for(lambda: any(r.payload["identity"] == "music" and r.payload["topic"] == "display.card.request"
+                         for r in reports), what="the spy's subscription reported", poll=everyone)
+    (report,) = {(r.payload["reason"], r.payload["uid"], r.payload["pid"]) for r in reports
+                 if r.payload["identity"] == "music"}
+    assert report == ("subscribed to display.card.request, which is not its to read", os.getuid(), os.getpid())
+
+
+def test_only_the_developers_tools_drive_the_simulation(broker, runtime, nodes):
+    ledd = server_node(nodes, runtime, "ledd")
+    asked = []
+    ledd.serve("led.sim.request", lambda msg: asked.append(msg.sender) or {"fault": msg.payload["fault"]})
+    developer = nodes("listener")
+    reports = collect(developer, "bus.security")
+    app = app_node(nodes, runtime, "music")
+    for node in (ledd, developer, app):
+        node.start()
+    everyone = pump(ledd, developer, app)
+    outcomes = []
+    app.request_async("led.sim.request", lambda result, error: outcomes.append(error), timeout=1.0,
+                      fault="broken by an app")
+    wait_for(lambda: outcomes and any(r.payload["identity"] == "music" for r in reports),
+             what="the app's request refused and reported", poll=everyone)
+    assert isinstance(outcomes[0], RequestTimeout) and asked == []
+    (reason,) = {r.payload["reason"] for r in reports if r.payload["identity"] == "music"}
+    assert reason == "the developer's tools only"
+    developer.request_async("led.sim.request", lambda result, error: outcomes.append(result), timeout=DEADLINE_S,
+                            fault=None)
+    wait_for(lambda: len(outcomes) == 2, what="the developer's request answered", poll=everyone)
+    assert outcomes[1] == {"fault": None} and asked == ["developer"]
+
+
+def test_a_flood_from_an_app_is_held_to_the_topics_rate_and_every_drop_counted(broker, runtime, nodes):
+    developer = nodes("listener")
+    got = collect(developer, "phone.notification")
+    reports = collect(developer, "bus.security")
+    app = app_node(nodes, runtime, "music")
+    for node in (developer, app):
+        node.start()
+    limit = TOPICS["phone.notification"].limit_hz
+    sent = int(limit * LIMIT_BURST_S) * 4
+    for n in range(sent):
+        app.publish("phone.notification", id=str(n), source="music", title="flood", body="x" * 1000)
+
+    def dropped() -> int:
+        return max([r.payload["count"] for r in reports if r.payload["identity"] == "music"], default=0)
+    wait_for(lambda: len(got) + dropped() == sent, what="every notification delivered or counted",
+             poll=pump(developer, app))
+    assert limit * LIMIT_BURST_S <= len(got) < sent
+    (report,) = {(r.payload["topic"], r.payload["reason"], r.payload["pid"]) for r in reports
+                 if r.payload["identity"] == "music"}
+    assert report == ("phone.notification", f"over {limit:g} a second from one sender", os.getpid())
+    # The developer's own tools are not held to it (the benchmark, `lens notify` in a loop).
+    before = len(got)
+    for n in range(sent):
+        developer.publish("phone.notification", id=str(n), source="developer", title="many", body=None)
+    wait_for(lambda: len(got) == before + sent, what="the developer's every notification", poll=pump(developer))
