@@ -482,4 +482,10 @@ def _check_bridge(bridge: dict, file: _File) -> list[PolicyError]:
             if direction == "in" and owned:
                 found.append(file.fail("bridge", direction, f"{prefix!r} covers {', '.join(owned)}, which only "
                                                             f"the glasses' own processes publish"))
+            # The simulated hardware is driven by the developer's tools alone: a peer pressing the simulated
+            # capture button would be a capture nobody on the glasses started.
+            simulated = [t.name for t in covered if ".sim." in t.name]
+            if direction == "in" and simulated:
+                found.append(file.fail("bridge", direction, f"{prefix!r} covers {', '.join(simulated)}, which "
+                                                            f"drive the simulated hardware (developer tools only)"))
     return found

@@ -58,10 +58,12 @@ def test_shipped_policies_load(model):
      "bridge.out: 'camera' would send camera.frame off the glasses"),
     ("privacy.toml", 'out = ["shell.state",', 'out = ["audio", "shell.state",', "out =",
      "bridge.out: 'audio' would send audio.mic off the glasses"),
-    ("privacy.toml", 'in = ["phone.notification",', 'in = ["privacy", "phone.notification",', "in =",
+    ("privacy.toml", 'in = ["phone.notification"', 'in = ["privacy", "phone.notification"', "in =",
      "bridge.in: 'privacy' covers privacy.indicator, privacy.capture, which only the glasses' own processes"),
-    ("privacy.toml", 'in = ["phone.notification",', 'in = ["phone.call", "phone.notification",', "in =",
+    ("privacy.toml", 'in = ["phone.notification"', 'in = ["phone.call", "phone.notification"', "in =",
      "bridge.in: 'phone.call' names no topic of bus/topics.py"),
+    ("privacy.toml", 'in = ["phone.notification"', 'in = ["input.sim", "phone.notification"', "in =",
+     "bridge.in: 'input.sim' covers input.sim.request, which drive the simulated hardware"),
 ])
 def test_a_bad_value_names_file_key_and_line(pdir, file, old, new, needle, message):
     path = pdir / file
