@@ -109,7 +109,7 @@ def test_a_name_that_refers_to_nothing_is_named(pdir, file, old, new, needle, me
     path = pdir / file
     edit(path, old, new)
     with pytest.raises(PolicyError) as err:
-        load(pdir, "s1")
+        load(pdir, "s1", names=True)
     assert str(err.value).startswith(f"{path}:{line_of(path, needle)}: "), str(err.value)
     assert message in str(err.value)
 
@@ -131,7 +131,7 @@ def test_every_error_in_every_file_is_reported(pdir, procs):
     edit(pdir / "focus.toml", 'assistantd = "assistant"', 'assistantd = "wizard"')
     edit(pdir / "system.toml", 'boot = ["home",', 'boot = ["nosuchapp", "home",')
     with pytest.raises(PolicyError) as err:
-        load(pdir, "s1")
+        load(pdir, "s1", names=True)
     assert len(err.value.errors) == 2, err.value.errors
     assert "roles.assistantd: class 'wizard'" in str(err.value) and "unknown app 'nosuchapp'" in str(err.value)
 
