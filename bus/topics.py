@@ -61,8 +61,8 @@ class Topic:
     """One row of the table. Not a dataclass: every process imports this module (see bus/plain.py)."""
 
     __slots__ = ("name", "kind", "owner", "fields", "rate_hz", "max_size", "permission", "doc", "reply",
-                 "reply_max_size", "watched", "readers", "dev_only", "limit_hz", "schema", "result_schema", "latched", "quick",
-                 "wire", "lane", "personal")
+                 "reply_max_size", "watched", "readers", "dev_only", "limit_hz", "schema", "result_schema",
+                 "latched", "quick", "wire", "lane", "personal")
 
     def __init__(self, name: str, kind: Kind, owner: str, fields: dict[str, str], *, rate_hz: float = 0.0,
                  max_size: int = 0, permission: str | None = None, doc: str = "",
@@ -78,8 +78,8 @@ class Topic:
         self.reply_max_size = reply_max_size  # REQUEST only: bytes its reply may take (0: the kind's default)
         self.watched = watched  # REQUEST only: the sender's liveness is watched from then on (it heartbeats fast)
         # Who may read it besides the developer (bus.gate): None, everyone; else identities, and "@field" for
-        # the identity a payload field names. A request is its server's only, a reply its asker's ("@to"): what an app asked
-        # or was answered is no other app's to read.
+        # the identity a payload field names. A request is its server's only, a reply its asker's ("@to"):
+        # what an app asked or was answered is no other app's to read.
         if readers is None and kind is Kind.REQUEST:
             readers = (owner,)
         elif readers is None and kind is Kind.REPLY:
@@ -205,6 +205,10 @@ _TABLE = [
     Topic("privacy.capture", Kind.STATE, "shell",
           {"grants": "list[str]", "cmd": "int", "fault": "str?"},
           doc="who may capture now (owner:resource); capture daemons also check led.state themselves"),
+    Topic("privacy.violation", Kind.EVENT, "checker",
+          {"rule": "str", "what": "str", "mono_ns": "int", "wall_ns": "int", "messages": "list[str]"},
+          doc="`lens bus check --live` saw a privacy or safety rule broken (bus.check): which, what, when and "
+              "the messages involved"),
     Topic("app.permission.denied", Kind.EVENT, "shell",
           {"app": "str", "permission": "str", "call": "str", "why": "str"},
           doc="an app asked for what its manifest does not declare: refused, and told why"),
