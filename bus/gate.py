@@ -163,7 +163,8 @@ class Gate:
         self.grants = {permission: tuple(owners) for permission, owners in grants.items()}
 
     # --- subscribing -------------------------------------------------------------------
-    def subscriptions(self, identity: bytes | None, prefix: bytes, peer: Callable[[], tuple] = lambda: ()) -> list[bytes]:
+    def subscriptions(self, identity: bytes | None, prefix: bytes,
+                      peer: Callable[[], tuple] = lambda: ()) -> list[bytes]:
         """What to apply for a pipe of ``identity`` subscribing to ``prefix`` (None: the broker's own pipe);
         ``peer()``: the (uid, pid) a refusal names."""
         if prefix[:1] in (CHANNEL, ACK):  # a personal channel, or a lane's marker (bus.lane): one's own only
