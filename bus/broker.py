@@ -78,7 +78,7 @@ class Broker:
         self.ctx = zmq.Context()
         self.cache: dict[str, tuple[bytes, bytes, bytes]] = {}  # topic -> (topic frame, body, sender)
         self.intake = Intake(NODE_NAME)
-        self.gate = Gate(self._report)
+        self.gate = Gate(self._report, lambda summary: self._publish("bus.refusals", **summary))
         self.started = time.monotonic()
         self._lock_file = None
         self._lanes: dict[str, _Lane] = {}
@@ -151,6 +151,7 @@ class Broker:
             bound[f"{name} in"], bound[f"{name} out"] = lane.xsub, lane.xpub
         self.connections = connections.Connections(bound, self._on_shed, self.fd_limit)
         self._load_cache()
+        self._publish("bus.refusals", **self.gate.summary())  # this broker's, none yet: `lens security` says so
 
     def _bind_lane(self, name: str, pair: keys.KeyPair) -> None:
         hwm = LANE_HWM[name]

@@ -49,13 +49,34 @@ MAX_REPORT_KEYS = 1024
 _EVERYTHING = sorted({name.encode()[:1] for name in TOPICS})
 
 
+# Each refusal's kind, from its reason's first words (the rest names sizes, rates and sockets): bus.refusals
+# and `lens security` count by these.
+KINDS = (("unknown key", "unknown key"), ("wrong pass", "wrong pass"), ("no key", "no key"),
+         ("no handshake", "silent connection"), ("a broken handshake", "broken handshake"),
+         ("shed:", "connections shed"), ("published by", "not its topic"), ("unknown topic", "unknown topic"),
+         ("over ", "over its rate"), ("the developer's tools only", "developer only"),
+         ("subscribed to", "eavesdropping"), ("not a two-frame", "malformed"), ("names none", "malformed"),
+         ("too many kinds", "other"))
+MAX_WHO = 64  # senders bus.refusals names one by one (the most refused); the rest are added up
+
+
+def kind_of(reason: str) -> str:
+    if reason[:1].isdigit() and "bytes, the table allows" in reason:
+        return "too big"
+    return next((kind for start, kind in KINDS if reason.startswith(start)), "other")
+
+
 class Gate:
-    def __init__(self, report):
+    def __init__(self, report, summarize=lambda summary: None):
         self._report = report  # report(identity, topic, reason, uid, pid, count): publishes bus.security
+        self._summarize = summarize  # summarize(summary()): publishes bus.refusals
         self.grants: dict[str, tuple[bytes, ...]] = {}  # permission -> identities the shell granted it to
         self.refused: dict[tuple, int] = defaultdict(int)  # (identity, topic, reason, uid, pid) -> count
         self._reported: dict[tuple, tuple[float, int]] = {}
         self.held = False  # refusals the once-a-second rule held back: the broker's next flush says them
+        self.kinds: dict[str, int] = defaultdict(int)
+        self.who: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # who -> kind -> count
+        self._changed, self._summarized_at = False, -REPORT_EVERY_S
         self._buckets: dict[tuple[bytes, bytes], tuple[float, float]] = {}  # (sender, topic) -> (tokens, when)
 
     # --- publishing -----------------------------------------------------------------
@@ -82,8 +103,33 @@ class Gate:
         if key not in self.refused and len(self.refused) >= MAX_REPORT_KEYS:
             key = ("?", "<other>", "too many kinds of refusal", None, None)
         self.refused[key] += 1
-        if not self.flush(only=key):
+        kind = kind_of(key[2])
+        self.kinds[kind] += 1
+        # A key names itself; a process without one is known by its uid (its pid changes with every attempt).
+        by = who if who != "?" else ("?" if uid is None else f"uid {uid}")
+        if by in self.who or len(self.who) < MAX_REPORT_KEYS:
+            self.who[by][kind] += 1
+        self._changed = True
+        if not self.flush(only=key) or not self._summary_due(time.monotonic()):
             self.held = True
+
+    def summary(self) -> dict:
+        """bus.refusals: counts by kind and by who (the most refused MAX_WHO; 'others' adds up the rest)."""
+        totals = sorted(((sum(kinds.values()), who) for who, kinds in self.who.items()), reverse=True)
+        who = {name: {"count": count, "kinds": dict(self.who[name])} for count, name in totals[:MAX_WHO]}
+        if len(totals) > MAX_WHO:
+            who["others"] = {"count": sum(count for count, _ in totals[MAX_WHO:]), "kinds": {}}
+        return {"total": sum(self.kinds.values()), "kinds": dict(self.kinds), "who": who}
+
+    def _summary_due(self, now: float) -> bool:
+        """Publish the summary if it changed and a second has passed; whether nothing is left to publish."""
+        if not self._changed:
+            return True
+        if now - self._summarized_at < REPORT_EVERY_S:
+            return False
+        self._changed, self._summarized_at = False, now
+        self._summarize(self.summary())
+        return True
 
     def flush(self, only: tuple | None = None) -> bool:
         """Report refusals not reported yet, at most once a second per (identity, topic, reason, uid, pid);
@@ -102,6 +148,7 @@ class Gate:
                         count)
             self._report(*key, count)
         if only is None:
+            done = self._summary_due(now) and done
             self.held = not done
         return done
 

@@ -160,6 +160,10 @@ _TABLE = [
               "connection itself): what and why, the uid and pid the kernel gives for its peer (null: unknown), "
               "and how many times so far (reported at most once a second per identity, topic, reason, uid and "
               "pid)"),
+    Topic("bus.refusals", Kind.STATE, "broker", {"total": "int", "kinds": "dict", "who": "dict"},
+          doc="everything the broker refused since it started, by kind (unknown key, no key, connections shed, "
+              "not its topic, too big, over its rate, eavesdropping, ...) and by who (an identity, or 'uid N' for "
+              "a process without a key): the count and its kinds; updated at most once a second (`lens security`)"),
     Topic("bus.departed", Kind.EVENT, "broker", {"identity": "str"},
           doc="the last connection of a key went away (a process exited, cleanly or killed): whoever watches "
               "a process by its key knows at once, not a heartbeat timeout later"),

@@ -4,8 +4,11 @@ and reported with who the kernel says did it."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+
+import zmq
 
 from bus import connections, keys
 from bus.errors import RequestTimeout
@@ -179,3 +182,35 @@ def test_a_flood_from_an_app_is_held_to_the_topics_rate_and_every_drop_counted(b
     for n in range(sent):
         developer.publish("phone.notification", id=str(n), source="developer", title="many", body=None)
     wait_for(lambda: len(got) == before + sent, what="the developer's every notification", poll=pump(developer))
+
+
+def test_lens_security_shows_the_refusals_by_kind_and_by_who(broker, procs, runtime, nodes):
+    quiet = procs.run_lens("security", "--json")
+    assert quiet.returncode == 0, quiet.stderr
+    assert json.loads(quiet.stdout) == {"total": 0, "kinds": {}, "who": {}}
+    assert procs.run_lens("security").stdout.strip() == "no refusals since the broker started"
+    app = app_node(nodes, runtime, "music", publish_any=True)
+    app.start()
+    app.publish("led.state", lit=True, cmd=1, fault=None, brightness=1, backend="sim")  # not its topic
+    app.publish("led.state", lit=True, cmd=2, fault=None, brightness=1, backend="sim")
+    ctx = zmq.Context()
+    try:
+        keyless = ctx.socket(zmq.PUB)  # no key at all
+        keyless.connect(runtime.publish_endpoint("reliable"))
+
+        def summary() -> dict:
+            result = procs.run_lens("security", "--json")
+            assert result.returncode == 0, result.stderr
+            return json.loads(result.stdout)
+        wait_for(lambda: summary()["total"] >= 3 and "no key" in summary()["kinds"],
+                 what="the refusals in lens security", poll=pump(app))
+    finally:
+        keyless.close(0)
+        ctx.term()
+    found = summary()
+    assert found["kinds"]["not its topic"] == 2
+    assert found["who"]["music"] == {"count": 2, "kinds": {"not its topic": 2}}
+    assert found["who"][f"uid {os.getuid()}"]["kinds"]["no key"] >= 1
+    text = procs.run_lens("security").stdout
+    assert "by kind" in text and "not its topic" in text and "music" in text and f"uid {os.getuid()}" in text
+    assert procs.run_lens("security", "--help").returncode == 0
