@@ -149,7 +149,8 @@ class Broker:
         bound = {"latch": self.latch}
         for name, lane in self._lanes.items():
             bound[f"{name} in"], bound[f"{name} out"] = lane.xsub, lane.xpub
-        self.connections = connections.Connections(bound, self._on_shed, self.fd_limit)
+        self.connections = connections.Connections(bound, self._on_shed, self.fd_limit,
+                                                   publishers=tuple(f"{name} in" for name in self._lanes))
         self._load_cache()
         self._publish("bus.refusals", **self.gate.summary())  # this broker's, none yet: `lens security` says so
 

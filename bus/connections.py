@@ -29,7 +29,9 @@ ZAP handler, which reports it with its reason.
 from __future__ import annotations
 
 import logging
+import os
 import resource
+import select
 import socket
 import struct
 import threading
@@ -83,6 +85,13 @@ def peer_of(fd: int) -> tuple[int, int] | None:
         sock.detach()
 
 
+def _peer_stays(fd: int) -> bool:
+    """Whether the peer of unix socket ``fd`` still holds its end (it did not hang up: libzmq dropped it)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLRDHUP)
+    return not poller.poll(0)
+
+
 def _shutdown(fd: int) -> None:
     try:
         sock = socket.socket(fileno=fd)
@@ -97,20 +106,23 @@ def _shutdown(fd: int) -> None:
 
 
 class _Conn:
-    __slots__ = ("uid", "pid", "at", "shed", "where")
+    __slots__ = ("uid", "pid", "at", "shed", "where", "twin")
 
-    def __init__(self, uid: int, pid: int, at: float, where: str):
+    def __init__(self, uid: int, pid: int, at: float, where: str, twin: int | None):
         self.uid, self.pid, self.at, self.where = uid, pid, at, where
         self.shed = False
+        self.twin = twin  # a descriptor of our own on the same socket (publishers' sockets): who hung up
 
 
 class Connections:
     """The monitors of the broker's bound sockets, and the connections they tell of."""
 
-    def __init__(self, sockets: dict[str, zmq.Socket], refuse: Callable[..., None], limit: int):
+    def __init__(self, sockets: dict[str, zmq.Socket], refuse: Callable[..., None], limit: int,
+                 publishers: tuple[str, ...] = ()):
         # refuse(reason, uid, pid): the gate counts and reports it (bus.security)
         self._refuse = refuse
-        self.total_cap = limit - RESERVE if limit > 2 * RESERVE else limit // 2
+        self.publishers = publishers  # sockets whose connections are twinned (at most two descriptors each)
+        self.total_cap = (limit - RESERVE if limit > 2 * RESERVE else limit // 2) // 2
         if limit <= 2 * RESERVE:
             log.warning("only %d file descriptors (RLIMIT_NOFILE): a flood of connections may take the broker down",
                         limit)
@@ -120,6 +132,7 @@ class Connections:
         self._by_pid: dict[tuple[int, int], list[int]] = {}  # (uid, pid) -> its descriptors, oldest first
         self._shedding: dict[int, int] = {}  # uid -> its connections shed and not closed yet
         self.shed = 0
+        self.dropped = 0  # connections libzmq closed after their handshake while the peer held on (too big a frame)
         self.failed = 0  # handshakes that failed (no key, wrong mechanism, silence): ZAP refusals not included
         self.monitors: dict[zmq.Socket, tuple[str, bool]] = {}  # monitor -> (socket's name, a failure pending)
         for name, sock in sockets.items():  # each bound with handshake_ivl(): the listener copies it then
@@ -143,10 +156,17 @@ class Connections:
             elif kind == zmq.EVENT_DISCONNECTED:
                 conn = self._closed(value)
                 if failure and conn is not None and not conn.shed:
-                    self._failed(conn, failure)
+                    if failure != "zap":
+                        self._failed(conn, failure)
+                elif conn is not None and conn.twin is not None and not conn.shed and _peer_stays(conn.twin):
+                    self.dropped += 1
+                    self._refuse(f"dropped: a frame over the size limit, or not ZMTP ({conn.where})",
+                                 conn.uid, conn.pid)
+                if conn is not None and conn.twin is not None:
+                    os.close(conn.twin)  # now the peer hears that it was dropped
                 failure = ""
             elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                failure = ""  # the ZAP handler said who and why
+                failure = "zap"  # the ZAP handler said who and why
             elif kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
                 failure = "no key" if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH \
                     else f"a broken handshake (protocol error {value:#x})"
@@ -163,9 +183,17 @@ class Connections:
         self._refuse(f"{failure} ({conn.where})", conn.uid, conn.pid)
 
     def _accepted(self, fd: int, where: str) -> None:
-        self._closed(fd)  # a number reused before its disconnection was read: that one is gone
+        old = self._closed(fd)  # a number reused before its disconnection was read: that one is gone
+        if old is not None and old.twin is not None:
+            os.close(old.twin)
         uid, pid = peer_of(fd) or (-1, -1)
-        self.open[fd] = _Conn(uid, pid, time.monotonic(), where)
+        twin = None
+        if where in self.publishers and uid != -1:
+            try:
+                twin = os.dup(fd)
+            except OSError:
+                pass  # at the limit: this one's drop goes uncounted, not the broker down
+        self.open[fd] = _Conn(uid, pid, time.monotonic(), where, twin)
         self._count(self._by_uid, uid, 1)
         self._by_pid.setdefault((uid, pid), []).append(fd)
         if self._by_uid[uid] - self._shedding.get(uid, 0) > self.per_uid:
@@ -242,3 +270,6 @@ class Connections:
             reader.join()
         for monitor in self.monitors:
             monitor.close(0)
+        for conn in self.open.values():
+            if conn.twin is not None:
+                os.close(conn.twin)

@@ -10,7 +10,7 @@ import sys
 
 import zmq
 
-from bus import connections, keys
+from bus import access, connections, keys
 from bus.errors import RequestTimeout
 from bus.topics import LIMIT_BURST_S, TOPICS
 from tests.bus.test_pubsub import collect
@@ -214,3 +214,39 @@ def test_lens_security_shows_the_refusals_by_kind_and_by_who(broker, procs, runt
     text = procs.run_lens("security").stdout
     assert "by kind" in text and "not its topic" in text and "music" in text and f"uid {os.getuid()}" in text
     assert procs.run_lens("security", "--help").returncode == 0
+
+
+def test_a_message_too_big_for_the_broker_is_counted_and_reported_with_its_sender(broker, runtime, nodes):
+    developer = nodes("listener")
+    reports = collect(developer, "bus.security")
+    developer.start()
+    keys.generate(keys.app_keys_dir(runtime), ["music"])
+    pair = keys.load_pair(keys.app_keys_dir(runtime) / "music.key_secret")
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.PUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        access.authenticate(sock, runtime, pair)  # the app's own pass: let in, then too big
+        sock.connect(runtime.publish_endpoint("reliable"))
+
+        def dropped() -> list:
+            sock.send_multipart([b"phone.notification", b"x" * 10_000_000])
+            return [r.payload for r in reports if r.payload["reason"].startswith("dropped: ")]
+        first = wait_for(dropped, what="the drop of a 10 MB message reported", poll=pump(developer))[0]
+    finally:
+        sock.close(0)
+        ctx.term()
+    assert (first["identity"], first["topic"], first["uid"], first["pid"]) == ("?", "<connect>", os.getuid(),
+                                                                                os.getpid())
+    assert broker.poll() is None
+
+
+def test_a_peer_that_hangs_up_itself_is_told_from_one_the_broker_dropped():
+    import socket
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs:
+        assert connections._peer_stays(ours.fileno())
+        theirs.sendall(b"the rest of a message too big")  # unread bytes are no hang-up
+        assert connections._peer_stays(ours.fileno())
+        theirs.close()
+        assert not connections._peer_stays(ours.fileno())
