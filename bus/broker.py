@@ -23,6 +23,7 @@ serves the last state even of a publisher that is gone.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import functools
 import logging
@@ -511,8 +512,19 @@ def _uid_pid(peer: str) -> tuple[int | None, int | None]:
     return access.peer(peer) or (None, None)
 
 
+def _fixed_mmap_threshold() -> None:
+    """glibc maps an allocation over 128 KiB and gives it back when freed, but raises that threshold to the
+    largest block freed: after one refused 3 MB message, the next ones stayed on the heap, and the heap's
+    memory with them. A threshold set by hand is never raised."""
+    try:
+        ctypes.CDLL(None).mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc
+
+
 def serve(runtime: Runtime) -> int:
     """Run a broker until SIGTERM/SIGINT; the exit code for the CLI."""
+    _fixed_mmap_threshold()
     broker = Broker(runtime)
     try:
         broker.acquire()

@@ -56,6 +56,7 @@ class _Lane(ctypes.Structure):
 
 
 HEAD_CAP = 256  # a longer topic frame names no topic: its first bytes say enough to refuse it
+TRIM = 65536  # a held body larger than this has its pages given back once copied (fastpath.c lens_held_trim)
 OTHER_READY, HELD = 1, 2  # lens_serve's "another item is ready", "lane 0 holds a message" (2 + i: lane i)
 
 _API = ("msg_init", "msg_recv", "msg_send", "msg_close", "msg_data", "msg_size", "msg_more", "msg_gets",
@@ -90,6 +91,7 @@ class FastPath:
         self.lib.lens_held_new.restype = ctypes.POINTER(_Held)
         self.lib.lens_held_new.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
         self.lib.lens_held_free.argtypes = [ctypes.POINTER(_Held)]
+        self.lib.lens_held_trim.argtypes = [ctypes.POINTER(_Held)]
         self._held: list = []
         self.lib.lens_table_free.argtypes = [ctypes.c_void_p]
         self.lib.lens_table_tap.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
@@ -135,7 +137,7 @@ class FastPath:
             items[i].events = zmq.POLLIN
         slows = [lane[3] for lane in lanes]
         args = (ctypes.byref(self._api), items, len(items), table, len(lanes), self._table, batch)
-        serve = self.lib.lens_serve
+        serve, trim = self.lib.lens_serve, self.lib.lens_held_trim
 
         def wait(timeout: float | None) -> list:
             result = serve(*args, -1 if timeout is None else max(0, int(timeout * 1000 + 0.999)))
@@ -144,6 +146,8 @@ class FastPath:
             if result >= HELD:
                 held = table[result - HELD].held.contents
                 data = None if held.more < 0 else ctypes.string_at(held.body, held.body_len)
+                if held.body_len > TRIM:
+                    trim(table[result - HELD].held)
                 slows[result - HELD](ctypes.string_at(held.head, held.head_len), data, held.more > 0,
                                      held.user[:held.user_len], held.peer)
                 return []  # the caller's loop comes straight back: what else is ready is still ready
