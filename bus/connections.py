@@ -39,7 +39,6 @@ import time
 from typing import Callable
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +52,7 @@ WANTED_LIMIT = 65536  # the soft RLIMIT_NOFILE the broker asks for (the units' L
 _EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+_EVENT = struct.Struct("=HI")  # a monitor event's first frame: the event, its value (zmq_socket_monitor, v1)
 
 
 def handshake_ivl(sock: zmq.Socket) -> None:
@@ -147,10 +147,10 @@ class Connections:
         name, failure = self.monitors[monitor]
         while True:
             try:
-                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
+                # Read here rather than by zmq.utils.monitor, whose import brings asyncio (tests/test_imports.py).
+                kind, value = _EVENT.unpack(monitor.recv_multipart(zmq.NOBLOCK)[0])
             except zmq.Again:
                 break
-            kind, value = event["event"], event["value"]
             if kind == zmq.EVENT_ACCEPTED:
                 self._accepted(value, name)
             elif kind == zmq.EVENT_DISCONNECTED:
@@ -198,7 +198,7 @@ class Connections:
         self._by_pid.setdefault((uid, pid), []).append(fd)
         if self._by_uid[uid] - self._shedding.get(uid, 0) > self.per_uid:
             self._shed_one(uid, f"over {self.per_uid} connections from one uid")
-        if len(self.open) - sum(self._shedding.values()) > self.total_cap:
+        if len(self.open) > self.total_cap:  # those shed hold their descriptors until libzmq closes them
             self._shed_one(None, f"over {self.total_cap} connections in all")
 
     def _closed(self, fd: int) -> _Conn | None:
@@ -235,6 +235,9 @@ class Connections:
                 continue
             conn.shed = True  # counted as gone from now: libzmq closes it as soon as its I/O thread sees it
             self._count(self._shedding, conn.uid, 1)
+            if conn.twin is not None:  # a connection shed is no drop to tell of: its descriptor back at once
+                os.close(conn.twin)
+                conn.twin = None
             if peer_of(fd) == (conn.uid, conn.pid):
                 _shutdown(fd)
             self.shed += 1
