@@ -29,7 +29,7 @@ from bus import keys, service
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
-from policies.schema import PolicyError, load
+from policies.schema import PolicyError, load, unknown_names
 from shell.appusers import AppUsers, confine
 from shell.launcher import BACKOFF_FIRST_S, backoff
 
@@ -194,9 +194,11 @@ class Appd:
 def main(argv: list[str] | None = None) -> int:
     args = service.arguments("shell.appd", __doc__).parse_args(argv)
     with service.exits_on("appd", PolicyError):
-        policy = load(args.policy_dir, args.model, names=True)
+        policy = load(args.policy_dir, args.model)
     manifests, errors = load_all()
     with service.node("appd", args) as node:
+        for error in unknown_names(policy):
+            log.warning("%s", error)
         for error in errors:
             log.error("%s (that app is not started)", error)
         apps = policy.system["apps"]
