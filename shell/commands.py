@@ -214,15 +214,10 @@ def _apps_state(node, timeout: float) -> dict:
 def cmd_app_list(args) -> int:
     from apps.sdk.manifest import load_all
     from bus.cli import tool_node
-    from bus.errors import BusError
 
     manifests, errors = load_all()
-    state: dict = {}
-    try:
-        with tool_node("app", args.runtime_dir) as node:
-            state = _apps_state(node, args.timeout)
-    except BusError:
-        pass  # no bus: the manifests alone
+    with tool_node("app", args.runtime_dir) as node:  # a state without the bus would be a guess
+        state = _apps_state(node, args.timeout)
     known, front = state.get("apps") or {}, state.get("foreground")
     rows = [{"id": m.id, "name": m.name, "permissions": list(m.permissions), "models": list(m.models),
              "background": m.background, "display": m.display,
@@ -243,7 +238,7 @@ def cmd_app_list(args) -> int:
 
 def cmd_app_action(args) -> int:
     from bus.cli import tool_node
-    from bus.errors import BusError
+    from bus.errors import BusError, BusNotRunning
     from bus.waiting import wait_for
 
     def done(fresh: bool) -> bool:
@@ -261,6 +256,8 @@ def cmd_app_action(args) -> int:
             answered = state.get("seen", 0)
             wait_for(lambda: state and args.app in state["apps"] and done(state["seen"] > answered),
                      args.timeout, f"{args.app} to {args.action}", poll=node.run_once)
+    except BusNotRunning:
+        raise  # said by `lens` itself, as for every command
     except (BusError, TimeoutError) as exc:
         print(f"lens app {args.action}: {exc}", file=sys.stderr)
         return 1

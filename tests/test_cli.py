@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 
 import pytest
 
@@ -13,7 +14,7 @@ from bus.errors import RuntimeDirError
 from bus.runtime import Runtime
 from shell.cli import build_parser, main
 from shell.processes import PROCESSES
-from tests.conftest import DEADLINE_S, children_of, drain_lines, read_json_lines, wait_for, wait_line
+from tests.conftest import DEADLINE_S, REPO, children_of, drain_lines, read_json_lines, wait_for, wait_line
 
 
 def all_command_paths(parser, prefix=()):
@@ -240,3 +241,35 @@ def test_a_bus_directory_shared_through_a_group_is_accepted_and_anyone_elses_is_
     monkeypatch.setattr(os, "getgroups", lambda: [4242])
     with pytest.raises(RuntimeDirError, match="is not shared with a group of ours"):
         Runtime.resolve(shared)
+
+
+# Every command that needs the bus, as a new user would type it with nothing running.
+NEEDS_THE_BUS = [("say", "hello"), ("status",), ("status", "--json"), ("app", "list"), ("app", "start", "camera"),
+                 ("app", "stop", "camera"), ("bus", "sniff"), ("bus", "top", "--once"), ("bus", "list"),
+                 ("bus", "call", "demo.echo.request", "text=x"), ("bus", "pub", "demo.tick", "n=1", "text=x"),
+                 ("bus", "snapshot"), ("bus", "record", "-o", "/tmp/never.mcap"), ("bus", "record", "--snapshot", "5",
+                 "-o", "/tmp/never"), ("power", "pull", "left"), ("led", "mend"), ("input", "tap"),
+                 ("display", "snapshot", "-o", "/tmp/never.png"), ("camera", "show"), ("notify", "hello")]
+NOT_RUNNING = "lensos is not running (no broker on {}); start it with `make run` or `lens up`"
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["never started", "broker died"])
+def test_every_command_that_needs_the_bus_says_lensos_is_not_running_and_exits_3(procs, runtime, stale):
+    if stale:  # a broker that died leaves its lock file, with a pid that is no process now
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        runtime.lock_path.write_text(f"{gone.pid}\n")
+    for command in NEEDS_THE_BUS:
+        result = procs.run_lens(*command)
+        assert (result.returncode, result.stdout) == (3, ""), (command, result)
+        assert result.stderr.splitlines() == [f"lens {command[0]}: {NOT_RUNNING.format(runtime.dir)}"], command
+
+
+def test_a_command_piped_into_a_reader_that_leaves_exits_quietly(procs, runtime):
+    """`lens ... | head`: the reader closing the pipe is no error (no BrokenPipe traceback)."""
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before anything is written
+    result = subprocess.run([sys.executable, "-m", "shell.cli", "units", "show", "broker"], stdout=write,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=procs.env(), timeout=DEADLINE_S)
+    os.close(write)
+    assert (result.returncode, result.stderr) == (0, "")
