@@ -273,3 +273,39 @@ def test_a_command_piped_into_a_reader_that_leaves_exits_quietly(procs, runtime)
                             stderr=subprocess.PIPE, text=True, cwd=REPO, env=procs.env(), timeout=DEADLINE_S)
     os.close(write)
     assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_two_lens_up_started_together_one_wins_and_the_other_says_so_disturbing_nothing(procs, runtime):
+    ups = [procs.lens("up", "--only", "ledd", stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    loser = wait_for(lambda: next((up for up in ups if up.poll() is not None), None), DEADLINE_S,
+                     "one of the two to give up")
+    [winner] = [up for up in ups if up is not loser]
+    said = loser.stdout.read()
+    assert loser.returncode != 0
+    assert said.splitlines() == [f"lens up: error: lensos is already up on {runtime.dir} (lens up, pid {winner.pid}); "
+                                 f"stop that one first (Ctrl-C where it runs, or kill {winner.pid})"], said
+    wait_line(winner.stdout, "processes ready in")
+    [ledd] = children_of(winner.pid, "daemons.led")
+    result = procs.run_lens("led", "mend")  # the winner's bus and ledd answer
+    assert (result.returncode, result.stdout) == (0, "LED working\n"), result.stderr
+    assert children_of(winner.pid, "daemons.led") == [ledd]
+    winner.send_signal(signal.SIGINT)
+    rest = drain_lines(winner.stdout)
+    assert winner.wait(DEADLINE_S) == 0
+    assert "exited" not in rest and "aborting" not in rest and "not ready" not in rest, rest
+    assert not runtime.path("up.lock").exists()
+    # and one after the other, now that it is down, boots again
+    again = procs.lens("up", "--only", "broker", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_line(again.stdout, "processes ready in")
+    second = procs.run_lens("up", "--only", "broker")
+    assert second.returncode != 0 and f"lensos is already up on {runtime.dir}" in second.stderr
+    again.send_signal(signal.SIGINT)
+    drain_lines(again.stdout)
+    assert again.wait(DEADLINE_S) == 0
+
+
+def test_lens_up_refuses_a_runtime_directory_a_broker_already_serves(procs, runtime, broker):
+    result = procs.run_lens("up", "--only", "broker")
+    assert result.returncode != 0
+    assert f"a broker already serves {runtime.dir} (pid {broker.pid}): lensos is running there already" in result.stderr
+    assert not runtime.path("up.lock").exists() and not runtime.path("notify").exists()
