@@ -96,6 +96,13 @@ def add_parsers(commands) -> None:
     status.add_argument("--timeout", type=float, default=3.0, metavar="S", help="how long to wait for the bus")
     status.set_defaults(func=cmd_status)
 
+    where = commands.add_parser("paths", help="where photos, recordings, the privacy log and state are kept",
+                                description="Where lensos keeps what it makes, as `lens up` from this shell "
+                                            "would ($LENS_STATE_DIR, $LENS_RUNTIME_DIR), or on the board.")
+    where.add_argument("--board", action="store_true", help="the board's places (systemd's directories)")
+    where.add_argument("--json", action="store_true", help="{name: path} as one JSON object")
+    where.set_defaults(func=cmd_paths)
+
     privacy = commands.add_parser("privacy", help="the capture audit log",
                                   description="Every camera and mic capture session: who, what, why, when, how long.")
     privacy_cmds = privacy.add_subparsers(dest="privacy_command", metavar="COMMAND", required=True)
@@ -142,6 +149,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     found = status.gather(args.runtime_dir, args.timeout)
     print(json.dumps(found, sort_keys=True) if args.json else status.render(found))
+    return 0
+
+
+def cmd_paths(args: argparse.Namespace) -> int:
+    from shell import paths
+
+    found = paths.paths(args.runtime_dir, board=args.board)
+    print(json.dumps({name: place["path"] for name, place in found.items()}) if args.json else paths.render(found))
     return 0
 
 

@@ -17,12 +17,14 @@ import fcntl
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bus import keys
 from bus.errors import BusError
@@ -241,6 +243,17 @@ class Launcher:
         self.wakeup.close()
 
 
+def lens_command() -> str:
+    """How to type `lens` in another terminal opened where this one is: `lens` when PATH finds this very
+    one (an activated venv), else its path (`.venv/bin/lens` after `make run`, which activates nothing)."""
+    script = Path(sys.executable).parent / "lens"
+    found = shutil.which("lens")
+    if not script.exists() or (found and os.path.samefile(found, script)):
+        return "lens"
+    relative = os.path.relpath(script)
+    return str(script) if relative.startswith("..") else relative
+
+
 class AlreadyUp(BusError):
     """Another `lens up`, or a broker, already runs on this runtime directory."""
 
@@ -307,7 +320,10 @@ def _up(processes: list[Process], runtime: Runtime, model: str | None, backends:
     launcher.say(f"lensos: starting {len(processes)} processes on {runtime.dir}")
     try:
         if launcher.boot():
-            launcher.say("lensos is up. Try `lens bus sniff` or `lens bus top` in another terminal; Ctrl-C stops.")
+            lens = lens_command()
+            launcher.say(f"lensos is up. Try `{lens} status`, `{lens} say what time is it` or `{lens} bus sniff` "
+                         f"in another terminal{'' if lens == 'lens' else ' (or `. .venv/bin/activate`, then `lens ...`)'}"
+                         f"; Ctrl-C stops.")
             launcher.supervise()
             status = 0
         else:

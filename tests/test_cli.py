@@ -309,3 +309,38 @@ def test_lens_up_refuses_a_runtime_directory_a_broker_already_serves(procs, runt
     assert result.returncode != 0
     assert f"a broker already serves {runtime.dir} (pid {broker.pid}): lensos is running there already" in result.stderr
     assert not runtime.path("up.lock").exists() and not runtime.path("notify").exists()
+
+
+@pytest.mark.parametrize("activated", [False, True], ids=["as make run leaves it", "venv activated"])
+def test_the_command_lens_up_suggests_works_as_copied_in_another_terminal(procs, runtime, activated):
+    venv_bin = os.path.dirname(sys.executable)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p and os.path.abspath(p) != venv_bin)
+    env = procs.env(PATH=f"{venv_bin}{os.pathsep}{path}" if activated else path)
+    up = subprocess.Popen([os.path.join(venv_bin, "lens"), "up", "--only", "broker"], cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    procs.children.append(up)
+    banner = wait_line(up.stdout, "lensos is up")
+    first = banner.split("`")[1]  # e.g. `.venv/bin/lens status`
+    assert first.endswith(" status") and (first == "lens status") == activated, banner
+    lens = first.removesuffix(" status")
+    typed = subprocess.run(f"{lens} bus list --listen 0", shell=True, cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=DEADLINE_S)
+    assert typed.returncode == 0 and "power.state" in typed.stdout, typed.stderr
+    up.send_signal(signal.SIGINT)
+    drain_lines(up.stdout)
+    assert up.wait(DEADLINE_S) == 0
+
+
+def test_lens_paths_names_where_photos_recordings_the_privacy_log_and_state_are(procs, runtime):
+    result = procs.run_lens("paths", "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    state = str(procs.state_dir)
+    assert {k: found[k] for k in ("photos", "recordings", "privacy_log", "state", "runtime")} == {
+        "photos": f"{state}/photos", "recordings": f"{state}/recordings",
+        "privacy_log": f"{state}/privacy-audit.jsonl", "state": state, "runtime": str(runtime.dir)}
+    board = json.loads(procs.run_lens("paths", "--board", "--json").stdout)
+    assert board["photos"] == "/var/lib/lensos/camerad/photos" and board["runtime"] == "/run/lensos"
+    assert board["privacy_log"] == "/var/lib/lensos/shell/privacy-audit.jsonl"
+    text = procs.run_lens("paths").stdout
+    assert f"{state}/photos" in text and "take a photo" in text
