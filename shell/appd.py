@@ -201,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s (that app is not started)", error)
         apps = policy.system["apps"]
         users = AppUsers(apps["first_uid"], apps["uids"], node.runtime.dir)
-        if not users.isolated:
-            log.warning("apps are not kept apart: %s", users.shared_because)
+        if not users.isolated:  # the usual development setup, not a fault: said once, with the way out
+            log.info("apps share appd's user here, as in development: %s. On the board each app is a user of "
+                     "its own; to have that here, %s", users.shared_because, users.remedy)
         appd = Appd(node, manifests, apps["boot"], policy.model, policy.has_display, users)
         node.start()
         appd.begin()
