@@ -2,11 +2,11 @@
 
 The shell decides which app may run and which is in front (manifests,
 model, power); appd does the processes, so the shell keeps no children and
-apps never run inside the shell's sandbox (they would see its state and, with
-issue 4, its key). Each app is ``python APPS_DIR/<id>`` (its __main__.py) in its own session,
-as a user of its own (shell.appusers), dies with appd, and is watched through a pidfd in the
-node's own poll (no SIGCHLD handler, no polling timer). An app that crashes is started again
-after a backoff; one that exits 0 (stopped, or done) stays stopped.
+apps never run inside the shell's sandbox (they would see its state and its key). Each app is
+``python APPS_DIR/<id>`` (its __main__.py) in its own session, as a user of its own
+(shell.appusers), dies with appd, and is watched through a pidfd in the node's own poll (no
+SIGCHLD handler, no polling timer). An app that crashes is started again after a backoff; one
+that exits 0 (stopped, or done) stays stopped.
 
 What should run is latched in ``appd.state``: a restarted appd reads its
 predecessor's word and starts those apps again; a fresh boot starts

@@ -36,7 +36,7 @@ class Ledd:
 
     def on_indicator(self, msg: Message) -> None:
         if msg.source != "shell":
-            return  # only the shell's word drives the LED (the broker enforces the table from issue 4 on)
+            return  # only the shell's word drives the LED (the broker lets only it and the developer's tools say it)
         self.want, self.cmd = msg.payload["on"], msg.payload["cmd"]
         self.reported = None  # every command is answered, even when nothing changed
         self.apply()
