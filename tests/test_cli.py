@@ -344,3 +344,20 @@ def test_lens_paths_names_where_photos_recordings_the_privacy_log_and_state_are(
     assert board["privacy_log"] == "/var/lib/lensos/shell/privacy-audit.jsonl"
     text = procs.run_lens("paths").stdout
     assert f"{state}/photos" in text and "take a photo" in text
+
+
+def test_the_readmes_shell_lines_run_as_written_after_activating_the_venv(procs, runtime):
+    """The README's ```sh lines after `make`: activate, then lens commands, typed into a plain shell."""
+    text = (REPO / "README.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in text.split("```sh\n")[1:]]
+    lines = [line.split("#", 1)[0].strip() for block in blocks for line in block.splitlines()]
+    typed = [line for line in lines if line and not line.startswith("make ")]
+    assert typed[0] == ". .venv/bin/activate" and all(line.startswith("lens ") for line in typed[1:]), typed
+    venv_bin = os.path.dirname(sys.executable)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p and os.path.abspath(p) != venv_bin)
+    if not (REPO / ".venv" / "bin").is_dir() or not os.path.samefile(REPO / ".venv" / "bin", venv_bin):
+        pytest.skip("the README's lines are for the venv `make` builds; this suite runs on another Python")
+    script = "\n".join([typed[0]] + [f"{line} --help >/dev/null || exit 1" for line in typed[1:]])
+    done = subprocess.run(["sh", "-c", script], cwd=REPO, env=procs.env(PATH=path), capture_output=True,
+                          text=True, timeout=DEADLINE_S * 3)
+    assert done.returncode == 0, done.stderr
