@@ -9,7 +9,7 @@ import sys
 
 from bus import bridge_cli
 from bus.errors import BusError, BusNotRunning
-from bus.node import Node
+from bus.node import Node, lanes_for
 from bus.runtime import Runtime
 from bus.textform import jsonable, message_json, message_line, parse_assignments
 from bus.topics import TOPICS, Kind, lookup
@@ -123,6 +123,8 @@ def cmd_broker(args) -> int:
 
 def cmd_sniff(args) -> int:
     prefixes = args.prefixes or [""]
+    for prefix in prefixes:
+        lanes_for(prefix)  # a prefix no topic has is named first, even with nothing running
     if args.remote:
         return bridge_cli.sniff_remote(args, prefixes)
     printed = 0
