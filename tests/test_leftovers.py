@@ -31,6 +31,7 @@ def test_the_tests_that_start_portaudio_leave_no_jack_db_in_dev_shm():
     out = done.stdout.splitlines()
     if any("skipped" in line for line in out):
         pytest.skip("PortAudio cannot open ALSA's null device here")
-    status = out.index("status=0")  # the audio test ran and passed
-    assert any(" passed" in line for line in out[:status]), done.stdout + done.stderr
+    # The audio test ran (its first step starts PortAudio); whether it passed is its own business.
+    status = next(i for i, line in enumerate(out) if line.startswith("status="))
+    assert any(" passed" in line or " failed" in line for line in out[:status]), done.stdout + done.stderr
     assert JACK_DB not in out[status + 1:], f"left behind: {out[status + 1:]}"
