@@ -248,7 +248,9 @@ NEEDS_THE_BUS = [("say", "hello"), ("status",), ("status", "--json"), ("app", "l
                  ("app", "stop", "camera"), ("bus", "sniff"), ("bus", "top", "--once"), ("bus", "list"),
                  ("bus", "call", "demo.echo.request", "text=x"), ("bus", "pub", "demo.tick", "n=1", "text=x"),
                  ("bus", "snapshot"), ("bus", "record", "-o", "/tmp/never.mcap"), ("bus", "record", "--snapshot", "5",
-                 "-o", "/tmp/never"), ("bus", "check", "--live"), ("power", "pull", "left"), ("led", "mend"), ("input", "tap"),
+                 "-o", "/tmp/never"), ("bus", "check", "--live"),
+                 ("bus", "bridge", "--listen", "tcp://127.0.0.1:0"),
+                 ("bus", "bridge", "--connect", "tcp://127.0.0.1:9", "--key", "/nonexistent", "--server-key=x"), ("power", "pull", "left"), ("led", "mend"), ("input", "tap"),
                  ("display", "snapshot", "-o", "/tmp/never.png"), ("camera", "show"), ("notify", "hello")]
 NOT_RUNNING = "lensos is not running (no broker on {}); start it with `make run` or `lens up`"
 
