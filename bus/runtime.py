@@ -118,6 +118,26 @@ class Runtime(NamedTuple):
     def lock_path(self) -> Path:
         return self.path("broker.lock")
 
+    def broker_gone(self) -> bool:
+        """True when no broker serves this directory for sure: no lock file (a broker removes it when it
+        stops), or the pid written in it is no process. False when one does or may (it is writing its pid
+        now; the file cannot be read). Never takes the lock, which would refuse a broker starting just then."""
+        try:
+            text = self.lock_path.read_text().strip()
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        if not text.isdigit():
+            return False
+        try:
+            os.kill(int(text), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # another user's broker (the board's): it exists
+            return False
+        return False
+
     @property
     def tap_path(self) -> Path:
         """The tap (bus.tap): a ring of what the broker forwards, there while a tool watches."""

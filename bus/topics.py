@@ -13,7 +13,7 @@ publish it, how often, how big a message may be, and its kind:
           chunks): small high-water marks on a lane of its own, so a flood
           of frames can never delay or drop state and events.
 
-Validation, the sniffer's columns, the broker's cache and (later) the
+Validation, the sniffer's columns, the broker's cache and checks, and the
 recorder's schemas all derive from this table; nothing else declares topics.
 """
 
@@ -70,7 +70,7 @@ class Topic:
         self.owner = owner  # the node allowed to publish it (for REQUEST: the node that serves it)
         self.rate_hz = rate_hz  # nominal rate; 0 means "on change"
         self.max_size = max_size or _DEFAULT_MAX_SIZE[kind]  # bytes of the encoded body
-        self.permission = permission  # permission a subscriber needs (enforced by the broker, issue 4)
+        self.permission = permission  # permission a subscriber needs (the broker enforces it: bus.gate)
         self.doc = doc
         self.reply = reply  # REQUEST only: fields of a successful reply's result
         self.reply_max_size = reply_max_size  # REQUEST only: bytes its reply may take (0: the kind's default)
@@ -352,7 +352,7 @@ _TABLE = [
     Topic("bench.blast", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="throughput traffic"),
     Topic("bench.report", Kind.EVENT, ANY_NODE, {"received": "int", "first_ns": "int", "last_ns": "int",
                                                   "drops": "int"}, doc="what the receiving side counted"),
-    # --- the demo publisher that `make run` starts until the daemons exist ----
+    # --- the demo publisher (python -m bus.demo): traffic on every lane for the bus's own tests ----
     Topic("demo.tick", Kind.EVENT, "demo", {"n": "int", "text": "str"}, rate_hz=1.0,
           doc="a counter, once a second"),
     Topic("demo.status", Kind.STATE, "demo", {"uptime_s": "float", "ticks": "int", "started_wall": "float"},

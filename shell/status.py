@@ -53,7 +53,9 @@ def render(found: dict[str, dict]) -> str:
                      f"({_secs(bridge['time_s'])} left)  load {power['load_w']:.2f} W")
     host = found.get("appd.state")
     if host is not None:
-        kept = "each a user of its own" if host["shared_user"] is None else f"NOT kept apart: {host['shared_user']}"
+        # Sharing appd's user is development's usual way (appd said why, and what would change it, when it
+        # started; --json has it): a fact here, not repeated as an alarm on every call.
+        kept = "each a user of its own" if host["shared_user"] is None else "sharing appd's user"
         lines.append(f"apps       {', '.join(host['running']) or '-'}   ({kept})")
     lines.append(f"ready      {', '.join(shell['ready']) or '-'}")
     alive = ", ".join(f"{name}[{info['pid']}]" for name, info in shell["nodes"].items())
