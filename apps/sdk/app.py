@@ -24,6 +24,7 @@ from bus import service
 from bus.envelope import Message
 from bus.errors import BusError, RequestFailed
 from bus.node import Node
+from bus.shellclient import Notices
 from bus.waiting import wait_for
 
 log = logging.getLogger("app")
@@ -44,7 +45,7 @@ class App:
         self.node = Node(app_id, runtime, heartbeat=service.HEARTBEAT_S)
         self.shell: dict = {}
         self.foreground = False
-        self.notices: list[dict] = []
+        self.notices = Notices()  # the shell's focus and capture notices to this app
         self.node.subscribe("shell.state", self._on_shell)
         self.node.subscribe("shell.focus.notice", self._on_notice)
         self.node.subscribe("shell.capture.notice", self._on_notice)
@@ -89,16 +90,14 @@ class App:
               cls: str | None = None) -> dict:
         """Ask for a resource; granted, queued or denied, with why. Camera and mic: returns once capture is
         granted (the LED confirmed), or raises Refused."""
-        mark = len(self.notices)
+        mark = self.notices.mark()
         cls = cls or ("foreground" if self.foreground else "background")  # a role of focus.toml may say more
         answer = self.ask("shell.focus.request", resource=resource, kind=kind, cls=cls, reason=reason or self.id,
                           purpose=purpose)
         if answer["status"] == "denied":
             raise Refused(answer["reason"])
         if resource in ("camera", "mic") and answer["status"] == "granted":
-            notice = self.wait(lambda: next((n for n in self.notices[mark:] if n["topic"] == "shell.capture.notice"
-                                             and n["resource"] == resource), None), GRANT_TIMEOUT_S,
-                               f"the {resource} grant")
+            notice = self.wait(lambda: self.notices.capture(mark, resource), GRANT_TIMEOUT_S, f"the {resource} grant")
             if notice["status"] != "granted":
                 raise Refused(f"{resource} capture {notice['status']}: {notice['reason']}")
         return answer
@@ -225,7 +224,7 @@ class App:
 
     def _on_notice(self, msg: Message) -> None:
         if msg.source == "shell" and msg.payload["owner"] == self.id:
-            self.notices = self.notices[-100:] + [dict(msg.payload, topic=msg.topic)]
+            self.notices.add(dict(msg.payload, topic=msg.topic))
             if msg.topic == "shell.focus.notice":
                 self.on_focus(msg.payload)
 

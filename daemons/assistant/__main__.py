@@ -30,7 +30,8 @@ from bus.node import Node
 from daemons.assistant.actions import ACTIONS, tools
 from daemons.assistant.intents import parse, strip_wake
 from daemons.assistant.llm import ChatClient, LlmError
-from daemons.assistant.steps import Ask, Cancelled, Notices, Runner, Sleep, StepTimeout, Until, Work
+from bus.shellclient import Notices
+from daemons.assistant.steps import Ask, Cancelled, Runner, Sleep, StepTimeout, Until, Work
 from daemons.assistant.stt import SttError, open_stt
 from policies.schema import PolicyError, load
 
@@ -53,7 +54,7 @@ class Assistantd:
         self.numbers = policy.assistant
         self.has_display = policy.has_display
         self.latest: dict[str, dict] = {}
-        self.notices = Notices()  # focus and capture notices to us, and what audiod played for us
+        self.notices = Notices(keep=50)  # focus and capture notices to us, and what audiod played for us
         self.runner = Runner(node, on_wake=self.show_partial)
         self.task = None
         self.queued: tuple | None = None  # (session, trigger, text, template) waiting for the running one to let go
@@ -274,7 +275,7 @@ class Assistantd:
         try:
             mark = self.notices.mark()
             self.node.publish("audio.speak", text=text, app=self.node.name, interrupt=True, id=session)
-            yield Until(lambda: self.seen(mark, topic="audio.played", id=session), 10 + len(text) / 5, "the answer")
+            yield Until(lambda: self.notices.seen(mark, "audio.played", id=session), 10 + len(text) / 5, "the answer")
         finally:
             yield from self.give_back("audio_out")
 
@@ -290,7 +291,7 @@ class Assistantd:
             if reply["status"] == "denied":
                 raise Unavailable(f"I can't use the {resource.replace('_', ' ')} now: {reply['reason']}")
             if reply["status"] == "queued":
-                yield Until(lambda: self.seen(mark, topic="shell.focus.notice", resource=resource,
+                yield Until(lambda: self.notices.seen(mark, "shell.focus.notice", resource=resource,
                                               status="granted"), grant_s, f"{resource} focus")
             if resource in ("mic", "camera"):
                 try:
@@ -306,7 +307,7 @@ class Assistantd:
         self.holding.add(resource)
 
     def capture_granted(self, mark: int, resource: str):
-        notice = self.seen(mark, topic="shell.capture.notice", resource=resource)
+        notice = self.notices.capture(mark, resource)
         if notice and notice["status"] != "granted":
             raise Unavailable(f"The {resource} was refused: {notice['reason']}.")
         return notice
@@ -319,12 +320,6 @@ class Assistantd:
             yield Ask("shell.release.request", {"resource": resource})
         except BusError as exc:
             log.warning("releasing %s: %s", resource, exc)
-
-    def seen(self, mark: int, topic: str, **match) -> dict | None:
-        for notice in self.notices.since(mark):
-            if notice["topic"] == topic and all(notice.get(k) == v for k, v in match.items()):
-                return notice
-        return None
 
     # --- showing -------------------------------------------------------------------------------------
     def card(self, title: str, body: str, progress: float | None):

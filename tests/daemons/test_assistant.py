@@ -14,7 +14,6 @@ import pytest
 from daemons.assistant.actions import ACTIONS, tools
 from daemons.assistant.intents import parse, strip_wake
 from daemons.assistant.llm import ChatClient, LlmError
-from daemons.assistant.steps import Notices
 from tests.daemons.llm_server import LlmServer, sse, text_chunks, tool_chunks
 from tests.conftest import REPO
 from tests.system import FAST, System, running
@@ -50,22 +49,6 @@ def test_the_wake_phrase_is_taken_off_the_front_and_only_there():
     assert strip_wake("hey lens", "hey lens") == ""
     assert strip_wake("hey lensman", "hey lens") is None
     assert strip_wake("what time is it, hey lens", "hey lens") is None
-
-
-def test_notices_after_a_mark_are_found_however_many_were_forgotten():
-    # Sessions wait for "a grant since I asked": with the oldest forgotten, a list index as the mark
-    # pointed past the end once the list was full, and the grant was never seen (a flaky test's cause).
-    notices = Notices(keep=5)
-    for i in range(5):
-        notices.add({"n": i})
-    mark = notices.mark()
-    assert notices.since(mark) == []
-    notices.add({"n": 5})
-    assert notices.since(mark) == [{"n": 5}]
-    for i in range(6, 20):
-        notices.add({"n": i})
-    assert [n["n"] for n in notices.since(mark)] == [15, 16, 17, 18, 19]  # newer, and still kept
-    assert [n["n"] for n in notices.since(notices.mark() - 2)] == [18, 19]
 
 
 def test_every_action_is_a_tool_with_an_object_schema():
