@@ -9,6 +9,11 @@ manifest does not declare, camerad and audiod refuse capture the shell did
 not grant, whoever sends the request. A refusal comes back as an exception
 with the reason (``Refused``), and a permission refusal also as
 ``on_permission_denied``.
+
+What the assistant hands to an app ("what is this?", "play music") arrives
+as ``on_assistant(action, args)``; whatever the app then shows or says (its
+last card, toast or speech), or the text it returns, goes back to the
+assistant as the session's answer: what `lens say` prints.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class App:
         self.node.subscribe("app.permission.denied", self._on_denied)
         self.node.subscribe("input.gesture", self._on_gesture)
         self.node.subscribe("camera.state", self._on_camera)
+        self.node.subscribe("assistant.action", self._on_action)
+        self._told: str | None = None  # while an assistant's action is handled: the last thing shown or said
         self.camera: dict = {}  # camerad's latest word: mode, owner, the session's ring number
         self._ring = None  # bus.ring.Ring while the camera is open (numpy only for apps that look)
         self._frame: dict | None = None  # the newest descriptor of a frame taken for this app
@@ -65,6 +72,7 @@ class App:
     def on_gesture(self, gesture: str) -> None: ...
     def on_focus(self, notice: dict) -> None: ...
     def on_permission_denied(self, event: dict) -> None: ...
+    def on_assistant(self, action: str, args: dict) -> str | None: ...  # None: what it showed or said answers
 
     # --- calls ----------------------------------------------------------------------------
     def ask(self, topic: str, timeout: float = 3.0, **fields) -> dict:
@@ -111,6 +119,7 @@ class App:
         self.ask("shell.release.request", resource=resource)
 
     def card(self, card_id: str, title: str, body: str | None = None, **extra) -> dict:
+        self._tell(title, body, *(extra.get("items") or ()))
         return self.ask("display.card.request", id=card_id, title=title, body=body, **extra)
 
     def clear(self, card_id: str | None = None) -> None:
@@ -125,11 +134,13 @@ class App:
         if not self.has_display:
             self.speak(f"{title}. {body}" if body else title)
             return
+        self._tell(title, body)
         self.focus("display", "transient", "toast", cls=cls)
         self.card("toast", title, body, ttl_s=seconds)
         self.node.after(seconds, lambda: self._release_quietly("display"))
 
     def speak(self, text: str, interrupt: bool = False) -> None:
+        self._tell(text)
         self.node.publish("audio.speak", text=text, app=self.id, interrupt=interrupt)
 
     def photo(self) -> str:
@@ -227,6 +238,29 @@ class App:
             self.notices.add(dict(msg.payload, topic=msg.topic))
             if msg.topic == "shell.focus.notice":
                 self.on_focus(msg.payload)
+
+    def _on_action(self, msg: Message) -> None:
+        """An action the assistant handed to this app; the wearer's answer goes back with its session."""
+        p = msg.payload
+        if msg.source != "assistantd" or p["app"] != self.id:
+            return
+        self._told = ""
+        try:
+            told = self.on_assistant(p["action"], p["args"]) or self._told
+        except (Refused, BusError) as exc:
+            told = f"{self.manifest.name}: {exc}"
+            self.speak(told)
+        finally:
+            self._told = None
+        try:
+            self.ask("assistant.told.request", session=p["session"],
+                     text=told or f"{self.manifest.name}: nothing to do for {p['action']}.")
+        except (Refused, BusError) as exc:  # the session is over (the wearer asked something else)
+            log.info("%s: answering session %s: %s", self.id, p["session"], exc)
+
+    def _tell(self, *parts: str | None) -> None:
+        if self._told is not None:
+            self._told = " ".join(p if p[-1] in ".?!…:" else p + "." for p in (q.strip() for q in parts if q) if p)
 
     def _on_denied(self, msg: Message) -> None:
         if msg.source == "shell" and msg.payload["app"] == self.id:

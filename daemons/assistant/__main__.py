@@ -70,6 +70,9 @@ class Assistantd:
         self.recording = False
         self.holding: set[str] = set()  # resources taken and not yet given back (losing one cancels)
         self.reported: dict | None = None
+        self.awaiting: tuple[str, str] | None = None  # (session, app) whose answer an action waits for
+        self.told: str | None = None  # what that app told the wearer
+        self.answered_by: str | None = None  # the app that gave this session's answer (it showed it already)
         for topic in STATE_SOURCES:
             node.subscribe(topic, self.on_state)
         node.subscribe("shell.focus.notice", self.on_notice)
@@ -81,6 +84,7 @@ class Assistantd:
         node.serve("assistant.say.request", self.on_say)
         node.serve("assistant.listen.request", self.on_listen)
         node.serve("assistant.clear.request", lambda msg: {"cleared": self.forget()})
+        node.serve("assistant.told.request", self.on_told)
 
     # --- what others say ------------------------------------------------------------------
     def on_state(self, msg: Message) -> None:
@@ -142,6 +146,14 @@ class Assistantd:
             raise RequestRefused("the template must say where what is heard goes: {heard}")
         return {"session": self.begin(f"app {msg.source}", None, template=template)}
 
+    def on_told(self, msg: Message) -> dict:
+        session = msg.payload["session"]
+        if self.awaiting != (session, msg.source):
+            raise RequestRefused(f"no session {session} waits for an answer from {msg.source}")
+        self.told, self.answered_by = msg.payload["text"], msg.source
+        self.runner.poll()
+        return {}
+
     # --- a session ------------------------------------------------------------------------------
     def begin(self, trigger: str, text: str | None, session: str | None = None, template: str = "{heard}") -> str:
         """Start a session; one still running is cancelled first and this one starts when it has let go."""
@@ -157,6 +169,7 @@ class Assistantd:
         (session, trigger, text, self.template), self.queued = self.queued, None
         self.session_id, self.trigger = session, trigger
         self.said, self.heard_final = text, None
+        self.told = self.answered_by = None
         self.task = self.runner.start(self.converse(session), lambda result, error: self.ended(session, error))
 
     def ended(self, session: str, error: BaseException | None) -> None:
@@ -196,7 +209,7 @@ class Assistantd:
         try:
             self.node.publish("assistant.answer", session=session, text=text, source=source, action=action,
                               status=status)
-            if text and status != "interrupted":
+            if text and status != "interrupted" and not (source == "offline" and self.answered_by):
                 self.set_phase("answering", status)
                 yield from self.answer(session, text)
         except (Cancelled, BusError, StepTimeout) as exc:
@@ -268,6 +281,8 @@ class Assistantd:
 
     def answer(self, session: str, text: str):
         if self.has_display:
+            if "display" not in self.holding:  # given to an app the LLM asked to act
+                yield from self.take("display")
             yield from self.card("Assistant", text, progress=None)
             yield Sleep(self.numbers["answer"]["card_s"])
             return
