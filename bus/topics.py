@@ -319,7 +319,8 @@ _TABLE = [
           doc="the app handed an assistant.action says what it told the wearer (its card or speech): the "
               "session's answer; refused from any other app, or when the session is over"),
     Topic("assistant.wake", Kind.EVENT, "assistantd", {"session": "str"}, max_size=512,
-          doc="the wake phrase was heard: the shell wakes the glasses as for a tap"),
+          doc="the wearer asked the assistant (the wake phrase, the temple held, `lens say`, an app's listen "
+              "request): the shell wakes the glasses as for a tap"),
     # --- apps ---------------------------------------------------------------------------------------------
     Topic("shell.app.request", Kind.REQUEST, "shell", {"app": "str", "action": "str"},
           reply={"status": "str"},

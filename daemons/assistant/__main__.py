@@ -133,9 +133,7 @@ class Assistantd:
             return {"session": self.session_id, "listening": True}
         rest = strip_wake(text, self.numbers["trigger"]["wake_phrase"])
         if rest is not None:
-            session = os.urandom(4).hex()
-            self.node.publish("assistant.wake", session=session)  # before the mic request: sleep refuses capture
-            self.begin("wake_phrase", rest or None, session)
+            session = self.begin("wake_phrase", rest or None)
         else:
             session = self.begin("say", text)
         return {"session": session, "listening": self.phase == "listening"}
@@ -156,8 +154,11 @@ class Assistantd:
 
     # --- a session ------------------------------------------------------------------------------
     def begin(self, trigger: str, text: str | None, session: str | None = None, template: str = "{heard}") -> str:
-        """Start a session; one still running is cancelled first and this one starts when it has let go."""
+        """Start a session; one still running is cancelled first and this one starts when it has let go.
+        The wearer asked: the glasses wake (before any request of the session: sleep refuses capture, and
+        the app an action is handed to must find them awake too)."""
         session = session or os.urandom(4).hex()
+        self.node.publish("assistant.wake", session=session)
         self.queued = (session, trigger, text, template)
         if self.task is not None:
             self.task.cancel("the wearer asked something else")

@@ -237,6 +237,27 @@ def test_g1_the_answer_is_spoken_and_the_wake_phrase_wakes_the_glasses(procs, ru
 
 
 @pytest.mark.slow
+def test_a_request_without_the_wake_phrase_wakes_sleeping_or_dimmed_glasses(procs, runtime, tmp_path):
+    # G1 has no display to claim, whose transient claim woke S1 by the way: asked while asleep, the mic
+    # was refused ("the glasses are asleep") right after the wearer asked; and asked while dimmed, the
+    # glasses stayed dimmed (idle).
+    changes = copy.deepcopy(CHANGES)
+    changes["system.toml"]["idle"] = {"dim_after_s": 1.0, "sleep_after_s": 1.0}
+    system = assistant_system(procs, runtime, tmp_path, model="g1", changes=changes)
+    user = system.watcher
+    user.wait_state(lambda s: s["state"] == "sleep", "asleep after the idle timeouts")
+    answer = say(user, "what time is it")
+    assert answer["status"] == "answered" and answer["text"].startswith("It is "), answer
+    mark = len(user.log)
+    user.wait(lambda: [m for m in user.log[mark:] if m.topic == "shell.state" and m.payload["state"] == "idle"],
+              "dimmed again after a while")
+    mark = len(user.log)
+    say(user, "what's my battery")
+    user.wait(lambda: [m for m in user.log[mark:] if m.topic == "shell.state" and m.payload["state"] == "active"],
+              "awake again for the question")
+
+
+@pytest.mark.slow
 def test_an_incoming_call_takes_the_mic_from_the_listening_assistant(procs, runtime, tmp_path):
     system = assistant_system(procs, runtime, tmp_path)
     user = system.watcher
