@@ -65,11 +65,12 @@ def render(found: dict[str, dict]) -> str:
 def render_log(sessions: list[dict]) -> str:
     if not sessions:
         return "no capture sessions recorded"
-    rows = ["START                END                  WHO          WHAT    SECONDS  FRAMES  WHY / ENDED"]
+    rows = ["START                END                  WHO          WHAT    SECONDS  TAKEN         WHY / ENDED"]
     for s in sessions:
         end = _when(s["end"]) if s["end"] else "(still capturing)"
+        taken = f"{s.get('audio_s') or 0:.1f} s audio" if s["resource"] == "mic" else f"{s['frames'] or 0} frames"
         rows.append(f"{_when(s['start']):<20} {end:<20} {s['owner'] or '?':<12} {s['resource'] or '?':<7} "
-                    f"{s['seconds'] or 0:>7.1f}  {s['frames'] or 0:>6}  {s['reason'] or ''}"
+                    f"{s['seconds'] or 0:>7.1f}  {taken:<12}  {s['reason'] or ''}"
                     + (f" / {s['why_ended']}" if s["why_ended"] else ""))
     return "\n".join(rows)
 
