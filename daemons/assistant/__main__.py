@@ -308,7 +308,7 @@ class Assistantd:
                 raise Unavailable(f"I can't use the {resource.replace('_', ' ')} now: {reply['reason']}")
             if reply["status"] == "queued":
                 yield Until(lambda: self.notices.seen(mark, "shell.focus.notice", resource=resource,
-                                              status="granted"), grant_s, f"{resource} focus")
+                                                      status="granted"), grant_s, f"{resource} focus")
             if resource in ("mic", "camera"):
                 try:
                     yield Until(lambda: self.capture_granted(mark, resource), grant_s, f"the {resource} grant")

@@ -128,7 +128,8 @@ def handed_over(a, action: str, **args) -> Generator:
             yield Until(lambda: a.alive(app), APP_START_S, f"the {app} app to start")
         except (BusError, StepTimeout) as exc:
             return f"The {app} app cannot start: {exc}."
-    yield from a.give_back("display")  # the app shows its answer itself, with nothing of ours over it
+    if "display" in a.holding:
+        yield from a.give_back("display")  # the app shows its answer itself, with nothing of ours over it
     a.awaiting, a.told = (a.session_id, app), None
     try:
         a.node.publish("assistant.action", session=a.session_id, action=action, args=args, app=app)
