@@ -157,6 +157,30 @@ def test_a_session_cancelled_before_the_grant_arrives_gives_the_mic_back_first()
         assistant.runner.close()
 
 
+def test_only_the_app_handed_the_action_answers_it_and_only_for_its_session():
+    from bus.envelope import Message
+    from bus.errors import RequestRefused
+    from daemons.assistant.__main__ import Assistantd
+    from daemons.assistant.stt import TextStt
+    from policies.schema import load
+    assistant = Assistantd(HeldNode(), load(REPO / "policies", "s1"), TextStt(), None)
+    try:
+        def told(source, session="s1"):
+            return assistant.on_told(Message("assistant.told.request", source, 1, 1, 0, 0,
+                                             {"cid": 1, "session": session, "text": "Cola. ¥3.50."}, b""))
+        with pytest.raises(RequestRefused, match="no session s1 waits for an answer from lens"):
+            told("lens")  # nothing handed over
+        assistant.awaiting = ("s1", "lens")
+        with pytest.raises(RequestRefused, match="from music"):
+            told("music")
+        with pytest.raises(RequestRefused, match="no session s0"):
+            told("lens", "s0")
+        assert assistant.told is None
+        assert told("lens") == {} and (assistant.told, assistant.answered_by) == ("Cola. ¥3.50.", "lens")
+    finally:
+        assistant.runner.close()
+
+
 # --- whole sessions over the real bus -------------------------------------------------------------------
 CHANGES = copy.deepcopy(FAST)
 CHANGES["focus.toml"]["roles"] = {"+phone": "call"}
