@@ -134,7 +134,6 @@ class App:
         if not self.has_display:
             self.speak(f"{title}. {body}" if body else title)
             return
-        self._tell(title, body)
         self.focus("display", "transient", "toast", cls=cls)
         self.card("toast", title, body, ttl_s=seconds)
         self.node.after(seconds, lambda: self._release_quietly("display"))
