@@ -68,7 +68,9 @@ def render_log(sessions: list[dict]) -> str:
     rows = ["START                END                  WHO          WHAT    SECONDS  TAKEN         WHY / ENDED"]
     for s in sessions:
         end = _when(s["end"]) if s["end"] else "(still capturing)"
-        taken = f"{s.get('audio_s') or 0:.1f} s audio" if s["resource"] == "mic" else f"{s['frames'] or 0} frames"
+        frames = s["frames"] or 0
+        taken = f"{s.get('audio_s') or 0:.1f} s audio" if s["resource"] == "mic" else \
+            f"{frames} frame{'' if frames == 1 else 's'}"
         rows.append(f"{_when(s['start']):<20} {end:<20} {s['owner'] or '?':<12} {s['resource'] or '?':<7} "
                     f"{s['seconds'] or 0:>7.1f}  {taken:<12}  {s['reason'] or ''}"
                     + (f" / {s['why_ended']}" if s["why_ended"] else ""))
