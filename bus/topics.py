@@ -317,9 +317,14 @@ _TABLE = [
               "refused, unheard"),
     Topic("assistant.action", Kind.EVENT, "assistantd",
           {"session": "str", "action": "str", "args": "dict", "app": "str"},
-          doc="an action that belongs to an app (identify, music, notifications): the app does it and answers"),
+          doc="an action that belongs to an app (identify, music, notifications): the app does it and answers "
+              "with assistant.told.request"),
+    Topic("assistant.told.request", Kind.REQUEST, "assistantd", {"session": "str", "text": "str"}, reply={},
+          doc="the app handed an assistant.action says what it told the wearer (its card or speech): the "
+              "session's answer; refused from any other app, or when the session is over"),
     Topic("assistant.wake", Kind.EVENT, "assistantd", {"session": "str"}, max_size=512,
-          doc="the wake phrase was heard: the shell wakes the glasses as for a tap"),
+          doc="the wearer asked the assistant (the wake phrase, the temple held, `lens say`, an app's listen "
+              "request): the shell wakes the glasses as for a tap"),
     # --- apps ---------------------------------------------------------------------------------------------
     Topic("shell.app.request", Kind.REQUEST, "shell", {"app": "str", "action": "str"},
           reply={"status": "str"},

@@ -162,7 +162,6 @@ SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
             "backlight_dir": Rule("str", doc="the panel's /sys/class/backlight/<name> ('' to dim the pixels)"),
             "font": Rule("str", doc="TrueType font of the HUD and cards"),
             "cards_per_app": Rule("int", 1, 100, doc="cards kept per app"),
-            "toast_s": Rule("float", 0.5, 60.0, doc="how long a toast stays by default"),
         },
         "audio": {
             "out_device": Rule("str", doc="PortAudio output device name ('' for the default; real backend)"),

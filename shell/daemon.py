@@ -137,10 +137,12 @@ class ShellDaemon:
     def on_counted(self, msg: Message) -> None:
         """The capturing daemon's count of what a session took, added to its audit record."""
         p = msg.payload
-        counts = {"camerad": ("frames",), "audiod": ("blocks",)}.get(msg.source)
-        if counts and p.get("session"):
+        # (field in the message, field in the record): the mic's seconds are audio taken, not the session's
+        counts = {"camerad": (("frames", "frames"),), "audiod": (("blocks", "blocks"), ("seconds", "audio_s"))}
+        if msg.source in counts and p.get("session"):
             self.audit.append({"event": "counted", "session": p["session"], "owner": p["owner"],
-                               **{k: p[k] for k in counts}, "by": msg.source, "wall": time.time()})
+                               **{kept: p[field] for field, kept in counts[msg.source]}, "by": msg.source,
+                               "wall": time.time()})
 
     def on_focus_request(self, msg: Message) -> dict:
         p, now = msg.payload, time.monotonic()

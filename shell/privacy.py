@@ -171,12 +171,13 @@ class AuditLog:
             sid = record.get("session")
             if record.get("event") == "start":
                 rows[sid] = {k: record.get(k) for k in ("session", "owner", "resource", "reason")}
-                rows[sid].update(start=record.get("wall"), end=None, frames=0, blocks=0, seconds=0.0,
-                                why_ended=None)
+                rows[sid].update(start=record.get("wall"), end=None, frames=0, blocks=0, audio_s=0.0, seconds=0.0,
+                                 why_ended=None)
             elif record.get("event") == "end" and sid in rows:
                 rows[sid].update(end=record.get("wall"), seconds=record.get("seconds", 0.0),
                                  why_ended=record.get("why"))
             elif record.get("event") == "counted" and sid in rows:  # the capturing daemon's tally
                 rows[sid]["frames"] += record.get("frames", 0)  # camera
                 rows[sid]["blocks"] += record.get("blocks", 0)  # mic
+                rows[sid]["audio_s"] = round(rows[sid]["audio_s"] + record.get("audio_s", 0.0), 3)  # mic
         return list(rows.values())

@@ -28,7 +28,6 @@ class Notifications(App):
         self.unread = 0
         self.chiming = False
         self.node.subscribe("phone.notification", self.on_notification)
-        self.node.subscribe("assistant.action", self.on_action)
         self.node.subscribe("audio.played", self.on_played)
 
     def on_start(self) -> None:
@@ -59,9 +58,9 @@ class Notifications(App):
             self.chiming = False
             self._release_quietly("audio_out")  # the music comes back up
 
-    def on_action(self, msg: Message) -> None:
-        if msg.source == "assistantd" and msg.payload["app"] == self.id:
-            self.show_list()
+    def on_assistant(self, action: str, args: dict) -> str | None:
+        self.show_list()  # the list shown (G1: read) is the answer
+        return None
 
     def on_gesture(self, gesture: str) -> None:
         if gesture in ("swipe_forward", "swipe_back", "tap"):

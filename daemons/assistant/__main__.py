@@ -30,7 +30,8 @@ from bus.node import Node
 from daemons.assistant.actions import ACTIONS, tools
 from daemons.assistant.intents import parse, strip_wake
 from daemons.assistant.llm import ChatClient, LlmError
-from daemons.assistant.steps import Ask, Cancelled, Notices, Runner, Sleep, StepTimeout, Until, Work
+from bus.shellclient import Notices
+from daemons.assistant.steps import Ask, Cancelled, Runner, Sleep, StepTimeout, Until, Work
 from daemons.assistant.stt import SttError, open_stt
 from policies.schema import PolicyError, load
 
@@ -53,7 +54,7 @@ class Assistantd:
         self.numbers = policy.assistant
         self.has_display = policy.has_display
         self.latest: dict[str, dict] = {}
-        self.notices = Notices()  # focus and capture notices to us, and what audiod played for us
+        self.notices = Notices(keep=50)  # focus and capture notices to us, and what audiod played for us
         self.runner = Runner(node, on_wake=self.show_partial)
         self.task = None
         self.queued: tuple | None = None  # (session, trigger, text, template) waiting for the running one to let go
@@ -69,6 +70,9 @@ class Assistantd:
         self.recording = False
         self.holding: set[str] = set()  # resources taken and not yet given back (losing one cancels)
         self.reported: dict | None = None
+        self.awaiting: tuple[str, str] | None = None  # (session, app) whose answer an action waits for
+        self.told: str | None = None  # what that app told the wearer
+        self.answered_by: str | None = None  # the app that gave this session's answer (it showed it already)
         for topic in STATE_SOURCES:
             node.subscribe(topic, self.on_state)
         node.subscribe("shell.focus.notice", self.on_notice)
@@ -80,6 +84,7 @@ class Assistantd:
         node.serve("assistant.say.request", self.on_say)
         node.serve("assistant.listen.request", self.on_listen)
         node.serve("assistant.clear.request", lambda msg: {"cleared": self.forget()})
+        node.serve("assistant.told.request", self.on_told)
 
     # --- what others say ------------------------------------------------------------------
     def on_state(self, msg: Message) -> None:
@@ -128,9 +133,7 @@ class Assistantd:
             return {"session": self.session_id, "listening": True}
         rest = strip_wake(text, self.numbers["trigger"]["wake_phrase"])
         if rest is not None:
-            session = os.urandom(4).hex()
-            self.node.publish("assistant.wake", session=session)  # before the mic request: sleep refuses capture
-            self.begin("wake_phrase", rest or None, session)
+            session = self.begin("wake_phrase", rest or None)
         else:
             session = self.begin("say", text)
         return {"session": session, "listening": self.phase == "listening"}
@@ -141,10 +144,21 @@ class Assistantd:
             raise RequestRefused("the template must say where what is heard goes: {heard}")
         return {"session": self.begin(f"app {msg.source}", None, template=template)}
 
+    def on_told(self, msg: Message) -> dict:
+        session = msg.payload["session"]
+        if self.awaiting != (session, msg.source):
+            raise RequestRefused(f"no session {session} waits for an answer from {msg.source}")
+        self.told, self.answered_by = msg.payload["text"], msg.source
+        self.runner.poll()
+        return {}
+
     # --- a session ------------------------------------------------------------------------------
     def begin(self, trigger: str, text: str | None, session: str | None = None, template: str = "{heard}") -> str:
-        """Start a session; one still running is cancelled first and this one starts when it has let go."""
+        """Start a session; one still running is cancelled first and this one starts when it has let go.
+        The wearer asked: the glasses wake (before any request of the session: sleep refuses capture, and
+        the app an action is handed to must find them awake too)."""
         session = session or os.urandom(4).hex()
+        self.node.publish("assistant.wake", session=session)
         self.queued = (session, trigger, text, template)
         if self.task is not None:
             self.task.cancel("the wearer asked something else")
@@ -156,6 +170,7 @@ class Assistantd:
         (session, trigger, text, self.template), self.queued = self.queued, None
         self.session_id, self.trigger = session, trigger
         self.said, self.heard_final = text, None
+        self.told = self.answered_by = None
         self.task = self.runner.start(self.converse(session), lambda result, error: self.ended(session, error))
 
     def ended(self, session: str, error: BaseException | None) -> None:
@@ -195,7 +210,7 @@ class Assistantd:
         try:
             self.node.publish("assistant.answer", session=session, text=text, source=source, action=action,
                               status=status)
-            if text and status != "interrupted":
+            if text and status != "interrupted" and not (source == "offline" and self.answered_by):
                 self.set_phase("answering", status)
                 yield from self.answer(session, text)
         except (Cancelled, BusError, StepTimeout) as exc:
@@ -267,6 +282,8 @@ class Assistantd:
 
     def answer(self, session: str, text: str):
         if self.has_display:
+            if "display" not in self.holding:  # given to an app the LLM asked to act
+                yield from self.take("display")
             yield from self.card("Assistant", text, progress=None)
             yield Sleep(self.numbers["answer"]["card_s"])
             return
@@ -274,7 +291,7 @@ class Assistantd:
         try:
             mark = self.notices.mark()
             self.node.publish("audio.speak", text=text, app=self.node.name, interrupt=True, id=session)
-            yield Until(lambda: self.seen(mark, topic="audio.played", id=session), 10 + len(text) / 5, "the answer")
+            yield Until(lambda: self.notices.seen(mark, "audio.played", id=session), 10 + len(text) / 5, "the answer")
         finally:
             yield from self.give_back("audio_out")
 
@@ -290,8 +307,8 @@ class Assistantd:
             if reply["status"] == "denied":
                 raise Unavailable(f"I can't use the {resource.replace('_', ' ')} now: {reply['reason']}")
             if reply["status"] == "queued":
-                yield Until(lambda: self.seen(mark, topic="shell.focus.notice", resource=resource,
-                                              status="granted"), grant_s, f"{resource} focus")
+                yield Until(lambda: self.notices.seen(mark, "shell.focus.notice", resource=resource,
+                                                      status="granted"), grant_s, f"{resource} focus")
             if resource in ("mic", "camera"):
                 try:
                     yield Until(lambda: self.capture_granted(mark, resource), grant_s, f"the {resource} grant")
@@ -306,7 +323,7 @@ class Assistantd:
         self.holding.add(resource)
 
     def capture_granted(self, mark: int, resource: str):
-        notice = self.seen(mark, topic="shell.capture.notice", resource=resource)
+        notice = self.notices.capture(mark, resource)
         if notice and notice["status"] != "granted":
             raise Unavailable(f"The {resource} was refused: {notice['reason']}.")
         return notice
@@ -319,12 +336,6 @@ class Assistantd:
             yield Ask("shell.release.request", {"resource": resource})
         except BusError as exc:
             log.warning("releasing %s: %s", resource, exc)
-
-    def seen(self, mark: int, topic: str, **match) -> dict | None:
-        for notice in self.notices.since(mark):
-            if notice["topic"] == topic and all(notice.get(k) == v for k, v in match.items()):
-                return notice
-        return None
 
     # --- showing -------------------------------------------------------------------------------------
     def card(self, title: str, body: str, progress: float | None):

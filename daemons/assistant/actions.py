@@ -4,7 +4,8 @@ Each row is an action: its description and parameters (what the LLM is
 shown as a tool) and a step generator (``steps``) that does it on the bus
 and returns the sentence to answer with. Actions that belong to an app
 (music, the lens, notifications) are handed to that app as an
-``assistant.action`` event; the answer says whether anyone is there to take it.
+``assistant.action`` event; the app answers with what it told the wearer
+(``assistant.told.request``), and that is the session's answer.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from bus.errors import BusError
 from daemons.assistant.steps import Ask, StepTimeout, Until
 
 APP_START_S = 10.0  # an app asked for by voice has this long to come up
+APP_ANSWER_S = 30.0  # and this long to answer what it was handed (a look, an online shop's answer)
 
 PHRASEBOOK = Path(__file__).with_name("phrasebook.toml")
 
@@ -116,7 +118,7 @@ def forget(a) -> Generator:
 
 def handed_over(a, action: str, **args) -> Generator:
     """An app's action: started first when it is not running (pausing what is not playing starts nothing),
-    then published for it; the app answers itself."""
+    then published for it; the app shows or says the answer itself and tells us what it was."""
     app = ACTIONS[action].app
     if not a.alive(app):
         if not ACTIONS[action].starts:
@@ -126,8 +128,16 @@ def handed_over(a, action: str, **args) -> Generator:
             yield Until(lambda: a.alive(app), APP_START_S, f"the {app} app to start")
         except (BusError, StepTimeout) as exc:
             return f"The {app} app cannot start: {exc}."
-    a.node.publish("assistant.action", session=a.session_id, action=action, args=args, app=app)
-    return ""
+    if "display" in a.holding:
+        yield from a.give_back("display")  # the app shows its answer itself, with nothing of ours over it
+    a.awaiting, a.told = (a.session_id, app), None
+    try:
+        a.node.publish("assistant.action", session=a.session_id, action=action, args=args, app=app)
+        return (yield Until(lambda: a.told, APP_ANSWER_S, f"the {app} app's answer"))
+    except StepTimeout:
+        return f"The {app} app did not answer."
+    finally:
+        a.awaiting = None
 
 
 def _app_action(name: str, app: str, doc: str, starts: bool = True, **params) -> Action:

@@ -14,7 +14,6 @@ import pytest
 from daemons.assistant.actions import ACTIONS, tools
 from daemons.assistant.intents import parse, strip_wake
 from daemons.assistant.llm import ChatClient, LlmError
-from daemons.assistant.steps import Notices
 from tests.daemons.llm_server import LlmServer, sse, text_chunks, tool_chunks
 from tests.conftest import REPO
 from tests.system import FAST, System, running
@@ -50,22 +49,6 @@ def test_the_wake_phrase_is_taken_off_the_front_and_only_there():
     assert strip_wake("hey lens", "hey lens") == ""
     assert strip_wake("hey lensman", "hey lens") is None
     assert strip_wake("what time is it, hey lens", "hey lens") is None
-
-
-def test_notices_after_a_mark_are_found_however_many_were_forgotten():
-    # Sessions wait for "a grant since I asked": with the oldest forgotten, a list index as the mark
-    # pointed past the end once the list was full, and the grant was never seen (a flaky test's cause).
-    notices = Notices(keep=5)
-    for i in range(5):
-        notices.add({"n": i})
-    mark = notices.mark()
-    assert notices.since(mark) == []
-    notices.add({"n": 5})
-    assert notices.since(mark) == [{"n": 5}]
-    for i in range(6, 20):
-        notices.add({"n": i})
-    assert [n["n"] for n in notices.since(mark)] == [15, 16, 17, 18, 19]  # newer, and still kept
-    assert [n["n"] for n in notices.since(notices.mark() - 2)] == [18, 19]
 
 
 def test_every_action_is_a_tool_with_an_object_schema():
@@ -174,6 +157,30 @@ def test_a_session_cancelled_before_the_grant_arrives_gives_the_mic_back_first()
         assistant.runner.close()
 
 
+def test_only_the_app_handed_the_action_answers_it_and_only_for_its_session():
+    from bus.envelope import Message
+    from bus.errors import RequestRefused
+    from daemons.assistant.__main__ import Assistantd
+    from daemons.assistant.stt import TextStt
+    from policies.schema import load
+    assistant = Assistantd(HeldNode(), load(REPO / "policies", "s1"), TextStt(), None)
+    try:
+        def told(source, session="s1"):
+            return assistant.on_told(Message("assistant.told.request", source, 1, 1, 0, 0,
+                                             {"cid": 1, "session": session, "text": "Cola. ¥3.50."}, b""))
+        with pytest.raises(RequestRefused, match="no session s1 waits for an answer from lens"):
+            told("lens")  # nothing handed over
+        assistant.awaiting = ("s1", "lens")
+        with pytest.raises(RequestRefused, match="from music"):
+            told("music")
+        with pytest.raises(RequestRefused, match="no session s0"):
+            told("lens", "s0")
+        assert assistant.told is None
+        assert told("lens") == {} and (assistant.told, assistant.answered_by) == ("Cola. ¥3.50.", "lens")
+    finally:
+        assistant.runner.close()
+
+
 # --- whole sessions over the real bus -------------------------------------------------------------------
 CHANGES = copy.deepcopy(FAST)
 CHANGES["focus.toml"]["roles"] = {"+phone": "call"}
@@ -251,6 +258,27 @@ def test_g1_the_answer_is_spoken_and_the_wake_phrase_wakes_the_glasses(procs, ru
     assert ["ducked"] in song, "the music ducked under the answer"
     user.wait(lambda: [s for s in user.latest["audio.state"]["streams"] if s["id"] == "song"
                        and s["status"] == "playing"], "and came back")
+
+
+@pytest.mark.slow
+def test_a_request_without_the_wake_phrase_wakes_sleeping_or_dimmed_glasses(procs, runtime, tmp_path):
+    # G1 has no display to claim, whose transient claim woke S1 by the way: asked while asleep, the mic
+    # was refused ("the glasses are asleep") right after the wearer asked; and asked while dimmed, the
+    # glasses stayed dimmed (idle).
+    changes = copy.deepcopy(CHANGES)
+    changes["system.toml"]["idle"] = {"dim_after_s": 1.0, "sleep_after_s": 1.0}
+    system = assistant_system(procs, runtime, tmp_path, model="g1", changes=changes)
+    user = system.watcher
+    user.wait_state(lambda s: s["state"] == "sleep", "asleep after the idle timeouts")
+    answer = say(user, "what time is it")
+    assert answer["status"] == "answered" and answer["text"].startswith("It is "), answer
+    mark = len(user.log)
+    user.wait(lambda: [m for m in user.log[mark:] if m.topic == "shell.state" and m.payload["state"] == "idle"],
+              "dimmed again after a while")
+    mark = len(user.log)
+    say(user, "what's my battery")
+    user.wait(lambda: [m for m in user.log[mark:] if m.topic == "shell.state" and m.payload["state"] == "active"],
+              "awake again for the question")
 
 
 @pytest.mark.slow

@@ -62,10 +62,17 @@ def test_the_live_view_in_a_real_browser(procs, runtime, tmp_path):
             watcher.wait(lambda: [m for m in watcher.log if m.topic == "input.gesture"
                                   and m.payload["gesture"] == "tap"], "the tap on the bus")
 
+            assert "s left" not in shown("bridge"), "no bridge time while both batteries are in"
             page.click("button[data-power=pull][data-battery=left]")
             page.wait_for_function("document.getElementById('state').textContent.startsWith('battery_swap')")
             page.wait_for_function("document.getElementById('panel').textContent.includes('Swap battery')")
             assert "OUT" in shown("batteries")
+            # One number everywhere: the alert's m:ss is the live view's seconds, both powerd's latest.
+            page.wait_for_function("""(() => {
+                const view = document.getElementById('bridge').textContent.match(/, (\\d+) s left$/);
+                const alert = document.getElementById('panel').textContent.match(/ (\\d+):(\\d\\d) left /);
+                return view && alert && Number(view[1]) === Number(alert[1]) * 60 + Number(alert[2]);
+            })()""")
             page.screenshot(path=str(tmp_path / "live-view.png"))  # kept with the test's files, to look at
         finally:
             browser.close()
