@@ -144,19 +144,41 @@ class ShellDaemon:
 
     def on_focus_request(self, msg: Message) -> dict:
         p, now = msg.payload, time.monotonic()
-        manifest = self.apps.manifests.get(msg.source)
-        if manifest is not None and p["resource"] in CAPTURE_RESOURCES and not manifest.may(p["resource"]):
-            why = f"{msg.source}'s manifest does not declare the {p['resource']} permission"
-            log.warning("shell: %s", why)
-            self.node.publish("app.permission.denied", app=msg.source, permission=p["resource"],
-                              call="shell.focus.request", why=why)
+        behalf = p.get("behalf") or None
+        why = self._not_permitted(msg.source, p["resource"], behalf)
+        if why is not None:
             return {"status": "denied", "reason": why}
         decision = self.core.focus_request(msg.source, p["resource"], p["kind"], p["cls"], p["reason"], now,
-                                           p.get("purpose") or "")
+                                           p.get("purpose") or "", behalf)
         self.settle()
         if decision.status == "denied":
             log.info("shell: denied %s %s: %s", msg.source, p["resource"], decision.reason)
         return {"status": decision.status, "reason": decision.reason, "beat_s": self.core.beat_for(msg.source)}
+
+    def _not_permitted(self, source: str, resource: str, behalf: str | None) -> str | None:
+        """Why a focus request may not be had, or None. Capture asked for on an app's behalf (the assistant
+        asked by an app) needs that app's permission, as if it asked itself; only a system process asks for
+        another, and only for an installed app (a bridge peer or a tool has no capture permission)."""
+        manifest = self.apps.manifests.get(source)
+        if behalf is not None and manifest is not None:
+            why = f"{source} is an app and may ask only for itself, not on behalf of {behalf}"
+            log.warning("shell: %s", why)
+            return why
+        app = behalf or source
+        if resource not in CAPTURE_RESOURCES or (behalf is None and manifest is None):
+            return None
+        manifest = self.apps.manifests.get(app)
+        if manifest is not None and manifest.may(resource):
+            return None
+        if manifest is None:
+            why = f"{app}, for whom {source} asked, is not an app with the {resource} permission"
+        else:
+            why = f"{app}'s manifest does not declare the {resource} permission" + \
+                (f" ({source} asked on its behalf)" if behalf else "")
+        log.warning("shell: %s", why)
+        self.node.publish("app.permission.denied", app=app, permission=resource,
+                          call=f"shell.focus.request by {source}" if behalf else "shell.focus.request", why=why)
+        return why
 
     def on_release(self, msg: Message) -> dict:
         resource = msg.payload["resource"]
@@ -222,7 +244,8 @@ class ShellDaemon:
         session = uuid.uuid4().hex[:12]
         self.sessions[key] = {"session": session, "start": now}
         self.audit.append({"event": "start", "session": session, "owner": notice.owner,
-                           "resource": notice.resource, "reason": self._reason(key), "wall": time.time()})
+                           "behalf": self.core.privacy.behalf.get(key), "resource": notice.resource,
+                           "reason": self._reason(key), "wall": time.time()})
 
     def _deliver(self, notice: Notice | CaptureNotice, now: float) -> None:
         if isinstance(notice, Notice):
