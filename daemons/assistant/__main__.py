@@ -50,6 +50,7 @@ SYSTEM_PROMPT = ("You are the assistant of a pair of smart glasses. Answer in on
 # The latched state the actions read, and who alone may say it.
 STATE_SOURCES = {"shell.state": "shell", "power.state": "powerd", "display.state": "displayd",
                  "camera.state": "camerad", "shell.apps": "shell"}
+MAX_TURNS = 10  # of the conversation the LLM is shown again: the oldest are forgotten first
 WEARER_TOOLS = ("webview",)  # the developer's live view, whose say box stands for the wearer's voice
 
 
@@ -270,13 +271,17 @@ class Assistantd:
     def ask_llm(self, heard: str):
         if time.monotonic() - self.context_at > self.numbers["answer"]["context_s"]:
             self.context = []
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, *self.context, {"role": "user", "content": heard}]
+        # The wearer's conversation is the wearer's: an app's question is asked without it and not added to it.
+        context = self.context if self.behalf is None else []
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, *context, {"role": "user", "content": heard}]
         last_action = None
         for _ in range(self.numbers["llm"]["max_rounds"]):
             reply = yield Work(lambda: self.llm.chat(messages, tools(), self.on_partial))
             if not reply.tool_calls:
-                self.context += [{"role": "user", "content": heard}, {"role": "assistant", "content": reply.content}]
-                self.context_at = time.monotonic()
+                if self.behalf is None:
+                    self.context = [*self.context, {"role": "user", "content": heard},
+                                    {"role": "assistant", "content": reply.content}][-2 * MAX_TURNS:]
+                    self.context_at = time.monotonic()
                 return reply.content.strip(), last_action
             messages.append({"role": "assistant", "content": reply.content or None, "tool_calls": [
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}

@@ -343,8 +343,13 @@ def test_lens_say_without_an_assistant_says_so(procs, runtime):
         result.stderr
 
 
+NO_PHONE = copy.deepcopy(CHANGES)
+del NO_PHONE["focus.toml"]["roles"]  # the tests below need no phone
+
+
 def ask_as(app, text: str | None = None) -> dict:
     """What an app gets from the assistant: say (text) or listen; the session's answer."""
+    app.wait(lambda: app.latest["assistant.state"]["phase"] == "idle", "the assistant idle")
     if text is None:
         session = app.ask("assistant.listen.request", template="{heard}")["session"]
     else:
@@ -356,9 +361,7 @@ def ask_as(app, text: str | None = None) -> dict:
 
 @pytest.mark.slow
 def test_an_app_cannot_capture_through_the_assistant_without_its_own_permission(procs, runtime, tmp_path):
-    changes = copy.deepcopy(CHANGES)
-    del changes["focus.toml"]["roles"]  # no phone here
-    system = assistant_system(procs, runtime, tmp_path, changes=changes)
+    system = assistant_system(procs, runtime, tmp_path, changes=NO_PHONE)
     user = system.watcher
     for prefix in ("shell.apps", "app.permission"):
         user.node.subscribe(prefix, user._keep)
@@ -391,3 +394,20 @@ def test_an_app_cannot_capture_through_the_assistant_without_its_own_permission(
     assert [(r["owner"], r["behalf"], r["resource"]) for r in started] == [("assistantd", "camera", "camera")]
     shown = procs.run_lens("privacy", "log")
     assert shown.returncode == 0 and "camera (by assistantd)" in shown.stdout, shown.stdout
+
+
+@pytest.mark.slow
+def test_an_apps_question_carries_nothing_of_the_wearers_conversation(procs, runtime, tmp_path, llm):
+    llm.script = [("text/event-stream", sse(*text_chunks("Noted."))),
+                  ("text/event-stream", sse(*text_chunks("I don't know.")))]
+    system = assistant_system(procs, runtime, tmp_path, llm_url=llm.url, changes=NO_PHONE)
+    user = system.watcher
+    assert say(user, "remember that my bank pin is 4321")["source"] == "llm"
+    user.wait(lambda: user.latest["assistant.state"]["turns"] == 1, "the wearer's turn kept")
+    music = system.app("music", own_key=True)
+    music.node.subscribe("assistant", music._keep)
+    music.wait(lambda: "assistant.state" in music.latest, "the assistant's state")
+    assert ask_as(music, "what is the bank pin")["source"] == "llm"
+    asked = llm.requests[1]["messages"]
+    assert [m["role"] for m in asked] == ["system", "user"] and "4321" not in json.dumps(asked)
+    assert user.latest["assistant.state"]["turns"] == 1, "nor is the app's question added to it"
