@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
     with service.exits_on("shell", PolicyError):
         policy = load(args.policy_dir, args.model, names=True)
     with service.node("shell", args) as node:
-        daemon = ShellDaemon(node, policy, state_dir(args.state_dir))
+        daemon = ShellDaemon(node, policy, state_dir(args.state_dir, node.runtime.dir))
         node.start()
         node.publish("node.census", reason="shell started")  # who is up already answers now, not a period later
         daemon.settle()

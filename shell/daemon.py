@@ -13,6 +13,9 @@ switched off can never confirm a capture that is just starting.
 The shell keeps a checkpoint of its decisions in the state directory after
 every change, so a shell that crashed and was restarted carries on with
 the same focus stacks, grants and LED command instead of a blank slate.
+The checkpoint is data with a schema (shell.checkpoint), checked before it
+is used; one that does not pass is refused with a log and the shell starts
+fresh.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import time
 import uuid
 from pathlib import Path
@@ -30,6 +32,7 @@ from bus.errors import RequestRefused
 from bus.node import Node
 from bus.runtime import write_atomically
 from bus.timers import Timer
+from shell import checkpoint
 from shell.apps import Apps
 from shell.core import ShellCore
 from shell.focus import Notice
@@ -41,7 +44,8 @@ logging.getLogger("transitions").setLevel(logging.WARNING)  # every callback at 
 
 AUDIT_FILE = "privacy-audit.jsonl"
 SAVED_FILE = "saved-state.json"  # written at critical, restored by the next boot
-CHECKPOINT_FILE = "shell-checkpoint.pickle"  # survives a crash of the shell, not a reboot
+CHECKPOINT_FILE = "shell-checkpoint.json"  # survives a crash of the shell, not a reboot
+PICKLED_CHECKPOINT = "shell-checkpoint.pickle"  # an older shell's: never read (unpickling runs code)
 NODE_EXPIRY = 3.0  # heartbeat timeouts (or periods, if longer) after which a silent node leaves `nodes`
 
 
@@ -334,22 +338,25 @@ class ShellDaemon:
         self.node.publish("shell.saved", path=str(path), foreground=saved.get("foreground"))
 
     def _checkpoint(self) -> None:
-        data = {"boot_id": boot_id(), "core": self.core.export(), "cmd": self.cmd, "sessions": self.sessions,
-                "boot_s": self.boot_s, "published": self.published}
-        write_atomically(self.state_dir / CHECKPOINT_FILE, pickle.dumps(data), durable=False)
+        data = checkpoint.dump(self.core.export(), boot_id=boot_id(), cmd=self.cmd, boot_s=self.boot_s,
+                               sessions=self.sessions, published=self.published)
+        write_atomically(self.state_dir / CHECKPOINT_FILE, data, durable=False)
 
     def _resume_checkpoint(self) -> None:
         """After a crash (same boot), carry on where the last shell left off."""
+        pickled = self.state_dir / PICKLED_CHECKPOINT
+        if pickled.exists():
+            log.warning("shell: %s is an older shell's pickled checkpoint, never read; removed", pickled)
+            pickled.unlink()
         path = self.state_dir / CHECKPOINT_FILE
         try:
-            # The state directory is 0700 and the shell's own: only the shell could have written this.
-            data = pickle.loads(path.read_bytes())
+            data = checkpoint.load(path.read_bytes(), self.core.export())
         except FileNotFoundError:
             return
-        except Exception as exc:  # noqa: BLE001 - a damaged checkpoint must not stop the boot
-            log.warning("shell: checkpoint %s unreadable (%s); starting afresh", path, exc)
+        except (OSError, checkpoint.CheckpointError) as exc:
+            log.warning("shell: checkpoint %s refused (%s); starting afresh", path, exc)
             return
-        if data.get("boot_id") != boot_id() or data["core"]["state"] in ("critical", "shutdown"):
+        if data["boot_id"] != boot_id() or data["core"]["state"] in ("critical", "shutdown"):
             return
         self.core.restore(data["core"])
         self.cmd, self.sessions, self.boot_s = data["cmd"], data["sessions"], data["boot_s"]
