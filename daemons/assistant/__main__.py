@@ -75,6 +75,7 @@ class Assistantd:
         self.context: list[dict] = []
         self.context_at = 0.0
         self.recording = False
+        self.recording_for: str | None = None  # whom the assistant's recording is for (None: the wearer)
         self.holding: set[str] = set()  # resources taken and not yet given back (losing one cancels)
         self.reported: dict | None = None
         for topic in STATE_SOURCES:

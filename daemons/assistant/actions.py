@@ -73,13 +73,15 @@ def record_start(a) -> Generator:
     except BusError:
         yield from a.give_back("camera")
         raise
-    a.recording = True  # the camera stays with the assistant until "stop recording"
+    a.recording, a.recording_for = True, a.behalf  # the camera stays with the assistant until "stop recording"
     return "Recording."
 
 
 def record_stop(a) -> Generator:
     if not a.recording:
         return "I'm not recording."
+    if a.behalf is not None and a.recording_for != a.behalf:
+        return "That recording is not yours to stop."  # only the wearer, or whoever started it
     try:
         yield Ask("camera.control.request", {"mode": "off"})
     finally:

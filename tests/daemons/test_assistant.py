@@ -394,6 +394,13 @@ def test_an_app_cannot_capture_through_the_assistant_without_its_own_permission(
     assert [(r["owner"], r["behalf"], r["resource"]) for r in started] == [("assistantd", "camera", "camera")]
     shown = procs.run_lens("privacy", "log")
     assert shown.returncode == 0 and "camera (by assistantd)" in shown.stdout, shown.stdout
+    # The wearer's recording is the wearer's to stop (or whoever started it), not any app's.
+    user.wait(lambda: user.latest["assistant.state"]["phase"] == "idle", "the assistant idle")
+    assert say(user, "start recording")["text"] == "Recording."
+    user.wait(lambda: user.latest["assistant.state"]["phase"] == "idle", "the wearer's session over")
+    assert ask_as(music, "stop recording")["text"] == "That recording is not yours to stop."
+    assert user.latest["camera.state"]["mode"] == "video"
+    assert say(user, "stop recording")["text"] == "Recording stopped and saved."
 
 
 @pytest.mark.slow
