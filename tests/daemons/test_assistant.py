@@ -377,6 +377,10 @@ def test_an_app_cannot_capture_through_the_assistant_without_its_own_permission(
             assert asker.node.name in answer["text"] and "camera" in answer["text"], answer
         assert ask_as(asker)["status"] == "refused"  # listen: no mic for it either
         assert ask_as(asker, "what time is it")["text"].startswith("It is ")  # asking is not capturing
+    # Nor may an app ask the shell itself in the name of one that may.
+    disguised = music.ask("shell.focus.request", resource="camera", kind="transient", cls="background",
+                          reason="x", behalf="camera")
+    assert disguised["status"] == "denied" and "may ask only for itself" in disguised["reason"]
     user.wait(lambda: user.notices("app.permission.denied", app="bridge", permission="mic"), "the last refusal")
     assert not user.notices("shell.capture.notice", status="granted"), "nothing was captured"
     assert not [m for m in user.log if m.topic == "audio.state" and m.payload["mic"]["on"]], "the mic opened"
