@@ -20,7 +20,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator, NoReturn
 
-from bus import sdnotify
+from bus import logs, sdnotify
 from bus.args import argument_parser
 from bus.node import Node
 
@@ -72,8 +72,7 @@ def exits_on(name: str, *errors: type[Exception]) -> Iterator[None]:
 
 
 def node(name: str, args: argparse.Namespace) -> Node:
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format=f"{name}: %(levelname)s %(message)s")
+    logs.configure(name, logging.DEBUG if args.verbose else logging.INFO)
     threading.excepthook = _thread_died
     return Node(name, args.runtime_dir, heartbeat=heartbeat_period())
 
