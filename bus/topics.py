@@ -165,10 +165,12 @@ _TABLE = [
            "focus": "dict", "privacy": "dict", "nodes": "dict", "boot_s": "float?", "model": "str"},
           doc="the system state as the shell decided it: what `lens status` shows and the HUD mirrors"),
     Topic("shell.focus.request", Kind.REQUEST, "shell",
-          {"resource": "str", "kind": "str", "cls": "str", "reason": "str", "purpose": "str?"},
+          {"resource": "str", "kind": "str", "cls": "str", "reason": "str", "purpose": "str?", "behalf": "str?"},
           reply={"status": "str", "reason": "str", "beat_s": "float?"}, watched=True,
           doc="ask for display, audio_out, mic or camera; the answer is granted, queued or denied (with why), "
-              "and the heartbeat period the asker must keep from now on (null: its own; set while it captures)"),
+              "and the heartbeat period the asker must keep from now on (null: its own; set while it captures). "
+              "behalf: the app a system process (the assistant) asks for: its permission is checked, and the "
+              "audit log names it"),
     Topic("shell.release.request", Kind.REQUEST, "shell", {"resource": "str"},
           reply={"held": "bool", "beat_s": "float?"},
           doc="give a resource back (the previous owner on its stack gets it again); beat_s as for focus"),

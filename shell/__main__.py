@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     with service.node("shell", args) as node:
         for name in unknown_names(policy):  # the shell still boots: a daemon never heard is named as degraded
             log.warning("%s", name)
-        daemon = ShellDaemon(node, policy, state_dir(args.state_dir))
+        daemon = ShellDaemon(node, policy, state_dir(args.state_dir, node.runtime.dir))
         node.start()
         node.publish("node.census", reason="shell started")  # who is up already answers now, not a period later
         daemon.settle()

@@ -108,7 +108,7 @@ def add_parsers(commands) -> None:
     privacy_cmds = privacy.add_subparsers(dest="privacy_command", metavar="COMMAND", required=True)
     plog = privacy_cmds.add_parser("log", help="print the audit log",
                                    description="Print the append-only capture audit log, one row per session.")
-    plog.add_argument("--state-dir", metavar="DIR", help="default: $LENS_STATE_DIR or the per-user state dir")
+    plog.add_argument("--state-dir", metavar="DIR", help="default: $LENS_STATE_DIR or the bus's own state dir")
     plog.add_argument("--json", action="store_true", help="one JSON object per session")
     plog.set_defaults(func=cmd_privacy_log)
 
@@ -166,7 +166,7 @@ def cmd_privacy_log(args: argparse.Namespace) -> int:
     from shell.daemon import AUDIT_FILE
     from shell.privacy import AuditLog
 
-    sessions = AuditLog(state_dir(args.state_dir) / AUDIT_FILE).sessions()
+    sessions = AuditLog(state_dir(args.state_dir, args.runtime_dir) / AUDIT_FILE).sessions()
     if args.json:
         for session in sessions:
             print(json.dumps(session, sort_keys=True))

@@ -41,7 +41,9 @@ def render(found: dict[str, dict]) -> str:
                                                                              if led["fault"] else "")
     lines.append(f"led        {privacy['led']} (confirmed {'yes' if privacy['led_confirmed'] else 'no'}; "
                  f"reads {lit})")
-    lines.append(f"capture    {', '.join(privacy['capture']) or '-'}"
+    behalf = privacy.get("behalf", {})
+    capture = [f"{c} (for {behalf[c]})" if c in behalf else c for c in privacy["capture"]]
+    lines.append(f"capture    {', '.join(capture) or '-'}"
                  + (f"   waiting for LED: {', '.join(privacy['waiting_for_led'])}" if privacy["waiting_for_led"] else ""))
     power = found.get("power.state")
     if power is None:
@@ -73,7 +75,8 @@ def render_log(sessions: list[dict]) -> str:
         frames = s["frames"] or 0
         taken = f"{s.get('audio_s') or 0:.1f} s audio" if s["resource"] == "mic" else \
             f"{frames} frame{'' if frames == 1 else 's'}"
-        rows.append(f"{_when(s['start']):<20} {end:<20} {s['owner'] or '?':<12} {s['resource'] or '?':<7} "
+        who = f"{s['behalf']} (by {s['owner']})" if s.get("behalf") else s["owner"] or "?"
+        rows.append(f"{_when(s['start']):<20} {end:<20} {who:<12} {s['resource'] or '?':<7} "
                     f"{s['seconds'] or 0:>7.1f}  {taken:<12}  {s['reason'] or ''}"
                     + (f" / {s['why_ended']}" if s["why_ended"] else ""))
     return "\n".join(rows)

@@ -369,3 +369,84 @@ def test_lens_say_without_an_assistant_says_so(procs, runtime):
     result = procs.run_lens("say", "hello")
     assert result.returncode == 2 and "no reply to assistant.say.request from assistantd" in result.stderr, \
         result.stderr
+
+
+NO_PHONE = copy.deepcopy(CHANGES)
+del NO_PHONE["focus.toml"]["roles"]  # the tests below need no phone
+
+
+def ask_as(app, text: str | None = None) -> dict:
+    """What an app gets from the assistant: say (text) or listen; the session's answer."""
+    app.wait(lambda: app.latest["assistant.state"]["phase"] == "idle", "the assistant idle")
+    if text is None:
+        session = app.ask("assistant.listen.request", template="{heard}")["session"]
+    else:
+        session = app.ask("assistant.say.request", text=text)["session"]
+    answer = app.wait(lambda: app.notices("assistant.answer", session=session), f"the answer to {text!r}")[0]
+    app.wait(lambda: app.latest["assistant.state"]["phase"] == "idle", "the assistant idle again")
+    return answer
+
+
+@pytest.mark.slow
+def test_an_app_cannot_capture_through_the_assistant_without_its_own_permission(procs, runtime, tmp_path):
+    system = assistant_system(procs, runtime, tmp_path, changes=NO_PHONE)
+    user = system.watcher
+    for prefix in ("shell.apps", "app.permission"):
+        user.node.subscribe(prefix, user._keep)
+    user.wait(lambda: "music" in (user.latest.get("shell.apps") or {}).get("apps", {}), "the installed apps")
+    music = system.app("music", own_key=True)  # installed, no camera and no mic in its manifest
+    bridge = system.app("bridge")  # a paired peer's requests come in as the bridge's
+    for asker in (music, bridge):
+        asker.node.subscribe("assistant", asker._keep)
+        asker.wait(lambda a=asker: "assistant.state" in a.latest, "the assistant's state")
+        for said in ("hey lens, take a photo", "start recording", "what is this"):
+            answer = ask_as(asker, said)
+            assert answer["status"] == "refused", (asker.node.name, said, answer)
+            assert asker.node.name in answer["text"] and "camera" in answer["text"], answer
+        assert ask_as(asker)["status"] == "refused"  # listen: no mic for it either
+        assert ask_as(asker, "what time is it")["text"].startswith("It is ")  # asking is not capturing
+    # Nor may an app ask the shell itself in the name of one that may.
+    disguised = music.ask("shell.focus.request", resource="camera", kind="transient", cls="background",
+                          reason="x", behalf="camera")
+    assert disguised["status"] == "denied" and "may ask only for itself" in disguised["reason"]
+    user.wait(lambda: user.notices("app.permission.denied", app="bridge", permission="mic"), "the last refusal")
+    assert not user.notices("shell.capture.notice", status="granted"), "nothing was captured"
+    assert not [m for m in user.log if m.topic == "audio.state" and m.payload["mic"]["on"]], "the mic opened"
+    assert user.latest["camera.state"]["mode"] == "off"
+    assert not [r for r in system.audit if r["event"] == "start"], system.audit
+    denied = user.notices("app.permission.denied")
+    assert {(d["app"], d["permission"]) for d in denied} >= {("music", "camera"), ("music", "mic")}
+    # A permitted app's capture through the assistant is its own: credited to it in the audit log.
+    camera_app = system.app("camera", own_key=True)
+    camera_app.node.subscribe("assistant", camera_app._keep)
+    camera_app.wait(lambda: "assistant.state" in camera_app.latest, "the assistant's state")
+    answer = ask_as(camera_app, "take a photo")
+    assert answer["status"] == "answered" and answer["text"].startswith("Photo saved"), answer
+    started = [r for r in system.audit if r["event"] == "start"]
+    assert [(r["owner"], r["behalf"], r["resource"]) for r in started] == [("assistantd", "camera", "camera")]
+    shown = procs.run_lens("privacy", "log")
+    assert shown.returncode == 0 and "camera (by assistantd)" in shown.stdout, shown.stdout
+    # The wearer's recording is the wearer's to stop (or whoever started it), not any app's.
+    user.wait(lambda: user.latest["assistant.state"]["phase"] == "idle", "the assistant idle")
+    assert say(user, "start recording")["text"] == "Recording."
+    user.wait(lambda: user.latest["assistant.state"]["phase"] == "idle", "the wearer's session over")
+    assert ask_as(music, "stop recording")["text"] == "That recording is not yours to stop."
+    assert user.latest["camera.state"]["mode"] == "video"
+    assert say(user, "stop recording")["text"] == "Recording stopped and saved."
+
+
+@pytest.mark.slow
+def test_an_apps_question_carries_nothing_of_the_wearers_conversation(procs, runtime, tmp_path, llm):
+    llm.script = [("text/event-stream", sse(*text_chunks("Noted."))),
+                  ("text/event-stream", sse(*text_chunks("I don't know.")))]
+    system = assistant_system(procs, runtime, tmp_path, llm_url=llm.url, changes=NO_PHONE)
+    user = system.watcher
+    assert say(user, "remember that my bank pin is 4321")["source"] == "llm"
+    user.wait(lambda: user.latest["assistant.state"]["turns"] == 1, "the wearer's turn kept")
+    music = system.app("music", own_key=True)
+    music.node.subscribe("assistant", music._keep)
+    music.wait(lambda: "assistant.state" in music.latest, "the assistant's state")
+    assert ask_as(music, "what is the bank pin")["source"] == "llm"
+    asked = llm.requests[1]["messages"]
+    assert [m["role"] for m in asked] == ["system", "user"] and "4321" not in json.dumps(asked)
+    assert user.latest["assistant.state"]["turns"] == 1, "nor is the app's question added to it"
