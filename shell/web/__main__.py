@@ -96,7 +96,10 @@ KEPT = {
     "led.state": lambda p: {"led": {"lit": p["lit"], "fault": p.get("fault")}},
     "power.state": lambda p: {"power": {"batteries": [{k: b[k] for k in ("name", "present", "percent")}
                                                       for b in p["batteries"]],
-                                        "bridge_s": p["bridge"].get("time_s")}},
+                                        # powerd's bridge time, as the alert and lens status show it,
+                                        # and like them only while a battery is out
+                                        "bridge_percent": p["bridge"]["percent"],
+                                        "bridge_s": None if all(p["present"]) else p["bridge"].get("time_s")}},
     "display.frame": lambda p: {"frame": p["n"]},
     "display.state": lambda p: {"display": {k: p[k] for k in ("on", "brightness", "alert", "layers", "backend",
                                                               "width", "height")}},

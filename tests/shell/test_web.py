@@ -137,12 +137,19 @@ def test_the_live_view_in_a_real_browser(procs, runtime, tmp_path, chromium):
                           and m.payload["gesture"] == "tap"], "the tap on the bus")
 
     # A battery swap: the long alert row wraps inside the status, which stays beside the screen.
+    assert "s left" not in shown("bridge"), "no bridge time while both batteries are in"
     watcher.ask("display.brightness.request", level=0.5)  # the wearer's half, times the swap's 0.2: 10 %
     told = result_of(page, "button[data-power=pull][data-battery=left]", "after pull left:")
     assert "powerd: battery-left in → out" in told and "battery_swap" in told, told
     page.wait_for_function("document.getElementById('state').textContent.startsWith('battery_swap')")
     page.wait_for_function("document.getElementById('panel').textContent.includes('Swap battery')")
     assert "OUT" in shown("batteries")
+    # One number everywhere: the alert's m:ss is the live view's seconds, both powerd's latest.
+    page.wait_for_function("""(() => {
+        const view = document.getElementById('bridge').textContent.match(/, (\\d+) s left$/);
+        const alert = document.getElementById('panel').textContent.match(/ (\\d+):(\\d\\d) left /);
+        return view && alert && Number(view[1]) === Number(alert[1]) * 60 + Number(alert[2]);
+    })()""")
     screen, status = (page.locator(f"#{element}").bounding_box() for element in ("screen", "status"))
     assert status["y"] == screen["y"] and status["x"] >= screen["x"] + screen["width"], (screen, status)
 
