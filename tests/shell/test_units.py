@@ -65,13 +65,28 @@ def test_each_unit_says_what_the_table_says(process, tmp_path):
 
 def test_the_target_wants_every_unit_and_nothing_else_is_written():
     files = render_all(PYTHON)
-    assert set(files) == {service_name(p.name) for p in BOARD} | {"lensos.target", "lensos.sysusers.conf"}
+    assert set(files) == {service_name(p.name) for p in BOARD} | {"lensos.target", "lensos.sysusers.conf",
+                                                                  "lensos.tmpfiles.conf"}
     wants = values(parse(files["lensos.target"]), "Unit", "Wants")[0].split()
     assert wants == [service_name(p.name) for p in BOARD], "the development-only webview is no unit"
-    broker = parse(files[service_name("broker")])
-    assert values(broker, "Service", "RuntimeDirectory") == ["lensos"]
-    # setgid: what any process makes in the bus directory (camerad's door) belongs to the bus group too
-    assert values(broker, "Service", "RuntimeDirectoryMode") == ["3770"]
+    # setgid: what any process makes in the bus directory (camerad's door) belongs to the bus group too;
+    # sticky: the broker's bus/ in it stays its own
+    assert files["lensos.tmpfiles.conf"].splitlines()[1:] == ["d /run/lensos 3770 root lensos -"]
+
+
+def test_every_unit_reaches_the_bus_directory_the_system_makes():
+    """Under a real systemd a DynamicUser's RuntimeDirectory= with RuntimeDirectoryPreserve= is made in
+    /run/private (0700) and reached through a link only its own unit may follow: the first boot in the VM
+    saw every unit but the broker fail with "runtime directory /run/lensos: Permission denied"."""
+    files = render_all(PYTHON)
+    for process in BOARD:
+        unit = parse(files[service_name(process.name)])
+        assert values(unit, "Service", "DynamicUser") == ["yes"]
+        assert not values(unit, "Service", "RuntimeDirectory"), process.name
+        assert not values(unit, "Service", "RuntimeDirectoryPreserve"), process.name
+        assert "/run/lensos" in values(unit, "Service", "ReadWritePaths"), process.name
+        groups = values(unit, "Service", "Group") + " ".join(values(unit, "Service", "SupplementaryGroups")).split()
+        assert "lensos" in groups, process.name
 
 
 def test_required_processes_are_the_ones_the_boot_policy_waits_for():
