@@ -117,7 +117,21 @@ def target(processes: tuple[Process, ...] = PROCESSES) -> str:
     ])
 
 
-SYSUSERS = f"# The group whose members reach the lensos bus in {RUNTIME_DIR}.\ng {GROUP} -\n"
+LED_GROUP = "lensos-led"
+SYSUSERS = (f"# The group whose members reach the lensos bus in {RUNTIME_DIR}.\ng {GROUP} -\n"
+            f"# ledd's: the capture LED's sysfs attributes are the group's (lensos.udev.rules).\ng {LED_GROUP} -\n")
+
+
+def udev_rules() -> str:
+    """sysfs attributes are root's, whatever ReadWritePaths= says: udev hands the capture LED's brightness
+    and trigger to ledd's group when the LED appears (found on the first boot under a real systemd: ledd
+    could not write its trigger). The LED is the one policies/hardware.toml names."""
+    from policies.schema import load
+
+    led = Path(load().hardware["led"]["sysfs_dir"]).name
+    files = "/sys%p/brightness /sys%p/trigger"
+    return (f"# The capture LED for ledd (shell/units.py).\nSUBSYSTEM==\"leds\", KERNEL==\"{led}\", "
+            f"RUN+=\"/bin/chgrp {LED_GROUP} {files}\", RUN+=\"/bin/chmod 0664 {files}\"\n")
 # The bus directory, made at every boot and kept for the whole of it, so the latched cache outlives a broker
 # restart and every unit's ReadWritePaths= finds the same directory. setgid: every socket a process makes in
 # it (camerad's ring door) is the bus group's; sticky: nobody renames what another put there, so the broker's
@@ -128,12 +142,13 @@ TMPFILES = f"# The lensos bus directory (shell/units.py).\nd {RUNTIME_DIR} 3770 
 
 
 def render_all(python: str, processes: tuple[Process, ...] = PROCESSES) -> dict[str, str]:
-    """File name -> text, for every unit, the target, the sysusers.d and the tmpfiles.d entries."""
+    """File name -> text, for every unit, the target, the sysusers.d and tmpfiles.d entries and the udev rules."""
     processes = tuple(p for p in processes if not p.dev_only)
     files = {service_name(p.name): unit(p, python) for p in processes}
     files["lensos.target"] = target(processes)
     files["lensos.sysusers.conf"] = SYSUSERS
     files["lensos.tmpfiles.conf"] = TMPFILES
+    files["lensos.udev.rules"] = udev_rules()
     return files
 
 
