@@ -69,6 +69,7 @@ def unit(process: Process, python: str) -> str:
         ("Environment", f"LENS_RUNTIME_DIR={RUNTIME_DIR}"),
         ("Environment", f"LENS_KEYS_DIR={KEYS_DIR}"),
         ("LoadCredential", f"{CREDENTIAL}:{KEYS_DIR}/{process.name}.key_secret"),
+        ("SyslogIdentifier", f"lensos-{process.name}"),  # its journal lines say who, not "python"
         ("Environment", "PYTHONUNBUFFERED=1"),
         ("Environment", "PYTHONDONTWRITEBYTECODE=1"),
         ("WatchdogSec", f"{process.watchdog_s:g}"),

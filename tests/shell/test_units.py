@@ -102,6 +102,14 @@ def test_ledd_may_write_the_capture_led_the_udev_rule_hands_to_its_group():
     assert group in values(ledd, "Service", "SupplementaryGroups")[0].split()
 
 
+def test_each_unit_logs_under_its_own_name():
+    """The first boot under a real systemd: every daemon's journal lines were tagged "python"."""
+    files = render_all(PYTHON)
+    for process in BOARD:
+        unit = parse(files[service_name(process.name)])
+        assert values(unit, "Service", "SyslogIdentifier") == [f"lensos-{process.name}"]
+
+
 def test_required_processes_are_the_ones_the_boot_policy_waits_for():
     required = set(load().system["boot"]["required"])
     assert required == {p.name for p in PROCESSES if p.required} - {"broker", "shell"}
