@@ -61,3 +61,32 @@ test: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache bus/_fastpath.so
+
+# The board (board/README.md): the glasses' OS image (Debian 12, mmdebstrap; the base cached in
+# /var/cache/lensos), and the boot test, which boots it in QEMU and checks it from inside (tests/board; not yet
+# run by `make test`: its time on a fresh CI machine is not measured yet). Root is needed; the kernel headers and source for the board's modules are installed by
+# board/modules, for the image's own kernel.
+BOARD_PACKAGES := mmdebstrap qemu-system-x86 e2fsprogs
+FLAVOUR ?= development
+ARCH ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+
+.PHONY: image board-test board-deps
+
+board-deps:
+	@missing=""; for p in $(BOARD_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "lensos: installing the board's packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "lensos: the board test is skipped without:$$missing (sudo make board-test installs them)"; \
+	  fi; \
+	fi
+
+image: install board-deps
+	board/build-image --flavour $(FLAVOUR) --arch $(ARCH)
+
+board-test: install board-deps
+	LENS_BOARD_TEST=1 $(BIN)/python -m pytest tests/board

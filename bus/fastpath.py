@@ -23,10 +23,11 @@ from typing import Callable
 
 import zmq
 
+from bus.fastpath_build import LIBRARY_NAME, SOURCE, command
+
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("fastpath.c")
-LIBRARY = Path(__file__).with_name("_fastpath.so")
+LIBRARY = Path(__file__).with_name(LIBRARY_NAME)
 Slow = Callable[[bytes, "bytes | None", bool, bytes, bytes], None]  # the broker's judgement of a held message
 
 
@@ -179,10 +180,8 @@ def load() -> FastPath | None:
 def build(output: Path = LIBRARY) -> Path:
     """Compile bus/fastpath.c into ``output`` with $CC (else cc); CalledProcessError (with the compiler's
     words) if it fails."""
-    cc = os.environ.get("CC", "cc")
     partial = output.with_suffix(".so.part")
-    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-o", str(partial), str(SOURCE)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(command(partial), check=True, capture_output=True, text=True)
     os.replace(partial, output)  # a broker starting meanwhile loads the old library or the new, never half
     return output
 

@@ -43,6 +43,7 @@ PROCESSES: tuple[Process, ...] = (
     Process("shell", "shell", after=("broker",), state=True,
             doc="the state machine: focus, the capture LED, battery swap, the privacy audit log"),
     Process("ledd", "daemons.led", after=("broker",), backends=("real", "sim"), writes=("/sys/class/leds",),
+            groups=("lensos-led",),  # the LED's brightness and trigger are root's but for this group (udev)
             doc="the capture LED, lit only on the shell's word"),
     Process("powerd", "daemons.power", after=("broker",), backends=("real", "sim"),
             sockets=("AF_UNIX", "AF_NETLINK"),  # kernel uevents: a battery pulled is seen at once
