@@ -229,8 +229,10 @@ _TABLE = [
     Topic("camera.segment", Kind.EVENT, "camerad",
           {"owner": "str", "path": "str", "frames": "int", "first": "int", "last": "int", "why": "str"},
           doc="a recording segment was closed and fsync'ed (checkpoint, stop, swap)"),
-    Topic("camera.session", Kind.EVENT, "camerad", {"owner": "str", "session": "str?", "frames": "int"},
-          doc="a capture ended: how many frames it took, for the shell's audit log"),
+    Topic("camera.session", Kind.EVENT, "camerad",
+          {"owner": "str", "session": "str?", "frames": "int", "why": "str?"},
+          doc="a capture ended: how many frames it took (a recording's: those whole on disk), for the shell's "
+              "audit log; why, when its owner did not end it (the shell then takes the camera back)"),
     # --- inputd: the temple touchpad and the button -----------------------------------------
     Topic("input.gesture", Kind.EVENT, "inputd", {"gesture": "str", "source": "str", "mono_ns": "int"},
           max_size=512,

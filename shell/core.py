@@ -16,6 +16,7 @@ from policies.schema import Policy
 from shell.privacy import CAPTURE_RESOURCES, CaptureNotice, Privacy
 
 
+CAPTURERS = {"camerad": "camera", "audiod": "mic"}  # the daemon that captures for each capture resource
 WAKING = ("display", "audio_out")  # a transient claim on these wakes sleeping glasses
 MISSED_BEATS = 3  # heartbeats an owner may miss (a busy machine's late ones) before it counts as hung
 
@@ -108,7 +109,21 @@ class ShellCore:
         self.last_seen.pop(owner, None)
         if self.foreground == owner:
             self.foreground = None
+        if owner in CAPTURERS:  # nothing is captured for anyone now: they are told, the LED goes out after its hold
+            resource = CAPTURERS[owner]
+            for claim in list(self.arbiter.stacks.get(resource, ())):
+                self.capture_ended(claim.owner, resource, f"{owner} stopped ({why})", now)
         return held
+
+    def capture_ended(self, owner: str, resource: str, why: str, now: float) -> None:
+        """The capturing daemon ended ``owner``'s capture itself (a full disk, a failed camera, camerad gone):
+        the owner loses the resource and is told why, so no grant or lit LED is left for a capture that is
+        over; the LED goes out after its hold time."""
+        self.clock = now
+        if not any(claim.owner == owner for claim in self.arbiter.stacks.get(resource, ())):
+            return
+        self.focus_release(owner, resource, now, why)
+        self.notices.append(Notice(owner, resource, "lost", why))
 
     def heartbeat(self, owner: str, now: float, period: float = 0.0) -> None:
         self.periods[owner] = period

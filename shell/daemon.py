@@ -31,7 +31,7 @@ from bus.node import Node
 from bus.runtime import write_atomically
 from bus.timers import Timer
 from shell.apps import Apps
-from shell.core import ShellCore
+from shell.core import CAPTURERS, ShellCore
 from shell.focus import Notice
 from policies.schema import Policy
 from shell.privacy import CAPTURE_RESOURCES, AuditLog, CaptureNotice
@@ -100,6 +100,8 @@ class ShellDaemon:
             self.core.heartbeat(name, now, msg.payload.get("period_s") or 0.0)
             if known is not None and known["pid"] == msg.payload["pid"]:
                 return  # only deadlines moved later: the armed timer fires early and re-arms, no more
+            if known is not None and name in CAPTURERS:  # restarted before its silence or its key's end showed
+                self.core.owner_gone(name, now, f"restarted (pid {known['pid']} -> {msg.payload['pid']})")
             self.core.daemon_ready(name, now)
         self.settle()
 
@@ -141,6 +143,11 @@ class ShellDaemon:
         if counts and p.get("session"):
             self.audit.append({"event": "counted", "session": p["session"], "owner": p["owner"],
                                **{k: p[k] for k in counts}, "by": msg.source, "wall": time.time()})
+        resource = CAPTURERS.get(msg.source)
+        current = self.sessions.get((p["owner"], resource), {}).get("session")
+        if resource and p.get("why") and current in (None, p.get("session")):  # not a newer session's claim
+            self.core.capture_ended(p["owner"], resource, p["why"], time.monotonic())
+            self.settle()
 
     def on_focus_request(self, msg: Message) -> dict:
         p, now = msg.payload, time.monotonic()
@@ -283,6 +290,8 @@ class ShellDaemon:
             if now - seen > expiry and name != self.node.name:
                 log.warning("shell: no heartbeat from %s for %.1f s; counted as gone", name, now - seen)
                 del self.nodes[name]
+                if name in CAPTURERS:
+                    self.core.owner_gone(name, now, f"no heartbeat for {now - seen:.1f} s")
             else:
                 deadlines.append(seen + expiry)
         wake = min((d for d in deadlines if d is not None), default=None)
