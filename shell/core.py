@@ -161,9 +161,9 @@ class ShellCore:
         self.clock = now
         notices = self.privacy.led_report(lit, fault, now)
         self.notices += notices
-        for notice in notices:  # a revoked capture also loses its focus: capture must stop
+        for notice in notices:  # a revoked capture also loses its focus (and is told): capture must stop
             if notice.status in ("revoked", "refused"):
-                self._deliver(self.arbiter.release(notice.owner, notice.resource, "capture LED failed"), now)
+                self.capture_ended(notice.owner, notice.resource, notice.reason, now)
 
     def tick(self, now: float) -> None:
         """Timers: boot deadline, idle, LED confirm/hold, silent owners, the bridge."""
