@@ -198,7 +198,7 @@ _TABLE = [
           doc="simulated backend only: break the LED (fault text) or mend it (none)"),
     # --- powerd: two swappable batteries and the bridge --------------------------------
     Topic("power.state", Kind.STATE, "powerd",
-          {"batteries": "list[dict]", "bridge": "dict", "percent": "float", "present": "list[bool]",
+          {"batteries": "list[dict]", "bridge": "dict", "percent": "float?", "present": "list[bool]",
            "load_w": "float", "backend": "str"},
           doc="per battery: name, present, percent, charging, voltage, time_to_empty_s; the bridge's seconds left"),
     Topic("power.event", Kind.EVENT, "powerd", {"event": "str", "battery": "str", "percent": "float"},

@@ -24,7 +24,7 @@ MISSED_BEATS = 3  # heartbeats an owner may miss (a busy machine's late ones) be
 @dataclass
 class Power:
     present: list[bool] = field(default_factory=lambda: [True, True])
-    percent: float = 100.0
+    percent: float | None = 100.0  # of the batteries inside; None with none in (the bridge carries the glasses)
     bridge_s: float = 600.0  # seconds the bridge battery can carry the system alone
 
 
@@ -63,7 +63,7 @@ class ShellCore:
         self.last_activity = now
         self.activity()
 
-    def power_report(self, present: list[bool], percent: float, bridge_s: float, now: float) -> None:
+    def power_report(self, present: list[bool], percent: float | None, bridge_s: float, now: float) -> None:
         self.clock = now
         before = sum(self.power.present)
         self.power = Power(list(present), percent, bridge_s)
@@ -294,6 +294,10 @@ class ShellCore:
         """Turn the latest power reading into the machine's triggers."""
         power, thresholds = self.power, self.policy.system["power"]
         if self.state in ("critical", "shutdown"):
+            return
+        if not any(power.present) or power.percent is None:  # all out: the bridge's to say, until it is low
+            if self.state == "battery_swap" and power.bridge_s < self.policy.system["swap"]["bridge_low_s"]:
+                self.bridge_low()
             return
         if power.percent < thresholds["critical_percent"]:
             self.power_critical()

@@ -49,7 +49,8 @@ def render(found: dict[str, dict]) -> str:
     else:
         cells = [f"{b['side']} " + (f"{b['percent']:.0f}%" if b["present"] else "OUT") for b in power["batteries"]]
         bridge = power["bridge"]
-        lines.append(f"power      {power['percent']:.0f}%  [{', '.join(cells)}]  bridge {bridge['percent']:.0f}% "
+        together = "--" if power["percent"] is None else f"{power['percent']:.0f}%"  # none in: on the bridge
+        lines.append(f"power      {together}  [{', '.join(cells)}]  bridge {bridge['percent']:.0f}% "
                      f"({_secs(bridge['time_s'])} left)  load {power['load_w']:.2f} W")
     host = found.get("appd.state")
     if host is not None:

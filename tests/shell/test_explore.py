@@ -21,9 +21,15 @@ SHORT, LONG = 0.6, 100.0  # under the heartbeat timeout; past every idle and LED
 
 
 def power(core, now, present=None, percent=None, bridge_s=None):
+    """As powerd reports: no charge (None) with no battery in, the last one's again when one is back."""
     p = core.power
-    core.power_report(p.present if present is None else present, p.percent if percent is None else percent,
-                      p.bridge_s if bridge_s is None else bridge_s, now)
+    present = p.present if present is None else present
+    percent = p.percent if percent is None else percent
+    if not any(present):
+        percent = None
+    elif percent is None:
+        percent = 80.0
+    core.power_report(present, percent, p.bridge_s if bridge_s is None else bridge_s, now)
 
 
 def pull(core, now):
