@@ -60,7 +60,8 @@ class ShellDaemon:
         self.audit = AuditLog(state_dir / AUDIT_FILE)
         now = time.monotonic()
         self.started = now
-        self.core = ShellCore(policy, now, restored=self._take_saved())
+        restored = self._take_saved()
+        self.core = ShellCore(policy, now, restored=restored)
         # LED command counter; random so an old shell's reports never match (os.urandom: secrets loads libcrypto)
         self.cmd = int.from_bytes(os.urandom(4)) >> 1
         self.sessions: dict[tuple[str, str], dict] = {}  # open audit sessions
@@ -70,6 +71,8 @@ class ShellDaemon:
         self.timer: Timer | None = None
         self._resume_checkpoint()
         self.apps = Apps(node, policy, self.core, self.settle)
+        if restored and self.core.state == "booting":  # a boot after a critical shutdown, not a crash resumed
+            self.apps.bring_back(restored.get("foreground"))
         node.subscribe("node.heartbeat", self.on_node)
         node.subscribe("bus.departed", self.on_departed)
         node.subscribe("node.bye", self.on_node)
