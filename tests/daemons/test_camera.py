@@ -13,7 +13,7 @@ import pytest
 
 from bus.errors import RequestFailed
 from daemons.camera.backends import CameraError, SimCamera, V4l2Camera, yuyv_to_rgb
-from daemons.camera.recorder import read_index, recover
+from daemons.camera.recorder import read_index, recover, unfinished
 from bus.ring import FrameOverrun, Ring
 from bus.ringdoor import RingRefused, fetch, open_ring
 from shell.privacy import AuditLog
@@ -256,3 +256,29 @@ def test_camerad_killed_at_random_instants_while_recording_loses_no_written_fram
                                     and s["end"] is not None and s["frames"]], "the audit record closed")[0]
         assert session["frames"] == len(ids) and "camerad stopped" in session["why_ended"]
         app.ask("shell.release.request", resource="camera")
+
+
+@pytest.mark.slow
+def test_a_photo_asked_for_during_a_video_ends_the_recording_cleanly_and_the_owner_is_told(system):
+    """'Take a photo' said while an app records: the assistant's transient claim suspends the recording app;
+    camerad ends that recording and the shell takes the camera back from its owner for good (told why), so
+    no grant or LED is left behind once the photo is taken."""
+    app, assistant = system.app("camapp"), system.app("assistantd")
+    grant = app.take_camera()
+    directory = app.ask("camera.control.request", mode="video")["path"]
+    app.wait(lambda: len(app.notices("camera.frame")) >= 5, "recording")
+    assistant.ask("shell.focus.request", resource="camera", kind="transient", cls="assistant", reason="photo")
+    assistant.wait(lambda: assistant.notices("shell.capture.notice", owner="assistantd", status="granted"),
+                   "the assistant's grant")
+    assert assistant.ask("camera.control.request", mode="photo")["path"].endswith(".jpg")
+    assistant.ask("shell.release.request", resource="camera")
+    app.wait(lambda: app.notices("shell.focus.notice", owner="camapp", resource="camera", status="lost"),
+             "the recording app told it lost the camera")
+    state = app.wait_state(lambda s: s["focus"]["camera"]["owner"] is None and not s["privacy"]["capture"],
+                           "nobody left holding the camera")
+    assert "camapp" not in str(state["focus"]["camera"])
+    app.wait(lambda: app.latest["privacy.indicator"]["on"] is False, "the LED out after its hold")
+    audit = AuditLog(system.state_dir / "privacy-audit.jsonl")
+    session = app.wait(lambda: [s for s in audit.sessions() if s["session"] == grant["session"]
+                                and s["end"] is not None and s["frames"]], "the recording's audit record closed")[0]
+    assert session["frames"] >= 5 and recover(directory).torn == 0 and not unfinished(directory.rsplit("/", 1)[0])
