@@ -70,8 +70,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
 
-    from bus import bag_cli
+    from bus import bag_cli, check_cli
     bag_cli.add_parsers(commands)
+    check_cli.add_parsers(commands)
     bridge_cli.add_parsers(commands)
 
 

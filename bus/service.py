@@ -18,7 +18,7 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator
 
-from bus import sdnotify
+from bus import logs, sdnotify
 from bus.args import argument_parser
 from bus.node import Node
 
@@ -70,8 +70,7 @@ def exits_on(name: str, *errors: type[Exception]) -> Iterator[None]:
 
 
 def node(name: str, args: argparse.Namespace) -> Node:
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format=f"{name}: %(levelname)s %(message)s")
+    logs.configure(name, logging.DEBUG if args.verbose else logging.INFO)
     return Node(name, args.runtime_dir, heartbeat=heartbeat_period())
 
 

@@ -185,6 +185,10 @@ _TABLE = [
     Topic("privacy.capture", Kind.STATE, "shell",
           {"grants": "list[str]", "cmd": "int", "fault": "str?"},
           doc="who may capture now (owner:resource); capture daemons also check led.state themselves"),
+    Topic("privacy.violation", Kind.EVENT, "checker",
+          {"rule": "str", "what": "str", "mono_ns": "int", "wall_ns": "int", "messages": "list[str]"},
+          doc="`lens bus check --live` saw a privacy or safety rule broken (bus.check): which, what, when and "
+              "the messages involved"),
     Topic("app.permission.denied", Kind.EVENT, "shell",
           {"app": "str", "permission": "str", "call": "str", "why": "str"},
           doc="an app asked for what its manifest does not declare: refused, and told why"),

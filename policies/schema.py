@@ -22,7 +22,12 @@ MODELS = ("s1", "g1")
 
 
 class PolicyError(ValueError):
-    """A policy file is wrong; the message starts with file:line."""
+    """Policy files are wrong: ``errors`` lists every finding, each starting with file:line; the message is
+    them all, one a line."""
+
+    def __init__(self, errors: str | list[str]):
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        super().__init__("\n".join(self.errors))
 
 
 class Rule(NamedTuple):
@@ -220,18 +225,30 @@ class Policy(NamedTuple):
         return self.focus["priorities"][cls]
 
 
-def load(directory: str | Path | None = None, model: str | None = None) -> Policy:
-    """Read and check every policy file; PolicyError on the first thing wrong."""
+def load(directory: str | Path | None = None, model: str | None = None, *, names: bool = False) -> Policy:
+    """Read and check every policy file; PolicyError with every finding.
+
+    ``names``: also check the names that must be a process or an app against those tables (`lens policy
+    check`, and the shell and appd, which act on those names). A daemon does not: the tables' imports
+    (dataclasses, inspect, ast) would cost each small daemon memory for names it never reads."""
     directory = resolve_dir(directory)
     model = (model or os.environ.get("LENS_MODEL") or "s1").lower()
     if model not in MODELS:
         raise PolicyError(f"unknown model {model!r} (known: {', '.join(MODELS)})")
     files = {name: _File.read(directory / name, schema) for name, schema in SCHEMA.items()}
     profile = _File.read(directory / "models" / f"{model}.toml", MODEL_SCHEMA)
+    errors = [error for file in (*files.values(), profile) for error in file.errors]
+    if errors:  # the cross-checks read values these files failed to give: they wait for a clean read
+        raise PolicyError(errors)
     policy = Policy(directory, model, files["system.toml"].data, files["focus.toml"].data,
                     files["privacy.toml"].data, files["hardware.toml"].data, files["assistant.toml"].data,
                     profile.data["model"])
-    _cross_check(policy, files, profile)
+    errors = _cross_check(policy, files, profile)
+    if names:
+        errors += [error for found in _check_names(policy, files["system.toml"], files["focus.toml"])
+                   for error in found.errors]
+    if errors:
+        raise PolicyError(errors)
     return policy
 
 
@@ -244,38 +261,51 @@ def check_all(directory: str | Path | None = None) -> list[str]:
     errors = []
     for model in MODELS:
         try:
-            load(directory, model)
+            load(directory, model, names=True)
         except PolicyError as exc:
-            if str(exc) not in errors:
-                errors.append(str(exc))
+            errors += [error for error in exc.errors if error not in errors]
     return errors
 
 
 def read_checked(path: Path, schema: dict) -> dict:
-    """Any TOML file checked against a schema of this module's kind (app manifests use it too)."""
-    return _File.read(path, schema).data
+    """Any TOML file checked against a schema of this module's kind (app manifests use it too); PolicyError
+    with every finding."""
+    file = _File.read(path, schema)
+    if file.errors:
+        raise PolicyError(file.errors)
+    return file.data
 
 
 class _File:
+    """One TOML file read and checked; ``errors`` holds every finding (a file that cannot be read or parsed
+    has that one)."""
+
     def __init__(self, path: Path, text: str, data: dict):
         self.path, self.text, self.data = path, text, data
+        self.errors: list[str] = []
 
     @classmethod
     def read(cls, path: Path, schema: dict) -> "_File":
+        file = cls(path, "", {})
         try:
-            text = path.read_text(encoding="utf-8")
+            file.text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise PolicyError(f"{path}: missing (every policy file is required)") from None
+            file.errors.append(f"{path}: missing (every policy file is required)")
+            return file
         except (OSError, UnicodeDecodeError) as exc:
-            raise PolicyError(f"{path}: cannot be read: {exc}") from None
+            file.errors.append(f"{path}: cannot be read: {exc}")
+            return file
         try:
-            data = tomllib.loads(text)
+            file.data = tomllib.loads(file.text)
         except tomllib.TOMLDecodeError as exc:
             line = re.search(r"line (\d+)", str(exc))
-            raise PolicyError(f"{path}:{line.group(1) if line else 1}: not valid TOML: {exc}") from None
-        file = cls(path, text, data)
+            file.errors.append(f"{path}:{line.group(1) if line else 1}: not valid TOML: {exc}")
+            return file
         file._check(schema)
         return file
+
+    def note(self, error: PolicyError) -> None:
+        self.errors.extend(error.errors)
 
     def fail(self, section: str, key: str | None, why: str) -> PolicyError:
         where = f"{section}.{key}" if key else f"[{section}]"
@@ -301,14 +331,15 @@ class _File:
     def _check(self, schema: dict) -> None:
         for section in self.data:
             if section not in schema:
-                raise self.fail(section, None, f"unknown section (known: {', '.join(schema)})")
+                self.note(self.fail(section, None, f"unknown section (known: {', '.join(schema)})"))
         for section, rules in schema.items():
             table = self.data.get(section)
             if isinstance(rules, Tables):
                 self._check_tables(section, table, rules)
                 continue
             if not isinstance(table, dict):
-                raise self.fail(section, None, "missing section" if table is None else "must be a table")
+                self.note(self.fail(section, None, "missing section" if table is None else "must be a table"))
+                continue
 
             def fail(key: str | None, why: str, section=section) -> PolicyError:
                 return self.fail(section, key, why)
@@ -320,7 +351,8 @@ class _File:
 
     def _check_tables(self, section: str, tables: Any, spec: Tables) -> None:
         if not isinstance(tables, list) or not tables:
-            raise self.fail(section, None, f"missing: at least one [[{section}]] ({spec.doc})")
+            self.note(self.fail(section, None, f"missing: at least one [[{section}]] ({spec.doc})"))
+            return
         lines = self.text.splitlines()
         headers = [n for n, line in enumerate(lines, 1)
                    if re.fullmatch(rf"\[\[\s*{re.escape(section)}\s*\]\]\s*(#.*)?", line.strip())]
@@ -333,20 +365,29 @@ class _File:
                                                                                   lines[n - 1].strip())), first)
                 return PolicyError(f"{self.path}:{line}: {section}[{index + 1}]{'.' + key if key else ''}: {why}")
             if not isinstance(table, dict):
-                raise fail(None, f"must be a table ([[{section}]]), got {type(table).__name__}")
+                self.note(fail(None, f"must be a table ([[{section}]]), got {type(table).__name__}"))
+                continue
             self._check_keys(table, spec.rules, fail)
 
     def _check_keys(self, table: dict, rules: dict[str, Rule], fail: Callable[[str | None, str], PolicyError]) -> None:
         """Unknown keys, missing keys, then each value: alike for a [section] and each [[section]]."""
         for key in table:
             if key not in rules:
-                raise fail(key, f"unknown key (known: {', '.join(rules)})")
+                self.note(fail(key, f"unknown key (known: {', '.join(rules)})"))
         for key, rule in rules.items():
             if key not in table:
-                raise fail(None, f"missing key '{key}' ({rule.kind}: {rule.doc})")
+                self.note(fail(None, f"missing key '{key}' ({rule.kind}: {rule.doc})"))
+                continue
             self._check_value(table, key, rule, fail)
 
     def _check_value(self, table: dict, key: str, rule: Rule, fail: Callable[[str | None, str], PolicyError]) -> None:
+        try:
+            self._check_one(table, key, rule, fail)
+        except PolicyError as error:
+            self.note(error)
+
+    @staticmethod
+    def _check_one(table: dict, key: str, rule: Rule, fail: Callable[[str | None, str], PolicyError]) -> None:
         value = table[key]
         ok = {
             "int": type(value) is int,
@@ -366,54 +407,92 @@ class _File:
                 raise fail(key, f"unknown {item!r} (known: {', '.join(rule.choices)})")
 
 
-def _cross_check(policy: Policy, files: dict[str, _File], profile: _File) -> None:
-    """Numbers that are each in range but contradict one another."""
-    system, focus = files["system.toml"], files["focus.toml"]
+def _cross_check(policy: Policy, files: dict[str, _File], profile: _File) -> list[str]:
+    """Values that are each in range but contradict one another, and names that must refer to something
+    that exists: every finding, not the first."""
+    system, focus, hardware = files["system.toml"], files["focus.toml"], files["hardware.toml"]
+    found: list[PolicyError] = []
     power = policy.system["power"]
     if not power["critical_percent"] < power["low_percent"] < power["recover_percent"]:
-        raise system.fail("power", "recover_percent",
-                          "needs critical_percent < low_percent < recover_percent "
-                          f"(got {power['critical_percent']}, {power['low_percent']}, {power['recover_percent']})")
+        found.append(system.fail("power", "recover_percent",
+                                 "needs critical_percent < low_percent < recover_percent "
+                                 f"(got {power['critical_percent']}, {power['low_percent']}, "
+                                 f"{power['recover_percent']})"))
     priorities = policy.focus["priorities"]
-    for cls in REQUIRED_CLASSES:
-        if cls not in priorities:
-            raise focus.fail("priorities", None, f"missing class '{cls}'")
-    for role, cls in policy.focus["roles"].items():
-        if cls not in priorities:
-            raise focus.fail("roles", role, f"class {cls!r} is not in [priorities]")
+    found += [focus.fail("priorities", None, f"missing class '{cls}'") for cls in REQUIRED_CLASSES
+              if cls not in priorities]
+    found += [focus.fail("roles", role, f"class {cls!r} is not in [priorities]")
+              for role, cls in policy.focus["roles"].items() if cls not in priorities]
     batteries = policy.hardware["power"]["batteries"]
     if len(batteries) != policy.profile["batteries"]:
-        raise files["hardware.toml"].fail("power", "batteries",
-                                          f"names {len(batteries)} batteries; the model has {policy.profile['batteries']}")
+        found.append(hardware.fail("power", "batteries",
+                                   f"names {len(batteries)} batteries; the model has {policy.profile['batteries']}"))
     if policy.profile["display"] and min(policy.profile[k] for k in ("panel_width", "panel_height", "refresh_hz")) < 1:
-        raise profile.fail("model", "panel_width", "a model with a display needs panel_width, panel_height "
-                                                   "and refresh_hz above 0")
+        found.append(profile.fail("model", "panel_width", "a model with a display needs panel_width, panel_height "
+                                                          "and refresh_hz above 0"))
     if policy.hardware["display"]["fb_bits_per_pixel"] not in (16, 32):
-        raise files["hardware.toml"].fail("display", "fb_bits_per_pixel", "must be 16 (RGB565) or 32 (XRGB8888)")
+        found.append(hardware.fail("display", "fb_bits_per_pixel", "must be 16 (RGB565) or 32 (XRGB8888)"))
     touch = policy.hardware["input"]
     if not touch["slop"] < touch["swipe_min"]:
-        raise files["hardware.toml"].fail("input", "swipe_min", "must be more than slop (a swipe moves, a tap does not)")
+        found.append(hardware.fail("input", "swipe_min", "must be more than slop (a swipe moves, a tap does not)"))
     if not touch["tap_max_s"] < touch["long_s"]:
-        raise files["hardware.toml"].fail("input", "long_s", "must be more than tap_max_s")
+        found.append(hardware.fail("input", "long_s", "must be more than tap_max_s"))
     if policy.profile["display"] != ("display" in policy.profile["resources"]):
-        raise profile.fail("model", "resources", "lists 'display' exactly when display = true")
-    _check_bridge(policy.privacy["bridge"], files["privacy.toml"])
+        found.append(profile.fail("model", "resources", "lists 'display' exactly when display = true"))
+    found += _check_bridge(policy.privacy["bridge"], files["privacy.toml"])
+    return [error for found_error in found for error in found_error.errors]
 
 
-def _check_bridge(bridge: dict, file: _File) -> None:
+def _check_names(policy: Policy, system: _File, focus: _File) -> list[PolicyError]:
+    """Names that must be a process of the process table or an installed app.
+
+    Those tables sit above this package (the process table and the app manifests read the policies), so
+    they are imported here, when a policy is checked, and never at import."""
+    from apps.sdk.manifest import APPS_DIR, apps_dir
+    from shell.processes import PROCESSES
+
+    processes = {process.name for process in PROCESSES}
+    # The shipped apps and those of $LENS_APPS_DIR: a policy may name either (a misspelling is neither).
+    apps = sorted({path.parent.name for folder in (APPS_DIR, apps_dir()) for path in folder.glob("*/manifest.toml")})
+    found = []
+
+    def unknown(file: _File, section: str, key: str, name: str, what: str, known) -> PolicyError:
+        return file.fail(section, key, f"unknown {what} {name!r} (known: {', '.join(sorted(known))})")
+    found += [unknown(system, "boot", "required", name, "process", processes)
+              for name in policy.system["boot"]["required"] if name not in processes]
+    found += [unknown(system, "apps", "boot", name, "app", apps)
+              for name in policy.system["apps"]["boot"] if name not in apps]
+    if policy.system["apps"]["home"] not in apps:
+        found.append(unknown(system, "apps", "home", policy.system["apps"]["home"], "app", apps))
+    found += [unknown(focus, "roles", role, role, "process or app", processes | set(apps))
+              for role in policy.focus["roles"] if role not in processes and role not in apps]
+    return found
+
+
+def _check_bridge(bridge: dict, file: _File) -> list[PolicyError]:
     """What may leave the glasses and what may come in: names in the topic table, never a capture's data,
     never a topic the peer could only publish by speaking for one of the glasses' own processes."""
     from bus.topics import ANY_NODE, TOPICS, Kind, matches
 
+    found = []
     for direction in ("out", "in"):
         for prefix in bridge[direction]:
             covered = [t for t in TOPICS.values() if matches(prefix, t.name) and t.kind is not Kind.REPLY]
             if not covered:
-                raise file.fail("bridge", direction, f"{prefix!r} names no topic of bus/topics.py")
+                found.append(file.fail("bridge", direction, f"{prefix!r} names no topic of bus/topics.py"))
+                continue
             private = [t.name for t in covered if t.permission]
             if direction == "out" and private:
-                raise file.fail("bridge", direction, f"{prefix!r} would send {', '.join(private)} off the glasses")
+                found.append(file.fail("bridge", direction,
+                                       f"{prefix!r} would send {', '.join(private)} off the glasses"))
             owned = [t.name for t in covered if t.owner != ANY_NODE and t.kind is not Kind.REQUEST]
             if direction == "in" and owned:
-                raise file.fail("bridge", direction, f"{prefix!r} covers {', '.join(owned)}, which only the "
-                                                     f"glasses' own processes publish")
+                found.append(file.fail("bridge", direction, f"{prefix!r} covers {', '.join(owned)}, which only "
+                                                            f"the glasses' own processes publish"))
+            # The simulated hardware is driven by the developer's tools alone: a peer pressing the simulated
+            # capture button would be a capture nobody on the glasses started.
+            simulated = [t.name for t in covered if ".sim." in t.name]
+            if direction == "in" and simulated:
+                found.append(file.fail("bridge", direction, f"{prefix!r} covers {', '.join(simulated)}, which "
+                                                            f"drive the simulated hardware (developer tools only)"))
+    return found

@@ -14,7 +14,7 @@ STATE_DIR = "audit log and saved state"  # what --state-dir holds, for `python -
 
 def run(args: argparse.Namespace) -> int:
     with service.exits_on("shell", PolicyError):
-        policy = load(args.policy_dir, args.model)
+        policy = load(args.policy_dir, args.model, names=True)
     with service.node("shell", args) as node:
         daemon = ShellDaemon(node, policy, state_dir(args.state_dir))
         node.start()

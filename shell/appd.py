@@ -194,7 +194,7 @@ class Appd:
 def main(argv: list[str] | None = None) -> int:
     args = service.arguments("shell.appd", __doc__).parse_args(argv)
     with service.exits_on("appd", PolicyError):
-        policy = load(args.policy_dir, args.model)
+        policy = load(args.policy_dir, args.model, names=True)
     manifests, errors = load_all()
     with service.node("appd", args) as node:
         for error in errors:

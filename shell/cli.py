@@ -7,6 +7,7 @@ import logging
 import sys
 
 from bus import cli as bus_cli
+from bus import logs
 from bus.errors import BusError
 from daemons import cli as daemons_cli
 from shell import commands as shell_commands
@@ -85,8 +86,7 @@ def _backends(choices: list[str], processes) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format=f"lens {args.command}: %(levelname)s %(message)s")
+    logs.configure(f"lens {args.command}", logging.DEBUG if args.verbose else logging.WARNING)
     try:
         if args.command == "bus":
             return bus_cli.run(args)

@@ -75,7 +75,7 @@ def read(path: Path) -> Manifest:
     try:
         data = read_checked(path, SCHEMA)["app"]
     except PolicyError as exc:
-        raise ManifestError(str(exc)) from None
+        raise ManifestError(exc.errors) from None
     if data["id"] != path.parent.name:
         raise ManifestError(f"{path}:1: app.id: {data['id']!r} must be the directory's name {path.parent.name!r}")
     if not valid_name(data["id"]) or data["id"] in reserved_names():

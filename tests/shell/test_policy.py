@@ -58,10 +58,12 @@ def test_shipped_policies_load(model):
      "bridge.out: 'camera' would send camera.frame off the glasses"),
     ("privacy.toml", 'out = ["shell.state",', 'out = ["audio", "shell.state",', "out =",
      "bridge.out: 'audio' would send audio.mic off the glasses"),
-    ("privacy.toml", 'in = ["phone.notification",', 'in = ["privacy", "phone.notification",', "in =",
+    ("privacy.toml", 'in = ["phone.notification"', 'in = ["privacy", "phone.notification"', "in =",
      "bridge.in: 'privacy' covers privacy.indicator, privacy.capture, which only the glasses' own processes"),
-    ("privacy.toml", 'in = ["phone.notification",', 'in = ["phone.call", "phone.notification",', "in =",
+    ("privacy.toml", 'in = ["phone.notification"', 'in = ["phone.call", "phone.notification"', "in =",
      "bridge.in: 'phone.call' names no topic of bus/topics.py"),
+    ("privacy.toml", 'in = ["phone.notification"', 'in = ["input.sim", "phone.notification"', "in =",
+     "bridge.in: 'input.sim' covers input.sim.request, which drive the simulated hardware"),
 ])
 def test_a_bad_value_names_file_key_and_line(pdir, file, old, new, needle, message):
     path = pdir / file
@@ -93,6 +95,45 @@ def test_lens_policy_check(pdir, procs):
     bad = procs.run_lens("policy", "check", str(pdir))
     assert bad.returncode == 1
     assert f"{pdir / 'system.toml'}:{line_of(pdir / 'system.toml', 'sleep_after_s')}: idle.sleep_after_s" in bad.stdout
+
+
+@pytest.mark.parametrize("file, old, new, needle, message", [
+    ("system.toml", 'required = ["powerd",', 'required = ["nosuchd", "powerd",', "required =",
+     "boot.required: unknown process 'nosuchd'"),
+    ("system.toml", 'boot = ["home",', 'boot = ["nosuchapp", "home",', 'boot = ["', "apps.boot: unknown app 'nosuchapp'"),
+    ("system.toml", 'home = "home"', 'home = "hom"', 'home = "hom"', "apps.home: unknown app 'hom'"),
+    ("focus.toml", 'assistantd = "assistant"', 'assistand = "assistant"', "assistand",
+     "roles.assistand: unknown process or app 'assistand'"),
+])
+def test_a_name_that_refers_to_nothing_is_named(pdir, file, old, new, needle, message):
+    path = pdir / file
+    edit(path, old, new)
+    with pytest.raises(PolicyError) as err:
+        load(pdir, "s1", names=True)
+    assert str(err.value).startswith(f"{path}:{line_of(path, needle)}: "), str(err.value)
+    assert message in str(err.value)
+
+
+def test_every_error_in_every_file_is_reported(pdir, procs):
+    """Three mistakes in two files, and two cross-check findings in a third: `lens policy check` names each,
+    not only the first."""
+    edit(pdir / "system.toml", "sleep_after_s = 40.0", "sleep_after_s = 0")
+    edit(pdir / "system.toml", "low_percent = 15", 'low_percent = "low"')
+    edit(pdir / "privacy.toml", "hold_s = 3.0", "hold_s = true")
+    bad = procs.run_lens("policy", "check", str(pdir), "--json")
+    assert bad.returncode == 1
+    errors = json.loads(bad.stdout)["errors"]
+    assert len(errors) == 3, errors
+    assert [e.split(": ", 2)[1] for e in errors] == ["idle.sleep_after_s", "power.low_percent", "led.hold_s"]
+
+    shutil.rmtree(pdir)
+    shutil.copytree(policy_mod.DEFAULT_DIR, pdir)
+    edit(pdir / "focus.toml", 'assistantd = "assistant"', 'assistantd = "wizard"')
+    edit(pdir / "system.toml", 'boot = ["home",', 'boot = ["nosuchapp", "home",')
+    with pytest.raises(PolicyError) as err:
+        load(pdir, "s1", names=True)
+    assert len(err.value.errors) == 2, err.value.errors
+    assert "roles.assistantd: class 'wizard'" in str(err.value) and "unknown app 'nosuchapp'" in str(err.value)
 
 
 def test_lens_shell_graph_draws_every_state_as_mermaid(tmp_path, procs):
