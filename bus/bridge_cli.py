@@ -62,6 +62,9 @@ def cmd_bridge(args) -> int:
         print(f"lens bus bridge: {exc}", file=sys.stderr)
         return 2
     peers = Path(args.peers) if args.peers else keys.keys_dir(args.runtime) / "peers"
+    from bus.cli import need_bus  # here: bus.cli imports this module
+
+    need_bus(args.runtime)
     try:
         key = bridge_key(args.runtime)
     except KeyMissing as exc:
@@ -125,8 +128,10 @@ def remote_bus(args, address: str, prefixes: list[str], command: str) -> RemoteB
 
 
 def connect(args) -> int:
+    from bus.cli import need_bus  # here: bus.cli imports this module
     from bus.relay import Relay
 
+    need_bus(args.runtime)  # this machine's bus, where the glasses' is republished
     remote = remote_bus(args, args.connect, args.topics, "bridge")
     if remote is None:
         return 2

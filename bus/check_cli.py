@@ -60,9 +60,9 @@ def cmd_check(args) -> int:
 
 
 def _live(args, checker: Checker, emit) -> int:
-    from bus.node import Node
+    from bus.cli import tool_node
 
-    with Node(MONITOR, args.runtime) as node:
+    with tool_node("check", args.runtime, name=MONITOR) as node:  # the table's publisher of violations
         def judge(msg) -> None:
             for violation in checker.feed(msg):
                 emit(violation)

@@ -163,7 +163,6 @@ SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
             "backlight_dir": Rule("str", doc="the panel's /sys/class/backlight/<name> ('' to dim the pixels)"),
             "font": Rule("str", doc="TrueType font of the HUD and cards"),
             "cards_per_app": Rule("int", 1, 100, doc="cards kept per app"),
-            "toast_s": Rule("float", 0.5, 60.0, doc="how long a toast stays by default"),
         },
         "audio": {
             "out_device": Rule("str", doc="PortAudio output device name ('' for the default; real backend)"),
@@ -229,8 +228,10 @@ def load(directory: str | Path | None = None, model: str | None = None, *, names
     """Read and check every policy file; PolicyError with every finding.
 
     ``names``: also check the names that must be a process or an app against those tables (`lens policy
-    check`, and the shell and appd, which act on those names). A daemon does not: the tables' imports
-    (dataclasses, inspect, ast) would cost each small daemon memory for names it never reads."""
+    check`). A running system does not refuse to start over them (the shell names a required daemon that
+    never came as degraded, a role for an app not installed is unused) and logs ``unknown_names()``
+    instead; a daemon never looks: the tables' imports (dataclasses, inspect, ast) would cost each small
+    daemon memory for names it never reads."""
     directory = resolve_dir(directory)
     model = (model or os.environ.get("LENS_MODEL") or "s1").lower()
     if model not in MODELS:
@@ -250,6 +251,12 @@ def load(directory: str | Path | None = None, model: str | None = None, *, names
     if errors:
         raise PolicyError(errors)
     return policy
+
+
+def unknown_names(policy: Policy) -> list[str]:
+    """The names in ``policy`` that refer to no process and no app, each as file:line: key: why."""
+    system, focus = (_File.read(policy.directory / name, SCHEMA[name]) for name in ("system.toml", "focus.toml"))
+    return [error for found in _check_names(policy, system, focus) for error in found.errors]
 
 
 def resolve_dir(directory: str | Path | None = None) -> Path:

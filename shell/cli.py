@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from bus import cli as bus_cli
 from bus import logs
-from bus.errors import BusError
+from bus.errors import BusError, BusNotRunning
 from daemons import cli as daemons_cli
 from shell import commands as shell_commands
+
+NOT_RUNNING = 3  # the exit status of every command that needs the bus when no broker is there (as LSB's status)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,11 +94,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bus":
             return bus_cli.run(args)
         return args.func(args)
+    except BusNotRunning as exc:
+        print(f"lens {args.command}: {exc}", file=sys.stderr)
+        return NOT_RUNNING
     except BusError as exc:
         print(f"lens {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `lens status | head`: the reader left, which is no error of ours. Python flushes stdout once more
+        # at exit; point it at /dev/null so that flush cannot raise a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

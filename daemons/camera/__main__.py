@@ -305,9 +305,10 @@ def main(argv: list[str] | None = None) -> int:
                              state_dir="photos and recordings").parse_args(argv)
     with service.exits_on("camerad", PolicyError, CameraError, OSError):
         numbers = load(args.policy_dir, args.model).hardware["camera"]
-        store = media_dir(numbers, state_dir(args.state_dir))
         source = open_source(args.backend, numbers)
     with service.node("camerad", args) as node:
+        with service.exits_on("camerad", OSError):  # a media directory that cannot be made
+            store = media_dir(numbers, state_dir(args.state_dir, node.runtime.dir))
         camerad = Camerad(node, source, numbers, store)
         node.start()
         camerad.recover_unfinished()

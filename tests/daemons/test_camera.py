@@ -282,3 +282,18 @@ def test_a_photo_asked_for_during_a_video_ends_the_recording_cleanly_and_the_own
     session = app.wait(lambda: [s for s in audit.sessions() if s["session"] == grant["session"]
                                 and s["end"] is not None and s["frames"]], "the recording's audit record closed")[0]
     assert session["frames"] >= 5 and recover(directory).torn == 0 and not unfinished(directory.rsplit("/", 1)[0])
+
+
+@pytest.mark.slow
+def test_photos_and_recordings_are_where_lens_paths_says(system, monkeypatch):
+    from shell.paths import paths
+
+    monkeypatch.setenv("LENS_STATE_DIR", str(system.state_dir))  # camerad's, which `lens up` shares with all
+    where = paths()
+    app = system.app("camapp")
+    app.take_camera()
+    photo = app.ask("camera.control.request", mode="photo")["path"]
+    assert os.path.dirname(photo) == where["photos"]["path"] and os.path.getsize(photo) > 0
+    recording = app.ask("camera.control.request", mode="video")["path"]
+    assert os.path.dirname(recording) == where["recordings"]["path"]
+    app.ask("camera.control.request", mode="off")

@@ -59,7 +59,7 @@ def test_shipped_policies_load(model):
     ("privacy.toml", 'out = ["shell.state",', 'out = ["audio", "shell.state",', "out =",
      "bridge.out: 'audio' would send audio.mic off the glasses"),
     ("privacy.toml", 'in = ["phone.notification"', 'in = ["privacy", "phone.notification"', "in =",
-     "bridge.in: 'privacy' covers privacy.indicator, privacy.capture, which only the glasses' own processes"),
+     "bridge.in: 'privacy' covers privacy.indicator, privacy.capture, privacy.violation, which only the glasses' own processes"),
     ("privacy.toml", 'in = ["phone.notification"', 'in = ["phone.call", "phone.notification"', "in =",
      "bridge.in: 'phone.call' names no topic of bus/topics.py"),
     ("privacy.toml", 'in = ["phone.notification"', 'in = ["input.sim", "phone.notification"', "in =",
