@@ -229,7 +229,7 @@ _TABLE = [
           doc="simulated backend only: break the LED (fault text) or mend it (none)"),
     # --- powerd: two swappable batteries and the bridge --------------------------------
     Topic("power.state", Kind.STATE, "powerd",
-          {"batteries": "list[dict]", "bridge": "dict", "percent": "float", "present": "list[bool]",
+          {"batteries": "list[dict]", "bridge": "dict", "percent": "float?", "present": "list[bool]",
            "load_w": "float", "backend": "str"},
           doc="per battery: name, present, percent, charging, voltage, time_to_empty_s; the bridge's seconds left"),
     Topic("power.event", Kind.EVENT, "powerd", {"event": "str", "battery": "str", "percent": "float"},
@@ -263,9 +263,11 @@ _TABLE = [
           {"owner": "str", "path": "str", "frames": "int", "first": "int", "last": "int", "why": "str"},
           readers=("shell", "@owner"),
           doc="a recording segment was closed and fsync'ed (checkpoint, stop, swap)"),
-    Topic("camera.session", Kind.EVENT, "camerad", {"owner": "str", "session": "str?", "frames": "int"},
+    Topic("camera.session", Kind.EVENT, "camerad",
+          {"owner": "str", "session": "str?", "frames": "int", "why": "str?"},
           readers=("shell", "@owner"),
-          doc="a capture ended: how many frames it took, for the shell's audit log"),
+          doc="a capture ended: how many frames it took (a recording's: those whole on disk), for the shell's "
+              "audit log; why, when its owner did not end it (the shell then takes the camera back)"),
     # --- inputd: the temple touchpad and the button -----------------------------------------
     Topic("input.gesture", Kind.EVENT, "inputd", {"gesture": "str", "source": "str", "mono_ns": "int"},
           max_size=512,
