@@ -255,10 +255,12 @@ _TABLE = [
           reply={"mode": "str", "path": "str?"},
           doc="off, preview, video, photo: refused unless the shell granted the caller camera capture "
               "and the LED is confirmed lit"),
-    Topic("camera.sim.request", Kind.REQUEST, "camerad", {"image": "str?"}, reply={"showing": "str"},
+    Topic("camera.sim.request", Kind.REQUEST, "camerad",
+          {"image": "str?", "scale": "float?", "rotate": "float?", "tilt": "float?"}, reply={"showing": "str"},
           dev_only=True,
-          doc="simulated backend only: show this picture (a PNG or JPEG path) to the camera, or the "
-              "usual pattern or folder again (none)"),
+          doc="simulated backend only: show this picture (a PNG or JPEG path) to the camera, fitted and "
+              "centred, at a scale of that fit, turned and tilted (degrees); or the usual pattern or "
+              "folder again (none)"),
     Topic("camera.segment", Kind.EVENT, "camerad",
           {"owner": "str", "path": "str", "frames": "int", "first": "int", "last": "int", "why": "str"},
           readers=("shell", "@owner"),

@@ -112,7 +112,9 @@ class Camerad:
 
     def on_sim(self, msg: Message) -> dict:
         try:
-            return {"showing": self.source.show(msg.payload.get("image"))}
+            p = msg.payload
+            return {"showing": self.source.show(p.get("image"), p.get("scale") or 1.0, p.get("rotate") or 0.0,
+                                                p.get("tilt") or 0.0)}
         except CameraError as exc:
             raise RequestRefused(str(exc)) from None
 
