@@ -27,7 +27,7 @@ from typing import Callable
 
 import zmq
 
-from bus.envelope import ACK, BODY_START, CHANNEL, PERSONAL, STATS_WANTED, channel, presence
+from bus.envelope import ACK, BODY_START, CHANNEL, PERSONAL, STATS_WANTED, channel, presence, stamp
 from bus.runtime import Runtime
 from bus.tap import TAP_TOPIC
 from bus.topics import LANE_HWM, TOPICS, matches
@@ -120,6 +120,10 @@ class Lane:
         self._own_channel = channel(self._identity, b"")
         # Never unsubscribed while the socket lives: when the last of an identity's goes, the broker says so.
         self.sub.setsockopt(zmq.SUBSCRIBE, presence(self._identity))
+        # Its own probes only, as the broker stamps them (bus.envelope): a probe is this lane's question to
+        # itself, and another node's are nobody else's business (every node hearing every probe was one
+        # message per node per probe, and their gaps while the broker was away read as losses).
+        self.sub.setsockopt(zmq.SUBSCRIBE, stamp(self.probe_topic.encode(), self._identity))
         self.prefixes: set[str] = set()
         self.confirmed = False
         self.acked = False  # the broker answered this round's marker: it applied every subscription before it
@@ -130,6 +134,7 @@ class Lane:
         self.nonce = 0
         self.next_probe = 0.0
         self._backoff = PROBE_FIRST_S
+        self.unconfirm()  # the first round's marker
 
     def connect(self, runtime: Runtime, enter: Callable[[zmq.Socket], None]) -> None:
         """Connect both sockets, each first made ready by ``enter`` to be let in (bus.access.enter)."""
@@ -167,7 +172,7 @@ class Lane:
         writes each message to the pipes in that order, so the processes that wait on it come first."""
         raw = prefix.encode()
         own = [self._own_channel + topic for topic in PERSONAL if topic.startswith(raw)]
-        if not self.watcher or prefix in (self.probe_topic, TAP_TOPIC):
+        if not self.watcher or prefix == TAP_TOPIC:
             return [raw] + own
         # Neither the tap's reader nor a deep subscription tells the broker that someone wants its stats.
         wanted = [STATS_WANTED] if self.name == TOPICS["bus.broker.stats"].lane and \
@@ -182,7 +187,7 @@ class Lane:
         """The tap cannot be read: hear what everyone may hear through the broker's socket instead."""
         if self.tapped:
             self.tapped = False
-            for prefix in self.prefixes - {self.probe_topic, TAP_TOPIC}:
+            for prefix in self.prefixes - {TAP_TOPIC}:
                 for wire in self._deep(prefix):
                     self.sub.setsockopt(zmq.SUBSCRIBE, wire)
             self.unconfirm()  # ready again once they are live

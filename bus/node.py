@@ -165,6 +165,9 @@ class Node:
             for lane_name in lanes_for(prefix):
                 if lane_name in self._lanes:
                     self._lanes[lane_name].remove_prefix(prefix)
+            # What is published while nobody here listens is no loss when it listens again.
+            self.intake.forget(t for t in TOPICS if matches(prefix, t) and t not in self._reply_topics
+                               and not any(matches(p, t) for p, _ in self._subs))
 
     def serve(self, topic: str, handler: Callable[[Message], dict | None]) -> None:
         """Answer requests on ``topic``: return the result dict, or raise RequestRefused(why)."""
@@ -337,7 +340,6 @@ class Node:
         lane = self._lanes.get(name)
         if lane is None:
             lane = self._lanes[name] = Lane(self._ctx, name, self.identity, watcher=self.watcher)
-            lane.add_prefix(lane.probe_topic)
             self._poller = None
             if self._way.enter is not None:
                 lane.connect(self.runtime, self._way.enter)
