@@ -544,6 +544,7 @@ class Node:
         except (ValueError, TypeError, msgpack.UnpackException):
             log.warning("%s: malformed snapshot from the broker ignored", self.name)
             return
+        present = []
         for topic, body, sender in triples:
             # Anything that arrived live since the request is at least as new as the cache.
             if topic.decode(errors="replace") in self._snapshot_live:
@@ -551,7 +552,11 @@ class Node:
             msg = self.intake.accept([stamp(topic, sender), body])
             if msg is not None:
                 msg.latched = True
-                self._pending.append(msg)
+                present.append(msg)
+        # In the order it came about (the broker keeps it by topic): by the wall clock, which, unlike the
+        # monotonic one, a cache kept across a reboot shares with today's.
+        present.sort(key=_written)
+        self._pending.extend(present)
         self._snapshot_waiting = False
         self._announce_if_ready()
 
@@ -842,6 +847,10 @@ class Node:
 
 def _published(msg: Message) -> int:
     return msg.mono_ns
+
+
+def _written(msg: Message) -> int:
+    return msg.wall_ns
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

@@ -378,3 +378,27 @@ def test_a_watcher_reads_the_new_brokers_tap_after_a_restart(broker, procs, node
     publisher.publish("demo.tick", n=2, text="after")
     wait_for(lambda: len(ticks) >= 2, what="the tick after the restart", poll=both_turns)
     assert [m.payload["n"] for m in ticks] == [1, 2]
+
+
+def test_lens_bus_sniff_prints_the_latched_snapshot_in_time_order(broker, procs, nodes):
+    """Issue 26: the broker keeps the present by topic, in the order each topic first came; a topic
+    updated since comes later in time than one that came after it first."""
+    demo, shell = nodes("demo"), nodes("shell")
+    for node in (demo, shell):
+        node.start()
+    watcher = nodes("watcher")
+    seen = collect(watcher, "")
+    watcher.start()
+    run_all = lambda t: (demo.run_once(0), shell.run_once(0), watcher.run_once(t))  # noqa: E731
+    demo.publish("demo.status", uptime_s=1.0, ticks=1, started_wall=0.0)
+    wait_for(lambda: any(m.topic == "demo.status" for m in seen), what="the first status", poll=run_all)
+    shell.publish("privacy.indicator", on=False, cmd=1, reason="first")
+    wait_for(lambda: any(m.topic == "privacy.indicator" for m in seen), what="the indicator", poll=run_all)
+    demo.publish("demo.status", uptime_s=2.0, ticks=2, started_wall=0.0)  # the newest of all
+    wait_for(lambda: any(m.topic == "demo.status" and m.payload["ticks"] == 2 for m in seen),
+             what="the second status", poll=run_all)
+    result = procs.run_lens("bus", "sniff", "--json", "--count", "2", "--timeout", str(DEADLINE_S),
+                            "demo.status", "privacy.indicator")
+    lines = read_json_lines(result.stdout)
+    assert [(m["topic"], m["latched"]) for m in lines] == [("privacy.indicator", True), ("demo.status", True)]
+    assert lines[0]["wall_ns"] <= lines[1]["wall_ns"]
