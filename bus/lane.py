@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections import deque
 from typing import Callable
 
 import zmq
@@ -134,7 +135,44 @@ class Lane:
         self.nonce = 0
         self.next_probe = 0.0
         self._backoff = PROBE_FIRST_S
+        # What the reliable lane sent that the broker has not yet been seen to forward: sent again if the
+        # broker dies (receivers drop what they had by its sequence). A mark is a probe whose return says
+        # the broker forwarded everything sent before it: the broker reads a publisher's pipe in order.
+        self.sent: deque[list[bytes]] | None = deque() if name == "reliable" else None
+        self.sent_total = 0  # messages ever put in `sent`
+        self.marked = 0  # sent_total when the last mark went out
+        self.marks: dict[int, int] = {}  # a mark's nonce -> sent_total when it went out
         self.unconfirm()  # the first round's marker
+
+    @property
+    def unconfirmed(self) -> int:
+        return len(self.sent) if self.sent is not None else 0
+
+    def new_mark(self) -> int:
+        """The nonce of a mark to send now, covering everything sent so far."""
+        nonce = int.from_bytes(os.urandom(6), "little")
+        self.marks[nonce] = self.marked = self.sent_total
+        return nonce
+
+    def mark_returned(self, nonce: int) -> bool:
+        """A mark came back: what was sent before it has been forwarded; False when it is no mark of ours."""
+        total = self.marks.pop(nonce, None)
+        if total is None:
+            return False
+        for _ in range(total - (self.sent_total - len(self.sent))):
+            self.sent.popleft()
+        self.marks = {n: t for n, t in self.marks.items() if t > total}
+        return True
+
+    def take_unforwarded(self) -> list[list[bytes]]:
+        """The broker went away: what it was not seen to forward, oldest first, to be sent again."""
+        if self.sent is None:
+            return []
+        items = list(self.sent)
+        self.sent.clear()
+        self.marks.clear()
+        self.marked = self.sent_total
+        return items
 
     def connect(self, runtime: Runtime, enter: Callable[[zmq.Socket], None]) -> None:
         """Connect both sockets, each first made ready by ``enter`` to be let in (bus.access.enter)."""
