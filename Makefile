@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.lensos-installed
 
 # Debian packages the tests and the real backends need (PortAudio for sounddevice, DejaVu for the HUD's text,
 # espeak-ng for the offline voice, systemd for `systemd-analyze verify` of the units, chromium for the live
-# view's browser test, gcc for the broker's forwarding loop in C).
+# view's browser test, gcc for the broker's forwarding loop in C). Only those that are missing, and only what
+# they depend on: no recommended packages (chromium alone recommends about 120). The README lists them.
 SYSTEM_PACKAGES := libportaudio2 fonts-dejavu-core espeak-ng systemd chromium gcc libc6-dev
 
 .PHONY: install run test sysdeps clean
@@ -33,10 +34,11 @@ sysdeps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "lensos: installing system packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      $$missing >/dev/null; \
 	  else \
 	    echo "lensos: missing system packages:$$missing"; \
-	    echo "lensos: install them with: sudo apt-get install$$missing  (audio tests are skipped without libportaudio2 or espeak-ng; the HUD falls back to Pillow's own font)"; \
+	    echo "lensos: install them with: sudo apt-get install --no-install-recommends$$missing  (audio tests are skipped without libportaudio2 or espeak-ng; the HUD falls back to Pillow's own font)"; \
 	  fi; \
 	fi
 

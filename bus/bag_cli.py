@@ -81,13 +81,12 @@ def add_parsers(commands) -> None:
 
 def cmd_record(args) -> int:
     from bus.cli import tool_node
-    from bus.node import Node
     from bus.record import Output, Recorder
 
     output = None if args.snapshot else Output(Path(args.output), args.compression,
                                                 int((args.split_size or 0) * 1e6), args.split_time or 0.0)
     # A snapshot recorder serves bus.snapshot.request, whose owner in the table is "recorder".
-    node = Node("recorder", args.runtime) if args.snapshot else tool_node("record", args.runtime)
+    node = tool_node("record", args.runtime, name="recorder" if args.snapshot else None)
     recorder = Recorder(node, output, args.prefixes, args.frame_every, args.snapshot or 0.0, Path(args.output),
                         args.compression)
     try:
@@ -121,9 +120,11 @@ def cmd_snapshot(args) -> int:
 
 
 def cmd_replay(args) -> int:
+    from bus.cli import need_bus
     from bus.replay import Replayer
 
     items, damage, _ = _load(args.file)
+    need_bus(args.runtime)
     if damage:
         print(f"lens bus replay: {args.file} is damaged after {damage.messages_read} messages ({damage.why}); "
               "replaying what comes before", file=sys.stderr)

@@ -18,9 +18,14 @@ protocol over a DEALER:
 Out: the bridge subscribes to the out list (a bus node like any other, so
 restricted topics and others' replies never even reach it) and forwards what
 each peer asked for. In: a topic must be in the in list, which the policy
-check keeps to topics anyone on the bus may publish; the payload is checked
-against the table and published by the bridge under its own name. A request
-is asked by the bridge, and the answer goes back to the peer that asked.
+check keeps to topics anyone on the bus may publish (never one that drives
+the simulated hardware); the payload is checked against the table exactly
+like any message (its keys are fields of the topic, never arguments of the
+call that publishes it) and published by the bridge under its own identity,
+``bridge``, whose key is its own (never the developer's), so whoever serves it
+judges it by the same rules as an app with no permissions. A request is asked
+by the bridge, and the answer goes back to the peer that asked. A frame that
+is not of this protocol's shape is refused, counted and told to the peer.
 """
 
 from __future__ import annotations
@@ -34,9 +39,9 @@ import zmq
 
 from bus import keys
 from bus.envelope import Message, decode, stamp
-from bus.errors import BusError, MalformedMessage
+from bus.errors import BusError, MalformedMessage, PayloadError
 from bus.node import Node
-from bus.topics import Kind, lookup, matches
+from bus.topics import TOPICS, Kind, lookup, matches
 from bus.zap import ZapHandler
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,10 @@ HELLO_EVERY_S = 2.0
 PEER_TIMEOUT_S = 3 * HELLO_EVERY_S  # a peer that stopped saying hello is gone
 PEER_HWM = 10_000
 MAX_PREFIXES = 64
+# The largest frame a peer may send: the largest message the table allows, plus room for the frame's own
+# packing. A bigger one is dropped by libzmq with the connection, before it takes any memory here.
+MAX_PEER_FRAME = max(t.max_size for t in TOPICS.values()) + 4096
+_SHAPES = {b"HELLO": (2, 2), b"PUB": (3, 4)}  # frames each message has (kind included): (least, most)
 
 
 def within(prefixes: list[str], allowed: list[str]) -> list[str]:
@@ -80,6 +89,7 @@ class Bridge:
                               lambda address, why: log.warning("refused a peer at %s: %s", address, why))
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.SNDHWM, PEER_HWM)
+        self.router.setsockopt(zmq.MAXMSGSIZE, MAX_PEER_FRAME)
         self.router.setsockopt(zmq.LINGER, 0)
         keys.as_server(self.router, node.key_pair)
         self.router.bind(address)
@@ -110,13 +120,22 @@ class Bridge:
             identity = (keys.verified(frames[1]) if len(frames) > 1 else "") or "?"
             try:
                 self._handle(rid, identity, parts)
-            except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
-                self._refuse(rid, b"", f"malformed {parts[0][:16]!r} from {identity}: {exc}")
+            except (ValueError, msgpack.UnpackException) as exc:  # UnicodeDecodeError is a ValueError
+                self._refuse(rid, b"", f"malformed {parts[0][:16] if parts else b''!r} from {identity}: {exc}")
 
     def _handle(self, rid: bytes, identity: str, parts: list[bytes]) -> None:
-        kind = parts[0]
+        kind = parts[0] if parts else b""
+        if kind not in _SHAPES:
+            self._refuse(rid, b"", f"unknown message {kind[:16]!r} from {identity}")
+            return
+        least, most = _SHAPES[kind]
+        if not least <= len(parts) <= most:
+            raise ValueError(f"{len(parts)} frames; {kind.decode()} has {least}" + (f" to {most}" if most > least else ""))
         if kind == b"HELLO":
-            asked = [p for p in msgpack.unpackb(parts[1]) if type(p) is str]
+            asked = msgpack.unpackb(parts[1])
+            if type(asked) is not list:
+                raise ValueError("HELLO's prefixes must be a list")
+            asked = [p for p in asked if type(p) is str]
             peer = self.peers.get(rid) or _Peer(identity)
             sees = within(asked, self.out)
             fresh = rid not in self.peers or peer.prefixes != sees
@@ -125,17 +144,22 @@ class Bridge:
             if fresh:
                 log.info("peer %s sees %s", identity, ", ".join(peer.prefixes) or "nothing")
             self.router.send_multipart([rid, b"WELCOME", msgpack.packb(peer.prefixes)])
-        elif kind == b"PUB":
-            self._publish(rid, identity, parts[1].decode(), msgpack.unpackb(parts[2]), parts[3:])
         else:
-            self._refuse(rid, b"", f"unknown message {kind[:16]!r}")
+            self._publish(rid, identity, parts[1].decode(), msgpack.unpackb(parts[2]), parts[3:])
 
-    def _publish(self, rid: bytes, identity: str, topic: str, payload: dict, token: list[bytes]) -> None:
+    def _publish(self, rid: bytes, identity: str, topic: str, payload: object, token: list[bytes]) -> None:
         if not any(matches(allow, topic) for allow in self.into):
             self._refuse(rid, topic.encode(), f"{topic} may not come in over the bridge (privacy.toml [bridge] in)")
             return
         spec = lookup(topic)
         try:
+            # The payload is the topic's fields and nothing else, checked here as the table says: it is never
+            # spread into the call that publishes it, where a key such as timeout would be an argument.
+            if type(payload) is not dict or not all(type(key) is str for key in payload):
+                raise PayloadError(f"{topic}: the payload must be a map of field names")
+            if spec.kind is Kind.REQUEST and "cid" in payload:
+                raise PayloadError(f"{topic}: 'cid' is the bridge's to choose")
+            spec.validate({**payload, "cid": 1} if spec.kind is Kind.REQUEST else payload)
             if spec.kind is Kind.REQUEST:
                 def answer(result, error, topic=topic, token=token[:1] or [b""]):
                     self.router.send_multipart([rid, b"REPLY", topic.encode(), *token, msgpack.packb(result),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -61,7 +62,15 @@ def cmd_bridge(args) -> int:
         print(f"lens bus bridge: {exc}", file=sys.stderr)
         return 2
     peers = Path(args.peers) if args.peers else keys.keys_dir(args.runtime) / "peers"
-    with Node(keys.BRIDGE, args.runtime) as node:
+    from bus.cli import need_bus  # here: bus.cli imports this module
+
+    need_bus(args.runtime)
+    try:
+        key = bridge_key(args.runtime)
+    except KeyMissing as exc:
+        print(f"lens bus bridge: {exc}", file=sys.stderr)
+        return 2
+    with Node(keys.BRIDGE, args.runtime, key=key) as node:
         try:
             bridge = Bridge(node, args.listen, allow["out"], allow["in"], peers)
         except (KeyMissing, OSError) as exc:
@@ -78,6 +87,21 @@ def cmd_bridge(args) -> int:
         finally:
             bridge.close()
     return 0
+
+
+def bridge_key(runtime) -> Path:
+    """The bridge's own secret key, never the developer's: what a peer says comes in as ``bridge``, judged
+    like an app with no permissions. A board provisions it (`lens keys generate`); a development keys
+    directory gets one the first time a bridge listens, as `lens up` gives each process its own."""
+    directory = keys.keys_dir(runtime)
+    path = directory / f"{keys.BRIDGE}.key_secret"
+    if not path.exists() and not os.environ.get("LENS_KEYS_DIR"):
+        keys.ensure_development_keys(runtime)
+        keys.generate(directory, [keys.BRIDGE])
+    if not path.exists():
+        raise KeyMissing(f"no key for the bridge in {directory}: provision one with `lens keys generate "
+                         f"{directory} {keys.BRIDGE}`")
+    return path
 
 
 def server_key(value: str) -> bytes:
@@ -104,8 +128,10 @@ def remote_bus(args, address: str, prefixes: list[str], command: str) -> RemoteB
 
 
 def connect(args) -> int:
+    from bus.cli import need_bus  # here: bus.cli imports this module
     from bus.relay import Relay
 
+    need_bus(args.runtime)  # this machine's bus, where the glasses' is republished
     remote = remote_bus(args, args.connect, args.topics, "bridge")
     if remote is None:
         return 2

@@ -33,7 +33,7 @@ from typing import Callable
 import msgpack
 import zmq
 
-from bus import access, envelope, fastpath, keys, sdnotify
+from bus import access, envelope, fastpath, keys, logs, sdnotify
 from bus.errors import BrokerRunning, KeyMissing
 from bus.envelope import ACK, BY_WIRE, PERSONAL, STATS_WANTED, present
 from bus.gate import Gate
@@ -517,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argument_parser("python -m bus.broker", "Run the lensos bus broker.")
     parser.add_argument("--runtime-dir", help="bus runtime directory (default: $LENS_RUNTIME_DIR or per-user)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="broker: %(levelname)s %(message)s")
+    logs.configure("broker")
     return serve(Runtime.resolve(args.runtime_dir))
 
 

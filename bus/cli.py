@@ -8,8 +8,8 @@ import os
 import sys
 
 from bus import bridge_cli
-from bus.errors import BusError
-from bus.node import Node
+from bus.errors import BusError, BusNotRunning
+from bus.node import Node, lanes_for
 from bus.runtime import Runtime
 from bus.textform import jsonable, message_json, message_line, parse_assignments
 from bus.topics import TOPICS, Kind, lookup
@@ -70,14 +70,26 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
 
-    from bus import bag_cli
+    from bus import bag_cli, check_cli
     bag_cli.add_parsers(commands)
+    check_cli.add_parsers(commands)
     bridge_cli.add_parsers(commands)
 
 
-def tool_node(role: str, runtime: Runtime | str | None, **kwargs) -> Node:
-    """The node of one `lens` command: named for it and this process, no heartbeat (tools come and go)."""
-    return Node(f"lens-{role}-{os.getpid()}", runtime, **kwargs)
+def need_bus(runtime: Runtime | str | None) -> Runtime:
+    """The runtime of a `lens` command that needs the bus. With no broker there it fails at once with
+    BusNotRunning, the same words for every command (said by `lens`'s main), rather than waiting out a
+    timeout and guessing why."""
+    runtime = runtime if isinstance(runtime, Runtime) else Runtime.resolve(runtime)
+    if runtime.broker_gone():
+        raise BusNotRunning(runtime.dir)
+    return runtime
+
+
+def tool_node(role: str, runtime: Runtime | str | None, name: str | None = None, **kwargs) -> Node:
+    """The node of one `lens` command: named for it and this process (or ``name``), no heartbeat (tools
+    come and go); only where the bus is up (need_bus)."""
+    return Node(name or f"lens-{role}-{os.getpid()}", need_bus(runtime), **kwargs)
 
 
 def _add_priority_option(p) -> None:
@@ -111,6 +123,8 @@ def cmd_broker(args) -> int:
 
 def cmd_sniff(args) -> int:
     prefixes = args.prefixes or [""]
+    for prefix in prefixes:
+        lanes_for(prefix)  # a prefix no topic has is named first, even with nothing running
     if args.remote:
         return bridge_cli.sniff_remote(args, prefixes)
     printed = 0

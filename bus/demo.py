@@ -1,4 +1,4 @@
-"""A demo publisher for `make run` until the real daemons exist: something to sniff on every lane.
+"""A demo publisher: traffic on every lane, for the bus's own tests and benchmarks and a first look at the tools.
 
 It publishes a tick event every second, its latched status every five, a
 sine wave on the stream lane at 10 Hz, and answers demo.echo.request.

@@ -42,6 +42,14 @@ class RuntimeDirError(BusError):
     """The runtime directory is missing, unsafe, or its paths are too long for ipc://."""
 
 
+class BusNotRunning(BusError):
+    """No broker serves the runtime directory: lensos is not running there."""
+
+    def __init__(self, directory):
+        super().__init__(f"lensos is not running (no broker on {directory}); start it with `make run` or `lens up`")
+        self.directory = directory
+
+
 class BrokerRunning(BusError):
     """Another broker already holds this runtime directory."""
 

@@ -1,7 +1,9 @@
 """Who may say what, and who may hear what: the broker's permission checks.
 
-Identities are verified by CURVE (bus.keys, bus.zap), so what is checked here
-is never a name a message claims for itself.
+Identities are proven to the broker's ZAP handler (bus.zap): a CURVE key on the
+latch, and on the lanes a pass bound to that key and to the uid and pid the kernel
+reports (bus.access), or CURVE there too where the lanes are sealed. So what is
+checked here is never a name a message claims for itself.
 
 - **Publishing.** A topic's owner in the table publishes it; anyone may send a
   REQUEST (its owner decides whether to serve it) or a topic owned by

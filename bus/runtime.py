@@ -11,7 +11,9 @@ someone else would be a man in the middle.
 from __future__ import annotations
 
 import os
+import re
 import stat
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,10 +30,7 @@ def default_runtime_dir() -> Path:
         if value:
             # systemd may list several directories separated by ':'; ours is the first.
             return Path(value.split(":")[0])
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        return Path(xdg) / "lensos"
-    return Path(f"/tmp/lensos-{os.getuid()}")
+    return default_bus_dir()
 
 
 class Runtime(NamedTuple):
@@ -118,6 +117,26 @@ class Runtime(NamedTuple):
     def lock_path(self) -> Path:
         return self.path("broker.lock")
 
+    def broker_gone(self) -> bool:
+        """True when no broker serves this directory for sure: no lock file (a broker removes it when it
+        stops), or the pid written in it is no process. False when one does or may (it is writing its pid
+        now; the file cannot be read). Never takes the lock, which would refuse a broker starting just then."""
+        try:
+            text = self.lock_path.read_text().strip()
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        if not text.isdigit():
+            return False
+        try:
+            os.kill(int(text), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # another user's broker (the board's): it exists
+            return False
+        return False
+
     @property
     def tap_path(self) -> Path:
         """The tap (bus.tap): a ring of what the broker forwards, there while a tool watches."""
@@ -128,12 +147,15 @@ class Runtime(NamedTuple):
         return self.path("latched.msgpack")
 
 
-def state_dir(path: str | os.PathLike | None = None) -> Path:
+def state_dir(path: str | os.PathLike | None = None, runtime_dir: str | os.PathLike | None = None) -> Path:
     """Where state that must outlive a reboot lives (audit log, saved state), created 0700.
 
     ``$LENS_STATE_DIR``; ``$STATE_DIRECTORY`` (systemd's ``StateDirectory=lensos``,
-    /var/lib/lensos on the board); otherwise ``$XDG_STATE_HOME/lensos`` or
-    ``~/.local/state/lensos`` in development.
+    /var/lib/lensos on the board); otherwise, in development, the bus's own:
+    ``$XDG_STATE_HOME/lensos`` (or ``~/.local/state/lensos``) for the bus in the
+    default runtime directory, and ``.../lensos/buses/<runtime dir>`` for any
+    other (``runtime_dir``, else ``$LENS_RUNTIME_DIR``). A user may run several
+    buses; one's privacy log and crash checkpoint are not another's.
     """
     if path is None:
         for var in ("LENS_STATE_DIR", "STATE_DIRECTORY"):
@@ -141,14 +163,31 @@ def state_dir(path: str | os.PathLike | None = None) -> Path:
                 path = os.environ[var].split(":")[0]
                 break
         else:
-            base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-            path = Path(base) / "lensos"
+            base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "lensos"
+            path = base / bus_state_name(runtime_dir)
     directory = Path(path).absolute()
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise RuntimeDirError(f"state directory {directory}: {exc.strerror}") from None
     return directory
+
+
+def bus_state_name(runtime_dir: str | os.PathLike | None = None) -> str:
+    """The part of the development state directory that is one bus's: empty for the default runtime directory
+    (where a single bus's state always was), else the bus's runtime directory made a readable name, with a
+    checksum of its full path so two directories never share one."""
+    runtime = Path(runtime_dir or default_runtime_dir()).absolute()
+    if runtime == default_bus_dir():
+        return ""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", str(runtime)).strip("-")[-48:]
+    return f"buses/{readable}-{zlib.crc32(str(runtime).encode()):08x}"  # zlib: hashlib would load OpenSSL
+
+
+def default_bus_dir() -> Path:
+    """The runtime directory of a user's bus when nothing names another."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    return (Path(xdg) / "lensos" if xdg else Path(f"/tmp/lensos-{os.getuid()}")).absolute()
 
 
 def write_atomically(path: Path, data: bytes, durable: bool = True) -> None:

@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
+import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, NoReturn
 
-from bus import sdnotify
+from bus import logs, sdnotify
 from bus.args import argument_parser
 from bus.node import Node
 
@@ -70,9 +72,30 @@ def exits_on(name: str, *errors: type[Exception]) -> Iterator[None]:
 
 
 def node(name: str, args: argparse.Namespace) -> Node:
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format=f"{name}: %(levelname)s %(message)s")
+    logs.configure(name, logging.DEBUG if args.verbose else logging.INFO)
+    threading.excepthook = _thread_died
     return Node(name, args.runtime_dir, heartbeat=heartbeat_period())
+
+
+EXIT_WORK_STOPPED = 70  # EX_SOFTWARE: a thread died or the work stalled; the supervisor restarts the process
+
+
+def fatal(why: str) -> NoReturn:
+    """The process's work has stopped (a thread of it died, a device stopped moving): exit at once, so its
+    supervisor (systemd, lens up) restarts it and the shell sees it gone. A process whose loop still turns
+    and heartbeats while its work is dead would be reported alive and do nothing. With a pending exception,
+    its traceback is logged."""
+    logging.getLogger("lensos").critical("%s; exiting to be restarted", why, exc_info=sys.exc_info()[0] is not None)
+    logging.shutdown()
+    os._exit(EXIT_WORK_STOPPED)
+
+
+def _thread_died(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    logging.getLogger("lensos").critical("thread %s died", args.thread.name if args.thread else "?",
+                                         exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+    fatal(f"thread {args.thread.name if args.thread else '?'} died")
 
 
 def heartbeat_period() -> float:

@@ -13,7 +13,7 @@ publish it, how often, how big a message may be, and its kind:
           chunks): small high-water marks on a lane of its own, so a flood
           of frames can never delay or drop state and events.
 
-Validation, the sniffer's columns, the broker's cache and (later) the
+Validation, the sniffer's columns, the broker's cache and checks, and the
 recorder's schemas all derive from this table; nothing else declares topics.
 """
 
@@ -70,7 +70,7 @@ class Topic:
         self.owner = owner  # the node allowed to publish it (for REQUEST: the node that serves it)
         self.rate_hz = rate_hz  # nominal rate; 0 means "on change"
         self.max_size = max_size or _DEFAULT_MAX_SIZE[kind]  # bytes of the encoded body
-        self.permission = permission  # permission a subscriber needs (enforced by the broker, issue 4)
+        self.permission = permission  # permission a subscriber needs (the broker enforces it: bus.gate)
         self.doc = doc
         self.reply = reply  # REQUEST only: fields of a successful reply's result
         self.reply_max_size = reply_max_size  # REQUEST only: bytes its reply may take (0: the kind's default)
@@ -165,10 +165,12 @@ _TABLE = [
            "focus": "dict", "privacy": "dict", "nodes": "dict", "boot_s": "float?", "model": "str"},
           doc="the system state as the shell decided it: what `lens status` shows and the HUD mirrors"),
     Topic("shell.focus.request", Kind.REQUEST, "shell",
-          {"resource": "str", "kind": "str", "cls": "str", "reason": "str", "purpose": "str?"},
+          {"resource": "str", "kind": "str", "cls": "str", "reason": "str", "purpose": "str?", "behalf": "str?"},
           reply={"status": "str", "reason": "str", "beat_s": "float?"}, watched=True,
           doc="ask for display, audio_out, mic or camera; the answer is granted, queued or denied (with why), "
-              "and the heartbeat period the asker must keep from now on (null: its own; set while it captures)"),
+              "and the heartbeat period the asker must keep from now on (null: its own; set while it captures). "
+              "behalf: the app a system process (the assistant) asks for: its permission is checked, and the "
+              "audit log names it"),
     Topic("shell.release.request", Kind.REQUEST, "shell", {"resource": "str"},
           reply={"held": "bool", "beat_s": "float?"},
           doc="give a resource back (the previous owner on its stack gets it again); beat_s as for focus"),
@@ -185,6 +187,10 @@ _TABLE = [
     Topic("privacy.capture", Kind.STATE, "shell",
           {"grants": "list[str]", "cmd": "int", "fault": "str?"},
           doc="who may capture now (owner:resource); capture daemons also check led.state themselves"),
+    Topic("privacy.violation", Kind.EVENT, "checker",
+          {"rule": "str", "what": "str", "mono_ns": "int", "wall_ns": "int", "messages": "list[str]"},
+          doc="`lens bus check --live` saw a privacy or safety rule broken (bus.check): which, what, when and "
+              "the messages involved"),
     Topic("app.permission.denied", Kind.EVENT, "shell",
           {"app": "str", "permission": "str", "call": "str", "why": "str"},
           doc="an app asked for what its manifest does not declare: refused, and told why"),
@@ -313,9 +319,14 @@ _TABLE = [
               "refused, unheard"),
     Topic("assistant.action", Kind.EVENT, "assistantd",
           {"session": "str", "action": "str", "args": "dict", "app": "str"},
-          doc="an action that belongs to an app (identify, music, notifications): the app does it and answers"),
+          doc="an action that belongs to an app (identify, music, notifications): the app does it and answers "
+              "with assistant.told.request"),
+    Topic("assistant.told.request", Kind.REQUEST, "assistantd", {"session": "str", "text": "str"}, reply={},
+          doc="the app handed an assistant.action says what it told the wearer (its card or speech): the "
+              "session's answer; refused from any other app, or when the session is over"),
     Topic("assistant.wake", Kind.EVENT, "assistantd", {"session": "str"}, max_size=512,
-          doc="the wake phrase was heard: the shell wakes the glasses as for a tap"),
+          doc="the wearer asked the assistant (the wake phrase, the temple held, `lens say`, an app's listen "
+              "request): the shell wakes the glasses as for a tap"),
     # --- apps ---------------------------------------------------------------------------------------------
     Topic("shell.app.request", Kind.REQUEST, "shell", {"app": "str", "action": "str"},
           reply={"status": "str"},
@@ -348,7 +359,7 @@ _TABLE = [
     Topic("bench.blast", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="throughput traffic"),
     Topic("bench.report", Kind.EVENT, ANY_NODE, {"received": "int", "first_ns": "int", "last_ns": "int",
                                                   "drops": "int"}, doc="what the receiving side counted"),
-    # --- the demo publisher that `make run` starts until the daemons exist ----
+    # --- the demo publisher (python -m bus.demo): traffic on every lane for the bus's own tests ----
     Topic("demo.tick", Kind.EVENT, "demo", {"n": "int", "text": "str"}, rate_hz=1.0,
           doc="a counter, once a second"),
     Topic("demo.status", Kind.STATE, "demo", {"uptime_s": "float", "ticks": "int", "started_wall": "float"},

@@ -144,7 +144,7 @@ def cmd_say(args) -> int:
         except TimeoutError as exc:
             print(f"lens say: {exc}")
             return 1
-    print(json.dumps(answer) if args.json else answer["text"] or f"({answer['action']} handed to its app)")
+    print(json.dumps(answer) if args.json else answer["text"])
     return 0 if answer["status"] == "answered" else 1
 
 

@@ -162,7 +162,6 @@ SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
             "backlight_dir": Rule("str", doc="the panel's /sys/class/backlight/<name> ('' to dim the pixels)"),
             "font": Rule("str", doc="TrueType font of the HUD and cards"),
             "cards_per_app": Rule("int", 1, 100, doc="cards kept per app"),
-            "toast_s": Rule("float", 0.5, 60.0, doc="how long a toast stays by default"),
         },
         "audio": {
             "out_device": Rule("str", doc="PortAudio output device name ('' for the default; real backend)"),
@@ -224,8 +223,14 @@ class Policy(NamedTuple):
         return self.focus["priorities"][cls]
 
 
-def load(directory: str | Path | None = None, model: str | None = None) -> Policy:
-    """Read and check every policy file; PolicyError on the first thing wrong."""
+def load(directory: str | Path | None = None, model: str | None = None, *, names: bool = False) -> Policy:
+    """Read and check every policy file; PolicyError with every finding.
+
+    ``names``: also check the names that must be a process or an app against those tables (`lens policy
+    check`). A running system does not refuse to start over them (the shell names a required daemon that
+    never came as degraded, a role for an app not installed is unused) and logs ``unknown_names()``
+    instead; a daemon never looks: the tables' imports (dataclasses, inspect, ast) would cost each small
+    daemon memory for names it never reads."""
     directory = resolve_dir(directory)
     model = (model or os.environ.get("LENS_MODEL") or "s1").lower()
     if model not in MODELS:
@@ -239,9 +244,18 @@ def load(directory: str | Path | None = None, model: str | None = None) -> Polic
                     files["privacy.toml"].data, files["hardware.toml"].data, files["assistant.toml"].data,
                     profile.data["model"])
     errors = _cross_check(policy, files, profile)
+    if names:
+        errors += [error for found in _check_names(policy, files["system.toml"], files["focus.toml"])
+                   for error in found.errors]
     if errors:
         raise PolicyError(errors)
     return policy
+
+
+def unknown_names(policy: Policy) -> list[str]:
+    """The names in ``policy`` that refer to no process and no app, each as file:line: key: why."""
+    system, focus = (_File.read(policy.directory / name, SCHEMA[name]) for name in ("system.toml", "focus.toml"))
+    return [error for found in _check_names(policy, system, focus) for error in found.errors]
 
 
 def resolve_dir(directory: str | Path | None = None) -> Path:
@@ -253,7 +267,7 @@ def check_all(directory: str | Path | None = None) -> list[str]:
     errors = []
     for model in MODELS:
         try:
-            load(directory, model)
+            load(directory, model, names=True)
         except PolicyError as exc:
             errors += [error for error in exc.errors if error not in errors]
     return errors
@@ -432,7 +446,6 @@ def _cross_check(policy: Policy, files: dict[str, _File], profile: _File) -> lis
     if policy.profile["display"] != ("display" in policy.profile["resources"]):
         found.append(profile.fail("model", "resources", "lists 'display' exactly when display = true"))
     found += _check_bridge(policy.privacy["bridge"], files["privacy.toml"])
-    found += _check_names(policy, system, focus)
     return [error for found_error in found for error in found_error.errors]
 
 
@@ -482,4 +495,10 @@ def _check_bridge(bridge: dict, file: _File) -> list[PolicyError]:
             if direction == "in" and owned:
                 found.append(file.fail("bridge", direction, f"{prefix!r} covers {', '.join(owned)}, which only "
                                                             f"the glasses' own processes publish"))
+            # The simulated hardware is driven by the developer's tools alone: a peer pressing the simulated
+            # capture button would be a capture nobody on the glasses started.
+            simulated = [t.name for t in covered if ".sim." in t.name]
+            if direction == "in" and simulated:
+                found.append(file.fail("bridge", direction, f"{prefix!r} covers {', '.join(simulated)}, which "
+                                                            f"drive the simulated hardware (developer tools only)"))
     return found

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from bus import service
 from bus.runtime import state_dir
-from policies.schema import PolicyError, load
+from policies.schema import PolicyError, load, unknown_names
 from shell.daemon import ShellDaemon
 
+log = logging.getLogger("shell")
 STATE_DIR = "audit log and saved state"  # what --state-dir holds, for `python -m shell` and `lens shell run`
 
 
@@ -16,7 +18,9 @@ def run(args: argparse.Namespace) -> int:
     with service.exits_on("shell", PolicyError):
         policy = load(args.policy_dir, args.model)
     with service.node("shell", args) as node:
-        daemon = ShellDaemon(node, policy, state_dir(args.state_dir))
+        for name in unknown_names(policy):  # the shell still boots: a daemon never heard is named as degraded
+            log.warning("%s", name)
+        daemon = ShellDaemon(node, policy, state_dir(args.state_dir, node.runtime.dir))
         node.start()
         node.publish("node.census", reason="shell started")  # who is up already answers now, not a period later
         daemon.settle()

@@ -2,11 +2,11 @@
 
 The shell decides which app may run and which is in front (manifests,
 model, power); appd does the processes, so the shell keeps no children and
-apps never run inside the shell's sandbox (they would see its state and, with
-issue 4, its key). Each app is ``python APPS_DIR/<id>`` (its __main__.py) in its own session,
-as a user of its own (shell.appusers), dies with appd, and is watched through a pidfd in the
-node's own poll (no SIGCHLD handler, no polling timer). An app that crashes is started again
-after a backoff; one that exits 0 (stopped, or done) stays stopped.
+apps never run inside the shell's sandbox (they would see its state and its key). Each app is
+``python APPS_DIR/<id>`` (its __main__.py) in its own session, as a user of its own
+(shell.appusers), dies with appd, and is watched through a pidfd in the node's own poll (no
+SIGCHLD handler, no polling timer). An app that crashes is started again after a backoff; one
+that exits 0 (stopped, or done) stays stopped.
 
 What should run is latched in ``appd.state``: a restarted appd reads its
 predecessor's word and starts those apps again; a fresh boot starts
@@ -29,7 +29,7 @@ from bus import keys, service
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
-from policies.schema import PolicyError, load
+from policies.schema import PolicyError, load, unknown_names
 from shell.appusers import AppUsers, confine
 from shell.launcher import BACKOFF_FIRST_S, backoff
 
@@ -197,12 +197,15 @@ def main(argv: list[str] | None = None) -> int:
         policy = load(args.policy_dir, args.model)
     manifests, errors = load_all()
     with service.node("appd", args) as node:
+        for error in unknown_names(policy):
+            log.warning("%s", error)
         for error in errors:
             log.error("%s (that app is not started)", error)
         apps = policy.system["apps"]
         users = AppUsers(apps["first_uid"], apps["uids"], node.runtime.dir)
-        if not users.isolated:
-            log.warning("apps are not kept apart: %s", users.shared_because)
+        if not users.isolated:  # the usual development setup, not a fault: said once, with the way out
+            log.info("apps share appd's user here, as in development: %s. On the board each app is a user of "
+                     "its own; to have that here, %s", users.shared_because, users.remedy)
         appd = Appd(node, manifests, apps["boot"], policy.model, policy.has_display, users)
         node.start()
         appd.begin()

@@ -113,7 +113,7 @@ class Apps:
         apps = {}
         for app, manifest in sorted(self.manifests.items()):
             state, why = self._state_of(app, alive)
-            apps[app] = {"name": manifest.name, "state": state, "why": why}
+            apps[app] = {"name": manifest.name, "state": state, "why": why, "permissions": list(manifest.permissions)}
         return {"apps": apps, "foreground": self.core.foreground, "errors": list(self.errors)}
 
     def _state_of(self, app: str, alive: set[str]) -> tuple[str, str]:

@@ -31,6 +31,7 @@ class AppUsers:
         self.first, self.count = first_uid, count
         self.taken: dict[str, int] = {}
         self.bus_group: int | None = None
+        self.remedy: str | None = None  # with shared_because: what would keep the apps apart here
         self.shared_because = self._why_shared(bus_dir)  # sets bus_group when apps can be kept apart
 
     @property
@@ -40,14 +41,18 @@ class AppUsers:
     def _why_shared(self, bus_dir: Path) -> str | None:
         missing = [name for name, bit in NEEDED.items() if not effective_capabilities() >> bit & 1]
         if missing:
+            self.remedy = "run lensos as root (the board's appd has just these capabilities)"
             return f"appd lacks {', '.join(missing)}, so every app runs as appd's user"
         info = bus_dir.stat()
         if info.st_mode & stat.S_IRWXG != stat.S_IRWXG or info.st_gid == 0:
+            self.remedy = (f"give the runtime directory a group of its own, as the board's /run/lensos has "
+                           f"(chgrp GROUP {bus_dir}; chmod 3770 {bus_dir})")
             return (f"the bus directory {bus_dir} is not shared with a group of its own (mode "
                     f"{stat.S_IMODE(info.st_mode):o}, gid {info.st_gid}), so an app under another user could not "
                     f"reach the bus; every app runs as appd's user")
         hidden = next((path for path in _what_apps_run() if not _open_to_others(path)), None)
         if hidden is not None:
+            self.remedy = "build the venv on the system's Python (make does, from /usr/bin/python3)"
             return (f"{hidden} (Python, or what it imports) is closed to other users, so an app under a user "
                     f"of its own could not start; every app runs as appd's user (a system Python fixes it)")
         self.bus_group = info.st_gid

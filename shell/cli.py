@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from bus import cli as bus_cli
-from bus.errors import BusError
+from bus import logs
+from bus.errors import BusError, BusNotRunning
 from daemons import cli as daemons_cli
 from shell import commands as shell_commands
+
+NOT_RUNNING = 3  # the exit status of every command that needs the bus when no broker is there (as LSB's status)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,17 +89,24 @@ def _backends(choices: list[str], processes) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format=f"lens {args.command}: %(levelname)s %(message)s")
+    logs.configure(f"lens {args.command}", logging.DEBUG if args.verbose else logging.WARNING)
     try:
         if args.command == "bus":
             return bus_cli.run(args)
         return args.func(args)
+    except BusNotRunning as exc:
+        print(f"lens {args.command}: {exc}", file=sys.stderr)
+        return NOT_RUNNING
     except BusError as exc:
         print(f"lens {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `lens status | head`: the reader left, which is no error of ours. Python flushes stdout once more
+        # at exit; point it at /dev/null so that flush cannot raise a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

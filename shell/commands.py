@@ -96,12 +96,19 @@ def add_parsers(commands) -> None:
     status.add_argument("--timeout", type=float, default=3.0, metavar="S", help="how long to wait for the bus")
     status.set_defaults(func=cmd_status)
 
+    where = commands.add_parser("paths", help="where photos, recordings, the privacy log and state are kept",
+                                description="Where lensos keeps what it makes, as `lens up` from this shell "
+                                            "would ($LENS_STATE_DIR, $LENS_RUNTIME_DIR), or on the board.")
+    where.add_argument("--board", action="store_true", help="the board's places (systemd's directories)")
+    where.add_argument("--json", action="store_true", help="{name: path} as one JSON object")
+    where.set_defaults(func=cmd_paths)
+
     privacy = commands.add_parser("privacy", help="the capture audit log",
                                   description="Every camera and mic capture session: who, what, why, when, how long.")
     privacy_cmds = privacy.add_subparsers(dest="privacy_command", metavar="COMMAND", required=True)
     plog = privacy_cmds.add_parser("log", help="print the audit log",
                                    description="Print the append-only capture audit log, one row per session.")
-    plog.add_argument("--state-dir", metavar="DIR", help="default: $LENS_STATE_DIR or the per-user state dir")
+    plog.add_argument("--state-dir", metavar="DIR", help="default: $LENS_STATE_DIR or the bus's own state dir")
     plog.add_argument("--json", action="store_true", help="one JSON object per session")
     plog.set_defaults(func=cmd_privacy_log)
 
@@ -145,13 +152,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_paths(args: argparse.Namespace) -> int:
+    from shell import paths
+
+    found = paths.paths(args.runtime_dir, board=args.board)
+    print(json.dumps({name: place["path"] for name, place in found.items()}) if args.json else paths.render(found))
+    return 0
+
+
 def cmd_privacy_log(args: argparse.Namespace) -> int:
     from bus.runtime import state_dir
     from shell import status
     from shell.daemon import AUDIT_FILE
     from shell.privacy import AuditLog
 
-    sessions = AuditLog(state_dir(args.state_dir) / AUDIT_FILE).sessions()
+    sessions = AuditLog(state_dir(args.state_dir, args.runtime_dir) / AUDIT_FILE).sessions()
     if args.json:
         for session in sessions:
             print(json.dumps(session, sort_keys=True))
@@ -214,15 +229,10 @@ def _apps_state(node, timeout: float) -> dict:
 def cmd_app_list(args) -> int:
     from apps.sdk.manifest import load_all
     from bus.cli import tool_node
-    from bus.errors import BusError
 
     manifests, errors = load_all()
-    state: dict = {}
-    try:
-        with tool_node("app", args.runtime_dir) as node:
-            state = _apps_state(node, args.timeout)
-    except BusError:
-        pass  # no bus: the manifests alone
+    with tool_node("app", args.runtime_dir) as node:  # a state without the bus would be a guess
+        state = _apps_state(node, args.timeout)
     known, front = state.get("apps") or {}, state.get("foreground")
     rows = [{"id": m.id, "name": m.name, "permissions": list(m.permissions), "models": list(m.models),
              "background": m.background, "display": m.display,
@@ -243,7 +253,7 @@ def cmd_app_list(args) -> int:
 
 def cmd_app_action(args) -> int:
     from bus.cli import tool_node
-    from bus.errors import BusError
+    from bus.errors import BusError, BusNotRunning
     from bus.waiting import wait_for
 
     def done(fresh: bool) -> bool:
@@ -261,6 +271,8 @@ def cmd_app_action(args) -> int:
             answered = state.get("seen", 0)
             wait_for(lambda: state and args.app in state["apps"] and done(state["seen"] > answered),
                      args.timeout, f"{args.app} to {args.action}", poll=node.run_once)
+    except BusNotRunning:
+        raise  # said by `lens` itself, as for every command
     except (BusError, TimeoutError) as exc:
         print(f"lens app {args.action}: {exc}", file=sys.stderr)
         return 1

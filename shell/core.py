@@ -73,13 +73,13 @@ class ShellCore:
         self._apply_power()
 
     def focus_request(self, owner: str, resource: str, kind: str, cls: str, reason: str, now: float,
-                      purpose: str = "") -> Decision:
+                      purpose: str = "", behalf: str | None = None) -> Decision:
         self.clock = now
         refusal = self._refusal(owner, resource, cls, purpose)
         if refusal:
             return Decision("denied", refusal)
         try:
-            decision = self.arbiter.request(owner, resource, kind, self.policy.priority(cls), cls, reason)
+            decision = self.arbiter.request(owner, resource, kind, self.policy.priority(cls), cls, reason, behalf)
         except FocusError as exc:
             return Decision("denied", str(exc))
         self.last_seen[owner] = now
@@ -89,7 +89,7 @@ class ShellCore:
                 self.input(now)  # a notification, an alert, a call: the wearer should see or hear it
         self._deliver(decision.notices, now)
         if decision.status == "granted" and resource in CAPTURE_RESOURCES:
-            self.notices += self.privacy.want(owner, resource, reason, now)
+            self.notices += self.privacy.want(owner, resource, reason, now, behalf)
         return decision
 
     def focus_release(self, owner: str, resource: str, now: float, why: str = "released") -> None:
@@ -312,4 +312,5 @@ class ShellCore:
                     self.notices += self.privacy.stop(notice.owner, notice.resource, now)
                 elif notice.status == "granted" and self.state not in ("sleep", "critical", "shutdown"):
                     claim = self.arbiter.holder(notice.resource)
-                    self.notices += self.privacy.want(notice.owner, notice.resource, claim.reason, now)
+                    self.notices += self.privacy.want(notice.owner, notice.resource, claim.reason, now,
+                                                      claim.behalf)

@@ -13,6 +13,9 @@ switched off can never confirm a capture that is just starting.
 The shell keeps a checkpoint of its decisions in the state directory after
 every change, so a shell that crashed and was restarted carries on with
 the same focus stacks, grants and LED command instead of a blank slate.
+The checkpoint is data with a schema (shell.checkpoint), checked before it
+is used; one that does not pass is refused with a log and the shell starts
+fresh.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import time
 import uuid
 from pathlib import Path
@@ -30,6 +32,7 @@ from bus.errors import RequestRefused
 from bus.node import Node
 from bus.runtime import write_atomically
 from bus.timers import Timer
+from shell import checkpoint
 from shell.apps import Apps
 from shell.core import ShellCore
 from shell.focus import Notice
@@ -41,7 +44,8 @@ logging.getLogger("transitions").setLevel(logging.WARNING)  # every callback at 
 
 AUDIT_FILE = "privacy-audit.jsonl"
 SAVED_FILE = "saved-state.json"  # written at critical, restored by the next boot
-CHECKPOINT_FILE = "shell-checkpoint.pickle"  # survives a crash of the shell, not a reboot
+CHECKPOINT_FILE = "shell-checkpoint.json"  # survives a crash of the shell, not a reboot
+PICKLED_CHECKPOINT = "shell-checkpoint.pickle"  # an older shell's: never read (unpickling runs code)
 NODE_EXPIRY = 3.0  # heartbeat timeouts (or periods, if longer) after which a silent node leaves `nodes`
 
 
@@ -137,26 +141,50 @@ class ShellDaemon:
     def on_counted(self, msg: Message) -> None:
         """The capturing daemon's count of what a session took, added to its audit record."""
         p = msg.payload
-        counts = {"camerad": ("frames",), "audiod": ("blocks",)}.get(msg.source)
-        if counts and p.get("session"):
+        # (field in the message, field in the record): the mic's seconds are audio taken, not the session's
+        counts = {"camerad": (("frames", "frames"),), "audiod": (("blocks", "blocks"), ("seconds", "audio_s"))}
+        if msg.source in counts and p.get("session"):
             self.audit.append({"event": "counted", "session": p["session"], "owner": p["owner"],
-                               **{k: p[k] for k in counts}, "by": msg.source, "wall": time.time()})
+                               **{kept: p[field] for field, kept in counts[msg.source]}, "by": msg.source,
+                               "wall": time.time()})
 
     def on_focus_request(self, msg: Message) -> dict:
         p, now = msg.payload, time.monotonic()
-        manifest = self.apps.manifests.get(msg.source)
-        if manifest is not None and p["resource"] in CAPTURE_RESOURCES and not manifest.may(p["resource"]):
-            why = f"{msg.source}'s manifest does not declare the {p['resource']} permission"
-            log.warning("shell: %s", why)
-            self.node.publish("app.permission.denied", app=msg.source, permission=p["resource"],
-                              call="shell.focus.request", why=why)
+        behalf = p.get("behalf") or None
+        why = self._not_permitted(msg.source, p["resource"], behalf)
+        if why is not None:
             return {"status": "denied", "reason": why}
         decision = self.core.focus_request(msg.source, p["resource"], p["kind"], p["cls"], p["reason"], now,
-                                           p.get("purpose") or "")
+                                           p.get("purpose") or "", behalf)
         self.settle()
         if decision.status == "denied":
             log.info("shell: denied %s %s: %s", msg.source, p["resource"], decision.reason)
         return {"status": decision.status, "reason": decision.reason, "beat_s": self.core.beat_for(msg.source)}
+
+    def _not_permitted(self, source: str, resource: str, behalf: str | None) -> str | None:
+        """Why a focus request may not be had, or None. Capture asked for on an app's behalf (the assistant
+        asked by an app) needs that app's permission, as if it asked itself; only a system process asks for
+        another, and only for an installed app (a bridge peer or a tool has no capture permission)."""
+        manifest = self.apps.manifests.get(source)
+        if behalf is not None and manifest is not None:
+            why = f"{source} is an app and may ask only for itself, not on behalf of {behalf}"
+            log.warning("shell: %s", why)
+            return why
+        app = behalf or source
+        if resource not in CAPTURE_RESOURCES or (behalf is None and manifest is None):
+            return None
+        manifest = self.apps.manifests.get(app)
+        if manifest is not None and manifest.may(resource):
+            return None
+        if manifest is None:
+            why = f"{app}, for whom {source} asked, is not an app with the {resource} permission"
+        else:
+            why = f"{app}'s manifest does not declare the {resource} permission" + \
+                (f" ({source} asked on its behalf)" if behalf else "")
+        log.warning("shell: %s", why)
+        self.node.publish("app.permission.denied", app=app, permission=resource,
+                          call=f"shell.focus.request by {source}" if behalf else "shell.focus.request", why=why)
+        return why
 
     def on_release(self, msg: Message) -> dict:
         resource = msg.payload["resource"]
@@ -222,7 +250,8 @@ class ShellDaemon:
         session = uuid.uuid4().hex[:12]
         self.sessions[key] = {"session": session, "start": now}
         self.audit.append({"event": "start", "session": session, "owner": notice.owner,
-                           "resource": notice.resource, "reason": self._reason(key), "wall": time.time()})
+                           "behalf": self.core.privacy.behalf.get(key), "resource": notice.resource,
+                           "reason": self._reason(key), "wall": time.time()})
 
     def _deliver(self, notice: Notice | CaptureNotice, now: float) -> None:
         if isinstance(notice, Notice):
@@ -311,22 +340,25 @@ class ShellDaemon:
         self.node.publish("shell.saved", path=str(path), foreground=saved.get("foreground"))
 
     def _checkpoint(self) -> None:
-        data = {"boot_id": boot_id(), "core": self.core.export(), "cmd": self.cmd, "sessions": self.sessions,
-                "boot_s": self.boot_s, "published": self.published}
-        write_atomically(self.state_dir / CHECKPOINT_FILE, pickle.dumps(data), durable=False)
+        data = checkpoint.dump(self.core.export(), boot_id=boot_id(), cmd=self.cmd, boot_s=self.boot_s,
+                               sessions=self.sessions, published=self.published)
+        write_atomically(self.state_dir / CHECKPOINT_FILE, data, durable=False)
 
     def _resume_checkpoint(self) -> None:
         """After a crash (same boot), carry on where the last shell left off."""
+        pickled = self.state_dir / PICKLED_CHECKPOINT
+        if pickled.exists():
+            log.warning("shell: %s is an older shell's pickled checkpoint, never read; removed", pickled)
+            pickled.unlink()
         path = self.state_dir / CHECKPOINT_FILE
         try:
-            # The state directory is 0700 and the shell's own: only the shell could have written this.
-            data = pickle.loads(path.read_bytes())
+            data = checkpoint.load(path.read_bytes(), self.core.export())
         except FileNotFoundError:
             return
-        except Exception as exc:  # noqa: BLE001 - a damaged checkpoint must not stop the boot
-            log.warning("shell: checkpoint %s unreadable (%s); starting afresh", path, exc)
+        except (OSError, checkpoint.CheckpointError) as exc:
+            log.warning("shell: checkpoint %s refused (%s); starting afresh", path, exc)
             return
-        if data.get("boot_id") != boot_id() or data["core"]["state"] in ("critical", "shutdown"):
+        if data["boot_id"] != boot_id() or data["core"]["state"] in ("critical", "shutdown"):
             return
         self.core.restore(data["core"])
         self.cmd, self.sessions, self.boot_s = data["cmd"], data["sessions"], data["boot_s"]

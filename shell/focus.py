@@ -32,10 +32,11 @@ class Claim:
     cls: str
     reason: str
     ducked: bool = False
+    behalf: str | None = None  # the app the owner holds it for (the assistant asked by an app)
 
     def as_dict(self) -> dict:
         return {"owner": self.owner, "kind": self.kind, "class": self.cls, "reason": self.reason,
-                "ducked": self.ducked}
+                "ducked": self.ducked, "behalf": self.behalf}
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ class Arbiter:
         top = self.holder(resource)
         return top is not None and top.owner == owner
 
-    def request(self, owner: str, resource: str, kind: str, priority: int, cls: str, reason: str) -> Decision:
+    def request(self, owner: str, resource: str, kind: str, priority: int, cls: str, reason: str,
+                behalf: str | None = None) -> Decision:
         if resource not in self.stacks:
             raise FocusError(f"no resource {resource!r} on this model (have: {', '.join(self.stacks)})")
         if kind not in KINDS:
@@ -78,10 +80,10 @@ class Arbiter:
         stack = self.stacks[resource]
         if stack and stack[-1].owner == owner:  # asking again while holding: the claim is updated
             top = stack[-1]
-            top.kind, top.priority, top.cls, top.reason = kind, priority, cls, reason
+            top.kind, top.priority, top.cls, top.reason, top.behalf = kind, priority, cls, reason, behalf
             return Decision("granted", "already held", [])
         stack[:] = [c for c in stack if c.owner != owner]  # a queued claim is re-decided
-        claim = Claim(owner, resource, kind, priority, cls, reason)
+        claim = Claim(owner, resource, kind, priority, cls, reason, behalf=behalf)
         notices: list[Notice] = []
         top = stack[-1] if stack else None
         if top is None:

@@ -13,23 +13,28 @@ SIGTERM, then SIGKILL after a deadline. Children die with the launcher
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bus import keys
+from bus.errors import BusError
 from bus.runtime import Runtime
 from bus.wakeup import Wakeup
 from shell.processes import Process, command
 
 log = logging.getLogger(__name__)
 
+UP_LOCK = "up.lock"  # held by the one `lens up` of a runtime directory
 READY_TIMEOUT_S = 15.0
 STOP_DEADLINE_S = 5.0
 BACKOFF_FIRST_S = 0.5
@@ -144,15 +149,19 @@ class Launcher:
     # --- running ----------------------------------------------------------------
     def supervise(self) -> None:
         while not self.stopping:
-            now = time.monotonic()
-            waits = [c.restart_at for c in self.children.values() if c.restart_at is not None]
-            waits += [c.pinged + self.watchdog_s(c) for c in self.children.values() if c.ready_at is not None
-                      and c.restart_at is None]
-            waits += [c.aborted_at + STOP_DEADLINE_S for c in self.children.values() if c.aborted_at is not None]
-            self._poll(max(0.0, min(waits) - now) if waits else None)
+            self._poll(self.next_wait())
             self._watchdog()
             self._reap()
             self._restart_due()
+
+    def next_wait(self) -> float | None:
+        """Seconds until something is due (a restart, a watchdog deadline, a SIGKILL after SIGABRT); None:
+        nothing, a signal or a notify message will wake the loop."""
+        waits = [c.restart_at for c in self.children.values() if c.restart_at is not None]
+        waits += [c.pinged + self.watchdog_s(c) for c in self.children.values() if c.ready_at is not None
+                  and c.restart_at is None]
+        waits += [c.aborted_at + STOP_DEADLINE_S for c in self.children.values() if c.aborted_at is not None]
+        return max(0.0, min(waits) - time.monotonic()) if waits else None
 
     def watchdog_s(self, child: Child) -> float:
         return self.watchdog_override or child.spec.watchdog_s
@@ -165,6 +174,10 @@ class Launcher:
                 if alive and now - child.aborted_at > STOP_DEADLINE_S:  # a stopped process cannot take SIGABRT
                     self.say(f"  {child.spec.name} did not abort in {STOP_DEADLINE_S:g} s; killing it")
                     child.popen.kill()
+                    # Nothing more is due: SIGKILL cannot be refused, and SIGCHLD wakes us to reap it. Until
+                    # then (the kernel can take its time tearing a process down) it is still alive, and a
+                    # deadline left here would spin the loop and say this again on every turn.
+                    child.aborted_at = None
                 continue
             overdue = child.ready_at is not None and now - child.pinged > self.watchdog_s(child)
             if overdue and child.restart_at is None and alive:
@@ -230,8 +243,72 @@ class Launcher:
         self.wakeup.close()
 
 
+def lens_command() -> str:
+    """How to type `lens` in another terminal opened where this one is: `lens` when PATH finds this very
+    one (an activated venv), else its path (`.venv/bin/lens` after `make run`, which activates nothing)."""
+    script = Path(sys.executable).parent / "lens"
+    found = shutil.which("lens")
+    if not script.exists() or (found and os.path.samefile(found, script)):
+        return "lens"
+    relative = os.path.relpath(script)
+    return str(script) if relative.startswith("..") else relative
+
+
+class AlreadyUp(BusError):
+    """Another `lens up`, or a broker, already runs on this runtime directory."""
+
+
+def hold_runtime(runtime: Runtime):
+    """Take ``up.lock`` in the runtime directory for this `lens up`'s life, or raise AlreadyUp.
+
+    Two `lens up` started at the same moment must be decided before either touches the keys or the
+    notify sockets, which the second would otherwise take from under the first. The file is removed
+    when the holder stops; one that locked a file just removed by its holder finds the path gone or
+    another inode there, and tries again, so only one can ever hold the lock the path names."""
+    path = runtime.path(UP_LOCK)
+    while True:
+        lock = open(path, "a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "?"
+            lock.close()
+            raise AlreadyUp(f"lensos is already up on {runtime.dir} (lens up, pid {holder}); stop that one "
+                            f"first (Ctrl-C where it runs, or kill {holder})") from None
+        try:
+            same = os.fstat(lock.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        lock.close()
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    if not runtime.broker_gone():  # `lens bus broker` by hand, or systemd's: its bus is not ours to run
+        release_runtime(runtime, lock)
+        raise AlreadyUp(f"a broker already serves {runtime.dir} (pid "
+                        f"{runtime.lock_path.read_text().strip() or '?'}): lensos is running there already")
+    return lock
+
+
+def release_runtime(runtime: Runtime, lock) -> None:
+    runtime.path(UP_LOCK).unlink(missing_ok=True)  # still holding it: nobody else can be using this file
+    lock.close()
+
+
 def up(processes: list[Process], runtime: Runtime, model: str | None = None,
        backends: dict[str, str] | None = None, watchdog_s: float | None = None) -> int:
+    held = hold_runtime(runtime)
+    try:
+        return _up(processes, runtime, model, backends, watchdog_s)
+    finally:
+        release_runtime(runtime, held)
+
+
+def _up(processes: list[Process], runtime: Runtime, model: str | None, backends: dict[str, str] | None,
+        watchdog_s: float | None) -> int:
     launcher = Launcher(processes, runtime, model=model, backends=backends, watchdog_s=watchdog_s)
 
     def on_signal(signum: int) -> None:
@@ -243,7 +320,10 @@ def up(processes: list[Process], runtime: Runtime, model: str | None = None,
     launcher.say(f"lensos: starting {len(processes)} processes on {runtime.dir}")
     try:
         if launcher.boot():
-            launcher.say("lensos is up. Try `lens bus sniff` or `lens bus top` in another terminal; Ctrl-C stops.")
+            lens = lens_command()
+            launcher.say(f"lensos is up. Try `{lens} status`, `{lens} say what time is it` or `{lens} bus sniff` "
+                         f"in another terminal{'' if lens == 'lens' else ' (or `. .venv/bin/activate`, then `lens ...`)'}"
+                         f"; Ctrl-C stops.")
             launcher.supervise()
             status = 0
         else:

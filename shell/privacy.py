@@ -39,15 +39,23 @@ class Privacy:
         self.fault: str | None = None
         self.granted: dict[tuple[str, str], str] = {}  # (owner, resource) -> reason
         self.pending: dict[tuple[str, str], tuple[str, float]] = {}  # -> (reason, deadline)
+        # Capture done on someone's behalf is theirs: (owner, resource) -> the app the owner captures for.
+        self.behalf: dict[tuple[str, str], str] = {}
         self.hold_until: float | None = None
 
     @property
     def confirmed(self) -> bool:
         return self.led_on and self.led_lit and self.fault is None
 
-    def want(self, owner: str, resource: str, reason: str, now: float) -> list[CaptureNotice]:
-        """Focus for camera or mic was granted: capture follows once the LED confirms."""
+    def want(self, owner: str, resource: str, reason: str, now: float,
+             behalf: str | None = None) -> list[CaptureNotice]:
+        """Focus for camera or mic was granted: capture follows once the LED confirms. ``behalf``: the app
+        the owner captures for, named beside it wherever the capture is accounted for."""
         key = (owner, resource)
+        if behalf:
+            self.behalf[key] = behalf
+        else:
+            self.behalf.pop(key, None)
         if self.fault is not None:
             return [CaptureNotice(owner, resource, "refused", f"the capture LED is not working: {self.fault}")]
         # Asked again while capturing (a new session of the same owner) is granted again below, as grants
@@ -69,6 +77,7 @@ class Privacy:
         if self.granted.pop(key, None) is not None:
             notices.append(CaptureNotice(owner, resource, "revoked", why))
         self.pending.pop(key, None)
+        self.behalf.pop(key, None)
         self._start_hold(now)
         return notices
 
@@ -115,6 +124,8 @@ class Privacy:
             "led_confirmed": self.confirmed,
             "fault": self.fault,
             "capture": sorted(f"{owner}:{resource}" for owner, resource in self.granted),
+            "behalf": {f"{owner}:{resource}": app for (owner, resource), app in sorted(self.behalf.items())
+                       if (owner, resource) in self.granted},
             "waiting_for_led": sorted(f"{owner}:{resource}" for owner, resource in self.pending),
             "hold_until": self.hold_until,
         }
@@ -170,13 +181,14 @@ class AuditLog:
         for record in self.records():
             sid = record.get("session")
             if record.get("event") == "start":
-                rows[sid] = {k: record.get(k) for k in ("session", "owner", "resource", "reason")}
-                rows[sid].update(start=record.get("wall"), end=None, frames=0, blocks=0, seconds=0.0,
-                                why_ended=None)
+                rows[sid] = {k: record.get(k) for k in ("session", "owner", "behalf", "resource", "reason")}
+                rows[sid].update(start=record.get("wall"), end=None, frames=0, blocks=0, audio_s=0.0, seconds=0.0,
+                                 why_ended=None)
             elif record.get("event") == "end" and sid in rows:
                 rows[sid].update(end=record.get("wall"), seconds=record.get("seconds", 0.0),
                                  why_ended=record.get("why"))
             elif record.get("event") == "counted" and sid in rows:  # the capturing daemon's tally
                 rows[sid]["frames"] += record.get("frames", 0)  # camera
                 rows[sid]["blocks"] += record.get("blocks", 0)  # mic
+                rows[sid]["audio_s"] = round(rows[sid]["audio_s"] + record.get("audio_s", 0.0), 3)  # mic
         return list(rows.values())

@@ -7,7 +7,7 @@ import datetime
 from bus.errors import BusError
 from bus.cli import tool_node
 
-STATUS_TOPICS = ("shell.state", "power.state", "led.state", "privacy.capture", "appd.state")
+STATUS_TOPICS = ("shell.state", "power.state", "led.state", "privacy.capture", "appd.state", "display.state")
 
 
 def gather(runtime_dir: str | None, timeout: float = 3.0) -> dict[str, dict]:
@@ -27,7 +27,7 @@ def render(found: dict[str, dict]) -> str:
     lines = [f"state      {shell['state']}" + (f"  (degraded: {', '.join(shell['degraded'])} missing)"
                                                  if shell["degraded"] else "")
              + f"   model {shell['model']}   boot {_secs(shell.get('boot_s'))}",
-             f"foreground {shell['foreground'] or '-'}   brightness {shell['brightness']:.0%}   "
+             f"foreground {shell['foreground'] or '-'}   brightness {_brightness(shell, found.get('display.state'))}   "
              f"recording {'allowed' if shell['recording_allowed'] else 'refused'}   "
              f"remote calls {'on' if shell['remote_calls'] else 'off'}"]
     lines.append("focus")
@@ -41,7 +41,9 @@ def render(found: dict[str, dict]) -> str:
                                                                              if led["fault"] else "")
     lines.append(f"led        {privacy['led']} (confirmed {'yes' if privacy['led_confirmed'] else 'no'}; "
                  f"reads {lit})")
-    lines.append(f"capture    {', '.join(privacy['capture']) or '-'}"
+    behalf = privacy.get("behalf", {})
+    capture = [f"{c} (for {behalf[c]})" if c in behalf else c for c in privacy["capture"]]
+    lines.append(f"capture    {', '.join(capture) or '-'}"
                  + (f"   waiting for LED: {', '.join(privacy['waiting_for_led'])}" if privacy["waiting_for_led"] else ""))
     power = found.get("power.state")
     if power is None:
@@ -49,11 +51,14 @@ def render(found: dict[str, dict]) -> str:
     else:
         cells = [f"{b['side']} " + (f"{b['percent']:.0f}%" if b["present"] else "OUT") for b in power["batteries"]]
         bridge = power["bridge"]
-        lines.append(f"power      {power['percent']:.0f}%  [{', '.join(cells)}]  bridge {bridge['percent']:.0f}% "
-                     f"({_secs(bridge['time_s'])} left)  load {power['load_w']:.2f} W")
+        left = f" ({_secs(bridge['time_s'])} left)" if not all(power["present"]) else ""  # only while it may carry
+        lines.append(f"power      {power['percent']:.0f}%  [{', '.join(cells)}]  bridge {bridge['percent']:.0f}%"
+                     f"{left}  load {power['load_w']:.2f} W")
     host = found.get("appd.state")
     if host is not None:
-        kept = "each a user of its own" if host["shared_user"] is None else f"NOT kept apart: {host['shared_user']}"
+        # Sharing appd's user is development's usual way (appd said why, and what would change it, when it
+        # started; --json has it): a fact here, not repeated as an alarm on every call.
+        kept = "each a user of its own" if host["shared_user"] is None else "sharing appd's user"
         lines.append(f"apps       {', '.join(host['running']) or '-'}   ({kept})")
     lines.append(f"ready      {', '.join(shell['ready']) or '-'}")
     alive = ", ".join(f"{name}[{info['pid']}]" for name, info in shell["nodes"].items())
@@ -64,13 +69,25 @@ def render(found: dict[str, dict]) -> str:
 def render_log(sessions: list[dict]) -> str:
     if not sessions:
         return "no capture sessions recorded"
-    rows = ["START                END                  WHO          WHAT    SECONDS  FRAMES  WHY / ENDED"]
+    rows = ["START                END                  WHO          WHAT    SECONDS  TAKEN         WHY / ENDED"]
     for s in sessions:
         end = _when(s["end"]) if s["end"] else "(still capturing)"
-        rows.append(f"{_when(s['start']):<20} {end:<20} {s['owner'] or '?':<12} {s['resource'] or '?':<7} "
-                    f"{s['seconds'] or 0:>7.1f}  {s['frames'] or 0:>6}  {s['reason'] or ''}"
+        frames = s["frames"] or 0
+        taken = f"{s.get('audio_s') or 0:.1f} s audio" if s["resource"] == "mic" else \
+            f"{frames} frame{'' if frames == 1 else 's'}"
+        who = f"{s['behalf']} (by {s['owner']})" if s.get("behalf") else s["owner"] or "?"
+        rows.append(f"{_when(s['start']):<20} {end:<20} {who:<12} {s['resource'] or '?':<7} "
+                    f"{s['seconds'] or 0:>7.1f}  {taken:<12}  {s['reason'] or ''}"
                     + (f" / {s['why_ended']}" if s["why_ended"] else ""))
     return "\n".join(rows)
+
+
+def _brightness(shell: dict, display: dict | None) -> str:
+    """The panel's, as the wearer sees it: the state's level times the wearer's own (displayd's word)."""
+    if display is None or not display["on"]:
+        return f"{shell['brightness']:.0%}"
+    mine = display["user_level"]
+    return f"{display['brightness']:.0%}" + (f" (the wearer's {mine:.0%})" if mine != 1.0 else "")
 
 
 def _when(wall: float | None) -> str:

@@ -21,6 +21,7 @@ from bus.keys import CREDENTIAL
 from shell.processes import PROCESSES, Process, command
 
 RUNTIME_DIR = "/run/lensos"
+STATE_ROOT = "/var/lib/lensos"  # each process with state keeps it in STATE_ROOT/<name>
 KEYS_DIR = "/etc/lensos/keys"
 GROUP = "lensos"
 
@@ -85,7 +86,7 @@ def unit(process: Process, python: str) -> str:
     service += [("ReadWritePaths", path) for path in process.writes]
     if process.state:
         service += [("StateDirectory", f"lensos/{process.name}"),
-                    ("Environment", f"LENS_STATE_DIR=/var/lib/lensos/{process.name}")]
+                    ("Environment", f"LENS_STATE_DIR={STATE_ROOT}/{process.name}")]
     service += _HARDENING
     capabilities = " ".join(process.capabilities)
     service += [("CapabilityBoundingSet", capabilities)]

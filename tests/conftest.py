@@ -30,6 +30,20 @@ def wait_for(condition, timeout: float = DEADLINE_S, what: str = "condition", po
     return waiting.wait_for(condition, timeout, what, poll, error=AssertionError)
 
 
+# libjack, which Debian's PortAudio links, makes its metadata database /dev/shm/jack_db-<uid> in every process
+# that initializes PortAudio (sounddevice does at import: the JACK host API opens a client), and only a JACK
+# server removes it. No setting moves or stops it, so the suite removes what it made.
+JACK_DB = Path(f"/dev/shm/jack_db-{os.getuid()}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def leaves_no_jack_db():
+    there_before = JACK_DB.exists()  # a JACK user's own: not ours to touch
+    yield
+    if not there_before:
+        shutil.rmtree(JACK_DB, ignore_errors=True)
+
+
 @pytest.fixture
 def runtime():
     # ipc:// paths are limited to 107 bytes: pytest's tmp_path can be longer.

@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 
 import pytest
 
@@ -13,7 +14,7 @@ from bus.errors import RuntimeDirError
 from bus.runtime import Runtime
 from shell.cli import build_parser, main
 from shell.processes import PROCESSES
-from tests.conftest import DEADLINE_S, children_of, drain_lines, read_json_lines, wait_for, wait_line
+from tests.conftest import DEADLINE_S, REPO, children_of, drain_lines, read_json_lines, wait_for, wait_line
 
 
 def all_command_paths(parser, prefix=()):
@@ -240,3 +241,144 @@ def test_a_bus_directory_shared_through_a_group_is_accepted_and_anyone_elses_is_
     monkeypatch.setattr(os, "getgroups", lambda: [4242])
     with pytest.raises(RuntimeDirError, match="is not shared with a group of ours"):
         Runtime.resolve(shared)
+
+
+# Every command that needs the bus, as a new user would type it with nothing running.
+NEEDS_THE_BUS = [("say", "hello"), ("status",), ("status", "--json"), ("app", "list"), ("app", "start", "camera"),
+                 ("app", "stop", "camera"), ("bus", "sniff"), ("bus", "top", "--once"), ("bus", "list"),
+                 ("bus", "call", "demo.echo.request", "text=x"), ("bus", "pub", "demo.tick", "n=1", "text=x"),
+                 ("bus", "snapshot"), ("bus", "record", "-o", "/tmp/never.mcap"), ("bus", "record", "--snapshot", "5",
+                 "-o", "/tmp/never"), ("bus", "check", "--live"),
+                 ("bus", "bridge", "--listen", "tcp://127.0.0.1:0"),
+                 ("bus", "bridge", "--connect", "tcp://127.0.0.1:9", "--key", "/nonexistent", "--server-key=x"), ("power", "pull", "left"), ("led", "mend"), ("input", "tap"),
+                 ("display", "snapshot", "-o", "/tmp/never.png"), ("camera", "show"), ("notify", "hello")]
+NOT_RUNNING = "lensos is not running (no broker on {}); start it with `make run` or `lens up`"
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["never started", "broker died"])
+def test_every_command_that_needs_the_bus_says_lensos_is_not_running_and_exits_3(procs, runtime, stale):
+    if stale:  # a broker that died leaves its lock file, with a pid that is no process now
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        runtime.lock_path.write_text(f"{gone.pid}\n")
+    for command in NEEDS_THE_BUS:
+        result = procs.run_lens(*command)
+        assert (result.returncode, result.stdout) == (3, ""), (command, result)
+        assert result.stderr.splitlines() == [f"lens {command[0]}: {NOT_RUNNING.format(runtime.dir)}"], command
+
+
+def test_a_command_piped_into_a_reader_that_leaves_exits_quietly(procs, runtime):
+    """`lens ... | head`: the reader closing the pipe is no error (no BrokenPipe traceback)."""
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before anything is written
+    result = subprocess.run([sys.executable, "-m", "shell.cli", "units", "show", "broker"], stdout=write,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=procs.env(), timeout=DEADLINE_S)
+    os.close(write)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_two_lens_up_started_together_one_wins_and_the_other_says_so_disturbing_nothing(procs, runtime):
+    ups = [procs.lens("up", "--only", "ledd", stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    loser = wait_for(lambda: next((up for up in ups if up.poll() is not None), None), DEADLINE_S,
+                     "one of the two to give up")
+    [winner] = [up for up in ups if up is not loser]
+    said = loser.stdout.read()
+    assert loser.returncode != 0
+    assert said.splitlines() == [f"lens up: error: lensos is already up on {runtime.dir} (lens up, pid {winner.pid}); "
+                                 f"stop that one first (Ctrl-C where it runs, or kill {winner.pid})"], said
+    wait_line(winner.stdout, "processes ready in")
+    [ledd] = children_of(winner.pid, "daemons.led")
+    result = procs.run_lens("led", "mend")  # the winner's bus and ledd answer
+    assert (result.returncode, result.stdout) == (0, "LED working\n"), result.stderr
+    assert children_of(winner.pid, "daemons.led") == [ledd]
+    winner.send_signal(signal.SIGINT)
+    rest = drain_lines(winner.stdout)
+    assert winner.wait(DEADLINE_S) == 0
+    assert "exited" not in rest and "aborting" not in rest and "not ready" not in rest, rest
+    assert not runtime.path("up.lock").exists()
+    # and one after the other, now that it is down, boots again
+    again = procs.lens("up", "--only", "broker", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_line(again.stdout, "processes ready in")
+    second = procs.run_lens("up", "--only", "broker")
+    assert second.returncode != 0 and f"lensos is already up on {runtime.dir}" in second.stderr
+    again.send_signal(signal.SIGINT)
+    drain_lines(again.stdout)
+    assert again.wait(DEADLINE_S) == 0
+
+
+def test_lens_up_refuses_a_runtime_directory_a_broker_already_serves(procs, runtime, broker):
+    result = procs.run_lens("up", "--only", "broker")
+    assert result.returncode != 0
+    assert f"a broker already serves {runtime.dir} (pid {broker.pid}): lensos is running there already" in result.stderr
+    assert not runtime.path("up.lock").exists() and not runtime.path("notify").exists()
+
+
+@pytest.mark.parametrize("activated", [False, True], ids=["as make run leaves it", "venv activated"])
+def test_the_command_lens_up_suggests_works_as_copied_in_another_terminal(procs, runtime, activated):
+    venv_bin = os.path.dirname(sys.executable)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p and os.path.abspath(p) != venv_bin)
+    env = procs.env(PATH=f"{venv_bin}{os.pathsep}{path}" if activated else path)
+    up = subprocess.Popen([os.path.join(venv_bin, "lens"), "up", "--only", "broker"], cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    procs.children.append(up)
+    banner = wait_line(up.stdout, "lensos is up")
+    first = banner.split("`")[1]  # e.g. `.venv/bin/lens status`
+    assert first.endswith(" status") and (first == "lens status") == activated, banner
+    lens = first.removesuffix(" status")
+    typed = subprocess.run(f"{lens} bus list --listen 0", shell=True, cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=DEADLINE_S)
+    assert typed.returncode == 0 and "power.state" in typed.stdout, typed.stderr
+    up.send_signal(signal.SIGINT)
+    drain_lines(up.stdout)
+    assert up.wait(DEADLINE_S) == 0
+
+
+def test_lens_paths_names_where_photos_recordings_the_privacy_log_and_state_are(procs, runtime):
+    result = procs.run_lens("paths", "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    state = str(procs.state_dir)
+    assert {k: found[k] for k in ("photos", "recordings", "privacy_log", "state", "runtime")} == {
+        "photos": f"{state}/photos", "recordings": f"{state}/recordings",
+        "privacy_log": f"{state}/privacy-audit.jsonl", "state": state, "runtime": str(runtime.dir)}
+    board = json.loads(procs.run_lens("paths", "--board", "--json").stdout)
+    assert board["photos"] == "/var/lib/lensos/camerad/photos" and board["runtime"] == "/run/lensos"
+    assert board["privacy_log"] == "/var/lib/lensos/shell/privacy-audit.jsonl"
+    text = procs.run_lens("paths").stdout
+    assert f"{state}/photos" in text and "take a photo" in text
+
+
+def test_lens_paths_follows_the_bus_it_is_given_to_that_bus_s_own_state(procs, runtime, tmp_path):
+    """Without $LENS_STATE_DIR each bus keeps its own state (bus.runtime.state_dir): `lens paths --runtime-dir`
+    names that bus's, where its camerad and shell write, not the default bus's."""
+    from bus.runtime import state_dir
+
+    env = procs.env(XDG_STATE_HOME=str(tmp_path / "xdg"))
+    env.pop("LENS_STATE_DIR")
+    env.pop("LENS_RUNTIME_DIR")
+    found = json.loads(subprocess.run([sys.executable, "-m", "shell.cli", "--runtime-dir",
+                                       str(runtime.dir), "paths", "--json"], cwd=REPO, env=env, capture_output=True,
+                                      text=True, timeout=60).stdout)
+    os.environ["XDG_STATE_HOME"], before = str(tmp_path / "xdg"), os.environ.get("XDG_STATE_HOME")
+    try:
+        expected = state_dir(None, runtime.dir)
+    finally:
+        os.environ.pop("XDG_STATE_HOME") if before is None else os.environ.__setitem__("XDG_STATE_HOME", before)
+    assert "buses" in str(expected) and found["photos"] == str(expected / "photos")
+
+
+def test_the_readmes_shell_lines_run_as_written_after_activating_the_venv(procs, runtime):
+    """The README's ```sh lines after `make`: activate, then lens commands, typed into a plain shell."""
+    text = (REPO / "README.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in text.split("```sh\n")[1:]]
+    lines = [line.split("#", 1)[0].strip() for block in blocks for line in block.splitlines()]
+    typed = [line for line in lines if line and not line.startswith("make ")]
+    assert typed[0] == ". .venv/bin/activate" and all(line.startswith("lens ") for line in typed[1:]), typed
+    venv_bin = os.path.dirname(sys.executable)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p and os.path.abspath(p) != venv_bin)
+    if not (REPO / ".venv" / "bin").is_dir() or not os.path.samefile(REPO / ".venv" / "bin", venv_bin):
+        pytest.skip("the README's lines are for the venv `make` builds; this suite runs on another Python")
+    script = "\n".join([typed[0]] + [f"{line} --help >/dev/null || exit 1" for line in typed[1:]])
+    done = subprocess.run(["sh", "-c", script], cwd=REPO, env=procs.env(PATH=path), capture_output=True,
+                          text=True, timeout=DEADLINE_S * 3)
+    assert done.returncode == 0, done.stderr

@@ -13,7 +13,6 @@ import logging
 
 from apps.lens.catalog import Answer, Catalog, load, open_backend
 from apps.sdk.app import App, Refused
-from bus.envelope import Message
 from bus.errors import BusError
 from bus.ring import FrameOverrun
 from policies.schema import PolicyError
@@ -33,7 +32,6 @@ class Lens(App):
         super().__init__(app_id, runtime, apps)
         self.backend = open_backend(catalog)
         self.looking = False
-        self.node.subscribe("assistant.action", self.on_action)
 
     def on_foreground(self) -> None:
         if not self.has_display:
@@ -48,17 +46,16 @@ class Lens(App):
         if gesture == "tap":
             self.look()
 
-    def on_action(self, msg: Message) -> None:
-        if msg.source == "assistantd" and msg.payload["app"] == self.id and msg.payload["action"] == "identify":
-            try:
-                self.come_forward()
-            except (Refused, BusError) as exc:
-                self.speak(f"Lens: {exc}")
-                return
-            self.look()
+    def on_assistant(self, action: str, args: dict) -> str | None:
+        if action != "identify":
+            return None
+        self.come_forward()
+        self.look()  # what it shows (G1: says) is the answer
+        return None
 
     def look(self) -> None:
         if self.looking:
+            self.card("lens", "Looking…", "Already looking: hold still.")
             return
         self.looking = True
         try:

@@ -35,7 +35,6 @@ class Music(App):
         self.started: float | None = None
         self.plays = 0  # each play has its own sound id: a late word about the last one is not about this one
         self.ticker = None
-        self.node.subscribe("assistant.action", self.on_action)
         self.node.subscribe("audio.played", self.on_played)
 
     @property
@@ -70,11 +69,13 @@ class Music(App):
     def on_gesture(self, gesture: str) -> None:
         {"tap": self.toggle, "swipe_forward": self.next, "swipe_back": self.previous}.get(gesture, lambda: None)()
 
-    def on_action(self, msg: Message) -> None:
-        p = msg.payload
-        if msg.source == "assistantd" and p["app"] == self.id:
-            {"music_play": self.play, "music_pause": self.pause, "music_next": self.next}.get(p["action"],
-                                                                                               lambda: None)()
+    def on_assistant(self, action: str, args: dict) -> str | None:
+        if action == "music_pause" and not self.playing:
+            return "The music is not playing."
+        if action == "music_play" and self.playing:
+            return f"Already playing {self.track.title}."
+        {"music_play": self.play, "music_pause": self.pause, "music_next": self.next}.get(action, lambda: None)()
+        return None  # the now-playing card (G1: the title said) is the answer
 
     def toggle(self) -> None:
         self.pause() if self.playing else self.play()

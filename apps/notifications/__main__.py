@@ -7,6 +7,12 @@ on audio_out, given back when the chime has played). The count and the
 unread count are latched on ``notifications.state`` for the HUD. "Read my
 notifications" (the assistant) or a swipe while in front shows the list
 (G1: reads it) and marks everything read.
+
+A phone (or an app: any node may publish ``phone.notification``) can send
+faster than toasts and chimes go by: what arrives is only kept (the newest
+``KEEP``, each field cut to ``LIMITS``) and one alert (count, toast, chime)
+is made for all that came meanwhile, from the loop once the backlog is in.
+A flood costs a few kilobytes, not a toast and a chime each.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from bus.envelope import Message
 from bus.errors import BusError
 
 KEEP = 50
+LIMITS = {"id": 64, "source": 64, "title": 200, "body": 1000}  # characters kept of each field
 CLASS = "notification"  # policies/focus.toml [roles]: over the foreground app, under the assistant
 
 
@@ -27,23 +34,29 @@ class Notifications(App):
         self.items: deque[dict] = deque(maxlen=KEEP)
         self.unread = 0
         self.chiming = False
+        self.arrived = 0  # since the last alert
         self.node.subscribe("phone.notification", self.on_notification)
-        self.node.subscribe("assistant.action", self.on_action)
         self.node.subscribe("audio.played", self.on_played)
 
     def on_start(self) -> None:
         self.publish_state()
 
     def on_notification(self, msg: Message) -> None:
-        p = msg.payload
-        self.items.appendleft(p)
+        self.items.appendleft({k: v[:LIMITS[k]] for k, v in msg.payload.items() if k in LIMITS and v is not None})
         self.unread += 1
+        self.arrived += 1
+        if self.arrived == 1:
+            self.node.after(0.0, self.alert)  # after what has already arrived: one alert for all of it
+
+    def alert(self) -> None:
+        latest, more, self.arrived = self.items[0], self.arrived - 1, 0
         self.publish_state()
         self.chime()
+        title = f"{latest['source']}: {latest['title']}" + (f" (+{more} more)" if more else "")
         try:
-            self.toast(f"{p['source']}: {p['title']}", p.get("body"), cls=CLASS)
+            self.toast(title, latest.get("body"), cls=CLASS)
         except (Refused, BusError):
-            self.speak(f"{p['source']}: {p['title']}")  # never silent: said when it cannot be shown
+            self.speak(title)  # never silent: said when it cannot be shown
 
     def chime(self) -> None:
         try:
@@ -59,9 +72,9 @@ class Notifications(App):
             self.chiming = False
             self._release_quietly("audio_out")  # the music comes back up
 
-    def on_action(self, msg: Message) -> None:
-        if msg.source == "assistantd" and msg.payload["app"] == self.id:
-            self.show_list()
+    def on_assistant(self, action: str, args: dict) -> str | None:
+        self.show_list()  # the list shown (G1: read) is the answer
+        return None
 
     def on_gesture(self, gesture: str) -> None:
         if gesture in ("swipe_forward", "swipe_back", "tap"):

@@ -9,6 +9,11 @@ manifest does not declare, camerad and audiod refuse capture the shell did
 not grant, whoever sends the request. A refusal comes back as an exception
 with the reason (``Refused``), and a permission refusal also as
 ``on_permission_denied``.
+
+What the assistant hands to an app ("what is this?", "play music") arrives
+as ``on_assistant(action, args)``; whatever the app then shows or says (its
+last card, toast or speech), or the text it returns, goes back to the
+assistant as the session's answer: what `lens say` prints.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from bus import service
 from bus.envelope import Message
 from bus.errors import BusError, RequestFailed
 from bus.node import Node
+from bus.shellclient import Notices
 from bus.waiting import wait_for
 
 log = logging.getLogger("app")
@@ -44,13 +50,15 @@ class App:
         self.node = Node(app_id, runtime, heartbeat=service.HEARTBEAT_S)
         self.shell: dict = {}
         self.foreground = False
-        self.notices: list[dict] = []
+        self.notices = Notices()  # the shell's focus and capture notices to this app
         self.node.subscribe("shell.state", self._on_shell)
         self.node.subscribe("shell.focus.notice", self._on_notice)
         self.node.subscribe("shell.capture.notice", self._on_notice)
         self.node.subscribe("app.permission.denied", self._on_denied)
         self.node.subscribe("input.gesture", self._on_gesture)
         self.node.subscribe("camera.state", self._on_camera)
+        self.node.subscribe("assistant.action", self._on_action)
+        self._told: str | None = None  # while an assistant's action is handled: the last thing shown or said
         self.camera: dict = {}  # camerad's latest word: mode, owner, the session's ring number
         self._ring = None  # bus.ring.Ring while the camera is open (numpy only for apps that look)
         self._frame: dict | None = None  # the newest descriptor of a frame taken for this app
@@ -64,6 +72,7 @@ class App:
     def on_gesture(self, gesture: str) -> None: ...
     def on_focus(self, notice: dict) -> None: ...
     def on_permission_denied(self, event: dict) -> None: ...
+    def on_assistant(self, action: str, args: dict) -> str | None: ...  # None: what it showed or said answers
 
     # --- calls ----------------------------------------------------------------------------
     def ask(self, topic: str, timeout: float = 3.0, **fields) -> dict:
@@ -89,16 +98,14 @@ class App:
               cls: str | None = None) -> dict:
         """Ask for a resource; granted, queued or denied, with why. Camera and mic: returns once capture is
         granted (the LED confirmed), or raises Refused."""
-        mark = len(self.notices)
+        mark = self.notices.mark()
         cls = cls or ("foreground" if self.foreground else "background")  # a role of focus.toml may say more
         answer = self.ask("shell.focus.request", resource=resource, kind=kind, cls=cls, reason=reason or self.id,
                           purpose=purpose)
         if answer["status"] == "denied":
             raise Refused(answer["reason"])
         if resource in ("camera", "mic") and answer["status"] == "granted":
-            notice = self.wait(lambda: next((n for n in self.notices[mark:] if n["topic"] == "shell.capture.notice"
-                                             and n["resource"] == resource), None), GRANT_TIMEOUT_S,
-                               f"the {resource} grant")
+            notice = self.wait(lambda: self.notices.capture(mark, resource), GRANT_TIMEOUT_S, f"the {resource} grant")
             if notice["status"] != "granted":
                 raise Refused(f"{resource} capture {notice['status']}: {notice['reason']}")
         return answer
@@ -112,6 +119,7 @@ class App:
         self.ask("shell.release.request", resource=resource)
 
     def card(self, card_id: str, title: str, body: str | None = None, **extra) -> dict:
+        self._tell(title, body, *(extra.get("items") or ()))
         return self.ask("display.card.request", id=card_id, title=title, body=body, **extra)
 
     def clear(self, card_id: str | None = None) -> None:
@@ -131,6 +139,7 @@ class App:
         self.node.after(seconds, lambda: self._release_quietly("display"))
 
     def speak(self, text: str, interrupt: bool = False) -> None:
+        self._tell(text)
         self.node.publish("audio.speak", text=text, app=self.id, interrupt=interrupt)
 
     def photo(self) -> str:
@@ -225,9 +234,32 @@ class App:
 
     def _on_notice(self, msg: Message) -> None:
         if msg.source == "shell" and msg.payload["owner"] == self.id:
-            self.notices = self.notices[-100:] + [dict(msg.payload, topic=msg.topic)]
+            self.notices.add(dict(msg.payload, topic=msg.topic))
             if msg.topic == "shell.focus.notice":
                 self.on_focus(msg.payload)
+
+    def _on_action(self, msg: Message) -> None:
+        """An action the assistant handed to this app; the wearer's answer goes back with its session."""
+        p = msg.payload
+        if msg.source != "assistantd" or p["app"] != self.id:
+            return
+        self._told = ""
+        try:
+            told = self.on_assistant(p["action"], p["args"]) or self._told
+        except (Refused, BusError) as exc:
+            told = f"{self.manifest.name}: {exc}"
+            self.speak(told)
+        finally:
+            self._told = None
+        try:
+            self.ask("assistant.told.request", session=p["session"],
+                     text=told or f"{self.manifest.name}: nothing to do for {p['action']}.")
+        except (Refused, BusError) as exc:  # the session is over (the wearer asked something else)
+            log.info("%s: answering session %s: %s", self.id, p["session"], exc)
+
+    def _tell(self, *parts: str | None) -> None:
+        if self._told is not None:
+            self._told = " ".join(p if p[-1] in ".?!…:" else p + "." for p in (q.strip() for q in parts if q) if p)
 
     def _on_denied(self, msg: Message) -> None:
         if msg.source == "shell" and msg.payload["app"] == self.id:

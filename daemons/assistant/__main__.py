@@ -10,6 +10,14 @@ audio (G1). Every resource a session takes is given back in a ``finally``:
 a session that is interrupted (a call takes the mic, the LED fails, the
 wearer asks something else) leaves nothing held.
 
+Capture done on someone's behalf is theirs. Only the wearer (a gesture,
+the wake phrase, the wearer's own voice, and the developer's tools acting
+as the wearer) asks as the wearer; a request from an app or a bridge peer
+is that asker's session: the shell checks the asker's permission for every
+capture it takes (``behalf`` on the focus request) and the audit log names
+it; an app's own words take no mic, and it cannot speak into, or cut short,
+a session that is not its own.
+
 Privacy: no audio is kept after the words are taken from it; the
 conversation (text only, in memory) is forgotten on request or after
 ``context_s`` without a question, and never published.
@@ -26,11 +34,13 @@ from collections import deque
 from bus import service
 from bus.envelope import Message
 from bus.errors import BusError, RequestRefused
+from bus.keys import BRIDGE, DEVELOPER
 from bus.node import Node
-from daemons.assistant.actions import ACTIONS, tools
+from daemons.assistant.actions import ACTIONS, Unavailable, tools
 from daemons.assistant.intents import parse, strip_wake
 from daemons.assistant.llm import ChatClient, LlmError
-from daemons.assistant.steps import Ask, Cancelled, Notices, Runner, Sleep, StepTimeout, Until, Work
+from bus.shellclient import Notices
+from daemons.assistant.steps import Ask, Cancelled, Runner, Sleep, StepTimeout, Until, Work
 from daemons.assistant.stt import SttError, open_stt
 from policies.schema import PolicyError, load
 
@@ -40,11 +50,9 @@ SYSTEM_PROMPT = ("You are the assistant of a pair of smart glasses. Answer in on
                  "they are shown on a tiny display or spoken through bone conduction. Use the tools to act.")
 # The latched state the actions read, and who alone may say it.
 STATE_SOURCES = {"shell.state": "shell", "power.state": "powerd", "display.state": "displayd",
-                 "camera.state": "camerad"}
-
-
-class Unavailable(Exception):
-    """A resource the session needs was refused; the message is said to the wearer."""
+                 "camera.state": "camerad", "shell.apps": "shell"}
+MAX_TURNS = 10  # of the conversation the LLM is shown again: the oldest are forgotten first
+WEARER_TOOLS = ("webview",)  # the developer's live view, whose say box stands for the wearer's voice
 
 
 class Assistantd:
@@ -53,10 +61,11 @@ class Assistantd:
         self.numbers = policy.assistant
         self.has_display = policy.has_display
         self.latest: dict[str, dict] = {}
-        self.notices = Notices()  # focus and capture notices to us, and what audiod played for us
+        self.notices = Notices(keep=50)  # focus and capture notices to us, and what audiod played for us
         self.runner = Runner(node, on_wake=self.show_partial)
         self.task = None
-        self.queued: tuple | None = None  # (session, trigger, text, template) waiting for the running one to let go
+        self.queued: tuple | None = None  # (session, trigger, text, template, behalf) waiting for the running one
+        self.behalf: str | None = None  # whom the session is for: None for the wearer, else the asker
         self.template = "{heard}"  # an app's listen request puts what is heard into its own words
         self.session_id: str | None = None
         self.trigger: str | None = None
@@ -67,8 +76,12 @@ class Assistantd:
         self.context: list[dict] = []
         self.context_at = 0.0
         self.recording = False
+        self.recording_for: str | None = None  # whom the assistant's recording is for (None: the wearer)
         self.holding: set[str] = set()  # resources taken and not yet given back (losing one cancels)
         self.reported: dict | None = None
+        self.awaiting: tuple[str, str] | None = None  # (session, app) whose answer an action waits for
+        self.told: str | None = None  # what that app told the wearer
+        self.answered_by: str | None = None  # the app that gave this session's answer (it showed it already)
         for topic in STATE_SOURCES:
             node.subscribe(topic, self.on_state)
         node.subscribe("shell.focus.notice", self.on_notice)
@@ -80,6 +93,7 @@ class Assistantd:
         node.serve("assistant.say.request", self.on_say)
         node.serve("assistant.listen.request", self.on_listen)
         node.serve("assistant.clear.request", lambda msg: {"cleared": self.forget()})
+        node.serve("assistant.told.request", self.on_told)
 
     # --- what others say ------------------------------------------------------------------
     def on_state(self, msg: Message) -> None:
@@ -120,32 +134,62 @@ class Assistantd:
             self.notices.add(dict(msg.payload, topic=msg.topic))
             self.runner.poll()
 
+    def asker(self, msg: Message) -> str | None:
+        """Who a request is from: None for the wearer (the developer's tools, acting as the wearer), otherwise
+        the asker (an app, a bridge peer), whose permissions bound what its session may capture."""
+        apps = (self.latest.get("shell.apps") or {}).get("apps", {})
+        if msg.source != BRIDGE and msg.source not in apps and (msg.sender == DEVELOPER or msg.source in WEARER_TOOLS):
+            return None
+        return msg.source
+
+    def refuse_if_busy(self, behalf: str | None) -> None:
+        """The wearer may always ask anew (the running session is cancelled); another asker may not cut a
+        session short nor speak into it."""
+        if behalf is not None and (self.task is not None or self.queued is not None):
+            raise RequestRefused(f"the assistant is busy with {self.behalf or 'the wearer'}; ask again when "
+                                 "assistant.state says idle")
+
     def on_say(self, msg: Message) -> dict:
-        text = msg.payload["text"]
+        text, behalf = msg.payload["text"], self.asker(msg)
+        self.refuse_if_busy(behalf)
         if self.phase == "listening" and self.said is None:
             self.said = text
             self.runner.poll()
             return {"session": self.session_id, "listening": True}
         rest = strip_wake(text, self.numbers["trigger"]["wake_phrase"])
         if rest is not None:
-            session = os.urandom(4).hex()
-            self.node.publish("assistant.wake", session=session)  # before the mic request: sleep refuses capture
-            self.begin("wake_phrase", rest or None, session)
+            session = self.begin("wake_phrase" if behalf is None else f"app {behalf}", rest or None, behalf=behalf)
         else:
-            session = self.begin("say", text)
+            session = self.begin("say" if behalf is None else f"app {behalf}", text, behalf=behalf)
         return {"session": session, "listening": self.phase == "listening"}
 
     def on_listen(self, msg: Message) -> dict:
         template = msg.payload["template"]
         if "{heard}" not in template:
             raise RequestRefused("the template must say where what is heard goes: {heard}")
-        return {"session": self.begin(f"app {msg.source}", None, template=template)}
+        behalf = self.asker(msg)
+        self.refuse_if_busy(behalf)
+        return {"session": self.begin(f"app {msg.source}", None, template=template, behalf=behalf)}
+
+    def on_told(self, msg: Message) -> dict:
+        session = msg.payload["session"]
+        if self.awaiting != (session, msg.source):
+            raise RequestRefused(f"no session {session} waits for an answer from {msg.source}")
+        self.told, self.answered_by = msg.payload["text"], msg.source
+        self.runner.poll()
+        return {}
 
     # --- a session ------------------------------------------------------------------------------
-    def begin(self, trigger: str, text: str | None, session: str | None = None, template: str = "{heard}") -> str:
-        """Start a session; one still running is cancelled first and this one starts when it has let go."""
+    def begin(self, trigger: str, text: str | None, session: str | None = None, template: str = "{heard}",
+              behalf: str | None = None) -> str:
+        """Start a session; one still running is cancelled first and this one starts when it has let go.
+        The wearer asked: the glasses wake (before any request of the session: sleep refuses capture, and
+        the app an action is handed to must find them awake too). An app's own session wakes nothing: an app
+        in the background does not turn the wearer's display on by asking."""
         session = session or os.urandom(4).hex()
-        self.queued = (session, trigger, text, template)
+        if behalf is None:
+            self.node.publish("assistant.wake", session=session)
+        self.queued = (session, trigger, text, template, behalf)
         if self.task is not None:
             self.task.cancel("the wearer asked something else")
         else:
@@ -153,9 +197,10 @@ class Assistantd:
         return session
 
     def _start_queued(self) -> None:
-        (session, trigger, text, self.template), self.queued = self.queued, None
+        (session, trigger, text, self.template, self.behalf), self.queued = self.queued, None
         self.session_id, self.trigger = session, trigger
         self.said, self.heard_final = text, None
+        self.told = self.answered_by = None
         self.task = self.runner.start(self.converse(session), lambda result, error: self.ended(session, error))
 
     def ended(self, session: str, error: BaseException | None) -> None:
@@ -195,7 +240,7 @@ class Assistantd:
         try:
             self.node.publish("assistant.answer", session=session, text=text, source=source, action=action,
                               status=status)
-            if text and status != "interrupted":
+            if text and status != "interrupted" and not (source == "offline" and self.answered_by):
                 self.set_phase("answering", status)
                 yield from self.answer(session, text)
         except (Cancelled, BusError, StepTimeout) as exc:
@@ -205,6 +250,8 @@ class Assistantd:
 
     def listen(self):
         """Mic focus, the LED, the mic open; the words; then the mic closed and given back, always."""
+        if self.behalf is not None and self.said is not None:
+            return self.said  # the asker's own words: nothing is heard, so no mic is opened for them
         yield from self.take("mic")
         try:
             yield Ask("audio.mic.request", {"on": True})
@@ -242,13 +289,17 @@ class Assistantd:
     def ask_llm(self, heard: str):
         if time.monotonic() - self.context_at > self.numbers["answer"]["context_s"]:
             self.context = []
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, *self.context, {"role": "user", "content": heard}]
+        # The wearer's conversation is the wearer's: an app's question is asked without it and not added to it.
+        context = self.context if self.behalf is None else []
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, *context, {"role": "user", "content": heard}]
         last_action = None
         for _ in range(self.numbers["llm"]["max_rounds"]):
             reply = yield Work(lambda: self.llm.chat(messages, tools(), self.on_partial))
             if not reply.tool_calls:
-                self.context += [{"role": "user", "content": heard}, {"role": "assistant", "content": reply.content}]
-                self.context_at = time.monotonic()
+                if self.behalf is None:
+                    self.context = [*self.context, {"role": "user", "content": heard},
+                                    {"role": "assistant", "content": reply.content}][-2 * MAX_TURNS:]
+                    self.context_at = time.monotonic()
                 return reply.content.strip(), last_action
             messages.append({"role": "assistant", "content": reply.content or None, "tool_calls": [
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
@@ -267,6 +318,8 @@ class Assistantd:
 
     def answer(self, session: str, text: str):
         if self.has_display:
+            if "display" not in self.holding:  # given to an app the LLM asked to act
+                yield from self.take("display")
             yield from self.card("Assistant", text, progress=None)
             yield Sleep(self.numbers["answer"]["card_s"])
             return
@@ -274,7 +327,7 @@ class Assistantd:
         try:
             mark = self.notices.mark()
             self.node.publish("audio.speak", text=text, app=self.node.name, interrupt=True, id=session)
-            yield Until(lambda: self.seen(mark, topic="audio.played", id=session), 10 + len(text) / 5, "the answer")
+            yield Until(lambda: self.notices.seen(mark, "audio.played", id=session), 10 + len(text) / 5, "the answer")
         finally:
             yield from self.give_back("audio_out")
 
@@ -285,13 +338,16 @@ class Assistantd:
         kind = "transient_may_duck" if resource == "audio_out" else "transient"
         grant_s = self.numbers["listen"]["grant_timeout_s"]
         try:
-            reply = yield Ask("shell.focus.request", {"resource": resource, "kind": kind, "cls": "assistant",
-                                                       "reason": f"assistant session {self.session_id}"})
+            ask = {"resource": resource, "kind": kind, "cls": "assistant",
+                   "reason": f"assistant session {self.session_id}" + (f" for {self.behalf}" if self.behalf else "")}
+            if self.behalf is not None:
+                ask["behalf"] = self.behalf  # the asker's capture: the shell checks its permission, the log names it
+            reply = yield Ask("shell.focus.request", ask)
             if reply["status"] == "denied":
                 raise Unavailable(f"I can't use the {resource.replace('_', ' ')} now: {reply['reason']}")
             if reply["status"] == "queued":
-                yield Until(lambda: self.seen(mark, topic="shell.focus.notice", resource=resource,
-                                              status="granted"), grant_s, f"{resource} focus")
+                yield Until(lambda: self.notices.seen(mark, "shell.focus.notice", resource=resource,
+                                                      status="granted"), grant_s, f"{resource} focus")
             if resource in ("mic", "camera"):
                 try:
                     yield Until(lambda: self.capture_granted(mark, resource), grant_s, f"the {resource} grant")
@@ -306,7 +362,7 @@ class Assistantd:
         self.holding.add(resource)
 
     def capture_granted(self, mark: int, resource: str):
-        notice = self.seen(mark, topic="shell.capture.notice", resource=resource)
+        notice = self.notices.capture(mark, resource)
         if notice and notice["status"] != "granted":
             raise Unavailable(f"The {resource} was refused: {notice['reason']}.")
         return notice
@@ -319,12 +375,6 @@ class Assistantd:
             yield Ask("shell.release.request", {"resource": resource})
         except BusError as exc:
             log.warning("releasing %s: %s", resource, exc)
-
-    def seen(self, mark: int, topic: str, **match) -> dict | None:
-        for notice in self.notices.since(mark):
-            if notice["topic"] == topic and all(notice.get(k) == v for k, v in match.items()):
-                return notice
-        return None
 
     # --- showing -------------------------------------------------------------------------------------
     def card(self, title: str, body: str, progress: float | None):
@@ -350,6 +400,13 @@ class Assistantd:
     @property
     def remote_allowed(self) -> bool:
         return (self.latest.get("shell.state") or {}).get("remote_calls", True)
+
+    def may(self, permission: str) -> bool:
+        """Whether whoever the session is for may use a permission (the wearer may use everything)."""
+        if self.behalf is None:
+            return True
+        apps = (self.latest.get("shell.apps") or {}).get("apps", {})
+        return permission in apps.get(self.behalf, {}).get("permissions", ())
 
     def alive(self, app: str | None) -> bool:
         return bool(app) and app in (self.latest.get("shell.state") or {}).get("nodes", {})

@@ -4,7 +4,8 @@ Each row is an action: its description and parameters (what the LLM is
 shown as a tool) and a step generator (``steps``) that does it on the bus
 and returns the sentence to answer with. Actions that belong to an app
 (music, the lens, notifications) are handed to that app as an
-``assistant.action`` event; the answer says whether anyone is there to take it.
+``assistant.action`` event; the app answers with what it told the wearer
+(``assistant.told.request``), and that is the session's answer.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ from bus.errors import BusError
 from daemons.assistant.steps import Ask, StepTimeout, Until
 
 APP_START_S = 10.0  # an app asked for by voice has this long to come up
+APP_ANSWER_S = 30.0  # and this long to answer what it was handed (a look, an online shop's answer)
 
 PHRASEBOOK = Path(__file__).with_name("phrasebook.toml")
+
+
+class Unavailable(Exception):
+    """A resource the session needs was refused; the message is said to the wearer."""
 
 
 class Action(NamedTuple):
@@ -30,6 +36,7 @@ class Action(NamedTuple):
     required: tuple[str, ...] = ()
     app: str | None = None  # handed to this app instead of done here
     starts: bool = True  # the app is started for it when it is not running
+    needs: tuple[str, ...] = ()  # the capture the app does for it: an asker without that permission is refused
 
     def tool(self) -> dict:
         return {"type": "function", "function": {
@@ -68,13 +75,15 @@ def record_start(a) -> Generator:
     except BusError:
         yield from a.give_back("camera")
         raise
-    a.recording = True  # the camera stays with the assistant until "stop recording"
+    a.recording, a.recording_for = True, a.behalf  # the camera stays with the assistant until "stop recording"
     return "Recording."
 
 
 def record_stop(a) -> Generator:
     if not a.recording:
         return "I'm not recording."
+    if a.behalf is not None and a.recording_for != a.behalf:
+        return "That recording is not yours to stop."  # only the wearer, or whoever started it
     try:
         yield Ask("camera.control.request", {"mode": "off"})
     finally:
@@ -116,8 +125,11 @@ def forget(a) -> Generator:
 
 def handed_over(a, action: str, **args) -> Generator:
     """An app's action: started first when it is not running (pausing what is not playing starts nothing),
-    then published for it; the app answers itself."""
-    app = ACTIONS[action].app
+    then published for it; the app shows or says the answer itself and tells us what it was."""
+    app, needs = ACTIONS[action].app, ACTIONS[action].needs
+    refused = [permission for permission in needs if not a.may(permission)]
+    if refused:  # the app would capture with its own permission for an asker without it
+        raise Unavailable(f"{a.behalf} may not use the {' or '.join(refused)}, so {app} is not asked to")
     if not a.alive(app):
         if not ACTIONS[action].starts:
             return f"The {app} app is not running."
@@ -126,12 +138,21 @@ def handed_over(a, action: str, **args) -> Generator:
             yield Until(lambda: a.alive(app), APP_START_S, f"the {app} app to start")
         except (BusError, StepTimeout) as exc:
             return f"The {app} app cannot start: {exc}."
-    a.node.publish("assistant.action", session=a.session_id, action=action, args=args, app=app)
-    return ""
+    if "display" in a.holding:
+        yield from a.give_back("display")  # the app shows its answer itself, with nothing of ours over it
+    a.awaiting, a.told = (a.session_id, app), None
+    try:
+        a.node.publish("assistant.action", session=a.session_id, action=action, args=args, app=app)
+        return (yield Until(lambda: a.told, APP_ANSWER_S, f"the {app} app's answer"))
+    except StepTimeout:
+        return f"The {app} app did not answer."
+    finally:
+        a.awaiting = None
 
 
-def _app_action(name: str, app: str, doc: str, starts: bool = True, **params) -> Action:
-    return Action(name, doc, lambda a, **args: handed_over(a, name, **args), params, app=app, starts=starts)
+def _app_action(name: str, app: str, doc: str, starts: bool = True, needs: tuple[str, ...] = (), **params) -> Action:
+    return Action(name, doc, lambda a, **args: handed_over(a, name, **args), params, app=app, starts=starts,
+                  needs=needs)
 
 
 ACTIONS: dict[str, Action] = {a.name: a for a in [
@@ -146,7 +167,8 @@ ACTIONS: dict[str, Action] = {a.name: a for a in [
            {"percent": {"type": "integer", "minimum": 10, "maximum": 100},
             "direction": {"type": "string", "enum": ["brighter", "dimmer"]}}),
     Action("forget", "Forget the conversation so far.", forget),
-    _app_action("identify", "lens", "Identify the item the wearer is looking at and tell its price."),
+    _app_action("identify", "lens", "Identify the item the wearer is looking at and tell its price.",
+                needs=("camera",)),
     _app_action("music_play", "music", "Play or resume music."),
     _app_action("music_pause", "music", "Pause the music.", starts=False),
     _app_action("music_next", "music", "Skip to the next song."),

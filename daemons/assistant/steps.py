@@ -36,27 +36,6 @@ class Cancelled(Exception):
     """The task was cancelled from outside (preempted, superseded, shutting down)."""
 
 
-class Notices:
-    """What the bus told a task, newest last, the oldest forgotten past ``keep``; ``mark`` and ``since``
-    find what came after a moment however much was forgotten meanwhile (a list index would not)."""
-
-    def __init__(self, keep: int = 50):
-        self._kept: deque[dict] = deque(maxlen=keep)
-        self._count = 0  # every notice ever added
-
-    def add(self, notice: dict) -> None:
-        self._kept.append(notice)
-        self._count += 1
-
-    def mark(self) -> int:
-        return self._count
-
-    def since(self, mark: int) -> list[dict]:
-        """The notices added after ``mark`` that are still kept, oldest first."""
-        newer = self._count - mark
-        return list(self._kept)[-newer:] if newer > 0 else []
-
-
 # The steps a task yields. NamedTuples, not dataclasses: assistantd is held to 20 MiB (bus/plain.py).
 class Ask(NamedTuple):
     topic: str

@@ -12,11 +12,21 @@ ledd confirms the LED lit for that grant (``bus.capture``). That is checked
 before the device opens and again before every block goes out: the moment
 it fails, the mic closes. Blocks go out as ``audio.mic`` with sequence
 numbers; an energy detector publishes speech start and end.
+
+Bounded against any app: an owner has at most ``MAX_STREAMS`` sounds in the
+mixer (a play beyond is refused, with why) and ``MAX_WAITING_SPEECH``
+utterances waiting for the voice (more are dropped, counted and told as
+``failed``); an utterance is cut at ``MAX_SPOKEN_CHARS``. Liveness comes from
+the work: the device threads dying, or an open speaker or mic that stops
+delivering blocks for ``STALL_S``, ends the process (``service.fatal``) so
+its supervisor restarts it, instead of a loop that heartbeats over a dead
+speaker.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -39,6 +49,12 @@ log = logging.getLogger("audiod")
 
 MIC_QUEUE_S = 2.0  # mic blocks kept while the loop is busy; older ones are dropped (and counted) beyond this
 SPEAKS_FOR_OTHERS = ("displayd", "shell")  # their audio.speak is heard under the focus of the app they name
+MAX_STREAMS = 8  # sounds one owner may have in the mixer at once (a chime, music, an answer, ...)
+MAX_WAITING_SPEECH = 4  # utterances of one owner waiting for the voice; beyond, dropped (and told)
+MAX_SPOKEN_CHARS = 1000  # about a minute of speech; a longer text is cut
+MAX_LISTED = 32  # streams audio.state lists (it must stay within the table's size for it)
+STALL_S = 10.0  # an open speaker or mic that delivers no block for this long has stopped working
+WORK_CHECK_S = 2.0
 
 
 class Audiod:
@@ -59,6 +75,9 @@ class Audiod:
         self.quiet = True  # the mixer had nothing audible after its last block (device may close)
         self.fault: str | None = None
         self.reported: dict | None = None
+        self.dropped = 0  # utterances dropped over MAX_WAITING_SPEECH
+        self.progress: dict[str, tuple[int, float]] = {}  # speaker/mic -> (blocks so far, when they last moved)
+        node.every(WORK_CHECK_S, self.check_work)
         self.gate = CaptureGate(node, "mic", self.enforce)
         Departures(node, self.on_gone)
         node.watch(self.wakeup.fileno(), self.on_wakeup)  # the device threads' news
@@ -100,8 +119,14 @@ class Audiod:
         owner = p["app"] if msg.source in SPEAKS_FOR_OTHERS else msg.source
         if p["interrupt"]:
             self.mixer.stop(owner, why="interrupted")
+        if sum(1 for o, _, _ in self.spoken if o == owner) >= MAX_WAITING_SPEECH:
+            self.dropped += 1
+            if self.dropped & (self.dropped - 1) == 0:  # 1, 2, 4, 8...: a flood is logged, not every message
+                log.warning("%s speaks faster than it can be said: %d utterances dropped", owner, self.dropped)
+            self.node.publish("audio.played", owner=owner, id=p.get("id") or "speech", status="failed")
+            return
         self.spoken.append((owner, p.get("id") or "speech",
-                            self.synth.submit(self.voice.synthesize, p["text"], self.rate)))
+                            self.synth.submit(self.voice.synthesize, p["text"][:MAX_SPOKEN_CHARS], self.rate)))
         self.spoken[-1][2].add_done_callback(lambda _f: self.wakeup.wake())
 
     def on_play(self, msg: Message) -> dict:
@@ -118,6 +143,11 @@ class Audiod:
             raise RequestRefused(f"start_s {start} is outside the sound's {length:.1f} s")
         pcm = pcm[int(start * self.rate):]
         kind = "music" if p.get("loop") else "sound"
+        playing = [s for s in self.mixer.snapshot() if s["owner"] == msg.source  # the one it replaces aside
+                   and not (s["id"] == p["id"] and s["status"] != "ending")]
+        if len(playing) >= MAX_STREAMS:
+            raise RequestRefused(f"{msg.source} already has {len(playing)} sounds playing (at most {MAX_STREAMS}); "
+                                 "stop one or wait for audio.played")
         self.add(Stream(msg.source, p["id"], pcm, kind, bool(p.get("loop")), 1.0 if volume is None else volume))
         return {"length_s": length}
 
@@ -147,7 +177,10 @@ class Audiod:
 
     def render(self, frames: int) -> np.ndarray:
         """In the device's thread: the next block; the daemon hears of ends and of silence."""
-        block = self.mixer.render(frames)
+        try:
+            block = self.mixer.render(frames)
+        except Exception:  # noqa: BLE001 - PortAudio would only stop calling: the speaker would be dead for good
+            service.fatal("the speaker's mixer failed")
         quiet = self.mixer.quiet
         if self.mixer.finished or quiet != self.quiet:
             self.quiet = quiet
@@ -225,6 +258,17 @@ class Audiod:
         self.publish_state()
 
     # --- the loop's side of the device threads ------------------------------------------------
+    def check_work(self) -> None:
+        """Liveness from the work: an open speaker or mic whose blocks stopped coming ends the process."""
+        now = time.monotonic()
+        for what, running, count in (("speaker", self.device.output is not None, self.mixer.rendered),
+                                     ("mic", self.device.input is not None, self.mic_seq)):
+            last = self.progress.get(what)
+            if not running or last is None or last[0] != count:
+                self.progress[what] = (count, now)
+            elif now - last[1] > STALL_S:
+                service.fatal(f"the {what} stopped: no block for {now - last[1]:.1f} s")
+
     def on_wakeup(self) -> None:
         self.wakeup.drain()
         self.publish_blocks()
@@ -244,7 +288,8 @@ class Audiod:
     def publish_state(self) -> None:
         mic = {"on": self.mic_owner is not None, "owner": self.mic_owner, "rate": self.numbers["mic_rate"],
                "why": self.mic_why, "speech": bool(self.vad and self.vad.speaking and self.mic_owner)}
-        streams = [{k: s[k] for k in ("owner", "id", "kind", "status", "loop")} for s in self.mixer.snapshot()]
+        streams = [{k: s[k] for k in ("owner", "id", "kind", "status", "loop")}
+                   for s in self.mixer.snapshot()[:MAX_LISTED]]
         state = {"backend": self.device.name, "voice": self.voice.name, "rate": self.rate, "streams": streams,
                  "mic": mic, "xruns": self.device.xruns + self.mic_dropped, "fault": self.fault}
         if state != self.reported:

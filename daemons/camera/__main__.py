@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         numbers = load(args.policy_dir, args.model).hardware["camera"]
         source = open_source(args.backend, numbers)
     with service.node("camerad", args) as node:
-        camerad = Camerad(node, source, numbers, state_dir(args.state_dir))
+        camerad = Camerad(node, source, numbers, state_dir(args.state_dir, node.runtime.dir))
         node.start()
         camerad.publish_state()
         node.run()

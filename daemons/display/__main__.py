@@ -5,7 +5,7 @@ who holds display focus, how bright the panel is and whether it is on;
 power, LED and capture state feed the HUD and displayd's own alerts.
 Nothing is drawn unless what would be drawn changed: every input only marks
 the scene, and one timer (the next refresh slot, a card's expiry, the next
-minute for the clock, the bridge countdown during a swap) is all that ever
+minute for the clock) is all that ever
 wakes displayd. On the display-less G1 the panel is "none" and cards that
 would have been shown are sent to the audio daemon as ``audio.speak``.
 """
@@ -63,7 +63,7 @@ class Displayd:
         if msg.topic == "shell.state":
             self.scene.shell = msg.payload
         elif msg.topic == "power.state":
-            self.scene.power, self.scene.power_at = msg.payload, time.monotonic()
+            self.scene.power = msg.payload
         elif msg.topic == "led.state":
             self.scene.led = msg.payload
         elif msg.topic == "notifications.state":
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             panel = open_panel(args.backend, policy, node.runtime.path("display.png"))
         size = (panel.width, panel.height)  # a real framebuffer's own geometry wins over the profile's
         painter = None if isinstance(panel, NonePanel) else Painter(*size, numbers["font"])
-        displayd = Displayd(node, panel, painter, Scene(numbers["cards_per_app"], numbers["toast_s"]), size,
+        displayd = Displayd(node, panel, painter, Scene(numbers["cards_per_app"]), size,
                             policy.profile["refresh_hz"])
         node.start()
         displayd.live = True

@@ -5,13 +5,15 @@ The rule is the focus stack's (shell.state focus.display, top first):
 
 - the top claim is what is shown: an exclusive holder's card fills the
   view; a transient holder's card is a toast over the view of the
-  exclusive owner beneath it (suspended, still visible under the toast);
+  exclusive owner beneath it (suspended, still visible under the toast),
+  for as long as the claim lasts (or its own ttl_s), and it goes with
+  the claim: what the panel shows is what the focus says;
 - a claim of class system_alert is shown as an alert, on top of all;
 - an app not in the stack keeps its cards, shown when it gets focus.
 
 On top of that, displayd's own alerts come from the system's state, not
 from any app: the capture LED failed, a battery is out (with the bridge
-time left), the system is shutting down. Missing daemons are named on the
+time left, powerd's number as everyone shows it), the system is shutting down. Missing daemons are named on the
 HUD. Time is passed in (monotonic for expiry, wall for the clock).
 """
 
@@ -42,6 +44,7 @@ class Card:
     progress: float | None = None
     expires: float | None = None  # monotonic; None: until replaced or cleared
     seq: int = 0  # posting order: an app's newest card is its view
+    with_claim: bool = False  # posted under a transient claim (a toast, an alert): goes when the claim does
 
     def as_dict(self) -> dict:
         return {"title": self.title, "body": self.body, "icon": self.icon, "items": self.items,
@@ -98,15 +101,14 @@ class View:
 
 
 class Scene:
-    def __init__(self, cards_per_app: int, toast_s: float):
-        self.cards_per_app, self.toast_s = cards_per_app, toast_s
+    def __init__(self, cards_per_app: int):
+        self.cards_per_app = cards_per_app
         self.cards: dict[str, OrderedDict[str, Card]] = {}
         self.seq = 0
         self.shell: dict = {"state": "booting", "focus": {}, "degraded": [], "brightness": 1.0, "foreground": None}
         self.notifications: dict = {"unread": 0}  # the notifications app's count, for the HUD
         self.user_level = 1.0  # the wearer's own brightness, times what the shell's state allows
         self.power: dict | None = None
-        self.power_at = 0.0  # monotonic time of the power reading (the bridge counts down from it)
         self.led: dict = {"lit": False, "fault": None}
         self.capture: dict = {"grants": [], "fault": None}
 
@@ -114,9 +116,7 @@ class Scene:
     def post(self, app: str, payload: dict, now: float) -> Card:
         self.seq += 1
         card = card_from(app, payload, now, self.seq)
-        claim = self._claim_of(app, transient=True)
-        if card.expires is None and claim and claim.get("class") != "system_alert":
-            card.expires = now + self.toast_s  # a toast goes away on its own; an alert stays while its claim does
+        card.with_claim = self._claim_of(app, transient=True) is not None  # a toast or an alert
         cards = self.cards.setdefault(app, OrderedDict())
         cards.pop(card.id, None)
         cards[card.id] = card
@@ -135,9 +135,12 @@ class Scene:
         return self.cards.pop(app, None) is not None
 
     def expire(self, now: float) -> bool:
+        """Cards past their ttl_s, and toasts and alerts whose claim has gone."""
         changed = False
         for app, cards in list(self.cards.items()):
-            for card_id in [c.id for c in cards.values() if c.expires is not None and c.expires <= now]:
+            claimed = self._claim_of(app, transient=True) is not None
+            for card_id in [c.id for c in cards.values() if c.expires is not None and c.expires <= now
+                            or c.with_claim and not claimed]:
                 del cards[card_id]
                 changed = True
             if not cards:
@@ -146,8 +149,6 @@ class Scene:
 
     def next_deadline(self, now: float) -> float | None:
         times = [c.expires for cards in self.cards.values() for c in cards.values() if c.expires is not None]
-        if self.shell["state"] == "battery_swap":
-            times.append(now + 1.0 - (now - self.power_at) % 1.0)  # the bridge countdown, once a second
         return min(times, default=None)
 
     # --- what to show -----------------------------------------------------------------
@@ -203,8 +204,9 @@ class Scene:
         return None
 
     def bridge_left(self, now: float) -> str:
-        seconds = (self.power or {}).get("bridge", {}).get("time_s", 0.0) - (now - self.power_at)
-        seconds = max(0, int(seconds))
+        """powerd's latest word, as `lens status` and the live view show it: it counts down by itself,
+        once a second, while the bridge carries the glasses (a countdown of our own ran on while it did not)."""
+        seconds = max(0, int((self.power or {}).get("bridge", {}).get("time_s") or 0.0))
         return f"{seconds // 60}:{seconds % 60:02d} left"
 
     def _hud(self, wall: float) -> tuple:

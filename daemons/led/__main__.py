@@ -19,6 +19,8 @@ from policies.schema import PolicyError, load
 
 log = logging.getLogger("ledd")
 
+STOPPED = "ledd stopped"  # led.state's fault once ledd has stopped: nobody watches the LED
+
 
 class Ledd:
     def __init__(self, node: Node, backend, retries: int, check_s: float):
@@ -34,7 +36,7 @@ class Ledd:
 
     def on_indicator(self, msg: Message) -> None:
         if msg.source != "shell":
-            return  # only the shell's word drives the LED (the broker enforces the table from issue 4 on)
+            return  # only the shell's word drives the LED (the broker lets only it and the developer's tools say it)
         self.want, self.cmd = msg.payload["on"], msg.payload["cmd"]
         self.reported = None  # every command is answered, even when nothing changed
         self.apply()
@@ -71,8 +73,9 @@ class Ledd:
         self.lit = lit
         self.report(fault)
 
-    def report(self, fault: str | None) -> None:
-        if fault != self.fault:
+    def report(self, fault: str | None, expected: bool = False) -> None:
+        """Publish what the LED does; a fault is logged as an error unless ``expected`` (a clean stop)."""
+        if fault != self.fault and not expected:
             (log.error if fault else log.info)("LED %s", f"fault: {fault}" if fault else "working")
         if (self.lit, fault) == self.reported:
             return  # latched: a read-back that changes nothing is not news
@@ -105,9 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         if ledd.cmd == 0:
             ledd.apply()  # no word from the shell yet: dark, and say so
         node.run()
-        # Nobody watches the LED from now on: capture must stop. A lit LED is left lit
-        # (over-telling is safe); one that should be off is switched off.
-        ledd.report("ledd stopped")
+        # Nobody watches the LED from now on: capture must stop, so the bus is told it as a fault. A lit
+        # LED is left lit (over-telling is safe); one that should be off is switched off. Asked to stop,
+        # this is no error, and not logged as one.
+        ledd.report(STOPPED, expected=True)
+        log.info("the LED is unwatched from now on (led.state says %r), so nothing captures", STOPPED)
         if not ledd.want:
             try:
                 backend.set(False)

@@ -59,9 +59,11 @@ def test_the_g1_profile_end_to_end(procs, runtime, tmp_path):
         # "What is this?": the assistant starts the lens app, which looks and says the item and price.
         assert procs.run_lens("camera", "show", str(scene)).returncode == 0
         mark = len(seen)
-        assert procs.run_lens("say", "what is this").returncode == 0
+        asked = procs.run_lens("say", "what is this")
+        assert asked.returncode == 0, asked.stderr
         answer = wait(lambda: said("Coffee beans, 250 g", since=mark), "the lens app's answer, heard")
         assert answer["text"] == "Coffee beans, 250 g. 58.00 yuan." and answer["app"] == "lens"
+        assert asked.stdout.strip() == answer["text"], "`lens say` prints what the wearer heard"
         assert not said("Looking", since=mark)  # on G1 only what is worth hearing
 
         mark = len(seen)

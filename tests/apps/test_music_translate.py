@@ -25,9 +25,10 @@ def song(user) -> dict:
                  if s["owner"] == "music" and s["id"].startswith("song")), {})
 
 
-def say(procs, text: str) -> None:
+def say(procs, text: str) -> str:
     done = procs.run_lens("say", text)
     assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
 
 
 @pytest.mark.slow
@@ -41,10 +42,12 @@ def test_music_plays_pauses_resumes_skips_ducks_and_keeps_playing_behind_another
     user.ask("input.sim.request", gesture="swipe_forward")
     user.wait(lambda: music()["index"] == 1 and music()["playing"], "the second track playing")
 
-    say(procs, "pause the music")
+    told = say(procs, "pause the music")
     paused = user.wait(lambda: not music()["playing"] and music(), "paused by voice")
+    assert told.startswith(f"❚❚ {paused['title']}."), "`lens say` prints the card the wearer sees"
     user.wait(lambda: not song(user), "the song faded out and gone from the speaker")
-    say(procs, "play music")
+    assert say(procs, "pause the music") == "The music is not playing."
+    assert say(procs, "play music").startswith(f"▶ {paused['title']}.")
     user.wait(lambda: music()["playing"] and song(user).get("status") == "playing", "resumed by voice")
     resumed = music()
     assert resumed["index"] == paused["index"] and resumed["position_s"] >= paused["position_s"] > 0

@@ -43,5 +43,6 @@ def test_a_phone_notification_is_a_toast_and_a_chime_over_ducked_music_and_liste
     session = user.ask("assistant.say.request", text="read my notifications")["session"]
     answer = user.wait(lambda: user.notices("assistant.answer", session=session), "the assistant's hand-over")[0]
     assert answer["action"] == "notifications" and answer["status"] == "answered"
+    assert answer["text"] == "1 notifications. Messages: Dinner at 8?", "the list the wearer sees"
     user.wait(lambda: user.latest["notifications.state"]["unread"] == 0, "read")
     assert user.latest["notifications.state"]["count"] == 1

@@ -10,17 +10,27 @@ import zmq
 from bus import keys
 from bus.bridge import RemoteBus, within
 from tests.bus.test_pubsub import collect
-from tests.conftest import DEADLINE_S, wait_for
+from tests.conftest import DEADLINE_S, tuned_policies, wait_for
 
 EVENT = {"event": "removed", "battery": "left", "percent": 50.0}
 
 
-def bridge(procs, runtime) -> tuple[subprocess.Popen, dict]:
+def bridge(procs, runtime, policy_dir=None) -> tuple[subprocess.Popen, dict]:
     """A bridge listening on a free port, with the key of a peer called laptop among its peers."""
     keys.generate(keys.keys_dir(runtime) / "peers", ["laptop"])
-    child = procs.lens("bus", "bridge", "--listen", "tcp://127.0.0.1:*", "--json", stdout=subprocess.PIPE,
-                       text=True)
+    child = procs.lens("bus", "bridge", "--listen", "tcp://127.0.0.1:*", "--json",
+                       *(["--policy-dir", str(policy_dir)] if policy_dir else []), stdout=subprocess.PIPE, text=True)
     return child, json.loads(child.stdout.readline())
+
+
+def echo_in(tmp_path):
+    """Policies whose bridge also lets in a request (the demo's echo: served by whoever plays the demo)."""
+    return tuned_policies(tmp_path, {"privacy.toml": {"bridge": {"in": ["phone.notification",
+                                                                        "demo.echo.request"]}}})
+
+
+def echo(msg):
+    return {"text": msg.payload["text"], "n": 1}
 
 
 def peer(runtime, info, prefixes, name="laptop") -> RemoteBus:
@@ -62,30 +72,88 @@ def test_only_allowed_topics_go_out_and_a_wrong_key_gets_nothing(broker, procs, 
         stranger.close()
 
 
-def test_a_peer_publishes_only_what_may_come_in_and_its_requests_are_answered(broker, procs, runtime, nodes):
-    _, info = bridge(procs, runtime)
+def test_a_peer_publishes_only_what_may_come_in_and_its_requests_are_answered(broker, procs, runtime, nodes,
+                                                                             tmp_path):
+    _, info = bridge(procs, runtime, echo_in(tmp_path))
     listener = nodes("listener")
     phone, power = collect(listener, "phone.notification"), collect(listener, "power.event")
     listener.start()
-    inputd = nodes("inputd")
-    inputd.serve("input.sim.request", lambda msg: {"events": len(msg.payload["gesture"])})
-    inputd.start()
+    demo = nodes("demo")
+    demo.serve("demo.echo.request", echo)
+    demo.start()
     laptop = peer(runtime, info, ["power"])
     try:
         def run(seconds):
             laptop.poll(seconds / 3)
             listener.run_once(seconds / 3)
-            inputd.run_once(seconds / 3)
+            demo.run_once(seconds / 3)
 
         wait_for(lambda: laptop.welcome is not None, what="the welcome", poll=run)
         laptop.publish("power.event", **EVENT)  # not in the in list: refused, told why
         laptop.publish("phone.notification", id="1", source="chat", title="hello", body=None)
-        laptop.publish("input.sim.request", token=b"t1", gesture="tap")
+        laptop.publish("demo.echo.request", token=b"t1", text="hi")
         wait_for(lambda: phone and laptop.refusals and b"t1" in laptop.replies, what="all three", poll=run)
-        assert phone[0].payload["title"] == "hello" and phone[0].source == "bridge"
+        # Published under the bridge's own key: the broker's verified sender is the bridge, not the developer.
+        assert phone[0].payload["title"] == "hello" and phone[0].source == phone[0].sender == "bridge"
+        assert (keys.keys_dir(runtime) / "bridge.key_secret").exists()
         assert laptop.refusals[0][0] == "power.event" and "may not come in" in laptop.refusals[0][1]
-        assert laptop.replies[b"t1"] == ({"events": 3}, "")
+        assert laptop.replies[b"t1"] == ({"text": "hi", "n": 1}, "")
         assert power == []
+    finally:
+        laptop.close()
+
+
+def test_what_a_peer_sends_is_checked_like_any_message_and_a_bad_one_loses_nothing(broker, procs, runtime, nodes,
+                                                                                  tmp_path):
+    """A payload's keys are the topic's fields, never the call's arguments; frames of the wrong shape are
+    refused and told; the bridge goes on serving; the simulated hardware and the assistant stay out by default."""
+    import msgpack
+
+    _, info = bridge(procs, runtime, echo_in(tmp_path))
+    demo = nodes("demo")
+    asked = []
+    demo.serve("demo.echo.request", lambda msg: asked.append(msg) or echo(msg))
+    demo.start()
+    laptop = peer(runtime, info, ["power"])
+    try:
+        def run(seconds):
+            laptop.poll(seconds / 2)
+            demo.run_once(seconds / 2)
+
+        wait_for(lambda: laptop.welcome is not None, what="the welcome", poll=run)
+        raw = laptop.sock.send_multipart
+        raw([b"PUB", b"demo.echo.request", msgpack.packb({"text": "x", "timeout": 1e9}), b"a"])
+        raw([b"PUB", b"demo.echo.request", msgpack.packb({"text": "x", "cid": 7}), b"b"])
+        raw([b"PUB", b"demo.echo.request", msgpack.packb({"text": 5}), b"c"])
+        raw([b"PUB", b"demo.echo.request", msgpack.packb(["text"]), b"d"])
+        raw([b"PUB", b"demo.echo.request"])  # a frame missing
+        raw([b"HELLO"])
+        raw([b"PUB", b"\xff\xfe", msgpack.packb({}), b"e"])
+        raw([b"WHAT"])
+        laptop.publish("demo.echo.request", token=b"ok", text="still here")
+        wait_for(lambda: b"ok" in laptop.replies and len(laptop.refusals) >= 8, what="eight refusals and the answer",
+                 poll=run)
+        whys = [why for _, why in laptop.refusals]
+        assert "unknown field(s) timeout" in whys[0] and "'cid' is the bridge's" in whys[1]
+        assert "text" in whys[2] and "map of field names" in whys[3]
+        assert "2 frames; PUB has 3 to 4" in whys[4] and "1 frames; HELLO has 2" in whys[5], whys
+        assert "malformed" in whys[6] and "unknown message b'WHAT'" in whys[7], whys
+        assert [m.payload for m in asked] == [{"cid": asked[0].payload["cid"], "text": "still here"}]
+        assert laptop.replies[b"ok"] == ({"text": "still here", "n": 1}, "")
+    finally:
+        laptop.close()
+
+
+def test_by_default_a_peer_can_neither_drive_the_simulation_nor_the_assistant(broker, procs, runtime):
+    _, info = bridge(procs, runtime)
+    laptop = peer(runtime, info, ["power"])
+    try:
+        wait_for(lambda: laptop.welcome is not None, what="the welcome", poll=laptop.poll)
+        laptop.publish("input.sim.request", token=b"t", gesture="button")
+        laptop.publish("assistant.say.request", token=b"u", text="hey lens, take a photo")
+        wait_for(lambda: len(laptop.refusals) >= 2, what="two refusals", poll=laptop.poll)
+        assert [topic for topic, _ in laptop.refusals] == ["input.sim.request", "assistant.say.request"]
+        assert all("may not come in" in why for _, why in laptop.refusals) and laptop.replies == {}
     finally:
         laptop.close()
 
@@ -115,21 +183,21 @@ def test_bridge_connect_republishes_the_glasses_on_a_laptops_bus_and_carries_bac
     from bus.node import Node
     from bus.runtime import Runtime
 
-    _, info = bridge(procs, runtime)
+    _, info = bridge(procs, runtime, echo_in(tmp_path))
     laptop_runtime = Runtime.resolve(tmp_path / "laptop")
     env = procs.env(LENS_RUNTIME_DIR=str(laptop_runtime.dir))
     procs.start("-m", "bus.broker", env=env)
     relay = procs.lens("bus", "bridge", "--connect", info["address"], "--key",
                        str(keys.keys_dir(runtime) / "peers" / "laptop.key_secret"),
-                       f"--server-key={info['public_key']}", "--send", "input.sim.request", "phone", "--json",
+                       f"--server-key={info['public_key']}", "--send", "demo.echo.request", "phone", "--json",
                        env=env, stdout=subprocess.PIPE, text=True)
     assert "power" in json.loads(relay.stdout.readline())["sees"]
 
-    glasses_inputd = nodes("inputd")
-    glasses_inputd.serve("input.sim.request", lambda msg: {"events": len(msg.payload["gesture"])})
-    powerd, demo, listener = nodes("powerd").start(), nodes("demo").start(), nodes("listener")
+    demo, listener = nodes("demo"), nodes("listener")
+    demo.serve("demo.echo.request", echo)
+    powerd = nodes("powerd").start()
     phone = collect(listener, "phone.notification")
-    for node in (glasses_inputd, listener):
+    for node in (demo, listener):
         node.start()
     laptop = Node("laptop-viewer", laptop_runtime)
     events, demos = collect(laptop, "power.event"), collect(laptop, "demo")
@@ -138,18 +206,18 @@ def test_bridge_connect_republishes_the_glasses_on_a_laptops_bus_and_carries_bac
         def run_all(seconds):
             powerd.publish("power.event", **EVENT)
             demo.publish("demo.tick", n=1, text="stays on the glasses")
-            for node in (powerd, demo, glasses_inputd, listener, laptop):
+            for node in (powerd, demo, listener, laptop):
                 node.run_once(seconds / 5)
 
         wait_for(lambda: len(events) >= 3, what="the glasses' power events on the laptop's bus", poll=run_all)
         assert events[0].source == "powerd" and events[0].payload == EVENT and demos == []
-        # Here -> glasses: a request is answered by the glasses' inputd, to the asker here alone.
+        # Here -> glasses: a request is answered by the glasses' demo, to the asker here alone.
         answers = []
-        laptop.request_async("input.sim.request", lambda result, error: answers.append((result, error)),
-                             timeout=DEADLINE_S, gesture="tap")
+        laptop.request_async("demo.echo.request", lambda result, error: answers.append((result, error)),
+                             timeout=DEADLINE_S, text="from afar")
         laptop.publish("phone.notification", id="7", source="chat", title="from the laptop", body=None)
         wait_for(lambda: answers and phone, what="the answer and the notification", poll=run_all)
-        assert answers[0] == ({"events": 3}, None)
+        assert answers[0] == ({"text": "from afar", "n": 1}, None)
         assert phone[0].payload["title"] == "from the laptop" and phone[0].source == "bridge"
     finally:
         laptop.close()

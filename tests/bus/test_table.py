@@ -18,7 +18,7 @@ def test_a_topic_declared_twice_is_refused():
 
 
 def test_every_owner_is_a_process_of_the_process_table_or_an_app():
-    tools = {"demo", "recorder"}  # `python -m bus.demo`, `lens bus record --snapshot`
+    tools = {"demo", "recorder", "checker"}  # `python -m bus.demo`, `lens bus record --snapshot`, `lens bus check --live`
     apps = set(load_all()[0])  # apps are processes of appd, declared by their manifests
     processes = {p.name for p in PROCESSES} | tools | apps
     for topic in TOPICS.values():

@@ -14,7 +14,6 @@ import pytest
 from daemons.assistant.actions import ACTIONS, tools
 from daemons.assistant.intents import parse, strip_wake
 from daemons.assistant.llm import ChatClient, LlmError
-from daemons.assistant.steps import Notices
 from tests.daemons.llm_server import LlmServer, sse, text_chunks, tool_chunks
 from tests.conftest import REPO
 from tests.system import FAST, System, running
@@ -50,22 +49,6 @@ def test_the_wake_phrase_is_taken_off_the_front_and_only_there():
     assert strip_wake("hey lens", "hey lens") == ""
     assert strip_wake("hey lensman", "hey lens") is None
     assert strip_wake("what time is it, hey lens", "hey lens") is None
-
-
-def test_notices_after_a_mark_are_found_however_many_were_forgotten():
-    # Sessions wait for "a grant since I asked": with the oldest forgotten, a list index as the mark
-    # pointed past the end once the list was full, and the grant was never seen (a flaky test's cause).
-    notices = Notices(keep=5)
-    for i in range(5):
-        notices.add({"n": i})
-    mark = notices.mark()
-    assert notices.since(mark) == []
-    notices.add({"n": 5})
-    assert notices.since(mark) == [{"n": 5}]
-    for i in range(6, 20):
-        notices.add({"n": i})
-    assert [n["n"] for n in notices.since(mark)] == [15, 16, 17, 18, 19]  # newer, and still kept
-    assert [n["n"] for n in notices.since(notices.mark() - 2)] == [18, 19]
 
 
 def test_every_action_is_a_tool_with_an_object_schema():
@@ -174,6 +157,30 @@ def test_a_session_cancelled_before_the_grant_arrives_gives_the_mic_back_first()
         assistant.runner.close()
 
 
+def test_only_the_app_handed_the_action_answers_it_and_only_for_its_session():
+    from bus.envelope import Message
+    from bus.errors import RequestRefused
+    from daemons.assistant.__main__ import Assistantd
+    from daemons.assistant.stt import TextStt
+    from policies.schema import load
+    assistant = Assistantd(HeldNode(), load(REPO / "policies", "s1"), TextStt(), None)
+    try:
+        def told(source, session="s1"):
+            return assistant.on_told(Message("assistant.told.request", source, 1, 1, 0, 0,
+                                             {"cid": 1, "session": session, "text": "Cola. ¥3.50."}, b""))
+        with pytest.raises(RequestRefused, match="no session s1 waits for an answer from lens"):
+            told("lens")  # nothing handed over
+        assistant.awaiting = ("s1", "lens")
+        with pytest.raises(RequestRefused, match="from music"):
+            told("music")
+        with pytest.raises(RequestRefused, match="no session s0"):
+            told("lens", "s0")
+        assert assistant.told is None
+        assert told("lens") == {} and (assistant.told, assistant.answered_by) == ("Cola. ¥3.50.", "lens")
+    finally:
+        assistant.runner.close()
+
+
 # --- whole sessions over the real bus -------------------------------------------------------------------
 CHANGES = copy.deepcopy(FAST)
 CHANGES["focus.toml"]["roles"] = {"+phone": "call"}
@@ -251,6 +258,27 @@ def test_g1_the_answer_is_spoken_and_the_wake_phrase_wakes_the_glasses(procs, ru
     assert ["ducked"] in song, "the music ducked under the answer"
     user.wait(lambda: [s for s in user.latest["audio.state"]["streams"] if s["id"] == "song"
                        and s["status"] == "playing"], "and came back")
+
+
+@pytest.mark.slow
+def test_a_request_without_the_wake_phrase_wakes_sleeping_or_dimmed_glasses(procs, runtime, tmp_path):
+    # G1 has no display to claim, whose transient claim woke S1 by the way: asked while asleep, the mic
+    # was refused ("the glasses are asleep") right after the wearer asked; and asked while dimmed, the
+    # glasses stayed dimmed (idle).
+    changes = copy.deepcopy(CHANGES)
+    changes["system.toml"]["idle"] = {"dim_after_s": 1.0, "sleep_after_s": 1.0}
+    system = assistant_system(procs, runtime, tmp_path, model="g1", changes=changes)
+    user = system.watcher
+    user.wait_state(lambda s: s["state"] == "sleep", "asleep after the idle timeouts")
+    answer = say(user, "what time is it")
+    assert answer["status"] == "answered" and answer["text"].startswith("It is "), answer
+    mark = len(user.log)
+    user.wait(lambda: [m for m in user.log[mark:] if m.topic == "shell.state" and m.payload["state"] == "idle"],
+              "dimmed again after a while")
+    mark = len(user.log)
+    say(user, "what's my battery")
+    user.wait(lambda: [m for m in user.log[mark:] if m.topic == "shell.state" and m.payload["state"] == "active"],
+              "awake again for the question")
 
 
 @pytest.mark.slow
@@ -341,3 +369,84 @@ def test_lens_say_without_an_assistant_says_so(procs, runtime):
     result = procs.run_lens("say", "hello")
     assert result.returncode == 2 and "no reply to assistant.say.request from assistantd" in result.stderr, \
         result.stderr
+
+
+NO_PHONE = copy.deepcopy(CHANGES)
+del NO_PHONE["focus.toml"]["roles"]  # the tests below need no phone
+
+
+def ask_as(app, text: str | None = None) -> dict:
+    """What an app gets from the assistant: say (text) or listen; the session's answer."""
+    app.wait(lambda: app.latest["assistant.state"]["phase"] == "idle", "the assistant idle")
+    if text is None:
+        session = app.ask("assistant.listen.request", template="{heard}")["session"]
+    else:
+        session = app.ask("assistant.say.request", text=text)["session"]
+    answer = app.wait(lambda: app.notices("assistant.answer", session=session), f"the answer to {text!r}")[0]
+    app.wait(lambda: app.latest["assistant.state"]["phase"] == "idle", "the assistant idle again")
+    return answer
+
+
+@pytest.mark.slow
+def test_an_app_cannot_capture_through_the_assistant_without_its_own_permission(procs, runtime, tmp_path):
+    system = assistant_system(procs, runtime, tmp_path, changes=NO_PHONE)
+    user = system.watcher
+    for prefix in ("shell.apps", "app.permission"):
+        user.node.subscribe(prefix, user._keep)
+    user.wait(lambda: "music" in (user.latest.get("shell.apps") or {}).get("apps", {}), "the installed apps")
+    music = system.app("music", own_key=True)  # installed, no camera and no mic in its manifest
+    bridge = system.app("bridge")  # a paired peer's requests come in as the bridge's
+    for asker in (music, bridge):
+        asker.node.subscribe("assistant", asker._keep)
+        asker.wait(lambda a=asker: "assistant.state" in a.latest, "the assistant's state")
+        for said in ("hey lens, take a photo", "start recording", "what is this"):
+            answer = ask_as(asker, said)
+            assert answer["status"] == "refused", (asker.node.name, said, answer)
+            assert asker.node.name in answer["text"] and "camera" in answer["text"], answer
+        assert ask_as(asker)["status"] == "refused"  # listen: no mic for it either
+        assert ask_as(asker, "what time is it")["text"].startswith("It is ")  # asking is not capturing
+    # Nor may an app ask the shell itself in the name of one that may.
+    disguised = music.ask("shell.focus.request", resource="camera", kind="transient", cls="background",
+                          reason="x", behalf="camera")
+    assert disguised["status"] == "denied" and "may ask only for itself" in disguised["reason"]
+    user.wait(lambda: user.notices("app.permission.denied", app="bridge", permission="mic"), "the last refusal")
+    assert not user.notices("shell.capture.notice", status="granted"), "nothing was captured"
+    assert not [m for m in user.log if m.topic == "audio.state" and m.payload["mic"]["on"]], "the mic opened"
+    assert user.latest["camera.state"]["mode"] == "off"
+    assert not [r for r in system.audit if r["event"] == "start"], system.audit
+    denied = user.notices("app.permission.denied")
+    assert {(d["app"], d["permission"]) for d in denied} >= {("music", "camera"), ("music", "mic")}
+    # A permitted app's capture through the assistant is its own: credited to it in the audit log.
+    camera_app = system.app("camera", own_key=True)
+    camera_app.node.subscribe("assistant", camera_app._keep)
+    camera_app.wait(lambda: "assistant.state" in camera_app.latest, "the assistant's state")
+    answer = ask_as(camera_app, "take a photo")
+    assert answer["status"] == "answered" and answer["text"].startswith("Photo saved"), answer
+    started = [r for r in system.audit if r["event"] == "start"]
+    assert [(r["owner"], r["behalf"], r["resource"]) for r in started] == [("assistantd", "camera", "camera")]
+    shown = procs.run_lens("privacy", "log")
+    assert shown.returncode == 0 and "camera (by assistantd)" in shown.stdout, shown.stdout
+    # The wearer's recording is the wearer's to stop (or whoever started it), not any app's.
+    user.wait(lambda: user.latest["assistant.state"]["phase"] == "idle", "the assistant idle")
+    assert say(user, "start recording")["text"] == "Recording."
+    user.wait(lambda: user.latest["assistant.state"]["phase"] == "idle", "the wearer's session over")
+    assert ask_as(music, "stop recording")["text"] == "That recording is not yours to stop."
+    assert user.latest["camera.state"]["mode"] == "video"
+    assert say(user, "stop recording")["text"] == "Recording stopped and saved."
+
+
+@pytest.mark.slow
+def test_an_apps_question_carries_nothing_of_the_wearers_conversation(procs, runtime, tmp_path, llm):
+    llm.script = [("text/event-stream", sse(*text_chunks("Noted."))),
+                  ("text/event-stream", sse(*text_chunks("I don't know.")))]
+    system = assistant_system(procs, runtime, tmp_path, llm_url=llm.url, changes=NO_PHONE)
+    user = system.watcher
+    assert say(user, "remember that my bank pin is 4321")["source"] == "llm"
+    user.wait(lambda: user.latest["assistant.state"]["turns"] == 1, "the wearer's turn kept")
+    music = system.app("music", own_key=True)
+    music.node.subscribe("assistant", music._keep)
+    music.wait(lambda: "assistant.state" in music.latest, "the assistant's state")
+    assert ask_as(music, "what is the bank pin")["source"] == "llm"
+    asked = llm.requests[1]["messages"]
+    assert [m["role"] for m in asked] == ["system", "user"] and "4321" not in json.dumps(asked)
+    assert user.latest["assistant.state"]["turns"] == 1, "nor is the app's question added to it"

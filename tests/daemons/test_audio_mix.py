@@ -102,6 +102,19 @@ def test_the_same_id_replaces_the_stream_before_it():
     assert len(mixer.streams) == 1 and mixer.render(BLOCK)[-1] == pytest.approx(0.1)
 
 
+def test_a_stream_that_ends_before_the_one_it_replaced_is_removed_without_comparing_their_sound():
+    # A chime replaced by another chime fades out; the new one, shorter than the fade, ends first. Taking it
+    # out of the list compared it with the old one field by field, numpy arrays and all: the speaker's
+    # thread died of the ValueError.
+    mixer = Mixer(RATE, 1.0)
+    mixer.add(Stream("app", "chime", const(0.5, 2.0)))
+    run(mixer, 60)  # faded in: its fade-out takes as long
+    mixer.add(Stream("app", "chime", const(0.1, 0.01)))
+    run(mixer, 2)
+    assert [(s.id, why) for s, why in mixer.take_finished()] == [("chime", "finished")]
+    assert [s.ending for s in mixer.streams] == ["replaced"]
+
+
 def test_wav_files_decode_to_mono_at_the_speakers_rate(tmp_path):
     path = tmp_path / "stereo.wav"
     with wave.open(str(path), "wb") as wav:

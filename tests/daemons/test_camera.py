@@ -219,3 +219,18 @@ def test_only_the_capturing_app_gets_the_frame_ring_read_only_and_a_new_session_
     assert fresh.epoch == later[0]["ring"]
     fresh.close()
     ring.close()
+
+
+@pytest.mark.slow
+def test_photos_and_recordings_are_where_lens_paths_says(system, monkeypatch):
+    from shell.paths import paths
+
+    monkeypatch.setenv("LENS_STATE_DIR", str(system.state_dir))  # camerad's, which `lens up` shares with all
+    where = paths()
+    app = system.app("camapp")
+    app.take_camera()
+    photo = app.ask("camera.control.request", mode="photo")["path"]
+    assert os.path.dirname(photo) == where["photos"]["path"] and os.path.getsize(photo) > 0
+    recording = app.ask("camera.control.request", mode="video")["path"]
+    assert os.path.dirname(recording) == where["recordings"]["path"]
+    app.ask("camera.control.request", mode="off")

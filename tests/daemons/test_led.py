@@ -93,3 +93,19 @@ def test_ledd_ignores_an_indicator_from_anyone_but_the_shell(procs, runtime):
         wait_for(lambda: any(r["cmd"] == 100 for r in reports), DEADLINE_S, "the shell's command answered",
                  poll=shell.run_once)
         assert not any(r["cmd"] == 99 for r in reports)
+
+
+@pytest.mark.slow
+def test_a_clean_stop_tells_the_bus_the_led_is_unwatched_and_logs_no_error(procs, runtime):
+    procs.start_broker()
+    ledd = procs.start_ready("-m", "daemons.led")
+    reports = []
+    with Node("shell", runtime) as shell:
+        shell.subscribe("led.state", lambda m: reports.append(m.payload))
+        shell.start()
+        wait_for(lambda: reports, DEADLINE_S, "ledd's first report", poll=shell.run_once)
+        assert procs.stop(ledd) == 0
+        last = wait_for(lambda: [r for r in reports if r["fault"]], DEADLINE_S, "the stop told", poll=shell.run_once)
+        assert last[-1]["fault"] == "ledd stopped" and last[-1]["lit"] is False  # capture must stop: as before
+    said = procs.logs[-1][1].read_text()
+    assert "ERROR" not in said and "the LED is unwatched from now on" in said, said

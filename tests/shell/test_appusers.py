@@ -147,7 +147,8 @@ def test_apps_share_appds_user_and_say_why_without_the_capabilities_or_a_shared_
     monkeypatch.setattr("shell.appusers.effective_capabilities", lambda: 1 << 5)  # CAP_KILL alone
     users = AppUsers(FIRST_UID, UIDS, bus)
     assert not users.isolated and users.take("camera") is None
-    assert "appd lacks CAP_SETGID, CAP_SETUID" in users.shared_because
+    assert "appd lacks CAP_SETGID, CAP_SETUID" in users.shared_because and "as root" in users.remedy
     monkeypatch.setattr("shell.appusers.effective_capabilities", lambda: 1 << 5 | 1 << 6 | 1 << 7)
     users = AppUsers(FIRST_UID, UIDS, bus)
     assert not users.isolated and "is not shared with a group of its own (mode 700" in users.shared_because
+    assert f"chmod 3770 {bus}" in users.remedy

@@ -235,11 +235,19 @@ def test_lens_status_and_privacy_log(system, procs):
 
     app.ask("shell.release.request", resource="mic")
     app.wait(lambda: app.notices("shell.capture.notice", status="revoked"), "mic released")
-    log = procs.run_lens("privacy", "log", "--json")
-    assert log.returncode == 0, log.stderr
+    # audiod's count of the session (a stand-in with its name): 401 blocks of 20 ms.
+    session = app.notices("shell.capture.notice", status="granted")[0]["session"]
+    audiod = system.app("audiod")
+    audiod.node.publish("audio.session", owner="camapp", session=session, blocks=401, seconds=8.02)
+    log = app.wait(lambda: (done := procs.run_lens("privacy", "log", "--json")).returncode == 0
+                   and '"audio_s": 8.02' in done.stdout and done, "audiod's count in the log")
     sessions = [json.loads(line) for line in log.stdout.splitlines()]
     assert [(s["owner"], s["resource"], s["reason"]) for s in sessions] == [("camapp", "mic", "dictation")]
     assert sessions[0]["end"] is not None and sessions[0]["why_ended"] == "released"
+    assert sessions[0]["blocks"] == 401
+    text = procs.run_lens("privacy", "log")
+    row = text.stdout.splitlines()[1]
+    assert "camapp" in row and "8.0 s audio" in row, text.stdout  # it said FRAMES 0 for a mic
 
 
 def test_lens_status_without_a_shell_says_so(procs, broker):

@@ -58,10 +58,12 @@ def test_shipped_policies_load(model):
      "bridge.out: 'camera' would send camera.frame off the glasses"),
     ("privacy.toml", 'out = ["shell.state",', 'out = ["audio", "shell.state",', "out =",
      "bridge.out: 'audio' would send audio.mic off the glasses"),
-    ("privacy.toml", 'in = ["phone.notification",', 'in = ["privacy", "phone.notification",', "in =",
-     "bridge.in: 'privacy' covers privacy.indicator, privacy.capture, which only the glasses' own processes"),
-    ("privacy.toml", 'in = ["phone.notification",', 'in = ["phone.call", "phone.notification",', "in =",
+    ("privacy.toml", 'in = ["phone.notification"', 'in = ["privacy", "phone.notification"', "in =",
+     "bridge.in: 'privacy' covers privacy.indicator, privacy.capture, privacy.violation, which only the glasses' own processes"),
+    ("privacy.toml", 'in = ["phone.notification"', 'in = ["phone.call", "phone.notification"', "in =",
      "bridge.in: 'phone.call' names no topic of bus/topics.py"),
+    ("privacy.toml", 'in = ["phone.notification"', 'in = ["input.sim", "phone.notification"', "in =",
+     "bridge.in: 'input.sim' covers input.sim.request, which drive the simulated hardware"),
 ])
 def test_a_bad_value_names_file_key_and_line(pdir, file, old, new, needle, message):
     path = pdir / file
@@ -107,7 +109,7 @@ def test_a_name_that_refers_to_nothing_is_named(pdir, file, old, new, needle, me
     path = pdir / file
     edit(path, old, new)
     with pytest.raises(PolicyError) as err:
-        load(pdir, "s1")
+        load(pdir, "s1", names=True)
     assert str(err.value).startswith(f"{path}:{line_of(path, needle)}: "), str(err.value)
     assert message in str(err.value)
 
@@ -129,7 +131,7 @@ def test_every_error_in_every_file_is_reported(pdir, procs):
     edit(pdir / "focus.toml", 'assistantd = "assistant"', 'assistantd = "wizard"')
     edit(pdir / "system.toml", 'boot = ["home",', 'boot = ["nosuchapp", "home",')
     with pytest.raises(PolicyError) as err:
-        load(pdir, "s1")
+        load(pdir, "s1", names=True)
     assert len(err.value.errors) == 2, err.value.errors
     assert "roles.assistantd: class 'wizard'" in str(err.value) and "unknown app 'nosuchapp'" in str(err.value)
 

@@ -1,0 +1,60 @@
+"""The app SDK against a real shell: what an app asks for, it gets, however long it runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.sdk.app import App
+from bus.shellclient import Notices
+from tests.system import System, running
+
+TAKER = """[app]
+id = "taker"
+name = "Taker"
+permissions = ["camera", "mic"]
+background = true
+models = ["s1", "g1"]
+display = false
+"""
+TIMES = 300
+
+
+def test_notices_after_a_mark_are_found_however_many_were_forgotten():
+    # Sessions wait for "a grant since I asked": with the oldest forgotten, a list index as the mark
+    # pointed past the end once the list was full, and the grant was never seen.
+    notices = Notices(keep=5)
+    for i in range(5):
+        notices.add({"topic": "t", "n": i})
+    mark = notices.mark()
+    assert notices.since(mark) == []
+    notices.add({"topic": "t", "n": 5})
+    assert notices.since(mark) == [{"topic": "t", "n": 5}]
+    for i in range(6, 20):
+        notices.add({"topic": "t", "n": i})
+    assert [n["n"] for n in notices.since(mark)] == [15, 16, 17, 18, 19]  # newer, and still kept
+    assert [n["n"] for n in notices.since(notices.mark() - 2)] == [18, 19]
+    assert notices.seen(mark, "t", n=17) == {"topic": "t", "n": 17} and notices.seen(mark, "t", n=3) is None
+
+
+@pytest.mark.slow
+def test_an_app_takes_the_camera_and_the_mic_again_and_again(procs, runtime, tmp_path):
+    # The SDK kept its notices in a list trimmed to the last 100 and marked "since I asked" by the list's
+    # length: after about 100 notices every later focus() found nothing and raised Refused after 3 s.
+    apps = tmp_path / "apps"
+    (apps / "taker").mkdir(parents=True)
+    (apps / "taker" / "manifest.toml").write_text(TAKER)
+    procs.use_env(LENS_APPS_DIR=str(apps))
+    system = System(procs, runtime, tmp_path)
+    system.watcher.wait_state(running, "boot")
+    taker = App("taker", runtime, apps)
+    taker.node.start()
+    try:
+        for turn in range(TIMES):
+            resource = ("camera", "mic")[turn % 2]
+            assert taker.focus(resource, "transient", f"turn {turn}")["status"] == "granted", turn
+            taker.release(resource)
+        assert taker.notices.mark() > TIMES > len(taker.notices), "the notices were trimmed meanwhile"
+    finally:
+        taker.node.close()
+    opened = [r for r in system.audit if r["event"] == "start" and r["owner"] == "taker"]
+    assert len(opened) == TIMES, "each turn was a capture session of its own"

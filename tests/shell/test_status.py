@@ -1,0 +1,32 @@
+"""`lens status`'s text, from the latched state it gathers."""
+
+from __future__ import annotations
+
+from shell.status import render
+
+SHELL = {"state": "active", "degraded": [], "model": "S1", "boot_s": 0.5, "foreground": "home", "brightness": 1.0,
+         "recording_allowed": True, "remote_calls": True, "focus": {},
+         "privacy": {"led": "off", "led_confirmed": False, "capture": [], "waiting_for_led": []},
+         "ready": [], "nodes": {}}
+DISPLAY = {"on": True, "brightness": 1.0, "user_level": 1.0, "width": 640, "height": 480, "backend": "sim",
+           "font": None, "layers": ["hud"], "alert": None, "notice": None}
+
+
+def power(*present: bool) -> dict:
+    return {"percent": 80.0, "load_w": 0.4, "present": list(present),
+            "batteries": [{"side": side, "present": p, "percent": 80.0 if p else 0.0}
+                          for side, p in zip(("left", "right"), present)],
+            "bridge": {"percent": 100.0, "charging": False, "time_s": 180.0}}
+
+
+def test_the_brightness_is_the_panels_with_the_wearers_own_level():
+    # "Set brightness to 50 percent" changed the panel, but lens status said the state's 100 %.
+    text = render({"shell.state": SHELL, "display.state": dict(DISPLAY, brightness=0.5, user_level=0.5)})
+    assert "brightness 50% (the wearer's 50%)" in text
+    assert "brightness 100%   " in render({"shell.state": SHELL, "display.state": DISPLAY})
+    assert "brightness 100%   " in render({"shell.state": SHELL})  # no displayd: the state's level
+
+
+def test_the_bridge_time_is_shown_only_while_a_battery_is_out():
+    assert "s left" not in render({"shell.state": SHELL, "power.state": power(True, True)})
+    assert "bridge 100% (180.0 s left)" in render({"shell.state": SHELL, "power.state": power(False, True)})
