@@ -36,7 +36,7 @@ import zmq
 
 from bus import access, connections, envelope, fastpath, keys, logs, sdnotify
 from bus.errors import BrokerRunning, KeyMissing
-from bus.envelope import ACK, BY_WIRE, PERSONAL, STATS_WANTED, channel, present
+from bus.envelope import ACK, BY_WIRE, PERSONAL, STATS_WANTED, present
 from bus.gate import Gate
 from bus.intake import Intake
 from bus.lane import c_send
@@ -54,6 +54,7 @@ STATS_PERIOD_S = 2.0  # while anyone listens to bus.broker.stats; nobody does on
 _STATS = b"bus.broker.stats"
 _TAP = TAP_TOPIC.encode()
 PERSIST_DELAY_S = 0.05  # coalesce bursts of latched updates into one write
+MAX_CHANNELS = 4096  # personal channels counted at once
 BATCH = 256  # messages forwarded per lane before the loop looks at its other sockets
 XSUB_LIMIT = MAX_MESSAGE_SIZE + 1024  # the XSUB refuses a frame past the largest topic's limit
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -89,6 +90,7 @@ class Broker:
         self._seq: dict[str, int] = {}
         self._incarnation = int.from_bytes(os.urandom(7), "big")
         self._verdicts: dict[tuple[str, bytes], tuple] = {}
+        self._counts: dict[tuple[bytes, bytes, bytes], int] = {}  # (reader, topic, sender) -> messages sent
         self.fast = fastpath.load()  # the C forwarding loop; None: Python's
         self._present: dict[bytes, int] = {}  # identity -> its connections' presence subscriptions
         self._stats_readers = 0  # subscriptions (one per connection) that bring bus.broker.stats
@@ -342,8 +344,14 @@ class Broker:
         if readers is None:
             self.gate.refuse(stamp, topic, "names none of its readers")
             return n_out, b_out
+        counts = self._counts
+        if len(counts) >= MAX_CHANNELS:  # replies may name anyone; their readers see the counts start again
+            counts.clear()
         for reader in readers:
-            c_send(xpub, envelope.stamp(channel(reader, topic), stamp), _SNDMORE)
+            # Counted per channel: only the broker knows which of a topic's messages each reader was meant
+            # to get, so only its count makes a reader's gap a loss (bus.envelope).
+            count = counts[reader, topic, stamp] = counts.get((reader, topic, stamp), 0) + 1
+            c_send(xpub, envelope.counted(reader, topic, stamp, count), _SNDMORE)
             c_send(xpub, data)
             n_out += 1
             b_out += len(data)
