@@ -9,8 +9,9 @@ and publish time carry seq and wall_ns. ``bytes`` fields are base64 (the
 schema says so), and come back as bytes.
 
 Camera frames are not descriptors of a shared memory that is gone at replay
-time: every n-th one is stored as a JPEG on ``camera.image`` with Foxglove's
-``foxglove.CompressedImage`` schema.
+time: with ``--include-capture`` every n-th one is stored as a JPEG on
+``camera.image`` with Foxglove's ``foxglove.CompressedImage`` schema, and
+photos on ``camera.photo``; without it, none (bus.capture_content).
 
 Reading never trusts the file: a truncated or corrupted file yields every
 message before the damage and then says where it stopped (``Damage``).
@@ -28,6 +29,7 @@ from bus.envelope import Message
 from bus.topics import TOPICS, lookup
 
 IMAGE_TOPIC = "camera.image"
+PHOTO_TOPIC = "camera.photo"  # with --include-capture: a photo camerad wrote (bus.capture_content)
 _IMAGE_SCHEMA = {
     "title": "foxglove.CompressedImage", "type": "object",
     "properties": {
@@ -38,7 +40,8 @@ _IMAGE_SCHEMA = {
 }
 _HEADER_SCHEMA = {"type": "object", "properties": {
     "source": {"type": "string"}, "incarnation": {"type": "integer"}, "seq": {"type": "integer"},
-    "mono_ns": {"type": "integer"}, "wall_ns": {"type": "integer"}}}
+    "mono_ns": {"type": "integer"}, "wall_ns": {"type": "integer"},
+    "withheld": {"type": "object", "description": "capture content kept out: field -> bytes (bus.capture_content)"}}}
 
 
 class BagError(ValueError):
@@ -48,11 +51,12 @@ class BagError(ValueError):
 class Recorded(Message):
     """A message as it was on the bus (its original header), and when the recorder received it."""
 
-    __slots__ = ("log_ns",)
+    __slots__ = ("log_ns", "withheld")
 
-    def __init__(self, *fields, log_ns: int = 0, **named):
+    def __init__(self, *fields, log_ns: int = 0, withheld: dict | None = None, **named):
         super().__init__(*fields, **named)
         self.log_ns = log_ns
+        self.withheld = withheld  # capture content the recorder kept out: field -> bytes (bus.capture_content)
 
 
 @dataclass
@@ -63,7 +67,7 @@ class Damage:
 
 
 def schema_for(topic: str) -> dict:
-    if topic == IMAGE_TOPIC:
+    if topic in (IMAGE_TOPIC, PHOTO_TOPIC):
         return _IMAGE_SCHEMA
     spec = lookup(topic)
     schema = dict(spec.schema.json_schema(), title=f"lensos.{topic}", description=spec.doc)
@@ -154,4 +158,4 @@ def _recorded(channel, record) -> Recorded:
     return Recorded(topic, header.get("source", channel.metadata.get("source", "?")),
                     int(header.get("incarnation", 0)), int(header.get("seq", record.sequence)),
                     int(header.get("mono_ns", 0)), int(header.get("wall_ns", record.publish_time)),
-                    payload, record.data, log_ns=record.log_time)
+                    payload, record.data, log_ns=record.log_time, withheld=header.get("withheld") or None)

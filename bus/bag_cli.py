@@ -41,14 +41,19 @@ def _at_least_one(text: str) -> int:
 def add_parsers(commands) -> None:
     p = commands.add_parser("record", help="record the bus into an MCAP file (opens in Foxglove)",
                             description="Record messages under the given prefixes (all when none) into MCAP, "
-                                        "until Ctrl-C or --duration. Camera frames are stored as JPEG images.")
+                                        "until Ctrl-C or --duration. Camera frames, mic audio and photos stay "
+                                        "out (their descriptors and timing go in) unless --include-capture.")
     p.add_argument("prefixes", nargs="*", metavar="PREFIX")
     p.add_argument("-o", "--output", required=True, metavar="FILE.mcap")
     p.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
     p.add_argument("--split-size", type=_positive, metavar="MB", help="start a new file after this many MB")
     p.add_argument("--split-time", type=_positive, metavar="S", help="start a new file after this many seconds")
     p.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd")
-    p.add_argument("--frame-every", type=_at_least_one, default=1, metavar="N", help="store every N-th camera frame (1)")
+    p.add_argument("--include-capture", action="store_true",
+                   help="put camera frames (as JPEG), mic audio and photos in: only for an identity that may see "
+                        "them (the developer's), written into the privacy log, and the file marked as holding them")
+    p.add_argument("--frame-every", type=_at_least_one, default=1, metavar="N",
+                   help="with --include-capture: store every N-th camera frame (1)")
     p.add_argument("--snapshot", type=_positive, metavar="S",
                    help="keep only the last S seconds in memory; `lens bus snapshot` writes them next to -o")
     p.set_defaults(func=cmd_record)
@@ -81,14 +86,22 @@ def add_parsers(commands) -> None:
 
 def cmd_record(args) -> int:
     from bus.cli import tool_node
+    from bus.capture_content import private_mark
     from bus.record import Output, Recorder
 
-    output = None if args.snapshot else Output(Path(args.output), args.compression,
-                                                int((args.split_size or 0) * 1e6), args.split_time or 0.0)
     # A snapshot recorder serves bus.snapshot.request, whose owner in the table is "recorder".
     node = tool_node("record", args.runtime, name="recorder" if args.snapshot else None)
+    consent = None
+    if args.include_capture:
+        consent = _consent(node, args)
+        if consent is None:
+            node.close()
+            return 2
+    mark = consent.mark if consent is not None else private_mark
+    output = None if args.snapshot else Output(Path(args.output), args.compression,
+                                                int((args.split_size or 0) * 1e6), args.split_time or 0.0, mark)
     recorder = Recorder(node, output, args.prefixes, args.frame_every, args.snapshot or 0.0, Path(args.output),
-                        args.compression)
+                        args.compression, consent)
     try:
         node.start()
         if args.duration:
@@ -103,6 +116,8 @@ def cmd_record(args) -> int:
     finally:
         gaps = recorder.close()
         node.close()
+        if consent is not None:
+            consent.close(recorder.failed or "the recording stopped")
     files = output.paths if output else []
     print(f"lens bus record: {output.messages if output else 0} messages in {', '.join(map(str, files)) or '-'}; "
           + (f"GAPS: {', '.join(f'{k}: {v} missing' for k, v in gaps.items())}" if gaps else "no gaps"),
@@ -112,6 +127,29 @@ def cmd_record(args) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _consent(node, args):
+    """--include-capture: the identity may see capture, and the privacy log has the session (fsync'ed) before
+    anything is recorded; None, having said why, when not."""
+    from bus.capture_content import Consent, who_may_see
+    from bus.runtime import state_dir
+    from shell.daemon import AUDIT_FILE
+
+    why_not = who_may_see(node.identity)
+    if why_not is not None:
+        print(f"lens bus record: --include-capture refused: {why_not}", file=sys.stderr)
+        return None
+    log_path = state_dir(None, node.runtime.dir) / AUDIT_FILE
+    what = f"snapshots of the last {args.snapshot:g} s next to {args.output}" if args.snapshot else args.output
+    try:
+        consent = Consent(node.identity, log_path, f"lens bus record --include-capture: {what}")
+    except OSError as exc:
+        print(f"lens bus record: --include-capture refused: the privacy log {log_path} cannot be written "
+              f"({exc.strerror})", file=sys.stderr)
+        return None
+    print(f"lens bus record: camera frames, mic audio and photos go in (privacy log: {log_path})", file=sys.stderr)
+    return consent
 
 
 def cmd_snapshot(args) -> int:
@@ -164,6 +202,35 @@ def _load(path: str) -> tuple[list[bag.Recorded], bag.Damage | None, dict]:
     return items, damage, metadata
 
 
+def _capture(items: list[bag.Recorded], metadata: dict) -> dict:
+    """Whether the file holds capture content: what is in it, read message by message, and its mark."""
+    from bus.capture_content import RESOURCES, carries, summary
+
+    found = dict.fromkeys(RESOURCES, 0)
+    withheld = 0
+    for m in items:
+        resource = carries(m.topic, m.payload)
+        if resource:
+            found[resource] += 1
+        withheld += bool(m.withheld)
+    return dict(summary(metadata, found), withheld=withheld)
+
+
+def _capture_line(capture: dict) -> str:
+    if capture["holds"]:
+        what = ", ".join(f"{capture['counts'][r]} {r} message(s) with content" for r in capture["holds"])
+        by = f"; recorded with --include-capture by {capture['identity']}, privacy log sessions " \
+             f"{capture['privacy_sessions']}" if capture["marked"] else ""
+        warn = "; NOT MARKED as holding it (recorded before recordings were private, or altered)" \
+            if capture["unmarked_content"] else ""
+        return f"YES: {what}{by}{warn}"
+    if capture["marked"]:
+        return f"none found, though recorded with --include-capture by {capture['identity']}"
+    kept_out = f" ({capture['withheld']} message(s) with it withheld)" if capture["withheld"] else ""
+    return f"none: camera frames, mic audio and photos were kept out{kept_out}" if capture["marked"] is not None \
+        else f"none found (the file carries no capture mark){kept_out}"
+
+
 def cmd_info(args) -> int:
     items, damage, metadata = _load(args.file)
     gaps = {k: int(v) for k, v in metadata.get("lensos.gaps", {}).items()}
@@ -176,7 +243,7 @@ def cmd_info(args) -> int:
     rows = [{"topic": t, "count": n, "hz": round(n / duration, 2) if duration else None,
              "sources": sorted(sources[t])} for t, n in sorted(by_topic.items())]
     info = {"file": args.file, "duration_s": round(duration, 3), "messages": len(items),
-            "topics": rows, "gaps": gaps, "damaged": damage.why if damage else None}
+            "topics": rows, "gaps": gaps, "capture": _capture(items, metadata), "damaged": damage.why if damage else None}
     if args.json:
         print(json.dumps(info))
         return 1 if damage else 0
@@ -189,6 +256,7 @@ def cmd_info(args) -> int:
         print(f"{row['topic']:30} {row['count']:7} {row['hz'] if row['hz'] is not None else '-':>8}  "
               f"{', '.join(row['sources'])}")
     print("gaps:      " + (", ".join(f"{k}: {v} missing" for k, v in gaps.items()) or "none"))
+    print("capture:   " + _capture_line(info["capture"]))
     if damage:
         print(f"DAMAGED:   after {damage.messages_read} messages: {damage.why}")
     return 1 if damage else 0

@@ -5,6 +5,9 @@ for (a topic that appears later is picked up: subscriptions are prefixes).
 It checks every (source, incarnation, topic) sequence as it goes: a gap is
 a lost message, counted, written into the file's ``lensos.gaps`` metadata
 and reported at the end; a drop is never silent.
+
+Camera frames, mic audio and photos stay out unless a ``Consent`` is given
+(bus.capture_content): their descriptors and timing go in, the content not.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections import deque
 from pathlib import Path
 
 from bus import bag
+from bus.capture_content import MAX_PHOTO_BYTES, METADATA, Consent, private_mark, withhold
 from bus.envelope import Message
 from bus.node import Node
 from bus.errors import BusError, RequestRefused
@@ -38,8 +42,10 @@ class OutputFull(OSError):
 class Output:
     """The MCAP file(s) being written: split by size or time into NAME.mcap, NAME-001.mcap, ..."""
 
-    def __init__(self, path: Path, compression: str, split_bytes: int = 0, split_s: float = 0.0):
+    def __init__(self, path: Path, compression: str, split_bytes: int = 0, split_s: float = 0.0,
+                 mark=private_mark):
         self.base, self.compression = path, compression
+        self.mark = mark  # () -> the lensos.capture metadata: first in every file, so a cut file keeps it
         self.split_bytes, self.split_s = split_bytes, split_s
         self.paths: list[Path] = []
         self.writer = None
@@ -90,6 +96,7 @@ class Output:
                              compression={"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4,
                                           "none": CompressionType.NONE}[self.compression])
         self.writer.start(profile="", library="lensos")
+        self.writer.add_metadata(METADATA, self.mark())
         self.paths.append(path)
         self.schemas: dict[str, int] = {}
         self.channels: dict[tuple[str, str], int] = {}
@@ -126,8 +133,10 @@ class Output:
 
 class Recorder:
     def __init__(self, node: Node, output: Output | None, prefixes: list[str], frame_every: int = 1,
-                 snapshot_s: float = 0.0, snapshot_base: Path | None = None, compression: str = "zstd"):
+                 snapshot_s: float = 0.0, snapshot_base: Path | None = None, compression: str = "zstd",
+                 consent: Consent | None = None):
         self.node, self.output, self.frame_every = node, output, max(1, frame_every)
+        self.consent = consent  # None: camera frames, mic audio and photos stay out
         self.snapshot_s, self.snapshot_base, self.compression = snapshot_s, snapshot_base, compression
         self.buffer: deque[tuple] = deque()  # snapshot mode: (log_ns, topic, source, data, wall_ns, seq)
         self.last_seq: dict[tuple[str, int, str], int] = {}
@@ -138,7 +147,9 @@ class Recorder:
         self.failed: str | None = None  # why recording stopped before it was asked to (a full disk)
         for prefix in prefixes or [""]:
             node.subscribe(prefix, self.on_message)
-        node.subscribe("camera.state", self.on_camera)  # where the frames are, to store them as images
+        if consent is not None:
+            node.subscribe("camera.state", self.on_camera)  # where the frames are, to store them as images
+            node.subscribe("camera.control.reply", self.on_photo)
         if snapshot_s:
             node.serve("bus.snapshot.request", self.on_snapshot)
 
@@ -156,9 +167,15 @@ class Recorder:
         self._check_gap(msg)
         header = {"source": msg.source, "incarnation": msg.incarnation, "seq": msg.seq, "mono_ns": msg.mono_ns,
                   "wall_ns": msg.wall_ns}
-        now = time.time_ns()
-        self._keep(msg.topic, msg.source, bag.encode(msg.topic, msg.payload, header), now, msg.wall_ns, msg.seq)
-        if msg.topic == "camera.frame" and msg.source == "camerad":
+        now, payload = time.time_ns(), msg.payload
+        if self.consent is None:
+            payload, withheld = withhold(msg.topic, payload)
+            if withheld:
+                header["withheld"] = withheld
+        else:
+            self.consent.kept(msg.topic, payload)
+        self._keep(msg.topic, msg.source, bag.encode(msg.topic, payload, header), now, msg.wall_ns, msg.seq)
+        if msg.topic == "camera.frame" and msg.source == "camerad" and self.consent is not None:
             self.frames += 1
             if (self.frames - 1) % self.frame_every == 0:
                 self._image(msg, header, now)
@@ -200,7 +217,36 @@ class Recorder:
         image = {"timestamp": {"sec": msg.wall_ns // 10**9, "nsec": msg.wall_ns % 10**9},
                  "frame_id": f"camera:{p['id']}", "format": "jpeg", "data": base64.b64encode(out.getvalue()).decode()}
         data = bag.encode(bag.IMAGE_TOPIC, image, header)
+        self.consent.kept(bag.IMAGE_TOPIC, image)
         self._keep(bag.IMAGE_TOPIC, msg.source, data, now, msg.wall_ns, msg.seq)
+
+    def on_photo(self, msg: Message) -> None:
+        """camerad answered a photo with its path: the JPEG itself goes in (with consent only)."""
+        result = msg.payload.get("result") or {}
+        path = result.get("path") or ""
+        if msg.source != "camerad" or not msg.payload.get("ok") or not path.endswith(".jpg") or self.failed:
+            return
+        try:
+            with open(path, "rb") as photo:
+                data = photo.read(MAX_PHOTO_BYTES + 1)
+        except OSError as exc:
+            log.warning("cannot read the photo %s: %s", path, exc.strerror)
+            data = b""
+        if not data or len(data) > MAX_PHOTO_BYTES:
+            self.gaps["camerad camera.photo (unreadable)"] = self.gaps.get("camerad camera.photo (unreadable)", 0) + 1
+            return
+        image = {"timestamp": {"sec": msg.wall_ns // 10**9, "nsec": msg.wall_ns % 10**9},
+                 "frame_id": f"photo:{Path(path).name}", "format": "jpeg", "data": base64.b64encode(data).decode()}
+        header = {"source": msg.source, "incarnation": msg.incarnation, "seq": msg.seq, "mono_ns": msg.mono_ns,
+                  "wall_ns": msg.wall_ns}
+        self.consent.kept(bag.PHOTO_TOPIC, image)
+        try:
+            self._keep(bag.PHOTO_TOPIC, msg.source, bag.encode(bag.PHOTO_TOPIC, image, header), time.time_ns(),
+                       msg.wall_ns, msg.seq)
+        except OutputFull as exc:
+            self.failed = exc.strerror
+            log.error("stopping: %s", exc.strerror)
+            self.node.stop()
 
     def _keep(self, topic: str, source: str, data: bytes, log_ns: int, wall_ns: int, seq: int) -> None:
         if self.snapshot_s:
@@ -221,11 +267,11 @@ class Recorder:
     def on_snapshot(self, msg: Message) -> dict:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = self.snapshot_base.with_name(f"{self.snapshot_base.stem}-{stamp}.mcap")
-        output = Output(path, self.compression)
+        output = Output(path, self.compression, mark=self._mark)
         try:
             for log_ns, topic, source, data, wall_ns, seq in list(self.buffer):
                 output.write(topic, source, data, log_ns, wall_ns, seq)
-            output.close({"lensos.gaps": {k: str(v) for k, v in self.gaps.items()}})
+            output.close(self._metadata())
         except OutputFull as exc:
             try:
                 output.close()
@@ -235,10 +281,17 @@ class Recorder:
             raise RequestRefused(exc.strerror) from None
         return {"path": str(path), "messages": output.messages}
 
+    def _mark(self) -> dict[str, str]:
+        return self.consent.mark() if self.consent is not None else private_mark()
+
+    def _metadata(self) -> dict[str, dict[str, str]]:
+        """At a file's end: the gaps, and the capture mark again with what was kept."""
+        return {"lensos.gaps": {k: str(v) for k, v in self.gaps.items()}, METADATA: self._mark()}
+
     def close(self) -> dict[str, int]:
         if self.output is not None:
             try:
-                self.output.close({"lensos.gaps": {k: str(v) for k, v in self.gaps.items()}})
+                self.output.close(self._metadata())
             except OutputFull as exc:
                 if not self.failed:
                     log.error("stopping: %s", exc.strerror)

@@ -3,6 +3,7 @@ reader and the schemas, gaps, snapshots, frames back into a ring, and a shell's 
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import subprocess
@@ -91,7 +92,7 @@ def heard_through_the_broker(runtime, sent, publish):
 def recording(procs, runtime, tmp_path):
     procs.start_broker()
     path = tmp_path / "run.mcap"
-    recorder = record(procs, path)
+    recorder = record(procs, path, "--include-capture")  # bytes and all: the mic's too
     sent = []
     heard_through_the_broker(runtime, sent, lambda: publish_script(runtime))
     stop(recorder)
@@ -133,7 +134,9 @@ def test_a_damaged_file_gives_what_comes_before_and_says_where_it_stopped(tmp_pa
     items = list(bag.iterate(tmp_path / "cut.mcap"))
     damage = items[-1]
     assert isinstance(damage, bag.Damage) and 0 < damage.messages_read < 3000
-    percents = [i.payload["percent"] for i in items[:-1]]
+    assert items[0] == ("metadata", "lensos.capture", {"holds": "", "withheld": "camera frames, mic audio, photos"}), \
+        "the capture mark comes first: a file cut short keeps it"
+    percents = [i.payload["percent"] for i in items[1:-1]]
     assert percents == [float(n) for n in range(1, damage.messages_read + 1)], "everything before, in order"
     flipped = bytearray(whole)
     flipped[len(whole) // 2] ^= 0xFF
@@ -186,14 +189,14 @@ def test_gaps_are_counted_kept_in_the_file_and_never_silent(tmp_path):
     gaps = recorder.close()
     node.close()
     assert gaps == {"powerd power.event": 4}
-    metadata = [i for i in bag.iterate(path) if isinstance(i, tuple)]
+    metadata = [i for i in bag.iterate(path) if isinstance(i, tuple) and i[1] == "lensos.gaps"]
     assert metadata == [("metadata", "lensos.gaps", {"powerd power.event": "4"})]
 
 
 @pytest.mark.slow
 def test_snapshot_mode_keeps_the_last_seconds_and_writes_them_on_request(procs, runtime, tmp_path):
     procs.start_broker()
-    recorder = procs.lens("bus", "record", "--snapshot", "30", "-o", str(tmp_path / "snap.mcap"),
+    recorder = procs.lens("bus", "record", "--snapshot", "30", "-o", str(tmp_path / "snap.mcap"), "--include-capture",
                           stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     wait_line(recorder.stderr, "recording")
     sent = []
@@ -213,17 +216,27 @@ def test_frames_are_stored_as_images_and_replayed_into_a_ring(procs, runtime, tm
     system = System(procs, runtime, tmp_path)
     system.watcher.wait_state(running, "boot")
     path = tmp_path / "frames.mcap"
-    recorder = procs.lens("bus", "record", "-o", str(path), "camera", stderr=subprocess.PIPE,
-                          stdout=subprocess.DEVNULL)
-    wait_line(recorder.stderr, "recording")
+    private = tmp_path / "private.mcap"  # the default: descriptors, no pixels
+    recorders = [procs.lens("bus", "record", "-o", str(out), "camera", *extra, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL) for out, extra in ((path, ["--include-capture"]), (private, []))]
+    for recorder in recorders:
+        wait_line(recorder.stderr, "recording")
     app = system.app("camapp")
     app.take_camera()
     app.ask("camera.control.request", mode="preview")
     app.wait(lambda: len(app.notices("camera.frame")) >= 5, "frames")
+    photo = app.ask("camera.control.request", mode="photo")["path"]
     app.ask("camera.control.request", mode="off")
-    stop(recorder)
+    for recorder in recorders:
+        stop(recorder)
     images = [i for i in bag.iterate(path) if isinstance(i, bag.Recorded) and i.topic == bag.IMAGE_TOPIC]
     assert len(images) >= 5 and images[0].payload["format"] == "jpeg"
+    [photo_kept] = [i for i in bag.iterate(path) if isinstance(i, bag.Recorded) and i.topic == bag.PHOTO_TOPIC]
+    with open(photo, "rb") as taken:
+        assert photo_kept.payload["data"] == base64.b64encode(taken.read()).decode()
+    kept = [i for i in bag.iterate(private) if isinstance(i, bag.Recorded)]
+    assert not [i for i in kept if i.topic in (bag.IMAGE_TOPIC, bag.PHOTO_TOPIC)], "no pixels by default"
+    assert len([i for i in kept if i.topic == "camera.frame"]) >= 5, "the frames' descriptors and timing stay"
 
     fresh = Runtime.resolve(tmp_path / "fresh")
     env = procs.env(LENS_RUNTIME_DIR=str(fresh.dir))

@@ -38,7 +38,7 @@ def test_duration_split_by_size_and_compression(procs, runtime, tmp_path):
     procs.start_broker()
     path = tmp_path / "split.mcap"
     recorder = procs.lens("bus", "record", "-o", str(path), "--duration", "20", "--split-size", "0.002",
-                          "--compression", "lz4", "power", "audio", "input", stderr=subprocess.PIPE,
+                          "--compression", "lz4", "--include-capture", "power", "audio", "input", stderr=subprocess.PIPE,
                           stdout=subprocess.DEVNULL)
     wait_line(recorder.stderr, "recording")
     sent = []

@@ -26,6 +26,11 @@ def write(path, messages) -> str:
     return str(path)
 
 
+def messages(path):
+    """The recorded messages, without the file's metadata."""
+    return [item for item in bag.iterate(path) if isinstance(item, bag.Recorded)]
+
+
 def led(at, lit, fault=None):
     return (at, "led.state", "ledd", {"lit": lit, "cmd": 1, "fault": fault, "brightness": 255 if lit else 0,
                                        "backend": "sim"})
@@ -92,13 +97,13 @@ def checker() -> Checker:
 def test_each_rule_catches_its_broken_story_and_passes_it_told_right(tmp_path, rule):
     broken, right = STORIES[rule]
     caught = checker()
-    for msg in bag.iterate(write(tmp_path / "broken.mcap", broken)):
+    for msg in messages(write(tmp_path / "broken.mcap", broken)):
         caught.feed(msg)
     caught.finish()
     assert [v.rule for v in caught.violations] == [rule], [v.as_dict() for v in caught.violations]
     assert caught.violations[0].messages, "a violation names the messages involved"
     fine = checker()
-    for msg in bag.iterate(write(tmp_path / "right.mcap", right)):
+    for msg in messages(write(tmp_path / "right.mcap", right)):
         fine.feed(msg)
     fine.finish()
     assert fine.violations == [], [v.as_dict() for v in fine.violations]
@@ -107,7 +112,7 @@ def test_each_rule_catches_its_broken_story_and_passes_it_told_right(tmp_path, r
 def test_a_frame_published_just_after_a_fault_is_in_flight_but_one_later_is_a_violation(tmp_path):
     story = [led(0, True), frame(1), led(2, False, fault="burnt out"), frame(2.05), frame(3)]
     found = checker()
-    for msg in bag.iterate(write(tmp_path / "fault.mcap", story)):
+    for msg in messages(write(tmp_path / "fault.mcap", story)):
         found.feed(msg)
     found.finish()
     assert [(v.rule, v.mono_ns) for v in found.violations] == [("led", 3 * S)]
