@@ -16,7 +16,7 @@ SYSTEM_PACKAGES := libportaudio2 fonts-dejavu-core espeak-ng systemd chromium gc
 
 .PHONY: install run test sysdeps clean
 
-install: sysdeps $(STAMP) bus/_fastpath.so
+install: sysdeps $(STAMP) bus/_fastpath.so tests/foxglove/node_modules/.installed
 	@# Bytecode ahead of time: with PYTHONDONTWRITEBYTECODE set (as on this machine) every process would
 	@# compile its sources at each start, which costs `lens up` about 0.15 s of its boot on 2 cores.
 	@$(BIN)/python -m compileall -q -j 0 bus shell daemons policies apps >/dev/null
@@ -55,6 +55,15 @@ $(STAMP): pyproject.toml
 bus/_fastpath.so: bus/fastpath.c bus/fastpath.py $(STAMP)
 	@$(BIN)/python -m bus.fastpath || true
 
+# A Foxglove client nobody here wrote (@foxglove/ws-protocol, the npm registry's) for tests/bus/test_foxglove.py,
+# at the versions package-lock.json pins; no install scripts run. Without npm the test is skipped, saying so.
+tests/foxglove/node_modules/.installed: tests/foxglove/package.json tests/foxglove/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  npm ci --prefix tests/foxglove --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null && touch $@; \
+	else \
+	  echo "lensos: no npm: the Foxglove client test is skipped (install nodejs and npm to run it)"; \
+	fi
+
 run: install
 	$(BIN)/lens up --web
 
@@ -62,7 +71,7 @@ test: install
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache bus/_fastpath.so
+	rm -rf $(VENV) build *.egg-info .pytest_cache bus/_fastpath.so tests/foxglove/node_modules
 
 # The board (board/README.md): the glasses' OS image (Debian 12, mmdebstrap; the base cached in
 # /var/cache/lensos), and the boot test, which boots it in QEMU and checks it from inside (tests/board; not yet

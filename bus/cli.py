@@ -70,9 +70,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
 
-    from bus import bag_cli, check_cli
+    from bus import bag_cli, check_cli, foxglove_cli
     bag_cli.add_parsers(commands)
     check_cli.add_parsers(commands)
+    foxglove_cli.add_parsers(commands)
     bridge_cli.add_parsers(commands)
 
 
