@@ -58,7 +58,7 @@ def cite(msg: Message) -> str:
 class Checker:
     def __init__(self, may_capture: dict[str, set[str]] | None = None, system: set[str] | None = None,
                  reply_s: float = 10.0, checkpoint_s: float = 5.0):
-        self.may_capture = may_capture if may_capture is not None else _app_permissions()
+        self.may_capture = may_capture if may_capture is not None else app_permissions()
         self.system = system if system is not None else _system_identities()
         self.reply_ns, self.checkpoint_ns = int(reply_s * 1e9), int(checkpoint_s * 1e9)
         self.violations: list[Violation] = []
@@ -210,10 +210,11 @@ class Checker:
         self.violations.append(Violation(rule, msg.mono_ns, msg.wall_ns, what, [cite(msg), *involved]))
 
 
-def _app_permissions() -> dict[str, set[str]]:
+def app_permissions(directory=None) -> dict[str, set[str]]:
+    """Each app's permissions, from the manifests of ``directory`` (default: the apps directory, $LENS_APPS_DIR)."""
     from apps.sdk.manifest import load_all
 
-    manifests, _ = load_all()
+    manifests, _ = load_all(directory)
     return {app: set(m.permissions) for app, m in manifests.items()}
 
 

@@ -62,6 +62,7 @@ class Processes:
         # Saved state and the audit log: never the developer's own (~/.local/state/lensos).
         self.state_dir = Path(tempfile.mkdtemp(prefix="ls-", dir="/tmp"))
         self.cleanups: list = []  # callables run at teardown before the children stop (nodes to close)
+        self.checks: list = []  # callables that judge a passed test at its end (tests/checked.py): may fail it
         self.logs: list[tuple[tuple[str, ...], Path]] = []  # the stderr of each started-ready child
 
     def env(self, **extra) -> dict:
@@ -155,7 +156,12 @@ def pytest_runtest_makereport(item, call):
 def procs(runtime, request):
     processes = Processes(runtime)
     yield processes
-    processes.cleanup(failed=getattr(request.node, "failed_call", False))
+    failed = getattr(request.node, "failed_call", False)
+    try:
+        for check in processes.checks if not failed else ():
+            check()
+    finally:
+        processes.cleanup(failed=failed)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from bus import keys
 from bus.node import Node
 from bus.service import HEARTBEAT_S
 from shell.daemon import AUDIT_FILE
+from tests.checked import CheckedBus
 from tests.conftest import DEADLINE_S, tuned_policies, wait_for
 
 FAST = {
@@ -26,7 +27,7 @@ FAST = {
 class System:
     """broker + shell + ledd + powerd as real processes, and in-process apps that watch the bus."""
 
-    def __init__(self, procs, runtime, tmp_path, changes=FAST):
+    def __init__(self, procs, runtime, tmp_path, changes=FAST, checked: bool = True):
         self.procs, self.runtime = procs, runtime
         self.state_dir = tmp_path / "state"
         self.env = procs.use_env(LENS_POLICY_DIR=str(tuned_policies(tmp_path, changes)),  # every child of
@@ -34,6 +35,8 @@ class System:
         self.apps: list[App] = []
         procs.cleanups.append(self.close)
         procs.start_broker()
+        # The scenario's bus, recorded from here and checked against the privacy rules once the test passed.
+        self.checked = CheckedBus(procs, tmp_path / "bus.mcap") if checked else None
         self.shell = procs.start_ready("-m", "shell")
         self.ledd = procs.start_ready("-m", "daemons.led")
         self.powerd = procs.start_ready("-m", "daemons.power")
@@ -48,7 +51,13 @@ class System:
             key = keys.app_keys_dir(self.runtime) / f"{name}.key_secret"
         app = App(Node(name, self.runtime, heartbeat=heartbeat, key=key))
         self.apps.append(app)
+        self.declare(name, "camera", "mic")
         return app
+
+    def declare(self, name: str, *permissions: str) -> None:
+        """What a capturer the test plays may capture, as its manifest would say (tests/checked.py)."""
+        if self.checked is not None:
+            self.checked.declared.setdefault(name, set()).update(permissions)
 
     def close(self) -> None:
         """Every app's node, even when a test failed half-way."""

@@ -159,3 +159,21 @@ def test_a_recorded_capture_session_on_the_real_bus_breaks_no_rule(procs, runtim
     assert result.returncode == 0, result.stdout
     assert summary["frames"] > 0 and "led.state" not in " ".join(summary["unchecked"])
     assert json.loads(out.splitlines()[-1])["summary"]["violations"] == 0, out
+
+
+@pytest.mark.slow
+def test_every_system_scenario_records_its_bus_and_a_broken_rule_fails_it(procs, runtime, tmp_path):
+    """tests/checked.py: what every System test does at its end, here on a capture its manifest does not allow."""
+    from tests.system import System, running
+
+    system = System(procs, runtime, tmp_path)
+    procs.checks.remove(system.checked.check)  # judged here, where the violation is the point
+    system.watcher.wait_state(running, "boot")
+    app = system.app("camapp")
+    system.checked.declared["camapp"] = {"mic"}  # as if its manifest lacked the camera
+    app.take_camera()
+    app.ask("camera.control.request", mode="preview")
+    app.wait(lambda: len(app.notices("camera.frame")) >= 2, "frames")
+    app.ask("camera.control.request", mode="off")
+    with pytest.raises(AssertionError, match="permission at .* camera capture for camapp, whose manifest lacks"):
+        system.checked.check()

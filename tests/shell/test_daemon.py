@@ -132,6 +132,7 @@ def test_a_capturing_process_with_its_own_key_is_told_to_beat_fast_and_a_hang_en
     system = System(procs, runtime, tmp_path)  # the policy's liveness: 5 s
     system.watcher.wait_state(running, "boot")
     keys.generate(keys.app_keys_dir(runtime), ["eye"])
+    system.declare("eye", "mic")  # as its manifest would: tests/checked.py judges the capture by it
     # It beats every 30 s of its own accord: three of those would leave a hung capturer 90 s with the mic.
     script = ("from bus.node import Node\nn = Node('eye', heartbeat=30.0)\nn.start()\n"
               "n.request('shell.foreground.request', app='eye')\n"
