@@ -19,6 +19,8 @@ def add_parsers(commands) -> None:
     p.add_argument("--include-capture", action="store_true",
                    help="camera frames and mic audio too: only for an identity that may see them, and written "
                         "into the privacy log, as `lens bus record --include-capture`")
+    p.add_argument("--max-rate", type=float, default=200.0, metavar="HZ",
+                   help="at most this many messages a second per channel (default 200; the rest are counted)")
     p.add_argument("--normal-priority", action="store_true",
                    help="compete for CPU like the glasses' own processes (by default it runs at idle priority)")
     p.add_argument("--json", action="store_true", help="say where it serves as JSON on stdout")
@@ -39,7 +41,7 @@ def cmd_foxglove(args) -> int:
             node.close()
             return 2
     try:
-        live = FoxgloveLive(node, args.host, args.port, args.allow_publish, consent)
+        live = FoxgloveLive(node, args.host, args.port, args.allow_publish, consent, args.max_rate)
     except RuntimeError as exc:  # the SDK's words for a port in use or an address it cannot take
         print(f"lens bus foxglove: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         node.close()
@@ -61,6 +63,7 @@ def cmd_foxglove(args) -> int:
         node.close()
         if consent is not None:
             consent.close("lens bus foxglove stopped")
-    print(f"lens bus foxglove: {live.counts['sent']} messages sent, {live.counts['published']} published, "
+    print(f"lens bus foxglove: {live.counts['sent']} messages sent, {live.counts['skipped']} held back by "
+          f"--max-rate, {live.counts['published']} published, "
           f"{live.counts['refused']} refused", file=sys.stderr)
     return 0

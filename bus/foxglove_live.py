@@ -18,7 +18,10 @@ Robotics developers look at live systems in Foxglove; this serves lensos to it a
   against the table before it goes out. A refusal is said to the client as a status message and logged.
 
 Watching costs the bus nothing measurable: the node reads the broker's tap at idle priority, as `lens bus
-sniff` does (bus.tap), and a message is encoded only while a client subscribes to its channel.
+sniff` does (bus.tap), a message is encoded only while a client subscribes to its channel, and each channel
+sends at most ``max_hz`` messages a second (a panel draws at 60; the bus's own topics run at 50 at most): a
+client that would decode a blast of a hundred thousand messages a second competes with the glasses for CPU.
+What is held back is counted (``skipped``) and said at the end.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import io
 import json
 import logging
 import threading
+import time
 
 from bus import bag
 from bus.capture_content import Consent, withhold
@@ -65,7 +69,7 @@ def publishable(identity: str, name: str, topic: str) -> str | None:
 
 class FoxgloveLive:
     def __init__(self, node: Node, host: str = "127.0.0.1", port: int = 8765, allow_publish: bool = False,
-                 consent: Consent | None = None):
+                 consent: Consent | None = None, max_hz: float = 200.0):
         import foxglove
         from foxglove.websocket import Capability, StatusLevel
 
@@ -73,7 +77,9 @@ class FoxgloveLive:
         self._status_level = StatusLevel
         self.subscribed: dict[str, int] = {}  # topic -> clients subscribed (SDK threads write, the loop reads)
         self.client_topics: dict[tuple[int, int], str] = {}  # (client, client channel) -> topic, when allowed
-        self.counts = {"sent": 0, "published": 0, "refused": 0}
+        self.counts = {"sent": 0, "skipped": 0, "published": 0, "refused": 0}
+        self.max_hz = max_hz
+        self._budget: dict[str, tuple[float, float]] = {}  # topic -> (tokens, when), at most max_hz a second
         self.ring: Ring | None = None
         self.ring_asked = 0
         self._lock = threading.Lock()
@@ -105,12 +111,16 @@ class FoxgloveLive:
     # --- the bus to Foxglove ------------------------------------------------------------------
     def on_message(self, msg: Message) -> None:
         topic = msg.topic
-        if topic == "display.frame" and msg.payload.get("png") and self.subscribed.get(DISPLAY_TOPIC):
+        if topic == "display.frame" and msg.payload.get("png") and self.subscribed.get(DISPLAY_TOPIC) \
+                and self._within_rate(DISPLAY_TOPIC):
             self._display(msg)
-        if topic == "camera.frame" and self.consent is not None and self.subscribed.get(bag.IMAGE_TOPIC):
+        if topic == "camera.frame" and self.consent is not None and self.subscribed.get(bag.IMAGE_TOPIC) \
+                and self._within_rate(bag.IMAGE_TOPIC):
             self._frame(msg)
         if not self.subscribed.get(topic):
             return  # nobody looks: not even encoded
+        if not self._within_rate(topic):
+            return
         header = _header(msg)
         payload = msg.payload
         if self.consent is None:
@@ -120,6 +130,17 @@ class FoxgloveLive:
         else:
             self.consent.kept(topic, payload)
         self._log(topic, bag.encode(topic, payload, header), msg.wall_ns)
+
+    def _within_rate(self, topic: str) -> bool:
+        now = time.monotonic()
+        tokens, then = self._budget.get(topic, (self.max_hz, now))
+        tokens = min(self.max_hz, tokens + (now - then) * self.max_hz)
+        if tokens < 1.0:
+            self._budget[topic] = (tokens, now)
+            self.counts["skipped"] += 1
+            return False
+        self._budget[topic] = (tokens - 1.0, now)
+        return True
 
     def _log(self, topic: str, data: bytes, wall_ns: int) -> None:
         self.channels[topic].log(data, log_time=wall_ns)

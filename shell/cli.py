@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="hardware backend for one daemon (NAME=real) or, without a name, for all (default: sim); "
                          "repeat for several")
     up.add_argument("--web", action="store_true",
-                    help="also serve the live view of the glasses on http://127.0.0.1:8470/ (make run does)")
+                    help="also serve the live view of the glasses on http://127.0.0.1:8470/ and the bus to Foxglove "
+                         "on ws://127.0.0.1:8765 (make run does)")
     up.add_argument("--watchdog", type=float, metavar="S",
                     help="every process's watchdog timeout instead of the table's (to see a hung loop restarted)")
     up.set_defaults(func=cmd_up)

@@ -69,6 +69,9 @@ PROCESSES: tuple[Process, ...] = (
             doc="the app host: starts and stops apps/<id> on the shell's word (boot apps: system.toml [apps])"),
     Process("webview", "shell.web", after=("broker",), required=False, dev_only=True,
             doc="the live view on 127.0.0.1 for development (`lens up --web`)"),
+    Process("foxglove", "bus.foxglove_service", after=("broker",), required=False, dev_only=True, watchdog_s=60.0,
+            doc="the bus live to Foxglove on ws://127.0.0.1:8765 for development (`lens up --web`; at idle "
+                "priority, hence the longer watchdog)"),
 )
 
 

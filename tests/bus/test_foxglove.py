@@ -121,3 +121,19 @@ def test_a_foxglove_client_sees_every_kind_and_publishes_only_what_it_may(procs,
     app.ask("camera.control.request", mode="off")
     sessions = {(r["owner"], r["resource"]) for r in system.audit if r["event"] == "start"}
     assert ("developer", "camera") in sessions, "--include-capture is in the privacy log"
+
+
+def test_lens_up_web_serves_foxglove_as_a_process_of_the_table(procs, runtime):
+    """make run (lens up --web) starts bus.foxglove_service: READY=1 once live, 127.0.0.1, no publishing."""
+    from shell.processes import PROCESSES
+
+    [process] = [p for p in PROCESSES if p.module == "bus.foxglove_service"]
+    assert process.dev_only, "development only: never a unit on the board"
+    procs.start_broker()
+    procs.start_ready("-m", process.module, "--port", "0")
+    port = int(runtime.path("foxglove.port").read_text())
+    client = Client(procs, f"ws://127.0.0.1:{port}", "power.state")
+    [info] = client.wait("the server", lambda: client.seen("serverInfo"))
+    assert info["name"] == "lensos" and info["capabilities"] == []
+    client.wait("every topic a channel", lambda: set(TOPICS) <= {c["topic"] for line in client.seen("advertise")
+                                                                   for c in line["channels"]})

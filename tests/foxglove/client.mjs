@@ -1,7 +1,8 @@
 // A Foxglove WebSocket client nobody here wrote (@foxglove/ws-protocol, over ws), driven by
 // tests/bus/test_foxglove.py: it prints what it sees as JSON lines and decodes each message by its
 // channel's encoding and schema, as Foxglove does.
-//   node client.mjs URL [--subscribe TOPIC...] [--publish TOPIC JSON]
+//   node client.mjs URL [--subscribe TOPIC...] [--publish TOPIC JSON] [--quiet]
+// --quiet (bench/foxglove.py): decode every message, print only how many at the end (SIGTERM).
 import protocol from "@foxglove/ws-protocol";
 const { FoxgloveClient } = protocol;
 import WebSocket from "ws";
@@ -9,8 +10,11 @@ import WebSocket from "ws";
 const [url, ...rest] = process.argv.slice(2);
 const subscribe = [];
 let publish = null;
+let quiet = false;
+let received = 0;
 for (let i = 0; i < rest.length; i++) {
   if (rest[i] === "--publish") { publish = { topic: rest[i + 1], json: rest[i + 2] }; i += 2; }
+  else if (rest[i] === "--quiet") quiet = true;
   else if (rest[i] !== "--subscribe") subscribe.push(rest[i]);
 }
 const say = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
@@ -32,10 +36,13 @@ client.on("serverInfo", (info) => {
 });
 client.on("status", (status) => say({ event: "status", level: status.level, message: status.message }));
 client.on("advertise", (channels) => {
-  say({ event: "advertise", channels: channels.map((c) => ({ topic: c.topic, encoding: c.encoding,
+  if (!quiet) say({ event: "advertise", channels: channels.map((c) => ({ topic: c.topic, encoding: c.encoding,
     schemaName: c.schemaName, schemaEncoding: c.schemaEncoding, schema: JSON.parse(c.schema) })) });
   for (const channel of channels) {
-    if (subscribe.includes(channel.topic)) bySubscription.set(client.subscribe(channel.id), channel);
+    if (subscribe.includes(channel.topic)) {
+      bySubscription.set(client.subscribe(channel.id), channel);
+      say({ event: "subscribed", topic: channel.topic });
+    }
   }
 });
 client.on("message", ({ subscriptionId, timestamp, data }) => {
@@ -45,9 +52,11 @@ client.on("message", ({ subscriptionId, timestamp, data }) => {
     const bytes = Buffer.from(decoded.data, "base64");
     decoded.data = { bytes: bytes.length, head: bytes.subarray(0, 4).toString("hex") };
   }
+  received += 1;
+  if (quiet) return;
   say({ event: "message", topic: channel.topic, schemaName: channel.schemaName, timestamp: String(timestamp),
         decoded });
 });
 client.on("error", (error) => { say({ event: "error", message: String(error) }); });
 client.on("close", () => { say({ event: "close" }); process.exit(0); });
-process.on("SIGTERM", () => { client.close(); process.exit(0); });
+process.on("SIGTERM", () => { say({ event: "count", received }); client.close(); process.exit(0); });
