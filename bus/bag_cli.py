@@ -93,7 +93,8 @@ def cmd_record(args) -> int:
     node = tool_node("record", args.runtime, name="recorder" if args.snapshot else None)
     consent = None
     if args.include_capture:
-        consent = _consent(node, args)
+        what = f"snapshots of the last {args.snapshot:g} s next to {args.output}" if args.snapshot else args.output
+        consent = consent_for(node, "lens bus record", what)
         if consent is None:
             node.close()
             return 2
@@ -129,26 +130,25 @@ def cmd_record(args) -> int:
     return 0
 
 
-def _consent(node, args):
+def consent_for(node, command: str, what: str):
     """--include-capture: the identity may see capture, and the privacy log has the session (fsync'ed) before
-    anything is recorded; None, having said why, when not."""
+    anything is kept or sent; None, having said why, when not."""
     from bus.capture_content import Consent, who_may_see
     from bus.runtime import state_dir
     from shell.daemon import AUDIT_FILE
 
     why_not = who_may_see(node.identity)
     if why_not is not None:
-        print(f"lens bus record: --include-capture refused: {why_not}", file=sys.stderr)
+        print(f"{command}: --include-capture refused: {why_not}", file=sys.stderr)
         return None
     log_path = state_dir(None, node.runtime.dir) / AUDIT_FILE
-    what = f"snapshots of the last {args.snapshot:g} s next to {args.output}" if args.snapshot else args.output
     try:
-        consent = Consent(node.identity, log_path, f"lens bus record --include-capture: {what}")
+        consent = Consent(node.identity, log_path, f"{command} --include-capture: {what}")
     except OSError as exc:
-        print(f"lens bus record: --include-capture refused: the privacy log {log_path} cannot be written "
+        print(f"{command}: --include-capture refused: the privacy log {log_path} cannot be written "
               f"({exc.strerror})", file=sys.stderr)
         return None
-    print(f"lens bus record: camera frames, mic audio and photos go in (privacy log: {log_path})", file=sys.stderr)
+    print(f"{command}: camera frames, mic audio and photos go in (privacy log: {log_path})", file=sys.stderr)
     return consent
 
 

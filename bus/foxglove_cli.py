@@ -34,9 +34,8 @@ def cmd_foxglove(args) -> int:
     node = _watching_node(args, "foxglove")
     consent = None
     if args.include_capture:
-        from bus.bag_cli import _consent
-        args.snapshot, args.output = None, f"lens bus foxglove on {args.host}:{args.port}"
-        consent = _consent(node, args)
+        from bus.bag_cli import consent_for
+        consent = consent_for(node, "lens bus foxglove", f"served on {args.host}:{args.port}")
         if consent is None:
             node.close()
             return 2
