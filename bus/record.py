@@ -28,6 +28,7 @@ from bus.node import Node
 from bus.errors import BusError, RequestRefused
 from bus.ring import FrameOverrun, Ring
 from bus.ringdoor import open_ring_later
+from bus.topics import matches
 
 log = logging.getLogger("recorder")
 
@@ -149,7 +150,8 @@ class Recorder:
             node.subscribe(prefix, self.on_message)
         if consent is not None:
             node.subscribe("camera.state", self.on_camera)  # where the frames are, to store them as images
-            node.subscribe("camera.control.reply", self.on_photo)
+            if any(matches(prefix, bag.PHOTO_TOPIC) for prefix in prefixes or [""]):
+                node.subscribe("camera.control.reply", self.on_photo)  # the path of each photo taken
         if snapshot_s:
             node.serve("bus.snapshot.request", self.on_snapshot)
 
