@@ -11,6 +11,7 @@ import pytest
 
 from apps.lens.catalog import CATALOG_DIR
 from bus.node import Node
+from tests.checked import CheckedBus
 from tests.conftest import DEADLINE_S, drain_lines, lines_so_far, wait_for, wait_line
 
 
@@ -19,6 +20,7 @@ def test_the_g1_profile_end_to_end(procs, runtime, tmp_path):
     scene = CATALOG_DIR / "blue-sky-coffee-beans.png"  # `lens camera show` holds it up to the camera
     up = procs.lens("up", "--profile", "g1", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     wait_line(up.stdout, "processes ready in")
+    CheckedBus(procs, tmp_path / "bus.mcap")  # the whole G1's bus, checked against the privacy rules at the end
     seen: list = []
     latest: dict = {}
     ear = Node("ear", runtime)
