@@ -108,8 +108,8 @@ class Lens(App):
 
     def publish_answer(self, answer: Answer) -> None:
         sure = f"{round(answer.confidence * 100)}% sure" if answer.source == "catalog" else "from the shop"
-        if answer.how == "barcode":
-            sure += ", by its barcode"
+        sure += {"barcode": ", by its barcode", "text": ", by its name", "features+text": ", by its look and name"}.get(
+            answer.how, "")
         log.info("%s at %s", answer.name, answer.outline)
         if self.has_display:
             self.card("lens", answer.name, f"{price_text(answer)} {answer.currency}  ·  {sure}")

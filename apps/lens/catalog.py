@@ -62,7 +62,7 @@ class Answer:
     currency: str
     confidence: float
     source: str  # "catalog" or "online"
-    how: str = ""  # the rung that named it: barcode, features
+    how: str = ""  # the rung that named it: barcode, features, features+text, text
     outline: tuple = ()  # where it is in the view, (x, y) corners, for the preview
 
 
@@ -139,7 +139,7 @@ def load(directory: Path | None = None) -> Catalog:
         log.warning("catalog: %s (skipped)", why)
     if not items:
         raise PolicyError(f"{path}: no item left to recognise ({len(skipped)} skipped)")
-    return Catalog(items, Index(pictures), data["match"]["threshold"], data["match"]["margin"], data["online"],
+    return Catalog(items, Index(pictures, items), data["match"]["threshold"], data["match"]["margin"], data["online"],
                    tuple(skipped), path, path.stat().st_mtime)
 
 
@@ -165,7 +165,7 @@ class Offline:
 
     def identify(self, seen: np.ndarray) -> Answer | None:
         c = self.catalog
-        found: Found = c.index.identify(seen)
+        found: Found = c.index.identify(seen, c.threshold)
         log.info("catalog: %s by %s (%.2f sure, %s)", found.id or "not sure", found.rung or "nothing",
                  found.confidence, found.evidence)
         if found.id is None or found.confidence < c.threshold:

@@ -71,6 +71,66 @@ def test_a_barcode_alone_is_an_exact_answer(catalog):
     assert found.id is None or found.confidence < catalog.threshold  # the features alone could not say
 
 
+def card(lines: list[tuple[str, str, int]]) -> np.ndarray:
+    """A shelf label as the camera sees it: words only, in another font than any pack prints, no pack art."""
+    from PIL import ImageDraw, ImageFont
+
+    label = Image.new("RGB", (420, 90 * len(lines)), (255, 255, 255))
+    draw = ImageDraw.Draw(label)
+    for row, (text, font, size) in enumerate(lines):
+        draw.text((210, 45 + 90 * row), text, fill=(20, 20, 20), font=ImageFont.truetype(font, size), anchor="mm")
+    return np.asarray(held_up(label, 640, 480, 0.8, 3))
+
+
+LATIN = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def test_a_text_only_view_is_named_by_the_words_read(catalog):
+    """No pack in view, no barcode: a label with the item's name, English and Chinese. Tesseract reads it and
+    the catalog's names match it; a label of goods every brand makes names nothing."""
+    backend, item = Offline(catalog), catalog.items["panda-cola"]
+    view = card([("PANDA COLA", LATIN, 40), (item["name_zh"], draw_catalog.CJK, 48)])
+    answer = backend.identify(backend.look(view))
+    assert answer is not None and (answer.name, answer.how) == (item["name"], "text"), answer
+    assert answer.price == item["price"] and answer.confidence >= catalog.threshold
+    assert backend.identify(backend.look(card([("COLA", LATIN, 40), ("可乐", draw_catalog.CJK, 48)]))) is None
+
+
+def test_a_pack_in_glare_is_named_by_its_look_and_its_name(catalog):
+    """Over-exposed and small, its features alone are not sure; its name read on the pack, warped upright
+    through their homography, makes it sure."""
+    item = "red-star-soy-sauce"
+    view = np.asarray(held_up(pack(catalog, item), 640, 480, 0.5, 5, 10))
+    view = np.clip(view.astype(np.float32) * 1.7, 0, 255).astype(np.uint8)
+    answer = Offline(catalog).identify(Offline(catalog).look(view))
+    assert answer is not None and (answer.name, answer.how) == (catalog.items[item]["name"], "features+text")
+    assert catalog.index.by_features(view[..., 1].copy(), view).confidence < catalog.threshold
+
+
+def test_names_are_matched_whole_through_misreadings():
+    from apps.lens.ocr import Names
+
+    names = Names({"a": {"name": "Blue Sky honey, 500 g", "name_zh": "蓝天蜂蜜"},
+                   "b": {"name": "Swan honey, 500 g", "name_zh": "天鹅蜂蜜"},
+                   "c": {"name": "Swan green tea, 500 ml", "name_zh": "天鹅绿茶"},
+                   "d": {"name": "Swan green tea bags, 25 bags", "name_zh": "天鹅绿茶包"}})
+    assert names.named("BLUE SKY\nHoney\n500 g") == ("a", ["a"])
+    assert names.named("SVWAN Honey")[0] == "b"  # a letter misread
+    assert names.named("天 鹅 蜂 蜜")[0] == "b"  # the Chinese name alone
+    assert names.named("Honey 500 g")[0] is None  # the goods alone: every brand's
+    assert names.named("SWAN Green tea bags")[0] == "d"  # the longer name read whole
+    assert names.score("SWAN Honey", "a") <= 0.5 and names.score("SWAN Honey", "b") == 1.0
+
+
+def test_without_tesseract_the_lens_still_answers_by_barcode_and_look(monkeypatch):
+    from apps.lens import ocr
+
+    monkeypatch.setattr(ocr.ctypes.util, "find_library", lambda name: "/nonexistent/lib" + name + ".so")
+    monkeypatch.setattr(ocr, "_library", lambda: None)
+    reader = ocr.Reader()
+    assert reader.read(np.zeros((40, 40), np.uint8)) == "" and "libtesseract5" in reader.missing
+
+
 def test_the_pack_nearest_the_centre_is_the_one_pointed_at(catalog):
     one, other = "panda-cola", sorted(catalog.items)[5]
     scene = Image.new("RGB", (640, 480), (96, 96, 96))
