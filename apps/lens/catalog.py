@@ -154,7 +154,9 @@ def flatten(image: Image.Image) -> Image.Image:
 
 class Offline:
     name = "catalog"
-    patience_s = 5.0  # how long the app gives identify() (tens of milliseconds, normally)
+    # How long the app gives identify(): tens of milliseconds by barcode or features; reading text adds 0.1 to
+    # 0.7 s, and several seconds on a 2-core machine loaded eight deep (measured: 3.8 s for a first read).
+    patience_s = 10.0
 
     def __init__(self, catalog: Catalog):
         self.catalog = catalog

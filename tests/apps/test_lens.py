@@ -290,3 +290,32 @@ def test_every_item_through_the_readme_workflow_and_a_slow_shop_keeps_the_app_be
     assert answer["text"].startswith("Arabica beans") and time.monotonic() - started >= 3.0
     during = [t for t in beats[before:] if started < t < started + 3.0]
     assert len(during) >= 2, f"the lens app beat {len(during)} times in the 3 s the shop took"
+
+
+def test_lens_lens_index_checks_the_catalog_builds_the_index_and_names_what_it_skipped(tmp_path):
+    """`lens lens index DIR`: items, descriptors, time and memory; a broken entry by file and line (exit 1);
+    catalog.toml's time brought forward, which a running lens app takes as its cue to index again."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "catalog"
+    draw_catalog.write(folder, 3, optimize=False)
+    path = folder / "catalog.toml"
+    lens = [sys.executable, "-m", "shell.cli"]
+    ok = subprocess.run([*lens, "lens", "index", str(folder), "--json"], capture_output=True, text=True,
+                        timeout=DEADLINE_S)
+    report = json.loads(ok.stdout)
+    assert ok.returncode == 0 and report["ok"] and report["items"] == 3 and report["barcodes"] == 3, ok.stderr
+    assert report["descriptors"] > 3 * 100 and report["index_bytes"] > 0 and report["skipped"] == []
+    lines = path.read_text().splitlines()
+    broken = next(n for n, row in enumerate(lines) if row.startswith("ean ="))
+    lines[broken] = 'ean = "123"'
+    path.write_text("\n".join(lines) + "\n")
+    stamp = path.stat().st_mtime_ns
+    bad = subprocess.run([*lens, "lens", "index", str(folder)], capture_output=True, text=True, timeout=DEADLINE_S)
+    assert bad.returncode == 1 and "2 items indexed" in bad.stdout
+    assert f"skipped: {path}:{broken + 1}: item[1].ean: '123' is not an EAN-13" in bad.stdout, bad.stdout
+    assert path.stat().st_mtime_ns > stamp
+    path.write_text("[match]\nthreshold = 2\n")
+    fatal = subprocess.run([*lens, "lens", "index", str(folder)], capture_output=True, text=True, timeout=DEADLINE_S)
+    assert fatal.returncode == 2 and "catalog.toml" in fatal.stderr
