@@ -148,11 +148,15 @@ class Names:
         self.words: dict[str, frozenset[str]] = {}
         self.pairs: dict[str, frozenset[str]] = {}
         self.by_word: dict[str, set[str]] = {}
+        self.first: dict[str, str] = {}
         for item_id, item in items.items():
             # The name before its size ("Swan green tea bags, 25 bags"): every pack of its kind has the size.
             english = frozenset(WORD.findall(item["name"].split(",")[0].upper()))
             han = _han(item.get("name_zh", ""))
             self.words[item_id] = english
+            first = WORD.findall(item["name"].upper())
+            if first:
+                self.first[item_id] = first[0]
             self.pairs[item_id] = frozenset(han[i:i + 2] for i in range(len(han) - 1))
             for word in english:
                 self.by_word.setdefault(word, set()).add(item_id)
@@ -176,12 +180,19 @@ class Names:
         return {han[i:i + 2] for i in range(len(han) - 1)}
 
     def score(self, text: str, item_id: str) -> float:
-        """1.0 when every English word of the item's name, or every pair of its Chinese name, was read;
-        otherwise the share read, at most 0.5 (its goods alone are every brand's goods)."""
+        """1.0 when every English word of the item's name, or every pair of its Chinese name, was read.
+        0.75 when its first word (the brand: names are "Brand goods, size") and all but one of the others were,
+        and no other word of the catalog's: a pack half hidden, or in glare, loses a word, and its brand and
+        goods are still read; another brand's pack of the same goods reads as its own brand, never this one.
+        Otherwise the share read, at most 0.5 (its goods alone are every brand's goods)."""
         words, pairs = self.words.get(item_id, frozenset()), self.pairs.get(item_id, frozenset())
         read_words, read_pairs = self._read_words(text), self._read_pairs(text)
         if (words and words <= read_words) or (pairs and pairs <= read_pairs):
             return 1.0
+        brand = self.first.get(item_id)
+        if (brand in read_words and len(words & read_words) >= max(2, len(words) - 1)
+                and not read_words - words):
+            return 0.75
         shares = [len(words & read_words) / len(words) if words else 0.0,
                   len(pairs & read_pairs) / len(pairs) if pairs else 0.0]
         return 0.5 * max(shares)

@@ -193,10 +193,11 @@ class Index:
             upright = cv2.warpPerspective(g, homography, pack.size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                           borderValue=255)
             text = self.reader.read(_contrast(upright))
-            if self.names.score(text, found.id) < 1.0:
+            read = self.names.score(text, found.id)
+            if read < 0.75:
                 return Found(found.id, found.confidence, found.rung, found.outline,
                              dict(found.evidence, text=_line(text)))
-            confidence = round(1 - (1 - found.confidence) * (1 - TEXT_SURE), 3)
+            confidence = round(1 - (1 - found.confidence) * (1 - TEXT_SURE * read), 3)
             return Found(found.id, confidence, "features+text", found.outline, dict(found.evidence, text=_line(text)))
         text = self.reader.read(_contrast(g))
         named, fully = self.names.named(text)
@@ -330,7 +331,7 @@ def _alike(pack: Pack, view: np.ndarray, colour: np.ndarray | None, homography: 
     if colour is not None:
         warped = cv2.warpPerspective(np.ascontiguousarray(colour[..., :3]), homography @ scale, THUMB, flags=flags)
         hue_ok = np.abs(_hues(warped) - pack.hues).max(axis=2) < HUE
-        burnt = (warped[:ch * CELLS[1], :cw * CELLS[0]].max(axis=2) >= 250).astype(np.float32)
+        burnt = (warped[:ch * CELLS[1], :cw * CELLS[0]].min(axis=2) >= 250).astype(np.float32)  # white: all three
         clipped = burnt.reshape(CELLS[1], ch, CELLS[0], cw).mean(axis=(1, 3)) > 0.2
     agree = counted = 0
     for y in range(CELLS[1]):

@@ -120,6 +120,10 @@ def test_names_are_matched_whole_through_misreadings():
     assert names.named("Honey 500 g")[0] is None  # the goods alone: every brand's
     assert names.named("SWAN Green tea bags")[0] == "d"  # the longer name read whole
     assert names.score("SWAN Honey", "a") <= 0.5 and names.score("SWAN Honey", "b") == 1.0
+    # On a pack the features found: its brand and all but one other word, and no other brand, will do.
+    assert names.score("BLUE SKY\nHon", "a") == 0.75
+    assert names.score("SWAN SKY Honey", "a") <= 0.5  # another brand read
+    assert names.score("SKY Honey", "a") <= 0.5  # its brand not read: anyone's honey
 
 
 def test_without_tesseract_the_lens_still_answers_by_barcode_and_look(monkeypatch):
