@@ -10,9 +10,11 @@ STAMP  := $(VENV)/.lensos-installed
 # Debian packages the tests and the real backends need (PortAudio for sounddevice, DejaVu for the HUD's text,
 # espeak-ng for the offline voice, systemd for `systemd-analyze verify` of the units, chromium for the live
 # view's browser test, gcc for the broker's forwarding loop in C, WenQuanYi Micro Hei for the lens catalog's
-# Chinese names: 5 MB where Noto CJK is 90). Only those that are missing, and only what
-# they depend on: no recommended packages (chromium alone recommends about 120). The README lists them.
-SYSTEM_PACKAGES := libportaudio2 fonts-dejavu-core espeak-ng systemd chromium gcc libc6-dev fonts-wqy-microhei
+# Chinese names: 5 MB where Noto CJK is 90; Tesseract's library and its English and simplified Chinese models
+# for the lens's text rung, without the tesseract program, which it does not run). Only those that are missing,
+# and only what they depend on: no recommended packages (chromium alone recommends about 120). The README lists them.
+SYSTEM_PACKAGES := libportaudio2 fonts-dejavu-core espeak-ng systemd chromium gcc libc6-dev fonts-wqy-microhei \
+                   libtesseract5 tesseract-ocr-eng tesseract-ocr-chi-sim
 
 .PHONY: install run test sysdeps clean
 
@@ -28,6 +30,10 @@ sysdeps:
 	  || missing="$$missing libportaudio2"; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
+	$(PYTHON) -c "import ctypes.util, sys; sys.exit(0 if ctypes.util.find_library('tesseract') else 1)" \
+	  || missing="$$missing libtesseract5"; \
+	[ -f /usr/share/tesseract-ocr/5/tessdata/eng.traineddata ] || missing="$$missing tesseract-ocr-eng"; \
+	[ -f /usr/share/tesseract-ocr/5/tessdata/chi_sim.traineddata ] || missing="$$missing tesseract-ocr-chi-sim"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
@@ -40,7 +46,7 @@ sysdeps:
 	      $$missing >/dev/null; \
 	  else \
 	    echo "lensos: missing system packages:$$missing"; \
-	    echo "lensos: install them with: sudo apt-get install --no-install-recommends$$missing  (audio tests are skipped without libportaudio2 or espeak-ng; the HUD falls back to Pillow's own font)"; \
+	    echo "lensos: install them with: sudo apt-get install --no-install-recommends$$missing  (audio tests are skipped without libportaudio2 or espeak-ng; the HUD falls back to Pillow's own font; the lens reads no text without Tesseract)"; \
 	  fi; \
 	fi
 

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from apps.lens import cli as lens_cli
 from bus import cli as bus_cli
 from bus import logs
 from bus import security_cli
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     security_cli.add_parser(commands)
     shell_commands.add_parsers(commands)
     daemons_cli.add_parsers(commands)
+    lens_cli.add_parser(commands)
     return parser
 
 

@@ -4,14 +4,18 @@ One look takes camera focus (the LED lit first), reads a preview frame
 straight from the shared-memory ring (a grey copy is all it keeps), and
 gives the camera back before the answer is worked out. The offline catalog
 (apps/lens/catalog, indexed once at start and again whenever catalog.toml
-changes) answers unless an online shopping API is configured there; below
-the catalog's confidence it says "not sure" rather than guess.
+changes, as `lens lens index` makes it) answers unless an online shopping
+API is configured there; below the catalog's confidence it says "not sure"
+rather than guess.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+
+import numpy as np
 
 from apps.lens.catalog import Answer, Catalog, load, open_backend
 from apps.sdk.app import App, Refused
@@ -108,8 +112,8 @@ class Lens(App):
 
     def publish_answer(self, answer: Answer) -> None:
         sure = f"{round(answer.confidence * 100)}% sure" if answer.source == "catalog" else "from the shop"
-        if answer.how == "barcode":
-            sure += ", by its barcode"
+        sure += {"barcode": ", by its barcode", "text": ", by its name", "features+text": ", by its look and name"}.get(
+            answer.how, "")
         log.info("%s at %s", answer.name, answer.outline)
         if self.has_display:
             self.card("lens", answer.name, f"{price_text(answer)} {answer.currency}  ·  {sure}")
@@ -124,8 +128,16 @@ def main() -> int:
     except PolicyError as exc:
         print(f"lens: {exc}")
         return 2
+    # Tesseract's models (a few hundred ms to load, seconds on a loaded machine) are loaded beside the loop
+    # now, not in the first look that needs them; that look waits on the reader's lock if it comes first.
+    threading.Thread(target=warm, args=(catalog,), name="lens-ocr-warm", daemon=True).start()
     Lens("lens", catalog).run()
     return 0
+
+
+def warm(catalog: Catalog) -> None:
+    if catalog.index.reader is not None:
+        catalog.index.reader.read(np.full((32, 32), 255, np.uint8))
 
 
 if __name__ == "__main__":

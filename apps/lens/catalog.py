@@ -62,7 +62,7 @@ class Answer:
     currency: str
     confidence: float
     source: str  # "catalog" or "online"
-    how: str = ""  # the rung that named it: barcode, features
+    how: str = ""  # the rung that named it: barcode, features, features+text, text
     outline: tuple = ()  # where it is in the view, (x, y) corners, for the preview
 
 
@@ -139,7 +139,7 @@ def load(directory: Path | None = None) -> Catalog:
         log.warning("catalog: %s (skipped)", why)
     if not items:
         raise PolicyError(f"{path}: no item left to recognise ({len(skipped)} skipped)")
-    return Catalog(items, Index(pictures), data["match"]["threshold"], data["match"]["margin"], data["online"],
+    return Catalog(items, Index(pictures, items), data["match"]["threshold"], data["match"]["margin"], data["online"],
                    tuple(skipped), path, path.stat().st_mtime)
 
 
@@ -154,7 +154,9 @@ def flatten(image: Image.Image) -> Image.Image:
 
 class Offline:
     name = "catalog"
-    patience_s = 5.0  # how long the app gives identify() (tens of milliseconds, normally)
+    # How long the app gives identify(): tens of milliseconds by barcode or features; reading text adds 0.1 to
+    # 0.7 s, and several seconds on a 2-core machine loaded eight deep (measured: 3.8 s for a first read).
+    patience_s = 10.0
 
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
@@ -165,7 +167,7 @@ class Offline:
 
     def identify(self, seen: np.ndarray) -> Answer | None:
         c = self.catalog
-        found: Found = c.index.identify(seen)
+        found: Found = c.index.identify(seen, c.threshold)
         log.info("catalog: %s by %s (%.2f sure, %s)", found.id or "not sure", found.rung or "nothing",
                  found.confidence, found.evidence)
         if found.id is None or found.confidence < c.threshold:

@@ -185,12 +185,13 @@ def _barcode(art: Image.Image, ean: str, centre: tuple[int, int]) -> None:
     art.paste(patch, (centre[0] - patch.width // 2, centre[1] - patch.height // 2))
 
 
-def write(directory: Path, count: int) -> list[dict]:
+def write(directory: Path, count: int, optimize: bool = True) -> list[dict]:
+    """optimize: the smallest PNGs (the shipped catalog), or drawn faster (the benchmark's thousand)."""
     directory.mkdir(parents=True, exist_ok=True)
     made = items(count)
     rows = [HEADER]
     for item in made:
-        draw(item).save(directory / item["image"], optimize=True)
+        draw(item).save(directory / item["image"], optimize=optimize)
         rows.append(f'\n[[item]]\nid = "{item["id"]}"\nname = "{item["name"]}"\nname_zh = "{item["name_zh"]}"\n'
                     f'price = {item["price"]:.2f}\ncurrency = "{item["currency"]}"\nean = "{item["ean"]}"\n'
                     f'image = "{item["image"]}"\n')

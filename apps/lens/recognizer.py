@@ -8,12 +8,20 @@
    per pack, then a RANSAC homography for the few packs with most votes.
    Its inliers are the evidence: they survive scale, rotation, tilt,
    aspect change, occlusion and clutter, and a pack that is not there
-   gathers a handful at most.
+   gathers a handful at most. Seen through the homography, the pack must
+   also look like itself (other brands' packs of the same goods share
+   words, and so inliers, but not looks).
+3. Printed text (Tesseract, apps/lens/ocr.py), only when 1 and 2 are not
+   sure: it costs 100-700 ms where features cost 20, so it comes after
+   them though the issue's ladder names it second. The view is warped
+   upright onto the pack the features found and its name read there; with
+   no pack found, the whole view is read for a name.
 
 The answer is the verified pack nearest the centre of view (where the
-wearer points). Its confidence fuses the evidence: how many inliers, and
-how far ahead of any other pack claiming the same place. Thin evidence is
-"not sure": a wrong name said with confidence is the worst outcome.
+wearer points). Its confidence fuses the evidence: how many inliers, how far
+ahead of any other pack claiming the same place, how much it looks like
+itself, and whether its name was read. Thin evidence is "not sure": a wrong
+name said with confidence is the worst outcome.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ import cv2
 import numpy as np
 import zxingcpp
 
+from apps.lens.ocr import Names, Reader, shared_reader
+
 log = logging.getLogger("lens")
 PACK_FEATURES = 500  # ORB keypoints kept per catalog picture
 VIEW_FEATURES = 1000  # ...and per look
@@ -34,6 +44,12 @@ MIN_VOTES = 8
 MIN_INLIERS = 12  # fewer: not a pack, whatever the votes
 FULL_INLIERS = 40  # this many and more: as sure as features get
 BARCODE_SURE = 0.99
+# Another pack claiming the same place with this share of the inliers: they come from words both print
+# ("Yogurt drink", "300 ml"), and other brands' packs of the same goods gather as many (51 inliers, 30 of them
+# shared, 0.52 alike, for a pack not in the catalog). Features alone are then never sure: the name is read.
+SHARED = 0.4
+UPRIGHT = 1.5  # the pack read at this times its picture's size
+TEXT_SURE = 0.8  # a pack's whole name read: never once another pack's in bench/lens.py; below a barcode
 # FLANN's locality-sensitive hashing: without multi-probing a look costs a few ms at 100 packs (with it,
 # 20 to 40 times that) and a few more tables win back the recall (bench/lens.py measures both).
 LSH = {"algorithm": 6, "table_number": 12, "key_size": 16, "multi_probe_level": 0}
@@ -43,7 +59,9 @@ THUMB = (96, 128)  # the pack and the view warped onto it are compared at this s
 CELLS = (6, 8)  # ...cell by cell (a cell hidden by a hand disagrees; the rest still agree)
 ALIKE = 0.5  # normalised cross-correlation for a cell to agree...
 HUE = 0.06  # ...and at most this far apart in red and green shares
+SEEN_LEAST = 0.4  # of its cells, or its look is no evidence
 ALIKE_NONE = 0.35  # a share of cells alike that other brands' packs of the same goods reach (bench/lens.py)
+LOOK_SPAN = 0.25  # ...and this much more of them alike: as sure as its look gets
 BARCODES = zxingcpp.barcode_formats_from_str("EAN13,EAN8,UPCA")
 cv2.setNumThreads(1)  # one look at a time on a 2-core board; the other core runs the system
 
@@ -96,8 +114,12 @@ def _barcodes(picture: np.ndarray):
 class Index:
     """Every pack's ORB descriptors in one FLANN LSH index, and their barcodes in a dict."""
 
-    def __init__(self, pictures: dict[str, tuple[np.ndarray, str]]):
-        """pictures: id -> (RGB picture, EAN)."""
+    def __init__(self, pictures: dict[str, tuple[np.ndarray, str]], items: dict[str, dict] | None = None,
+                 reader: Reader | None = None):
+        """pictures: id -> (RGB picture, EAN); items: id -> its catalog entry (name, name_zh), for the text
+        rung (None: no text rung); reader: the OCR engine (the process's own by default)."""
+        self.names = Names(items) if items else None
+        self.reader = reader or (shared_reader() if items else None)
         orb = _orb(PACK_FEATURES)
         self.packs: list[Pack] = []
         self.by_ean: dict[str, int] = {}
@@ -127,6 +149,7 @@ class Index:
             descriptors.append(desc)
             owners.append(np.full(len(keypoints), n, np.int32))
             points.append(np.float32([k.pt for k in keypoints]).reshape(-1, 2))
+        self._number = {p.id: n for n, p in enumerate(self.packs)}
         self.owners = np.concatenate(owners) if owners else np.zeros(0, np.int32)
         self.points = np.concatenate(points) if points else np.zeros((0, 2), np.float32)
         self.matcher = cv2.FlannBasedMatcher(dict(LSH), {"checks": 32})
@@ -141,10 +164,50 @@ class Index:
     def nbytes(self) -> int:
         return self.owners.nbytes + self.points.nbytes + 32 * len(self.owners)
 
-    def identify(self, pixels: np.ndarray) -> Found:
-        """pixels: the RGB view (its colours check what the grey features found)."""
+    def identify(self, pixels: np.ndarray, sure: float = 0.6) -> Found:
+        """pixels: the RGB view (its colours check what the grey features found); sure: the confidence
+        that needs no more evidence (the catalog's threshold). Reading text costs 100-700 ms where the
+        features cost 20: it is asked only when they are not sure."""
         g = grey(pixels)
-        return self.by_barcode(g) or self.by_features(g, pixels)
+        found = self.by_barcode(g) or self.by_features(g, pixels)
+        lookalike = found.rung == "features" and found.evidence["rival"] >= SHARED * found.evidence["inliers"]
+        if (found.confidence >= sure and not lookalike) or self.names is None:
+            return found
+        confirmed = self.by_text(g, found)
+        if lookalike and confirmed.rung == "features":  # its name was not read: the look-alike's doubt stands
+            lead = 1.0 - found.evidence["rival"] / found.evidence["inliers"]
+            return Found(found.id, round(found.confidence * lead, 3), "features", found.outline,
+                         dict(found.evidence, lookalike=True))
+        return confirmed
+
+    # --- rung 3: printed text -----------------------------------------------------------
+    def by_text(self, g: np.ndarray, found: Found) -> Found:
+        """The pack's print read (Tesseract) and matched against the catalog's names. Where the features
+        found a pack but are not sure, the view is warped back onto that pack (upright, at its own size:
+        what OCR reads best) and its whole name read there makes it sure; another brand of the same goods
+        reads as its own brand, never as this one. Where they found nothing, the whole view is read, and a
+        name read whole, of one item only, names it (a shelf label, a pack seen too poorly for features; a
+        pack the features barely found, their homography no guide to where its print is)."""
+        if found.id is not None and found.outline is not None and found.confidence > 0:
+            pack = self.packs[self._number[found.id]]
+            homography = cv2.getPerspectiveTransform(pack.outline, np.float32(found.outline))
+            # At 1.5 times the pack picture's size, smoothly: a pack small in view has print a few pixels high,
+            # which Tesseract reads far better enlarged ('ORCHID Lager' where 1x read 'ORCHID pons').
+            size = (round(pack.size[0] * UPRIGHT), round(pack.size[1] * UPRIGHT))
+            upright = cv2.warpPerspective(g, homography @ np.diag([1 / UPRIGHT, 1 / UPRIGHT, 1.0]), size,
+                                          flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderValue=255)
+            text = self.reader.read(_contrast(upright))
+            read = self.names.score(text, found.id)
+            if read < 0.75:
+                return Found(found.id, found.confidence, found.rung, found.outline,
+                             dict(found.evidence, text=_line(text)))
+            confidence = round(1 - (1 - found.confidence) * (1 - TEXT_SURE * read), 3)
+            return Found(found.id, confidence, "features+text", found.outline, dict(found.evidence, text=_line(text)))
+        text = self.reader.read(_contrast(g))
+        named, fully = self.names.named(text)
+        if named is None:
+            return Found(None, 0.0, "", None, {"text": _line(text), "read": fully} if text.strip() else {})
+        return Found(named, TEXT_SURE, "text", None, {"text": _line(text)})
 
     # --- rung 1: barcodes ---------------------------------------------------------------
     def by_barcode(self, g: np.ndarray) -> Found | None:
@@ -209,22 +272,38 @@ class Index:
         # Packs claiming the same place (one's centre inside the other's outline): the best evidence holds
         # it, and the runner-up's is its rival. Of the places held, the pack pointed at is nearest the centre.
         verified.sort(key=lambda v: -v[0])
-        held = []  # [inliers, n, outline, spread, rival]
-        for inliers, n, outline, spread in verified:
+        held = []  # [inliers, n, outline, alike, rival]
+        for inliers, n, outline, alike in verified:
             place = next((h for h in held if _inside(outline_centre(outline), h[2])
                           or _inside(outline_centre(h[2]), outline)), None)
             if place is None:
-                held.append([inliers, n, outline, spread, 0])
+                held.append([inliers, n, outline, alike, 0])
             else:
                 place[4] = max(place[4], inliers)
         strong = [h for h in held if h[0] >= MIN_INLIERS] or held[:1]
         inliers, n, outline, alike, rival = min(strong, key=lambda h: np.linalg.norm(outline_centre(h[2]) - centre))
         strength = min(1.0, max(0.0, (inliers - MIN_INLIERS / 2) / (FULL_INLIERS - MIN_INLIERS / 2)))
+        # A rival claiming the same place is counted however it looks: inliers on words shared with another
+        # brand's pack are what both gather (a stranger's can of lemon soda looked 65 % like ours).
         lead = max(0.0, 1.0 - rival / inliers)
-        confidence = (0.5 * strength + 0.5 * lead * strength ** 0.5) * min(1.0, max(0.0, (alike - ALIKE_NONE) / 0.25))
+        look = min(1.0, max(0.0, (alike - ALIKE_NONE) / LOOK_SPAN))
+        confidence = (0.5 * strength + 0.5 * lead * strength ** 0.5) * look
         confidence = round(confidence, 3) if inliers >= MIN_INLIERS else 0.0
-        evidence = {"inliers": inliers, "votes": int(votes[n]), "rival": rival, "alike": round(alike, 2)}
+        evidence = {"inliers": inliers, "votes": int(votes[n]), "alike": round(alike, 2),
+                    "rival": rival}
         return Found(self.packs[n].id, confidence, "features", outline, evidence)
+
+
+def _contrast(g: np.ndarray) -> np.ndarray:
+    """Its darkest ink black and its brightest paper white: print in poor or glaring light read as well."""
+    low, high = np.percentile(g, (1, 99))
+    if high - low < 8:
+        return g
+    return cv2.convertScaleAbs(g, alpha=255.0 / (high - low), beta=-low * 255.0 / (high - low))
+
+
+def _line(text: str) -> str:
+    return " ".join(text.split())[:120]
 
 
 def _hues(small: np.ndarray) -> np.ndarray:
@@ -236,32 +315,50 @@ def _hues(small: np.ndarray) -> np.ndarray:
 
 
 def _alike(pack: Pack, view: np.ndarray, colour: np.ndarray | None, homography: np.ndarray) -> float:
-    """The share of the pack's cells that the view, warped back onto the pack, resembles: in its grey
-    pattern, and in its colour where the view has one."""
+    """The share of the pack's cells seen in the view that the view, warped back onto the pack, resembles: in
+    its grey pattern, and in its colour where the view has one that light has not clipped.
+
+    A cell is not seen when it falls outside the frame (a pack held close), or where the view is flat but the
+    pack is not (a hand over it, or light burnt out): those cells are evidence of nothing, and counting them
+    as disagreeing made a pack 40 % covered, or over-exposed, "not sure" with a hundred inliers. Other brands'
+    packs of the same goods still disagree where they are seen: their own pattern is no flat hand."""
     w, h = pack.size
     scale = np.diag([w / THUMB[0], h / THUMB[1], 1.0])
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     seen = cv2.warpPerspective(view, homography @ scale, THUMB, flags=flags, borderMode=cv2.BORDER_CONSTANT)
     seen = cv2.GaussianBlur(seen, (3, 3), 0).astype(np.float32)
+    inside = cv2.warpPerspective(np.full(view.shape[:2], 255, np.uint8), homography @ scale, THUMB, flags=flags,
+                                 borderMode=cv2.BORDER_CONSTANT)
+    cw, ch = THUMB[0] // CELLS[0], THUMB[1] // CELLS[1]
     hue_ok = np.ones((CELLS[1], CELLS[0]), bool)
+    clipped = np.zeros((CELLS[1], CELLS[0]), bool)
     if colour is not None:
         warped = cv2.warpPerspective(np.ascontiguousarray(colour[..., :3]), homography @ scale, THUMB, flags=flags)
         hue_ok = np.abs(_hues(warped) - pack.hues).max(axis=2) < HUE
-    cw, ch = THUMB[0] // CELLS[0], THUMB[1] // CELLS[1]
-    agree = 0
+        burnt = (warped[:ch * CELLS[1], :cw * CELLS[0]].min(axis=2) >= 250).astype(np.float32)  # white: all three
+        clipped = burnt.reshape(CELLS[1], ch, CELLS[0], cw).mean(axis=(1, 3)) > 0.2
+    agree = counted = 0
     for y in range(CELLS[1]):
         for x in range(CELLS[0]):
+            if inside[y * ch:(y + 1) * ch, x * cw:(x + 1) * cw].mean() < 0.7 * 255:
+                continue  # outside the frame
             a = pack.thumb[y * ch:(y + 1) * ch, x * cw:(x + 1) * cw].ravel()
             b = seen[y * ch:(y + 1) * ch, x * cw:(x + 1) * cw].ravel()
             a, b = a - a.mean(), b - b.mean()
             na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-            if not hue_ok[y, x]:
+            flat_a, flat_b = na < 2.0 * a.size ** 0.5, nb < 2.0 * b.size ** 0.5
+            if flat_b and not flat_a and clipped[y, x]:
+                continue  # burnt out: not seen (a flat hand over it is not told from another pack's plain side)
+            counted += 1
+            if not hue_ok[y, x] and not clipped[y, x]:
                 continue
-            if na < 1e-3 * a.size or nb < 1e-3 * b.size:  # flat: alike only if both are
-                agree += na < 2.0 * a.size ** 0.5 and nb < 2.0 * b.size ** 0.5
+            if flat_a or flat_b:
+                agree += flat_a and flat_b
             else:
                 agree += float(a @ b) / (na * nb) > ALIKE
-    return agree / (CELLS[0] * CELLS[1])
+    if counted < SEEN_LEAST * CELLS[0] * CELLS[1]:
+        return 0.0  # too little of it seen to say it looks like itself
+    return agree / counted
 
 
 def _inside(point: np.ndarray, outline: np.ndarray) -> bool:

@@ -71,6 +71,70 @@ def test_a_barcode_alone_is_an_exact_answer(catalog):
     assert found.id is None or found.confidence < catalog.threshold  # the features alone could not say
 
 
+def card(lines: list[tuple[str, str, int]]) -> np.ndarray:
+    """A shelf label as the camera sees it: words only, in another font than any pack prints, no pack art."""
+    from PIL import ImageDraw, ImageFont
+
+    label = Image.new("RGB", (420, 90 * len(lines)), (255, 255, 255))
+    draw = ImageDraw.Draw(label)
+    for row, (text, font, size) in enumerate(lines):
+        draw.text((210, 45 + 90 * row), text, fill=(20, 20, 20), font=ImageFont.truetype(font, size), anchor="mm")
+    return np.asarray(held_up(label, 640, 480, 0.8, 3))
+
+
+LATIN = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def test_a_text_only_view_is_named_by_the_words_read(catalog):
+    """No pack in view, no barcode: a label with the item's name, English and Chinese. Tesseract reads it and
+    the catalog's names match it; a label of goods every brand makes names nothing."""
+    backend, item = Offline(catalog), catalog.items["panda-cola"]
+    view = card([("PANDA COLA", LATIN, 40), (item["name_zh"], draw_catalog.CJK, 48)])
+    answer = backend.identify(backend.look(view))
+    assert answer is not None and (answer.name, answer.how) == (item["name"], "text"), answer
+    assert answer.price == item["price"] and answer.confidence >= catalog.threshold
+    assert backend.identify(backend.look(card([("COLA", LATIN, 40), ("可乐", draw_catalog.CJK, 48)]))) is None
+
+
+def test_a_pack_in_glare_is_named_by_its_look_and_its_name(catalog):
+    """Over-exposed and small, its features alone are not sure; its name read on the pack, warped upright
+    through their homography, makes it sure."""
+    item = "red-star-soy-sauce"
+    view = np.asarray(held_up(pack(catalog, item), 640, 480, 0.5, 5, 10))
+    view = np.clip(view.astype(np.float32) * 1.7, 0, 255).astype(np.uint8)
+    answer = Offline(catalog).identify(Offline(catalog).look(view))
+    assert answer is not None and (answer.name, answer.how) == (catalog.items[item]["name"], "features+text")
+    assert catalog.index.by_features(view[..., 1].copy(), view).confidence < catalog.threshold
+
+
+def test_names_are_matched_whole_through_misreadings():
+    from apps.lens.ocr import Names
+
+    names = Names({"a": {"name": "Blue Sky honey, 500 g", "name_zh": "蓝天蜂蜜"},
+                   "b": {"name": "Swan honey, 500 g", "name_zh": "天鹅蜂蜜"},
+                   "c": {"name": "Swan green tea, 500 ml", "name_zh": "天鹅绿茶"},
+                   "d": {"name": "Swan green tea bags, 25 bags", "name_zh": "天鹅绿茶包"}})
+    assert names.named("BLUE SKY\nHoney\n500 g") == ("a", ["a"])
+    assert names.named("SVWAN Honey")[0] == "b"  # a letter misread
+    assert names.named("天 鹅 蜂 蜜")[0] == "b"  # the Chinese name alone
+    assert names.named("Honey 500 g")[0] is None  # the goods alone: every brand's
+    assert names.named("SWAN Green tea bags")[0] == "d"  # the longer name read whole
+    assert names.score("SWAN Honey", "a") <= 0.5 and names.score("SWAN Honey", "b") == 1.0
+    # On a pack the features found: its brand and all but one other word, and no other brand, will do.
+    assert names.score("BLUE SKY\nHon", "a") == 0.75
+    assert names.score("SWAN SKY Honey", "a") <= 0.5  # another brand read
+    assert names.score("SKY Honey", "a") <= 0.5  # its brand not read: anyone's honey
+
+
+def test_without_tesseract_the_lens_still_answers_by_barcode_and_look(monkeypatch):
+    from apps.lens import ocr
+
+    monkeypatch.setattr(ocr.ctypes.util, "find_library", lambda name: "/nonexistent/lib" + name + ".so")
+    monkeypatch.setattr(ocr, "_library", lambda: None)
+    reader = ocr.Reader()
+    assert reader.read(np.zeros((40, 40), np.uint8)) == "" and "libtesseract5" in reader.missing
+
+
 def test_the_pack_nearest_the_centre_is_the_one_pointed_at(catalog):
     one, other = "panda-cola", sorted(catalog.items)[5]
     scene = Image.new("RGB", (640, 480), (96, 96, 96))
@@ -230,3 +294,32 @@ def test_every_item_through_the_readme_workflow_and_a_slow_shop_keeps_the_app_be
     assert answer["text"].startswith("Arabica beans") and time.monotonic() - started >= 3.0
     during = [t for t in beats[before:] if started < t < started + 3.0]
     assert len(during) >= 2, f"the lens app beat {len(during)} times in the 3 s the shop took"
+
+
+def test_lens_lens_index_checks_the_catalog_builds_the_index_and_names_what_it_skipped(tmp_path):
+    """`lens lens index DIR`: items, descriptors, time and memory; a broken entry by file and line (exit 1);
+    catalog.toml's time brought forward, which a running lens app takes as its cue to index again."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "catalog"
+    draw_catalog.write(folder, 3, optimize=False)
+    path = folder / "catalog.toml"
+    lens = [sys.executable, "-m", "shell.cli"]
+    ok = subprocess.run([*lens, "lens", "index", str(folder), "--json"], capture_output=True, text=True,
+                        timeout=DEADLINE_S)
+    report = json.loads(ok.stdout)
+    assert ok.returncode == 0 and report["ok"] and report["items"] == 3 and report["barcodes"] == 3, ok.stderr
+    assert report["descriptors"] > 3 * 100 and report["index_bytes"] > 0 and report["skipped"] == []
+    lines = path.read_text().splitlines()
+    broken = next(n for n, row in enumerate(lines) if row.startswith("ean ="))
+    lines[broken] = 'ean = "123"'
+    path.write_text("\n".join(lines) + "\n")
+    stamp = path.stat().st_mtime_ns
+    bad = subprocess.run([*lens, "lens", "index", str(folder)], capture_output=True, text=True, timeout=DEADLINE_S)
+    assert bad.returncode == 1 and "2 items indexed" in bad.stdout
+    assert f"skipped: {path}:{broken + 1}: item[1].ean: '123' is not an EAN-13" in bad.stdout, bad.stdout
+    assert path.stat().st_mtime_ns > stamp
+    path.write_text("[match]\nthreshold = 2\n")
+    fatal = subprocess.run([*lens, "lens", "index", str(folder)], capture_output=True, text=True, timeout=DEADLINE_S)
+    assert fatal.returncode == 2 and "catalog.toml" in fatal.stderr
