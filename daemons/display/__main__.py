@@ -28,6 +28,7 @@ from policies.schema import PolicyError, load
 
 log = logging.getLogger("displayd")
 
+CLOCK_PERIOD_S = 60.0  # the HUD clock shows minutes: between changes it is the one wake-up
 # The latched state the scene is made of, and the only process whose word on it counts.
 STATE_SOURCES = {"shell.state": "shell", "power.state": "powerd", "led.state": "ledd", "privacy.capture": "shell",
                  "notifications.state": "notifications"}
@@ -216,7 +217,7 @@ class Displayd:
         deadline = self.scene.next_deadline(now)
         if self.painter is not None and self.shown and self.shown[0]:
             wall = time.time()
-            minute = now + 60.0 - wall % 60.0 + 0.01  # the HUD clock's next change
+            minute = now + CLOCK_PERIOD_S - wall % CLOCK_PERIOD_S + 0.01  # the HUD clock's next change
             deadline = minute if deadline is None else min(deadline, minute)
         return deadline
 
