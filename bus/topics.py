@@ -299,8 +299,10 @@ _TABLE = [
     Topic("display.brightness.request", Kind.REQUEST, "displayd", {"level": "float"}, reply={"level": "float"},
           doc="the wearer's brightness, 0.1..1 (kept across restarts); dimmed further by the system state"),
     Topic("display.frame", Kind.STREAM, "displayd",
-          {"n": "int", "mono_ns": "int", "layers": "list[str]", "png": "str?"}, max_size=1024,
-          doc="a frame went to the panel (rendered only on change); png: the live view's file (sim)"),
+          {"n": "int", "mono_ns": "int", "layers": "list[str]", "png": "str?", "answers": "list[str]?"},
+          max_size=1024,
+          doc="a frame went to the panel (rendered only on change); png: the live view's file (sim); answers: the "
+              "card and clear requests (source:cid) this is the first frame to show"),
     # --- audiod: the bone-conduction speaker and the microphone ------------------------------
     Topic("audio.speak", Kind.EVENT, ANY_NODE, {"text": "str", "app": "str", "interrupt": "bool", "id": "str?"},
           doc="say this through the bone-conduction speaker (G1 cards, alerts, the assistant's answers); "
