@@ -178,7 +178,9 @@ def test_displayd_shows_the_focused_apps_card_and_clears_it_when_the_app_goes(pr
         assert before[:hud_rows].max() > 200  # and the HUD was there before it
         # The frame says which request it answers: the kept card's, by the first frame that showed it.
         kept_cid = f"maps:{asked[0].payload['cid']}"
-        showing = next(f for f in frames_seen if "card" in f.payload["layers"])
+        showing = wait_for(lambda: [f for f in frames_seen if "card" in f.payload["layers"]], DEADLINE_S,
+                           "the frame showing it (frames ride the stream lane, display.state the reliable one)",
+                           poll=watcher.run_once)[0]
         assert kept_cid in showing.payload["answers"]
         assert not any(kept_cid in (f.payload["answers"] or []) for f in frames_seen if f is not showing)
 
