@@ -7,9 +7,10 @@ developer's tools do, drives the simulated hardware over the bus. Each figure is
 next to one hop through the broker measured before each trial (this process publishing to itself):
 
 - touch to frame: a swipe (the home launcher opens or moves) or a double tap (it closes), from the
-  moment inputd recognised the gesture (input.gesture's stamp: a swipe's or a double tap's last finger
-  event) to the first composited frame that shows home's new card (display.frame names the requests it
-  answers). A single tap is recognised only once the double tap's window has passed: that wait is the
+  finger's last event (input.gesture's mono_ns field: when the simulated finger lifted, which is when
+  the gesture is complete) to the first composited frame that shows home's new card (display.frame
+  names the requests it answers), and its parts: inputd (the lift to its input.gesture sent), the app
+  (to its card's request sent), displayd (to the frame composited: the sim panel writes a PNG first). A single tap is recognised only once the double tap's window has passed: that wait is the
   gesture set's, and is printed apart;
 - said to card: "what time is it" as text (assistant.say.request, as `lens say` sends it), from the
   request's sending to the first frame showing the assistant's card;
@@ -62,7 +63,8 @@ class Feel:
         self.node = node
         self.log: list = []
         self.hops: list[float] = []  # one hop before each trial: the same spell of the machine as the trials
-        self.parts: dict[str, list[float]] = {"  of which the app, to its card's request": [],
+        self.parts: dict[str, list[float]] = {"  of which inputd, lift to gesture sent": [],
+                                              "  of which the app, to its card's request": [],
                                               "  of which displayd, request to frame": []}
         for topic in ("input.gesture", "display.card.request", "display.frame", "display.state", "shell.state",
                       "power.state", "led.state", "camera.frame", "camera.state", "bench.ping", "appd.state",
@@ -111,8 +113,9 @@ class Feel:
             out.append((frame.payload["mono_ns"] - recognised.payload["mono_ns"]) / 1e6)
             request = next(m for m in self.since(mark, "display.card.request", "home")
                            if f"home:{m.payload['cid']}" in frame.payload["answers"])
-            app, display = self.parts.values()
-            app.append((request.mono_ns - recognised.payload["mono_ns"]) / 1e6)
+            recognising, app, display = self.parts.values()
+            recognising.append((recognised.mono_ns - recognised.payload["mono_ns"]) / 1e6)
+            app.append((request.mono_ns - recognised.mono_ns) / 1e6)
             display.append((frame.payload["mono_ns"] - request.mono_ns) / 1e6)
         return out
 
