@@ -52,6 +52,23 @@ def pss_kib(pid: int) -> int:
     return _kib(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
+def uss_kib(pid: int) -> int:
+    """Memory only this process holds (its private pages): what its end would give back."""
+    return _kib(f"/proc/{pid}/smaps_rollup", "Private_Clean:") + _kib(f"/proc/{pid}/smaps_rollup", "Private_Dirty:")
+
+
+def thread_names(pid: int) -> dict[str, str]:
+    """Each thread's name (libzmq names its own ZMQbg/IO/0, ZMQbg/Reaper), to say which thread woke."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                out[tid] = f.read().strip()
+        except OSError:
+            continue
+    return out
+
+
 def _kib(path: str, label: str) -> int:
     with open(path) as f:
         return next(int(line.split()[1]) for line in f if line.startswith(label))

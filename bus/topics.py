@@ -49,6 +49,8 @@ _DEFAULT_MAX_SIZE = {
     Kind.STREAM: 1024 * 1024,
 }
 
+BENCH_MAX_SIZE = 65 * 1024  # a 64 KiB benchmark body with the envelope around it
+
 _REQUEST_ENVELOPE = {"cid": "int"}
 _REPLY_FIELDS = {"to": "str", "cid": "int", "ok": "bool", "error": "str?", "result": "dict?"}
 
@@ -297,8 +299,10 @@ _TABLE = [
     Topic("display.brightness.request", Kind.REQUEST, "displayd", {"level": "float"}, reply={"level": "float"},
           doc="the wearer's brightness, 0.1..1 (kept across restarts); dimmed further by the system state"),
     Topic("display.frame", Kind.STREAM, "displayd",
-          {"n": "int", "mono_ns": "int", "layers": "list[str]", "png": "str?"}, max_size=1024,
-          doc="a frame went to the panel (rendered only on change); png: the live view's file (sim)"),
+          {"n": "int", "mono_ns": "int", "layers": "list[str]", "png": "str?", "answers": "list[str]?"},
+          max_size=1024,
+          doc="a frame went to the panel (rendered only on change); png: the live view's file (sim); answers: the "
+              "card and clear requests (source:cid) this is the first frame to show"),
     # --- audiod: the bone-conduction speaker and the microphone ------------------------------
     Topic("audio.speak", Kind.EVENT, ANY_NODE, {"text": "str", "app": "str", "interrupt": "bool", "id": "str?"},
           doc="say this through the bone-conduction speaker (G1 cards, alerts, the assistant's answers); "
@@ -390,9 +394,13 @@ _TABLE = [
            "length_s": "float"},
           doc="the music app's now playing: which track of how many, playing or paused, and where"),
     # --- benchmark traffic (bench/bus.py) ----------------------------------------
-    Topic("bench.ping", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="latency probe"),
-    Topic("bench.pong", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="latency probe, answered"),
-    Topic("bench.blast", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="throughput traffic"),
+    # pad: bytes that bring a message to the size measured (64 B, 1 KiB, 64 KiB), as raw's bodies are
+    Topic("bench.ping", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int", "pad": "bytes?"},
+          max_size=BENCH_MAX_SIZE, doc="latency probe"),
+    Topic("bench.pong", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int", "pad": "bytes?"},
+          max_size=BENCH_MAX_SIZE, doc="latency probe, answered"),
+    Topic("bench.blast", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int", "pad": "bytes?"},
+          max_size=BENCH_MAX_SIZE, doc="throughput traffic"),
     Topic("bench.report", Kind.EVENT, ANY_NODE, {"received": "int", "first_ns": "int", "last_ns": "int",
                                                   "drops": "int"}, doc="what the receiving side counted"),
     # --- the demo publisher (python -m bus.demo): traffic on every lane for the bus's own tests ----

@@ -94,6 +94,9 @@ def add_parsers(commands) -> None:
                                              "focus owner per resource, the capture LED, batteries, ready daemons.")
     status.add_argument("--json", action="store_true", help="the latched messages as one JSON object")
     status.add_argument("--timeout", type=float, default=3.0, metavar="S", help="how long to wait for the bus")
+    status.add_argument("--timers", action="store_true",
+                        help="every periodic timer in the system instead: who runs it, how often, while what and "
+                             "why (from shell/timers.py and where each period is declared; needs no bus)")
     status.set_defaults(func=cmd_status)
 
     where = commands.add_parser("paths", help="where photos, recordings, the privacy log and state are kept",
@@ -147,6 +150,12 @@ def cmd_shell_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from shell import status
 
+    if args.timers:
+        from shell import timers
+
+        found = timers.rows()
+        print(json.dumps(found) if args.json else timers.render(found))
+        return 0
     found = status.gather(args.runtime_dir, args.timeout)
     print(json.dumps(found, sort_keys=True) if args.json else status.render(found))
     return 0

@@ -19,6 +19,7 @@ from shell.privacy import CAPTURE_RESOURCES, CaptureNotice, Privacy
 CAPTURERS = {"camerad": "camera", "audiod": "mic"}  # the daemon that captures for each capture resource
 WAKING = ("display", "audio_out")  # a transient claim on these wakes sleeping glasses
 MISSED_BEATS = 3  # heartbeats an owner may miss (a busy machine's late ones) before it counts as hung
+HOLDER_BEAT_S = 5.0  # an app's pace while it holds focus (beat_for); holding nothing, its own, slower
 
 
 @dataclass
@@ -144,11 +145,18 @@ class ShellCore:
         return any(claim.owner == owner for resource in CAPTURE_RESOURCES
                    for claim in self.arbiter.stacks.get(resource, ()))
 
-    def beat_for(self, owner: str) -> float | None:
+    def beat_for(self, owner: str, app: bool = False) -> float | None:
         """The heartbeat period ``owner`` must keep from now on (None: its own): while it captures, the
-        policy's timeout over MISSED_BEATS, so that a late beat is not yet a hang."""
+        policy's timeout over MISSED_BEATS, so that a late beat is not yet a hang. An app (which nothing
+        restarts when it hangs) beats slowly while it holds nothing, and every HOLDER_BEAT_S while it holds
+        or waits for any focus, so that a hung one gives the display or the speaker back within
+        MISSED_BEATS of that."""
         timeout = self.policy.focus["liveness"]["heartbeat_timeout_s"]
-        return timeout / MISSED_BEATS if self.claims_capture(owner) else None
+        if self.claims_capture(owner):
+            return timeout / MISSED_BEATS
+        if app and any(claim.owner == owner for stack in self.arbiter.stacks.values() for claim in stack):
+            return HOLDER_BEAT_S
+        return None
 
     def set_foreground(self, app: str, now: float) -> str | None:
         """Only one foreground app: the previous one is backgrounded and loses the display."""

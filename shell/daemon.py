@@ -169,7 +169,7 @@ class ShellDaemon:
         self.settle()
         if decision.status == "denied":
             log.info("shell: denied %s %s: %s", msg.source, p["resource"], decision.reason)
-        return {"status": decision.status, "reason": decision.reason, "beat_s": self.core.beat_for(msg.source)}
+        return {"status": decision.status, "reason": decision.reason, "beat_s": self._beat_for(msg.source)}
 
     def _not_permitted(self, source: str, resource: str, behalf: str | None) -> str | None:
         """Why a focus request may not be had, or None. Capture asked for on an app's behalf (the assistant
@@ -201,7 +201,10 @@ class ShellDaemon:
         held = any(c.owner == msg.source for c in self.core.arbiter.stacks.get(resource, []))
         self.core.focus_release(msg.source, resource, time.monotonic())
         self.settle()
-        return {"held": held, "beat_s": self.core.beat_for(msg.source)}
+        return {"held": held, "beat_s": self._beat_for(msg.source)}
+
+    def _beat_for(self, source: str) -> float | None:
+        return self.core.beat_for(source, app=source in self.apps.manifests)
 
     def on_foreground(self, msg: Message) -> dict:
         app = msg.payload["app"]

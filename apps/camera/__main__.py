@@ -19,6 +19,7 @@ from bus.errors import BusError
 log = logging.getLogger("camera")
 PHOTO = ("tap", "button")
 VIDEO = ("button_long",)
+TICK_S = 1.0  # the recording's timer card shows seconds
 
 
 class Camera(App):
@@ -66,7 +67,7 @@ class Camera(App):
         self.recording_since = time.monotonic()
         self.show("● REC 0:00", "Hold to stop.")
         if self.has_display:  # G1 would say the time every second
-            self.timer = self.node.every(1.0, self.tick)
+            self.timer = self.node.every(TICK_S, self.tick)
 
     def tick(self) -> None:
         seconds = int(time.monotonic() - self.recording_since)

@@ -15,8 +15,15 @@ from apps.sdk.app import App, Refused
 from bus.envelope import Message
 from bus.errors import BusError
 
-CLOCK_S = 20.0  # the minute shown is never more than this late
+CLOCK_PERIOD_S = 60.0  # the card shows HH:MM
+MINUTE_LATE_S = 0.05  # the card's minute turns this long after the wall clock's (the timer's slack)
 MOVES = {"swipe_forward": 1, "swipe_back": -1}
+
+
+def until_next_minute(wall: float) -> float:
+    """Seconds from ``wall`` until just after the minute shown changes: home's clock wakes once a minute,
+    when the card would change, not every 20 s in case it had."""
+    return CLOCK_PERIOD_S - wall % CLOCK_PERIOD_S + MINUTE_LATE_S
 
 
 def battery_line(power: dict) -> str:
@@ -61,8 +68,11 @@ class Home(App):
         except (Refused, BusError) as exc:
             self.speak(f"Home: {exc}")
             return
+        self.tick()
+
+    def tick(self) -> None:
         self.show()
-        self.clock = self.node.every(CLOCK_S, self.show)
+        self.clock = self.node.after(until_next_minute(time.time()), self.tick)
 
     def on_background(self) -> None:
         if self.clock is not None:

@@ -19,6 +19,7 @@ from bus.errors import BusError
 
 log = logging.getLogger("music")
 RESTART_AFTER_S = 3.0  # swipe back further into a track than this starts it again instead
+TICK_S = 1.0  # now playing shows its position in seconds
 
 
 def clock(seconds: float) -> str:
@@ -59,7 +60,7 @@ class Music(App):
             log.warning("no display: %s", exc)
         self.show()
         if self.has_display:
-            self.ticker = self.node.every(1.0, lambda: self.playing and self.show())
+            self.ticker = self.node.every(TICK_S, lambda: self.playing and self.show())
 
     def on_background(self) -> None:
         if self.ticker is not None:

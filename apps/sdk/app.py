@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from apps.sdk.manifest import Manifest, apps_dir, read
-from bus import service
 from bus.envelope import Message
 from bus.errors import BusError, RequestFailed
 from bus.node import Node
@@ -35,6 +34,13 @@ from bus.waiting import wait_for
 log = logging.getLogger("app")
 
 GRANT_TIMEOUT_S = 3.0
+
+
+# An app's heartbeat while it holds no focus: its beats then serve only the shell's list of what runs (its
+# death is seen at once: bus.departed). While it holds focus, the shell's replies name a faster pace
+# (shell.core.HOLDER_BEAT_S), so a hung app gives the display back as soon as before. Each beat woke the
+# app, the broker and the shell: three apps at 5 s were a tenth of idle glasses' wake-ups (issue 33).
+IDLE_BEAT_S = 30.0
 
 
 class Refused(Exception):
@@ -47,7 +53,7 @@ class App:
     def __init__(self, app_id: str, runtime=None, apps: Path | None = None):
         self.manifest: Manifest = read((apps or apps_dir()) / app_id / "manifest.toml")
         self.id = app_id
-        self.node = Node(app_id, runtime, heartbeat=service.HEARTBEAT_S)
+        self.node = Node(app_id, runtime, heartbeat=IDLE_BEAT_S)
         self.shell: dict = {}
         self.foreground = False
         self.notices = Notices()  # the shell's focus and capture notices to this app

@@ -77,7 +77,7 @@ class Audiod:
         self.reported: dict | None = None
         self.dropped = 0  # utterances dropped over MAX_WAITING_SPEECH
         self.progress: dict[str, tuple[int, float]] = {}  # speaker/mic -> (blocks so far, when they last moved)
-        node.every(WORK_CHECK_S, self.check_work)
+        self.work_timer = None  # armed only while a device is open: a closed one has no blocks to miss
         self.gate = CaptureGate(node, "mic", self.enforce)
         Departures(node, self.on_gone)
         node.watch(self.wakeup.fileno(), self.on_wakeup)  # the device threads' news
@@ -168,6 +168,7 @@ class Audiod:
             try:
                 self.device.start_output(self.render)
                 self.fault = None
+                self.watch_work()
             except AudioError as exc:
                 self.fault = str(exc)
                 log.error("%s", exc)
@@ -210,6 +211,7 @@ class Audiod:
                 self.device.start_input(self.on_block)
             except AudioError as exc:
                 raise RequestRefused(f"the microphone failed: {exc}") from None
+            self.watch_work()
             self.mic_owner, self.mic_why = owner, f"open for {owner}"
             log.info("mic open for %s", owner)
         self.publish_state()
@@ -258,8 +260,19 @@ class Audiod:
         self.publish_state()
 
     # --- the loop's side of the device threads ------------------------------------------------
+    def watch_work(self) -> None:
+        """Check the work every WORK_CHECK_S from now on, while a device is open (check_work stops it)."""
+        if self.work_timer is None:
+            self.work_timer = self.node.every(WORK_CHECK_S, self.check_work)
+
     def check_work(self) -> None:
         """Liveness from the work: an open speaker or mic whose blocks stopped coming ends the process."""
+        if self.device.output is None and self.device.input is None:  # both closed: nothing is due
+            if self.work_timer is not None:
+                self.work_timer.cancel()
+                self.work_timer = None
+            self.progress.clear()
+            return
         now = time.monotonic()
         for what, running, count in (("speaker", self.device.output is not None, self.mixer.rendered),
                                      ("mic", self.device.input is not None, self.mic_seq)):

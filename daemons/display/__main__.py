@@ -28,6 +28,7 @@ from policies.schema import PolicyError, load
 
 log = logging.getLogger("displayd")
 
+CLOCK_PERIOD_S = 60.0  # the HUD clock shows minutes: between changes it is the one wake-up
 # The latched state the scene is made of, and the only process whose word on it counts.
 STATE_SOURCES = {"shell.state": "shell", "power.state": "powerd", "led.state": "ledd", "privacy.capture": "shell",
                  "notifications.state": "notifications"}
@@ -47,6 +48,9 @@ class Displayd:
         self.live = False  # set once the node has started: nothing is shown from a half-known state
         self.spoken: set = set()  # G1: what was already said
         self.timer = None
+        # Requests (source:cid) whose effect no frame has shown yet: the next frame that shows it names them
+        # (display.frame's answers), so a measure of what the wearer waits for needs no guess (bench/feel.py).
+        self.asked: list[tuple[str, str]] = []
         for topic in STATE_SOURCES:
             node.subscribe(topic, self.on_state)
         Departures(node, self.on_gone)
@@ -82,6 +86,7 @@ class Displayd:
             card = self.scene.post(msg.source, msg.payload, now)
         except CardError as exc:
             raise RequestRefused(str(exc)) from None
+        self.asked.append((msg.source, f"{msg.source}:{msg.payload['cid']}"))
         view = self.update()
         if self.painter is None:
             if msg.source in self.audible():
@@ -111,6 +116,7 @@ class Displayd:
 
     def on_clear(self, msg: Message) -> dict:
         cleared = self.scene.clear(msg.source, msg.payload.get("id"))
+        self.asked.append(("", f"{msg.source}:{msg.payload['cid']}"))
         self.update()
         return {"cleared": cleared}
 
@@ -163,8 +169,12 @@ class Displayd:
             log.error("%s", exc)
         self.shown, self.last_render = self._key(view), now
         self.frames += 1
+        # A card's request is answered by the first frame that shows it (a kept card waits for its focus);
+        # a clear's by the first frame after it.
+        answers = [asked for source, asked in self.asked if not source or view.shows(source)]
+        self.asked = [(source, asked) for source, asked in self.asked if source and not view.shows(source)][-16:]
         self.node.publish("display.frame", n=self.frames, mono_ns=time.monotonic_ns(), layers=view.layers,
-                          png=str(self.panel.path) if isinstance(self.panel, SimPanel) else None)
+                          png=str(self.panel.path) if isinstance(self.panel, SimPanel) else None, answers=answers)
         self.publish_state(view)
 
     def speak(self, view: View) -> None:
@@ -216,7 +226,7 @@ class Displayd:
         deadline = self.scene.next_deadline(now)
         if self.painter is not None and self.shown and self.shown[0]:
             wall = time.time()
-            minute = now + 60.0 - wall % 60.0 + 0.01  # the HUD clock's next change
+            minute = now + CLOCK_PERIOD_S - wall % CLOCK_PERIOD_S + 0.01  # the HUD clock's next change
             deadline = minute if deadline is None else min(deadline, minute)
         return deadline
 

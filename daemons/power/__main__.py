@@ -22,7 +22,8 @@ from policies.schema import PolicyError, load
 
 log = logging.getLogger("powerd")
 
-SIM_PERIOD_S = 1.0  # the simulation changes slowly; a pull or insert is published at once anyway
+SIM_PERIOD_S = 5.0  # the simulation moves a shown percent in tens of seconds; a pull or insert is published at once
+BRIDGING_PERIOD_S = 1.0  # while the bridge carries the glasses, the wearer sees its countdown in seconds
 SIDES = ("left", "right")
 
 
@@ -33,6 +34,12 @@ class Powerd:
         self.critical_percent = policy.system["power"]["critical_percent"]
         self.bridge_low_s = policy.system["swap"]["bridge_low_s"]
         self.last: dict | None = None
+        self.period: float | None = None  # between samples while both batteries are in (keep_sampling)
+        self.timer = None
+        self.published: dict | None = None  # the last power.state sent: a reader knows that one
+        # Every threshold a reader acts on: a crossing is published at once, even within one shown percent.
+        self.marks = sorted({self.low_percent, self.critical_percent, policy.system["power"]["low_percent"],
+                             policy.system["power"]["recover_percent"]})
         self.flags: set[str] = set()  # (battery, condition) already announced, so each event fires once
         if isinstance(backend, SimPower):
             node.serve("power.sim.request", self.on_sim)
@@ -64,7 +71,25 @@ class Powerd:
         else:
             raise RequestRefused(f"unknown action {action!r} (pull, insert, charge with a percent)")
         self.sample()
+        self.schedule()  # a pull starts the countdown's pace now
         return {"present": [self.backend.present[n] for n in names]}
+
+    def keep_sampling(self, period: float) -> None:
+        """Sample every ``period`` seconds, and every BRIDGING_PERIOD_S while a battery is out."""
+        self.period = period
+        self.schedule()
+
+    def schedule(self) -> None:
+        if self.period is None:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        bridging = self.last is not None and not all(self.last["present"])
+        self.timer = self.node.after(min(self.period, BRIDGING_PERIOD_S) if bridging else self.period, self._tick)
+
+    def _tick(self) -> None:
+        self.sample()
+        self.schedule()
 
     def sample(self) -> None:
         reading = self.backend.read()
@@ -72,8 +97,9 @@ class Powerd:
             log.warning("%s", error)
         state = self.state_of(reading)
         previous, self.last = self.last, state
-        if previous is None or _differs(previous, state):
+        if self.published is None or _differs(self.published, state, self.marks):
             self.node.publish("power.state", **state)
+            self.published = state
         self.events(previous, state)  # after the state, so a reader of the event finds it current
 
     def state_of(self, reading: Reading) -> dict:
@@ -116,16 +142,37 @@ class Powerd:
         self.node.publish("power.event", event=event, battery=battery, percent=percent)
 
 
-def _differs(a: dict, b: dict) -> bool:
-    """Worth publishing: anything but the time estimates, or those by more than a little."""
-    def coarse(state: dict) -> dict:
-        out = dict(state, batteries=[dict(x, time_to_empty_s=None) for x in state["batteries"]],
-                   bridge=dict(state["bridge"], time_s=None), load_w=None)
-        return out
+ESTIMATE_SLACK = (60.0, 0.1)  # a time estimate is sent again when off by a minute and a tenth of itself
+
+
+def _differs(a: dict, b: dict, marks: list[float]) -> bool:
+    """Worth publishing: what a reader shows or acts on changed. Percents as shown (whole: the HUD's and
+    home's), and which side of every threshold of ``marks`` they are on (the shell's low, recover and
+    critical, powerd's own low); presence and charging; a time estimate by a minute and a tenth of itself
+    (an estimate from the present load is no better: it jumps by a quarter when the panel dims), the
+    bridge's by a second while it carries the glasses (the wearer's countdown). Not the tenths of a
+    percent a drain moves every few seconds, which woke every reader of power.state, the shell, and every
+    reader of shell.state with it."""
+    def shown(percent: float | None):
+        return None if percent is None else (round(percent), tuple(percent < mark for mark in marks))
+
+    def coarse(state: dict) -> tuple:
+        return ([(x["present"], x["charging"], shown(x["percent"])) for x in state["batteries"]],
+                state["present"], shown(state["percent"]), state["bridge"]["charging"],
+                round(state["bridge"]["percent"]), state["backend"])
+
+    def moved(old: float | None, new: float | None, least: float, share: float) -> bool:
+        if old is None or new is None:
+            return (old is None) != (new is None)
+        return abs(new - old) >= max(least, share * min(abs(old), abs(new)))
+
     if coarse(a) != coarse(b):
         return True
-    bridging = not all(b["present"])
-    return abs(a["bridge"]["time_s"] - b["bridge"]["time_s"]) >= (1.0 if bridging else 60.0)
+    if not all(b["present"]):
+        return moved(a["bridge"]["time_s"], b["bridge"]["time_s"], 1.0, 0.0)
+    estimates = zip([x["time_to_empty_s"] for x in a["batteries"]] + [a["bridge"]["time_s"]],
+                    [x["time_to_empty_s"] for x in b["batteries"]] + [b["bridge"]["time_s"]])
+    return any(moved(old, new, *ESTIMATE_SLACK) for old, new in estimates)
 
 
 def open_backend(kind: str, policy):
@@ -144,11 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         powerd = Powerd(node, backend, policy)
         uevents = PowerUevents() if args.backend == "real" else None
         if uevents is not None and uevents.fileno() is not None:
-            node.watch(uevents.fileno(), lambda: uevents.drain() and powerd.sample())
+            node.watch(uevents.fileno(), lambda: uevents.drain() and (powerd.sample(), powerd.schedule()))
         period = policy.hardware["power"]["poll_s"] if args.backend == "real" else SIM_PERIOD_S
         node.start()
         powerd.sample()
-        node.every(period, powerd.sample)
+        powerd.keep_sampling(period)
         node.run()
         if uevents is not None:
             uevents.close()

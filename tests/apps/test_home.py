@@ -58,3 +58,23 @@ def test_home_rests_with_the_batteries_and_news_and_opens_an_app_from_its_launch
     user.wait(lambda: [c for c in cards(user, "hello") if c["body"] == "Tapped 1 time."], "the template counting")
     assert procs.run_lens("app", "stop", "hello").returncode == 0
     user.wait_state(lambda s: s["foreground"] == "home", "home back in front")
+
+
+def test_home_clock_wakes_when_the_minute_shown_turns_and_not_between():
+    """The resting card shows HH:MM: its clock wakes just after the minute turns, once a minute (it woke every
+    20 s, and each wake sent a card that woke displayd and the broker: issue 33)."""
+    from apps.home.__main__ import until_next_minute
+
+    for wall in (1_700_000_000.0, 1_700_000_000.5, 1_700_000_059.99, 1_700_000_030.25):
+        wake = wall + until_next_minute(wall)
+        assert time_of(wake) != time_of(wall)  # the card shown then is the next minute's
+        assert time_of(wake - 0.06) == time_of(wall)  # a moment sooner, it had not turned yet
+    # Once a minute: from one wake-up the next is the following minute's turn.
+    wake = 1_700_000_000.0 + until_next_minute(1_700_000_000.0)
+    assert time_of(wake + until_next_minute(wake)) == time_of(wake + 60)
+
+
+def time_of(wall: float) -> str:
+    import time
+
+    return time.strftime("%H:%M", time.gmtime(wall))

@@ -118,7 +118,7 @@ def test_an_open_speaker_whose_blocks_stop_coming_ends_the_process(monkeypatch):
     monkeypatch.setattr(audio_main.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(audio_main.service, "fatal", fatal.append)
     daemon = SimpleNamespace(device=SimpleNamespace(output=object(), input=None), mixer=SimpleNamespace(rendered=0),
-                             mic_seq=0, progress={})
+                             mic_seq=0, progress={}, work_timer=None)
     for _ in range(20):  # blocks coming: alive however long
         clock[0] += audio_main.WORK_CHECK_S
         daemon.mixer.rendered += 160
@@ -133,3 +133,38 @@ def test_an_open_speaker_whose_blocks_stop_coming_ends_the_process(monkeypatch):
         clock[0] += audio_main.WORK_CHECK_S
         audio_main.Audiod.check_work(daemon)
     assert fatal and "the speaker stopped" in fatal[0]
+
+
+def test_audiod_checks_its_devices_work_only_while_one_is_open():
+    """Closed devices have no blocks to miss: idle, audiod's check must not wake it every 2 s (issue 33)."""
+    from types import SimpleNamespace
+
+    import daemons.audio.__main__ as audio_main
+
+    armed = []
+
+    class Timer:
+        def __init__(self):
+            self.cancelled = False
+
+        def cancel(self):
+            self.cancelled = True
+
+    def every(period, callback):
+        armed.append(Timer())
+        return armed[-1]
+
+    daemon = SimpleNamespace(node=SimpleNamespace(every=every), device=SimpleNamespace(output=object(), input=None),
+                             mixer=SimpleNamespace(rendered=0), mic_seq=0, progress={}, work_timer=None)
+    daemon.check_work = lambda: audio_main.Audiod.check_work(daemon)
+    audio_main.Audiod.watch_work(daemon)
+    audio_main.Audiod.watch_work(daemon)  # the mic opened too: still one check
+    assert len(armed) == 1 and not armed[0].cancelled
+    audio_main.Audiod.check_work(daemon)
+    assert not armed[0].cancelled  # the speaker is open: kept
+    daemon.device.output = None
+    audio_main.Audiod.check_work(daemon)
+    assert armed[0].cancelled and daemon.work_timer is None  # all closed: no more checks
+    daemon.device.input = object()
+    audio_main.Audiod.watch_work(daemon)
+    assert len(armed) == 2 and daemon.work_timer is armed[1]

@@ -156,9 +156,11 @@ def test_displayd_shows_the_focused_apps_card_and_clears_it_when_the_app_goes(pr
     procs.start_broker()
     procs.start_ready("-m", "shell")
     procs.start_ready("-m", "daemons.display")
-    states = []
+    states, frames_seen, asked = [], [], []
     with Node("watcher", runtime) as watcher, Node("maps", runtime, heartbeat=0.3) as maps:
         watcher.subscribe("display.state", lambda m: states.append(m.payload))
+        watcher.subscribe("display.frame", frames_seen.append)
+        watcher.subscribe("display.card.request", asked.append)  # the developer's key reads every request
         watcher.start()
         maps.start()
         wait_for(lambda: states and states[-1]["layers"] == ["hud"], DEADLINE_S, "the HUD", poll=watcher.run_once)
@@ -174,10 +176,22 @@ def test_displayd_shows_the_focused_apps_card_and_clears_it_when_the_app_goes(pr
         hud_rows = 60
         assert before[hud_rows:].max() == 0 and after[hud_rows:].max() > 200  # the card's text is there
         assert before[:hud_rows].max() > 200  # and the HUD was there before it
+        # The frame says which request it answers: the kept card's, by the first frame that showed it.
+        kept_cid = f"maps:{asked[0].payload['cid']}"
+        showing = wait_for(lambda: [f for f in frames_seen if "card" in f.payload["layers"]], DEADLINE_S,
+                           "the frame showing it (frames ride the stream lane, display.state the reliable one)",
+                           poll=watcher.run_once)[0]
+        assert kept_cid in showing.payload["answers"]
+        assert not any(kept_cid in (f.payload["answers"] or []) for f in frames_seen if f is not showing)
 
         assert maps.request("display.clear.request", id="nothing-like-this")["cleared"] == 0
         _, frames_again = snapshot(watcher)
         assert frames_again == frames  # nothing changed, nothing rendered
+        maps.request("display.card.request", id="route", title="Turn right", body="in 50 m")
+        newer = wait_for(lambda: [m for m in asked if m.payload["title"] == "Turn right"], DEADLINE_S,
+                         "the request heard", poll=watcher.run_once)[0]
+        wait_for(lambda: [f for f in frames_seen if f"maps:{newer.payload['cid']}" in f.payload["answers"]],
+                 DEADLINE_S, "the frame answering it", poll=watcher.run_once)
 
         with pytest.raises(Exception, match="icon"):
             maps.request("display.card.request", id="bad", title="x", icon="rocket")

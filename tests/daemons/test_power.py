@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bus.node import Node
-from daemons.power.backends import SimPower, SysfsPower
+from daemons.power.__main__ import BRIDGING_PERIOD_S, Powerd
+from daemons.power.backends import Battery, Reading, SimPower, SysfsPower
 from daemons.power.uevent import parse
 from policies.schema import load
 from tests.conftest import DEADLINE_S, tuned_policies, wait_for
@@ -121,3 +122,94 @@ def test_both_batteries_out_is_the_bridges_until_it_is_low_and_both_back_in_is_r
     user.ask("power.sim.request", action="charge", battery="bridge", percent=0.5)  # the bridge runs low
     user.wait_state(lambda s: s["state"] == "shutdown", "an orderly shutdown once the bridge is low")
     assert (system.state_dir / "saved-state.json").exists(), "critical saved the state before the shutdown"
+
+
+class Recorder:
+    """A node that keeps what powerd publishes."""
+
+    def __init__(self):
+        self.sent, self.timers = [], []
+
+    def publish(self, topic, **payload):
+        self.sent.append((topic, payload))
+
+    def after(self, delay, callback):
+        from bus.timers import Timer
+
+        self.timers.append(Timer(delay, None, callback))  # deadline: the delay asked for
+        return self.timers[-1]
+
+
+class Scripted:
+    """A backend that reads what the test says, one reading a sample."""
+
+    name = "real"
+
+    def __init__(self):
+        self.reading = None
+
+    def set(self, left: float, right: float = 80.0, left_in: bool = True, time_s: float = 3600.0) -> None:
+        batteries = [Battery("battery-left", left_in, left if left_in else 0.0, time_to_empty_s=time_s),
+                     Battery("battery-right", True, right, time_to_empty_s=time_s)]
+        self.reading = Reading(batteries, Battery("battery-bridge", True, 100.0, time_to_empty_s=240.0))
+
+    def read(self):
+        return self.reading
+
+
+def test_powerd_publishes_what_a_reader_shows_or_acts_on_not_every_tenth_of_a_percent():
+    """A drain moves the charge by a tenth of a percent every few seconds; the HUD and home show whole
+    percents and the shell acts on thresholds. Each power.state sent woke the shell, which sent shell.state,
+    which woke every daemon: idle glasses spent most of their wake-ups on it (issue 33)."""
+    policy = load()
+    node, backend = Recorder(), Scripted()
+    powerd = Powerd(node, backend, policy)
+    states = lambda: [p for topic, p in node.sent if topic == "power.state"]  # noqa: E731
+
+    backend.set(80.4)
+    powerd.sample()
+    for left in (80.3, 80.2, 80.1, 79.9, 79.6):  # shown as 80 throughout, no threshold near
+        backend.set(left)
+        powerd.sample()
+    assert len(states()) == 1, [s["batteries"][0]["percent"] for s in states()]
+    backend.set(79.4)  # shown as 79 now
+    powerd.sample()
+    assert len(states()) == 2 and states()[-1]["batteries"][0]["percent"] == 79.4
+
+    critical = policy.system["power"]["critical_percent"]
+    backend.set(critical + 0.3, critical + 0.3)
+    powerd.sample()
+    sent = len(states())
+    backend.set(critical - 0.1, critical - 0.1)  # the same whole percent shown, but below critical now
+    powerd.sample()
+    assert len(states()) == sent + 1 and states()[-1]["percent"] < critical
+
+    backend.set(50.0, time_s=3600.0)
+    powerd.sample()
+    sent = len(states())
+    backend.set(50.0, time_s=3590.0)  # an estimate ten seconds shorter: not news
+    powerd.sample()
+    assert len(states()) == sent
+    backend.set(50.0, time_s=3000.0)
+    powerd.sample()
+    assert len(states()) == sent + 1
+
+    backend.set(50.0, left_in=False)  # pulled: at once
+    powerd.sample()
+    assert states()[-1]["present"] == [False, True]
+
+
+def test_powerd_samples_at_its_period_and_every_second_only_while_the_bridge_carries_the_glasses():
+    node, backend = Recorder(), Scripted()
+    powerd = Powerd(node, backend, load())
+    backend.set(80.0)
+    powerd.sample()
+    powerd.keep_sampling(5.0)
+    assert [t.deadline for t in node.timers] == [5.0]
+    backend.set(80.0, left_in=False)
+    node.timers[-1].callback()  # the sample finds a battery out: the countdown's pace
+    assert node.timers[-1].deadline == BRIDGING_PERIOD_S
+    backend.set(80.0)
+    node.timers[-1].callback()  # back in: the period again
+    assert node.timers[-1].deadline == 5.0
+    assert sum(not t.cancelled for t in node.timers) == 1  # one sample due at a time

@@ -115,3 +115,22 @@ def test_camerad_gone_ends_every_camera_capture():
     core.owner_gone("camerad", now + 1.0, "its connection to the bus closed")
     assert not core.arbiter.holds("cam", "camera") and not core.privacy.granted
     assert any(n.owner == "cam" and n.status == "lost" and "camerad stopped" in n.reason for n in core.notices)
+
+
+def test_an_app_beats_at_the_holders_pace_only_while_it_holds_or_waits_for_focus():
+    """Issue 33: three apps beating every 5 s while holding nothing woke the app, the broker and the shell
+    for no one; an app holding focus keeps the pace that gives a hung one's display back in 15 s."""
+    from shell.core import HOLDER_BEAT_S
+
+    core = booted()
+    now = core.clock
+    core.heartbeat("notes", now, 30.0)
+    assert core.beat_for("notes", app=True) is None  # holding nothing: its own slow pace
+    assert core.focus_request("notes", "display", "exclusive", "background", "card", now).status == "granted"
+    assert core.beat_for("notes", app=True) == HOLDER_BEAT_S
+    assert core.silence_limit("notes") == 90.0  # by the pace it last said; its next beat says the faster one
+    core.heartbeat("notes", now + 1, HOLDER_BEAT_S)
+    assert core.silence_limit("notes") == 3 * HOLDER_BEAT_S
+    assert core.beat_for("displayd") is None  # a daemon's hang is its watchdog's: its own pace
+    core.focus_release("notes", "display", now + 2)
+    assert core.beat_for("notes", app=True) is None
