@@ -28,7 +28,9 @@ from apps.sdk.manifest import Manifest, apps_dir, read
 from bus import service
 from bus.envelope import Message
 from bus.errors import BusError, RequestFailed
+from bus.kept import Kept
 from bus.node import Node
+from bus.runtime import state_dir
 from bus.shellclient import Notices
 from bus.waiting import wait_for
 
@@ -90,6 +92,11 @@ class App:
         """Start another app (it comes to the front once it is up); returns what the shell does next."""
         return self.ask("shell.app.request", app=app_id, action="start")["status"]
 
+    def kept(self, schema: dict, survives_reboot: bool = True) -> Kept:
+        """This app's own state, kept across its restarts in its own state directory (``bus.kept``): ``load()``
+        before ``run()``, ``save(state)`` at each change."""
+        return Kept(state_dir(None, self.node.runtime.dir), self.id, schema, survives_reboot=survives_reboot)
+
     @property
     def has_display(self) -> bool:
         return "display" in self.shell.get("focus", {})
@@ -135,7 +142,11 @@ class App:
             self.speak(f"{title}. {body}" if body else title)
             return
         self.focus("display", "transient", "toast", cls=cls)
-        self.card("toast", title, body, ttl_s=seconds)
+        try:
+            self.card("toast", title, body, ttl_s=seconds)
+        except (BusError, Refused):
+            self._release_quietly("display")  # no toast (displayd restarting): the claim is not left over the app
+            raise
         self.node.after(seconds, lambda: self._release_quietly("display"))
 
     def speak(self, text: str, interrupt: bool = False) -> None:
