@@ -49,6 +49,18 @@ PICKLED_CHECKPOINT = "shell-checkpoint.pickle"  # an older shell's: never read (
 NODE_EXPIRY = 3.0  # heartbeat timeouts (or periods, if longer) after which a silent node leaves `nodes`
 
 
+def _exists(pid) -> bool:
+    if type(pid) is not int or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's (an app's): there
+    return True
+
+
 def boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -363,6 +375,13 @@ class ShellDaemon:
         self.core.restore(data["core"])
         self.cmd, self.sessions, self.boot_s = data["cmd"], data["sessions"], data["boot_s"]
         self.published = data["published"]
+        # The census too: a new shell that listed nobody until each beat came in (every 5 to 30 s) told
+        # every daemon that keeps things for others (bus.departures) that all of them had left, and
+        # displayd dropped every app's cards. Each is listed until its silence says otherwise.
+        now = time.monotonic()
+        for name, info in (self.published.get("shell.state") or {}).get("nodes", {}).items():
+            if name != self.node.name and _exists(info.get("pid")):
+                self.nodes[name] = {"pid": info["pid"], "seen": now, "identity": None}
         log.info("shell: resumed from the checkpoint in state %s", self.core.state)
 
     def close(self) -> None:
