@@ -84,7 +84,7 @@ class Launcher:
         self.keys = keys.keys_dir(runtime)
         if not os.environ.get("LENS_KEYS_DIR"):  # development: a key per process, made once, kept across boots
             keys.ensure_development_keys(runtime)
-            keys.generate(self.keys, [spec.name for spec in processes])
+            keys.generate(self.keys, [spec.name for spec in processes if not spec.dev_only])
         notify_dir = runtime.path("notify")
         notify_dir.mkdir(mode=0o700, exist_ok=True)
         self.children: dict[str, Child] = {}
@@ -111,7 +111,8 @@ class Launcher:
         env.pop("WATCHDOG_PID", None)  # ours (if systemd watches the launcher) is not the child's
         if self.model:
             env["LENS_MODEL"] = self.model
-        key = self.keys / f"{spec.name}.key_secret"  # its own identity, never the developer's
+        # Its own identity, never the developer's; but a developer's tool (the live view) is the developer.
+        key = self.keys / f"{keys.DEVELOPER if spec.dev_only else spec.name}.key_secret"
         env.pop("LENS_KEY", None)
         if key.exists():
             env["LENS_KEY"] = str(key)
