@@ -272,8 +272,7 @@ def hold_runtime(runtime: Runtime):
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "?"
+            holder = _holder(lock)
             lock.close()
             raise AlreadyUp(f"lensos is already up on {runtime.dir} (lens up, pid {holder}); stop that one "
                             f"first (Ctrl-C where it runs, or kill {holder})") from None
@@ -292,6 +291,18 @@ def hold_runtime(runtime: Runtime):
         raise AlreadyUp(f"a broker already serves {runtime.dir} (pid "
                         f"{runtime.lock_path.read_text().strip() or '?'}): lensos is running there already")
     return lock
+
+
+def _holder(lock, wait_s: float = 1.0) -> str:
+    """The pid the lock's holder wrote. Started at the same moment, the holder may have the lock and not yet
+    its pid in the file: it writes it right after locking, so it is read again for a moment before '?'."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        lock.seek(0)
+        holder = lock.read().strip()
+        if holder or time.monotonic() > deadline:
+            return holder or "?"
+        time.sleep(0.01)
 
 
 def release_runtime(runtime: Runtime, lock) -> None:
