@@ -358,6 +358,22 @@ def test_lens_paths_names_where_photos_recordings_the_privacy_log_and_state_are(
     assert f"{state}/photos" in text and "take a photo" in text
 
 
+def test_lens_paths_names_the_policys_media_dir_for_photos_and_recordings(procs, runtime, tmp_path):
+    """[camera] media_dir moves camerad's photos and recordings (daemons.camera.media_dir); lens paths named
+    the state directory still."""
+    from tests.conftest import tuned_policies
+
+    media = tmp_path / "media"
+    procs.use_env(LENS_POLICY_DIR=str(tuned_policies(tmp_path, {"hardware.toml": {"camera": {"media_dir": str(media)}}})))
+    for board in ((), ("--board",)):
+        found = json.loads(procs.run_lens("paths", *board, "--json").stdout)
+        assert (found["photos"], found["recordings"]) == (f"{media}/photos", f"{media}/recordings"), board
+        assert found["privacy_log"] != f"{media}/privacy-audit.jsonl"
+    (tmp_path / "policies" / "hardware.toml").write_text("[camera\n")
+    broken = procs.run_lens("paths")
+    assert broken.returncode == 2 and "hardware.toml" in broken.stderr and "Traceback" not in broken.stderr
+
+
 def test_lens_paths_follows_the_bus_it_is_given_to_that_bus_s_own_state(procs, runtime, tmp_path):
     """Without $LENS_STATE_DIR each bus keeps its own state (bus.runtime.state_dir): `lens paths --runtime-dir`
     names that bus's, where its camerad and shell write, not the default bus's."""
