@@ -50,6 +50,7 @@ class App:
         self.manifest: Manifest = read((apps or apps_dir()) / app_id / "manifest.toml")
         self.id = app_id
         self.node = Node(app_id, runtime, heartbeat=service.HEARTBEAT_S)
+        self._kept: Kept | None = None
         self.shell: dict = {}
         self.foreground = False
         self.notices = Notices()  # the shell's focus and capture notices to this app
@@ -94,8 +95,11 @@ class App:
 
     def kept(self, schema: dict, survives_reboot: bool = True) -> Kept:
         """This app's own state, kept across its restarts in its own state directory (``bus.kept``): ``load()``
-        before ``run()``, ``save(state)`` at each change."""
-        return Kept(state_dir(None, self.node.runtime.dir), self.id, schema, survives_reboot=survives_reboot)
+        before ``run()``, ``save(state)`` at each change (on disk at once; synced for a power cut within
+        ``bus.kept.SYNC_S``, and when the app stops)."""
+        self._kept = Kept(state_dir(None, self.node.runtime.dir), self.id, schema, survives_reboot=survives_reboot,
+                          later=self.node.after)
+        return self._kept
 
     @property
     def has_display(self) -> bool:
@@ -231,6 +235,8 @@ class App:
             self.node.run()
         finally:
             self.on_stop()
+            if self._kept is not None:
+                self._kept.sync()  # what on_stop kept, through a power cut too
             self.node.close()  # node.bye: the shell takes back whatever this app held, at once
 
     # --- the bus's side ---------------------------------------------------------------------
