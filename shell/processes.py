@@ -33,7 +33,7 @@ class Process:
     sockets: tuple[str, ...] = ("AF_UNIX",)  # address families it may open (AF_INET*: a network at all)
     capabilities: tuple[str, ...] = ()  # the only privileges it keeps (none unless named here)
     jit: bool = False  # needs writable, executable memory (cffi closures)
-    state: bool = False  # keeps files across boots (StateDirectory=lensos/NAME)
+    state: bool = False  # keeps files (StateDirectory=lensos/NAME): whoever has --state-dir, a test checks
     dev_only: bool = False  # development only: `lens up` with its flag, never a unit on the board
     files: int = 1024  # descriptors it may hold open (LimitNOFILE=), set deliberately, not systemd's default
     doc: str = ""
@@ -54,7 +54,7 @@ PROCESSES: tuple[Process, ...] = (
     Process("inputd", "daemons.input", after=("broker",), backends=("real", "sim"), devices=("char-input r",),
             groups=("input",), doc="the temple touchpad and button, as gestures"),
     Process("displayd", "daemons.display", after=("broker",), backends=("real", "none", "sim"),
-            devices=("/dev/fb0 rw",), groups=("video",), writes=("/sys/class/backlight",),
+            devices=("/dev/fb0 rw",), groups=("video",), writes=("/sys/class/backlight",), state=True,
             doc="the compositor: HUD, the focused app's card, toasts, alerts (G1: cards spoken)"),
     Process("audiod", "daemons.audio", after=("broker",), backends=("real", "sim"), devices=("char-alsa rw",),
             groups=("audio",), jit=True,  # PortAudio's callbacks go through cffi closures

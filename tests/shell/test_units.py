@@ -168,3 +168,16 @@ def test_camerads_media_dir_is_opened_to_its_unit_and_made_for_its_group(tmp_pat
     shown = subprocess.run([PYTHON, "-m", "shell.cli", "units", "show", "camerad"], cwd=REPO, capture_output=True,
                            text=True, timeout=60, env=dict(os.environ))
     assert "ReadWritePaths=/media/lensos" in shown.stdout
+
+
+def test_every_process_that_keeps_state_has_a_state_directory_on_the_board():
+    """displayd keeps its cards across its restarts (bus.kept) but had no StateDirectory=: on the board it
+    would have written under a home it may not write."""
+    for process in BOARD:
+        helped = subprocess.run([PYTHON, "-m", process.module, "--help"], cwd=REPO, capture_output=True, text=True,
+                                timeout=60)
+        assert helped.returncode == 0, helped.stderr
+        keeps = "--state-dir" in helped.stdout
+        unit = parse(render_all(PYTHON)[service_name(process.name)])
+        assert process.state == keeps, f"{process.name}: --state-dir {keeps}, state {process.state}"
+        assert bool(values(unit, "Service", "StateDirectory")) == keeps, process.name
