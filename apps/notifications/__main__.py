@@ -31,6 +31,7 @@ KEEP = 50
 LIMITS = {"id": 64, "source": 64, "title": 200, "body": 1000}  # characters kept of each field
 CLASS = "notification"  # policies/focus.toml [roles]: over the foreground app, under the assistant
 KEPT = {"items": "list[dict]", "unread": "int"}
+UNREAD_MAX = 2**31 - 1
 
 
 class Notifications(App):
@@ -50,7 +51,9 @@ class Notifications(App):
         for item in reversed((kept.get("items") or [])[:KEEP]):
             if type(item) is dict and all(type(item.get(k)) is str for k in ("source", "title")):
                 self.items.appendleft({k: v[:LIMITS[k]] for k, v in item.items() if k in LIMITS and type(v) is str})
-        self.unread = min(max(0, kept.get("unread") or 0), len(self.items))
+        # Not cut to the list: 1,000 unread of which the newest KEEP are listed stay 1,000 unread (what the live
+        # app said); bounded only so that a hostile file cannot make a number the bus cannot carry.
+        self.unread = min(max(0, kept.get("unread") or 0), UNREAD_MAX)
 
     def on_start(self) -> None:
         self.publish_state()
