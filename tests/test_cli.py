@@ -185,6 +185,30 @@ def test_lens_up_aborts_and_restarts_a_process_whose_loop_hangs(procs, runtime):
     assert up.wait(DEADLINE_S) == 0
 
 
+def test_under_lens_up_a_hung_daemon_is_reported_silent_before_its_watchdog_restarts_it(procs, runtime, nodes):
+    """Issue 28, line 9: under the table's 10 s watchdog a SIGSTOPped daemon was listed alive under its old pid
+    until it was killed; the shell never said so."""
+    up = procs.lens("up", "--only", "shell,ledd", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_line(up.stdout, "processes ready in")
+    [ledd_pid] = children_of(up.pid, "daemons.led")
+    states: list[dict] = []
+    watcher = nodes("watcher")
+    watcher.subscribe("shell.state", lambda msg: states.append(msg.payload))
+    watcher.start()
+    wait_for(lambda: states and states[-1]["nodes"].get("ledd", {}).get("pid") == ledd_pid, DEADLINE_S,
+             "ledd listed", poll=watcher.run_once)
+    os.kill(ledd_pid, signal.SIGSTOP)
+    wait_for(lambda: states[-1]["nodes"].get("ledd", {}).get("pid") not in (None, ledd_pid), 3 * DEADLINE_S,
+             "ledd killed by its watchdog and back", poll=watcher.run_once)
+    reported = [s for s in states if (s.get("silent") or {}).get("ledd", {}).get("pid") == ledd_pid]
+    assert reported, "the hung ledd was never reported silent while it was there"
+    assert "ledd" in reported[0]["degraded"] and reported[0]["nodes"]["ledd"]["pid"] == ledd_pid
+    assert not states[-1]["silent"] and "ledd" not in states[-1]["degraded"]  # the others were never started
+    up.send_signal(signal.SIGINT)
+    rest = drain_lines(up.stdout)
+    assert up.wait(DEADLINE_S) == 0, rest
+
+
 def test_lens_up_checks_its_choices_against_the_table(procs):
     result = procs.run_lens("up", "--backend", "shell=real")
     assert result.returncode == 2 and "shell is not a process with backends" in result.stderr
