@@ -26,9 +26,11 @@ def gather(runtime_dir: str | None, timeout: float = 3.0) -> dict[str, dict]:
 def render(found: dict[str, dict]) -> str:
     shell = found["shell.state"]
     silent = shell.get("silent") or {}
-    missing = [name for name in shell["degraded"] if name not in silent]
-    troubles = [f"{', '.join(missing)} missing"] * bool(missing) + \
-        [f"{', '.join(n for n in shell['degraded'] if n in silent)} silent"] * bool(set(shell["degraded"]) & set(silent))
+    troubles = []
+    for word, names in (("missing", [n for n in shell["degraded"] if n not in silent]),
+                        ("silent", [n for n in shell["degraded"] if n in silent])):
+        if names:
+            troubles.append(f"{', '.join(names)} {word}")
     lines = [f"state      {shell['state']}" + (f"  (degraded: {'; '.join(troubles)})" if troubles else "")
              + f"   model {shell['model']}   boot {_secs(shell.get('boot_s'))}",
              f"foreground {shell['foreground'] or '-'}   brightness {_brightness(shell, found.get('display.state'))}   "
