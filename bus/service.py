@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 import threading
@@ -31,11 +30,6 @@ from bus.node import Node
 # developer's shared key, whose death the bus cannot tell, beat faster once they ask for focus
 # (bus.node.WATCHED_HEARTBEAT_S).
 HEARTBEAT_S = 5.0
-# A process its supervisor watches (systemd's WatchdogSec=, lens up's the same) is restarted within its
-# watchdog timeout when its loop hangs, and its death is seen at once: its beats need say no more than
-# that it is there (to a shell that restarted, say). It beats once every this many watchdog pings, in
-# the same wake-up (30 s with the table's 10 s watchdog); each beat wakes about seven threads.
-SUPERVISED_BEATS = 6
 
 
 def arguments(name: str, doc: str | None, backends: tuple[str, ...] = (),
@@ -99,8 +93,10 @@ def _thread_died(args: threading.ExceptHookArgs) -> None:
 
 
 def heartbeat_period() -> float:
-    """HEARTBEAT_S, or a whole number of watchdog pings (at least SUPERVISED_BEATS) when supervised."""
+    """HEARTBEAT_S; or, for a process its supervisor watches (systemd's WatchdogSec=, lens up's the same),
+    the watchdog ping's period: it beats with each ping, in the same wake-up (every 5 s under the table's
+    10 s watchdog). The shell calls a process silent after 1.5 of its periods (shell.census), 3/4 of the
+    watchdog's timeout, so a hung one is reported before its supervisor kills it. Beating once every six
+    pings (30 s) cost an idle bus less, but then no rule could tell a hang in time."""
     ping = sdnotify.watchdog_period()
-    if ping is None:
-        return HEARTBEAT_S
-    return ping * max(SUPERVISED_BEATS, math.ceil(HEARTBEAT_S / ping))
+    return HEARTBEAT_S if ping is None else ping

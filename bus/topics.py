@@ -188,8 +188,12 @@ _TABLE = [
     Topic("shell.state", Kind.STATE, "shell",
           {"state": "str", "running": "bool", "degraded": "list[str]", "ready": "list[str]", "foreground": "str?",
            "brightness": "float", "recording_allowed": "bool", "remote_calls": "bool", "power": "dict",
-           "focus": "dict", "privacy": "dict", "nodes": "dict", "boot_s": "float?", "model": "str"},
-          doc="the system state as the shell decided it: what `lens status` shows and the HUD mirrors"),
+           "focus": "dict", "privacy": "dict", "nodes": "dict", "silent": "dict?", "boot_s": "float?",
+           "model": "str"},
+          doc="the system state as the shell decided it: what `lens status` shows and the HUD mirrors. nodes: "
+              "each process heard on the bus, {pid}; silent: those whose heartbeat is overdue (hung, most likely: "
+              "shell.census), {pid, since: the wall time of its last beat}; degraded: required processes missing "
+              "at boot, and system processes silent"),
     Topic("shell.focus.request", Kind.REQUEST, "shell",
           {"resource": "str", "kind": "str", "cls": "str", "reason": "str", "purpose": "str?", "behalf": "str?"},
           reply={"status": "str", "reason": "str", "beat_s": "float?"}, watched=True,

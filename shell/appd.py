@@ -10,7 +10,10 @@ that exits 0 (stopped, or done) stays stopped.
 
 What should run is latched in ``appd.state``: a restarted appd reads its
 predecessor's word and starts those apps again; a fresh boot starts
-``policies/system.toml [apps] boot``.
+``policies/system.toml [apps] boot``. Each app has a state directory of its
+own, ``<state dir>/apps/<id>`` (its ``$LENS_STATE_DIR``, its user's alone),
+where it keeps what must outlive its process (``bus.kept``): an app started
+again, after its own crash or appd's, carries on where it was.
 """
 
 from __future__ import annotations
@@ -18,17 +21,20 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 from apps.sdk.manifest import Manifest, hidden_reason, load_all
 from bus import keys, service
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
+from bus.runtime import state_dir
 from policies.schema import PolicyError, load, unknown_names
 from shell.appusers import AppUsers, confine
 from shell.launcher import BACKOFF_FIRST_S, backoff
@@ -47,8 +53,9 @@ class Child:
 
 class Appd:
     def __init__(self, node: Node, manifests: dict[str, Manifest], boot: list[str], model: str,
-                 has_display: bool, users: AppUsers):
+                 has_display: bool, users: AppUsers, state: Path | None = None):
         self.node, self.users = node, users
+        self.state = state  # each app's own directory is under it
         self.manifests = manifests
         self.boot = boot
         self.model, self.has_display = model, has_display
@@ -123,6 +130,8 @@ class Appd:
         env["LENS_KEY_FD"], env["LENS_KEY_NAME"] = str(read_end), app
         # The app's directory, run as a script: the shipped apps and those of $LENS_APPS_DIR alike.
         try:
+            if self.state is not None:
+                env["LENS_STATE_DIR"] = str(self.app_state_dir(app, uid))
             popen = subprocess.Popen([sys.executable, str(self.manifests[app].path.parent)], env=env, cwd="/",
                                      start_new_session=True, preexec_fn=partial(confine, os.getpid()),
                                      pass_fds=(read_end,), **self.users.popen_args(uid))
@@ -135,6 +144,23 @@ class Appd:
         pidfd = os.pidfd_open(popen.pid)
         self.children[app] = Child(popen, pidfd, time.monotonic())
         self.node.watch(pidfd, lambda: self.reap(app))
+
+    def app_state_dir(self, app: str, uid: int | None) -> Path:
+        """``<state dir>/apps/<app>``, 0700 and the app's user's: no other app may read what it keeps. The
+        directories above it are opened to its user for passing through only (o+x: nothing there is listed,
+        and every file keeps its own 0600)."""
+        directory = self.state / "apps" / app
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if uid is not None:
+            for above in (self.state, self.state / "apps"):
+                mode = stat.S_IMODE(os.stat(above).st_mode)
+                if not mode & stat.S_IXOTH:
+                    os.chmod(above, mode | stat.S_IXOTH)
+            info = os.stat(directory)
+            if (info.st_uid, info.st_gid) != (uid, uid):
+                for path in [directory, *directory.rglob("*")]:  # the same user at each start; not after a re-range
+                    os.chown(path, uid, uid, follow_symlinks=False)
+        return directory
 
     def reap(self, app: str) -> None:
         child = self.children.pop(app)
@@ -192,7 +218,8 @@ class Appd:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = service.arguments("shell.appd", __doc__).parse_args(argv)
+    args = service.arguments("shell.appd", __doc__, state_dir="each app's own state directory, apps/<id>"
+                             ).parse_args(argv)
     with service.exits_on("appd", PolicyError):
         policy = load(args.policy_dir, args.model)
     manifests, errors = load_all()
@@ -206,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         if not users.isolated:  # the usual development setup, not a fault: said once, with the way out
             log.info("apps share appd's user here, as in development: %s. On the board each app is a user of "
                      "its own; to have that here, %s", users.shared_because, users.remedy)
-        appd = Appd(node, manifests, apps["boot"], policy.model, policy.has_display, users)
+        appd = Appd(node, manifests, apps["boot"], policy.model, policy.has_display, users,
+                    state_dir(args.state_dir, node.runtime.dir))
         node.start()
         appd.begin()
         try:

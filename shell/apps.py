@@ -11,7 +11,9 @@ appd does the processes. An app's state, as ``shell.apps`` shows it:
     failed    its process exited with an error; appd starts it again after a backoff
 
 An app started by name comes to the foreground once it is on the bus. When
-nothing is in front (the foreground app stopped or died), the home app is.
+nothing is in front (the foreground app stopped or died), the home app is;
+an app that was in front when it crashed (appd starts it again, or appd
+crashed and took every app with it) comes back to the front once it is back.
 The app in front at a critical shutdown is started again at the next boot
 (``bring_back``), and comes to the front once it is on the bus, home or not.
 An app whose manifest says background = false is stopped when another comes
@@ -117,6 +119,9 @@ class Apps:
             self.core.set_foreground(self.to_front, now)
             self.to_front = None
         front = self.core.foreground
+        if front is None and self.front not in (None, self.home) and self.front not in alive \
+                and self.front in self.host["wanted"] and self.to_front is None:
+            self.to_front = self.front  # it crashed (appd starts it again): back in front once it is there
         if (front is None or front not in alive) and self.home in alive:
             self.core.set_foreground(self.home, now)
         left, self.front = self.front, self.core.foreground

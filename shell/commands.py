@@ -162,9 +162,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_paths(args: argparse.Namespace) -> int:
+    from policies.schema import PolicyError
     from shell import paths
 
-    found = paths.paths(args.runtime_dir, board=args.board)
+    try:
+        found = paths.paths(args.runtime_dir, board=args.board)
+    except PolicyError as exc:  # photos and recordings go where the policy says: it must be read
+        print(f"lens paths: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps({name: place["path"] for name, place in found.items()}) if args.json else paths.render(found))
     return 0
 
@@ -215,13 +220,13 @@ def cmd_keys_generate(args) -> int:
 
 def cmd_units_show(args) -> int:
     from shell.processes import by_name
-    from shell.units import unit
+    from shell.units import render_all, service_name
 
     process = by_name().get(args.name)
     if process is None:
         print(f"lens units: no process {args.name!r} (known: {', '.join(by_name())})", file=sys.stderr)
         return 2
-    print(unit(process, args.python), end="")
+    print(render_all(args.python, (process,)).get(service_name(process.name), ""), end="")  # the policy's too
     return 0
 
 

@@ -34,6 +34,7 @@ from bus.runtime import write_atomically
 from bus.timers import Timer
 from shell import checkpoint
 from shell.apps import Apps
+from shell.census import Census
 from shell.core import CAPTURERS, ShellCore
 from shell.focus import Notice
 from policies.schema import Policy
@@ -46,7 +47,18 @@ AUDIT_FILE = "privacy-audit.jsonl"
 SAVED_FILE = "saved-state.json"  # written at critical, restored by the next boot
 CHECKPOINT_FILE = "shell-checkpoint.json"  # survives a crash of the shell, not a reboot
 PICKLED_CHECKPOINT = "shell-checkpoint.pickle"  # an older shell's: never read (unpickling runs code)
-NODE_EXPIRY = 3.0  # heartbeat timeouts (or periods, if longer) after which a silent node leaves `nodes`
+
+
+def _exists(pid) -> bool:
+    if type(pid) is not int or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's (an app's): there
+    return True
 
 
 def boot_id() -> str:
@@ -70,7 +82,8 @@ class ShellDaemon:
         self.cmd = int.from_bytes(os.urandom(4)) >> 1
         self.sessions: dict[tuple[str, str], dict] = {}  # open audit sessions
         self.boot_s: float | None = None
-        self.nodes: dict[str, dict] = {}  # name -> pid, last heartbeat (monotonic)
+        self.census = Census(node.name, policy.focus["liveness"]["heartbeat_timeout_s"])
+        self.nodes = self.census.nodes  # who is on the bus: name -> pid, last heartbeat, ... (shell.census)
         self.published: dict[str, dict] = {}
         self.timer: Timer | None = None
         self._resume_checkpoint()
@@ -103,9 +116,12 @@ class ShellDaemon:
             self.core.owner_gone(name, now, "exited")
         else:
             known = self.nodes.get(name)
-            self.nodes[name] = {"pid": msg.payload["pid"], "seen": now, "identity": msg.sender}
-            self.core.heartbeat(name, now, msg.payload.get("period_s") or 0.0)
-            if known is not None and known["pid"] == msg.payload["pid"]:
+            period = msg.payload.get("period_s") or 0.0
+            heard = self.census.beat(name, msg.payload["pid"], period, msg.sender, now)
+            self.core.heartbeat(name, now, period)
+            if heard == "back" or (heard == "same" and self.census.unproven):
+                self.settle()  # no longer silent; or someone's silence can be judged now that the bus carries beats
+            if heard != "new":
                 return  # only deadlines moved later: the armed timer fires early and re-arms, no more
             if known is not None and name in CAPTURERS:  # restarted before its silence or its key's end showed
                 self.core.owner_gone(name, now, f"restarted (pid {known['pid']} -> {msg.payload['pid']})")
@@ -235,6 +251,7 @@ class ShellDaemon:
     # --- outputs: the one place anything is published ---------------------------------
     def settle(self) -> None:
         core, now = self.core, time.monotonic()
+        next_check = self._judge_silence(now)
         core.tick(now)
         self.apps.arrange(set(self.nodes), now)
         if core.state == "critical" and core.saved_state is not None:
@@ -254,7 +271,17 @@ class ShellDaemon:
             self.boot_s = round(now - self.started, 3)
         self._publish_state(now)
         self._publish_if_changed("shell.apps", **self.apps.state(set(self.nodes)))
-        self._reschedule(now)
+        self._reschedule(now, next_check)
+
+    def _judge_silence(self, now: float) -> float | None:
+        """The census's rules (shell.census): who is silent now, who is gone; when to look again."""
+        _, gone, next_check, roll_call = self.census.check(now)
+        for name, quiet in gone:
+            if name in CAPTURERS:
+                self.core.owner_gone(name, now, f"no heartbeat for {quiet:.1f} s")
+        if roll_call is not None:  # who is up beats now: a hang told from a stalled bus
+            self.node.publish("node.census", reason=roll_call)
+        return next_check
 
     def _open_session(self, notice: CaptureNotice, now: float) -> None:
         key = (notice.owner, notice.resource)
@@ -305,6 +332,9 @@ class ShellDaemon:
     def _publish_state(self, now: float) -> None:
         state = self.core.snapshot()
         state["nodes"] = {name: {"pid": n["pid"]} for name, n in sorted(self.nodes.items())}
+        state["silent"] = self.census.silent()
+        # A hung system process is as good as a missing one; a hung app is the app's trouble, named in silent.
+        state["degraded"] = sorted({*state["degraded"], *(n for n in state["silent"] if n not in self.apps.manifests)})
         state["boot_s"] = self.boot_s
         state["model"] = self.policy.profile["name"]
         if self._publish_if_changed("shell.state", **state):
@@ -317,19 +347,8 @@ class ShellDaemon:
         self.published[topic] = payload
         return True
 
-    def _reschedule(self, now: float) -> None:
-        deadlines = [self.core.next_deadline()]
-        timeout = self.policy.focus["liveness"]["heartbeat_timeout_s"]
-        for name, seen, period in [(n, v["seen"], self.core.periods.get(n, 0.0)) for n, v in self.nodes.items()]:
-            expiry = max(timeout, period) * NODE_EXPIRY
-            if now - seen > expiry and name != self.node.name:
-                log.warning("shell: no heartbeat from %s for %.1f s; counted as gone", name, now - seen)
-                del self.nodes[name]
-                if name in CAPTURERS:
-                    self.core.owner_gone(name, now, f"no heartbeat for {now - seen:.1f} s")
-            else:
-                deadlines.append(seen + expiry)
-        wake = min((d for d in deadlines if d is not None), default=None)
+    def _reschedule(self, now: float, next_check: float | None) -> None:
+        wake = min((d for d in (self.core.next_deadline(), next_check) if d is not None), default=None)
         if self.timer is not None:
             self.timer.cancel()
         self.timer = None if wake is None else self.node.after(max(wake - now, 0.0) + 0.001, self.settle)
@@ -378,6 +397,13 @@ class ShellDaemon:
         self.core.restore(data["core"])
         self.cmd, self.sessions, self.boot_s = data["cmd"], data["sessions"], data["boot_s"]
         self.published = data["published"]
+        # The census too: a new shell that listed nobody until each beat came in (every 5 to 30 s) told
+        # every daemon that keeps things for others (bus.departures) that all of them had left, and
+        # displayd dropped every app's cards. Each is listed until its silence says otherwise.
+        now = time.monotonic()
+        for name, info in (self.published.get("shell.state") or {}).get("nodes", {}).items():
+            if name != self.node.name and _exists(info.get("pid")):
+                self.census.resume(name, info["pid"], self.core.periods.get(name, 0.0), now)
         log.info("shell: resumed from the checkpoint in state %s", self.core.state)
 
     def close(self) -> None:

@@ -20,14 +20,14 @@ from shell.daemon import AUDIT_FILE, SAVED_FILE
 class Place(NamedTuple):
     name: str
     owner: str  # the process that writes it: on the board, whose state directory holds it ("": all of them)
-    under: str  # "state" or "runtime"
+    under: str  # "state", "runtime", or "media" (the policy's [camera] media_dir, else the state directory)
     relative: str  # "" for the directory itself
     what: str
 
 
 PLACES = (
-    Place("photos", "camerad", "state", "photos", "a photo (\"take a photo\"): DATE-TIME-FRAME.jpg"),
-    Place("recordings", "camerad", "state", "recordings", "a video: a directory per recording, segments and index"),
+    Place("photos", "camerad", "media", "photos", "a photo (\"take a photo\"): DATE-TIME-FRAME.jpg"),
+    Place("recordings", "camerad", "media", "recordings", "a video: a directory per recording, segments and index"),
     Place("privacy_log", "shell", "state", AUDIT_FILE, "every camera and mic session (`lens privacy log`)"),
     Place("saved_state", "shell", "state", SAVED_FILE, "what the shell saves at a critical stop, for the next boot"),
     Place("state", "", "state", "", "the state directory, all of the above (on the board, one per process)"),
@@ -39,10 +39,13 @@ def paths(runtime_dir: str | None = None, board: bool = False) -> dict[str, dict
     """{name: {"path", "what"}} for this development machine (as `lens up` from this shell would use them),
     or for the board."""
     runtime = Path(units.RUNTIME_DIR) if board else Runtime.resolve(runtime_dir).dir
+    media = policy.load().hardware["camera"]["media_dir"]  # where camerad puts them (daemons.camera.media_dir)
     found = {}
     for place in PLACES:
         if place.under == "runtime":
             base = runtime
+        elif place.under == "media" and media:
+            base = Path(media)
         else:
             base = Path(units.STATE_ROOT, place.owner) if board else state_dir(None, runtime)
         found[place.name] = {"path": str(base / place.relative if place.relative else base), "what": place.what}

@@ -27,10 +27,13 @@ class Process:
     devices: tuple[str, ...] = ()  # systemd DeviceAllow= entries: only these device nodes
     groups: tuple[str, ...] = ()  # supplementary groups the devices need (besides lensos, for the bus)
     writes: tuple[str, ...] = ()  # paths outside its state and the bus it may write (sysfs attributes)
+    # hardware.toml settings ("section.key") that name a directory outside its state it writes (a media
+    # partition); an empty setting names none. The units open each (shell.units.policy_dirs).
+    writes_setting: tuple[str, ...] = ()
     sockets: tuple[str, ...] = ("AF_UNIX",)  # address families it may open (AF_INET*: a network at all)
     capabilities: tuple[str, ...] = ()  # the only privileges it keeps (none unless named here)
     jit: bool = False  # needs writable, executable memory (cffi closures)
-    state: bool = False  # keeps files across boots (StateDirectory=lensos/NAME)
+    state: bool = False  # keeps files (StateDirectory=lensos/NAME): whoever has --state-dir, a test checks
     dev_only: bool = False  # development only: `lens up` with its flag, never a unit on the board
     files: int = 1024  # descriptors it may hold open (LimitNOFILE=), set deliberately, not systemd's default
     doc: str = ""
@@ -51,7 +54,7 @@ PROCESSES: tuple[Process, ...] = (
     Process("inputd", "daemons.input", after=("broker",), backends=("real", "sim"), devices=("char-input r",),
             groups=("input",), doc="the temple touchpad and button, as gestures"),
     Process("displayd", "daemons.display", after=("broker",), backends=("real", "none", "sim"),
-            devices=("/dev/fb0 rw",), groups=("video",), writes=("/sys/class/backlight",),
+            devices=("/dev/fb0 rw",), groups=("video",), writes=("/sys/class/backlight",), state=True,
             doc="the compositor: HUD, the focused app's card, toasts, alerts (G1: cards spoken)"),
     Process("audiod", "daemons.audio", after=("broker",), backends=("real", "sim"), devices=("char-alsa rw",),
             groups=("audio",), jit=True,  # PortAudio's callbacks go through cffi closures
@@ -60,7 +63,7 @@ PROCESSES: tuple[Process, ...] = (
             sockets=("AF_UNIX", "AF_INET", "AF_INET6"),  # may reach an LLM endpoint off the glasses
             doc="ask and hear or see the answer: offline intents, an optional OpenAI-compatible LLM"),
     Process("camerad", "daemons.camera", after=("broker",), required=False, backends=("real", "sim"),
-            devices=("/dev/video0 rw",), groups=("video",), state=True,
+            devices=("/dev/video0 rw",), groups=("video",), state=True, writes_setting=("camera.media_dir",),
             doc="frames into a shared-memory ring, photos, video segments; only with the LED lit"),
     # No network for apps yet: until each app runs in its own sandbox, one with the network permission
     # would open it to all of them (privacy first); the lens app's online backend is for development.

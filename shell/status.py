@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 
 from bus.errors import BusError
 from bus.cli import tool_node
@@ -24,8 +25,13 @@ def gather(runtime_dir: str | None, timeout: float = 3.0) -> dict[str, dict]:
 
 def render(found: dict[str, dict]) -> str:
     shell = found["shell.state"]
-    lines = [f"state      {shell['state']}" + (f"  (degraded: {', '.join(shell['degraded'])} missing)"
-                                                 if shell["degraded"] else "")
+    silent = shell.get("silent") or {}
+    troubles = []
+    for word, names in (("missing", [n for n in shell["degraded"] if n not in silent]),
+                        ("silent", [n for n in shell["degraded"] if n in silent])):
+        if names:
+            troubles.append(f"{', '.join(names)} {word}")
+    lines = [f"state      {shell['state']}" + (f"  (degraded: {'; '.join(troubles)})" if troubles else "")
              + f"   model {shell['model']}   boot {_secs(shell.get('boot_s'))}",
              f"foreground {shell['foreground'] or '-'}   brightness {_brightness(shell, found.get('display.state'))}   "
              f"recording {'allowed' if shell['recording_allowed'] else 'refused'}   "
@@ -61,9 +67,13 @@ def render(found: dict[str, dict]) -> str:
         # started; --json has it): a fact here, not repeated as an alarm on every call.
         kept = "each a user of its own" if host["shared_user"] is None else "sharing appd's user"
         lines.append(f"apps       {', '.join(host['running']) or '-'}   ({kept})")
-    lines.append(f"ready      {', '.join(shell['ready']) or '-'}")
-    alive = ", ".join(f"{name}[{info['pid']}]" for name, info in shell["nodes"].items())
+    lines.append(f"ready      {', '.join(n for n in shell['ready'] if n not in silent) or '-'}")
+    alive = ", ".join(f"{name}[{info['pid']}]" for name, info in shell["nodes"].items() if name not in silent)
     lines.append(f"alive      {alive or '-'}")
+    if silent:  # listed still (a hang may pass; its supervisor restarts it if not), but not as alive
+        now = time.time()
+        lines.append("silent     " + ", ".join(f"{name}[{info['pid']}] no heartbeat for {now - info['since']:.0f} s"
+                                               for name, info in silent.items()) + " (hung?)")
     return "\n".join(lines)
 
 

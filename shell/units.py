@@ -27,6 +27,10 @@ RUNTIME_DIR = "/run/lensos"
 STATE_ROOT = "/var/lib/lensos"  # each process with state keeps it in STATE_ROOT/<name>
 KEYS_DIR = "/etc/lensos/keys"
 GROUP = "lensos"
+# The group of a directory a setting puts outside a process's state (camerad's media_dir on a partition of its
+# own): ProtectSystem=strict opens it to the unit (ReadWritePaths=), but only a group can let a dynamic user
+# write there, whose uid is not known when tmpfiles.d makes the directory.
+SETTING_GROUP = "lensos-media"
 
 # Hardening every unit gets: nothing here depends on what the process does.
 _HARDENING = [
@@ -58,7 +62,18 @@ def service_name(name: str) -> str:
     return f"lensos-{name}.service"
 
 
-def unit(process: Process, python: str) -> str:
+def policy_dirs(process: Process, hardware: dict) -> list[str]:
+    """The directories ``process`` writes outside its state, as the hardware policy sets them (none if empty)."""
+    found = []
+    for setting in process.writes_setting:
+        section, key = setting.split(".")
+        if hardware[section][key]:
+            found.append(hardware[section][key])
+    return found
+
+
+def unit(process: Process, python: str, dirs: list[str] = ()) -> str:
+    """``dirs``: policy_dirs(process): opened to it, and their group given to it."""
     after = [service_name(name) for name in process.after]
     unit_section = [("Description", f"lensos {process.name}: {process.doc}"), ("PartOf", "lensos.target"),
                     ("StartLimitIntervalSec", "60"), ("StartLimitBurst", "5")]
@@ -83,9 +98,9 @@ def unit(process: Process, python: str) -> str:
     if process.name == "broker":
         service += [("Group", GROUP)]  # the bus directory is the group's (TMPFILES); its bus/ is the broker's
     else:
-        service += [("SupplementaryGroups", " ".join((GROUP, *process.groups)))]
+        service += [("SupplementaryGroups", " ".join((GROUP, *process.groups, *[SETTING_GROUP] * bool(dirs))))]
     service += [("ReadWritePaths", RUNTIME_DIR)]
-    service += [("ReadWritePaths", path) for path in process.writes]
+    service += [("ReadWritePaths", path) for path in (*process.writes, *dirs)]
     if process.state:
         service += [("StateDirectory", f"lensos/{process.name}"),
                     ("Environment", f"LENS_STATE_DIR={STATE_ROOT}/{process.name}")]
@@ -122,7 +137,9 @@ def target(processes: tuple[Process, ...] = PROCESSES) -> str:
 
 LED_GROUP = "lensos-led"
 SYSUSERS = (f"# The group whose members reach the lensos bus in {RUNTIME_DIR}.\ng {GROUP} -\n"
-            f"# ledd's: the capture LED's sysfs attributes are the group's (lensos.udev.rules).\ng {LED_GROUP} -\n")
+            f"# ledd's: the capture LED's sysfs attributes are the group's (lensos.udev.rules).\ng {LED_GROUP} -\n"
+            f"# Directories the policy puts outside a process's state (camerad's media_dir): the group's.\n"
+            f"g {SETTING_GROUP} -\n")
 
 
 def udev_rules() -> str:
@@ -145,12 +162,20 @@ TMPFILES = f"# The lensos bus directory (shell/units.py).\nd {RUNTIME_DIR} 3770 
 
 
 def render_all(python: str, processes: tuple[Process, ...] = PROCESSES) -> dict[str, str]:
-    """File name -> text, for every unit, the target, the sysusers.d and tmpfiles.d entries and the udev rules."""
+    """File name -> text, for every unit, the target, the sysusers.d and tmpfiles.d entries and the udev rules
+    (from the process table and the policy, $LENS_POLICY_DIR's or the installed one)."""
+    from policies.schema import load
+
+    hardware = load().hardware
     processes = tuple(p for p in processes if not p.dev_only)
-    files = {service_name(p.name): unit(p, python) for p in processes}
+    dirs = {p.name: policy_dirs(p, hardware) for p in processes}
+    files = {service_name(p.name): unit(p, python, dirs[p.name]) for p in processes}
     files["lensos.target"] = target(processes)
     files["lensos.sysusers.conf"] = SYSUSERS
-    files["lensos.tmpfiles.conf"] = TMPFILES
+    # Made at every boot if missing (a fresh partition), setgid so what the process makes in it is the group's.
+    files["lensos.tmpfiles.conf"] = TMPFILES + "".join(
+        f"# {p.name}'s {', '.join(p.writes_setting)} (policies/hardware.toml).\nd {d} 2770 root {SETTING_GROUP} -\n"
+        for p in processes for d in dirs[p.name])
     files["lensos.udev.rules"] = udev_rules()
     return files
 

@@ -115,15 +115,16 @@ def test_watchdog_period_is_half_the_supervisors_timeout(monkeypatch):
     assert sdnotify.watchdog_period() is None
 
 
-def test_a_supervised_process_beats_once_every_few_watchdog_pings(monkeypatch):
-    from bus.service import HEARTBEAT_S, SUPERVISED_BEATS, heartbeat_period
+def test_a_supervised_process_beats_with_each_watchdog_ping_so_its_silence_shows_before_the_watchdog(monkeypatch):
+    from bus.service import HEARTBEAT_S, heartbeat_period
+    from shell.census import SILENT_BEATS
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
     assert heartbeat_period() == HEARTBEAT_S  # nobody restarts it if it hangs: the shell must hear it
-    monkeypatch.setenv("WATCHDOG_USEC", "10000000")  # the table's 10 s: a ping every 5 s
-    assert heartbeat_period() == 5.0 * SUPERVISED_BEATS
-    monkeypatch.setenv("WATCHDOG_USEC", "1000000")  # a ping every 0.5 s: never faster than HEARTBEAT_S
-    assert heartbeat_period() == HEARTBEAT_S and (HEARTBEAT_S / 0.5).is_integer()
+    for watchdog_s in (10, 1, 60):  # the table's 10 s: a ping every 5 s, and a beat with it
+        monkeypatch.setenv("WATCHDOG_USEC", str(watchdog_s * 1_000_000))
+        assert heartbeat_period() == sdnotify.watchdog_period()
+        assert SILENT_BEATS * heartbeat_period() < watchdog_s, "the shell calls it silent before it is killed"
 
 
 def test_lens_up_boots_to_all_ready_serves_the_bus_and_stops_cleanly(procs, runtime):
@@ -136,7 +137,7 @@ def test_lens_up_boots_to_all_ready_serves_the_bus_and_stops_cleanly(procs, runt
         return state if state["source"] == "shell" and state["payload"]["state"] != "booting" else None
     state = wait_for(latched_state, DEADLINE_S, "the shell running (its latched state, read by `lens bus sniff`)")
     # Every daemon was heard at boot, however their starts and the shell's interleaved: none is missing
-    # (each beats only every 30 s under lens up, so one missed would stay missing well past the deadline).
+    # (one missed would stay missing until its next beat, past the deadline).
     assert state["payload"]["running"] and state["payload"]["degraded"] == [], state["payload"]
     children = children_of(up.pid)
     assert sorted(children_of(up.pid, "-m")) == sorted(children) and len(children) == len([p for p in PROCESSES if not p.dev_only])
@@ -182,6 +183,30 @@ def test_lens_up_aborts_and_restarts_a_process_whose_loop_hangs(procs, runtime):
     up.send_signal(signal.SIGINT)
     drain_lines(up.stdout)
     assert up.wait(DEADLINE_S) == 0
+
+
+def test_under_lens_up_a_hung_daemon_is_reported_silent_before_its_watchdog_restarts_it(procs, runtime, nodes):
+    """Issue 28, line 9: under the table's 10 s watchdog a SIGSTOPped daemon was listed alive under its old pid
+    until it was killed; the shell never said so."""
+    up = procs.lens("up", "--only", "shell,ledd", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_line(up.stdout, "processes ready in")
+    [ledd_pid] = children_of(up.pid, "daemons.led")
+    states: list[dict] = []
+    watcher = nodes("watcher")
+    watcher.subscribe("shell.state", lambda msg: states.append(msg.payload))
+    watcher.start()
+    wait_for(lambda: states and states[-1]["nodes"].get("ledd", {}).get("pid") == ledd_pid, DEADLINE_S,
+             "ledd listed", poll=watcher.run_once)
+    os.kill(ledd_pid, signal.SIGSTOP)
+    wait_for(lambda: states[-1]["nodes"].get("ledd", {}).get("pid") not in (None, ledd_pid), 3 * DEADLINE_S,
+             "ledd killed by its watchdog and back", poll=watcher.run_once)
+    reported = [s for s in states if (s.get("silent") or {}).get("ledd", {}).get("pid") == ledd_pid]
+    assert reported, "the hung ledd was never reported silent while it was there"
+    assert "ledd" in reported[0]["degraded"] and reported[0]["nodes"]["ledd"]["pid"] == ledd_pid
+    assert not states[-1]["silent"] and "ledd" not in states[-1]["degraded"]  # the others were never started
+    up.send_signal(signal.SIGINT)
+    rest = drain_lines(up.stdout)
+    assert up.wait(DEADLINE_S) == 0, rest
 
 
 def test_lens_up_checks_its_choices_against_the_table(procs):
@@ -355,6 +380,22 @@ def test_lens_paths_names_where_photos_recordings_the_privacy_log_and_state_are(
     assert board["privacy_log"] == "/var/lib/lensos/shell/privacy-audit.jsonl"
     text = procs.run_lens("paths").stdout
     assert f"{state}/photos" in text and "take a photo" in text
+
+
+def test_lens_paths_names_the_policys_media_dir_for_photos_and_recordings(procs, runtime, tmp_path):
+    """[camera] media_dir moves camerad's photos and recordings (daemons.camera.media_dir); lens paths named
+    the state directory still."""
+    from tests.conftest import tuned_policies
+
+    media = tmp_path / "media"
+    procs.use_env(LENS_POLICY_DIR=str(tuned_policies(tmp_path, {"hardware.toml": {"camera": {"media_dir": str(media)}}})))
+    for board in ((), ("--board",)):
+        found = json.loads(procs.run_lens("paths", *board, "--json").stdout)
+        assert (found["photos"], found["recordings"]) == (f"{media}/photos", f"{media}/recordings"), board
+        assert found["privacy_log"] != f"{media}/privacy-audit.jsonl"
+    (tmp_path / "policies" / "hardware.toml").write_text("[camera\n")
+    broken = procs.run_lens("paths")
+    assert broken.returncode == 2 and "hardware.toml" in broken.stderr and "Traceback" not in broken.stderr
 
 
 def test_lens_paths_follows_the_bus_it_is_given_to_that_bus_s_own_state(procs, runtime, tmp_path):

@@ -5,11 +5,16 @@ It plays under audio_out focus, so a notification's chime ducks it and a
 call or the assistant's answer on G1 takes the speaker and gives it back;
 when another app takes the speaker for good, the song is paused where it
 was, and play resumes it there (audiod's start_s).
+
+The track, the place in it and whether it plays are kept (``bus.kept``) at
+each change: a music app started again after a crash, or after appd's (which
+takes every app with it), plays on from where the song had got to.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from apps.music.library import Track, tracks
@@ -20,6 +25,8 @@ from bus.errors import BusError
 log = logging.getLogger("music")
 RESTART_AFTER_S = 3.0  # swipe back further into a track than this starts it again instead
 TICK_S = 1.0  # now playing shows its position in seconds
+# position_s as of since_wall (wall clock: a new process's monotonic clock is not the last one's)
+KEPT = {"title": "str", "index": "int", "position_s": "float", "playing": "bool", "since_wall": "float"}
 
 
 def clock(seconds: float) -> str:
@@ -37,6 +44,24 @@ class Music(App):
         self.plays = 0  # each play has its own sound id: a late word about the last one is not about this one
         self.ticker = None
         self.node.subscribe("audio.played", self.on_played)
+        self.host = os.getppid()  # appd: a stop on its death is not the wearer's
+        self.store = self.kept(KEPT)
+        self.resume = self.restore(self.store.load())
+
+    def restore(self, kept: dict | None) -> bool:
+        """Where the last music app was (the track found by title, the library may have changed); True when
+        it was playing when it crashed (this boot: after a power cut the wearer starts the music again)."""
+        if not kept:
+            return False
+        titles = [t.title for t in self.tracks]
+        if kept["title"] not in titles:
+            return False
+        self.index = titles.index(kept["title"])
+        gone = max(0.0, time.time() - kept["since_wall"]) if kept["playing"] else 0.0
+        self.position = min(max(0.0, kept["position_s"] + gone), self.track.length_s)
+        if self.position >= self.track.length_s - 0.5:
+            self.index, self.position = (self.index + 1) % len(self.tracks), 0.0
+        return kept["playing"] and self.store.this_boot
 
     @property
     def sound_id(self) -> str:
@@ -52,6 +77,8 @@ class Music(App):
     # --- what the wearer does --------------------------------------------------------------
     def on_start(self) -> None:
         self.publish_state()
+        if self.resume:
+            self.play()
 
     def on_foreground(self) -> None:
         try:
@@ -145,6 +172,8 @@ class Music(App):
             self.pause(f"Paused: {notice['reason']}")
 
     def on_stop(self) -> None:
+        if os.getppid() != self.host:
+            return  # appd died and took this app with it: kept as playing, the next one plays on
         self.pause()
 
     # --- telling -----------------------------------------------------------------------------------
@@ -163,6 +192,8 @@ class Music(App):
             log.warning("cannot show: %s", exc)
 
     def publish_state(self) -> None:
+        self.store.save({"title": self.track.title, "index": self.index, "position_s": round(self.at(), 2),
+                         "playing": self.playing, "since_wall": time.time()})
         self.node.publish("music.state", title=self.track.title, index=self.index, count=len(self.tracks),
                           playing=self.playing, position_s=round(self.at(), 2), length_s=self.track.length_s)
 

@@ -13,6 +13,10 @@ faster than toasts and chimes go by: what arrives is only kept (the newest
 ``KEEP``, each field cut to ``LIMITS``) and one alert (count, toast, chime)
 is made for all that came meanwhile, from the loop once the backlog is in.
 A flood costs a few kilobytes, not a toast and a chime each.
+
+The list and the unread count are kept (``bus.kept``, in the app's own state
+directory) at each alert and each reading: a restarted app, or the glasses
+after a reboot, still has them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from bus.errors import BusError
 KEEP = 50
 LIMITS = {"id": 64, "source": 64, "title": 200, "body": 1000}  # characters kept of each field
 CLASS = "notification"  # policies/focus.toml [roles]: over the foreground app, under the assistant
+KEPT = {"items": "list[dict]", "unread": "int"}
+UNREAD_MAX = 2**31 - 1
 
 
 class Notifications(App):
@@ -37,6 +43,17 @@ class Notifications(App):
         self.arrived = 0  # since the last alert
         self.node.subscribe("phone.notification", self.on_notification)
         self.node.subscribe("audio.played", self.on_played)
+        self.store = self.kept(KEPT)
+        self.restore(self.store.load() or {})
+
+    def restore(self, kept: dict) -> None:
+        """What the last process of this app kept, each item cut to LIMITS again (the file is input too)."""
+        for item in reversed((kept.get("items") or [])[:KEEP]):
+            if type(item) is dict and all(type(item.get(k)) is str for k in ("source", "title")):
+                self.items.appendleft({k: v[:LIMITS[k]] for k, v in item.items() if k in LIMITS and type(v) is str})
+        # Not cut to the list: 1,000 unread of which the newest KEEP are listed stay 1,000 unread (what the live
+        # app said); bounded only so that a hostile file cannot make a number the bus cannot carry.
+        self.unread = min(max(0, kept.get("unread") or 0), UNREAD_MAX)
 
     def on_start(self) -> None:
         self.publish_state()
@@ -99,6 +116,7 @@ class Notifications(App):
             self.speak(f"{len(items)} notifications; cannot show them: {exc}")
 
     def publish_state(self) -> None:
+        self.store.save({"items": list(self.items), "unread": self.unread})
         latest = f"{self.items[0]['source']}: {self.items[0]['title']}" if self.items else None
         self.node.publish("notifications.state", count=len(self.items), unread=self.unread, latest=latest)
 

@@ -27,7 +27,9 @@ from typing import Callable, Iterator
 from apps.sdk.manifest import Manifest, apps_dir, read
 from bus.envelope import Message
 from bus.errors import BusError, RequestFailed
+from bus.kept import Kept
 from bus.node import Node
+from bus.runtime import state_dir
 from bus.shellclient import Notices
 from bus.waiting import wait_for
 
@@ -54,6 +56,7 @@ class App:
         self.manifest: Manifest = read((apps or apps_dir()) / app_id / "manifest.toml")
         self.id = app_id
         self.node = Node(app_id, runtime, heartbeat=IDLE_BEAT_S)
+        self._kept: Kept | None = None
         self.shell: dict = {}
         self.foreground = False
         self.notices = Notices()  # the shell's focus and capture notices to this app
@@ -95,6 +98,14 @@ class App:
     def start_app(self, app_id: str) -> str:
         """Start another app (it comes to the front once it is up); returns what the shell does next."""
         return self.ask("shell.app.request", app=app_id, action="start")["status"]
+
+    def kept(self, schema: dict, survives_reboot: bool = True) -> Kept:
+        """This app's own state, kept across its restarts in its own state directory (``bus.kept``): ``load()``
+        before ``run()``, ``save(state)`` at each change (on disk at once; synced for a power cut within
+        ``bus.kept.SYNC_S``, and when the app stops)."""
+        self._kept = Kept(state_dir(None, self.node.runtime.dir), self.id, schema, survives_reboot=survives_reboot,
+                          later=self.node.after)
+        return self._kept
 
     @property
     def has_display(self) -> bool:
@@ -141,7 +152,11 @@ class App:
             self.speak(f"{title}. {body}" if body else title)
             return
         self.focus("display", "transient", "toast", cls=cls)
-        self.card("toast", title, body, ttl_s=seconds)
+        try:
+            self.card("toast", title, body, ttl_s=seconds)
+        except (BusError, Refused):
+            self._release_quietly("display")  # no toast (displayd restarting): the claim is not left over the app
+            raise
         self.node.after(seconds, lambda: self._release_quietly("display"))
 
     def speak(self, text: str, interrupt: bool = False) -> None:
@@ -226,6 +241,8 @@ class App:
             self.node.run()
         finally:
             self.on_stop()
+            if self._kept is not None:
+                self._kept.sync()  # what on_stop kept, through a power cut too
             self.node.close()  # node.bye: the shell takes back whatever this app held, at once
 
     # --- the bus's side ---------------------------------------------------------------------

@@ -20,7 +20,9 @@ from bus import service
 from bus.departures import Departures
 from bus.envelope import Message
 from bus.errors import RequestRefused
+from bus.kept import Kept
 from bus.node import Node
+from bus.runtime import state_dir
 from daemons.display.panels import FbPanel, NonePanel, PanelError, SimPanel, png
 from daemons.display.render import Painter, compose
 from daemons.display.scene import CardError, Scene, View
@@ -32,19 +34,22 @@ CLOCK_PERIOD_S = 60.0  # the HUD clock shows minutes: between changes it is the 
 # The latched state the scene is made of, and the only process whose word on it counts.
 STATE_SOURCES = {"shell.state": "shell", "power.state": "powerd", "led.state": "ledd", "privacy.capture": "shell",
                  "notifications.state": "notifications"}
+# What displayd alone knows, kept across its restart (bus.kept): the apps' cards and the wearer's brightness.
+KEPT = {"cards": "list[dict]", "user_level": "float"}
 
 
 class Displayd:
     def __init__(self, node: Node, panel, painter: Painter | None, scene: Scene, size: tuple[int, int],
-                 refresh_hz: int):
+                 refresh_hz: int, kept: Kept | None = None):
         self.node, self.panel, self.painter, self.scene = node, panel, painter, scene
+        self.kept = kept
         self.width, self.height = size
         self.frame_s = 1.0 / refresh_hz if refresh_hz else 0.0
         self.layers: dict[str, tuple] = {}  # name -> (key, Layer): painted once per change
         self.shown: tuple | None = None  # key of the frame on the panel
         self.frames, self.last_render = 0, float("-inf")
         self.published_state: dict | None = None
-        self.restored = False
+        self.unchecked = False  # restored cards not yet checked against the shell's census
         self.live = False  # set once the node has started: nothing is shown from a half-known state
         self.spoken: set = set()  # G1: what was already said
         self.timer = None
@@ -54,7 +59,6 @@ class Displayd:
         for topic in STATE_SOURCES:
             node.subscribe(topic, self.on_state)
         Departures(node, self.on_gone)
-        node.subscribe("display.state", self.on_own_state)
         node.serve("display.card.request", self.on_card)
         node.serve("display.brightness.request", self.on_brightness)
         node.serve("display.clear.request", self.on_clear)
@@ -66,6 +70,10 @@ class Displayd:
             return
         if msg.topic == "shell.state":
             self.scene.shell = msg.payload
+            if self.unchecked:  # kept cards of apps that left while no displayd could hear it go with them
+                self.unchecked = False
+                for app in [a for a in self.scene.cards if a not in msg.payload.get("nodes", {})]:
+                    self.scene.drop_app(app)
         elif msg.topic == "power.state":
             self.scene.power = msg.payload
         elif msg.topic == "led.state":
@@ -99,12 +107,15 @@ class Displayd:
         return {"shown": False, "why": f"kept as {card.id!r}: shown when {msg.source} has display focus "
                                        f"(now {holder if view.on else 'the panel is off'})"}
 
-    def on_own_state(self, msg: Message) -> None:
-        """The broker's latched copy of our last state: a restarted displayd keeps the wearer's brightness."""
-        if msg.source == "displayd" and msg.incarnation != self.node.incarnation and not self.restored:
-            self.restored = True  # only the previous displayd's word, and only once
-            self.scene.user_level = msg.payload.get("user_level") or 1.0
-            self.update()
+    def restore(self) -> None:
+        """Before the node starts: the cards and brightness the last displayd kept (an app's card stays up
+        through displayd's restart; the apps do not know it happened)."""
+        kept = self.kept.load() if self.kept else None
+        if kept is not None:
+            for why in self.scene.restore(kept, time.monotonic()):
+                log.warning("a kept card was left out: %s", why)
+            self.unchecked = bool(self.scene.cards)
+            log.info("restored %d cards kept by the last displayd", sum(map(len, self.scene.cards.values())))
 
     def on_brightness(self, msg: Message) -> dict:
         level = msg.payload["level"]
@@ -132,6 +143,8 @@ class Displayd:
         now = time.monotonic()
         self.scene.expire(now)
         view = self.scene.view(now, time.time())
+        if self.kept is not None and self.live:
+            self.kept.save(self.scene.export())  # written only when it changed
         if not self.live:
             return view  # still starting: the latched state (the wearer's brightness too) is not all in yet
         if self.painter is None:
@@ -271,7 +284,8 @@ def give_frames_back() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = service.arguments("daemons.display", __doc__, backends=("real", "none", "sim")).parse_args(argv)
+    args = service.arguments("daemons.display", __doc__, backends=("real", "none", "sim"),
+                             state_dir="the cards kept across a restart").parse_args(argv)
     give_frames_back()
     with service.exits_on("displayd", PolicyError):
         policy = load(args.policy_dir, args.model)
@@ -281,8 +295,10 @@ def main(argv: list[str] | None = None) -> int:
             panel = open_panel(args.backend, policy, node.runtime.path("display.png"))
         size = (panel.width, panel.height)  # a real framebuffer's own geometry wins over the profile's
         painter = None if isinstance(panel, NonePanel) else Painter(*size, numbers["font"])
+        kept = Kept(state_dir(args.state_dir, node.runtime.dir), "displayd", KEPT)
         displayd = Displayd(node, panel, painter, Scene(numbers["cards_per_app"]), size,
-                            policy.profile["refresh_hz"])
+                            policy.profile["refresh_hz"], kept)
+        displayd.restore()
         node.start()
         displayd.live = True
         displayd.update()

@@ -111,6 +111,34 @@ class Scene:
         self.power: dict | None = None
         self.led: dict = {"lit": False, "fault": None}
         self.capture: dict = {"grants": [], "fault": None}
+        self.wall_offset = time.time() - time.monotonic()  # expiries are kept as wall times: a restart's clock
+
+    # --- what a restarted displayd takes back (bus.kept) ----------------------------------------
+    def export(self) -> dict:
+        cards = [{"app": c.app, "id": c.id, **c.as_dict(), "seq": c.seq, "with_claim": c.with_claim,
+                  "expires_wall": None if c.expires is None else round(c.expires + self.wall_offset, 3)}
+                 for cards in self.cards.values() for c in cards.values()]
+        return {"cards": sorted(cards, key=lambda c: c["seq"]), "user_level": self.user_level}
+
+    def restore(self, kept: dict, now: float) -> list[str]:
+        """A predecessor's cards, each checked again as a posted card is; returns why any was left out."""
+        refused = []
+        self.user_level = min(1.0, max(0.1, float(kept.get("user_level") or 1.0)))
+        for data in kept.get("cards") or []:
+            try:
+                expires = data.get("expires_wall")
+                left = None if expires is None else expires - self.wall_offset - now
+                if left is not None and left <= 0:
+                    continue  # it would have gone meanwhile
+                card = card_from(str(data["app"]), dict(data, ttl_s=None if left is None else min(left, 3600.0)),
+                                 now, int(data["seq"]))
+            except (CardError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                refused.append(f"{data.get('app') if isinstance(data, dict) else '?'}: {exc}")
+                continue
+            card.with_claim = bool(data.get("with_claim"))
+            self.cards.setdefault(card.app, OrderedDict())[card.id] = card
+            self.seq = max(self.seq, card.seq)
+        return refused
 
     # --- cards ------------------------------------------------------------------------
     def post(self, app: str, payload: dict, now: float) -> Card:

@@ -90,8 +90,8 @@ def summary(payload: dict) -> str:
 
 # What the page shows of each state it follows, from the payload (built once, not per message).
 KEPT = {
-    "shell.state": lambda p: {"shell": {k: p[k] for k in ("state", "degraded", "foreground", "brightness", "model",
-                                                          "ready")},
+    "shell.state": lambda p: {"shell": {**{k: p[k] for k in ("state", "degraded", "foreground", "brightness", "model",
+                                                             "ready")}, "silent": sorted(p.get("silent") or {})},
                               "focus": {r: f["owner"] for r, f in p["focus"].items()}},
     "led.state": lambda p: {"led": {"lit": p["lit"], "fault": p.get("fault")}},
     "power.state": lambda p: {"power": {"batteries": [{k: b[k] for k in ("name", "present", "percent")}

@@ -46,3 +46,19 @@ def test_a_phone_notification_is_a_toast_and_a_chime_over_ducked_music_and_liste
     assert answer["text"] == "1 notifications. Messages: Dinner at 8?", "the list the wearer sees"
     user.wait(lambda: user.latest["notifications.state"]["unread"] == 0, "read")
     assert user.latest["notifications.state"]["count"] == 1
+
+
+def test_a_restarted_app_keeps_the_unread_count_it_said_not_the_length_of_its_list():
+    """1,000 unread, the newest 50 listed: a restarted app said 50 unread."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from apps.notifications.__main__ import KEEP, UNREAD_MAX, Notifications
+
+    items = [{"id": f"n{i}", "source": "flood", "title": str(i), "body": "x" * 5000} for i in range(KEEP + 5)]
+    app = SimpleNamespace(items=deque(maxlen=KEEP), unread=0)
+    Notifications.restore(app, {"items": items, "unread": 1000})
+    assert app.unread == 1000 and len(app.items) == KEEP and app.items[0]["title"] == "0"
+    assert all(len(item["body"]) <= 1000 for item in app.items), "each field cut again: the file is input too"
+    Notifications.restore(app, {"items": [], "unread": 10**30})
+    assert app.unread == UNREAD_MAX

@@ -58,3 +58,32 @@ def test_an_app_takes_the_camera_and_the_mic_again_and_again(procs, runtime, tmp
         taker.node.close()
     opened = [r for r in system.audit if r["event"] == "start" and r["owner"] == "taker"]
     assert len(opened) == TIMES, "each turn was a capture session of its own"
+
+
+TOASTER = TAKER.replace('"taker"', '"toaster"').replace("display = false", "display = true")
+
+
+@pytest.mark.slow
+def test_a_toast_that_cannot_be_shown_gives_the_display_back(procs, runtime, tmp_path):
+    # The toast's claim was released only by a timer armed after its card was accepted: a card request that
+    # failed (displayd restarting at that moment) left the claim over the foreground app for good.
+    from apps.sdk.app import Refused
+    from bus.errors import BusError
+    apps = tmp_path / "apps"
+    (apps / "toaster").mkdir(parents=True)
+    (apps / "toaster" / "manifest.toml").write_text(TOASTER)
+    procs.use_env(LENS_APPS_DIR=str(apps))
+    System(procs, runtime, tmp_path)  # no displayd: no card is shown
+    toaster = App("toaster", runtime, apps)
+    stacks = []
+    toaster.node.subscribe("shell.state", lambda msg: stacks.append(msg.payload["focus"]["display"]["stack"]))
+    toaster.node.start()
+    try:
+        toaster.wait(lambda: toaster.has_display, 10.0, "the shell's state")
+        toaster.come_forward()
+        with pytest.raises((Refused, BusError)):
+            toaster.toast("Hello", seconds=60.0)
+        # The toaster's own loop runs meanwhile (it beats: alive, so only its release can end the claim).
+        toaster.wait(lambda: any(stacks) and not stacks[-1], 10.0, "the toast's claim, then the display given back")
+    finally:
+        toaster.node.close()

@@ -161,6 +161,31 @@ def test_a_capturing_process_with_its_own_key_is_told_to_beat_fast_and_a_hang_en
         eye.kill()
 
 
+def test_a_hung_daemon_is_reported_silent_listed_still_and_clear_once_it_beats_again(system, procs):
+    """Issue 28, line 9: a SIGSTOPped daemon was listed as ready and alive under its old pid until its
+    watchdog acted, and the shell never said it was degraded."""
+    user, ledd = system.watcher, system.ledd
+    user.wait_state(lambda s: s["running"] and s["nodes"].get("ledd", {}).get("pid") == ledd.pid, "ledd listed")
+    ledd.send_signal(signal.SIGSTOP)  # hung: its connections stay open, so only its silence can tell
+    try:
+        state = user.wait_state(lambda s: "ledd" in (s.get("silent") or {}), "ledd reported silent", timeout=60)
+        assert state["silent"]["ledd"]["pid"] == ledd.pid and "ledd" in state["degraded"]
+        assert state["nodes"]["ledd"]["pid"] == ledd.pid, "listed still: a hang is not a departure"
+        status = procs.run_lens("status")
+        assert status.returncode == 0, status.stderr
+        assert f"silent     ledd[{ledd.pid}] no heartbeat for" in status.stdout, status.stdout
+        assert "degraded: ledd silent" in status.stdout
+        ready = next(line for line in status.stdout.splitlines() if line.startswith("ready"))
+        alive = next(line for line in status.stdout.splitlines() if line.startswith("alive"))
+        assert "ledd" not in ready and "ledd" not in alive, status.stdout
+    finally:
+        ledd.send_signal(signal.SIGCONT)
+    user.wait_state(lambda s: not s.get("silent") and "ledd" in s["nodes"] and s["degraded"] == [],
+                    "ledd beating again, the shell no longer degraded", timeout=60)
+    shell_log = next(log for args, log in procs.logs if args == ("-m", "shell")).read_text()
+    assert f"ledd (pid {ledd.pid}) is silent: no heartbeat for" in shell_log
+
+
 def test_a_battery_swap_dims_holds_recording_and_restores_everything(system):
     app = system.app("camapp")
     system.watcher.wait_state(running, "boot")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from shell.status import render
 
 SHELL = {"state": "active", "degraded": [], "model": "S1", "boot_s": 0.5, "foreground": "home", "brightness": 1.0,
@@ -30,3 +32,14 @@ def test_the_brightness_is_the_panels_with_the_wearers_own_level():
 def test_the_bridge_time_is_shown_only_while_a_battery_is_out():
     assert "s left" not in render({"shell.state": SHELL, "power.state": power(True, True)})
     assert "bridge 100% (180.0 s left)" in render({"shell.state": SHELL, "power.state": power(False, True)})
+
+
+def test_a_silent_process_is_named_as_such_not_as_ready_alive_or_missing():
+    now = time.time()
+    shell = dict(SHELL, degraded=["inputd", "ledd"], ready=["ledd", "powerd"],
+                 nodes={"ledd": {"pid": 7}, "powerd": {"pid": 8}}, silent={"ledd": {"pid": 7, "since": now - 8.4}})
+    text = render({"shell.state": shell})
+    assert "(degraded: inputd missing; ledd silent)" in text
+    assert "ready      powerd\n" in text and "alive      powerd[8]\n" in text
+    assert "silent     ledd[7] no heartbeat for 8 s (hung?)" in text
+    assert "silent" not in render({"shell.state": SHELL})  # an older shell's state has no silent at all

@@ -143,3 +143,41 @@ def test_the_broker_unit_lets_it_hold_the_descriptors_it_raises_itself_to():
     from bus.connections import WANTED_LIMIT
     from shell.processes import by_name
     assert by_name()["broker"].files == WANTED_LIMIT
+
+
+def test_camerads_media_dir_is_opened_to_its_unit_and_made_for_its_group(tmp_path, monkeypatch):
+    """[camera] media_dir (a media partition) was not in camerad's ReadWritePaths=: under ProtectSystem=strict
+    camerad could not write a photo there."""
+    from tests.conftest import tuned_policies
+
+    plain = render_all(PYTHON)
+    assert "/media" not in plain[service_name("camerad")] and "/media" not in plain["lensos.tmpfiles.conf"]
+    monkeypatch.setenv("LENS_POLICY_DIR", str(tuned_policies(tmp_path, {
+        "hardware.toml": {"camera": {"media_dir": "/media/lensos"}}})))
+    files = render_all(PYTHON)
+    camerad = parse(files[service_name("camerad")])
+    assert "/media/lensos" in values(camerad, "Service", "ReadWritePaths")
+    group = values(camerad, "Service", "SupplementaryGroups")[0].split()[-1]
+    assert f"d /media/lensos 2770 root {group} -" in files["lensos.tmpfiles.conf"].splitlines()
+    assert f"g {group} -" in files["lensos.sysusers.conf"].splitlines()
+    for process in BOARD:  # nobody else's
+        if process.name != "camerad":
+            unit = parse(files[service_name(process.name)])
+            assert "/media/lensos" not in values(unit, "Service", "ReadWritePaths"), process.name
+            assert group not in " ".join(values(unit, "Service", "SupplementaryGroups")), process.name
+    shown = subprocess.run([PYTHON, "-m", "shell.cli", "units", "show", "camerad"], cwd=REPO, capture_output=True,
+                           text=True, timeout=60, env=dict(os.environ))
+    assert "ReadWritePaths=/media/lensos" in shown.stdout
+
+
+def test_every_process_that_keeps_state_has_a_state_directory_on_the_board():
+    """displayd keeps its cards across its restarts (bus.kept) but had no StateDirectory=: on the board it
+    would have written under a home it may not write."""
+    for process in BOARD:
+        helped = subprocess.run([PYTHON, "-m", process.module, "--help"], cwd=REPO, capture_output=True, text=True,
+                                timeout=60)
+        assert helped.returncode == 0, helped.stderr
+        keeps = "--state-dir" in helped.stdout
+        unit = parse(render_all(PYTHON)[service_name(process.name)])
+        assert process.state == keeps, f"{process.name}: --state-dir {keeps}, state {process.state}"
+        assert bool(values(unit, "Service", "StateDirectory")) == keeps, process.name
