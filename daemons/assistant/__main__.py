@@ -125,7 +125,10 @@ class Assistantd:
             return
         if msg.topic == "audio.mic":
             self.stt.feed(p["pcm"], p["rate"])
-        elif not p["speech"] and self.stt.listens:  # the wearer stopped speaking: the words are complete
+            if self.stt.ended and self.heard_final is None:  # the engine heard the end before audiod's VAD
+                self.heard_final = self.stt.final()
+                self.runner.poll()
+        elif not p["speech"] and self.stt.listens and self.heard_final is None:  # the wearer stopped speaking: the words are complete
             self.heard_final = self.stt.final()
             self.runner.poll()
 
@@ -443,9 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     with service.exits_on("assistantd", PolicyError, SttError):
         policy = load(args.policy_dir, args.model)
         listen = policy.assistant["listen"]
-        stt = open_stt(listen["stt"], listen["vosk_model_dir"])
+        llm = open_llm(policy.assistant["llm"])
+        stt = open_stt(listen["stt"], listen["vosk_model_dir"], free_form=llm is not None)
     with service.node("assistantd", args) as node:
-        assistant = Assistantd(node, policy, stt, open_llm(policy.assistant["llm"]))
+        assistant = Assistantd(node, policy, stt, llm)
         node.start()
         assistant.publish_state()
         node.run()

@@ -1,0 +1,97 @@
+"""The voice path: the recognizer's grammar made from the intent table, pocketsphinx hearing espeak-ng's
+speech, and spoken requests through the simulated mic to the right answer over the real bus."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from daemons.assistant import intents
+from daemons.assistant.intents import INTENTS, IntentRow, jsgf, parse, phrasings, vocabulary
+from daemons.audio import simspeech
+from tests.daemons.test_assistant import assistant_system
+
+pocketsphinx = pytest.importorskip("pocketsphinx")
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+
+def test_every_phrasing_of_the_table_means_its_own_row():
+    for action, said in phrasings().items():
+        assert said, f"{action} has no phrasing: the recognizer would never hear it"
+        for phrase in said:
+            assert parse(phrase).action == action, phrase
+
+
+def test_the_grammar_is_made_from_the_table_so_a_new_row_is_heard():
+    grammar = jsgf()
+    for row in INTENTS:
+        assert f"<{row.action}>" in grammar.splitlines()[2]
+        assert all(intents.normalize(p) in grammar for p in row.phrasings)
+    rows = [*INTENTS, IntentRow("weather", [r"\bweather\b"], ["what is the weather like"])]
+    assert "<weather> = what is the weather like;" in jsgf(rows)
+    assert "<weather>" in jsgf(rows).splitlines()[2]
+    decoder = pocketsphinx.Decoder(lm=None, logfn="/dev/null")
+    decoder.add_jsgf_string("commands", jsgf(rows))  # the recognizer takes the regenerated grammar as it is
+
+
+def test_every_word_of_the_grammar_is_in_the_recognizers_dictionary():
+    decoder = pocketsphinx.Decoder(lm=None, logfn="/dev/null")
+    assert [w for w in sorted(vocabulary()) if decoder.lookup_word(w) is None] == []
+
+
+@needs_espeak
+def test_pocketsphinx_hears_spoken_commands_and_keeps_no_audio():
+    from daemons.assistant.stt import open_stt
+
+    stt = open_stt("pocketsphinx", free_form=True)
+    assert stt.name == "pocketsphinx" and stt.listens
+
+    def hear(text: str) -> str:
+        pcm = np.concatenate([np.zeros(8000, np.int16), simspeech.speak(text, 16000), np.zeros(12000, np.int16)])
+        for at in range(0, len(pcm), 320):  # the mic's 20 ms blocks
+            stt.feed(pcm[at:at + 320].tobytes(), 16000)
+        assert stt.ended, f"the end of {text!r} was not heard"
+        return stt.final()
+
+    assert parse(hear("take a photo")).action == "photo"
+    assert parse(hear("set brightness to fifty percent")).args == {"percent": "50"}
+    # Not yet asserted: speech outside the grammar is often forced onto a command ("who won the game last
+    # night" was heard as "what is the date"); rejecting it needs work (see the branch's report).
+    assert not stt.started and stt.pending == b"", "nothing of the audio is kept"
+
+
+def test_noise_is_mixed_at_the_asked_ratio():
+    speech = (np.sin(np.arange(16000) / 5) * 8000).astype(np.int16)
+    noise = (np.cos(np.arange(16000) / 3) * 1000).astype(np.int16)
+    mixed = simspeech.with_noise(speech, noise, 10.0).astype(np.float64) - speech
+    ratio = 10 * np.log10(np.mean(speech.astype(np.float64) ** 2) / np.mean(mixed ** 2))
+    assert 9.0 < ratio < 11.5
+
+
+# --- spoken requests over the real bus ---------------------------------------------------------------------
+@needs_espeak
+@pytest.mark.slow
+@pytest.mark.xfail(reason="not yet: over the bus the first request ('what time is it') was heard as 'forget'; "
+                          "the sim mic's timing against the recognizer's endpointer is unresolved", strict=False)
+def test_spoken_requests_through_the_sim_mic_get_the_right_answers(procs, runtime, tmp_path):
+    system = assistant_system(procs, runtime, tmp_path)
+    user = system.watcher
+    assert user.wait(lambda: user.latest.get("assistant.state"), "the assistant")["stt"] == "pocketsphinx"
+    for said, action, answer in [("what time is it", "time", "It is "), ("how much battery is left", "battery", ""),
+                                 ("translate thank you to spanish", "translate", "In Spanish: gracias"),
+                                 ("take a photo", "photo", "Photo saved")]:
+        mark = len(user.notices("assistant.answer"))
+        user.ask("input.sim.request", gesture="long_press")  # the temple held
+        spoken = user.ask("audio.sim.mic.request", text=said)
+        assert spoken["length_s"] > 0.5
+        heard = user.wait(lambda: user.notices("assistant.answer")[mark:], f"the answer to {said!r}")[0]
+        assert (heard["status"], heard["action"]) == ("answered", action), heard
+        assert heard["text"].startswith(answer), heard
+        user.wait(lambda: user.latest["assistant.state"]["phase"] == "idle"
+                  and not user.latest["audio.state"]["mic"]["on"], "the mic closed, the assistant idle")
+    out = procs.run_lens("mic", "say", "--hold", "what", "time", "is", "it")
+    assert out.returncode == 0 and out.stdout.startswith("It is "), out.stdout
+    refused = procs.run_lens("mic", "play", str(tmp_path / "missing.wav"))
+    assert refused.returncode != 0 and "not a WAV file" in refused.stdout + refused.stderr
