@@ -44,7 +44,7 @@ def paths(runtime_dir: str | None = None, board: bool = False) -> dict[str, dict
         if place.under == "runtime":
             base = runtime
         else:
-            base = Path(units.STATE_ROOT, place.owner) if board else state_dir()
+            base = Path(units.STATE_ROOT, place.owner) if board else state_dir(None, runtime)
         found[place.name] = {"path": str(base / place.relative if place.relative else base), "what": place.what}
     found["keys"] = {"path": units.KEYS_DIR if board else str(keys.keys_dir(Runtime(runtime))),
                      "what": "the processes' CURVE keys (development: made by `lens up`)"}

@@ -348,6 +348,25 @@ def test_lens_paths_names_where_photos_recordings_the_privacy_log_and_state_are(
     assert f"{state}/photos" in text and "take a photo" in text
 
 
+def test_lens_paths_follows_the_bus_it_is_given_to_that_bus_s_own_state(procs, runtime, tmp_path):
+    """Without $LENS_STATE_DIR each bus keeps its own state (bus.runtime.state_dir): `lens paths --runtime-dir`
+    names that bus's, where its camerad and shell write, not the default bus's."""
+    from bus.runtime import state_dir
+
+    env = procs.env(XDG_STATE_HOME=str(tmp_path / "xdg"))
+    env.pop("LENS_STATE_DIR")
+    env.pop("LENS_RUNTIME_DIR")
+    found = json.loads(subprocess.run([sys.executable, "-m", "shell.cli", "--runtime-dir",
+                                       str(runtime.dir), "paths", "--json"], cwd=REPO, env=env, capture_output=True,
+                                      text=True, timeout=60).stdout)
+    os.environ["XDG_STATE_HOME"], before = str(tmp_path / "xdg"), os.environ.get("XDG_STATE_HOME")
+    try:
+        expected = state_dir(None, runtime.dir)
+    finally:
+        os.environ.pop("XDG_STATE_HOME") if before is None else os.environ.__setitem__("XDG_STATE_HOME", before)
+    assert "buses" in str(expected) and found["photos"] == str(expected / "photos")
+
+
 def test_the_readmes_shell_lines_run_as_written_after_activating_the_venv(procs, runtime):
     """The README's ```sh lines after `make`: activate, then lens commands, typed into a plain shell."""
     text = (REPO / "README.md").read_text()

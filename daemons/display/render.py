@@ -22,7 +22,13 @@ from PIL import Image, ImageDraw, ImageFont
 log = logging.getLogger("displayd")
 
 WHITE, GREY, GREEN = (235, 235, 235, 255), (150, 150, 150, 255), (90, 230, 140, 255)
-AMBER, RED, PANEL = (255, 190, 60, 255), (255, 70, 60, 255), (28, 32, 36, 235)
+# A toast's or an alert's panel is opaque: what is under it (a card's text, its progress bar) must not show
+# through the panel's own text.
+AMBER, RED, PANEL = (255, 190, 60, 255), (255, 70, 60, 255), (28, 32, 36, 255)
+# What a system alert leaves of the light of the content under it: enough to see that the card is still
+# there, too little to read across the alert.
+UNDER_ALERT = 0.25
+DIMMED_BY_ALERT = ("card", "toast")
 ICONS = ("info", "warning", "check", "camera", "mic", "battery", "cart", "music", "message", "navigation")
 
 
@@ -115,16 +121,15 @@ class Painter:
             y += self.u(38)
         if card.get("progress") is not None:
             bar_y = height - self.u(36)
-            draw.rounded_rectangle((pad, bar_y, width - pad, bar_y + self.u(14)), radius=self.u(7),
-                                   outline=GREY, width=max(1, self.u(2)))
-            filled = pad + round((width - 2 * pad) * max(0.0, min(1.0, card["progress"])))
-            if filled > pad + self.u(4):
-                draw.rounded_rectangle((pad, bar_y, filled, bar_y + self.u(14)), radius=self.u(7), fill=GREEN)
+            self._progress(draw, (pad, bar_y, width - pad, bar_y + self.u(14)), card["progress"])
         return self._layer("card", image, 0, top)
 
     def toast(self, card: dict) -> Layer:
-        """A short message over the bottom of the view."""
+        """A short message over the bottom of the view; its progress, if it has one, under its text."""
         pad, height = self.u(16), self.u(84)
+        bar_y = height - self.u(6)
+        if card.get("progress") is not None:
+            height += self.u(16)
         width = self.width - 2 * self.u(24)
         image, draw = self._canvas(width, height)
         draw.rounded_rectangle((0, 0, width - 1, height - 1), radius=self.u(14), fill=PANEL)
@@ -138,6 +143,8 @@ class Painter:
         if card.get("body"):
             draw.text((x, self.u(46)), self._fit(card["body"], self.fonts["small"], width - x - pad),
                       font=self.fonts["small"], fill=GREY)
+        if card.get("progress") is not None:
+            self._progress(draw, (x, bar_y, width - pad, bar_y + self.u(8)), card["progress"])
         return self._layer("toast", image, self.u(24), self.height - height - self.u(16))
 
     def alert(self, title: str, body: str, tone: str = "warning") -> Layer:
@@ -160,6 +167,14 @@ class Painter:
         return self._layer("alert", image, self.u(40), (self.height - height) // 2)
 
     # --- helpers ----------------------------------------------------------------------
+    def _progress(self, draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], progress: float) -> None:
+        x0, y0, x1, y1 = box
+        radius = (y1 - y0) // 2
+        draw.rounded_rectangle(box, radius=radius, outline=GREY, width=max(1, self.u(2)))
+        filled = x0 + round((x1 - x0) * max(0.0, min(1.0, progress)))
+        if filled > x0 + self.u(4):
+            draw.rounded_rectangle((x0, y0, filled, y1), radius=radius, fill=GREEN)
+
     def _canvas(self, width: int, height: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
         image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
         return image, ImageDraw.Draw(image)
@@ -239,8 +254,10 @@ class Painter:
 
 
 def compose(layers: list[Layer], width: int, height: int, brightness: float = 1.0) -> np.ndarray:
-    """Blend layers, first at the bottom, over black into a new height x width x 3 uint8 frame."""
+    """Blend layers, first at the bottom, over black into a new height x width x 3 uint8 frame. Under a
+    system alert the card and the toast keep only UNDER_ALERT of their light (the HUD all of it)."""
     frame = np.zeros((height, width, 3), dtype=np.uint8)
+    alerting = any(layer.name == "alert" for layer in layers)
     for layer in layers:
         h, w = layer.pixels.shape[:2]
         y0, x0 = max(0, layer.y), max(0, layer.x)
@@ -249,8 +266,11 @@ def compose(layers: list[Layer], width: int, height: int, brightness: float = 1.
             continue
         src = layer.pixels[y0 - layer.y: y1 - layer.y, x0 - layer.x: x1 - layer.x]
         alpha = src[..., 3:4].astype(np.uint16)
+        colour = src[..., :3]
+        if alerting and layer.name in DIMMED_BY_ALERT:  # the colour, not the alpha: a dimmed toast still hides
+            colour = (colour * UNDER_ALERT).astype(np.uint8)  # the card under it
         dst = frame[y0:y1, x0:x1]
-        dst[...] = ((src[..., :3] * alpha + dst * (255 - alpha) + 127) // 255).astype(np.uint8)
+        dst[...] = ((colour * alpha + dst * (255 - alpha) + 127) // 255).astype(np.uint8)
     if brightness < 1.0:
         np.multiply(frame, max(0.0, brightness), out=frame, casting="unsafe")
     return frame

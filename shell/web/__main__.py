@@ -29,18 +29,25 @@ from bus import service
 from bus.envelope import Message
 from bus.node import Node
 from bus.wakeup import Wakeup
+from shell.web import reactions
 
 log = logging.getLogger("webview")
 
 PAGE = Path(__file__).with_name("page.html")
 SNIFF_KEEP = 60
 QUIET_TOPICS = ("audio.mic", "display.frame", "camera.frame", "node.heartbeat", "bus.")  # counted, not listed
-# What the page's buttons may ask, and nothing else: the view is not a general bus client.
+# What the page's buttons may ask, and nothing else: the view is not a general bus client. Each: the request,
+# its fields from the page's body, and what of its aftermath the page is told (shell/web/reactions.py; None:
+# only the reply, as the assistant's answer has a row of its own).
 ACTIONS = {
-    "gesture": ("input.sim.request", lambda b: {"gesture": str(b["gesture"])}),
-    "say": ("assistant.say.request", lambda b: {"text": str(b["text"])[:500]}),
-    "power": ("power.sim.request", lambda b: {"action": str(b["action"]), "battery": str(b["battery"])}),
+    "gesture": ("input.sim.request", lambda b: {"gesture": str(b["gesture"])},
+                lambda b: reactions.of_gesture(str(b["gesture"]))),
+    "say": ("assistant.say.request", lambda b: {"text": str(b["text"])[:500]}, lambda b: None),
+    "power": ("power.sim.request", lambda b: {"action": str(b["action"]), "battery": str(b["battery"])},
+              lambda b: reactions.AT_ONCE),
 }
+ANSWER_S = 5.0 + reactions.FINGER_S + reactions.LONGEST_S  # the longest a button's answer can take
+SPOKEN_KEEP = 4  # G1: the last things said instead of shown
 
 
 class View:
@@ -51,6 +58,7 @@ class View:
         self.version = 0
         self.state: dict = {"frame": 0, "answer": None}
         self.sniffed: deque[dict] = deque(maxlen=SNIFF_KEEP)
+        self.spoken: deque[str] = deque(maxlen=SPOKEN_KEEP)
         self.counts: dict[str, int] = {}
         self.asks: queue.SimpleQueue = queue.SimpleQueue()
         self.wakeup = Wakeup()
@@ -64,11 +72,12 @@ class View:
     def snapshot(self, after: int, timeout: float) -> tuple[int, dict]:
         with self.lock:
             self.lock.wait_for(lambda: self.version != after, timeout)
-            return self.version, dict(self.state, sniffed=list(self.sniffed), counts=dict(self.counts))
+            return self.version, dict(self.state, sniffed=list(self.sniffed), counts=dict(self.counts),
+                                      spoken=list(self.spoken))
 
-    def ask(self, topic: str, fields: dict) -> Future:
+    def ask(self, topic: str, fields: dict, watch: reactions.Aftermath | None) -> Future:
         future: Future = Future()
-        self.asks.put((topic, fields, future))
+        self.asks.put((topic, fields, watch, future))
         self.wakeup.wake()
         return future
 
@@ -92,7 +101,8 @@ KEPT = {
                                         "bridge_percent": p["bridge"]["percent"],
                                         "bridge_s": None if all(p["present"]) else p["bridge"].get("time_s")}},
     "display.frame": lambda p: {"frame": p["n"]},
-    "display.state": lambda p: {"display": {k: p[k] for k in ("on", "brightness", "alert", "layers")}},
+    "display.state": lambda p: {"display": {k: p[k] for k in ("on", "brightness", "alert", "layers", "backend",
+                                                              "width", "height")}},
     "audio.state": lambda p: {"audio": {"streams": [f"{s['owner']}:{s['id']} {s['status']}" for s in p["streams"]],
                                         "mic": p["mic"]["owner"]}},
     "assistant.state": lambda p: {"assistant": p["phase"]},
@@ -105,6 +115,7 @@ class Bridge:
 
     def __init__(self, node: Node, view: View):
         self.node, self.view = node, view
+        self.reactions = reactions.Reactions(node, ignore=(node.name, "inputd", "broker"))
         node.subscribe("", self.on_message)
         node.watch(view.wakeup.fileno(), self.on_asks)
 
@@ -115,6 +126,9 @@ class Bridge:
             if not msg.topic.startswith(QUIET_TOPICS):
                 view.sniffed.append({"t": time.strftime("%H:%M:%S"), "topic": msg.topic, "source": msg.source,
                                      "text": summary(p)})
+            if msg.topic == "audio.speak":
+                view.spoken.append(p["text"])
+        self.reactions.on_message(msg)
         kept = KEPT.get(msg.topic)
         if kept is not None:
             view.update(**kept(p))
@@ -124,11 +138,35 @@ class Bridge:
     def on_asks(self) -> None:
         self.view.wakeup.drain()
         while not self.view.asks.empty():
-            topic, fields, future = self.view.asks.get()
+            self.send(*self.view.asks.get())
 
-            def answered(result, error, future=future):
-                future.set_result({"ok": error is None, "result": result, "error": str(error) if error else None})
-            self.node.request_async(topic, answered, timeout=5.0, **fields)
+    def send(self, topic: str, fields: dict, watch: reactions.Aftermath | None, future: Future) -> None:
+        """One button's request. Its answer is the reply, and, where the action has a watch, what followed on
+        the glasses (the watch starts before the request: a gesture may be made before its reply is read)."""
+        got: dict = {}
+
+        def settle(answer: dict) -> None:
+            if not future.done():  # a failed request is answered at once; its watch ends unheard
+                future.set_result(answer)
+
+        def both() -> None:
+            if "result" in got and "seen" in got:
+                shell = self.view.state.get("shell") or {}
+                settle({"ok": True, "result": got["result"], **got["seen"], "foreground": shell.get("foreground")})
+
+        def answered(result, error) -> None:
+            if error is not None or watch is None:
+                settle({"ok": error is None, "result": result, "error": str(error) if error else None})
+            got["result"] = result
+            both()
+
+        def watched(seen: dict) -> None:
+            got["seen"] = seen
+            both()
+
+        if watch is not None:
+            self.reactions.watch(watch, watched)
+        self.node.request_async(topic, answered, timeout=5.0, **fields)
 
 
 def handler_for(view: View, png: Path):
@@ -151,12 +189,12 @@ def handler_for(view: View, png: Path):
             action = ACTIONS.get(self.path.removeprefix("/api/"))
             try:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                topic, fields = action[0], action[1](body)
+                topic, fields, watch = action[0], action[1](body), action[2](body)
             except (TypeError, KeyError, ValueError):
                 self.reply(400, "application/json", b'{"ok": false, "error": "unknown action or bad body"}')
                 return
             try:
-                answer = view.ask(topic, fields).result(timeout=10)
+                answer = view.ask(topic, fields, watch).result(timeout=ANSWER_S)
             except TimeoutError:
                 answer = {"ok": False, "error": "the bus did not answer"}
             self.reply(200, "application/json", json.dumps(answer, default=str).encode())
@@ -187,7 +225,10 @@ def handler_for(view: View, png: Path):
             if not cache:
                 self.send_header("Cache-Control", "no-store")
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the page moved on (a newer frame's picture replaces one still loading)
 
         def log_message(self, *args):
             pass
