@@ -98,7 +98,7 @@ def cmd_record(args) -> int:
               file=sys.stderr)
         node.run()
         settle = time.monotonic() + STOP_GRACE_S  # what the broker already sent us still goes in the file
-        while time.monotonic() < settle:
+        while time.monotonic() < settle and not recorder.failed:
             node.run_once(0.05)
     finally:
         gaps = recorder.close()
@@ -107,6 +107,10 @@ def cmd_record(args) -> int:
     print(f"lens bus record: {output.messages if output else 0} messages in {', '.join(map(str, files)) or '-'}; "
           + (f"GAPS: {', '.join(f'{k}: {v} missing' for k, v in gaps.items())}" if gaps else "no gaps"),
           file=sys.stderr)
+    if recorder.failed:
+        print(f"lens bus record: stopped early: {recorder.failed}; the files before the last are whole",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -23,6 +23,7 @@ serves the last state even of a publisher that is gone.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import functools
 import logging
@@ -33,9 +34,9 @@ from typing import Callable
 import msgpack
 import zmq
 
-from bus import access, envelope, fastpath, keys, logs, sdnotify
+from bus import access, connections, envelope, fastpath, keys, logs, sdnotify
 from bus.errors import BrokerRunning, KeyMissing
-from bus.envelope import ACK, BY_WIRE, PERSONAL, STATS_WANTED, channel, present
+from bus.envelope import ACK, BY_WIRE, PERSONAL, STATS_WANTED, present
 from bus.gate import Gate
 from bus.intake import Intake
 from bus.lane import c_send
@@ -53,6 +54,7 @@ STATS_PERIOD_S = 2.0  # while anyone listens to bus.broker.stats; nobody does on
 _STATS = b"bus.broker.stats"
 _TAP = TAP_TOPIC.encode()
 PERSIST_DELAY_S = 0.05  # coalesce bursts of latched updates into one write
+MAX_CHANNELS = 4096  # personal channels counted at once
 BATCH = 256  # messages forwarded per lane before the loop looks at its other sockets
 XSUB_LIMIT = MAX_MESSAGE_SIZE + 1024  # the XSUB refuses a frame past the largest topic's limit
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -78,7 +80,7 @@ class Broker:
         self.ctx = zmq.Context()
         self.cache: dict[str, tuple[bytes, bytes, bytes]] = {}  # topic -> (topic frame, body, sender)
         self.intake = Intake(NODE_NAME)
-        self.gate = Gate(self._report)
+        self.gate = Gate(self._report, lambda summary: self._publish("bus.refusals", **summary))
         self.started = time.monotonic()
         self._lock_file = None
         self._lanes: dict[str, _Lane] = {}
@@ -88,12 +90,14 @@ class Broker:
         self._seq: dict[str, int] = {}
         self._incarnation = int.from_bytes(os.urandom(7), "big")
         self._verdicts: dict[tuple[str, bytes], tuple] = {}
+        self._counts: dict[tuple[bytes, bytes, bytes], int] = {}  # (reader, topic, sender) -> messages sent
         self.fast = fastpath.load()  # the C forwarding loop; None: Python's
         self._present: dict[bytes, int] = {}  # identity -> its connections' presence subscriptions
         self._stats_readers = 0  # subscriptions (one per connection) that bring bus.broker.stats
         self._next_stats = float("inf")
         self.tap: TapWriter | None = None  # while a watching tool subscribes to bus.tap
         self._tap_readers = 0
+        self.fd_limit = connections.raise_limit()  # before the context's I/O thread opens anything
 
     # --- start ---------------------------------------------------------------
     def acquire(self) -> None:
@@ -140,11 +144,18 @@ class Broker:
                 self._bind_lane(lane, pair)
             self.latch = self.ctx.socket(zmq.ROUTER)
             self.latch.setsockopt(zmq.LINGER, 0)
+            connections.handshake_ivl(self.latch)
             keys.as_server(self.latch, pair)
             self.latch.bind(self.runtime.latch_endpoint)
         finally:
             os.umask(old_umask)
+        bound = {"latch": self.latch}
+        for name, lane in self._lanes.items():
+            bound[f"{name} in"], bound[f"{name} out"] = lane.xsub, lane.xpub
+        self.connections = connections.Connections(bound, self._on_shed, self.fd_limit,
+                                                   publishers=tuple(f"{name} in" for name in self._lanes))
         self._load_cache()
+        self._publish("bus.refusals", **self.gate.summary())  # this broker's, none yet: `lens security` says so
 
     def _bind_lane(self, name: str, pair: keys.KeyPair) -> None:
         hwm = LANE_HWM[name]
@@ -156,6 +167,7 @@ class Broker:
         xpub.setsockopt(zmq.XPUB_MANUAL, 1)  # every subscription is the gate's to apply
         for sock in (xsub, xpub):
             sock.setsockopt(zmq.LINGER, 0)
+            connections.handshake_ivl(sock)
             if self.sealed:
                 keys.as_server(sock, pair)
             else:  # PLAIN: the ZAP handler checks each lane's pass (bus.access)
@@ -170,6 +182,8 @@ class Broker:
     def run(self) -> None:
         actions = {self.zap.sock: self.zap.serve, self.latch: self._serve_snapshots,
                    self._wakeup.fileno(): self._wakeup.drain}
+        for monitor in self.connections.monitors:
+            actions[monitor] = functools.partial(self.connections.read, monitor)
         for lane in self._lanes.values():
             actions[lane.xpub] = lambda lane=lane: self._subscriptions(lane)
         wait = self._waiter(actions)
@@ -204,10 +218,13 @@ class Broker:
         # A clean stop ends this bus's present; only a crashed broker's successor should inherit it
         # (the publishers still alive re-send their latched topics on reconnect anyway).
         self.runtime.cache_path.unlink(missing_ok=True)
-        for lane in self._lanes.values():
-            lane.xsub.close(0)
-            lane.xpub.close(0)
-        self.latch.close(0)
+
+        def close_sockets() -> None:
+            for lane in self._lanes.values():
+                lane.xsub.close(0)
+                lane.xpub.close(0)
+            self.latch.close(0)
+        self.connections.close(close_sockets)
         self.zap.close()
         self._close_tap()
         if self.fast is not None:
@@ -258,33 +275,39 @@ class Broker:
                 head = recv(_NOBLOCK, copy=False)
                 body = recv(0, copy=False) if head.more else None
                 lane.msgs_in += 1
+                peer = head.get("Peer-Address") or ""
                 if body is None or body.more:
-                    self._refuse_frames(lane, head.bytes, body is not None and body.more, verified(head).encode())
+                    self._refuse_frames(lane, head.bytes, body is not None and body.more, verified(head).encode(),
+                                        peer)
                     continue
                 lane.bytes_in += len(body)
-                self._deliver(lane, verified(head), head.bytes, body)
+                self._deliver(lane, verified(head), head.bytes, body, peer)
         except zmq.Again:
             pass
 
-    def _slow(self, lane: _Lane, topic: bytes, body: bytes | None, more: bool, user: bytes) -> None:
+    def _slow(self, lane: _Lane, topic: bytes, body: bytes | None, more: bool, user: bytes, peer: bytes) -> None:
         """A message the C loop hands back: not a plain (sender, topic) it knows, or malformed."""
+        peer = peer.decode("ascii", "replace")
         if body is None or more:
-            self._refuse_frames(lane, topic, more, user)
+            self._refuse_frames(lane, topic, more, user, peer)
             return
-        plain = self._deliver(lane, user.decode("ascii", "replace"), topic, body)
+        plain = self._deliver(lane, user.decode("ascii", "replace"), topic, body, peer)
         if plain is not None:
             spec, stamp = plain
             self.fast.allow(stamp, topic, spec.max_size)  # the next ones stay in C
 
-    def _deliver(self, lane: _Lane, user: str, topic: bytes, body) -> tuple | None:
+    def _deliver(self, lane: _Lane, user: str, topic: bytes, body, peer: str = "") -> tuple | None:
         """One whole message judged, then sent on (stamped with its sender) or refused. (row, stamp) when it
-        went out plainly, as the C loop may send the next ones; None when refused, personal or latched."""
-        spec, stamp, why = self._verdicts.get((user, topic)) or self._judge(user, topic)
+        went out plainly, as the C loop may send the next ones; None when refused, personal, latched or held to
+        a rate."""
+        spec, stamp, why, limited = self._verdicts.get((user, topic)) or self._judge(user, topic)
         size = len(body)
         if why is None and size > spec.max_size:
             why = f"{size} bytes, the table allows {spec.max_size}"
+        if why is None and limited and not self.gate.admit(stamp, spec, time.monotonic()):
+            why = f"over {spec.limit_hz:g} a second from one sender"
         if why is not None:
-            self.gate.refuse(stamp, topic, why)
+            self.gate.refuse(stamp, topic, why, *_uid_pid(peer))
             return None
         xpub = lane.xpub
         if topic in PERSONAL:
@@ -301,35 +324,44 @@ class Broker:
         if spec.latched:
             self._store(topic, bytes(body), stamp)
             return None
-        return spec, stamp
+        return None if limited else (spec, stamp)  # a limited sender's next ones are counted here, not in C
 
     def _judge(self, user: str, topic: bytes) -> tuple:
-        """(the topic's row, the sender's stamp, None) when ``user`` may publish ``topic``, else why not last."""
+        """(the topic's row, the sender's stamp, None, whether its rate is limited) when ``user`` may publish
+        ``topic``; why not in third place otherwise."""
         sender = user.encode()
-        verdict = (BY_WIRE.get(topic), sender, self.gate.why_not(sender, topic))
+        why = self.gate.why_not(sender, topic)
+        spec = BY_WIRE.get(topic)
+        verdict = (spec, sender, why, why is None and self.gate.limited(sender, spec))
         if topic in BY_WIRE and len(self._verdicts) < 4096:  # invented topics are not remembered
             self._verdicts[(user, topic)] = verdict
         return verdict
 
     def _personal(self, xpub, spec, topic: bytes, data: bytes, stamp: bytes, n_out: int, b_out: int):
-        """A copy on each reader's own channel (bus.gate): the granted for a restricted topic, the asker
-        for a reply; nobody else is ever sent one."""
-        readers = self.gate.readers(spec.permission) if spec.permission else self.gate.addressee(data)
+        """A copy on each reader's own channel (bus.gate): the granted for a restricted topic, the server
+        for a request, the asker for a reply (the table's readers); nobody else is ever sent one."""
+        readers = self.gate.audience(spec, data)
         if readers is None:
-            self.gate.refuse(stamp, topic, "a reply that names nobody")
+            self.gate.refuse(stamp, topic, "names none of its readers")
             return n_out, b_out
+        counts = self._counts
+        if len(counts) >= MAX_CHANNELS:  # replies may name anyone; their readers see the counts start again
+            counts.clear()
         for reader in readers:
-            c_send(xpub, envelope.stamp(channel(reader, topic), stamp), _SNDMORE)
+            # Counted per channel: only the broker knows which of a topic's messages each reader was meant
+            # to get, so only its count makes a reader's gap a loss (bus.envelope).
+            count = counts[reader, topic, stamp] = counts.get((reader, topic, stamp), 0) + 1
+            c_send(xpub, envelope.counted(reader, topic, stamp, count), _SNDMORE)
             c_send(xpub, data)
             n_out += 1
             b_out += len(data)
         return n_out, b_out
 
-    def _refuse_frames(self, lane: _Lane, topic: bytes, more: bool, user: bytes) -> None:
+    def _refuse_frames(self, lane: _Lane, topic: bytes, more: bool, user: bytes, peer: str) -> None:
         """A message of other than two frames: read to its end, however long, keeping none of it."""
         while more:
             more = lane.xsub.recv(copy=False).more
-        self.gate.refuse(user, topic, "not a two-frame message")
+        self.gate.refuse(user, topic, "not a two-frame message", *_uid_pid(peer))
 
     def _subscriptions(self, lane: _Lane) -> None:
         while True:
@@ -343,7 +375,8 @@ class Broker:
             # Unsubscriptions of a pipe that went away come with no metadata and apply to no pipe.
             sender = verified(frame).encode() or None
             option = zmq.SUBSCRIBE if data[0] else zmq.UNSUBSCRIBE
-            for prefix in self.gate.subscriptions(sender, data[1:]):
+            for prefix in self.gate.subscriptions(sender, data[1:],
+                                                  lambda: _uid_pid(frame.get("Peer-Address") or "")):
                 lane.xpub.setsockopt(option, prefix)
                 if prefix[:1] == ACK:
                     if data[0]:  # a lane's marker: every subscription it sent before is applied now
@@ -402,11 +435,14 @@ class Broker:
         if spec.latched:
             self._store(topic, body, _SELF)
 
-    def _report(self, identity: str, topic: str, reason: str, count: int) -> None:
-        self._publish("bus.security", identity=identity, topic=topic, reason=reason, count=count)
+    def _report(self, identity: str, topic: str, reason: str, uid: int | None, pid: int | None, count: int) -> None:
+        self._publish("bus.security", identity=identity, topic=topic, reason=reason, count=count, uid=uid, pid=pid)
 
     def _on_refused_client(self, address: str, why: str) -> None:
-        self.gate.refuse(None, b"<connect>", why)
+        self.gate.refuse(None, b"<connect>", why, *_uid_pid(address))
+
+    def _on_shed(self, why: str, uid: int, pid: int) -> None:
+        self.gate.refuse(None, b"<connect>", why, uid, pid)
 
     # --- the last-value cache ------------------------------------------------------
     def _store(self, topic: bytes, body: bytes, sender: bytes) -> None:
@@ -479,8 +515,24 @@ class Broker:
                       clients={"admitted": self.zap.admitted, "refused": self.zap.refused})
 
 
+def _uid_pid(peer: str) -> tuple[int | None, int | None]:
+    """(uid, pid) from a frame's Peer-Address, (None, None) where it names none."""
+    return access.peer(peer) or (None, None)
+
+
+def _fixed_mmap_threshold() -> None:
+    """glibc maps an allocation over 128 KiB and gives it back when freed, but raises that threshold to the
+    largest block freed: after one refused 3 MB message, the next ones stayed on the heap, and the heap's
+    memory with them. A threshold set by hand is never raised."""
+    try:
+        ctypes.CDLL(None).mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc
+
+
 def serve(runtime: Runtime) -> int:
     """Run a broker until SIGTERM/SIGINT; the exit code for the CLI."""
+    _fixed_mmap_threshold()
     broker = Broker(runtime)
     try:
         broker.acquire()

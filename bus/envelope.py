@@ -4,8 +4,11 @@ A message is a two-frame ZeroMQ multipart message, [topic, body]::
 
     frame 0  topic   UTF-8 dotted name, e.g. b"power.state" (the prefix ZeroMQ filters on);
                      from the broker it is stamped: b"power.state\\0powerd", the identity
-                     the broker verified (the CURVE key's) after a NUL; a restricted topic
-                     comes on a personal channel, b"\\0<reader>\\0camera.frame\\0camerad"
+                     the broker verified (the CURVE key's) after a NUL; a personal topic
+                     (restricted, or a reply) comes on a personal channel, counted:
+                     b"\\0<reader>\\0camera.frame\\0camerad\\0<count>", where count is
+                     ASCII decimal, from 1, +1 per message the broker sent on that
+                     channel from that sender (it starts again with each broker)
     frame 1  body    msgpack array of exactly seven items:
                        0 version   int   WIRE_VERSION (1)
                        1 source    str   the publishing node's name
@@ -22,8 +25,15 @@ message (CURVE seals each one: in bench/bus.py's raw setup a third frame
 took a third off the throughput). No table topic contains a NUL, so the
 split is unambiguous.
 
-Sequence numbers are per topic, not per source, so a subscriber that sees only
-some of a source's topics can still tell a gap (lost messages) from a filter.
+What a receiver counts as lost is what was meant for it and did not come:
+a gap in a sequence that runs per channel. On a topic everyone may hear, the
+channel is the topic, and the publisher's sequence counts it (per topic, not
+per source, so a subscriber that sees only some of a source's topics can
+still tell a gap from a filter). On a personal channel only the broker knows
+which of a topic's messages were meant for whom (the replies to other
+askers, the frames sent while another app held the camera), so the broker
+counts each channel, and the receiver finds gaps in that count; the
+publisher's sequence still tells a message it already has (a duplicate).
 An array, not a map, keeps the header at 20-30 bytes.
 
 ``decode`` never raises anything but MalformedMessage: every way bytes can be
@@ -50,9 +60,9 @@ BODY_START = b"\x97"  # msgpack's array of seven: the first byte of every body, 
 
 CHANNEL = b"\x00"  # a personal channel's first byte; no table topic starts with it
 ACK = b"\xff"  # a lane's marker subscription's first byte, which the broker answers (bus.lane); no topic's
-# Topics that go out on personal channels only: restricted ones (to the identities granted them) and
-# replies (to the one who asked; nobody else reads what displayd showed it, or what the assistant said).
-PERSONAL = frozenset(name.encode() for name, topic in TOPICS.items() if topic.permission or topic.kind is Kind.REPLY)
+# Topics that go out on personal channels only: restricted ones (to the identities granted them), requests (to
+# their server), replies (to the one who asked) and whatever else the table gives readers.
+PERSONAL = frozenset(topic.wire for topic in TOPICS.values() if topic.personal)  # the table's readers (bus.gate)
 
 
 PRESENCE = b"."  # the topic of a node's presence channel: no table topic begins with a dot
@@ -71,6 +81,11 @@ def stamp(topic: bytes, sender: bytes) -> bytes:
     return topic + CHANNEL + sender
 
 
+def counted(reader: bytes, topic: bytes, sender: bytes, count: int) -> bytes:
+    """The topic frame of the ``count``-th message the broker sends ``reader`` on ``topic`` from ``sender``."""
+    return b"%b%b%b%b%b%b%b%d" % (CHANNEL, reader, CHANNEL, topic, CHANNEL, sender, CHANNEL, count)
+
+
 def presence(identity: bytes) -> bytes:
     """The prefix every lane of a node subscribes to while it lives (the broker counts them: bus.departed)."""
     return channel(identity, PRESENCE)
@@ -85,15 +100,16 @@ def present(prefix: bytes) -> bytes | None:
 
 class Message(Plain):
     __slots__ = ("topic", "source", "incarnation", "seq", "mono_ns", "wall_ns", "payload", "body", "latched",
-                 "sender")
+                 "sender", "count")
 
     def __init__(self, topic: str, source: str, incarnation: int, seq: int, mono_ns: int, wall_ns: int,
-                 payload: dict, body: bytes, latched: bool = False, sender: str = ""):
+                 payload: dict, body: bytes, latched: bool = False, sender: str = "", count: int = 0):
         self.topic, self.source, self.incarnation, self.seq = topic, source, incarnation, seq
         self.mono_ns, self.wall_ns, self.payload = mono_ns, wall_ns, payload
         self.body = body  # the encoded body as received, for caches and recorders
         self.latched = latched  # True when delivered from the broker's last-value cache
         self.sender = sender  # the identity the broker verified; "" when read from a file
+        self.count = count  # the broker's count on a personal channel; 0 elsewhere (bus.intake)
 
     @property
     def size(self) -> int:
@@ -123,7 +139,7 @@ def decode(frames: list[bytes]) -> Message:
     head = _HEADS.get(raw_topic)
     if head is None:
         head = _read_head(raw_topic)
-    topic, sender = head
+    topic, sender, count = head
     name = topic.name
     if len(body) > topic.max_size:
         raise MalformedMessage(f"oversized: {len(body)} bytes > {topic.max_size}", name)
@@ -145,12 +161,19 @@ def decode(frames: list[bytes]) -> Message:
             topic.validate(payload)
         except PayloadError as exc:
             raise MalformedMessage(str(exc).removeprefix(name + ": "), name) from None
-    return Message(name, source, incarnation, seq, mono_ns, wall_ns, payload, body, False, sender)
+    return Message(name, source, incarnation, seq, mono_ns, wall_ns, payload, body, False, sender, count)
 
 
-def _read_head(raw_topic: bytes) -> tuple[Topic, str]:
-    """The topic and the verified sender a topic frame names, remembered: a receiver sees the same few
-    (topic, sender) frames over and over, and one dict lookup costs a fifth of taking one apart."""
+def _read_head(raw_topic: bytes) -> tuple[Topic, str, int]:
+    """The topic, the verified sender and the channel's count a topic frame names. All but a counted
+    channel's are remembered: a receiver sees the same few (topic, sender) frames over and over, and one
+    dict lookup costs a fifth of taking one apart."""
+    if raw_topic[:1] == CHANNEL and raw_topic.count(CHANNEL) == 4:  # a counted personal channel
+        uncounted, _, digits = raw_topic.rpartition(CHANNEL)
+        if not (digits.isdigit() and digits.isascii() and 0 < len(digits) <= 20 and digits[:1] != b"0"):
+            raise MalformedMessage("a personal channel's count is not a number")
+        topic, sender, _ = _HEADS.get(uncounted) or _read_head(uncounted)
+        return topic, sender, int(digits)
     stamped = raw_topic
     if raw_topic[:1] == CHANNEL:  # a personal channel: the topic follows the reader's name
         start = raw_topic.find(CHANNEL, 1) + 1
@@ -169,7 +192,7 @@ def _read_head(raw_topic: bytes) -> tuple[Topic, str]:
         raise MalformedMessage(*_unknown_topic(raw_topic))
     if len(_HEADS) >= MAX_HEADS:  # only valid frames get here, and senders are the broker's keys: rare
         _HEADS.clear()
-    head = _HEADS[stamped] = (topic, sender)
+    head = _HEADS[stamped] = (topic, sender, 0)
     return head
 
 
@@ -196,4 +219,4 @@ def _unknown_topic(raw_topic: bytes) -> tuple[str, ...]:
 # The table keyed by the topic frame itself: one dict lookup instead of decode-then-lookup.
 BY_WIRE = {topic.wire: topic for topic in TOPICS.values()}
 MAX_HEADS = 4096
-_HEADS: dict[bytes, tuple[Topic, str]] = {}  # a topic frame as received -> (its topic, its sender)
+_HEADS: dict[bytes, tuple[Topic, str, int]] = {}  # a topic frame as received -> (its topic, its sender, 0)

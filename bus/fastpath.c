@@ -16,8 +16,10 @@
 #include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 /* zmq.h's zmq_msg_t: 64 opaque bytes, pointer-aligned. */
@@ -62,6 +64,7 @@ typedef struct {
     int more;
     size_t user_len;
     char user[64];
+    char peer[64]; /* the sender's "Peer-Address" (localhost:uid:gid:pid on ipc), NUL-terminated: who refusals name */
 } held;
 
 typedef struct {
@@ -150,16 +153,17 @@ static entry *find(table *t, const char *user, size_t user_len, const char *topi
     }
 }
 
-/* malloc'd, not zeroed: the body's room is as large as the socket allows, and pages never written
- * cost no memory. */
+/* The body's room is as large as the socket allows, mapped, not zeroed: pages never written cost no
+ * memory, and those a big message wrote are given back (lens_held_trim). */
 held *lens_held_new(size_t head_cap, size_t body_cap) {
     held *h = calloc(1, sizeof(held));
     if (h == NULL) return NULL;
     h->head = malloc(head_cap);
-    h->body = malloc(body_cap);
+    h->body = mmap(NULL, body_cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (h->body == MAP_FAILED) h->body = NULL;
     if (h->head == NULL || h->body == NULL) {
         free(h->head);
-        free(h->body);
+        if (h->body != NULL) munmap(h->body, body_cap);
         free(h);
         return NULL;
     }
@@ -171,8 +175,15 @@ held *lens_held_new(size_t head_cap, size_t body_cap) {
 void lens_held_free(held *h) {
     if (h == NULL) return;
     free(h->head);
-    free(h->body);
+    munmap(h->body, h->body_cap);
     free(h);
+}
+
+/* After Python judged a held message: a big body's pages go back to the kernel (a refused 3 MB message
+ * left them resident for good). */
+void lens_held_trim(held *h) {
+    if (h->body_len > 65536) madvise(h->body, h->body_cap, MADV_DONTNEED);
+    h->body_len = 0;
 }
 
 table *lens_table_new(void) { return calloc(1, sizeof(table)); }
@@ -212,6 +223,8 @@ static void hold(const zmq_api *z, held *h, zmq_msg_t *head, zmq_msg_t *body, in
     h->more = more;
     h->user_len = user_len;
     memcpy(h->user, user, user_len);
+    const char *peer = z->msg_gets(head, "Peer-Address");
+    snprintf(h->peer, sizeof h->peer, "%s", peer ? peer : "");
 }
 
 /* Up to `batch` messages from xsub: 0 when xsub is empty, 1 when the batch ran out first (more may

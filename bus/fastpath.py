@@ -23,11 +23,12 @@ from typing import Callable
 
 import zmq
 
+from bus.fastpath_build import LIBRARY_NAME, SOURCE, command
+
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("fastpath.c")
-LIBRARY = Path(__file__).with_name("_fastpath.so")
-Slow = Callable[[bytes, "bytes | None", bool, bytes], None]  # the broker's judgement of a held message
+LIBRARY = Path(__file__).with_name(LIBRARY_NAME)
+Slow = Callable[[bytes, "bytes | None", bool, bytes, bytes], None]  # the broker's judgement of a held message
 
 
 class Counters(ctypes.Structure):
@@ -39,7 +40,8 @@ class _Held(ctypes.Structure):
     """A message the C loop leaves for Python (fastpath.c's ``held``)."""
     _fields_ = [("head", ctypes.c_void_p), ("head_cap", ctypes.c_size_t), ("head_len", ctypes.c_size_t),
                 ("body", ctypes.c_void_p), ("body_cap", ctypes.c_size_t), ("body_len", ctypes.c_size_t),
-                ("more", ctypes.c_int), ("user_len", ctypes.c_size_t), ("user", ctypes.c_char * 64)]
+                ("more", ctypes.c_int), ("user_len", ctypes.c_size_t), ("user", ctypes.c_char * 64),
+                ("peer", ctypes.c_char * 64)]
 
 
 class _PollItem(ctypes.Structure):
@@ -55,6 +57,7 @@ class _Lane(ctypes.Structure):
 
 
 HEAD_CAP = 256  # a longer topic frame names no topic: its first bytes say enough to refuse it
+TRIM = 65536  # a held body larger than this has its pages given back once copied (fastpath.c lens_held_trim)
 OTHER_READY, HELD = 1, 2  # lens_serve's "another item is ready", "lane 0 holds a message" (2 + i: lane i)
 
 _API = ("msg_init", "msg_recv", "msg_send", "msg_close", "msg_data", "msg_size", "msg_more", "msg_gets",
@@ -89,6 +92,7 @@ class FastPath:
         self.lib.lens_held_new.restype = ctypes.POINTER(_Held)
         self.lib.lens_held_new.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
         self.lib.lens_held_free.argtypes = [ctypes.POINTER(_Held)]
+        self.lib.lens_held_trim.argtypes = [ctypes.POINTER(_Held)]
         self._held: list = []
         self.lib.lens_table_free.argtypes = [ctypes.c_void_p]
         self.lib.lens_table_tap.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
@@ -134,7 +138,7 @@ class FastPath:
             items[i].events = zmq.POLLIN
         slows = [lane[3] for lane in lanes]
         args = (ctypes.byref(self._api), items, len(items), table, len(lanes), self._table, batch)
-        serve = self.lib.lens_serve
+        serve, trim = self.lib.lens_serve, self.lib.lens_held_trim
 
         def wait(timeout: float | None) -> list:
             result = serve(*args, -1 if timeout is None else max(0, int(timeout * 1000 + 0.999)))
@@ -143,8 +147,10 @@ class FastPath:
             if result >= HELD:
                 held = table[result - HELD].held.contents
                 data = None if held.more < 0 else ctypes.string_at(held.body, held.body_len)
+                if held.body_len > TRIM:
+                    trim(table[result - HELD].held)
                 slows[result - HELD](ctypes.string_at(held.head, held.head_len), data, held.more > 0,
-                                     held.user[:held.user_len])
+                                     held.user[:held.user_len], held.peer)
                 return []  # the caller's loop comes straight back: what else is ready is still ready
             if result == OTHER_READY:
                 return [other for i, other in enumerate(others, len(lanes)) if items[i].revents]
@@ -174,10 +180,8 @@ def load() -> FastPath | None:
 def build(output: Path = LIBRARY) -> Path:
     """Compile bus/fastpath.c into ``output`` with $CC (else cc); CalledProcessError (with the compiler's
     words) if it fails."""
-    cc = os.environ.get("CC", "cc")
     partial = output.with_suffix(".so.part")
-    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-o", str(partial), str(SOURCE)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(command(partial), check=True, capture_output=True, text=True)
     os.replace(partial, output)  # a broker starting meanwhile loads the old library or the new, never half
     return output
 

@@ -1,9 +1,15 @@
 """Everything a receiver does with raw frames before a handler sees them.
 
-Decode and validate (bus.envelope), then check the per-(topic, source)
-sequence: a jump is a gap (messages lost upstream, counted as drops), a repeat
-is a duplicate (e.g. a latched value that arrives both live and from the
-cache), dropped silently but counted. Malformed frames are dropped, counted
+Decode and validate (bus.envelope), then check the sequence of the channel
+it came on: a jump is a gap (messages meant for this receiver and lost,
+counted as drops), a repeat is a duplicate (e.g. a latched value that arrives
+both live and from the cache, or a message a publisher sent again after a
+broker died: bus.node), dropped silently but counted. On a topic everyone may
+hear the channel is (topic, source) and the publisher's sequence counts it; on
+a personal channel the broker's count does, and the publisher's sequence only
+tells duplicates (bus.envelope says why). A probe's sequence is not checked:
+probes are sent to find out whether the broker is there, and those sent while
+it is not are lost by design. Malformed frames are dropped, counted
 per topic and logged at most once per LOG_EVERY_S per topic. Memory stays
 bounded whatever arrives: the number of tracked sources and of distinct
 unknown topic names is capped.
@@ -20,6 +26,8 @@ from bus.errors import MalformedMessage
 from bus.keys import DEVELOPER
 from bus.plain import Plain
 from bus.topics import TOPICS
+
+UNCOUNTED = frozenset({"bus.probe", "bus.probe.stream"})  # bus.lane's probes: their losses are expected
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,8 @@ class Intake:
         self.forged = 0
         self.counters: dict[str, TopicCounters] = defaultdict(TopicCounters)
         self._last_seq: dict[tuple[str, str], tuple[int, int]] = {}
+        # (topic, sender) -> (source, incarnation, seq, the broker's count) of the last on a personal channel
+        self._channels: dict[tuple[str, str], tuple[str, int, int, int]] = {}
         self._unknown_names: set[str] = set()
         self._last_log: dict[str, float] = {}
         self._unlogged: dict[str, int] = defaultdict(int)
@@ -77,6 +87,8 @@ class Intake:
         return msg if self.in_sequence(msg) else None
 
     def in_sequence(self, msg: Message) -> bool:
+        if msg.count:
+            return self._in_channel(msg)
         key = (msg.topic, msg.source)
         counters = self.counters[msg.topic]
         last = self._last_seq.get(key)
@@ -85,15 +97,48 @@ class Intake:
             if msg.seq < expected:
                 counters.duplicates += 1
                 return False
-            if msg.seq > expected:
-                counters.drops += msg.seq - expected
-                self._log_limited(msg.topic, "gap of %d from %s (seq %d after %d)",
-                                  msg.seq - expected, msg.source, msg.seq, last[1])
+            if msg.seq > expected and msg.topic not in UNCOUNTED:
+                self._gap(counters, msg, msg.seq - expected, f"seq {msg.seq} after {last[1]}")
         elif last is None and len(self._last_seq) >= MAX_TRACKED_SOURCES:
             del self._last_seq[next(iter(self._last_seq))]
         self._last_seq[key] = (msg.incarnation, msg.seq)
         counters.received += 1
         return True
+
+    def _in_channel(self, msg: Message) -> bool:
+        """A message on a personal channel: gaps by the broker's count, duplicates by the publisher's sequence."""
+        key = (msg.topic, msg.sender)
+        counters = self.counters[msg.topic]
+        last = self._channels.get(key)
+        self._channels[key] = (msg.source, msg.incarnation, msg.seq, msg.count)
+        if last is None:
+            if len(self._channels) > MAX_TRACKED_SOURCES:
+                del self._channels[next(iter(self._channels))]
+        else:
+            source, incarnation, seq, count = last
+            if source == msg.source and incarnation == msg.incarnation and msg.seq <= seq:
+                # Had already; the count it came with is kept, for the next one's gap.
+                self._channels[key] = (source, incarnation, seq, msg.count)
+                counters.duplicates += 1
+                return False
+            # A count at or below the last: the broker restarted and counts afresh, so there is nothing to
+            # compare it with.
+            if msg.count > count + 1:
+                self._gap(counters, msg, msg.count - count - 1, f"message {msg.count} after {count} on its channel")
+        counters.received += 1
+        return True
+
+    def _gap(self, counters: TopicCounters, msg: Message, lost: int, where: str) -> None:
+        counters.drops += lost
+        self._log_limited(msg.topic, "gap of %d from %s (%s)", lost, msg.source, where)
+
+    def forget(self, topics) -> None:
+        """Stop following the sequences of ``topics`` (no longer subscribed): when they are heard again,
+        what was published meanwhile was never meant for this receiver, and is no gap."""
+        topics = set(topics)
+        for table in (self._last_seq, self._channels):
+            for key in [k for k in table if k[0] in topics]:
+                del table[key]
 
     def totals(self) -> dict[str, int]:
         out = {"received": 0, "malformed": 0, "drops": 0, "duplicates": 0}

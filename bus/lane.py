@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import os
 import struct
+from collections import deque
 from typing import Callable
 
 import zmq
 
-from bus.envelope import ACK, BODY_START, CHANNEL, PERSONAL, STATS_WANTED, channel, presence
+from bus.envelope import ACK, BODY_START, CHANNEL, PERSONAL, STATS_WANTED, channel, presence, stamp
 from bus.runtime import Runtime
 from bus.tap import TAP_TOPIC
 from bus.topics import LANE_HWM, TOPICS, matches
@@ -120,6 +121,10 @@ class Lane:
         self._own_channel = channel(self._identity, b"")
         # Never unsubscribed while the socket lives: when the last of an identity's goes, the broker says so.
         self.sub.setsockopt(zmq.SUBSCRIBE, presence(self._identity))
+        # Its own probes only, as the broker stamps them (bus.envelope): a probe is this lane's question to
+        # itself, and another node's are nobody else's business (every node hearing every probe was one
+        # message per node per probe, and their gaps while the broker was away read as losses).
+        self.sub.setsockopt(zmq.SUBSCRIBE, stamp(self.probe_topic.encode(), self._identity))
         self.prefixes: set[str] = set()
         self.confirmed = False
         self.acked = False  # the broker answered this round's marker: it applied every subscription before it
@@ -130,6 +135,44 @@ class Lane:
         self.nonce = 0
         self.next_probe = 0.0
         self._backoff = PROBE_FIRST_S
+        # What the reliable lane sent that the broker has not yet been seen to forward: sent again if the
+        # broker dies (receivers drop what they had by its sequence). A mark is a probe whose return says
+        # the broker forwarded everything sent before it: the broker reads a publisher's pipe in order.
+        self.sent: deque[list[bytes]] | None = deque() if name == "reliable" else None
+        self.sent_total = 0  # messages ever put in `sent`
+        self.marked = 0  # sent_total when the last mark went out
+        self.marks: dict[int, int] = {}  # a mark's nonce -> sent_total when it went out
+        self.unconfirm()  # the first round's marker
+
+    @property
+    def unconfirmed(self) -> int:
+        return len(self.sent) if self.sent is not None else 0
+
+    def new_mark(self) -> int:
+        """The nonce of a mark to send now, covering everything sent so far."""
+        nonce = int.from_bytes(os.urandom(6), "little")
+        self.marks[nonce] = self.marked = self.sent_total
+        return nonce
+
+    def mark_returned(self, nonce: int) -> bool:
+        """A mark came back: what was sent before it has been forwarded; False when it is no mark of ours."""
+        total = self.marks.pop(nonce, None)
+        if total is None:
+            return False
+        for _ in range(total - (self.sent_total - len(self.sent))):
+            self.sent.popleft()
+        self.marks = {n: t for n, t in self.marks.items() if t > total}
+        return True
+
+    def take_unforwarded(self) -> list[list[bytes]]:
+        """The broker went away: what it was not seen to forward, oldest first, to be sent again."""
+        if self.sent is None:
+            return []
+        items = list(self.sent)
+        self.sent.clear()
+        self.marks.clear()
+        self.marked = self.sent_total
+        return items
 
     def connect(self, runtime: Runtime, enter: Callable[[zmq.Socket], None]) -> None:
         """Connect both sockets, each first made ready by ``enter`` to be let in (bus.access.enter)."""
@@ -167,7 +210,7 @@ class Lane:
         writes each message to the pipes in that order, so the processes that wait on it come first."""
         raw = prefix.encode()
         own = [self._own_channel + topic for topic in PERSONAL if topic.startswith(raw)]
-        if not self.watcher or prefix in (self.probe_topic, TAP_TOPIC):
+        if not self.watcher or prefix == TAP_TOPIC:
             return [raw] + own
         # Neither the tap's reader nor a deep subscription tells the broker that someone wants its stats.
         wanted = [STATS_WANTED] if self.name == TOPICS["bus.broker.stats"].lane and \
@@ -182,7 +225,7 @@ class Lane:
         """The tap cannot be read: hear what everyone may hear through the broker's socket instead."""
         if self.tapped:
             self.tapped = False
-            for prefix in self.prefixes - {self.probe_topic, TAP_TOPIC}:
+            for prefix in self.prefixes - {TAP_TOPIC}:
                 for wire in self._deep(prefix):
                     self.sub.setsockopt(zmq.SUBSCRIBE, wire)
             self.unconfirm()  # ready again once they are live

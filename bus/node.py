@@ -8,14 +8,18 @@
                                                   # latched state has been delivered
     node.publish("power.state", percent=80.0, ...)
     answer = node.request("shell.focus.request", resource="camera", timeout=1.0)
+    node.flush(timeout=5.0)                       # until what was published has left (BusTimeout)
     node.run()                                    # until SIGTERM/SIGINT or node.stop()
 
 Guarantees: a publish is validated against the table before anything is sent;
 while the broker is unreachable (not yet up, or restarting) reliable messages
 wait in an outbox and are sent in order once the lane is confirmed again,
 and the node's latched topics are re-sent unchanged, so a restarted broker
-learns the present without anyone publishing anew. Duplicates that this
-causes are dropped by receivers' sequence checks. The loop blocks in one
+learns the present without anyone publishing anew. What the reliable lane
+sent and the broker was not seen to forward (a broker hung, then killed) is
+sent again when it is back (bus.lane's marks); node.flush() waits until all
+of it has left. Duplicates that this causes are dropped by receivers'
+sequence checks. The loop blocks in one
 poll until a message, a timer or a signal: an idle node costs no CPU.
 """
 
@@ -64,6 +68,10 @@ BACKLOG_AGE_NS = 1_000_000  # a message older than this on arrival means more ar
 # While the broker's pipe is full, the outbox is tried again this often (a PUB socket is always
 # "writable" to poll, so there is nothing to wait on). Only ever under load: idle nodes never hold.
 HELD_RETRY_S = 0.002
+# A mark (bus.lane) after this many reliable messages: what is kept to be sent again if the broker dies
+# stays this small, and a node that publishes little sends no extra message for it.
+MARK_EVERY = 1000
+SEND_AGAIN_WITHIN_S = 60.0  # a broker hung this long is long dead: its watchdog kills it far sooner
 TAP_PERIOD_S = 0.02  # how often a watching tool reads the tap: 50 wake-ups a second, however busy the bus
 _LATCHED = frozenset(LATCHED)
 
@@ -108,6 +116,7 @@ class Node:
         self.handler_errors = 0
         self.outbox_drops = 0
         self.held_back = 0  # times the broker's pipe was full and messages waited in the outbox
+        self.sent_again = 0  # messages sent again because the broker died before it was seen to forward them
         self._ctx = zmq.Context()
         self._lanes: dict[str, Lane] = {}
         self._subs: list[tuple[str, Handler]] = []
@@ -165,6 +174,9 @@ class Node:
             for lane_name in lanes_for(prefix):
                 if lane_name in self._lanes:
                     self._lanes[lane_name].remove_prefix(prefix)
+            # What is published while nobody here listens is no loss when it listens again.
+            self.intake.forget(t for t in TOPICS if matches(prefix, t) and t not in self._reply_topics
+                               and not any(matches(p, t) for p, _ in self._subs))
 
     def serve(self, topic: str, handler: Callable[[Message], dict | None]) -> None:
         """Answer requests on ``topic``: return the result dict, or raise RequestRefused(why)."""
@@ -205,10 +217,34 @@ class Node:
         if lane is not None and lane.open:
             try:
                 send_frames(lane.pub, frames)
-                return
             except zmq.Again:
                 self._hold(lane)
+            else:
+                sent = lane.sent
+                if sent is not None:  # _sent(), written out: this runs for every message
+                    sent.append(frames)
+                    lane.sent_total += 1
+                    if lane.sent_total - lane.marked >= MARK_EVERY:
+                        self._send_mark(lane)
+                return
         self._queue(spec.lane, frames)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Return once everything published so far has left: out of the outbox, and, on the reliable lane,
+        forwarded by the broker (a mark sent after it came back); BusTimeout when not within ``timeout``.
+        Handlers are not called meanwhile (their messages wait, in order). A tool that publishes and
+        exits, or a benchmark that must know when its burst is out, calls this."""
+        self._wait(self._all_left, time.monotonic() + timeout, "what was published to leave")
+
+    def _all_left(self) -> bool:
+        for name, lane in self._lanes.items():
+            if self._outbox[name] or lane.retry_at is not None:
+                return False
+            if lane.unconfirmed:
+                if lane.open and lane.marked < lane.sent_total or not lane.marks:
+                    self._send_mark(lane)  # a mark covering all of it, the last lost with a broker, or none yet
+                return False
+        return True
 
     def request(self, topic: str, *, timeout: float = 2.0, **fields) -> dict:
         """Ask the topic's owner and wait for the answer; RequestTimeout or RequestFailed otherwise.
@@ -304,6 +340,8 @@ class Node:
             "topics": self.intake.stats(),
             "totals": self.intake.totals(),
             "outbox": sum(len(q) for q in self._outbox.values()),
+            "unconfirmed": sum(lane.unconfirmed for lane in self._lanes.values()),
+            "sent_again": self.sent_again,
             "outbox_drops": self.outbox_drops,
             "held_back": self.held_back,
             "handler_errors": self.handler_errors,
@@ -337,7 +375,6 @@ class Node:
         lane = self._lanes.get(name)
         if lane is None:
             lane = self._lanes[name] = Lane(self._ctx, name, self.identity, watcher=self.watcher)
-            lane.add_prefix(lane.probe_topic)
             self._poller = None
             if self._way.enter is not None:
                 lane.connect(self.runtime, self._way.enter)
@@ -352,6 +389,7 @@ class Node:
         self._way.refused()
         old_lanes, self._lanes = self._lanes, {}
         for name, old in old_lanes.items():
+            self._send_again(old)
             old.close()
             lane = self._lane(name)
             lane.tapped = old.tapped
@@ -435,8 +473,42 @@ class Node:
             except zmq.Again:
                 self._hold(lane)
                 return
-            outbox.popleft()
+            self._sent(lane, outbox.popleft())
         lane.open, lane.retry_at = lane.confirmed, None
+
+    def _sent(self, lane: Lane, frames: list[bytes]) -> None:
+        """Keep what the reliable lane sent until a mark says the broker forwarded it (bus.lane)."""
+        if lane.sent is not None:
+            lane.sent.append(frames)
+            lane.sent_total += 1
+            if lane.sent_total - lane.marked >= MARK_EVERY:
+                self._send_mark(lane)
+
+    def _send_mark(self, lane: Lane) -> None:
+        if not lane.open and not lane.confirmed:
+            return  # confirming the lane again sends everything, then a mark may follow
+        spec = TOPICS[lane.probe_topic]
+        self._seq[spec.name] += 1
+        payload = {"node": self.name, "nonce": lane.new_mark()}
+        try:
+            send_frames(lane.pub, encode(spec, self.name, self.incarnation, self._seq[spec.name], payload))
+        except zmq.Again:
+            lane.marks.clear()  # the pipe is full: the next message or flush() marks again
+            lane.marked = 0
+
+    def _send_again(self, lane: Lane) -> None:
+        """The broker went away: what it was not seen to forward goes first when the lane is back, unless it
+        is older than a hung broker lives (the watchdog kills one far sooner): that, it forwarded long ago."""
+        items = lane.take_unforwarded()
+        if not items:
+            return
+        oldest = time.monotonic_ns() - int(SEND_AGAIN_WITHIN_S * 1e9)
+        again = [frames for frames in items if msgpack.unpackb(frames[1])[4] >= oldest]
+        if again:
+            self.sent_again += len(again)
+            self._outbox[lane.name].extendleft(reversed(again))
+            log.info("%s: %d messages the broker was not seen to forward go again once it is back",
+                     self.name, len(again))
 
     def _flush_held(self, deadline: float) -> None:
         """What full pipes held back goes out before the sockets close, as the PUB's linger lets what is
@@ -542,6 +614,7 @@ class Node:
         except (ValueError, TypeError, msgpack.UnpackException):
             log.warning("%s: malformed snapshot from the broker ignored", self.name)
             return
+        present = []
         for topic, body, sender in triples:
             # Anything that arrived live since the request is at least as new as the cache.
             if topic.decode(errors="replace") in self._snapshot_live:
@@ -549,7 +622,11 @@ class Node:
             msg = self.intake.accept([stamp(topic, sender), body])
             if msg is not None:
                 msg.latched = True
-                self._pending.append(msg)
+                present.append(msg)
+        # In the order it came about (the broker keeps it by topic): by the wall clock, which, unlike the
+        # monotonic one, a cache kept across a reboot shares with today's.
+        present.sort(key=_written)
+        self._pending.extend(present)
         self._snapshot_waiting = False
         self._announce_if_ready()
 
@@ -660,6 +737,7 @@ class Node:
         while (event := lane.read_monitor()) is not None:
             if event == "disconnected":
                 log.info("%s: lost the broker on the %s lane; reconnecting", self.name, lane.name)
+                self._send_again(lane)
             elif event == "refused" and self._way.enter is not None:
                 log.warning("%s: the broker refused the %s lane's handshake; asking it again how to enter",
                             self.name, lane.name)
@@ -719,10 +797,13 @@ class Node:
         """Probes and replies are the node's own business; everything else waits for the handlers."""
         topic = msg.topic
         if topic == lane.probe_topic:
-            if msg.payload["node"] == self.name and msg.payload["nonce"] == lane.nonce and not lane.probed:
-                lane.probed = True
-                if lane.answered():
-                    self._on_lane_confirmed(lane)
+            if msg.payload["node"] == self.name:
+                if msg.payload["nonce"] == lane.nonce and not lane.probed:
+                    lane.probed = True
+                    if lane.answered():
+                        self._on_lane_confirmed(lane)
+                elif lane.marks:
+                    lane.mark_returned(msg.payload["nonce"])
             return
         if topic == TAP_TOPIC and self.watcher:
             self._open_tap()
@@ -840,6 +921,10 @@ class Node:
 
 def _published(msg: Message) -> int:
     return msg.mono_ns
+
+
+def _written(msg: Message) -> int:
+    return msg.wall_ns
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

@@ -10,6 +10,7 @@ and reported at the end; a drop is never silent.
 from __future__ import annotations
 
 import base64
+import errno
 import io
 import json
 import logging
@@ -20,13 +21,18 @@ from pathlib import Path
 from bus import bag
 from bus.envelope import Message
 from bus.node import Node
-from bus.errors import BusError
+from bus.errors import BusError, RequestRefused
 from bus.ring import FrameOverrun, Ring
 from bus.ringdoor import open_ring_later
 
 log = logging.getLogger("recorder")
 
 CHUNK_BYTES = 64 * 1024  # what a crash can cost: the chunk being filled
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
+
+
+class OutputFull(OSError):
+    """The file system of the output is full: the files before the current one are whole."""
 
 
 class Output:
@@ -40,6 +46,18 @@ class Output:
         self.messages = 0
 
     def write(self, topic: str, source: str, data: bytes, log_ns: int, wall_ns: int, seq: int) -> None:
+        """Add a message; OutputFull when the disk has no room (then only close() is left to do)."""
+        try:
+            self._write(topic, source, data, log_ns, wall_ns, seq)
+        except OutputFull:
+            raise  # the previous file's end had no room (a split)
+        except OSError as exc:
+            if exc.errno not in NO_ROOM:
+                raise
+            where = self.paths[-1] if self.paths else self.base
+            raise OutputFull(exc.errno, f"the disk is full: {exc.strerror} ({where})") from None
+
+    def _write(self, topic: str, source: str, data: bytes, log_ns: int, wall_ns: int, seq: int) -> None:
         if self.writer is None or self._full():
             self._open()
         channel = self.channels.get((topic, source))
@@ -55,6 +73,7 @@ class Output:
                                 sequence=seq & 0xFFFFFFFF)
         self.bytes += len(data)
         self.messages += 1
+        self.file_messages += 1
 
     def _full(self) -> bool:
         return (self.split_bytes and self.bytes >= self.split_bytes) or \
@@ -74,16 +93,35 @@ class Output:
         self.paths.append(path)
         self.schemas: dict[str, int] = {}
         self.channels: dict[tuple[str, str], int] = {}
-        self.bytes, self.opened = 0, time.monotonic()
+        self.bytes, self.opened, self.file_messages = 0, time.monotonic(), 0
 
     def close(self, metadata: dict[str, dict[str, str]] | None = None) -> None:
+        """Finish the current file; OutputFull when there is no room for its end (it is then cut short,
+        readable up to its last whole chunk, or removed when it holds no message)."""
         if self.writer is None:
             return
-        for name, data in (metadata or {}).items():
-            self.writer.add_metadata(name, data)
-        self.writer.finish()
-        self.file.close()
-        self.writer = None
+        writer, self.writer = self.writer, None
+        try:
+            for name, data in (metadata or {}).items():
+                writer.add_metadata(name, data)
+            writer.finish()
+            self.file.close()
+        except OSError as exc:
+            if exc.errno not in NO_ROOM:
+                raise
+            self._abandon()
+            raise OutputFull(exc.errno, f"the disk is full: {exc.strerror} ({self.base.parent})") from None
+
+    def _abandon(self) -> None:
+        """The current file could not be finished: what the disk holds of it stays, unless that is nothing."""
+        path = self.paths[-1]
+        try:
+            self.file.close()
+        except OSError:
+            pass  # the buffered tail had no room either: what is on disk is what is kept
+        if self.file_messages == 0 or path.stat().st_size == 0:
+            path.unlink(missing_ok=True)
+            self.paths.pop()
 
 
 class Recorder:
@@ -97,6 +135,7 @@ class Recorder:
         self.frames = 0
         self.ring: Ring | None = None
         self.ring_asked = 0  # the number of the ring last asked camerad for
+        self.failed: str | None = None  # why recording stopped before it was asked to (a full disk)
         for prefix in prefixes or [""]:
             node.subscribe(prefix, self.on_message)
         node.subscribe("camera.state", self.on_camera)  # where the frames are, to store them as images
@@ -104,6 +143,16 @@ class Recorder:
             node.serve("bus.snapshot.request", self.on_snapshot)
 
     def on_message(self, msg: Message) -> None:
+        if self.failed:
+            return  # said once; the loop is ending
+        try:
+            self._record(msg)
+        except OutputFull as exc:
+            self.failed = exc.strerror
+            log.error("stopping: %s", exc.strerror)
+            self.node.stop()
+
+    def _record(self, msg: Message) -> None:
         self._check_gap(msg)
         header = {"source": msg.source, "incarnation": msg.incarnation, "seq": msg.seq, "mono_ns": msg.mono_ns,
                   "wall_ns": msg.wall_ns}
@@ -173,14 +222,27 @@ class Recorder:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = self.snapshot_base.with_name(f"{self.snapshot_base.stem}-{stamp}.mcap")
         output = Output(path, self.compression)
-        for log_ns, topic, source, data, wall_ns, seq in list(self.buffer):
-            output.write(topic, source, data, log_ns, wall_ns, seq)
-        output.close({"lensos.gaps": {k: str(v) for k, v in self.gaps.items()}})
+        try:
+            for log_ns, topic, source, data, wall_ns, seq in list(self.buffer):
+                output.write(topic, source, data, log_ns, wall_ns, seq)
+            output.close({"lensos.gaps": {k: str(v) for k, v in self.gaps.items()}})
+        except OutputFull as exc:
+            try:
+                output.close()
+            except OutputFull:
+                pass  # the same full disk, said below
+            log.error("snapshot: %s", exc.strerror)
+            raise RequestRefused(exc.strerror) from None
         return {"path": str(path), "messages": output.messages}
 
     def close(self) -> dict[str, int]:
         if self.output is not None:
-            self.output.close({"lensos.gaps": {k: str(v) for k, v in self.gaps.items()}})
+            try:
+                self.output.close({"lensos.gaps": {k: str(v) for k, v in self.gaps.items()}})
+            except OutputFull as exc:
+                if not self.failed:
+                    log.error("stopping: %s", exc.strerror)
+                self.failed = self.failed or exc.strerror
         if self.ring is not None:
             self.ring.close()
         return self.gaps

@@ -93,7 +93,11 @@ class Runtime(NamedTuple):
             info = None
         if info is None:
             self.socket_dir.mkdir(mode=0o750)
-        os.chmod(self.socket_dir, stat.S_IMODE(os.stat(self.socket_dir).st_mode) & ~0o022)
+        mode = stat.S_IMODE(os.stat(self.socket_dir).st_mode)
+        if mode & 0o022:
+            # Only when others may write, and never naming the setgid bit the directory inherits from the
+            # board's 3770 bus directory: under RestrictSUIDSGID= a chmod that sets it is refused (EPERM).
+            os.chmod(self.socket_dir, mode & 0o755)
         return foreign
 
     @staticmethod

@@ -39,6 +39,7 @@ class Kind(enum.Enum):
 # at any rate a node can sustain; the stream lane keeps only the freshest few.
 LANE_HWM = {"reliable": 100_000, "stream": 8}
 LANES = tuple(LANE_HWM)
+LIMIT_BURST_S = 5.0  # a sender held to a topic's limit_hz may send this many seconds' worth at once
 
 _DEFAULT_MAX_SIZE = {
     Kind.STATE: 64 * 1024,
@@ -60,12 +61,13 @@ class Topic:
     """One row of the table. Not a dataclass: every process imports this module (see bus/plain.py)."""
 
     __slots__ = ("name", "kind", "owner", "fields", "rate_hz", "max_size", "permission", "doc", "reply",
-                 "reply_max_size", "watched", "schema", "result_schema", "latched", "quick",
-                 "wire", "lane")
+                 "reply_max_size", "watched", "readers", "dev_only", "limit_hz", "schema", "result_schema",
+                 "latched", "quick", "wire", "lane", "personal")
 
     def __init__(self, name: str, kind: Kind, owner: str, fields: dict[str, str], *, rate_hz: float = 0.0,
                  max_size: int = 0, permission: str | None = None, doc: str = "",
-                 reply: dict[str, str] | None = None, reply_max_size: int = 0, watched: bool = False):
+                 reply: dict[str, str] | None = None, reply_max_size: int = 0, watched: bool = False,
+                 readers: tuple[str, ...] | None = None, dev_only: bool = False, limit_hz: float = 20.0):
         self.name, self.kind, self.fields = name, kind, fields
         self.owner = owner  # the node allowed to publish it (for REQUEST: the node that serves it)
         self.rate_hz = rate_hz  # nominal rate; 0 means "on change"
@@ -75,6 +77,18 @@ class Topic:
         self.reply = reply  # REQUEST only: fields of a successful reply's result
         self.reply_max_size = reply_max_size  # REQUEST only: bytes its reply may take (0: the kind's default)
         self.watched = watched  # REQUEST only: the sender's liveness is watched from then on (it heartbeats fast)
+        # Who may read it besides the developer (bus.gate): None, everyone; else identities, and "@field" for
+        # the identity a payload field names. A request is its server's only, a reply its asker's ("@to"):
+        # what an app asked or was answered is no other app's to read.
+        if readers is None and kind is Kind.REQUEST:
+            readers = (owner,)
+        elif readers is None and kind is Kind.REPLY:
+            readers = ("@to",)
+        self.readers = readers
+        self.dev_only = dev_only  # REQUEST only: the developer's tools may ask it (driving the simulation), no app
+        # Messages a second the broker lets through from one sender that is not the owner (a request, a topic of
+        # ANY_NODE), in bursts of up to LIMIT_BURST_S seconds' worth; the rest dropped, counted and reported.
+        self.limit_hz = limit_hz
         declared = {**_REQUEST_ENVELOPE, **fields} if kind is Kind.REQUEST else dict(fields)
         self.schema = Schema(declared)
         self.result_schema = Schema(reply) if reply is not None else None
@@ -83,6 +97,8 @@ class Topic:
         # The hot paths ask this first and validate only when it says no; a reply's rules go beyond its fields.
         self.quick = self._compile_quick if kind is not Kind.REPLY else _never
         self.wire = name.encode()  # the topic frame
+        # Sent on personal channels only (the broker's copy to each reader): restricted or read by some only.
+        self.personal = bool(permission) or readers is not None
         self.lane = "stream" if kind is Kind.STREAM else "reliable"
 
     def __setattr__(self, name: str, value) -> None:
@@ -138,9 +154,16 @@ _TABLE = [
               "refused (bus.security says which); clients admitted and refused by key; whether the C loop "
               "forwards ('c') or Python alone ('python': not built); whether the lanes are sealed (CURVE on every "
               "frame) or entered with a pass (bus.access)"),
-    Topic("bus.security", Kind.EVENT, "broker", {"identity": "str", "topic": "str", "reason": "str", "count": "int"},
-          doc="the broker refused something from a verified identity (or an unknown key): what and why, and "
-              "how many times so far (reported at most once a second per identity, topic and reason)"),
+    Topic("bus.security", Kind.EVENT, "broker", {"identity": "str", "topic": "str", "reason": "str", "count": "int",
+                                                 "uid": "int?", "pid": "int?"},
+          doc="the broker refused something from a verified identity ('?': no key yet; topic '<connect>': the "
+              "connection itself): what and why, the uid and pid the kernel gives for its peer (null: unknown), "
+              "and how many times so far (reported at most once a second per identity, topic, reason, uid and "
+              "pid)"),
+    Topic("bus.refusals", Kind.STATE, "broker", {"total": "int", "kinds": "dict", "who": "dict"},
+          doc="everything the broker refused since it started, by kind (unknown key, no key, connections shed, "
+              "not its topic, too big, over its rate, eavesdropping, ...) and by who (an identity, or 'uid N' for "
+              "a process without a key): the count and its kinds; updated at most once a second (`lens security`)"),
     Topic("bus.departed", Kind.EVENT, "broker", {"identity": "str"},
           doc="the last connection of a key went away (a process exited, cleanly or killed): whoever watches "
               "a process by its key knows at once, not a heartbeat timeout later"),
@@ -148,6 +171,7 @@ _TABLE = [
           doc="the broker's tap (a ring of what it forwards, bus/tap.py) gained or lost a watching tool: "
               "subscribing to this topic is what asks for it; with no readers left the ring is gone"),
     Topic("bus.snapshot.request", Kind.REQUEST, "recorder", {}, reply={"path": "str", "messages": "int"},
+          dev_only=True,
           doc="a snapshot recorder (`lens bus record --snapshot S`) writes the last S seconds to a file"),
     Topic("node.heartbeat", Kind.EVENT, ANY_NODE,
           {"node": "str", "pid": "int", "incarnation": "int", "period_s": "float?"},
@@ -201,16 +225,18 @@ _TABLE = [
           {"lit": "bool", "cmd": "int", "fault": "str?", "brightness": "int", "backend": "str"},
           doc="the LED as read back after applying command cmd; fault names what is wrong"),
     Topic("led.sim.request", Kind.REQUEST, "ledd", {"fault": "str?"}, reply={"fault": "str?"},
+          dev_only=True,
           doc="simulated backend only: break the LED (fault text) or mend it (none)"),
     # --- powerd: two swappable batteries and the bridge --------------------------------
     Topic("power.state", Kind.STATE, "powerd",
-          {"batteries": "list[dict]", "bridge": "dict", "percent": "float", "present": "list[bool]",
+          {"batteries": "list[dict]", "bridge": "dict", "percent": "float?", "present": "list[bool]",
            "load_w": "float", "backend": "str"},
           doc="per battery: name, present, percent, charging, voltage, time_to_empty_s; the bridge's seconds left"),
     Topic("power.event", Kind.EVENT, "powerd", {"event": "str", "battery": "str", "percent": "float"},
           doc="removed, inserted, low, critical, bridge_low"),
     Topic("power.sim.request", Kind.REQUEST, "powerd", {"action": "str", "battery": "str", "percent": "float?"},
           reply={"present": "list[bool]"},
+          dev_only=True,
           doc="simulated backend only: pull or insert a battery (left, right), or set its charge"),
     # --- camerad: frames through a shared-memory ring --------------------------------------
     Topic("camera.frame", Kind.STREAM, "camerad",
@@ -229,14 +255,21 @@ _TABLE = [
           reply={"mode": "str", "path": "str?"},
           doc="off, preview, video, photo: refused unless the shell granted the caller camera capture "
               "and the LED is confirmed lit"),
-    Topic("camera.sim.request", Kind.REQUEST, "camerad", {"image": "str?"}, reply={"showing": "str"},
-          doc="simulated backend only: show this picture (a PNG or JPEG path) to the camera, or the "
-              "usual pattern or folder again (none)"),
+    Topic("camera.sim.request", Kind.REQUEST, "camerad",
+          {"image": "str?", "scale": "float?", "rotate": "float?", "tilt": "float?"}, reply={"showing": "str"},
+          dev_only=True,
+          doc="simulated backend only: show this picture (a PNG or JPEG path) to the camera, fitted and "
+              "centred, at a scale of that fit, turned and tilted (degrees); or the usual pattern or "
+              "folder again (none)"),
     Topic("camera.segment", Kind.EVENT, "camerad",
           {"owner": "str", "path": "str", "frames": "int", "first": "int", "last": "int", "why": "str"},
+          readers=("shell", "@owner"),
           doc="a recording segment was closed and fsync'ed (checkpoint, stop, swap)"),
-    Topic("camera.session", Kind.EVENT, "camerad", {"owner": "str", "session": "str?", "frames": "int"},
-          doc="a capture ended: how many frames it took, for the shell's audit log"),
+    Topic("camera.session", Kind.EVENT, "camerad",
+          {"owner": "str", "session": "str?", "frames": "int", "why": "str?"},
+          readers=("shell", "@owner"),
+          doc="a capture ended: how many frames it took (a recording's: those whole on disk), for the shell's "
+              "audit log; why, when its owner did not end it (the shell then takes the camera back)"),
     # --- inputd: the temple touchpad and the button -----------------------------------------
     Topic("input.gesture", Kind.EVENT, "inputd", {"gesture": "str", "source": "str", "mono_ns": "int"},
           max_size=512,
@@ -244,6 +277,7 @@ _TABLE = [
     Topic("input.state", Kind.STATE, "inputd", {"backend": "str", "devices": "list[str]", "fault": "str?"},
           doc="the input devices inputd reads; fault names one that went away"),
     Topic("input.sim.request", Kind.REQUEST, "inputd", {"gesture": "str"}, reply={"events": "int"},
+          dev_only=True,
           doc="simulated backend only: play a gesture as the raw events a finger makes"),
     # --- displayd: what the wearer sees (S1), or hears instead (G1) ------------------------------
     Topic("display.card.request", Kind.REQUEST, "displayd",
@@ -300,6 +334,7 @@ _TABLE = [
           doc="speech started or ended in the mic's blocks (energy detector), at block seq"),
     Topic("audio.session", Kind.EVENT, "audiod", {"owner": "str", "session": "str?", "blocks": "int",
                                                    "seconds": "float"},
+          readers=("shell", "@owner"),
           doc="a mic capture ended: how much it took, for the shell's audit log"),
     # --- assistantd: ask, and hear or see the answer ----------------------------------------------
     Topic("assistant.say.request", Kind.REQUEST, "assistantd", {"text": "str"},
@@ -323,6 +358,7 @@ _TABLE = [
               "refused, unheard"),
     Topic("assistant.action", Kind.EVENT, "assistantd",
           {"session": "str", "action": "str", "args": "dict", "app": "str"},
+          readers=("@app",),
           doc="an action that belongs to an app (identify, music, notifications): the app does it and answers "
               "with assistant.told.request"),
     Topic("assistant.told.request", Kind.REQUEST, "assistantd", {"session": "str", "text": "str"}, reply={},

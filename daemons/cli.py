@@ -57,9 +57,15 @@ def add_parsers(commands) -> None:
                                  description="What camerad's sim backend sees (the lens app's items, say).")
     camera_cmds = camera.add_subparsers(dest="camera_command", metavar="COMMAND", required=True)
     p = camera_cmds.add_parser("show", help="show the camera a picture (or, without one, its pattern again)",
-                               description="The sim camera's frames become this PNG or JPEG (scaled to its size) "
-                                           "until told otherwise; without FILE, its pattern or folder again.")
+                               description="The sim camera's frames become this PNG or JPEG as a camera sees it "
+                                           "held up: fitted into the frame and centred, never stretched, until "
+                                           "told otherwise; without FILE, its pattern or folder again.")
     p.add_argument("image", nargs="?", metavar="FILE")
+    p.add_argument("--scale", type=float, default=1.0, metavar="K", help="size as a share of the fit (0.05..4)")
+    p.add_argument("--rotate", type=float, default=0.0, metavar="DEG", help="turn it anticlockwise")
+    p.add_argument("--tilt", type=float, default=0.0, metavar="DEG",
+                   help="tilt it away about its upright axis (-80..80)")
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_camera)
 
     mic = commands.add_parser("mic", help="the simulated mic: speak into it, play a WAV into it",
@@ -131,7 +137,8 @@ def cmd_led(args) -> int:
 
 def cmd_camera(args) -> int:
     image = str(Path(args.image).resolve()) if args.image else None  # camerad's working directory is not ours
-    print(f"the camera sees {_ask(args, 'camera.sim.request', image=image)['showing']}")
+    result = _ask(args, "camera.sim.request", image=image, scale=args.scale, rotate=args.rotate, tilt=args.tilt)
+    print(json.dumps(result) if args.json else f"the camera sees {result['showing']}")
     return 0
 
 

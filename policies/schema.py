@@ -142,6 +142,7 @@ SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
             "slots": Rule("int", 2, 64, doc="frames the shared-memory ring holds"),
             "sim_folder": Rule("str", doc="sim backend: show these images instead of the pattern ('' for none)"),
             "jpeg_quality": Rule("int", 10, 100, doc="quality of photos and recording segments"),
+            "media_dir": Rule("str", doc="where photos and recordings go ('' for camerad's state directory)"),
         },
         "input": {
             "touchpad": Rule("str", doc="the temple touchpad's evdev device ('' for none; real backend)"),

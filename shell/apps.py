@@ -12,6 +12,8 @@ appd does the processes. An app's state, as ``shell.apps`` shows it:
 
 An app started by name comes to the foreground once it is on the bus. When
 nothing is in front (the foreground app stopped or died), the home app is.
+The app in front at a critical shutdown is started again at the next boot
+(``bring_back``), and comes to the front once it is on the bus, home or not.
 An app whose manifest says background = false is stopped when another comes
 to the front. An app whose process appd saw exit has left, at once, whatever
 it managed to say.
@@ -46,7 +48,17 @@ class Apps:
         self.starting: set[str] = set()
         self.stopping: set[str] = set()
         self.to_front: str | None = None  # started by name: in front once it is on the bus
+        self.to_start: str | None = None  # to ask appd for as soon as it is there (bring_back)
         self.front: str | None = None  # the foreground app as last arranged
+
+    def bring_back(self, app: str | None) -> None:
+        """The app that was in front when the glasses shut down: started once appd is up (it may not be
+        in the boot list), in front once it is on the bus."""
+        if app is None or app == self.home or app not in self.manifests or app in self.hidden:
+            return
+        self.to_front = self.to_start = app
+        if self.core.foreground == app:
+            self.core.foreground = None  # not yet there: home may stand in until it is
 
     def on_host(self, payload: dict) -> None:
         self.host = payload
@@ -96,6 +108,11 @@ class Apps:
         """Before the state goes out: the started app in front once it is there, else home when nobody is."""
         self.starting -= alive
         self.stopping &= alive | set(self.host["running"])
+        if self.to_start is not None and "appd" in alive:
+            app, self.to_start = self.to_start, None
+            if app not in alive:
+                self.starting.add(app)
+                self.node.request_async("appd.process.request", self._answered(app), app=app, action="start")
         if self.to_front in alive:
             self.core.set_foreground(self.to_front, now)
             self.to_front = None

@@ -9,6 +9,7 @@ import sys
 
 from bus import cli as bus_cli
 from bus import logs
+from bus import security_cli
 from bus.errors import BusError, BusNotRunning
 from daemons import cli as daemons_cli
 from shell import commands as shell_commands
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
 
     bus_cli.add_parser(commands)
+    security_cli.add_parser(commands)
     shell_commands.add_parsers(commands)
     daemons_cli.add_parsers(commands)
     return parser

@@ -41,7 +41,7 @@ def add_parsers(commands) -> None:
                                             "lensos.target, the lensos group) generated from shell/processes.py.")
     units_cmds = units.add_subparsers(dest="units_command", metavar="COMMAND", required=True)
     install = units_cmds.add_parser("install", help="write every unit into a directory (an image build's)",
-                                    description="Write lensos-*.service, lensos.target and lensos.sysusers.conf.")
+                                    description="Write lensos-*.service, lensos.target, lensos.sysusers.conf and lensos.tmpfiles.conf.")
     install.add_argument("--prefix", required=True, metavar="DIR", help="where to write them")
     install.add_argument("--python", default=sys.executable, metavar="PATH",
                          help="the interpreter the units run (default: this one)")
@@ -190,7 +190,9 @@ def cmd_keys_generate(args) -> int:
     names = args.names or [p.name for p in PROCESSES] + [keys.BRIDGE]
     names += [keys.DEVELOPER] if args.developer else []
     try:
-        written = keys.generate(Path(args.directory), names, replace=args.replace)
+        # 0755: every unit, each its own dynamic user, reads the broker's public key there and the broker all
+        # of them; the secret halves stay root's (0600) and reach each unit alone through LoadCredential=
+        written = keys.generate(Path(args.directory), names, replace=args.replace, dir_mode=0o755)
     except (ValueError, OSError) as exc:
         print(f"lens keys generate: error: {exc}", file=sys.stderr)
         return 2

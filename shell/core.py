@@ -16,6 +16,7 @@ from policies.schema import Policy
 from shell.privacy import CAPTURE_RESOURCES, CaptureNotice, Privacy
 
 
+CAPTURERS = {"camerad": "camera", "audiod": "mic"}  # the daemon that captures for each capture resource
 WAKING = ("display", "audio_out")  # a transient claim on these wakes sleeping glasses
 MISSED_BEATS = 3  # heartbeats an owner may miss (a busy machine's late ones) before it counts as hung
 
@@ -23,7 +24,7 @@ MISSED_BEATS = 3  # heartbeats an owner may miss (a busy machine's late ones) be
 @dataclass
 class Power:
     present: list[bool] = field(default_factory=lambda: [True, True])
-    percent: float = 100.0
+    percent: float | None = 100.0  # of the batteries inside; None with none in (the bridge carries the glasses)
     bridge_s: float = 600.0  # seconds the bridge battery can carry the system alone
 
 
@@ -62,7 +63,7 @@ class ShellCore:
         self.last_activity = now
         self.activity()
 
-    def power_report(self, present: list[bool], percent: float, bridge_s: float, now: float) -> None:
+    def power_report(self, present: list[bool], percent: float | None, bridge_s: float, now: float) -> None:
         self.clock = now
         before = sum(self.power.present)
         self.power = Power(list(present), percent, bridge_s)
@@ -108,7 +109,21 @@ class ShellCore:
         self.last_seen.pop(owner, None)
         if self.foreground == owner:
             self.foreground = None
+        if owner in CAPTURERS:  # nothing is captured for anyone now: they are told, the LED goes out after its hold
+            resource = CAPTURERS[owner]
+            for claim in list(self.arbiter.stacks.get(resource, ())):
+                self.capture_ended(claim.owner, resource, f"{owner} stopped ({why})", now)
         return held
+
+    def capture_ended(self, owner: str, resource: str, why: str, now: float) -> None:
+        """The capturing daemon ended ``owner``'s capture itself (a full disk, a failed camera, camerad gone):
+        the owner loses the resource and is told why, so no grant or lit LED is left for a capture that is
+        over; the LED goes out after its hold time."""
+        self.clock = now
+        if not any(claim.owner == owner for claim in self.arbiter.stacks.get(resource, ())):
+            return
+        self.focus_release(owner, resource, now, why)
+        self.notices.append(Notice(owner, resource, "lost", why))
 
     def heartbeat(self, owner: str, now: float, period: float = 0.0) -> None:
         self.periods[owner] = period
@@ -146,9 +161,9 @@ class ShellCore:
         self.clock = now
         notices = self.privacy.led_report(lit, fault, now)
         self.notices += notices
-        for notice in notices:  # a revoked capture also loses its focus: capture must stop
+        for notice in notices:  # a revoked capture also loses its focus (and is told): capture must stop
             if notice.status in ("revoked", "refused"):
-                self._deliver(self.arbiter.release(notice.owner, notice.resource, "capture LED failed"), now)
+                self.capture_ended(notice.owner, notice.resource, notice.reason, now)
 
     def tick(self, now: float) -> None:
         """Timers: boot deadline, idle, LED confirm/hold, silent owners, the bridge."""
@@ -279,6 +294,10 @@ class ShellCore:
         """Turn the latest power reading into the machine's triggers."""
         power, thresholds = self.power, self.policy.system["power"]
         if self.state in ("critical", "shutdown"):
+            return
+        if not any(power.present) or power.percent is None:  # all out: the bridge's to say, until it is low
+            if self.state == "battery_swap" and power.bridge_s < self.policy.system["swap"]["bridge_low_s"]:
+                self.bridge_low()
             return
         if power.percent < thresholds["critical_percent"]:
             self.power_critical()

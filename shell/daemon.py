@@ -34,7 +34,7 @@ from bus.runtime import write_atomically
 from bus.timers import Timer
 from shell import checkpoint
 from shell.apps import Apps
-from shell.core import ShellCore
+from shell.core import CAPTURERS, ShellCore
 from shell.focus import Notice
 from policies.schema import Policy
 from shell.privacy import CAPTURE_RESOURCES, AuditLog, CaptureNotice
@@ -64,7 +64,8 @@ class ShellDaemon:
         self.audit = AuditLog(state_dir / AUDIT_FILE)
         now = time.monotonic()
         self.started = now
-        self.core = ShellCore(policy, now, restored=self._take_saved())
+        restored = self._take_saved()
+        self.core = ShellCore(policy, now, restored=restored)
         # LED command counter; random so an old shell's reports never match (os.urandom: secrets loads libcrypto)
         self.cmd = int.from_bytes(os.urandom(4)) >> 1
         self.sessions: dict[tuple[str, str], dict] = {}  # open audit sessions
@@ -74,6 +75,8 @@ class ShellDaemon:
         self.timer: Timer | None = None
         self._resume_checkpoint()
         self.apps = Apps(node, policy, self.core, self.settle)
+        if restored and self.core.state == "booting":  # a boot after a critical shutdown, not a crash resumed
+            self.apps.bring_back(restored.get("foreground"))
         node.subscribe("node.heartbeat", self.on_node)
         node.subscribe("bus.departed", self.on_departed)
         node.subscribe("node.bye", self.on_node)
@@ -104,6 +107,8 @@ class ShellDaemon:
             self.core.heartbeat(name, now, msg.payload.get("period_s") or 0.0)
             if known is not None and known["pid"] == msg.payload["pid"]:
                 return  # only deadlines moved later: the armed timer fires early and re-arms, no more
+            if known is not None and name in CAPTURERS:  # restarted before its silence or its key's end showed
+                self.core.owner_gone(name, now, f"restarted (pid {known['pid']} -> {msg.payload['pid']})")
             self.core.daemon_ready(name, now)
         self.settle()
 
@@ -147,6 +152,11 @@ class ShellDaemon:
             self.audit.append({"event": "counted", "session": p["session"], "owner": p["owner"],
                                **{kept: p[field] for field, kept in counts[msg.source]}, "by": msg.source,
                                "wall": time.time()})
+        resource = CAPTURERS.get(msg.source)
+        current = self.sessions.get((p["owner"], resource), {}).get("session")
+        if resource and p.get("why") and current in (None, p.get("session")):  # not a newer session's claim
+            self.core.capture_ended(p["owner"], resource, p["why"], time.monotonic())
+            self.settle()
 
     def on_focus_request(self, msg: Message) -> dict:
         p, now = msg.payload, time.monotonic()
@@ -312,6 +322,8 @@ class ShellDaemon:
             if now - seen > expiry and name != self.node.name:
                 log.warning("shell: no heartbeat from %s for %.1f s; counted as gone", name, now - seen)
                 del self.nodes[name]
+                if name in CAPTURERS:
+                    self.core.owner_gone(name, now, f"no heartbeat for {now - seen:.1f} s")
             else:
                 deadlines.append(seen + expiry)
         wake = min((d for d in deadlines if d is not None), default=None)

@@ -84,7 +84,7 @@ class Launcher:
         self.keys = keys.keys_dir(runtime)
         if not os.environ.get("LENS_KEYS_DIR"):  # development: a key per process, made once, kept across boots
             keys.ensure_development_keys(runtime)
-            keys.generate(self.keys, [spec.name for spec in processes])
+            keys.generate(self.keys, [spec.name for spec in processes if not spec.dev_only])
         notify_dir = runtime.path("notify")
         notify_dir.mkdir(mode=0o700, exist_ok=True)
         self.children: dict[str, Child] = {}
@@ -111,7 +111,8 @@ class Launcher:
         env.pop("WATCHDOG_PID", None)  # ours (if systemd watches the launcher) is not the child's
         if self.model:
             env["LENS_MODEL"] = self.model
-        key = self.keys / f"{spec.name}.key_secret"  # its own identity, never the developer's
+        # Its own identity, never the developer's; but a developer's tool (the live view) is the developer.
+        key = self.keys / f"{keys.DEVELOPER if spec.dev_only else spec.name}.key_secret"
         env.pop("LENS_KEY", None)
         if key.exists():
             env["LENS_KEY"] = str(key)
@@ -271,8 +272,7 @@ def hold_runtime(runtime: Runtime):
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "?"
+            holder = _holder(lock)
             lock.close()
             raise AlreadyUp(f"lensos is already up on {runtime.dir} (lens up, pid {holder}); stop that one "
                             f"first (Ctrl-C where it runs, or kill {holder})") from None
@@ -291,6 +291,18 @@ def hold_runtime(runtime: Runtime):
         raise AlreadyUp(f"a broker already serves {runtime.dir} (pid "
                         f"{runtime.lock_path.read_text().strip() or '?'}): lensos is running there already")
     return lock
+
+
+def _holder(lock, wait_s: float = 1.0) -> str:
+    """The pid the lock's holder wrote. Started at the same moment, the holder may have the lock and not yet
+    its pid in the file: it writes it right after locking, so it is read again for a moment before '?'."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        lock.seek(0)
+        holder = lock.read().strip()
+        if holder or time.monotonic() > deadline:
+            return holder or "?"
+        time.sleep(0.01)
 
 
 def release_runtime(runtime: Runtime, lock) -> None:

@@ -88,7 +88,7 @@ class Privacy:
             # It was confirmed lit (there are grants) and now reads off: a mismatch, not a delay.
             fault = "LED reads back off while it should be lit"
         if fault is not None:
-            return self._fail(fault)
+            return self._fail(fault, now)
         self.fault = None
         notices = []
         if self.confirmed:
@@ -130,13 +130,15 @@ class Privacy:
             "hold_until": self.hold_until,
         }
 
-    def _fail(self, fault: str) -> list[CaptureNotice]:
+    def _fail(self, fault: str, now: float) -> list[CaptureNotice]:
         self.fault = fault
         why = f"the capture LED failed: {fault}"
         notices = [CaptureNotice(*key, "revoked", why) for key in self.granted]
         notices += [CaptureNotice(*key, "refused", why) for key in self.pending]
         self.granted.clear()
         self.pending.clear()
+        if self.hold_until is None:  # capture is over: the LED is asked off after its hold, mended or not
+            self._start_hold(now)
         return notices
 
     def _start_hold(self, now: float) -> None:

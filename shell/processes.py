@@ -32,14 +32,18 @@ class Process:
     jit: bool = False  # needs writable, executable memory (cffi closures)
     state: bool = False  # keeps files across boots (StateDirectory=lensos/NAME)
     dev_only: bool = False  # development only: `lens up` with its flag, never a unit on the board
+    files: int = 1024  # descriptors it may hold open (LimitNOFILE=), set deliberately, not systemd's default
     doc: str = ""
 
 
 PROCESSES: tuple[Process, ...] = (
-    Process("broker", "bus.broker", watchdog_s=10.0, doc="the bus: XSUB/XPUB per lane and the latched cache"),
+    # The broker holds a connection per lane per process and sheds floods of them (bus.connections), within
+    # a limit it also raises itself to: bus.connections.WANTED_LIMIT.
+    Process("broker", "bus.broker", watchdog_s=10.0, files=65536, doc="the bus: XSUB/XPUB per lane and the latched cache"),
     Process("shell", "shell", after=("broker",), state=True,
             doc="the state machine: focus, the capture LED, battery swap, the privacy audit log"),
     Process("ledd", "daemons.led", after=("broker",), backends=("real", "sim"), writes=("/sys/class/leds",),
+            groups=("lensos-led",),  # the LED's brightness and trigger are root's but for this group (udev)
             doc="the capture LED, lit only on the shell's word"),
     Process("powerd", "daemons.power", after=("broker",), backends=("real", "sim"),
             sockets=("AF_UNIX", "AF_NETLINK"),  # kernel uevents: a battery pulled is seen at once

@@ -52,7 +52,8 @@ def render(found: dict[str, dict]) -> str:
         cells = [f"{b['side']} " + (f"{b['percent']:.0f}%" if b["present"] else "OUT") for b in power["batteries"]]
         bridge = power["bridge"]
         left = f" ({_secs(bridge['time_s'])} left)" if not all(power["present"]) else ""  # only while it may carry
-        lines.append(f"power      {power['percent']:.0f}%  [{', '.join(cells)}]  bridge {bridge['percent']:.0f}%"
+        together = "--" if power["percent"] is None else f"{power['percent']:.0f}%"  # none in: on the bridge
+        lines.append(f"power      {together}  [{', '.join(cells)}]  bridge {bridge['percent']:.0f}%"
                      f"{left}  load {power['load_w']:.2f} W")
     host = found.get("appd.state")
     if host is not None:

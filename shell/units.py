@@ -1,8 +1,11 @@
 """systemd units for the board, written from the process table (`lens units install --prefix DIR`).
 
-One service per process and ``lensos.target``. The broker owns the bus
-directory (``RuntimeDirectory=lensos``, group ``lensos``, 3770); everything
-else starts after it and requires it, sends READY=1 only when its bus
+One service per process and ``lensos.target``. The bus directory
+``/run/lensos`` is the system's, made at boot by ``tmpfiles.d`` (root, group
+``lensos``, 3770), not a ``RuntimeDirectory=`` of the broker: systemd puts a
+DynamicUser's preserved runtime directory under ``/run/private`` (0700), where
+no other unit can reach it. The broker runs in group ``lensos`` and makes its
+own ``bus/`` in it; everything else starts after it and requires it, sends READY=1 only when its bus
 subscriptions are confirmed (``Type=notify``) and WATCHDOG=1 from its own
 loop (``WatchdogSec=``), and is restarted on failure within start limits.
 Each runs as its own dynamic user in a sandbox that opens only the devices,
@@ -67,22 +70,21 @@ def unit(process: Process, python: str) -> str:
         ("Environment", f"LENS_RUNTIME_DIR={RUNTIME_DIR}"),
         ("Environment", f"LENS_KEYS_DIR={KEYS_DIR}"),
         ("LoadCredential", f"{CREDENTIAL}:{KEYS_DIR}/{process.name}.key_secret"),
+        ("SyslogIdentifier", f"lensos-{process.name}"),  # its journal lines say who, not "python"
         ("Environment", "PYTHONUNBUFFERED=1"),
         ("Environment", "PYTHONDONTWRITEBYTECODE=1"),
         ("WatchdogSec", f"{process.watchdog_s:g}"),
+        ("LimitNOFILE", f"{process.files}"),
         ("Restart", "on-failure"),
         ("RestartSec", "1"),
         ("TimeoutStopSec", "5"),
         ("User", f"lensos-{process.name}"),
     ]
     if process.name == "broker":
-        # setgid: every socket a process makes in it (camerad's ring door) belongs to the bus group too;
-        # sticky: nobody renames what another put there, so the broker's bus/ stays its own (bus.access)
-        service += [("Group", GROUP), ("RuntimeDirectory", "lensos"), ("RuntimeDirectoryMode", "3770"),
-                    ("RuntimeDirectoryPreserve", "yes")]  # the latched cache outlives a broker restart
+        service += [("Group", GROUP)]  # the bus directory is the group's (TMPFILES); its bus/ is the broker's
     else:
-        service += [("SupplementaryGroups", " ".join((GROUP, *process.groups))),
-                    ("ReadWritePaths", RUNTIME_DIR)]
+        service += [("SupplementaryGroups", " ".join((GROUP, *process.groups)))]
+    service += [("ReadWritePaths", RUNTIME_DIR)]
     service += [("ReadWritePaths", path) for path in process.writes]
     if process.state:
         service += [("StateDirectory", f"lensos/{process.name}"),
@@ -118,15 +120,38 @@ def target(processes: tuple[Process, ...] = PROCESSES) -> str:
     ])
 
 
-SYSUSERS = f"# The group whose members reach the lensos bus in {RUNTIME_DIR}.\ng {GROUP} -\n"
+LED_GROUP = "lensos-led"
+SYSUSERS = (f"# The group whose members reach the lensos bus in {RUNTIME_DIR}.\ng {GROUP} -\n"
+            f"# ledd's: the capture LED's sysfs attributes are the group's (lensos.udev.rules).\ng {LED_GROUP} -\n")
+
+
+def udev_rules() -> str:
+    """sysfs attributes are root's, whatever ReadWritePaths= says: udev hands the capture LED's brightness
+    and trigger to ledd's group when the LED appears (found on the first boot under a real systemd: ledd
+    could not write its trigger). The LED is the one policies/hardware.toml names."""
+    from policies.schema import load
+
+    led = Path(load().hardware["led"]["sysfs_dir"]).name
+    files = "/sys%p/brightness /sys%p/trigger"
+    return (f"# The capture LED for ledd (shell/units.py).\nSUBSYSTEM==\"leds\", KERNEL==\"{led}\", "
+            f"RUN+=\"/bin/chgrp {LED_GROUP} {files}\", RUN+=\"/bin/chmod 0664 {files}\"\n")
+# The bus directory, made at every boot and kept for the whole of it, so the latched cache outlives a broker
+# restart and every unit's ReadWritePaths= finds the same directory. setgid: every socket a process makes in
+# it (camerad's ring door) is the bus group's; sticky: nobody renames what another put there, so the broker's
+# bus/ stays its own (bus.access). Not the broker's RuntimeDirectory=: with DynamicUser= and
+# RuntimeDirectoryPreserve= systemd makes that /run/private/lensos, behind a 0700 directory only the broker's
+# own namespace opens (found on the first boot under a real systemd: every other unit failed).
+TMPFILES = f"# The lensos bus directory (shell/units.py).\nd {RUNTIME_DIR} 3770 root {GROUP} -\n"
 
 
 def render_all(python: str, processes: tuple[Process, ...] = PROCESSES) -> dict[str, str]:
-    """File name -> text, for every unit, the target and the sysusers.d entry."""
+    """File name -> text, for every unit, the target, the sysusers.d and tmpfiles.d entries and the udev rules."""
     processes = tuple(p for p in processes if not p.dev_only)
     files = {service_name(p.name): unit(p, python) for p in processes}
     files["lensos.target"] = target(processes)
     files["lensos.sysusers.conf"] = SYSUSERS
+    files["lensos.tmpfiles.conf"] = TMPFILES
+    files["lensos.udev.rules"] = udev_rules()
     return files
 
 

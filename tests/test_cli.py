@@ -243,6 +243,15 @@ def test_a_bus_directory_shared_through_a_group_is_accepted_and_anyone_elses_is_
         Runtime.resolve(shared)
 
 
+def test_keys_generate_makes_a_directory_every_unit_may_read_and_secrets_only_root_may(tmp_path):
+    """The first boot under a real systemd: every unit but the broker failed with "no broker key at
+    /etc/lensos/keys/broker.key", the directory being 0700 root's and each unit a dynamic user of its own."""
+    directory = tmp_path / "keys"
+    assert main(["keys", "generate", str(directory)]) == 0
+    assert os.stat(directory).st_mode & 0o777 == 0o755
+    assert os.stat(directory / "broker.key").st_mode & 0o777 == 0o644
+    assert os.stat(directory / "shell.key_secret").st_mode & 0o777 == 0o600
+
 # Every command that needs the bus, as a new user would type it with nothing running.
 NEEDS_THE_BUS = [("say", "hello"), ("status",), ("status", "--json"), ("app", "list"), ("app", "start", "camera"),
                  ("app", "stop", "camera"), ("bus", "sniff"), ("bus", "top", "--once"), ("bus", "list"),

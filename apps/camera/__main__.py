@@ -4,6 +4,8 @@ While it records, its card shows a timer (S1; G1 says when it starts and
 stops). What the shell refuses (low power, a call holding the camera, an LED
 that cannot be confirmed) is shown with the reason; a battery swap is the
 shell's and camerad's business: the recording is checkpointed and goes on.
+A recording someone else ends (an LED fault, camerad gone, a full disk) is
+said to the wearer with why, and the timer stops.
 """
 
 from __future__ import annotations
@@ -81,6 +83,28 @@ class Camera(App):
             self.show("Camera", f"Stopping: {exc}")
         self._release_quietly("camera")
         self.show("Camera", "Video saved.")
+
+    def on_focus(self, notice: dict) -> None:
+        if notice["resource"] == "camera" and notice["status"] in ("lost", "suspended") and \
+                self.recording_since is not None:
+            self.recording_ended(notice["reason"])
+
+    def recording_ended(self, why: str) -> None:
+        """The recording was stopped by someone else (an LED fault, camerad gone, a full disk, another's
+        photo): what was written is saved; the wearer hears or sees why, and the camera is given back."""
+        log.warning("recording stopped: %s", why)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.recording_since = None
+        self._release_quietly("camera")  # a suspended claim must not come back to a camera nobody uses
+        if self.has_display:  # no "● REC" left on its card (G1 has none: the toast is said)
+            self.show("Camera", f"Recording stopped: {why}")
+        try:
+            self.toast("Recording stopped", why)
+        except (Refused, BusError) as exc:
+            log.warning("cannot tell the wearer: %s", exc)
+            self.speak(f"Recording stopped. {why}")
 
     def on_stop(self) -> None:
         if self.recording_since is not None:

@@ -1,15 +1,17 @@
 """The lens app: point at an item, tap (or ask "what is this?"), see its name and price (heard on G1).
 
-One look takes camera focus (the LED lit first), reads a few preview frames
-straight from the shared-memory ring, and gives the camera back before the
-answer is worked out. The offline catalog (apps/lens/catalog) answers
-unless an online shopping API is configured there; below the catalog's
-confidence it says "not sure" rather than guess.
+One look takes camera focus (the LED lit first), reads a preview frame
+straight from the shared-memory ring (a grey copy is all it keeps), and
+gives the camera back before the answer is worked out. The offline catalog
+(apps/lens/catalog, indexed once at start and again whenever catalog.toml
+changes) answers unless an online shopping API is configured there; below
+the catalog's confidence it says "not sure" rather than guess.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 
 from apps.lens.catalog import Answer, Catalog, load, open_backend
 from apps.sdk.app import App, Refused
@@ -30,8 +32,22 @@ def price_text(answer: Answer) -> str:
 class Lens(App):
     def __init__(self, app_id: str, catalog: Catalog, runtime=None, apps=None):
         super().__init__(app_id, runtime, apps)
+        self.catalog = catalog
         self.backend = open_backend(catalog)
         self.looking = False
+
+    def fresh(self) -> None:
+        """The catalog indexed again if catalog.toml changed since (`lens lens index` checks it first)."""
+        path = self.catalog.path
+        try:
+            if path is None or os.stat(path).st_mtime == self.catalog.stamp:
+                return
+            catalog = load(path.parent)
+        except (OSError, PolicyError) as exc:
+            log.warning("the catalog changed but cannot be read; the old one answers: %s", exc)
+            return
+        self.catalog, self.backend = catalog, open_backend(catalog)
+        log.info("catalog indexed again: %d items, %d skipped", len(catalog.items), len(catalog.skipped))
 
     def on_foreground(self) -> None:
         if not self.has_display:
@@ -61,6 +77,7 @@ class Lens(App):
         try:
             if self.has_display:
                 self.card("lens", "Looking…", "Hold still.")
+            self.fresh()
             seen = self.glance()
             # Off the loop: an online shop may take seconds, and the app must keep beating meanwhile.
             answer = self.work(self.backend.identify, seen, timeout=self.backend.patience_s, what="the answer")
@@ -91,8 +108,11 @@ class Lens(App):
 
     def publish_answer(self, answer: Answer) -> None:
         sure = f"{round(answer.confidence * 100)}% sure" if answer.source == "catalog" else "from the shop"
+        if answer.how == "barcode":
+            sure += ", by its barcode"
+        log.info("%s at %s", answer.name, answer.outline)
         if self.has_display:
-            self.card("lens", answer.name, f"{price_text(answer)}  ·  {sure}")
+            self.card("lens", answer.name, f"{price_text(answer)} {answer.currency}  ·  {sure}")
         else:  # the card is said on G1: make it sound like speech
             words = SPOKEN.get(answer.currency, answer.currency)
             self.card("lens", answer.name, f"{answer.price:.2f} {words}.")

@@ -16,8 +16,10 @@ session's frames, and no process can open the ring by name.
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from bus.errors import RequestRefused
 from bus.node import Node
 from bus.runtime import state_dir
 from daemons.camera.backends import CameraError, SimCamera, V4l2Camera
-from daemons.camera.recorder import Recorder
+from daemons.camera.recorder import DiskFull, Recorder, close_unfinished, recover, unfinished
 from bus.ring import Ring
 from bus.ringdoor import Door
 from policies.schema import PolicyError, load
@@ -78,7 +80,7 @@ class Camerad:
             raise RequestRefused(f"unknown mode {mode!r} (off, preview, video, photo)")
         if mode == "off":
             if owner == self.owner:
-                self.stop("stopped by its owner")
+                self.stop("stopped by its owner", by_owner=True)
             return {"mode": self.mode}
         refusal = self.gate.refusal(owner) or (self.owner not in (None, owner) and f"{self.owner} is capturing")
         if mode == "video" and not refusal and not self.shell["recording_allowed"]:
@@ -92,9 +94,15 @@ class Camerad:
             self.new_ring()
         if mode == "video" and self.recorder is None:
             name = time.strftime("%Y%m%d-%H%M%S") + f"-{owner}"
-            self.recorder = Recorder(self.store / "recordings", name, self.numbers["jpeg_quality"])
+            try:
+                self.recorder = Recorder(self.store / "recordings", name, self.numbers["jpeg_quality"],
+                                         {"owner": owner, "session": self.sessions.get(owner)})
+            except DiskFull as exc:
+                if self.mode == "off":
+                    self.stop(f"the disk is full: {exc.strerror}", by_owner=True)  # nothing was captured yet
+                raise RequestRefused(self.disk_full(exc)) from None
         elif mode == "preview" and self.recorder is not None:
-            self.close_segment("recording stopped")
+            self.close_segment("recording stopped", finish=True)
             self.recorder = None
         self.mode, self.why = mode, f"{mode} for {owner}"
         self.source.start()
@@ -104,7 +112,9 @@ class Camerad:
 
     def on_sim(self, msg: Message) -> dict:
         try:
-            return {"showing": self.source.show(msg.payload.get("image"))}
+            p = msg.payload
+            return {"showing": self.source.show(p.get("image"), p.get("scale") or 1.0, p.get("rotate") or 0.0,
+                                                p.get("tilt") or 0.0)}
         except CameraError as exc:
             raise RequestRefused(str(exc)) from None
 
@@ -174,32 +184,54 @@ class Camerad:
         self.node.publish("camera.frame", id=self.frame_id, slot=slot, gen=gen, width=width, height=height,
                           format="rgb24", mono_ns=now, owner=self.owner, ring=self.ring.epoch)
         if self.mode == "video" and self.recorder is not None:
-            self.recorder.add(self.frame_id, pixels, now)
+            try:
+                self.recorder.add(self.frame_id, pixels, now)
+            except DiskFull as exc:
+                self.stop(self.disk_full(exc))
 
     def photo(self, owner: str) -> str:
         pixels = self.source.grab(self.frame_id + 1, self.scratch)
         self.frame_id += 1
         path = self.store / "photos" / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.frame_id}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         from PIL import Image  # here, not at start: see daemons/camera/backends.py
 
         buf = io.BytesIO()
         Image.fromarray(pixels).save(buf, "JPEG", quality=self.numbers["jpeg_quality"])
-        path.write_bytes(buf.getvalue())
+        try:
+            save_photo(path, buf.getvalue())
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise RequestRefused(self.disk_full(exc)) from None
         if self.owner is None:  # a photo alone is a session of one frame
-            self.node.publish("camera.session", owner=owner, session=self.sessions.get(owner), frames=1)
+            self.node.publish("camera.session", owner=owner, session=self.sessions.get(owner), frames=1, why=None)
         else:
             self.frames += 1
         return str(path)
 
-    def close_segment(self, why: str) -> None:
-        info = self.recorder.checkpoint(why) if self.recorder is not None else None
+    def disk_full(self, exc: OSError) -> str:
+        """Said once per full disk (each stops what wanted room), to the log and, through the refusal or
+        the session's end, to the owner and the shell."""
+        why = f"the disk is full: {exc.strerror} ({self.store})"
+        log.error("%s", why)
+        return why
+
+    def close_segment(self, why: str, finish: bool = False) -> None:
+        if self.recorder is None:
+            return
+        try:
+            info = self.recorder.finish(why) if finish else self.recorder.checkpoint(why)
+        except DiskFull as exc:
+            info = None
+            log.error("closing a segment of %s: %s", self.recorder.dir, exc)  # what was synced before stays
         if info is not None:
             self.node.publish("camera.segment", owner=self.owner or "", **info)
 
-    def stop(self, why: str) -> None:
+    def stop(self, why: str, by_owner: bool = False) -> None:
+        """End the session. Unless its owner asked, camera.session says why, and the shell takes the
+        camera back from the owner (which is told): nobody keeps a grant and a lit LED for nothing."""
         owner = self.owner
-        self.close_segment(why)
+        self.close_segment(why, finish=True)
         self.recorder = None
         self.mode, self.owner, self.why = "off", None, why
         self.schedule()
@@ -211,7 +243,7 @@ class Camerad:
         if owner is not None:
             log.info("capture for %s stopped: %s (%d frames)", owner, why, self.frames)
             self.node.publish("camera.session", owner=owner, session=self.sessions.pop(owner, None),
-                              frames=self.frames)
+                              frames=self.frames, why=None if by_owner else why)
         self.publish_state()
 
     def publish_state(self) -> None:
@@ -223,6 +255,47 @@ class Camerad:
                           recording=str(self.recorder.dir) if self.recorder else None, why=self.why)
 
 
+    def recover_unfinished(self) -> None:
+        """Recordings a killed camerad (or a power cut) left open: their whole frames counted for the
+        audit log, the session's end said to the shell."""
+        for directory, about in unfinished(self.store / "recordings"):
+            found = recover(directory)
+            log.warning("recording %s was cut off: %d whole frames recovered, %d torn records skipped",
+                        directory, len(found.frames), found.torn)
+            self.node.publish("camera.session", owner=about.get("owner") or "", session=about.get("session"),
+                              frames=len(found.frames), why="camerad stopped while recording")
+            close_unfinished(directory)
+
+
+def save_photo(path: Path, data: bytes) -> None:
+    """All of the photo or no file: written beside its name, fsync'ed, then renamed (a full disk leaves
+    no empty or cut-off photo)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    part = path.with_name(path.name + ".part")
+    try:
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(part, path)
+    except OSError:
+        part.unlink(missing_ok=True)
+        raise
+
+
+def media_dir(numbers: dict, state: Path) -> Path:
+    """Where photos and recordings go: the policy's media_dir, else the state directory."""
+    if not numbers["media_dir"]:
+        return state
+    path = Path(numbers["media_dir"])
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
 def open_source(kind: str, numbers: dict):
     if kind == "real":
         return V4l2Camera(numbers["device"], numbers["width"], numbers["height"], numbers["fps"])
@@ -232,12 +305,15 @@ def open_source(kind: str, numbers: dict):
 def main(argv: list[str] | None = None) -> int:
     args = service.arguments("daemons.camera", __doc__, backends=("real", "sim"),
                              state_dir="photos and recordings").parse_args(argv)
-    with service.exits_on("camerad", PolicyError, CameraError):
+    with service.exits_on("camerad", PolicyError, CameraError, OSError):
         numbers = load(args.policy_dir, args.model).hardware["camera"]
         source = open_source(args.backend, numbers)
     with service.node("camerad", args) as node:
-        camerad = Camerad(node, source, numbers, state_dir(args.state_dir, node.runtime.dir))
+        with service.exits_on("camerad", OSError):  # a media directory that cannot be made
+            store = media_dir(numbers, state_dir(args.state_dir, node.runtime.dir))
+        camerad = Camerad(node, source, numbers, store)
         node.start()
+        camerad.recover_unfinished()
         camerad.publish_state()
         node.run()
         camerad.stop("camerad stopped")

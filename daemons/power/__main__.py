@@ -83,7 +83,9 @@ class Powerd:
             "batteries": [b.as_dict() | {"side": side} for b, side in zip(reading.batteries, SIDES)],
             "bridge": {"percent": round(reading.bridge.percent, 1), "charging": reading.bridge.charging,
                        "time_s": round(reading.bridge.time_to_empty_s or 0.0, 1)},
-            "percent": round(sum(inside) / len(inside), 1) if inside else 0.0,
+            # None with no battery in: there is no charge to speak of, the bridge carries the glasses (and its
+            # own seconds say how long); 0 % would read as a critical charge and shut them down at once.
+            "percent": round(sum(inside) / len(inside), 1) if inside else None,
             "present": present,
             "load_w": round(reading.load_w, 3),
             "backend": self.backend.name,

@@ -10,7 +10,10 @@ import pytest
 
 from apps.sdk.app import App, Refused
 from apps.sdk.manifest import ManifestError, load_all, read
+from daemons.camera.recorder import recover, unfinished
+from shell.privacy import AuditLog
 from tests.conftest import REPO
+from tests.fulldisk import empty_files, small_disk
 from tests.system import FAST, System, running
 
 NO_CAMERA = """[app]
@@ -124,3 +127,59 @@ def test_the_camera_app_takes_a_photo_on_a_press_records_while_held_and_saves_wh
     assert not procs.run_lens("app", "list", "--json").returncode
     # Given back before it exits (it releases, then says goodbye): stopped once appd has reaped it.
     user.wait(lambda: user.latest["shell.apps"]["apps"]["camera"]["state"] == "stopped", "the camera app stopped")
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_recording_cleanly_and_the_wearer_the_shell_and_the_log_are_told(procs, runtime,
+                                                                                              tmp_path):
+    with small_disk("1m") as media:
+        changes = with_boot_apps("camera")
+        changes["hardware.toml"] = {**changes["hardware.toml"], "camera": {"media_dir": str(media)}}
+        system = System(procs, runtime, tmp_path, changes)
+        procs.start_ready("-m", "daemons.input")
+        procs.start_ready("-m", "daemons.display")
+        procs.start_ready("-m", "shell.appd")
+        user = system.watcher
+        user.node.subscribe("display.state", user._keep)
+        user.node.subscribe("shell.apps", user._keep)
+        user.wait(lambda: (user.latest.get("shell.apps") or {}).get("apps", {}).get("camera", {}).get("state")
+                  == "running", "appd starting the camera app at boot")
+        user.ask("input.sim.request", gesture="button")
+        user.wait(lambda: user.notices("camera.session", owner="camera"), "a photo")
+        photo = next((media / "photos").iterdir())
+        photo_bytes = photo.read_bytes()
+
+        user.wait_state(lambda s: s["foreground"] == "camera", "the camera app in front")
+        user.wait(lambda: any(m.topic == "display.state" and "toast" in m.payload["layers"] for m in user.log)
+                  and "toast" not in user.latest["display.state"]["layers"], "the photo's toast come and gone")
+        mark = len(user.log)
+        user.ask("input.sim.request", gesture="button_long")
+        stopped = user.wait(lambda: next((s for s in user.notices("camera.session", owner="camera")
+                                          if s["why"]), None), "the recording stopped by the full disk")
+        assert "the disk is full" in stopped["why"] and stopped["frames"] >= 1
+        user.wait_state(lambda s: s["focus"]["camera"]["owner"] is None and not s["privacy"]["capture"],
+                        "the camera given back")
+        user.wait(lambda: any(m.topic == "display.state" and "toast" in m.payload["layers"] for m in user.log[mark:]),
+                  "the wearer told (a toast)")
+        user.wait(lambda: user.latest["privacy.indicator"]["on"] is False, "the LED out after its hold")
+        session = user.wait(lambda: [s for s in AuditLog(system.state_dir / "privacy-audit.jsonl").sessions()
+                                     if s["end"] and s["frames"] > 1], "the audit record closed with its frames")[0]
+        assert "the disk is full" in session["why_ended"]
+
+        recording = next((media / "recordings").iterdir())
+        found = recover(recording)
+        assert found.torn == 0 and found.frames and not unfinished(media / "recordings")
+        assert photo.read_bytes() == photo_bytes, "an earlier file was touched"
+        assert not empty_files(media) and not list(media.rglob("*.part"))
+
+        # A photo on the full disk: refused with why, no file left behind.
+        photos = sorted((media / "photos").iterdir())
+        user.ask("input.sim.request", gesture="button")
+        user.wait(lambda: sum("disk is full" in line for line in camerad_log(procs)) >= 2, "the photo refused")
+        assert sorted((media / "photos").iterdir()) == photos and not empty_files(media)
+        assert sum("disk is full" in line for line in camerad_log(procs)) == 2, "said once per capture, no more"
+
+
+def camerad_log(procs) -> list[str]:
+    path = next(log for args, log in procs.logs if args == ("-m", "daemons.camera"))
+    return path.read_text().splitlines()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -12,7 +13,8 @@ from bus import bag, record
 from bus.node import Node
 from bus.replay import Replayer
 from tests.bus.test_bag import by_source, heard_through_the_broker, publish_script, recorded
-from tests.conftest import DEADLINE_S, wait_for, wait_line
+from tests.conftest import DEADLINE_S, drain_lines, wait_for, wait_line
+from tests.fulldisk import empty_files, fill, small_disk
 
 
 def synthetic(path, count: int = 6, spacing_s: float = 1.0) -> list[tuple]:
@@ -176,3 +178,31 @@ def test_a_junk_file_is_named_not_a_recording(procs, tmp_path):
     (tmp_path / "junk.mcap").write_bytes(b"\x00" * 100)
     result = procs.run_lens("bus", "info", str(tmp_path / "junk.mcap"))
     assert result.returncode == 2 and "not a readable MCAP recording" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_full_disk_ends_the_recording_at_once_non_zero_with_the_earlier_files_whole(procs, runtime):
+    with small_disk("512k") as disk:
+        fill(disk, leave=200_000)
+        procs.start_broker()
+        path = disk / "full.mcap"
+        recorder = procs.lens("bus", "record", "-o", str(path), "--split-size", "0.05", "--compression", "none",
+                              "power", stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        wait_line(recorder.stderr, "recording")
+        publisher = Node("powerd", runtime).start()
+        try:
+            sent = 0
+            deadline = time.monotonic() + DEADLINE_S
+            while recorder.poll() is None and time.monotonic() < deadline:
+                publisher.publish("power.event", event="low", battery="x" * 1000, percent=float(sent))
+                publisher.run_once(0.001)
+                sent += 1
+        finally:
+            publisher.close()
+        assert recorder.wait(DEADLINE_S) == 1, "a full disk is an error"
+        err = drain_lines(recorder.stderr)
+        assert "Traceback" not in err and err.count("the disk is full") == 2, err  # the log's line, the summary
+        files = [path, *sorted(disk.glob("full-*.mcap"))]  # in the order they were written
+        assert len(files) >= 2 and not empty_files(disk), files
+        for whole in files[:-1]:
+            assert not [item for item in bag.iterate(whole) if isinstance(item, bag.Damage)], f"{whole} damaged"

@@ -372,3 +372,90 @@ def test_a_watcher_reads_the_new_brokers_tap_after_a_restart(broker, procs, node
     publisher.publish("demo.tick", n=2, text="after")
     wait_for(lambda: len(ticks) >= 2, what="the tick after the restart", poll=both_turns)
     assert [m.payload["n"] for m in ticks] == [1, 2]
+
+
+def test_lens_bus_sniff_prints_the_latched_snapshot_in_time_order(broker, procs, nodes):
+    """Issue 26: the broker keeps the present by topic, in the order each topic first came; a topic
+    updated since comes later in time than one that came after it first."""
+    demo, shell = nodes("demo"), nodes("shell")
+    for node in (demo, shell):
+        node.start()
+    watcher = nodes("watcher")
+    seen = collect(watcher, "")
+    watcher.start()
+    run_all = lambda t: (demo.run_once(0), shell.run_once(0), watcher.run_once(t))  # noqa: E731
+    demo.publish("demo.status", uptime_s=1.0, ticks=1, started_wall=0.0)
+    wait_for(lambda: any(m.topic == "demo.status" for m in seen), what="the first status", poll=run_all)
+    shell.publish("privacy.indicator", on=False, cmd=1, reason="first")
+    wait_for(lambda: any(m.topic == "privacy.indicator" for m in seen), what="the indicator", poll=run_all)
+    demo.publish("demo.status", uptime_s=2.0, ticks=2, started_wall=0.0)  # the newest of all
+    wait_for(lambda: any(m.topic == "demo.status" and m.payload["ticks"] == 2 for m in seen),
+             what="the second status", poll=run_all)
+    result = procs.run_lens("bus", "sniff", "--json", "--count", "2", "--timeout", str(DEADLINE_S),
+                            "demo.status", "privacy.indicator")
+    lines = read_json_lines(result.stdout)
+    assert [(m["topic"], m["latched"]) for m in lines] == [("privacy.indicator", True), ("demo.status", True)]
+    assert lines[0]["wall_ns"] <= lines[1]["wall_ns"]
+
+
+def test_what_a_hung_broker_held_reaches_the_subscriber_after_it_is_killed_and_replaced(broker, procs, nodes):
+    """Issue 28, line 8: a broker hung (SIGSTOP) long enough for its watchdog to kill it (SIGKILL) loses
+    what publishers sent it meanwhile, unless they send it again; receivers drop what they already had."""
+    sub = nodes("listener")
+    ticks = collect(sub, "demo.tick")
+    sub.start()
+    publisher = nodes("demo")
+    publisher.start()
+    for n in (1, 2):
+        publisher.publish("demo.tick", n=n, text="before")
+    wait_for(lambda: len(ticks) == 2, what="the ticks before", poll=lambda t: (publisher.run_once(0), sub.run_once(t)))
+    os.kill(broker.pid, signal.SIGSTOP)
+    for n in range(3, 8):
+        publisher.publish("demo.tick", n=n, text="while the broker hangs")  # accepted: the socket took them
+    procs.stop(broker, signal.SIGKILL)
+    wait_for(lambda: not publisher.ready and not sub.ready, what="both nodes to notice",
+             poll=lambda t: (publisher.run_once(t / 2), sub.run_once(t / 2)))
+    procs.start_broker()
+    wait_for(lambda: sub.ready, what="the subscriber back", poll=sub.run_once)
+
+    def both_turns(t):
+        publisher.run_once(t / 2)
+        sub.run_once(t / 2)
+    wait_for(lambda: len(ticks) >= 7, what="what the hung broker held", poll=both_turns)
+    publisher.flush()
+    publisher.publish("demo.tick", n=8, text="after")
+    wait_for(lambda: len(ticks) >= 8, what="the tick after", poll=both_turns)
+    assert [m.payload["n"] for m in ticks] == list(range(1, 9))  # each once, in order
+    counters = sub.intake.counters["demo.tick"]
+    assert counters.drops == 0
+    assert publisher.stats()["sent_again"] >= 5
+
+
+def test_flush_returns_once_the_broker_has_forwarded_what_was_published(broker, nodes):
+    """Issue 33: a public way for a publisher to wait until what it published has left."""
+    from bus.errors import BusTimeout
+    sub = nodes("listener")
+    got = []
+    sub.subscribe("bench.blast", lambda m: got.append(m.payload["seq"]))
+    sub.start()
+    pub = nodes("blaster")
+    pub.start()
+    pub.flush(timeout=1.0)  # nothing published: at once
+    os.kill(broker.pid, signal.SIGSTOP)
+    try:
+        for i in range(1, 2001):
+            pub.publish("bench.blast", seq=i, t_ns=0)
+        try:
+            pub.flush(timeout=0.3)
+            raise AssertionError("flush returned while the broker could forward nothing")
+        except BusTimeout as exc:
+            assert "what was published to leave" in str(exc)
+    finally:
+        os.kill(broker.pid, signal.SIGCONT)
+    pub.flush(timeout=DEADLINE_S)
+    stats = pub.stats()
+    assert stats["outbox"] == 0 and stats["unconfirmed"] == 0
+    # The broker has forwarded all of it: it is in the subscriber's socket, without the publisher's help.
+    pub.close()
+    wait_for(lambda: len(got) >= 2000, what="all of it", poll=sub.run_once)
+    assert got == list(range(1, 2001))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import mmap
 import os
+import random
+import signal
 import threading
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 
 from bus.errors import RequestFailed
 from daemons.camera.backends import CameraError, SimCamera, V4l2Camera, yuyv_to_rgb
-from daemons.camera.recorder import read_index
+from daemons.camera.recorder import read_index, recover, unfinished
 from bus.ring import FrameOverrun, Ring
 from bus.ringdoor import RingRefused, fetch, open_ring
 from shell.privacy import AuditLog
@@ -219,6 +221,67 @@ def test_only_the_capturing_app_gets_the_frame_ring_read_only_and_a_new_session_
     assert fresh.epoch == later[0]["ring"]
     fresh.close()
     ring.close()
+
+
+@pytest.mark.slow
+def test_camerad_killed_at_random_instants_while_recording_loses_no_written_frame(system):
+    """kill -9 at a random frame, a bounded number of times: every frame published while recording (but the
+    one in flight) is whole on disk, the audit record ends with them counted, the camera goes back and the
+    LED out."""
+    rng = random.Random(28)
+    app = system.app("camapp")
+    audit = AuditLog(system.state_dir / "privacy-audit.jsonl")
+    for round_ in range(3):
+        mark = len(app.log)
+        app.ask("shell.foreground.request", app="camapp")
+        app.ask("shell.focus.request", resource="camera", kind="exclusive", cls="foreground", reason="video")
+        grant = app.wait(lambda: next((m.payload for m in app.log[mark:] if m.topic == "shell.capture.notice"
+                                       and m.payload["status"] == "granted"), None), "capture granted")
+        directory = app.ask("camera.control.request", mode="video")["path"]
+        wanted = rng.randrange(3, 40)
+        app.wait(lambda: len([m for m in app.log[mark:] if m.topic == "camera.frame"]) >= wanted, "recording")
+        system.procs.stop(system.camerad, signal.SIGKILL)
+        seen = [m.payload["id"] for m in app.log[mark:] if m.topic == "camera.frame"]
+        system.camerad = system.procs.start_ready("-m", "daemons.camera")  # as the launcher would
+        lost = app.wait(lambda: app.notices("shell.focus.notice", owner="camapp", resource="camera",
+                                            status="lost")[round_:], "told the recording stopped")[0]
+        assert "camerad stopped" in lost["reason"]
+        app.wait_state(lambda s: not s["privacy"]["capture"], "the grant withdrawn")
+        app.wait(lambda: app.latest["privacy.indicator"]["on"] is False, "the LED out after its hold")
+        found = recover(directory)
+        ids = [r["id"] for r in found.frames]
+        assert [r["seq"] for r in found.frames] == list(range(1, len(ids) + 1))
+        assert set(seen[:-1]) <= set(ids), f"round {round_}: a frame published while recording is missing"
+        session = app.wait(lambda: [s for s in audit.sessions() if s["session"] == grant["session"]
+                                    and s["end"] is not None and s["frames"]], "the audit record closed")[0]
+        assert session["frames"] == len(ids) and "camerad stopped" in session["why_ended"]
+        app.ask("shell.release.request", resource="camera")
+
+
+@pytest.mark.slow
+def test_a_photo_asked_for_during_a_video_ends_the_recording_cleanly_and_the_owner_is_told(system):
+    """'Take a photo' said while an app records: the assistant's transient claim suspends the recording app;
+    camerad ends that recording and the shell takes the camera back from its owner for good (told why), so
+    no grant or LED is left behind once the photo is taken."""
+    app, assistant = system.app("camapp"), system.app("assistantd")
+    grant = app.take_camera()
+    directory = app.ask("camera.control.request", mode="video")["path"]
+    app.wait(lambda: len(app.notices("camera.frame")) >= 5, "recording")
+    assistant.ask("shell.focus.request", resource="camera", kind="transient", cls="assistant", reason="photo")
+    assistant.wait(lambda: assistant.notices("shell.capture.notice", owner="assistantd", status="granted"),
+                   "the assistant's grant")
+    assert assistant.ask("camera.control.request", mode="photo")["path"].endswith(".jpg")
+    assistant.ask("shell.release.request", resource="camera")
+    app.wait(lambda: app.notices("shell.focus.notice", owner="camapp", resource="camera", status="lost"),
+             "the recording app told it lost the camera")
+    state = app.wait_state(lambda s: s["focus"]["camera"]["owner"] is None and not s["privacy"]["capture"],
+                           "nobody left holding the camera")
+    assert "camapp" not in str(state["focus"]["camera"])
+    app.wait(lambda: app.latest["privacy.indicator"]["on"] is False, "the LED out after its hold")
+    audit = AuditLog(system.state_dir / "privacy-audit.jsonl")
+    session = app.wait(lambda: [s for s in audit.sessions() if s["session"] == grant["session"]
+                                and s["end"] is not None and s["frames"]], "the recording's audit record closed")[0]
+    assert session["frames"] >= 5 and recover(directory).torn == 0 and not unfinished(directory.rsplit("/", 1)[0])
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from daemons.power.backends import SimPower, SysfsPower
 from daemons.power.uevent import parse
 from policies.schema import load
 from tests.conftest import DEADLINE_S, tuned_policies, wait_for
+from tests.system import System, running
 
 
 def fake_supply(root, name, capacity=80, status="Discharging", **extra):
@@ -96,3 +97,27 @@ def test_powerd_real_reports_a_pull_and_a_late_subscriber_gets_the_present(procs
         late.subscribe("power.state", lambda m: got.append(m))
         late.start()
         assert got and got[-1].latched and got[-1].payload["present"] == [False, True]
+
+
+@pytest.mark.slow
+def test_both_batteries_out_is_the_bridges_until_it_is_low_and_both_back_in_is_running_again(procs, runtime,
+                                                                                            tmp_path):
+    system = System(procs, runtime, tmp_path)
+    user = system.watcher
+    user.wait_state(running, "boot")
+    for side in ("left", "right"):
+        user.ask("power.sim.request", action="pull", battery=side)
+    state = user.wait_state(lambda s: s["power"]["present"] == [False, False], "both out, seen by the shell")
+    assert state["state"] == "battery_swap" and state["power"]["percent"] is None, state
+    assert user.latest["power.state"]["percent"] is None  # no battery in: no charge, not 0 %
+    for side in ("left", "right"):
+        user.ask("power.sim.request", action="insert", battery=side)
+    user.wait_state(lambda s: s["running"] and s["power"]["present"] == [True, True], "running again")
+    assert not [m for m in user.log if m.topic == "shell.state" and m.payload["state"] in ("critical", "shutdown")]
+
+    for side in ("left", "right"):
+        user.ask("power.sim.request", action="pull", battery=side)
+    user.wait_state(lambda s: s["power"]["present"] == [False, False], "both out again")
+    user.ask("power.sim.request", action="charge", battery="bridge", percent=0.5)  # the bridge runs low
+    user.wait_state(lambda s: s["state"] == "shutdown", "an orderly shutdown once the bridge is low")
+    assert (system.state_dir / "saved-state.json").exists(), "critical saved the state before the shutdown"

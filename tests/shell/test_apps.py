@@ -11,6 +11,7 @@ import pytest
 
 from apps.sdk.app import App, Refused
 from bus import keys
+from shell.daemon import SAVED_FILE
 from tests.conftest import REPO
 from tests.system import FAST, System
 
@@ -198,3 +199,17 @@ def test_on_g1_an_app_that_needs_a_display_is_hidden_with_why_and_never_started(
     rows = {r["id"]: r for r in json.loads(procs.run_lens("app", "list", "--json").stdout)["apps"]}
     assert rows["viewer"]["state"] == "hidden" and rows["viewer"]["why"] == why
     assert rows["camera"]["state"] == "stopped"  # the camera works without a display: offered on G1
+
+
+@pytest.mark.slow
+def test_after_a_critical_shutdown_the_app_that_was_in_front_is_started_and_in_front_again(procs, runtime,
+                                                                                          tmp_path):
+    state_dir = tmp_path / "state"
+    state_dir.mkdir(mode=0o700)
+    # What a critical shutdown saved (shell.daemon), with the camera in front; it is not in the boot list.
+    (state_dir / SAVED_FILE).write_text(json.dumps({"foreground": "camera", "resume_state": "active"}))
+    system, user = start_system(procs, runtime, tmp_path, boot=("home",))
+    user.wait(lambda: app_state(user, "camera") == "running" and app_state(user, "home") == "running",
+              "appd running the camera app, and home")
+    user.wait_state(lambda s: s["running"] and s["foreground"] == "camera", "the camera app in front again")
+    assert user.latest["shell.apps"]["foreground"] == "camera"

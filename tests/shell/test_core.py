@@ -66,3 +66,52 @@ def test_a_capturing_owner_is_told_to_beat_fast_and_never_gets_more_than_the_pol
     core.tick(now + limit + 0.1)
     assert not core.arbiter.holds("eye", "mic")
     assert core.beat_for("eye") is None  # nothing held: its own pace again
+
+
+def booted() -> ShellCore:
+    core = ShellCore(POLICY, 0.0)
+    for daemon in POLICY.system["boot"]["required"]:
+        core.daemon_ready(daemon, 0.0)
+    assert core.state == "active"
+    return core
+
+
+def recording(core: ShellCore, owner: str = "cam") -> float:
+    now = core.clock
+    core.set_foreground(owner, now)
+    assert core.focus_request(owner, "camera", "exclusive", "foreground", "video", now).status == "granted"
+    core.led_report(True, None, now)
+    assert (owner, "camera") in core.privacy.granted
+    return now
+
+
+def test_after_an_led_fault_and_its_mend_the_led_goes_out_after_the_hold():
+    core = booted()
+    now = recording(core)
+    core.led_report(False, "driver error", now + 1.0)
+    assert not core.privacy.granted
+    core.led_report(False, "driver error", now + 1.5)  # the broken LED keeps reporting: the hold is not re-armed
+    core.led_report(True, None, now + 2.0)  # mended (`lens led mend`): it lights what it was last asked
+    hold = POLICY.privacy["led"]["hold_s"]
+    core.tick(now + 1.0 + hold + 0.1)
+    assert core.privacy.snapshot()["led"] == "off", "the LED stays lit with nothing capturing"
+
+
+def test_a_capture_the_camera_daemon_ends_takes_the_camera_back_and_tells_the_owner():
+    core = booted()
+    now = recording(core)
+    core.notices.clear()
+    core.capture_ended("cam", "camera", "the disk is full", now + 1.0)
+    assert not core.arbiter.holds("cam", "camera") and not core.privacy.granted
+    told = {(n.status, n.reason) for n in core.notices if n.owner == "cam"}
+    assert ("lost", "the disk is full") in told and ("revoked", "the disk is full") in told
+    core.tick(now + 1.0 + POLICY.privacy["led"]["hold_s"] + 0.1)
+    assert core.privacy.snapshot()["led"] == "off"
+
+
+def test_camerad_gone_ends_every_camera_capture():
+    core = booted()
+    now = recording(core)
+    core.owner_gone("camerad", now + 1.0, "its connection to the bus closed")
+    assert not core.arbiter.holds("cam", "camera") and not core.privacy.granted
+    assert any(n.owner == "cam" and n.status == "lost" and "camerad stopped" in n.reason for n in core.notices)

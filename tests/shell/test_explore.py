@@ -21,9 +21,15 @@ SHORT, LONG = 0.6, 100.0  # under the heartbeat timeout; past every idle and LED
 
 
 def power(core, now, present=None, percent=None, bridge_s=None):
+    """As powerd reports: no charge (None) with no battery in, the last one's again when one is back."""
     p = core.power
-    core.power_report(p.present if present is None else present, p.percent if percent is None else percent,
-                      p.bridge_s if bridge_s is None else bridge_s, now)
+    present = p.present if present is None else present
+    percent = p.percent if percent is None else percent
+    if not any(present):
+        percent = None
+    elif percent is None:
+        percent = 80.0
+    core.power_report(present, percent, p.bridge_s if bridge_s is None else bridge_s, now)
 
 
 def pull(core, now):
@@ -63,6 +69,8 @@ EVENTS = {
     "charge_critical": lambda c, t: power(c, t, percent=1.0),
     "bridge_low": lambda c, t: power(c, t, bridge_s=5.0),
     "cam_dies": lambda c, t: c.owner_gone("cam", t, "exited"),
+    "camerad_ends": lambda c, t: c.capture_ended("cam", "camera", "the disk is full", t),
+    "camerad_dies": lambda c, t: c.owner_gone("camerad", t, "its connection to the bus closed"),
     "saved": lambda c, t: c.save_done(t) if c.state == "critical" else None,
 }
 WAITS = {"wait_short": SHORT, "wait_long": LONG}
@@ -84,6 +92,8 @@ def check_invariants(core, trail):
         assert not core.recording_allowed, f"recording allowed in {core.state} after {trail}"
     if core.state in ("sleep", "shutdown"):
         assert not privacy.granted, f"capturing in {core.state} after {trail}"
+    if privacy.led_on and not privacy.granted and not privacy.pending:
+        assert privacy.hold_until is not None, f"the LED is left on with nothing capturing after {trail}"
 
 
 def key_of(core, now):

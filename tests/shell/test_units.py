@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,7 @@ def test_each_unit_says_what_the_table_says(process, tmp_path):
     unit = parse(render_all(PYTHON)[service_name(process.name)])
     assert values(unit, "Service", "Type") == ["notify"]
     assert values(unit, "Service", "WatchdogSec") == [f"{process.watchdog_s:g}"]
+    assert values(unit, "Service", "LimitNOFILE") == [str(process.files)]
     assert values(unit, "Service", "Restart") == ["on-failure"]
     assert values(unit, "Unit", "After") == values(unit, "Unit", "Requires") == \
         [service_name(name) for name in process.after]
@@ -65,13 +67,48 @@ def test_each_unit_says_what_the_table_says(process, tmp_path):
 
 def test_the_target_wants_every_unit_and_nothing_else_is_written():
     files = render_all(PYTHON)
-    assert set(files) == {service_name(p.name) for p in BOARD} | {"lensos.target", "lensos.sysusers.conf"}
+    assert set(files) == {service_name(p.name) for p in BOARD} | {"lensos.target", "lensos.sysusers.conf",
+                                                                  "lensos.tmpfiles.conf", "lensos.udev.rules"}
     wants = values(parse(files["lensos.target"]), "Unit", "Wants")[0].split()
     assert wants == [service_name(p.name) for p in BOARD], "the development-only webview is no unit"
-    broker = parse(files[service_name("broker")])
-    assert values(broker, "Service", "RuntimeDirectory") == ["lensos"]
-    # setgid: what any process makes in the bus directory (camerad's door) belongs to the bus group too
-    assert values(broker, "Service", "RuntimeDirectoryMode") == ["3770"]
+    # setgid: what any process makes in the bus directory (camerad's door) belongs to the bus group too;
+    # sticky: the broker's bus/ in it stays its own
+    assert files["lensos.tmpfiles.conf"].splitlines()[1:] == ["d /run/lensos 3770 root lensos -"]
+
+
+def test_every_unit_reaches_the_bus_directory_the_system_makes():
+    """Under a real systemd a DynamicUser's RuntimeDirectory= with RuntimeDirectoryPreserve= is made in
+    /run/private (0700) and reached through a link only its own unit may follow: the first boot in the VM
+    saw every unit but the broker fail with "runtime directory /run/lensos: Permission denied"."""
+    files = render_all(PYTHON)
+    for process in BOARD:
+        unit = parse(files[service_name(process.name)])
+        assert values(unit, "Service", "DynamicUser") == ["yes"]
+        assert not values(unit, "Service", "RuntimeDirectory"), process.name
+        assert not values(unit, "Service", "RuntimeDirectoryPreserve"), process.name
+        assert "/run/lensos" in values(unit, "Service", "ReadWritePaths"), process.name
+        groups = values(unit, "Service", "Group") + " ".join(values(unit, "Service", "SupplementaryGroups")).split()
+        assert "lensos" in groups, process.name
+
+
+def test_ledd_may_write_the_capture_led_the_udev_rule_hands_to_its_group():
+    """sysfs attributes are root's: on the first boot under a real systemd ledd could not write its LED's
+    trigger ("Permission denied") though ReadWritePaths= named /sys/class/leds."""
+    files = render_all(PYTHON)
+    rule = files["lensos.udev.rules"].splitlines()[1]
+    group = re.search(r"chgrp (\S+) ", rule).group(1)
+    assert 'KERNEL=="lensos:capture"' in rule and "/sys%p/trigger" in rule and "/sys%p/brightness" in rule
+    assert f"g {group} -" in files["lensos.sysusers.conf"].splitlines()
+    ledd = parse(files[service_name("ledd")])
+    assert group in values(ledd, "Service", "SupplementaryGroups")[0].split()
+
+
+def test_each_unit_logs_under_its_own_name():
+    """The first boot under a real systemd: every daemon's journal lines were tagged "python"."""
+    files = render_all(PYTHON)
+    for process in BOARD:
+        unit = parse(files[service_name(process.name)])
+        assert values(unit, "Service", "SyslogIdentifier") == [f"lensos-{process.name}"]
 
 
 def test_required_processes_are_the_ones_the_boot_policy_waits_for():
@@ -100,3 +137,9 @@ def test_lens_units_show_prints_one_unit_and_names_an_unknown_one():
                              text=True, timeout=60)
     assert missing.returncode == 2 and "no process 'ghostd'" in missing.stderr
     assert by_name()["camerad"].devices == ("/dev/video0 rw",)
+
+
+def test_the_broker_unit_lets_it_hold_the_descriptors_it_raises_itself_to():
+    from bus.connections import WANTED_LIMIT
+    from shell.processes import by_name
+    assert by_name()["broker"].files == WANTED_LIMIT

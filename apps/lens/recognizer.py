@@ -1,0 +1,286 @@
+"""What is the wearer pointing at? The ladder a visual search climbs, each rung cheap before the next.
+
+1. A barcode in view (zxing-cpp, EAN-13/EAN-8/UPC): an exact answer when
+   its number is in the catalog.
+2. Local features with geometric verification (OpenCV): ORB keypoints of
+   the frame matched against every pack's through one FLANN LSH index
+   (cost per look grows with the log of the catalog, not its size), votes
+   per pack, then a RANSAC homography for the few packs with most votes.
+   Its inliers are the evidence: they survive scale, rotation, tilt,
+   aspect change, occlusion and clutter, and a pack that is not there
+   gathers a handful at most.
+
+The answer is the verified pack nearest the centre of view (where the
+wearer points). Its confidence fuses the evidence: how many inliers, and
+how far ahead of any other pack claiming the same place. Thin evidence is
+"not sure": a wrong name said with confidence is the worst outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import zxingcpp
+
+log = logging.getLogger("lens")
+PACK_FEATURES = 500  # ORB keypoints kept per catalog picture
+VIEW_FEATURES = 1000  # ...and per look
+RATIO = 0.8  # Lowe's test: the nearest must beat the nearest other pack's by this
+CANDIDATES = 4  # packs verified per look (the most votes)
+MIN_VOTES = 8
+MIN_INLIERS = 12  # fewer: not a pack, whatever the votes
+FULL_INLIERS = 40  # this many and more: as sure as features get
+BARCODE_SURE = 0.99
+# FLANN's locality-sensitive hashing: without multi-probing a look costs a few ms at 100 packs (with it,
+# 20 to 40 times that) and a few more tables win back the recall (bench/lens.py measures both).
+LSH = {"algorithm": 6, "table_number": 12, "key_size": 16, "multi_probe_level": 0}
+# Seen through its homography, the pack must also look like itself: a pack not in the catalog that shares
+# a word or a shape with one that is (another brand's cola) gathers inliers there, and nowhere else.
+THUMB = (96, 128)  # the pack and the view warped onto it are compared at this size...
+CELLS = (6, 8)  # ...cell by cell (a cell hidden by a hand disagrees; the rest still agree)
+ALIKE = 0.5  # normalised cross-correlation for a cell to agree...
+HUE = 0.06  # ...and at most this far apart in red and green shares
+ALIKE_NONE = 0.35  # a share of cells alike that other brands' packs of the same goods reach (bench/lens.py)
+BARCODES = zxingcpp.barcode_formats_from_str("EAN13,EAN8,UPCA")
+cv2.setNumThreads(1)  # one look at a time on a 2-core board; the other core runs the system
+
+
+@dataclass(frozen=True)
+class Pack:
+    """One catalog picture, as the index needs it."""
+    id: str
+    ean: str
+    size: tuple[int, int]  # width, height
+    outline: np.ndarray  # the pack's corners in its picture (4 x 2)
+    thumb: np.ndarray  # its grey picture at THUMB, blurred a little, float32
+    hues: np.ndarray  # its chromaticity (r, g shares of r + g + b) per cell, CELLS[1] x CELLS[0] x 2
+
+
+@dataclass(frozen=True)
+class Found:
+    id: str | None  # None: not sure
+    confidence: float
+    rung: str  # "barcode", "features" or "" (nothing)
+    outline: np.ndarray | None = None  # where it is in the view (N x 2), for the preview
+    evidence: dict = field(default_factory=dict)
+
+
+def grey(pixels: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(pixels[..., :3]), cv2.COLOR_RGB2GRAY)
+
+
+def _orb(count: int) -> cv2.ORB:
+    return cv2.ORB_create(nfeatures=count, scaleFactor=1.2, nlevels=8, fastThreshold=12)
+
+
+def _spread_out(keypoints, shape: tuple[int, int], cells: int = 4) -> list:
+    """PACK_FEATURES keypoints spread over the picture, the strongest of each cell first: left alone, ORB
+    spends them all on the printed text, and a pack seen without its label would have nothing left."""
+    h, w = shape
+    by_cell: dict[tuple[int, int], list] = {}
+    for k in sorted(keypoints, key=lambda k: -k.response):
+        by_cell.setdefault((int(k.pt[1] * cells / h), int(k.pt[0] * cells / w)), []).append(k)
+    share = PACK_FEATURES // (cells * cells)
+    kept = [k for ks in by_cell.values() for k in ks[:share]]
+    rest = sorted((k for ks in by_cell.values() for k in ks[share:]), key=lambda k: -k.response)
+    return kept + rest[:max(0, PACK_FEATURES - len(kept))]
+
+
+def _barcodes(picture: np.ndarray):
+    return zxingcpp.read_barcodes(picture, formats=BARCODES)
+
+
+class Index:
+    """Every pack's ORB descriptors in one FLANN LSH index, and their barcodes in a dict."""
+
+    def __init__(self, pictures: dict[str, tuple[np.ndarray, str]]):
+        """pictures: id -> (RGB picture, EAN)."""
+        orb = _orb(PACK_FEATURES)
+        self.packs: list[Pack] = []
+        self.by_ean: dict[str, int] = {}
+        descriptors, owners, points = [], [], []
+        for pack_id, (pixels, ean) in pictures.items():
+            g = grey(pixels)
+            small = cv2.resize(np.ascontiguousarray(pixels[..., :3]), THUMB, interpolation=cv2.INTER_AREA)
+            mask = np.full(g.shape, 255, np.uint8)
+            for code in _barcodes(g):  # bars look alike on every pack: they would vote for all of them
+                corners = np.array([[p.x, p.y] for p in (code.position.top_left, code.position.top_right,
+                                                         code.position.bottom_right, code.position.bottom_left)])
+                x0, y0 = corners.min(axis=0) - 12
+                x1, y1 = corners.max(axis=0) + 12
+                mask[max(y0, 0):y1, max(x0, 0):x1] = 0
+            keypoints, desc = orb.detectAndCompute(g, mask)
+            if desc is None or len(keypoints) < MIN_INLIERS:
+                log.warning("%s: too plain to recognise (%d features); only its barcode can name it",
+                            pack_id, len(keypoints))
+                keypoints, desc = [], np.zeros((0, 32), np.uint8)
+            n = len(self.packs)
+            h, w = g.shape
+            thumb = cv2.GaussianBlur(cv2.resize(g, THUMB, interpolation=cv2.INTER_AREA), (3, 3), 0).astype(np.float32)
+            self.packs.append(Pack(pack_id, ean, (w, h), np.float32([[0, 0], [w, 0], [w, h], [0, h]]), thumb,
+                                   _hues(small)))
+            if ean:
+                self.by_ean[ean] = n
+            descriptors.append(desc)
+            owners.append(np.full(len(keypoints), n, np.int32))
+            points.append(np.float32([k.pt for k in keypoints]).reshape(-1, 2))
+        self.owners = np.concatenate(owners) if owners else np.zeros(0, np.int32)
+        self.points = np.concatenate(points) if points else np.zeros((0, 2), np.float32)
+        self.matcher = cv2.FlannBasedMatcher(dict(LSH), {"checks": 32})
+        if len(self.owners):
+            self.matcher.add([np.concatenate(descriptors)])
+            self.matcher.train()
+
+    def __len__(self) -> int:
+        return len(self.packs)
+
+    @property
+    def nbytes(self) -> int:
+        return self.owners.nbytes + self.points.nbytes + 32 * len(self.owners)
+
+    def identify(self, pixels: np.ndarray) -> Found:
+        """pixels: the RGB view (its colours check what the grey features found)."""
+        g = grey(pixels)
+        return self.by_barcode(g) or self.by_features(g, pixels)
+
+    # --- rung 1: barcodes ---------------------------------------------------------------
+    def by_barcode(self, g: np.ndarray) -> Found | None:
+        centre = np.array(g.shape[::-1], np.float32) / 2
+        known = []
+        for code in _barcodes(g):
+            n = self.by_ean.get(code.text)
+            if n is None:
+                continue  # a barcode of something not in the catalog: the features may still know the pack
+            p = code.position
+            quad = np.float32([[q.x, q.y] for q in (p.top_left, p.top_right, p.bottom_right, p.bottom_left)])
+            known.append((float(np.linalg.norm(quad.mean(axis=0) - centre)), n, quad))
+        if not known:
+            return None
+        _, n, quad = min(known, key=lambda k: k[0])
+        return Found(self.packs[n].id, BARCODE_SURE, "barcode", quad, {"ean": self.packs[n].ean})
+
+    # --- rung 2: local features ---------------------------------------------------------
+    def by_features(self, g: np.ndarray, pixels: np.ndarray | None = None) -> Found:
+        nothing = Found(None, 0.0, "")
+        if not len(self.owners):
+            return nothing
+        keypoints, desc = _orb(VIEW_FEATURES).detectAndCompute(g, None)
+        if desc is None or len(keypoints) < MIN_INLIERS:
+            return nothing
+        pairs = self.matcher.knnMatch(desc, k=2)
+        view_pts, pack_idx, owner = [], [], []
+        for pair in pairs:
+            if not pair:
+                continue
+            best = pair[0]
+            who = self.owners[best.trainIdx]
+            if len(pair) > 1 and self.owners[pair[1].trainIdx] != who and best.distance > RATIO * pair[1].distance:
+                continue  # as near to another pack: no evidence either way
+            if best.distance > 64:
+                continue
+            view_pts.append(keypoints[best.queryIdx].pt)
+            pack_idx.append(best.trainIdx)
+            owner.append(who)
+        if len(owner) < MIN_VOTES:
+            return nothing
+        owner = np.array(owner)
+        view_pts = np.float32(view_pts)
+        pack_idx = np.array(pack_idx)
+        votes = np.bincount(owner, minlength=len(self.packs))
+        ranked = [n for n in np.argsort(votes)[::-1][:CANDIDATES] if votes[n] >= MIN_VOTES]
+        centre = np.array(g.shape[::-1], np.float32) / 2
+        verified = []  # (inliers, n, outline in the view)
+        for n in ranked:
+            chosen = owner == n
+            src = self.points[pack_idx[chosen]]
+            dst = view_pts[chosen]
+            homography, inlier_mask = cv2.findHomography(src, dst, cv2.RANSAC, 6.0, maxIters=500, confidence=0.99)
+            if homography is None:
+                continue
+            inliers = int(inlier_mask.sum())
+            outline = cv2.perspectiveTransform(self.packs[n].outline[None], homography)[0]
+            if inliers >= MIN_INLIERS // 2 and _plausible(outline, g.shape):
+                verified.append((inliers, int(n), outline, _alike(self.packs[n], g, pixels, homography)))
+        if not verified:
+            return nothing
+        # Packs claiming the same place (one's centre inside the other's outline): the best evidence holds
+        # it, and the runner-up's is its rival. Of the places held, the pack pointed at is nearest the centre.
+        verified.sort(key=lambda v: -v[0])
+        held = []  # [inliers, n, outline, spread, rival]
+        for inliers, n, outline, spread in verified:
+            place = next((h for h in held if _inside(outline_centre(outline), h[2])
+                          or _inside(outline_centre(h[2]), outline)), None)
+            if place is None:
+                held.append([inliers, n, outline, spread, 0])
+            else:
+                place[4] = max(place[4], inliers)
+        strong = [h for h in held if h[0] >= MIN_INLIERS] or held[:1]
+        inliers, n, outline, alike, rival = min(strong, key=lambda h: np.linalg.norm(outline_centre(h[2]) - centre))
+        strength = min(1.0, max(0.0, (inliers - MIN_INLIERS / 2) / (FULL_INLIERS - MIN_INLIERS / 2)))
+        lead = max(0.0, 1.0 - rival / inliers)
+        confidence = (0.5 * strength + 0.5 * lead * strength ** 0.5) * min(1.0, max(0.0, (alike - ALIKE_NONE) / 0.25))
+        confidence = round(confidence, 3) if inliers >= MIN_INLIERS else 0.0
+        evidence = {"inliers": inliers, "votes": int(votes[n]), "rival": rival, "alike": round(alike, 2)}
+        return Found(self.packs[n].id, confidence, "features", outline, evidence)
+
+
+def _hues(small: np.ndarray) -> np.ndarray:
+    """Per cell, the mean share of red and of green in r + g + b: what a change of light leaves alone."""
+    cw, ch = THUMB[0] // CELLS[0], THUMB[1] // CELLS[1]
+    cells = small[:ch * CELLS[1], :cw * CELLS[0]].astype(np.float32).reshape(CELLS[1], ch, CELLS[0], cw, 3)
+    mean = cells.mean(axis=(1, 3))
+    return mean[..., :2] / np.maximum(mean.sum(axis=2, keepdims=True), 1.0)
+
+
+def _alike(pack: Pack, view: np.ndarray, colour: np.ndarray | None, homography: np.ndarray) -> float:
+    """The share of the pack's cells that the view, warped back onto the pack, resembles: in its grey
+    pattern, and in its colour where the view has one."""
+    w, h = pack.size
+    scale = np.diag([w / THUMB[0], h / THUMB[1], 1.0])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    seen = cv2.warpPerspective(view, homography @ scale, THUMB, flags=flags, borderMode=cv2.BORDER_CONSTANT)
+    seen = cv2.GaussianBlur(seen, (3, 3), 0).astype(np.float32)
+    hue_ok = np.ones((CELLS[1], CELLS[0]), bool)
+    if colour is not None:
+        warped = cv2.warpPerspective(np.ascontiguousarray(colour[..., :3]), homography @ scale, THUMB, flags=flags)
+        hue_ok = np.abs(_hues(warped) - pack.hues).max(axis=2) < HUE
+    cw, ch = THUMB[0] // CELLS[0], THUMB[1] // CELLS[1]
+    agree = 0
+    for y in range(CELLS[1]):
+        for x in range(CELLS[0]):
+            a = pack.thumb[y * ch:(y + 1) * ch, x * cw:(x + 1) * cw].ravel()
+            b = seen[y * ch:(y + 1) * ch, x * cw:(x + 1) * cw].ravel()
+            a, b = a - a.mean(), b - b.mean()
+            na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+            if not hue_ok[y, x]:
+                continue
+            if na < 1e-3 * a.size or nb < 1e-3 * b.size:  # flat: alike only if both are
+                agree += na < 2.0 * a.size ** 0.5 and nb < 2.0 * b.size ** 0.5
+            else:
+                agree += float(a @ b) / (na * nb) > ALIKE
+    return agree / (CELLS[0] * CELLS[1])
+
+
+def _inside(point: np.ndarray, outline: np.ndarray) -> bool:
+    return cv2.pointPolygonTest(outline.astype(np.float32), (float(point[0]), float(point[1])), False) >= 0
+
+
+def outline_centre(outline: np.ndarray) -> np.ndarray:
+    return outline.mean(axis=0)
+
+
+def _plausible(outline: np.ndarray, shape: tuple[int, int]) -> bool:
+    """A homography from a few chance matches folds, flips or shrinks the pack to nothing; a held-up pack
+    stays a convex, non-mirrored quadrilateral of some size."""
+    quad = outline.astype(np.float32)
+    if not cv2.isContourConvex(quad):
+        return False
+    area = cv2.contourArea(quad, oriented=True)  # image y runs down: clockwise corners give positive area
+    frame = shape[0] * shape[1]
+    if not 0.004 * frame <= area <= 4 * frame:
+        return False
+    sides = np.linalg.norm(np.roll(quad, -1, axis=0) - quad, axis=1)
+    return sides.min() > 0.12 * sides.max()
