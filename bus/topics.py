@@ -328,6 +328,7 @@ _TABLE = [
               "block; seq shows a gap"),
     Topic("audio.sim.mic.request", Kind.REQUEST, "audiod",
           {"text": "str?", "wav": "str?", "voice": "str?", "wpm": "int?"}, reply={"length_s": "float", "open": "bool"},
+          dev_only=True,
           doc="simulated backend only: speak text (espeak-ng) or play a WAV (absolute path) into the mic, once, "
               "when it is next open (at once if it is)"),
     Topic("audio.vad", Kind.EVENT, "audiod", {"owner": "str", "speech": "bool", "seq": "int", "level_db": "float"},
