@@ -1,6 +1,7 @@
 """Benchmark (not a test): how well and how fast the default recognizer hears spoken commands.
 
     python bench/voice.py [--voices en-us+f3,en-us+m3] [--speeds 140,200] [--snr 10]
+    python bench/voice.py --wake [--minutes 10]
 
 The spoken test set: every phrasing of the intent table (daemons/assistant/intents.py), and sentences that are
 no command (what the wearer says to someone else, or asks that the offline table cannot do), each spoken by
@@ -15,6 +16,11 @@ a non-command heard as any action), and from the end of speech to the words: the
 time after the last spoken sample until it says the speech ended) plus final()'s decode time (wall clock on
 this machine), p50 and p90. Not in it: the bus hops and the card's paint, which tests/daemons/test_voice.py
 runs but does not time.
+
+With --wake, the wake phrase's ear (daemons/assistant/wake.py) instead: the phrase spoken by every voice at
+every speed, quiet and in noise, between other sentences (detection rate); and --minutes of speech that is
+not the phrase (every sentence above, read on and on in turn by every voice at every speed), quiet and in
+noise, fed in 20 ms blocks as the spotter would hear it: false wakes, also per hour.
 """
 
 from __future__ import annotations
@@ -69,7 +75,8 @@ def hear(stt, speech: np.ndarray, noise: np.ndarray | None, snr: float) -> tuple
     if noise is not None:  # over the pauses too, at snr below the voiced part's power
         pcm = simspeech.with_noise(pcm, noise, snr)
     pcm = np.clip(pcm.astype(np.int32) + np.resize(quiet_room(RATE), len(pcm)), -32768, 32767).astype(np.int16)
-    spoken_end = len(lead) + len(speech)
+    voiced = np.flatnonzero(np.abs(speech.astype(np.int32)) > 0.02 * np.abs(speech.astype(np.int32)).max())
+    spoken_end = len(lead) + (voiced[-1] + 1 if len(voiced) else len(speech))  # espeak-ng's own trailing pause is not speech
     for at in range(0, len(pcm), BLOCK):
         stt.feed(pcm[at:at + BLOCK].tobytes(), RATE)
         if stt.ended:
@@ -88,7 +95,12 @@ def main() -> int:
     parser.add_argument("--speeds", default="140,200", help="words per minute")
     parser.add_argument("--snr", type=float, default=10.0)
     parser.add_argument("--show", action="store_true", help="print every miss")
+    parser.add_argument("--wake", action="store_true", help="measure the wake phrase's ear instead")
+    parser.add_argument("--minutes", type=float, default=10.0, help="of non-wake speech, with --wake")
+    parser.add_argument("--threshold", type=float, help="the keyword search's threshold, with --wake (default: shipped)")
     args = parser.parse_args()
+    if args.wake:
+        return wake(args)
     stt = open_stt("pocketsphinx")
     commands = [(action, phrase) for action, said in phrasings().items() for phrase in said]
     noise = pink_noise(RATE * 5)
@@ -128,6 +140,51 @@ def main() -> int:
                       f"{refused:>8} {false_cmd:>10} {false_non:>7}/{len(NOT_COMMANDS)} "
                       f"{np.nanmedian(waits) * 1000:7.0f}ms {np.median(decodes) * 1000:8.0f}ms "
                       f"{np.nanmedian(totals) * 1000:6.0f}/{np.nanpercentile(totals, 90) * 1000:.0f}ms", flush=True)
+    return 0
+
+
+def wake(args) -> int:
+    from daemons.assistant.wake import WakeSpotter
+
+    spotter = WakeSpotter("hey lens", **({"threshold": args.threshold} if args.threshold else {}))
+    voices = [(v, int(w)) for v in args.voices.split(",") for w in args.speeds.split(",")]
+    noise = pink_noise(RATE * 5)
+    print(f"wake phrase 'hey lens', window {len(spotter.window) / RATE} s; {os.cpu_count()} cores, "
+          f"load {os.getloadavg()[0]:.1f}")
+
+    def feed(pcm: np.ndarray, noisy: bool) -> int:
+        if noisy:
+            pcm = simspeech.with_noise(pcm, noise, args.snr)
+        pcm = np.clip(pcm.astype(np.int32) + np.resize(quiet_room(RATE), len(pcm)), -32768, 32767).astype(np.int16)
+        return sum(spotter.feed(pcm[at:at + BLOCK].tobytes()) for at in range(0, len(pcm), BLOCK))
+
+    others = [p for said in phrasings().values() for p in said] + NOT_COMMANDS
+    pause = np.zeros(RATE // 2, np.int16)
+    for noisy in (False, True):
+        hits = tries = 0
+        for voice, wpm in voices:
+            for before in NOT_COMMANDS[:6]:  # the phrase after something else, then a request after it
+                spotter.clear()
+                pcm = np.concatenate([simspeech.speak(before, RATE, voice, wpm), pause,
+                                      simspeech.speak("hey lens", RATE, voice, wpm),
+                                      simspeech.speak("what time is it", RATE, voice, wpm), pause])
+                hits += feed(pcm, noisy) >= 1
+                tries += 1
+        spotter.clear()
+        seconds = wakes = 0.0
+        started = time.perf_counter()
+        turn = 0
+        while seconds < args.minutes * 60:
+            voice, wpm = voices[turn % len(voices)]
+            pcm = np.concatenate([simspeech.speak(others[turn % len(others)], RATE, voice, wpm), pause])
+            wakes += feed(pcm, noisy)
+            seconds += len(pcm) / RATE
+            turn += 1
+        cpu = time.perf_counter() - started
+        print(f"{'noise ' + format(args.snr, 'g') + ' dB' if noisy else 'quiet':12} detected {hits}/{tries} "
+              f"({100 * hits / tries:.0f} %); false wakes {wakes:.0f} in {seconds / 60:.1f} min of other speech "
+              f"({wakes * 3600 / seconds:.1f}/h); {100 * cpu / seconds:.0f} % of a core (synthesis included)",
+              flush=True)
     return 0
 
 

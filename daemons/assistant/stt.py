@@ -98,7 +98,6 @@ class SphinxStt:
     PRE_ROLL_S = 0.5  # kept before speech is detected: the endpointer decides a little after the onset
     MAX_UTTERANCE_S = 15.0  # of speech decoded at once: beyond it the words so far are taken
     FILLERS = {"SIL", "+SPN+", "+NSN+"}
-    VAD_MODE = 3  # the strictest: in steady noise the looser modes never heard the speech end (bench/voice.py)
 
     def __init__(self, grammar: str, free_form: bool = False, end_window_s: float = 0.3,
                  max_disagreement: float = 0.9):
@@ -131,7 +130,7 @@ class SphinxStt:
         if not self.started:
             self.started, self.ended, self.speaking, self.unclear = True, False, False, False
             self.audio = self.pending = b""
-            self.endpointer = self.ps.Endpointer(window=self.end_window_s, vad_mode=self.VAD_MODE, sample_rate=self.RATE)
+            self.endpointer = self.ps.Endpointer(window=self.end_window_s, sample_rate=self.RATE)
         if self.ended:
             return  # the words are complete; final() takes them
         self.audio += pcm

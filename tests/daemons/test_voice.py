@@ -124,3 +124,41 @@ def test_spoken_requests_through_the_sim_mic_get_the_right_answers(procs, runtim
     assert out.returncode == 0 and out.stdout.startswith("It is "), out.stdout
     refused = procs.run_lens("mic", "play", str(tmp_path / "missing.wav"))
     assert refused.returncode != 0 and "not a WAV file" in refused.stdout + refused.stderr
+
+
+# --- the wake phrase's ear ---------------------------------------------------------------------------------
+@needs_espeak
+def test_the_wake_spotter_hears_the_phrase_and_then_holds_no_audio():
+    from daemons.assistant.wake import WakeSpotter
+
+    spotter = WakeSpotter("hey lens")
+    limit = len(spotter.window)
+    heard = 0
+    for voice, wpm in (("en-us+f3", 160), ("en-us+m3", 200)):
+        pcm = np.concatenate([np.zeros(8000, np.int16), simspeech.speak("hey lens", 16000, voice, wpm),
+                              simspeech.speak("what time is it", 16000, voice, wpm), np.zeros(8000, np.int16)])
+        for at in range(0, len(pcm), 320):
+            if spotter.feed(pcm[at:at + 320].tobytes()):
+                heard += 1
+                assert spotter.held_s == 0 and not spotter.window.any(), "audio kept after a detection"
+            assert spotter.filled <= limit and len(spotter.window) == limit
+    assert heard == 2, "the phrase was not heard once in each voice"
+    assert spotter.held_s <= 1.5
+
+
+@needs_espeak
+def test_the_wake_spotter_does_not_wake_on_other_speech():
+    from daemons.assistant.wake import WakeSpotter
+
+    spotter = WakeSpotter("hey lens")
+    pcm = np.concatenate([simspeech.speak(s, 16000) for s in
+                          ("take a photo", "what is the weather like", "these lenses are dirty", "hey there")])
+    assert not any(spotter.feed(pcm[at:at + 320].tobytes()) for at in range(0, len(pcm), 320))
+
+
+def test_a_wake_phrase_the_recognizer_cannot_say_is_refused():
+    from daemons.assistant.stt import SttError
+    from daemons.assistant.wake import WakeSpotter
+
+    with pytest.raises(SttError, match="not in the recognizer's dictionary"):
+        WakeSpotter("hey zzxqlens")
