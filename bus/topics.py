@@ -334,6 +334,11 @@ _TABLE = [
           rate_hz=50.0, max_size=16 * 1024, permission="mic",
           doc="a block of the mic (int16 mono); on the reliable lane, since speech-to-text needs every "
               "block; seq shows a gap"),
+    Topic("audio.sim.mic.request", Kind.REQUEST, "audiod",
+          {"text": "str?", "wav": "str?", "voice": "str?", "wpm": "int?"}, reply={"length_s": "float", "open": "bool"},
+          dev_only=True,
+          doc="simulated backend only: speak text (espeak-ng) or play a WAV (absolute path) into the mic, once, "
+              "when it is next open (at once if it is)"),
     Topic("audio.vad", Kind.EVENT, "audiod", {"owner": "str", "speech": "bool", "seq": "int", "level_db": "float"},
           doc="speech started or ended in the mic's blocks (energy detector), at block seq"),
     Topic("audio.session", Kind.EVENT, "audiod", {"owner": "str", "session": "str?", "blocks": "int",

@@ -1,5 +1,6 @@
 """`lens power ...`, `lens led ...`, `lens input ...` poke the simulated hardware from a terminal;
-`lens display snapshot` saves what the wearer sees; `lens say TEXT` talks to the assistant."""
+`lens display snapshot` saves what the wearer sees; `lens say TEXT` talks to the assistant; `lens mic say TEXT`
+speaks into the simulated mic."""
 
 from __future__ import annotations
 
@@ -66,6 +67,24 @@ def add_parsers(commands) -> None:
                    help="tilt it away about its upright axis (-80..80)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_camera)
+
+    mic = commands.add_parser("mic", help="the simulated mic: speak into it, play a WAV into it",
+                              description="What audiod's simulated mic hears, once, when it is next open (at once "
+                                          "if it is): a sentence spoken by espeak-ng or a WAV file. With --hold, "
+                                          "the temple is held first and the assistant's answer printed.")
+    mic_cmds = mic.add_subparsers(dest="mic_command", metavar="COMMAND", required=True)
+    for name, text in (("say", "speak a sentence into the mic (espeak-ng)"), ("play", "play a WAV into the mic")):
+        p = mic_cmds.add_parser(name, help=text, description=f"{text.capitalize()} (sim backend).")
+        if name == "say":
+            p.add_argument("text", nargs="+")
+            p.add_argument("--voice", help="an espeak-ng voice (default en-us+f3)")
+            p.add_argument("--wpm", type=int, help="words per minute (default 160)")
+        else:
+            p.add_argument("wav", metavar="FILE.wav")
+        p.add_argument("--hold", action="store_true", help="hold the temple first, then print the answer")
+        p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="wait this long for the answer")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_mic)
 
     notify = commands.add_parser("notify", help="a notification from the (simulated) phone",
                                  description="Publish phone.notification as the phone bridge would.")
@@ -150,6 +169,32 @@ def cmd_say(args) -> int:
                               "the assistant's answer", poll=node.run_once)
         except TimeoutError as exc:
             print(f"lens say: {exc}")
+            return 1
+    print(json.dumps(answer) if args.json else answer["text"])
+    return 0 if answer["status"] == "answered" else 1
+
+
+def cmd_mic(args) -> int:
+    if args.mic_command == "say":
+        fields = {"text": " ".join(args.text), "voice": args.voice, "wpm": args.wpm}
+    else:
+        fields = {"wav": str(Path(args.wav).resolve())}  # audiod's working directory is not ours
+    answers: list[dict] = []
+    with tool_node("mic", args.runtime_dir) as node:
+        node.subscribe("assistant.answer", lambda msg: answers.append(msg.payload))
+        node.start()
+        if args.hold:
+            node.request("input.sim.request", timeout=3.0, gesture="long_press")
+        spoken = node.request("audio.sim.mic.request", timeout=10.0, **fields)
+        if not args.hold:
+            print(json.dumps(spoken) if args.json else f"{spoken['length_s']:.1f} s into the mic"
+                  + ("" if spoken["open"] else " (it plays when the mic is next open)"))
+            return 0
+        try:
+            answer = wait_for(lambda: answers[0] if answers else None, args.timeout, "the assistant's answer",
+                              poll=node.run_once)
+        except TimeoutError as exc:
+            print(f"lens mic: {exc}")
             return 1
     print(json.dumps(answer) if args.json else answer["text"])
     return 0 if answer["status"] == "answered" else 1

@@ -103,7 +103,7 @@ SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
             "wake_phrase": Rule("str", doc="said first, it wakes the glasses and the assistant"),
         },
         "listen": {
-            "stt": Rule("str", choices=("text", "vosk"), doc="the speech-to-text engine"),
+            "stt": Rule("str", choices=("pocketsphinx", "text", "vosk"), doc="the speech-to-text engine"),
             "vosk_model_dir": Rule("str", doc="Vosk's model directory (stt = vosk)"),
             "timeout_s": Rule("float", 1.0, 60.0, doc="stop listening after this long without a request"),
             "grant_timeout_s": Rule("float", 0.1, 30.0, doc="wait this long for the mic to be granted"),

@@ -53,6 +53,7 @@ STATE_SOURCES = {"shell.state": "shell", "power.state": "powerd", "display.state
                  "camera.state": "camerad", "shell.apps": "shell"}
 MAX_TURNS = 10  # of the conversation the LLM is shown again: the oldest are forgotten first
 WEARER_TOOLS = ("webview",)  # the developer's live view, whose say box stands for the wearer's voice
+UNCLEAR = "\0unclear"  # heard_final when there was speech but no command in it (and no LLM to ask)
 
 
 class Assistantd:
@@ -123,10 +124,19 @@ class Assistantd:
         p = msg.payload
         if msg.source != "audiod" or p["owner"] != self.node.name or self.phase != "listening":
             return
+        if self.heard_final is not None:
+            return  # the words are complete
         if msg.topic == "audio.mic":
             self.stt.feed(p["pcm"], p["rate"])
-        elif not p["speech"] and self.stt.listens:  # the wearer stopped speaking: the words are complete
-            self.heard_final = self.stt.final()
+            if self.stt.ended:  # the engine heard the wearer stop speaking
+                self.take_words()
+        elif not p["speech"] and self.stt.listens and not self.stt.endpoints:  # audiod's VAD: the words are complete
+            self.take_words()
+
+    def take_words(self) -> None:
+        words = self.stt.final()
+        if words or self.stt.unclear:  # a sound that was no speech at all: listen on
+            self.heard_final = words or UNCLEAR
             self.runner.poll()
 
     def on_played(self, msg: Message) -> None:
@@ -224,6 +234,8 @@ class Assistantd:
             heard = yield from self.listen()
             if not heard:
                 status, text = "unheard", "I didn't hear anything."
+            elif heard == UNCLEAR:
+                status, text = "unheard", "Sorry, I didn't catch that."
             else:
                 heard = self.template.replace("{heard}", heard)
                 self.set_phase("thinking", "working out the answer")
@@ -443,9 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     with service.exits_on("assistantd", PolicyError, SttError):
         policy = load(args.policy_dir, args.model)
         listen = policy.assistant["listen"]
-        stt = open_stt(listen["stt"], listen["vosk_model_dir"])
+        llm = open_llm(policy.assistant["llm"])
+        stt = open_stt(listen["stt"], listen["vosk_model_dir"], free_form=llm is not None)
     with service.node("assistantd", args) as node:
-        assistant = Assistantd(node, policy, stt, open_llm(policy.assistant["llm"]))
+        assistant = Assistantd(node, policy, stt, llm)
         node.start()
         assistant.publish_state()
         node.run()

@@ -1,9 +1,13 @@
 """The offline grammar: what the wearer said, as an action name and its arguments.
 
-Each row is an action of ``actions.ACTIONS`` and the patterns that mean it,
-tried in order; the first match wins and its named groups become the
-arguments. Works with no network and no model: the assistant always has
-this to fall back on.
+One table, ``INTENTS``: each row is an action of ``actions.ACTIONS``, the
+patterns that mean it (tried in order, the first match wins, its named
+groups become the arguments) and the phrasings a wearer says for it. The
+phrasings are what the speech recognizer listens for (``jsgf()`` makes its
+grammar from them, so a new row is heard without other changes), and what
+the tests and the accuracy bench speak; each must parse to its own row.
+Works with no network and no model: the assistant always has this to fall
+back on.
 """
 
 from __future__ import annotations
@@ -11,28 +15,68 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-_GRAMMAR: list[tuple[str, list[str]]] = [
-    ("forget", [r"\b(forget (that|it|everything)|clear (the |our )?(conversation|context|history))\b"]),
-    ("record_stop", [r"\bstop (the )?(recording|video)\b", r"\bend (the )?(recording|video)\b"]),
-    ("record_start", [r"\b(start|begin) (a |the )?(recording|video)\b", r"\brecord (a |some )?video\b",
-                      r"^record\b"]),
-    ("photo", [r"\b(take|snap|grab) (a |the )?(photo|picture|pic|shot)\b", r"^(photo|picture)\b"]),
-    ("battery", [r"\bbatter(y|ies)\b", r"\bhow much (charge|power)\b", r"\bcharge left\b"]),
-    ("time", [r"\bwhat time\b", r"\bthe time\b", r"^time\b", r"\bwhat('s| is) the date\b"]),
-    ("music_pause", [r"\b(pause|stop) (the |my )?music\b", r"^(pause|stop)$"]),
-    ("music_play", [r"\b(play|resume|start) (some |the |my )?music\b", r"^(play|resume)$"]),
-    ("music_next", [r"\b(next|skip)( this| the)?( song| track)?$", r"\bskip (this |the )?(song|track)\b"]),
-    ("translate", [r"\btranslate (?P<phrase>.+?)(?: (?:in)?to (?P<language>[a-z]+))?$",
-                   r"\bhow do (you|i) say (?P<phrase>.+?) in (?P<language>[a-z]+)$"]),
-    ("notifications", [r"\b(read|show|any|my|new) (my |new )?(notifications?|messages)\b",
-                       r"^notifications?$"]),
-    ("brightness", [r"\bbrightness (to |at )?(?P<percent>\d{1,3})( ?%| percent)?\b",
-                    r"\b(?P<direction>brighter|dimmer|darker)\b",
-                    r"\b(turn|make) (the )?(display|screen|brightness) (?P<direction>up|down)\b"]),
-    ("identify", [r"\bwhat('s| is) (this|that)\b", r"\bhow much (is|does|for) (this|that|it)\b",
-                  r"\bwhat am i (looking at|seeing)\b", r"\b(identify|price) (this|that)\b"]),
+
+class IntentRow(NamedTuple):
+    action: str
+    patterns: list[str]
+    phrasings: list[str]
+
+
+INTENTS: list[IntentRow] = [
+    IntentRow("forget", [r"\b(forget (that|it|everything)|clear (the |our )?(conversation|context|history))\b"],
+              ["forget that", "forget everything", "clear the conversation"]),
+    IntentRow("record_stop", [r"\bstop (the )?(recording|video)\b", r"\bend (the )?(recording|video)\b"],
+              ["stop recording", "stop the video", "end the recording"]),
+    IntentRow("record_start", [r"\b(start|begin) (a |the )?(recording|video)\b", r"\brecord (a |some )?video\b",
+                               r"^record\b"],
+              ["start recording", "record a video", "begin a video"]),
+    IntentRow("photo", [r"\b(take|snap|grab) (a |the )?(photo|picture|pic|shot)\b", r"^(photo|picture)\b"],
+              ["take a photo", "take a picture", "snap a picture"]),
+    IntentRow("battery", [r"\bbatter(y|ies)\b", r"\bhow much (charge|power)\b", r"\bcharge left\b"],
+              ["how much battery is left", "battery level", "how much charge is left"]),
+    IntentRow("time", [r"\bwhat time\b", r"\bthe time\b", r"^time\b", r"\bwhat('s| is) the date\b"],
+              ["what time is it", "tell me the time", "what is the date"]),
+    IntentRow("music_pause", [r"\b(pause|stop) (the |my )?music\b", r"^(pause|stop)$"],
+              ["pause the music", "stop the music", "pause"]),
+    IntentRow("music_play", [r"\b(play|resume|start) (some |the |my )?music\b", r"^(play|resume)$"],
+              ["play some music", "resume the music", "play my music"]),
+    IntentRow("music_next", [r"\b(next|skip)( this| the)?( song| track)?$", r"\bskip (this |the )?(song|track)\b"],
+              ["next song", "skip this song", "next track"]),
+    IntentRow("translate", [r"\btranslate (?P<phrase>.+?)(?: (?:in)?to (?P<language>[a-z]+))?$",
+                            r"\bhow do (you|i) say (?P<phrase>.+?) in (?P<language>[a-z]+)$"],
+              ["translate thank you to spanish", "translate good morning to french",
+               "how do you say hello in german"]),
+    IntentRow("notifications", [r"\b(read|show|any|my|new) (my |new )?(notifications?|messages)\b",
+                                r"^notifications?$"],
+              ["read my notifications", "any new messages", "show my notifications"]),
+    IntentRow("brightness", [r"\bbrightness (to |at )?(?P<percent>\d{1,3})( ?%| percent)?\b",
+                             r"\b(?P<direction>brighter|dimmer|darker)\b",
+                             r"\b(turn|make) (the )?(display|screen|brightness) (?P<direction>up|down)\b"],
+              ["set brightness to fifty percent", "make it brighter", "turn the screen down"]),
+    IntentRow("identify", [r"\bwhat('s| is) (this|that)\b", r"\bhow much (is|does|for) (this|that|it)\b",
+                           r"\bwhat am i (looking at|seeing)\b", r"\b(identify|price) (this|that)\b"],
+              ["what is this", "what am i looking at", "how much is this"]),
 ]
-_COMPILED = [(name, [re.compile(p) for p in patterns]) for name, patterns in _GRAMMAR]
+_COMPILED = [(row.action, [re.compile(p) for p in row.patterns]) for row in INTENTS]
+
+# Spoken numbers as the patterns want them: "fifty percent" is heard, "50 percent" is matched.
+_UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+                                       "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
+_TENS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if i > 1}
+_NUMBER = re.compile(r"\b(?:(?P<tens>%s)(?: (?P<unit>%s))?|(?P<small>%s)|(?P<hundred>one hundred|a hundred))\b" % (
+    "|".join(_TENS), "|".join(list(_UNITS)[1:10]), "|".join(_UNITS)))
+
+
+def _digits(match: re.Match) -> str:
+    if match["hundred"]:
+        return "100"
+    if match["small"]:
+        return str(_UNITS[match["small"]])
+    return str(_TENS[match["tens"]] + (_UNITS[match["unit"]] if match["unit"] else 0))
+
+
+def numbers_as_digits(text: str) -> str:
+    return _NUMBER.sub(_digits, text)
 
 
 class Intent(NamedTuple):
@@ -57,10 +101,29 @@ def strip_wake(text: str, wake_phrase: str) -> str | None:
 
 def parse(text: str) -> Intent:
     said = normalize(text)
+    matched = numbers_as_digits(said)
     for name, patterns in _COMPILED:
         for pattern in patterns:
-            match = pattern.search(said)
+            match = pattern.search(matched)
             if match:
                 args = {k: v for k, v in match.groupdict().items() if v is not None}
                 return Intent(name, args, said)
     return Intent("unknown", {}, said)
+
+
+def phrasings(rows: list[IntentRow] | None = None) -> dict[str, list[str]]:
+    """Each action's phrasings, normalized as the recognizer spells its words."""
+    return {row.action: [normalize(p) for p in row.phrasings] for row in (INTENTS if rows is None else rows)}
+
+
+def jsgf(rows: list[IntentRow] | None = None) -> str:
+    """The recognizer's command grammar (JSGF), one rule per row of the table: what it listens for."""
+    table = phrasings(rows)
+    lines = ["#JSGF V1.0;", "grammar lens;",
+             "public <command> = " + " | ".join(f"<{action}>" for action in table) + ";"]
+    lines += [f"<{action}> = " + " | ".join(said) + ";" for action, said in table.items() if said]
+    return "\n".join(lines) + "\n"
+
+
+def vocabulary(rows: list[IntentRow] | None = None) -> set[str]:
+    return {word for said in phrasings(rows).values() for phrase in said for word in phrase.split()}

@@ -1,5 +1,13 @@
-"""Speech-to-text behind one interface: ``feed(pcm, rate)`` each mic block, ``final()`` for the text.
+"""Speech-to-text behind one interface: ``feed(pcm, rate)`` each mic block, ``final()`` for the text;
+``ended`` turns true when the engine itself heard the wearer stop speaking (sooner than audiod's VAD).
 
+- ``SphinxStt`` (the default): pocketsphinx, whose wheel ships its US English
+  acoustic model, dictionary and language model, so it works offline with
+  nothing downloaded. Commands are recognized against a JSGF grammar made
+  from the intent table (``intents.jsgf``); what falls outside it (the
+  grammar search ends off its final state, or the phones heard disagree
+  with the command's) is decoded free-form with the language model when an
+  LLM is there to answer it, else refused as not understood.
 - ``TextStt`` (development, tests): the words come from `lens say`; the
   mic still opens (LED and all) so the flow is the product's, but its
   blocks are not listened to.
@@ -13,6 +21,7 @@ Both forget everything on ``reset()``: no audio outlives the question.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 
@@ -22,7 +31,9 @@ class SttError(RuntimeError):
 
 class TextStt:
     name = "text"
-    listens = False  # the text arrives from `lens say`, not from the blocks
+    listens = False
+    endpoints = False
+    ended = unclear = False  # the text arrives from `lens say`, not from the blocks
 
     def feed(self, pcm: bytes, rate: int) -> None:
         pass
@@ -37,6 +48,8 @@ class TextStt:
 class VoskStt:
     name = "vosk"
     listens = True
+    endpoints = False  # audiod's energy detector says when the words are complete
+    ended = unclear = False
 
     def __init__(self, model_dir: str, rate: int = 16000):
         if not model_dir or not Path(model_dir).is_dir():
@@ -66,5 +79,127 @@ class VoskStt:
         self.recognizer = None  # its buffers go with it
 
 
-def open_stt(kind: str, model_dir: str):
-    return VoskStt(model_dir) if kind == "vosk" else TextStt()
+class SphinxStt:
+    """pocketsphinx on the mic's blocks. Its endpointer finds the end of the wearer's speech as the blocks
+    come; the speech (with a little before its start) is then decoded whole. Decoding block by block was
+    worse: its running cepstral mean starts from a guess, and the first second's words came out wrong ("what
+    time is it" heard as "forget that" over a quiet room); a whole utterance is normalized by its own mean.
+
+    A command must also be what was said, not the grammar's nearest guess: a grammar forces any speech onto
+    one of its sentences. So the same speech is decoded a second time as free phones (a phone loop, the
+    usual garbage model) and the command's pronunciation is compared with them: past ``max_disagreement``
+    (phone edits per phone of the command) it is refused, and the wearer is told it was not understood.
+    A false action is worse than "I didn't catch that"."""
+
+    name = "pocketsphinx"
+    listens = True
+    endpoints = True  # it finds the end of speech itself: audiod's energy detector is not needed
+    RATE = 16000  # the models' rate, and the mic's (policies/hardware.toml)
+    PRE_ROLL_S = 0.5  # kept before speech is detected: the endpointer decides a little after the onset
+    MAX_UTTERANCE_S = 15.0  # of speech decoded at once: beyond it the words so far are taken
+    FILLERS = {"SIL", "+SPN+", "+NSN+"}
+
+    def __init__(self, grammar: str, free_form: bool = False, end_window_s: float = 0.3,
+                 max_disagreement: float = 0.9):
+        try:
+            import pocketsphinx
+        except ImportError:
+            raise SttError("stt = pocketsphinx needs the pocketsphinx package (pip install pocketsphinx)") from None
+        self.ps, self.end_window_s, self.max_disagreement = pocketsphinx, end_window_s, max_disagreement
+        quiet = {"logfn": os.devnull, "samprate": self.RATE}
+        model = Path(pocketsphinx.__file__).parent / "model" / "en-us"
+        try:
+            self.grammar = pocketsphinx.Decoder(lm=None, **quiet)
+            self.grammar.add_jsgf_string("commands", grammar)
+            self.grammar.activate_search("commands")
+            self.phones = pocketsphinx.Decoder(lm=None, **quiet)
+            self.phones.add_allphone_file("phones", str(model / "en-us-phone.lm.bin"))
+            self.phones.activate_search("phones")
+            # Free-form words only matter to an LLM: without one, the language model's 0.6 s and memory are spared.
+            self.free = pocketsphinx.Decoder(**quiet) if free_form else None
+        except (RuntimeError, ValueError) as exc:
+            raise SttError(f"pocketsphinx could not load its model or the grammar: {exc}") from None
+        self.started = self.ended = self.speaking = self.unclear = False
+        self.audio = b""  # since shortly before the speech began; in memory only, cleared by final()/reset()
+        self.pending = b""
+        self.endpointer = None
+
+    def feed(self, pcm: bytes, rate: int) -> None:
+        if rate != self.RATE:
+            raise SttError(f"pocketsphinx needs {self.RATE} Hz from the mic, not {rate} (policies/hardware.toml mic_rate)")
+        if not self.started:
+            self.started, self.ended, self.speaking, self.unclear = True, False, False, False
+            self.audio = self.pending = b""
+            self.endpointer = self.ps.Endpointer(window=self.end_window_s, sample_rate=self.RATE)
+        if self.ended:
+            return  # the words are complete; final() takes them
+        self.audio += pcm
+        self.pending += pcm
+        size = self.endpointer.frame_bytes
+        while len(self.pending) >= size:
+            frame, self.pending = self.pending[:size], self.pending[size:]
+            was = self.endpointer.in_speech
+            self.endpointer.process(frame)
+            if not was and self.endpointer.in_speech:
+                self.speaking = True
+            elif was and not self.endpointer.in_speech:
+                self.ended = True
+        if not self.speaking:
+            self.audio = self.audio[-int(self.PRE_ROLL_S * self.RATE) * 2:]
+        elif len(self.audio) >= self.MAX_UTTERANCE_S * self.RATE * 2:
+            self.ended = True
+
+    @staticmethod
+    def _decode(decoder, audio: bytes) -> str:
+        decoder.start_utt()
+        decoder.process_raw(audio, False, True)
+        decoder.end_utt()
+        said = decoder.hyp()
+        return said.hypstr if said is not None else ""
+
+    def disagreement(self, words: str, audio: bytes) -> float:
+        """Phone edits per phone between the command's pronunciation and the free phones heard."""
+        expected = [p for word in words.split() for p in (self.grammar.lookup_word(word) or "").split()]
+        heard = [p for p in self._decode(self.phones, audio).split() if p not in self.FILLERS]
+        return _edits(expected, heard) / max(len(expected), 1)
+
+    def final(self) -> str:
+        """The command the grammar heard; or, when the speech was none of them, the free-form words (for the
+        LLM), else "" with ``unclear`` set if there was speech at all."""
+        audio, speaking = self.audio, self.speaking
+        self.reset()
+        if not speaking:
+            return ""
+        words = self._decode(self.grammar, audio)
+        # Off the grammar's final state the search gives a partial path: that was no command.
+        if words and self.grammar.get_fsg().accept(words) and self.disagreement(words, audio) <= self.max_disagreement:
+            return words
+        if self.free is not None:
+            words = self._decode(self.free, audio)
+            if words:
+                return words
+        self.unclear = True
+        return ""
+
+    def reset(self) -> None:
+        self.started = self.ended = self.speaking = False
+        self.audio = self.pending = b""  # no audio kept
+        self.endpointer = None
+
+
+def _edits(a: list[str], b: list[str]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[:], i
+        for j, y in enumerate(b, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (x != y))
+    return row[-1]
+
+
+def open_stt(kind: str, model_dir: str = "", free_form: bool = False):
+    if kind == "vosk":
+        return VoskStt(model_dir)
+    if kind == "pocketsphinx":
+        from daemons.assistant.intents import jsgf
+        return SphinxStt(jsgf(), free_form=free_form)
+    return TextStt()

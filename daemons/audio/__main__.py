@@ -40,6 +40,7 @@ from bus.errors import RequestRefused
 from bus.node import Node
 from bus.wakeup import Wakeup
 from daemons.audio.backends import AudioError, PortAudio, SimAudio
+from daemons.audio import simspeech
 from daemons.audio.mixer import Mixer, Stream
 from daemons.audio.sounds import SoundError, load as load_sound, voice as make_voice
 from daemons.audio.vad import Vad
@@ -87,6 +88,8 @@ class Audiod:
         node.serve("audio.play.request", self.on_play)
         node.serve("audio.stop.request", self.on_stop)
         node.serve("audio.mic.request", self.on_mic)
+        if isinstance(device, SimAudio):
+            node.serve("audio.sim.mic.request", self.on_sim_mic)
 
     # --- the speaker -------------------------------------------------------------------
     def on_shell(self, msg: Message) -> None:
@@ -193,6 +196,20 @@ class Audiod:
         p = msg.payload
         if msg.source == "shell" and p["resource"] == "mic" and p["status"] == "granted":
             self.sessions[p["owner"]] = p["session"]
+
+    def on_sim_mic(self, msg: Message) -> dict:
+        p, rate = msg.payload, self.numbers["mic_rate"]
+        try:
+            if p.get("wav"):
+                pcm = simspeech.load_wav(p["wav"], rate)
+            elif p.get("text"):
+                pcm = simspeech.speak(p["text"], rate, p.get("voice") or simspeech.VOICE,
+                                      p.get("wpm") or simspeech.WORDS_PER_MINUTE)
+            else:
+                raise RequestRefused("say what: text or wav")
+        except SoundError as exc:
+            raise RequestRefused(str(exc)) from None
+        return {"length_s": round(self.device.speak_into(pcm), 3), "open": self.mic_owner is not None}
 
     def on_mic(self, msg: Message) -> dict:
         owner, on = msg.source, msg.payload["on"]

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 import wave
+from collections import deque
 from pathlib import Path
 from typing import Callable
 
@@ -146,7 +147,8 @@ def quiet_room(samples: int, rms: float = 30.0) -> np.ndarray:
 
 
 class SimAudio:
-    """The speaker is a WAV file growing in real time; the mic plays a WAV file (or a quiet room) in a loop."""
+    """The speaker is a WAV file growing in real time; the mic plays a WAV file (or a quiet room) in a loop,
+    and over it whatever was spoken into it (``speak_into``: `lens mic say`), once, while it is open."""
 
     name = "sim"
 
@@ -158,6 +160,7 @@ class SimAudio:
         self.input: _Paced | None = None
         self.wav: wave.Wave_write | None = None
         self.xruns = 0
+        self.spoken: deque[np.ndarray] = deque()  # speech waiting to be heard, in the mic's thread's order
         self._open_wav()
 
     @staticmethod
@@ -196,10 +199,31 @@ class SimAudio:
             start = position[0] % len(self.mic)
             chunk = np.take(self.mic, range(start, start + frames), mode="wrap")
             position[0] += frames
-            on_chunk(chunk, time.monotonic_ns())
+            on_chunk(self._over(chunk), time.monotonic_ns())
 
         self.input = _Paced(self.block_s, step, "sim-mic")
         self.input.start()
+
+    def speak_into(self, pcm: np.ndarray, pad_s: float = 0.3) -> float:
+        """Queue speech (int16 at the mic's rate) after a short pause; heard once, while the mic is open.
+        Returns its length in seconds."""
+        pad = np.zeros(int(pad_s * self.mic_rate), np.int16)
+        self.spoken.append(np.concatenate([pad, pcm, pad]))  # deque: appended here, popped in the mic's thread
+        return len(pcm) / self.mic_rate
+
+    def _over(self, chunk: np.ndarray) -> np.ndarray:
+        """The next part of what was spoken, mixed over the room's chunk."""
+        out, at = chunk.astype(np.int32), 0
+        while at < len(out) and self.spoken:
+            head = self.spoken[0]
+            take = min(len(out) - at, len(head))
+            out[at:at + take] += head[:take]
+            at += take
+            if take == len(head):
+                self.spoken.popleft()
+            else:
+                self.spoken[0] = head[take:]
+        return np.clip(out, -32768, 32767).astype(np.int16)
 
     def stop_output(self) -> None:
         if self.output is not None:

@@ -33,6 +33,13 @@ def test_requests_end_in_request_and_have_a_derived_reply():
             assert reply.kind is Kind.REPLY and reply.owner == topic.owner
 
 
+def test_every_request_that_drives_the_simulation_is_the_developers_only():
+    # An app that could speak into the mic or break the LED could fake what the wearer said or did.
+    for topic in TOPICS.values():
+        if ".sim." in topic.name and topic.kind is Kind.REQUEST:
+            assert topic.dev_only, topic.name
+
+
 def test_only_state_topics_are_latched_and_only_streams_ride_the_stream_lane():
     for topic in TOPICS.values():
         assert topic.latched == (topic.kind is Kind.STATE)

@@ -47,7 +47,7 @@ def test_shipped_policies_load(model):
     ("privacy.toml", "hold_s = 3.0", "hold_s = true", "hold_s", "led.hold_s: must be float"),
     ("models/s1.toml", '"camera"]', '"camera", "laser"]', "resources", "unknown 'laser'"),
     ("focus.toml", "level = 0.3", "level = 0.3 0.4", "level = 0.3", "not valid TOML"),
-    ("assistant.toml", 'stt = "text"', 'stt = "whisper"', "stt", "listen.stt: unknown 'whisper'"),
+    ("assistant.toml", 'stt = "pocketsphinx"', 'stt = "whisper"', "stt", "listen.stt: unknown 'whisper'"),
     ("assistant.toml", '"long_press"]', '"long_press", "wink"]', "gestures =",
      "trigger.gestures: unknown 'wink'"),
     ("assistant.toml", "answer instead.\ntimeout_s = 8.0", "answer instead.\ntimeout_s = 0.0", "timeout_s = 0.0",

@@ -1,0 +1,164 @@
+"""The voice path: the recognizer's grammar made from the intent table, pocketsphinx hearing espeak-ng's
+speech, and spoken requests through the simulated mic to the right answer over the real bus."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from daemons.assistant import intents
+from daemons.assistant.intents import INTENTS, IntentRow, jsgf, parse, phrasings, vocabulary
+from daemons.audio import simspeech
+from tests.daemons.test_assistant import assistant_system
+
+pocketsphinx = pytest.importorskip("pocketsphinx")
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+
+def test_every_phrasing_of_the_table_means_its_own_row():
+    for action, said in phrasings().items():
+        assert said, f"{action} has no phrasing: the recognizer would never hear it"
+        for phrase in said:
+            assert parse(phrase).action == action, phrase
+
+
+def test_the_grammar_is_made_from_the_table_so_a_new_row_is_heard():
+    grammar = jsgf()
+    for row in INTENTS:
+        assert f"<{row.action}>" in grammar.splitlines()[2]
+        assert all(intents.normalize(p) in grammar for p in row.phrasings)
+    rows = [*INTENTS, IntentRow("weather", [r"\bweather\b"], ["what is the weather like"])]
+    assert "<weather> = what is the weather like;" in jsgf(rows)
+    assert "<weather>" in jsgf(rows).splitlines()[2]
+    decoder = pocketsphinx.Decoder(lm=None, logfn="/dev/null")
+    decoder.add_jsgf_string("commands", jsgf(rows))  # the recognizer takes the regenerated grammar as it is
+
+
+def test_every_word_of_the_grammar_is_in_the_recognizers_dictionary():
+    decoder = pocketsphinx.Decoder(lm=None, logfn="/dev/null")
+    assert [w for w in sorted(vocabulary()) if decoder.lookup_word(w) is None] == []
+
+
+def spoken(text: str, room: bool = True) -> np.ndarray:
+    """``text`` as the sim mic hears it: a pause, the words, a pause, over the quiet room's hiss."""
+    from daemons.audio.backends import quiet_room
+
+    pcm = np.concatenate([np.zeros(8000, np.int16), simspeech.speak(text, 16000), np.zeros(16000, np.int16)])
+    return (pcm + np.resize(quiet_room(16000), len(pcm)) * room).astype(np.int16)
+
+
+def hear(stt, pcm: np.ndarray) -> str:
+    for at in range(0, len(pcm), 320):  # the mic's 20 ms blocks
+        stt.feed(pcm[at:at + 320].tobytes(), 16000)
+        if stt.ended:
+            return stt.final()
+    raise AssertionError("the end of the speech was not heard")
+
+
+@needs_espeak
+def test_pocketsphinx_hears_spoken_commands_and_keeps_no_audio():
+    from daemons.assistant.stt import open_stt
+
+    stt = open_stt("pocketsphinx")
+    assert stt.name == "pocketsphinx" and stt.listens
+    # Over the quiet room's hiss, decoded block by block, this was heard as "forget that".
+    assert parse(hear(stt, spoken("what time is it"))).action == "time"
+    assert parse(hear(stt, spoken("take a photo", room=False))).action == "photo"
+    assert parse(hear(stt, spoken("set brightness to fifty percent"))).args == {"percent": "50"}
+    assert not stt.started and stt.audio == b"" and stt.pending == b"", "nothing of the audio is kept"
+
+
+@needs_espeak
+def test_speech_outside_the_grammar_is_not_forced_onto_a_command():
+    """The grammar alone made "the quick brown fox ..." into "read my notifications": a false action is worse
+    than "I didn't catch that", so the phones heard must agree with the command's."""
+    from daemons.assistant.stt import open_stt
+
+    stt = open_stt("pocketsphinx")
+    for said in ("the quick brown fox jumps over the lazy dog", "what is the weather like", "call my mother",
+                 "who won the game last night"):
+        assert hear(stt, spoken(said)) == "" and stt.unclear, said
+    assert parse(hear(stt, spoken("play some music"))).action == "music_play" and not stt.unclear
+    quiet = np.resize(np.zeros(1, np.int16), 16000 * 3)
+    for at in range(0, len(quiet), 320):
+        stt.feed(quiet[at:at + 320].tobytes(), 16000)
+    assert not stt.ended and stt.final() == "" and not stt.unclear, "silence is not speech"
+
+
+def test_noise_is_mixed_at_the_asked_ratio():
+    speech = (np.sin(np.arange(16000) / 5) * 8000).astype(np.int16)
+    noise = (np.cos(np.arange(16000) / 3) * 1000).astype(np.int16)
+    mixed = simspeech.with_noise(speech, noise, 10.0).astype(np.float64) - speech
+    ratio = 10 * np.log10(np.mean(speech.astype(np.float64) ** 2) / np.mean(mixed ** 2))
+    assert 9.0 < ratio < 11.5
+
+
+# --- spoken requests over the real bus ---------------------------------------------------------------------
+@needs_espeak
+@pytest.mark.slow
+def test_spoken_requests_through_the_sim_mic_get_the_right_answers(procs, runtime, tmp_path):
+    system = assistant_system(procs, runtime, tmp_path)
+    user = system.watcher
+    assert user.wait(lambda: user.latest.get("assistant.state"), "the assistant")["stt"] == "pocketsphinx"
+    for said, action, answer in [("what time is it", "time", "It is "), ("how much battery is left", "battery", ""),
+                                 ("translate thank you to spanish", "translate", "In Spanish: gracias"),
+                                 ("take a photo", "photo", "Photo saved")]:
+        mark = len(user.notices("assistant.answer"))
+        user.ask("input.sim.request", gesture="long_press")  # the temple held
+        spoken = user.ask("audio.sim.mic.request", text=said)
+        assert spoken["length_s"] > 0.5
+        heard = user.wait(lambda: user.notices("assistant.answer")[mark:], f"the answer to {said!r}")[0]
+        assert (heard["status"], heard["action"]) == ("answered", action), heard
+        assert heard["text"].startswith(answer), heard
+        user.wait(lambda: user.latest["assistant.state"]["phase"] == "idle"
+                  and not user.latest["audio.state"]["mic"]["on"], "the mic closed, the assistant idle")
+    mark = len(user.notices("assistant.answer"))
+    user.ask("input.sim.request", gesture="long_press")
+    user.ask("audio.sim.mic.request", text="call my mother")  # no command, and no LLM to ask
+    heard = user.wait(lambda: user.notices("assistant.answer")[mark:], "the answer to what is no command")[0]
+    assert (heard["status"], heard["action"], heard["text"]) == ("unheard", None, "Sorry, I didn't catch that.")
+    user.wait(lambda: user.latest["assistant.state"]["phase"] == "idle", "the assistant idle")
+    out = procs.run_lens("mic", "say", "--hold", "what", "time", "is", "it")
+    assert out.returncode == 0 and out.stdout.startswith("It is "), out.stdout
+    refused = procs.run_lens("mic", "play", str(tmp_path / "missing.wav"))
+    assert refused.returncode != 0 and "not a WAV file" in refused.stdout + refused.stderr
+
+
+# --- the wake phrase's ear ---------------------------------------------------------------------------------
+@needs_espeak
+def test_the_wake_spotter_hears_the_phrase_and_then_holds_no_audio():
+    from daemons.assistant.wake import WakeSpotter
+
+    spotter = WakeSpotter("hey lens")
+    limit = len(spotter.window)
+    heard = 0
+    for voice, wpm in (("en-us+f3", 160), ("en-us+m3", 200)):
+        pcm = np.concatenate([np.zeros(8000, np.int16), simspeech.speak("hey lens", 16000, voice, wpm),
+                              simspeech.speak("what time is it", 16000, voice, wpm), np.zeros(8000, np.int16)])
+        for at in range(0, len(pcm), 320):
+            if spotter.feed(pcm[at:at + 320].tobytes()):
+                heard += 1
+                assert spotter.held_s == 0 and not spotter.window.any(), "audio kept after a detection"
+            assert spotter.filled <= limit and len(spotter.window) == limit
+    assert heard == 2, "the phrase was not heard once in each voice"
+    assert spotter.held_s <= 1.5
+
+
+@needs_espeak
+def test_the_wake_spotter_does_not_wake_on_other_speech():
+    from daemons.assistant.wake import WakeSpotter
+
+    spotter = WakeSpotter("hey lens")
+    pcm = np.concatenate([simspeech.speak(s, 16000) for s in
+                          ("take a photo", "what is the weather like", "these lenses are dirty", "hey there")])
+    assert not any(spotter.feed(pcm[at:at + 320].tobytes()) for at in range(0, len(pcm), 320))
+
+
+def test_a_wake_phrase_the_recognizer_cannot_say_is_refused():
+    from daemons.assistant.stt import SttError
+    from daemons.assistant.wake import WakeSpotter
+
+    with pytest.raises(SttError, match="not in the recognizer's dictionary"):
+        WakeSpotter("hey zzxqlens")
