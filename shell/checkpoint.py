@@ -44,7 +44,7 @@ PRIVACY = Schema({"led_on": "bool", "led_lit": "bool", "fault": "str?", "granted
                   "pending": "list[dict]", "hold_until": "float?"})
 GRANT = Schema({"owner": "str", "resource": "str", "reason": "str", "behalf": "str?"})
 PENDING = Schema({"owner": "str", "resource": "str", "reason": "str", "deadline": "float", "behalf": "str?"})
-POWER = Schema({"present": "list[bool]", "percent": "float", "bridge_s": "float"})
+POWER = Schema({"present": "list[bool]", "percent": "float", "bridge_s": "float?"})
 NOTICE = Schema({"capture": "bool", "owner": "str", "resource": "str", "status": "str", "reason": "str"})
 SESSION = Schema({"owner": "str", "resource": "str", "session": "str", "start": "float"})
 STATE_NAMES = {state["name"] for state in STATES}

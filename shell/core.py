@@ -26,7 +26,7 @@ HOLDER_BEAT_S = 5.0  # an app's pace while it holds focus (beat_for); holding no
 class Power:
     present: list[bool] = field(default_factory=lambda: [True, True])
     percent: float | None = 100.0  # of the batteries inside; None with none in (the bridge carries the glasses)
-    bridge_s: float = 600.0  # seconds the bridge battery can carry the system alone
+    bridge_s: float | None = 600.0  # seconds the bridge battery can carry the system alone; None: no estimate
 
 
 class ShellCore:
@@ -64,7 +64,7 @@ class ShellCore:
         self.last_activity = now
         self.activity()
 
-    def power_report(self, present: list[bool], percent: float | None, bridge_s: float, now: float) -> None:
+    def power_report(self, present: list[bool], percent: float | None, bridge_s: float | None, now: float) -> None:
         self.clock = now
         before = sum(self.power.present)
         self.power = Power(list(present), percent, bridge_s)
@@ -304,17 +304,21 @@ class ShellCore:
         if self.state in ("critical", "shutdown"):
             return
         if not any(power.present) or power.percent is None:  # all out: the bridge's to say, until it is low
-            if self.state == "battery_swap" and power.bridge_s < self.policy.system["swap"]["bridge_low_s"]:
+            if self.state == "battery_swap" and self._bridge_low():
                 self.bridge_low()
             return
         if power.percent < thresholds["critical_percent"]:
             self.power_critical()
-        elif self.state == "battery_swap" and power.bridge_s < self.policy.system["swap"]["bridge_low_s"]:
+        elif self.state == "battery_swap" and self._bridge_low():
             self.bridge_low()
         elif power.percent < thresholds["low_percent"]:
             self.power_low()
         elif power.percent > thresholds["recover_percent"]:
             self.power_ok()
+
+    def _bridge_low(self) -> bool:
+        """Known to be low: a bridge the kernel gives no estimate for (not discharging yet) is not taken for empty."""
+        return self.power.bridge_s is not None and self.power.bridge_s < self.policy.system["swap"]["bridge_low_s"]
 
     def _refusal(self, owner: str, resource: str, cls: str, purpose: str) -> str | None:
         if cls not in self.policy.focus["priorities"]:

@@ -150,7 +150,7 @@ class ShellDaemon:
 
     def on_power(self, msg: Message) -> None:
         p = msg.payload
-        self.core.power_report(p["present"], p["percent"], p["bridge"].get("time_s", 0.0), time.monotonic())
+        self.core.power_report(p["present"], p["percent"], p["bridge"].get("time_s"), time.monotonic())
         self.settle()
 
     def on_input(self, msg: Message) -> None:

@@ -77,7 +77,10 @@ def unit(process: Process, python: str, dirs: list[str] = ()) -> str:
     after = [service_name(name) for name in process.after]
     unit_section = [("Description", f"lensos {process.name}: {process.doc}"), ("PartOf", "lensos.target"),
                     ("StartLimitIntervalSec", "60"), ("StartLimitBurst", "5")]
-    unit_section += [("After", name) for name in after] + [("Requires", name) for name in after]
+    # Wants=, not Requires=: systemd restarts every unit that Requires= one it restarts, so a broker killed and
+    # brought back by Restart= took all nine daemons down with it (found booting the board image), though each
+    # reconnects by itself and keeps its state (a recording, the mic, the latched cache's readers).
+    unit_section += [("After", name) for name in after] + [("Wants", name) for name in after]
     service = [
         ("Type", "notify"),
         ("NotifyAccess", "main"),

@@ -234,7 +234,10 @@ class Scene:
     def bridge_left(self, now: float) -> str:
         """powerd's latest word, as `lens status` and the live view show it: it counts down by itself,
         once a second, while the bridge carries the glasses (a countdown of our own ran on while it did not)."""
-        seconds = max(0, int((self.power or {}).get("bridge", {}).get("time_s") or 0.0))
+        left = (self.power or {}).get("bridge", {}).get("time_s")
+        if left is None:
+            return "Time unknown"
+        seconds = max(0, int(left))
         return f"{seconds // 60}:{seconds % 60:02d} left"
 
     def _hud(self, wall: float) -> tuple:

@@ -107,8 +107,11 @@ class Powerd:
         inside = [b.percent for b in reading.batteries if b.present]
         return {
             "batteries": [b.as_dict() | {"side": side} for b, side in zip(reading.batteries, SIDES)],
+            # None when the kernel gives no estimate (a bridge that reads "Full" is not discharging yet): not 0 s,
+            # which the shell would take for a bridge about to die, and shut the glasses down at a battery's pull
             "bridge": {"percent": round(reading.bridge.percent, 1), "charging": reading.bridge.charging,
-                       "time_s": round(reading.bridge.time_to_empty_s or 0.0, 1)},
+                       "time_s": None if reading.bridge.time_to_empty_s is None
+                       else round(reading.bridge.time_to_empty_s, 1)},
             # None with no battery in: there is no charge to speak of, the bridge carries the glasses (and its
             # own seconds say how long); 0 % would read as a critical charge and shut them down at once.
             "percent": round(sum(inside) / len(inside), 1) if inside else None,
@@ -126,7 +129,8 @@ class Powerd:
         self._once(any(state["present"]) and state["percent"] < self.critical_percent, "critical", "all",
                    state["percent"])
         bridging = not all(state["present"])
-        self._once(bridging and state["bridge"]["time_s"] < self.bridge_low_s, "bridge_low", "bridge",
+        bridge_s = state["bridge"]["time_s"]
+        self._once(bridging and bridge_s is not None and bridge_s < self.bridge_low_s, "bridge_low", "bridge",
                    state["bridge"]["percent"])
 
     def _once(self, condition: bool, event: str, battery: str, percent: float) -> None:

@@ -10,7 +10,7 @@ from daemons.power.backends import Battery, Reading, SimPower, SysfsPower
 from daemons.power.uevent import parse
 from policies.schema import load
 from tests.conftest import DEADLINE_S, tuned_policies, wait_for
-from tests.system import System, running
+from tests.system import FAST, System, running
 
 
 def fake_supply(root, name, capacity=80, status="Discharging", **extra):
@@ -98,6 +98,30 @@ def test_powerd_real_reports_a_pull_and_a_late_subscriber_gets_the_present(procs
         late.subscribe("power.state", lambda m: got.append(m))
         late.start()
         assert got and got[-1].latched and got[-1].payload["present"] == [False, True]
+
+
+def test_a_bridge_without_a_time_estimate_carries_a_swap_and_is_not_taken_for_empty(procs, runtime, tmp_path):
+    # Found booting the board image (test_power's bridge reads "Full", with no time to empty): powerd published
+    # the bridge's seconds as 0, so the shell took one battery pulled for a bridge about to die and went to
+    # critical at once, never battery_swap. Unknown is now null, and only a known low time is bridge_low.
+    root = tmp_path / "power_supply"
+    fake_supply(root, "battery-left", 80)
+    fake_supply(root, "battery-right", 60)
+    fake_supply(root, "battery-bridge", 100, status="Full")
+    changes = {**FAST, "hardware.toml": {**FAST["hardware.toml"], "power": {"sysfs_root": str(root), "poll_s": 0.05}}}
+    system = System(procs, runtime, tmp_path, changes)
+    procs.stop(system.powerd)
+    system.powerd = procs.start_ready("-m", "daemons.power", "--backend", "real")
+    user = system.watcher
+    user.wait_state(lambda s: running(s) and s["power"]["present"] == [True, True], "running on the real backend")
+    (root / "battery-left" / "present").write_text("0\n")
+    state = user.wait_state(lambda s: s["power"]["present"] == [False, True], "the pull, seen by the shell")
+    assert state["state"] == "battery_swap", state["state"]
+    assert user.latest["power.state"]["bridge"]["time_s"] is None
+    (root / "battery-left" / "present").write_text("1\n")
+    user.wait_state(lambda s: running(s) and s["power"]["present"] == [True, True], "running again")
+    assert not [m for m in user.log if m.topic == "shell.state" and m.payload["state"] in ("critical", "shutdown")]
+    assert not [m for m in user.log if m.topic == "power.event" and m.payload["event"] == "bridge_low"]
 
 
 @pytest.mark.slow

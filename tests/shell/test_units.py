@@ -36,8 +36,10 @@ def test_each_unit_says_what_the_table_says(process, tmp_path):
     assert values(unit, "Service", "WatchdogSec") == [f"{process.watchdog_s:g}"]
     assert values(unit, "Service", "LimitNOFILE") == [str(process.files)]
     assert values(unit, "Service", "Restart") == ["on-failure"]
-    assert values(unit, "Unit", "After") == values(unit, "Unit", "Requires") == \
+    # Wants=, never Requires=: a broker restarted by systemd must not restart every process that reconnects itself
+    assert values(unit, "Unit", "After") == values(unit, "Unit", "Wants") == \
         [service_name(name) for name in process.after]
+    assert values(unit, "Unit", "Requires") == values(unit, "Unit", "BindsTo") == []
     exec_start = values(unit, "Service", "ExecStart")[0].split()
     launcher = Launcher([process], Runtime.resolve(tmp_path / "bus"), backends={process.name: "real"})
     try:

@@ -3,7 +3,8 @@
 Runs once lensos.target is reached, proves what it can from inside, and writes one JSON object a line to
 the virtio-serial port lensos.check, which the host's tests/board/test_boot.py reads and asserts:
     {"check": NAME, "ok": true|false, ...what was seen}
-then {"check": "done"} and powers the VM off. A check that raises reports ok false with the error.
+then {"check": "done"} and powers the VM off. A check that raises reports ok false with the error. The
+hardware checks are in hardware_checks.py, systemd's restarts and the attacks in fault_checks.py.
 """
 
 from __future__ import annotations
@@ -11,43 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
-import time
 import traceback
 
-PORT = "/dev/virtio-ports/lensos.check"
-OUT = None
-
-
-def report(check: str, **fields) -> None:
-    line = json.dumps({"check": check, **fields}, default=str) + "\n"
-    OUT.write(line)
-    OUT.flush()
-    print(line, end="", flush=True)  # and the journal
-
-
-def sh(*cmd: str) -> str:
-    return subprocess.run(cmd, capture_output=True, text=True).stdout
-
-
-def lensos_units() -> list[str]:
-    text = sh("systemctl", "show", "-p", "Wants", "--value", "lensos.target")
-    return sorted(u for u in text.split() if u.startswith("lensos-"))
-
-
-def show(unit: str, *props: str) -> dict:
-    text = sh("systemctl", "show", unit, *(f"-p{p}" for p in props))
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-
-
-def wait(predicate, timeout: float, period: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(period)
+import checklib
+from checklib import journal, lensos_units, report, sh, show, wait
+from fault_checks import check_broker_restart, check_faults, check_hostile, check_watchdog
+from hardware_checks import check_audio, check_camera, check_display, check_input, check_led, check_power
 
 
 def check_units() -> None:
@@ -97,124 +68,31 @@ def check_security() -> None:
     report("security", ok=all(re.match(r"[\d.]+ ", v) for v in table.values()), table=table)
 
 
-def control(request: dict) -> dict:
-    """The VM's hardware (lensos-vm-hardware): touch the pad, read or remove the LED."""
-    import socket
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(10)
-        sock.connect("/run/lensos-vm/control")
-        sock.sendall(json.dumps(request).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
-
-
-class Bus:
-    """A developer's node (the development image's key) that keeps what it hears."""
-
-    def __init__(self, *prefixes: str):
-        os.environ.setdefault("LENS_RUNTIME_DIR", "/run/lensos")
-        os.environ.setdefault("LENS_KEYS_DIR", "/etc/lensos/keys")
-        from bus.node import Node
-        self.node = Node(f"lens-check-{os.getpid()}")
-        self.seen: list[tuple[float, str, dict]] = []
-        for prefix in prefixes:
-            self.node.subscribe(prefix, lambda msg: self.seen.append((time.monotonic(), msg.topic, dict(msg.payload))))
-        self.node.start(timeout=30)
-
-    def until(self, predicate, timeout: float):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [m for m in self.seen if predicate(m)]
-            if found:
-                return found[0]
-            self.node.run_once(0.1)
-        return None
-
-    def close(self):
-        self.node.close()
-
-
-def check_input() -> None:
-    bus = Bus("input.gesture")
-    try:
-        seen = {}
-        for action, gesture in (("tap", "tap"), ("swipe", "swipe_forward")):
-            start = time.monotonic()
-            control({"do": action})
-            got = bus.until(lambda m: m[0] >= start and m[2].get("gesture") == gesture, 20)
-            seen[action] = got and got[2]
-        report("input", ok=all(seen.values()), seen=seen, all=[m[2] for m in bus.seen])
-    finally:
-        bus.close()
-
-
-def check_led() -> None:
-    led = "/sys/class/leds/lensos:capture"
-    bus = Bus("led.state")
-    try:
-        state = bus.until(lambda m: m[1] == "led.state", 10)
-        readback = control({"do": "led"})
-        sysfs = open(f"{led}/brightness").read().strip()
-        removed = control({"do": "led-remove"})
-        fault = bus.until(lambda m: m[1] == "led.state" and m[2].get("fault"), 20)
-        refused = None
-        try:
-            refused = bus.node.request("camera.ring.request", timeout=5)
-        except Exception as exc:
-            refused = f"refused: {type(exc).__name__}: {exc}"
-        restored = control({"do": "led-restore"})
-        # capture_without_led is reported, not judged: a ring refused to a node that never asked the shell for
-        # the camera proves nothing about the LED (the boot test skips that line as not yet proven)
-        report("led", ok=bool(state) and bool(readback.get("present")) and bool(fault),
-               state=state and state[2], uleds_readback=readback, sysfs_brightness=sysfs, removed=removed,
-               fault=fault and fault[2], capture_without_led=refused, restored=restored)
-    finally:
-        bus.close()
-
-
-def check_power() -> None:
-    bus = Bus("power.state", "shell.state")
-    param = "/sys/module/power_left/parameters/battery_present"
-    try:
-        first = bus.until(lambda m: m[1] == "power.state" and m[2].get("backend") == "real", 15)
-        pulled_at = time.monotonic()
-        with open(param, "w") as f:
-            f.write("false")
-        pulled = bus.until(lambda m: m[0] >= pulled_at and m[1] == "power.state" and m[2]["present"][:1] == [False],
-                           10)
-        swap = bus.until(lambda m: m[0] >= pulled_at and m[1] == "shell.state" and "swap" in m[2].get("state", ""), 15)
-        with open(param, "w") as f:
-            f.write("true")
-        latency_ms = pulled and round((pulled[0] - pulled_at) * 1000, 1)
-        report("power", ok=bool(first) and bool(pulled) and bool(swap), first=first and first[2],
-               pulled=pulled and pulled[2], seen_after_ms=latency_ms, shell=swap and swap[2].get("state"),
-               note="latency measured at a subscriber on the bus, under TCG")
-    finally:
-        bus.close()
-
-
-CHECKS = [check_units, check_journal, check_security, check_input, check_led, check_power]
+CHECKS = [check_units, check_journal, check_security, check_input, check_camera, check_display, check_audio,
+          check_led, check_power, check_watchdog, check_broker_restart, check_hostile, check_faults]
 
 
 def main() -> int:
-    global OUT
-    OUT = open(PORT, "w") if os.path.exists(PORT) else sys.stdout
+    checklib.OUT = open(checklib.PORT, "w") if os.path.exists(checklib.PORT) else sys.stdout
     report("start", ok=True, uptime_s=float(open("/proc/uptime").read().split()[0]))
+    # `lensos.only=input,led` on the kernel line (board/run-vm --append) runs only those, to look at one again
+    only = [c for arg in open("/proc/cmdline").read().split() if arg.startswith("lensos.only=")
+            for c in arg.split("=", 1)[1].split(",")]
     for check in CHECKS:
+        name = check.__name__.removeprefix("check_")
+        if only and name not in only:
+            continue
         try:
             check()
         except Exception as exc:
-            report(check.__name__.removeprefix("check_"), ok=False, error=f"{type(exc).__name__}: {exc}",
-                   trace=traceback.format_exc()[-2000:])
-    failed = [u for u in sh("systemctl", "list-units", "--failed", "--plain", "--no-legend").splitlines()]
-    report("state", ok=True, ls=sh("ls", "-lanR", "/run/lensos"), ids=sh("sh", "-c", "getent group lensos; ps -eo uid,gid,supgid,cmd | grep lensos"))
+            report(name, ok=False, error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()[-2000:])
+    failed = sh("systemctl", "list-units", "--failed", "--plain", "--no-legend").splitlines()
+    report("state", ok=True, journals={unit: journal(unit, lines=25) for unit in (
+        "lensos-vm-hardware.service", "lensos-shell.service", "lensos-ledd.service", "lensos-audiod.service",
+        "lensos-camerad.service", "lensos-inputd.service", "lensos-displayd.service", "lensos-appd.service")},
+        restarts={u: show(u, "NRestarts")["NRestarts"] for u in lensos_units()})
     report("done", ok=True, failed_units=failed, uptime_s=float(open("/proc/uptime").read().split()[0]))
-    OUT.close()
+    checklib.OUT.close()
     return 0
 
 

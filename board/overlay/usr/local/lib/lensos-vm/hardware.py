@@ -159,7 +159,8 @@ def main() -> int:
             else:
                 data = r.recv(4096)
                 if not data:
-                    clients.pop(r).close()
+                    del clients[r]
+                    r.close()
                     continue
                 clients[r] += data
                 while b"\n" in clients[r]:
