@@ -195,7 +195,7 @@ def run(kind: str, args) -> dict:
     children = []
     try:
         if kind == "lens":
-            children.append(subprocess.Popen([sys.executable, "-m", "bus.broker", "--runtime-dir", directory],
+            children.append(subprocess.Popen([sys.executable, "-m", "broker", "--runtime-dir", directory],
                                              stderr=subprocess.DEVNULL))
         readers = [subprocess.Popen(me + ["--role", f"read-{kind}"], stdout=subprocess.PIPE, text=True)
                    for _ in range(args.readers)]

@@ -42,7 +42,7 @@ from bus.envelope import Message, decode, stamp
 from bus.errors import BusError, MalformedMessage, PayloadError
 from bus.node import Node
 from bus.topics import TOPICS, Kind, lookup, matches
-from bus.zap import ZapHandler
+from broker.zap import ZapHandler
 
 log = logging.getLogger(__name__)
 

@@ -117,7 +117,7 @@ def _tool_node(args, role: str, **kwargs) -> Node:
 
 
 def cmd_broker(args) -> int:
-    from bus.broker import serve
+    from broker.broker import serve
     return serve(args.runtime)
 
 

@@ -6,7 +6,7 @@ out. A process asks for a ticket with ``camera.ring.request``: the broker
 stamps the request with the caller's verified identity and sends the reply
 to the caller alone, and the writer says no unless that identity may see
 frames now (the developer's tools always may: the broker hands them every
-frame descriptor too, bus.gate). The ticket is shown once, within TICKET_S, at the door (a
+frame descriptor too, broker.gate). The ticket is shown once, within TICKET_S, at the door (a
 SOCK_SEQPACKET socket in the runtime directory), which answers with the
 descriptor (SCM_RIGHTS) and closes. Every capture session gets a new ring,
 so whoever held the last one's descriptor sees nothing of the next.

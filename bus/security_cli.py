@@ -1,6 +1,6 @@
 """`lens security`: what the broker refused since it started, by kind and by who, at a glance.
 
-Read from the broker's latched ``bus.refusals`` (bus.gate counts every refusal; the broker publishes the
+Read from the broker's latched ``bus.refusals`` (broker.gate counts every refusal; the broker publishes the
 summary at most once a second), so the command answers at once, whoever was watching or not. With
 ``--follow`` it goes on printing each ``bus.security`` report as it comes: who, what, why, and the uid and
 pid the kernel gave for the peer.

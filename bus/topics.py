@@ -72,12 +72,12 @@ class Topic:
         self.owner = owner  # the node allowed to publish it (for REQUEST: the node that serves it)
         self.rate_hz = rate_hz  # nominal rate; 0 means "on change"
         self.max_size = max_size or _DEFAULT_MAX_SIZE[kind]  # bytes of the encoded body
-        self.permission = permission  # permission a subscriber needs (the broker enforces it: bus.gate)
+        self.permission = permission  # permission a subscriber needs (the broker enforces it: broker.gate)
         self.doc = doc
         self.reply = reply  # REQUEST only: fields of a successful reply's result
         self.reply_max_size = reply_max_size  # REQUEST only: bytes its reply may take (0: the kind's default)
         self.watched = watched  # REQUEST only: the sender's liveness is watched from then on (it heartbeats fast)
-        # Who may read it besides the developer (bus.gate): None, everyone; else identities, and "@field" for
+        # Who may read it besides the developer (broker.gate): None, everyone; else identities, and "@field" for
         # the identity a payload field names. A request is its server's only, a reply its asker's ("@to"):
         # what an app asked or was answered is no other app's to read.
         if readers is None and kind is Kind.REQUEST:

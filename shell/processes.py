@@ -37,9 +37,9 @@ class Process:
 
 
 PROCESSES: tuple[Process, ...] = (
-    # The broker holds a connection per lane per process and sheds floods of them (bus.connections), within
-    # a limit it also raises itself to: bus.connections.WANTED_LIMIT.
-    Process("broker", "bus.broker", watchdog_s=10.0, files=65536, doc="the bus: XSUB/XPUB per lane and the latched cache"),
+    # The broker holds a connection per lane per process and sheds floods of them (broker.connections), within
+    # a limit it also raises itself to: broker.connections.WANTED_LIMIT.
+    Process("broker", "broker", watchdog_s=10.0, files=65536, doc="the bus: XSUB/XPUB per lane and the latched cache"),
     Process("shell", "shell", after=("broker",), state=True,
             doc="the state machine: focus, the capture LED, battery swap, the privacy audit log"),
     Process("ledd", "daemons.led", after=("broker",), backends=("real", "sim"), writes=("/sys/class/leds",),

@@ -113,7 +113,7 @@ class Processes:
         return child
 
     def start_broker(self) -> subprocess.Popen:
-        return self.start_ready("-m", "bus.broker")
+        return self.start_ready("-m", "broker")
 
     def stop(self, child: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 10) -> int:
         if child.poll() is None:

@@ -197,7 +197,7 @@ def test_lens_up_only_starts_the_named_processes_and_the_broker(procs, runtime):
     up = procs.lens("up", "--only", "broker", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     wait_line(up.stdout, "processes ready in")
     children = children_of(up.pid)
-    assert len(children) == 1 and children == children_of(up.pid, "bus.broker")
+    assert len(children) == 1 and children == children_of(up.pid, "-m broker")
     up.send_signal(signal.SIGTERM)
     drain_lines(up.stdout)
     assert up.wait(DEADLINE_S) == 0
@@ -209,9 +209,9 @@ def test_lens_up_only_refuses_a_process_it_does_not_know(procs):
     assert "unknown process(es): ghostd, nosuch" in result.stderr
 
 
-@pytest.mark.parametrize("module", ["bus.broker", "daemons.led"])
+@pytest.mark.parametrize("module", ["broker", "daemons.led"])
 def test_processes_ping_the_watchdog_from_their_loop_after_ready(procs, runtime, module, tmp_path):
-    if module != "bus.broker":
+    if module != "broker":
         procs.start_broker()
     path = str(tmp_path / "notify")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:

@@ -104,7 +104,7 @@ def test_record_then_replay_is_equal_message_for_message(procs, runtime, tmp_pat
     assert by_source(recorded(path)) == by_source(sent), "recorded: the payloads (bytes and all), in order"
     fresh = Runtime.resolve(tmp_path / "fresh")
     listener_env = procs.env(LENS_RUNTIME_DIR=str(fresh.dir))
-    procs.start("-m", "bus.broker", "--runtime-dir", str(fresh.dir), env=listener_env)
+    procs.start("-m", "broker", "--runtime-dir", str(fresh.dir), env=listener_env)
     heard = []
     listener = Node("listener", fresh)
     for prefix in ("power", "audio", "input"):
@@ -227,7 +227,7 @@ def test_frames_are_stored_as_images_and_replayed_into_a_ring(procs, runtime, tm
 
     fresh = Runtime.resolve(tmp_path / "fresh")
     env = procs.env(LENS_RUNTIME_DIR=str(fresh.dir))
-    procs.start("-m", "bus.broker", env=env)
+    procs.start("-m", "broker", env=env)
     frames, states = [], []
     listener = Node("viewer", fresh)
     listener.subscribe("camera.frame", lambda m: frames.append(m.payload))
@@ -297,7 +297,7 @@ def test_replaying_a_scenario_into_a_fresh_shell_reproduces_its_decisions(procs,
 
     fresh = Runtime.resolve(tmp_path / "fresh")
     env = procs.env(LENS_RUNTIME_DIR=str(fresh.dir), LENS_STATE_DIR=str(tmp_path / "fresh-state"))
-    procs.start("-m", "bus.broker", env=env)
+    procs.start("-m", "broker", env=env)
     heard = []
     listener = Node("listener", fresh)
     listener.subscribe("shell.state", lambda m: heard.append((m.source, m.topic, m.payload)))

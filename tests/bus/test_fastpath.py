@@ -1,4 +1,4 @@
-"""The broker's two forwarding loops, C (bus.fastpath) and Python: the same judgement, the same delivery."""
+"""The broker's two forwarding loops, C (broker.fastpath) and Python: the same judgement, the same delivery."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import zmq
 
 from bus import access, keys
 from bus.envelope import encode
-from bus.fastpath import FastPath, LIBRARY
+from broker.fastpath import FastPath, LIBRARY
 from bus.topics import TOPICS
 from tests.bus.test_pubsub import collect
 from tests.bus.test_security import app_node, reported, security_reports
@@ -18,7 +18,7 @@ from tests.conftest import wait_for
 
 @pytest.mark.parametrize("loop", ["c", "python"])
 def test_both_loops_forward_stamp_refuse_and_count_alike(loop, procs, runtime, nodes):
-    procs.start_ready("-m", "bus.broker", env_extra={"LENS_BROKER_PYTHON": "1"} if loop == "python" else {})
+    procs.start_ready("-m", "broker", env_extra={"LENS_BROKER_PYTHON": "1"} if loop == "python" else {})
     listener = nodes("listener")
     ticks, stats, reports = collect(listener, "demo.tick"), collect(listener, "bus.broker.stats"), \
         security_reports(listener)
@@ -79,4 +79,4 @@ def test_the_verdict_table_holds_what_it_can_and_says_when_it_cannot():
 def test_make_builds_the_c_loop_where_there_is_a_compiler():
     if shutil.which("cc") is None:
         pytest.skip("no C compiler: the broker forwards in Python")
-    assert LIBRARY.exists(), "make install builds bus/_fastpath.so (python -m bus.fastpath)"
+    assert LIBRARY.exists(), "make install builds broker/_fastpath.so (python -m broker.fastpath)"

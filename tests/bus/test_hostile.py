@@ -10,7 +10,8 @@ import sys
 
 import zmq
 
-from bus import access, connections, keys
+from bus import access, keys
+from broker import connections
 from bus.errors import RequestTimeout
 from bus.topics import LIMIT_BURST_S, TOPICS
 from tests.bus.test_pubsub import collect
@@ -40,7 +41,7 @@ while True:
             print("opened", opened, flush=True)
 """
 LIMITED_BROKER = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_NOFILE, ({0}, {0})); "
-                  "sys.argv = ['bus.broker']; runpy.run_module('bus.broker', run_name='__main__')")
+                  "sys.argv = ['broker.broker']; runpy.run_module('broker.broker', run_name='__main__')")
 
 
 def test_idle_connections_without_a_key_neither_crash_the_broker_nor_stop_its_traffic(procs, runtime, nodes):
@@ -79,7 +80,7 @@ def test_idle_connections_without_a_key_neither_crash_the_broker_nor_stop_its_tr
 
 
 def test_the_broker_raises_its_own_descriptor_limit():
-    code = ("import resource; from bus import connections; "
+    code = ("import resource; from broker import connections; "
             "resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1])); "
             "print(connections.raise_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
     import subprocess

@@ -263,7 +263,7 @@ def test_a_crashed_brokers_successor_serves_the_state_of_a_publisher_that_is_gon
 
 
 def test_a_second_broker_on_the_same_runtime_dir_is_refused(broker, procs):
-    second = procs.start("-m", "bus.broker")
+    second = procs.start("-m", "broker")
     out, err = second.communicate(timeout=DEADLINE_S)
     assert second.returncode == 1
     assert f"another broker (pid {broker.pid})" in err
@@ -299,7 +299,7 @@ def test_an_idle_subscriber_blocks_in_poll_instead_of_spinning(broker, nodes):
 
 
 def test_the_broker_keeps_its_figures_to_itself_until_someone_listens(broker, nodes):
-    from bus.broker import STATS_PERIOD_S
+    from broker.broker import STATS_PERIOD_S
 
     first = nodes("top")
     stats = collect(first, "bus.broker.stats")

@@ -140,6 +140,6 @@ def test_lens_units_show_prints_one_unit_and_names_an_unknown_one():
 
 
 def test_the_broker_unit_lets_it_hold_the_descriptors_it_raises_itself_to():
-    from bus.connections import WANTED_LIMIT
+    from broker.connections import WANTED_LIMIT
     from shell.processes import by_name
     assert by_name()["broker"].files == WANTED_LIMIT

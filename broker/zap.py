@@ -5,7 +5,7 @@ Served from the broker's own poll loop rather than pyzmq's authenticator
 thread: that one runs an asyncio loop (8 MiB and a thread in a process that
 otherwise has neither) to answer a handful of handshakes per boot. The
 identity returned here becomes the ``User-Id`` of every frame the client
-sends, which is what bus.gate checks.
+sends, which is what broker.gate checks.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The broker's forwarding loop in C (bus/fastpath.c), through ctypes.
+"""The broker's forwarding loop in C (broker/fastpath.c), through ctypes.
 
-    python -m bus.fastpath        # build bus/_fastpath.so (make install does)
+    python -m broker.fastpath        # build broker/_fastpath.so (make install does)
 
 The C loop is the broker's wait: it polls all the broker's sockets, forwards
 the messages whose (sender, topic) the broker's Python judgement already
@@ -23,7 +23,7 @@ from typing import Callable
 
 import zmq
 
-from bus.fastpath_build import LIBRARY_NAME, SOURCE, command
+from broker.fastpath_build import LIBRARY_NAME, SOURCE, command
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def load() -> FastPath | None:
 
 
 def build(output: Path = LIBRARY) -> Path:
-    """Compile bus/fastpath.c into ``output`` with $CC (else cc); CalledProcessError (with the compiler's
+    """Compile broker/fastpath.c into ``output`` with $CC (else cc); CalledProcessError (with the compiler's
     words) if it fails."""
     partial = output.with_suffix(".so.part")
     subprocess.run(command(partial), check=True, capture_output=True, text=True)

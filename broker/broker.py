@@ -1,13 +1,13 @@
 """The broker: forwards every lane, checks who says what, and keeps the last value of latched topics.
 
-The ZAP handler (bus.zap) admits only known keys (CURVE on the latch socket,
+The ZAP handler (broker.zap) admits only known keys (CURVE on the latch socket,
 a pass on the lanes: bus.access), so each frame that arrives carries its
 sender's verified identity as ``User-Id``. The forwarding loop reads it: it
-drops, counts and reports what the sender may not publish (bus.gate), and
+drops, counts and reports what the sender may not publish (broker.gate), and
 stamps the identity on the topic frame for subscribers (bus.envelope), who
 trust it over the name a header claims. The
 judging is Python; once a (sender, topic) is judged plainly forwardable, its
-next messages go through a C loop (bus.fastpath) without waking Python.
+next messages go through a C loop (broker.fastpath) without waking Python.
 XSUB subscribes upstream to everything; XPUB runs in manual mode, so every
 subscription passes the gate too (restricted topics go out on personal
 channels only).
@@ -34,10 +34,11 @@ from typing import Callable
 import msgpack
 import zmq
 
-from bus import access, connections, envelope, fastpath, keys, logs, sdnotify
+from bus import access, envelope, keys, logs, sdnotify
+from broker import connections, fastpath
 from bus.errors import BrokerRunning, KeyMissing
 from bus.envelope import ACK, BY_WIRE, PERSONAL, STATS_WANTED, present
-from bus.gate import Gate
+from broker.gate import Gate
 from bus.intake import Intake
 from bus.lane import c_send
 from bus.runtime import Runtime, write_atomically
@@ -45,7 +46,7 @@ from bus.tap import TAP_TOPIC, TapWriter
 from bus.topics import LANE_HWM, LANES, MAX_MESSAGE_SIZE, TOPICS, matches
 from bus.wakeup import Wakeup
 from bus.keys import verified
-from bus.zap import ZapHandler
+from broker.zap import ZapHandler
 
 log = logging.getLogger(__name__)
 
@@ -245,11 +246,11 @@ class Broker:
     def _waiter(self, actions: dict) -> Callable[[float | None], list]:
         """A call that waits up to a timeout (seconds) for the sockets of ``actions`` and the lanes' XSUBs,
         forwards what the publishers sent, and returns those of ``actions`` that are ready. With the C
-        loop (bus.fastpath) the wait itself is in C, and a message whose verdict is known never comes
+        loop (broker.fastpath) the wait itself is in C, and a message whose verdict is known never comes
         back to Python; without it, a Python poller and _forward."""
         lanes = list(self._lanes.values())
         if self.fast is not None:
-            return self.fast.server([(lane.xsub, lane.xpub, lane.fast, functools.partial(self._slow, lane))
+            return self.fast.server([(lane.xsub, lane.xpub, lane.fast, functools.partial(self._judge_held, lane))
                                      for lane in lanes], list(actions), BATCH, XSUB_LIMIT)
         poller = zmq.Poller()
         forwarders = {lane.xsub: lane for lane in lanes}
@@ -285,7 +286,7 @@ class Broker:
         except zmq.Again:
             pass
 
-    def _slow(self, lane: _Lane, topic: bytes, body: bytes | None, more: bool, user: bytes, peer: bytes) -> None:
+    def _judge_held(self, lane: _Lane, topic: bytes, body: bytes | None, more: bool, user: bytes, peer: bytes) -> None:
         """A message the C loop hands back: not a plain (sender, topic) it knows, or malformed."""
         peer = peer.decode("ascii", "replace")
         if body is None or more:
@@ -338,7 +339,7 @@ class Broker:
         return verdict
 
     def _personal(self, xpub, spec, topic: bytes, data: bytes, stamp: bytes, n_out: int, b_out: int):
-        """A copy on each reader's own channel (bus.gate): the granted for a restricted topic, the server
+        """A copy on each reader's own channel (broker.gate): the granted for a restricted topic, the server
         for a request, the asker for a reply (the table's readers); nobody else is ever sent one."""
         readers = self.gate.audience(spec, data)
         if readers is None:
@@ -558,7 +559,7 @@ def serve(runtime: Runtime) -> int:
 def main(argv: list[str] | None = None) -> int:
     from bus.args import argument_parser
 
-    parser = argument_parser("python -m bus.broker", "Run the lensos bus broker.")
+    parser = argument_parser("python -m broker.broker", "Run the lensos bus broker.")
     parser.add_argument("--runtime-dir", help="bus runtime directory (default: $LENS_RUNTIME_DIR or per-user)")
     args = parser.parse_args(argv)
     logs.configure("broker")

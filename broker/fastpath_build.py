@@ -1,4 +1,4 @@
-"""How bus/fastpath.c becomes the broker's C loop: one command line for `make install` (bus.fastpath.build)
+"""How broker/fastpath.c becomes the broker's C loop: one command line for `make install` (broker.fastpath.build)
 and for the wheel (setup.py), which must not import pyzmq to know it."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Who may say what, and who may hear what: the broker's permission checks.
 
-Identities are proven to the broker's ZAP handler (bus.zap): a CURVE key on the
+Identities are proven to the broker's ZAP handler (broker.zap): a CURVE key on the
 latch, and on the lanes a pass bound to that key and to the uid and pid the kernel
 reports (bus.access), or CURVE there too where the lanes are sealed. So what is
 checked here is never a name a message claims for itself.

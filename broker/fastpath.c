@@ -1,6 +1,6 @@
 /* The broker's hot path in C: forward what a sender may plainly publish, hand the rest to Python.
  *
- * Built by `make install` into bus/_fastpath.so and loaded with ctypes (bus/fastpath.py), so it
+ * Built by `make install` into broker/_fastpath.so and loaded with ctypes (broker/fastpath.py), so it
  * needs a C compiler and libc's headers, not Python's. libzmq's functions come as pointers from
  * the very library pyzmq loaded: one libzmq in the process, whatever its file is called.
  *
