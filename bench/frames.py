@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.procstat import rss_kib  # noqa: E402
 from bus.node import Node  # noqa: E402
-from bus.ring import FrameOverrun, Ring  # noqa: E402
+from frames.ring import FrameOverrun, Ring  # noqa: E402
 
 SLOTS = 4
 

@@ -22,8 +22,8 @@ from bus import bag
 from bus.envelope import Message
 from bus.node import Node
 from bus.errors import BusError, RequestRefused
-from bus.ring import FrameOverrun, Ring
-from bus.ringdoor import open_ring_later
+from frames.ring import FrameOverrun, Ring
+from frames.door import open_ring_later
 
 log = logging.getLogger("recorder")
 

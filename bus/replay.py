@@ -7,7 +7,7 @@ beginning; topics are kept or dropped by prefix, sources dropped by name
 (replaying everything but the shell into a fresh shell reproduces its
 decisions). Frames stored as images go back into a shared-memory ring,
 their descriptors point at it, and the replayed camerad hands it out at the
-door by camerad's rules (bus.ringdoor): a consumer cannot tell replay from
+door by camerad's rules (frames.door): a consumer cannot tell replay from
 live.
 """
 
@@ -21,8 +21,8 @@ from typing import Callable
 from bus import bag
 from bus.envelope import Message
 from bus.node import Node
-from bus.ring import Ring
-from bus.ringdoor import Door
+from frames.ring import Ring
+from frames.door import Door
 from bus.runtime import Runtime
 from bus.topics import TOPICS, Kind, matches
 

@@ -249,7 +249,7 @@ _TABLE = [
           doc="off, preview or video; who captures; frames this session; the number of the session's frame "
               "ring (0: none); the open recording's directory"),
     Topic("camera.ring.request", Kind.REQUEST, "camerad", {}, reply={"door": "str", "ticket": "str", "ring": "int"},
-          doc="a one-use ticket for the frame ring's descriptor at the door (bus.ringdoor): only for the "
+          doc="a one-use ticket for the frame ring's descriptor at the door (frames.door): only for the "
               "one capturing with a lit LED"),
     Topic("camera.control.request", Kind.REQUEST, "camerad", {"mode": "str"},
           reply={"mode": "str", "path": "str?"},

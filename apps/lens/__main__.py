@@ -16,7 +16,7 @@ import os
 from apps.lens.catalog import Answer, Catalog, load, open_backend
 from apps.sdk.app import App, Refused
 from bus.errors import BusError
-from bus.ring import FrameOverrun
+from frames.ring import FrameOverrun
 from policies.schema import PolicyError
 
 log = logging.getLogger("lens")

@@ -8,7 +8,7 @@ waits for the speaker to be free. The device is open only while a stream can
 be heard.
 
 Mic: opened for the one owner the shell granted mic capture, and only while
-ledd confirms the LED lit for that grant (``bus.capture``). That is checked
+ledd confirms the LED lit for that grant (``shellclient.capture``). That is checked
 before the device opens and again before every block goes out: the moment
 it fails, the mic closes. Blocks go out as ``audio.mic`` with sequence
 numbers; an energy detector publishes speech start and end.
@@ -33,8 +33,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from bus import service
-from bus.capture import CaptureGate
-from bus.departures import Departures
+from shellclient.capture import CaptureGate
+from shellclient.departures import Departures
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node

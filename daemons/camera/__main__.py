@@ -10,7 +10,7 @@ segment whose frame numbers carry on.
 
 Each capture session writes into a ring of its own, a sealed memfd whose
 descriptor only the session's owner (and the developer's tools) can get
-(bus.ringdoor): a process whose grant has ended sees none of the next
+(frames.door): a process whose grant has ended sees none of the next
 session's frames, and no process can open the ring by name.
 """
 
@@ -26,15 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from bus import service
-from bus.capture import CaptureGate
+from shellclient.capture import CaptureGate
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
 from bus.runtime import state_dir
 from daemons.camera.backends import CameraError, SimCamera, V4l2Camera
 from daemons.camera.recorder import DiskFull, Recorder, close_unfinished, recover, unfinished
-from bus.ring import Ring
-from bus.ringdoor import Door
+from frames.ring import Ring
+from frames.door import Door
 from policies.schema import PolicyError, load
 
 log = logging.getLogger("camerad")
@@ -119,7 +119,7 @@ class Camerad:
             raise RequestRefused(str(exc)) from None
 
     def may_see_frames(self, msg: Message) -> str | None:
-        """Why the caller may not map the ring (bus.ringdoor), or None: the owner, while the rules hold."""
+        """Why the caller may not map the ring (frames.door), or None: the owner, while the rules hold."""
         if msg.source != self.owner:
             return f"{msg.source} is not capturing" if self.owner else "nobody is capturing"
         return self.gate.refusal(msg.source)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bus import service
-from bus.departures import Departures
+from shellclient.departures import Departures
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node

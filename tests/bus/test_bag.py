@@ -14,8 +14,8 @@ from bus import bag
 from bus.envelope import Message
 from bus.node import Node
 from bus.record import Output, Recorder
-from bus.ring import FrameOverrun
-from bus.ringdoor import open_ring
+from frames.ring import FrameOverrun
+from frames.door import open_ring
 from bus.runtime import Runtime
 from tests.conftest import DEADLINE_S, drain_lines, wait_for, wait_line
 

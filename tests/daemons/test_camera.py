@@ -14,8 +14,8 @@ import pytest
 from bus.errors import RequestFailed
 from daemons.camera.backends import CameraError, SimCamera, V4l2Camera, yuyv_to_rgb
 from daemons.camera.recorder import read_index, recover, unfinished
-from bus.ring import FrameOverrun, Ring
-from bus.ringdoor import RingRefused, fetch, open_ring
+from frames.ring import FrameOverrun, Ring
+from frames.door import RingRefused, fetch, open_ring
 from shell.privacy import AuditLog
 from tests.system import System, running
 

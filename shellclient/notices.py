@@ -8,7 +8,7 @@ index does not (the list is trimmed, and an index past its end finds
 nothing ever after). Here the mark is a count of every notice ever added.
 
 Here, not in a daemon or the SDK: no daemon imports another's code and
-apps import no daemon, so the one copy both use lives beside the bus.
+apps import no daemon, so the one copy both use lives in the shell's client library.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Who may map the frame ring: a ticket asked over the bus, the ring's descriptor handed over a unix socket.
 
-The ring is a sealed memfd (bus.ring) that nobody can open by name, so
+The ring is a sealed memfd (frames.ring) that nobody can open by name, so
 seeing frames takes its file descriptor, and only the writer gives that
 out. A process asks for a ticket with ``camera.ring.request``: the broker
 stamps the request with the caller's verified identity and sends the reply
@@ -26,7 +26,7 @@ from typing import Callable
 from bus.envelope import Message
 from bus.errors import BusError, RequestRefused
 from bus.keys import DEVELOPER
-from bus.ring import Ring
+from frames.ring import Ring
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 camerad's ring is an anonymous memfd: it has no name anyone could open.
 Its writer maps it, then seals it against resizing and against any further
 writable mapping, and hands the descriptor only to whom it may show frames
-(bus.ringdoor); a reader's mapping is read-only, whatever it tries. A ring
+(frames.door); a reader's mapping is read-only, whatever it tries. A ring
 can also be a plain file (benchmarks, tests). Layout::
 
     header  64 bytes: magic, slots, height, width, channels, slot stride
@@ -45,8 +45,8 @@ class Ring:
                  stride: int, fd: int | None = None):
         self.path = Path(path) if path is not None else None
         self.mm, self.slots, self.shape, self.stride = mm, slots, shape, stride
-        self.fd = fd  # the sealed memfd a writer hands out (bus.ringdoor); None for a file or a reader
-        self.epoch = 0  # which of the writer's rings this is (bus.ringdoor numbers them)
+        self.fd = fd  # the sealed memfd a writer hands out (frames.door); None for a file or a reader
+        self.epoch = 0  # which of the writer's rings this is (frames.door numbers them)
         self._buf = np.frombuffer(mm, dtype=np.uint8)
         self._gens = [np.frombuffer(mm, dtype=np.uint64, count=3, offset=self._offset(i)) for i in range(slots)]
 
