@@ -354,7 +354,7 @@ def sniffer_effect(rounds: int, pings: int, blast: int) -> dict[str, list[float]
             for sniffing in (False, True) if i % 2 == 0 else (True, False):
                 sniffer = None
                 if sniffing:
-                    sniffer = subprocess.Popen([sys.executable, "-m", "shell.cli", "--runtime-dir", setup.directory,
+                    sniffer = subprocess.Popen([sys.executable, "-m", "cli.main", "--runtime-dir", setup.directory,
                                                 "bus", "sniff", "--json"], stdout=subprocess.DEVNULL,
                                                stderr=subprocess.PIPE, text=True)
                     while "listening" not in sniffer.stderr.readline():  # ready: the tap is open

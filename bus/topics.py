@@ -213,7 +213,7 @@ _TABLE = [
           doc="who may capture now (owner:resource); capture daemons also check led.state themselves"),
     Topic("privacy.violation", Kind.EVENT, "checker",
           {"rule": "str", "what": "str", "mono_ns": "int", "wall_ns": "int", "messages": "list[str]"},
-          doc="`lens bus check --live` saw a privacy or safety rule broken (bus.check): which, what, when and "
+          doc="`lens bus check --live` saw a privacy or safety rule broken (bustools.check): which, what, when and "
               "the messages involved"),
     Topic("app.permission.denied", Kind.EVENT, "shell",
           {"app": "str", "permission": "str", "call": "str", "why": "str"},
@@ -395,7 +395,7 @@ _TABLE = [
     Topic("bench.blast", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int"}, doc="throughput traffic"),
     Topic("bench.report", Kind.EVENT, ANY_NODE, {"received": "int", "first_ns": "int", "last_ns": "int",
                                                   "drops": "int"}, doc="what the receiving side counted"),
-    # --- the demo publisher (python -m bus.demo): traffic on every lane for the bus's own tests ----
+    # --- the demo publisher (python -m bustools.demo): traffic on every lane for the bus's own tests ----
     Topic("demo.tick", Kind.EVENT, "demo", {"n": "int", "text": "str"}, rate_hz=1.0,
           doc="a counter, once a second"),
     Topic("demo.status", Kind.STATE, "demo", {"uptime_s": "float", "ticks": "int", "started_wall": "float"},

@@ -456,7 +456,7 @@ def _check_names(policy: Policy, system: _File, focus: _File) -> list[PolicyErro
     Those tables sit above this package (the process table and the app manifests read the policies), so
     they are imported here, when a policy is checked, and never at import."""
     from apps.sdk.manifest import APPS_DIR, apps_dir
-    from shell.processes import PROCESSES
+    from manager.processes import PROCESSES
 
     processes = {process.name for process in PROCESSES}
     # The shipped apps and those of $LENS_APPS_DIR: a policy may name either (a misspelling is neither).

@@ -31,7 +31,7 @@ from bus.errors import RequestRefused
 from bus.node import Node
 from policies.schema import PolicyError, load, unknown_names
 from shell.appusers import AppUsers, confine
-from shell.launcher import BACKOFF_FIRST_S, backoff
+from manager.launcher import BACKOFF_FIRST_S, backoff
 
 STOP_DEADLINE_S = 3.0  # SIGTERM, then SIGKILL
 log = logging.getLogger("appd")

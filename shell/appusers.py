@@ -20,7 +20,7 @@ import sys
 import zlib
 from pathlib import Path
 
-from shell.launcher import die_with_parent
+from manager.launcher import die_with_parent
 
 NEEDED = {"CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7}  # capability -> its bit in CapEff
 _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 38, 47, 4

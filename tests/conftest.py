@@ -86,10 +86,10 @@ class Processes:
         return child
 
     def lens(self, *args: str, **popen) -> subprocess.Popen:
-        return self.start("-m", "shell.cli", *args, **popen)
+        return self.start("-m", "cli.main", *args, **popen)
 
     def run_lens(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "shell.cli", *args], cwd=REPO, env=self.env(),
+        return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=self.env(),
                               capture_output=True, text=True, timeout=timeout)
 
     def start_ready(self, *args: str, timeout: float = DEADLINE_S, env_extra: dict | None = None) -> subprocess.Popen:

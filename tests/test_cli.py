@@ -12,8 +12,8 @@ import pytest
 from bus import sdnotify
 from bus.errors import RuntimeDirError
 from bus.runtime import Runtime
-from shell.cli import build_parser, main
-from shell.processes import PROCESSES
+from cli.main import build_parser, main
+from manager.processes import PROCESSES
 from tests.conftest import DEADLINE_S, REPO, children_of, drain_lines, read_json_lines, wait_for, wait_line
 
 
@@ -51,7 +51,7 @@ def test_sniff_refuses_a_prefix_no_topic_has(procs):
 
 
 def test_top_once_json_reports_rates_and_publishers(broker, procs):
-    procs.start_ready("-m", "bus.demo")
+    procs.start_ready("-m", "bustools.demo")
     result = procs.run_lens("bus", "top", "--once", "--json", "--window", "1.5")
     assert result.returncode == 0, result.stderr
     topics = json.loads(result.stdout)["topics"]
@@ -61,7 +61,7 @@ def test_top_once_json_reports_rates_and_publishers(broker, procs):
 
 
 def test_top_refreshes_the_table_until_interrupted(broker, procs):
-    procs.start_ready("-m", "bus.demo")
+    procs.start_ready("-m", "bustools.demo")
     top = procs.lens("bus", "top", "--window", "1", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     wait_line(top.stdout, "demo.wave")
     wait_line(top.stdout, "\x1b[2J")  # a second screen: the table refreshes by itself
@@ -72,7 +72,7 @@ def test_top_refreshes_the_table_until_interrupted(broker, procs):
 
 
 def test_list_json_shows_the_table_and_who_publishes(broker, procs):
-    procs.start_ready("-m", "bus.demo")
+    procs.start_ready("-m", "bustools.demo")
     result = procs.run_lens("bus", "list", "--json", "--listen", "1.5")
     rows = {row["topic"]: row for row in json.loads(result.stdout)["topics"]}
     assert rows["demo.status"]["kind"] == "state" and rows["demo.status"]["has_latched"]
@@ -280,7 +280,7 @@ def test_a_command_piped_into_a_reader_that_leaves_exits_quietly(procs, runtime)
     """`lens ... | head`: the reader closing the pipe is no error (no BrokenPipe traceback)."""
     read, write = os.pipe()
     os.close(read)  # the reader has gone before anything is written
-    result = subprocess.run([sys.executable, "-m", "shell.cli", "units", "show", "broker"], stdout=write,
+    result = subprocess.run([sys.executable, "-m", "cli.main", "units", "show", "broker"], stdout=write,
                             stderr=subprocess.PIPE, text=True, cwd=REPO, env=procs.env(), timeout=DEADLINE_S)
     os.close(write)
     assert (result.returncode, result.stderr) == (0, "")
@@ -365,7 +365,7 @@ def test_lens_paths_follows_the_bus_it_is_given_to_that_bus_s_own_state(procs, r
     env = procs.env(XDG_STATE_HOME=str(tmp_path / "xdg"))
     env.pop("LENS_STATE_DIR")
     env.pop("LENS_RUNTIME_DIR")
-    found = json.loads(subprocess.run([sys.executable, "-m", "shell.cli", "--runtime-dir",
+    found = json.loads(subprocess.run([sys.executable, "-m", "cli.main", "--runtime-dir",
                                        str(runtime.dir), "paths", "--json"], cwd=REPO, env=env, capture_output=True,
                                       text=True, timeout=60).stdout)
     os.environ["XDG_STATE_HOME"], before = str(tmp_path / "xdg"), os.environ.get("XDG_STATE_HOME")

@@ -21,7 +21,7 @@ import pytest
 from bus import keys
 from bus.node import Node
 from bus.topics import TOPICS, Kind
-from shell.processes import PROCESSES
+from manager.processes import PROCESSES
 from tests.conftest import DEADLINE_S, children_of, drain_lines, wait_for, wait_line
 
 PER_TOPIC = 24  # payloads per request topic

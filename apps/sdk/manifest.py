@@ -62,7 +62,7 @@ def hidden_reason(manifest: Manifest, model: str, has_display: bool) -> str | No
 
 
 def reserved_names() -> set[str]:
-    from shell.processes import PROCESSES  # the table, not the shell: no import of anything that runs
+    from manager.processes import PROCESSES  # the table, not the shell: no import of anything that runs
 
     return {p.name for p in PROCESSES} | {BRIDGE, BROKER, DEVELOPER}
 

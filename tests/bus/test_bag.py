@@ -10,10 +10,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from bus import bag
+from bustools import bag
 from bus.envelope import Message
 from bus.node import Node
-from bus.record import Output, Recorder
+from bustools.record import Output, Recorder
 from frames.ring import FrameOverrun
 from frames.door import open_ring
 from bus.runtime import Runtime

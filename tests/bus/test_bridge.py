@@ -8,7 +8,7 @@ import subprocess
 import zmq
 
 from bus import keys
-from bus.bridge import RemoteBus, within
+from bustools.bridge import RemoteBus, within
 from tests.bus.test_pubsub import collect
 from tests.conftest import DEADLINE_S, tuned_policies, wait_for
 

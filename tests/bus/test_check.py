@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from bus import bag
-from bus.check import Checker
-from bus.record import Output
+from bustools import bag
+from bustools.check import Checker
+from bustools.record import Output
 from tests.conftest import DEADLINE_S, read_json_lines, wait_line
 
 S = 1_000_000_000  # ns

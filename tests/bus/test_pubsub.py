@@ -35,7 +35,7 @@ def test_messages_cross_processes_in_order_with_no_gaps(broker, procs, nodes):
 
 def test_sniff_json_prints_a_message_published_by_another_process(broker, procs):
     sniffer = procs.lens("bus", "sniff", "demo.tick", "--json", "--count", "1", "--timeout", str(DEADLINE_S))
-    demo = procs.start_ready("-m", "bus.demo")
+    demo = procs.start_ready("-m", "bustools.demo")
     out = sniffer.stdout.read()  # stderr belongs to wait_line's reader
     assert sniffer.wait(DEADLINE_S) == 0
     [line] = read_json_lines(out)

@@ -8,7 +8,7 @@ from apps.sdk.manifest import load_all
 from bus.errors import PayloadError, UnknownTopic
 from bus.schema import Schema, parse_field
 from bus.topics import ANY_NODE, TOPICS, Kind, Topic, _build, lookup, matches
-from shell.processes import PROCESSES
+from manager.processes import PROCESSES
 
 
 def test_a_topic_declared_twice_is_refused():
@@ -18,7 +18,7 @@ def test_a_topic_declared_twice_is_refused():
 
 
 def test_every_owner_is_a_process_of_the_process_table_or_an_app():
-    tools = {"demo", "recorder", "checker"}  # `python -m bus.demo`, `lens bus record --snapshot`, `lens bus check --live`
+    tools = {"demo", "recorder", "checker"}  # `python -m bustools.demo`, `lens bus record --snapshot`, `lens bus check --live`
     apps = set(load_all()[0])  # apps are processes of appd, declared by their manifests
     processes = {p.name for p in PROCESSES} | tools | apps
     for topic in TOPICS.values():

@@ -286,7 +286,7 @@ def test_a_photo_asked_for_during_a_video_ends_the_recording_cleanly_and_the_own
 
 @pytest.mark.slow
 def test_photos_and_recordings_are_where_lens_paths_says(system, monkeypatch):
-    from shell.paths import paths
+    from cli.paths import paths
 
     monkeypatch.setenv("LENS_STATE_DIR", str(system.state_dir))  # camerad's, which `lens up` shares with all
     where = paths()

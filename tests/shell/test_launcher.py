@@ -3,8 +3,8 @@
 import io
 import socket
 
-from shell.launcher import STOP_DEADLINE_S, Child, Launcher
-from shell.processes import by_name
+from manager.launcher import STOP_DEADLINE_S, Child, Launcher
+from manager.processes import by_name
 
 
 class Lingering:

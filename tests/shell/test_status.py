@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shell.status import render
+from cli.status import render
 
 SHELL = {"state": "active", "degraded": [], "model": "S1", "boot_s": 0.5, "foreground": "home", "brightness": 1.0,
          "recording_allowed": True, "remote_calls": True, "focus": {},

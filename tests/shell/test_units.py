@@ -14,9 +14,9 @@ import pytest
 
 from bus.runtime import Runtime
 from policies.schema import load
-from shell.launcher import Launcher
-from shell.processes import PROCESSES, by_name
-from shell.units import parse, render_all, service_name
+from manager.launcher import Launcher
+from manager.processes import PROCESSES, by_name
+from manager.units import parse, render_all, service_name
 from tests.conftest import REPO
 
 PYTHON = sys.executable
@@ -119,7 +119,7 @@ def test_required_processes_are_the_ones_the_boot_policy_waits_for():
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is missing (make install adds it)")
 def test_every_unit_verifies_without_a_single_warning(tmp_path):
-    written = subprocess.run([PYTHON, "-m", "shell.cli", "units", "install", "--prefix", str(tmp_path), "--json"],
+    written = subprocess.run([PYTHON, "-m", "cli.main", "units", "install", "--prefix", str(tmp_path), "--json"],
                              cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
     paths = [p for p in json.loads(written.stdout) if p.endswith((".service", ".target"))]
     env = dict(os.environ, SYSTEMD_UNIT_PATH=f"{tmp_path}:", SYSTEMD_LOG_COLOR="0")
@@ -130,10 +130,10 @@ def test_every_unit_verifies_without_a_single_warning(tmp_path):
 
 
 def test_lens_units_show_prints_one_unit_and_names_an_unknown_one():
-    shown = subprocess.run([PYTHON, "-m", "shell.cli", "units", "show", "camerad"], cwd=REPO, capture_output=True,
+    shown = subprocess.run([PYTHON, "-m", "cli.main", "units", "show", "camerad"], cwd=REPO, capture_output=True,
                            text=True, timeout=60)
     assert shown.returncode == 0 and "DeviceAllow=/dev/video0 rw" in shown.stdout
-    missing = subprocess.run([PYTHON, "-m", "shell.cli", "units", "show", "ghostd"], cwd=REPO, capture_output=True,
+    missing = subprocess.run([PYTHON, "-m", "cli.main", "units", "show", "ghostd"], cwd=REPO, capture_output=True,
                              text=True, timeout=60)
     assert missing.returncode == 2 and "no process 'ghostd'" in missing.stderr
     assert by_name()["camerad"].devices == ("/dev/video0 rw",)
@@ -141,5 +141,5 @@ def test_lens_units_show_prints_one_unit_and_names_an_unknown_one():
 
 def test_the_broker_unit_lets_it_hold_the_descriptors_it_raises_itself_to():
     from broker.connections import WANTED_LIMIT
-    from shell.processes import by_name
+    from manager.processes import by_name
     assert by_name()["broker"].files == WANTED_LIMIT

@@ -18,7 +18,7 @@ import logging
 import time
 from typing import Callable
 
-from bus import bag
+from bustools import bag
 from bus.envelope import Message
 from bus.node import Node
 from frames.ring import Ring

@@ -50,7 +50,7 @@ def run(node: Node) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bus.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bustools.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--runtime-dir", help="bus runtime directory (default: $LENS_RUNTIME_DIR or per-user)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="demo: %(levelname)s %(message)s")

@@ -30,7 +30,7 @@ from bus import keys
 from bus.errors import BusError
 from bus.runtime import Runtime
 from bus.wakeup import Wakeup
-from shell.processes import Process, command
+from manager.processes import Process, command
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from bus import bag
+from bustools import bag
 from bus.errors import BusError
 from bus.wakeup import interrupt_on_stop_signals
 
@@ -80,8 +80,8 @@ def add_parsers(commands) -> None:
 
 
 def cmd_record(args) -> int:
-    from bus.cli import tool_node
-    from bus.record import Output, Recorder
+    from cli.connect import tool_node
+    from bustools.record import Output, Recorder
 
     output = None if args.snapshot else Output(Path(args.output), args.compression,
                                                 int((args.split_size or 0) * 1e6), args.split_time or 0.0)
@@ -115,7 +115,7 @@ def cmd_record(args) -> int:
 
 
 def cmd_snapshot(args) -> int:
-    from bus.cli import tool_node
+    from cli.connect import tool_node
 
     with tool_node("snapshot", args.runtime) as node:
         result = node.request("bus.snapshot.request", timeout=10.0)
@@ -124,8 +124,8 @@ def cmd_snapshot(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from bus.cli import need_bus
-    from bus.replay import Replayer
+    from cli.connect import need_bus
+    from bustools.replay import Replayer
 
     items, damage, _ = _load(args.file)
     need_bus(args.runtime)

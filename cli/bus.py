@@ -1,4 +1,4 @@
-"""`lens bus ...`: the broker and the developer's tools (sniff, top, pub, call, list; record, replay: bag_cli)."""
+"""`lens bus ...`: the broker and the developer's tools (sniff, top, pub, call, list; record, replay: cli.bag)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import logging
 import os
 import sys
 
-from bus import bridge_cli
-from bus.errors import BusError, BusNotRunning
+from cli import bridge
+from cli.connect import tool_node
+from bus.errors import BusError
 from bus.node import Node, lanes_for
 from bus.runtime import Runtime
-from bus.textform import jsonable, message_json, message_line, parse_assignments
+from bustools.textform import jsonable, message_json, message_line, parse_assignments
 from bus.topics import TOPICS, Kind, lookup
-from bus.top import TopView
+from bustools.top import TopView
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--live", action="store_true", help="skip the latched state, show only new messages")
     p.add_argument("--stats", action="store_true", help="on exit, print per-topic counters (drops, malformed) to stderr")
     _add_priority_option(p)
-    bridge_cli.add_remote_options(p)
+    bridge.add_remote_options(p)
     p.set_defaults(func=cmd_sniff)
 
     p = commands.add_parser("top", help="per-topic rate, bandwidth, drops, publishers",
@@ -70,26 +71,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
 
-    from bus import bag_cli, check_cli
-    bag_cli.add_parsers(commands)
-    check_cli.add_parsers(commands)
-    bridge_cli.add_parsers(commands)
-
-
-def need_bus(runtime: Runtime | str | None) -> Runtime:
-    """The runtime of a `lens` command that needs the bus. With no broker there it fails at once with
-    BusNotRunning, the same words for every command (said by `lens`'s main), rather than waiting out a
-    timeout and guessing why."""
-    runtime = runtime if isinstance(runtime, Runtime) else Runtime.resolve(runtime)
-    if runtime.broker_gone():
-        raise BusNotRunning(runtime.dir)
-    return runtime
-
-
-def tool_node(role: str, runtime: Runtime | str | None, name: str | None = None, **kwargs) -> Node:
-    """The node of one `lens` command: named for it and this process (or ``name``), no heartbeat (tools
-    come and go); only where the bus is up (need_bus)."""
-    return Node(name or f"lens-{role}-{os.getpid()}", need_bus(runtime), **kwargs)
+    from cli import bag, check
+    bag.add_parsers(commands)
+    check.add_parsers(commands)
+    bridge.add_parsers(commands)
 
 
 def _add_priority_option(p) -> None:
@@ -126,7 +111,7 @@ def cmd_sniff(args) -> int:
     for prefix in prefixes:
         lanes_for(prefix)  # a prefix no topic has is named first, even with nothing running
     if args.remote:
-        return bridge_cli.sniff_remote(args, prefixes)
+        return bridge.sniff_remote(args, prefixes)
     printed = 0
     emit = message_json if args.json else message_line
 

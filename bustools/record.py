@@ -1,4 +1,4 @@
-"""`lens bus record`: the bus into MCAP files (bus/bag.py), or the last N seconds kept for a snapshot.
+"""`lens bus record`: the bus into MCAP files (bustools/bag.py), or the last N seconds kept for a snapshot.
 
 A recorder is a node named ``recorder`` subscribed to the prefixes asked
 for (a topic that appears later is picked up: subscriptions are prefixes).
@@ -18,7 +18,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from bus import bag
+from bustools import bag
 from bus.envelope import Message
 from bus.node import Node
 from bus.errors import BusError, RequestRefused

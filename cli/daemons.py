@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bus.cli import tool_node
+from cli.connect import tool_node
 from bus.waiting import wait_for
 
 

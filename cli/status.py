@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 
 from bus.errors import BusError
-from bus.cli import tool_node
+from cli.connect import tool_node
 
 STATUS_TOPICS = ("shell.state", "power.state", "led.state", "privacy.capture", "appd.state", "display.state")
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bus.keys import CREDENTIAL
-from shell.processes import PROCESSES, Process, command
+from manager.processes import PROCESSES, Process, command
 
 RUNTIME_DIR = "/run/lensos"
 STATE_ROOT = "/var/lib/lensos"  # each process with state keeps it in STATE_ROOT/<name>
@@ -133,7 +133,7 @@ def udev_rules() -> str:
 
     led = Path(load().hardware["led"]["sysfs_dir"]).name
     files = "/sys%p/brightness /sys%p/trigger"
-    return (f"# The capture LED for ledd (shell/units.py).\nSUBSYSTEM==\"leds\", KERNEL==\"{led}\", "
+    return (f"# The capture LED for ledd (manager/units.py).\nSUBSYSTEM==\"leds\", KERNEL==\"{led}\", "
             f"RUN+=\"/bin/chgrp {LED_GROUP} {files}\", RUN+=\"/bin/chmod 0664 {files}\"\n")
 # The bus directory, made at every boot and kept for the whole of it, so the latched cache outlives a broker
 # restart and every unit's ReadWritePaths= finds the same directory. setgid: every socket a process makes in
@@ -141,7 +141,7 @@ def udev_rules() -> str:
 # bus/ stays its own (bus.access). Not the broker's RuntimeDirectory=: with DynamicUser= and
 # RuntimeDirectoryPreserve= systemd makes that /run/private/lensos, behind a 0700 directory only the broker's
 # own namespace opens (found on the first boot under a real systemd: every other unit failed).
-TMPFILES = f"# The lensos bus directory (shell/units.py).\nd {RUNTIME_DIR} 3770 root {GROUP} -\n"
+TMPFILES = f"# The lensos bus directory (manager/units.py).\nd {RUNTIME_DIR} 3770 root {GROUP} -\n"
 
 
 def render_all(python: str, processes: tuple[Process, ...] = PROCESSES) -> dict[str, str]:
@@ -182,7 +182,7 @@ def parse(text: str) -> dict[str, list[tuple[str, str]]]:
 
 
 def _render(sections: list[tuple[str, list[tuple[str, str]]]]) -> str:
-    out = ["# Written by `lens units install` from shell/processes.py; edit the table, not this file."]
+    out = ["# Written by `lens units install` from manager/processes.py; edit the table, not this file."]
     for name, pairs in sections:
         out += ["", f"[{name}]"] + [f"{key}={value}" for key, value in pairs]
     return "\n".join(out) + "\n"

@@ -45,7 +45,7 @@ def report_line(payload: dict) -> str:
 
 
 def cmd_security(args: argparse.Namespace) -> int:
-    from bus.cli import tool_node
+    from cli.connect import tool_node
 
     found: list[dict] = []
     with tool_node("security", args.runtime_dir) as node:

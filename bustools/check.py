@@ -219,7 +219,7 @@ def _app_permissions() -> dict[str, set[str]]:
 
 def _system_identities() -> set[str]:
     from bus.keys import DEVELOPER
-    from shell.processes import PROCESSES
+    from manager.processes import PROCESSES
 
     return {p.name for p in PROCESSES} | {DEVELOPER}
 

@@ -1,4 +1,4 @@
-"""`lens bus bridge` and `lens bus sniff --remote`: the bus over TCP to a phone or a laptop (bus.bridge, bus.relay)."""
+"""`lens bus bridge` and `lens bus sniff --remote`: the bus over TCP to a phone or a laptop (bustools.bridge, bustools.relay)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from bus import keys
-from bus.bridge import Bridge, RemoteBus
+from bustools.bridge import Bridge, RemoteBus
 from bus.errors import KeyMissing
 from bus.node import Node
-from bus.textform import message_json, message_line
+from bustools.textform import message_json, message_line
 from bus.wakeup import interrupt_on_stop_signals
 
 
@@ -62,7 +62,7 @@ def cmd_bridge(args) -> int:
         print(f"lens bus bridge: {exc}", file=sys.stderr)
         return 2
     peers = Path(args.peers) if args.peers else keys.keys_dir(args.runtime) / "peers"
-    from bus.cli import need_bus  # here: bus.cli imports this module
+    from cli.connect import need_bus
 
     need_bus(args.runtime)
     try:
@@ -128,8 +128,8 @@ def remote_bus(args, address: str, prefixes: list[str], command: str) -> RemoteB
 
 
 def connect(args) -> int:
-    from bus.cli import need_bus  # here: bus.cli imports this module
-    from bus.relay import Relay
+    from cli.connect import need_bus
+    from bustools.relay import Relay
 
     need_bus(args.runtime)  # this machine's bus, where the glasses' is republished
     remote = remote_bus(args, args.connect, args.topics, "bridge")

@@ -2,7 +2,7 @@
 
 One table: each place, the process that writes it, and its name inside that process's state directory
 (or the runtime directory). In development every process shares one state directory (``$LENS_STATE_DIR``
-or ``~/.local/state/lensos``); on the board each has its own, ``/var/lib/lensos/<process>`` (shell/units.py).
+or ``~/.local/state/lensos``); on the board each has its own, ``/var/lib/lensos/<process>`` (manager/units.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import NamedTuple
 from bus import keys
 from bus.runtime import Runtime, state_dir
 from policies import schema as policy
-from shell import units
+from manager import units
 from shell.daemon import AUDIT_FILE, SAVED_FILE
 
 

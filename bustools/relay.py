@@ -1,7 +1,7 @@
 """`lens bus bridge --connect`: the glasses' bus carried onto this machine's own bus, and back what is let in.
 
 A laptop (or phone) runs its own broker and connects to the glasses'
-bridge as a paired peer (bus.bridge.RemoteBus). Every message the glasses
+bridge as a paired peer (bustools.bridge.RemoteBus). Every message the glasses
 let out is published here again by a node named for its source, with the
 developer's key (which may speak as anyone, as replay does): a sniffer, a
 recorder, the web view or a test on this machine sees powerd's
@@ -23,7 +23,7 @@ from typing import Callable
 import msgpack
 
 from bus import keys
-from bus.bridge import HELLO_EVERY_S, RemoteBus
+from bustools.bridge import HELLO_EVERY_S, RemoteBus
 from bus.envelope import Message
 from bus.errors import BusError
 from bus.node import Node

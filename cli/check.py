@@ -1,11 +1,11 @@
-"""`lens bus check`: the privacy and safety rules (bus.check) over a recording, or over the running bus."""
+"""`lens bus check`: the privacy and safety rules (bustools.check) over a recording, or over the running bus."""
 
 from __future__ import annotations
 
 import json
 import sys
 
-from bus.check import Checker, Violation
+from bustools.check import Checker, Violation
 
 VIOLATION_TOPIC = "privacy.violation"
 MONITOR = "checker"  # the monitor's identity, the owner of privacy.violation in the table
@@ -40,7 +40,7 @@ def cmd_check(args) -> int:
     emit = _printer(args.json)
     if args.live:
         return _live(args, checker, emit)
-    from bus.bag import BagError, Damage, iterate
+    from bustools.bag import BagError, Damage, iterate
 
     damage = None
     try:
@@ -60,7 +60,7 @@ def cmd_check(args) -> int:
 
 
 def _live(args, checker: Checker, emit) -> int:
-    from bus.cli import tool_node
+    from cli.connect import tool_node
 
     with tool_node("check", args.runtime, name=MONITOR) as node:  # the table's publisher of violations
         def judge(msg) -> None:

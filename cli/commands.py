@@ -38,7 +38,7 @@ def add_parsers(commands) -> None:
 
     units = commands.add_parser("units", help="the systemd units of the board, from the process table",
                                 description="Write or show the systemd units (one service per process, "
-                                            "lensos.target, the lensos group) generated from shell/processes.py.")
+                                            "lensos.target, the lensos group) generated from manager/processes.py.")
     units_cmds = units.add_subparsers(dest="units_command", metavar="COMMAND", required=True)
     install = units_cmds.add_parser("install", help="write every unit into a directory (an image build's)",
                                     description="Write lensos-*.service, lensos.target, lensos.sysusers.conf and lensos.tmpfiles.conf.")
@@ -63,7 +63,7 @@ def add_parsers(commands) -> None:
                                           "board each unit loads its secret with LoadCredential=, so only its "
                                           "own user can read it.")
     gen.add_argument("directory", metavar="DIR")
-    gen.add_argument("names", nargs="*", metavar="NAME", help="default: every process of shell/processes.py and bridge")
+    gen.add_argument("names", nargs="*", metavar="NAME", help="default: every process of manager/processes.py and bridge")
     gen.add_argument("--developer", action="store_true",
                      help="also the developer's key (lens tools: may publish anything; development images only)")
     gen.add_argument("--replace", action="store_true", help="new keys even where there are some")
@@ -145,7 +145,7 @@ def cmd_shell_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from shell import status
+    from cli import status
 
     found = status.gather(args.runtime_dir, args.timeout)
     print(json.dumps(found, sort_keys=True) if args.json else status.render(found))
@@ -153,7 +153,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_paths(args: argparse.Namespace) -> int:
-    from shell import paths
+    from cli import paths
 
     found = paths.paths(args.runtime_dir, board=args.board)
     print(json.dumps({name: place["path"] for name, place in found.items()}) if args.json else paths.render(found))
@@ -162,7 +162,7 @@ def cmd_paths(args: argparse.Namespace) -> int:
 
 def cmd_privacy_log(args: argparse.Namespace) -> int:
     from bus.runtime import state_dir
-    from shell import status
+    from cli import status
     from shell.daemon import AUDIT_FILE
     from shell.privacy import AuditLog
 
@@ -176,7 +176,7 @@ def cmd_privacy_log(args: argparse.Namespace) -> int:
 
 
 def cmd_units_install(args) -> int:
-    from shell.units import install
+    from manager.units import install
 
     written = [str(path) for path in install(Path(args.prefix), args.python)]
     print(json.dumps(written) if args.json else "\n".join(written))
@@ -185,7 +185,7 @@ def cmd_units_install(args) -> int:
 
 def cmd_keys_generate(args) -> int:
     from bus import keys
-    from shell.processes import PROCESSES
+    from manager.processes import PROCESSES
 
     names = args.names or [p.name for p in PROCESSES] + [keys.BRIDGE]
     names += [keys.DEVELOPER] if args.developer else []
@@ -205,8 +205,8 @@ def cmd_keys_generate(args) -> int:
 
 
 def cmd_units_show(args) -> int:
-    from shell.processes import by_name
-    from shell.units import unit
+    from manager.processes import by_name
+    from manager.units import unit
 
     process = by_name().get(args.name)
     if process is None:
@@ -230,7 +230,7 @@ def _apps_state(node, timeout: float) -> dict:
 
 def cmd_app_list(args) -> int:
     from apps.sdk.manifest import load_all
-    from bus.cli import tool_node
+    from cli.connect import tool_node
 
     manifests, errors = load_all()
     with tool_node("app", args.runtime_dir) as node:  # a state without the bus would be a guess
@@ -254,7 +254,7 @@ def cmd_app_list(args) -> int:
 
 
 def cmd_app_action(args) -> int:
-    from bus.cli import tool_node
+    from cli.connect import tool_node
     from bus.errors import BusError, BusNotRunning
     from bus.waiting import wait_for
 

@@ -7,12 +7,12 @@ import logging
 import os
 import sys
 
-from bus import cli as bus_cli
 from bus import logs
-from bus import security_cli
 from bus.errors import BusError, BusNotRunning
-from daemons import cli as daemons_cli
-from shell import commands as shell_commands
+from cli import bus as bus_commands
+from cli import commands as system_commands
+from cli import daemons as daemon_commands
+from cli import security
 
 NOT_RUNNING = 3  # the exit status of every command that needs the bus when no broker is there (as LSB's status)
 
@@ -38,17 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="every process's watchdog timeout instead of the table's (to see a hung loop restarted)")
     up.set_defaults(func=cmd_up)
 
-    bus_cli.add_parser(commands)
-    security_cli.add_parser(commands)
-    shell_commands.add_parsers(commands)
-    daemons_cli.add_parsers(commands)
+    bus_commands.add_parser(commands)
+    security.add_parser(commands)
+    system_commands.add_parsers(commands)
+    daemon_commands.add_parsers(commands)
     return parser
 
 
 def cmd_up(args) -> int:
     from bus.runtime import Runtime
-    from shell.launcher import up
-    from shell.processes import PROCESSES
+    from manager.launcher import up
+    from manager.processes import PROCESSES
 
     processes = [p for p in PROCESSES if args.web or not p.dev_only]
     known = {p.name for p in processes}
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(f"lens {args.command}", logging.DEBUG if args.verbose else logging.WARNING)
     try:
         if args.command == "bus":
-            return bus_cli.run(args)
+            return bus_commands.run(args)
         return args.func(args)
     except BusNotRunning as exc:
         print(f"lens {args.command}: {exc}", file=sys.stderr)
