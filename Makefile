@@ -19,7 +19,7 @@ SYSTEM_PACKAGES := libportaudio2 fonts-dejavu-core espeak-ng systemd chromium gc
 install: sysdeps $(STAMP) broker/_fastpath.so
 	@# Bytecode ahead of time: with PYTHONDONTWRITEBYTECODE set (as on this machine) every process would
 	@# compile its sources at each start, which costs `lens up` about 0.15 s of its boot on 2 cores.
-	@$(BIN)/python -m compileall -q -j 0 bus broker frames shellclient bustools cli manager shell daemons policies apps >/dev/null
+	@$(BIN)/python -m compileall -q -j 0 bus broker frames shellclient bustools cli manager apphost webview shell daemons policies apps >/dev/null
 
 # Checked on every call (cheap); installed only when missing and we are root, otherwise a clear message.
 sysdeps:

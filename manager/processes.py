@@ -64,10 +64,10 @@ PROCESSES: tuple[Process, ...] = (
             doc="frames into a shared-memory ring, photos, video segments; only with the LED lit"),
     # No network for apps yet: until each app runs in its own sandbox, one with the network permission
     # would open it to all of them (privacy first); the lens app's online backend is for development.
-    Process("appd", "shell.appd", after=("broker",), required=False, state=True,
-            capabilities=("CAP_SETUID", "CAP_SETGID", "CAP_KILL"),  # each app a user of its own (shell.appusers)
+    Process("appd", "apphost.appd", after=("broker",), required=False, state=True,
+            capabilities=("CAP_SETUID", "CAP_SETGID", "CAP_KILL"),  # each app a user of its own (apphost.appusers)
             doc="the app host: starts and stops apps/<id> on the shell's word (boot apps: system.toml [apps])"),
-    Process("webview", "shell.web", after=("broker",), required=False, dev_only=True,
+    Process("webview", "webview", after=("broker",), required=False, dev_only=True,
             doc="the live view on 127.0.0.1 for development (`lens up --web`)"),
 )
 

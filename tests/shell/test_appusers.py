@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bus.runtime import Runtime
-from shell.appusers import AppUsers
+from apphost.appusers import AppUsers
 from tests.system import FAST, System
 
 BUS_GID = 60599  # the board's lensos group; any group but root's will do
@@ -93,7 +93,7 @@ def test_an_app_runs_as_its_own_user_and_reaches_the_bus_and_camera_but_not_appd
     hosts, byes = [], []
     user.node.subscribe("appd.state", lambda m: hosts.append(m.payload))
     user.node.subscribe("node.bye", lambda m: m.source == "peek" and byes.append(m))
-    procs.start_ready("-m", "shell.appd")
+    procs.start_ready("-m", "apphost.appd")
 
     uid = user.wait(lambda: next((h["users"]["peek"] for h in hosts if "peek" in h["users"]), None),
                     "peek started as a user of its own")
@@ -123,7 +123,7 @@ def test_an_app_runs_as_its_own_user_and_reaches_the_bus_and_camera_but_not_appd
 
 
 def test_users_are_stable_per_app_distinct_while_running_and_run_out_clearly(tmp_path, monkeypatch):
-    monkeypatch.setattr("shell.appusers.effective_capabilities", lambda: 1 << 5 | 1 << 6 | 1 << 7)
+    monkeypatch.setattr("apphost.appusers.effective_capabilities", lambda: 1 << 5 | 1 << 6 | 1 << 7)
     bus = tmp_path / "bus"
     bus.mkdir()
     os.chmod(bus, 0o2770)
@@ -144,11 +144,11 @@ def test_apps_share_appds_user_and_say_why_without_the_capabilities_or_a_shared_
     bus = tmp_path / "bus"
     bus.mkdir()
     os.chmod(bus, 0o700)
-    monkeypatch.setattr("shell.appusers.effective_capabilities", lambda: 1 << 5)  # CAP_KILL alone
+    monkeypatch.setattr("apphost.appusers.effective_capabilities", lambda: 1 << 5)  # CAP_KILL alone
     users = AppUsers(FIRST_UID, UIDS, bus)
     assert not users.isolated and users.take("camera") is None
     assert "appd lacks CAP_SETGID, CAP_SETUID" in users.shared_because and "as root" in users.remedy
-    monkeypatch.setattr("shell.appusers.effective_capabilities", lambda: 1 << 5 | 1 << 6 | 1 << 7)
+    monkeypatch.setattr("apphost.appusers.effective_capabilities", lambda: 1 << 5 | 1 << 6 | 1 << 7)
     users = AppUsers(FIRST_UID, UIDS, bus)
     assert not users.isolated and "is not shared with a group of its own (mode 700" in users.shared_because
     assert f"chmod 3770 {bus}" in users.remedy

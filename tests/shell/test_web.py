@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from bus.envelope import Message
-from shell.web.reactions import Aftermath, Reactions, of_gesture
+from webview.reactions import Aftermath, Reactions, of_gesture
 from tests.conftest import DEADLINE_S
 from tests.system import FAST, System
 
@@ -106,7 +106,7 @@ def test_the_live_view_in_a_real_browser(procs, runtime, tmp_path, chromium):
     system.watcher.node.subscribe("input.gesture", system.watcher._keep)
     for module in ("daemons.display", "daemons.input"):
         procs.start_ready("-m", module)
-    procs.start_ready("-m", "shell.web", "--port", "0")
+    procs.start_ready("-m", "webview", "--port", "0")
     port = int(runtime.path("webview.port").read_text())
     for path, body in (("/api/launch-missiles", b"{}"), ("/api/gesture", b"not json"), ("/api/power", b"{}")):
         request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", body, method="POST")
@@ -173,7 +173,7 @@ def test_the_live_view_of_a_display_less_g1_asks_for_no_picture(procs, runtime, 
     system = System(procs, runtime, tmp_path)
     for module in ("daemons.display", "daemons.input"):
         procs.start_ready("-m", module)
-    procs.start_ready("-m", "shell.web", "--port", "0")
+    procs.start_ready("-m", "webview", "--port", "0")
     port = int(runtime.path("webview.port").read_text())
     missing: list[str] = []
     pages = open_pages(chromium, port, missing)

@@ -4,7 +4,7 @@ The shell decides which app may run and which is in front (manifests,
 model, power); appd does the processes, so the shell keeps no children and
 apps never run inside the shell's sandbox (they would see its state and its key). Each app is
 ``python APPS_DIR/<id>`` (its __main__.py) in its own session, as a user of its own
-(shell.appusers), dies with appd, and is watched through a pidfd in the node's own poll (no
+(apphost.appusers), dies with appd, and is watched through a pidfd in the node's own poll (no
 SIGCHLD handler, no polling timer). An app that crashes is started again after a backoff; one
 that exits 0 (stopped, or done) stays stopped.
 
@@ -30,7 +30,7 @@ from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
 from policies.schema import PolicyError, load, unknown_names
-from shell.appusers import AppUsers, confine
+from apphost.appusers import AppUsers, confine
 from manager.launcher import BACKOFF_FIRST_S, backoff
 
 STOP_DEADLINE_S = 3.0  # SIGTERM, then SIGKILL
@@ -192,7 +192,7 @@ class Appd:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = service.arguments("shell.appd", __doc__).parse_args(argv)
+    args = service.arguments("apphost.appd", __doc__).parse_args(argv)
     with service.exits_on("appd", PolicyError):
         policy = load(args.policy_dir, args.model)
     manifests, errors = load_all()

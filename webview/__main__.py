@@ -29,7 +29,7 @@ from bus import service
 from bus.envelope import Message
 from bus.node import Node
 from bus.wakeup import Wakeup
-from shell.web import reactions
+from webview import reactions
 
 log = logging.getLogger("webview")
 
@@ -37,7 +37,7 @@ PAGE = Path(__file__).with_name("page.html")
 SNIFF_KEEP = 60
 QUIET_TOPICS = ("audio.mic", "display.frame", "camera.frame", "node.heartbeat", "bus.")  # counted, not listed
 # What the page's buttons may ask, and nothing else: the view is not a general bus client. Each: the request,
-# its fields from the page's body, and what of its aftermath the page is told (shell/web/reactions.py; None:
+# its fields from the page's body, and what of its aftermath the page is told (webview/reactions.py; None:
 # only the reply, as the assistant's answer has a row of its own).
 ACTIONS = {
     "gesture": ("input.sim.request", lambda b: {"gesture": str(b["gesture"])},
@@ -237,7 +237,7 @@ def handler_for(view: View, png: Path):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = service.arguments("shell.web", __doc__)
+    parser = service.arguments("webview", __doc__)
     parser.add_argument("--port", type=int, default=8470, help="port on 127.0.0.1 (default 8470; 0: any free)")
     args = parser.parse_args(argv)
     view = View()
