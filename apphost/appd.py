@@ -29,7 +29,9 @@ from bus import keys, service
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
-from policies.schema import PolicyError, load, unknown_names
+from policies.checker import PolicyError
+from policies.loader import load
+from policies.names import unknown_names
 from apphost.appusers import AppUsers, confine
 from manager.launcher import BACKOFF_FIRST_S, backoff
 

@@ -40,7 +40,7 @@ from bus import keys  # noqa: E402
 from bus.node import Node  # noqa: E402
 from bus.runtime import Runtime  # noqa: E402
 from bus.topics import TOPICS  # noqa: E402
-from policies.schema import load  # noqa: E402
+from policies.loader import load  # noqa: E402
 from manager.processes import PROCESSES  # noqa: E402
 from tests.conftest import children_of, tuned_policies  # noqa: E402
 

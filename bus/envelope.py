@@ -48,7 +48,7 @@ import time
 import msgpack
 
 from bus.errors import MalformedMessage, PayloadError
-from bus.plain import Plain
+from bus.slotted import Slotted
 from bus.topics import TOPICS, Kind, Topic
 
 WIRE_VERSION = 1
@@ -98,7 +98,7 @@ def present(prefix: bytes) -> bytes | None:
     return prefix[1:-len(CHANNEL + PRESENCE)]
 
 
-class Message(Plain):
+class Message(Slotted):
     __slots__ = ("topic", "source", "incarnation", "seq", "mono_ns", "wall_ns", "payload", "body", "latched",
                  "sender", "count")
 

@@ -44,7 +44,7 @@ from bus.errors import (BusError, BusTimeout, NotOwner, RequestFailed, RequestRe
                         RequestTimeout, UnknownTopic)
 from bus.intake import Intake
 from bus.lane import PUB_LINGER_MS, Lane, recv_frames, send_frames
-from bus.plain import Plain
+from bus.slotted import Slotted
 from bus.runtime import Runtime
 from bus.tap import TAP_TOPIC, TapReader
 from bus.timers import Timer, Timers
@@ -86,7 +86,7 @@ def lanes_for(prefix: str) -> set[str]:
     return lanes
 
 
-class _Call(Plain):
+class _Call(Slotted):
     __slots__ = ("topic", "reply", "callback", "timer")
 
     def __init__(self, topic: str):
@@ -131,7 +131,7 @@ class Node:
         self._cids = itertools.count(1)
         self._reply_topics: set[str] = set()
         self._latch: zmq.Socket | None = None
-        self._way = access.Way(name, self.runtime, self._keys)
+        self._admission = access.LaneAdmission(name, self.runtime, self._keys)
         self._snapshot_prefixes: set[str] = set()
         self._snapshot_id = 0
         self._snapshot_waiting = False
@@ -376,17 +376,17 @@ class Node:
         if lane is None:
             lane = self._lanes[name] = Lane(self._ctx, name, self.identity, watcher=self.watcher)
             self._poller = None
-            if self._way.enter is not None:
-                lane.connect(self.runtime, self._way.enter)
+            if self._admission.enter is not None:
+                lane.connect(self.runtime, self._admission.enter)
             else:
-                self._way.ask()
+                self._admission.ask()
                 self._ensure_latch()
         return lane
 
     def _rebuild_lanes(self) -> None:
         """The broker refused a lane's handshake: build every lane anew, with its subscriptions, to connect
         once the broker says how to enter now (bus.access); the outbox keeps what waits to be sent."""
-        self._way.refused()
+        self._admission.refused()
         old_lanes, self._lanes = self._lanes, {}
         for name, old in old_lanes.items():
             self._send_again(old)
@@ -691,7 +691,7 @@ class Node:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise BusTimeout(f"{self.name}: timed out waiting for {what} from the broker at "
-                                 f"{self.runtime.dir} ({self._way.error or 'is `lens bus broker` running?'})")
+                                 f"{self.runtime.dir} ({self._admission.error or 'is `lens bus broker` running?'})")
             self._poll(remaining, dispatch=dispatch)
 
     def _poll(self, timeout: float | None, dispatch: bool) -> None:
@@ -719,10 +719,10 @@ class Node:
     def _keep_connecting(self, now: float, wake: float | None) -> float | None:
         """Ask how to enter the lanes, probe unconfirmed ones and retry the snapshot; each has deadlines of
         its own."""
-        if self._way.due is not None:
-            if now >= self._way.due:
-                self._send_latch(self._way.question(now))
-            wake = _earliest(wake, self._way.due)
+        if self._admission.due is not None:
+            if now >= self._admission.due:
+                self._send_latch(self._admission.question(now))
+            wake = _earliest(wake, self._admission.due)
         for lane in self._lanes.values():
             if lane.probe_due(now):
                 self._send_probe(lane)
@@ -738,7 +738,7 @@ class Node:
             if event == "disconnected":
                 log.info("%s: lost the broker on the %s lane; reconnecting", self.name, lane.name)
                 self._send_again(lane)
-            elif event == "refused" and self._way.enter is not None:
+            elif event == "refused" and self._admission.enter is not None:
                 log.warning("%s: the broker refused the %s lane's handshake; asking it again how to enter",
                             self.name, lane.name)
                 self._rebuild_lanes()
@@ -757,10 +757,10 @@ class Node:
                 log.warning("%s: malformed answer from the broker's latch socket ignored", self.name)
                 continue
             if type(answer) is dict:
-                if self._way.take(reply_id, answer):
+                if self._admission.take(reply_id, answer):
                     for lane in self._lanes.values():
                         if not lane.connected:
-                            lane.connect(self.runtime, self._way.enter)
+                            lane.connect(self.runtime, self._admission.enter)
             else:
                 self._on_snapshot(reply_id, answer)
 

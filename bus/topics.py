@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 
 from bus.errors import PayloadError, UnknownTopic
-from bus.schema import Schema
+from bus.fields import Schema
 
 ANY_NODE = "*"  # owner of topics any node may publish (probes, requests)
 
@@ -58,7 +58,7 @@ def _never(payload: object) -> bool:
 
 
 class Topic:
-    """One row of the table. Not a dataclass: every process imports this module (see bus/plain.py)."""
+    """One row of the table. Not a dataclass: every process imports this module (see bus/slotted.py)."""
 
     __slots__ = ("name", "kind", "owner", "fields", "rate_hz", "max_size", "permission", "doc", "reply",
                  "reply_max_size", "watched", "readers", "dev_only", "limit_hz", "schema", "result_schema",

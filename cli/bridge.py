@@ -54,7 +54,8 @@ def add_remote_options(sniff) -> None:
 def cmd_bridge(args) -> int:
     if args.connect:
         return connect(args)
-    from policies.schema import PolicyError, load
+    from policies.checker import PolicyError
+    from policies.loader import load
 
     try:
         allow = load(args.policy_dir).privacy["bridge"]

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from policies import schema as policy
+from policies.loader import DEFAULT_DIR, resolve_dir
+from policies.rules import MODELS
 
 
 def add_parsers(commands) -> None:
@@ -17,7 +18,7 @@ def add_parsers(commands) -> None:
     check = pol_cmds.add_parser("check", help="validate a policy directory for every model, start nothing",
                                 description="Load every policy file for every model (S1, G1) and report "
                                             "each error as file:line: key: why. Exit 1 when any is wrong.")
-    check.add_argument("directory", nargs="?", help=f"default: $LENS_POLICY_DIR or {policy.DEFAULT_DIR}")
+    check.add_argument("directory", nargs="?", help=f"default: $LENS_POLICY_DIR or {DEFAULT_DIR}")
     check.add_argument("--json", action="store_true", help="one JSON object: directory, models, errors")
     check.set_defaults(func=cmd_policy_check)
 
@@ -126,15 +127,16 @@ def cmd_shell_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
-    directory = str(policy.resolve_dir(args.directory))
-    errors = policy.check_all(args.directory)
+    from policies.names import check_all  # the process and app tables: only this command reads them
+    directory = str(resolve_dir(args.directory))
+    errors = check_all(args.directory)
     if args.json:
-        print(json.dumps({"directory": directory, "models": list(policy.MODELS), "errors": errors}))
+        print(json.dumps({"directory": directory, "models": list(MODELS), "errors": errors}))
     else:
         for error in errors:
             print(error)
         if not errors:
-            print(f"{directory}: ok for {', '.join(m.upper() for m in policy.MODELS)}")
+            print(f"{directory}: ok for {', '.join(m.upper() for m in MODELS)}")
     return 1 if errors else 0
 
 

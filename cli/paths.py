@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from bus import keys
 from bus.runtime import Runtime, state_dir
-from policies import schema as policy
+from policies.loader import resolve_dir
 from manager import units
 from shell.daemon import AUDIT_FILE, SAVED_FILE
 
@@ -48,7 +48,7 @@ def paths(runtime_dir: str | None = None, board: bool = False) -> dict[str, dict
         found[place.name] = {"path": str(base / place.relative if place.relative else base), "what": place.what}
     found["keys"] = {"path": units.KEYS_DIR if board else str(keys.keys_dir(Runtime(runtime))),
                      "what": "the processes' CURVE keys (development: made by `lens up`)"}
-    found["policies"] = {"path": str(policy.resolve_dir()), "what": "the policy files (`lens policy check`)"}
+    found["policies"] = {"path": str(resolve_dir()), "what": "the policy files (`lens policy check`)"}
     return found
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from policies.schema import MODELS
+from policies.rules import MODELS
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,7 @@ def udev_rules() -> str:
     """sysfs attributes are root's, whatever ReadWritePaths= says: udev hands the capture LED's brightness
     and trigger to ledd's group when the LED appears (found on the first boot under a real systemd: ledd
     could not write its trigger). The LED is the one policies/hardware.toml names."""
-    from policies.schema import load
+    from policies.loader import load
 
     led = Path(load().hardware["led"]["sysfs_dir"]).name
     files = "/sys%p/brightness /sys%p/trigger"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from shell import machine
 from shell.focus import Arbiter, Decision, FocusError, Notice
-from policies.schema import Policy
+from policies.loader import Policy
 from shell.privacy import CAPTURE_RESOURCES, CaptureNotice, Privacy
 
 

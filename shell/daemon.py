@@ -36,7 +36,7 @@ from shell import checkpoint
 from shell.apps import Apps
 from shell.core import CAPTURERS, ShellCore
 from shell.focus import Notice
-from policies.schema import Policy
+from policies.loader import Policy
 from shell.privacy import CAPTURE_RESOURCES, AuditLog, CaptureNotice
 
 log = logging.getLogger(__name__)

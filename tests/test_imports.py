@@ -19,7 +19,7 @@ HEAVY = ("numpy", "PIL", "dataclasses", "inspect", "ast", "shutil", "difflib", "
 PROBE = """
 import contextlib, io, json, sys
 import {module} as process
-from policies.schema import load
+from policies.loader import load
 with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
     process.main(["--help"])  # argparse's help, the formatter and all
 load()

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bus.keys import BRIDGE, BROKER, DEVELOPER, valid_name
-from policies.schema import MODELS, PolicyError, Rule, read_checked
+from policies.checker import PolicyError, Rule, read_checked
+from policies.rules import MODELS
 
 APPS_DIR = Path(__file__).resolve().parent.parent
 PERMISSIONS = ("camera", "mic", "location", "notifications", "network")

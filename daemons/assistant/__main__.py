@@ -42,7 +42,8 @@ from daemons.assistant.llm import ChatClient, LlmError
 from shellclient.notices import Notices
 from daemons.assistant.steps import Ask, Cancelled, Runner, Sleep, StepTimeout, Until, Work
 from daemons.assistant.stt import SttError, open_stt
-from policies.schema import PolicyError, load
+from policies.checker import PolicyError
+from policies.loader import load
 
 log = logging.getLogger("assistantd")
 

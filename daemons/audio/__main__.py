@@ -43,7 +43,8 @@ from daemons.audio.backends import AudioError, PortAudio, SimAudio
 from daemons.audio.mixer import Mixer, Stream
 from daemons.audio.sounds import SoundError, load as load_sound, voice as make_voice
 from daemons.audio.vad import Vad
-from policies.schema import PolicyError, load
+from policies.checker import PolicyError
+from policies.loader import load
 
 log = logging.getLogger("audiod")
 

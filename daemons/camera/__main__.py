@@ -35,7 +35,8 @@ from daemons.camera.backends import CameraError, SimCamera, V4l2Camera
 from daemons.camera.recorder import DiskFull, Recorder, close_unfinished, recover, unfinished
 from frames.ring import Ring
 from frames.door import Door
-from policies.schema import PolicyError, load
+from policies.checker import PolicyError
+from policies.loader import load
 
 log = logging.getLogger("camerad")
 

@@ -24,7 +24,8 @@ from bus.node import Node
 from daemons.display.panels import FbPanel, NonePanel, PanelError, SimPanel, png
 from daemons.display.render import Painter, compose
 from daemons.display.scene import CardError, Scene, View
-from policies.schema import PolicyError, load
+from policies.checker import PolicyError
+from policies.loader import load
 
 log = logging.getLogger("displayd")
 

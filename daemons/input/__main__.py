@@ -19,7 +19,9 @@ from bus.errors import RequestRefused
 from bus.node import Node
 from daemons.input.backends import EvdevInput, InputError, SimInput, Source
 from daemons.input.gestures import Gesture, Recognizer, Thresholds
-from policies.schema import GESTURES, PolicyError, load
+from policies.checker import PolicyError
+from policies.loader import load
+from policies.rules import GESTURES
 
 log = logging.getLogger("inputd")
 

@@ -15,7 +15,8 @@ from bus import service
 from bus.envelope import Message
 from bus.node import Node
 from daemons.led.backends import LedFault, SimLed, SysfsLed
-from policies.schema import PolicyError, load
+from policies.checker import PolicyError
+from policies.loader import load
 
 log = logging.getLogger("ledd")
 

@@ -18,7 +18,8 @@ from bus.errors import RequestRefused
 from bus.node import Node
 from daemons.power.backends import Reading, SimPower, SysfsPower
 from daemons.power.uevent import PowerUevents
-from policies.schema import PolicyError, load
+from policies.checker import PolicyError
+from policies.loader import load
 
 log = logging.getLogger("powerd")
 

@@ -18,7 +18,7 @@ from apps.lens import draw_catalog
 from apps.lens.catalog import CATALOG_DIR, Offline, Online, load
 from apps.lens.views import CONDITIONS, clutter, nothing
 from daemons.camera.backends import SimCamera, held_up
-from policies.schema import PolicyError
+from policies.checker import PolicyError
 from tests.conftest import DEADLINE_S, wait_for, wait_line
 
 

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from apps.sdk.manifest import load_all
 from bus.errors import PayloadError, UnknownTopic
-from bus.schema import Schema, parse_field
+from bus.fields import Schema, parse_field
 from bus.topics import ANY_NODE, TOPICS, Kind, Topic, _build, lookup, matches
 from manager.processes import PROCESSES
 

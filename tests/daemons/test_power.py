@@ -7,7 +7,7 @@ import pytest
 from bus.node import Node
 from daemons.power.backends import SimPower, SysfsPower
 from daemons.power.uevent import parse
-from policies.schema import load
+from policies.loader import load
 from tests.conftest import DEADLINE_S, tuned_policies, wait_for
 from tests.system import System, running
 

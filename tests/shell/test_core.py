@@ -1,6 +1,6 @@
 """ShellCore's rules that are easiest to state one at a time (the explorer checks the invariants)."""
 
-from policies.schema import load
+from policies.loader import load
 from shell.core import ShellCore
 
 POLICY = load(model="s1")

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from bus.runtime import Runtime
-from policies.schema import load
+from policies.loader import load
 from manager.launcher import Launcher
 from manager.processes import PROCESSES, by_name
 from manager.units import parse, render_all, service_name

@@ -3,14 +3,14 @@
 ``dataclasses`` imports ``inspect``, which imports ``ast`` and ``dis``: 1.1 MiB of RSS in each of a
 dozen processes (measured for issue 6), paid for generated ``__init__`` methods. The bus, the policy
 loader and the daemons held to 20 MiB write their own ``__init__`` and take ``__repr__`` and
-``__eq__`` from ``Plain``; immutable records are ``typing.NamedTuple`` (typing is loaded by pyzmq
+``__eq__`` from ``Slotted``; immutable records are ``typing.NamedTuple`` (typing is loaded by pyzmq
 anyway). tests/test_imports.py keeps them that way.
 """
 
 from __future__ import annotations
 
 
-class Plain:
+class Slotted:
     """Equality and a readable repr over the fields its classes name in ``__slots__``."""
 
     __slots__ = ()
