@@ -12,7 +12,7 @@ import pytest
 from bustools import bag, record
 from bus.node import Node
 from bustools.replay import Replayer
-from tests.bus.test_bag import by_source, heard_through_the_broker, publish_script, recorded
+from tests.bustools.test_bag import by_source, heard_through_the_broker, publish_script, recorded
 from tests.conftest import DEADLINE_S, drain_lines, wait_for, wait_line
 from tests.fulldisk import empty_files, fill, small_disk
 
