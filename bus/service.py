@@ -29,7 +29,7 @@ from bus.node import Node
 # "not hung": a death is seen at once without it (bus.departed, node.bye), and a focus owner that
 # stops beating loses its focus after three periods (shell.core.MISSED_BEATS). Nodes on the
 # developer's shared key, whose death the bus cannot tell, beat faster once they ask for focus
-# (bus.node.WATCHED_HEARTBEAT_S).
+# (bus.pace.WATCHED_HEARTBEAT_S).
 HEARTBEAT_S = 5.0
 # A process its supervisor watches (systemd's WatchdogSec=, lens up's the same) is restarted within its
 # watchdog timeout when its loop hangs, and its death is seen at once: its beats need say no more than

@@ -10,7 +10,8 @@ import sys
 from cli import bridge
 from cli.connect import tool_node
 from bus.errors import BusError
-from bus.node import Node, lanes_for
+from bus.lanes import lanes_for
+from bus.node import Node
 from bus.runtime import Runtime
 from bustools.textform import jsonable, message_json, message_line, parse_assignments
 from bus.topics import TOPICS, Kind, lookup

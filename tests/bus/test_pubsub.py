@@ -116,7 +116,7 @@ def test_lens_bus_sniff_shows_the_broker_s_stats_though_it_reads_the_tap(broker,
 def test_a_watcher_that_cannot_read_the_tap_hears_through_the_sockets(broker, nodes, monkeypatch):
     def refused(path):
         raise PermissionError(13, "Permission denied", str(path))
-    monkeypatch.setattr("bus.node.TapReader", refused)
+    monkeypatch.setattr("bus.watching.TapReader", refused)
     publisher, watcher = nodes("demo"), nodes("watcher", watcher=True)
     got = collect(watcher, "demo")
     watcher.start()

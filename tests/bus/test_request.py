@@ -93,7 +93,7 @@ def test_only_the_owner_named_in_the_table_may_publish_a_topic(runtime, nodes):
 
 
 def test_a_node_that_asks_for_focus_heartbeats_fast_from_then_on(broker, nodes):
-    from bus.node import WATCHED_HEARTBEAT_S
+    from bus.pace import WATCHED_HEARTBEAT_S
 
     watcher = nodes("watcher")
     beats = []
@@ -161,9 +161,9 @@ def test_a_node_keeps_the_pace_the_shell_names_and_says_so_at_once_either_way(br
 
 
 def test_a_census_makes_every_process_beat_now_but_not_more_than_once(broker, nodes, monkeypatch):
-    import bus.node
+    import bus.pace
 
-    monkeypatch.setattr(bus.node, "CENSUS_MIN_S", 60.0)  # a whole burst falls inside the window
+    monkeypatch.setattr(bus.pace, "CENSUS_MIN_S", 60.0)  # a whole burst falls inside the window
     watcher = nodes("watcher", publish_any=True)
     beats, echoes = [], []
     watcher.subscribe("node.heartbeat", lambda m: beats.append(m.payload) if m.source == "daemon" else None)
