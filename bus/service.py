@@ -53,7 +53,9 @@ def add_options(parser: argparse.ArgumentParser, backends: tuple[str, ...] = (),
 
     ``state_dir`` says what the process keeps there; without it the process has no --state-dir."""
     parser.add_argument("--policy-dir", metavar="DIR", help="policy directory (default: $LENS_POLICY_DIR)")
-    parser.add_argument("--model", choices=("s1", "g1"), help="glasses model (default: $LENS_MODEL or s1)")
+    # The models are the policies' (policies.rules.MODELS), which the bus does not import: the policy
+    # loader every process calls next refuses an unknown one by name (exit status 2, as argparse's).
+    parser.add_argument("--model", metavar="MODEL", help="glasses model (default: $LENS_MODEL or s1)")
     if backends:
         parser.add_argument("--backend", choices=backends, default=backends[-1],
                             help=f"hardware backend (default: {backends[-1]})")

@@ -175,7 +175,7 @@ _TABLE = [
           doc="a snapshot recorder (`lens bus record --snapshot S`) writes the last S seconds to a file"),
     Topic("node.heartbeat", Kind.EVENT, ANY_NODE,
           {"node": "str", "pid": "int", "incarnation": "int", "period_s": "float?"},
-          rate_hz=0.5, max_size=512,
+          rate_hz=0.2, max_size=512,  # bus.service.HEARTBEAT_S; supervised, slower (SUPERVISED_BEATS)
           doc="a process is up and its subscriptions are live, and says when its next beat is due; the shell's "
               "ready set and liveness come from these"),
     Topic("node.census", Kind.EVENT, "shell", {"reason": "str"}, max_size=512,

@@ -13,6 +13,7 @@ from cli import bus as bus_commands
 from cli import commands as system_commands
 from cli import daemons as daemon_commands
 from cli import security
+from policies.rules import MODELS
 
 NOT_RUNNING = 3  # the exit status of every command that needs the bus when no broker is there (as LSB's status)
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Start every process of the process table, in order, and supervise it.")
     up.add_argument("--only", metavar="NAMES", help="comma-separated processes to start (the broker is always started)")
     up.add_argument("--block", metavar="NAMES", help="comma-separated processes not to start")
-    up.add_argument("--profile", choices=("s1", "g1"), help="glasses model to run (default: $LENS_MODEL or s1)")
+    up.add_argument("--profile", choices=MODELS, help="glasses model to run (default: $LENS_MODEL or s1)")
     up.add_argument("--backend", action="append", default=[], metavar="[NAME=]real|sim",
                     help="hardware backend for one daemon (NAME=real) or, without a name, for all (default: sim); "
                          "repeat for several")

@@ -145,3 +145,14 @@ def test_lens_shell_graph_draws_every_state_as_mermaid(tmp_path, procs):
     assert text.count("-->") >= 20
     for state in ("booting", "active", "idle", "sleep", "low_power", "battery_swap", "critical", "shutdown"):
         assert f'"{state}"' in text
+
+
+def test_a_process_refuses_an_unknown_model_by_name_as_the_policies_know_them(tmp_path):
+    """The models are written once (policies.rules.MODELS): a daemon's --model is checked by the loader."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    done = subprocess.run([sys.executable, "-m", "daemons.led", "--model", "x3", "--backend", "sim",
+                           "--runtime-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "ledd: unknown model 'x3' (known: s1, g1)" in done.stderr, done.stderr
