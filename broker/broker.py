@@ -19,6 +19,10 @@ subscriptions are confirmed (zguide's Clone pattern): anything newer than the
 snapshot then reaches it live, and sequence numbers drop what it gets twice.
 The cache is written through to the runtime directory, so a restarted broker
 serves the last state even of a publisher that is gone.
+
+Over 400 lines because it is one loop: every message crosses _forward, _deliver and _personal, which
+read the lanes, the verdicts, the channels' counts and the cache directly; the judging (gate), the
+admission (zap, connections) and the C loop (fastpath) already have modules of their own.
 """
 
 from __future__ import annotations
