@@ -2,9 +2,10 @@
 
 `lens up` starts these in order, each after the ones it names in ``after``
 have reported READY=1, and `lens units install` writes a systemd unit from
-each row: what runs, after what, whether boot needs it, on which models,
+each row: what runs, after what, on which models,
 how often it must prove its loop alive (watchdog), and the devices, groups
-and writable paths the sandbox lets it reach. Nothing else says any of that.
+and writable paths the sandbox lets it reach. Nothing else says any of that;
+which of them boot waits for is policies/system.toml [boot] required.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ class Process:
     module: str  # run as `python -m MODULE`
     args: tuple[str, ...] = ()
     after: tuple[str, ...] = ()  # must be READY before this one starts
-    required: bool = True  # boot is not complete without it (policies/system.toml [boot] required agrees)
     models: tuple[str, ...] = MODELS  # glasses models that run it
     backends: tuple[str, ...] = ()  # hardware backends it offers; the board runs "real", development "sim"
     watchdog_s: float = 10.0  # a loop silent this long is killed and restarted
@@ -56,18 +56,18 @@ PROCESSES: tuple[Process, ...] = (
     Process("audiod", "daemons.audio", after=("broker",), backends=("real", "sim"), devices=("char-alsa rw",),
             groups=("audio",), jit=True,  # PortAudio's callbacks go through cffi closures
             doc="the speaker, mixed under the focus rules, and the mic, only with the LED lit"),
-    Process("assistantd", "daemons.assistant", after=("broker",), required=False,
+    Process("assistantd", "daemons.assistant", after=("broker",),
             sockets=("AF_UNIX", "AF_INET", "AF_INET6"),  # may reach an LLM endpoint off the glasses
             doc="ask and hear or see the answer: offline intents, an optional OpenAI-compatible LLM"),
-    Process("camerad", "daemons.camera", after=("broker",), required=False, backends=("real", "sim"),
+    Process("camerad", "daemons.camera", after=("broker",), backends=("real", "sim"),
             devices=("/dev/video0 rw",), groups=("video",), state=True,
             doc="frames into a shared-memory ring, photos, video segments; only with the LED lit"),
     # No network for apps yet: until each app runs in its own sandbox, one with the network permission
     # would open it to all of them (privacy first); the lens app's online backend is for development.
-    Process("appd", "apphost.appd", after=("broker",), required=False, state=True,
+    Process("appd", "apphost.appd", after=("broker",), state=True,
             capabilities=("CAP_SETUID", "CAP_SETGID", "CAP_KILL"),  # each app a user of its own (apphost.appusers)
             doc="the app host: starts and stops apps/<id> on the shell's word (boot apps: system.toml [apps])"),
-    Process("webview", "webview", after=("broker",), required=False, dev_only=True,
+    Process("webview", "webview", after=("broker",), dev_only=True,
             doc="the live view on 127.0.0.1 for development (`lens up --web`)"),
 )
 

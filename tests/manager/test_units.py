@@ -14,6 +14,7 @@ import pytest
 
 from bus.runtime import Runtime
 from policies.loader import load
+from policies.rules import MODELS
 from manager.launcher import Launcher
 from manager.processes import PROCESSES, by_name
 from manager.units import parse, render_all, service_name
@@ -111,9 +112,11 @@ def test_each_unit_logs_under_its_own_name():
         assert values(unit, "Service", "SyslogIdentifier") == [f"lensos-{process.name}"]
 
 
-def test_required_processes_are_the_ones_the_boot_policy_waits_for():
-    required = set(load().system["boot"]["required"])
-    assert required == {p.name for p in PROCESSES if p.required} - {"broker", "shell"}
+def test_the_processes_boot_waits_for_are_in_the_table_and_run_on_the_board_and_every_model():
+    """Which processes boot needs is said once, by policies/system.toml [boot] required."""
+    table = {p.name: p for p in PROCESSES}
+    for name in load().system["boot"]["required"]:
+        assert name in table and not table[name].dev_only and set(table[name].models) == set(MODELS), name
     assert all(p.after == () or "broker" in p.after for p in PROCESSES)
 
 
