@@ -188,7 +188,8 @@ _TABLE = [
     # --- the shell: system state, focus, the capture LED ---------------------------
     Topic("shell.state", Kind.STATE, "shell",
           {"state": "str", "running": "bool", "degraded": "list[str]", "ready": "list[str]", "foreground": "str?",
-           "brightness": "float", "recording_allowed": "bool", "remote_calls": "bool", "power": "dict",
+           "brightness": "float", "recording_allowed": "bool", "remote_calls": "bool", "capture_paused": "bool",
+           "display_on": "bool", "power": "dict",
            "focus": "dict", "privacy": "dict", "nodes": "dict", "boot_s": "float?", "model": "str"},
           doc="the system state as the shell decided it: what `lens status` shows and the HUD mirrors"),
     Topic("shell.focus.request", Kind.REQUEST, "shell",

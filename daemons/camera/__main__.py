@@ -40,7 +40,6 @@ from policies.loader import load
 
 log = logging.getLogger("camerad")
 
-PAUSED_IN = ("battery_swap", "critical", "shutdown", "sleep")  # no frames at all in these shell states
 
 
 class Camerad:
@@ -55,7 +54,7 @@ class Camerad:
         self.recorder: Recorder | None = None
         self.timer, self.timer_period = None, 0.0
         self.gate = CaptureGate(node, "camera", self.enforce)
-        self.shell = {"state": "booting", "recording_allowed": True}
+        self.shell = {"state": "booting", "recording_allowed": True, "capture_paused": False}
         self.sessions: dict[str, str] = {}  # owner -> the shell's audit session id
         self.scratch = np.empty(self.shape, dtype=np.uint8)
         node.subscribe("shell.state", self.on_shell)
@@ -147,7 +146,7 @@ class Camerad:
 
     @property
     def paused(self) -> bool:
-        return self.shell["state"] in PAUSED_IN or (self.recorder is not None and not self.shell["recording_allowed"])
+        return self.shell["capture_paused"] or (self.recorder is not None and not self.shell["recording_allowed"])
 
     # --- capturing -------------------------------------------------------------------------
     def schedule(self) -> None:

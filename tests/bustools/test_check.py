@@ -43,7 +43,8 @@ def notice(at, owner, status, resource="camera"):
 def shell_state(at, state="active", focus=None):
     return (at, "shell.state", "shell", {"state": state, "running": True, "degraded": [], "ready": [],
                                          "foreground": None, "brightness": 1.0, "recording_allowed": True,
-                                         "remote_calls": True, "power": {}, "focus": focus or {}, "privacy": {},
+                                         "remote_calls": True, "capture_paused": False, "display_on": True, "power": {},
+                                         "focus": focus or {}, "privacy": {},
                                          "nodes": {}, "boot_s": 1.0, "model": "s1"})
 
 

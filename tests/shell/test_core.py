@@ -1,5 +1,7 @@
 """ShellCore's rules that are easiest to state one at a time (the explorer checks the invariants)."""
 
+import pytest
+
 from policies.loader import load
 from shell.core import ShellCore
 
@@ -115,3 +117,18 @@ def test_camerad_gone_ends_every_camera_capture():
     core.owner_gone("camerad", now + 1.0, "its connection to the bus closed")
     assert not core.arbiter.holds("cam", "camera") and not core.privacy.granted
     assert any(n.owner == "cam" and n.status == "lost" and "camerad stopped" in n.reason for n in core.notices)
+
+
+def test_state_facts_are_declared_with_the_states_and_published():
+    """Nobody outside the machine matches state names: camerad pauses and displayd turns dark on the facts
+    shell.state carries, which come from the states' tags (shell/machine.py)."""
+    from shell import machine
+
+    assert machine.tagged("capture_paused") == ("sleep", "battery_swap", "critical", "shutdown")
+    assert [s["name"] for s in machine.STATES if not machine.has(s["name"], "display_on")] == ["sleep", "shutdown"]
+    with pytest.raises(KeyError):
+        machine.tagged("capture_pause")
+    sleeping = asleep().snapshot()
+    assert sleeping["capture_paused"] is True and sleeping["display_on"] is False
+    awake = ShellCore(POLICY, 0.0).snapshot()
+    assert awake["capture_paused"] is False and awake["display_on"] is True
