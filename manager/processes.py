@@ -10,13 +10,15 @@ which of them boot waits for is policies/system.toml [boot] required.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from policies.rules import MODELS
 
 
-@dataclass(frozen=True)
-class Process:
+class Process(NamedTuple):
+    """A row. A NamedTuple, not a dataclass: each daemon reads its own row for its command line, and
+    dataclasses would cost every small daemon 1.1 MiB (tests/test_imports.py)."""
+
     name: str
     module: str  # run as `python -m MODULE`
     args: tuple[str, ...] = ()
@@ -82,3 +84,8 @@ def command(process: Process, python: str, backend: str | None) -> list[str]:
 
 def by_name() -> dict[str, Process]:
     return {p.name: p for p in PROCESSES}
+
+
+def by_module(module: str) -> Process:
+    """The row of the process run as ``python -m module``: a daemon's own, for its command line."""
+    return next(p for p in PROCESSES if p.module == module)

@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "manager": {"bus", "policies"},
     "apps.sdk": {"bus", "frames", "shellclient", "policies", "manager"},
     "apps": {"bus", "frames", "shellclient", "policies", "apps.sdk"},
-    "daemons": {"bus", "frames", "shellclient", "policies"},
+    "daemons": {"bus", "frames", "shellclient", "policies", "manager.processes"},  # its own row: its command line
     "shell": {"bus", "shellclient", "policies", "manager", "apps.sdk"},
     "apphost": {"bus", "policies", "manager", "apps.sdk"},
     "webview": {"bus", "policies"},

@@ -43,6 +43,7 @@ from daemons.audio.backends import AudioError, PortAudio, SimAudio
 from daemons.audio.mixer import Mixer, Stream
 from daemons.audio.sounds import SoundError, load as load_sound, voice as make_voice
 from daemons.audio.vad import Vad
+from manager.processes import by_module
 from policies.checker import PolicyError
 from policies.loader import load
 
@@ -312,7 +313,8 @@ def open_device(kind: str, numbers: dict, runtime_path) -> object:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = service.arguments("daemons.audio", __doc__, backends=("real", "sim")).parse_args(argv)
+    row = by_module("daemons.audio")  # its command line, from its row of the process table
+    args = service.arguments(row.module, __doc__, backends=row.backends).parse_args(argv)
     with service.exits_on("audiod", PolicyError):
         policy = load(args.policy_dir, args.model)
         numbers = policy.hardware["audio"]

@@ -35,6 +35,7 @@ from daemons.camera.backends import CameraError, SimCamera, V4l2Camera
 from daemons.camera.recorder import DiskFull, Recorder, close_unfinished, recover, unfinished
 from frames.ring import Ring
 from frames.door import Door
+from manager.processes import by_module
 from policies.checker import PolicyError
 from policies.loader import load
 
@@ -303,7 +304,8 @@ def open_source(kind: str, numbers: dict):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = service.arguments("daemons.camera", __doc__, backends=("real", "sim"),
+    row = by_module("daemons.camera")  # its command line, from its row of the process table
+    args = service.arguments(row.module, __doc__, backends=row.backends,
                              state_dir="photos and recordings").parse_args(argv)
     with service.exits_on("camerad", PolicyError, CameraError, OSError):
         numbers = load(args.policy_dir, args.model).hardware["camera"]

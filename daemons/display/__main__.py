@@ -24,6 +24,7 @@ from bus.node import Node
 from daemons.display.panels import FbPanel, NonePanel, PanelError, SimPanel, png
 from daemons.display.render import Painter, compose
 from daemons.display.scene import CardError, Scene, View
+from manager.processes import by_module
 from policies.checker import PolicyError
 from policies.loader import load
 
@@ -262,7 +263,8 @@ def give_frames_back() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = service.arguments("daemons.display", __doc__, backends=("real", "none", "sim")).parse_args(argv)
+    row = by_module("daemons.display")  # its command line, from its row of the process table
+    args = service.arguments(row.module, __doc__, backends=row.backends).parse_args(argv)
     give_frames_back()
     with service.exits_on("displayd", PolicyError):
         policy = load(args.policy_dir, args.model)

@@ -146,3 +146,12 @@ def test_the_broker_unit_lets_it_hold_the_descriptors_it_raises_itself_to():
     from broker.connections import WANTED_LIMIT
     from manager.processes import by_name
     assert by_name()["broker"].files == WANTED_LIMIT
+
+
+@pytest.mark.parametrize("process", [p for p in PROCESSES if p.backends], ids=lambda p: p.name)
+def test_a_daemons_command_line_offers_the_backends_of_its_row(process):
+    """Written once, in the process table: the daemon's --backend choices and default come from its row."""
+    shown = subprocess.run([PYTHON, "-m", process.module, "--backend", "nosuch"], cwd=REPO, capture_output=True,
+                           text=True, timeout=60)
+    choices = ", ".join(repr(b) for b in process.backends)
+    assert shown.returncode == 2 and f"(choose from {choices})" in shown.stderr, shown.stderr
