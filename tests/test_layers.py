@@ -132,3 +132,9 @@ def test_the_wheel_holds_every_package():
 def test_every_package_says_what_it_owns_and_may_import():
     missing = [p for p in PACKAGES if p not in ("apps", "daemons") and not (REPO / p / "README.md").exists()]
     assert missing == []
+
+
+def test_make_install_compiles_every_package():
+    line = next(line for line in (REPO / "Makefile").read_text().splitlines() if "compileall" in line)
+    compiled = line.split("-j 0", 1)[1].split(">")[0].split()
+    assert sorted(compiled) == sorted(PACKAGES)
