@@ -18,10 +18,10 @@ SYSTEM_PACKAGES := libportaudio2 fonts-dejavu-core espeak-ng systemd chromium gc
 
 .PHONY: install run test sysdeps clean
 
-install: sysdeps $(STAMP) bus/_fastpath.so tests/foxglove/node_modules/.installed
+install: sysdeps $(STAMP) broker/_fastpath.so tests/foxglove/node_modules/.installed
 	@# Bytecode ahead of time: with PYTHONDONTWRITEBYTECODE set (as on this machine) every process would
 	@# compile its sources at each start, which costs `lens up` about 0.15 s of its boot on 2 cores.
-	@$(BIN)/python -m compileall -q -j 0 bus shell daemons policies apps >/dev/null
+	@$(BIN)/python -m compileall -q -j 0 bus broker frames shellclient bustools cli manager apphost webview shell daemons policies apps >/dev/null
 
 # Checked on every call (cheap); installed only when missing and we are root, otherwise a clear message.
 sysdeps:
@@ -58,10 +58,10 @@ $(STAMP): pyproject.toml
 
 # The broker's hot path in C, loaded with ctypes (needs cc and libc's headers, not Python's). Without a
 # compiler the broker forwards in Python and says so: slower, never different.
-bus/_fastpath.so: bus/fastpath.c bus/fastpath.py $(STAMP)
-	@$(BIN)/python -m bus.fastpath || true
+broker/_fastpath.so: broker/fastpath.c broker/fastpath.py $(STAMP)
+	@$(BIN)/python -m broker.fastpath || true
 
-# A Foxglove client nobody here wrote (@foxglove/ws-protocol, the npm registry's) for tests/bus/test_foxglove.py,
+# A Foxglove client nobody here wrote (@foxglove/ws-protocol, the npm registry's) for tests/bustools/test_foxglove.py,
 # at the versions package-lock.json pins; no install scripts run. Without npm the test is skipped, saying so.
 tests/foxglove/node_modules/.installed: tests/foxglove/package.json tests/foxglove/package-lock.json
 	@if command -v npm >/dev/null; then \
@@ -77,7 +77,7 @@ test: install
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache bus/_fastpath.so tests/foxglove/node_modules
+	rm -rf $(VENV) build *.egg-info .pytest_cache broker/_fastpath.so tests/foxglove/node_modules
 
 # The board (board/README.md): the glasses' OS image (Debian 12, mmdebstrap; the base cached in
 # /var/cache/lensos), and the boot test, which boots it in QEMU and checks it from inside (tests/board; not yet

@@ -1,4 +1,4 @@
-"""The wheel carries the broker's C loop (bus/_fastpath.so, loaded with ctypes), so an image built from it
+"""The wheel carries the broker's C loop (broker/_fastpath.so, loaded with ctypes), so an image built from it
 forwards in C like a checkout after `make install`; the wheel is therefore tagged for its platform.
 Everything else about the package is in pyproject.toml."""
 
@@ -10,8 +10,8 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
 
-# bus/fastpath_build.py by its path: importing the package `bus` here would need pyzmq in the build environment
-_spec = importlib.util.spec_from_file_location("fastpath_build", Path(__file__).parent / "bus" / "fastpath_build.py")
+# broker/fastpath_build.py by its path: importing the package `broker` here would need pyzmq in the build environment
+_spec = importlib.util.spec_from_file_location("fastpath_build", Path(__file__).parent / "broker" / "fastpath_build.py")
 fastpath_build = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fastpath_build)
 
@@ -20,8 +20,8 @@ class BuildPy(build_py):
     def run(self):
         super().run()
         if self.editable_mode:
-            return  # an editable install (make install) builds it in place with `python -m bus.fastpath`
-        output = Path(self.build_lib) / "bus" / fastpath_build.LIBRARY_NAME
+            return  # an editable install (make install) builds it in place with `python -m broker.fastpath`
+        output = Path(self.build_lib) / "broker" / fastpath_build.LIBRARY_NAME
         try:
             subprocess.run(fastpath_build.command(output), check=True, capture_output=True, text=True)
         except subprocess.CalledProcessError as exc:

@@ -33,7 +33,7 @@ ALL = re.compile(r"^all (\d+) processes ready in (\d+) ms")
 def one_boot(extra: list[str]) -> tuple[dict[str, float], float, tuple[float, list[str]]]:
     with tempfile.TemporaryDirectory(prefix="lens-boot-") as runtime:
         env = dict(os.environ, LENS_RUNTIME_DIR=runtime, LENS_STATE_DIR=str(Path(runtime) / "state"))
-        up = subprocess.Popen([sys.executable, "-m", "shell.cli", "up", *extra], cwd=REPO, env=env,
+        up = subprocess.Popen([sys.executable, "-m", "cli.main", "up", *extra], cwd=REPO, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         each: dict[str, float] = {}
         total = None
@@ -59,7 +59,7 @@ def shell_boot(env: dict) -> tuple[float, list[str]]:
     heard on the bus (READY says a process is up; this says the shell knows it), and what it missed."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        status = subprocess.run([sys.executable, "-m", "shell.cli", "status", "--json"], cwd=REPO, env=env,
+        status = subprocess.run([sys.executable, "-m", "cli.main", "status", "--json"], cwd=REPO, env=env,
                                 capture_output=True, text=True)
         state = json.loads(status.stdout or "{}").get("shell.state") if status.returncode == 0 else None
         if state and state["state"] != "booting":

@@ -327,7 +327,7 @@ class Setup:
                 del os.environ[name]
             return
         variant = {"lens-python": {"LENS_BROKER_PYTHON": "1"}, "lens-sealed": {"LENS_BUS_SEALED": "1"}}.get(kind, {})
-        self.children = [subprocess.Popen([sys.executable, "-m", "bus.broker", "--runtime-dir", d],
+        self.children = [subprocess.Popen([sys.executable, "-m", "broker", "--runtime-dir", d],
                                           stderr=subprocess.DEVNULL, env=dict(os.environ, **variant)),
                          spawn("lens-receiver", d)]
         self.side = LensSide(d)
@@ -394,7 +394,7 @@ def sniffer_effect(rounds: int, pings: int, blast: int) -> dict[str, list[float]
             for sniffing in (False, True) if i % 2 == 0 else (True, False):
                 sniffer = None
                 if sniffing:
-                    sniffer = subprocess.Popen([sys.executable, "-m", "shell.cli", "--runtime-dir", setup.directory,
+                    sniffer = subprocess.Popen([sys.executable, "-m", "cli.main", "--runtime-dir", setup.directory,
                                                 "bus", "sniff", "--json"], stdout=subprocess.DEVNULL,
                                                stderr=subprocess.PIPE, text=True)
                     while "listening" not in sniffer.stderr.readline():  # ready: the tap is open
@@ -420,7 +420,7 @@ def interval(values: list[float], draws: int = 2000) -> tuple[float, float]:
 
 def time_to_latched(directory: str, runs: int = 20) -> float:
     """Median ms from a new node's start() to holding the latched state (a restarted daemon's case)."""
-    broker = subprocess.Popen([sys.executable, "-m", "bus.broker", "--runtime-dir", directory],
+    broker = subprocess.Popen([sys.executable, "-m", "broker", "--runtime-dir", directory],
                               stderr=subprocess.DEVNULL)
     runtime = Runtime.resolve(directory)
     owner = Node("demo", runtime)

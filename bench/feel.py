@@ -44,7 +44,7 @@ from bench.system import wait_until  # noqa: E402
 from bus import keys  # noqa: E402
 from bus.node import Node  # noqa: E402
 from bus.runtime import Runtime  # noqa: E402
-from policies.schema import load  # noqa: E402
+from policies.loader import load  # noqa: E402
 
 TARGETS_MS = {"touch to frame": ("p99", 50), "said to card": ("p50", 150), "battery pulled to swap card": ("p99", 100)}
 
@@ -219,7 +219,7 @@ def main() -> int:
                PYTHONUNBUFFERED="1")
     os.makedirs(f"{directory}/run", mode=0o700)
     keys.ensure_development_keys(Runtime.resolve(f"{directory}/run"))
-    launcher = subprocess.Popen([sys.executable, "-m", "shell.cli", "up", "--profile", args.profile], env=env,
+    launcher = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--profile", args.profile], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         with Node("bench", f"{directory}/run", publish_any=True) as node:

@@ -31,7 +31,7 @@ WATCHED = ("bench.ping", "bench.pong", "bench.blast")
 
 def watching(directory: str) -> tuple[list[subprocess.Popen], dict]:
     """`lens bus foxglove` on the setup's bus and a client subscribed to the bench's topics, once subscribed."""
-    server = subprocess.Popen([sys.executable, "-m", "shell.cli", "--runtime-dir", directory, "bus", "foxglove",
+    server = subprocess.Popen([sys.executable, "-m", "cli.main", "--runtime-dir", directory, "bus", "foxglove",
                                "--port", "0", "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = server.stdout.readline()
     if not line:

@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.procstat import rss_kib  # noqa: E402
 from bus.node import Node  # noqa: E402
-from bus.ring import FrameOverrun, Ring  # noqa: E402
+from frames.ring import FrameOverrun, Ring  # noqa: E402
 
 SLOTS = 4
 
@@ -195,7 +195,7 @@ def run(kind: str, args) -> dict:
     children = []
     try:
         if kind == "lens":
-            children.append(subprocess.Popen([sys.executable, "-m", "bus.broker", "--runtime-dir", directory],
+            children.append(subprocess.Popen([sys.executable, "-m", "broker", "--runtime-dir", directory],
                                              stderr=subprocess.DEVNULL))
         readers = [subprocess.Popen(me + ["--role", f"read-{kind}"], stdout=subprocess.PIPE, text=True)
                    for _ in range(args.readers)]

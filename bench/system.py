@@ -42,8 +42,8 @@ from bus import keys  # noqa: E402
 from bus.node import Node  # noqa: E402
 from bus.runtime import Runtime  # noqa: E402
 from bus.topics import TOPICS  # noqa: E402
-from policies.schema import load  # noqa: E402
-from shell.processes import PROCESSES  # noqa: E402
+from policies.loader import load  # noqa: E402
+from manager.processes import PROCESSES  # noqa: E402
 from tests.conftest import children_of, tuned_policies  # noqa: E402
 
 SLOWED = {  # --slowed-timers: not what ships
@@ -70,7 +70,7 @@ def proc_stats(pid: int) -> dict:
 
 def start_system(env: dict) -> subprocess.Popen:
     """`lens up`, in a session of its own (stopped as Ctrl-C stops it)."""
-    return subprocess.Popen([sys.executable, "-m", "shell.cli", "up"], env=env, stdout=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-m", "cli.main", "up"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -135,7 +135,7 @@ def main() -> int:
             # most wake-ups, since every message wakes the broker and each of its subscribers.
             # Everything but bus.broker.stats, which the broker publishes only while someone listens.
             heard = sorted({t.split(".")[0] for t in TOPICS} - {"bus"} | {"bus.security", "bus.departed"})
-            sniffer = subprocess.Popen([sys.executable, "-m", "shell.cli", "bus", "sniff", *heard, "--json",
+            sniffer = subprocess.Popen([sys.executable, "-m", "cli.main", "bus", "sniff", *heard, "--json",
                                         "--timeout", f"{args.idle:g}"], env=env, stdout=subprocess.PIPE, text=True)
             before = {name: proc_stats(pid) for name, pid in pids.items()}
             time.sleep(args.idle)  # this process does nothing either: its node is not polled meanwhile

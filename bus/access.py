@@ -164,7 +164,7 @@ def authenticate(sock: zmq.Socket, runtime: Runtime, pair: KeyPair | None = None
     return pair
 
 
-class Way:
+class LaneAdmission:
     """One node's way onto the lanes: its question to the broker on the latch, and from the answer, how
     to ready each lane's socket (``enter``). The node does the sending and the connecting."""
 

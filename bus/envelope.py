@@ -48,7 +48,7 @@ import time
 import msgpack
 
 from bus.errors import MalformedMessage, PayloadError
-from bus.plain import Plain
+from bus.slotted import Slotted
 from bus.topics import TOPICS, Kind, Topic
 
 WIRE_VERSION = 1
@@ -62,7 +62,7 @@ CHANNEL = b"\x00"  # a personal channel's first byte; no table topic starts with
 ACK = b"\xff"  # a lane's marker subscription's first byte, which the broker answers (bus.lane); no topic's
 # Topics that go out on personal channels only: restricted ones (to the identities granted them), requests (to
 # their server), replies (to the one who asked) and whatever else the table gives readers.
-PERSONAL = frozenset(topic.wire for topic in TOPICS.values() if topic.personal)  # the table's readers (bus.gate)
+PERSONAL = frozenset(topic.wire for topic in TOPICS.values() if topic.personal)  # the table's readers (broker.gate)
 
 
 PRESENCE = b"."  # the topic of a node's presence channel: no table topic begins with a dot
@@ -72,7 +72,7 @@ STATS_WANTED = b"bus.broker.stats\x01"
 
 
 def channel(reader: bytes, topic: bytes) -> bytes:
-    """The topic frame of a personal topic as the broker sends it to one reader (bus.gate)."""
+    """The topic frame of a personal topic as the broker sends it to one reader (broker.gate)."""
     return CHANNEL + reader + CHANNEL + topic
 
 
@@ -98,7 +98,7 @@ def present(prefix: bytes) -> bytes | None:
     return prefix[1:-len(CHANNEL + PRESENCE)]
 
 
-class Message(Plain):
+class Message(Slotted):
     __slots__ = ("topic", "source", "incarnation", "seq", "mono_ns", "wall_ns", "payload", "body", "latched",
                  "sender", "count")
 

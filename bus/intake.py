@@ -24,7 +24,7 @@ from collections import defaultdict
 from bus.envelope import Message, decode
 from bus.errors import MalformedMessage
 from bus.keys import DEVELOPER
-from bus.plain import Plain
+from bus.slotted import Slotted
 from bus.topics import TOPICS
 
 UNCOUNTED = frozenset({"bus.probe", "bus.probe.stream"})  # bus.lane's probes: their losses are expected
@@ -37,7 +37,7 @@ MAX_UNKNOWN_NAMES = 64
 OTHER_UNKNOWN = "<other unknown topics>"
 
 
-class TopicCounters(Plain):
+class TopicCounters(Slotted):
     __slots__ = ("received", "malformed", "drops", "duplicates", "last_error", "reasons")
 
     def __init__(self):

@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 from bus.errors import PayloadError
 from bus.runtime import write_atomically
-from bus.schema import Schema
+from bus.fields import Schema
 
 log = logging.getLogger(__name__)
 

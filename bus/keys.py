@@ -3,7 +3,7 @@
 The broker admits only public keys it holds (over CURVE on the latch socket,
 and on the lanes with the pass that key earns there: bus.access); the name of
 a key file is the identity the broker stamps on
-each message from that key (see bus.gate). Key files are ZeroMQ certificates
+each message from that key (see broker.gate). Key files are ZeroMQ certificates
 in the format pyzmq's ``zmq.auth.certs`` reads (``NAME.key`` public,
 ``NAME.key_secret`` secret, 0600).
 

@@ -201,7 +201,7 @@ class Lane:
                 self.sub.setsockopt(zmq.UNSUBSCRIBE, wire)
 
     def _wire_prefixes(self, prefix: str) -> list[bytes]:
-        """The prefix, and this node's own channel of each personal topic under it (bus.gate).
+        """The prefix, and this node's own channel of each personal topic under it (broker.gate).
 
         A watcher reading the tap (bus.tap) takes only its own channels from the broker's socket: what
         everyone may hear, it reads from the ring. One that cannot read the ring subscribes to each topic

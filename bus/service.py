@@ -28,7 +28,7 @@ from bus.node import Node
 # "not hung": a death is seen at once without it (bus.departed, node.bye), and a focus owner that
 # stops beating loses its focus after three periods (shell.core.MISSED_BEATS). Nodes on the
 # developer's shared key, whose death the bus cannot tell, beat faster once they ask for focus
-# (bus.node.WATCHED_HEARTBEAT_S).
+# (bus.pace.WATCHED_HEARTBEAT_S).
 HEARTBEAT_S = 5.0
 
 
@@ -47,7 +47,9 @@ def add_options(parser: argparse.ArgumentParser, backends: tuple[str, ...] = (),
 
     ``state_dir`` says what the process keeps there; without it the process has no --state-dir."""
     parser.add_argument("--policy-dir", metavar="DIR", help="policy directory (default: $LENS_POLICY_DIR)")
-    parser.add_argument("--model", choices=("s1", "g1"), help="glasses model (default: $LENS_MODEL or s1)")
+    # The models are the policies' (policies.rules.MODELS), which the bus does not import: the policy
+    # loader every process calls next refuses an unknown one by name (exit status 2, as argparse's).
+    parser.add_argument("--model", metavar="MODEL", help="glasses model (default: $LENS_MODEL or s1)")
     if backends:
         parser.add_argument("--backend", choices=backends, default=backends[-1],
                             help=f"hardware backend (default: {backends[-1]})")

@@ -9,7 +9,7 @@ the sequence numbers it reads count what it missed (bus.intake), as they count a
 
 The ring exists while somebody watches: the broker makes it when the first watcher subscribes to
 ``bus.tap`` and unlinks it when the last one goes, so a bus nobody watches pays nothing. Only what any
-node may hear goes in; restricted topics and replies (bus.gate's personal channels) never do. The
+node may hear goes in; restricted topics and replies (broker.gate's personal channels) never do. The
 file is the broker's user's alone (0600): root and, in development, the user's own tools can read it;
 a tool that cannot reads through the broker's sockets as before (bus.node).
 

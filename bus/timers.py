@@ -55,3 +55,8 @@ class Timers:
                 timer.deadline += timer.period * max(1, int((now - timer.deadline) // timer.period) + 1)
                 self._push(timer)
             timer.callback()
+
+
+def earliest(a: float | None, b: float | None) -> float | None:
+    """The sooner of two deadlines, either of which may be None (none)."""
+    return b if a is None else a if b is None else min(a, b)

@@ -15,6 +15,9 @@ publish it, how often, how big a message may be, and its kind:
 
 Validation, the sniffer's columns, the broker's cache and checks, and the
 recorder's schemas all derive from this table; nothing else declares topics.
+
+Over 400 lines because it is one table: a row per topic, read top to bottom like
+openpilot's services.py; split across files it would be several tables.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import enum
 
 from bus.errors import PayloadError, UnknownTopic
-from bus.schema import Schema
+from bus.fields import Schema
 
 ANY_NODE = "*"  # owner of topics any node may publish (probes, requests)
 
@@ -60,7 +63,7 @@ def _never(payload: object) -> bool:
 
 
 class Topic:
-    """One row of the table. Not a dataclass: every process imports this module (see bus/plain.py)."""
+    """One row of the table. Not a dataclass: every process imports this module (see bus/slotted.py)."""
 
     __slots__ = ("name", "kind", "owner", "fields", "rate_hz", "max_size", "permission", "doc", "reply",
                  "reply_max_size", "watched", "readers", "dev_only", "limit_hz", "schema", "result_schema",
@@ -74,12 +77,12 @@ class Topic:
         self.owner = owner  # the node allowed to publish it (for REQUEST: the node that serves it)
         self.rate_hz = rate_hz  # nominal rate; 0 means "on change"
         self.max_size = max_size or _DEFAULT_MAX_SIZE[kind]  # bytes of the encoded body
-        self.permission = permission  # permission a subscriber needs (the broker enforces it: bus.gate)
+        self.permission = permission  # permission a subscriber needs (the broker enforces it: broker.gate)
         self.doc = doc
         self.reply = reply  # REQUEST only: fields of a successful reply's result
         self.reply_max_size = reply_max_size  # REQUEST only: bytes its reply may take (0: the kind's default)
         self.watched = watched  # REQUEST only: the sender's liveness is watched from then on (it heartbeats fast)
-        # Who may read it besides the developer (bus.gate): None, everyone; else identities, and "@field" for
+        # Who may read it besides the developer (broker.gate): None, everyone; else identities, and "@field" for
         # the identity a payload field names. A request is its server's only, a reply its asker's ("@to"):
         # what an app asked or was answered is no other app's to read.
         if readers is None and kind is Kind.REQUEST:
@@ -177,7 +180,7 @@ _TABLE = [
           doc="a snapshot recorder (`lens bus record --snapshot S`) writes the last S seconds to a file"),
     Topic("node.heartbeat", Kind.EVENT, ANY_NODE,
           {"node": "str", "pid": "int", "incarnation": "int", "period_s": "float?"},
-          rate_hz=0.5, max_size=512,
+          rate_hz=0.2, max_size=512,  # bus.service.HEARTBEAT_S; supervised: each watchdog ping (5 s)
           doc="a process is up and its subscriptions are live, and says when its next beat is due; the shell's "
               "ready set and liveness come from these"),
     Topic("node.census", Kind.EVENT, "shell", {"reason": "str"}, max_size=512,
@@ -187,7 +190,8 @@ _TABLE = [
     # --- the shell: system state, focus, the capture LED ---------------------------
     Topic("shell.state", Kind.STATE, "shell",
           {"state": "str", "running": "bool", "degraded": "list[str]", "ready": "list[str]", "foreground": "str?",
-           "brightness": "float", "recording_allowed": "bool", "remote_calls": "bool", "power": "dict",
+           "brightness": "float", "recording_allowed": "bool", "remote_calls": "bool", "capture_paused": "bool",
+           "display_on": "bool", "power": "dict",
            "focus": "dict", "privacy": "dict", "nodes": "dict", "silent": "dict?", "boot_s": "float?",
            "model": "str"},
           doc="the system state as the shell decided it: what `lens status` shows and the HUD mirrors. nodes: "
@@ -219,7 +223,7 @@ _TABLE = [
           doc="who may capture now (owner:resource); capture daemons also check led.state themselves"),
     Topic("privacy.violation", Kind.EVENT, "checker",
           {"rule": "str", "what": "str", "mono_ns": "int", "wall_ns": "int", "messages": "list[str]"},
-          doc="`lens bus check --live` saw a privacy or safety rule broken (bus.check): which, what, when and "
+          doc="`lens bus check --live` saw a privacy or safety rule broken (bustools.check): which, what, when and "
               "the messages involved"),
     Topic("app.permission.denied", Kind.EVENT, "shell",
           {"app": "str", "permission": "str", "call": "str", "why": "str"},
@@ -255,7 +259,7 @@ _TABLE = [
           doc="off, preview or video; who captures; frames this session; the number of the session's frame "
               "ring (0: none); the open recording's directory"),
     Topic("camera.ring.request", Kind.REQUEST, "camerad", {}, reply={"door": "str", "ticket": "str", "ring": "int"},
-          doc="a one-use ticket for the frame ring's descriptor at the door (bus.ringdoor): only for the "
+          doc="a one-use ticket for the frame ring's descriptor at the door (frames.door): only for the "
               "one capturing with a lit LED"),
     Topic("camera.control.request", Kind.REQUEST, "camerad", {"mode": "str"},
           reply={"mode": "str", "path": "str?"},
@@ -412,7 +416,7 @@ _TABLE = [
           max_size=BENCH_MAX_SIZE, doc="throughput traffic"),
     Topic("bench.report", Kind.EVENT, ANY_NODE, {"received": "int", "first_ns": "int", "last_ns": "int",
                                                   "drops": "int"}, doc="what the receiving side counted"),
-    # --- the demo publisher (python -m bus.demo): traffic on every lane for the bus's own tests ----
+    # --- the demo publisher (python -m bustools.demo): traffic on every lane for the bus's own tests ----
     Topic("demo.tick", Kind.EVENT, "demo", {"n": "int", "text": "str"}, rate_hz=1.0,
           doc="a counter, once a second"),
     Topic("demo.status", Kind.STATE, "demo", {"uptime_s": "float", "ticks": "int", "started_wall": "float"},

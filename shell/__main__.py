@@ -7,7 +7,9 @@ import logging
 
 from bus import service
 from bus.runtime import state_dir
-from policies.schema import PolicyError, load, unknown_names
+from policies.checker import PolicyError
+from policies.loader import load
+from policies.names import unknown_names
 from shell.daemon import ShellDaemon
 
 log = logging.getLogger("shell")

@@ -29,7 +29,7 @@ from typing import Callable
 from apps.sdk.manifest import hidden_reason, load_all
 from bus.errors import BusError, RequestRefused
 from bus.node import Node
-from policies.schema import Policy
+from policies.loader import Policy
 from shell.core import ShellCore
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ A shell that crashed and was restarted carries on from its checkpoint (focus
 stacks, capture grants, the LED command, open audit sessions). The file is
 read back at start, so it is input like any other: it is never unpickled
 (a pickle runs whatever code it names), and every record in it is checked
-against its schema (``bus.schema``, as the bus checks messages), every name
+against its schema (``bus.fields``, as the bus checks messages), every name
 against the shell's own tables (states, resources, focus kinds) and every
 latched payload against the topic table. Anything else is refused with
 ``CheckpointError`` saying where and why, and the shell starts afresh.
@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 
 from bus.errors import PayloadError, UnknownTopic
-from bus.schema import Schema
+from bus.fields import Schema
 from bus.topics import lookup
 from shell.core import Power
 from shell.focus import KINDS, Arbiter, Claim, Notice

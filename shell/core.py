@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from shell import machine
 from shell.focus import Arbiter, Decision, FocusError, Notice
-from policies.schema import Policy
+from policies.loader import Policy
 from shell.privacy import CAPTURE_RESOURCES, CaptureNotice, Privacy
 
 
@@ -232,13 +232,15 @@ class ShellCore:
                       "critical": system["power"]["low_power_brightness"]}.get(self.state, 0.0)
         return {
             "state": self.state,
-            "running": self.state in machine.RUNNING,
+            "running": machine.has(self.state, "running"),
             "degraded": list(self.missing),
             "ready": sorted(self.ready),
             "foreground": self.foreground,
             "brightness": brightness if self.policy.has_display else 0.0,
             "recording_allowed": self.recording_allowed,
-            "remote_calls": self.state in (*machine.RUNNING, "sleep"),
+            "remote_calls": machine.has(self.state, "remote_calls"),
+            "capture_paused": machine.has(self.state, "capture_paused"),
+            "display_on": machine.has(self.state, "display_on"),
             "power": {"present": self.power.present, "percent": self.power.percent,
                       "bridge_s": self.power.bridge_s},
             "focus": self.arbiter.snapshot(),
@@ -248,7 +250,7 @@ class ShellCore:
     @property
     def recording_allowed(self) -> bool:
         """False tells camerad to checkpoint and hold (swap, critical) or refuses new video (low_power)."""
-        return self.state in machine.RECORDING
+        return machine.has(self.state, "recording_allowed")
 
     # --- transitions' callbacks (named in shell/machine.py) ---------------------------
     def capturing(self) -> bool:

@@ -37,7 +37,7 @@ from shell.apps import Apps
 from shell.census import Census
 from shell.core import CAPTURERS, ShellCore
 from shell.focus import Notice
-from policies.schema import Policy
+from policies.loader import Policy
 from shell.privacy import CAPTURE_RESOURCES, AuditLog, CaptureNotice
 
 log = logging.getLogger(__name__)
@@ -398,7 +398,7 @@ class ShellDaemon:
         self.cmd, self.sessions, self.boot_s = data["cmd"], data["sessions"], data["boot_s"]
         self.published = data["published"]
         # The census too: a new shell that listed nobody until each beat came in (every 5 to 30 s) told
-        # every daemon that keeps things for others (bus.departures) that all of them had left, and
+        # every daemon that keeps things for others (shellclient.departures) that all of them had left, and
         # displayd dropped every app's cards. Each is listed until its silence says otherwise.
         now = time.monotonic()
         for name, info in (self.published.get("shell.state") or {}).get("nodes", {}).items():

@@ -19,21 +19,47 @@ import importlib.util
 
 from transitions import Machine
 
-RUNNING = ("active", "idle")
-RESUMABLE = ("active", "idle", "sleep", "low_power")  # states a battery swap returns to
-ALIVE = ("booting", *RESUMABLE, "battery_swap")  # states critical can come from
-RECORDING = ("booting", "active", "idle", "sleep")  # video may be recorded; elsewhere camerad checkpoints or refuses
-
+# What each state means for the rest of the system, declared with the state (as transitions' Tags would,
+# without importing transitions.extensions, which brings asyncio and ssl into the shell). Code asks
+# ``tagged(tag)`` or ``has(state, tag)``, and shell.state publishes the facts others act on
+# (capture_paused, display_on), so no other file matches state names:
+#   running            the wearer is using the glasses (active, idle)
+#   resumable          a battery swap returns to it
+#   alive              critical can come from it
+#   recording_allowed  video may be recorded; elsewhere camerad checkpoints or refuses
+#   remote_calls       the assistant may call off the glasses
+#   capture_paused     no camera frames at all
+#   display_on         the panel is on
 STATES = [
-    {"name": "booting"},
-    {"name": "active"},
-    {"name": "idle"},
-    {"name": "sleep"},
-    {"name": "low_power"},
-    {"name": "battery_swap"},
-    {"name": "critical", "on_enter": "enter_critical"},
-    {"name": "shutdown", "on_enter": "enter_shutdown"},
+    {"name": "booting", "tags": ("alive", "recording_allowed", "display_on")},
+    {"name": "active", "tags": ("running", "resumable", "alive", "recording_allowed", "remote_calls", "display_on")},
+    {"name": "idle", "tags": ("running", "resumable", "alive", "recording_allowed", "remote_calls", "display_on")},
+    {"name": "sleep", "tags": ("resumable", "alive", "recording_allowed", "remote_calls", "capture_paused")},
+    {"name": "low_power", "tags": ("resumable", "alive", "display_on")},
+    {"name": "battery_swap", "tags": ("alive", "capture_paused", "display_on")},
+    {"name": "critical", "on_enter": "enter_critical", "tags": ("capture_paused", "display_on")},
+    {"name": "shutdown", "on_enter": "enter_shutdown", "tags": ("capture_paused",)},
 ]
+TAGS = ("running", "resumable", "alive", "recording_allowed", "remote_calls", "capture_paused", "display_on")
+_TAGS = {state["name"]: frozenset(state["tags"]) for state in STATES}
+
+
+def tagged(tag: str) -> tuple[str, ...]:
+    """The states that carry ``tag``, in the table's order."""
+    if tag not in TAGS:
+        raise KeyError(f"no state tag {tag!r} (known: {', '.join(TAGS)})")
+    return tuple(state["name"] for state in STATES if tag in state["tags"])
+
+
+def has(state: str, tag: str) -> bool:
+    return tag in _TAGS[state]
+
+
+RUNNING = tagged("running")
+RESUMABLE = tagged("resumable")  # states a battery swap returns to
+ALIVE = tagged("alive")  # states critical can come from
+RECORDING = tagged("recording_allowed")
+_MACHINE_STATES = [{key: value for key, value in state.items() if key != "tags"} for state in STATES]
 
 TRANSITIONS = [
     {"trigger": "booted", "source": "booting", "dest": "active"},
@@ -70,7 +96,7 @@ def build(model) -> Machine:
     """Attach the machine to ``model`` (the ShellCore), which provides the callbacks named above."""
     transitions = TRANSITIONS + [{"trigger": t, "source": ["critical", "shutdown"], "dest": None}
                                  for t in TOO_LATE if not _declared(t, "critical")]
-    return Machine(model=model, states=STATES, transitions=transitions, initial="booting",
+    return Machine(model=model, states=_MACHINE_STATES, transitions=transitions, initial="booting",
                    auto_transitions=False, queued=True, send_event=False)
 
 
@@ -107,7 +133,7 @@ def draw(path: str, engine: str | None = None) -> str:
                            "write a .mmd file instead (Mermaid needs nothing installed)")
     model = type("Drawing", (), {name: _yes for name in _callback_names()})()
     try:
-        GraphMachine(model=model, states=STATES, transitions=TRANSITIONS, initial="booting",
+        GraphMachine(model=model, states=_MACHINE_STATES, transitions=TRANSITIONS, initial="booting",
                      auto_transitions=False, graph_engine=engine, show_conditions=True, title="lensos shell")
         diagram = model.get_graph()
         if engine == "mermaid":

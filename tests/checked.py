@@ -1,7 +1,7 @@
 """Every multi-process scenario proves the privacy rules over its own bus (issue 34): `tests.system.System`
 records the bus with `lens bus record` (private by default: descriptors and timing, no pixels or sound) from
 the moment its broker is up, and when the test has passed, the recording goes through the same checker as
-`lens bus check FILE` (bus.check): a violation fails the test, with the messages involved."""
+`lens bus check FILE` (bustools.check): a violation fails the test, with the messages involved."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from bus import bag
-from bus.check import Checker, app_permissions
+from bustools import bag
+from bustools.check import Checker, app_permissions
 from tests.conftest import DEADLINE_S, drain_lines, wait_line
 
 

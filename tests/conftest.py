@@ -87,10 +87,10 @@ class Processes:
         return child
 
     def lens(self, *args: str, **popen) -> subprocess.Popen:
-        return self.start("-m", "shell.cli", *args, **popen)
+        return self.start("-m", "cli.main", *args, **popen)
 
     def run_lens(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "shell.cli", *args], cwd=REPO, env=self.env(),
+        return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=self.env(),
                               capture_output=True, text=True, timeout=timeout)
 
     def start_ready(self, *args: str, timeout: float = DEADLINE_S, env_extra: dict | None = None) -> subprocess.Popen:
@@ -114,7 +114,7 @@ class Processes:
         return child
 
     def start_broker(self) -> subprocess.Popen:
-        return self.start_ready("-m", "bus.broker")
+        return self.start_ready("-m", "broker")
 
     def stop(self, child: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 10) -> int:
         if child.poll() is None:

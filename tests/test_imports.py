@@ -19,7 +19,7 @@ HEAVY = ("numpy", "PIL", "dataclasses", "inspect", "ast", "shutil", "difflib", "
 PROBE = """
 import contextlib, io, json, sys
 import {module} as process
-from policies.schema import load
+from policies.loader import load
 with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
     process.main(["--help"])  # argparse's help, the formatter and all
 load()
@@ -35,7 +35,7 @@ def loaded(module: str, heavy: tuple[str, ...]) -> list[str]:
 
 
 @pytest.mark.parametrize("module", ["daemons.power.__main__", "daemons.led.__main__", "daemons.input.__main__",
-                                    "daemons.assistant.__main__", "bus.broker"])
+                                    "daemons.assistant.__main__", "broker.broker"])
 def test_a_daemon_without_numpy_loads_none_of_the_heavy_modules(module):
     assert loaded(module, HEAVY) == []
 

@@ -56,7 +56,7 @@ def test_every_process_killed_in_turn_comes_back_with_its_state(procs, runtime, 
     procs.use_env(LENS_MUSIC_DIR=str(music_dir))
     system = System(procs, runtime, tmp_path, changes)
     started = {m: procs.start_ready("-m", m) for m in ("daemons.input", "daemons.display", "daemons.audio",
-                                                        "shell.appd")}
+                                                        "apphost.appd")}
     user = system.watcher
     for prefix in ("music.state", "notifications.state", "display.state", "appd.state"):
         user.node.subscribe(prefix, user._keep)
@@ -105,8 +105,8 @@ def test_every_process_killed_in_turn_comes_back_with_its_state(procs, runtime, 
             started["daemons.display"] = procs.start_ready("-m", "daemons.display")
         elif name == "appd":
             old = pid_of("music")
-            procs.stop(started["shell.appd"], signal.SIGKILL)
-            started["shell.appd"] = procs.start_ready("-m", "shell.appd")
+            procs.stop(started["apphost.appd"], signal.SIGKILL)
+            started["apphost.appd"] = procs.start_ready("-m", "apphost.appd")
             user.wait(lambda: user.latest["appd.state"]["running"].get("music") not in (None, old), "music again")
         elif name == "shell":
             system.restart_shell()

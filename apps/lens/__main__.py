@@ -20,8 +20,8 @@ import numpy as np
 from apps.lens.catalog import Answer, Catalog, load, open_backend
 from apps.sdk.app import App, Refused
 from bus.errors import BusError
-from bus.ring import FrameOverrun
-from policies.schema import PolicyError
+from frames.ring import FrameOverrun
+from policies.checker import PolicyError
 
 log = logging.getLogger("lens")
 TRIES = 5  # frames tried when the writer keeps overtaking the reader

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from apps.lens.recognizer import Found, Index
-from policies.schema import PolicyError, Rule, Tables, read_checked
+from policies.checker import PolicyError, Rule, Tables, read_checked
 
 log = logging.getLogger("lens")
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"

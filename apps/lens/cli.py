@@ -38,7 +38,7 @@ def _rss_bytes() -> int:
 
 def cmd_index(args) -> int:
     from apps.lens.catalog import catalog_dir, load
-    from policies.schema import PolicyError
+    from policies.checker import PolicyError
 
     directory = args.directory or catalog_dir()
     before, started = _rss_bytes(), time.perf_counter()

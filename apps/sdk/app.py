@@ -30,7 +30,7 @@ from bus.errors import BusError, RequestFailed
 from bus.kept import Kept
 from bus.node import Node
 from bus.runtime import state_dir
-from bus.shellclient import Notices
+from shellclient.notices import Notices
 from bus.waiting import wait_for
 
 log = logging.getLogger("app")
@@ -69,7 +69,7 @@ class App:
         self.node.subscribe("assistant.action", self._on_action)
         self._told: str | None = None  # while an assistant's action is handled: the last thing shown or said
         self.camera: dict = {}  # camerad's latest word: mode, owner, the session's ring number
-        self._ring = None  # bus.ring.Ring while the camera is open (numpy only for apps that look)
+        self._ring = None  # frames.ring.Ring while the camera is open (numpy only for apps that look)
         self._frame: dict | None = None  # the newest descriptor of a frame taken for this app
         self.frames_overrun = 0
 
@@ -192,7 +192,7 @@ class App:
             raise Refused("the camera is not open (open_camera first)")
         self._frame = None
         frame = self.wait(lambda: self._frame, timeout, "a camera frame")
-        from bus.ring import FrameOverrun
+        from frames.ring import FrameOverrun
         if frame["ring"] != self._ring.epoch:  # camerad began a new session (and a new ring) meanwhile
             self._ring.close()
             self._ring = self._open_ring()
@@ -204,7 +204,7 @@ class App:
             raise
 
     def _open_ring(self):
-        from bus.ringdoor import RingRefused, open_ring  # numpy: only apps that look at frames pay for it
+        from frames.door import RingRefused, open_ring  # numpy: only apps that look at frames pay for it
         try:
             return open_ring(self.node, GRANT_TIMEOUT_S)
         except (RequestFailed, RingRefused) as exc:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bus.keys import BRIDGE, BROKER, DEVELOPER, valid_name
-from policies.schema import MODELS, PolicyError, Rule, read_checked
+from policies.checker import PolicyError, Rule, read_checked
+from policies.rules import MODELS
 
 APPS_DIR = Path(__file__).resolve().parent.parent
 PERMISSIONS = ("camera", "mic", "location", "notifications", "network")
@@ -62,7 +63,7 @@ def hidden_reason(manifest: Manifest, model: str, has_display: bool) -> str | No
 
 
 def reserved_names() -> set[str]:
-    from shell.processes import PROCESSES  # the table, not the shell: no import of anything that runs
+    from manager.processes import PROCESSES  # the table, not the shell: no import of anything that runs
 
     return {p.name for p in PROCESSES} | {BRIDGE, BROKER, DEVELOPER}
 

@@ -39,10 +39,11 @@ from bus.node import Node
 from daemons.assistant.actions import ACTIONS, Unavailable, tools
 from daemons.assistant.intents import parse, strip_wake
 from daemons.assistant.llm import ChatClient, LlmError
-from bus.shellclient import Notices
+from shellclient.notices import Notices
 from daemons.assistant.steps import Ask, Cancelled, Runner, Sleep, StepTimeout, Until, Work
 from daemons.assistant.stt import SttError, open_stt
-from policies.schema import PolicyError, load
+from policies.checker import PolicyError
+from policies.loader import load
 
 log = logging.getLogger("assistantd")
 

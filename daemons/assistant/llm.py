@@ -18,7 +18,7 @@ import json
 import socket
 from typing import Callable, NamedTuple
 
-from bus.plain import Plain
+from bus.slotted import Slotted
 
 
 class LlmError(RuntimeError):
@@ -31,7 +31,7 @@ class ToolCall(NamedTuple):
     arguments: dict
 
 
-class Reply(Plain):
+class Reply(Slotted):
     __slots__ = ("content", "tool_calls")
 
     def __init__(self, content: str = "", tool_calls: list[ToolCall] | None = None):

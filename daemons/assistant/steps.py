@@ -36,7 +36,7 @@ class Cancelled(Exception):
     """The task was cancelled from outside (preempted, superseded, shutting down)."""
 
 
-# The steps a task yields. NamedTuples, not dataclasses: assistantd is held to 20 MiB (bus/plain.py).
+# The steps a task yields. NamedTuples, not dataclasses: assistantd is held to 20 MiB (bus/slotted.py).
 class Ask(NamedTuple):
     topic: str
     fields: dict = {}  # read, never written: one shared empty default is safe

@@ -8,7 +8,7 @@ waits for the speaker to be free. The device is open only while a stream can
 be heard.
 
 Mic: opened for the one owner the shell granted mic capture, and only while
-ledd confirms the LED lit for that grant (``bus.capture``). That is checked
+ledd confirms the LED lit for that grant (``shellclient.capture``). That is checked
 before the device opens and again before every block goes out: the moment
 it fails, the mic closes. Blocks go out as ``audio.mic`` with sequence
 numbers; an energy detector publishes speech start and end.
@@ -33,8 +33,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from bus import service
-from bus.capture import CaptureGate
-from bus.departures import Departures
+from shellclient.capture import CaptureGate
+from shellclient.departures import Departures
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
@@ -44,7 +44,9 @@ from daemons.audio import simspeech
 from daemons.audio.mixer import Mixer, Stream
 from daemons.audio.sounds import SoundError, load as load_sound, voice as make_voice
 from daemons.audio.vad import Vad
-from policies.schema import PolicyError, load
+from manager.processes import by_module
+from policies.checker import PolicyError
+from policies.loader import load
 
 log = logging.getLogger("audiod")
 
@@ -341,7 +343,8 @@ def open_device(kind: str, numbers: dict, runtime_path) -> object:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = service.arguments("daemons.audio", __doc__, backends=("real", "sim")).parse_args(argv)
+    row = by_module("daemons.audio")  # its command line, from its row of the process table
+    args = service.arguments(row.module, __doc__, backends=row.backends).parse_args(argv)
     with service.exits_on("audiod", PolicyError):
         policy = load(args.policy_dir, args.model)
         numbers = policy.hardware["audio"]

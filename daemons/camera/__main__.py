@@ -10,7 +10,7 @@ segment whose frame numbers carry on.
 
 Each capture session writes into a ring of its own, a sealed memfd whose
 descriptor only the session's owner (and the developer's tools) can get
-(bus.ringdoor): a process whose grant has ended sees none of the next
+(frames.door): a process whose grant has ended sees none of the next
 session's frames, and no process can open the ring by name.
 """
 
@@ -26,20 +26,21 @@ from pathlib import Path
 import numpy as np
 
 from bus import service
-from bus.capture import CaptureGate
+from shellclient.capture import CaptureGate
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.node import Node
 from bus.runtime import state_dir
 from daemons.camera.backends import CameraError, SimCamera, V4l2Camera
 from daemons.camera.recorder import DiskFull, Recorder, close_unfinished, recover, unfinished
-from bus.ring import Ring
-from bus.ringdoor import Door
-from policies.schema import PolicyError, load
+from frames.ring import Ring
+from frames.door import Door
+from manager.processes import by_module
+from policies.checker import PolicyError
+from policies.loader import load
 
 log = logging.getLogger("camerad")
 
-PAUSED_IN = ("battery_swap", "critical", "shutdown", "sleep")  # no frames at all in these shell states
 
 
 class Camerad:
@@ -54,7 +55,7 @@ class Camerad:
         self.recorder: Recorder | None = None
         self.timer, self.timer_period = None, 0.0
         self.gate = CaptureGate(node, "camera", self.enforce)
-        self.shell = {"state": "booting", "recording_allowed": True}
+        self.shell = {"state": "booting", "recording_allowed": True, "capture_paused": False}
         self.sessions: dict[str, str] = {}  # owner -> the shell's audit session id
         self.scratch = np.empty(self.shape, dtype=np.uint8)
         node.subscribe("shell.state", self.on_shell)
@@ -119,7 +120,7 @@ class Camerad:
             raise RequestRefused(str(exc)) from None
 
     def may_see_frames(self, msg: Message) -> str | None:
-        """Why the caller may not map the ring (bus.ringdoor), or None: the owner, while the rules hold."""
+        """Why the caller may not map the ring (frames.door), or None: the owner, while the rules hold."""
         if msg.source != self.owner:
             return f"{msg.source} is not capturing" if self.owner else "nobody is capturing"
         return self.gate.refusal(msg.source)
@@ -146,7 +147,7 @@ class Camerad:
 
     @property
     def paused(self) -> bool:
-        return self.shell["state"] in PAUSED_IN or (self.recorder is not None and not self.shell["recording_allowed"])
+        return self.shell["capture_paused"] or (self.recorder is not None and not self.shell["recording_allowed"])
 
     # --- capturing -------------------------------------------------------------------------
     def schedule(self) -> None:
@@ -303,7 +304,8 @@ def open_source(kind: str, numbers: dict):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = service.arguments("daemons.camera", __doc__, backends=("real", "sim"),
+    row = by_module("daemons.camera")  # its command line, from its row of the process table
+    args = service.arguments(row.module, __doc__, backends=row.backends,
                              state_dir="photos and recordings").parse_args(argv)
     with service.exits_on("camerad", PolicyError, CameraError, OSError):
         numbers = load(args.policy_dir, args.model).hardware["camera"]

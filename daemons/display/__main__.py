@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bus import service
-from bus.departures import Departures
+from shellclient.departures import Departures
 from bus.envelope import Message
 from bus.errors import RequestRefused
 from bus.kept import Kept
@@ -26,7 +26,9 @@ from bus.runtime import state_dir
 from daemons.display.panels import FbPanel, NonePanel, PanelError, SimPanel, png
 from daemons.display.render import Painter, compose
 from daemons.display.scene import CardError, Scene, View
-from policies.schema import PolicyError, load
+from manager.processes import by_module
+from policies.checker import PolicyError
+from policies.loader import load
 
 log = logging.getLogger("displayd")
 
@@ -284,7 +286,8 @@ def give_frames_back() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = service.arguments("daemons.display", __doc__, backends=("real", "none", "sim"),
+    row = by_module("daemons.display")  # its command line, from its row of the process table
+    args = service.arguments(row.module, __doc__, backends=row.backends,
                              state_dir="the cards kept across a restart").parse_args(argv)
     give_frames_back()
     with service.exits_on("displayd", PolicyError):

@@ -105,7 +105,8 @@ class Scene:
         self.cards_per_app = cards_per_app
         self.cards: dict[str, OrderedDict[str, Card]] = {}
         self.seq = 0
-        self.shell: dict = {"state": "booting", "focus": {}, "degraded": [], "brightness": 1.0, "foreground": None}
+        self.shell: dict = {"state": "booting", "focus": {}, "degraded": [], "brightness": 1.0, "foreground": None,
+                            "display_on": True}
         self.notifications: dict = {"unread": 0}  # the notifications app's count, for the HUD
         self.user_level = 1.0  # the wearer's own brightness, times what the shell's state allows
         self.power: dict | None = None
@@ -181,8 +182,7 @@ class Scene:
 
     # --- what to show -----------------------------------------------------------------
     def view(self, now: float, wall: float) -> View:
-        state = self.shell["state"]
-        on = state not in ("sleep", "shutdown")
+        on = self.shell["display_on"]
         card = toast = None
         stack = self.shell["focus"].get("display", {}).get("stack", [])
         if stack:

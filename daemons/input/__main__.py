@@ -19,7 +19,10 @@ from bus.errors import RequestRefused
 from bus.node import Node
 from daemons.input.backends import EvdevInput, InputError, SimInput, Source
 from daemons.input.gestures import Gesture, Recognizer, Thresholds
-from policies.schema import GESTURES, PolicyError, load
+from manager.processes import by_module
+from policies.checker import PolicyError
+from policies.loader import load
+from policies.rules import GESTURES
 
 log = logging.getLogger("inputd")
 
@@ -104,7 +107,8 @@ def open_backend(kind: str, numbers: dict, thresholds: Thresholds):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = service.arguments("daemons.input", __doc__, backends=("real", "sim")).parse_args(argv)
+    row = by_module("daemons.input")  # its command line, from its row of the process table
+    args = service.arguments(row.module, __doc__, backends=row.backends).parse_args(argv)
     with service.exits_on("inputd", PolicyError, InputError):
         numbers = load(args.policy_dir, args.model).hardware["input"]
         thresholds = Thresholds.from_policy(numbers)

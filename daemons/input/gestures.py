@@ -29,7 +29,7 @@ ABS_X, ABS_MT_SLOT, ABS_MT_POSITION_X, ABS_MT_TRACKING_ID = 0x00, 0x2F, 0x35, 0x
 
 
 class Gesture(NamedTuple):
-    name: str  # one of policies.schema.GESTURES
+    name: str  # one of policies.rules.GESTURES
     t: float  # when it was recognized, on the events' clock
     source: str  # "touchpad" or "button"
 

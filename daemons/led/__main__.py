@@ -15,7 +15,9 @@ from bus import service
 from bus.envelope import Message
 from bus.node import Node
 from daemons.led.backends import LedFault, SimLed, SysfsLed
-from policies.schema import PolicyError, load
+from manager.processes import by_module
+from policies.checker import PolicyError
+from policies.loader import load
 
 log = logging.getLogger("ledd")
 
@@ -97,7 +99,8 @@ def open_backend(kind: str, policy) -> SimLed | SysfsLed:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = service.arguments("daemons.led", __doc__, backends=("real", "sim")).parse_args(argv)
+    row = by_module("daemons.led")  # its command line, from its row of the process table
+    args = service.arguments(row.module, __doc__, backends=row.backends).parse_args(argv)
     with service.exits_on("ledd", PolicyError, LedFault):
         policy = load(args.policy_dir, args.model)
         backend = open_backend(args.backend, policy)

@@ -18,7 +18,9 @@ from bus.errors import RequestRefused
 from bus.node import Node
 from daemons.power.backends import Reading, SimPower, SysfsPower
 from daemons.power.uevent import PowerUevents
-from policies.schema import PolicyError, load
+from manager.processes import by_module
+from policies.checker import PolicyError
+from policies.loader import load
 
 log = logging.getLogger("powerd")
 
@@ -187,7 +189,8 @@ def open_backend(kind: str, policy):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = service.arguments("daemons.power", __doc__, backends=("real", "sim")).parse_args(argv)
+    row = by_module("daemons.power")  # its command line, from its row of the process table
+    args = service.arguments(row.module, __doc__, backends=row.backends).parse_args(argv)
     with service.exits_on("powerd", PolicyError):
         policy = load(args.policy_dir, args.model)
     backend = open_backend(args.backend, policy)

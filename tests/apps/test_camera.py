@@ -89,7 +89,7 @@ def test_the_camera_app_takes_a_photo_on_a_press_records_while_held_and_saves_wh
     system = System(procs, runtime, tmp_path, with_boot_apps("camera"))
     procs.start_ready("-m", "daemons.input")
     procs.start_ready("-m", "daemons.display")
-    procs.start_ready("-m", "shell.appd")
+    procs.start_ready("-m", "apphost.appd")
     user = system.watcher
     user.node.subscribe("display.state", user._keep)
     user.node.subscribe("shell.apps", user._keep)
@@ -138,7 +138,7 @@ def test_a_full_disk_stops_the_recording_cleanly_and_the_wearer_the_shell_and_th
         system = System(procs, runtime, tmp_path, changes)
         procs.start_ready("-m", "daemons.input")
         procs.start_ready("-m", "daemons.display")
-        procs.start_ready("-m", "shell.appd")
+        procs.start_ready("-m", "apphost.appd")
         user = system.watcher
         user.node.subscribe("display.state", user._keep)
         user.node.subscribe("shell.apps", user._keep)

@@ -25,7 +25,7 @@ def test_home_rests_with_the_batteries_and_news_and_opens_an_app_from_its_launch
     changes = {**FAST, "system.toml": {**FAST["system.toml"], "apps": {"boot": ["home", "notifications"]}},
                "privacy.toml": {"led": {"hold_s": 60.0}}}  # lit after the capture for as long as the test looks
     system = System(procs, runtime, tmp_path, changes)
-    for module in ("daemons.input", "daemons.display", "daemons.audio", "shell.appd"):
+    for module in ("daemons.input", "daemons.display", "daemons.audio", "apphost.appd"):
         procs.start_ready("-m", module)
     user = system.watcher
     for prefix in ("display.card.request", "shell.apps"):

@@ -18,7 +18,7 @@ from apps.lens import draw_catalog
 from apps.lens.catalog import CATALOG_DIR, Offline, Online, load
 from apps.lens.views import CONDITIONS, clutter, nothing
 from daemons.camera.backends import SimCamera, held_up
-from policies.schema import PolicyError
+from policies.checker import PolicyError
 from tests.conftest import DEADLINE_S, wait_for, wait_line
 
 
@@ -305,7 +305,7 @@ def test_lens_lens_index_checks_the_catalog_builds_the_index_and_names_what_it_s
     folder = tmp_path / "catalog"
     draw_catalog.write(folder, 3, optimize=False)
     path = folder / "catalog.toml"
-    lens = [sys.executable, "-m", "shell.cli"]
+    lens = [sys.executable, "-m", "cli.main"]
     ok = subprocess.run([*lens, "lens", "index", str(folder), "--json"], capture_output=True, text=True,
                         timeout=DEADLINE_S)
     report = json.loads(ok.stdout)

@@ -11,7 +11,7 @@ def start(procs, runtime, tmp_path, *modules: str):
     changes = {**FAST, "system.toml": {**FAST["system.toml"], "apps": {"boot": []}},
                "focus.toml": {**FAST["focus.toml"], "roles": {"+chimer": "notification"}}}  # a chime's class
     system = System(procs, runtime, tmp_path, changes)
-    for module in ("daemons.input", "daemons.display", "daemons.audio", "daemons.assistant", "shell.appd",
+    for module in ("daemons.input", "daemons.display", "daemons.audio", "daemons.assistant", "apphost.appd",
                    *modules):
         procs.start_ready("-m", module)
     user = system.watcher

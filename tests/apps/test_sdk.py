@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apps.sdk.app import App
-from bus.shellclient import Notices
+from shellclient.notices import Notices
 from tests.system import System, running
 
 TAKER = """[app]

@@ -73,23 +73,23 @@ def test_a_directory_or_link_of_another_user_on_the_way_is_not_safe(tmp_path):
     assert "belongs to uid 12345" in access.unsafe(tmp_path / "link" / "bus", 0)
 
 
-def test_a_way_takes_only_the_answer_to_its_own_latest_question_and_asks_again_after_a_bad_one(runtime):
+def test_a_lane_admission_takes_only_the_answer_to_its_own_latest_question_and_asks_again_after_a_bad_one(runtime):
     pair = keys.KeyPair("demo", *zmq.curve_keypair(), runtime.dir)
-    way = access.Way("demo", runtime, lambda: (pair, b"x" * 40))
-    assert way.due is None and way.enter is None
-    way.ask()
-    first = msgpack.unpackb(way.question(0.0))
-    assert first[1] == "lanes" and way.due == access.ASK_AGAIN_S
-    assert msgpack.unpackb(way.question(1.0))[0] == first[0]  # asked again: the same question
-    way.refused()  # a new question: an answer to the old one is out of date
-    assert not way.take(first[0], {"sealed": True, "uid": 0}) and way.enter is None
-    current = msgpack.unpackb(way.question(2.0))[0]
-    assert not way.take(current, {"sealed": "yes"}) and "malformed" in way.error
-    assert way.due > 2.0 and way.enter is None  # asked again later, in case the broker mends
-    current = msgpack.unpackb(way.question(way.due))[0]
-    assert way.take(current, {"sealed": True, "uid": 0}) and way.error is None and way.due is None
+    admission = access.LaneAdmission("demo", runtime, lambda: (pair, b"x" * 40))
+    assert admission.due is None and admission.enter is None
+    admission.ask()
+    first = msgpack.unpackb(admission.question(0.0))
+    assert first[1] == "lanes" and admission.due == access.ASK_AGAIN_S
+    assert msgpack.unpackb(admission.question(1.0))[0] == first[0]  # asked again: the same question
+    admission.refused()  # a new question: an answer to the old one is out of date
+    assert not admission.take(first[0], {"sealed": True, "uid": 0}) and admission.enter is None
+    current = msgpack.unpackb(admission.question(2.0))[0]
+    assert not admission.take(current, {"sealed": "yes"}) and "malformed" in admission.error
+    assert admission.due > 2.0 and admission.enter is None  # asked again later, in case the broker mends
+    current = msgpack.unpackb(admission.question(admission.due))[0]
+    assert admission.take(current, {"sealed": True, "uid": 0}) and admission.error is None and admission.due is None
     sock = zmq.Context.instance().socket(zmq.PUB)
-    way.enter(sock)
+    admission.enter(sock)
     assert sock.getsockopt(zmq.MECHANISM) == zmq.CURVE
     sock.close(0)
 

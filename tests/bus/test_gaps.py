@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import signal
 
-import bus.node
+import bus.loop
 from bus.lane import recv_frames
 from bus.topics import TOPICS
 from tests.bus.test_pubsub import collect
@@ -87,7 +87,7 @@ def test_one_reply_lost_on_the_way_to_one_asker_is_reported_once_and_only_there(
             if len(lost) == 2:
                 return lossy_recv(sock)
         return frames
-    monkeypatch.setattr(bus.node, "recv_frames", lossy_recv)
+    monkeypatch.setattr(bus.loop, "recv_frames", lossy_recv)
     answers = ask_in_turn(askers, 4, driver(server, *askers))
     errors = [e for _, e in answers[ann.name] if e is not None]
     assert len(errors) == 1  # the lost reply's request timed out

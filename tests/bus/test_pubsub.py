@@ -35,7 +35,7 @@ def test_messages_cross_processes_in_order_with_no_gaps(broker, procs, nodes):
 
 def test_sniff_json_prints_a_message_published_by_another_process(broker, procs):
     sniffer = procs.lens("bus", "sniff", "demo.tick", "--json", "--count", "1", "--timeout", str(DEADLINE_S))
-    demo = procs.start_ready("-m", "bus.demo")
+    demo = procs.start_ready("-m", "bustools.demo")
     out = sniffer.stdout.read()  # stderr belongs to wait_line's reader
     assert sniffer.wait(DEADLINE_S) == 0
     [line] = read_json_lines(out)
@@ -116,7 +116,7 @@ def test_lens_bus_sniff_shows_the_broker_s_stats_though_it_reads_the_tap(broker,
 def test_a_watcher_that_cannot_read_the_tap_hears_through_the_sockets(broker, nodes, monkeypatch):
     def refused(path):
         raise PermissionError(13, "Permission denied", str(path))
-    monkeypatch.setattr("bus.node.TapReader", refused)
+    monkeypatch.setattr("bus.watching.TapReader", refused)
     publisher, watcher = nodes("demo"), nodes("watcher", watcher=True)
     got = collect(watcher, "demo")
     watcher.start()
@@ -263,7 +263,7 @@ def test_a_crashed_brokers_successor_serves_the_state_of_a_publisher_that_is_gon
 
 
 def test_a_second_broker_on_the_same_runtime_dir_is_refused(broker, procs):
-    second = procs.start("-m", "bus.broker")
+    second = procs.start("-m", "broker")
     out, err = second.communicate(timeout=DEADLINE_S)
     assert second.returncode == 1
     assert f"another broker (pid {broker.pid})" in err
@@ -299,7 +299,7 @@ def test_an_idle_subscriber_blocks_in_poll_instead_of_spinning(broker, nodes):
 
 
 def test_the_broker_keeps_its_figures_to_itself_until_someone_listens(broker, nodes):
-    from bus.broker import STATS_PERIOD_S
+    from broker.broker import STATS_PERIOD_S
 
     first = nodes("top")
     stats = collect(first, "bus.broker.stats")

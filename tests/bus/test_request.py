@@ -8,14 +8,14 @@ from tests.conftest import DEADLINE_S, read_json_lines, wait_for, wait_line
 
 
 def test_round_trip_with_a_server_in_another_process(broker, procs, nodes):
-    procs.start_ready("-m", "bus.demo")
+    procs.start_ready("-m", "bustools.demo")
     client = nodes("client")
     assert client.request("demo.echo.request", text="hello", timeout=DEADLINE_S) == {"text": "HELLO", "n": 1}
     assert client.request("demo.echo.request", text="again", timeout=DEADLINE_S)["n"] == 2
 
 
 def test_lens_bus_call_prints_the_reply(broker, procs):
-    procs.start_ready("-m", "bus.demo")
+    procs.start_ready("-m", "bustools.demo")
     result = procs.run_lens("bus", "call", "demo.echo.request", "text=glasses", "--json", "--timeout", str(DEADLINE_S))
     assert result.returncode == 0, result.stderr
     assert read_json_lines(result.stdout) == [{"text": "GLASSES", "n": 1}]
@@ -68,7 +68,7 @@ def test_a_request_that_does_not_match_the_table_fails_before_sending(broker, no
 
 
 def test_requests_and_replies_are_sniffable(broker, procs, nodes):
-    procs.start_ready("-m", "bus.demo")
+    procs.start_ready("-m", "bustools.demo")
     sniffer = procs.lens("bus", "sniff", "demo.echo", "--json", "--count", "2", "--timeout", str(DEADLINE_S))
     wait_line(sniffer.stderr, "listening")
     client = nodes("client")
@@ -93,7 +93,7 @@ def test_only_the_owner_named_in_the_table_may_publish_a_topic(runtime, nodes):
 
 
 def test_a_node_that_asks_for_focus_heartbeats_fast_from_then_on(broker, nodes):
-    from bus.node import WATCHED_HEARTBEAT_S
+    from bus.pace import WATCHED_HEARTBEAT_S
 
     watcher = nodes("watcher")
     beats = []
@@ -161,9 +161,9 @@ def test_a_node_keeps_the_pace_the_shell_names_and_says_so_at_once_either_way(br
 
 
 def test_a_census_makes_every_process_beat_now_but_not_more_than_once(broker, nodes, monkeypatch):
-    import bus.node
+    import bus.pace
 
-    monkeypatch.setattr(bus.node, "CENSUS_MIN_S", 60.0)  # a whole burst falls inside the window
+    monkeypatch.setattr(bus.pace, "CENSUS_MIN_S", 60.0)  # a whole burst falls inside the window
     watcher = nodes("watcher", publish_any=True)
     beats, echoes = [], []
     watcher.subscribe("node.heartbeat", lambda m: beats.append(m.payload) if m.source == "daemon" else None)

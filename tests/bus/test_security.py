@@ -190,7 +190,7 @@ def test_a_reply_reaches_the_app_that_asked_and_nobody_else(broker, runtime, nod
 def test_lens_keys_generate_writes_a_pair_per_process_secret_to_its_owner_and_refuses_a_bad_name(procs, tmp_path):
     import stat
 
-    from shell.processes import PROCESSES
+    from manager.processes import PROCESSES
 
     directory = tmp_path / "keys"
     first = procs.run_lens("keys", "generate", str(directory), "--developer", "--json")

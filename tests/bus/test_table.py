@@ -6,9 +6,9 @@ from hypothesis import strategies as st
 
 from apps.sdk.manifest import load_all
 from bus.errors import PayloadError, UnknownTopic
-from bus.schema import Schema, parse_field
+from bus.fields import Schema, parse_field
 from bus.topics import ANY_NODE, TOPICS, Kind, Topic, _build, lookup, matches
-from shell.processes import PROCESSES
+from manager.processes import PROCESSES
 
 
 def test_a_topic_declared_twice_is_refused():
@@ -18,7 +18,7 @@ def test_a_topic_declared_twice_is_refused():
 
 
 def test_every_owner_is_a_process_of_the_process_table_or_an_app():
-    tools = {"demo", "recorder", "checker"}  # `python -m bus.demo`, `lens bus record --snapshot`, `lens bus check --live`
+    tools = {"demo", "recorder", "checker"}  # `python -m bustools.demo`, `lens bus record --snapshot`, `lens bus check --live`
     apps = set(load_all()[0])  # apps are processes of appd, declared by their manifests
     processes = {p.name for p in PROCESSES} | tools | apps
     for topic in TOPICS.values():
@@ -154,3 +154,24 @@ def test_a_failed_reply_must_say_why():
         reply.validate({"to": "a", "cid": 1, "ok": False})
     with pytest.raises(PayloadError, match="result"):
         reply.validate({"to": "a", "cid": 1, "ok": True, "result": {"text": 1, "n": 1}})
+
+
+def test_every_rate_in_the_table_is_what_the_code_does():
+    """A row's rate_hz is what `lens bus top` shows as nominal: each is the figure the code publishes at."""
+    from broker.broker import STATS_PERIOD_S
+    from bus.service import HEARTBEAT_S
+    from bustools import demo
+    from policies.loader import load
+
+    hardware = load().hardware
+    code = {
+        "node.heartbeat": 1 / HEARTBEAT_S,  # the fastest a process beats unasked; supervised, slower
+        "bus.broker.stats": 1 / STATS_PERIOD_S,
+        "camera.frame": hardware["camera"]["fps"],
+        "audio.mic": 1 / hardware["audio"]["block_s"],
+        "demo.tick": 1 / demo.TICK_S,
+        "demo.status": 1 / demo.STATUS_S,
+        "demo.wave": 1 / demo.WAVE_S,
+    }
+    declared = {name: topic.rate_hz for name, topic in TOPICS.items() if topic.rate_hz}
+    assert declared == pytest.approx(code)

@@ -10,7 +10,7 @@ import ctypes
 
 import pytest
 
-from bus.fastpath import LIBRARY
+from broker.fastpath import LIBRARY
 from bus.tap import _HEAD_AT, _RESERVED_AT, DATA, TapReader, TapWriter
 
 
@@ -26,7 +26,7 @@ def ring(tmp_path):
 
 
 def c_writer(ring):
-    """bus/fastpath.c's writer, which the C loop uses, on the same ring."""
+    """broker/fastpath.c's writer, which the C loop uses, on the same ring."""
     lib = ctypes.CDLL(str(LIBRARY))
     lib.lens_tap_write.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
                                    ctypes.c_size_t]

@@ -132,7 +132,7 @@ def test_a_session_cancelled_before_the_grant_arrives_gives_the_mic_back_first()
     from bus.envelope import Message
     from daemons.assistant.__main__ import Assistantd
     from daemons.assistant.stt import TextStt
-    from policies.schema import load
+    from policies.loader import load
     node = HeldNode()
     assistant = Assistantd(node, load(REPO / "policies", "g1"), TextStt(), None)
     try:
@@ -162,7 +162,7 @@ def test_only_the_app_handed_the_action_answers_it_and_only_for_its_session():
     from bus.errors import RequestRefused
     from daemons.assistant.__main__ import Assistantd
     from daemons.assistant.stt import TextStt
-    from policies.schema import load
+    from policies.loader import load
     assistant = Assistantd(HeldNode(), load(REPO / "policies", "s1"), TextStt(), None)
     try:
         def told(source, session="s1"):

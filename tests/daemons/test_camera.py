@@ -14,8 +14,8 @@ import pytest
 from bus.errors import RequestFailed
 from daemons.camera.backends import CameraError, SimCamera, V4l2Camera, yuyv_to_rgb
 from daemons.camera.recorder import read_index, recover, unfinished
-from bus.ring import FrameOverrun, Ring
-from bus.ringdoor import RingRefused, fetch, open_ring
+from frames.ring import FrameOverrun, Ring
+from frames.door import RingRefused, fetch, open_ring
 from shell.privacy import AuditLog
 from tests.system import System, running
 
@@ -286,7 +286,7 @@ def test_a_photo_asked_for_during_a_video_ends_the_recording_cleanly_and_the_own
 
 @pytest.mark.slow
 def test_photos_and_recordings_are_where_lens_paths_says(system, monkeypatch):
-    from shell.paths import paths
+    from cli.paths import paths
 
     monkeypatch.setenv("LENS_STATE_DIR", str(system.state_dir))  # camerad's, which `lens up` shares with all
     where = paths()

@@ -27,7 +27,7 @@ def claim(owner, kind="exclusive", cls="foreground"):
 
 def scene_with(*stack) -> Scene:
     scene = Scene(cards_per_app=3)
-    scene.shell = {"state": "active", "brightness": 1.0, "degraded": [], "foreground": None,
+    scene.shell = {"state": "active", "brightness": 1.0, "degraded": [], "foreground": None, "display_on": True,
                    "focus": {"display": {"owner": stack[0]["owner"] if stack else None, "stack": list(stack)}}}
     return scene
 

@@ -8,7 +8,7 @@ from daemons.input.gestures import (
     ABS_X, BTN_TOUCH, EV_ABS, EV_KEY, EV_SYN, KEY_CAMERA, Recognizer, Thresholds, evemu_x_range, parse_evemu,
     play,
 )
-from policies.schema import load
+from policies.loader import load
 
 RECORDINGS = Path(__file__).resolve().parent.parent / "data" / "input"
 

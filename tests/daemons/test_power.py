@@ -8,7 +8,7 @@ from bus.node import Node
 from daemons.power.__main__ import BRIDGING_PERIOD_S, Powerd
 from daemons.power.backends import Battery, Reading, SimPower, SysfsPower
 from daemons.power.uevent import parse
-from policies.schema import load
+from policies.loader import load
 from tests.conftest import DEADLINE_S, tuned_policies, wait_for
 from tests.system import FAST, System, running
 

@@ -1,5 +1,5 @@
 // A Foxglove WebSocket client nobody here wrote (@foxglove/ws-protocol, over ws), driven by
-// tests/bus/test_foxglove.py: it prints what it sees as JSON lines and decodes each message by its
+// tests/bustools/test_foxglove.py: it prints what it sees as JSON lines and decodes each message by its
 // channel's encoding and schema, as Foxglove does.
 //   node client.mjs URL [--subscribe TOPIC...] [--publish TOPIC JSON] [--quiet]
 // --quiet (bench/foxglove.py): decode every message, print only how many at the end (SIGTERM).

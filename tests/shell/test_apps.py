@@ -66,7 +66,7 @@ def start_system(procs, runtime, tmp_path, boot=("home",), model="s1"):
                   CRASHY_MARK=str(tmp_path / "crashy.mark"))
     changes = {**FAST, "system.toml": {**FAST["system.toml"], "apps": {"boot": list(boot)}}}
     system = System(procs, runtime, tmp_path, changes)
-    system.appd = procs.start_ready("-m", "shell.appd")
+    system.appd = procs.start_ready("-m", "apphost.appd")
     user = system.watcher
     for topic in ("shell.apps", "appd.state"):
         user.node.subscribe(topic, user._keep)
@@ -122,7 +122,7 @@ def test_an_app_is_started_in_front_and_stopped_and_home_comes_back(procs, runti
     shown = procs.run_lens("status")
     assert "(sharing appd's user)" in shown.stdout and "NOT" not in shown.stdout, shown.stdout + shown.stderr
     assert json.loads(procs.run_lens("status", "--json").stdout)["appd.state"]["shared_user"]
-    said = next(log for args, log in procs.logs if args[-1] == "shell.appd").read_text()
+    said = next(log for args, log in procs.logs if args[-1] == "apphost.appd").read_text()
     assert "WARNING" not in said and said.count("apps share appd's user here") == 1, said
     assert "On the board each app is a user of its own; to have that here, " in said, said
     status, listed, _ = lens_json(procs, "app", "list")
@@ -180,7 +180,7 @@ def test_a_restarted_appd_starts_again_what_its_predecessor_ran(procs, runtime, 
     procs.stop(system.appd, signal.SIGKILL)  # its apps die with it (PR_SET_PDEATHSIG)
     user.wait(lambda: app_state(user, "camera") != "running" and app_state(user, "home") != "running",
               "the apps gone with appd")
-    system.appd = procs.start_ready("-m", "shell.appd")
+    system.appd = procs.start_ready("-m", "apphost.appd")
     running = lambda: user.latest["appd.state"]["running"]  # noqa: E731
     user.wait(lambda: all(running().get(app) not in (None, before[app]) for app in ("home", "camera")),
               "both started again, as new processes")

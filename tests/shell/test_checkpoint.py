@@ -11,7 +11,7 @@ import signal
 import pytest
 
 from bus.runtime import state_dir
-from policies.schema import load
+from policies.loader import load
 from shell import checkpoint
 from shell.core import ShellCore
 from shell.daemon import CHECKPOINT_FILE, PICKLED_CHECKPOINT

@@ -1,6 +1,8 @@
 """ShellCore's rules that are easiest to state one at a time (the explorer checks the invariants)."""
 
-from policies.schema import load
+import pytest
+
+from policies.loader import load
 from shell.core import ShellCore
 
 POLICY = load(model="s1")
@@ -134,3 +136,18 @@ def test_an_app_beats_at_the_holders_pace_only_while_it_holds_or_waits_for_focus
     assert core.beat_for("displayd") is None  # a daemon's hang is its watchdog's: its own pace
     core.focus_release("notes", "display", now + 2)
     assert core.beat_for("notes", app=True) is None
+
+
+def test_state_facts_are_declared_with_the_states_and_published():
+    """Nobody outside the machine matches state names: camerad pauses and displayd turns dark on the facts
+    shell.state carries, which come from the states' tags (shell/machine.py)."""
+    from shell import machine
+
+    assert machine.tagged("capture_paused") == ("sleep", "battery_swap", "critical", "shutdown")
+    assert [s["name"] for s in machine.STATES if not machine.has(s["name"], "display_on")] == ["sleep", "shutdown"]
+    with pytest.raises(KeyError):
+        machine.tagged("capture_pause")
+    sleeping = asleep().snapshot()
+    assert sleeping["capture_paused"] is True and sleeping["display_on"] is False
+    awake = ShellCore(POLICY, 0.0).snapshot()
+    assert awake["capture_paused"] is False and awake["display_on"] is True

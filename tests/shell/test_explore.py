@@ -12,7 +12,7 @@ import time
 from collections import deque
 
 from shell.core import ShellCore
-from policies.schema import load
+from policies.loader import load
 
 DEPTH = int(os.environ.get("LENS_EXPLORE_DEPTH", "5"))  # from a booted system; deeper takes minutes
 POLICY = load(model="s1")

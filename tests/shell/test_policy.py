@@ -5,14 +5,15 @@ import shutil
 
 import pytest
 
-from policies import schema as policy_mod
-from policies.schema import PolicyError, load
+from policies.checker import PolicyError
+from policies.loader import DEFAULT_DIR, load
+from policies.names import load_checking_names
 
 
 @pytest.fixture
 def pdir(tmp_path):
     target = tmp_path / "policies"
-    shutil.copytree(policy_mod.DEFAULT_DIR, target)
+    shutil.copytree(DEFAULT_DIR, target)
     return target
 
 
@@ -109,7 +110,7 @@ def test_a_name_that_refers_to_nothing_is_named(pdir, file, old, new, needle, me
     path = pdir / file
     edit(path, old, new)
     with pytest.raises(PolicyError) as err:
-        load(pdir, "s1", names=True)
+        load_checking_names(pdir, "s1")
     assert str(err.value).startswith(f"{path}:{line_of(path, needle)}: "), str(err.value)
     assert message in str(err.value)
 
@@ -127,11 +128,11 @@ def test_every_error_in_every_file_is_reported(pdir, procs):
     assert [e.split(": ", 2)[1] for e in errors] == ["idle.sleep_after_s", "power.low_percent", "led.hold_s"]
 
     shutil.rmtree(pdir)
-    shutil.copytree(policy_mod.DEFAULT_DIR, pdir)
+    shutil.copytree(DEFAULT_DIR, pdir)
     edit(pdir / "focus.toml", 'assistantd = "assistant"', 'assistantd = "wizard"')
     edit(pdir / "system.toml", 'boot = ["home",', 'boot = ["nosuchapp", "home",')
     with pytest.raises(PolicyError) as err:
-        load(pdir, "s1", names=True)
+        load_checking_names(pdir, "s1")
     assert len(err.value.errors) == 2, err.value.errors
     assert "roles.assistantd: class 'wizard'" in str(err.value) and "unknown app 'nosuchapp'" in str(err.value)
 
@@ -144,3 +145,14 @@ def test_lens_shell_graph_draws_every_state_as_mermaid(tmp_path, procs):
     assert text.count("-->") >= 20
     for state in ("booting", "active", "idle", "sleep", "low_power", "battery_swap", "critical", "shutdown"):
         assert f'"{state}"' in text
+
+
+def test_a_process_refuses_an_unknown_model_by_name_as_the_policies_know_them(tmp_path):
+    """The models are written once (policies.rules.MODELS): a daemon's --model is checked by the loader."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    done = subprocess.run([sys.executable, "-m", "daemons.led", "--model", "x3", "--backend", "sim",
+                           "--runtime-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "ledd: unknown model 'x3' (known: s1, g1)" in done.stderr, done.stderr

@@ -37,8 +37,8 @@ def check_input() -> None:
 
 def check_camera() -> None:
     woke = awake()
-    from bus.ring import FrameOverrun, Ring
-    from bus.ringdoor import RingRefused, fetch
+    from frames.ring import FrameOverrun, Ring
+    from frames.door import RingRefused, fetch
     bus = Bus("camera.", "shell.capture.notice", "led.state", heartbeat=True)
     ring = None
     try:

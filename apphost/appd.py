@@ -1,0 +1,250 @@
+"""appd: the app host. It starts, watches and stops app processes, on the shell's word only.
+
+The shell decides which app may run and which is in front (manifests,
+model, power); appd does the processes, so the shell keeps no children and
+apps never run inside the shell's sandbox (they would see its state and its key). Each app is
+``python APPS_DIR/<id>`` (its __main__.py) in its own session, as a user of its own
+(apphost.appusers), dies with appd, and is watched through a pidfd in the node's own poll (no
+SIGCHLD handler, no polling timer). An app that crashes is started again after a backoff; one
+that exits 0 (stopped, or done) stays stopped.
+
+What should run is latched in ``appd.state``: a restarted appd reads its
+predecessor's word and starts those apps again; a fresh boot starts
+``policies/system.toml [apps] boot``. Each app has a state directory of its
+own, ``<state dir>/apps/<id>`` (its ``$LENS_STATE_DIR``, its user's alone),
+where it keeps what must outlive its process (``bus.kept``): an app started
+again, after its own crash or appd's, carries on where it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from apps.sdk.manifest import Manifest, hidden_reason, load_all
+from bus import keys, service
+from bus.envelope import Message
+from bus.errors import RequestRefused
+from bus.node import Node
+from bus.runtime import state_dir
+from policies.checker import PolicyError
+from policies.loader import load
+from policies.names import unknown_names
+from apphost.appusers import AppUsers, confine
+from manager.launcher import BACKOFF_FIRST_S, backoff
+
+STOP_DEADLINE_S = 3.0  # SIGTERM, then SIGKILL
+log = logging.getLogger("appd")
+
+
+@dataclass
+class Child:
+    popen: subprocess.Popen
+    pidfd: int
+    started: float
+    stopping: bool = False
+
+
+class Appd:
+    def __init__(self, node: Node, manifests: dict[str, Manifest], boot: list[str], model: str,
+                 has_display: bool, users: AppUsers, state: Path | None = None):
+        self.node, self.users = node, users
+        self.state = state  # each app's own directory is under it
+        self.manifests = manifests
+        self.boot = boot
+        self.model, self.has_display = model, has_display
+        self.children: dict[str, Child] = {}
+        self.wanted: list[str] = []
+        self.failed: dict[str, str] = {}
+        self.backoff: dict[str, float] = {}
+        self.restored: list[str] | None = None
+        node.serve("appd.process.request", self.on_request)
+        node.subscribe("appd.state", self.on_own_state)
+
+    def on_own_state(self, msg: Message) -> None:
+        if msg.source == "appd" and msg.incarnation != self.node.incarnation and self.restored is None:
+            self.restored = list(msg.payload["wanted"])  # only the previous appd's word, and only once
+
+    def begin(self) -> None:
+        """After the node started (the latched word is in): start what the last appd ran, or the boot apps."""
+        self.forget_keys()
+        for app in self.restored if self.restored is not None else self.boot:
+            if app in self.manifests and hidden_reason(self.manifests[app], self.model, self.has_display) is None:
+                self.want(app)
+        self.publish()
+
+    def on_request(self, msg: Message) -> dict:
+        if msg.source != "shell":
+            raise RequestRefused(f"only the shell starts and stops apps, not {msg.source}")
+        app, action = msg.payload["app"], msg.payload["action"]
+        if app not in self.manifests:
+            raise RequestRefused(f"no app {app!r} is installed")
+        if action == "start":
+            self.want(app)
+        elif action == "stop":
+            self.unwant(app)
+        else:
+            raise RequestRefused(f"unknown action {action!r} (start, stop)")
+        self.publish()
+        child = self.children.get(app)
+        return {"pid": child.popen.pid if child and not child.stopping else None}
+
+    def want(self, app: str) -> None:
+        if app not in self.wanted:
+            self.wanted.append(app)
+        self.failed.pop(app, None)
+        if app not in self.children:
+            self.spawn(app)
+
+    def unwant(self, app: str) -> None:
+        if app in self.wanted:
+            self.wanted.remove(app)
+        child = self.children.get(app)
+        if child is not None and not child.stopping:
+            child.stopping = True
+            child.popen.send_signal(signal.SIGTERM)
+            self.node.after(STOP_DEADLINE_S, lambda: self._kill_if_alive(app, child))
+
+    def spawn(self, app: str) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", LENS_MODEL=self.model,
+                   LENS_RUNTIME_DIR=str(self.node.runtime.dir))
+        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LENS_KEY", "CREDENTIALS_DIRECTORY",
+                     "LENS_STATE_DIR", "STATE_DIRECTORY"):
+            env.pop(name, None)  # appd's, not the app's
+        # A key of its own, new at each start (the last one is refused from now on): its identity on the bus.
+        # The broker (group lensos) reads the public half in appkeys; the secret half goes down a pipe, so
+        # no file holds it for another app to read. The broker's public key comes along: an app, a user
+        # of its own, may not read the keys directory.
+        uid = self.users.take(app)  # first: with no user left, no key is minted for nobody
+        secret = keys.mint(keys.app_keys_dir(self.node.runtime), app)
+        env["LENS_BROKER_KEY"] = self.node.broker_key.decode()
+        read_end, write_end = os.pipe()
+        os.write(write_end, secret)  # a few hundred bytes: far below a pipe's buffer, never blocks
+        os.close(write_end)
+        env["LENS_KEY_FD"], env["LENS_KEY_NAME"] = str(read_end), app
+        # The app's directory, run as a script: the shipped apps and those of $LENS_APPS_DIR alike.
+        try:
+            if self.state is not None:
+                env["LENS_STATE_DIR"] = str(self.app_state_dir(app, uid))
+            popen = subprocess.Popen([sys.executable, str(self.manifests[app].path.parent)], env=env, cwd="/",
+                                     start_new_session=True, preexec_fn=partial(confine, os.getpid()),
+                                     pass_fds=(read_end,), **self.users.popen_args(uid))
+        except BaseException:
+            self.users.release(app)
+            keys.forget(keys.app_keys_dir(self.node.runtime), app)
+            raise
+        finally:
+            os.close(read_end)
+        pidfd = os.pidfd_open(popen.pid)
+        self.children[app] = Child(popen, pidfd, time.monotonic())
+        self.node.watch(pidfd, lambda: self.reap(app))
+
+    def app_state_dir(self, app: str, uid: int | None) -> Path:
+        """``<state dir>/apps/<app>``, 0700 and the app's user's: no other app may read what it keeps. The
+        directories above it are opened to its user for passing through only (o+x: nothing there is listed,
+        and every file keeps its own 0600)."""
+        directory = self.state / "apps" / app
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if uid is not None:
+            for above in (self.state, self.state / "apps"):
+                mode = stat.S_IMODE(os.stat(above).st_mode)
+                if not mode & stat.S_IXOTH:
+                    os.chmod(above, mode | stat.S_IXOTH)
+            info = os.stat(directory)
+            if (info.st_uid, info.st_gid) != (uid, uid):
+                for path in [directory, *directory.rglob("*")]:  # the same user at each start; not after a re-range
+                    os.chown(path, uid, uid, follow_symlinks=False)
+        return directory
+
+    def reap(self, app: str) -> None:
+        child = self.children.pop(app)
+        keys.forget(keys.app_keys_dir(self.node.runtime), app)
+        self.users.release(app)
+        self.node.unwatch(child.pidfd)
+        os.close(child.pidfd)
+        status = child.popen.wait()
+        if child.stopping or status == 0:  # stopped, or it finished by itself: done, not crashed
+            if app in self.wanted and not child.stopping:
+                self.wanted.remove(app)
+            self.publish()
+            return
+        lived = time.monotonic() - child.started
+        delay, self.backoff[app] = backoff(self.backoff.get(app, BACKOFF_FIRST_S), lived)
+        why = f"signal {-status}" if status < 0 else f"status {status}"
+        self.failed[app] = f"exited with {why}; starting again in {delay:.1f} s"
+        log.warning("%s %s", app, self.failed[app])
+        self.node.after(delay, lambda: self._respawn(app))
+        self.publish()
+
+    def _respawn(self, app: str) -> None:
+        if app in self.wanted and app not in self.children:
+            self.failed.pop(app, None)  # running again; failed again if it crashes again
+            self.spawn(app)
+            self.publish()
+
+    def _kill_if_alive(self, app: str, child: Child) -> None:
+        if self.children.get(app) is child and child.popen.poll() is None:
+            child.popen.kill()
+
+    def publish(self) -> None:
+        running = {app: c.popen.pid for app, c in self.children.items() if not c.stopping}
+        self.node.publish("appd.state", running=running, failed=dict(self.failed), wanted=list(self.wanted),
+                          users=dict(self.users.taken), shared_user=self.users.shared_because)
+
+    def close(self) -> None:
+        for child in self.children.values():
+            child.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_DEADLINE_S
+        for child in self.children.values():
+            try:
+                child.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.popen.kill()
+                child.popen.wait()
+            os.close(child.pidfd)
+        self.forget_keys()
+
+    def forget_keys(self) -> None:
+        """No app's key outlives it; the apps of an appd that died went with it, so theirs go at start too."""
+        directory = keys.app_keys_dir(self.node.runtime)
+        for path in directory.glob("*.key") if directory.is_dir() else ():
+            keys.forget(directory, path.name.removesuffix(".key"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = service.arguments("apphost.appd", __doc__, state_dir="each app's own state directory, apps/<id>"
+                             ).parse_args(argv)
+    with service.exits_on("appd", PolicyError):
+        policy = load(args.policy_dir, args.model)
+    manifests, errors = load_all()
+    with service.node("appd", args) as node:
+        for error in unknown_names(policy):
+            log.warning("%s", error)
+        for error in errors:
+            log.error("%s (that app is not started)", error)
+        apps = policy.system["apps"]
+        users = AppUsers(apps["first_uid"], apps["uids"], node.runtime.dir)
+        if not users.isolated:  # the usual development setup, not a fault: said once, with the way out
+            log.info("apps share appd's user here, as in development: %s. On the board each app is a user of "
+                     "its own; to have that here, %s", users.shared_because, users.remedy)
+        appd = Appd(node, manifests, apps["boot"], policy.model, policy.has_display, users,
+                    state_dir(args.state_dir, node.runtime.dir))
+        node.start()
+        appd.begin()
+        try:
+            node.run()
+        finally:
+            appd.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

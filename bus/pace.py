@@ -1,0 +1,93 @@
+"""A node's heartbeat: READY=1 and the watchdog once it is on the bus, then node.heartbeat at its pace.
+
+The pace is the shell's policy, kept here in one place rather than in the transport: a node beats at the
+period it was given, faster while it holds what the shell watches closely (a reply's ``beat_s``: while it
+captures), and at WATCHED_HEARTBEAT_S when it asks for a watched resource on a key it shares with others
+(the broker cannot tell when one of those dies). It answers the shell's census at most every CENSUS_MIN_S.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from bus import sdnotify
+from bus.envelope import Message
+from bus.topics import Topic
+
+log = logging.getLogger(__name__)
+
+# A node that has asked for focus beats this often: a third of the shell's liveness timeout (1 s,
+# policies/focus.toml), so one late beat is not yet a death. Only nodes without a key of their own (the
+# developer's, shared by many): one with its own key keeps its slow pace, since the broker says the moment
+# its last connection goes (bus.departed) and the shell then allows a hang three of its periods, unless
+# the shell's reply asks for a faster beat (beat_s: while it holds the camera or the mic).
+WATCHED_HEARTBEAT_S = 0.3
+CENSUS_MIN_S = 0.1  # a node answers node.census with a beat unless it answered one this recently
+
+
+class Pace:
+    """A node's heartbeat (a part of bus.node.Node, which holds the state)."""
+
+    def _pace_for_request(self, spec: Topic) -> None:
+        """Asking for something the shell watches (focus) on a shared key: beat fast from now on."""
+        if spec.watched and self._shared_key:
+            self.heartbeat_faster(WATCHED_HEARTBEAT_S)
+
+
+    def _announce_if_ready(self) -> None:
+        """READY=1 (and the watchdog timer) once, the first time every lane and the snapshot are in."""
+        if self._announced or not self.ready:
+            return
+        self._announced = True
+        sdnotify.notify("READY=1", f"STATUS={self.name} on the bus")
+        period = sdnotify.watchdog_period()
+        if period:
+            self.timers.every(period, lambda: sdnotify.notify("WATCHDOG=1"))
+        if self.heartbeat:
+            self._keep_beating()
+
+    def heartbeat_faster(self, period: float) -> None:
+        """Beat at least this often from now on (a focus owner, whose silence costs it its focus)."""
+        if self.heartbeat and period < self.heartbeat:
+            self._set_pace(period)
+
+    def _follow_pace(self, result: dict) -> None:
+        """A reply of the shell's that names the pace it now expects (``beat_s``: while this node captures):
+        keep it, or go back to this node's own. Nodes on the developer's key keep beating fast."""
+        if "beat_s" not in result or not self._own_pace or self._shared_key:
+            return
+        beat = result["beat_s"]
+        if beat is not None and not beat > 0:
+            log.warning("%s: a pace of %r s named by the shell ignored", self.name, beat)
+            return  # no pace at all, or a beat loop that never sleeps
+        self._set_pace(self._own_pace if beat is None else min(self._own_pace, beat))
+
+    def _set_pace(self, period: float) -> None:
+        if period == self.heartbeat:
+            return
+        self.heartbeat = period
+        if self._beat_timer is not None:  # announced: say so now, then keep the new pace
+            # Slower too: the shell allows silence by the pace it last heard, and would take a slower
+            # one's first gap for a hang.
+            self._beat_timer.cancel()
+            self._keep_beating()
+
+    def _keep_beating(self) -> None:
+        """Beat now, then every ``self.heartbeat`` seconds."""
+        self._beat()
+        self._beat_timer = self.timers.every(self.heartbeat, self._beat)
+
+    def _on_census(self, msg: Message) -> None:
+        # At most one answer per census period, however many censuses arrive: no amplifier. Limited by
+        # the last answer, not the last beat: a beat sent just before the shell's subscription was live
+        # (a boot, where both start together) is one the census's sender never heard.
+        now = time.monotonic()
+        if self._announced and now - self._last_census > CENSUS_MIN_S:
+            self._last_census = now
+            self._beat()
+
+    def _beat(self) -> None:
+        self.publish("node.heartbeat", node=self.name, pid=os.getpid(), incarnation=self.incarnation,
+                     period_s=self.heartbeat)

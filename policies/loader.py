@@ -1,0 +1,65 @@
+"""The policy directory read and checked, as one Policy: every file against its rules (policies.rules), then
+the values that contradict one another (policies.crosscheck). A PolicyError names every finding at once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+from policies.checker import PolicyError, TomlFile
+from policies.crosscheck import cross_check
+from policies.rules import MODEL_SCHEMA, MODELS, SCHEMA
+
+DEFAULT_DIR = Path(__file__).resolve().parent
+
+
+class Policy(NamedTuple):
+    directory: Path
+    model: str  # "s1" or "g1"
+    system: dict[str, dict[str, Any]]
+    focus: dict[str, dict[str, Any]]
+    privacy: dict[str, dict[str, Any]]
+    hardware: dict[str, dict[str, Any]]
+    assistant: dict[str, dict[str, Any]]
+    profile: dict[str, Any]  # the [model] table of models/<model>.toml
+
+    @property
+    def has_display(self) -> bool:
+        return self.profile["display"]
+
+    def priority(self, cls: str) -> int:
+        return self.focus["priorities"][cls]
+
+
+def load(directory: str | Path | None = None, model: str | None = None, *,
+         also: Callable[[Policy, dict[str, TomlFile]], list[PolicyError]] | None = None) -> Policy:
+    """Read and check every policy file; PolicyError with every finding.
+
+    ``also``: further checks of the clean read whose findings join the rest (policies.names checks the
+    names that must be a process or an app: `lens policy check`). A running system does not refuse to start
+    over those (the shell names a required daemon that never came as degraded, a role for an app not
+    installed is unused) and logs ``unknown_names()`` instead."""
+    directory = resolve_dir(directory)
+    model = (model or os.environ.get("LENS_MODEL") or "s1").lower()
+    if model not in MODELS:
+        raise PolicyError(f"unknown model {model!r} (known: {', '.join(MODELS)})")
+    files = {name: TomlFile.read(directory / name, schema) for name, schema in SCHEMA.items()}
+    profile = TomlFile.read(directory / "models" / f"{model}.toml", MODEL_SCHEMA)
+    errors = [error for file in (*files.values(), profile) for error in file.errors]
+    if errors:  # the cross-checks read values these files failed to give: they wait for a clean read
+        raise PolicyError(errors)
+    policy = Policy(directory, model, files["system.toml"].data, files["focus.toml"].data,
+                    files["privacy.toml"].data, files["hardware.toml"].data, files["assistant.toml"].data,
+                    profile.data["model"])
+    errors = cross_check(policy, files, profile)
+    if also is not None:
+        errors += [error for found in also(policy, files) for error in found.errors]
+    if errors:
+        raise PolicyError(errors)
+    return policy
+
+
+def resolve_dir(directory: str | Path | None = None) -> Path:
+    return Path(directory or os.environ.get("LENS_POLICY_DIR") or DEFAULT_DIR)

@@ -1,0 +1,197 @@
+"""The systemd units: written from the process table, agreeing with it and with `lens up`, and clean
+under `systemd-analyze verify`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from bus.runtime import Runtime
+from policies.loader import load
+from policies.rules import MODELS
+from manager.launcher import Launcher
+from manager.processes import PROCESSES, by_name
+from manager.units import parse, render_all, service_name
+from tests.conftest import REPO
+
+PYTHON = sys.executable
+
+
+def values(sections: dict, section: str, key: str) -> list[str]:
+    return [v for k, v in sections.get(section, []) if k == key]
+
+
+BOARD = [p for p in PROCESSES if not p.dev_only]
+
+
+@pytest.mark.parametrize("process", BOARD, ids=lambda p: p.name)
+def test_each_unit_says_what_the_table_says(process, tmp_path):
+    unit = parse(render_all(PYTHON)[service_name(process.name)])
+    assert values(unit, "Service", "Type") == ["notify"]
+    assert values(unit, "Service", "WatchdogSec") == [f"{process.watchdog_s:g}"]
+    assert values(unit, "Service", "LimitNOFILE") == [str(process.files)]
+    assert values(unit, "Service", "Restart") == ["on-failure"]
+    # Wants=, never Requires=: a broker restarted by systemd must not restart every process that reconnects itself
+    assert values(unit, "Unit", "After") == values(unit, "Unit", "Wants") == \
+        [service_name(name) for name in process.after]
+    assert values(unit, "Unit", "Requires") == values(unit, "Unit", "BindsTo") == []
+    exec_start = values(unit, "Service", "ExecStart")[0].split()
+    launcher = Launcher([process], Runtime.resolve(tmp_path / "bus"), backends={process.name: "real"})
+    try:
+        assert exec_start == launcher.command(process), "lens up and systemd start it differently"
+    finally:
+        launcher.shutdown()
+    assert values(unit, "Service", "DeviceAllow") == list(process.devices)
+    groups = values(unit, "Service", "SupplementaryGroups")
+    assert process.name == "broker" or groups[0].split() == ["lensos", *process.groups]
+    for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "DynamicUser"):
+        assert values(unit, "Service", key) == ["yes"], key
+    assert values(unit, "Service", "ProtectSystem") == ["strict"]
+    assert values(unit, "Service", "DevicePolicy") == ["closed"]
+    if process.name != "broker":
+        assert "/run/lensos" in values(unit, "Service", "ReadWritePaths")
+    assert values(unit, "Service", "RestrictAddressFamilies") == [" ".join(process.sockets)]
+    assert values(unit, "Service", "MemoryDenyWriteExecute") == ([] if process.jit else ["yes"])
+    networked = process.name == "assistantd"  # the only process that may leave the glasses
+    assert values(unit, "Service", "PrivateNetwork") == ([] if networked else ["yes"])
+    # No privilege at all, but appd's three: to start each app as a user of its own, and stop it.
+    kept = "CAP_SETUID CAP_SETGID CAP_KILL" if process.name == "appd" else ""
+    assert values(unit, "Service", "CapabilityBoundingSet") == [kept]
+    assert values(unit, "Service", "AmbientCapabilities") == ([kept] if kept else [])
+    filters = values(unit, "Service", "SystemCallFilter")
+    assert filters[:2] == ["@system-service", "~@privileged"] and filters[2:] == (["@setuid"] if kept else [])
+
+
+def test_the_target_wants_every_unit_and_nothing_else_is_written():
+    files = render_all(PYTHON)
+    assert set(files) == {service_name(p.name) for p in BOARD} | {"lensos.target", "lensos.sysusers.conf",
+                                                                  "lensos.tmpfiles.conf", "lensos.udev.rules"}
+    wants = values(parse(files["lensos.target"]), "Unit", "Wants")[0].split()
+    assert wants == [service_name(p.name) for p in BOARD], "the development-only webview is no unit"
+    # setgid: what any process makes in the bus directory (camerad's door) belongs to the bus group too;
+    # sticky: the broker's bus/ in it stays its own
+    assert files["lensos.tmpfiles.conf"].splitlines()[1:] == ["d /run/lensos 3770 root lensos -"]
+
+
+def test_every_unit_reaches_the_bus_directory_the_system_makes():
+    """Under a real systemd a DynamicUser's RuntimeDirectory= with RuntimeDirectoryPreserve= is made in
+    /run/private (0700) and reached through a link only its own unit may follow: the first boot in the VM
+    saw every unit but the broker fail with "runtime directory /run/lensos: Permission denied"."""
+    files = render_all(PYTHON)
+    for process in BOARD:
+        unit = parse(files[service_name(process.name)])
+        assert values(unit, "Service", "DynamicUser") == ["yes"]
+        assert not values(unit, "Service", "RuntimeDirectory"), process.name
+        assert not values(unit, "Service", "RuntimeDirectoryPreserve"), process.name
+        assert "/run/lensos" in values(unit, "Service", "ReadWritePaths"), process.name
+        groups = values(unit, "Service", "Group") + " ".join(values(unit, "Service", "SupplementaryGroups")).split()
+        assert "lensos" in groups, process.name
+
+
+def test_ledd_may_write_the_capture_led_the_udev_rule_hands_to_its_group():
+    """sysfs attributes are root's: on the first boot under a real systemd ledd could not write its LED's
+    trigger ("Permission denied") though ReadWritePaths= named /sys/class/leds."""
+    files = render_all(PYTHON)
+    rule = files["lensos.udev.rules"].splitlines()[1]
+    group = re.search(r"chgrp (\S+) ", rule).group(1)
+    assert 'KERNEL=="lensos:capture"' in rule and "/sys%p/trigger" in rule and "/sys%p/brightness" in rule
+    assert f"g {group} -" in files["lensos.sysusers.conf"].splitlines()
+    ledd = parse(files[service_name("ledd")])
+    assert group in values(ledd, "Service", "SupplementaryGroups")[0].split()
+
+
+def test_each_unit_logs_under_its_own_name():
+    """The first boot under a real systemd: every daemon's journal lines were tagged "python"."""
+    files = render_all(PYTHON)
+    for process in BOARD:
+        unit = parse(files[service_name(process.name)])
+        assert values(unit, "Service", "SyslogIdentifier") == [f"lensos-{process.name}"]
+
+
+def test_the_processes_boot_waits_for_are_in_the_table_and_run_on_the_board_and_every_model():
+    """Which processes boot needs is said once, by policies/system.toml [boot] required."""
+    table = {p.name: p for p in PROCESSES}
+    for name in load().system["boot"]["required"]:
+        assert name in table and not table[name].dev_only and set(table[name].models) == set(MODELS), name
+    assert all(p.after == () or "broker" in p.after for p in PROCESSES)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is missing (make install adds it)")
+def test_every_unit_verifies_without_a_single_warning(tmp_path):
+    written = subprocess.run([PYTHON, "-m", "cli.main", "units", "install", "--prefix", str(tmp_path), "--json"],
+                             cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    paths = [p for p in json.loads(written.stdout) if p.endswith((".service", ".target"))]
+    env = dict(os.environ, SYSTEMD_UNIT_PATH=f"{tmp_path}:", SYSTEMD_LOG_COLOR="0")
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", *paths], capture_output=True, text=True,
+                            env=env, timeout=120)
+    said = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0 and not said, said
+
+
+def test_lens_units_show_prints_one_unit_and_names_an_unknown_one():
+    shown = subprocess.run([PYTHON, "-m", "cli.main", "units", "show", "camerad"], cwd=REPO, capture_output=True,
+                           text=True, timeout=60)
+    assert shown.returncode == 0 and "DeviceAllow=/dev/video0 rw" in shown.stdout
+    missing = subprocess.run([PYTHON, "-m", "cli.main", "units", "show", "ghostd"], cwd=REPO, capture_output=True,
+                             text=True, timeout=60)
+    assert missing.returncode == 2 and "no process 'ghostd'" in missing.stderr
+    assert by_name()["camerad"].devices == ("/dev/video0 rw",)
+
+
+def test_the_broker_unit_lets_it_hold_the_descriptors_it_raises_itself_to():
+    from broker.connections import WANTED_LIMIT
+    from manager.processes import by_name
+    assert by_name()["broker"].files == WANTED_LIMIT
+
+
+def test_camerads_media_dir_is_opened_to_its_unit_and_made_for_its_group(tmp_path, monkeypatch):
+    """[camera] media_dir (a media partition) was not in camerad's ReadWritePaths=: under ProtectSystem=strict
+    camerad could not write a photo there."""
+    from tests.conftest import tuned_policies
+
+    plain = render_all(PYTHON)
+    assert "/media" not in plain[service_name("camerad")] and "/media" not in plain["lensos.tmpfiles.conf"]
+    monkeypatch.setenv("LENS_POLICY_DIR", str(tuned_policies(tmp_path, {
+        "hardware.toml": {"camera": {"media_dir": "/media/lensos"}}})))
+    files = render_all(PYTHON)
+    camerad = parse(files[service_name("camerad")])
+    assert "/media/lensos" in values(camerad, "Service", "ReadWritePaths")
+    group = values(camerad, "Service", "SupplementaryGroups")[0].split()[-1]
+    assert f"d /media/lensos 2770 root {group} -" in files["lensos.tmpfiles.conf"].splitlines()
+    assert f"g {group} -" in files["lensos.sysusers.conf"].splitlines()
+    for process in BOARD:  # nobody else's
+        if process.name != "camerad":
+            unit = parse(files[service_name(process.name)])
+            assert "/media/lensos" not in values(unit, "Service", "ReadWritePaths"), process.name
+            assert group not in " ".join(values(unit, "Service", "SupplementaryGroups")), process.name
+    shown = subprocess.run([PYTHON, "-m", "cli.main", "units", "show", "camerad"], cwd=REPO, capture_output=True,
+                           text=True, timeout=60, env=dict(os.environ))
+    assert "ReadWritePaths=/media/lensos" in shown.stdout
+
+
+def test_every_process_that_keeps_state_has_a_state_directory_on_the_board():
+    """displayd keeps its cards across its restarts (bus.kept) but had no StateDirectory=: on the board it
+    would have written under a home it may not write."""
+    for process in BOARD:
+        helped = subprocess.run([PYTHON, "-m", process.module, "--help"], cwd=REPO, capture_output=True, text=True,
+                                timeout=60)
+        assert helped.returncode == 0, helped.stderr
+        keeps = "--state-dir" in helped.stdout
+        unit = parse(render_all(PYTHON)[service_name(process.name)])
+        assert process.state == keeps, f"{process.name}: --state-dir {keeps}, state {process.state}"
+        assert bool(values(unit, "Service", "StateDirectory")) == keeps, process.name
+
+
+@pytest.mark.parametrize("process", [p for p in PROCESSES if p.backends], ids=lambda p: p.name)
+def test_a_daemons_command_line_offers_the_backends_of_its_row(process):
+    """Written once, in the process table: the daemon's --backend choices and default come from its row."""
+    shown = subprocess.run([PYTHON, "-m", process.module, "--backend", "nosuch"], cwd=REPO, capture_output=True,
+                           text=True, timeout=60)
+    choices = ", ".join(repr(b) for b in process.backends)
+    assert shown.returncode == 2 and f"(choose from {choices})" in shown.stderr, shown.stderr
