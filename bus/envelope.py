@@ -49,7 +49,7 @@ import msgpack
 
 from bus.errors import MalformedMessage, PayloadError
 from bus.slotted import Slotted
-from bus.topics import TOPICS, Kind, Topic
+from bus.topics import TOPICS, Topic
 
 WIRE_VERSION = 1
 MAX_TOPIC_LEN = 128

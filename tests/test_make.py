@@ -1,6 +1,5 @@
 """The Makefile's setup: as root, `make` installs the missing system packages and nothing they only recommend."""
 
-import os
 import shutil
 import subprocess
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from apps.lens import draw_catalog
 from apps.lens.catalog import CATALOG_DIR, Offline, Online, load
-from apps.lens.views import CONDITIONS, clutter, nothing
+from apps.lens.views import CONDITIONS, nothing
 from daemons.camera.backends import SimCamera, held_up
 from policies.checker import PolicyError
 from tests.conftest import DEADLINE_S, wait_for, wait_line

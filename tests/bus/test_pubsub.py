@@ -8,7 +8,7 @@ import time
 
 import zmq
 
-from bus import access, keys
+from bus import access
 from bus.envelope import encode
 from bus.topics import TOPICS
 from tests.conftest import DEADLINE_S, read_json_lines, wait_for, wait_line
