@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from bus.envelope import Message
+from bus.topics import TOPICS
 
 REORDER_S = 0.5  # lanes deliver out of publish order by far less than this
 # A capture daemon stops on its own when it sees the LED report a fault (measured: within 7 ms), so frames
@@ -63,7 +64,8 @@ class Checker:
         self.reply_ns, self.checkpoint_ns = int(reply_s * 1e9), int(checkpoint_s * 1e9)
         self.violations: list[Violation] = []
         self.seen: set[str] = set()  # topics seen: what a rule can and cannot judge
-        self.counts = {"messages": 0, "frames": 0, "mic_blocks": 0, "requests": 0, "in_flight": 0}
+        # void: requests whose asker or server restarted before the answer (no one left to answer or to hear)
+        self.counts = {"messages": 0, "frames": 0, "mic_blocks": 0, "requests": 0, "in_flight": 0, "void": 0}
         self._heap: list = []
         self._order = itertools.count()
         self._now = 0
@@ -72,6 +74,7 @@ class Checker:
         self._pending: list[tuple[str, Message]] = []  # grants judged once the shell's batch of notices is in
         self._asked: dict[tuple[str, str, int], Message] = {}  # (reply topic, asker, cid) -> the request
         self._answered_topics: set[str] = set()
+        self._incarnations: dict[str, int] = {}  # source -> the incarnation last heard from it
         self._recording: str | None = None
         self._checkpoint_due: tuple[int, Message] | None = None
 
@@ -114,6 +117,8 @@ class Checker:
         if msg.source == "shell" and msg.topic != "shell.focus.notice":
             self._settle_grants()  # the shell finished a batch of notices: judge the grants in it
         self._expire()
+        if self._incarnations.setdefault(msg.source, msg.incarnation) != msg.incarnation:
+            self._restarted(msg.source, msg.incarnation)
         topic = msg.topic
         if topic == "led.state":
             self._led = msg
@@ -139,6 +144,17 @@ class Checker:
         elif topic.endswith(".reply"):
             self._answered_topics.add(topic)
             self._asked.pop((topic, msg.payload.get("to", ""), msg.payload.get("cid")), None)
+
+    def _restarted(self, source: str, incarnation: int) -> None:
+        """``source`` is a new process (killed and started again): what its old self asked or was asked and
+        had not answered dies with it. The asker was told by its timeout; it is no broken rule."""
+        self._incarnations[source] = incarnation
+        void = [key for key, request in self._asked.items()
+                if request.source == source or TOPICS.get(request.topic) is not None
+                and TOPICS[request.topic].owner == source]
+        for key in void:
+            del self._asked[key]
+        self.counts["void"] += len(void)
 
     def _captured(self, msg: Message, resource: str, owner: str) -> None:
         led = self._led

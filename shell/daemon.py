@@ -112,6 +112,13 @@ class ShellDaemon:
             log.warning("shell: %s sent a %s for %s; ignored", msg.source, msg.topic, name)
             return
         if msg.topic == "node.bye":
+            known = self.nodes.get(name)
+            if known is not None and known["pid"] != msg.payload["pid"]:
+                # The goodbye of a process already replaced (appd started it again before its old self had
+                # finished leaving): what the new one holds is the new one's.
+                log.info("shell: %s's earlier process (pid %d) said goodbye after pid %d began; kept",
+                         name, msg.payload["pid"], known["pid"])
+                return
             self.nodes.pop(name, None)
             self.core.owner_gone(name, now, "exited")
         else:

@@ -118,6 +118,8 @@ def test_every_process_killed_in_turn_comes_back_with_its_state(procs, runtime, 
                   f"the word of the restarted {name}")
         took[name] = back_as_before(user, before, f"{name} was killed", killed)
         if name in ("music", "appd"):
+            user.wait(lambda: any(p["playing"] for _, p in heard[since:]),
+                      f"the music playing again after {name} was killed")
             again = next(p for _, p in heard[since:] if p["playing"])
             assert again["position_s"] >= reached - 0.5, "the song went on from where it had got to, not its start"
     print("back as before, seconds from the kill (the new process's start included):", {k: round(v, 2) for k, v in took.items()})

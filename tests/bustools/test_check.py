@@ -17,10 +17,11 @@ S = 1_000_000_000  # ns
 
 
 def write(path, messages) -> str:
-    """A recording of ``(seconds, topic, source, payload)``, each message's own header as the bus had it."""
+    """A recording of ``(seconds, topic, source, payload[, incarnation])``, each message's own header as the
+    bus had it (incarnation 1 unless given)."""
     out = Output(path, "none")
-    for seq, (at, topic, source, payload) in enumerate(messages, 1):
-        header = {"source": source, "incarnation": 1, "seq": seq, "mono_ns": int(at * S), "wall_ns": int(at * S)}
+    for seq, (at, topic, source, payload, *incarnation) in enumerate(messages, 1):
+        header = {"source": source, "incarnation": incarnation[0] if incarnation else 1, "seq": seq, "mono_ns": int(at * S), "wall_ns": int(at * S)}
         out.write(topic, source, bag.encode(topic, payload, header), int(at * S), int(at * S), seq)
     out.close()
     return str(path)
@@ -88,6 +89,22 @@ STORIES = {  # rule -> (broken, told right)
                    [camera_state(0, "/media/rec-1"), shell_state(1, "battery_swap"),
                     segment(1.2, "checkpoint: battery_swap"), shell_state(10, "active")]),
 }
+
+
+def test_a_request_whose_server_or_asker_was_killed_and_started_again_is_void_not_a_violation(tmp_path):
+    """A kill (tests/test_restarts.py) takes the unanswered requests with it: the asker was told by its timeout,
+    or is gone. A server that just goes quiet stays a violation (the "answered" story above)."""
+    displayd_again = (5, "display.state", "displayd", {"on": True}, 2)
+    camera_again = (7, "display.clear.request", "camera", {"cid": 1, "id": "y"}, 2)
+    story = [request(1, 1), reply(1.1, 1), request(2, 2), displayd_again, request(6, 3, source="music"),
+             request(6.5, 4), camera_again, (8, *reply(8, 3, to="music")[1:], 2), (8.5, *reply(8.5, 1)[1:], 2),
+             (20, "display.state", "displayd", {"on": True}, 2)]
+    found = checker()
+    for msg in messages(write(tmp_path / "killed.mcap", story)):
+        found.feed(msg)
+    found.finish()
+    assert found.violations == [], [v.as_dict() for v in found.violations]
+    assert found.counts["void"] == 2  # the one displayd's old self held, and camera's own before its restart
 
 
 def checker() -> Checker:

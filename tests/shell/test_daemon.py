@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 
@@ -102,6 +103,26 @@ def test_a_killed_focus_owner_loses_focus_within_the_liveness_timeout(procs, run
     assert lost and "silent" in lost[0]["reason"]
     # The deadline is the policy's 1 s after the last heartbeat; allow the machine's noise, not a missed timer.
     assert lost_after < 1.0 + 3.0, f"focus released {lost_after:.2f} s after SIGKILL"
+
+
+def test_a_goodbye_from_the_process_a_new_one_replaced_takes_nothing_from_the_new_one(system):
+    """appd killed: its apps stop with it (their goodbyes on the way out) and the new appd starts them again.
+    Under load an old app's goodbye came after its successor had taken focus, and took the successor's."""
+    nav = system.app("nav")
+    system.watcher.wait_state(running, "boot")
+    nav.ask("shell.focus.request", resource="audio_out", kind="exclusive", cls="background", reason="route")
+    nav.wait_state(lambda s: s["focus"]["audio_out"]["owner"] == "nav", "nav holds audio_out")
+    earlier = os.getpid() + 1  # the pid of the nav this one replaced
+    nav.node.publish("node.bye", node="nav", pid=earlier)
+    # Its next claim comes after the goodbye on the same lane, and the shell's word on it after its word on
+    # the goodbye: the shell's state with the new reason means the goodbye was judged, and no loss came first.
+    nav.ask("shell.focus.request", resource="audio_out", kind="exclusive", cls="background", reason="route again")
+    state = nav.wait_state(lambda s: [c["reason"] for c in s["focus"]["audio_out"]["stack"]] == ["route again"]
+                           and s, "the shell's word after the goodbye")
+    assert "nav" in state["nodes"] and not nav.notices("shell.focus.notice", owner="nav", status="lost")
+    nav.node.publish("node.bye", node="nav", pid=os.getpid())  # its own goodbye still lets go of everything
+    nav.wait_state(lambda s: s["focus"]["audio_out"]["owner"] is None and "nav" not in s["nodes"],
+                   "nav's focus released")
 
 
 def test_a_killed_process_with_its_own_key_loses_focus_as_soon_as_its_connection_closes(procs, runtime, tmp_path):
