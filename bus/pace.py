@@ -43,8 +43,8 @@ class Pace:
         self._announced = True
         sdnotify.notify("READY=1", f"STATUS={self.name} on the bus")
         period = sdnotify.watchdog_period()
-        if period:
-            self.timers.every(period, lambda: sdnotify.notify("WATCHDOG=1"))
+        if period:  # aligned: see bus.timers.aligned_deadline (and the beat below, in the same wake-up)
+            self.timers.every(period, lambda: sdnotify.notify("WATCHDOG=1"), aligned=True)
         if self.heartbeat:
             self._keep_beating()
 
@@ -77,7 +77,7 @@ class Pace:
     def _keep_beating(self) -> None:
         """Beat now, then every ``self.heartbeat`` seconds."""
         self._beat()
-        self._beat_timer = self.timers.every(self.heartbeat, self._beat)
+        self._beat_timer = self.timers.every(self.heartbeat, self._beat, aligned=True)
 
     def _on_census(self, msg: Message) -> None:
         # At most one answer per census period, however many censuses arrive: no amplifier. Limited by

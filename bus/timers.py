@@ -29,11 +29,15 @@ class Timers:
     def after(self, delay: float, callback: Callable[[], None]) -> Timer:
         return self._push(Timer(time.monotonic() + delay, None, callback))
 
-    def every(self, period: float, callback: Callable[[], None], *, first: float | None = None) -> Timer:
+    def every(self, period: float, callback: Callable[[], None], *, first: float | None = None,
+              aligned: bool = False) -> Timer:
+        """Every ``period`` seconds, the first after ``first`` (default: one period); ``aligned``: at the
+        multiples of ``period`` on the monotonic clock instead (see ``aligned_deadline``)."""
         if period <= 0:
             raise ValueError(f"timer period must be positive, got {period}")
-        delay = period if first is None else first
-        return self._push(Timer(time.monotonic() + delay, period, callback))
+        now = time.monotonic()
+        deadline = aligned_deadline(period, now) if aligned else now + (period if first is None else first)
+        return self._push(Timer(deadline, period, callback))
 
     def _push(self, timer: Timer) -> Timer:
         heapq.heappush(self._heap, (timer.deadline, next(self._order), timer))
@@ -55,6 +59,14 @@ class Timers:
                 timer.deadline += timer.period * max(1, int((now - timer.deadline) // timer.period) + 1)
                 self._push(timer)
             timer.callback()
+
+
+def aligned_deadline(period: float, now: float) -> float:
+    """The next multiple of ``period`` after ``now`` on the monotonic clock. Every process of a boot reads
+    the same CLOCK_MONOTONIC, so timers of one period in many processes (the watchdog pings and heartbeats
+    of every supervised process) fire together, and those they wake (the supervisor, the broker, the shell)
+    wake once a round for all of them rather than once for each."""
+    return (now // period + 1) * period
 
 
 def earliest(a: float | None, b: float | None) -> float | None:
