@@ -41,6 +41,18 @@ def test_every_word_of_the_grammar_is_in_the_recognizers_dictionary():
     assert [w for w in sorted(vocabulary()) if decoder.lookup_word(w) is None] == []
 
 
+def test_the_recognizer_holds_the_grammars_words_only_and_names_one_it_cannot_say():
+    """The whole dictionary (135,000 words) was most of assistantd's memory: 51 MiB of it for two decoders."""
+    from daemons.assistant.stt import SphinxStt, SttError
+
+    stt = SphinxStt(jsgf())
+    assert [w for w in sorted(vocabulary()) if stt.grammar.lookup_word(w) is None] == []
+    assert stt.grammar.lookup_word("zebra") is None and stt.phones.lookup_word("zebra") is None
+    rows = [*INTENTS, IntentRow("weather", [r"\bweather\b"], ["what is the weather in qwzxv"])]
+    with pytest.raises(SttError, match="qwzxv"):
+        SphinxStt(jsgf(rows))
+
+
 def spoken(text: str, room: bool = True) -> np.ndarray:
     """``text`` as the sim mic hears it: a pause, the words, a pause, over the quiet room's hiss."""
     from daemons.audio.backends import quiet_room
