@@ -70,7 +70,9 @@ PROCESSES: tuple[Process, ...] = (
     # No network for apps yet: until each app runs in its own sandbox, one with the network permission
     # would open it to all of them (privacy first); the lens app's online backend is for development.
     Process("appd", "apphost.appd", after=("broker",), state=True,
-            capabilities=("CAP_SETUID", "CAP_SETGID", "CAP_KILL"),  # each app a user of its own (apphost.appusers)
+            # Each app a user of its own (apphost.appusers), with a state directory of its own that appd gives
+            # to that user (CAP_CHOWN: without it, on the board, the chown's system call killed appd at start).
+            capabilities=("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN"),
             doc="the app host: starts and stops apps/<id> on the shell's word (boot apps: system.toml [apps])"),
     Process("webview", "webview", after=("broker",), dev_only=True,
             doc="the live view on 127.0.0.1 for development (`lens up --web`)"),

@@ -58,6 +58,9 @@ _HARDENING = [
 ]
 
 
+_CALLS_FOR = {"CAP_SETUID": "@setuid", "CAP_CHOWN": "@chown"}  # a capability -> the system calls it needs
+
+
 def service_name(name: str) -> str:
     return f"lensos-{name}.service"
 
@@ -112,8 +115,9 @@ def unit(process: Process, python: str, dirs: list[str] = ()) -> str:
     service += [("CapabilityBoundingSet", capabilities)]
     if capabilities:
         service += [("AmbientCapabilities", capabilities)]
-    if "CAP_SETUID" in process.capabilities:
-        service += [("SystemCallFilter", "@setuid")]  # back from ~@privileged: what it keeps CAP_SETUID for
+    # Back from ~@privileged: the calls a capability it keeps is for (else seccomp kills it at the first one).
+    service += [("SystemCallFilter", calls) for capability, calls in _CALLS_FOR.items()
+                if capability in process.capabilities]
     if not process.writes:
         service.append(("ProtectKernelTunables", "yes"))  # /sys read-only, unless it drives an LED or backlight
     if not process.jit:

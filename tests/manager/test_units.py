@@ -17,6 +17,7 @@ from policies.loader import load
 from policies.rules import MODELS
 from manager.launcher import Launcher
 from manager.processes import PROCESSES, by_name
+from manager import units
 from manager.units import parse, render_all, service_name
 from tests.conftest import REPO
 
@@ -60,12 +61,31 @@ def test_each_unit_says_what_the_table_says(process, tmp_path):
     assert values(unit, "Service", "MemoryDenyWriteExecute") == ([] if process.jit else ["yes"])
     networked = process.name == "assistantd"  # the only process that may leave the glasses
     assert values(unit, "Service", "PrivateNetwork") == ([] if networked else ["yes"])
-    # No privilege at all, but appd's three: to start each app as a user of its own, and stop it.
-    kept = "CAP_SETUID CAP_SETGID CAP_KILL" if process.name == "appd" else ""
+    # No privilege at all, but appd's four: to start each app as a user of its own, give it its own state
+    # directory, and stop it; with the system calls they are for, which ~@privileged took away.
+    kept = "CAP_SETUID CAP_SETGID CAP_KILL CAP_CHOWN" if process.name == "appd" else ""
     assert values(unit, "Service", "CapabilityBoundingSet") == [kept]
     assert values(unit, "Service", "AmbientCapabilities") == ([kept] if kept else [])
     filters = values(unit, "Service", "SystemCallFilter")
-    assert filters[:2] == ["@system-service", "~@privileged"] and filters[2:] == (["@setuid"] if kept else [])
+    assert filters[:2] == ["@system-service", "~@privileged"]
+    assert filters[2:] == (["@setuid", "@chown"] if kept else [])
+
+
+CHOWN = re.compile(r"\bos\.(f|l)?chown\(")
+
+
+@pytest.mark.parametrize("process", BOARD, ids=lambda p: p.name)
+def test_a_process_whose_code_changes_owners_keeps_the_capability_and_the_calls_for_it(process):
+    """appd gave each app's state directory to the app's user with os.chown, but its row kept no CAP_CHOWN:
+    on the board, seccomp (~@privileged) killed appd at its first start, five times, and no app ran."""
+    package = REPO / process.module.split(".")[0]
+    if process.module.startswith("daemons."):
+        package = REPO / "daemons" / process.module.split(".")[1]
+    calls = [str(path.relative_to(REPO)) for path in sorted(package.rglob("*.py")) if CHOWN.search(path.read_text())]
+    unit = parse(units.unit(process, PYTHON))
+    if calls:
+        assert "CAP_CHOWN" in process.capabilities, calls
+        assert "@chown" in values(unit, "Service", "SystemCallFilter"), calls
 
 
 def test_the_target_wants_every_unit_and_nothing_else_is_written():
