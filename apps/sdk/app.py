@@ -36,6 +36,7 @@ from bus.waiting import wait_for
 log = logging.getLogger("app")
 
 GRANT_TIMEOUT_S = 3.0
+DISPLAY_AGAIN_S = 1.0  # a display claim the shell did not answer is asked again this often (take_display)
 
 
 # An app's heartbeat while it holds no focus: its beats then serve only the shell's list of what runs (its
@@ -128,9 +129,27 @@ class App:
         return answer
 
     def take_display(self, reason: str) -> None:
-        """Display focus for this app's cards; a model without a display has none to take (its cards are said)."""
-        if self.has_display:
+        """Display focus for this app's cards; a model without a display has none to take (its cards are said).
+        A shell that does not answer (restarting, hung) is asked again every DISPLAY_AGAIN_S while this app
+        stays in front: raised to the caller all the same, but the app's cards (kept by displayd) are shown
+        once the shell answers, not left off the panel until the app next comes forward."""
+        if not self.has_display:
+            return
+        try:
             self.focus("display", reason=reason)
+        except BusError:
+            self.node.after(DISPLAY_AGAIN_S, lambda: self._display_again(reason))
+            raise
+
+    def _display_again(self, reason: str) -> None:
+        if not self.foreground:
+            return  # the wearer moved on: whoever is in front now takes it
+        try:
+            self.focus("display", reason=reason)
+        except BusError:
+            self.node.after(DISPLAY_AGAIN_S, lambda: self._display_again(reason))
+        except Refused as exc:
+            log.warning("%s: no display: %s", self.id, exc)
 
     def release(self, resource: str) -> None:
         self.ask("shell.release.request", resource=resource)

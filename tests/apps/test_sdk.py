@@ -87,3 +87,33 @@ def test_a_toast_that_cannot_be_shown_gives_the_display_back(procs, runtime, tmp
         toaster.wait(lambda: any(stacks) and not stacks[-1], 10.0, "the toast's claim, then the display given back")
     finally:
         toaster.node.close()
+
+
+@pytest.mark.slow
+def test_an_app_in_front_whose_display_claim_went_unanswered_claims_it_again_once_the_shell_answers(
+        procs, runtime, tmp_path):
+    # Under load, music came forward while the shell was being restarted: "no display: no reply to
+    # shell.focus.request from shell within 3 s", and its card stayed off the panel for good.
+    import signal
+
+    from bus.errors import BusError
+    apps = tmp_path / "apps"
+    (apps / "toaster").mkdir(parents=True)
+    (apps / "toaster" / "manifest.toml").write_text(TOASTER)
+    procs.use_env(LENS_APPS_DIR=str(apps))
+    system = System(procs, runtime, tmp_path)
+    system.watcher.wait_state(running, "boot")
+    app = App("toaster", runtime, apps)
+    app.node.start()
+    try:
+        app.wait(lambda: app.has_display, 10.0, "the shell's state")
+        app.come_forward()
+        app.wait(lambda: app.foreground, 10.0, "in front")
+        system.shell.send_signal(signal.SIGSTOP)  # hung: the claim waits in its socket, then dies with it
+        with pytest.raises(BusError):
+            app.take_display("now playing")
+        system.restart_shell()  # killed and started again, from its checkpoint: the app still in front
+        app.wait(lambda: app.shell["focus"]["display"]["owner"] == "toaster" and app.foreground, 20.0,
+                 "the claim made again once the new shell answers")
+    finally:
+        app.node.close()
