@@ -59,13 +59,9 @@ def pink_noise(samples: int, seed: int = 32) -> np.ndarray:
 
 
 def word_errors(said: str, heard: str) -> int:
-    a, b = said.split(), heard.split()
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[:], i
-        for j, y in enumerate(b, 1):
-            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (x != y))
-    return row[-1]
+    from daemons.assistant.stt import edits  # the recognizer's own count of edits, over words here
+
+    return edits(said.split(), heard.split())
 
 
 def hear(stt, speech: np.ndarray, noise: np.ndarray | None, snr: float) -> tuple[str, float, float]:

@@ -170,7 +170,7 @@ class SphinxStt:
         """Phone edits per phone between the command's pronunciation and the free phones heard."""
         expected = [p for word in words.split() for p in (self.grammar.lookup_word(word) or "").split()]
         heard = [p for p in self._decode(self.phones, audio).split() if p not in self.FILLERS]
-        return _edits(expected, heard) / max(len(expected), 1)
+        return edits(expected, heard) / max(len(expected), 1)
 
     def final(self) -> str:
         """The command the grammar heard; or, when the speech was none of them, the free-form words (for the
@@ -216,7 +216,8 @@ def _words_of(grammar: str, whole: Path) -> Iterator[str]:
         os.close(fd)
 
 
-def _edits(a: list[str], b: list[str]) -> int:
+def edits(a: list[str], b: list[str]) -> int:
+    """The fewest insertions, deletions and substitutions that make ``a`` into ``b`` (Levenshtein)."""
     row = list(range(len(b) + 1))
     for i, x in enumerate(a, 1):
         prev, row[0] = row[:], i
