@@ -38,8 +38,8 @@ from bustools.capture_content import Consent, withhold
 from bus.envelope import Message
 from bus.errors import BusError, PayloadError
 from bus.node import Node
-from frames.ring import FrameOverrun, Ring
-from frames.door import open_ring_later
+from frames.ring import FrameOverrun
+from frames.door import RingFollower
 from bus.topics import ANY_NODE, TOPICS, Kind
 
 log = logging.getLogger("foxglove")
@@ -80,8 +80,7 @@ class FoxgloveLive:
         self.counts = {"sent": 0, "skipped": 0, "published": 0, "refused": 0}
         self.max_hz = max_hz
         self._budget: dict[str, tuple[float, float]] = {}  # topic -> (tokens, when), at most max_hz a second
-        self.ring: Ring | None = None
-        self.ring_asked = 0
+        self.camera_ring = RingFollower(node)
         self._lock = threading.Lock()
         self._inbox: list[tuple[str, dict]] = []  # what clients published, sent from the node's own loop
         self.channels = {}
@@ -95,7 +94,7 @@ class FoxgloveLive:
             capabilities=[Capability.ClientPublish] if allow_publish else [])
         node.subscribe("", self.on_message)
         if consent is not None:
-            node.subscribe("camera.state", self.on_camera)
+            node.subscribe("camera.state", self.camera_ring.on_camera)
         if allow_publish:  # what clients publish leaves from the node's own loop (a node is one thread's)
             node.every(0.05, self._publish_inbox)
 
@@ -105,8 +104,7 @@ class FoxgloveLive:
 
     def close(self) -> None:
         self.server.stop()
-        if self.ring is not None:
-            self.ring.close()
+        self.camera_ring.close()
 
     # --- the bus to Foxglove ------------------------------------------------------------------
     def on_message(self, msg: Message) -> None:
@@ -157,29 +155,14 @@ class FoxgloveLive:
             image = _image(msg.wall_ns, "display", "png", data)
             self._log(DISPLAY_TOPIC, bag.encode(bag.IMAGE_TOPIC, image, _header(msg)), msg.wall_ns)
 
-    def on_camera(self, msg: Message) -> None:
-        epoch = msg.payload.get("ring") if msg.source == "camerad" else 0
-        if not epoch or epoch == self.ring_asked:
-            return
-        self.ring_asked = epoch
-
-        def opened(ring: Ring | None, error: BusError | None) -> None:
-            if error is not None:
-                log.warning("cannot read camera frames of ring %d: %s", epoch, error)
-                return
-            if self.ring is not None:
-                self.ring.close()
-            self.ring = ring
-        open_ring_later(self.node, opened)
-
     def _frame(self, msg: Message) -> None:
         from PIL import Image
 
-        p = msg.payload
-        if self.ring is None or self.ring.epoch != p["ring"]:
+        p, ring = msg.payload, self.camera_ring.ring
+        if ring is None or ring.epoch != p["ring"]:
             return
         try:
-            pixels = self.ring.copy(p["slot"], p["gen"])
+            pixels = ring.copy(p["slot"], p["gen"])
         except FrameOverrun:
             return  # lapped: the next one will do for a live view
         out = io.BytesIO()

@@ -25,9 +25,9 @@ from bustools import bag
 from bustools.capture_content import MAX_PHOTO_BYTES, METADATA, Consent, private_mark, withhold
 from bus.envelope import Message
 from bus.node import Node
-from bus.errors import BusError, RequestRefused
-from frames.ring import FrameOverrun, Ring
-from frames.door import open_ring_later
+from bus.errors import RequestRefused
+from frames.ring import FrameOverrun
+from frames.door import RingFollower
 from bus.topics import matches
 
 log = logging.getLogger("recorder")
@@ -143,13 +143,12 @@ class Recorder:
         self.last_seq: dict[tuple[str, int, str], int] = {}
         self.gaps: dict[str, int] = {}  # "source topic" -> messages missing
         self.frames = 0
-        self.ring: Ring | None = None
-        self.ring_asked = 0  # the number of the ring last asked camerad for
+        self.camera_ring = RingFollower(node)
         self.failed: str | None = None  # why recording stopped before it was asked to (a full disk)
         for prefix in prefixes or [""]:
             node.subscribe(prefix, self.on_message)
         if consent is not None:
-            node.subscribe("camera.state", self.on_camera)  # where the frames are, to store them as images
+            node.subscribe("camera.state", self.camera_ring.on_camera)  # where the frames are, to store them as images
             if any(matches(prefix, bag.PHOTO_TOPIC) for prefix in prefixes or [""]):
                 node.subscribe("camera.control.reply", self.on_photo)  # the path of each photo taken
         if snapshot_s:
@@ -182,35 +181,17 @@ class Recorder:
             if (self.frames - 1) % self.frame_every == 0:
                 self._image(msg, header, now)
 
-    def on_camera(self, msg: Message) -> None:
-        if msg.source == "camerad":
-            self._want_ring(msg.payload["ring"])
-
-    def _want_ring(self, epoch: int) -> None:
-        """Ask camerad for its session's ring as soon as one is named (the recorder's key is the developer's)."""
-        if not epoch or epoch == self.ring_asked:
-            return
-        self.ring_asked = epoch
-
-        def opened(ring: Ring | None, error: BusError | None) -> None:
-            if error is not None:
-                log.warning("cannot read camera frames of ring %d: %s", epoch, error)
-                return
-            if self.ring is not None:
-                self.ring.close()
-            self.ring = ring
-        open_ring_later(self.node, opened)
-
     def _image(self, msg: Message, header: dict, now: int) -> None:
         from PIL import Image
 
         p = msg.payload
-        if self.ring is None or self.ring.epoch != p["ring"]:
-            self._want_ring(p["ring"])
+        ring = self.camera_ring.ring
+        if ring is None or ring.epoch != p["ring"]:
+            self.camera_ring.want(p["ring"])
             self.gaps["camerad camera.image (no ring)"] = self.gaps.get("camerad camera.image (no ring)", 0) + 1
             return
         try:
-            pixels = self.ring.copy(p["slot"], p["gen"])
+            pixels = ring.copy(p["slot"], p["gen"])
         except FrameOverrun:
             self.gaps["camerad camera.image (overrun)"] = self.gaps.get("camerad camera.image (overrun)", 0) + 1
             return
@@ -298,6 +279,5 @@ class Recorder:
                 if not self.failed:
                     log.error("stopping: %s", exc.strerror)
                 self.failed = self.failed or exc.strerror
-        if self.ring is not None:
-            self.ring.close()
+        self.camera_ring.close()
         return self.gaps

@@ -177,6 +177,41 @@ def open_ring_later(node, callback: Callable[[Ring | None, BusError | None], Non
     node.request_async(TOPIC, answered, timeout=timeout)
 
 
+class RingFollower:
+    """The ring of camerad's current session, for a watching tool (the recorder with --include-capture, the
+    Foxglove view): asked for through the door once per ring camerad names, without waiting in a handler;
+    the previous one closed when the next is open."""
+
+    def __init__(self, node):
+        self.node = node
+        self.ring: Ring | None = None
+        self.asked = 0  # the number of the ring last asked camerad for
+
+    def on_camera(self, msg: Message) -> None:
+        """camera.state: the ring it names, if camerad said it."""
+        if msg.source == "camerad":
+            self.want(msg.payload.get("ring") or 0)
+
+    def want(self, epoch: int) -> None:
+        if not epoch or epoch == self.asked:
+            return
+        self.asked = epoch
+
+        def opened(ring: Ring | None, error: BusError | None) -> None:
+            if error is not None:
+                log.warning("cannot read camera frames of ring %d: %s", epoch, error)
+                return
+            if self.ring is not None:
+                self.ring.close()
+            self.ring = ring
+        open_ring_later(self.node, opened)
+
+    def close(self) -> None:
+        if self.ring is not None:
+            self.ring.close()
+            self.ring = None
+
+
 def _through_door(reply: dict, timeout: float) -> Ring:
     fd = fetch(reply["door"], reply["ticket"], timeout)
     try:
