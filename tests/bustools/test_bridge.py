@@ -186,7 +186,9 @@ def test_bridge_connect_republishes_the_glasses_on_a_laptops_bus_and_carries_bac
     _, info = bridge(procs, runtime, echo_in(tmp_path))
     laptop_runtime = Runtime.resolve(tmp_path / "laptop")
     env = procs.env(LENS_RUNTIME_DIR=str(laptop_runtime.dir))
-    procs.start("-m", "broker", env=env)
+    # Up before the relay starts: a relay with no broker to join says so and exits (under load the relay came
+    # first, and its first line never came).
+    procs.start_ready("-m", "broker", env_extra={"LENS_RUNTIME_DIR": str(laptop_runtime.dir)})
     relay = procs.lens("bus", "bridge", "--connect", info["address"], "--key",
                        str(keys.keys_dir(runtime) / "peers" / "laptop.key_secret"),
                        f"--server-key={info['public_key']}", "--send", "demo.echo.request", "phone", "--json",
