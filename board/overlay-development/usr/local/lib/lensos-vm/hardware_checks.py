@@ -174,11 +174,14 @@ def check_audio() -> None:
         # 1. the speaker: audiod plays a beep into PCM 0, heard on the loopback's other side
         rate = 48000
         heard = os.path.join(work, "heard.wav")
-        rec = subprocess.Popen(["arecord", "-q", "-D", LOOP, "-f", "S16_LE", "-r", str(rate), "-c", "1", "-d", "6",
-                                heard], stderr=subprocess.PIPE)
         focus = bus.ask("shell.focus.request", resource="audio_out", kind="transient", cls="background",
                         reason="the boot check")
         played = bus.ask("audio.play.request", id="boot-check", sound="beep", loop=True)
+        # Recorded once audiod plays: snd-aloop's capture side takes the playing side's parameters; opened
+        # first at its own, it failed now and then with EIO when audiod's stream then opened.
+        bus.pump(lambda: any(m[1] == "audio.state" and m[2]["streams"] for m in bus.seen), 20)
+        rec = subprocess.Popen(["arecord", "-q", "-D", LOOP, "-f", "S16_LE", "-r", str(rate), "-c", "1", "-d", "6",
+                                heard], stderr=subprocess.PIPE)
         bus.pump(lambda: rec.poll() is not None, 60)
         bus.ask("audio.stop.request", id="boot-check")
         bus.release("audio_out")
