@@ -150,8 +150,7 @@ class Checker:
         had not answered dies with it. The asker was told by its timeout; it is no broken rule."""
         self._incarnations[source] = incarnation
         void = [key for key, request in self._asked.items()
-                if request.source == source or TOPICS.get(request.topic) is not None
-                and TOPICS[request.topic].owner == source]
+                if source in (request.source, getattr(TOPICS.get(request.topic), "owner", None))]
         for key in void:
             del self._asked[key]
         self.counts["void"] += len(void)

@@ -145,9 +145,9 @@ class App:
         if not self.foreground:
             return  # the wearer moved on: whoever is in front now takes it
         try:
-            self.focus("display", reason=reason)
+            self.take_display(reason)
         except BusError:
-            self.node.after(DISPLAY_AGAIN_S, lambda: self._display_again(reason))
+            pass  # take_display has asked for the next try
         except Refused as exc:
             log.warning("%s: no display: %s", self.id, exc)
 

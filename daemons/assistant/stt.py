@@ -203,9 +203,10 @@ def _words_of(grammar: str, whole: Path) -> Iterator[str]:
     once at its start."""
     body = grammar.split(";", 2)[-1]  # past the header's two statements: rules of words and <names>
     words = set(re.findall(r"[a-z']+", re.sub(r"<[^>]*>", " ", body.lower())))
-    lines = [line for line in whole.read_text().splitlines(keepends=True)
-             if line.split(" ", 1)[0].split("(", 1)[0] in words]
-    missing = words - {line.split(" ", 1)[0].split("(", 1)[0] for line in lines}
+    # "word phones" or "word(2) phones" for a second pronunciation
+    entries = [(line.split(" ", 1)[0].split("(", 1)[0], line) for line in whole.read_text().splitlines(True)]
+    lines = [line for word, line in entries if word in words]
+    missing = words - {word for word, _ in entries}
     if missing:
         raise ValueError(f"words the dictionary lacks: {', '.join(sorted(missing))}")
     fd = os.memfd_create("grammar.dict")

@@ -19,6 +19,16 @@ display = false
 TIMES = 300
 
 
+def installed(procs, tmp_path, app: str, manifest: str):
+    """An apps directory holding ``app`` (its manifest alone: the test drives it in-process), for the
+    processes the test starts."""
+    apps = tmp_path / "apps"
+    (apps / app).mkdir(parents=True)
+    (apps / app / "manifest.toml").write_text(manifest)
+    procs.use_env(LENS_APPS_DIR=str(apps))
+    return apps
+
+
 def test_notices_after_a_mark_are_found_however_many_were_forgotten():
     # Sessions wait for "a grant since I asked": with the oldest forgotten, a list index as the mark
     # pointed past the end once the list was full, and the grant was never seen.
@@ -40,10 +50,7 @@ def test_notices_after_a_mark_are_found_however_many_were_forgotten():
 def test_an_app_takes_the_camera_and_the_mic_again_and_again(procs, runtime, tmp_path):
     # The SDK kept its notices in a list trimmed to the last 100 and marked "since I asked" by the list's
     # length: after about 100 notices every later focus() found nothing and raised Refused after 3 s.
-    apps = tmp_path / "apps"
-    (apps / "taker").mkdir(parents=True)
-    (apps / "taker" / "manifest.toml").write_text(TAKER)
-    procs.use_env(LENS_APPS_DIR=str(apps))
+    apps = installed(procs, tmp_path, "taker", TAKER)
     system = System(procs, runtime, tmp_path)
     system.watcher.wait_state(running, "boot")
     taker = App("taker", runtime, apps)
@@ -69,10 +76,7 @@ def test_a_toast_that_cannot_be_shown_gives_the_display_back(procs, runtime, tmp
     # failed (displayd restarting at that moment) left the claim over the foreground app for good.
     from apps.sdk.app import Refused
     from bus.errors import BusError
-    apps = tmp_path / "apps"
-    (apps / "toaster").mkdir(parents=True)
-    (apps / "toaster" / "manifest.toml").write_text(TOASTER)
-    procs.use_env(LENS_APPS_DIR=str(apps))
+    apps = installed(procs, tmp_path, "toaster", TOASTER)
     System(procs, runtime, tmp_path)  # no displayd: no card is shown
     toaster = App("toaster", runtime, apps)
     stacks = []
@@ -97,10 +101,7 @@ def test_an_app_in_front_whose_display_claim_went_unanswered_claims_it_again_onc
     import signal
 
     from bus.errors import BusError
-    apps = tmp_path / "apps"
-    (apps / "toaster").mkdir(parents=True)
-    (apps / "toaster" / "manifest.toml").write_text(TOASTER)
-    procs.use_env(LENS_APPS_DIR=str(apps))
+    apps = installed(procs, tmp_path, "toaster", TOASTER)
     system = System(procs, runtime, tmp_path)
     system.watcher.wait_state(running, "boot")
     app = App("toaster", runtime, apps)
@@ -108,7 +109,6 @@ def test_an_app_in_front_whose_display_claim_went_unanswered_claims_it_again_onc
     try:
         app.wait(lambda: app.has_display, 10.0, "the shell's state")
         app.come_forward()
-        app.wait(lambda: app.foreground, 10.0, "in front")
         system.shell.send_signal(signal.SIGSTOP)  # hung: the claim waits in its socket, then dies with it
         with pytest.raises(BusError):
             app.take_display("now playing")
