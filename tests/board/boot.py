@@ -22,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BOARD = REPO / "board"
 IMAGE = Path(os.environ.get("LENSOS_BOARD_IMAGE", REPO / "build" / "board" / "development-amd64"))
+PRODUCT = IMAGE.with_name("product-amd64")
 BUILD_TIMEOUT_S = 1200  # a fresh machine's first build: mmdebstrap, the kernel headers and source, the modules
 # TCG on 2 cores shared with the rest of the suite (or with other runs): the boot and every check took 3-4 min
 # of wall time alone and up to 12-15 min at a load of 8-12; a deadline, not a wait
@@ -67,7 +68,30 @@ def run(out: Path) -> int:
                          "--log", str(out / "console.log"), "--timeout", str(BOOT_TIMEOUT_S),
                          "--append", "lensos.check"], capture_output=True, text=True, timeout=BOOT_TIMEOUT_S + 60)
     note(vm_s=round(time.monotonic() - started, 1), vm_rc=vm.returncode, vm_said=vm.stderr.strip()[-2000:])
+    if "LENSOS_BOARD_IMAGE" not in os.environ:  # the product flavour from the same base: built, then looked into
+        started = time.monotonic()
+        with open(out / "product.log", "wb") as log:
+            built = subprocess.run([str(BOARD / "build-image"), "--flavour", "product", "--out", str(PRODUCT)],
+                                   stdout=log, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S)
+        note(product_s=round(time.monotonic() - started, 1), product_rc=built.returncode,
+             product=inspect(PRODUCT / "disk.img") if built.returncode == 0 else None)
     return vm.returncode
+
+
+def inspect(disk: Path) -> dict:
+    """What a product image holds, read from its ext4 with e2fsprogs' debugfs (no mount, no boot)."""
+    def stat(path: str) -> str:
+        return subprocess.run(["debugfs", "-R", f"stat {path}", str(disk)], capture_output=True, text=True).stdout
+
+    listing = subprocess.run(["debugfs", "-R", "ls -p /etc/lensos/keys", str(disk)], capture_output=True,
+                             text=True).stdout  # one /inode/mode/uid/gid/name/size/ a line
+    keys = sorted(f.split("/")[5] for f in listing.splitlines() if f.count("/") >= 6)
+    masked = {unit: '"/dev/null"' in stat(f"/etc/systemd/system/{unit}")
+              for unit in ("serial-getty@.service", "getty@.service", "console-getty.service")}
+    return {"keys": [k for k in keys if k not in (".", "..")],
+            "lens_on_path": bool(stat("/usr/local/bin/lens").strip()), "consoles_masked": masked,
+            "check_service": bool(stat("/etc/systemd/system/lensos-check.service").strip()),
+            "target_wanted": bool(stat("/etc/systemd/system/multi-user.target.wants/lensos.target").strip())}
 
 
 class Background:

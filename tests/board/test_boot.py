@@ -10,6 +10,7 @@ QEMU the whole module is skipped and says why (`make board-test` installs what i
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 
@@ -162,3 +163,17 @@ def test_kill_9_of_each_unit_in_turn_and_everything_comes_back(board):
     assert faults["failed"] == [] and faults["shell"]["state"] in ("active", "idle", "sleep")
     print("board: back after kill -9 (s): " + ", ".join(f"{u.removeprefix('lensos-').removesuffix('.service')} "
                                                       f"{r['back_after_s']}" for u, r in faults["runs"].items()))
+
+
+def test_the_product_image_has_no_developer_key_no_console_and_no_bus_tools(board):
+    times = board["_times"]
+    if "LENSOS_BOARD_IMAGE" in os.environ:
+        pytest.skip("LENSOS_BOARD_IMAGE names a built image: the product flavour was not built beside it")
+    assert times.get("product_rc") == 0, f"the product build failed: {times.get('product_rc')}"
+    product = times["product"]
+    assert "developer.key" not in product["keys"] and "developer.key_secret" not in product["keys"]
+    assert "shell.key_secret" in product["keys"]  # the system's own keys are there
+    assert "foxglove.key" not in product["keys"] and "webview.key" not in product["keys"]  # development only
+    assert not product["lens_on_path"] and not product["check_service"]
+    assert all(product["consoles_masked"].values()), product["consoles_masked"]
+    assert product["target_wanted"]
