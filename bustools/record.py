@@ -207,7 +207,7 @@ class Recorder:
         """camerad answered a photo with its path: the JPEG itself goes in (with consent only)."""
         result = msg.payload.get("result") or {}
         path = result.get("path") or ""
-        if msg.source != "camerad" or not msg.payload.get("ok") or not path.endswith(".jpg") or self.failed:
+        if not msg.payload.get("ok") or not path.endswith(".jpg") or self.failed:
             return
         try:
             with open(path, "rb") as photo:
