@@ -12,6 +12,9 @@
     node.run()                                    # until SIGTERM/SIGINT or node.stop()
 
 Guarantees: a publish is validated against the table before anything is sent;
+a handler hears a topic of the table's from that topic's owner only (anyone
+may ask a request or say a topic of ANY_NODE), whatever the broker let
+through, so no handler checks msg.source against the table (subscribe);
 while the broker is unreachable (not yet up, or restarting) reliable messages
 wait in an outbox and are sent in order once the lane is confirmed again,
 and the node's latched topics are re-sent unchanged, so a restarted broker
