@@ -241,8 +241,7 @@ def _apps_state(node, timeout: float) -> dict:
     state: dict = {}
 
     def keep(msg) -> None:
-        if msg.source == "shell":
-            state.update(msg.payload, seen=state.get("seen", 0) + 1)
+        state.update(msg.payload, seen=state.get("seen", 0) + 1)
     node.subscribe("shell.apps", keep)
     node.start(timeout=timeout)
     return state
