@@ -296,6 +296,74 @@ def test_every_item_through_the_readme_workflow_and_a_slow_shop_keeps_the_app_be
     assert len(during) >= 2, f"the lens app beat {len(during)} times in the 3 s the shop took"
 
 
+def outlined(outline: list[float], scale: float) -> np.ndarray:
+    """The area inside a card's outline (preview pixels), as a 640x480 mask of the view."""
+    from PIL import ImageDraw
+
+    mask = Image.new("L", (640, 480), 0)
+    ImageDraw.Draw(mask).polygon([(x / scale, y / scale) for x, y in zip(outline[::2], outline[1::2])], fill=1)
+    return np.asarray(mask).astype(bool)
+
+
+@pytest.mark.slow
+def test_the_card_shows_what_the_camera_saw_with_the_item_outlined_and_no_outline_when_not_sure(procs, runtime):
+    """The README's workflow with the README's own turned and tilted pack: the lens app's card carries a
+    preview of the view with an outline where the pack was placed, and displayd draws both on the panel.
+    A not-sure answer shows what was seen, outlining nothing."""
+    import io
+    import subprocess
+
+    from bus.node import Node
+    from daemons.camera.backends import WALL
+    from daemons.display.render import GREEN
+
+    up = procs.lens("up", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_line(up.stdout, "processes ready in")
+    cards = []
+    watcher = Node("watcher", runtime)
+    watcher.subscribe("display.card.request", lambda m: cards.append(m.payload) if m.source == "lens" else None)
+    watcher.start()
+    procs.cleanups.append(watcher.close)
+    item, placed = load().items["panda-cola"], ("--scale", "0.6", "--rotate", "15", "--tilt", "20")
+    shown = procs.run_lens("camera", "show", str(CATALOG_DIR / item["image"]), *placed)
+    assert shown.returncode == 0, shown.stderr
+    said = procs.run_lens("say", "how much is this")
+    assert said.returncode == 0 and said.stdout.startswith(item["name"]), said.stdout
+    card = wait_for(lambda: next((c for c in cards if c["title"] == item["name"]), None), DEADLINE_S,
+                    "the lens app's card", poll=watcher.run_once)
+    preview = Image.open(io.BytesIO(card["image"]))
+    assert preview.format == "JPEG" and preview.size[0] / preview.size[1] == 640 / 480
+    scale = preview.size[0] / 640
+    inside = outlined(card["outline"], scale)
+    # Where `lens camera show` put the pack: its own pixels, and its picture's whole rectangle.
+    with Image.open(CATALOG_DIR / item["image"]) as picture:
+        args = (640, 480, 0.6, 15, 20)
+        pack_pixels = ~np.all(np.asarray(held_up(picture, *args)) == WALL, axis=2)
+        rectangle = ~np.all(np.asarray(held_up(Image.new("RGB", picture.size, (255, 255, 255)), *args)) == WALL,
+                            axis=2)
+    assert len(card["outline"]) == 8  # the picture's four corners, through the homography
+    assert inside[pack_pixels].mean() > 0.97, "the outline encloses the pack"
+    assert (inside & rectangle).sum() / (inside | rectangle).sum() > 0.85, "and is where its picture was placed"
+
+    def green(panel: np.ndarray) -> int:
+        return int((np.abs(panel.astype(int) - GREEN[:3]).max(axis=2) < 40).sum())
+
+    def snapshot() -> np.ndarray:
+        reply = watcher.request("display.snapshot.request", timeout=DEADLINE_S)
+        return np.asarray(Image.open(io.BytesIO(reply["png"])).convert("RGB"))
+
+    # displayd draws it: the outline's green is on the panel, over the preview (drawn at its own size there).
+    wait_for(lambda: green(snapshot()) > green(np.asarray(preview.convert("RGB"))) + 100, DEADLINE_S,
+             "the outline on the panel", poll=watcher.run_once)
+
+    procs.run_lens("camera", "show")  # the sim camera's own pattern: no item
+    said = procs.run_lens("say", "how much is this")
+    assert "Not sure" in said.stdout, said.stdout
+    unsure = wait_for(lambda: next((c for c in cards if c["title"] == "Not sure"), None), DEADLINE_S,
+                      "the not-sure card", poll=watcher.run_once)
+    assert unsure.get("image") and unsure.get("outline") is None, "what was seen, and nothing claimed in it"
+
+
 def test_lens_lens_index_checks_the_catalog_builds_the_index_and_names_what_it_skipped(tmp_path):
     """`lens lens index DIR`: items, descriptors, time and memory; a broken entry by file and line (exit 1);
     catalog.toml's time brought forward, which a running lens app takes as its cue to index again."""
