@@ -130,7 +130,7 @@ def load(directory: Path | None = None) -> Catalog:
             continue
         try:
             with Image.open(directory / item["image"]) as image:
-                pictures[item["id"]] = (np.asarray(flatten(image)), item["ean"])
+                pictures[item["id"]] = (np.asarray(flatten(image)), item["ean"], solid(image))
         except (OSError, ValueError) as exc:
             skip("image", f"cannot read it: {exc}")
             continue
@@ -141,6 +141,13 @@ def load(directory: Path | None = None) -> Catalog:
         raise PolicyError(f"{path}: no item left to recognise ({len(skipped)} skipped)")
     return Catalog(items, Index(pictures, items), data["match"]["threshold"], data["match"]["margin"], data["online"],
                    tuple(skipped), path, path.stat().st_mtime)
+
+
+def solid(image: Image.Image) -> np.ndarray | None:
+    """Where a cut-out is the pack (alpha at least half), or None for a picture without alpha: all of it."""
+    if image.mode not in ("RGBA", "LA", "P"):
+        return None
+    return np.asarray(image.convert("RGBA"))[..., 3] >= 128
 
 
 def flatten(image: Image.Image) -> Image.Image:

@@ -75,6 +75,7 @@ class Pack:
     outline: np.ndarray  # the pack's corners in its picture (4 x 2)
     thumb: np.ndarray  # its grey picture at THUMB, blurred a little, float32
     hues: np.ndarray  # its chromaticity (r, g shares of r + g + b) per cell, CELLS[1] x CELLS[0] x 2
+    solid: np.ndarray  # per cell, the share of it that is the pack, not the cut-out's surround (CELLS[1] x CELLS[0])
 
 
 @dataclass(frozen=True)
@@ -114,17 +115,18 @@ def _barcodes(picture: np.ndarray):
 class Index:
     """Every pack's ORB descriptors in one FLANN LSH index, and their barcodes in a dict."""
 
-    def __init__(self, pictures: dict[str, tuple[np.ndarray, str]], items: dict[str, dict] | None = None,
-                 reader: Reader | None = None):
-        """pictures: id -> (RGB picture, EAN); items: id -> its catalog entry (name, name_zh), for the text
-        rung (None: no text rung); reader: the OCR engine (the process's own by default)."""
+    def __init__(self, pictures: dict[str, tuple[np.ndarray, str, np.ndarray | None]],
+                 items: dict[str, dict] | None = None, reader: Reader | None = None):
+        """pictures: id -> (RGB picture, EAN, where it is the pack: a bool mask, None for all of it); items:
+        id -> its catalog entry (name, name_zh), for the text rung (None: no text rung); reader: the OCR
+        engine (the process's own by default)."""
         self.names = Names(items) if items else None
         self.reader = reader or (shared_reader() if items else None)
         orb = _orb(PACK_FEATURES)
         self.packs: list[Pack] = []
         self.by_ean: dict[str, int] = {}
         descriptors, owners, points = [], [], []
-        for pack_id, (pixels, ean) in pictures.items():
+        for pack_id, (pixels, ean, solid) in pictures.items():
             g = grey(pixels)
             small = cv2.resize(np.ascontiguousarray(pixels[..., :3]), THUMB, interpolation=cv2.INTER_AREA)
             mask = np.full(g.shape, 255, np.uint8)
@@ -142,8 +144,10 @@ class Index:
             n = len(self.packs)
             h, w = g.shape
             thumb = cv2.GaussianBlur(cv2.resize(g, THUMB, interpolation=cv2.INTER_AREA), (3, 3), 0).astype(np.float32)
+            solid = np.ones(g.shape, bool) if solid is None else solid
             self.packs.append(Pack(pack_id, ean, (w, h), np.float32([[0, 0], [w, 0], [w, h], [0, h]]), thumb,
-                                   _hues(small)))
+                                   _hues(small), _cells(cv2.resize(solid.astype(np.float32), THUMB,
+                                                               interpolation=cv2.INTER_AREA))))
             if ean:
                 self.by_ean[ean] = n
             descriptors.append(desc)
@@ -306,11 +310,16 @@ def _line(text: str) -> str:
     return " ".join(text.split())[:120]
 
 
+def _cells(values: np.ndarray) -> np.ndarray:
+    """The mean of a THUMB-sized picture (any channels) per cell: CELLS[1] x CELLS[0] (x channels)."""
+    cw, ch = THUMB[0] // CELLS[0], THUMB[1] // CELLS[1]
+    cut = values[:ch * CELLS[1], :cw * CELLS[0]].astype(np.float32)
+    return cut.reshape(CELLS[1], ch, CELLS[0], cw, *values.shape[2:]).mean(axis=(1, 3))
+
+
 def _hues(small: np.ndarray) -> np.ndarray:
     """Per cell, the mean share of red and of green in r + g + b: what a change of light leaves alone."""
-    cw, ch = THUMB[0] // CELLS[0], THUMB[1] // CELLS[1]
-    cells = small[:ch * CELLS[1], :cw * CELLS[0]].astype(np.float32).reshape(CELLS[1], ch, CELLS[0], cw, 3)
-    mean = cells.mean(axis=(1, 3))
+    mean = _cells(small)
     return mean[..., :2] / np.maximum(mean.sum(axis=2, keepdims=True), 1.0)
 
 
@@ -335,13 +344,14 @@ def _alike(pack: Pack, view: np.ndarray, colour: np.ndarray | None, homography: 
     if colour is not None:
         warped = cv2.warpPerspective(np.ascontiguousarray(colour[..., :3]), homography @ scale, THUMB, flags=flags)
         hue_ok = np.abs(_hues(warped) - pack.hues).max(axis=2) < HUE
-        burnt = (warped[:ch * CELLS[1], :cw * CELLS[0]].min(axis=2) >= 250).astype(np.float32)  # white: all three
-        clipped = burnt.reshape(CELLS[1], ch, CELLS[0], cw).mean(axis=(1, 3)) > 0.2
+        clipped = _cells(warped.min(axis=2) >= 250) > 0.2  # burnt white: all three channels
     agree = counted = 0
     for y in range(CELLS[1]):
         for x in range(CELLS[0]):
             if inside[y * ch:(y + 1) * ch, x * cw:(x + 1) * cw].mean() < 0.7 * 255:
                 continue  # outside the frame
+            if pack.solid[y, x] < 0.5:
+                continue  # mostly the cut-out's surround: whatever is behind the pack shows there
             a = pack.thumb[y * ch:(y + 1) * ch, x * cw:(x + 1) * cw].ravel()
             b = seen[y * ch:(y + 1) * ch, x * cw:(x + 1) * cw].ravel()
             a, b = a - a.mean(), b - b.mean()
@@ -356,7 +366,7 @@ def _alike(pack: Pack, view: np.ndarray, colour: np.ndarray | None, homography: 
                 agree += flat_a and flat_b
             else:
                 agree += float(a @ b) / (na * nb) > ALIKE
-    if counted < SEEN_LEAST * CELLS[0] * CELLS[1]:
+    if counted < SEEN_LEAST * np.count_nonzero(pack.solid >= 0.5):
         return 0.0  # too little of it seen to say it looks like itself
     return agree / counted
 
