@@ -179,8 +179,8 @@ class Offline:
                  found.confidence, found.evidence)
         if found.id is None or found.confidence < c.threshold:
             return None
-        if found.evidence.get("rival", 0) > (1 - c.margin) * found.evidence.get("inliers", 1):
-            return None  # another pack claims the same place nearly as well
+        if found.rung == "features" and found.evidence.get("rival", 0) > (1 - c.margin) * found.evidence["inliers"]:
+            return None  # another pack claims the same place nearly as well, and its name was not read to tell
         item = c.items[found.id]
         outline = tuple((round(float(x)), round(float(y))) for x, y in found.outline) if found.outline is not None \
             else ()

@@ -192,7 +192,9 @@ class Index:
         reads as its own brand, never as this one. Where they found nothing, the whole view is read, and a
         name read whole, of one item only, names it (a shelf label, a pack seen too poorly for features; a
         pack the features barely found, their homography no guide to where its print is)."""
-        if found.id is not None and found.outline is not None and found.confidence > 0:
+        # A pack verified by its inliers but burnt out or in shadow (its look no evidence) is still where its
+        # print is: read there, enlarged and upright, not in the whole view, where glare hid all of it.
+        if found.id is not None and found.outline is not None and found.evidence.get("inliers", 0) >= MIN_INLIERS:
             pack = self.packs[self._number[found.id]]
             homography = cv2.getPerspectiveTransform(pack.outline, np.float32(found.outline))
             # At 1.5 times the pack picture's size, smoothly: a pack small in view has print a few pixels high,
