@@ -161,6 +161,7 @@ class Names:
             for word in english:
                 self.by_word.setdefault(word, set()).add(item_id)
         self.vocabulary = sorted(self.by_word)
+        self.all_pairs = frozenset().union(*self.pairs.values())
 
     def _read_words(self, text: str) -> set[str]:
         """The catalog's words in what was read: each word read taken as the catalog word it nearly is
@@ -182,8 +183,10 @@ class Names:
     def score(self, text: str, item_id: str) -> float:
         """1.0 when every English word of the item's name, or every pair of its Chinese name, was read.
         0.75 when its first word (the brand: names are "Brand goods, size") and all but one of the others were,
-        and no other word of the catalog's: a pack half hidden, or in glare, loses a word, and its brand and
-        goods are still read; another brand's pack of the same goods reads as its own brand, never this one.
+        and no other word of the catalog's, nor two characters of another name's Chinese that this one has not: a
+        pack half hidden, or in glare, loses a word, and its brand and goods are still read; another brand's pack
+        of the same goods reads as its own brand, never this one, and another pack of the same brand reads as its
+        own goods ('GREAT WALL' and 长城绿茶 on its green tea is not its shampoo).
         Otherwise the share read, at most 0.5 (its goods alone are every brand's goods)."""
         words, pairs = self.words.get(item_id, frozenset()), self.pairs.get(item_id, frozenset())
         read_words, read_pairs = self._read_words(text), self._read_pairs(text)
@@ -191,7 +194,7 @@ class Names:
             return 1.0
         brand = self.first.get(item_id)
         if (brand in read_words and len(words & read_words) >= max(2, len(words) - 1)
-                and not read_words - words):
+                and not read_words - words and not (read_pairs & self.all_pairs) - pairs):
             return 0.75
         shares = [len(words & read_words) / len(words) if words else 0.0,
                   len(pairs & read_pairs) / len(pairs) if pairs else 0.0]

@@ -124,6 +124,7 @@ def test_names_are_matched_whole_through_misreadings():
     assert names.score("BLUE SKY\nHon", "a") == 0.75
     assert names.score("SWAN SKY Honey", "a") <= 0.5  # another brand read
     assert names.score("SKY Honey", "a") <= 0.5  # its brand not read: anyone's honey
+    assert names.score("BLUE SKY\nHon 天鹅", "a") <= 0.5  # another name's Chinese read: not surely this one
 
 
 def test_without_tesseract_the_lens_still_answers_by_barcode_and_look(monkeypatch):
