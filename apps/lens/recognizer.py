@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 import zxingcpp
 
+from apps.lens.looks import Look, looks_alike
 from apps.lens.ocr import Names, Reader, shared_reader
 
 log = logging.getLogger("lens")
@@ -53,13 +54,6 @@ TEXT_SURE = 0.8  # a pack's whole name read: never once another pack's in bench/
 # FLANN's locality-sensitive hashing: without multi-probing a look costs a few ms at 100 packs (with it,
 # 20 to 40 times that) and a few more tables win back the recall (bench/lens.py measures both).
 LSH = {"algorithm": 6, "table_number": 12, "key_size": 16, "multi_probe_level": 0}
-# Seen through its homography, the pack must also look like itself: a pack not in the catalog that shares
-# a word or a shape with one that is (another brand's cola) gathers inliers there, and nowhere else.
-THUMB = (96, 128)  # the pack and the view warped onto it are compared at this size...
-CELLS = (6, 8)  # ...cell by cell (a cell hidden by a hand disagrees; the rest still agree)
-ALIKE = 0.5  # normalised cross-correlation for a cell to agree...
-HUE = 0.06  # ...and at most this far apart in red and green shares
-SEEN_LEAST = 0.4  # of its cells, or its look is no evidence
 # The share of cells alike that other brands' packs of the same goods reach: 0.46-0.58 held up face on (200 of
 # them, drawn by apps/lens/draw_catalog.py and not in the catalog), where 0.35 named two of them by features
 # alone; the catalog's own packs were below 0.6 in 17 of 520 of bench/lens.py's looks.
@@ -76,9 +70,7 @@ class Pack:
     ean: str
     size: tuple[int, int]  # width, height
     outline: np.ndarray  # the pack's corners in its picture (4 x 2)
-    thumb: np.ndarray  # its grey picture at THUMB, blurred a little, float32
-    hues: np.ndarray  # its chromaticity (r, g shares of r + g + b) per cell, CELLS[1] x CELLS[0] x 2
-    solid: np.ndarray  # per cell, the share of it that is the pack, not the cut-out's surround (CELLS[1] x CELLS[0])
+    look: Look  # what it looks like, cell by cell, for the view warped onto it to be compared with
 
 
 @dataclass(frozen=True)
@@ -131,7 +123,6 @@ class Index:
         descriptors, owners, points = [], [], []
         for pack_id, (pixels, ean, solid) in pictures.items():
             g = grey(pixels)
-            small = cv2.resize(np.ascontiguousarray(pixels[..., :3]), THUMB, interpolation=cv2.INTER_AREA)
             mask = np.full(g.shape, 255, np.uint8)
             for code in _barcodes(g):  # bars look alike on every pack: they would vote for all of them
                 corners = np.array([[p.x, p.y] for p in (code.position.top_left, code.position.top_right,
@@ -146,11 +137,8 @@ class Index:
                 keypoints, desc = [], np.zeros((0, 32), np.uint8)
             n = len(self.packs)
             h, w = g.shape
-            thumb = cv2.GaussianBlur(cv2.resize(g, THUMB, interpolation=cv2.INTER_AREA), (3, 3), 0).astype(np.float32)
-            solid = np.ones(g.shape, bool) if solid is None else solid
-            self.packs.append(Pack(pack_id, ean, (w, h), np.float32([[0, 0], [w, 0], [w, h], [0, h]]), thumb,
-                                   _hues(small), _cells(cv2.resize(solid.astype(np.float32), THUMB,
-                                                               interpolation=cv2.INTER_AREA))))
+            self.packs.append(Pack(pack_id, ean, (w, h), np.float32([[0, 0], [w, 0], [w, h], [0, h]]),
+                                   Look.of(pixels, g, solid)))
             if ean:
                 self.by_ean[ean] = n
             descriptors.append(desc)
@@ -190,33 +178,43 @@ class Index:
     # --- rung 3: printed text -----------------------------------------------------------
     def by_text(self, g: np.ndarray, found: Found) -> Found:
         """The pack's print read (Tesseract) and matched against the catalog's names. Where the features
-        found a pack but are not sure, the view is warped back onto that pack (upright, at its own size:
-        what OCR reads best) and its whole name read there makes it sure; another brand of the same goods
-        reads as its own brand, never as this one. Where they found nothing, the whole view is read, and a
-        name read whole, of one item only, names it (a shelf label, a pack seen too poorly for features; a
-        pack the features barely found, their homography no guide to where its print is)."""
-        # A pack verified by its inliers but burnt out or in shadow (its look no evidence) is still where its
-        # print is: read there, enlarged and upright, not in the whole view, where glare hid all of it.
-        if found.id is not None and found.outline is not None and found.evidence.get("inliers", 0) >= MIN_INLIERS:
-            pack = self.packs[self._number[found.id]]
-            homography = cv2.getPerspectiveTransform(pack.outline, np.float32(found.outline))
-            # At 1.5 times the pack picture's size, smoothly: a pack small in view has print a few pixels high,
-            # which Tesseract reads far better enlarged ('ORCHID Lager' where 1x read 'ORCHID pons').
-            size = (round(pack.size[0] * UPRIGHT), round(pack.size[1] * UPRIGHT))
-            upright = cv2.warpPerspective(g, homography @ np.diag([1 / UPRIGHT, 1 / UPRIGHT, 1.0]), size,
-                                          flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderValue=255)
-            text = self.reader.read(_contrast(upright))
+        found a pack but are not sure, it is read upright on that pack and its name read there makes it sure
+        (another brand of the same goods reads as its own brand). Where they found nothing, the whole view is
+        read, and a name read whole, of one item only, names it (a shelf label, a pack seen too poorly)."""
+        if found.id is not None and found.outline is not None and found.confidence > 0:
+            text = self._read_upright(g, found)
             read = self.names.score(text, found.id)
             if read < 0.75:
                 return Found(found.id, found.confidence, found.rung, found.outline,
                              dict(found.evidence, text=_line(text)))
             confidence = round(1 - (1 - found.confidence) * (1 - TEXT_SURE * read), 3)
             return Found(found.id, confidence, "features+text", found.outline, dict(found.evidence, text=_line(text)))
+        if found.id is not None and found.outline is not None and found.evidence.get("inliers", 0) >= MIN_INLIERS:
+            # Verified by inliers but not by its look: a pack burnt out or in shadow, or a shelf label (inliers on
+            # the words). Its print is where the features say (the whole glaring view read nothing): read there,
+            # its name read whole names it, as text alone does, with no outline claimed.
+            text = self._read_upright(g, found)
+            if self.names.named(text)[0] == found.id:
+                return Found(found.id, TEXT_SURE, "text", None, {"text": _line(text), **found.evidence})
         text = self.reader.read(_contrast(g))
         named, fully = self.names.named(text)
         if named is None:
             return Found(None, 0.0, "", None, {"text": _line(text), "read": fully} if text.strip() else {})
         return Found(named, TEXT_SURE, "text", None, {"text": _line(text)})
+
+    def _read_upright(self, g: np.ndarray, found: Found) -> str:
+        """The print of the pack the features found, warped back upright at UPRIGHT times its picture's size
+        (a pack small in view has print a few pixels high, which Tesseract reads far better enlarged: 'ORCHID
+        Lager' where 1x read 'ORCHID pons'), its contrast taken from what the camera saw of it (the white past
+        the frame's edge left a dim pack's print dim: '' read where the pack was plain to see)."""
+        pack = self.packs[self._number[found.id]]
+        homography = cv2.getPerspectiveTransform(pack.outline, np.float32(found.outline))
+        size = (round(pack.size[0] * UPRIGHT), round(pack.size[1] * UPRIGHT))
+        onto = homography @ np.diag([1 / UPRIGHT, 1 / UPRIGHT, 1.0])
+        upright = cv2.warpPerspective(g, onto, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderValue=255)
+        seen = cv2.warpPerspective(np.full(g.shape, 255, np.uint8), onto, size,
+                                   flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
+        return self.reader.read(_contrast(upright, seen > 0))
 
     # --- rung 1: barcodes ---------------------------------------------------------------
     def by_barcode(self, g: np.ndarray) -> Found | None:
@@ -275,7 +273,8 @@ class Index:
             inliers = int(inlier_mask.sum())
             outline = cv2.perspectiveTransform(self.packs[n].outline[None], homography)[0]
             if inliers >= MIN_INLIERS // 2 and _plausible(outline, g.shape):
-                verified.append((inliers, int(n), outline, _alike(self.packs[n], g, pixels, homography)))
+                pack = self.packs[n]
+                verified.append((inliers, int(n), outline, looks_alike(pack.look, pack.size, g, pixels, homography)))
         if not verified:
             return nothing
         # Packs claiming the same place (one's centre inside the other's outline): the best evidence holds
@@ -303,9 +302,10 @@ class Index:
         return Found(self.packs[n].id, confidence, "features", outline, evidence)
 
 
-def _contrast(g: np.ndarray) -> np.ndarray:
-    """Its darkest ink black and its brightest paper white: print in poor or glaring light read as well."""
-    low, high = np.percentile(g, (1, 99))
+def _contrast(g: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
+    """Its darkest ink black and its brightest paper white: print in poor or glaring light read as well.
+    seen: where the picture shows the view (a bool mask), when not all of it does."""
+    low, high = np.percentile(g if seen is None or not seen.any() else g[seen], (1, 99))
     if high - low < 8:
         return g
     return cv2.convertScaleAbs(g, alpha=255.0 / (high - low), beta=-low * 255.0 / (high - low))
@@ -313,67 +313,6 @@ def _contrast(g: np.ndarray) -> np.ndarray:
 
 def _line(text: str) -> str:
     return " ".join(text.split())[:120]
-
-
-def _cells(values: np.ndarray) -> np.ndarray:
-    """The mean of a THUMB-sized picture (any channels) per cell: CELLS[1] x CELLS[0] (x channels)."""
-    cw, ch = THUMB[0] // CELLS[0], THUMB[1] // CELLS[1]
-    cut = values[:ch * CELLS[1], :cw * CELLS[0]].astype(np.float32)
-    return cut.reshape(CELLS[1], ch, CELLS[0], cw, *values.shape[2:]).mean(axis=(1, 3))
-
-
-def _hues(small: np.ndarray) -> np.ndarray:
-    """Per cell, the mean share of red and of green in r + g + b: what a change of light leaves alone."""
-    mean = _cells(small)
-    return mean[..., :2] / np.maximum(mean.sum(axis=2, keepdims=True), 1.0)
-
-
-def _alike(pack: Pack, view: np.ndarray, colour: np.ndarray | None, homography: np.ndarray) -> float:
-    """The share of the pack's cells seen in the view that the view, warped back onto the pack, resembles: in
-    its grey pattern, and in its colour where the view has one that light has not clipped.
-
-    A cell is not seen when it falls outside the frame (a pack held close), or where the view is flat but the
-    pack is not (a hand over it, or light burnt out): those cells are evidence of nothing, and counting them
-    as disagreeing made a pack 40 % covered, or over-exposed, "not sure" with a hundred inliers. Other brands'
-    packs of the same goods still disagree where they are seen: their own pattern is no flat hand."""
-    w, h = pack.size
-    scale = np.diag([w / THUMB[0], h / THUMB[1], 1.0])
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    seen = cv2.warpPerspective(view, homography @ scale, THUMB, flags=flags, borderMode=cv2.BORDER_CONSTANT)
-    seen = cv2.GaussianBlur(seen, (3, 3), 0).astype(np.float32)
-    inside = cv2.warpPerspective(np.full(view.shape[:2], 255, np.uint8), homography @ scale, THUMB, flags=flags,
-                                 borderMode=cv2.BORDER_CONSTANT)
-    cw, ch = THUMB[0] // CELLS[0], THUMB[1] // CELLS[1]
-    hue_ok = np.ones((CELLS[1], CELLS[0]), bool)
-    clipped = np.zeros((CELLS[1], CELLS[0]), bool)
-    if colour is not None:
-        warped = cv2.warpPerspective(np.ascontiguousarray(colour[..., :3]), homography @ scale, THUMB, flags=flags)
-        hue_ok = np.abs(_hues(warped) - pack.hues).max(axis=2) < HUE
-        clipped = _cells(warped.min(axis=2) >= 250) > 0.2  # burnt white: all three channels
-    agree = counted = 0
-    for y in range(CELLS[1]):
-        for x in range(CELLS[0]):
-            if inside[y * ch:(y + 1) * ch, x * cw:(x + 1) * cw].mean() < 0.7 * 255:
-                continue  # outside the frame
-            if pack.solid[y, x] < 0.5:
-                continue  # mostly the cut-out's surround: whatever is behind the pack shows there
-            a = pack.thumb[y * ch:(y + 1) * ch, x * cw:(x + 1) * cw].ravel()
-            b = seen[y * ch:(y + 1) * ch, x * cw:(x + 1) * cw].ravel()
-            a, b = a - a.mean(), b - b.mean()
-            na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-            flat_a, flat_b = na < 2.0 * a.size ** 0.5, nb < 2.0 * b.size ** 0.5
-            if flat_b and not flat_a and clipped[y, x]:
-                continue  # burnt out: not seen (a flat hand over it is not told from another pack's plain side)
-            counted += 1
-            if not hue_ok[y, x] and not clipped[y, x]:
-                continue
-            if flat_a or flat_b:
-                agree += flat_a and flat_b
-            else:
-                agree += float(a @ b) / (na * nb) > ALIKE
-    if counted < SEEN_LEAST * np.count_nonzero(pack.solid >= 0.5):
-        return 0.0  # too little of it seen to say it looks like itself
-    return agree / counted
 
 
 def _inside(point: np.ndarray, outline: np.ndarray) -> bool:
