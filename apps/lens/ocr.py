@@ -201,17 +201,15 @@ class Names:
         return 0.5 * max(shares)
 
     def named(self, text: str) -> tuple[str | None, list[str]]:
-        """The item whose whole name was read (the longest when one name holds another: 'green tea bags'
-        over 'green tea'), or None when none was, or two were as fully; and every item fully read."""
+        """The item whose whole name was read and nothing of another's beside it, or None when none was, or two
+        were as fully; and every item fully read. A word of the catalog read beside a name says the print is
+        of something else: 'CLOUD Green tea bags' is not Cloud green tea when another brand's green tea bags
+        are in the catalog (and 'green tea bags' is read over 'green tea' when both are Swan's)."""
         read_words, read_pairs = self._read_words(text), self._read_pairs(text)
         candidates = set().union(*(self.by_word[w] for w in read_words)) if read_words else set()
         if read_pairs:
             candidates |= {i for i, p in self.pairs.items() if p and p <= read_pairs}
         full = [i for i in candidates if (self.words[i] and self.words[i] <= read_words)
                 or (self.pairs[i] and self.pairs[i] <= read_pairs)]
-        if not full:
-            return None, []
-        size = {i: len(self.words[i] & read_words) + len(self.pairs[i] & read_pairs) for i in full}
-        best = max(size.values())
-        top = [i for i in full if size[i] == best]
-        return (top[0] if len(top) == 1 else None), sorted(full)
+        alone = [i for i in full if not read_words - self.words[i] and not (read_pairs & self.all_pairs) - self.pairs[i]]
+        return (alone[0] if len(alone) == 1 else None), sorted(full)
