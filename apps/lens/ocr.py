@@ -211,5 +211,6 @@ class Names:
             candidates |= {i for i, p in self.pairs.items() if p and p <= read_pairs}
         full = [i for i in candidates if (self.words[i] and self.words[i] <= read_words)
                 or (self.pairs[i] and self.pairs[i] <= read_pairs)]
-        alone = [i for i in full if not read_words - self.words[i] and not (read_pairs & self.all_pairs) - self.pairs[i]]
+        alone = [i for i in full
+                 if not read_words - self.words[i] and not (read_pairs & self.all_pairs) - self.pairs[i]]
         return (alone[0] if len(alone) == 1 else None), sorted(full)
