@@ -53,6 +53,16 @@ def _library():
     lib.TessBaseAPIClear.argtypes = [ctypes.c_void_p]
     lib.TessBaseAPISetVariable.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
     lib.TessBaseAPIEnd.argtypes = [ctypes.c_void_p]
+    lib.TessBaseAPIRecognize.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.TessBaseAPIGetIterator.argtypes = [ctypes.c_void_p]
+    lib.TessBaseAPIGetIterator.restype = ctypes.c_void_p
+    lib.TessResultIteratorGetPageIterator.argtypes = [ctypes.c_void_p]
+    lib.TessResultIteratorGetPageIterator.restype = ctypes.c_void_p
+    lib.TessResultIteratorGetUTF8Text.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.TessResultIteratorGetUTF8Text.restype = ctypes.c_void_p
+    lib.TessPageIteratorBoundingBox.argtypes = [ctypes.c_void_p, ctypes.c_int] + [ctypes.POINTER(ctypes.c_int)] * 4
+    lib.TessResultIteratorNext.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.TessResultIteratorDelete.argtypes = [ctypes.c_void_p]
     lib.TessBaseAPIDelete.argtypes = [ctypes.c_void_p]
     return lib
 
@@ -102,19 +112,22 @@ class Reader:
 
     def read(self, grey: np.ndarray) -> str:
         """The text in a grey picture (uint8, H x W); "" when there is none or no Tesseract."""
+        return self.read_words(grey)[0]
+
+    def read_words(self, grey: np.ndarray) -> tuple[str, list[tuple[str, tuple[int, int, int, int]]]]:
+        """The text in a grey picture, and each word read with its box (left, top, right, bottom) in the
+        picture's pixels: where a name was read is where the card's preview outlines it."""
         with self._lock:
             if not self._start():
-                return ""
+                return "", []
             pixels = np.ascontiguousarray(grey, dtype=np.uint8)
             lib, api = self._lib, self._api
             lib.TessBaseAPISetImage(api, pixels.ctypes.data, pixels.shape[1], pixels.shape[0], 1, pixels.strides[0])
             lib.TessBaseAPISetSourceResolution(api, 150)  # a pack's print at arm's length; quiets its guess
-            text = lib.TessBaseAPIGetUTF8Text(api)
             try:
-                return ctypes.string_at(text).decode("utf-8", "replace") if text else ""
+                text = _taken(lib, lib.TessBaseAPIGetUTF8Text(api))  # recognises, once: the words come from it
+                return text, _words(lib, api)
             finally:
-                if text:
-                    lib.TessDeleteText(text)
                 lib.TessBaseAPIClear(api)
 
     def close(self) -> None:
@@ -123,6 +136,37 @@ class Reader:
                 self._lib.TessBaseAPIEnd(self._api)
                 self._lib.TessBaseAPIDelete(self._api)
                 self._api = None
+
+
+def _taken(lib, text: int | None) -> str:
+    """A string Tesseract made, read and handed back."""
+    if not text:
+        return ""
+    try:
+        return ctypes.string_at(text).decode("utf-8", "replace")
+    finally:
+        lib.TessDeleteText(text)
+
+
+WORD_LEVEL = 3  # tesseract's RIL_WORD
+
+
+def _words(lib, api) -> list[tuple[str, tuple[int, int, int, int]]]:
+    words = []
+    result = lib.TessBaseAPIGetIterator(api)
+    if not result:
+        return words
+    try:
+        page = lib.TessResultIteratorGetPageIterator(result)
+        box = [ctypes.c_int() for _ in range(4)]
+        while True:
+            word = _taken(lib, lib.TessResultIteratorGetUTF8Text(result, WORD_LEVEL))
+            if word.strip() and lib.TessPageIteratorBoundingBox(page, WORD_LEVEL, *map(ctypes.byref, box)):
+                words.append((word, tuple(b.value for b in box)))
+            if not lib.TessResultIteratorNext(result, WORD_LEVEL):
+                return words
+    finally:
+        lib.TessResultIteratorDelete(result)
 
 
 _SHARED: Reader | None = None
@@ -147,6 +191,7 @@ class Names:
     def __init__(self, items: dict[str, dict]):
         self.words: dict[str, frozenset[str]] = {}
         self.pairs: dict[str, frozenset[str]] = {}
+        self.characters: dict[str, frozenset[str]] = {}
         self.by_word: dict[str, set[str]] = {}
         self.first: dict[str, str] = {}
         for item_id, item in items.items():
@@ -158,6 +203,7 @@ class Names:
             if first:
                 self.first[item_id] = first[0]
             self.pairs[item_id] = frozenset(han[i:i + 2] for i in range(len(han) - 1))
+            self.characters[item_id] = frozenset(han)
             for word in english:
                 self.by_word.setdefault(word, set()).add(item_id)
         self.vocabulary = sorted(self.by_word)
@@ -199,6 +245,11 @@ class Names:
         shares = [len(words & read_words) / len(words) if words else 0.0,
                   len(pairs & read_pairs) / len(pairs) if pairs else 0.0]
         return 0.5 * max(shares)
+
+    def where(self, words: list[tuple[str, tuple[int, int, int, int]]], item_id: str) -> list[tuple]:
+        """The boxes of the words read (Reader.read_words) that are the item's name's, English or Chinese."""
+        return [box for word, box in words
+                if self._read_words(word) & self.words[item_id] or set(_han(word)) & self.characters[item_id]]
 
     def named(self, text: str) -> tuple[str | None, list[str]]:
         """The item whose whole name was read and nothing of another's beside it, or None when none was, or two

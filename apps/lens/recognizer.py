@@ -182,7 +182,7 @@ class Index:
         (another brand of the same goods reads as its own brand). Where they found nothing, the whole view is
         read, and a name read whole, of one item only, names it (a shelf label, a pack seen too poorly)."""
         if found.id is not None and found.outline is not None and found.confidence > 0:
-            text = self._read_upright(g, found)
+            text, _, _ = self._read_upright(g, found)
             read = self.names.score(text, found.id)
             if read < 0.75:
                 return Found(found.id, found.confidence, found.rung, found.outline,
@@ -193,20 +193,22 @@ class Index:
             # Verified by inliers but not by its look: a pack burnt out or in shadow, or a shelf label (inliers on
             # the words). Its print is where the features say (the whole glaring view read nothing): read there,
             # its name read whole names it, as text alone does, with no outline claimed.
-            text = self._read_upright(g, found)
+            text, words, onto = self._read_upright(g, found)
             if self.names.named(text)[0] == found.id:
-                return Found(found.id, TEXT_SURE, "text", None, {"text": _line(text), **found.evidence})
-        text = self.reader.read(_contrast(g))
+                return Found(found.id, TEXT_SURE, "text", _box(self.names.where(words, found.id), onto),
+                             {"text": _line(text), **found.evidence})
+        text, words = self.reader.read_words(_contrast(g))
         named, fully = self.names.named(text)
         if named is None:
             return Found(None, 0.0, "", None, {"text": _line(text), "read": fully} if text.strip() else {})
-        return Found(named, TEXT_SURE, "text", None, {"text": _line(text)})
+        return Found(named, TEXT_SURE, "text", _box(self.names.where(words, named)), {"text": _line(text)})
 
-    def _read_upright(self, g: np.ndarray, found: Found) -> str:
+    def _read_upright(self, g: np.ndarray, found: Found) -> tuple[str, list, np.ndarray]:
         """The print of the pack the features found, warped back upright at UPRIGHT times its picture's size
         (a pack small in view has print a few pixels high, which Tesseract reads far better enlarged: 'ORCHID
         Lager' where 1x read 'ORCHID pons'), its contrast taken from what the camera saw of it (the white past
-        the frame's edge left a dim pack's print dim: '' read where the pack was plain to see)."""
+        the frame's edge left a dim pack's print dim: '' read where the pack was plain to see). Returns the text,
+        its words with their boxes, and the homography from the upright picture to the view."""
         pack = self.packs[self._number[found.id]]
         homography = cv2.getPerspectiveTransform(pack.outline, np.float32(found.outline))
         size = (round(pack.size[0] * UPRIGHT), round(pack.size[1] * UPRIGHT))
@@ -214,7 +216,7 @@ class Index:
         upright = cv2.warpPerspective(g, onto, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderValue=255)
         seen = cv2.warpPerspective(np.full(g.shape, 255, np.uint8), onto, size,
                                    flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
-        return self.reader.read(_contrast(upright, seen > 0))
+        return *self.reader.read_words(_contrast(upright, seen > 0)), onto
 
     # --- rung 1: barcodes ---------------------------------------------------------------
     def by_barcode(self, g: np.ndarray) -> Found | None:
@@ -309,6 +311,17 @@ def _contrast(g: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
     if high - low < 8:
         return g
     return cv2.convertScaleAbs(g, alpha=255.0 / (high - low), beta=-low * 255.0 / (high - low))
+
+
+def _box(boxes: list[tuple], onto: np.ndarray | None = None) -> np.ndarray | None:
+    """The corners of the box round the words a name was read in, in the view (through onto, from where it
+    was read); None when none of its words had a box."""
+    if not boxes:
+        return None
+    left, top = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    right, bottom = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    corners = np.float32([[left, top], [right, top], [right, bottom], [left, bottom]])
+    return corners if onto is None else cv2.perspectiveTransform(corners[None], onto)[0]
 
 
 def _line(text: str) -> str:

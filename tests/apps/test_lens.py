@@ -93,6 +93,16 @@ def test_a_text_only_view_is_named_by_the_words_read(catalog):
     answer = backend.identify(backend.look(view))
     assert answer is not None and (answer.name, answer.how) == (item["name"], "text"), answer
     assert answer.price == item["price"] and answer.confidence >= catalog.threshold
+    # The preview's outline is where the name was read: round the label's words, inside the label.
+    from daemons.camera.backends import WALL
+
+    ys, xs = np.nonzero(~np.all(view == WALL, axis=2))
+    corners = np.array(answer.outline)
+    assert corners.shape == (4, 2), answer.outline
+    assert (corners[:, 0] >= xs.min() - 2).all() and (corners[:, 0] <= xs.max() + 2).all()
+    assert (corners[:, 1] >= ys.min() - 2).all() and (corners[:, 1] <= ys.max() + 2).all()
+    width, height = np.ptp(corners, axis=0)
+    assert width > 0.3 * np.ptp(xs) and height > 0.3 * np.ptp(ys)  # both lines of it, not a letter
     assert backend.identify(backend.look(card([("COLA", LATIN, 40), ("可乐", draw_catalog.CJK, 48)]))) is None
 
 
