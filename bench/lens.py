@@ -2,6 +2,7 @@
 
     python bench/lens.py [--per 20] [--seed 7] [--items N]
     python bench/lens.py --curve [--per 6]
+    python bench/lens.py --strangers 200 [--skip 0] [--seed 7]
 
 Every condition of apps/lens/views.py (scale, rotation, perspective, stretch, blur, noise, JPEG, light,
 occlusion, clutter, all at once) on random packs of the catalog, --per looks each; three times --per scenes
@@ -12,6 +13,9 @@ non-items named, latency per look (p50, p99) at 640x480, the index's build time 
 --items N draws a catalog of N items (apps/lens/draw_catalog.py, into a temporary folder: nothing is
 committed) instead of the shipped 120; --curve does 10, 100 and 1000 and prints one line each. At 1000 every
 brand-goods pair the generator has is in the catalog, so its non-items are clutter and walls only.
+--strangers N is the look-alike sweep: N other brands' packs of the catalog's goods (the generator's next N
+after --skip, none of them in the catalog), each held up face on and under one condition in turn; printed:
+how many of the 2N views were named, and as what.
 Memory: the process's resident size after reading and indexing the catalog (glibc's free pages handed back
 first) less before; Tesseract's models, loaded once whatever the catalog, are counted apart.
 """
@@ -36,6 +40,7 @@ from apps.lens import draw_catalog  # noqa: E402
 from apps.lens.catalog import CATALOG_DIR, Offline, load  # noqa: E402
 from apps.lens.ocr import shared_reader  # noqa: E402
 from apps.lens.views import CONDITIONS, nothing  # noqa: E402
+from daemons.camera.backends import held_up  # noqa: E402
 
 
 def rss_mib() -> float:
@@ -98,13 +103,39 @@ def measure(directory: Path, per: int, seed: int, verbose: bool) -> dict:
     return result
 
 
+def strangers(count: int, skip: int, seed: int) -> int:
+    catalog = load(CATALOG_DIR)
+    backend, rng = Offline(catalog), np.random.default_rng(seed)
+    first = len(catalog.items) + skip
+    drawn = draw_catalog.items(first + count)[first:]
+    conditions = list(CONDITIONS.items())
+    named = []
+    for k, item in enumerate(drawn):
+        picture = draw_catalog.draw(item)
+        name, condition = conditions[k % len(conditions)]
+        for how, view in (("face on", np.asarray(held_up(picture, 640, 480, 0.8))), (name, condition(picture, rng))):
+            answer = backend.identify(backend.look(view))
+            if answer is not None:
+                named.append(f"{item['id']} ({how}) as {answer.name}, {answer.confidence:.0%} by {answer.how}")
+    print(f"other brands' packs named: {len(named)} of {2 * len(drawn)} views ({len(drawn)} packs, face on and "
+          f"under a condition each; the generator's {first + 1}-{first + len(drawn)})")
+    for line in named:
+        print(f"  {line}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per", type=int, default=None, help="looks per condition (default 20; 6 with --curve)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--items", type=int, default=0, help="draw a catalog of this many (default: the shipped)")
     parser.add_argument("--curve", action="store_true", help="10, 100 and 1000 items, one line each")
+    parser.add_argument("--strangers", type=int, default=0, metavar="N",
+                        help="the look-alike sweep: N other brands' packs, not in the catalog")
+    parser.add_argument("--skip", type=int, default=0, help="with --strangers: start this far into them")
     args = parser.parse_args()
+    if args.strangers:
+        return strangers(args.strangers, args.skip, args.seed)
     before = rss_mib()
     shared_reader().read(np.full((32, 32), 255, np.uint8))  # Tesseract's models: loaded once, whatever the catalog
     print(f"Tesseract's models: {rss_mib() - before:.0f} MiB")

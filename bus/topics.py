@@ -292,8 +292,11 @@ _TABLE = [
     # --- displayd: what the wearer sees (S1), or hears instead (G1) ------------------------------
     Topic("display.card.request", Kind.REQUEST, "displayd",
           {"id": "str", "title": "str", "body": "str?", "icon": "str?", "items": "list[str]?", "selected": "int?",
-           "progress": "float?", "ttl_s": "float?"}, reply={"shown": "bool", "why": "str"},
-          doc="post or replace a card (by id); shown while the app has display focus, kept until then"),
+           "progress": "float?", "ttl_s": "float?", "image": "bytes?", "outline": "list[float]?"},
+          reply={"shown": "bool", "why": "str"},
+          doc="post or replace a card (by id); shown while the app has display focus, kept until then; image: a "
+              "small PNG or JPEG (displayd's scene.IMAGE_MAX), outline: a polygon over it, x, y, x, y... in its "
+              "pixels (what the lens app recognised, drawn by displayd)"),
     Topic("display.clear.request", Kind.REQUEST, "displayd", {"id": "str?"}, reply={"cleared": "int"},
           doc="take one of the caller's cards down (all of them without an id)"),
     Topic("display.snapshot.request", Kind.REQUEST, "displayd", {},

@@ -53,6 +53,9 @@ def _restricted_bytes() -> dict[str, Content]:
 CONTENT: dict[str, Content] = {
     IMAGE_TOPIC: Content("camera", "camera frames", ("data",)),
     PHOTO_TOPIC: Content("camera", "photos", ("data",)),
+    # A card's picture may be what the camera saw (the lens app's preview of the item it named): whoever
+    # posts it, it is kept out as camera content is.
+    "display.card.request": Content("camera", "card pictures", ("image",)),
     **_restricted_bytes(),
 }
 RESOURCES = tuple(sorted({c.resource for c in CONTENT.values()}))
@@ -103,7 +106,7 @@ class Consent:
         self.identity, self.why = identity, why
         self.log = AuditLog(log_path)
         self.sessions = {resource: uuid.uuid4().hex[:12] for resource in RESOURCES}
-        self.counts = {"camera frames": 0, "photos": 0, "mic blocks": 0}
+        self.counts = {"camera frames": 0, "photos": 0, "card pictures": 0, "mic blocks": 0}
         self.mic_s = 0.0
         self.started = time.monotonic()
         for resource, session in self.sessions.items():  # OSError here: refused before anything is kept
@@ -115,6 +118,8 @@ class Consent:
             self.counts["camera frames"] += 1
         elif topic == PHOTO_TOPIC:
             self.counts["photos"] += 1
+        elif carries(topic, payload) == "camera":
+            self.counts["card pictures"] += 1
         elif carries(topic, payload) == "mic":
             self.counts["mic blocks"] += 1
             samples = sum(len(payload.get(f) or b"") for f in CONTENT[topic].fields) / 2  # int16 mono
@@ -127,7 +132,8 @@ class Consent:
 
     def close(self, why: str) -> None:
         now, seconds = time.time(), round(time.monotonic() - self.started, 3)
-        taken = {"camera": {"frames": self.counts["camera frames"] + self.counts["photos"]},
+        frames = self.counts["camera frames"] + self.counts["photos"] + self.counts["card pictures"]
+        taken = {"camera": {"frames": frames},
                  "mic": {"blocks": self.counts["mic blocks"], "audio_s": round(self.mic_s, 3)}}
         for resource, session in self.sessions.items():
             self.log.append({"event": "counted", "session": session, "owner": self.identity, **taken[resource],

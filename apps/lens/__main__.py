@@ -11,11 +11,13 @@ rather than guess.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
 
 import numpy as np
+from PIL import Image
 
 from apps.lens.catalog import Answer, Catalog, load, open_backend
 from apps.sdk.app import App, Refused
@@ -27,10 +29,34 @@ log = logging.getLogger("lens")
 TRIES = 5  # frames tried when the writer keeps overtaking the reader
 SYMBOLS = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 SPOKEN = {"CNY": "yuan", "USD": "dollars", "EUR": "euros", "GBP": "pounds", "JPY": "yen"}
+# The card's preview of what the camera saw: small enough for a corner of the card and a few KiB of JPEG on
+# the bus (displayd takes at most 320x240), big enough to see which thing was outlined.
+PREVIEW_WIDTH = 240
+PREVIEW_QUALITY = 75
 
 
 def price_text(answer: Answer) -> str:
     return f"{SYMBOLS.get(answer.currency, answer.currency + ' ')}{answer.price:.2f}"
+
+
+class Preview:
+    """What the camera saw, as the card shows it: a small JPEG, and the scale from the view to it."""
+
+    def __init__(self, pixels: np.ndarray):
+        height, width = pixels.shape[:2]
+        self.scale = PREVIEW_WIDTH / width
+        size = (PREVIEW_WIDTH, max(1, round(height * self.scale)))
+        small = Image.fromarray(np.ascontiguousarray(pixels[..., :3])).resize(size, Image.BOX)
+        out = io.BytesIO()
+        small.save(out, "JPEG", quality=PREVIEW_QUALITY)
+        self.jpeg = out.getvalue()
+
+    def card(self, outline: tuple = ()) -> dict:
+        """The card's image, and the outline (view pixels) of what was recognised over it, when it was."""
+        fields = {"image": self.jpeg}
+        if outline:
+            fields["outline"] = [round(c * self.scale, 1) for point in outline for c in point]
+        return fields
 
 
 class Lens(App):
@@ -82,7 +108,7 @@ class Lens(App):
             if self.has_display:
                 self.card("lens", "Looking…", "Hold still.")
             self.fresh()
-            seen = self.glance()
+            seen, preview = self.glance()
             # Off the loop: an online shop may take seconds, and the app must keep beating meanwhile.
             answer = self.work(self.backend.identify, seen, timeout=self.backend.patience_s, what="the answer")
         except (Refused, BusError, TimeoutError) as exc:
@@ -90,33 +116,36 @@ class Lens(App):
             return
         finally:
             self.looking = False
-        if answer is None:
-            self.card("lens", "Not sure", "Not sure what this is. Hold it closer, in good light, and tap again.")
+        if answer is None:  # what it saw, to aim better by, but no outline: nothing was recognised
+            self.card("lens", "Not sure", "Not sure what this is. Hold it closer, in good light, and tap again.",
+                      **(preview.card() if self.has_display else {}))
             return
-        self.publish_answer(answer)
+        self.publish_answer(answer, preview)
 
-    def glance(self):
-        """What the backend needs from one frame, read in place on the ring; the camera given back after."""
+    def glance(self) -> tuple[object, Preview]:
+        """What the backend needs from one frame, read in place on the ring, and the card's preview of it; the
+        camera given back after."""
         self.open_camera("the lens: what is this?")
         try:
             for _ in range(TRIES):
                 try:
                     with self.next_frame() as pixels:
-                        seen = self.backend.look(pixels)
-                    return seen
+                        seen, preview = self.backend.look(pixels), Preview(pixels)
+                    return seen, preview
                 except FrameOverrun:
                     continue  # the frame changed under us: what was worked out from it is thrown away
             raise Refused(f"every one of {TRIES} frames was overwritten while it was read")
         finally:
             self.close_camera()
 
-    def publish_answer(self, answer: Answer) -> None:
+    def publish_answer(self, answer: Answer, preview: Preview) -> None:
         sure = f"{round(answer.confidence * 100)}% sure" if answer.source == "catalog" else "from the shop"
         sure += {"barcode": ", by its barcode", "text": ", by its name", "features+text": ", by its look and name"}.get(
             answer.how, "")
         log.info("%s at %s", answer.name, answer.outline)
         if self.has_display:
-            self.card("lens", answer.name, f"{price_text(answer)} {answer.currency}  ·  {sure}")
+            self.card("lens", answer.name, f"{price_text(answer)} {answer.currency}  ·  {sure}",
+                      **preview.card(answer.outline))
         else:  # the card is said on G1: make it sound like speech
             words = SPOKEN.get(answer.currency, answer.currency)
             self.card("lens", answer.name, f"{answer.price:.2f} {words}.")

@@ -130,7 +130,7 @@ def load(directory: Path | None = None) -> Catalog:
             continue
         try:
             with Image.open(directory / item["image"]) as image:
-                pictures[item["id"]] = (np.asarray(flatten(image)), item["ean"])
+                pictures[item["id"]] = (np.asarray(flatten(image)), item["ean"], solid(image))
         except (OSError, ValueError) as exc:
             skip("image", f"cannot read it: {exc}")
             continue
@@ -141,6 +141,13 @@ def load(directory: Path | None = None) -> Catalog:
         raise PolicyError(f"{path}: no item left to recognise ({len(skipped)} skipped)")
     return Catalog(items, Index(pictures, items), data["match"]["threshold"], data["match"]["margin"], data["online"],
                    tuple(skipped), path, path.stat().st_mtime)
+
+
+def solid(image: Image.Image) -> np.ndarray | None:
+    """Where a cut-out is the pack (alpha at least half), or None for a picture without alpha: all of it."""
+    if image.mode not in ("RGBA", "LA", "P"):
+        return None
+    return np.asarray(image.convert("RGBA"))[..., 3] >= 128
 
 
 def flatten(image: Image.Image) -> Image.Image:
@@ -172,8 +179,8 @@ class Offline:
                  found.confidence, found.evidence)
         if found.id is None or found.confidence < c.threshold:
             return None
-        if found.evidence.get("rival", 0) > (1 - c.margin) * found.evidence.get("inliers", 1):
-            return None  # another pack claims the same place nearly as well
+        if found.rung == "features" and found.evidence.get("rival", 0) > (1 - c.margin) * found.evidence["inliers"]:
+            return None  # another pack claims the same place nearly as well, and its name was not read to tell
         item = c.items[found.id]
         outline = tuple((round(float(x)), round(float(y))) for x, y in found.outline) if found.outline is not None \
             else ()

@@ -53,6 +53,16 @@ def _library():
     lib.TessBaseAPIClear.argtypes = [ctypes.c_void_p]
     lib.TessBaseAPISetVariable.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
     lib.TessBaseAPIEnd.argtypes = [ctypes.c_void_p]
+    lib.TessBaseAPIRecognize.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.TessBaseAPIGetIterator.argtypes = [ctypes.c_void_p]
+    lib.TessBaseAPIGetIterator.restype = ctypes.c_void_p
+    lib.TessResultIteratorGetPageIterator.argtypes = [ctypes.c_void_p]
+    lib.TessResultIteratorGetPageIterator.restype = ctypes.c_void_p
+    lib.TessResultIteratorGetUTF8Text.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.TessResultIteratorGetUTF8Text.restype = ctypes.c_void_p
+    lib.TessPageIteratorBoundingBox.argtypes = [ctypes.c_void_p, ctypes.c_int] + [ctypes.POINTER(ctypes.c_int)] * 4
+    lib.TessResultIteratorNext.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.TessResultIteratorDelete.argtypes = [ctypes.c_void_p]
     lib.TessBaseAPIDelete.argtypes = [ctypes.c_void_p]
     return lib
 
@@ -102,19 +112,22 @@ class Reader:
 
     def read(self, grey: np.ndarray) -> str:
         """The text in a grey picture (uint8, H x W); "" when there is none or no Tesseract."""
+        return self.read_words(grey)[0]
+
+    def read_words(self, grey: np.ndarray) -> tuple[str, list[tuple[str, tuple[int, int, int, int]]]]:
+        """The text in a grey picture, and each word read with its box (left, top, right, bottom) in the
+        picture's pixels: where a name was read is where the card's preview outlines it."""
         with self._lock:
             if not self._start():
-                return ""
+                return "", []
             pixels = np.ascontiguousarray(grey, dtype=np.uint8)
             lib, api = self._lib, self._api
             lib.TessBaseAPISetImage(api, pixels.ctypes.data, pixels.shape[1], pixels.shape[0], 1, pixels.strides[0])
             lib.TessBaseAPISetSourceResolution(api, 150)  # a pack's print at arm's length; quiets its guess
-            text = lib.TessBaseAPIGetUTF8Text(api)
             try:
-                return ctypes.string_at(text).decode("utf-8", "replace") if text else ""
+                text = _taken(lib, lib.TessBaseAPIGetUTF8Text(api))  # recognises, once: the words come from it
+                return text, _words(lib, api)
             finally:
-                if text:
-                    lib.TessDeleteText(text)
                 lib.TessBaseAPIClear(api)
 
     def close(self) -> None:
@@ -123,6 +136,37 @@ class Reader:
                 self._lib.TessBaseAPIEnd(self._api)
                 self._lib.TessBaseAPIDelete(self._api)
                 self._api = None
+
+
+def _taken(lib, text: int | None) -> str:
+    """A string Tesseract made, read and handed back."""
+    if not text:
+        return ""
+    try:
+        return ctypes.string_at(text).decode("utf-8", "replace")
+    finally:
+        lib.TessDeleteText(text)
+
+
+WORD_LEVEL = 3  # tesseract's RIL_WORD
+
+
+def _words(lib, api) -> list[tuple[str, tuple[int, int, int, int]]]:
+    words = []
+    result = lib.TessBaseAPIGetIterator(api)
+    if not result:
+        return words
+    try:
+        page = lib.TessResultIteratorGetPageIterator(result)
+        box = [ctypes.c_int() for _ in range(4)]
+        while True:
+            word = _taken(lib, lib.TessResultIteratorGetUTF8Text(result, WORD_LEVEL))
+            if word.strip() and lib.TessPageIteratorBoundingBox(page, WORD_LEVEL, *map(ctypes.byref, box)):
+                words.append((word, tuple(b.value for b in box)))
+            if not lib.TessResultIteratorNext(result, WORD_LEVEL):
+                return words
+    finally:
+        lib.TessResultIteratorDelete(result)
 
 
 _SHARED: Reader | None = None
@@ -147,6 +191,7 @@ class Names:
     def __init__(self, items: dict[str, dict]):
         self.words: dict[str, frozenset[str]] = {}
         self.pairs: dict[str, frozenset[str]] = {}
+        self.characters: dict[str, frozenset[str]] = {}
         self.by_word: dict[str, set[str]] = {}
         self.first: dict[str, str] = {}
         for item_id, item in items.items():
@@ -158,9 +203,11 @@ class Names:
             if first:
                 self.first[item_id] = first[0]
             self.pairs[item_id] = frozenset(han[i:i + 2] for i in range(len(han) - 1))
+            self.characters[item_id] = frozenset(han)
             for word in english:
                 self.by_word.setdefault(word, set()).add(item_id)
         self.vocabulary = sorted(self.by_word)
+        self.all_pairs = frozenset().union(*self.pairs.values())
 
     def _read_words(self, text: str) -> set[str]:
         """The catalog's words in what was read: each word read taken as the catalog word it nearly is
@@ -182,8 +229,10 @@ class Names:
     def score(self, text: str, item_id: str) -> float:
         """1.0 when every English word of the item's name, or every pair of its Chinese name, was read.
         0.75 when its first word (the brand: names are "Brand goods, size") and all but one of the others were,
-        and no other word of the catalog's: a pack half hidden, or in glare, loses a word, and its brand and
-        goods are still read; another brand's pack of the same goods reads as its own brand, never this one.
+        and no other word of the catalog's, nor two characters of another name's Chinese that this one has not: a
+        pack half hidden, or in glare, loses a word, and its brand and goods are still read; another brand's pack
+        of the same goods reads as its own brand, never this one, and another pack of the same brand reads as its
+        own goods ('GREAT WALL' and 长城绿茶 on its green tea is not its shampoo).
         Otherwise the share read, at most 0.5 (its goods alone are every brand's goods)."""
         words, pairs = self.words.get(item_id, frozenset()), self.pairs.get(item_id, frozenset())
         read_words, read_pairs = self._read_words(text), self._read_pairs(text)
@@ -191,24 +240,28 @@ class Names:
             return 1.0
         brand = self.first.get(item_id)
         if (brand in read_words and len(words & read_words) >= max(2, len(words) - 1)
-                and not read_words - words):
+                and not read_words - words and not (read_pairs & self.all_pairs) - pairs):
             return 0.75
         shares = [len(words & read_words) / len(words) if words else 0.0,
                   len(pairs & read_pairs) / len(pairs) if pairs else 0.0]
         return 0.5 * max(shares)
 
+    def where(self, words: list[tuple[str, tuple[int, int, int, int]]], item_id: str) -> list[tuple]:
+        """The boxes of the words read (Reader.read_words) that are the item's name's, English or Chinese."""
+        return [box for word, box in words
+                if self._read_words(word) & self.words[item_id] or set(_han(word)) & self.characters[item_id]]
+
     def named(self, text: str) -> tuple[str | None, list[str]]:
-        """The item whose whole name was read (the longest when one name holds another: 'green tea bags'
-        over 'green tea'), or None when none was, or two were as fully; and every item fully read."""
+        """The item whose whole name was read and nothing of another's beside it, or None when none was, or two
+        were as fully; and every item fully read. A word of the catalog read beside a name says the print is
+        of something else: 'CLOUD Green tea bags' is not Cloud green tea when another brand's green tea bags
+        are in the catalog (and 'green tea bags' is read over 'green tea' when both are Swan's)."""
         read_words, read_pairs = self._read_words(text), self._read_pairs(text)
         candidates = set().union(*(self.by_word[w] for w in read_words)) if read_words else set()
         if read_pairs:
             candidates |= {i for i, p in self.pairs.items() if p and p <= read_pairs}
         full = [i for i in candidates if (self.words[i] and self.words[i] <= read_words)
                 or (self.pairs[i] and self.pairs[i] <= read_pairs)]
-        if not full:
-            return None, []
-        size = {i: len(self.words[i] & read_words) + len(self.pairs[i] & read_pairs) for i in full}
-        best = max(size.values())
-        top = [i for i in full if size[i] == best]
-        return (top[0] if len(top) == 1 else None), sorted(full)
+        alone = [i for i in full
+                 if not read_words - self.words[i] and not (read_pairs & self.all_pairs) - self.pairs[i]]
+        return (alone[0] if len(alone) == 1 else None), sorted(full)

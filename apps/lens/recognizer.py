@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 import zxingcpp
 
+from apps.lens.looks import Look, looks_alike
 from apps.lens.ocr import Names, Reader, shared_reader
 
 log = logging.getLogger("lens")
@@ -53,15 +54,11 @@ TEXT_SURE = 0.8  # a pack's whole name read: never once another pack's in bench/
 # FLANN's locality-sensitive hashing: without multi-probing a look costs a few ms at 100 packs (with it,
 # 20 to 40 times that) and a few more tables win back the recall (bench/lens.py measures both).
 LSH = {"algorithm": 6, "table_number": 12, "key_size": 16, "multi_probe_level": 0}
-# Seen through its homography, the pack must also look like itself: a pack not in the catalog that shares
-# a word or a shape with one that is (another brand's cola) gathers inliers there, and nowhere else.
-THUMB = (96, 128)  # the pack and the view warped onto it are compared at this size...
-CELLS = (6, 8)  # ...cell by cell (a cell hidden by a hand disagrees; the rest still agree)
-ALIKE = 0.5  # normalised cross-correlation for a cell to agree...
-HUE = 0.06  # ...and at most this far apart in red and green shares
-SEEN_LEAST = 0.4  # of its cells, or its look is no evidence
-ALIKE_NONE = 0.35  # a share of cells alike that other brands' packs of the same goods reach (bench/lens.py)
-LOOK_SPAN = 0.25  # ...and this much more of them alike: as sure as its look gets
+# The share of cells alike that other brands' packs of the same goods reach: 0.46-0.58 held up face on (200 of
+# them, drawn by apps/lens/draw_catalog.py and not in the catalog), where 0.35 named two of them by features
+# alone; the catalog's own packs were below 0.6 in 17 of 520 of bench/lens.py's looks.
+ALIKE_NONE = 0.45
+LOOK_SPAN = 0.2  # ...and this much more of them alike: as sure as its look gets
 BARCODES = zxingcpp.barcode_formats_from_str("EAN13,EAN8,UPCA")
 cv2.setNumThreads(1)  # one look at a time on a 2-core board; the other core runs the system
 
@@ -73,8 +70,7 @@ class Pack:
     ean: str
     size: tuple[int, int]  # width, height
     outline: np.ndarray  # the pack's corners in its picture (4 x 2)
-    thumb: np.ndarray  # its grey picture at THUMB, blurred a little, float32
-    hues: np.ndarray  # its chromaticity (r, g shares of r + g + b) per cell, CELLS[1] x CELLS[0] x 2
+    look: Look  # what it looks like, cell by cell, for the view warped onto it to be compared with
 
 
 @dataclass(frozen=True)
@@ -114,19 +110,19 @@ def _barcodes(picture: np.ndarray):
 class Index:
     """Every pack's ORB descriptors in one FLANN LSH index, and their barcodes in a dict."""
 
-    def __init__(self, pictures: dict[str, tuple[np.ndarray, str]], items: dict[str, dict] | None = None,
-                 reader: Reader | None = None):
-        """pictures: id -> (RGB picture, EAN); items: id -> its catalog entry (name, name_zh), for the text
-        rung (None: no text rung); reader: the OCR engine (the process's own by default)."""
+    def __init__(self, pictures: dict[str, tuple[np.ndarray, str, np.ndarray | None]],
+                 items: dict[str, dict] | None = None, reader: Reader | None = None):
+        """pictures: id -> (RGB picture, EAN, where it is the pack: a bool mask, None for all of it); items:
+        id -> its catalog entry (name, name_zh), for the text rung (None: no text rung); reader: the OCR
+        engine (the process's own by default)."""
         self.names = Names(items) if items else None
         self.reader = reader or (shared_reader() if items else None)
         orb = _orb(PACK_FEATURES)
         self.packs: list[Pack] = []
         self.by_ean: dict[str, int] = {}
         descriptors, owners, points = [], [], []
-        for pack_id, (pixels, ean) in pictures.items():
+        for pack_id, (pixels, ean, solid) in pictures.items():
             g = grey(pixels)
-            small = cv2.resize(np.ascontiguousarray(pixels[..., :3]), THUMB, interpolation=cv2.INTER_AREA)
             mask = np.full(g.shape, 255, np.uint8)
             for code in _barcodes(g):  # bars look alike on every pack: they would vote for all of them
                 corners = np.array([[p.x, p.y] for p in (code.position.top_left, code.position.top_right,
@@ -141,9 +137,8 @@ class Index:
                 keypoints, desc = [], np.zeros((0, 32), np.uint8)
             n = len(self.packs)
             h, w = g.shape
-            thumb = cv2.GaussianBlur(cv2.resize(g, THUMB, interpolation=cv2.INTER_AREA), (3, 3), 0).astype(np.float32)
-            self.packs.append(Pack(pack_id, ean, (w, h), np.float32([[0, 0], [w, 0], [w, h], [0, h]]), thumb,
-                                   _hues(small)))
+            self.packs.append(Pack(pack_id, ean, (w, h), np.float32([[0, 0], [w, 0], [w, h], [0, h]]),
+                                   Look.of(pixels, g, solid)))
             if ean:
                 self.by_ean[ean] = n
             descriptors.append(desc)
@@ -183,31 +178,45 @@ class Index:
     # --- rung 3: printed text -----------------------------------------------------------
     def by_text(self, g: np.ndarray, found: Found) -> Found:
         """The pack's print read (Tesseract) and matched against the catalog's names. Where the features
-        found a pack but are not sure, the view is warped back onto that pack (upright, at its own size:
-        what OCR reads best) and its whole name read there makes it sure; another brand of the same goods
-        reads as its own brand, never as this one. Where they found nothing, the whole view is read, and a
-        name read whole, of one item only, names it (a shelf label, a pack seen too poorly for features; a
-        pack the features barely found, their homography no guide to where its print is)."""
+        found a pack but are not sure, it is read upright on that pack and its name read there makes it sure
+        (another brand of the same goods reads as its own brand). Where they found nothing, the whole view is
+        read, and a name read whole, of one item only, names it (a shelf label, a pack seen too poorly)."""
         if found.id is not None and found.outline is not None and found.confidence > 0:
-            pack = self.packs[self._number[found.id]]
-            homography = cv2.getPerspectiveTransform(pack.outline, np.float32(found.outline))
-            # At 1.5 times the pack picture's size, smoothly: a pack small in view has print a few pixels high,
-            # which Tesseract reads far better enlarged ('ORCHID Lager' where 1x read 'ORCHID pons').
-            size = (round(pack.size[0] * UPRIGHT), round(pack.size[1] * UPRIGHT))
-            upright = cv2.warpPerspective(g, homography @ np.diag([1 / UPRIGHT, 1 / UPRIGHT, 1.0]), size,
-                                          flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderValue=255)
-            text = self.reader.read(_contrast(upright))
+            text, _, _ = self._read_upright(g, found)
             read = self.names.score(text, found.id)
             if read < 0.75:
                 return Found(found.id, found.confidence, found.rung, found.outline,
                              dict(found.evidence, text=_line(text)))
             confidence = round(1 - (1 - found.confidence) * (1 - TEXT_SURE * read), 3)
             return Found(found.id, confidence, "features+text", found.outline, dict(found.evidence, text=_line(text)))
-        text = self.reader.read(_contrast(g))
+        if found.id is not None and found.outline is not None and found.evidence.get("inliers", 0) >= MIN_INLIERS:
+            # Verified by inliers but not by its look: a pack burnt out or in shadow, or a shelf label (inliers on
+            # the words). Its print is where the features say (the whole glaring view read nothing): read there,
+            # its name read whole names it, as text alone does, with no outline claimed.
+            text, words, onto = self._read_upright(g, found)
+            if self.names.named(text)[0] == found.id:
+                return Found(found.id, TEXT_SURE, "text", _box(self.names.where(words, found.id), onto),
+                             {"text": _line(text), **found.evidence})
+        text, words = self.reader.read_words(_contrast(g))
         named, fully = self.names.named(text)
         if named is None:
             return Found(None, 0.0, "", None, {"text": _line(text), "read": fully} if text.strip() else {})
-        return Found(named, TEXT_SURE, "text", None, {"text": _line(text)})
+        return Found(named, TEXT_SURE, "text", _box(self.names.where(words, named)), {"text": _line(text)})
+
+    def _read_upright(self, g: np.ndarray, found: Found) -> tuple[str, list, np.ndarray]:
+        """The print of the pack the features found, warped back upright at UPRIGHT times its picture's size
+        (a pack small in view has print a few pixels high, which Tesseract reads far better enlarged: 'ORCHID
+        Lager' where 1x read 'ORCHID pons'), its contrast taken from what the camera saw of it (the white past
+        the frame's edge left a dim pack's print dim: '' read where the pack was plain to see). Returns the text,
+        its words with their boxes, and the homography from the upright picture to the view."""
+        pack = self.packs[self._number[found.id]]
+        homography = cv2.getPerspectiveTransform(pack.outline, np.float32(found.outline))
+        size = (round(pack.size[0] * UPRIGHT), round(pack.size[1] * UPRIGHT))
+        onto = homography @ np.diag([1 / UPRIGHT, 1 / UPRIGHT, 1.0])
+        upright = cv2.warpPerspective(g, onto, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderValue=255)
+        seen = cv2.warpPerspective(np.full(g.shape, 255, np.uint8), onto, size,
+                                   flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
+        return *self.reader.read_words(_contrast(upright, seen > 0)), onto
 
     # --- rung 1: barcodes ---------------------------------------------------------------
     def by_barcode(self, g: np.ndarray) -> Found | None:
@@ -266,7 +275,8 @@ class Index:
             inliers = int(inlier_mask.sum())
             outline = cv2.perspectiveTransform(self.packs[n].outline[None], homography)[0]
             if inliers >= MIN_INLIERS // 2 and _plausible(outline, g.shape):
-                verified.append((inliers, int(n), outline, _alike(self.packs[n], g, pixels, homography)))
+                pack = self.packs[n]
+                verified.append((inliers, int(n), outline, looks_alike(pack.look, pack.size, g, pixels, homography)))
         if not verified:
             return nothing
         # Packs claiming the same place (one's centre inside the other's outline): the best evidence holds
@@ -294,71 +304,28 @@ class Index:
         return Found(self.packs[n].id, confidence, "features", outline, evidence)
 
 
-def _contrast(g: np.ndarray) -> np.ndarray:
-    """Its darkest ink black and its brightest paper white: print in poor or glaring light read as well."""
-    low, high = np.percentile(g, (1, 99))
+def _contrast(g: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
+    """Its darkest ink black and its brightest paper white: print in poor or glaring light read as well.
+    seen: where the picture shows the view (a bool mask), when not all of it does."""
+    low, high = np.percentile(g if seen is None or not seen.any() else g[seen], (1, 99))
     if high - low < 8:
         return g
     return cv2.convertScaleAbs(g, alpha=255.0 / (high - low), beta=-low * 255.0 / (high - low))
 
 
+def _box(boxes: list[tuple], onto: np.ndarray | None = None) -> np.ndarray | None:
+    """The corners of the box round the words a name was read in, in the view (through onto, from where it
+    was read); None when none of its words had a box."""
+    if not boxes:
+        return None
+    left, top = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    right, bottom = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    corners = np.float32([[left, top], [right, top], [right, bottom], [left, bottom]])
+    return corners if onto is None else cv2.perspectiveTransform(corners[None], onto)[0]
+
+
 def _line(text: str) -> str:
     return " ".join(text.split())[:120]
-
-
-def _hues(small: np.ndarray) -> np.ndarray:
-    """Per cell, the mean share of red and of green in r + g + b: what a change of light leaves alone."""
-    cw, ch = THUMB[0] // CELLS[0], THUMB[1] // CELLS[1]
-    cells = small[:ch * CELLS[1], :cw * CELLS[0]].astype(np.float32).reshape(CELLS[1], ch, CELLS[0], cw, 3)
-    mean = cells.mean(axis=(1, 3))
-    return mean[..., :2] / np.maximum(mean.sum(axis=2, keepdims=True), 1.0)
-
-
-def _alike(pack: Pack, view: np.ndarray, colour: np.ndarray | None, homography: np.ndarray) -> float:
-    """The share of the pack's cells seen in the view that the view, warped back onto the pack, resembles: in
-    its grey pattern, and in its colour where the view has one that light has not clipped.
-
-    A cell is not seen when it falls outside the frame (a pack held close), or where the view is flat but the
-    pack is not (a hand over it, or light burnt out): those cells are evidence of nothing, and counting them
-    as disagreeing made a pack 40 % covered, or over-exposed, "not sure" with a hundred inliers. Other brands'
-    packs of the same goods still disagree where they are seen: their own pattern is no flat hand."""
-    w, h = pack.size
-    scale = np.diag([w / THUMB[0], h / THUMB[1], 1.0])
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    seen = cv2.warpPerspective(view, homography @ scale, THUMB, flags=flags, borderMode=cv2.BORDER_CONSTANT)
-    seen = cv2.GaussianBlur(seen, (3, 3), 0).astype(np.float32)
-    inside = cv2.warpPerspective(np.full(view.shape[:2], 255, np.uint8), homography @ scale, THUMB, flags=flags,
-                                 borderMode=cv2.BORDER_CONSTANT)
-    cw, ch = THUMB[0] // CELLS[0], THUMB[1] // CELLS[1]
-    hue_ok = np.ones((CELLS[1], CELLS[0]), bool)
-    clipped = np.zeros((CELLS[1], CELLS[0]), bool)
-    if colour is not None:
-        warped = cv2.warpPerspective(np.ascontiguousarray(colour[..., :3]), homography @ scale, THUMB, flags=flags)
-        hue_ok = np.abs(_hues(warped) - pack.hues).max(axis=2) < HUE
-        burnt = (warped[:ch * CELLS[1], :cw * CELLS[0]].min(axis=2) >= 250).astype(np.float32)  # white: all three
-        clipped = burnt.reshape(CELLS[1], ch, CELLS[0], cw).mean(axis=(1, 3)) > 0.2
-    agree = counted = 0
-    for y in range(CELLS[1]):
-        for x in range(CELLS[0]):
-            if inside[y * ch:(y + 1) * ch, x * cw:(x + 1) * cw].mean() < 0.7 * 255:
-                continue  # outside the frame
-            a = pack.thumb[y * ch:(y + 1) * ch, x * cw:(x + 1) * cw].ravel()
-            b = seen[y * ch:(y + 1) * ch, x * cw:(x + 1) * cw].ravel()
-            a, b = a - a.mean(), b - b.mean()
-            na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-            flat_a, flat_b = na < 2.0 * a.size ** 0.5, nb < 2.0 * b.size ** 0.5
-            if flat_b and not flat_a and clipped[y, x]:
-                continue  # burnt out: not seen (a flat hand over it is not told from another pack's plain side)
-            counted += 1
-            if not hue_ok[y, x] and not clipped[y, x]:
-                continue
-            if flat_a or flat_b:
-                agree += flat_a and flat_b
-            else:
-                agree += float(a @ b) / (na * nb) > ALIKE
-    if counted < SEEN_LEAST * CELLS[0] * CELLS[1]:
-        return 0.0  # too little of it seen to say it looks like itself
-    return agree / counted
 
 
 def _inside(point: np.ndarray, outline: np.ndarray) -> bool:

@@ -165,7 +165,7 @@ class Displayd:
             if view.card is not None:
                 card = view.card
                 layers.append(self._layer("card", (card.app, card.id, card.seq, top),
-                                          lambda: self.painter.card(card.as_dict(), top)))
+                                          lambda: self.painter.card(card.drawn(), top)))
             if view.toast is not None:
                 toast = view.toast
                 layers.append(self._layer("toast", (toast.app, toast.id, toast.seq),

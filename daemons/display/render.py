@@ -108,6 +108,10 @@ class Painter:
         for line in self._wrap(card.get("body") or "", self.fonts["body"], width - 2 * pad, 6):
             draw.text((pad, y), line, font=self.fonts["body"], fill=WHITE)
             y += self.u(32)
+        if card.get("image") is not None:
+            room = height - y - self.u(12) - (self.u(40) if card.get("progress") is not None else 0)
+            y += self._picture(image, card["image"], card.get("outline") or (), (pad, y + self.u(6)),
+                               width - 2 * pad, room) + self.u(12)
         selected = card.get("selected")
         for index, item in enumerate(card.get("items") or []):
             if y > height - self.u(70):
@@ -167,6 +171,22 @@ class Painter:
         return self._layer("alert", image, self.u(40), (self.height - height) // 2)
 
     # --- helpers ----------------------------------------------------------------------
+    def _picture(self, canvas: Image.Image, pixels: np.ndarray, outline, at: tuple[int, int], width: int,
+                 room: int) -> int:
+        """A card's picture at the panel's scale, smaller if it does not fit, its outline drawn over it (and
+        cut off at its edges, as the thing outlined is); returns the height it took."""
+        h, w = pixels.shape[:2]
+        k = min(self.unit, width / w, max(room, 0) / h)
+        size = (round(w * k), round(h * k))
+        if min(size) < 1:
+            return 0
+        picture = Image.fromarray(pixels).resize(size, Image.BILINEAR)
+        if outline:
+            ImageDraw.Draw(picture).polygon([(x * k, y * k) for x, y in outline], outline=GREEN[:3],
+                                            width=max(2, self.u(3)))
+        canvas.paste(picture, at)
+        return size[1]
+
     def _progress(self, draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], progress: float) -> None:
         x0, y0, x1, y1 = box
         radius = (y1 - y0) // 2

@@ -19,13 +19,23 @@ HUD. Time is passed in (monotonic for expiry, wall for the clock).
 
 from __future__ import annotations
 
+import io
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import numpy as np
+from PIL import Image
+
 from daemons.display.render import ICONS
 
 TITLE_MAX, BODY_MAX, ITEM_MAX, ITEMS_MAX = 80, 600, 80, 20
+# A card's picture is a thumbnail (the lens app's preview of what the camera saw), not a photo viewer: its
+# size is checked in its header before a pixel is decoded, so a hostile PNG cannot make displayd allocate more.
+IMAGE_MAX = (320, 240)
+IMAGE_FORMATS = ("PNG", "JPEG")
+OUTLINE_POINTS = (3, 16)
 
 
 class CardError(ValueError):
@@ -45,10 +55,19 @@ class Card:
     expires: float | None = None  # monotonic; None: until replaced or cleared
     seq: int = 0  # posting order: an app's newest card is its view
     with_claim: bool = False  # posted under a transient claim (a toast, an alert): goes when the claim does
+    image: np.ndarray | None = None  # decoded RGB, height x width x 3
+    outline: tuple[tuple[float, float], ...] = ()  # a polygon over the image, in its pixels
 
     def as_dict(self) -> dict:
+        """What is kept across displayd's restart (bus.kept): its picture is not. The picture may be what the
+        camera saw (the lens app's preview), which is not written to disk, and a few of them would pass the
+        kept file's size limit and lose every card with it; the card comes back without it."""
         return {"title": self.title, "body": self.body, "icon": self.icon, "items": self.items,
                 "selected": self.selected, "progress": self.progress}
+
+    def drawn(self) -> dict:
+        """What the painter draws."""
+        return dict(self.as_dict(), image=self.image, outline=self.outline)
 
     def speech(self) -> str:
         parts = [self.title, self.body, *(f"{i + 1}: {item}" for i, item in enumerate(self.items))]
@@ -76,8 +95,43 @@ def card_from(app: str, p: dict, now: float, seq: int) -> Card:
     ttl = p.get("ttl_s")
     if ttl is not None and not 0.0 < ttl <= 3600.0:
         raise CardError(f"ttl_s {ttl} is outside 0..3600")
+    image = _picture(p["image"]) if p.get("image") is not None else None
+    outline = _outline(p.get("outline"), image)
     return Card(app, p["id"], title, body, p.get("icon"), items, selected, progress,
-                None if ttl is None else now + ttl, seq)
+                None if ttl is None else now + ttl, seq, image=image, outline=outline)
+
+
+def _picture(data: bytes) -> np.ndarray:
+    """A card's PNG or JPEG, decoded whole here: a truncated or lying file is the poster's error, not a
+    crash of displayd when it is drawn."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)  # the header only
+    except (OSError, ValueError) as exc:
+        raise CardError(f"image is not a PNG or JPEG: {exc}") from None
+    with image:
+        if image.width > IMAGE_MAX[0] or image.height > IMAGE_MAX[1]:
+            raise CardError(f"image is {image.width}x{image.height}; at most {IMAGE_MAX[0]}x{IMAGE_MAX[1]}")
+        try:
+            return np.asarray(image.convert("RGB"))
+        except (OSError, ValueError) as exc:
+            raise CardError(f"image cannot be decoded: {exc}") from None
+
+
+def _outline(flat: list | None, image: np.ndarray | None) -> tuple:
+    """x, y, x, y... as points; over the image or a little past its edges (a pack held close is partly out
+    of view, and its outline with it), never a stray number far off."""
+    if flat is None:
+        return ()
+    if image is None:
+        raise CardError("an outline is drawn over the card's image: it has none")
+    low, high = OUTLINE_POINTS
+    if len(flat) % 2 or not low <= len(flat) // 2 <= high:
+        raise CardError(f"outline must be {low}..{high} points as x, y pairs (got {len(flat)} numbers)")
+    h, w = image.shape[:2]
+    points = tuple((float(x), float(y)) for x, y in zip(flat[::2], flat[1::2]))
+    if not all(math.isfinite(x) and math.isfinite(y) and -w <= x <= 2 * w and -h <= y <= 2 * h for x, y in points):
+        raise CardError(f"outline points must lie within a picture's size of its {w}x{h} pixels")
+    return points
 
 
 @dataclass(frozen=True)

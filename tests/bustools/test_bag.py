@@ -134,7 +134,7 @@ def test_a_damaged_file_gives_what_comes_before_and_says_where_it_stopped(tmp_pa
     items = list(bag.iterate(tmp_path / "cut.mcap"))
     damage = items[-1]
     assert isinstance(damage, bag.Damage) and 0 < damage.messages_read < 3000
-    assert items[0] == ("metadata", "lensos.capture", {"holds": "", "withheld": "camera frames, mic audio, photos"}), \
+    assert items[0] == ("metadata", "lensos.capture", {"holds": "", "withheld": "camera frames, card pictures, mic audio, photos"}), \
         "the capture mark comes first: a file cut short keeps it"
     percents = [i.payload["percent"] for i in items[1:-1]]
     assert percents == [float(n) for n in range(1, damage.messages_read + 1)], "everything before, in order"

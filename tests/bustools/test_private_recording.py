@@ -136,3 +136,16 @@ def procs_cmd() -> list[str]:
 def procs_cwd():
     from tests.conftest import REPO
     return REPO
+
+
+def test_a_cards_picture_is_camera_content_kept_out_by_default_and_counted_when_let_in(tmp_path):
+    """The lens app's card carries a preview of what the camera saw: a recording keeps its text, not it."""
+    from bustools.capture_content import Consent, carries, withhold
+
+    card = {"id": "lens", "title": "Panda cola, 330 ml", "image": b"\xff\xd8\xff" + bytes(500), "cid": 3}
+    kept, withheld = withhold("display.card.request", card)
+    assert kept == dict(card, image=b"") and withheld == {"image": 503}
+    assert carries("display.card.request", card) == "camera" and carries("display.card.request", kept) is None
+    consent = Consent("developer", tmp_path / "privacy.log", "a test")
+    consent.kept("display.card.request", card)
+    assert consent.mark()["card_pictures"] == "1"

@@ -106,6 +106,31 @@ def test_cards_are_checked_and_bounded_and_leave_with_their_app():
     assert scene.drop_app("maps") and scene.view(0.0, 0.0).card is None
 
 
+def encoded(size: tuple[int, int], kind: str = "JPEG") -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (60, 90, 120)).save(out, kind)
+    return out.getvalue()
+
+
+def test_a_cards_picture_is_a_small_png_or_jpeg_read_whole_and_its_outline_lies_over_it():
+    scene = scene_with(claim("lens"))
+    small = encoded((240, 180))
+    card = scene.post("lens", {"id": "c", "title": "t", "image": small, "outline": [10, 20, 200, 20, 200, 170]}, 0.0)
+    assert card.image.shape == (180, 240, 3) and card.outline == ((10, 20), (200, 20), (200, 170))
+    for bad, why in ((encoded((640, 480)), "at most 320x240"), (b"GIF89a" + bytes(40), "not a PNG or JPEG"),
+                     (small[: len(small) // 2], "cannot be decoded"), (encoded((40, 40), "GIF"), "not a PNG")):
+        with pytest.raises(CardError, match=why):
+            scene.post("lens", {"id": "c", "title": "t", "image": bad}, 0.0)
+    for outline, why in (([1, 2, 3, 4], "3..16 points"), ([1, 2, 3, 4, 5], "pairs"),
+                         ([0, 0, 10, 0, 10, float("nan")], "within"), ([0, 0, 10, 0, 10, 2000], "within")):
+        with pytest.raises(CardError, match=why):
+            scene.post("lens", {"id": "c", "title": "t", "image": small, "outline": outline}, 0.0)
+    with pytest.raises(CardError, match="has none"):
+        scene.post("lens", {"id": "c", "title": "t", "outline": [0, 0, 1, 0, 1, 1]}, 0.0)
+    kept = scene.export()["cards"][0]  # what the camera saw is not written to disk: the card comes back without
+    assert "image" not in kept and "outline" not in kept
+
+
 def test_compose_blends_in_order_and_dims():
     painter = Painter(320, 240, FONT)
     hud = painter.hud("12:34", ["L 50%"], None, None)

@@ -88,3 +88,20 @@ def test_an_alert_shows_only_its_own_text_and_dims_the_card_under_it(painter):
     around[inside] = 0
     around[: hud.bottom] = 0
     assert card_alone[top:].max() > 200 and 0 < around.max() <= 0.3 * card_alone[top:].max()
+
+
+def test_a_cards_picture_is_drawn_under_its_text_with_its_outline_and_stays_inside_the_card(painter):
+    picture = np.full((180, 240, 3), 70, np.uint8)
+    text = painter.card(card(body="4.40 CNY"), 50)
+    plain = painter.card(card(body="4.40 CNY", image=picture), 50)
+    outlined = painter.card(card(body="4.40 CNY", image=picture, outline=((20, 20), (220, 20), (220, 160))), 50)
+    body_rows = changed(compose([painter.card(card(), 50)], WIDTH, HEIGHT), compose([text], WIDTH, HEIGHT))[0]
+    rows, cols = changed(compose([text], WIDTH, HEIGHT), compose([plain], WIDTH, HEIGHT))
+    assert rows.start >= body_rows.stop and (rows.stop - rows.start, cols.stop - cols.start) == (180, 240)
+    line = changed(compose([plain], WIDTH, HEIGHT), compose([outlined], WIDTH, HEIGHT))
+    assert line[0].start >= rows.start + 18 and line[1].stop <= cols.stop - 18  # over the picture, where it says
+    low = card(body=LONG_BODY)
+    rows, cols = changed(compose([painter.card(low, 150)], WIDTH, HEIGHT),
+                         compose([painter.card(dict(low, image=picture), 150)], WIDTH, HEIGHT))
+    assert 0 < rows.stop - rows.start < 180 and rows.stop <= HEIGHT  # shrunk to the room left under the text
+    assert (cols.stop - cols.start) / (rows.stop - rows.start) == pytest.approx(240 / 180, abs=0.05)
