@@ -91,7 +91,17 @@ clean:
 # board/modules, for the image's own kernel.
 BOARD_PACKAGES := mmdebstrap qemu-system-x86 e2fsprogs
 FLAVOUR ?= development
-ARCH ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+HOST_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+ARCH ?= $(HOST_ARCH)
+# An arm64 image on an amd64 host (board/README.md): its chroot steps under qemu-user through binfmt
+# (qemu-user-static, binfmt-support; arch-test is what mmdebstrap checks a foreign arch with), the lensos
+# wheel's C and the board's modules cross-compiled (gcc-aarch64-linux-gnu with its libc), and the VM
+# (qemu-system-arm has qemu-system-aarch64).
+ifeq ($(ARCH),arm64)
+ifneq ($(HOST_ARCH),arm64)
+BOARD_PACKAGES += qemu-user-static binfmt-support arch-test gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm
+endif
+endif
 
 .PHONY: image board-test board-deps
 
