@@ -18,7 +18,7 @@ SYSTEM_PACKAGES := libportaudio2 fonts-dejavu-core espeak-ng systemd chromium gc
 
 .PHONY: install run test sysdeps clean
 
-install: sysdeps $(STAMP) broker/_fastpath.so tests/foxglove/node_modules/.installed
+install: sysdeps $(STAMP) broker/_fastpath.so frames/_seqlock.so tests/foxglove/node_modules/.installed
 	@# Bytecode ahead of time: with PYTHONDONTWRITEBYTECODE set (as on this machine) every process would
 	@# compile its sources at each start, which costs `lens up` about 0.15 s of its boot on 2 cores.
 	@$(BIN)/python -m compileall -q -j 0 bus broker frames shellclient bustools cli manager apphost webview shell daemons policies apps >/dev/null
@@ -61,6 +61,10 @@ $(STAMP): pyproject.toml
 broker/_fastpath.so: broker/fastpath.c broker/fastpath.py $(STAMP)
 	@$(BIN)/python -m broker.fastpath || true
 
+# The frame ring's fences (frames/seqlock.c), the same way. Without them the ring works on x86 only, and says so.
+frames/_seqlock.so: frames/seqlock.c broker/fastpath_build.py
+	@$(BIN)/python broker/fastpath_build.py frames/seqlock.c $@ || true
+
 # A Foxglove client nobody here wrote (@foxglove/ws-protocol, the npm registry's) for tests/bustools/test_foxglove.py,
 # at the versions package-lock.json pins; no install scripts run. Without npm the test is skipped, saying so.
 tests/foxglove/node_modules/.installed: tests/foxglove/package.json tests/foxglove/package-lock.json
@@ -79,7 +83,7 @@ test: install board-deps
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache broker/_fastpath.so tests/foxglove/node_modules
+	rm -rf $(VENV) build *.egg-info .pytest_cache broker/_fastpath.so frames/_seqlock.so tests/foxglove/node_modules
 
 # The board (board/README.md): the glasses' OS image (Debian 12, mmdebstrap; the base cached in
 # /var/cache/lensos), and the boot test, which boots it in QEMU and checks it from inside (tests/board, run by
@@ -87,7 +91,17 @@ clean:
 # board/modules, for the image's own kernel.
 BOARD_PACKAGES := mmdebstrap qemu-system-x86 e2fsprogs
 FLAVOUR ?= development
-ARCH ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+HOST_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+ARCH ?= $(HOST_ARCH)
+# An arm64 image on an amd64 host (board/README.md): its chroot steps under qemu-user through binfmt
+# (qemu-user-static, binfmt-support; arch-test is what mmdebstrap checks a foreign arch with), the lensos
+# wheel's C and the board's modules cross-compiled (gcc-aarch64-linux-gnu with its libc), and the VM
+# (qemu-system-arm has qemu-system-aarch64).
+ifeq ($(ARCH),arm64)
+ifneq ($(HOST_ARCH),arm64)
+BOARD_PACKAGES += qemu-user-static binfmt-support arch-test gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm
+endif
+endif
 
 .PHONY: image board-test board-deps
 

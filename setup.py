@@ -1,5 +1,7 @@
-"""The wheel carries the broker's C loop (broker/_fastpath.so, loaded with ctypes), so an image built from it
-forwards in C like a checkout after `make install`; the wheel is therefore tagged for its platform.
+"""The wheel carries the checkout's C libraries, loaded with ctypes: the broker's C loop (broker/_fastpath.so)
+and the frame ring's fences (frames/_seqlock.so), so an image built from it forwards in C and keeps its frames
+whole on any CPU, like a checkout after `make install`; the wheel is therefore tagged for its platform ($CC
+picks the compiler: board/build-image cross-compiles the arm64 image's wheel).
 Everything else about the package is in pyproject.toml."""
 
 import importlib.util
@@ -20,12 +22,14 @@ class BuildPy(build_py):
     def run(self):
         super().run()
         if self.editable_mode:
-            return  # an editable install (make install) builds it in place with `python -m broker.fastpath`
-        output = Path(self.build_lib) / "broker" / fastpath_build.LIBRARY_NAME
-        try:
-            subprocess.run(fastpath_build.command(output), check=True, capture_output=True, text=True)
-        except subprocess.CalledProcessError as exc:
-            raise SystemExit(f"building {fastpath_build.SOURCE} failed:\n{exc.stderr}") from None
+            return  # an editable install (make install) builds them in place
+        for source, library in fastpath_build.LIBRARIES.items():
+            output = Path(self.build_lib) / library
+            try:
+                subprocess.run(fastpath_build.command(output, Path(__file__).parent / source), check=True,
+                               capture_output=True, text=True)
+            except subprocess.CalledProcessError as exc:
+                raise SystemExit(f"building {source} failed:\n{exc.stderr}") from None
 
 
 class PlatformDistribution(Distribution):

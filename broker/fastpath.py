@@ -23,7 +23,8 @@ from typing import Callable
 
 import zmq
 
-from broker.fastpath_build import LIBRARY_NAME, SOURCE, command
+from broker import fastpath_build
+from broker.fastpath_build import LIBRARY_NAME, SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -180,9 +181,7 @@ def load() -> FastPath | None:
 def build(output: Path = LIBRARY) -> Path:
     """Compile broker/fastpath.c into ``output`` with $CC (else cc); CalledProcessError (with the compiler's
     words) if it fails."""
-    partial = output.with_suffix(".so.part")
-    subprocess.run(command(partial), check=True, capture_output=True, text=True)
-    os.replace(partial, output)  # a broker starting meanwhile loads the old library or the new, never half
+    fastpath_build.build(SOURCE, output)
     return output
 
 

@@ -14,6 +14,8 @@ the pixels and even (and larger) after. A reader takes the generation from
 the frame's descriptor, looks at the pixels through a numpy view, and
 checks afterwards that the generation has not moved: if it has, the writer
 lapped it and the frame it looked at may be torn, so ``FrameOverrun``.
+The generation's loads and stores go through frames.seqlock, whose fences
+keep the pixels between them on a CPU that reorders memory (arm64).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from frames import seqlock
 
 MAGIC = b"LENSRNG1"
 _HEADER = struct.Struct("<8sIIIII")  # magic, slots, height, width, channels, stride
@@ -49,6 +53,8 @@ class Ring:
         self.epoch = 0  # which of the writer's rings this is (frames.door numbers them)
         self._buf = np.frombuffer(mm, dtype=np.uint8)
         self._gens = [np.frombuffer(mm, dtype=np.uint64, count=3, offset=self._offset(i)) for i in range(slots)]
+        self._at = [gens.ctypes.data for gens in self._gens]  # each generation's address, for the fences
+        self.seq = seqlock.fences()  # NoFences on a CPU that needs them when they are not built
 
     # --- opening ----------------------------------------------------------------------
     @classmethod
@@ -96,7 +102,7 @@ class Ring:
         return cls(path, mm, slots, (height, width, channels), stride)
 
     def close(self) -> None:
-        self._gens = []
+        self._gens, self._at = [], []
         self._buf = None
         if self.fd is not None:
             os.close(self.fd)
@@ -110,13 +116,11 @@ class Ring:
     def write(self, frame_id: int, pixels: np.ndarray, mono_ns: int) -> tuple[int, int]:
         """Copy one frame into the next slot; returns (slot, generation) for the descriptor."""
         slot = frame_id % self.slots
-        header = self._gens[slot]
-        header[0] += 1  # odd: being written
+        self.seq.write_begin(self._at[slot])  # odd: being written
         start = self._offset(slot) + SLOT_HEADER
         self._buf[start:start + pixels.nbytes] = pixels.reshape(-1)
-        header[1], header[2] = frame_id, mono_ns
-        header[0] += 1  # even again: complete
-        return slot, int(header[0])
+        self._gens[slot][1:3] = frame_id, mono_ns
+        return slot, self.seq.write_end(self._at[slot])  # even again: complete
 
     def slot_view(self, slot: int) -> np.ndarray:
         """Writable pixels of a slot, for a backend that decodes straight into the ring."""
@@ -124,16 +128,20 @@ class Ring:
         return self._buf[start:start + int(np.prod(self.shape))].reshape(self.shape)
 
     # --- reading (anyone allowed to see frames) ------------------------------------------------
+    def generation(self, slot: int) -> int:
+        """The slot's generation now: even, a whole frame is there (its descriptor's generation); odd, being written."""
+        return self.seq.read_begin(self._at[slot])
+
     @contextmanager
     def frame(self, slot: int, generation: int):
         """A read-only view of a frame, valid inside the block; FrameOverrun when it was (or got) overwritten."""
-        header = self._gens[slot]
-        if generation % 2 or int(header[0]) != generation:
-            raise FrameOverrun(f"slot {slot} is at generation {int(header[0])}, wanted {generation}")
+        now = self.seq.read_begin(self._at[slot])
+        if generation % 2 or now != generation:
+            raise FrameOverrun(f"slot {slot} is at generation {now}, wanted {generation}")
         start = self._offset(slot) + SLOT_HEADER
         view = self._buf[start:start + int(np.prod(self.shape))].reshape(self.shape)
         yield view
-        if int(header[0]) != generation:
+        if self.seq.read_end(self._at[slot]) != generation:
             raise FrameOverrun(f"slot {slot} was overwritten while it was read")
 
     def copy(self, slot: int, generation: int) -> np.ndarray:
