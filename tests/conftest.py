@@ -149,7 +149,7 @@ def pytest_collection_modifyitems(session, config, items):
     board = [item for item in items if item.nodeid.startswith("tests/board/")]
     if not board:
         return
-    items[:] = [item for item in items if item not in board] + board
+    items[:] = [item for item in items if not item.nodeid.startswith("tests/board/")] + board
     from tests.board import boot
     if boot.why_not() is None and boot.CURRENT is None:
         boot.CURRENT = boot.Background(Path(tempfile.mkdtemp(prefix="lensos-board-")))

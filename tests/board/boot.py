@@ -55,26 +55,26 @@ def run(out: Path) -> int:
         times.update(kw)
         (out / "run.json").write_text(json.dumps(times))
 
-    if "LENSOS_BOARD_IMAGE" not in os.environ:
+    def build(log: str, *args: str) -> tuple[int, float]:
         started = time.monotonic()
-        with open(out / "build.log", "wb") as log:
-            built = subprocess.run([str(BOARD / "build-image"), "--out", str(IMAGE)], stdout=log,
-                                   stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S)
-        note(build_s=round(time.monotonic() - started, 1), build_rc=built.returncode)
-        if built.returncode:
-            return built.returncode
+        with open(out / log, "wb") as f:
+            built = subprocess.run([str(BOARD / "build-image"), *args], stdout=f, stderr=subprocess.STDOUT,
+                                   timeout=BUILD_TIMEOUT_S)
+        return built.returncode, round(time.monotonic() - started, 1)
+
+    if "LENSOS_BOARD_IMAGE" not in os.environ:
+        rc, took = build("build.log", "--out", str(IMAGE))
+        note(build_s=took, build_rc=rc)
+        if rc:
+            return rc
     started = time.monotonic()
     vm = subprocess.run([str(BOARD / "run-vm"), "--image", str(IMAGE), "--check", str(out / "check.jsonl"),
                          "--log", str(out / "console.log"), "--timeout", str(BOOT_TIMEOUT_S),
                          "--append", "lensos.check"], capture_output=True, text=True, timeout=BOOT_TIMEOUT_S + 60)
     note(vm_s=round(time.monotonic() - started, 1), vm_rc=vm.returncode, vm_said=vm.stderr.strip()[-2000:])
     if "LENSOS_BOARD_IMAGE" not in os.environ:  # the product flavour from the same base: built, then looked into
-        started = time.monotonic()
-        with open(out / "product.log", "wb") as log:
-            built = subprocess.run([str(BOARD / "build-image"), "--flavour", "product", "--out", str(PRODUCT)],
-                                   stdout=log, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S)
-        note(product_s=round(time.monotonic() - started, 1), product_rc=built.returncode,
-             product=inspect(PRODUCT / "disk.img") if built.returncode == 0 else None)
+        rc, took = build("product.log", "--flavour", "product", "--out", str(PRODUCT))
+        note(product_s=took, product_rc=rc, product=inspect(PRODUCT / "disk.img") if rc == 0 else None)
     return vm.returncode
 
 
