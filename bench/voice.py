@@ -17,7 +17,7 @@ time after the last spoken sample until it says the speech ended) plus final()'s
 this machine), p50 and p90. Not in it: the bus hops and the card's paint, which tests/daemons/test_voice.py
 runs but does not time.
 
-With --wake, the wake phrase's ear (daemons/assistant/wake.py) instead: the phrase spoken by every voice at
+With --wake, the wake phrase's ear (daemons/wake/spotter.py) instead: the phrase spoken by every voice at
 every speed, quiet and in noise, between other sentences (detection rate); and --minutes of speech that is
 not the phrase (every sentence above, read on and on in turn by every voice at every speed), quiet and in
 noise, fed in 20 ms blocks as the spotter would hear it: false wakes, also per hour.
@@ -140,7 +140,7 @@ def main() -> int:
 
 
 def wake(args) -> int:
-    from daemons.assistant.wake import WakeSpotter
+    from daemons.wake.spotter import WakeSpotter
 
     spotter = WakeSpotter("hey lens", **({"threshold": args.threshold} if args.threshold else {}))
     voices = [(v, int(w)) for v in args.voices.split(",") for w in args.speeds.split(",")]
