@@ -138,6 +138,9 @@ def test_the_wake_phrase_lights_the_led_before_a_word_of_the_request_is_heard(pr
               and (user.latest.get("privacy.capture") or {}).get("listening") == "waked", "listening again")
     ended = [r for r in audit(system) if r["event"] == "end" and r["resource"] == "listen"]
     assert ended and "assistantd" in ended[0]["why"] and ended[0]["seconds"] > 0
+    shown = procs.run_lens("privacy", "log").stdout  # the wearer's view of it: listening time, nothing kept
+    assert [line for line in shown.splitlines() if "waked" in line and " listen " in line
+            and "nothing kept" in line and "assistantd" in line], shown
 
 
 @pytest.mark.slow
