@@ -136,3 +136,12 @@ def procs_cmd() -> list[str]:
 def procs_cwd():
     from tests.conftest import REPO
     return REPO
+
+
+def test_the_idle_mic_the_spotter_hears_is_mic_audio_kept_out_by_default():
+    from bustools.capture_content import CONTENT, RESOURCES, withhold
+
+    kept, withheld = withhold("audio.wake.mic", {"owner": "waked", "seq": 1, "rate": 16000, "mono_ns": 1,
+                                                 "pcm": b"\1" * 640})
+    assert kept["pcm"] == b"" and withheld == {"pcm": 640} and kept["owner"] == "waked"
+    assert CONTENT["audio.wake.mic"].resource == "mic" and RESOURCES == ("camera", "mic")
