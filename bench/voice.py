@@ -93,6 +93,7 @@ def main() -> int:
     parser.add_argument("--show", action="store_true", help="print every miss")
     parser.add_argument("--wake", action="store_true", help="measure the wake phrase's ear instead")
     parser.add_argument("--minutes", type=float, default=10.0, help="of non-wake speech, with --wake")
+    parser.add_argument("--only", choices=("quiet", "noise"), help="one condition alone (two runs side by side)")
     parser.add_argument("--threshold", type=float, help="the keyword search's threshold, with --wake (default: shipped)")
     args = parser.parse_args()
     if args.wake:
@@ -156,7 +157,7 @@ def wake(args) -> int:
 
     others = [p for said in phrasings().values() for p in said] + NOT_COMMANDS
     pause = np.zeros(RATE // 2, np.int16)
-    for noisy in (False, True):
+    for noisy in [c == "noise" for c in ([args.only] if args.only else ("quiet", "noise"))]:
         hits = tries = 0
         for voice, wpm in voices:
             for before in NOT_COMMANDS[:6]:  # the phrase after something else, then a request after it
