@@ -51,6 +51,8 @@ def render(found: dict[str, dict]) -> str:
     capture = [f"{c} (for {behalf[c]})" if c in behalf else c for c in privacy["capture"]]
     lines.append(f"capture    {', '.join(capture) or '-'}"
                  + (f"   waiting for LED: {', '.join(privacy['waiting_for_led'])}" if privacy["waiting_for_led"] else ""))
+    if privacy.get("listening"):  # the mic heard with the LED off: said as plainly as a capture
+        lines.append(f"listening  {privacy['listening']}, for the wake phrase (the mic, with the LED off; nothing kept)")
     power = found.get("power.state")
     if power is None:
         lines.append("power      no report")
