@@ -70,7 +70,7 @@ class Appd:
         node.subscribe("appd.state", self.on_own_state)
 
     def on_own_state(self, msg: Message) -> None:
-        if msg.source == "appd" and msg.incarnation != self.node.incarnation and self.restored is None:
+        if msg.incarnation != self.node.incarnation and self.restored is None:
             self.restored = list(msg.payload["wanted"])  # only the previous appd's word, and only once
 
     def begin(self) -> None:

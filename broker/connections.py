@@ -47,6 +47,11 @@ PER_UID = 256  # connections one uid may hold (a node holds five; in development
 # How many events a monitor holds before libzmq's I/O thread waits for the broker to read them (its internal
 # end's SNDHWM, 1000, and this end's RCVHWM): no more connections than that are accepted ahead of the broker.
 MONITOR_HWM = 64
+# Events read from one monitor per turn of the broker's loop. Under a flood libzmq refills a monitor as fast as
+# it is read, so reading "until empty" never ended: the loop stopped pinging systemd's watchdog and was killed
+# (a 22,500-connection flood in the board's VM, four times). Bounded, the loop turns: it forwards, pings, and
+# reads more next turn (a monitor is level-triggered).
+READ_BATCH = 256
 RESERVE = 1000 + MONITOR_HWM + 128  # descriptors kept: those the monitor may tell of late, and the broker's own
 WANTED_LIMIT = 65536  # the soft RLIMIT_NOFILE the broker asks for (the units' LimitNOFILE)
 _EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -129,7 +134,9 @@ class Connections:
         self.per_uid = min(PER_UID, self.total_cap)
         self.open: dict[int, _Conn] = {}  # descriptor -> its connection
         self._by_uid: dict[int, int] = {}
-        self._by_pid: dict[tuple[int, int], list[int]] = {}  # (uid, pid) -> its descriptors, oldest first
+        # (uid, pid) -> its connections not shed, oldest first (a dict as an ordered set: shedding the newest
+        # and forgetting a closed one are O(1); lists scanned per accept made a flood quadratic)
+        self._live: dict[tuple[int, int], dict[int, None]] = {}
         self._shedding: dict[int, int] = {}  # uid -> its connections shed and not closed yet
         self.shed = 0
         self.dropped = 0  # connections libzmq closed after their handshake while the peer held on (too big a frame)
@@ -143,9 +150,9 @@ class Connections:
         self._sockets = list(sockets.values())
 
     def read(self, monitor: zmq.Socket) -> None:
-        """Every event the monitor holds, in order."""
+        """Up to READ_BATCH of the events the monitor holds, in order."""
         name, failure = self.monitors[monitor]
-        while True:
+        for _ in range(READ_BATCH):
             try:
                 # Read here rather than by zmq.utils.monitor, whose import brings asyncio (tests/test_imports.py).
                 kind, value = _EVENT.unpack(monitor.recv_multipart(zmq.NOBLOCK)[0])
@@ -195,7 +202,7 @@ class Connections:
                 pass  # at the limit: this one's drop goes uncounted, not the broker down
         self.open[fd] = _Conn(uid, pid, time.monotonic(), where, twin)
         self._count(self._by_uid, uid, 1)
-        self._by_pid.setdefault((uid, pid), []).append(fd)
+        self._live.setdefault((uid, pid), {})[fd] = None
         if self._by_uid[uid] - self._shedding.get(uid, 0) > self.per_uid:
             self._shed_one(uid, f"over {self.per_uid} connections from one uid")
         if len(self.open) > self.total_cap:  # those shed hold their descriptors until libzmq closes them
@@ -207,12 +214,16 @@ class Connections:
             return None
         if conn.shed:
             self._count(self._shedding, conn.uid, -1)
+        else:
+            self._forget_live(fd, conn)
         self._count(self._by_uid, conn.uid, -1)
-        fds = self._by_pid[(conn.uid, conn.pid)]
-        fds.remove(fd)
-        if not fds:
-            del self._by_pid[(conn.uid, conn.pid)]
         return conn
+
+    def _forget_live(self, fd: int, conn: _Conn) -> None:
+        live = self._live[(conn.uid, conn.pid)]
+        del live[fd]
+        if not live:
+            del self._live[(conn.uid, conn.pid)]
 
     @staticmethod
     def _count(counts: dict[int, int], uid: int, change: int) -> None:
@@ -224,25 +235,22 @@ class Connections:
 
     def _shed_one(self, uid: int | None, why: str) -> None:
         """Shed the newest connection of the pid (of ``uid``, or of anyone) that holds the most."""
-        candidates = [(sum(1 for fd in fds if not self.open[fd].shed), key) for key, fds in self._by_pid.items()
-                      if uid is None or key[0] == uid]
+        candidates = [(len(fds), key) for key, fds in self._live.items() if uid is None or key[0] == uid]
         if not candidates:
             return
         _, key = max(candidates)
-        for fd in reversed(self._by_pid[key]):
-            conn = self.open[fd]
-            if conn.shed:
-                continue
-            conn.shed = True  # counted as gone from now: libzmq closes it as soon as its I/O thread sees it
-            self._count(self._shedding, conn.uid, 1)
-            if conn.twin is not None:  # a connection shed is no drop to tell of: its descriptor back at once
-                os.close(conn.twin)
-                conn.twin = None
-            if peer_of(fd) == (conn.uid, conn.pid):
-                _shutdown(fd)
-            self.shed += 1
-            self._refuse(f"shed: {why}", conn.uid, conn.pid)
-            return
+        fd = next(reversed(self._live[key]))
+        conn = self.open[fd]
+        self._forget_live(fd, conn)
+        conn.shed = True  # counted as gone from now: libzmq closes it as soon as its I/O thread sees it
+        self._count(self._shedding, conn.uid, 1)
+        if conn.twin is not None:  # a connection shed is no drop to tell of: its descriptor back at once
+            os.close(conn.twin)
+            conn.twin = None
+        if peer_of(fd) == (conn.uid, conn.pid):
+            _shutdown(fd)
+        self.shed += 1
+        self._refuse(f"shed: {why}", conn.uid, conn.pid)
 
     def held(self) -> dict:
         """Connections open now, by uid (for the stats)."""

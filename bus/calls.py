@@ -9,7 +9,7 @@ from bus.envelope import Message
 from bus.errors import BusError, RequestFailed, RequestRefused, RequestTimeout
 from bus.slotted import Slotted
 from bus.timers import Timer
-from bus.topics import TOPICS, Kind, lookup
+from bus.topics import ANY_NODE, TOPICS, Kind, lookup
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,10 @@ class Calls:
 
     def _on_reply(self, msg: Message) -> None:
         if msg.payload["to"] != self.name:
+            return
+        owner = TOPICS[msg.topic].owner  # a reply comes from the request's server, its owner
+        if msg.source != owner and owner != ANY_NODE:
+            self.intake.not_from_owner(msg, owner)
             return
         call = self._calls.get(msg.payload["cid"])
         if call is None or call.topic != msg.topic[: -len(".reply")] + ".request":

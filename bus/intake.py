@@ -10,7 +10,9 @@ a personal channel the broker's count does, and the publisher's sequence only
 tells duplicates (bus.envelope says why). A probe's sequence is not checked:
 probes are sent to find out whether the broker is there, and those sent while
 it is not are lost by design. Malformed frames are dropped, counted
-per topic and logged at most once per LOG_EVERY_S per topic. Memory stays
+per topic and logged at most once per LOG_EVERY_S per topic. So are
+messages the node's handlers never see because their verified sender is not
+the topic's owner in the table (bus.loop drops them: not_owner). Memory stays
 bounded whatever arrives: the number of tracked sources and of distinct
 unknown topic names is capped.
 """
@@ -38,13 +40,14 @@ OTHER_UNKNOWN = "<other unknown topics>"
 
 
 class TopicCounters(Slotted):
-    __slots__ = ("received", "malformed", "drops", "duplicates", "last_error", "reasons")
+    __slots__ = ("received", "malformed", "drops", "duplicates", "not_owner", "last_error", "reasons")
 
     def __init__(self):
         self.received = 0  # valid messages delivered
         self.malformed = 0
         self.drops = 0  # messages missing from sequence gaps
         self.duplicates = 0
+        self.not_owner = 0  # of those received, kept from the handlers: not from the topic's owner (bus.loop)
         self.last_error = ""
         self.reasons: dict[str, int] = defaultdict(int)
 
@@ -54,6 +57,7 @@ class TopicCounters(Slotted):
             "malformed": self.malformed,
             "drops": self.drops,
             "duplicates": self.duplicates,
+            "not_owner": self.not_owner,
             "last_error": self.last_error,
         }
 
@@ -132,6 +136,13 @@ class Intake:
         counters.drops += lost
         self._log_limited(msg.topic, "gap of %d from %s (%s)", lost, msg.source, where)
 
+    def not_from_owner(self, msg: Message, owner: str) -> None:
+        """Count (and log, rate-limited) a message kept from the handlers: its verified sender is not the
+        topic's owner. Only the developer's key gets one past the broker (broker.gate), speaking as another."""
+        self.counters[msg.topic].not_owner += 1
+        self._log_limited(msg.topic, "dropped a message from %r (key %r): the table's owner is %r", msg.source,
+                          msg.sender, owner)
+
     def forget(self, topics) -> None:
         """Stop following the sequences of ``topics`` (no longer subscribed): when they are heard again,
         what was published meanwhile was never meant for this receiver, and is no gap."""
@@ -141,12 +152,13 @@ class Intake:
                 del table[key]
 
     def totals(self) -> dict[str, int]:
-        out = {"received": 0, "malformed": 0, "drops": 0, "duplicates": 0}
+        out = {"received": 0, "malformed": 0, "drops": 0, "duplicates": 0, "not_owner": 0}
         for c in self.counters.values():
             out["received"] += c.received
             out["malformed"] += c.malformed
             out["drops"] += c.drops
             out["duplicates"] += c.duplicates
+            out["not_owner"] += c.not_owner
         return out
 
     def stats(self) -> dict[str, dict]:

@@ -16,7 +16,7 @@ from bus.errors import BusTimeout
 from bus.lane import Lane, recv_frames
 from bus.tap import TAP_TOPIC
 from bus.timers import earliest
-from bus.topics import LATCHED, matches
+from bus.topics import ANY_NODE, LATCHED, TOPICS, Kind, matches
 
 log = logging.getLogger(__name__)
 
@@ -146,14 +146,30 @@ class Loop:
         pending, routes = self._pending, self._routes
         while pending:
             msg = pending.popleft()
-            handlers = routes.get(msg.topic)
-            if handlers is None:
-                handlers = routes[msg.topic] = [h for prefix, h in self._subs if matches(prefix, msg.topic)]
+            route = routes.get(msg.topic)
+            if route is None:
+                route = routes[msg.topic] = self._route_for(msg.topic)
+            owner, handlers, from_anyone = route
+            if owner is not None and msg.source != owner:
+                # The table's owner column, applied once here so that no handler restates it: a message of
+                # an owned topic from anyone else reaches only the subscriptions that asked for everyone's.
+                if len(from_anyone) != len(handlers):
+                    self.intake.not_from_owner(msg, owner)
+                handlers = from_anyone
             for handler in handlers:
                 try:  # _call_handler's work, written out: this runs for every message
                     handler(msg)
                 except Exception:
                     self._handler_failed(handler)
+
+    def _route_for(self, topic: str) -> tuple[str | None, list[Callable], list[Callable]]:
+        """A topic's route: the owner its senders are held to (None: anyone may send it, as for requests,
+        which anyone asks, and topics of ANY_NODE), its handlers in the order they subscribed, and those of
+        them that take a message from anyone (subscribe's from_anyone: tools that watch all traffic)."""
+        spec = TOPICS[topic]
+        owner = None if spec.owner == ANY_NODE or spec.kind is Kind.REQUEST else spec.owner
+        handlers = [(h, anyone) for prefix, h, anyone in self._subs if matches(prefix, topic)]
+        return owner, [h for h, _ in handlers], [h for h, anyone in handlers if anyone]
 
     def _call_handler(self, handler: Callable, *args) -> None:
         try:

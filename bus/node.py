@@ -12,6 +12,9 @@
     node.run()                                    # until SIGTERM/SIGINT or node.stop()
 
 Guarantees: a publish is validated against the table before anything is sent;
+a handler hears a topic of the table's from that topic's owner only (anyone
+may ask a request or say a topic of ANY_NODE), whatever the broker let
+through, so no handler checks msg.source against the table (subscribe);
 while the broker is unreachable (not yet up, or restarting) reliable messages
 wait in an outbox and are sent in order once the lane is confirmed again,
 and the node's latched topics are re-sent unchanged, so a restarted broker
@@ -84,8 +87,8 @@ class Node(Lanes, Outbox, Pace, Latch, Calls, Loop, Watching):
         self.sent_again = 0  # messages sent again because the broker died before it was seen to forward them
         self._ctx = zmq.Context()
         self._lanes: dict[str, Lane] = {}
-        self._subs: list[tuple[str, Handler]] = []
-        self._routes: dict[str, list[Handler]] = {}  # topic -> its handlers, worked out once
+        self._subs: list[tuple[str, Handler, bool]] = []  # (prefix, handler, from anyone)
+        self._routes: dict[str, tuple] = {}  # topic -> its owner to hold senders to and handlers (bus.loop)
         self._servers: dict[str, Callable[[Message], dict | None]] = {}
         self._seq: dict[str, int] = defaultdict(int)
         self._may_publish: dict[str, Topic] = {}
@@ -119,11 +122,15 @@ class Node(Lanes, Outbox, Pace, Latch, Calls, Loop, Watching):
         if heartbeat:
             self.subscribe("node.census", self._on_census)
 
-    def subscribe(self, prefix: str, handler: Handler) -> None:
-        """Call ``handler(msg)`` for every valid message whose topic is under the dotted ``prefix``."""
+    def subscribe(self, prefix: str, handler: Handler, *, from_anyone: bool = False) -> None:
+        """Call ``handler(msg)`` for every valid message whose topic is under the dotted ``prefix`` and whose
+        verified sender is the topic's owner in the table (anyone, for requests and topics of ANY_NODE); the
+        rest are dropped and counted (stats: not_owner), so a handler never checks ``msg.source`` against
+        the table. ``from_anyone``: every message, whoever sent it, for tools that watch all traffic (sniff,
+        record); the broker lets only the developer's key speak as another (broker.gate)."""
         prefix = _normal(prefix)
         self._listen(prefix)
-        self._subs.append((prefix, handler))
+        self._subs.append((prefix, handler, from_anyone))
         self._routes.clear()
         self._tap_wants.clear()
 
@@ -131,16 +138,16 @@ class Node(Lanes, Outbox, Pace, Latch, Calls, Loop, Watching):
         """Undo one subscribe(); the broker stops sending the prefix once no handler wants it (a camera
         app that stops looking stops paying for 30 frames a second)."""
         prefix = _normal(prefix)
-        self._subs = [(p, h) for p, h in self._subs if (p, h) != (prefix, handler)]
+        self._subs = [(p, h, anyone) for p, h, anyone in self._subs if (p, h) != (prefix, handler)]
         self._routes.clear()
         self._tap_wants.clear()
-        if not any(p == prefix for p, _ in self._subs):
+        if not any(p == prefix for p, _, _ in self._subs):
             for lane_name in lanes_for(prefix):
                 if lane_name in self._lanes:
                     self._lanes[lane_name].remove_prefix(prefix)
             # What is published while nobody here listens is no loss when it listens again.
             self.intake.forget(t for t in TOPICS if matches(prefix, t) and t not in self._reply_topics
-                               and not any(matches(p, t) for p, _ in self._subs))
+                               and not any(matches(p, t) for p, _, _ in self._subs))
 
     def serve(self, topic: str, handler: Callable[[Message], dict | None]) -> None:
         """Answer requests on ``topic``: return the result dict, or raise RequestRefused(why)."""

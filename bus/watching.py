@@ -54,7 +54,7 @@ class Watching:
             wanted = wants.get(topic)
             if wanted is None:  # bounded by the table: the broker forwards no topic outside it
                 name = topic.decode("ascii", "replace")
-                wanted = wants[topic] = any(matches(prefix, name) for prefix, _ in self._subs)
+                wanted = wants[topic] = any(matches(prefix, name) for prefix, _, _ in self._subs)
             if not wanted:
                 continue
             msg = accept([head, body])

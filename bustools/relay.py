@@ -46,7 +46,7 @@ class Relay:
         node.watch(remote.sock, self._on_remote)
         node.every(HELLO_EVERY_S, self._hello)
         for prefix in send:
-            node.subscribe(prefix, self._on_local)
+            node.subscribe(prefix, self._on_local, from_anyone=True)
         remote.hello()
 
     def stats(self) -> dict:

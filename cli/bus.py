@@ -7,13 +7,14 @@ import logging
 import sys
 
 from cli import bridge
-from cli.connect import tool_node, watching_node
+from cli.connect import need_bus, tool_node, watching_node
+from bus import keys
 from bus.errors import BusError
 from bus.lanes import lanes_for
 from bus.node import Node
 from bus.runtime import Runtime
 from bustools.textform import jsonable, message_json, message_line, parse_assignments
-from bus.topics import TOPICS, Kind, lookup
+from bus.topics import ANY_NODE, TOPICS, Kind, lookup
 from bustools.top import TopView
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def cmd_sniff(args) -> int:
                 node.stop()
 
         for prefix in prefixes:
-            node.subscribe(prefix, show)
+            node.subscribe(prefix, show, from_anyone=True)
         if args.timeout is not None:
             node.after(args.timeout, node.stop)
         node.start()
@@ -132,7 +133,7 @@ def cmd_sniff(args) -> int:
 def cmd_top(args) -> int:
     view = TopView()
     with watching_node(args, "top") as node:
-        node.subscribe("", view.on_message)
+        node.subscribe("", view.on_message, from_anyone=True)
         node.start()
         if args.once:
             view.reset_window()
@@ -160,7 +161,12 @@ def cmd_pub(args) -> int:
         raise BusError(f"{topic.name} is a {topic.kind.value}; use `lens bus call` for requests")
     payload = parse_assignments(topic, args.fields)
     topic.validate(payload)  # fail before touching the bus
-    with _tool_node(args, "pub", publish_any=True) as node:
+    # Said as the topic's owner, with the developer's key (which may speak as anyone, as replay and relay do):
+    # a node's handlers take an owned topic from its owner only (bus.node.subscribe).
+    runtime = need_bus(args.runtime)
+    speaker = {} if topic.owner == ANY_NODE else \
+        {"name": topic.owner, "key": keys.own_pair(runtime, keys.DEVELOPER).path}
+    with tool_node("pub", runtime, publish_any=True, **speaker) as node:
         node.publish(topic.name, **payload)
         node.start()  # flushes the outbox once the lane is confirmed
     return 0
@@ -184,7 +190,7 @@ def cmd_list(args) -> int:
             seen.setdefault(msg.topic, set()).add(msg.source)
             if msg.latched:
                 latched.add(msg.topic)
-        node.subscribe("", note)
+        node.subscribe("", note, from_anyone=True)
         node.start()
         if args.listen > 0:
             node.after(args.listen, node.stop)

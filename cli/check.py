@@ -68,7 +68,7 @@ def _live(args, checker: Checker, emit) -> int:
                 emit(violation)
                 node.publish(VIOLATION_TOPIC, rule=violation.rule, what=violation.what,
                              mono_ns=violation.mono_ns, wall_ns=violation.wall_ns, messages=violation.messages)
-        node.subscribe("", judge)
+        node.subscribe("", judge, from_anyone=True)
         node.start()
         if args.duration:
             node.after(args.duration, node.stop)

@@ -64,9 +64,11 @@ def add_parsers(commands) -> None:
                                           "board each unit loads its secret with LoadCredential=, so only its "
                                           "own user can read it.")
     gen.add_argument("directory", metavar="DIR")
-    gen.add_argument("names", nargs="*", metavar="NAME", help="default: every process of manager/processes.py and bridge")
+    gen.add_argument("names", nargs="*", metavar="NAME", help="default: every process of manager/processes.py (the development-only ones with --developer) "
+                          "and bridge")
     gen.add_argument("--developer", action="store_true",
-                     help="also the developer's key (lens tools: may publish anything; development images only)")
+                     help="also the developer's key (lens tools: may publish anything) and the development-only "
+                          "processes' (development images only)")
     gen.add_argument("--replace", action="store_true", help="new keys even where there are some")
     gen.add_argument("--json", action="store_true", help="the names written as a JSON list")
     gen.set_defaults(func=cmd_keys_generate)
@@ -203,7 +205,9 @@ def cmd_keys_generate(args) -> int:
     from bus import keys
     from manager.processes import PROCESSES
 
-    names = args.names or [p.name for p in PROCESSES] + [keys.BRIDGE]
+    # the development-only processes (the live view, Foxglove) are never units on a board: a product image has
+    # no key for them, so nothing there can speak as them
+    names = args.names or [p.name for p in PROCESSES if args.developer or not p.dev_only] + [keys.BRIDGE]
     names += [keys.DEVELOPER] if args.developer else []
     try:
         # 0755: every unit, each its own dynamic user, reads the broker's public key there and the broker all
@@ -237,8 +241,7 @@ def _apps_state(node, timeout: float) -> dict:
     state: dict = {}
 
     def keep(msg) -> None:
-        if msg.source == "shell":
-            state.update(msg.payload, seen=state.get("seen", 0) + 1)
+        state.update(msg.payload, seen=state.get("seen", 0) + 1)
     node.subscribe("shell.apps", keep)
     node.start(timeout=timeout)
     return state

@@ -188,9 +188,8 @@ class RingFollower:
         self.asked = 0  # the number of the ring last asked camerad for
 
     def on_camera(self, msg: Message) -> None:
-        """camera.state: the ring it names, if camerad said it."""
-        if msg.source == "camerad":
-            self.want(msg.payload.get("ring") or 0)
+        """camera.state: the ring it names."""
+        self.want(msg.payload.get("ring") or 0)
 
     def want(self, epoch: int) -> None:
         if not epoch or epoch == self.asked:

@@ -138,8 +138,6 @@ class ShellDaemon:
     def on_departed(self, msg: Message) -> None:
         """The broker saw the last connection of a key go: every process of that key is gone, now (a
         killed process says no node.bye, and waiting for its silence would cost a heartbeat timeout)."""
-        if msg.source != "broker":
-            return
         now = time.monotonic()
         for name in [n for n, v in self.nodes.items() if v.get("identity") == msg.payload["identity"]]:
             if name != self.node.name:
@@ -162,18 +160,18 @@ class ShellDaemon:
 
     def on_input(self, msg: Message) -> None:
         """The wearer touched the glasses or said the wake phrase: awake, and the idle clock starts again."""
-        if msg.source == {"input.gesture": "inputd", "assistant.asked": "assistantd"}[msg.topic]:
-            self.core.input(time.monotonic())
-            self.settle()
+        self.core.input(time.monotonic())
+        self.settle()
 
     def on_counted(self, msg: Message) -> None:
         """The capturing daemon's count of what a session took, added to its audit record."""
         p = msg.payload
         # (field in the message, field in the record): the mic's seconds are audio taken, not the session's
-        counts = {"camerad": (("frames", "frames"),), "audiod": (("blocks", "blocks"), ("seconds", "audio_s"))}
-        if msg.source in counts and p.get("session"):
+        counts = {"camera.session": (("frames", "frames"),),
+                  "audio.session": (("blocks", "blocks"), ("seconds", "audio_s"))}
+        if p.get("session"):
             self.audit.append({"event": "counted", "session": p["session"], "owner": p["owner"],
-                               **{kept: p[field] for field, kept in counts[msg.source]}, "by": msg.source,
+                               **{kept: p[field] for field, kept in counts[msg.topic]}, "by": msg.source,
                                "wall": time.time()})
         resource = CAPTURERS.get(msg.source)
         current = self.sessions.get((p["owner"], resource), {}).get("session")
@@ -244,8 +242,6 @@ class ShellDaemon:
         return answer
 
     def on_app_host(self, msg: Message) -> None:
-        if msg.source != "appd":
-            return
         before, now = self.apps.host["running"], time.monotonic()
         self.apps.on_host(msg.payload)
         for app, pid in before.items():

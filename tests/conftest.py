@@ -144,6 +144,23 @@ class Processes:
             print(f"--- {' '.join(args)}: last {len(text)} lines of stderr", *text, sep="\n")
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """The boot test's VM starts now, in the background, and its assertions run last (tests/board/boot.py)."""
+    board = [item for item in items if item.nodeid.startswith("tests/board/")]
+    if not board:
+        return
+    items[:] = [item for item in items if item not in board] + board
+    from tests.board import boot
+    if boot.why_not() is None and boot.CURRENT is None:
+        boot.CURRENT = boot.Background(Path(tempfile.mkdtemp(prefix="lensos-board-")))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from tests.board import boot
+    if boot.CURRENT is not None:
+        boot.CURRENT.stop()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     report = yield

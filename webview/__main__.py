@@ -116,7 +116,7 @@ class Bridge:
     def __init__(self, node: Node, view: View):
         self.node, self.view = node, view
         self.reactions = reactions.Reactions(node, ignore=(node.name, "inputd", "broker"))
-        node.subscribe("", self.on_message)
+        node.subscribe("", self.on_message, from_anyone=True)
         node.watch(view.wakeup.fileno(), self.on_asks)
 
     def on_message(self, msg: Message) -> None:

@@ -158,7 +158,7 @@ class Music(App):
 
     def on_played(self, msg: Message) -> None:
         p = msg.payload
-        if msg.source != "audiod" or p["owner"] != self.id or p["id"] != self.sound_id or not self.playing:
+        if p["owner"] != self.id or p["id"] != self.sound_id or not self.playing:
             return
         if p["status"] == "finished":
             self.playing = False

@@ -85,7 +85,7 @@ class Notifications(App):
 
     def on_played(self, msg: Message) -> None:
         p = msg.payload
-        if msg.source == "audiod" and p["owner"] == self.id and p["id"] == "chime" and self.chiming:
+        if p["owner"] == self.id and p["id"] == "chime" and self.chiming:
             self.chiming = False
             self._release_quietly("audio_out")  # the music comes back up
 

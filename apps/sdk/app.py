@@ -266,8 +266,6 @@ class App:
 
     # --- the bus's side ---------------------------------------------------------------------
     def _on_shell(self, msg: Message) -> None:
-        if msg.source != "shell":
-            return
         self.shell = msg.payload
         forward = msg.payload.get("foreground") == self.id
         if forward != self.foreground:
@@ -275,7 +273,7 @@ class App:
             self.on_foreground() if forward else self.on_background()
 
     def _on_notice(self, msg: Message) -> None:
-        if msg.source == "shell" and msg.payload["owner"] == self.id:
+        if msg.payload["owner"] == self.id:
             self.notices.add(dict(msg.payload, topic=msg.topic))
             if msg.topic == "shell.focus.notice":
                 self.on_focus(msg.payload)
@@ -283,7 +281,7 @@ class App:
     def _on_action(self, msg: Message) -> None:
         """An action the assistant handed to this app; the wearer's answer goes back with its session."""
         p = msg.payload
-        if msg.source != "assistantd" or p["app"] != self.id:
+        if p["app"] != self.id:
             return
         self._told = ""
         try:
@@ -304,19 +302,18 @@ class App:
             self._told = " ".join(p if p[-1] in ".?!…:" else p + "." for p in (q.strip() for q in parts if q) if p)
 
     def _on_denied(self, msg: Message) -> None:
-        if msg.source == "shell" and msg.payload["app"] == self.id:
+        if msg.payload["app"] == self.id:
             self.on_permission_denied(msg.payload)
 
     def _on_gesture(self, msg: Message) -> None:
-        if msg.source == "inputd" and (self.foreground or msg.payload["gesture"] in self.global_gestures):
+        if self.foreground or msg.payload["gesture"] in self.global_gestures:
             self.on_gesture(msg.payload["gesture"])
 
     def _on_camera(self, msg: Message) -> None:
-        if msg.source == "camerad":
-            self.camera = msg.payload
+        self.camera = msg.payload
 
     def _on_frame(self, msg: Message) -> None:
-        if msg.source == "camerad" and msg.payload["owner"] == self.id:
+        if msg.payload["owner"] == self.id:
             self._frame = msg.payload
 
     def _release_quietly(self, resource: str) -> None:

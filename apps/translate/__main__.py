@@ -56,7 +56,7 @@ class Translate(App):
 
     def on_answer(self, msg: Message) -> None:
         p = msg.payload
-        if msg.source != "assistantd" or p["session"] != self.session:
+        if p["session"] != self.session:
             return
         self.session = None
         if p["status"] == "answered" and p["action"] in ("translate", None):

@@ -49,9 +49,8 @@ log = logging.getLogger("assistantd")
 
 SYSTEM_PROMPT = ("You are the assistant of a pair of smart glasses. Answer in one or two short sentences: "
                  "they are shown on a tiny display or spoken through bone conduction. Use the tools to act.")
-# The latched state the actions read, and who alone may say it.
-STATE_SOURCES = {"shell.state": "shell", "power.state": "powerd", "display.state": "displayd",
-                 "camera.state": "camerad", "shell.apps": "shell"}
+# The latched state the actions read (each from its owner only: bus.node).
+STATE_TOPICS = ("shell.state", "power.state", "display.state", "camera.state", "shell.apps")
 MAX_TURNS = 10  # of the conversation the LLM is shown again: the oldest are forgotten first
 WEARER_TOOLS = ("webview",)  # the developer's live view, whose say box stands for the wearer's voice
 UNCLEAR = "\0unclear"  # heard_final when there was speech but no command in it (and no LLM to ask)
@@ -84,7 +83,7 @@ class Assistantd:
         self.awaiting: tuple[str, str] | None = None  # (session, app) whose answer an action waits for
         self.told: str | None = None  # what that app told the wearer
         self.answered_by: str | None = None  # the app that gave this session's answer (it showed it already)
-        for topic in STATE_SOURCES:
+        for topic in STATE_TOPICS:
             node.subscribe(topic, self.on_state)
         node.subscribe("shell.focus.notice", self.on_notice)
         node.subscribe("shell.capture.notice", self.on_notice)
@@ -100,13 +99,12 @@ class Assistantd:
 
     # --- what others say ------------------------------------------------------------------
     def on_state(self, msg: Message) -> None:
-        if msg.source == STATE_SOURCES[msg.topic]:
-            self.latest[msg.topic] = msg.payload
-            self.runner.poll()
+        self.latest[msg.topic] = msg.payload
+        self.runner.poll()
 
     def on_notice(self, msg: Message) -> None:
         p = msg.payload
-        if msg.source != "shell" or p["owner"] != self.node.name:
+        if p["owner"] != self.node.name:
             return
         self.notices.add(dict(p, topic=msg.topic))
         lost = p["status"] in ("lost", "suspended", "revoked") and p["resource"] in self.holding & {"mic", "camera"}
@@ -115,7 +113,7 @@ class Assistantd:
         self.runner.poll()
 
     def on_gesture(self, msg: Message) -> None:
-        if msg.source != "inputd" or msg.payload["gesture"] not in self.numbers["trigger"]["gestures"]:
+        if msg.payload["gesture"] not in self.numbers["trigger"]["gestures"]:
             return
         if self.phase == "listening":
             self.task.cancel("the wearer stopped it")
@@ -125,12 +123,12 @@ class Assistantd:
     def on_wake(self, msg: Message) -> None:
         """The spotter heard the wake phrase: a session of the wearer's starts now, and its first step asks
         for the mic, so the LED is lit before a word of the request can be heard (the spotter hears no more)."""
-        if msg.source == "waked" and self.phase == "idle" and self.queued is None:
+        if self.phase == "idle" and self.queued is None:
             self.begin("wake_phrase", None)
 
     def on_mic(self, msg: Message) -> None:
         p = msg.payload
-        if msg.source != "audiod" or p["owner"] != self.node.name or self.phase != "listening":
+        if p["owner"] != self.node.name or self.phase != "listening":
             return
         if self.heard_final is not None:
             return  # the words are complete
@@ -148,7 +146,7 @@ class Assistantd:
             self.runner.poll()
 
     def on_played(self, msg: Message) -> None:
-        if msg.source == "audiod" and msg.payload["owner"] == self.node.name:
+        if msg.payload["owner"] == self.node.name:
             self.notices.add(dict(msg.payload, topic=msg.topic))
             self.runner.poll()
 

@@ -1,8 +1,12 @@
 """The one table of what the assistant can do, for the offline intents and the LLM's tools alike.
 
 Each row is an action: its description and parameters (what the LLM is
-shown as a tool) and a step generator (``steps``) that does it on the bus
-and returns the sentence to answer with. Actions that belong to an app
+shown as a tool), a step generator (``steps``) that does it on the bus
+and returns the sentence to answer with, and what the wearer says for it
+(``Said``: the offline grammar's patterns and phrasings, which
+daemons.assistant.intents parses with and makes the recognizer's grammar
+from). An action cannot be without its words, nor words without their
+action. Actions that belong to an app
 (music, the lens, notifications) are handed to that app as an
 ``assistant.action`` event; the app answers with what it told the wearer
 (``assistant.told.request``), and that is the session's answer.
@@ -28,10 +32,17 @@ class Unavailable(Exception):
     """A resource the session needs was refused; the message is said to the wearer."""
 
 
+class Said(NamedTuple):
+    """What the wearer says for an action: the offline grammar's row (daemons.assistant.intents)."""
+    patterns: list[str]  # on the normalized words, tried in the table's order; named groups become arguments
+    phrasings: list[str]  # what a wearer says: the recognizer's grammar, and what the tests and bench speak
+
+
 class Action(NamedTuple):
     name: str
     doc: str
     run: Callable[..., Generator]  # run(assistant, **args) -> answer text
+    said: Said
     params: dict = {}  # JSON Schema properties (read, never written)
     required: tuple[str, ...] = ()
     app: str | None = None  # handed to this app instead of done here
@@ -150,29 +161,64 @@ def handed_over(a, action: str, **args) -> Generator:
         a.awaiting = None
 
 
-def _app_action(name: str, app: str, doc: str, starts: bool = True, needs: tuple[str, ...] = (), **params) -> Action:
-    return Action(name, doc, lambda a, **args: handed_over(a, name, **args), params, app=app, starts=starts,
+def _app_action(name: str, app: str, doc: str, said: Said, starts: bool = True, needs: tuple[str, ...] = (),
+                **params) -> Action:
+    return Action(name, doc, lambda a, **args: handed_over(a, name, **args), said, params, app=app, starts=starts,
                   needs=needs)
 
 
+# The one table: what the assistant can do, and what the wearer says for it. Its order is the grammar's:
+# the first row whose pattern matches is the intent (so "stop the recording" before "record", "pause the
+# music" before "play").
 ACTIONS: dict[str, Action] = {a.name: a for a in [
-    Action("time", "Tell the current time and date.", tell_time),
-    Action("battery", "Tell the charge of both swappable batteries.", battery),
-    Action("photo", "Take a photo with the glasses' camera.", photo),
-    Action("record_start", "Start recording video with the glasses' camera.", record_start),
-    Action("record_stop", "Stop the video recording the assistant started.", record_stop),
+    Action("forget", "Forget the conversation so far.", forget, Said(
+        [r"\b(forget (that|it|everything)|clear (the |our )?(conversation|context|history))\b"],
+        ["forget that", "forget everything", "clear the conversation"])),
+    Action("record_stop", "Stop the video recording the assistant started.", record_stop, Said(
+        [r"\bstop (the )?(recording|video)\b", r"\bend (the )?(recording|video)\b"],
+        ["stop recording", "stop the video", "end the recording"])),
+    Action("record_start", "Start recording video with the glasses' camera.", record_start, Said(
+        [r"\b(start|begin) (a |the )?(recording|video)\b", r"\brecord (a |some )?video\b", r"^record\b"],
+        ["start recording", "record a video", "begin a video"])),
+    Action("photo", "Take a photo with the glasses' camera.", photo, Said(
+        [r"\b(take|snap|grab) (a |the )?(photo|picture|pic|shot)\b", r"^(photo|picture)\b"],
+        ["take a photo", "take a picture", "snap a picture"])),
+    Action("battery", "Tell the charge of both swappable batteries.", battery, Said(
+        [r"\bbatter(y|ies)\b", r"\bhow much (charge|power)\b", r"\bcharge left\b"],
+        ["how much battery is left", "battery level", "how much charge is left"])),
+    Action("time", "Tell the current time and date.", tell_time, Said(
+        [r"\bwhat time\b", r"\bthe time\b", r"^time\b", r"\bwhat('s| is) the date\b"],
+        ["what time is it", "tell me the time", "what is the date"])),
+    _app_action("music_pause", "music", "Pause the music.", Said(
+        [r"\b(pause|stop) (the |my )?music\b", r"^(pause|stop)$"],
+        ["pause the music", "stop the music", "pause"]), starts=False),
+    _app_action("music_play", "music", "Play or resume music.", Said(
+        [r"\b(play|resume|start) (some |the |my )?music\b", r"^(play|resume)$"],
+        ["play some music", "resume the music", "play my music"])),
+    _app_action("music_next", "music", "Skip to the next song.", Said(
+        [r"\b(next|skip)( this| the)?( song| track)?$", r"\bskip (this |the )?(song|track)\b"],
+        ["next song", "skip this song", "next track"])),
     Action("translate", "Translate a short phrase (offline phrasebook: spanish, french, german, chinese).",
-           translate, {"phrase": {"type": "string"}, "language": {"type": "string"}}, ("phrase",)),
-    Action("brightness", "Set the display brightness (percent), or make it brighter or dimmer.", brightness,
+           translate, Said(
+               [r"\btranslate (?P<phrase>.+?)(?: (?:in)?to (?P<language>[a-z]+))?$",
+                r"\bhow do (you|i) say (?P<phrase>.+?) in (?P<language>[a-z]+)$"],
+               ["translate thank you to spanish", "translate good morning to french",
+                "how do you say hello in german"]),
+           {"phrase": {"type": "string"}, "language": {"type": "string"}}, ("phrase",)),
+    _app_action("notifications", "notifications", "Read the wearer's notifications.", Said(
+        [r"\b(read|show|any|my|new) (my |new )?(notifications?|messages)\b", r"^notifications?$"],
+        ["read my notifications", "any new messages", "show my notifications"])),
+    Action("brightness", "Set the display brightness (percent), or make it brighter or dimmer.", brightness, Said(
+        [r"\bbrightness (to |at )?(?P<percent>\d{1,3})( ?%| percent)?\b",
+         r"\b(?P<direction>brighter|dimmer|darker)\b",
+         r"\b(turn|make) (the )?(display|screen|brightness) (?P<direction>up|down)\b"],
+        ["set brightness to fifty percent", "make it brighter", "turn the screen down"]),
            {"percent": {"type": "integer", "minimum": 10, "maximum": 100},
             "direction": {"type": "string", "enum": ["brighter", "dimmer"]}}),
-    Action("forget", "Forget the conversation so far.", forget),
-    _app_action("identify", "lens", "Identify the item the wearer is looking at and tell its price.",
-                needs=("camera",)),
-    _app_action("music_play", "music", "Play or resume music."),
-    _app_action("music_pause", "music", "Pause the music.", starts=False),
-    _app_action("music_next", "music", "Skip to the next song."),
-    _app_action("notifications", "notifications", "Read the wearer's notifications."),
+    _app_action("identify", "lens", "Identify the item the wearer is looking at and tell its price.", Said(
+        [r"\bwhat('s| is) (this|that)\b", r"\bhow much (is|does|for) (this|that|it)\b",
+         r"\bwhat am i (looking at|seeing)\b", r"\b(identify|price) (this|that)\b"],
+        ["what is this", "what am i looking at", "how much is this"]), needs=("camera",)),
 ]}
 
 

@@ -1,19 +1,21 @@
 """The offline grammar: what the wearer said, as an action name and its arguments.
 
-One table, ``INTENTS``: each row is an action of ``actions.ACTIONS``, the
-patterns that mean it (tried in order, the first match wins, its named
-groups become the arguments) and the phrasings a wearer says for it. The
-phrasings are what the speech recognizer listens for (``jsgf()`` makes its
-grammar from them, so a new row is heard without other changes), and what
-the tests and the accuracy bench speak; each must parse to its own row.
-Works with no network and no model: the assistant always has this to fall
-back on.
+Its rows are the action table's (``actions.ACTIONS``, each action with what
+the wearer says for it), in that table's order: the patterns that mean it
+(tried in order, the first match wins, its named groups become the
+arguments) and the phrasings a wearer says for it. The phrasings are what
+the speech recognizer listens for (``jsgf()`` makes its grammar from them,
+so a new action is heard without other changes), and what the tests and
+the accuracy bench speak; each must parse to its own row. Works with no
+network and no model: the assistant always has this to fall back on.
 """
 
 from __future__ import annotations
 
 import re
 from typing import NamedTuple
+
+from daemons.assistant.actions import ACTIONS
 
 
 class IntentRow(NamedTuple):
@@ -22,41 +24,7 @@ class IntentRow(NamedTuple):
     phrasings: list[str]
 
 
-INTENTS: list[IntentRow] = [
-    IntentRow("forget", [r"\b(forget (that|it|everything)|clear (the |our )?(conversation|context|history))\b"],
-              ["forget that", "forget everything", "clear the conversation"]),
-    IntentRow("record_stop", [r"\bstop (the )?(recording|video)\b", r"\bend (the )?(recording|video)\b"],
-              ["stop recording", "stop the video", "end the recording"]),
-    IntentRow("record_start", [r"\b(start|begin) (a |the )?(recording|video)\b", r"\brecord (a |some )?video\b",
-                               r"^record\b"],
-              ["start recording", "record a video", "begin a video"]),
-    IntentRow("photo", [r"\b(take|snap|grab) (a |the )?(photo|picture|pic|shot)\b", r"^(photo|picture)\b"],
-              ["take a photo", "take a picture", "snap a picture"]),
-    IntentRow("battery", [r"\bbatter(y|ies)\b", r"\bhow much (charge|power)\b", r"\bcharge left\b"],
-              ["how much battery is left", "battery level", "how much charge is left"]),
-    IntentRow("time", [r"\bwhat time\b", r"\bthe time\b", r"^time\b", r"\bwhat('s| is) the date\b"],
-              ["what time is it", "tell me the time", "what is the date"]),
-    IntentRow("music_pause", [r"\b(pause|stop) (the |my )?music\b", r"^(pause|stop)$"],
-              ["pause the music", "stop the music", "pause"]),
-    IntentRow("music_play", [r"\b(play|resume|start) (some |the |my )?music\b", r"^(play|resume)$"],
-              ["play some music", "resume the music", "play my music"]),
-    IntentRow("music_next", [r"\b(next|skip)( this| the)?( song| track)?$", r"\bskip (this |the )?(song|track)\b"],
-              ["next song", "skip this song", "next track"]),
-    IntentRow("translate", [r"\btranslate (?P<phrase>.+?)(?: (?:in)?to (?P<language>[a-z]+))?$",
-                            r"\bhow do (you|i) say (?P<phrase>.+?) in (?P<language>[a-z]+)$"],
-              ["translate thank you to spanish", "translate good morning to french",
-               "how do you say hello in german"]),
-    IntentRow("notifications", [r"\b(read|show|any|my|new) (my |new )?(notifications?|messages)\b",
-                                r"^notifications?$"],
-              ["read my notifications", "any new messages", "show my notifications"]),
-    IntentRow("brightness", [r"\bbrightness (to |at )?(?P<percent>\d{1,3})( ?%| percent)?\b",
-                             r"\b(?P<direction>brighter|dimmer|darker)\b",
-                             r"\b(turn|make) (the )?(display|screen|brightness) (?P<direction>up|down)\b"],
-              ["set brightness to fifty percent", "make it brighter", "turn the screen down"]),
-    IntentRow("identify", [r"\bwhat('s| is) (this|that)\b", r"\bhow much (is|does|for) (this|that|it)\b",
-                           r"\bwhat am i (looking at|seeing)\b", r"\b(identify|price) (this|that)\b"],
-              ["what is this", "what am i looking at", "how much is this"]),
-]
+INTENTS: list[IntentRow] = [IntentRow(a.name, *a.said) for a in ACTIONS.values()]
 _COMPILED = [(row.action, [re.compile(p) for p in row.patterns]) for row in INTENTS]
 
 # Spoken numbers as the patterns want them: "fifty percent" is heard, "50 percent" is matched.

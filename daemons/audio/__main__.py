@@ -103,8 +103,6 @@ class Audiod:
 
     # --- the speaker -------------------------------------------------------------------
     def on_shell(self, msg: Message) -> None:
-        if msg.source != "shell":
-            return
         self.audio_out = msg.payload["focus"].get("audio_out") or {"owner": None, "stack": []}
         for owner in {s["owner"] for s in self.mixer.snapshot()}:
             self.mixer.level(owner, *self.level_for(owner))
@@ -204,7 +202,7 @@ class Audiod:
     # --- the mic ---------------------------------------------------------------------------
     def on_notice(self, msg: Message) -> None:
         p = msg.payload
-        if msg.source == "shell" and p["resource"] == "mic" and p["status"] == "granted":
+        if p["resource"] == "mic" and p["status"] == "granted":
             self.sessions[p["owner"]] = p["session"]
 
     def on_sim_mic(self, msg: Message) -> dict:

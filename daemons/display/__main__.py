@@ -33,9 +33,8 @@ from policies.loader import load
 log = logging.getLogger("displayd")
 
 CLOCK_PERIOD_S = 60.0  # the HUD clock shows minutes: between changes it is the one wake-up
-# The latched state the scene is made of, and the only process whose word on it counts.
-STATE_SOURCES = {"shell.state": "shell", "power.state": "powerd", "led.state": "ledd", "privacy.capture": "shell",
-                 "notifications.state": "notifications"}
+# The latched state the scene is made of (each from its owner only: bus.node).
+STATE_TOPICS = ("shell.state", "power.state", "led.state", "privacy.capture", "notifications.state")
 # What displayd alone knows, kept across its restart (bus.kept): the apps' cards and the wearer's brightness.
 KEPT = {"cards": "list[dict]", "user_level": "float"}
 
@@ -58,7 +57,7 @@ class Displayd:
         # Requests (source:cid) whose effect no frame has shown yet: the next frame that shows it names them
         # (display.frame's answers), so a measure of what the wearer waits for needs no guess (bench/feel.py).
         self.asked: list[tuple[str, str]] = []
-        for topic in STATE_SOURCES:
+        for topic in STATE_TOPICS:
             node.subscribe(topic, self.on_state)
         Departures(node, self.on_gone)
         node.serve("display.card.request", self.on_card)
@@ -68,8 +67,6 @@ class Displayd:
 
     # --- what others say ----------------------------------------------------------------
     def on_state(self, msg: Message) -> None:
-        if msg.source != STATE_SOURCES[msg.topic]:
-            return
         if msg.topic == "shell.state":
             self.scene.shell = msg.payload
             if self.unchecked:  # kept cards of apps that left while no displayd could hear it go with them

@@ -37,8 +37,6 @@ class Ledd:
             node.serve("led.sim.request", self.on_sim)
 
     def on_indicator(self, msg: Message) -> None:
-        if msg.source != "shell":
-            return  # only the shell's word drives the LED (the broker lets only it and the developer's tools say it)
         self.want, self.cmd = msg.payload["on"], msg.payload["cmd"]
         self.reported = None  # every command is answered, even when nothing changed
         self.apply()

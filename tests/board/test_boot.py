@@ -13,69 +13,33 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
+from tests.board import boot
 from tests.conftest import REPO
 
-BOARD = REPO / "board"
-IMAGE = Path(os.environ.get("LENSOS_BOARD_IMAGE", REPO / "build" / "board" / "development-amd64"))
-# TCG on 2 cores shared with up to 7 other helpers' runs: the boot and every check took 12-15 min of wall time
-# here at a load of 8-12 (3 min 50 s - 6 min of QEMU's CPU); a deadline, not a wait
-BOOT_TIMEOUT_S = 2400
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(BOOT_TIMEOUT_S + 1500)]  # plus the image build
-
-
-def _why_not() -> str | None:
-    if os.environ.get("LENS_BOARD_TEST") != "1":
-        return ("the boot test runs with `make board-test` (LENS_BOARD_TEST=1); `make test` does not run it yet: "
-                "its time on a fresh CI machine is not measured")
-    if os.geteuid() != 0:
-        return "the board test needs root (mmdebstrap's root mode, the image's file owners)"
-    for tool, package in (("qemu-system-x86_64", "qemu-system-x86"), ("mmdebstrap", "mmdebstrap"),
-                          ("mke2fs", "e2fsprogs")):
-        if shutil.which(tool) is None:
-            return f"no {tool} (`make board-test` installs {package})"
-    if os.uname().machine != "x86_64":
-        return "the boot test runs the amd64 image, on an x86_64 host"
-    return None
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(boot.BUILD_TIMEOUT_S + boot.BOOT_TIMEOUT_S + 300)]
 
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
-    reason = _why_not()
+    reason = boot.why_not()
     if reason:
         pytest.skip(reason)
-    out = tmp_path_factory.mktemp("board")
-    if "LENSOS_BOARD_IMAGE" not in os.environ:
-        started = time.monotonic()
-        subprocess.run([str(BOARD / "build-image"), "--out", str(IMAGE)], check=True, timeout=1200)
-        print(f"board: image built in {time.monotonic() - started:.0f} s")
-    check, log = out / "check.jsonl", out / "console.log"
-    started = time.monotonic()
-    run = subprocess.run([str(BOARD / "run-vm"), "--image", str(IMAGE), "--check", str(check), "--log", str(log),
-                          "--timeout", str(BOOT_TIMEOUT_S), "--append", "lensos.check"],
-                         capture_output=True, text=True, timeout=BOOT_TIMEOUT_S + 60)
-    wall = time.monotonic() - started
-    results = {}
-    for line in check.read_text().splitlines() if check.exists() else []:
-        if line.startswith("{"):
-            entry = json.loads(line)
-            results[entry["check"]] = entry
-    print(f"board: VM run {wall:.0f} s ({run.stderr.strip()}); checks: {sorted(results)}")
-    if log.exists():
-        shutil.copy(log, REPO / "build" / "board" / "console.log")
-    assert "done" in results, (f"the VM never finished its checks (run-vm exit {run.returncode}, {wall:.0f} s); "
-                               f"console's end:\n{log.read_text(errors='replace')[-3000:] if log.exists() else ''}")
-    results["_wall_s"] = wall
+    if boot.CURRENT is None:  # started at collection (tests/conftest.py) unless this module was imported alone
+        boot.CURRENT = boot.Background(tmp_path_factory.mktemp("board"))
+    run = boot.CURRENT
+    results = run.wait()
+    times = results["_times"]
+    print(f"board: {json.dumps(times)}; checks: {sorted(k for k in results if not k.startswith('_'))}")
     report = REPO / "build" / "board" / "boot-report.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(results, indent=1))
-    if log.exists():
-        shutil.copy(log, report.with_name("console.log"))
+    if (run.out / "console.log").exists():
+        shutil.copy(run.out / "console.log", report.with_name("console.log"))
+    assert "done" in results, (f"the VM never finished its checks ({json.dumps(times)}); console's end:\n"
+                               f"{run.console_tail()}")
     return results
 
 
@@ -160,6 +124,23 @@ def test_powerd_reads_the_test_power_batteries_and_a_pull_is_seen_through_its_ue
     print(f"board: battery pull seen on the bus {power['seen_after_ms']} ms after the module parameter changed")
 
 
+def test_both_batteries_pulled_are_the_bridges_job_and_both_back_is_running_again(board):
+    batteries = result(board, "batteries")  # issue 28 line 4, under the real powerd and test_power's uevents
+    assert batteries["both_out"]["present"][:2] == [False, False]
+    assert "battery_swap" in batteries["shell_states"] and "shutdown" not in batteries["shell_states"]
+    assert batteries["back"] not in ("battery_swap", "shutdown")
+
+
+def test_a_recording_with_camerad_killed_at_a_random_instant_keeps_every_frame(board):
+    recording = result(board, "recording")  # issue 28 lines 1-2, under systemd: vivid, kill -9, Restart=
+    for cut in recording["rounds"]:
+        assert cut["every_seen_frame_on_disk"] and cut["whole"], cut
+        assert cut["session"]["frames"] == cut["recovered"] > 0, cut
+        assert cut["taken_back"] and cut["led_out"], cut
+    print("board: recordings cut by kill -9 after " + ", ".join(
+        f"{c['seen']} frames: {c['recovered']} recovered" for c in recording["rounds"]))
+
+
 def test_a_sigstopped_daemon_is_killed_by_its_watchdog_and_restarted_with_its_state(board):
     watchdog = result(board, "watchdog")
     assert any("Watchdog timeout" in line for line in watchdog["log"])
@@ -182,3 +163,17 @@ def test_kill_9_of_each_unit_in_turn_and_everything_comes_back(board):
     assert faults["failed"] == [] and faults["shell"]["state"] in ("active", "idle", "sleep")
     print("board: back after kill -9 (s): " + ", ".join(f"{u.removeprefix('lensos-').removesuffix('.service')} "
                                                       f"{r['back_after_s']}" for u, r in faults["runs"].items()))
+
+
+def test_the_product_image_has_no_developer_key_no_console_and_no_bus_tools(board):
+    times = board["_times"]
+    if "LENSOS_BOARD_IMAGE" in os.environ:
+        pytest.skip("LENSOS_BOARD_IMAGE names a built image: the product flavour was not built beside it")
+    assert times.get("product_rc") == 0, f"the product build failed: {times.get('product_rc')}"
+    product = times["product"]
+    assert "developer.key" not in product["keys"] and "developer.key_secret" not in product["keys"]
+    assert "shell.key_secret" in product["keys"]  # the system's own keys are there
+    assert "foxglove.key" not in product["keys"] and "webview.key" not in product["keys"]  # development only
+    assert not product["lens_on_path"] and not product["check_service"]
+    assert all(product["consoles_masked"].values()), product["consoles_masked"]
+    assert product["target_wanted"]

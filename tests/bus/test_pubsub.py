@@ -172,9 +172,10 @@ def test_every_malformed_frame_is_counted_and_the_next_valid_one_delivered(broke
     raw.connect(runtime.publish_endpoint("reliable"))
     primer = iter(range(1, 10**6))
     # A raw socket has no probe: prime with valid messages until one is known to have arrived.
-    wait_for(lambda: raw.send_multipart(encode(TOPICS["demo.status"], "primer", 1, next(primer),
+    wait_for(lambda: raw.send_multipart(encode(TOPICS["demo.status"], "demo", 1, next(primer),
                                                 {"uptime_s": 0.0, "ticks": 0, "started_wall": 0.0}))
-             or any(m.source == "primer" for m in got), what="the raw socket to reach the broker", poll=sub.run_once)
+             or any(m.topic == "demo.status" for m in got), what="the raw socket to reach the broker",
+             poll=sub.run_once)
     for frames in MALFORMED.values():
         raw.send_multipart(frames)
     raw.send_multipart(encode(TOPICS["demo.tick"], "demo", 99, 1, {"n": 1, "text": "after the garbage"}))

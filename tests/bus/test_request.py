@@ -164,21 +164,21 @@ def test_a_census_makes_every_process_beat_now_but_not_more_than_once(broker, no
     import bus.pace
 
     monkeypatch.setattr(bus.pace, "CENSUS_MIN_S", 60.0)  # a whole burst falls inside the window
-    watcher = nodes("watcher", publish_any=True)
+    watcher = nodes("shell")  # the census is the shell's to call
     beats, echoes = [], []
-    watcher.subscribe("node.heartbeat", lambda m: beats.append(m.payload) if m.source == "daemon" else None)
-    watcher.subscribe("demo.status", lambda m: echoes.append(m) if m.source == "daemon" else None)
+    watcher.subscribe("node.heartbeat", lambda m: beats.append(m.payload) if m.source == "demo" else None)
+    watcher.subscribe("demo.status", echoes.append)
     watcher.start()
-    daemon = nodes("daemon", heartbeat=600.0, publish_any=True)  # its own next beat is ten minutes away
+    daemon = nodes("demo", heartbeat=600.0)  # its own next beat is ten minutes away
     markers = []
-    daemon.subscribe("demo.tick", markers.append)
+    daemon.subscribe("shell.saved", markers.append)
     daemon.start()
     wait_for(lambda: beats, DEADLINE_S, "the beat on announce", poll=watcher.run_once)
     # Its announce was a moment ago, yet the census is answered: at boot the shell asks because it may
     # have missed exactly that beat (sent before its subscription was live).
     for _ in range(5):
         watcher.publish("node.census", reason="test")
-    watcher.publish("demo.tick", n=1, text="after the burst")  # same publisher, same lane: arrives last
+    watcher.publish("shell.saved", path="after the burst", foreground=None)  # same publisher, same lane: last
     wait_for(lambda: markers, DEADLINE_S, "the burst handled", poll=daemon.run_once)
     daemon.publish("demo.status", uptime_s=0.0, ticks=0, started_wall=0.0)  # after any beat it sent
     wait_for(lambda: echoes, DEADLINE_S, "the daemon's marker", poll=watcher.run_once)

@@ -276,6 +276,8 @@ def test_keys_generate_makes_a_directory_every_unit_may_read_and_secrets_only_ro
     assert os.stat(directory).st_mode & 0o777 == 0o755
     assert os.stat(directory / "broker.key").st_mode & 0o777 == 0o644
     assert os.stat(directory / "shell.key_secret").st_mode & 0o777 == 0o600
+    # a product image's keys: none for the development-only live view and Foxglove, none for the developer
+    assert not any((directory / f"{name}.key").exists() for name in ("webview", "foxglove", "developer"))
 
 # Every command that needs the bus, as a new user would type it with nothing running.
 NEEDS_THE_BUS = [("say", "hello"), ("status",), ("status", "--json"), ("app", "list"), ("app", "start", "camera"),

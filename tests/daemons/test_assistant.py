@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from daemons.assistant.actions import ACTIONS, tools
-from daemons.assistant.intents import parse, strip_wake
+from daemons.assistant.intents import INTENTS, jsgf, parse, strip_wake
 from daemons.assistant.llm import ChatClient, LlmError
 from tests.daemons.llm_server import LlmServer, sse, text_chunks, tool_chunks
 from tests.conftest import REPO
@@ -49,6 +49,17 @@ def test_the_wake_phrase_is_taken_off_the_front_and_only_there():
     assert strip_wake("hey lens", "hey lens") == ""
     assert strip_wake("hey lensman", "hey lens") is None
     assert strip_wake("what time is it, hey lens", "hey lens") is None
+
+
+def test_every_action_has_its_words_and_every_intent_its_action():
+    """One table (actions.ACTIONS): the offline grammar's rows are its rows, in its order, and an action the
+    wearer has no words for (the recognizer would never hear it) fails here."""
+    assert [row.action for row in INTENTS] == list(ACTIONS)
+    for name, action in ACTIONS.items():
+        assert action.said.patterns and action.said.phrasings, f"{name}: no words for it"
+        assert [parse(phrase).action for phrase in action.said.phrasings] == [name] * len(action.said.phrasings)
+    rules = [line for line in jsgf().splitlines() if line.startswith("<")]
+    assert [rule.split(">")[0][1:] for rule in rules] == list(ACTIONS)  # the recognizer's grammar: a rule each
 
 
 def test_every_action_is_a_tool_with_an_object_schema():

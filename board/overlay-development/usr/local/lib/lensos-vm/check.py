@@ -4,7 +4,8 @@ Runs once lensos.target is reached, proves what it can from inside, and writes o
 the virtio-serial port lensos.check, which the host's tests/board/test_boot.py reads and asserts:
     {"check": NAME, "ok": true|false, ...what was seen}
 then {"check": "done"} and powers the VM off. A check that raises reports ok false with the error. The
-hardware checks are in hardware_checks.py, systemd's restarts and the attacks in fault_checks.py.
+hardware checks are in hardware_checks.py, systemd's restarts and the attacks in fault_checks.py, what faults
+must not lose (a recording cut off, both batteries out) in loss_checks.py.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import checklib
 from checklib import journal, lensos_units, report, sh, show, wait
 from fault_checks import check_broker_restart, check_faults, check_hostile, check_watchdog
 from hardware_checks import check_audio, check_camera, check_display, check_input, check_led, check_power
+from loss_checks import check_batteries, check_recording
 
 
 def check_units() -> None:
@@ -71,7 +73,8 @@ def check_security() -> None:
 
 
 CHECKS = [check_units, check_journal, check_security, check_input, check_camera, check_display, check_audio,
-          check_led, check_power, check_watchdog, check_broker_restart, check_hostile, check_faults]
+          check_led, check_power, check_batteries, check_recording, check_watchdog, check_broker_restart,
+          check_hostile, check_faults]
 
 
 CHECK_LIMIT_S = 900  # one check's time under TCG on a loaded 2-core host; the longest measured took about 4 min
