@@ -17,7 +17,7 @@ time after the last spoken sample until it says the speech ended) plus final()'s
 this machine), p50 and p90. Not in it: the bus hops and the card's paint, which tests/daemons/test_voice.py
 runs but does not time.
 
-With --wake, the wake phrase's ear (daemons/assistant/wake.py) instead: the phrase spoken by every voice at
+With --wake, the wake phrase's ear (daemons/wake/spotter.py) instead: the phrase spoken by every voice at
 every speed, quiet and in noise, between other sentences (detection rate); and --minutes of speech that is
 not the phrase (every sentence above, read on and on in turn by every voice at every speed), quiet and in
 noise, fed in 20 ms blocks as the spotter would hear it: false wakes, also per hour.
@@ -93,6 +93,7 @@ def main() -> int:
     parser.add_argument("--show", action="store_true", help="print every miss")
     parser.add_argument("--wake", action="store_true", help="measure the wake phrase's ear instead")
     parser.add_argument("--minutes", type=float, default=10.0, help="of non-wake speech, with --wake")
+    parser.add_argument("--only", choices=("quiet", "noise"), help="one condition alone (two runs side by side)")
     parser.add_argument("--threshold", type=float, help="the keyword search's threshold, with --wake (default: shipped)")
     args = parser.parse_args()
     if args.wake:
@@ -140,7 +141,7 @@ def main() -> int:
 
 
 def wake(args) -> int:
-    from daemons.assistant.wake import WakeSpotter
+    from daemons.wake.spotter import WakeSpotter
 
     spotter = WakeSpotter("hey lens", **({"threshold": args.threshold} if args.threshold else {}))
     voices = [(v, int(w)) for v in args.voices.split(",") for w in args.speeds.split(",")]
@@ -156,7 +157,7 @@ def wake(args) -> int:
 
     others = [p for said in phrasings().values() for p in said] + NOT_COMMANDS
     pause = np.zeros(RATE // 2, np.int16)
-    for noisy in (False, True):
+    for noisy in [c == "noise" for c in ([args.only] if args.only else ("quiet", "noise"))]:
         hits = tries = 0
         for voice, wpm in voices:
             for before in NOT_COMMANDS[:6]:  # the phrase after something else, then a request after it

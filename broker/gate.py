@@ -15,13 +15,18 @@ checked here is never a name a message claims for itself.
   (``privacy.capture``) and the developer. The broker sends them on personal
   channels, ``\\0<identity>\\0<topic>``, and lets a pipe subscribe only to its
   own identity's channel, so no prefix, not even the empty one, reaches another's.
-  A grant the shell withdraws stops the copies at the very next message.
+  A grant the shell withdraws stops the copies at the very next message. The mic
+  while nobody captures it (``audio.wake.mic``, permission ``listen``) goes the same
+  way to the one listener ``privacy.capture`` names: the wake-phrase spotter.
 - **Readers.** A topic the table gives ``readers`` goes the same way to them
   and the developer: a request (a card, what the wearer said) to its server, a
   reply to the one who asked (its ``to``), a recording's paths to the shell and
   the one recording. What an app asked or was answered is nobody else's to
   read. A subscription to such a topic by its name is never applied, and
   reported when the subscriber could not read it anyway.
+- **Confined.** An identity of ``CONFINED`` in the table (the wake-phrase
+  spotter) publishes its own topics and a node's signs of life, nothing else:
+  no request, no topic anyone else may say.
 - **Developer only.** Requests that drive the simulation (``dev_only`` in the
   table) are the developer's tools' to send: no app moves the simulated
   battery, LED or touchpad.
@@ -38,7 +43,7 @@ import msgpack
 
 from bus.envelope import ACK, BY_WIRE, CHANNEL, PERSONAL
 from bus.keys import BROKER, DEVELOPER
-from bus.topics import ANY_NODE, LIMIT_BURST_S, TOPICS, Kind, Topic
+from bus.topics import ANY_NODE, CONFINED, LIFE_SIGNS, LIMIT_BURST_S, TOPICS, Kind, Topic
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +97,9 @@ class Gate:
             return None
         if spec.dev_only:
             return "the developer's tools only"
+        if who in CONFINED and spec.owner != who and spec.name not in LIFE_SIGNS:
+            return f"published by {'others' if spec.owner == ANY_NODE else spec.owner} only: {who} may say " \
+                   "nothing but its own topics (bus.topics.CONFINED)"
         if spec.owner in (ANY_NODE, who) or spec.kind is Kind.REQUEST:
             return None
         return f"published by {spec.owner} only"
@@ -209,6 +217,9 @@ class Gate:
             owner, _, resource = str(grant).rpartition(":")
             if owner:
                 grants[resource].append(owner.encode())
+        listening = payload.get("listening")
+        if isinstance(listening, str) and listening:  # the mic while nobody captures: its one listener's
+            grants["listen"].append(listening.encode())
         self.grants = {permission: tuple(owners) for permission, owners in grants.items()}
 
     # --- subscribing -------------------------------------------------------------------

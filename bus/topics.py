@@ -219,8 +219,10 @@ _TABLE = [
     Topic("privacy.indicator", Kind.STATE, "shell", {"on": "bool", "cmd": "int", "reason": "str"},
           doc="the shell's word to the LED driver; cmd counts commands so a stale read-back is never taken"),
     Topic("privacy.capture", Kind.STATE, "shell",
-          {"grants": "list[str]", "cmd": "int", "fault": "str?"},
-          doc="who may capture now (owner:resource); capture daemons also check led.state themselves"),
+          {"grants": "list[str]", "cmd": "int", "fault": "str?", "listening": "str?"},
+          doc="who may capture now (owner:resource); capture daemons also check led.state themselves. "
+              "listening: the one process that may hear the mic with the LED off (the wake-phrase spotter), "
+              "while the policy allows it and nobody captures or waits to capture the mic; none otherwise"),
     Topic("privacy.violation", Kind.EVENT, "checker",
           {"rule": "str", "what": "str", "mono_ns": "int", "wall_ns": "int", "messages": "list[str]"},
           doc="`lens bus check --live` saw a privacy or safety rule broken (bustools.check): which, what, when and "
@@ -341,6 +343,12 @@ _TABLE = [
           rate_hz=50.0, max_size=16 * 1024, permission="mic",
           doc="a block of the mic (int16 mono); on the reliable lane, since speech-to-text needs every "
               "block; seq shows a gap"),
+    Topic("audio.wake.mic", Kind.EVENT, "audiod",
+          {"owner": "str", "seq": "int", "rate": "int", "mono_ns": "int", "pcm": "bytes"},
+          rate_hz=50.0, max_size=16 * 1024, permission="listen",
+          doc="a block of the mic while nobody captures it, for the wake-phrase spotter alone: the broker "
+              "hands it only to the identity privacy.capture names as listening (and the developer); "
+              "never off the glasses (the bridge refuses a topic with a permission)"),
     Topic("audio.sim.mic.request", Kind.REQUEST, "audiod",
           {"text": "str?", "wav": "str?", "voice": "str?", "wpm": "int?"}, reply={"length_s": "float", "open": "bool"},
           dev_only=True,
@@ -380,9 +388,12 @@ _TABLE = [
     Topic("assistant.told.request", Kind.REQUEST, "assistantd", {"session": "str", "text": "str"}, reply={},
           doc="the app handed an assistant.action says what it told the wearer (its card or speech): the "
               "session's answer; refused from any other app, or when the session is over"),
-    Topic("assistant.wake", Kind.EVENT, "assistantd", {"session": "str"}, max_size=512,
-          doc="the wearer asked the assistant (the wake phrase, the temple held, `lens say`, an app's listen "
-              "request): the shell wakes the glasses as for a tap"),
+    Topic("assistant.asked", Kind.EVENT, "assistantd", {"session": "str"}, max_size=512,
+          doc="the wearer asked the assistant (the wake phrase, the temple held, `lens say`): the shell wakes "
+              "the glasses as for a tap"),
+    Topic("assistant.wake", Kind.EVENT, "waked", {"seq": "int", "mono_ns": "int"}, max_size=512,
+          doc="the wake-phrase spotter heard the phrase, in the audio.wake.mic block seq (no audio, no words: "
+              "it holds none any more); the assistant asks for the mic at once, behind the LED"),
     # --- apps ---------------------------------------------------------------------------------------------
     Topic("shell.app.request", Kind.REQUEST, "shell", {"app": "str", "action": "str"},
           reply={"status": "str"},
@@ -429,6 +440,13 @@ _TABLE = [
     Topic("demo.echo.request", Kind.REQUEST, "demo", {"text": "str"}, reply={"text": "str", "n": "int"},
           doc="echoes text back, upper-cased, with a count"),
 ]
+
+
+# Identities the broker holds to the topics they own and a node's own signs of life: no request, no topic of
+# ANY_NODE. The wake-phrase spotter hears the mic with the LED off, so all it may ever say is that it heard the
+# phrase (assistant.wake): not a word, a spoken line or a notification that could carry what it heard.
+CONFINED = ("waked",)
+LIFE_SIGNS = ("node.heartbeat", "node.bye", "bus.probe", "bus.probe.stream")
 
 
 def _build(rows: list[Topic]) -> dict[str, Topic]:

@@ -42,12 +42,20 @@ class Content(NamedTuple):
     fields: tuple[str, ...]  # the fields that carry it
 
 
+# The resource a permission's content is of: the idle mic the wake-phrase spotter hears (audio.wake.mic,
+# permission listen) is mic audio like any other once a recorder keeps it.
+_RESOURCE_OF = {"listen": "mic"}
+
+
 def _restricted_bytes() -> dict[str, Content]:
     """Every restricted topic's bytes fields (audio.mic's pcm): content the bus itself carries."""
-    return {name: Content(spec.permission, "mic audio" if spec.permission == "mic" else f"{spec.permission} data",
-                          tuple(f.name for f in spec.schema.fields if f.base == "bytes"))
-            for name, spec in TOPICS.items()
-            if spec.permission and any(f.base == "bytes" for f in spec.schema.fields)}
+    found = {}
+    for name, spec in TOPICS.items():
+        if spec.permission and any(f.base == "bytes" for f in spec.schema.fields):
+            resource = _RESOURCE_OF.get(spec.permission, spec.permission)
+            found[name] = Content(resource, "mic audio" if resource == "mic" else f"{resource} data",
+                                  tuple(f.name for f in spec.schema.fields if f.base == "bytes"))
+    return found
 
 
 CONTENT: dict[str, Content] = {

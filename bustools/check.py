@@ -12,7 +12,10 @@ on one machine), and each rule says what it saw:
 - ``checkpoint``: a recording open when the shell enters ``battery_swap`` or ``critical`` is checkpointed
   (camerad's ``camera.segment``, why ``checkpoint: ...``) within ``checkpoint_s``;
 - ``permission``: nobody captures (frames, mic blocks, capture grants) but an app whose manifest has the
-  permission, or a process of the table.
+  permission, or a process of the table;
+- ``listen``: the mic while nobody captures it (``audio.wake.mic``) goes only to the listener the shell
+  names in ``privacy.capture`` (the wake-phrase spotter), never after the shell named none (a capture
+  began) beyond the blocks already in flight.
 
 A rule whose evidence is not in the recording (no ``led.state``, no replies of a server) says so as
 unchecked instead of guessing. Messages from different lanes can reach a recorder slightly out of publish
@@ -65,11 +68,14 @@ class Checker:
         self.violations: list[Violation] = []
         self.seen: set[str] = set()  # topics seen: what a rule can and cannot judge
         # void: requests whose asker or server restarted before the answer (no one left to answer or to hear)
-        self.counts = {"messages": 0, "frames": 0, "mic_blocks": 0, "requests": 0, "in_flight": 0, "void": 0}
+        self.counts = {"messages": 0, "frames": 0, "mic_blocks": 0, "listen_blocks": 0, "requests": 0,
+                       "in_flight": 0, "void": 0}
         self._heap: list = []
         self._order = itertools.count()
         self._now = 0
         self._led: Message | None = None  # the latest led.state
+        self._capture: Message | None = None  # the latest privacy.capture (who listens)
+        self._listened_before: str | None = None  # who the one before it named
         self._holders: dict[str, dict[str, Message]] = {}  # resource -> owner -> the notice that made it hold
         self._pending: list[tuple[str, Message]] = []  # grants judged once the shell's batch of notices is in
         self._asked: dict[tuple[str, str, int], Message] = {}  # (reply topic, asker, cid) -> the request
@@ -101,6 +107,8 @@ class Checker:
         missing = []
         if self.counts["frames"] + self.counts["mic_blocks"] and "led.state" not in self.seen:
             missing.append("led: frames or mic blocks but no led.state in the recording")
+        if self.counts["listen_blocks"] and "privacy.capture" not in self.seen:
+            missing.append("listen: idle mic blocks but no privacy.capture in the recording")
         if self.counts["requests"] and not self._answered_topics:
             missing.append("answered: requests but none of their replies in the recording")
         if "shell.focus.notice" not in self.seen:
@@ -125,7 +133,12 @@ class Checker:
         elif topic in CAPTURE_DATA:
             self.counts["frames" if topic == "camera.frame" else "mic_blocks"] += 1
             self._captured(msg, CAPTURE_DATA[topic], msg.payload.get("owner", ""))
+        elif topic == "audio.wake.mic":
+            self.counts["listen_blocks"] += 1
+            self._listened(msg, msg.payload.get("owner", ""))
         elif topic == "privacy.capture":
+            self._listened_before = (self._capture or msg).payload.get("listening")
+            self._capture = msg
             for grant in msg.payload.get("grants", []):  # "owner:resource"
                 owner, _, resource = str(grant).rpartition(":")
                 self._permitted(msg, owner, resource)
@@ -166,6 +179,20 @@ class Checker:
                 why = f"LED fault: {led.payload['fault']}" if led.payload.get("fault") else "LED dark"
                 self._flag("led", msg, f"{resource} data for {owner or '?'} while the {why}", [cite(led)])
         self._permitted(msg, owner, resource)
+
+    def _listened(self, msg: Message, owner: str) -> None:
+        capture = self._capture
+        if capture is None:
+            return  # nothing to judge it by (unchecked says so)
+        named = capture.payload.get("listening")
+        if owner and owner == named:
+            return
+        if owner == self._listened_before and msg.mono_ns - capture.mono_ns <= LED_GRACE_S * 1e9:
+            # sent before audiod heard the withdrawal
+            self.counts["in_flight"] += 1
+            return
+        self._flag("listen", msg, f"the idle mic for {owner or '?'} while the shell names "
+                                  f"{named or 'no listener'}", [cite(capture)])
 
     def _permitted(self, msg: Message, owner: str, resource: str) -> None:
         if not owner or owner in self.system:

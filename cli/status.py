@@ -51,6 +51,8 @@ def render(found: dict[str, dict]) -> str:
     capture = [f"{c} (for {behalf[c]})" if c in behalf else c for c in privacy["capture"]]
     lines.append(f"capture    {', '.join(capture) or '-'}"
                  + (f"   waiting for LED: {', '.join(privacy['waiting_for_led'])}" if privacy["waiting_for_led"] else ""))
+    if privacy.get("listening"):  # the mic heard with the LED off: said as plainly as a capture
+        lines.append(f"listening  {privacy['listening']}, for the wake phrase (the mic, with the LED off; nothing kept)")
     power = found.get("power.state")
     if power is None:
         lines.append("power      no report")
@@ -82,10 +84,11 @@ def render_log(sessions: list[dict]) -> str:
         return "no capture sessions recorded"
     rows = ["START                END                  WHO          WHAT    SECONDS  TAKEN         WHY / ENDED"]
     for s in sessions:
-        end = _when(s["end"]) if s["end"] else "(still capturing)"
+        listening = s["resource"] == "listen"  # the wake-phrase spotter: heard, never kept nor sent
+        end = _when(s["end"]) if s["end"] else f"(still {'listening' if listening else 'capturing'})"
         frames = s["frames"] or 0
         taken = f"{s.get('audio_s') or 0:.1f} s audio" if s["resource"] == "mic" else \
-            f"{frames} frame{'' if frames == 1 else 's'}"
+            "nothing kept" if listening else f"{frames} frame{'' if frames == 1 else 's'}"
         who = f"{s['behalf']} (by {s['owner']})" if s.get("behalf") else s["owner"] or "?"
         rows.append(f"{_when(s['start']):<20} {end:<20} {who:<12} {s['resource'] or '?':<7} "
                     f"{s['seconds'] or 0:>7.1f}  {taken:<12}  {s['reason'] or ''}"

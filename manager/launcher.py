@@ -30,7 +30,8 @@ from bus import keys
 from bus.errors import BusError
 from bus.runtime import Runtime
 from bus.wakeup import Wakeup
-from manager.processes import Process, command
+from manager.processes import CONDITIONS, Process, command
+from policies.loader import DEVELOPMENT_ENV, load
 
 log = logging.getLogger(__name__)
 
@@ -310,8 +311,20 @@ def release_runtime(runtime: Runtime, lock) -> None:
     lock.close()
 
 
+def runnable(processes: list[Process], model: str | None = None) -> list[Process]:
+    """Those of ``processes`` whose run condition holds under the policy ($LENS_POLICY_DIR's or the shipped)."""
+    if not any(p.runs_if for p in processes):
+        return list(processes)
+    policy = load(model=model)
+    return [p for p in processes if not p.runs_if or CONDITIONS[p.runs_if](policy)]
+
+
 def up(processes: list[Process], runtime: Runtime, model: str | None = None,
        backends: dict[str, str] | None = None, watchdog_s: float | None = None) -> int:
+    """Start ``processes``, those whose run condition holds: this is development, and every child is told so
+    (a policy's "development" settings hold here, never under systemd)."""
+    os.environ[DEVELOPMENT_ENV] = "1"
+    processes = runnable(processes, model)
     held = hold_runtime(runtime)
     try:
         return _up(processes, runtime, model, backends, watchdog_s)

@@ -38,7 +38,16 @@ class Process(NamedTuple):
     state: bool = False  # keeps files (StateDirectory=lensos/NAME): whoever has --state-dir, a test checks
     dev_only: bool = False  # development only: `lens up` with its flag, never a unit on the board
     files: int = 1024  # descriptors it may hold open (LimitNOFILE=), set deliberately, not systemd's default
+    runs_if: str = ""  # a name in CONDITIONS: it runs only where that holds (`lens up` skips it, a unit is skipped)
     doc: str = ""
+
+
+# Run conditions, each a predicate of the policy (openpilot's process_config predicates). `lens up` starts a row
+# only where its holds; its unit asks `python -m manager.condition NAME` first (ExecCondition=), so on the board
+# too a process the policy turns off never starts at all.
+CONDITIONS = {
+    "wake_listening": lambda policy: policy.wake_listening,  # policies/assistant.toml [wake] listen
+}
 
 
 PROCESSES: tuple[Process, ...] = (
@@ -64,6 +73,12 @@ PROCESSES: tuple[Process, ...] = (
     Process("assistantd", "daemons.assistant", after=("broker",),
             sockets=("AF_UNIX", "AF_INET", "AF_INET6"),  # may reach an LLM endpoint off the glasses
             doc="ask and hear or see the answer: offline intents, an optional OpenAI-compatible LLM"),
+    # The wake phrase's ear: it hears the mic while nobody captures (the shell grants it, the HUD shows it) and
+    # may publish nothing but assistant.wake. Its own process, not a thread of assistantd: that one reaches the
+    # network and keeps a conversation; this one gets no network, no storage and no device at all, so the audio
+    # it hears with the LED off has nowhere to go (its unit below, from this row).
+    Process("waked", "daemons.wake", after=("broker",), runs_if="wake_listening",
+            doc="the wake-phrase spotter: the only ear on the mic while the LED is off; says only assistant.wake"),
     Process("camerad", "daemons.camera", after=("broker",), backends=("real", "sim"),
             devices=("/dev/video0 rw",), groups=("video",), state=True, writes_setting=("camera.media_dir",),
             doc="frames into a shared-memory ring, photos, video segments; only with the LED lit"),

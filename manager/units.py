@@ -87,6 +87,7 @@ def unit(process: Process, python: str, dirs: list[str] = ()) -> str:
     service = [
         ("Type", "notify"),
         ("NotifyAccess", "main"),
+        *([("ExecCondition", f"{python} -m manager.condition {process.name}")] if process.runs_if else []),
         ("ExecStart", " ".join(command(process, python, "real"))),
         ("Environment", f"LENS_RUNTIME_DIR={RUNTIME_DIR}"),
         ("Environment", f"LENS_KEYS_DIR={KEYS_DIR}"),

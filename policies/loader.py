@@ -13,6 +13,7 @@ from policies.crosscheck import cross_check
 from policies.rules import MODEL_SCHEMA, MODELS, SCHEMA
 
 DEFAULT_DIR = Path(__file__).resolve().parent
+DEVELOPMENT_ENV = "LENS_DEVELOPMENT"  # "1" in every process `lens up` starts (manager.launcher), never in a unit
 
 
 class Policy(NamedTuple):
@@ -31,6 +32,14 @@ class Policy(NamedTuple):
 
     def priority(self, cls: str) -> int:
         return self.focus["priorities"][cls]
+
+    @property
+    def wake_listening(self) -> bool:
+        """Whether the wake-phrase spotter may run and hear the mic with the LED off: assistant.toml [wake]
+        listen, "development" meaning only where `lens up` started the system (it says so in DEVELOPMENT_ENV;
+        systemd's units never do, so a product image with the shipped policy never listens)."""
+        listen = self.assistant["wake"]["listen"]
+        return listen == "on" or (listen == "development" and os.environ.get(DEVELOPMENT_ENV) == "1")
 
 
 def load(directory: str | Path | None = None, model: str | None = None, *,

@@ -8,6 +8,7 @@ from policies.checker import Rule
 RESOURCES = ("display", "audio_out", "mic", "camera")
 GESTURES = ("tap", "double_tap", "long_press", "swipe_forward", "swipe_back", "button", "button_long")
 MODELS = ("s1", "g1")
+WAKE_LISTENING = ("off", "development", "on")  # assistant.toml [wake] listen
 
 
 def _fraction(doc: str) -> Rule:
@@ -67,6 +68,11 @@ SCHEMA: dict[str, dict[str, dict[str, Rule] | Rule]] = {
         "trigger": {
             "gestures": Rule("list[str]", choices=GESTURES, doc="temple gestures that start the assistant"),
             "wake_phrase": Rule("str", doc="said first, it wakes the glasses and the assistant"),
+        },
+        "wake": {
+            "listen": Rule("str", choices=WAKE_LISTENING,
+                           doc="whether the wake-phrase spotter hears the mic while nobody captures it: off, on, "
+                               "or development (only under `lens up`, never on a product image)"),
         },
         "listen": {
             "stt": Rule("str", choices=("pocketsphinx", "text", "vosk"), doc="the speech-to-text engine"),

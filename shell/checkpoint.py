@@ -24,7 +24,7 @@ import json
 from bus.errors import PayloadError, UnknownTopic
 from bus.fields import Schema
 from bus.topics import lookup
-from shell.core import Power
+from shell.core import LISTENER, Power
 from shell.focus import KINDS, Arbiter, Claim, Notice
 from shell.machine import STATES
 from shell.privacy import CaptureNotice, Privacy
@@ -41,7 +41,7 @@ CORE = Schema({"state": "str", "arbiter": "dict", "privacy": "dict", "power": "d
 CLAIM = Schema({"owner": "str", "resource": "str", "kind": "str", "priority": "int", "cls": "str", "reason": "str",
                 "ducked": "bool", "behalf": "str?"})
 PRIVACY = Schema({"led_on": "bool", "led_lit": "bool", "fault": "str?", "granted": "list[dict]",
-                  "pending": "list[dict]", "hold_until": "float?"})
+                  "pending": "list[dict]", "hold_until": "float?", "listener": "str?"})
 GRANT = Schema({"owner": "str", "resource": "str", "reason": "str", "behalf": "str?"})
 PENDING = Schema({"owner": "str", "resource": "str", "reason": "str", "deadline": "float", "behalf": "str?"})
 POWER = Schema({"present": "list[bool]", "percent": "float", "bridge_s": "float?"})
@@ -61,7 +61,7 @@ def dump(core_data: dict, *, boot_id: str, cmd: int, boot_s: float | None, sessi
         "state": core_data["state"],
         "arbiter": {resource: [_claim(c) for c in stack] for resource, stack in arbiter.stacks.items()},
         "privacy": {"led_on": privacy.led_on, "led_lit": privacy.led_lit, "fault": privacy.fault,
-                    "hold_until": privacy.hold_until,
+                    "hold_until": privacy.hold_until, "listener": privacy.listener,
                     "granted": [{"owner": o, "resource": r, "reason": reason, "behalf": privacy.behalf.get((o, r))}
                                 for (o, r), reason in privacy.granted.items()],
                     "pending": [{"owner": o, "resource": r, "reason": reason, "deadline": deadline,
@@ -148,6 +148,8 @@ def _privacy(data: dict, template: Privacy) -> Privacy:
     privacy = Privacy(template.hold_s, template.confirm_timeout_s)
     privacy.led_on, privacy.led_lit, privacy.fault = data["led_on"], data["led_lit"], data["fault"]
     privacy.hold_until = data["hold_until"]
+    # Only the spotter's own name: a checkpoint naming any other process never lets that one hear the mic.
+    privacy.listener = LISTENER if data.get("listener") == LISTENER else None
     for i, grant in enumerate(data["granted"]):
         _check(GRANT, f"core.privacy.granted[{i}]", grant)
         key = (grant["owner"], grant["resource"])

@@ -17,6 +17,7 @@ from shell.privacy import CAPTURE_RESOURCES, CaptureNotice, Privacy
 
 
 CAPTURERS = {"camerad": "camera", "audiod": "mic"}  # the daemon that captures for each capture resource
+LISTENER = "waked"  # the wake-phrase spotter (manager/processes.py): the one ear on the mic with the LED off
 WAKING = ("display", "audio_out")  # a transient claim on these wakes sleeping glasses
 MISSED_BEATS = 3  # heartbeats an owner may miss (a busy machine's late ones) before it counts as hung
 HOLDER_BEAT_S = 5.0  # an app's pace while it holds focus (beat_for); holding nothing, its own, slower
@@ -54,6 +55,8 @@ class ShellCore:
     def daemon_ready(self, name: str, now: float) -> None:
         self.clock = now
         self.ready.add(name)
+        if name == LISTENER and self.policy.wake_listening:  # where the policy is off, it is never heard
+            self.privacy.listener = name
         if self.state == "booting" and set(self.policy.system["boot"]["required"]) <= self.ready:
             self._finish_boot()
         elif name in self.missing:
@@ -108,6 +111,8 @@ class ShellCore:
         # Told even so: a hung owner that wakes up must learn it no longer holds anything.
         self.notices += [Notice(owner, resource, "lost", why) for resource in held]
         self.last_seen.pop(owner, None)
+        if owner == self.privacy.listener:
+            self.privacy.listener = None
         if self.foreground == owner:
             self.foreground = None
         if owner in CAPTURERS:  # nothing is captured for anyone now: they are told, the LED goes out after its hold
@@ -244,8 +249,13 @@ class ShellCore:
             "power": {"present": self.power.present, "percent": self.power.percent,
                       "bridge_s": self.power.bridge_s},
             "focus": self.arbiter.snapshot(),
-            "privacy": self.privacy.snapshot(),
+            "privacy": self.privacy.snapshot() | {"listening": self.listening},
         }
+
+    @property
+    def listening(self) -> str | None:
+        """The process that may hear the mic with the LED off now (the wake-phrase spotter), or None."""
+        return self.privacy.listening(self.policy.wake_listening and machine.has(self.state, "wake_listening"))
 
     @property
     def recording_allowed(self) -> bool:

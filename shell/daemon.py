@@ -35,7 +35,7 @@ from bus.timers import Timer
 from shell import checkpoint
 from shell.apps import Apps
 from shell.census import Census
-from shell.core import CAPTURERS, ShellCore
+from shell.core import CAPTURERS, LISTENER, ShellCore
 from shell.focus import Notice
 from policies.loader import Policy
 from shell.privacy import CAPTURE_RESOURCES, AuditLog, CaptureNotice
@@ -98,7 +98,7 @@ class ShellDaemon:
         node.subscribe("camera.session", self.on_counted)
         node.subscribe("audio.session", self.on_counted)
         node.subscribe("input.gesture", self.on_input)
-        node.subscribe("assistant.wake", self.on_input)
+        node.subscribe("assistant.asked", self.on_input)
         node.serve("shell.focus.request", self.on_focus_request)
         node.serve("shell.release.request", self.on_release)
         node.serve("shell.foreground.request", self.on_foreground)
@@ -265,9 +265,14 @@ class ShellDaemon:
             if isinstance(notice, CaptureNotice) and notice.status == "granted":
                 self._open_session(notice, now)
         self._publish_led()
+        listening, was = core.listening, self.sessions.get((LISTENER, "listen"))
+        if listening and not was:  # on disk before the spotter hears a block, as a capture's start
+            self._open_session(CaptureNotice(LISTENER, "listen", "granted", "waiting for the wake phrase"), now)
         # Grants and withdrawals go out before anyone is told, so a capturing daemon
         # already knows when the owner, told it may capture, asks it to start.
         self._publish_capture()
+        if was and not listening:
+            self._close_session((LISTENER, "listen"), self._why_not_listening(), now)
         for notice in notices:
             self._deliver(notice, now)
         if self.boot_s is None and core.state != "booting":
@@ -306,15 +311,26 @@ class ShellDaemon:
         if notice.status == "granted":
             session = self.sessions[key]["session"]
         elif key in self.sessions:  # capture has already been withdrawn in privacy.capture
-            opened = self.sessions.pop(key)
-            session = opened["session"]
-            self.audit.append({"event": "end", "session": session, "owner": notice.owner,
-                               "resource": notice.resource, "why": notice.reason, "wall": time.time(),
-                               "seconds": round(now - opened["start"], 3)})
+            session = self._close_session(key, notice.reason, now)
         self.node.publish("shell.capture.notice", owner=notice.owner, resource=notice.resource,
                           status=notice.status, reason=notice.reason, session=session)
 
+    def _close_session(self, key: tuple[str, str], why: str, now: float) -> str:
+        opened = self.sessions.pop(key)
+        self.audit.append({"event": "end", "session": opened["session"], "owner": key[0], "resource": key[1],
+                           "why": why, "wall": time.time(), "seconds": round(now - opened["start"], 3)})
+        return opened["session"]
+
+    def _why_not_listening(self) -> str:
+        privacy = self.core.privacy
+        if privacy.listener is None:
+            return f"{LISTENER} stopped"
+        mic = sorted(owner for owner, resource in [*privacy.granted, *privacy.pending] if resource == "mic")
+        return f"the mic is {', '.join(mic)}'s capture" if mic else f"the glasses are in {self.core.state}"
+
     def _reason(self, key: tuple[str, str]) -> str:
+        if key == (LISTENER, "listen"):
+            return "waiting for the wake phrase (no LED: nothing is kept or sent)"
         return self.core.privacy.granted.get(key, "")
 
     def _publish_led(self) -> None:
@@ -330,7 +346,8 @@ class ShellDaemon:
     def _publish_capture(self) -> None:
         privacy = self.core.privacy
         grants = sorted(f"{owner}:{resource}" for owner, resource in privacy.granted)
-        self._publish_if_changed("privacy.capture", grants=grants, cmd=self.cmd, fault=privacy.fault)
+        self._publish_if_changed("privacy.capture", grants=grants, cmd=self.cmd, fault=privacy.fault,
+                                 listening=self.core.listening)
 
     def _publish_state(self, now: float) -> None:
         state = self.core.snapshot()

@@ -30,17 +30,22 @@ from transitions import Machine
 #   remote_calls       the assistant may call off the glasses
 #   capture_paused     no camera frames at all
 #   display_on         the panel is on
+#   wake_listening     the wake-phrase spotter may hear the mic (where the policy lets it run at all)
 STATES = [
     {"name": "booting", "tags": ("alive", "recording_allowed", "display_on")},
-    {"name": "active", "tags": ("running", "resumable", "alive", "recording_allowed", "remote_calls", "display_on")},
-    {"name": "idle", "tags": ("running", "resumable", "alive", "recording_allowed", "remote_calls", "display_on")},
-    {"name": "sleep", "tags": ("resumable", "alive", "recording_allowed", "remote_calls", "capture_paused")},
+    {"name": "active", "tags": ("running", "resumable", "alive", "recording_allowed", "remote_calls", "display_on",
+                                "wake_listening")},
+    {"name": "idle", "tags": ("running", "resumable", "alive", "recording_allowed", "remote_calls", "display_on",
+                              "wake_listening")},
+    {"name": "sleep", "tags": ("resumable", "alive", "recording_allowed", "remote_calls", "capture_paused",
+                               "wake_listening")},
     {"name": "low_power", "tags": ("resumable", "alive", "display_on")},
     {"name": "battery_swap", "tags": ("alive", "capture_paused", "display_on")},
     {"name": "critical", "on_enter": "enter_critical", "tags": ("capture_paused", "display_on")},
     {"name": "shutdown", "on_enter": "enter_shutdown", "tags": ("capture_paused",)},
 ]
-TAGS = ("running", "resumable", "alive", "recording_allowed", "remote_calls", "capture_paused", "display_on")
+TAGS = ("running", "resumable", "alive", "recording_allowed", "remote_calls", "capture_paused", "display_on",
+        "wake_listening")
 _TAGS = {state["name"]: frozenset(state["tags"]) for state in STATES}
 
 

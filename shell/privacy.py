@@ -42,10 +42,21 @@ class Privacy:
         # Capture done on someone's behalf is theirs: (owner, resource) -> the app the owner captures for.
         self.behalf: dict[tuple[str, str], str] = {}
         self.hold_until: float | None = None
+        # The wake-phrase spotter, while it is up and the policy lets it run: the one process that may hear the
+        # mic with the LED off, and then only while nobody captures or waits to capture the mic (listening()).
+        self.listener: str | None = None
 
     @property
     def confirmed(self) -> bool:
         return self.led_on and self.led_lit and self.fault is None
+
+    def listening(self, allowed: bool) -> str | None:
+        """Who hears the mic now without a capture grant: the listener, where ``allowed`` (the system state's
+        say) and while the mic is nobody's capture, granted or waiting for the LED. The mic has one reader at a
+        time: from the moment the assistant is granted mic focus, the spotter hears nothing more."""
+        if not allowed or any(resource == "mic" for _, resource in [*self.granted, *self.pending]):
+            return None
+        return self.listener
 
     def want(self, owner: str, resource: str, reason: str, now: float,
              behalf: str | None = None) -> list[CaptureNotice]:

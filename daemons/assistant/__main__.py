@@ -88,6 +88,7 @@ class Assistantd:
         node.subscribe("shell.focus.notice", self.on_notice)
         node.subscribe("shell.capture.notice", self.on_notice)
         node.subscribe("input.gesture", self.on_gesture)
+        node.subscribe("assistant.wake", self.on_wake)
         node.subscribe("audio.mic", self.on_mic)
         node.subscribe("audio.vad", self.on_mic)
         node.subscribe("audio.played", self.on_played)
@@ -118,6 +119,12 @@ class Assistantd:
             self.task.cancel("the wearer stopped it")
         elif self.phase == "idle":
             self.begin(msg.payload["gesture"], None)
+
+    def on_wake(self, msg: Message) -> None:
+        """The spotter heard the wake phrase: a session of the wearer's starts now, and its first step asks
+        for the mic, so the LED is lit before a word of the request can be heard (the spotter hears no more)."""
+        if self.phase == "idle" and self.queued is None:
+            self.begin("wake_phrase", None)
 
     def on_mic(self, msg: Message) -> None:
         p = msg.payload
@@ -197,7 +204,7 @@ class Assistantd:
         in the background does not turn the wearer's display on by asking."""
         session = session or os.urandom(4).hex()
         if behalf is None:
-            self.node.publish("assistant.wake", session=session)
+            self.node.publish("assistant.asked", session=session)
         self.queued = (session, trigger, text, template, behalf)
         if self.task is not None:
             self.task.cancel("the wearer asked something else")
@@ -227,6 +234,10 @@ class Assistantd:
     def converse(self, session: str):
         status, text, source, action = "answered", "", "offline", None
         try:
+            if self.trigger == "wake_phrase" and self.said is None:
+                # The phrase was heard and the request is still to come: the mic first, so the LED is lit from
+                # the moment of the phrase (the spotter hears nothing from then on) before anything else.
+                yield from self.take("mic")
             if self.has_display:
                 yield from self.take("display")
             self.set_phase("listening", f"triggered by {self.trigger}")
@@ -257,13 +268,16 @@ class Assistantd:
         except (Cancelled, BusError, StepTimeout) as exc:
             log.info("answer of %s cut short: %s", session, exc)
         finally:
+            if "mic" in self.holding:  # taken on the wake phrase, and the session ended before it listened
+                yield from self.give_back("mic")
             yield from self.give_back("display")
 
     def listen(self):
         """Mic focus, the LED, the mic open; the words; then the mic closed and given back, always."""
         if self.behalf is not None and self.said is not None:
             return self.said  # the asker's own words: nothing is heard, so no mic is opened for them
-        yield from self.take("mic")
+        if "mic" not in self.holding:  # not already taken on the wake phrase
+            yield from self.take("mic")
         try:
             yield Ask("audio.mic.request", {"on": True})
             yield from self.card("Listening…", "", progress=0.2)

@@ -13,6 +13,13 @@ before the device opens and again before every block goes out: the moment
 it fails, the mic closes. Blocks go out as ``audio.mic`` with sequence
 numbers; an energy detector publishes speech start and end.
 
+While nobody captures it, the mic is the wake-phrase spotter's alone, and only
+while the shell names it the listener (``privacy.capture`` listening): the device
+is open without the LED, its blocks go out as ``audio.wake.mic``, which the
+broker hands to that one identity (permission ``listen``). The moment the
+shell names nobody (a capture was asked for, the glasses shut down, the
+spotter left), the blocks stop; none taken before is kept for the capture.
+
 Bounded against any app: an owner has at most ``MAX_STREAMS`` sounds in the
 mixer (a play beyond is refused, with why) and ``MAX_WAITING_SPEECH``
 utterances waiting for the voice (more are dropped, counted and told as
@@ -72,6 +79,7 @@ class Audiod:
         # Mic blocks from the device thread, numbered there, so a block lost to a stalled loop leaves a gap.
         self.chunks: deque[tuple[int, np.ndarray, int]] = deque(maxlen=max(1, int(MIC_QUEUE_S / numbers["block_s"])))
         self.mic_owner: str | None = None
+        self.listener: str | None = None  # who hears the open mic while nobody captures it (the shell's word)
         self.mic_why, self.mic_seq, self.mic_blocks, self.mic_dropped = "nobody asked", 0, 0, 0
         self.sessions: dict[str, str] = {}  # mic owner -> the shell's audit session
         self.vad: Vad | None = None
@@ -209,7 +217,7 @@ class Audiod:
                 raise RequestRefused("say what: text or wav")
         except SoundError as exc:
             raise RequestRefused(str(exc)) from None
-        return {"length_s": round(self.device.speak_into(pcm), 3), "open": self.mic_owner is not None}
+        return {"length_s": round(self.device.speak_into(pcm), 3), "open": self.device.input is not None}
 
     def on_mic(self, msg: Message) -> dict:
         owner, on = msg.source, msg.payload["on"]
@@ -221,6 +229,8 @@ class Audiod:
         if refusal:
             raise RequestRefused(refusal)
         if self.mic_owner is None:
+            self.listener = None  # the capture takes the mic over: not one more block for the spotter
+            self.chunks.clear()
             n = self.numbers
             self.vad = Vad(n["vad_threshold_db"], n["vad_margin_db"], n["vad_start_s"], n["vad_hang_s"])
             self.mic_seq, self.mic_blocks = 0, 0
@@ -247,12 +257,34 @@ class Audiod:
             refusal = self.gate.refusal(self.mic_owner)
             if refusal:
                 self.mic_stop(refusal)
+        self.listen()
+
+    def listen(self) -> None:
+        """Open the mic for the listener the shell names while nobody captures it; close it when it names none."""
+        listener = self.gate.capture.get("listening") or None
+        if self.mic_owner is not None or listener == self.listener:
+            return
+        self.chunks.clear()  # blocks taken for someone else are nobody's now
+        if listener is None:
+            self.device.stop_input()
+            log.info("the wake-phrase spotter stopped listening")
+        else:
+            try:
+                self.device.start_input(self.on_block)
+            except AudioError as exc:
+                log.error("the mic failed, so nobody listens for the wake phrase: %s", exc)
+                return
+            self.watch_work()
+            log.info("mic open for %s, listening for the wake phrase (no LED: nothing is kept)", listener)
+        self.listener = listener
+        self.publish_state()
 
     def publish_blocks(self) -> None:
         for _ in range(len(self.chunks)):  # those here now: a device that floods must not starve the loop
             seq, pcm, mono_ns = self.chunks.popleft()
             if self.mic_owner is None:
-                continue  # the mic closed after this block was taken: it goes nowhere
+                self.publish_listened(seq, pcm, mono_ns)
+                continue
             refusal = self.gate.refusal(self.mic_owner)  # before every block, not only when told
             if refusal:
                 self.mic_stop(refusal)
@@ -266,6 +298,14 @@ class Audiod:
                 self.node.publish("audio.vad", owner=self.mic_owner, speech=change, seq=seq,
                                   level_db=round(self.vad.level, 1))
 
+    def publish_listened(self, seq: int, pcm: np.ndarray, mono_ns: int) -> None:
+        """A block while nobody captures: the listener's, if the shell still names it (checked before every
+        block, as a capture's grant is); otherwise the mic closed after it was taken, and it goes nowhere."""
+        if self.listener is None or self.gate.capture.get("listening") != self.listener:
+            return
+        self.node.publish("audio.wake.mic", owner=self.listener, seq=seq, rate=self.numbers["mic_rate"],
+                          mono_ns=mono_ns, pcm=pcm.tobytes())
+
     def mic_stop(self, why: str) -> None:
         self.device.stop_input()
         self.chunks.clear()  # taken before the stop but not yet out: nobody may have them now
@@ -275,6 +315,7 @@ class Audiod:
             self.node.publish("audio.session", owner=owner, session=self.sessions.pop(owner, None),
                               blocks=self.mic_blocks, seconds=round(self.mic_blocks * self.numbers["block_s"], 3))
         self.publish_state()
+        self.listen()  # back to the spotter, if the shell names it again
 
     # --- the loop's side of the device threads ------------------------------------------------
     def watch_work(self) -> None:
@@ -316,7 +357,8 @@ class Audiod:
         self.publish_state()
 
     def publish_state(self) -> None:
-        mic = {"on": self.mic_owner is not None, "owner": self.mic_owner, "rate": self.numbers["mic_rate"],
+        mic = {"on": self.mic_owner is not None, "owner": self.mic_owner, "listener": self.listener,
+               "rate": self.numbers["mic_rate"],
                "why": self.mic_why, "speech": bool(self.vad and self.vad.speaking and self.mic_owner)}
         streams = [{k: s[k] for k in ("owner", "id", "kind", "status", "loop")}
                    for s in self.mixer.snapshot()[:MAX_LISTED]]

@@ -25,6 +25,7 @@ WHITE, GREY, GREEN = (235, 235, 235, 255), (150, 150, 150, 255), (90, 230, 140, 
 # A toast's or an alert's panel is opaque: what is under it (a card's text, its progress bar) must not show
 # through the panel's own text.
 AMBER, RED, PANEL = (255, 190, 60, 255), (255, 70, 60, 255), (28, 32, 36, 255)
+LISTENING_MARK = "hey lens?"  # the HUD's words while the wake-phrase spotter listens (beside a green ring)
 # What a system alert leaves of the light of the content under it: enough to see that the card is still
 # there, too little to read across the alert.
 UNDER_ALERT = 0.25
@@ -65,9 +66,10 @@ class Painter:
 
     # --- the layers ------------------------------------------------------------------
     def hud(self, clock: str, batteries: list[str], capture: str | None, notice: str | None,
-            unread: str | None = None) -> Layer:
-        """The top bar: clock and unread notifications, the capture indicator's mirror, the batteries; a notice
-        line under it."""
+            unread: str | None = None, listening: bool = False) -> Layer:
+        """The top bar: clock and unread notifications, the capture indicator's mirror (a red dot and what is
+        captured) or, while the wake-phrase spotter hears the mic, its own mark (a green ring, "hey lens?":
+        heard, not recorded); the batteries; a notice line under it."""
         bar = self.u(44)
         height = bar + (self.u(30) if notice else 0)
         image, draw = self._canvas(self.width, height)
@@ -86,6 +88,12 @@ class Painter:
             cx = self.width // 2 - round(self.fonts["small"].getlength(capture)) // 2
             draw.ellipse((cx - 2 * dot - self.u(6), bar // 2 - dot, cx - self.u(6), bar // 2 + dot), fill=RED)
             draw.text((cx, bar // 2), capture, font=self.fonts["small"], fill=RED, anchor="lm")
+        elif listening:
+            dot, text = self.u(9), LISTENING_MARK
+            cx = self.width // 2 - round(self.fonts["small"].getlength(text)) // 2
+            draw.ellipse((cx - 2 * dot - self.u(6), bar // 2 - dot, cx - self.u(6), bar // 2 + dot), outline=GREEN,
+                         width=max(1, self.u(3)))
+            draw.text((cx, bar // 2), text, font=self.fonts["small"], fill=GREEN, anchor="lm")
         if notice:
             draw.text((pad, bar + self.u(14)), self._fit(notice, self.fonts["small"], self.width - 2 * pad),
                       font=self.fonts["small"], fill=AMBER, anchor="lm")

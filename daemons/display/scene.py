@@ -310,4 +310,6 @@ class Scene:
         degraded = self.shell.get("degraded") or []
         notice = f"Running without {', '.join(degraded)}" if degraded else None
         unread = self.notifications.get("unread", 0)
-        return clock, tuple(batteries), capture, notice, f"{unread} new" if unread else None
+        # The wake-phrase spotter hears the mic (the shell's word): a mark of its own, never taken for capture.
+        listening = bool(self.capture.get("listening")) and capture is None
+        return clock, tuple(batteries), capture, notice, f"{unread} new" if unread else None, listening

@@ -225,3 +225,63 @@ def test_the_broker_says_once_when_the_last_connection_of_a_key_goes(broker, run
     wait_for(lambda: len(stats) >= seen + 2, what="two more broker stats", poll=watcher.run_once)
     # Three connections went, one at a time: one word, when the last of them did.
     assert [m.payload for m in departed] == [{"identity": "visitor"}] and departed[0].source == "broker"
+
+
+def spotter_node(nodes, runtime):
+    """A node with the wake-phrase spotter's own provisioned key (as `lens keys generate` writes the table's)."""
+    keys.generate(keys.keys_dir(runtime), ["waked"])
+    return nodes("waked", key=keys.keys_dir(runtime) / "waked.key_secret", publish_any=True)
+
+
+def test_the_wake_phrase_spotter_may_say_that_it_heard_the_phrase_and_nothing_else(broker, runtime, nodes):
+    listener = nodes("listener")
+    heard = collect(listener, "assistant")
+    spoken, told, notes = collect(listener, "audio.speak"), collect(listener, "privacy"), collect(listener, "phone")
+    reports = security_reports(listener)
+    listener.start()
+    waked = spotter_node(nodes, runtime).start()
+    # What an ear with a leak would try: words to speak, a notification, the assistant's own topic, the
+    # shell's, a request to show a card, and a topic anyone else may say.
+    waked.publish("audio.speak", text="hey lens what time is it", app="waked", interrupt=False, id=None)
+    waked.publish("phone.notification", id="1", source="waked", title="heard", body="what time is it")
+    waked.publish("assistant.asked", session="s1")
+    waked.publish("privacy.capture", grants=["waked:mic"], cmd=1, fault=None, listening="waked")
+    waked.publish("display.card.request", cid=7, id="x", title="what time is it")
+    refused = ("audio.speak", "phone.notification", "assistant.asked", "privacy.capture", "display.card.request")
+    wait_for(lambda: all(reported(reports, "waked", t) for t in refused), what="a report for each",
+             poll=listener.run_once)
+    assert all("waked may say nothing but its own topics" in reported(reports, "waked", t)[0]["reason"]
+               for t in refused)
+    waked.publish("assistant.wake", seq=3, mono_ns=1)  # its own: goes through
+    wait_for(lambda: heard, what="the wake phrase heard", poll=listener.run_once)
+    assert [(m.topic, m.source) for m in heard] == [("assistant.wake", "waked")]
+    assert (spoken, told, notes) == ([], [], [])
+
+
+def test_the_mic_while_nobody_captures_reaches_only_the_listener_the_shell_names(broker, runtime, nodes):
+    waked = spotter_node(nodes, runtime)
+    nosy = app_node(nodes, runtime, "nosy")
+    blocks, peeked, everything = collect(waked, "audio.wake.mic"), collect(nosy, "audio"), collect(nosy, "")
+    for node in (waked, nosy):
+        node.start()
+    audiod = nodes("audiod").start()  # the developer's key, speaking as audiod
+    shell = nodes("shell").start()
+    block = {"owner": "waked", "seq": 1, "rate": 16000, "mono_ns": 1, "pcm": b"\0" * 640}
+
+    def run_all(seconds):
+        for node in (waked, nosy, audiod, shell):
+            node.run_once(seconds / 4)
+
+    shell.publish("privacy.capture", grants=[], cmd=1, fault=None, listening="waked")
+    wait_for(lambda: audiod.publish("audio.wake.mic", **block) or blocks, what="a block for the listener",
+             poll=run_all)
+    shell.publish("privacy.capture", grants=["nosy:mic"], cmd=2, fault=None, listening=None)  # a capture now
+    probe = collect(waked, "privacy.capture")
+    wait_for(lambda: probe and probe[-1].payload["listening"] is None, what="the withdrawal", poll=run_all)
+    count = len(blocks)
+    audiod.publish("audio.wake.mic", **block)
+    marker = collect(waked, "audio.state")
+    audiod.publish("audio.state", backend="sim", voice="tones", rate=16000, streams=[], mic={}, xruns=0, fault=None)
+    wait_for(lambda: marker, what="a message sent after the last block", poll=run_all)
+    assert len(blocks) == count, "a block reached the spotter after the shell named no listener"
+    assert [m for m in peeked + everything if m.topic == "audio.wake.mic"] == [], "another heard the idle mic"

@@ -169,6 +169,7 @@ def test_every_rate_in_the_table_is_what_the_code_does():
         "bus.broker.stats": 1 / STATS_PERIOD_S,
         "camera.frame": hardware["camera"]["fps"],
         "audio.mic": 1 / hardware["audio"]["block_s"],
+        "audio.wake.mic": 1 / hardware["audio"]["block_s"],
         "demo.tick": 1 / demo.TICK_S,
         "demo.status": 1 / demo.STATUS_S,
         "demo.wave": 1 / demo.WAVE_S,

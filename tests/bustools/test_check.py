@@ -73,6 +73,15 @@ def reply(at, cid, to="camera"):
     return (at, "display.clear.reply", "displayd", {"to": to, "cid": cid, "ok": True, "error": None, "result": {}})
 
 
+def capture(at, listening, grants=()):
+    return (at, "privacy.capture", "shell", {"grants": list(grants), "cmd": 1, "fault": None, "listening": listening})
+
+
+def idle_block(at, owner="waked"):
+    return (at, "audio.wake.mic", "audiod", {"owner": owner, "seq": 1, "rate": 16000, "mono_ns": int(at * S),
+                                             "pcm": b"\0" * 640})
+
+
 STORIES = {  # rule -> (broken, told right)
     "led": ([led(0, True), frame(1), led(2, False), frame(3)],
             [led(0, True), frame(1), frame(2), led(5, False)]),
@@ -85,6 +94,11 @@ STORIES = {  # rule -> (broken, told right)
                    shell_state(4.1)]),
     "answered": ([request(1, 1), reply(1.1, 1), request(2, 2), request(20, 3), reply(20.1, 3)],
                  [request(1, 1), reply(1.1, 1), request(2, 2), reply(9, 2)]),
+    # Heard by the one the shell names; one in flight as the shell withdraws it; none after, nor for another.
+    "listen": ([capture(0, "waked"), idle_block(1), capture(2, None, ["assistantd:mic"]), idle_block(2.1),
+                idle_block(3)],
+               [capture(0, "waked"), idle_block(1), capture(2, None, ["assistantd:mic"]), idle_block(2.1),
+                capture(5, "waked"), idle_block(5.5)]),
     "checkpoint": ([camera_state(0, "/media/rec-1"), shell_state(1, "battery_swap"), shell_state(10, "active")],
                    [camera_state(0, "/media/rec-1"), shell_state(1, "battery_swap"),
                     segment(1.2, "checkpoint: battery_swap"), shell_state(10, "active")]),

@@ -149,3 +149,12 @@ def test_a_cards_picture_is_camera_content_kept_out_by_default_and_counted_when_
     consent = Consent("developer", tmp_path / "privacy.log", "a test")
     consent.kept("display.card.request", card)
     assert consent.mark()["card_pictures"] == "1"
+
+
+def test_the_idle_mic_the_spotter_hears_is_mic_audio_kept_out_by_default():
+    from bustools.capture_content import CONTENT, RESOURCES, withhold
+
+    kept, withheld = withhold("audio.wake.mic", {"owner": "waked", "seq": 1, "rate": 16000, "mono_ns": 1,
+                                                 "pcm": b"\1" * 640})
+    assert kept["pcm"] == b"" and withheld == {"pcm": 640} and kept["owner"] == "waked"
+    assert CONTENT["audio.wake.mic"].resource == "mic" and RESOURCES == ("camera", "mic")

@@ -43,3 +43,10 @@ def test_a_silent_process_is_named_as_such_not_as_ready_alive_or_missing():
     assert "ready      powerd\n" in text and "alive      powerd[8]\n" in text
     assert "silent     ledd[7] no heartbeat for 8 s (hung?)" in text
     assert "silent" not in render({"shell.state": SHELL})  # an older shell's state has no silent at all
+
+
+def test_listening_for_the_wake_phrase_is_said_as_plainly_as_a_capture():
+    assert "listening" not in render({"shell.state": SHELL})
+    shell = dict(SHELL, privacy=dict(SHELL["privacy"], listening="waked"))
+    assert "listening  waked, for the wake phrase (the mic, with the LED off; nothing kept)" in render(
+        {"shell.state": shell})

@@ -258,9 +258,9 @@ def test_g1_the_answer_is_spoken_and_the_wake_phrase_wakes_the_glasses(procs, ru
     user.wait_state(lambda s: s["state"] == "sleep", "asleep after the idle timeouts")
     answer = say(user, "Hey lens, what's my battery?")
     assert answer["action"] == "battery" and "percent" in answer["text"]
-    assert user.notices("assistant.wake"), "the wake phrase was announced"
+    assert user.notices("assistant.asked"), "the wake phrase was announced"
     user.wait(lambda: [m for m in user.log if m.topic == "shell.state" and m.payload["state"] != "sleep"
-                       and any(n.topic == "assistant.wake" for n in user.log[:user.log.index(m)])], "awake")
+                       and any(n.topic == "assistant.asked" for n in user.log[:user.log.index(m)])], "awake")
     spoken = user.wait(lambda: user.notices("audio.played", owner="assistantd", id=answer["session"]),
                        "the answer spoken")[0]
     assert spoken["status"] == "finished"

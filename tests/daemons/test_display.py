@@ -82,15 +82,32 @@ def test_the_hud_mirrors_capture_batteries_and_missing_daemons():
                                  {"side": "right", "present": False, "percent": 0.0}], "bridge": {}}
     scene.led = {"lit": True, "fault": None}
     scene.capture = {"grants": ["camera-app:camera", "camera-app:mic"], "fault": None}
-    clock, batteries, capture, notice, unread = scene.view(0.0, 0.0).hud
+    clock, batteries, capture, notice, unread, listening = scene.view(0.0, 0.0).hud
     assert batteries == ("L 82%+", "R --") and capture == "camera + mic" and notice == "Running without inputd"
-    assert unread is None
+    assert unread is None and not listening
     assert scene.view(0.0, 0.0).hud != scene.view(0.0, 61.0).hud  # the clock moved on
     scene.notifications = {"count": 3, "unread": 2, "latest": "Messages: hi"}
     assert scene.view(0.0, 0.0).hud[4] == "2 new"
     painter = Painter(320, 240, FONT)
     quiet, told = painter.hud(*scene.view(0.0, 0.0).hud[:4]), painter.hud(*scene.view(0.0, 0.0).hud)
     assert not np.array_equal(quiet.pixels, told.pixels), "the count is drawn"
+
+
+def test_the_hud_marks_listening_for_the_wake_phrase_apart_from_capture():
+    scene = scene_with()
+    painter = Painter(320, 240, FONT)
+    idle = painter.hud(*scene.view(0.0, 0.0).hud)
+    scene.capture = {"grants": [], "fault": None, "listening": "waked"}  # the shell's word: the spotter hears
+    hud = scene.view(0.0, 0.0).hud
+    assert hud[2] is None and hud[5], "listening is its own mark, not a capture"
+    listening = painter.hud(*hud)
+    rgb = listening.pixels[..., :3].reshape(-1, 3).astype(int)
+    assert not np.array_equal(idle.pixels, listening.pixels), "the mark is drawn"
+    assert ((rgb[:, 1] > 200) & (rgb[:, 0] < 120)).any(), "in green"
+    assert not ((rgb[:, 0] > 200) & (rgb[:, 1] < 100)).any(), "nothing red: it is not the capture mark"
+    scene.led = {"lit": True, "fault": None}  # a capture: its mark alone
+    scene.capture = {"grants": ["assistantd:mic"], "fault": None, "listening": None}
+    assert scene.view(0.0, 0.0).hud[2] == "mic" and not scene.view(0.0, 0.0).hud[5]
 
 
 def test_cards_are_checked_and_bounded_and_leave_with_their_app():

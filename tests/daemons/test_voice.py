@@ -141,7 +141,7 @@ def test_spoken_requests_through_the_sim_mic_get_the_right_answers(procs, runtim
 # --- the wake phrase's ear ---------------------------------------------------------------------------------
 @needs_espeak
 def test_the_wake_spotter_hears_the_phrase_and_then_holds_no_audio():
-    from daemons.assistant.wake import WakeSpotter
+    from daemons.wake.spotter import WakeSpotter
 
     spotter = WakeSpotter("hey lens")
     limit = len(spotter.window)
@@ -160,7 +160,7 @@ def test_the_wake_spotter_hears_the_phrase_and_then_holds_no_audio():
 
 @needs_espeak
 def test_the_wake_spotter_does_not_wake_on_other_speech():
-    from daemons.assistant.wake import WakeSpotter
+    from daemons.wake.spotter import WakeSpotter
 
     spotter = WakeSpotter("hey lens")
     pcm = np.concatenate([simspeech.speak(s, 16000) for s in
@@ -169,8 +169,7 @@ def test_the_wake_spotter_does_not_wake_on_other_speech():
 
 
 def test_a_wake_phrase_the_recognizer_cannot_say_is_refused():
-    from daemons.assistant.stt import SttError
-    from daemons.assistant.wake import WakeSpotter
+    from daemons.wake.spotter import SpotterError, WakeSpotter
 
-    with pytest.raises(SttError, match="not in the recognizer's dictionary"):
+    with pytest.raises(SpotterError, match="not in the recognizer's dictionary"):
         WakeSpotter("hey zzxqlens")

@@ -215,3 +215,22 @@ def test_a_daemons_command_line_offers_the_backends_of_its_row(process):
                            text=True, timeout=60)
     choices = ", ".join(repr(b) for b in process.backends)
     assert shown.returncode == 2 and f"(choose from {choices})" in shown.stderr, shown.stderr
+
+
+def test_the_wake_phrase_spotters_unit_has_no_network_no_storage_no_device_and_runs_only_where_allowed(tmp_path):
+    unit = parse(render_all(PYTHON)[service_name("waked")])
+    service = dict(unit["Service"])
+    assert values(unit, "Service", "ReadWritePaths") == ["/run/lensos"], "writable: the bus directory alone"
+    assert "StateDirectory" not in service and "DeviceAllow" not in service
+    assert (service["PrivateNetwork"], service["RestrictAddressFamilies"]) == ("yes", "AF_UNIX")
+    assert (service["PrivateDevices"], service["ProtectSystem"], service["CapabilityBoundingSet"]) == \
+        ("yes", "strict", "")
+    assert values(unit, "Service", "ExecCondition") == [f"{PYTHON} -m manager.condition waked"]
+    # The shipped policy on a product image (systemd sets no development flag): the condition says no.
+    env = {k: v for k, v in os.environ.items() if k not in ("LENS_DEVELOPMENT", "LENS_POLICY_DIR")}
+    said = subprocess.run([PYTHON, "-m", "manager.condition", "waked"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert said.returncode == 1 and "policy turns it off" in said.stderr, said.stderr
+    assert subprocess.run([PYTHON, "-m", "manager.condition", "waked"], cwd=REPO, env=dict(env, LENS_DEVELOPMENT="1"),
+                          timeout=60).returncode == 0
+    assert all(not p.runs_if for p in PROCESSES if p.name != "waked"), "only the spotter has a condition"

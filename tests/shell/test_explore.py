@@ -11,11 +11,14 @@ import os
 import time
 from collections import deque
 
-from shell.core import ShellCore
+from shell import machine
+from shell.core import LISTENER, ShellCore
 from policies.loader import load
 
 DEPTH = int(os.environ.get("LENS_EXPLORE_DEPTH", "5"))  # from a booted system; deeper takes minutes
-POLICY = load(model="s1")
+SHIPPED = load(model="s1")
+# The wake-phrase spotter's policy on, so that listening is among the states explored (off, it never is).
+POLICY = SHIPPED._replace(assistant={**SHIPPED.assistant, "wake": {"listen": "on"}})
 REQUIRED = POLICY.system["boot"]["required"]
 SHORT, LONG = 0.6, 100.0  # under the heartbeat timeout; past every idle and LED timer
 
@@ -72,6 +75,9 @@ EVENTS = {
     "camerad_ends": lambda c, t: c.capture_ended("cam", "camera", "the disk is full", t),
     "camerad_dies": lambda c, t: c.owner_gone("camerad", t, "its connection to the bus closed"),
     "saved": lambda c, t: c.save_done(t) if c.state == "critical" else None,
+    # The spotter: up (its first heartbeat), gone; the wake phrase it hears is asst_mic (the assistant's ask).
+    "spotter_up": lambda c, t: c.daemon_ready(LISTENER, t),
+    "spotter_gone": lambda c, t: c.owner_gone(LISTENER, t, "exited"),
 }
 WAITS = {"wait_short": SHORT, "wait_long": LONG}
 # The way back from anywhere: batteries in, charged, daemons up, a tap; or, once critical, shut down.
@@ -94,6 +100,16 @@ def check_invariants(core, trail):
         assert not privacy.granted, f"capturing in {core.state} after {trail}"
     if privacy.led_on and not privacy.granted and not privacy.pending:
         assert privacy.hold_until is not None, f"the LED is left on with nothing capturing after {trail}"
+    # Nothing but the spotter hears the mic while the LED is off; the spotter only while nobody captures it
+    # (granted or waiting for the LED), in a state that listens, and where the policy lets it.
+    readers = {owner for owner, resource in privacy.granted if resource == "mic"} | {core.listening} - {None}
+    if not privacy.confirmed:
+        assert readers <= {LISTENER}, f"{readers} hear the mic with the LED off after {trail}"
+    if core.listening is not None:
+        assert core.listening == LISTENER and core.policy.wake_listening, f"{core.listening} listens after {trail}"
+        assert not [key for key in [*privacy.granted, *privacy.pending] if key[1] == "mic"], \
+            f"the spotter listens while the mic is captured after {trail}"
+        assert machine.has(core.state, "wake_listening"), f"listening in {core.state} after {trail}"
 
 
 def key_of(core, now):
@@ -103,7 +119,7 @@ def key_of(core, now):
     snap["privacy"]["hold_until"] = rel(core.privacy.hold_until)
     extra = [rel(core.last_activity), rel(core.boot_deadline), core.resume_state,
              sorted((o, rel(t)) for o, t in core.last_seen.items()),
-             sorted((f"{k}", rel(d)) for k, (_, d) in core.privacy.pending.items())]
+             sorted((f"{k}", rel(d)) for k, (_, d) in core.privacy.pending.items()), core.privacy.listener]
     return json.dumps([snap, extra], sort_keys=True, default=str)
 
 
@@ -114,8 +130,10 @@ def test_every_event_sequence_keeps_the_safety_rules(capsys):
     cold = ShellCore(POLICY, 0.0)
     booted = ShellCore(POLICY, 0.0)
     EVENTS["boot_ready"](booted, 0.0)
+    EVENTS["spotter_up"](booted, 0.0)
     core = cold
     seen, nodes, states, edges, frontier = {}, [], [], [], deque()
+    listening = set()  # the states in which the spotter was found listening
     for root in (cold, booted):
         seen[key_of(root, 0.0)] = len(nodes)
         frontier.append((len(nodes), 0, ("boot_ready",) if root is booted else ()))
@@ -147,6 +165,8 @@ def test_every_event_sequence_keeps_the_safety_rules(capsys):
                 target = seen[key] = len(nodes)
                 nodes.append((core.export(), t))
                 states.append(core.state)
+                if core.listening:
+                    listening.add(core.state)
                 edges.append(set())
                 frontier.append((target, depth + 1, (*trail, name)))
             edges[index].add(target)
@@ -163,6 +183,7 @@ def test_every_event_sequence_keeps_the_safety_rules(capsys):
             stuck.append(core.state)
     assert not stuck, f"{len(stuck)} states cannot reach running or shutdown, e.g. {stuck[:5]}"
     assert {"booting", "active", "idle", "sleep", "low_power", "battery_swap", "critical", "shutdown"} <= set(states)
+    assert {"active", "idle", "sleep"} <= set(listening), "listening was not among the states explored"
     with capsys.disabled():
         print(f"\nshell explorer: {len(nodes)} distinct states ({len(expanded)} fully expanded), "
               f"{sequences} event steps, depth {DEPTH}, "

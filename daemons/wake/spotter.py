@@ -1,7 +1,7 @@
 """The wake phrase's ear: pocketsphinx's keyword search over no more audio than the phrase takes to say.
 
-This is the part of the wake-phrase spotter (issue 32) that hears; the process around it (the only reader
-of the mic while the glasses are idle, allowed to publish nothing but ``assistant.wake``) is not built yet.
+This is the part of the wake-phrase spotter that hears; the process around it (daemons/wake/__main__.py)
+is the only reader of the mic while nobody captures, and may publish nothing but ``assistant.wake``.
 What it keeps is the point: a window of the last ``window_s`` of audio, overwritten in place as blocks come,
 and nothing else. Every ``hop_s`` the window is decoded from scratch (the decoder starts and ends an
 utterance each time, so it carries nothing from one decode to the next), and on a detection the window is
@@ -15,7 +15,6 @@ import os
 
 import numpy as np
 
-from daemons.assistant.stt import SttError
 
 RATE = 16000
 WINDOW_S = 1.5  # "hey lens" takes espeak-ng 0.9-1.2 s at 140-200 words a minute; a little over
@@ -23,18 +22,22 @@ HOP_S = 0.25  # how often the window is decoded: the phrase is heard at most thi
 THRESHOLD = 1e-35  # keyword search's detection threshold, chosen on bench/voice.py --wake
 
 
+class SpotterError(RuntimeError):
+    """The spotter cannot be used as configured (no pocketsphinx, a phrase it cannot know)."""
+
+
 class WakeSpotter:
     def __init__(self, phrase: str, window_s: float = WINDOW_S, hop_s: float = HOP_S, threshold: float = THRESHOLD):
         try:
             import pocketsphinx
         except ImportError:
-            raise SttError("the wake phrase needs the pocketsphinx package (pip install pocketsphinx)") from None
+            raise SpotterError("the wake phrase needs the pocketsphinx package (pip install pocketsphinx)") from None
         self.phrase = " ".join(phrase.lower().split())
         self.decoder = pocketsphinx.Decoder(lm=None, keyphrase=self.phrase, kws_threshold=threshold,
                                             samprate=RATE, logfn=os.devnull)
         unknown = [w for w in self.phrase.split() if self.decoder.lookup_word(w) is None]
         if unknown:
-            raise SttError(f"the wake phrase's words {unknown} are not in the recognizer's dictionary")
+            raise SpotterError(f"the wake phrase's words {unknown} are not in the recognizer's dictionary")
         self.window = np.zeros(int(window_s * RATE), np.int16)  # the only audio it holds, overwritten in place
         self.filled = 0  # samples of the window that hold audio
         self.hop, self.since = int(hop_s * RATE), 0
