@@ -165,10 +165,16 @@ class Loop:
     def _route_for(self, topic: str) -> tuple[str | None, list[Callable], list[Callable]]:
         """A topic's route: the owner its senders are held to (None: anyone may send it, as for requests,
         which anyone asks, and topics of ANY_NODE), its handlers in the order they subscribed, and those of
-        them that take a message from anyone (subscribe's from_anyone: tools that watch all traffic)."""
+        them that take a message from anyone (subscribe's from_anyone: tools that watch all traffic).
+
+        A request or reply reaches a handler only by its own name (serve() subscribes that way) or a tool's
+        from_anyone: "audio.mic" names the mic's blocks, and audio.mic.request under it is another's question,
+        whose payload a handler of blocks cannot read (assistantd's on_mic raised KeyError 'owner' on it)."""
         spec = TOPICS[topic]
         owner = None if spec.owner == ANY_NODE or spec.kind is Kind.REQUEST else spec.owner
-        handlers = [(h, anyone) for prefix, h, anyone in self._subs if matches(prefix, topic)]
+        asks = spec.kind in (Kind.REQUEST, Kind.REPLY)
+        handlers = [(h, anyone) for prefix, h, anyone in self._subs
+                    if matches(prefix, topic) and (anyone or not asks or prefix == topic)]
         return owner, [h for h, _ in handlers], [h for h, anyone in handlers if anyone]
 
     def _call_handler(self, handler: Callable, *args) -> None:

@@ -54,7 +54,8 @@ def result(board: dict, name: str) -> dict:
 def test_every_lensos_unit_is_active_and_sent_ready(board):
     units = result(board, "units")
     assert set(units["ready"]) == {f"lensos-{n}.service" for n in (
-        "broker", "shell", "ledd", "powerd", "inputd", "displayd", "audiod", "assistantd", "camerad", "appd")}
+        "broker", "shell", "ledd", "powerd", "inputd", "displayd", "audiod", "assistantd", "waked", "camerad",
+        "appd")}
 
 
 def test_lensos_target_is_active(board):

@@ -85,3 +85,23 @@ def test_a_request_is_served_whoever_asks(broker, nodes):
     wait_for(lambda: answers, DEADLINE_S, "the answer", poll=turns(asker, server))
     assert answers == [({"text": "stranger", "n": 1}, None)]
     assert not isinstance(answers[0][1], BusError) and server.intake.totals()["not_owner"] == 0
+
+
+def test_a_subscription_to_an_event_does_not_hear_the_questions_named_under_it(broker, nodes):
+    """subscribe("demo") is demo's events; demo.echo.request under it is someone's question to demo, whose
+    payload a handler of events cannot read (assistantd's audio.mic handler failed on audio.mic.request)."""
+    listener, asker, server = nodes("listener"), nodes("stranger"), nodes("demo")
+    heard, everything = [], []
+    listener.subscribe("demo", heard.append)
+    listener.subscribe("demo", everything.append, from_anyone=True)
+    server.serve("demo.echo.request", lambda msg: {"text": "ok", "n": 1})
+    for node in (listener, asker, server):
+        node.start()
+    answers = []
+    asker.request_async("demo.echo.request", lambda result, error: answers.append(result),
+                        timeout=DEADLINE_S, text="x")
+    wait_for(lambda: answers and {"demo.echo.request", "demo.echo.reply"} <= {m.topic for m in everything},
+             DEADLINE_S, "the answer, and the question and answer seen by the tool", poll=turns(asker, server, listener))
+    server.publish("demo.tick", n=1, text="t")
+    wait_for(lambda: heard, DEADLINE_S, "demo's event", poll=turns(server, listener))
+    assert [m.topic for m in heard] == ["demo.tick"] and listener.handler_errors == 0
