@@ -13,7 +13,7 @@ from policies.crosscheck import cross_check
 from policies.rules import MODEL_SCHEMA, MODELS, SCHEMA
 
 DEFAULT_DIR = Path(__file__).resolve().parent
-DEVELOPMENT_ENV = "LENS_DEVELOPMENT"  # "1" in every process `lens up` starts (manager.launcher), never in a unit
+DEVELOPMENT_ENV = "LENS_DEVELOPMENT"  # "1" under `lens up` (manager.launcher) and the development image's units
 
 
 class Policy(NamedTuple):
@@ -36,8 +36,9 @@ class Policy(NamedTuple):
     @property
     def wake_listening(self) -> bool:
         """Whether the wake-phrase spotter may run and hear the mic with the LED off: assistant.toml [wake]
-        listen, "development" meaning only where `lens up` started the system (it says so in DEVELOPMENT_ENV;
-        systemd's units never do, so a product image with the shipped policy never listens)."""
+        listen, "development" meaning only where `lens up` started the system or the development image's
+        units run (each says so in DEVELOPMENT_ENV; a product image's units never do, so with the shipped
+        policy it never listens)."""
         listen = self.assistant["wake"]["listen"]
         return listen == "on" or (listen == "development" and os.environ.get(DEVELOPMENT_ENV) == "1")
 

@@ -91,6 +91,7 @@ def inspect(disk: Path) -> dict:
     return {"keys": [k for k in keys if k not in (".", "..")],
             "lens_on_path": bool(stat("/usr/local/bin/lens").strip()), "consoles_masked": masked,
             "check_service": bool(stat("/etc/systemd/system/lensos-check.service").strip()),
+            "development_env": bool(stat("/etc/systemd/system/lensos-.service.d/development.conf").strip()),
             "target_wanted": bool(stat("/etc/systemd/system/multi-user.target.wants/lensos.target").strip())}
 
 

@@ -176,5 +176,6 @@ def test_the_product_image_has_no_developer_key_no_console_and_no_bus_tools(boar
     assert "shell.key_secret" in product["keys"]  # the system's own keys are there
     assert "foxglove.key" not in product["keys"] and "webview.key" not in product["keys"]  # development only
     assert not product["lens_on_path"] and not product["check_service"]
+    assert not product["development_env"]  # so the wake-phrase spotter's unit is skipped: nothing listens
     assert all(product["consoles_masked"].values()), product["consoles_masked"]
     assert product["target_wanted"]
