@@ -101,6 +101,7 @@ class Broker:
         self._stats_readers = 0  # subscriptions (one per connection) that bring bus.broker.stats
         self._next_stats = float("inf")
         self.tap: TapWriter | None = None  # while a watching tool subscribes to bus.tap
+        self._tap_refused = False  # the fences are missing on a CPU that needs them: said once, no tap
         self._tap_readers = 0
         self.fd_limit = connections.raise_limit()  # before the context's I/O thread opens anything
 
@@ -401,10 +402,15 @@ class Broker:
 
     def _update_tap(self) -> None:
         """Open the tap for the first watching tool, close it after the last, and say so on bus.tap."""
-        if self._tap_readers > 0 and self.tap is None:
-            self.tap = TapWriter(self.runtime.tap_path)
-            if self.fast is not None:
-                self.fast.tap(self.tap.address)
+        if self._tap_readers > 0 and self.tap is None and not self._tap_refused:
+            try:
+                self.tap = TapWriter(self.runtime.tap_path)
+            except RuntimeError as exc:  # frames.seqlock.NoFences: tools hear through the sockets instead
+                log.error("no tap for watching tools: %s", exc)
+                self._tap_refused = True
+            else:
+                if self.fast is not None:
+                    self.fast.tap(self.tap.address)
         elif self._tap_readers <= 0:
             self._close_tap()
         # Every change, not only the first and last: a tool that joins an open tap learns of it so.

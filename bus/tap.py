@@ -24,6 +24,12 @@ writer sets ``reserved`` to the end of the record it is about to write, writes i
 writer may have reached meanwhile (``reserved`` more than a capacity past its start) is torn and
 dropped, and a reader that finds itself lapped goes on from the head. A record that would cross the
 ring's end starts the next lap instead, after a wrap mark (head_len WRAP) when there is room for one.
+
+On a CPU that reorders memory (arm64: the board) that order needs fences, as the frame ring's seqlock does,
+and from the same library (frames.seqlock): the writer stores ``reserved`` then fences, and stores ``head``
+with release; the reader loads ``head`` with acquire and fences before it loads ``reserved``. Without the
+library on such a CPU neither side opens (NoFences): the broker makes no ring and tools hear through its
+sockets, rather than read a torn record as a message.
 """
 
 from __future__ import annotations
@@ -44,6 +50,13 @@ WRAP = 0xFFFFFFFF
 TAP_TOPIC = "bus.tap"
 
 
+def _fences():
+    """frames.seqlock's, imported only where a tap is opened: ctypes is 0.15 MiB in every node otherwise, and
+    every node imports this module. (frames.seqlock needs nothing but the standard library.)"""
+    from frames import seqlock
+    return seqlock.fences()
+
+
 def _size(head_len: int, body_len: int) -> int:
     return (_RECORD.size + head_len + body_len + 7) & ~7
 
@@ -54,6 +67,7 @@ class TapWriter:
     def __init__(self, path: Path, capacity: int = CAPACITY):
         self.path, self.capacity = path, capacity
         self.skipped = 0  # messages too large for the ring (over half of it): a tool sees their gap
+        self.seq = _fences()  # NoFences before any file is made, on a CPU that needs them unbuilt
         tmp = path.with_name(path.name + ".new")
         tmp.unlink(missing_ok=True)
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
@@ -64,13 +78,10 @@ class TapWriter:
         finally:
             os.close(fd)
         _HEADER.pack_into(self.map, 0, MAGIC, capacity, int.from_bytes(os.urandom(8), "little"), 0, 0)
+        import ctypes
+        self._anchor = ctypes.c_char.from_buffer(self.map)  # released in close(), or the map cannot close
+        self.address = ctypes.addressof(self._anchor)  # for the fences, and for the C loop's own writes
         os.replace(tmp, path)  # a reader finds a whole header or no file
-
-    @property
-    def address(self) -> int:
-        """Where the ring is mapped, for the C loop, which writes the same records."""
-        import ctypes  # the broker's alone (it has loaded it for the C loop): 0.15 MiB in every node otherwise
-        return ctypes.addressof(ctypes.c_char.from_buffer(self.map))
 
     def write(self, head: bytes, body) -> None:
         cap, data = self.capacity, self.map
@@ -78,27 +89,28 @@ class TapWriter:
         if total > cap // 2:
             self.skipped += 1
             return
-        pos = _POS.unpack_from(data, _HEAD_AT)[0]
+        pos = _POS.unpack_from(data, _HEAD_AT)[0]  # only this writer stores it
         off = pos % cap
         if cap - off < total:
-            _POS.pack_into(data, _RESERVED_AT, pos + (cap - off) + total)
+            self.seq.store_then_fence(self.address + _RESERVED_AT, pos + (cap - off) + total)
             if cap - off >= _RECORD.size:
                 _RECORD.pack_into(data, DATA + off, pos, WRAP, 0)
             pos += cap - off
             off = 0
         else:
-            _POS.pack_into(data, _RESERVED_AT, pos + total)
+            self.seq.store_then_fence(self.address + _RESERVED_AT, pos + total)
         at = DATA + off
         _RECORD.pack_into(data, at, pos, len(head), len(body))
         at += _RECORD.size
         data[at:at + len(head)] = head
         data[at + len(head):at + len(head) + len(body)] = body
-        _POS.pack_into(data, _HEAD_AT, pos + total)
+        self.seq.store_release(self.address + _HEAD_AT, pos + total)
 
     def close(self) -> None:
         """Unlink and unmap (the C loop must have let go of ``address`` first); readers keep their own
         mapping until they see the file is gone."""
         self.path.unlink(missing_ok=True)
+        del self._anchor
         self.map.close()
 
 
@@ -106,16 +118,17 @@ class TapReader:
     """A tool's side: the records written since it opened the ring, as (head, body) frame pairs."""
 
     def __init__(self, path: Path):
+        self.seq = _fences()  # NoFences on a CPU that needs them unbuilt: the node hears by sockets
         fd = os.open(path, os.O_RDONLY)
         try:
             info = os.fstat(fd)
             self.inode, size = info.st_ino, info.st_size
             if size < DATA:
                 raise ValueError(f"{path} is no tap ring ({size} bytes)")
-            self.map = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+            self.map = _ReadOnlyMap(fd, size)
         finally:
             os.close(fd)
-        magic, self.capacity, self.incarnation, self.pos, _ = _HEADER.unpack_from(self.map, 0)
+        magic, self.capacity, self.incarnation, self.pos, _ = _HEADER.unpack_from(self.map.data, 0)
         if magic != MAGIC or DATA + self.capacity != size:
             self.map.close()
             raise ValueError(f"{path} is no tap ring (magic {magic!r}, {size} bytes)")
@@ -123,8 +136,8 @@ class TapReader:
         self.overruns = 0  # times the writer lapped this reader (what it missed shows as sequence gaps)
 
     def read(self) -> list[tuple[bytes, bytes]]:
-        data, cap = self.map, self.capacity
-        head = _POS.unpack_from(data, _HEAD_AT)[0]
+        data, cap, address = self.map.data, self.capacity, self.map.address
+        head = self.seq.read_begin(address + _HEAD_AT)  # acquire: the records before it are all there
         if head - self.pos > cap:
             self.overruns += 1
             self.pos = head
@@ -144,7 +157,7 @@ class TapReader:
             at = DATA + off + _RECORD.size
             got.append((pos, data[at:at + head_len], data[at + head_len:at + head_len + body_len]))
             pos += _size(head_len, body_len)
-        reserved = _POS.unpack_from(data, _RESERVED_AT)[0]
+        reserved = self.seq.read_end(address + _RESERVED_AT)  # after a fence: what the writer reached
         whole = [(head_frame, body) for start, head_frame, body in got if reserved <= start + cap]
         if len(whole) < len(got) or pos < head:
             self.overruns += 1
@@ -161,3 +174,32 @@ class TapReader:
 
     def close(self) -> None:
         self.map.close()
+
+
+class _ReadOnlyMap:
+    """A read-only shared mapping whose address the fences can take: Python's mmap gives no address of a
+    read-only map (ctypes' from_buffer wants a writable one), so it is made with libc's mmap, and read
+    through a ctypes array (struct.unpack_from and slices, as an mmap is)."""
+
+    _libc = None
+
+    def __init__(self, fd: int, size: int):
+        import ctypes  # see _fences
+        libc = _ReadOnlyMap._libc
+        if libc is None:
+            libc = _ReadOnlyMap._libc = ctypes.CDLL(None, use_errno=True)
+            libc.mmap.restype = ctypes.c_void_p
+            libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                  ctypes.c_long]
+            libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if address in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), f"mmap: {os.strerror(ctypes.get_errno())}")
+        self.address, self.size = address, size
+        self.data = (ctypes.c_char * size).from_address(address)
+
+    def close(self) -> None:
+        if self.address is not None:
+            self.data = None  # the slices read from it are bytes of their own
+            _ReadOnlyMap._libc.munmap(self.address, self.size)
+            self.address = None

@@ -53,3 +53,20 @@ uint64_t lens_seq_read_end(const uint64_t *generation)
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     return __atomic_load_n(generation, __ATOMIC_RELAXED);
 }
+
+/* The same order for the bus's tap (bus/tap.py), whose writer publishes a value rather than counting:
+ * `reserved` is stored, then fenced, before the bytes it covers are written (as write_begin's odd store),
+ * and `head` is stored with release after them (as write_end's even one). Its reader uses read_begin for
+ * `head` and read_end for `reserved`. Each returns the value stored. */
+uint64_t lens_seq_store_then_fence(uint64_t *word, uint64_t value)
+{
+    __atomic_store_n(word, value, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    return value;
+}
+
+uint64_t lens_seq_store_release(uint64_t *word, uint64_t value)
+{
+    __atomic_store_n(word, value, __ATOMIC_RELEASE);
+    return value;
+}

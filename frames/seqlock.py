@@ -6,6 +6,10 @@ ordering points, called through ctypes with the address of a slot's generation:
     writer: write_begin (odd, release fence) -> pixels -> write_end (release store of even)
     reader: read_begin (acquire load) -> pixels -> read_end (acquire fence, load again)
 
+The bus's tap (bus/tap.py) is a ring of shared memory with the same two sides and uses the same library:
+its writer's `reserved` word by store_then_fence, its `head` by store_release, its reader's by read_begin
+and read_end.
+
 Without the library the order of numpy's plain stores and loads is the CPU's: on x86 (TSO) that is the
 order the seqlock needs, so a ring works there and says once in the log that it runs without fences; on any
 other CPU (arm64: the glasses' board) a ring refuses to open (``NoFences``) rather than hand out torn frames.
@@ -24,6 +28,7 @@ LIBRARY = Path(__file__).with_name("_seqlock.so")
 # CPUs whose memory model keeps stores in order and loads in order (TSO): the seqlock holds without fences.
 TSO_MACHINES = frozenset({"x86_64", "amd64", "i386", "i686"})
 _FUNCTIONS = ("write_begin", "write_end", "read_begin", "read_end")
+_STORES = ("store_then_fence", "store_release")  # (address, value): the tap's writer
 
 
 class NoFences(RuntimeError):
@@ -40,6 +45,10 @@ class Fences:
         for name in _FUNCTIONS:
             function = getattr(lib, f"lens_seq_{name}")
             function.argtypes, function.restype = [ctypes.c_void_p], ctypes.c_uint64
+            setattr(self, name, function)
+        for name in _STORES:
+            function = getattr(lib, f"lens_seq_{name}")
+            function.argtypes, function.restype = [ctypes.c_void_p, ctypes.c_uint64], ctypes.c_uint64
             setattr(self, name, function)
 
 
@@ -62,6 +71,13 @@ class PlainTso:
         return ctypes.c_uint64.from_address(address).value
 
     read_end = read_begin
+
+    @staticmethod
+    def store_then_fence(address: int, value: int) -> int:
+        ctypes.c_uint64.from_address(address).value = value
+        return value
+
+    store_release = store_then_fence
 
 
 _chosen: Fences | PlainTso | None = None

@@ -100,3 +100,50 @@ def test_a_file_that_is_no_ring_is_refused(tmp_path):
     path.write_bytes(b"\0" * 128)
     with pytest.raises(ValueError, match="no tap ring"):
         TapReader(path)
+
+
+class Noting:
+    """The tap's fences, each call noted (which word of the header, and the value), the test's own steps between."""
+
+    def __init__(self, fences, base: int):
+        self.fences, self.base, self.calls = fences, base, []
+        for step in ("read_begin", "read_end", "store_then_fence", "store_release"):
+            setattr(self, step, self._noting(step))
+
+    def _noting(self, step):
+        word = {_HEAD_AT: "head", _RESERVED_AT: "reserved"}
+
+        def call(address, *value):
+            result = getattr(self.fences, step)(address, *value)
+            self.calls.append((step, word[address - self.base]))
+            return result
+        return call
+
+
+def test_both_sides_order_the_header_through_the_fences_a_weakly_ordered_cpu_needs(ring):
+    """On arm64 (the board) plain loads and stores let a reader take a record before its bytes arrive: the
+    writer fences `reserved` before the bytes and releases `head` after them; the reader acquires `head`
+    before the bytes and fences before `reserved` (frames/seqlock.c, the frame ring's library)."""
+    from frames import seqlock
+    reader = TapReader(ring.path)
+    assert isinstance(ring.seq, seqlock.Fences) and isinstance(reader.seq, seqlock.Fences)
+    ring.seq = Noting(ring.seq, ring.address)
+    reader.seq = Noting(reader.seq, reader.map.address)
+    ring.write(*frames(1))
+    assert ring.seq.calls == [("store_then_fence", "reserved"), ("store_release", "head")]
+    assert reader.read() == [frames(1)]
+    assert reader.seq.calls == [("read_begin", "head"), ("read_end", "reserved")]
+    reader.close()
+
+
+def test_without_the_fences_on_a_weakly_ordered_cpu_no_side_opens(ring, tmp_path, monkeypatch):
+    import functools
+
+    from frames import seqlock
+    monkeypatch.setattr(seqlock, "fences", functools.partial(seqlock.fences, tmp_path / "missing.so",
+                                                             machine="aarch64"))
+    with pytest.raises(seqlock.NoFences):
+        TapReader(ring.path)
+    with pytest.raises(seqlock.NoFences):
+        TapWriter(tmp_path / "other")
+    assert not (tmp_path / "other").exists() and not (tmp_path / "other.new").exists()
