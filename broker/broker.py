@@ -62,6 +62,11 @@ PERSIST_DELAY_S = 0.05  # coalesce bursts of latched updates into one write
 MAX_CHANNELS = 4096  # personal channels counted at once
 BATCH = 256  # messages forwarded per lane before the loop looks at its other sockets
 XSUB_LIMIT = MAX_MESSAGE_SIZE + 1024  # the XSUB refuses a frame past the largest topic's limit
+# What the broker takes in from one sender ahead of reading it. A node's reliable PUB does not drop at a full
+# pipe (XPUB_NODROP, bus.lane): it holds the rest in its own outbox, so a small pipe here loses nothing and
+# a burst waits in the sender's memory, not the broker's. At the lane's 100,000 a hostile app sending
+# faster than the broker reads parked its whole burst here (70 MiB of 64 KiB frames in a CI run).
+INBOUND_HWM = 1000
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
 _SELF = NODE_NAME.encode()
@@ -167,7 +172,7 @@ class Broker:
         hwm = LANE_HWM[name]
         xsub = self.ctx.socket(zmq.XSUB)
         xpub = self.ctx.socket(zmq.XPUB)
-        xsub.setsockopt(zmq.RCVHWM, hwm)
+        xsub.setsockopt(zmq.RCVHWM, min(hwm, INBOUND_HWM))
         xsub.setsockopt(zmq.MAXMSGSIZE, XSUB_LIMIT)
         xpub.setsockopt(zmq.SNDHWM, hwm)
         xpub.setsockopt(zmq.XPUB_MANUAL, 1)  # every subscription is the gate's to apply
