@@ -18,7 +18,7 @@ SYSTEM_PACKAGES := libportaudio2 fonts-dejavu-core espeak-ng systemd chromium gc
 
 .PHONY: install run test sysdeps clean
 
-install: sysdeps $(STAMP) broker/_fastpath.so frames/_seqlock.so tests/foxglove/node_modules/.installed
+install: sysdeps $(STAMP) broker/_fastpath.so bus/_seqlock.so tests/foxglove/node_modules/.installed
 	@# Bytecode ahead of time: with PYTHONDONTWRITEBYTECODE set (as on this machine) every process would
 	@# compile its sources at each start, which costs `lens up` about 0.15 s of its boot on 2 cores.
 	@$(BIN)/python -m compileall -q -j 0 bus broker frames shellclient bustools cli manager apphost webview shell daemons policies apps >/dev/null
@@ -61,9 +61,9 @@ $(STAMP): pyproject.toml
 broker/_fastpath.so: broker/fastpath.c broker/fastpath.py $(STAMP)
 	@$(BIN)/python -m broker.fastpath || true
 
-# The frame ring's fences (frames/seqlock.c), the same way. Without them the ring works on x86 only, and says so.
-frames/_seqlock.so: frames/seqlock.c broker/fastpath_build.py
-	@$(BIN)/python broker/fastpath_build.py frames/seqlock.c $@ || true
+# The frame ring's fences (bus/seqlock.c), the same way. Without them the ring works on x86 only, and says so.
+bus/_seqlock.so: bus/seqlock.c broker/fastpath_build.py
+	@$(BIN)/python broker/fastpath_build.py bus/seqlock.c $@ || true
 
 # A Foxglove client nobody here wrote (@foxglove/ws-protocol, the npm registry's) for tests/bustools/test_foxglove.py,
 # at the versions package-lock.json pins; no install scripts run. Without npm the test is skipped, saying so.
@@ -83,7 +83,7 @@ test: install board-deps
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache broker/_fastpath.so frames/_seqlock.so tests/foxglove/node_modules
+	rm -rf $(VENV) build *.egg-info .pytest_cache broker/_fastpath.so bus/_seqlock.so tests/foxglove/node_modules
 
 # The board (board/README.md): the glasses' OS image (Debian 12, mmdebstrap; the base cached in
 # /var/cache/lensos), and the boot test, which boots it in QEMU and checks it from inside (tests/board, run by

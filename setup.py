@@ -1,5 +1,5 @@
 """The wheel carries the checkout's C libraries, loaded with ctypes: the broker's C loop (broker/_fastpath.so)
-and the frame ring's fences (frames/_seqlock.so), so an image built from it forwards in C and keeps its frames
+and the frame ring's fences (bus/_seqlock.so), so an image built from it forwards in C and keeps its frames
 whole on any CPU, like a checkout after `make install`; the wheel is therefore tagged for its platform ($CC
 picks the compiler: board/build-image cross-compiles the arm64 image's wheel).
 Everything else about the package is in pyproject.toml."""

@@ -410,7 +410,7 @@ class Broker:
         if self._tap_readers > 0 and self.tap is None and not self._tap_refused:
             try:
                 self.tap = TapWriter(self.runtime.tap_path)
-            except RuntimeError as exc:  # frames.seqlock.NoFences: tools hear through the sockets instead
+            except RuntimeError as exc:  # bus.seqlock.NoFences: tools hear through the sockets instead
                 log.error("no tap for watching tools: %s", exc)
                 self._tap_refused = True
             else:

@@ -1,8 +1,8 @@
 """How the checkout's C libraries (loaded with ctypes, so libc's headers only) are compiled: one command line for
 `make install` and for the wheel (setup.py), which must not import pyzmq to know it. Its first library was the
-broker's C loop (broker/fastpath.c); the frame ring's fences (frames/seqlock.c) are built by the same line:
+broker's C loop (broker/fastpath.c); the frame ring's fences (bus/seqlock.c) are built by the same line:
 
-    python broker/fastpath_build.py frames/seqlock.c frames/_seqlock.so
+    python broker/fastpath_build.py bus/seqlock.c bus/_seqlock.so
 
 $CC picks the compiler: the arm64 image's wheel is built with CC=aarch64-linux-gnu-gcc (board/build-image)."""
 
@@ -16,7 +16,7 @@ from pathlib import Path
 SOURCE = Path(__file__).with_name("fastpath.c")
 LIBRARY_NAME = "_fastpath.so"
 # Every C library the wheel carries: its source and where it goes, relative to the checkout.
-LIBRARIES = {"broker/fastpath.c": "broker/_fastpath.so", "frames/seqlock.c": "frames/_seqlock.so"}
+LIBRARIES = {"broker/fastpath.c": "broker/_fastpath.so", "bus/seqlock.c": "bus/_seqlock.so"}
 
 
 def command(output: Path, source: Path = SOURCE) -> list[str]:

@@ -26,7 +26,7 @@ dropped, and a reader that finds itself lapped goes on from the head. A record t
 ring's end starts the next lap instead, after a wrap mark (head_len WRAP) when there is room for one.
 
 On a CPU that reorders memory (arm64: the board) that order needs fences, as the frame ring's seqlock does,
-and from the same library (frames.seqlock): the writer stores ``reserved`` then fences, and stores ``head``
+and from the same library (bus.seqlock): the writer stores ``reserved`` then fences, and stores ``head``
 with release; the reader loads ``head`` with acquire and fences before it loads ``reserved``. Without the
 library on such a CPU neither side opens (NoFences): the broker makes no ring and tools hear through its
 sockets, rather than read a torn record as a message.
@@ -51,9 +51,9 @@ TAP_TOPIC = "bus.tap"
 
 
 def _fences():
-    """frames.seqlock's, imported only where a tap is opened: ctypes is 0.15 MiB in every node otherwise, and
-    every node imports this module. (frames.seqlock needs nothing but the standard library.)"""
-    from frames import seqlock
+    """bus.seqlock's, imported only where a tap is opened: ctypes is 0.15 MiB in every node otherwise, and
+    every node imports this module. (bus.seqlock needs nothing but the standard library.)"""
+    from bus import seqlock
     return seqlock.fences()
 
 

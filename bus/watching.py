@@ -34,7 +34,7 @@ class Watching:
             self._tap = None
         try:
             self._tap = TapReader(self.runtime.tap_path)
-        except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: frames.seqlock.NoFences
+        except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: bus.seqlock.NoFences
             log.warning("%s: cannot read the broker's tap (%s); watching through its sockets", self.name, exc)
             for lane in self._lanes.values():
                 lane.untap()

@@ -14,7 +14,7 @@ the pixels and even (and larger) after. A reader takes the generation from
 the frame's descriptor, looks at the pixels through a numpy view, and
 checks afterwards that the generation has not moved: if it has, the writer
 lapped it and the frame it looked at may be torn, so ``FrameOverrun``.
-The generation's loads and stores go through frames.seqlock, whose fences
+The generation's loads and stores go through bus.seqlock, whose fences
 keep the pixels between them on a CPU that reorders memory (arm64).
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from frames import seqlock
+from bus import seqlock
 
 MAGIC = b"LENSRNG1"
 _HEADER = struct.Struct("<8sIIIII")  # magic, slots, height, width, channels, stride

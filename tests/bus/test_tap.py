@@ -123,8 +123,8 @@ class Noting:
 def test_both_sides_order_the_header_through_the_fences_a_weakly_ordered_cpu_needs(ring):
     """On arm64 (the board) plain loads and stores let a reader take a record before its bytes arrive: the
     writer fences `reserved` before the bytes and releases `head` after them; the reader acquires `head`
-    before the bytes and fences before `reserved` (frames/seqlock.c, the frame ring's library)."""
-    from frames import seqlock
+    before the bytes and fences before `reserved` (bus/seqlock.c, the frame ring's library)."""
+    from bus import seqlock
     reader = TapReader(ring.path)
     assert isinstance(ring.seq, seqlock.Fences) and isinstance(reader.seq, seqlock.Fences)
     ring.seq = Noting(ring.seq, ring.address)
@@ -139,7 +139,7 @@ def test_both_sides_order_the_header_through_the_fences_a_weakly_ordered_cpu_nee
 def test_without_the_fences_on_a_weakly_ordered_cpu_no_side_opens(ring, tmp_path, monkeypatch):
     import functools
 
-    from frames import seqlock
+    from bus import seqlock
     monkeypatch.setattr(seqlock, "fences", functools.partial(seqlock.fences, tmp_path / "missing.so",
                                                              machine="aarch64"))
     with pytest.raises(seqlock.NoFences):

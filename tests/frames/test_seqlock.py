@@ -1,5 +1,5 @@
 """The frame ring's seqlock: real processes racing on one ring never accept a torn frame, the ring runs on the
-built fences (frames/_seqlock.so) here, calls them at the seqlock's four points, and without them refuses on
+built fences (bus/_seqlock.so) here, calls them at the seqlock's four points, and without them refuses on
 a CPU that reorders memory instead of racing."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from frames import seqlock
+from bus import seqlock
 from frames.ring import Ring
 from tests.conftest import REPO
 from tests.frames.ring_race import SHAPE, SLOTS
@@ -29,7 +29,7 @@ def test_readers_racing_a_writer_process_accept_only_whole_frames_of_the_generat
     writer = subprocess.Popen([*run, "write", str(path)], cwd=REPO, stdout=subprocess.PIPE, text=True)
     readers = []
     try:
-        assert writer.stdout.readline().strip() == "fences", "the writer runs on frames/_seqlock.so"
+        assert writer.stdout.readline().strip() == "fences", "the writer runs on bus/_seqlock.so"
         readers = [subprocess.Popen([*run, "read", str(path), str(ACCEPTED)], cwd=REPO, stdout=subprocess.PIPE,
                                     text=True) for _ in range(READERS)]
         results = [json.loads(reader.communicate(timeout=DEADLINE_S)[0]) for reader in readers]
@@ -48,7 +48,7 @@ def test_readers_racing_a_writer_process_accept_only_whole_frames_of_the_generat
 
 
 def test_the_ring_runs_on_the_built_fences_on_this_machine(tmp_path):
-    assert seqlock.LIBRARY.exists(), "make install builds frames/_seqlock.so"
+    assert seqlock.LIBRARY.exists(), "make install builds bus/_seqlock.so"
     ring = Ring.create(tmp_path / "ring", SLOTS, SHAPE)
     assert isinstance(ring.seq, seqlock.Fences)
     assert isinstance(Ring.attach(tmp_path / "ring").seq, seqlock.Fences)
@@ -100,7 +100,7 @@ def test_without_the_library_a_ring_refuses_on_a_weakly_ordered_cpu_and_warns_on
     missing = tmp_path / "_seqlock.so"
     with pytest.raises(seqlock.NoFences, match="aarch64"):
         seqlock.fences(missing, machine="aarch64")
-    with caplog.at_level(logging.WARNING, logger="frames.seqlock"):
+    with caplog.at_level(logging.WARNING, logger="bus.seqlock"):
         plain = seqlock.fences(missing, machine="x86_64")
     assert isinstance(plain, seqlock.PlainTso) and "without fences" in caplog.text
     generation = ctypes.c_uint64(2)

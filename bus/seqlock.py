@@ -1,6 +1,7 @@
-"""The frame ring's seqlock: its generation loads and stores with the fences a weakly ordered CPU needs.
+"""The seqlock's loads and stores with the fences a weakly ordered CPU needs, for the frame ring (frames.ring)
+and the bus's tap (bus.tap); here, in the lowest layer, so both may use it.
 
-frames/seqlock.c (built into frames/_seqlock.so by `make install` and into the wheel) has the four
+bus/seqlock.c (built into bus/_seqlock.so by `make install` and into the wheel) has the four
 ordering points, called through ctypes with the address of a slot's generation:
 
     writer: write_begin (odd, release fence) -> pixels -> write_end (release store of even)
@@ -32,11 +33,11 @@ _STORES = ("store_then_fence", "store_release")  # (address, value): the tap's w
 
 
 class NoFences(RuntimeError):
-    """frames/_seqlock.so is missing on a CPU that reorders memory: a reader could accept a torn frame."""
+    """bus/_seqlock.so is missing on a CPU that reorders memory: a reader could accept a torn frame."""
 
 
 class Fences:
-    """frames/_seqlock.so's functions; each takes a generation's address and returns the value it stored or read."""
+    """bus/_seqlock.so's functions; each takes a generation's address and returns the value it stored or read."""
 
     name = "fences"
 

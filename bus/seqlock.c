@@ -1,7 +1,7 @@
 /* The frame ring's seqlock, its four ordering points, for a CPU that reorders memory (frames/ring.py).
  *
- * Built by `make install` into frames/_seqlock.so (and into the wheel by setup.py) and loaded with ctypes
- * by frames/seqlock.py; libc's headers only. Each function takes the address of a slot's generation, a
+ * Built by `make install` into bus/_seqlock.so (and into the wheel by setup.py) and loaded with ctypes
+ * by bus/seqlock.py; libc's headers only. Each function takes the address of a slot's generation, a
  * 64-bit word in the shared mapping, aligned to 64 bytes (so its loads and stores are single-copy atomic
  * on every 64-bit CPU we run on).
  *
