@@ -20,6 +20,7 @@ nowhere to go but this process's memory, which keeps at most the window.
 from __future__ import annotations
 
 import logging
+import time
 
 from bus import service
 from bus.envelope import Message
@@ -29,12 +30,19 @@ from policies.checker import PolicyError
 from policies.loader import load
 
 log = logging.getLogger("waked")
+# A block older than this means blocks are waiting behind it: they fill the window undecoded until the spotter
+# is level with the mic again. A decode costs 6x real time over a 1.5 s window every 0.25 s; where the CPU
+# cannot keep up (the board under load, the image under QEMU's TCG) decoding every stale hop made the backlog
+# grow without bound, the loop never got back to its watchdog pings, and systemd killed waked over and over.
+BEHIND_S = 0.5
 
 
 class Waked:
     def __init__(self, node: Node, spotter: WakeSpotter):
         self.node, self.spotter = node, spotter
         self.heard = 0
+        self.skipped = 0  # blocks kept undecoded because the spotter was behind the mic
+        self.told_at = -60.0  # when it last said it fell behind: once a minute at most
         node.subscribe("audio.wake.mic", self.on_block)
         node.subscribe("privacy.capture", self.on_capture)
 
@@ -42,7 +50,14 @@ class Waked:
         p = msg.payload
         if p["owner"] != self.node.name or p["rate"] != RATE:  # audiod's alone: the node holds it to its owner
             return
-        if self.spotter.feed(p["pcm"]):  # the window is empty again before anyone is told
+        behind = time.monotonic_ns() - p["mono_ns"] > BEHIND_S * 1e9  # audiod's clock: CLOCK_MONOTONIC too
+        if behind:
+            self.skipped += 1
+            if time.monotonic() - self.told_at > 60:
+                self.told_at = time.monotonic()
+                log.warning("the spotter fell behind the mic; catching up without decoding (%d blocks so far)",
+                            self.skipped)
+        if self.spotter.feed(p["pcm"], decode=not behind):  # the window is empty again before anyone is told
             self.heard += 1
             log.info("the wake phrase was heard (%d so far)", self.heard)
             self.node.publish("assistant.wake", seq=p["seq"], mono_ns=p["mono_ns"])

@@ -46,15 +46,18 @@ class WakeSpotter:
     def held_s(self) -> float:
         return self.filled / RATE
 
-    def feed(self, pcm: bytes) -> bool:
-        """One block of the mic (int16 at 16 kHz); True when the phrase was just heard (the window is empty then)."""
+    def feed(self, pcm: bytes, decode: bool = True) -> bool:
+        """One block of the mic (int16 at 16 kHz); True when the phrase was just heard (the window is empty then).
+
+        decode=False keeps the block in the window without decoding it, for a listener that has fallen behind:
+        the next block fed with decode=True decodes the window at once."""
         block = np.frombuffer(pcm, np.int16)[-len(self.window):]
         n = len(block)
         self.window[:-n] = self.window[n:]
         self.window[-n:] = block
         self.filled = min(len(self.window), self.filled + n)
         self.since += n
-        if self.since < self.hop:
+        if self.since < self.hop or not decode:
             return False
         self.since = 0
         if not self._heard(self.window[-self.filled:]):

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -81,8 +82,8 @@ def test_the_spotter_publishes_the_wake_and_holds_no_audio_after_it():
     waked = Waked(node, WakeSpotter("hey lens"))
     pcm = np.concatenate([np.zeros(8000, np.int16), simspeech.speak("hey lens", 16000), np.zeros(8000, np.int16)])
     for seq, at in enumerate(range(0, len(pcm), 320)):
-        waked.on_block(block("audiod", "audio.wake.mic", owner="waked", seq=seq, rate=16000, mono_ns=seq,
-                             pcm=pcm[at:at + 320].tobytes()))
+        waked.on_block(block("audiod", "audio.wake.mic", owner="waked", seq=seq, rate=16000,
+                             mono_ns=time.monotonic_ns(), pcm=pcm[at:at + 320].tobytes()))
         if node.sent:
             break
     assert [topic for topic, _ in node.sent] == ["assistant.wake"], "the phrase was not heard"
@@ -97,6 +98,28 @@ def test_the_spotter_publishes_the_wake_and_holds_no_audio_after_it():
     assert waked.spotter.held_s > 0
     waked.on_capture(block("shell", "privacy.capture", grants=["assistantd:mic"], cmd=1, fault=None, listening=None))
     assert waked.spotter.held_s == 0 and not waked.spotter.window.any(), "kept after it stopped being the listener"
+
+
+def test_a_spotter_behind_the_mic_catches_up_without_decoding_and_hears_again_once_level():
+    """Where the CPU cannot decode as fast as the mic speaks (the image under TCG), decoding every stale hop
+    grew the backlog without end and starved the loop's watchdog pings: systemd killed waked five times in
+    CI's boot. Stale blocks now only fill the window; the first fresh one decodes it."""
+    from daemons.wake.__main__ import BEHIND_S, Waked
+    from daemons.wake.spotter import WakeSpotter
+
+    spotter = WakeSpotter("hey lens")
+    decoded = []
+    spotter._heard = lambda audio: decoded.append(len(audio)) or False
+    waked = Waked(Published(), spotter)
+    stale = time.monotonic_ns() - int(2 * BEHIND_S * 1e9)
+    for seq in range(100):  # 2 s of audio, eight hops' worth, all of it queued long ago
+        waked.on_block(block("audiod", "audio.wake.mic", owner="waked", seq=seq, rate=16000, mono_ns=stale,
+                             pcm=np.ones(320, np.int16).tobytes()))
+    assert decoded == [] and waked.skipped == 100
+    assert spotter.held_s == 1.5, "the stale audio still fills the window: the phrase may span the catch-up"
+    waked.on_block(block("audiod", "audio.wake.mic", owner="waked", seq=100, rate=16000,
+                         mono_ns=time.monotonic_ns(), pcm=np.ones(320, np.int16).tobytes()))
+    assert decoded == [24000], "level with the mic again, the whole window is decoded at once"
 
 
 @needs_espeak

@@ -109,7 +109,8 @@ def main() -> int:
     failed = sh("systemctl", "list-units", "--failed", "--plain", "--no-legend").splitlines()
     report("state", ok=True, journals={unit: journal(unit, lines=25) for unit in (
         "lensos-vm-hardware.service", "lensos-shell.service", "lensos-ledd.service", "lensos-audiod.service",
-        "lensos-camerad.service", "lensos-inputd.service", "lensos-displayd.service", "lensos-appd.service")},
+        "lensos-camerad.service", "lensos-inputd.service", "lensos-displayd.service", "lensos-appd.service",
+        "lensos-waked.service")},
         restarts={u: show(u, "NRestarts")["NRestarts"] for u in lensos_units()})
     report("done", ok=True, failed_units=failed, uptime_s=float(open("/proc/uptime").read().split()[0]))
     checklib.OUT.close()
