@@ -9,7 +9,7 @@ A message is a two-frame ZeroMQ multipart message, [topic, body]::
                      b"\\0<reader>\\0camera.frame\\0camerad\\0<count>", where count is
                      ASCII decimal, from 1, +1 per message the broker sent on that
                      channel from that sender (it starts again with each broker)
-    frame 1  body    msgpack array of exactly seven items:
+    frame 1  body    msgpack array of seven items, or eight with a trace:
                        0 version   int   WIRE_VERSION (1)
                        1 source    str   the publishing node's name
                        2 incarnation int random per process start; a restarted
@@ -18,6 +18,8 @@ A message is a two-frame ZeroMQ multipart message, [topic, body]::
                        4 mono_ns   int   time.monotonic_ns() at the publisher
                        5 wall_ns   int   time.time_ns() at the publisher
                        6 payload   map   the fields declared for the topic
+                       7 trace     int   optional: the trace this message is a hop of
+                                         (bus.tracing), 1..2**63-1; absent, no trace
 
 The stamp rides in the topic frame, not in a third frame: ZeroMQ's prefix
 filtering still sees the topic first, and a frame costs as much as a small
@@ -34,7 +36,9 @@ which of a topic's messages were meant for whom (the replies to other
 askers, the frames sent while another app held the camera), so the broker
 counts each channel, and the receiver finds gaps in that count; the
 publisher's sequence still tells a message it already has (a duplicate).
-An array, not a map, keeps the header at 20-30 bytes.
+An array, not a map, keeps the header at 20-30 bytes. The trace is an
+eighth item only when there is one: an untraced message (a camera frame, a
+heartbeat) pays nothing for it, and recordings made before it still read.
 
 ``decode`` never raises anything but MalformedMessage: every way bytes can be
 wrong (frame count, encoding, msgpack, header types, unknown topic, size,
@@ -56,7 +60,9 @@ MAX_TOPIC_LEN = 128
 MAX_SOURCE_LEN = 64
 
 _packb = msgpack.Packer(use_bin_type=True).pack
-BODY_START = b"\x97"  # msgpack's array of seven: the first byte of every body, whatever it holds
+BODY_START = b"\x97"  # msgpack's array of seven: the first byte of every untraced body, whatever it holds
+TRACED_START = b"\x98"  # an array of eight: a traced one's
+MAX_TRACE = 2 ** 63 - 1
 
 CHANNEL = b"\x00"  # a personal channel's first byte; no table topic starts with it
 ACK = b"\xff"  # a lane's marker subscription's first byte, which the broker answers (bus.lane); no topic's
@@ -100,16 +106,18 @@ def present(prefix: bytes) -> bytes | None:
 
 class Message(Slotted):
     __slots__ = ("topic", "source", "incarnation", "seq", "mono_ns", "wall_ns", "payload", "body", "latched",
-                 "sender", "count")
+                 "sender", "count", "trace")
 
     def __init__(self, topic: str, source: str, incarnation: int, seq: int, mono_ns: int, wall_ns: int,
-                 payload: dict, body: bytes, latched: bool = False, sender: str = "", count: int = 0):
+                 payload: dict, body: bytes, latched: bool = False, sender: str = "", count: int = 0,
+                 trace: int = 0):
         self.topic, self.source, self.incarnation, self.seq = topic, source, incarnation, seq
         self.mono_ns, self.wall_ns, self.payload = mono_ns, wall_ns, payload
         self.body = body  # the encoded body as received, for caches and recorders
         self.latched = latched  # True when delivered from the broker's last-value cache
         self.sender = sender  # the identity the broker verified; "" when read from a file
         self.count = count  # the broker's count on a personal channel; 0 elsewhere (bus.intake)
+        self.trace = trace  # the trace it is a hop of (bus.tracing); 0: none
 
     @property
     def size(self) -> int:
@@ -119,10 +127,13 @@ class Message(Slotted):
         return [self.topic.encode(), self.body]
 
 
-def encode(topic: Topic, source: str, incarnation: int, seq: int, payload: dict) -> list[bytes]:
+def encode(topic: Topic, source: str, incarnation: int, seq: int, payload: dict, trace: int = 0) -> list[bytes]:
     """Frames for one message. The caller has validated ``payload`` against ``topic``."""
     try:
-        body = _packb([WIRE_VERSION, source, incarnation, seq, time.monotonic_ns(), time.time_ns(), payload])
+        item = [WIRE_VERSION, source, incarnation, seq, time.monotonic_ns(), time.time_ns(), payload]
+        if trace:
+            item.append(trace)
+        body = _packb(item)
     except (OverflowError, TypeError, ValueError) as exc:
         # e.g. an int beyond 64 bits inside an 'any' or 'dict' field
         raise PayloadError(f"{topic.name}: payload cannot be encoded: {exc}") from None
@@ -149,7 +160,13 @@ def decode(frames: list[bytes]) -> Message:
         # ExtraData, FormatError, StackError and UnicodeDecodeError are all ValueErrors.
         raise MalformedMessage(f"body is not msgpack ({type(exc).__name__})", name) from None
     if type(item) is not list or len(item) != 7:
-        raise MalformedMessage("body is not a 7-item envelope", name)
+        if type(item) is not list or len(item) != 8:
+            raise MalformedMessage("body is not a 7- or 8-item envelope", name)
+        trace = item.pop()
+        if type(trace) is not int or not 0 < trace <= MAX_TRACE:
+            raise MalformedMessage("bad trace in header", name)
+    else:
+        trace = 0
     version, source, incarnation, seq, mono_ns, wall_ns, payload = item
     # One expression for the header as it always is; _bad_header says what is wrong when it is not.
     if not (version == WIRE_VERSION and type(version) is int and type(source) is str
@@ -161,7 +178,7 @@ def decode(frames: list[bytes]) -> Message:
             topic.validate(payload)
         except PayloadError as exc:
             raise MalformedMessage(str(exc).removeprefix(name + ": "), name) from None
-    return Message(name, source, incarnation, seq, mono_ns, wall_ns, payload, body, False, sender, count)
+    return Message(name, source, incarnation, seq, mono_ns, wall_ns, payload, body, False, sender, count, trace)
 
 
 def _read_head(raw_topic: bytes) -> tuple[Topic, str, int]:

@@ -28,7 +28,7 @@ from typing import Callable
 
 import zmq
 
-from bus.envelope import ACK, BODY_START, CHANNEL, PERSONAL, STATS_WANTED, channel, presence, stamp
+from bus.envelope import ACK, BODY_START, CHANNEL, PERSONAL, STATS_WANTED, TRACED_START, channel, presence, stamp
 from bus.runtime import Runtime
 from bus.tap import TAP_TOPIC
 from bus.topics import LANE_HWM, TOPICS, matches
@@ -74,7 +74,7 @@ def recv_frames(sock: zmq.Socket) -> list[bytes]:
     question is a getsockopt, as dear as a read (a Frame's own flag, the
     other way to know, costs an object per frame). A count gone wrong shows
     in the second frame, which is then no envelope body (bus.envelope's
-    array of seven): the rest of that message is read off with it, to be
+    array of seven or eight): the rest of that message is read off with it, to be
     refused whole, and the next one starts on its first frame again.
     """
     head = sock.recv(_NOBLOCK)
@@ -82,7 +82,8 @@ def recv_frames(sock: zmq.Socket) -> list[bytes]:
         body = sock.recv(_NOBLOCK)
     except zmq.Again:  # a lone frame, last in the queue
         return [head]
-    if body[:1] == BODY_START:
+    first = body[:1]
+    if first == BODY_START or first == TRACED_START:
         return [head, body]
     frames = [head, body]
     while sock.getsockopt(zmq.RCVMORE):

@@ -144,6 +144,7 @@ class Loop:
 
     def _drain_pending(self) -> None:
         pending, routes = self._pending, self._routes
+        before = self.trace
         while pending:
             msg = pending.popleft()
             route = routes.get(msg.topic)
@@ -156,11 +157,13 @@ class Loop:
                 if len(from_anyone) != len(handlers):
                     self.intake.not_from_owner(msg, owner)
                 handlers = from_anyone
+            self.trace = msg.trace  # what the handlers publish is a hop of the same trace (bus.tracing)
             for handler in handlers:
                 try:  # _call_handler's work, written out: this runs for every message
                     handler(msg)
                 except Exception:
                     self._handler_failed(handler)
+        self.trace = before
 
     def _route_for(self, topic: str) -> tuple[str | None, list[Callable], list[Callable]]:
         """A topic's route: the owner its senders are held to (None: anyone may send it, as for requests,

@@ -51,6 +51,7 @@ from bus.runtime import Runtime
 from bus.tap import TAP_TOPIC, TapReader
 from bus.timers import Timer, Timers
 from bus.topics import ANY_NODE, LANE_HWM, TOPICS, Kind, Topic, lookup, matches
+from bus.tracing import Tracing, new_trace
 from bus.wakeup import Wakeup
 from bus.watching import Watching
 
@@ -58,12 +59,12 @@ Handler = Callable[[Message], None]
 __all__ = ["Node", "Handler", "lanes_for"]
 
 
-class Node(Lanes, Outbox, Pace, Latch, Calls, Loop, Watching):
+class Node(Lanes, Outbox, Pace, Latch, Calls, Loop, Watching, Tracing):
     """The public API (this module's docstring); each of its jobs is a module of its own, whose part of the
     class it inherits: bus.lanes (lanes, keys, what it may publish), bus.outbox (sending, marks, sending
     again), bus.pace (READY, the watchdog, the heartbeat), bus.latch (how to enter, the latched snapshot),
-    bus.calls (request and reply), bus.loop (the poll loop and dispatch), bus.watching (the tap). The
-    state they share is all set here, in __init__."""
+    bus.calls (request and reply), bus.loop (the poll loop and dispatch), bus.watching (the tap),
+    bus.tracing (the trace its work belongs to). The state they share is all set here, in __init__."""
 
     def __init__(self, name: str, runtime: Runtime | str | None = None, *, publish_any: bool = False,
                  heartbeat: float | None = None, key: str | os.PathLike | None = None, watcher: bool = False):
@@ -82,6 +83,7 @@ class Node(Lanes, Outbox, Pace, Latch, Calls, Loop, Watching):
         self.intake = Intake(name)
         self.timers = Timers()
         self.handler_errors = 0
+        self.trace = 0  # the trace what it publishes now is a hop of (bus.tracing); 0: none
         self.outbox_drops = 0
         self.held_back = 0  # times the broker's pipe was full and messages waited in the outbox
         self.sent_again = 0  # messages sent again because the broker died before it was seen to forward them
@@ -162,7 +164,8 @@ class Node(Lanes, Outbox, Pace, Latch, Calls, Loop, Watching):
         return self.timers.every(period, callback)
 
     def after(self, delay: float, callback: Callable[[], None]) -> Timer:
-        return self.timers.after(delay, callback)
+        """``callback()`` once, ``delay`` seconds from now, as a hop of the current trace (bus.tracing)."""
+        return self.timers.after(delay, self.carry(callback))
 
     def watch(self, fd: int, callback: Callable[[], None]) -> None:
         """Call ``callback()`` whenever ``fd`` is readable (a device, a netlink socket, or a ZeroMQ socket
@@ -179,7 +182,8 @@ class Node(Lanes, Outbox, Pace, Latch, Calls, Loop, Watching):
         if not spec.quick(fields):
             spec.validate(fields)
         seq = self._seq[topic] + 1
-        frames = encode(spec, self.name, self.incarnation, seq, fields)
+        trace = self.trace or (new_trace() if spec.starts_trace else 0)  # a root where the table says so
+        frames = encode(spec, self.name, self.incarnation, seq, fields, trace)
         self._seq[topic] = seq
         if spec.latched:
             self._latched_out[topic] = frames
@@ -229,7 +233,7 @@ class Node(Lanes, Outbox, Pace, Latch, Calls, Loop, Watching):
         """Ask without waiting; ``callback(result, None)`` or ``callback(None, error)`` runs exactly once."""
         cid, call = self._prepare_call(topic)
         call.callback = callback
-        call.timer = self.timers.after(timeout, lambda: self._expire(cid, timeout))
+        call.timer = self.timers.after(timeout, self.carry(lambda: self._expire(cid, timeout)))
         self.publish(topic, cid=cid, **fields)
         return cid
 

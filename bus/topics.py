@@ -67,12 +67,13 @@ class Topic:
 
     __slots__ = ("name", "kind", "owner", "fields", "rate_hz", "max_size", "permission", "doc", "reply",
                  "reply_max_size", "watched", "readers", "dev_only", "limit_hz", "schema", "result_schema",
-                 "latched", "quick", "wire", "lane", "personal")
+                 "latched", "quick", "wire", "lane", "personal", "starts_trace")
 
     def __init__(self, name: str, kind: Kind, owner: str, fields: dict[str, str], *, rate_hz: float = 0.0,
                  max_size: int = 0, permission: str | None = None, doc: str = "",
                  reply: dict[str, str] | None = None, reply_max_size: int = 0, watched: bool = False,
-                 readers: tuple[str, ...] | None = None, dev_only: bool = False, limit_hz: float = 20.0):
+                 readers: tuple[str, ...] | None = None, dev_only: bool = False, limit_hz: float = 20.0,
+                 starts_trace: bool = False):
         self.name, self.kind, self.fields = name, kind, fields
         self.owner = owner  # the node allowed to publish it (for REQUEST: the node that serves it)
         self.rate_hz = rate_hz  # nominal rate; 0 means "on change"
@@ -94,6 +95,8 @@ class Topic:
         # Messages a second the broker lets through from one sender that is not the owner (a request, a topic of
         # ANY_NODE), in bursts of up to LIMIT_BURST_S seconds' worth; the rest dropped, counted and reported.
         self.limit_hz = limit_hz
+        # Published outside any trace, it begins one (bus.tracing): where a piece of the wearer's work starts.
+        self.starts_trace = starts_trace
         declared = {**_REQUEST_ENVELOPE, **fields} if kind is Kind.REQUEST else dict(fields)
         self.schema = Schema(declared)
         self.result_schema = Schema(reply) if reply is not None else None
@@ -284,7 +287,7 @@ _TABLE = [
               "audit log; why, when its owner did not end it (the shell then takes the camera back)"),
     # --- inputd: the temple touchpad and the button -----------------------------------------
     Topic("input.gesture", Kind.EVENT, "inputd", {"gesture": "str", "source": "str", "mono_ns": "int"},
-          max_size=512,
+          max_size=512, starts_trace=True,
           doc="tap, double_tap, long_press, swipe_forward, swipe_back (touchpad); button, button_long"),
     Topic("input.state", Kind.STATE, "inputd", {"backend": "str", "devices": "list[str]", "fault": "str?"},
           doc="the input devices inputd reads; fault names one that went away"),
@@ -362,11 +365,11 @@ _TABLE = [
           doc="a mic capture ended: how much it took, for the shell's audit log"),
     # --- assistantd: ask, and hear or see the answer ----------------------------------------------
     Topic("assistant.say.request", Kind.REQUEST, "assistantd", {"text": "str"},
-          reply={"session": "str", "listening": "bool"},
+          reply={"session": "str", "listening": "bool"}, starts_trace=True,
           doc="development speech-to-text: what the wearer said (after the wake phrase, or while the assistant "
               "listens, or on its own as if the temple was held); the answer follows as assistant.answer"),
     Topic("assistant.listen.request", Kind.REQUEST, "assistantd", {"template": "str"},
-          reply={"session": "str"},
+          reply={"session": "str"}, starts_trace=True,
           doc="an app asks the assistant to listen: what is heard goes into template's {heard} ('translate "
               "{heard} to french') and is answered as if said so; the answer is assistant.answer's session"),
     Topic("assistant.clear.request", Kind.REQUEST, "assistantd", {}, reply={"cleared": "int"},
@@ -392,6 +395,7 @@ _TABLE = [
           doc="the wearer asked the assistant (the wake phrase, the temple held, `lens say`): the shell wakes "
               "the glasses as for a tap"),
     Topic("assistant.wake", Kind.EVENT, "waked", {"seq": "int", "mono_ns": "int"}, max_size=512,
+          starts_trace=True,
           doc="the wake-phrase spotter heard the phrase, in the audio.wake.mic block seq (no audio, no words: "
               "it holds none any more); the assistant asks for the mic at once, behind the LED"),
     # --- apps ---------------------------------------------------------------------------------------------
@@ -411,7 +415,7 @@ _TABLE = [
               "(a restarted appd starts these again), the user each runs as, and why they share appd's "
               "user when they do (null: each app is a user of its own)"),
     Topic("phone.notification", Kind.EVENT, ANY_NODE,
-          {"id": "str", "source": "str", "title": "str", "body": "str?"},
+          {"id": "str", "source": "str", "title": "str", "body": "str?"}, starts_trace=True,
           doc="a notification from the paired phone (the phone bridge; `lens notify` in development)"),
     Topic("notifications.state", Kind.STATE, "notifications",
           {"count": "int", "unread": "int", "latest": "str?"},

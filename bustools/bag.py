@@ -41,6 +41,7 @@ _IMAGE_SCHEMA = {
 _HEADER_SCHEMA = {"type": "object", "properties": {
     "source": {"type": "string"}, "incarnation": {"type": "integer"}, "seq": {"type": "integer"},
     "mono_ns": {"type": "integer"}, "wall_ns": {"type": "integer"},
+    "trace": {"type": "integer", "description": "the trace the message was a hop of (bus.tracing); absent: none"},
     "withheld": {"type": "object", "description": "capture content kept out: field -> bytes (bustools.capture_content)"}}}
 
 
@@ -158,4 +159,5 @@ def _recorded(channel, record) -> Recorded:
     return Recorded(topic, header.get("source", channel.metadata.get("source", "?")),
                     int(header.get("incarnation", 0)), int(header.get("seq", record.sequence)),
                     int(header.get("mono_ns", 0)), int(header.get("wall_ns", record.publish_time)),
-                    payload, record.data, log_ns=record.log_time, withheld=header.get("withheld") or None)
+                    payload, record.data, trace=int(header.get("trace", 0)), log_ns=record.log_time,
+                    withheld=header.get("withheld") or None)

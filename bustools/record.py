@@ -168,6 +168,8 @@ class Recorder:
         self._check_gap(msg)
         header = {"source": msg.source, "incarnation": msg.incarnation, "seq": msg.seq, "mono_ns": msg.mono_ns,
                   "wall_ns": msg.wall_ns}
+        if msg.trace:
+            header["trace"] = msg.trace
         now, payload = time.time_ns(), msg.payload
         if self.consent is None:
             payload, withheld = withhold(msg.topic, payload)
@@ -222,6 +224,8 @@ class Recorder:
                  "frame_id": f"photo:{Path(path).name}", "format": "jpeg", "data": base64.b64encode(data).decode()}
         header = {"source": msg.source, "incarnation": msg.incarnation, "seq": msg.seq, "mono_ns": msg.mono_ns,
                   "wall_ns": msg.wall_ns}
+        if msg.trace:
+            header["trace"] = msg.trace
         self.consent.kept(bag.PHOTO_TOPIC, image)
         try:
             self._keep(bag.PHOTO_TOPIC, msg.source, bag.encode(bag.PHOTO_TOPIC, image, header), time.time_ns(),

@@ -105,11 +105,13 @@ class Replayer:
             topic = "camera.frame"
         elif topic == "camera.state":
             payload["ring"] = self.ring.epoch if self.ring is not None else 0  # the replayed frames' ring
-        if TOPICS[topic].kind is Kind.REQUEST:
-            payload.pop("cid", None)  # requests are re-sent with the replaying node's own ids
-            self._node(item.source).request_async(topic, lambda *_: None, timeout=5.0, **payload)
-        else:
-            self._node(item.source).publish(topic, **payload)
+        node = self._node(item.source)
+        with node.tracing(item.trace):  # the recorded trace ids: a replay's timeline is the recording's
+            if TOPICS[topic].kind is Kind.REQUEST:
+                payload.pop("cid", None)  # requests are re-sent with the replaying node's own ids
+                node.request_async(topic, lambda *_: None, timeout=5.0, **payload)
+            else:
+                node.publish(topic, **payload)
         self.published += 1
 
     def _restore_frame(self, image: dict, descriptor: dict | None) -> dict | None:

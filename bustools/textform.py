@@ -34,6 +34,7 @@ def message_json(msg: Message) -> str:
         "incarnation": msg.incarnation,
         "mono_ns": msg.mono_ns,
         "wall_ns": msg.wall_ns,
+        "trace": msg.trace,
         "latched": msg.latched,
         "size": msg.size,
         "payload": jsonable(msg.payload),

@@ -5,10 +5,13 @@ speaks into the simulated mic."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from cli.connect import tool_node
 from bus.waiting import wait_for
+
+SESSION_END_S = 30.0  # `lens say --trace`: the answer's card stays up for seconds after it is shown
 
 
 def add_parsers(commands) -> None:
@@ -100,6 +103,8 @@ def add_parsers(commands) -> None:
     say.add_argument("text", nargs="+")
     say.add_argument("--timeout", type=float, default=30.0, metavar="S", help="wait this long for the answer")
     say.add_argument("--json", action="store_true")
+    say.add_argument("--trace", action="store_true",
+                     help="then print where the time went: every process's hops of this question (lens trace)")
     say.set_defaults(func=cmd_say)
 
 
@@ -159,19 +164,44 @@ def cmd_display(args) -> int:
 
 
 def cmd_say(args) -> int:
+    from bus.tracing import new_trace
+    from bustools.timeline import Collector
+
     answers: list[dict] = []
+    collector = Collector(0)
+    trace = new_trace()  # its own, so that its hops can be told from the rest (--trace)
     with tool_node("say", args.runtime_dir) as node:
         node.subscribe("assistant.answer", lambda msg: answers.append(msg.payload))
+        if args.trace:
+            node.subscribe("", lambda msg: msg.trace == trace and collector.add(msg, 0), from_anyone=True)
         node.start()
-        session = node.request("assistant.say.request", timeout=3.0, text=" ".join(args.text))["session"]
+        with node.tracing(trace):
+            session = node.request("assistant.say.request", timeout=3.0, text=" ".join(args.text))["session"]
         try:
             answer = wait_for(lambda: next((a for a in answers if a["session"] == session), None), args.timeout,
                               "the assistant's answer", poll=node.run_once)
         except TimeoutError as exc:
             print(f"lens say: {exc}")
             return 1
+        if args.trace:  # after the answer: its speech, the LED's hold, the card's time up, the session's end
+            try:
+                wait_for(lambda: _over(collector, trace), SESSION_END_S, "the session's end", poll=node.run_once)
+                node.run_once(0.3)  # the display's last frame and state follow the release
+            except TimeoutError:
+                print(f"lens say: the session did not end within {SESSION_END_S:g} s; its hops so far:",
+                      file=sys.stderr)
     print(json.dumps(answer) if args.json else answer["text"])
+    if args.trace:
+        timeline = collector.complete(1)[0]
+        print(json.dumps(timeline.as_json()) if args.json else "\n".join(timeline.lines()))
     return 0 if answer["status"] == "answered" else 1
+
+
+def _over(collector, trace: int) -> bool:
+    """The assistant is idle again in this trace: the session's last hop."""
+    hops = collector.open.get(trace)
+    return hops is not None and any(m.topic == "assistant.state" and m.payload["phase"] == "idle"
+                                    for m in hops.messages)
 
 
 def cmd_mic(args) -> int:

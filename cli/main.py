@@ -14,6 +14,7 @@ from cli import bus as bus_commands
 from cli import commands as system_commands
 from cli import daemons as daemon_commands
 from cli import security
+from cli import trace as trace_command
 from policies.rules import MODELS
 
 NOT_RUNNING = 3  # the exit status of every command that needs the bus when no broker is there (as LSB's status)
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bus_commands.add_parser(commands)
     security.add_parser(commands)
+    trace_command.add_parser(commands)
     system_commands.add_parsers(commands)
     daemon_commands.add_parsers(commands)
     lens_commands.add_parser(commands)

@@ -48,6 +48,8 @@ TIMERS: tuple[Periodic, ...] = (
              "bus/pace.py"),
     Periodic("lens bus sniff, lens bus top", "read the tap", "bus.watching:TAP_PERIOD_S", "while a tool watches",
              "the tool's copy of the traffic, at idle priority, never the broker's work", "bus/watching.py"),
+    Periodic("lens trace", "print the traces that went quiet", "--quiet", "while it runs (a quarter second, "
+             "or half of --quiet)", "a trace is printed once complete, never a part of it", "cli/trace.py"),
     Periodic("lens bus top", "redraw", "--window", "while it runs (half its --window, at least 0.5 s)",
              "the rates on screen", "cli/bus.py"),
     Periodic("broker", "bus.broker.stats", "broker.broker:STATS_PERIOD_S", "while anyone listens to it, or a "

@@ -22,6 +22,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Generator, NamedTuple
 
 from bus.node import Node
+from bus.tracing import new_trace
 from bus.wakeup import Wakeup
 
 if TYPE_CHECKING:
@@ -60,12 +61,19 @@ class Work(NamedTuple):
 class Task:
     def __init__(self, runner: "Runner", gen: Generator, on_done: Callable[[Any, BaseException | None], None]):
         self.runner, self.gen, self.on_done = runner, gen, on_done
+        # The trace the task's work is a hop of (bus.tracing): the one it was started in (a gesture, the wake
+        # phrase, a question), or one of its own; whatever resumes it later, it goes on in its own.
+        self.trace = runner.node.trace or new_trace()
         self.waiting: Any = None
         self.timer = None
         self.token = 0  # which wait a late callback belongs to
         self.finished = False
 
     def resume(self, value: Any = None, error: BaseException | None = None) -> None:
+        with self.runner.node.tracing(self.trace):
+            self._resume(value, error)
+
+    def _resume(self, value: Any, error: BaseException | None) -> None:
         self._clear()
         try:
             want = self.gen.throw(error) if error is not None else self.gen.send(value)

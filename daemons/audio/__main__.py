@@ -75,10 +75,11 @@ class Audiod:
         self.audio_out = {"owner": None, "stack": []}
         self.wakeup = Wakeup()
         self.synth = ThreadPoolExecutor(1, thread_name_prefix="voice")
-        self.spoken: deque[tuple[str, str, Future]] = deque()  # (owner, id, synthesis), in order of asking
+        self.spoken: deque[tuple[str, str, Future, int]] = deque()  # (owner, id, synthesis, trace), as asked
         # Mic blocks from the device thread, numbered there, so a block lost to a stalled loop leaves a gap.
         self.chunks: deque[tuple[int, np.ndarray, int]] = deque(maxlen=max(1, int(MIC_QUEUE_S / numbers["block_s"])))
         self.mic_owner: str | None = None
+        self.mic_trace = 0  # the trace of the request that opened the mic (bus.tracing)
         self.listener: str | None = None  # who hears the open mic while nobody captures it (the shell's word)
         self.mic_why, self.mic_seq, self.mic_blocks, self.mic_dropped = "nobody asked", 0, 0, 0
         self.sessions: dict[str, str] = {}  # mic owner -> the shell's audit session
@@ -130,14 +131,15 @@ class Audiod:
         owner = p["app"] if msg.source in SPEAKS_FOR_OTHERS else msg.source
         if p["interrupt"]:
             self.mixer.stop(owner, why="interrupted")
-        if sum(1 for o, _, _ in self.spoken if o == owner) >= MAX_WAITING_SPEECH:
+        if sum(1 for o, *_ in self.spoken if o == owner) >= MAX_WAITING_SPEECH:
             self.dropped += 1
             if self.dropped & (self.dropped - 1) == 0:  # 1, 2, 4, 8...: a flood is logged, not every message
                 log.warning("%s speaks faster than it can be said: %d utterances dropped", owner, self.dropped)
             self.node.publish("audio.played", owner=owner, id=p.get("id") or "speech", status="failed")
             return
         self.spoken.append((owner, p.get("id") or "speech",
-                            self.synth.submit(self.voice.synthesize, p["text"][:MAX_SPOKEN_CHARS], self.rate)))
+                            self.synth.submit(self.voice.synthesize, p["text"][:MAX_SPOKEN_CHARS], self.rate),
+                            msg.trace))
         self.spoken[-1][2].add_done_callback(lambda _f: self.wakeup.wake())
 
     def on_play(self, msg: Message) -> dict:
@@ -241,6 +243,7 @@ class Audiod:
             self.watch_work()
             self.mic_owner, self.mic_why = owner, f"open for {owner}"
             log.info("mic open for %s", owner)
+        self.mic_trace = msg.trace  # the blocks are hops of the work that asked for them (bus.tracing)
         self.publish_state()
         return {"on": True, "rate": self.numbers["mic_rate"]}
 
@@ -280,6 +283,10 @@ class Audiod:
         self.publish_state()
 
     def publish_blocks(self) -> None:
+        with self.node.tracing(self.mic_trace if self.mic_owner is not None else 0):
+            self._publish_blocks()
+
+    def _publish_blocks(self) -> None:
         for _ in range(len(self.chunks)):  # those here now: a device that floods must not starve the loop
             seq, pcm, mono_ns = self.chunks.popleft()
             if self.mic_owner is None:
@@ -344,14 +351,17 @@ class Audiod:
         self.wakeup.drain()
         self.publish_blocks()
         while self.spoken and self.spoken[0][2].done():
-            owner, id, job = self.spoken.popleft()
-            try:
-                self.add(Stream(owner, id, job.result(), "speech"))
-            except SoundError as exc:
-                log.error("cannot say that: %s", exc)
-                self.node.publish("audio.played", owner=owner, id=id, status="failed")
+            owner, id, job, trace = self.spoken.popleft()
+            with self.node.tracing(trace):  # the speech that says a traced answer: its start and its end
+                try:
+                    self.add(Stream(owner, id, job.result(), "speech", trace=trace))
+                except SoundError as exc:
+                    log.error("cannot say that: %s", exc)
+                    self.node.publish("audio.played", owner=owner, id=id, status="failed")
+                self.publish_state()
         for stream, status in self.mixer.take_finished():
-            self.node.publish("audio.played", owner=stream.owner, id=stream.id, status=status)
+            with self.node.tracing(stream.trace):
+                self.node.publish("audio.played", owner=stream.owner, id=stream.id, status=status)
         if self.quiet and self.mixer.quiet:
             self.device.stop_output()
         self.publish_state()

@@ -38,6 +38,7 @@ class Stream:
     pos: int = 0
     ending: str | None = None  # why it is fading out to be removed (stopped, interrupted)
     started: bool = field(default=False)  # has been heard (gain above zero) at least once
+    trace: int = 0  # the work it is a hop of (bus.tracing): the speech that says a traced answer
 
     @property
     def status(self) -> str:

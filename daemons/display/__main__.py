@@ -56,7 +56,7 @@ class Displayd:
         self.timer = None
         # Requests (source:cid) whose effect no frame has shown yet: the next frame that shows it names them
         # (display.frame's answers), so a measure of what the wearer waits for needs no guess (bench/feel.py).
-        self.asked: list[tuple[str, str]] = []
+        self.asked: list[tuple[str, str, int]] = []  # (who asked, source:cid, its trace) not yet answered
         for topic in STATE_TOPICS:
             node.subscribe(topic, self.on_state)
         Departures(node, self.on_gone)
@@ -93,7 +93,7 @@ class Displayd:
             card = self.scene.post(msg.source, msg.payload, now)
         except CardError as exc:
             raise RequestRefused(str(exc)) from None
-        self.asked.append((msg.source, f"{msg.source}:{msg.payload['cid']}"))
+        self.asked.append((msg.source, f"{msg.source}:{msg.payload['cid']}", msg.trace))
         view = self.update()
         if self.painter is None:
             if msg.source in self.audible():
@@ -126,7 +126,7 @@ class Displayd:
 
     def on_clear(self, msg: Message) -> dict:
         cleared = self.scene.clear(msg.source, msg.payload.get("id"))
-        self.asked.append(("", f"{msg.source}:{msg.payload['cid']}"))
+        self.asked.append(("", f"{msg.source}:{msg.payload['cid']}", msg.trace))
         self.update()
         return {"cleared": cleared}
 
@@ -183,10 +183,13 @@ class Displayd:
         self.frames += 1
         # A card's request is answered by the first frame that shows it (a kept card waits for its focus);
         # a clear's by the first frame after it.
-        answers = [asked for source, asked in self.asked if not source or view.shows(source)]
-        self.asked = [(source, asked) for source, asked in self.asked if source and not view.shows(source)][-16:]
-        self.node.publish("display.frame", n=self.frames, mono_ns=time.monotonic_ns(), layers=view.layers,
-                          png=str(self.panel.path) if isinstance(self.panel, SimPanel) else None, answers=answers)
+        answered = [entry for entry in self.asked if not entry[0] or view.shows(entry[0])]
+        self.asked = [entry for entry in self.asked if entry[0] and not view.shows(entry[0])][-16:]
+        # The frame is a hop of the (first) traced request it answers: the trace's "shown" (bus.tracing).
+        with self.node.tracing(next((trace for _, _, trace in answered if trace), 0)):
+            self.node.publish("display.frame", n=self.frames, mono_ns=time.monotonic_ns(), layers=view.layers,
+                              png=str(self.panel.path) if isinstance(self.panel, SimPanel) else None,
+                              answers=[asked for _, asked, _ in answered])
         self.publish_state(view)
 
     def speak(self, view: View) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 
 import pytest
 
+from bus.tracing import Tracing
 from daemons.assistant.actions import ACTIONS, tools
 from daemons.assistant.intents import INTENTS, jsgf, parse, strip_wake
 from daemons.assistant.llm import ChatClient, LlmError
@@ -119,10 +120,11 @@ def test_an_unreachable_endpoint_is_an_llm_error():
 
 
 # --- a session's steps against a node that answers nothing by itself -----------------------------------
-class HeldNode:
+class HeldNode(Tracing):
     """The bus as the assistant sees it, with every reply held until the test gives it: the order in which
     replies, notices and new requests arrive is the test's to choose."""
     name = "assistantd"
+    trace = 0
 
     def __init__(self):
         self.asked: list[tuple[str, dict, object]] = []
