@@ -321,6 +321,7 @@ _TABLE = [
               "card and clear requests (source:cid) this is the first frame to show"),
     # --- audiod: the bone-conduction speaker and the microphone ------------------------------
     Topic("audio.speak", Kind.EVENT, ANY_NODE, {"text": "str", "app": "str", "interrupt": "bool", "id": "str?"},
+          readers=("audiod", "webview"),  # G1 reads every card and answer aloud: no other app's to hear
           doc="say this through the bone-conduction speaker (G1 cards, alerts, the assistant's answers); "
               "heard under the speaker's focus rules for app (displayd and the shell speak for others)"),
     Topic("audio.play.request", Kind.REQUEST, "audiod",
@@ -380,9 +381,10 @@ _TABLE = [
           doc="idle, listening, thinking or answering; the engines; how many turns the conversation holds "
               "(never what was said)"),
     Topic("assistant.answer", Kind.EVENT, "assistantd",
-          {"session": "str", "text": "str", "source": "str", "action": "str?", "status": "str"},
+          {"session": "str", "text": "str", "source": "str", "action": "str?", "status": "str", "asker": "str?"},
+          readers=("webview", "@asker"),  # what the wearer is told is no app's to read (issue 27)
           doc="a session ended: its answer, from the offline intents or the LLM; status answered, interrupted, "
-              "refused, unheard"),
+              "refused, unheard; read by the app that asked (asker; none: the wearer asked) and the live view"),
     Topic("assistant.action", Kind.EVENT, "assistantd",
           {"session": "str", "action": "str", "args": "dict", "app": "str"},
           readers=("@app",),

@@ -39,6 +39,9 @@ class Process(NamedTuple):
     dev_only: bool = False  # development only: `lens up` with its flag, never a unit on the board
     files: int = 1024  # descriptors it may hold open (LimitNOFILE=), set deliberately, not systemd's default
     runs_if: str = ""  # a name in CONDITIONS: it runs only where that holds (`lens up` skips it, a unit is skipped)
+    # Capture focus it may ask for the wearer with no app manifest (the shell's rule: any other identity
+    # without one, a bridge peer or an unknown key, is refused the camera and the mic).
+    captures: tuple[str, ...] = ()
     doc: str = ""
 
 
@@ -70,7 +73,7 @@ PROCESSES: tuple[Process, ...] = (
     Process("audiod", "daemons.audio", after=("broker",), backends=("real", "sim"), devices=("char-alsa rw",),
             groups=("audio",), jit=True,  # PortAudio's callbacks go through cffi closures
             doc="the speaker, mixed under the focus rules, and the mic, only with the LED lit"),
-    Process("assistantd", "daemons.assistant", after=("broker",),
+    Process("assistantd", "daemons.assistant", after=("broker",), captures=("camera", "mic"),
             sockets=("AF_UNIX", "AF_INET", "AF_INET6"),  # may reach an LLM endpoint off the glasses
             doc="ask and hear or see the answer: offline intents, an optional OpenAI-compatible LLM"),
     # The wake phrase's ear: it hears the mic while nobody captures (the shell grants it, the HUD shows it) and
@@ -103,6 +106,11 @@ def command(process: Process, python: str, backend: str | None) -> list[str]:
     if process.backends and backend:
         cmd += ["--backend", backend]
     return cmd
+
+
+def wearer_capturers() -> dict[str, tuple[str, ...]]:
+    """The system processes that capture for the wearer (a photo asked by voice), and what they may take."""
+    return {p.name: p.captures for p in PROCESSES if p.captures}
 
 
 def by_name() -> dict[str, Process]:

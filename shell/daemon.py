@@ -28,10 +28,12 @@ import uuid
 from pathlib import Path
 
 from bus.envelope import Message
+from bus.keys import DEVELOPER
 from bus.errors import RequestRefused
 from bus.node import Node
 from bus.runtime import write_atomically
 from bus.timers import Timer
+from manager.processes import wearer_capturers
 from shell import checkpoint
 from shell.apps import Apps
 from shell.census import Census
@@ -47,6 +49,7 @@ AUDIT_FILE = "privacy-audit.jsonl"
 SAVED_FILE = "saved-state.json"  # written at critical, restored by the next boot
 CHECKPOINT_FILE = "shell-checkpoint.json"  # survives a crash of the shell, not a reboot
 PICKLED_CHECKPOINT = "shell-checkpoint.pickle"  # an older shell's: never read (unpickling runs code)
+WEARER_CAPTURERS = wearer_capturers()  # the process table's: who captures for the wearer with no manifest
 
 
 def _exists(pid) -> bool:
@@ -182,7 +185,7 @@ class ShellDaemon:
     def on_focus_request(self, msg: Message) -> dict:
         p, now = msg.payload, time.monotonic()
         behalf = p.get("behalf") or None
-        why = self._not_permitted(msg.source, p["resource"], behalf)
+        why = self._not_permitted(msg.source, p["resource"], behalf, msg.sender)
         if why is not None:
             return {"status": "denied", "reason": why}
         decision = self.core.focus_request(msg.source, p["resource"], p["kind"], p["cls"], p["reason"], now,
@@ -192,18 +195,31 @@ class ShellDaemon:
             log.info("shell: denied %s %s: %s", msg.source, p["resource"], decision.reason)
         return {"status": decision.status, "reason": decision.reason, "beat_s": self._beat_for(msg.source)}
 
-    def _not_permitted(self, source: str, resource: str, behalf: str | None) -> str | None:
+    def _not_permitted(self, source: str, resource: str, behalf: str | None, sender: str = "") -> str | None:
         """Why a focus request may not be had, or None. Capture asked for on an app's behalf (the assistant
         asked by an app) needs that app's permission, as if it asked itself; only a system process asks for
-        another, and only for an installed app (a bridge peer or a tool has no capture permission)."""
+        another, and only for an installed app (a bridge peer or a tool has no capture permission).
+
+        Without a manifest, capture is the wearer's only: a process of the table that captures for the
+        wearer (its ``captures`` column: assistantd) or the developer's own tools. Any other identity (a
+        bridge peer, a key nobody gave an app) was let through here as if it were a system process."""
         manifest = self.apps.manifests.get(source)
         if behalf is not None and manifest is not None:
             why = f"{source} is an app and may ask only for itself, not on behalf of {behalf}"
             log.warning("shell: %s", why)
             return why
         app = behalf or source
-        if resource not in CAPTURE_RESOURCES or (behalf is None and manifest is None):
+        if resource not in CAPTURE_RESOURCES:
             return None
+        if behalf is None and manifest is None:
+            if resource in WEARER_CAPTURERS.get(source, ()) or sender == DEVELOPER:
+                return None
+            why = f"{source} is neither an app with the {resource} permission nor a process that captures for " \
+                  "the wearer"
+            log.warning("shell: %s", why)
+            self.node.publish("app.permission.denied", app=source, permission=resource,
+                              call="shell.focus.request", why=why)
+            return why
         manifest = self.apps.manifests.get(app)
         if manifest is not None and manifest.may(resource):
             return None

@@ -261,7 +261,7 @@ class Assistantd:
             status, text = "refused", f"Sorry, that didn't work: {exc}."
         try:
             self.node.publish("assistant.answer", session=session, text=text, source=source, action=action,
-                              status=status)
+                              status=status, asker=self.behalf)
             if text and status != "interrupted" and not (source == "offline" and self.answered_by):
                 self.set_phase("answering", status)
                 yield from self.answer(session, text)

@@ -136,6 +136,41 @@ def test_an_app_reads_no_other_apps_requests_nor_the_answers(broker, runtime, no
     assert report == ("subscribed to display.card.request, which is not its to read", os.getuid(), os.getpid())
 
 
+def test_what_the_wearer_is_told_or_hears_is_no_other_apps_to_read(broker, runtime, nodes):
+    """Issue 27, line 3: every app could subscribe to assistant.answer (the text of every answer the wearer
+    was given) and, on G1, audio.speak (every card and answer read aloud). Now the app that asked reads its
+    own answer, audiod and the live view what is spoken, and a spy nothing, reported."""
+    assistantd, displayd = server_node(nodes, runtime, "assistantd"), server_node(nodes, runtime, "displayd")
+    audiod = server_node(nodes, runtime, "audiod")
+    spoken = collect(audiod, "audio.speak")
+    developer = nodes("listener")
+    reports = collect(developer, "bus.security")
+    translate, spy = app_node(nodes, runtime, "translate"), app_node(nodes, runtime, "music")
+    answered = collect(translate, "assistant.answer")
+    spied = []
+    spy.subscribe("", spied.append, from_anyone=True)
+    by_name = collect(spy, "assistant.answer") + collect(spy, "audio.speak")
+    everyone = pump(assistantd, displayd, audiod, developer, translate, spy)
+    for node in (assistantd, displayd, audiod, developer, translate, spy):
+        node.start()
+    assistantd.publish("assistant.answer", session="w", text="your bank pin is 4321", source="offline",
+                       action=None, status="answered", asker=None)
+    assistantd.publish("assistant.answer", session="t", text="bonjour", source="offline", action="translate",
+                       status="answered", asker="translate")
+    displayd.publish("audio.speak", text="Notes: my bank pin is 4321", app="notes", interrupt=False)
+    wait_for(lambda: answered and spoken, what="the asker's answer and the speech", poll=everyone)
+    probe = server_node(nodes, runtime, "demo")
+    probe.start()
+    probe.publish("demo.tick", n=1, text="after them")
+    wait_for(lambda: any(m.topic == "demo.tick" for m in spied), what="the spy's tick", poll=everyone)
+    assert [m.payload["text"] for m in answered] == ["bonjour"], "an app reads only the answers it asked for"
+    assert [m.payload["text"] for m in spoken] == ["Notes: my bank pin is 4321"]
+    assert [m.topic for m in spied if m.topic in ("assistant.answer", "audio.speak")] == [] and by_name == []
+    # audio.speak has fixed readers, so subscribing is already the offence; an answer may be anyone's who asks
+    wait_for(lambda: "audio.speak" in {r.payload["topic"] for r in reports if r.payload["identity"] == "music"},
+             what="the spy's subscription reported", poll=everyone)
+
+
 def test_only_the_developers_tools_drive_the_simulation(broker, runtime, nodes):
     ledd = server_node(nodes, runtime, "ledd")
     asked = []

@@ -152,31 +152,32 @@ def test_a_capturing_process_with_its_own_key_is_told_to_beat_fast_and_a_hang_en
 
     system = System(procs, runtime, tmp_path)  # the policy's liveness: 5 s
     system.watcher.wait_state(running, "boot")
-    keys.generate(keys.app_keys_dir(runtime), ["eye"])
-    system.declare("eye", "mic")  # as its manifest would: tests/checked.py judges the capture by it
+    keys.generate(keys.app_keys_dir(runtime), ["translate"])
+    system.declare("translate", "mic")  # as its manifest does: tests/checked.py judges the capture by it
+    # An app of the shell's (its manifest declares the mic): an identity without one gets no capture (issue 27).
     # It beats every 30 s of its own accord: three of those would leave a hung capturer 90 s with the mic.
-    script = ("from bus.node import Node\nn = Node('eye', heartbeat=30.0)\nn.start()\n"
-              "n.request('shell.foreground.request', app='eye')\n"
+    script = ("from bus.node import Node\nn = Node('translate', heartbeat=30.0)\nn.start()\n"
+              "n.request('shell.foreground.request', app='translate')\n"
               "r = n.request('shell.focus.request', resource='mic', kind='exclusive', cls='foreground', "
               "reason='listen')\nprint(r['status'], r['beat_s'], n.heartbeat, flush=True)\n"
               "n.request('shell.release.request', resource='mic')\nprint(n.heartbeat, flush=True)\n"
               "n.request('shell.focus.request', resource='mic', kind='exclusive', cls='foreground', reason='again')\n"
               "print(n.heartbeat, flush=True)\nn.run()\n")
-    eye = procs.start("-c", script, env=procs.env(LENS_KEY=str(keys.app_keys_dir(runtime) / "eye.key_secret")))
+    eye = procs.start("-c", script, env=procs.env(LENS_KEY=str(keys.app_keys_dir(runtime) / "translate.key_secret")))
     status, told, pace = eye.stdout.readline().split()
     timeout = FAST["focus.toml"]["liveness"]["heartbeat_timeout_s"]
     assert status == "granted" and float(told) == float(pace) == pytest.approx(timeout / 3)
     assert float(eye.stdout.readline()) == 30.0, "released: back to its own pace"
     assert float(eye.stdout.readline()) == pytest.approx(timeout / 3)
-    system.watcher.wait(lambda: system.watcher.notices("shell.capture.notice", owner="eye", status="granted"),
+    system.watcher.wait(lambda: system.watcher.notices("shell.capture.notice", owner="translate", status="granted"),
                         "the mic granted, the LED lit")
     eye.send_signal(signal.SIGSTOP)  # hung: its connections stay open, so only its silence can tell
     try:
-        system.watcher.wait(lambda: system.watcher.notices("shell.focus.notice", owner="eye", status="lost"),
+        system.watcher.wait(lambda: system.watcher.notices("shell.focus.notice", owner="translate", status="lost"),
                             "the hung capturer's mic taken back", timeout=30.0)
-        lost = system.watcher.notices("shell.focus.notice", owner="eye", status="lost")[0]
+        lost = system.watcher.notices("shell.focus.notice", owner="translate", status="lost")[0]
         assert "silent" in lost["reason"]
-        system.watcher.wait(lambda: system.watcher.notices("shell.capture.notice", owner="eye", status="revoked")
+        system.watcher.wait(lambda: system.watcher.notices("shell.capture.notice", owner="translate", status="revoked")
                             or not system.watcher.latest["privacy.capture"]["mic"], "capture stopped")
     finally:
         eye.kill()
@@ -313,3 +314,35 @@ def test_lens_power_pull_and_insert(system, procs):
     system.watcher.wait_state(lambda s: s["state"] == "active", "active again")
     bad = procs.run_lens("power", "charge", "middle", "50")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_no_identity_without_a_manifest_gets_the_camera_or_mic_but_the_wearers_own(procs, runtime, tmp_path):
+    """Issue 27, line 9: a bridge peer's identity, or any key nobody made an app, was granted the camera by
+    the shell as if it were a system process (the bridge's in-list was all that stood in the way)."""
+    from bus import keys
+    from bus.node import Node
+    from tests.system import App
+
+    system = System(procs, runtime, tmp_path, checked=False)
+    system.watcher.wait_state(running, "boot")
+    system.watcher.node.subscribe("app.permission.denied", system.watcher._keep)
+    keys.generate(keys.keys_dir(runtime), ["bridge", "assistantd"])
+    keys.generate(keys.app_keys_dir(runtime), ["stranger"])
+    for name, where in (("bridge", keys.keys_dir(runtime)), ("stranger", keys.app_keys_dir(runtime))):
+        asker = App(Node(name, runtime, key=where / f"{name}.key_secret"))
+        system.apps.append(asker)
+        for resource in ("camera", "mic"):
+            reply = asker.ask("shell.focus.request", resource=resource, kind="transient", cls="background",
+                              reason="a peer's")
+            assert reply["status"] == "denied" and "neither an app" in reply["reason"], (name, reply)
+        denied = system.watcher.wait(lambda: system.watcher.notices("app.permission.denied", app=name),
+                                     f"{name}'s refusal reported")
+        assert denied[0]["permission"] in ("camera", "mic")
+        assert asker.ask("shell.focus.request", resource="display", kind="transient", cls="background",
+                         reason="a card")["status"] != "denied", "only capture needs a manifest"
+    assert not system.watcher.latest["privacy.capture"]["grants"], "nothing captured"
+    # The process that captures for the wearer (its row's captures column) still may.
+    wearer = App(Node("assistantd", runtime, key=keys.keys_dir(runtime) / "assistantd.key_secret"))
+    system.apps.append(wearer)
+    assert wearer.ask("shell.focus.request", resource="mic", kind="transient", cls="assistant",
+                      reason="the wearer asked")["status"] == "granted"
