@@ -71,7 +71,7 @@ PROCESSES: tuple[Process, ...] = (
             devices=("/dev/fb0 rw",), groups=("video",), writes=("/sys/class/backlight",), state=True,
             doc="the compositor: HUD, the focused app's card, toasts, alerts (G1: cards spoken)"),
     Process("audiod", "daemons.audio", after=("broker",), backends=("real", "sim"), devices=("char-alsa rw",),
-            groups=("audio",), jit=True,  # PortAudio's callbacks go through cffi closures
+            groups=("audio",), jit=True, state=True,  # jit: PortAudio's callbacks go through cffi closures
             doc="the speaker, mixed under the focus rules, and the mic, only with the LED lit"),
     Process("assistantd", "daemons.assistant", after=("broker",), captures=("camera", "mic"),
             sockets=("AF_UNIX", "AF_INET", "AF_INET6"),  # may reach an LLM endpoint off the glasses

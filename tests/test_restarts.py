@@ -2,10 +2,11 @@
 
 The session: music playing in front (a now-playing card, the speaker its), a notification listed and
 unread, the wearer's brightness at half, a card of another app kept by displayd for when it has the
-display. Then displayd, the notifications app, the music app, appd (which takes every app with it) and
-the shell are each killed (SIGKILL: no goodbye, nothing saved on the way out) and started again, and the
-whole system's state, as the bus shows it, must come back to what it was. powerd is left out here: its
-simulated batteries are another change's (issue 28, line 4).
+display, the left battery at 56 % (a pulled one is test_power's). Then every process but the broker (whose
+kill tests/bus covers) is killed in turn (SIGKILL: no goodbye, nothing saved on the way out) and started
+again: displayd, the notifications app, the music app, appd (which takes every app with it), powerd, ledd,
+audiod, inputd, camerad and the shell; and the whole system's state, as the bus shows it, must come back to
+what it was.
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ def digest(user) -> dict:
             "display": {k: display.get(k) for k in ("on", "layers", "user_level", "notice")},
             "notifications": {k: notes.get(k) for k in ("count", "unread", "latest")},
             "music": {k: music.get(k) for k in ("title", "index", "playing")},
-            "apps": sorted((s.get("appd.state") or {}).get("running", {}))}
+            "apps": sorted((s.get("appd.state") or {}).get("running", {})),
+            "batteries in": (s.get("power.state") or {}).get("present"),
+            "led lit": (s.get("led.state") or {}).get("lit"),
+            "speaker": sorted(st["owner"] for st in (s.get("audio.state") or {}).get("streams", [])
+                              if st["status"] == "playing"),
+            "capture": sorted((s.get("privacy.capture") or {}).get("grants", []))}
 
 
 def back_as_before(user, before: dict, what: str, start: float) -> float:
@@ -58,7 +64,8 @@ def test_every_process_killed_in_turn_comes_back_with_its_state(procs, runtime, 
     started = {m: procs.start_ready("-m", m) for m in ("daemons.input", "daemons.display", "daemons.audio",
                                                         "apphost.appd")}
     user = system.watcher
-    for prefix in ("music.state", "notifications.state", "display.state", "appd.state"):
+    for prefix in ("music.state", "notifications.state", "display.state", "appd.state", "power.state",
+                   "led.state", "privacy.capture", "audio.state", "input.state", "camera.state"):
         user.node.subscribe(prefix, user._keep)
     heard = []  # (when, music.state): where the song is at any moment
     user.node.subscribe("music.state", lambda msg: heard.append((time.monotonic(), msg.payload)))
@@ -71,6 +78,7 @@ def test_every_process_killed_in_turn_comes_back_with_its_state(procs, runtime, 
     user.wait = lambda condition, what, timeout=DEADLINE_S: wait_for(condition, timeout, what, poll=poll)
     memo.ask("display.card.request", id="memo", title="Buy bread")
     user.ask("display.brightness.request", level=0.5)
+    user.ask("power.sim.request", action="charge", battery="left", percent=56.0)
 
     assert procs.run_lens("app", "start", "music").returncode == 0
     user.wait_state(lambda s: s["foreground"] == "music", "music in front")
@@ -90,9 +98,14 @@ def test_every_process_killed_in_turn_comes_back_with_its_state(procs, runtime, 
     # The restarted process's own word (its own state topic, from a new incarnation) before comparing: the
     # broker's latched copy of the dead one's would match at once.
     own = {"displayd": "display.state", "notifications": "notifications.state", "music": "music.state",
-           "appd": "music.state", "shell": "shell.state"}
+           "appd": "music.state", "shell": "shell.state", "powerd": "power.state", "ledd": "led.state",
+           "audiod": "audio.state", "inputd": "input.state", "camerad": "camera.state"}
+    daemons = {"displayd": "daemons.display", "audiod": "daemons.audio", "inputd": "daemons.input"}
+    supervised = {"powerd": ("powerd", "daemons.power"), "ledd": ("ledd", "daemons.led"),
+                  "camerad": ("camerad", "daemons.camera")}  # the System's own
     took = {}
-    for name in ("displayd", "notifications", "music", "appd", "shell"):
+    for name in ("displayd", "notifications", "music", "appd", "powerd", "ledd", "audiod", "inputd", "camerad",
+                 "shell"):
         topic = own[name]
         killed = time.monotonic()
         old_incarnation = next(m.incarnation for m in reversed(user.log) if m.topic == topic)
@@ -100,9 +113,13 @@ def test_every_process_killed_in_turn_comes_back_with_its_state(procs, runtime, 
             when, said = heard[-1]
             reached = said["position_s"] + (time.monotonic() - when)  # where the song has got to now
             since = len(heard)
-        if name == "displayd":
-            procs.stop(started["daemons.display"], signal.SIGKILL)
-            started["daemons.display"] = procs.start_ready("-m", "daemons.display")
+        if name in daemons:
+            procs.stop(started[daemons[name]], signal.SIGKILL)
+            started[daemons[name]] = procs.start_ready("-m", daemons[name])
+        elif name in supervised:
+            attribute, module = supervised[name]
+            procs.stop(getattr(system, attribute), signal.SIGKILL)
+            setattr(system, attribute, procs.start_ready("-m", module))
         elif name == "appd":
             old = pid_of("music")
             procs.stop(started["apphost.appd"], signal.SIGKILL)
@@ -117,6 +134,8 @@ def test_every_process_killed_in_turn_comes_back_with_its_state(procs, runtime, 
         user.wait(lambda: any(m.topic == topic and m.incarnation != old_incarnation for m in user.log),
                   f"the word of the restarted {name}")
         took[name] = back_as_before(user, before, f"{name} was killed", killed)
+        left = user.latest["power.state"]["batteries"][0]["percent"]
+        assert left == pytest.approx(56.0, abs=3.0), f"the left battery's charge after {name} was killed"
         if name in ("music", "appd"):
             user.wait(lambda: any(p["playing"] for _, p in heard[since:]),
                       f"the music playing again after {name} was killed")

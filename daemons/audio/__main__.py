@@ -27,7 +27,11 @@ utterances waiting for the voice (more are dropped, counted and told as
 the work: the device threads dying, or an open speaker or mic that stops
 delivering blocks for ``STALL_S``, ends the process (``service.fatal``) so
 its supervisor restarts it, instead of a loop that heartbeats over a dead
-speaker.
+speaker. What plays is kept across a crash (``playing``).
+
+Past 400 lines: the speaker and the mic are one device, one loop and one
+capture gate; their parts already live beside it (mixer, backends, vad,
+sounds, playing), and what is left here is how they meet the bus.
 """
 
 from __future__ import annotations
@@ -43,12 +47,15 @@ from bus import service
 from shellclient.capture import CaptureGate
 from shellclient.departures import Departures
 from bus.envelope import Message
+from bus.kept import Kept
+from bus.runtime import state_dir
 from bus.errors import RequestRefused
 from bus.node import Node
 from bus.wakeup import Wakeup
 from daemons.audio.backends import AudioError, PortAudio, SimAudio
 from daemons.audio import simspeech
 from daemons.audio.mixer import Mixer, Stream
+from daemons.audio import playing
 from daemons.audio.sounds import SoundError, load as load_sound, voice as make_voice
 from daemons.audio.vad import Vad
 from manager.processes import by_module
@@ -68,8 +75,10 @@ WORK_CHECK_S = 2.0
 
 
 class Audiod:
-    def __init__(self, node: Node, device, voice, numbers: dict, duck_level: float):
+    def __init__(self, node: Node, device, voice, numbers: dict, duck_level: float,
+                 kept: playing.Playing | None = None):
         self.node, self.device, self.voice, self.numbers = node, device, voice, numbers
+        self.kept = kept  # the sounds playing, kept across a crash (daemons.audio.playing)
         self.rate, self.duck_level = numbers["out_rate"], duck_level
         self.mixer = Mixer(self.rate, numbers["ramp_s"], numbers["volume"])
         self.audio_out = {"owner": None, "stack": []}
@@ -161,7 +170,8 @@ class Audiod:
         if len(playing) >= MAX_STREAMS:
             raise RequestRefused(f"{msg.source} already has {len(playing)} sounds playing (at most {MAX_STREAMS}); "
                                  "stop one or wait for audio.played")
-        self.add(Stream(msg.source, p["id"], pcm, kind, bool(p.get("loop")), 1.0 if volume is None else volume))
+        self.add(Stream(msg.source, p["id"], pcm, kind, bool(p.get("loop")), 1.0 if volume is None else volume,
+                        sound=p["sound"], start_s=start))
         return {"length_s": length}
 
     def on_stop(self, msg: Message) -> dict:
@@ -187,7 +197,17 @@ class Audiod:
                 log.error("%s", exc)
                 self.mixer.drop_all("failed")
                 self.wakeup.wake()
+        self.keep()
         self.publish_state()
+
+    def keep(self) -> None:
+        if self.kept is not None:
+            self.kept.keep(self.mixer, self.rate)
+
+    def restore(self) -> None:
+        if self.kept is not None:
+            self.kept.restore(self.rate, self.add, self.node.publish)
+            self.play()
 
     def render(self, frames: int) -> np.ndarray:
         """In the device's thread: the next block; the daemon hears of ends and of silence."""
@@ -359,9 +379,12 @@ class Audiod:
                     log.error("cannot say that: %s", exc)
                     self.node.publish("audio.played", owner=owner, id=id, status="failed")
                 self.publish_state()
-        for stream, status in self.mixer.take_finished():
+        finished = self.mixer.take_finished()
+        for stream, status in finished:
             with self.node.tracing(stream.trace):
                 self.node.publish("audio.played", owner=stream.owner, id=stream.id, status=status)
+        if finished:
+            self.keep()
         if self.quiet and self.mixer.quiet:
             self.device.stop_output()
         self.publish_state()
@@ -394,7 +417,8 @@ def open_device(kind: str, numbers: dict, runtime_path) -> object:
 
 def main(argv: list[str] | None = None) -> int:
     row = by_module("daemons.audio")  # its command line, from its row of the process table
-    args = service.arguments(row.module, __doc__, backends=row.backends).parse_args(argv)
+    args = service.arguments(row.module, __doc__, backends=row.backends,
+                             state_dir="the sounds playing, kept across a restart").parse_args(argv)
     with service.exits_on("audiod", PolicyError):
         policy = load(args.policy_dir, args.model)
         numbers = policy.hardware["audio"]
@@ -406,8 +430,10 @@ def main(argv: list[str] | None = None) -> int:
     with service.node("audiod", args) as node:
         with service.exits_on("audiod", AudioError):
             device = open_device(args.backend, numbers, node.runtime.path)
-        audiod = Audiod(node, device, voice, numbers, policy.focus["ducking"]["level"])
+        kept = playing.Playing(Kept(state_dir(args.state_dir, node.runtime.dir), "audiod", playing.KEPT))
+        audiod = Audiod(node, device, voice, numbers, policy.focus["ducking"]["level"], kept)
         node.start()
+        audiod.restore()  # after the start: the speaker's focus is known, so each is heard as it should be
         audiod.publish_state()
         node.run()
         audiod.close()

@@ -39,6 +39,8 @@ class Stream:
     ending: str | None = None  # why it is fading out to be removed (stopped, interrupted)
     started: bool = field(default=False)  # has been heard (gain above zero) at least once
     trace: int = 0  # the work it is a hop of (bus.tracing): the speech that says a traced answer
+    sound: str | None = None  # the name or file it plays (audio.play.request): kept across a crash; None: speech
+    start_s: float = 0.0  # where in that sound its samples begin
 
     @property
     def status(self) -> str:

@@ -47,6 +47,23 @@ class Powerd:
             node.serve("power.sim.request", self.on_sim)
             node.subscribe("shell.state", self.on_load)
             node.subscribe("privacy.capture", self.on_load)
+            # Real batteries keep their charge when powerd dies; simulated ones live in this process. Its
+            # predecessor's last word is latched at the broker (which keeps it across its own restart), so
+            # a restarted powerd takes the charge and the pulled batteries up from there (issue 28, line 6:
+            # a crash had put 56 % back to 100 %).
+            node.subscribe("power.state", self.on_own_state)
+
+    def on_own_state(self, msg: Message) -> None:
+        p = msg.payload
+        if not msg.latched or msg.incarnation == self.node.incarnation or self.last is not None \
+                or p.get("backend") != SimPower.name:
+            return
+        self.backend.resume(p)
+        self.last = p  # the events it brought were announced; the state is published anew at the first sample
+        self.events(None, p, quiet=True)
+        log.info("took up the simulated batteries where the last powerd left them: %s",
+                 ", ".join(f"{b['side']} {'%.0f %%' % b['percent'] if b['present'] else 'out'}"
+                           for b in p["batteries"]))
 
     def on_load(self, msg: Message) -> None:
         """The simulation's draw follows what the glasses do."""
@@ -122,24 +139,28 @@ class Powerd:
             "backend": self.backend.name,
         }
 
-    def events(self, previous: dict | None, state: dict) -> None:
+    def events(self, previous: dict | None, state: dict, quiet: bool = False) -> None:
+        """The events ``state`` brings after ``previous``; quiet: only note which conditions hold (a restarted
+        powerd's predecessor announced them)."""
         for i, battery in enumerate(state["batteries"]):
             side = battery["side"]
             if previous is not None and previous["present"][i] != battery["present"]:
                 self._event("inserted" if battery["present"] else "removed", side, battery["percent"])
-            self._once(battery["present"] and battery["percent"] < self.low_percent, "low", side, battery["percent"])
+            self._once(battery["present"] and battery["percent"] < self.low_percent, "low", side, battery["percent"],
+                       quiet)
         self._once(any(state["present"]) and state["percent"] < self.critical_percent, "critical", "all",
-                   state["percent"])
+                   state["percent"], quiet)
         bridging = not all(state["present"])
         bridge_s = state["bridge"]["time_s"]
         self._once(bridging and bridge_s is not None and bridge_s < self.bridge_low_s, "bridge_low", "bridge",
-                   state["bridge"]["percent"])
+                   state["bridge"]["percent"], quiet)
 
-    def _once(self, condition: bool, event: str, battery: str, percent: float) -> None:
+    def _once(self, condition: bool, event: str, battery: str, percent: float, quiet: bool = False) -> None:
         key = f"{battery}:{event}"
         if condition and key not in self.flags:
             self.flags.add(key)
-            self._event(event, battery, percent)
+            if not quiet:
+                self._event(event, battery, percent)
         elif not condition:
             self.flags.discard(key)
 

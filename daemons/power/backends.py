@@ -168,6 +168,18 @@ class SimPower:
         bridge = Battery("bridge", True, 100 * frac, bool(inside) and frac < 1, 3.3 + 0.9 * frac, bridge_tte)
         return Reading(batteries, bridge, load)
 
+    def resume(self, state: dict) -> None:
+        """Take up where a power.state of an earlier powerd left the batteries: their charge, which are out
+        (a pulled one's charge was never published: it comes back as it was when this process began)."""
+        self.advance(time.monotonic())
+        for battery in state["batteries"]:
+            name = battery["name"]
+            if name in self.present:
+                self.present[name] = bool(battery["present"])
+                if battery["present"] and battery["percent"] is not None:
+                    self.energy[name] = self.n["battery_wh"] * min(max(battery["percent"], 0.0), 100.0) / 100
+        self.bridge_wh = self.n["bridge_wh"] * min(max(state["bridge"]["percent"], 0.0), 100.0) / 100
+
     def pull(self, name: str) -> None:
         self.advance(time.monotonic())
         self.present[name] = False

@@ -172,7 +172,8 @@ def test_battery_pulled_mid_recording_checkpoints_and_resumes_without_losing_a_f
 
 @pytest.mark.slow
 def test_only_the_capturing_app_gets_the_frame_ring_read_only_and_a_new_session_gets_a_new_one(system, runtime):
-    owner, nosy = system.app("camapp", own_key=True), system.app("nosy", own_key=True)
+    # the camera app's own key (its manifest has the camera: an identity without one gets no capture)
+    owner, nosy = system.app("camera", own_key=True), system.app("nosy", own_key=True)
     with pytest.raises(RequestFailed, match="no frame ring"):
         nosy.ask("camera.ring.request")
     owner.take_camera()

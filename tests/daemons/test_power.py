@@ -148,6 +148,37 @@ def test_both_batteries_out_is_the_bridges_until_it_is_low_and_both_back_in_is_r
     assert (system.state_dir / "saved-state.json").exists(), "critical saved the state before the shutdown"
 
 
+def test_a_restarted_powerd_takes_the_simulated_batteries_up_where_they_were(procs, runtime, tmp_path):
+    """Issue 28, line 6: a killed powerd came back with its simulated batteries full again (56 % -> 100 %),
+    and a pulled one back in. Real batteries keep their charge; simulated ones now do too."""
+    import signal
+
+    procs.start_broker()
+    powerd = procs.start_ready("-m", "daemons.power", "--backend", "sim")
+    seen = []
+    with Node("watcher", runtime) as watcher:
+        watcher.subscribe("power", seen.append)
+        watcher.start()
+        watcher.request("power.sim.request", action="charge", battery="left", percent=56.0, timeout=DEADLINE_S)
+        watcher.request("power.sim.request", action="pull", battery="right", timeout=DEADLINE_S)
+        before = wait_for(lambda: [m for m in seen if m.topic == "power.state" and m.payload["present"] == [True, False]
+                                   and round(m.payload["batteries"][0]["percent"]) == 56], DEADLINE_S,
+                          "left at 56 %, right out", poll=watcher.run_once)[-1]
+        powerd.send_signal(signal.SIGKILL)
+        powerd.wait(timeout=DEADLINE_S)
+        seen.clear()
+        procs.start_ready("-m", "daemons.power", "--backend", "sim")
+        after = wait_for(lambda: [m for m in seen if m.topic == "power.state" and not m.latched
+                                  and m.incarnation != before.incarnation], DEADLINE_S, "the new powerd's state",
+                         poll=watcher.run_once)[0].payload
+        assert after["present"] == [True, False], after
+        assert after["batteries"][0]["percent"] == pytest.approx(56.0, abs=1.0), after
+        assert after["bridge"]["percent"] == pytest.approx(before.payload["bridge"]["percent"], abs=1.0)
+        watcher.run_once(0.2)
+        assert not [m for m in seen if m.topic == "power.event" and m.payload["event"] in ("inserted", "removed")], \
+            "a restart is no pull and no insert"
+
+
 class Recorder:
     """A node that keeps what powerd publishes."""
 
