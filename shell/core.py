@@ -45,6 +45,7 @@ class ShellCore:
         self.foreground: str | None = (restored or {}).get("foreground")
         self.saved_state: dict | None = None
         self.notices: list[Notice | CaptureNotice] = []  # to deliver; the daemon empties it
+        self.ended: tuple[str, str] | None = None  # the last capture the system ended; the daemon takes it
         self.last_seen: dict[str, float] = {}  # focus owners' liveness
         self.periods: dict[str, float] = {}  # each process's heartbeat period, as it says
         self.clock = now  # the time handed to callbacks that have no argument for it
@@ -130,6 +131,7 @@ class ShellCore:
             return
         self.focus_release(owner, resource, now, why)
         self.notices.append(Notice(owner, resource, "lost", why))
+        self.ended = (resource, why)  # the wearer is told too (the daemon's HUD notice), whatever the app does
 
     def heartbeat(self, owner: str, now: float, period: float = 0.0) -> None:
         self.periods[owner] = period

@@ -49,6 +49,7 @@ AUDIT_FILE = "privacy-audit.jsonl"
 SAVED_FILE = "saved-state.json"  # written at critical, restored by the next boot
 CHECKPOINT_FILE = "shell-checkpoint.json"  # survives a crash of the shell, not a reboot
 PICKLED_CHECKPOINT = "shell-checkpoint.pickle"  # an older shell's: never read (unpickling runs code)
+ENDED_SHOW_S = 8.0  # how long the HUD says a capture was ended by the system (a full disk...)
 WEARER_CAPTURERS = wearer_capturers()  # the process table's: who captures for the wearer with no manifest
 
 
@@ -89,6 +90,8 @@ class ShellDaemon:
         self.nodes = self.census.nodes  # who is on the bus: name -> pid, last heartbeat, ... (shell.census)
         self.published: dict[str, dict] = {}
         self.timer: Timer | None = None
+        self.ended: dict | None = None  # a capture the system ended, on the HUD for ENDED_SHOW_S (_tell_wearer)
+        self.ended_timer: Timer | None = None
         self._resume_checkpoint()
         self.apps = Apps(node, policy, self.core, self.settle)
         if restored and self.core.state == "booting":  # a boot after a critical shutdown, not a crash resumed
@@ -277,6 +280,9 @@ class ShellDaemon:
             self._save(core.saved_state)
             core.save_done(now)
         notices, core.notices = core.notices, []
+        if core.ended is not None:
+            self._tell_wearer(*core.ended)
+            core.ended = None
         for notice in notices:  # on disk before anyone may start capturing
             if isinstance(notice, CaptureNotice) and notice.status == "granted":
                 self._open_session(notice, now)
@@ -296,6 +302,19 @@ class ShellDaemon:
         self._publish_state(now)
         self._publish_if_changed("shell.apps", **self.apps.state(set(self.nodes)))
         self._reschedule(now, next_check)
+
+    def _tell_wearer(self, resource: str, why: str) -> None:
+        """A capture ended by the system, not its owner (a full disk, the camera failing, camerad gone, the
+        LED): the wearer sees it on the HUD for ENDED_SHOW_S (shell.state privacy.ended; displayd shows it),
+        whether or not the app that captured says anything. No app is named: that is the privacy log's."""
+        self.ended = {"resource": resource, "why": why}
+        if self.ended_timer is not None:
+            self.ended_timer.cancel()
+
+        def over() -> None:
+            self.ended, self.ended_timer = None, None
+            self.settle()
+        self.ended_timer = self.node.after(ENDED_SHOW_S, over)
 
     def _judge_silence(self, now: float) -> float | None:
         """The census's rules (shell.census): who is silent now, who is gone; when to look again."""
@@ -371,6 +390,7 @@ class ShellDaemon:
         state["silent"] = self.census.silent()
         # A hung system process is as good as a missing one; a hung app is the app's trouble, named in silent.
         state["degraded"] = sorted({*state["degraded"], *(n for n in state["silent"] if n not in self.apps.manifests)})
+        state["privacy"]["ended"] = self.ended
         state["boot_s"] = self.boot_s
         state["model"] = self.policy.profile["name"]
         if self._publish_if_changed("shell.state", **state):

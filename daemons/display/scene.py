@@ -309,6 +309,9 @@ class Scene:
             capture = " + ".join(kinds) if kinds else "indicator"
         degraded = self.shell.get("degraded") or []
         notice = f"Running without {', '.join(degraded)}" if degraded else None
+        ended = (self.shell.get("privacy") or {}).get("ended")  # a capture the system stopped: the shell's word
+        if ended:
+            notice = f"{ended['resource'].capitalize()} stopped: {ended['why']}"
         unread = self.notifications.get("unread", 0)
         # The wake-phrase spotter hears the mic (the shell's word): a mark of its own, never taken for capture.
         listening = bool(self.capture.get("listening")) and capture is None

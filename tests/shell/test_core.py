@@ -107,6 +107,7 @@ def test_a_capture_the_camera_daemon_ends_takes_the_camera_back_and_tells_the_ow
     assert not core.arbiter.holds("cam", "camera") and not core.privacy.granted
     told = {(n.status, n.reason) for n in core.notices if n.owner == "cam"}
     assert ("lost", "the disk is full") in told and ("revoked", "the disk is full") in told
+    assert core.ended == ("camera", "the disk is full"), "the wearer is told as well (the shell's HUD notice)"
     core.tick(now + 1.0 + POLICY.privacy["led"]["hold_s"] + 0.1)
     assert core.privacy.snapshot()["led"] == "off"
 
@@ -117,6 +118,7 @@ def test_camerad_gone_ends_every_camera_capture():
     core.owner_gone("camerad", now + 1.0, "its connection to the bus closed")
     assert not core.arbiter.holds("cam", "camera") and not core.privacy.granted
     assert any(n.owner == "cam" and n.status == "lost" and "camerad stopped" in n.reason for n in core.notices)
+    assert core.ended[0] == "camera" and "camerad stopped" in core.ended[1]
 
 
 def test_an_app_beats_at_the_holders_pace_only_while_it_holds_or_waits_for_focus():

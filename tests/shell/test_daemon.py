@@ -77,9 +77,12 @@ def test_led_fault_mid_capture_stops_it_and_refuses_more_until_mended(system):
     refused = app.wait(lambda: app.notices("shell.capture.notice", resource="mic", status="refused"), "refused")
     assert "not working" in refused[0]["reason"]
 
-    # Mended: capture works again.
+    # Mended, with nothing capturing: the LED goes out after its hold (issue 28, line 7: it stayed lit).
     app.ask("led.sim.request", fault=None)
     app.ask("shell.release.request", resource="mic")
+    app.wait(lambda: app.latest["led.state"]["fault"] is None and not app.latest["led.state"]["lit"]
+             and not app.latest["privacy.capture"]["grants"], "the LED out once mended, nothing capturing")
+    # Mended: capture works again.
     app.ask("shell.focus.request", resource="mic", kind="exclusive", cls="foreground", reason="note")
     app.wait(lambda: app.notices("shell.capture.notice", resource="mic", status="granted"), "granted after mend")
 
