@@ -31,6 +31,9 @@ def check_recording() -> None:
     rounds = []
     try:
         for _ in range(ROUNDS):
+            # each round wakes the glasses again: a round (a kill, a restart, the LED's hold) can outlast the
+            # idle and sleep timeouts under TCG on a loaded host, and asleep the shell refuses capture
+            woke = awake()
             answer, notice = bus.capture("camera", "the boot check's recording")
             reply = bus.ask("camera.control.request", mode="video")
             if not isinstance(reply, dict) or not reply.get("path"):
