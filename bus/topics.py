@@ -302,6 +302,11 @@ _TABLE = [
           doc="post or replace a card (by id); shown while the app has display focus, kept until then; image: a "
               "small PNG or JPEG (displayd's scene.IMAGE_MAX), outline: a polygon over it, x, y, x, y... in its "
               "pixels (what the lens app recognised, drawn by displayd)"),
+    Topic("display.shown", Kind.EVENT, "displayd",
+          {"app": "str", "id": "str", "shown": "bool", "why": "str", "frame": "int", "mono_ns": "int"},
+          readers=("@app",), max_size=512,
+          doc="a receipt to the app alone: its card came into the wearer's view in frame (display.frame's n) at "
+              "mono_ns, or went out of it while still posted (covered: why)"),
     Topic("display.clear.request", Kind.REQUEST, "displayd", {"id": "str?"}, reply={"cleared": "int"},
           doc="take one of the caller's cards down (all of them without an id)"),
     Topic("display.snapshot.request", Kind.REQUEST, "displayd", {},

@@ -25,6 +25,7 @@ from bus.node import Node
 from bus.runtime import state_dir
 from daemons.display.panels import FbPanel, NonePanel, PanelError, SimPanel, png
 from daemons.display.render import Painter, compose
+from daemons.display.receipts import Receipts
 from daemons.display.scene import CardError, Scene, View
 from manager.processes import by_module
 from policies.checker import PolicyError
@@ -56,6 +57,8 @@ class Displayd:
         self.timer = None
         # Requests (source:cid) whose effect no frame has shown yet: the next frame that shows it names them
         # (display.frame's answers), so a measure of what the wearer waits for needs no guess (bench/feel.py).
+        self.receipts = Receipts()  # who saw their card in the last frame: each app told of changes
+        self.traces: dict[str, int] = {}  # each app's last card request's trace
         self.asked: list[tuple[str, str, int]] = []  # (who asked, source:cid, its trace) not yet answered
         for topic in STATE_TOPICS:
             node.subscribe(topic, self.on_state)
@@ -94,6 +97,7 @@ class Displayd:
         except CardError as exc:
             raise RequestRefused(str(exc)) from None
         self.asked.append((msg.source, f"{msg.source}:{msg.payload['cid']}", msg.trace))
+        self.traces[msg.source] = msg.trace  # the card's receipt is a hop of the same trace
         view = self.update()
         if self.painter is None:
             if msg.source in self.audible():
@@ -186,10 +190,14 @@ class Displayd:
         answered = [entry for entry in self.asked if not entry[0] or view.shows(entry[0])]
         self.asked = [entry for entry in self.asked if entry[0] and not view.shows(entry[0])][-16:]
         # The frame is a hop of the (first) traced request it answers: the trace's "shown" (bus.tracing).
+        shown_ns = time.monotonic_ns()
         with self.node.tracing(next((trace for _, _, trace in answered if trace), 0)):
-            self.node.publish("display.frame", n=self.frames, mono_ns=time.monotonic_ns(), layers=view.layers,
+            self.node.publish("display.frame", n=self.frames, mono_ns=shown_ns, layers=view.layers,
                               png=str(self.panel.path) if isinstance(self.panel, SimPanel) else None,
                               answers=[asked for _, asked, _ in answered])
+        for receipt in self.receipts.after_frame(view, self.scene):
+            with self.node.tracing(self.traces.get(receipt["app"], 0) if receipt["shown"] else 0):
+                self.node.publish("display.shown", frame=self.frames, mono_ns=shown_ns, **receipt)
         self.publish_state(view)
 
     def speak(self, view: View) -> None:

@@ -203,6 +203,8 @@ def test_displayd_shows_the_focused_apps_card_and_clears_it_when_the_app_goes(pr
         watcher.subscribe("display.state", lambda m: states.append(m.payload))
         watcher.subscribe("display.frame", frames_seen.append)
         watcher.subscribe("display.card.request", asked.append)  # the developer's key reads every request
+        receipts = []
+        maps.subscribe("display.shown", receipts.append)
         watcher.start()
         maps.start()
         wait_for(lambda: states and states[-1]["layers"] == ["hud"], DEADLINE_S, "the HUD", poll=watcher.run_once)
@@ -225,6 +227,11 @@ def test_displayd_shows_the_focused_apps_card_and_clears_it_when_the_app_goes(pr
                            poll=watcher.run_once)[0]
         assert kept_cid in showing.payload["answers"]
         assert not any(kept_cid in (f.payload["answers"] or []) for f in frames_seen if f is not showing)
+        # and maps itself gets a receipt: the frame that showed its card, and when (issue 32)
+        receipt = wait_for(lambda: [m.payload for m in receipts if m.payload["shown"]], DEADLINE_S, "the receipt",
+                           poll=maps.run_once)[0]
+        assert (receipt["id"], receipt["frame"], receipt["mono_ns"]) == ("route", showing.payload["n"],
+                                                                         showing.payload["mono_ns"])
 
         assert maps.request("display.clear.request", id="nothing-like-this")["cleared"] == 0
         _, frames_again = snapshot(watcher)
