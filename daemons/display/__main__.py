@@ -55,10 +55,10 @@ class Displayd:
         self.live = False  # set once the node has started: nothing is shown from a half-known state
         self.spoken: set = set()  # G1: what was already said
         self.timer = None
-        # Requests (source:cid) whose effect no frame has shown yet: the next frame that shows it names them
-        # (display.frame's answers), so a measure of what the wearer waits for needs no guess (bench/feel.py).
         self.receipts = Receipts()  # who saw their card in the last frame: each app told of changes
         self.traces: dict[str, int] = {}  # each app's last card request's trace
+        # Requests (source:cid) whose effect no frame has shown yet: the next frame that shows it names them
+        # (display.frame's answers), so a measure of what the wearer waits for needs no guess (bench/feel.py).
         self.asked: list[tuple[str, str, int]] = []  # (who asked, source:cid, its trace) not yet answered
         for topic in STATE_TOPICS:
             node.subscribe(topic, self.on_state)
@@ -201,7 +201,8 @@ class Displayd:
         self.publish_state(view)
 
     def speak(self, view: View) -> None:
-        """G1: say each new card of whoever would have had the display, and each new alert, once."""
+        """G1: say each new card of whoever would have had the display, each new alert, and a capture the
+        system stopped, once."""
         said = set()
         for app in sorted(self.audible()):
             card = self.scene.newest(app)
@@ -214,6 +215,12 @@ class Displayd:
             if ("alert", view.alert[0]) not in self.spoken:
                 self.node.publish("audio.speak", text=f"{view.alert[0]}. {view.alert[1]}", app="displayd",
                                   interrupt=True)
+        ended = (self.scene.shell.get("privacy") or {}).get("ended")  # a capture the system stopped (S1: the HUD)
+        if ended:
+            said.add(("ended", ended["resource"], ended["why"]))
+            if ("ended", ended["resource"], ended["why"]) not in self.spoken:
+                self.node.publish("audio.speak", text=f"{ended['resource'].capitalize()} stopped: {ended['why']}.",
+                                  app="displayd", interrupt=False)
         self.spoken = said
         self.publish_state(view)
 
