@@ -359,10 +359,11 @@ _TABLE = [
               "hands it only to the identity privacy.capture names as listening (and the developer); "
               "never off the glasses (the bridge refuses a topic with a permission)"),
     Topic("audio.sim.mic.request", Kind.REQUEST, "audiod",
-          {"text": "str?", "wav": "str?", "voice": "str?", "wpm": "int?"}, reply={"length_s": "float", "open": "bool"},
-          dev_only=True,
+          {"text": "str?", "wav": "str?", "voice": "str?", "wpm": "int?", "when": "str?"},
+          reply={"length_s": "float", "open": "bool"}, dev_only=True,
           doc="simulated backend only: speak text (espeak-ng) or play a WAV (absolute path) into the mic, once, "
-              "when it is next open (at once if it is)"),
+              "when it is next open (at once if it is); when='capture': not before it is opened for a capture "
+              "(the temple held: not into the wake-phrase spotter's ear, which has it until then)"),
     Topic("audio.vad", Kind.EVENT, "audiod", {"owner": "str", "speech": "bool", "seq": "int", "level_db": "float"},
           doc="speech started or ended in the mic's blocks (energy detector), at block seq"),
     Topic("audio.session", Kind.EVENT, "audiod", {"owner": "str", "session": "str?", "blocks": "int",

@@ -213,7 +213,8 @@ def cmd_mic(args) -> int:
     with tool_node("mic", args.runtime_dir) as node:
         node.subscribe("assistant.answer", lambda msg: answers.append(msg.payload))
         node.start()
-        if args.hold:
+        if args.hold:  # the speech waits for the capture the held temple starts, not the spotter's ear before it
+            fields["when"] = "capture"
             node.request("input.sim.request", timeout=3.0, gesture="long_press")
         spoken = node.request("audio.sim.mic.request", timeout=10.0, **fields)
         if not args.hold:

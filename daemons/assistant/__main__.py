@@ -117,7 +117,8 @@ class Assistantd:
             return
         if self.phase == "listening":
             self.task.cancel("the wearer stopped it")
-        elif self.phase == "idle":
+        else:  # idle, or still thinking or answering: the wearer asks anew (the answer on screen is cut short);
+            # ignoring the temple for the seconds an answer stays up made a second question vanish unheard
             self.begin(msg.payload["gesture"], None)
 
     def on_wake(self, msg: Message) -> None:

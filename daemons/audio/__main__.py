@@ -89,6 +89,7 @@ class Audiod:
         self.chunks: deque[tuple[int, np.ndarray, int]] = deque(maxlen=max(1, int(MIC_QUEUE_S / numbers["block_s"])))
         self.mic_owner: str | None = None
         self.mic_trace = 0  # the trace of the request that opened the mic (bus.tracing)
+        self.for_capture: list[np.ndarray] = []  # sim: speech to play once the mic opens for a capture
         self.listener: str | None = None  # who hears the open mic while nobody captures it (the shell's word)
         self.mic_why, self.mic_seq, self.mic_blocks, self.mic_dropped = "nobody asked", 0, 0, 0
         self.sessions: dict[str, str] = {}  # mic owner -> the shell's audit session
@@ -239,6 +240,9 @@ class Audiod:
                 raise RequestRefused("say what: text or wav")
         except SoundError as exc:
             raise RequestRefused(str(exc)) from None
+        if p.get("when") == "capture" and self.mic_owner is None:  # for the request, not the spotter's ear
+            self.for_capture.append(pcm)
+            return {"length_s": round(len(pcm) / rate, 3), "open": False}
         return {"length_s": round(self.device.speak_into(pcm), 3), "open": self.device.input is not None}
 
     def on_mic(self, msg: Message) -> dict:
@@ -263,6 +267,8 @@ class Audiod:
             self.watch_work()
             self.mic_owner, self.mic_why = owner, f"open for {owner}"
             log.info("mic open for %s", owner)
+            while self.for_capture:  # the simulated speech that waited for a capture (lens mic say --hold)
+                self.device.speak_into(self.for_capture.pop(0))
         self.mic_trace = msg.trace  # the blocks are hops of the work that asked for them (bus.tracing)
         self.publish_state()
         return {"on": True, "rate": self.numbers["mic_rate"]}

@@ -134,6 +134,10 @@ def test_spoken_requests_through_the_sim_mic_get_the_right_answers(procs, runtim
     user.wait(lambda: user.latest["assistant.state"]["phase"] == "idle", "the assistant idle")
     out = procs.run_lens("mic", "say", "--hold", "what", "time", "is", "it")
     assert out.returncode == 0 and out.stdout.startswith("It is "), out.stdout
+    # At once again, while that answer is still up: the temple held asks anew (it was ignored until idle).
+    user.wait(lambda: user.latest["assistant.state"]["phase"] == "answering", "the answer up")
+    out = procs.run_lens("mic", "say", "--hold", "take", "a", "photo")
+    assert out.returncode == 0 and out.stdout.startswith("Photo saved"), out.stdout
     refused = procs.run_lens("mic", "play", str(tmp_path / "missing.wav"))
     assert refused.returncode != 0 and "not a WAV file" in refused.stdout + refused.stderr
 

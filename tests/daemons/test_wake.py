@@ -166,6 +166,10 @@ def test_the_wake_phrase_lights_the_led_before_a_word_of_the_request_is_heard(pr
     shown = procs.run_lens("privacy", "log").stdout  # the wearer's view of it: listening time, nothing kept
     assert [line for line in shown.splitlines() if "waked" in line and " listen " in line
             and "nothing kept" in line and "assistantd" in line], shown
+    # The temple held while the spotter has the mic: `lens mic say --hold`'s speech waits for the capture
+    # (it went into the spotter's ear before the handover and the assistant heard "didn't catch that").
+    out = procs.run_lens("mic", "say", "--hold", "what", "time", "is", "it")
+    assert out.returncode == 0 and out.stdout.startswith("It is "), out.stdout
 
 
 @pytest.mark.slow
