@@ -46,6 +46,7 @@ from broker.gate import Gate
 from bus.intake import Intake
 from bus.lane import c_send
 from bus.runtime import Runtime, write_atomically
+from bus.seqlock import NoFences  # the broker loads ctypes anyway (bus.lane's c_send); a node does not
 from bus.tap import TAP_TOPIC, TapWriter
 from bus.topics import LANE_HWM, LANES, MAX_MESSAGE_SIZE, TOPICS, matches
 from bus.wakeup import Wakeup
@@ -410,7 +411,7 @@ class Broker:
         if self._tap_readers > 0 and self.tap is None and not self._tap_refused:
             try:
                 self.tap = TapWriter(self.runtime.tap_path)
-            except RuntimeError as exc:  # bus.seqlock.NoFences: tools hear through the sockets instead
+            except NoFences as exc:  # tools hear through the sockets instead
                 log.error("no tap for watching tools: %s", exc)
                 self._tap_refused = True
             else:
