@@ -12,6 +12,7 @@ and Pillow with its codecs is 3.7 MiB of a 35 MiB budget (issue 6).
 
 from __future__ import annotations
 
+import select
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,9 @@ def yuyv_to_rgb(data, height: int, width: int, out: np.ndarray | None = None) ->
     np.clip(np.rint(rgb, out=rgb), 0, 255, out=rgb)
     out[...] = rgb
     return out
+
+
+FRAME_WAIT_S = 2.0  # a sensor that gives no frame this long after asked is not giving one
 
 
 class V4l2Camera:
@@ -75,10 +79,23 @@ class V4l2Camera:
             self.streaming = False
 
     def grab(self, frame_id: int, out: np.ndarray) -> np.ndarray:
+        """The next frame. A photo taken while nothing streams opens the stream for that one frame: the
+        device is non-blocking and had no buffers then, so a photo alone failed on the board ('NoneType'
+        object has no attribute 'raw_read', seen in the booted image)."""
+        once = not self.streaming
         try:
+            if once:
+                self.start()
+            if not select.select([self.device.fileno()], [], [], FRAME_WAIT_S)[0]:
+                raise CameraError(f"no frame within {FRAME_WAIT_S:g} s")
             frame = self.capture.buffer.raw_read()
+        except CameraError:
+            raise
         except Exception as exc:
             raise CameraError(f"reading a frame: {exc}") from None
+        finally:
+            if once:
+                self.stop()
         return yuyv_to_rgb(frame.data, self.height, self.width, out)
 
     def close(self) -> None:

@@ -164,7 +164,9 @@ class Bus:
         mark = time.monotonic()
         answer = self.ask("shell.focus.request", resource=resource, kind="exclusive", cls="background",
                           reason="the boot check", purpose=purpose)
-        if not isinstance(answer, dict) or answer.get("status") != "granted":
+        # Queued behind a transient holder (an app's photo at that moment, seen once): the grant follows
+        # when it lets go, as for any app; the answer still says it was queued, and behind whom.
+        if not isinstance(answer, dict) or answer.get("status") not in ("granted", "queued"):
             return answer, None
         notice = self.until(lambda m: m[0] >= mark and m[1] == "shell.capture.notice" and m[3] == "shell"
                             and m[2]["owner"] == self.name and m[2]["resource"] == resource, timeout)

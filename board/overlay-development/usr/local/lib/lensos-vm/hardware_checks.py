@@ -78,8 +78,16 @@ def check_camera() -> None:
         # vivid's test pattern (colour bars) is many colours; a blank or stuck frame is one
         gaps = [(a, b) for a, b in zip(ids, ids[1:]) if b != a + 1]
         lit = [m[2] for m in bus.seen if m[1] == "led.state" and m[2].get("lit")][-1:]
+        # A photo with nothing streaming (the capture button from the home screen): the device opens for one
+        # frame. It failed on the booted image ('NoneType' object has no attribute 'raw_read').
+        bus.ask("camera.control.request", mode="off")
+        bus.release("camera")
+        again, _ = bus.capture("camera", "photo")  # a capture of its own, as an app's photo is
+        photo = bus.ask("camera.control.request", mode="photo")
+        jpeg = open(photo["path"], "rb").read(2) if isinstance(photo, dict) and photo.get("path") else b""
         report("camera", woke=woke, ok=bool(notice) and notice["status"] == "granted" and len(ids) >= 30 and not gaps
-               and looked and all(x["colours"] >= 6 for x in looked) and bool(lit),
+               and looked and all(x["colours"] >= 6 for x in looked) and bool(lit) and jpeg == b"\xff\xd8",
+               photo=photo, photo_focus=again,
                focus=answer, notice=notice, control=control_reply, door_refusals=refusals[:5], frames=len(ids),
                ids=ids[:5] + ids[-5:], states=[m[2] for m in bus.seen if m[1] == "camera.state"][-4:],
                gaps=gaps[:10], looked=looked, overruns=overruns, led=lit)

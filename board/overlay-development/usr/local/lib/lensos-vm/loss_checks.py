@@ -15,7 +15,7 @@ import signal
 import time
 from pathlib import Path
 
-from checklib import Bus, main_pid, report, running_again, sh, wait, awake
+from checklib import Bus, awake, journal, main_pid, report, running_again, sh, wait
 
 CAMERAD = "lensos-camerad.service"
 ROUNDS = 2
@@ -37,7 +37,10 @@ def check_recording() -> None:
             answer, notice = bus.capture("camera", "the boot check's recording")
             reply = bus.ask("camera.control.request", mode="video")
             if not isinstance(reply, dict) or not reply.get("path"):
-                rounds.append({"capture": answer, "notice": notice, "video": reply})
+                # who held the camera instead, and since when (a queued capture was seen once: the camera app)
+                rounds.append({"capture": answer, "notice": notice, "video": reply,
+                               "status": sh("/opt/lensos/bin/lens", "status", "--json")[-2500:],
+                               "camera_app": journal("lensos-appd.service", lines=15)})
                 break
             started = time.monotonic()
             want = random.randint(5, 60)  # frames before the kill: a random instant of the recording
@@ -65,7 +68,7 @@ def check_recording() -> None:
                 "after_frames": want, "seen": len(seen), "recovered": len(ids), "torn": found.torn,
                 "every_seen_frame_on_disk": set(seen[:-1]) <= set(ids), "whole": seqs == list(range(1, len(seqs) + 1)),
                 "session": session and session[2], "restarted": bool(new), "taken_back": bool(taken_back),
-                "led_out": bool(led_out), "path": reply["path"]})
+                "led_out": bool(led_out), "path": reply["path"], "asked": answer})
         audit = [json.loads(line) for line in Path(paths["privacy_log"]).read_text().splitlines()
                  if line.startswith("{")] if os.path.exists(paths["privacy_log"]) else []
         counted = [a for a in audit if a.get("event") == "counted" and a.get("owner", bus.name) == bus.name]
