@@ -117,3 +117,32 @@ def test_an_app_in_front_whose_display_claim_went_unanswered_claims_it_again_onc
                  "the claim made again once the new shell answers")
     finally:
         app.node.close()
+
+
+def test_the_touch_that_wakes_sleeping_glasses_is_not_the_apps_but_the_capture_button_is(runtime):
+    """Tapping the dark temple to wake the glasses took a photo when the camera app was in front."""
+    from bus.envelope import Message
+
+    class Camera(App):
+        global_gestures = ("button",)
+
+        def __init__(self):
+            super().__init__("camera", runtime)
+            self.got = []
+
+        def on_gesture(self, gesture: str) -> None:
+            self.got.append(gesture)
+
+    def msg(topic, sender, **payload):
+        return Message(topic, sender, 1, 1, 1, 1, payload, b"")
+
+    app = Camera()
+    try:
+        app._on_shell(msg("shell.state", "shell", state="sleep", foreground="camera"))
+        app._on_gesture(msg("input.gesture", "inputd", gesture="tap", source="touchpad", mono_ns=1))
+        app._on_gesture(msg("input.gesture", "inputd", gesture="button", source="button", mono_ns=2))
+        app._on_shell(msg("shell.state", "shell", state="active", foreground="camera"))
+        app._on_gesture(msg("input.gesture", "inputd", gesture="tap", source="touchpad", mono_ns=3))
+        assert app.got == ["button", "tap"], "the waking tap went to the app"
+    finally:
+        app.node.close()
