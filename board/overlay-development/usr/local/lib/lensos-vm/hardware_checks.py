@@ -130,13 +130,20 @@ def check_display() -> None:
         drawn = watch.until(lambda m: m[0] >= mark and m[1] == "display.frame" and "card" in m[2]["layers"], 30)
         # the frame is on the panel once displayd says so: read the device itself, and displayd's own read-back,
         # then the device again (the HUD's clock may turn meanwhile: the read-back must equal one of the two)
-        after = read_fb()
-        snap = watch.ask("display.snapshot.request")
-        again = read_fb()
-        snapshot = np.asarray(Image.open(io.BytesIO(snap["png"])).convert("RGB")) if isinstance(snap, dict) else None
+        # Up to five tries: the HUD may change more than once meanwhile (the camera check's LED hold ending,
+        # the spotter's listening mark coming back: 16 pixels differed once in CI).
+        for _ in range(5):
+            after = read_fb()
+            snap = watch.ask("display.snapshot.request")
+            again = read_fb()
+            snapshot = np.asarray(Image.open(io.BytesIO(snap["png"])).convert("RGB")) if isinstance(snap, dict) \
+                else None
+            same = snapshot is not None and snapshot.shape == after.shape and (
+                bool((snapshot == after).all()) or bool((snapshot == again).all()))
+            if same or snapshot is None:
+                break
+            time.sleep(1.0)
         changed = int(np.any(before != after, axis=2).sum())
-        same = snapshot is not None and snapshot.shape == after.shape and (
-            bool((snapshot == after).all()) or bool((snapshot == again).all()))
         differ = None if snapshot is None or snapshot.shape != after.shape else int(
             np.any(snapshot != after, axis=2).sum())
         report("display", woke=woke, ok=isinstance(card, dict) and card.get("shown") and bool(drawn) and changed > 2000 and same,
