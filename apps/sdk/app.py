@@ -68,6 +68,7 @@ class App:
         self.node.subscribe("input.gesture", self._on_gesture)
         self.node.subscribe("camera.state", self._on_camera)
         self.node.subscribe("assistant.action", self._on_action)
+        self.node.subscribe("display.shown", self._on_shown)  # its own receipts only (the topic's readers)
         self._told: str | None = None  # while an assistant's action is handled: the last thing shown or said
         self.camera: dict = {}  # camerad's latest word: mode, owner, the session's ring number
         self._ring = None  # frames.ring.Ring while the camera is open (numpy only for apps that look)
@@ -81,6 +82,7 @@ class App:
     def on_background(self) -> None: ...
     def on_gesture(self, gesture: str) -> None: ...
     def on_focus(self, notice: dict) -> None: ...
+    def on_shown(self, receipt: dict) -> None: ...  # a card of this app came into view or left it (display.shown)
     def on_permission_denied(self, event: dict) -> None: ...
     def on_assistant(self, action: str, args: dict) -> str | None: ...  # None: what it showed or said answers
 
@@ -314,6 +316,10 @@ class App:
             return
         if self.foreground or msg.payload["gesture"] in self.global_gestures:
             self.on_gesture(msg.payload["gesture"])
+
+    def _on_shown(self, msg: Message) -> None:
+        if msg.payload["app"] == self.id:
+            self.on_shown(msg.payload)
 
     def _on_camera(self, msg: Message) -> None:
         self.camera = msg.payload

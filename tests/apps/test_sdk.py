@@ -146,3 +146,33 @@ def test_the_touch_that_wakes_sleeping_glasses_is_not_the_apps_but_the_capture_b
         assert app.got == ["button", "tap"], "the waking tap went to the app"
     finally:
         app.node.close()
+
+
+@pytest.mark.slow
+def test_an_app_hears_when_the_wearer_really_saw_its_card(procs, runtime, tmp_path):
+    """Issue 32: the display's receipt reaches the app's on_shown, with the frame that showed its card."""
+    apps = installed(procs, tmp_path, "toaster", TOASTER)
+    System(procs, runtime, tmp_path)
+    procs.start_ready("-m", "daemons.display")
+
+    class Shown(App):
+        def __init__(self):
+            super().__init__("toaster", runtime, apps)
+            self.receipts = []
+
+        def on_shown(self, receipt: dict) -> None:
+            self.receipts.append(receipt)
+
+    toaster = Shown()
+    toaster.node.start()
+    try:
+        toaster.wait(lambda: toaster.has_display, 10.0, "the shell's state")
+        toaster.come_forward()
+        toaster.take_display("hello")
+        toaster.card("hello", "Hello", "seen?")
+        toaster.wait(lambda: [r for r in toaster.receipts if r["shown"] and r["id"] == "hello"], 10.0,
+                     "the receipt of the card")
+        receipt = next(r for r in toaster.receipts if r["shown"])
+        assert receipt["frame"] >= 1 and receipt["mono_ns"] > 0 and receipt["app"] == "toaster"
+    finally:
+        toaster.node.close()
