@@ -60,9 +60,8 @@ class Calls:
                 result, error = result_of(msg), None
             except RequestFailed as exc:
                 result, error = None, exc
-            before, self.trace = self.trace, msg.trace  # the answer continues the question's trace
-            self._call_handler(call.callback, result, error)
-            self.trace = before
+            with self.tracing(msg.trace):  # the answer continues the question's trace
+                self._call_handler(call.callback, result, error)
 
     def _expire(self, cid: int, timeout: float) -> None:
         call = self._calls.pop(cid, None)

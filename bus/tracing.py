@@ -54,9 +54,6 @@ class Tracing:
             return callback
 
         def in_trace(*args):
-            before, self.trace = self.trace, trace
-            try:
+            with self.tracing(trace):
                 return callback(*args)
-            finally:
-                self.trace = before
         return in_trace
