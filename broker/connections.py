@@ -11,9 +11,10 @@ bus group could do that by connecting and saying nothing. So:
 - the broker raises its own soft RLIMIT_NOFILE as far as the hard limit lets
   it (``raise_limit``; the units set ``LimitNOFILE``), and no uid may hold more
   than ``PER_UID`` connections, nor all of them together more than the limit
-  less ``RESERVE``. Beyond a cap, the connection shed is the newest of the pid
-  holding the most (in development every process shares one uid: the one
-  flooding is the one that loses);
+  less a reserve (the broker's own, and what its monitors may tell of late).
+  Beyond a cap, the connection shed is the newest of the pid holding the most
+  (in development every process shares one uid: the one flooding is the one
+  that loses);
 - shedding is ``shutdown()`` of the socket libzmq holds, which it then closes as
   it would a peer that hung up. The descriptor number comes from the socket
   monitor (ZMQ_EVENT_ACCEPTED) and may have been reused since: it is shed only
@@ -52,7 +53,11 @@ MONITOR_HWM = 64
 # (a 22,500-connection flood in the board's VM, four times). Bounded, the loop turns: it forwards, pings, and
 # reads more next turn (a monitor is level-triggered).
 READ_BATCH = 256
-RESERVE = 1000 + MONITOR_HWM + 128  # descriptors kept: those the monitor may tell of late, and the broker's own
+# Connections libzmq may accept on one socket before the broker reads of them: its monitor's pipe holds the
+# internal end's 1000 events, this end's MONITOR_HWM and one in flight (1065, measured by
+# tests/broker/test_connections.py). Every bound socket has its own monitor, so they add up (5 of them: 5325).
+MONITOR_BACKLOG = 1000 + MONITOR_HWM + 1
+OWN_FDS = 128  # the broker's own descriptors: its sockets' mailboxes, the ZAP handler, logs, the tap
 WANTED_LIMIT = 65536  # the soft RLIMIT_NOFILE the broker asks for (the units' LimitNOFILE)
 _EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
@@ -127,8 +132,11 @@ class Connections:
         # refuse(reason, uid, pid): the gate counts and reports it (bus.security)
         self._refuse = refuse
         self.publishers = publishers  # sockets whose connections are twinned (at most two descriptors each)
-        self.total_cap = (limit - RESERVE if limit > 2 * RESERVE else limit // 2) // 2
-        if limit <= 2 * RESERVE:
+        # Descriptors held: OWN_FDS, the connections the broker knows of (``open``, at most total_cap and those
+        # shed but not closed yet), their twins (as many again at most), and each monitor's backlog unread.
+        self.reserve = len(sockets) * MONITOR_BACKLOG + OWN_FDS
+        self.total_cap = (limit - self.reserve if limit > 2 * self.reserve else limit // 2) // 2
+        if limit <= 2 * self.reserve:
             log.warning("only %d file descriptors (RLIMIT_NOFILE): a flood of connections may take the broker down",
                         limit)
         self.per_uid = min(PER_UID, self.total_cap)

@@ -11,6 +11,7 @@ import zmq
 
 from broker import connections
 from broker.connections import Connections
+from tests.conftest import wait_for
 
 
 class EndlessMonitor:
@@ -56,3 +57,43 @@ def test_over_its_cap_a_process_loses_its_newest_connections_and_closing_them_is
         for ours, theirs in pairs:
             ours.close()
             theirs.close()
+
+
+def test_libzmq_accepts_no_more_than_the_monitor_backlog_ahead_of_a_broker_that_does_not_read(tmp_path):
+    """The reserve the broker keeps is counted in MONITOR_BACKLOGs: were libzmq to accept further ahead of an
+    unread monitor, a flood could still run the broker out of descriptors (and libzmq aborts it then)."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.HANDSHAKE_IVL, 60_000)  # none closed by libzmq while they are counted
+    path = str(tmp_path / "s")
+    sock.bind(f"ipc://{path}")
+    monitors = Connections({"s": sock}, refuse=lambda *a: None, limit=65536).monitors
+    base = len(os.listdir("/proc/self/fd"))
+    held = []
+    try:
+        def accepted() -> int:  # descriptors libzmq's I/O thread holds for our clients
+            return len(os.listdir("/proc/self/fd")) - base - len(held)
+        while len(held) < 2 * connections.MONITOR_BACKLOG:
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.setblocking(False)
+            try:
+                client.connect(path)
+            except BlockingIOError:  # the listen queue is full: go on once libzmq has accepted those queued
+                client.close()
+                try:
+                    wait_for(lambda: accepted() == len(held), timeout=3, what="libzmq accepting")
+                except AssertionError:
+                    break  # it has stopped with some still queued
+                continue
+            held.append(client)
+        assert len(held) < 2 * connections.MONITOR_BACKLOG, "libzmq never stopped accepting"
+        wait_for(lambda: accepted() >= connections.MONITOR_BACKLOG, what="libzmq accepting up to the backlog")
+        assert accepted() == connections.MONITOR_BACKLOG
+    finally:
+        for client in held:
+            client.close()
+        for monitor in monitors:
+            monitor.close(0)
+        sock.close(0)
+        ctx.term()
