@@ -73,6 +73,7 @@ class Assistantd:
         self.phase, self.why = "idle", "waiting for a trigger"
         self.said: str | None = None  # `lens say` text for the listening session
         self.heard_final: str | None = None  # the engine's words once the wearer stopped speaking
+        self.mic_seq = self.mic_missing = 0  # the last mic block's number; those not heard (audiod numbers from 1)
         self.partial: deque[str] = deque(maxlen=1)  # the LLM's streamed answer so far
         self.context: list[dict] = []
         self.context_at = 0.0
@@ -134,6 +135,11 @@ class Assistantd:
         if self.heard_final is not None:
             return  # the words are complete
         if msg.topic == "audio.mic":
+            # Blocks audiod numbered and the bus did not bring (a gap in seq): words cut short are then no
+            # mystery in the journal (take_words).
+            if p["seq"] > self.mic_seq + 1:
+                self.mic_missing += p["seq"] - self.mic_seq - 1
+            self.mic_seq = p["seq"]
             self.stt.feed(p["pcm"], p["rate"])
             if self.stt.ended:  # the engine heard the wearer stop speaking
                 self.take_words()
@@ -144,6 +150,8 @@ class Assistantd:
         words = self.stt.final()
         if words or self.stt.unclear:  # a sound that was no speech at all: listen on
             self.heard_final = words or UNCLEAR
+            if self.mic_missing:
+                log.warning("%d mic blocks of the request never came", self.mic_missing)
             self.runner.poll()
 
     def on_played(self, msg: Message) -> None:
@@ -217,6 +225,7 @@ class Assistantd:
         (session, trigger, text, self.template, self.behalf), self.queued = self.queued, None
         self.session_id, self.trigger = session, trigger
         self.said, self.heard_final = text, None
+        self.mic_seq = self.mic_missing = 0
         self.told = self.answered_by = None
         self.task = self.runner.start(self.converse(session), lambda result, error: self.ended(session, error))
 

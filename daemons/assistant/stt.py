@@ -21,11 +21,14 @@ Both forget everything on ``reset()``: no audio outlives the question.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+log = logging.getLogger(__name__)
 
 
 class SttError(RuntimeError):
@@ -181,8 +184,15 @@ class SphinxStt:
             return ""
         words = self._decode(self.grammar, audio)
         # Off the grammar's final state the search gives a partial path: that was no command.
-        if words and self.fsg.accept(words) and self.disagreement(words, audio) <= self.max_disagreement:
+        complete = bool(words) and self.fsg.accept(words)
+        apart = self.disagreement(words, audio) if complete else None
+        if apart is not None and apart <= self.max_disagreement:
             return words
+        # Why, without the words (the journal is no place for what the wearer said): an unclear answer in a
+        # test or in the field is told from a cut or a wrong utterance by its length and these.
+        log.info("speech of %.2f s was no command: %s", len(audio) / 2 / self.RATE,
+                 "the grammar found no sentence" if apart is None else
+                 f"{apart:.2f} phone edits per phone (more than {self.max_disagreement:g})")
         if self.free is not None:
             words = self._decode(self.free, audio)
             if words:
