@@ -323,8 +323,11 @@ class Broker:
             return None
         xpub = lane.xpub
         if topic in PERSONAL:
-            lane.msgs_out, lane.bytes_out = self._personal(xpub, spec, topic, bytes(body), stamp, lane.msgs_out,
+            data = bytes(body)
+            lane.msgs_out, lane.bytes_out = self._personal(xpub, spec, topic, data, stamp, lane.msgs_out,
                                                            lane.bytes_out)
+            if spec.latched and self.gate.audience(spec, data) is not None:
+                self._store(topic, data, stamp)  # snapshotted to its readers alone (_may_read)
             return None
         stamped = envelope.stamp(topic, stamp)
         if self.tap is not None:
@@ -486,12 +489,21 @@ class Broker:
                     answer = self._access(body)
                 else:
                     prefixes = [p for p in prefixes if type(p) is str][:64]
+                    asker = verified(body).encode()
                     answer = [list(item) for topic, item in self.cache.items()
-                              if not TOPICS[topic].permission and any(matches(p, topic) for p in prefixes)]
+                              if any(matches(p, topic) for p in prefixes) and self._may_read(asker, topic, item)]
             except (ValueError, TypeError, msgpack.UnpackException):
                 log.warning("ignored a malformed snapshot request")
                 continue
             self.latch.send_multipart([identity, b"", msgpack.packb([request_id, answer])])
+
+    def _may_read(self, asker: bytes, topic: str, item: tuple) -> bool:
+        """Whether a latched message goes into ``asker``'s snapshot: every one does but a restricted topic's
+        (its grants change; the granted hear it live) and a topic with readers, which its readers' alone do."""
+        spec = TOPICS[topic]
+        if spec.permission:
+            return False
+        return spec.readers is None or asker in (self.gate.audience(spec, item[1]) or ())
 
     def _access(self, frame: zmq.Frame) -> dict:
         """How the asker reaches the lanes (bus.access): sealed, or with its pass, which this connection's

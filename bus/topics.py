@@ -315,6 +315,7 @@ _TABLE = [
     Topic("display.state", Kind.STATE, "displayd",
           {"on": "bool", "brightness": "float", "user_level": "float", "width": "int", "height": "int",
            "backend": "str", "font": "str?", "layers": "list[str]", "alert": "str?", "notice": "str?"},
+          readers=("assistantd", "webview"),  # the alert's text is the wearer's (issue 27)
           doc="panel on or off, its brightness (the shell's for the state times the wearer's user_level), which "
               "layers are up (hud, card, toast, alert), the alert's and the HUD notice's text"),
     Topic("display.brightness.request", Kind.REQUEST, "displayd", {"level": "float"}, reply={"level": "float"},
@@ -427,6 +428,7 @@ _TABLE = [
           doc="a notification from the paired phone (the phone bridge; `lens notify` in development)"),
     Topic("notifications.state", Kind.STATE, "notifications",
           {"count": "int", "unread": "int", "latest": "str?"},
+          readers=("displayd", "home", "webview"),  # the latest one's title is the wearer's (issue 27)
           doc="how many notifications the glasses hold and how many are unread (the HUD's count)"),
     Topic("music.state", Kind.STATE, "music",
           {"title": "str?", "index": "int", "count": "int", "playing": "bool", "position_s": "float",

@@ -170,7 +170,7 @@ def test_a_reply_reaches_the_app_that_asked_and_nobody_else(broker, runtime, nod
     asker = app_node(nodes, runtime, "asker")
     nosy = app_node(nodes, runtime, "nosy")
     overheard = []
-    for prefix in ("display", "display.snapshot.reply", ""):
+    for prefix in ("display", "display.snapshot.reply", "phone", ""):
         nosy.subscribe(prefix, overheard.append)
     for node in (displayd, asker, nosy):
         node.start()
@@ -180,11 +180,39 @@ def test_a_reply_reaches_the_app_that_asked_and_nobody_else(broker, runtime, nod
     wait_for(lambda: answers, what="the answer", poll=lambda t: [n.run_once(t / 3) for n in (displayd, asker, nosy)])
     assert answers[0][1] is None and answers[0][0]["png"] == b"what the wearer sees"
     # Anything sent to nosy after the reply has reached it by the time this does (one publisher, in order).
-    displayd.publish("display.state", on=True, brightness=1.0, user_level=1.0, width=1, height=1, backend="sim",
-                     font=None, layers=[], alert=None, notice=None)
-    wait_for(lambda: any(m.topic == "display.state" for m in overheard), what="a later message",
+    displayd.publish("phone.notification", id="1", source="test", title="a later message")
+    wait_for(lambda: any(m.topic == "phone.notification" for m in overheard), what="a later message",
              poll=lambda t: [n.run_once(t / 2) for n in (displayd, nosy)])
     assert [m for m in overheard if m.topic.endswith(".reply")] == []
+
+
+def test_a_state_with_readers_is_latched_for_them_alone(broker, runtime, nodes):
+    """notifications.state names the latest notification: the HUD and the home screen read it, no other app,
+    neither live nor in the snapshot a node gets when it starts (issue 27: what the wearer was shown)."""
+    notifications = app_node(nodes, runtime, "notifications")
+    live_home, live_nosy = nodes("displayd"), app_node(nodes, runtime, "nosy")
+    heard = {"home": [], "nosy": []}
+    live_home.subscribe("notifications", heard["home"].append)
+    for prefix in ("notifications", ""):
+        live_nosy.subscribe(prefix, heard["nosy"].append)
+    for node in (notifications, live_home, live_nosy):
+        node.start()
+    notifications.publish("notifications.state", count=1, unread=1, latest="Bank: your PIN is 4321")
+    wait_for(lambda: heard["home"], what="the HUD hearing it live",
+             poll=lambda t: [n.run_once(t / 3) for n in (notifications, live_home, live_nosy)])
+    late = {"home": [], "nosy": []}
+    late_home, late_nosy = app_node(nodes, runtime, "home"), app_node(nodes, runtime, "nosy2")
+    late_home.subscribe("notifications.state", late["home"].append)
+    for prefix in ("notifications.state", "phone"):
+        late_nosy.subscribe(prefix, late["nosy"].append)
+    late_home.start()  # start() returns once the latched snapshot is delivered
+    late_nosy.start()
+    wait_for(lambda: late["home"], what="the snapshot", poll=lambda t: late_home.run_once(t))
+    assert late["home"][0].payload["latest"] == "Bank: your PIN is 4321" and late["home"][0].latched
+    late_nosy.publish("phone.notification", id="1", source="test", title="after")  # its snapshot came first
+    wait_for(lambda: any(m.topic == "phone.notification" for m in late["nosy"]), what="a later message",
+             poll=lambda t: late_nosy.run_once(t))
+    assert [m for m in late["nosy"] + heard["nosy"] if m.topic == "notifications.state"] == []
 
 
 def test_lens_keys_generate_writes_a_pair_per_process_secret_to_its_owner_and_refuses_a_bad_name(procs, tmp_path):
