@@ -35,8 +35,11 @@ class Claim:
     behalf: str | None = None  # the app the owner holds it for (the assistant asked by an app)
 
     def as_dict(self) -> dict:
-        return {"owner": self.owner, "kind": self.kind, "class": self.cls, "reason": self.reason,
-                "ducked": self.ducked, "behalf": self.behalf}
+        """As shell.state shows it to every process: not the reason, which is the claimant's own text (an
+        assistant session's names the app it asks for, an app's may say what it records) and is no other
+        app's to read (issue 27); the privacy log keeps it."""
+        return {"owner": self.owner, "kind": self.kind, "class": self.cls, "ducked": self.ducked,
+                "behalf": self.behalf}
 
 
 @dataclass(frozen=True)

@@ -118,9 +118,9 @@ def test_a_goodbye_from_the_process_a_new_one_replaced_takes_nothing_from_the_ne
     earlier = os.getpid() + 1  # the pid of the nav this one replaced
     nav.node.publish("node.bye", node="nav", pid=earlier)
     # Its next claim comes after the goodbye on the same lane, and the shell's word on it after its word on
-    # the goodbye: the shell's state with the new reason means the goodbye was judged, and no loss came first.
-    nav.ask("shell.focus.request", resource="audio_out", kind="exclusive", cls="background", reason="route again")
-    state = nav.wait_state(lambda s: [c["reason"] for c in s["focus"]["audio_out"]["stack"]] == ["route again"]
+    # the goodbye: the shell's state with the new kind means the goodbye was judged, and no loss came first.
+    nav.ask("shell.focus.request", resource="audio_out", kind="transient", cls="background", reason="route again")
+    state = nav.wait_state(lambda s: [c["kind"] for c in s["focus"]["audio_out"]["stack"]] == ["transient"]
                            and s, "the shell's word after the goodbye")
     assert "nav" in state["nodes"] and not nav.notices("shell.focus.notice", owner="nav", status="lost")
     nav.node.publish("node.bye", node="nav", pid=os.getpid())  # its own goodbye still lets go of everything
@@ -280,6 +280,7 @@ def test_lens_status_and_privacy_log(system, procs):
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
     assert status["shell.state"]["focus"]["mic"]["owner"] == "camapp"
+    assert "dictation" not in json.dumps(status["shell.state"]), "an app's reason is in what every app reads"
     assert status["led.state"]["lit"] is True
     text = procs.run_lens("status")
     assert text.returncode == 0 and "camapp (background, exclusive)" in text.stdout and "left 100%" in text.stdout
