@@ -425,6 +425,7 @@ _TABLE = [
               "user when they do (null: each app is a user of its own)"),
     Topic("phone.notification", Kind.EVENT, ANY_NODE,
           {"id": "str", "source": "str", "title": "str", "body": "str?"}, starts_trace=True,
+          readers=("notifications", "webview"),  # what the phone was told is the wearer's (issue 27)
           doc="a notification from the paired phone (the phone bridge; `lens notify` in development)"),
     Topic("notifications.state", Kind.STATE, "notifications",
           {"count": "int", "unread": "int", "latest": "str?"},

@@ -4,6 +4,7 @@ only for the identity the shell granted, and headers that lie about their sender
 from __future__ import annotations
 
 import json
+import os
 
 import zmq
 
@@ -170,7 +171,7 @@ def test_a_reply_reaches_the_app_that_asked_and_nobody_else(broker, runtime, nod
     asker = app_node(nodes, runtime, "asker")
     nosy = app_node(nodes, runtime, "nosy")
     overheard = []
-    for prefix in ("display", "display.snapshot.reply", "phone", ""):
+    for prefix in ("display", "display.snapshot.reply", "node", ""):
         nosy.subscribe(prefix, overheard.append)
     for node in (displayd, asker, nosy):
         node.start()
@@ -180,8 +181,8 @@ def test_a_reply_reaches_the_app_that_asked_and_nobody_else(broker, runtime, nod
     wait_for(lambda: answers, what="the answer", poll=lambda t: [n.run_once(t / 3) for n in (displayd, asker, nosy)])
     assert answers[0][1] is None and answers[0][0]["png"] == b"what the wearer sees"
     # Anything sent to nosy after the reply has reached it by the time this does (one publisher, in order).
-    displayd.publish("phone.notification", id="1", source="test", title="a later message")
-    wait_for(lambda: any(m.topic == "phone.notification" for m in overheard), what="a later message",
+    displayd.publish("node.heartbeat", node="displayd", pid=os.getpid(), incarnation=1, period_s=None)
+    wait_for(lambda: any(m.topic == "node.heartbeat" for m in overheard), what="a later message",
              poll=lambda t: [n.run_once(t / 2) for n in (displayd, nosy)])
     assert [m for m in overheard if m.topic.endswith(".reply")] == []
 
@@ -203,14 +204,14 @@ def test_a_state_with_readers_is_latched_for_them_alone(broker, runtime, nodes):
     late = {"home": [], "nosy": []}
     late_home, late_nosy = app_node(nodes, runtime, "home"), app_node(nodes, runtime, "nosy2")
     late_home.subscribe("notifications.state", late["home"].append)
-    for prefix in ("notifications.state", "phone"):
+    for prefix in ("notifications.state", "node.heartbeat"):
         late_nosy.subscribe(prefix, late["nosy"].append)
     late_home.start()  # start() returns once the latched snapshot is delivered
     late_nosy.start()
     wait_for(lambda: late["home"], what="the snapshot", poll=lambda t: late_home.run_once(t))
     assert late["home"][0].payload["latest"] == "Bank: your PIN is 4321" and late["home"][0].latched
-    late_nosy.publish("phone.notification", id="1", source="test", title="after")  # its snapshot came first
-    wait_for(lambda: any(m.topic == "phone.notification" for m in late["nosy"]), what="a later message",
+    late_nosy.publish("node.heartbeat", node="nosy2", pid=os.getpid(), incarnation=1, period_s=None)
+    wait_for(lambda: any(m.topic == "node.heartbeat" for m in late["nosy"]), what="a later message",
              poll=lambda t: late_nosy.run_once(t))
     assert [m for m in late["nosy"] + heard["nosy"] if m.topic == "notifications.state"] == []
 
