@@ -16,7 +16,7 @@ STAMP  := $(VENV)/.lensos-installed
 SYSTEM_PACKAGES := libportaudio2 fonts-dejavu-core espeak-ng systemd chromium gcc libc6-dev fonts-wqy-microhei \
                    libtesseract5 tesseract-ocr-eng tesseract-ocr-chi-sim
 
-.PHONY: install run test sysdeps clean
+.PHONY: install run test hostile sysdeps clean
 
 install: sysdeps $(STAMP) broker/_fastpath.so bus/_seqlock.so tests/foxglove/node_modules/.installed
 	@# Bytecode ahead of time: with PYTHONDONTWRITEBYTECODE set (as on this machine) every process would
@@ -81,6 +81,11 @@ run: install
 # is collected, niced, and its assertions run last (tests/board/boot.py). LENS_BOARD_TEST=0 leaves it out.
 test: install board-deps
 	$(BIN)/python -m pytest
+
+# The hostile-app suite alone (tests/hostile): every attack of issue 27 against the broker and the running
+# glasses, and every request an app may send, fuzzed. `make test` runs it too.
+hostile: install
+	$(BIN)/python -m pytest tests/hostile
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache broker/_fastpath.so bus/_seqlock.so tests/foxglove/node_modules

@@ -54,7 +54,7 @@ def value(rng: random.Random, spec: str):
 
 def app_requests():
     """Request topics served by a process of the table that an app may ask (the server judges); the ones that
-    drive the simulation are the developer's tools' only, refused at the broker (tests/broker/test_hostile.py)."""
+    drive the simulation are the developer's tools' only, refused at the broker (tests/hostile/test_broker.py)."""
     running = {process.name for process in PROCESSES}
     return [t for t in TOPICS.values() if t.kind is Kind.REQUEST and t.owner in running and not t.dev_only]
 
