@@ -47,11 +47,27 @@ class Outbox:
         outbox = self._outbox[lane_name]
         if outbox.maxlen is None and len(outbox) >= OUTBOX_MAX:
             self.outbox_drops += 1
+            self._lost(f"the outbox was full ({OUTBOX_MAX} held while the broker was away or behind)")
             if self.outbox_drops == 1 or self.outbox_drops % 10_000 == 0:
                 log.error("%s: outbox full while the broker is unreachable or behind; %d messages dropped",
                           self.name, self.outbox_drops)
             return
         outbox.append(frames)
+
+    def _lost(self, why: str) -> None:
+        """A message accepted and never to be delivered: counted, logged at once, and said on the bus (node.lost)
+        once this node is back on it, for the shell's count and whoever watches."""
+        self.lost += 1
+        count = self._unreported_lost[why] = self._unreported_lost.get(why, 0) + 1
+        if count == 1 or count % 10_000 == 0:
+            log.error("%s: %d messages lost: %s", self.name, count, why)
+
+    def _tell_lost(self) -> None:
+        if not self._unreported_lost:
+            return
+        told, self._unreported_lost = self._unreported_lost, {}
+        for why, count in told.items():
+            self.publish("node.lost", node=self.name, messages=count, why=why)
 
     def _send_probe(self, lane: Lane) -> None:
         spec = TOPICS[lane.probe_topic]
@@ -70,6 +86,8 @@ class Outbox:
         outbox.extend(frames for topic, frames in self._latched_out.items()
                       if TOPICS[topic].lane == lane.name and frames[0] not in held)
         self._flush(lane)
+        if lane.name == "reliable":
+            self._tell_lost()
         if lane.name == "reliable" and self._snapshot_prefixes:
             self._request_snapshot()
         self._announce_if_ready()
@@ -114,6 +132,8 @@ class Outbox:
             return
         oldest = time.monotonic_ns() - int(SEND_AGAIN_WITHIN_S * 1e9)
         again = [frames for frames in items if msgpack.unpackb(frames[1])[4] >= oldest]
+        for _ in range(len(items) - len(again)):
+            self._lost(f"held past {SEND_AGAIN_WITHIN_S:g} s for a broker that did not come back sooner")
         if again:
             self.sent_again += len(again)
             self._outbox[lane.name].extendleft(reversed(again))

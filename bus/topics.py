@@ -190,13 +190,16 @@ _TABLE = [
           doc="the shell (re)started: every process beats now, so nobody waits a heartbeat period to be seen"),
     Topic("node.bye", Kind.EVENT, ANY_NODE, {"node": "str", "pid": "int"}, max_size=512,
           doc="a process is stopping cleanly: whatever it held is released now, not at the heartbeat timeout"),
+    Topic("node.lost", Kind.EVENT, ANY_NODE, {"node": "str", "messages": "int", "why": "str"}, max_size=1024,
+          doc="a process could not deliver messages it had accepted (its outbox full while the broker was away, "
+              "or held longer than a broker lives): said once it is back on the bus; the shell counts them"),
     # --- the shell: system state, focus, the capture LED ---------------------------
     Topic("shell.state", Kind.STATE, "shell",
           {"state": "str", "running": "bool", "degraded": "list[str]", "ready": "list[str]", "foreground": "str?",
            "brightness": "float", "recording_allowed": "bool", "remote_calls": "bool", "capture_paused": "bool",
            "display_on": "bool", "power": "dict",
            "focus": "dict", "privacy": "dict", "nodes": "dict", "silent": "dict?", "boot_s": "float?",
-           "model": "str"},
+           "model": "str", "lost": "dict?"},
           doc="the system state as the shell decided it: what `lens status` shows and the HUD mirrors. nodes: "
               "each process heard on the bus, {pid}; silent: those whose heartbeat is overdue (hung, most likely: "
               "shell.census), {pid, since: the wall time of its last beat}; degraded: required processes missing "

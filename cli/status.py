@@ -76,6 +76,9 @@ def render(found: dict[str, dict]) -> str:
         now = time.time()
         lines.append("silent     " + ", ".join(f"{name}[{info['pid']}] no heartbeat for {now - info['since']:.0f} s"
                                                for name, info in silent.items()) + " (hung?)")
+    if shell.get("lost"):  # messages a process accepted and could not deliver (node.lost): none is lost unsaid
+        lines.append("lost       " + ", ".join(f"{name} {count} messages" for name, count in shell["lost"].items())
+                     + " (their logs say why)")
     return "\n".join(lines)
 
 

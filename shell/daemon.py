@@ -16,6 +16,10 @@ the same focus stacks, grants and LED command instead of a blank slate.
 The checkpoint is data with a schema (shell.checkpoint), checked before it
 is used; one that does not pass is refused with a log and the shell starts
 fresh.
+
+Over 400 lines: one short handler per input the shell hears, all feeding the
+one settle() whose order is the promise above; apart, that order would be
+scattered across modules.
 """
 
 from __future__ import annotations
@@ -91,6 +95,7 @@ class ShellDaemon:
         self.published: dict[str, dict] = {}
         self.timer: Timer | None = None
         self.ended: dict | None = None  # a capture the system ended, on the HUD for ENDED_SHOW_S (_tell_wearer)
+        self.lost: dict[str, int] = {}  # process -> messages it accepted and could not deliver (node.lost)
         self.ended_timer: Timer | None = None
         self._resume_checkpoint()
         self.apps = Apps(node, policy, self.core, self.settle)
@@ -99,6 +104,7 @@ class ShellDaemon:
         node.subscribe("node.heartbeat", self.on_node)
         node.subscribe("bus.departed", self.on_departed)
         node.subscribe("node.bye", self.on_node)
+        node.subscribe("node.lost", self.on_lost)
         node.subscribe("led.state", self.on_led)
         node.subscribe("power.state", self.on_power)
         node.subscribe("camera.session", self.on_counted)
@@ -112,6 +118,16 @@ class ShellDaemon:
         node.subscribe("appd.state", self.on_app_host)
 
     # --- inputs -------------------------------------------------------------------
+    def on_lost(self, msg: Message) -> None:
+        """A process's own word that messages it accepted were lost: counted in shell.state for `lens status`."""
+        name = msg.payload["node"]
+        if name != msg.source or msg.payload["messages"] <= 0:
+            log.warning("shell: %s sent a node.lost for %s; ignored", msg.source, name)
+            return
+        self.lost[name] = self.lost.get(name, 0) + msg.payload["messages"]
+        log.warning("shell: %s lost %d messages: %s", name, msg.payload["messages"], msg.payload["why"])
+        self._publish_state(time.monotonic())
+
     def on_node(self, msg: Message) -> None:
         name, now = msg.payload["node"], time.monotonic()
         if name != msg.source:
@@ -392,6 +408,7 @@ class ShellDaemon:
         state["degraded"] = sorted({*state["degraded"], *(n for n in state["silent"] if n not in self.apps.manifests)})
         state["privacy"]["ended"] = self.ended
         state["boot_s"] = self.boot_s
+        state["lost"] = dict(sorted(self.lost.items())) or None
         state["model"] = self.policy.profile["name"]
         if self._publish_if_changed("shell.state", **state):
             self._checkpoint()

@@ -434,6 +434,34 @@ def test_what_a_hung_broker_held_reaches_the_subscriber_after_it_is_killed_and_r
     assert publisher.stats()["sent_again"] >= 5
 
 
+def test_what_a_full_outbox_could_not_keep_is_said_on_the_bus_once_the_broker_is_back(broker, procs, nodes,
+                                                                                        monkeypatch):
+    """Issue 28, line 8: messages a publisher accepted and could not keep while the broker was away are lost,
+    and the loss is said (node.lost, for the shell's count and `lens status`), not only logged."""
+    monkeypatch.setattr("bus.outbox.OUTBOX_MAX", 5)
+    sub = nodes("listener")
+    ticks, lost = collect(sub, "demo.tick"), collect(sub, "node.lost")
+    sub.start()
+    publisher = nodes("demo")
+    publisher.start()
+    procs.stop(broker, signal.SIGKILL)
+    wait_for(lambda: not publisher.ready and not sub.ready, what="both nodes to notice",
+             poll=lambda t: (publisher.run_once(t / 2), sub.run_once(t / 2)))
+    for n in range(1, 21):
+        publisher.publish("demo.tick", n=n, text="while the broker is away")
+    assert publisher.lost > 0
+    procs.start_broker()
+
+    def both_turns(t):
+        publisher.run_once(t / 2)
+        sub.run_once(t / 2)
+    wait_for(lambda: lost, what="the loss said on the bus", poll=both_turns)
+    (said,) = [m.payload for m in lost]
+    assert said["node"] == "demo" and said["messages"] == publisher.lost and "outbox was full" in said["why"]
+    assert len(ticks) + said["messages"] == 20  # every one delivered, or counted as lost
+    assert publisher.stats()["lost"] == said["messages"]
+
+
 def test_flush_returns_once_the_broker_has_forwarded_what_was_published(broker, nodes):
     """Issue 33: a public way for a publisher to wait until what it published has left."""
     from bus.errors import BusTimeout

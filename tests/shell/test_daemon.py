@@ -350,3 +350,17 @@ def test_no_identity_without_a_manifest_gets_the_camera_or_mic_but_the_wearers_o
     system.apps.append(wearer)
     assert wearer.ask("shell.focus.request", resource="mic", kind="transient", cls="assistant",
                       reason="the wearer asked")["status"] == "granted"
+
+
+def test_messages_a_process_lost_are_counted_in_the_shells_state_and_shown_by_lens_status(system, procs):
+    """Issue 28, line 8: a process's node.lost (bus.outbox) is its own word about itself; the shell counts it,
+    and `lens status` shows it. One said for another is ignored."""
+    nav, other = system.app("nav"), system.app("music")
+    system.watcher.wait_state(running, "boot")
+    nav.node.publish("node.lost", node="nav", messages=7, why="the outbox was full")
+    other.node.publish("node.lost", node="nav", messages=1000, why="said for another")
+    nav.node.publish("node.lost", node="nav", messages=2, why="held past 60 s")
+    state = nav.wait_state(lambda s: (s.get("lost") or {}).get("nav") == 9 and s, "the loss counted")
+    assert state["lost"] == {"nav": 9}
+    text = procs.run_lens("status")
+    assert text.returncode == 0 and "lost       nav 9 messages" in text.stdout, text.stdout
