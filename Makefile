@@ -16,7 +16,7 @@ STAMP  := $(VENV)/.lensos-installed
 SYSTEM_PACKAGES := libportaudio2 fonts-dejavu-core espeak-ng systemd chromium gcc libc6-dev fonts-wqy-microhei \
                    libtesseract5 tesseract-ocr-eng tesseract-ocr-chi-sim
 
-.PHONY: install run test hostile sysdeps clean
+.PHONY: install run test hostile faults sysdeps clean
 
 install: sysdeps $(STAMP) broker/_fastpath.so bus/_seqlock.so tests/foxglove/node_modules/.installed
 	@# Bytecode ahead of time: with PYTHONDONTWRITEBYTECODE set (as on this machine) every process would
@@ -86,6 +86,12 @@ test: install board-deps
 # glasses, and every request an app may send, fuzzed. `make test` runs it too.
 hostile: install
 	$(BIN)/python -m pytest tests/hostile
+
+# The fault suite alone (issue 28): every test marked fault (kills, hangs, a full disk, LED faults, batteries
+# pulled, against running processes), wherever its subject's tests live. `make test` runs them too, and the
+# board's boot test the same faults under the image's systemd (`make board-test`).
+faults: install
+	LENS_BOARD_TEST=0 $(BIN)/python -m pytest -m fault
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache broker/_fastpath.so bus/_seqlock.so tests/foxglove/node_modules

@@ -50,6 +50,7 @@ def back_as_before(user, before: dict, what: str, start: float) -> float:
     return time.monotonic() - start
 
 
+@pytest.mark.fault
 @pytest.mark.slow
 def test_every_process_killed_in_turn_comes_back_with_its_state(procs, runtime, tmp_path):
     changes = {**FAST, "system.toml": {**FAST["system.toml"], "apps": {"boot": ["notifications"]}},

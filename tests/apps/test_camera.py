@@ -129,6 +129,7 @@ def test_the_camera_app_takes_a_photo_on_a_press_records_while_held_and_saves_wh
     user.wait(lambda: user.latest["shell.apps"]["apps"]["camera"]["state"] == "stopped", "the camera app stopped")
 
 
+@pytest.mark.fault
 @pytest.mark.slow
 def test_a_full_disk_stops_the_recording_cleanly_and_the_wearer_the_shell_and_the_log_are_told(procs, runtime,
                                                                                               tmp_path):

@@ -157,6 +157,9 @@ def test_a_sigkilled_broker_is_restarted_and_every_process_reconnects_without_a_
 def test_hostile_attacks_on_the_running_bus_under_systemd(board):
     hostile = result(board, "hostile")
     assert hostile["broker_not_restarted"] and hostile["idle"]["ticks"]
+    assert hostile["deputy"]["leaked"] == [] and hostile["deputy"]["answer"] == "refused", hostile["deputy"]
+    assert hostile["flood"]["refused"] + hostile["flood"]["delivered"] == hostile["flood"]["sent"], hostile["flood"]
+    assert hostile["sim"]["reported"] == "the developer's tools only" and hostile["oversized"]["reported"], hostile
 
 
 def test_kill_9_of_each_unit_in_turn_and_everything_comes_back(board):

@@ -80,6 +80,7 @@ def test_a_burst_of_changes_costs_one_fsync_now_and_one_after_yet_each_is_on_dis
     assert len(synced) == 4
 
 
+@pytest.mark.fault
 def test_a_process_killed_right_after_a_save_loses_nothing(tmp_path):
     import subprocess
     import sys

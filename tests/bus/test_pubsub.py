@@ -6,6 +6,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 import zmq
 
 from bus import access
@@ -216,6 +217,7 @@ def through_an_outage(broker, procs, nodes):
     return publisher, sub, ticks
 
 
+@pytest.mark.fault
 def test_broker_killed_and_restarted_publishers_and_subscribers_resume(broker, procs, nodes):
     publisher, sub, ticks = through_an_outage(broker, procs, nodes)
     # The subscriber is back first, so the queued event has someone to reach (see the next test).
@@ -235,6 +237,7 @@ def test_broker_killed_and_restarted_publishers_and_subscribers_resume(broker, p
     assert read_json_lines(result.stdout)[0]["payload"]["ticks"] == 2
 
 
+@pytest.mark.fault
 def test_an_event_missed_during_a_broker_restart_is_reported_as_a_drop(broker, procs, nodes):
     publisher, sub, ticks = through_an_outage(broker, procs, nodes)
     # This time the publisher is back (and flushes) before the subscriber has re-subscribed.
@@ -249,6 +252,7 @@ def test_an_event_missed_during_a_broker_restart_is_reported_as_a_drop(broker, p
     assert drops == (1 if received == [1, 3] else 0)  # never silent
 
 
+@pytest.mark.fault
 def test_a_crashed_brokers_successor_serves_the_state_of_a_publisher_that_is_gone(broker, procs, nodes):
     publisher = nodes("demo")
     publisher.start()
@@ -401,6 +405,7 @@ def test_lens_bus_sniff_prints_the_latched_snapshot_in_time_order(broker, procs,
     assert lines[0]["wall_ns"] <= lines[1]["wall_ns"]
 
 
+@pytest.mark.fault
 def test_what_a_hung_broker_held_reaches_the_subscriber_after_it_is_killed_and_replaced(broker, procs, nodes):
     """Issue 28, line 8: a broker hung (SIGSTOP) long enough for its watchdog to kill it (SIGKILL) loses
     what publishers sent it meanwhile, unless they send it again; receivers drop what they already had."""
@@ -434,6 +439,7 @@ def test_what_a_hung_broker_held_reaches_the_subscriber_after_it_is_killed_and_r
     assert publisher.stats()["sent_again"] >= 5
 
 
+@pytest.mark.fault
 def test_what_a_full_outbox_could_not_keep_is_said_on_the_bus_once_the_broker_is_back(broker, procs, nodes,
                                                                                         monkeypatch):
     """Issue 28, line 8: messages a publisher accepted and could not keep while the broker was away are lost,

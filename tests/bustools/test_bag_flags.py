@@ -180,6 +180,7 @@ def test_a_junk_file_is_named_not_a_recording(procs, tmp_path):
     assert result.returncode == 2 and "not a readable MCAP recording" in result.stderr
 
 
+@pytest.mark.fault
 @pytest.mark.slow
 def test_a_full_disk_ends_the_recording_at_once_non_zero_with_the_earlier_files_whole(procs, runtime):
     with small_disk("512k") as disk:

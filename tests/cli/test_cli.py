@@ -152,6 +152,7 @@ def test_lens_up_boots_to_all_ready_serves_the_bus_and_stops_cleanly(procs, runt
     assert [pid for pid in children if os.path.exists(f"/proc/{pid}")] == []  # no orphans
 
 
+@pytest.mark.fault
 def test_lens_up_restarts_a_crashed_process(procs, runtime):
     up = procs.lens("up", "--only", "ledd", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     wait_line(up.stdout, "processes ready in")
@@ -167,12 +168,15 @@ def test_lens_up_restarts_a_crashed_process(procs, runtime):
     assert up.returncode == 0
 
 
+@pytest.mark.fault
 def test_lens_up_aborts_and_restarts_a_process_whose_loop_hangs(procs, runtime):
-    up = procs.lens("up", "--only", "ledd", "--watchdog", "1", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # 3 s, not less: the watchdog is every process's, the broker's too, and under load (CI, the boot test's VM
+    # beside it) a 1 s one aborted the restarted ledd and the broker again and again before sniff heard them
+    up = procs.lens("up", "--only", "ledd", "--watchdog", "3", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     wait_line(up.stdout, "processes ready in")
     [ledd_pid] = children_of(up.pid, "daemons.led")
     os.kill(ledd_pid, signal.SIGSTOP)  # its loop stops: no more WATCHDOG=1
-    wait_line(up.stdout, "ledd sent no WATCHDOG=1 for 1 s; aborting it")
+    wait_line(up.stdout, "ledd sent no WATCHDOG=1 for 3 s; aborting it")
     wait_line(up.stdout, "ledd did not abort in")  # a stopped process cannot take SIGABRT: SIGKILL follows
     wait_line(up.stdout, "ledd exited with status -9; restarting")
     result = procs.run_lens("bus", "sniff", "led.state", "--live", "--json", "--count", "1",
@@ -185,6 +189,7 @@ def test_lens_up_aborts_and_restarts_a_process_whose_loop_hangs(procs, runtime):
     assert up.wait(DEADLINE_S) == 0
 
 
+@pytest.mark.fault
 def test_under_lens_up_a_hung_daemon_is_reported_silent_before_its_watchdog_restarts_it(procs, runtime, nodes):
     """Issue 28, line 9: under the table's 10 s watchdog a SIGSTOPped daemon was listed alive under its old pid
     until it was killed; the shell never said so."""

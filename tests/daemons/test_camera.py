@@ -126,6 +126,7 @@ def test_frames_start_after_the_led_is_lit_and_two_readers_see_them_whole(system
     ring.close()
 
 
+@pytest.mark.fault
 @pytest.mark.slow
 def test_led_fault_mid_capture_stops_the_camera_and_closes_the_audit_session(system):
     app = system.app("camapp")
@@ -144,6 +145,7 @@ def test_led_fault_mid_capture_stops_the_camera_and_closes_the_audit_session(sys
         app.ask("camera.control.request", mode="preview")
 
 
+@pytest.mark.fault
 @pytest.mark.slow
 def test_battery_pulled_mid_recording_checkpoints_and_resumes_without_losing_a_frame(system):
     app = system.app("camapp")
@@ -224,6 +226,7 @@ def test_only_the_capturing_app_gets_the_frame_ring_read_only_and_a_new_session_
     ring.close()
 
 
+@pytest.mark.fault
 @pytest.mark.slow
 def test_camerad_killed_at_random_instants_while_recording_loses_no_written_frame(system):
     """kill -9 at a random frame, a bounded number of times: every frame published while recording (but the
@@ -259,6 +262,7 @@ def test_camerad_killed_at_random_instants_while_recording_loses_no_written_fram
         app.ask("shell.release.request", resource="camera")
 
 
+@pytest.mark.fault
 @pytest.mark.slow
 def test_a_photo_asked_for_during_a_video_ends_the_recording_cleanly_and_the_owner_is_told(system):
     """'Take a photo' said while an app records: the assistant's transient claim suspends the recording app;

@@ -318,6 +318,7 @@ def test_the_hud_names_a_missing_daemon_and_says_why_capture_is_off_and_that_a_b
         shown(lambda s: s["alert"] is None, "the alert gone once the LED works")
 
 
+@pytest.mark.fault
 @pytest.mark.slow
 def test_the_wearers_brightness_scales_the_states_and_survives_a_restart(procs, runtime, tmp_path):
     system = System(procs, runtime, tmp_path)

@@ -50,6 +50,7 @@ def test_sysfs_a_pulled_or_broken_battery(tmp_path):
     assert any("capacity" in e and "not a number" in e for e in reading.errors)
 
 
+@pytest.mark.fault
 def test_sim_drains_faster_with_the_camera_on_and_the_bridge_carries_a_swap():
     numbers = load().hardware["power_sim"]
     idle, busy = SimPower(["l", "r"], numbers, now=0.0), SimPower(["l", "r"], numbers, now=0.0)
@@ -100,6 +101,7 @@ def test_powerd_real_reports_a_pull_and_a_late_subscriber_gets_the_present(procs
         assert got and got[-1].latched and got[-1].payload["present"] == [False, True]
 
 
+@pytest.mark.fault
 def test_a_bridge_without_a_time_estimate_carries_a_swap_and_is_not_taken_for_empty(procs, runtime, tmp_path):
     # Found booting the board image (test_power's bridge reads "Full", with no time to empty): powerd published
     # the bridge's seconds as 0, so the shell took one battery pulled for a bridge about to die and went to
@@ -124,6 +126,7 @@ def test_a_bridge_without_a_time_estimate_carries_a_swap_and_is_not_taken_for_em
     assert not [m for m in user.log if m.topic == "power.event" and m.payload["event"] == "bridge_low"]
 
 
+@pytest.mark.fault
 @pytest.mark.slow
 def test_both_batteries_out_is_the_bridges_until_it_is_low_and_both_back_in_is_running_again(procs, runtime,
                                                                                             tmp_path):
@@ -148,6 +151,7 @@ def test_both_batteries_out_is_the_bridges_until_it_is_low_and_both_back_in_is_r
     assert (system.state_dir / "saved-state.json").exists(), "critical saved the state before the shutdown"
 
 
+@pytest.mark.fault
 def test_a_restarted_powerd_takes_the_simulated_batteries_up_where_they_were(procs, runtime, tmp_path):
     """Issue 28, line 6: a killed powerd came back with its simulated batteries full again (56 % -> 100 %),
     and a pulled one back in. Real batteries keep their charge; simulated ones now do too."""

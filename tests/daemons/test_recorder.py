@@ -46,6 +46,7 @@ def test_a_recording_reads_back_across_segments_and_is_unfinished_until_finished
     check_whole(found.frames)
 
 
+@pytest.mark.fault
 def test_a_writer_killed_without_a_checkpoint_loses_nothing_it_wrote(tmp_path):
     recorder = record(tmp_path, 5)  # no checkpoint, no close: what a kill -9 leaves
     assert [r["seq"] for r in recover(tmp_path / "rec").frames] == [1, 2, 3, 4, 5]
@@ -92,6 +93,7 @@ def test_blocks_lost_in_the_middle_are_skipped_and_the_frames_after_them_still_r
     check_whole(found.frames)
 
 
+@pytest.mark.fault
 def test_a_full_disk_stops_the_recording_with_everything_before_it_whole(tmp_path, monkeypatch):
     recorder = record(tmp_path, 3)
     real_write = os.write
@@ -142,6 +144,7 @@ while True:
 """
 
 
+@pytest.mark.fault
 def test_a_writer_killed_at_random_instants_leaves_every_written_frame_readable(tmp_path):
     """A writer process killed by SIGKILL at random instants, a bounded number of times."""
     rng = random.Random(28)

@@ -3,6 +3,8 @@
 import io
 import socket
 
+import pytest
+
 from manager.launcher import STOP_DEADLINE_S, Child, Launcher
 from manager.processes import by_name
 
@@ -25,6 +27,7 @@ class Lingering:
         self.kills += 1
 
 
+@pytest.mark.fault
 def test_a_stopped_child_is_killed_once_and_the_loop_waits_for_its_end_without_spinning(runtime):
     out = io.StringIO()
     launcher = Launcher([], runtime, out=out)

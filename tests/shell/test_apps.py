@@ -154,6 +154,7 @@ def test_refusals_name_why_and_only_the_shell_drives_appd(procs, runtime, tmp_pa
     assert app_state(user, "home") == "running" and "home" in user.latest["appd.state"]["running"]
 
 
+@pytest.mark.fault
 @pytest.mark.slow
 def test_a_crashed_app_is_started_again_and_one_that_finished_stays_stopped(procs, runtime, tmp_path):
     system, user = start_system(procs, runtime, tmp_path, boot=("home", "crashy"))
@@ -171,6 +172,7 @@ def test_a_crashed_app_is_started_again_and_one_that_finished_stays_stopped(proc
     assert not user.latest["appd.state"]["failed"]
 
 
+@pytest.mark.fault
 @pytest.mark.slow
 def test_a_restarted_appd_starts_again_what_its_predecessor_ran(procs, runtime, tmp_path):
     system, user = start_system(procs, runtime, tmp_path)

@@ -87,6 +87,7 @@ def recording(core: ShellCore, owner: str = "cam") -> float:
     return now
 
 
+@pytest.mark.fault
 def test_after_an_led_fault_and_its_mend_the_led_goes_out_after_the_hold():
     core = booted()
     now = recording(core)

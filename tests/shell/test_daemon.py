@@ -56,6 +56,7 @@ def test_capture_is_granted_only_after_the_led_confirms_and_is_audited(system):
     assert len(end) == 1 and end[0]["session"] == granted["session"] and end[0]["seconds"] >= 0
 
 
+@pytest.mark.fault
 def test_led_fault_mid_capture_stops_it_and_refuses_more_until_mended(system):
     app = system.app("camapp")
     system.watcher.wait_state(running, "boot")
@@ -87,6 +88,7 @@ def test_led_fault_mid_capture_stops_it_and_refuses_more_until_mended(system):
     app.wait(lambda: app.notices("shell.capture.notice", resource="mic", status="granted"), "granted after mend")
 
 
+@pytest.mark.fault
 def test_a_killed_focus_owner_loses_focus_within_the_liveness_timeout(procs, runtime, tmp_path):
     system = System(procs, runtime, tmp_path, {**FAST, "focus.toml": {"liveness": {"heartbeat_timeout_s": 1.0}}})
     system.watcher.wait_state(running, "boot")
@@ -128,6 +130,7 @@ def test_a_goodbye_from_the_process_a_new_one_replaced_takes_nothing_from_the_ne
                    "nav's focus released")
 
 
+@pytest.mark.fault
 def test_a_killed_process_with_its_own_key_loses_focus_as_soon_as_its_connection_closes(procs, runtime, tmp_path):
     from bus import keys
 
@@ -186,6 +189,7 @@ def test_a_capturing_process_with_its_own_key_is_told_to_beat_fast_and_a_hang_en
         eye.kill()
 
 
+@pytest.mark.fault
 def test_a_hung_daemon_is_reported_silent_listed_still_and_clear_once_it_beats_again(system, procs):
     """Issue 28, line 9: a SIGSTOPped daemon was listed as ready and alive under its old pid until its
     watchdog acted, and the shell never said it was degraded."""
@@ -211,6 +215,7 @@ def test_a_hung_daemon_is_reported_silent_listed_still_and_clear_once_it_beats_a
     assert f"ledd (pid {ledd.pid}) is silent: no heartbeat for" in shell_log
 
 
+@pytest.mark.fault
 def test_a_battery_swap_dims_holds_recording_and_restores_everything(system):
     app = system.app("camapp")
     system.watcher.wait_state(running, "boot")
@@ -253,6 +258,7 @@ def test_bridge_running_out_saves_state_and_the_next_boot_restores_the_foregroun
     assert not (system.state_dir / SAVED_FILE).exists(), "a saved state is used once"
 
 
+@pytest.mark.fault
 def test_a_crashed_shell_resumes_with_the_same_focus_and_led_command(system):
     app = system.app("camapp")
     system.watcher.wait_state(running, "boot")
@@ -352,6 +358,7 @@ def test_no_identity_without_a_manifest_gets_the_camera_or_mic_but_the_wearers_o
                       reason="the wearer asked")["status"] == "granted"
 
 
+@pytest.mark.fault
 def test_messages_a_process_lost_are_counted_in_the_shells_state_and_shown_by_lens_status(system, procs):
     """Issue 28, line 8: a process's node.lost (bus.outbox) is its own word about itself; the shell counts it,
     and `lens status` shows it. One said for another is ignored."""

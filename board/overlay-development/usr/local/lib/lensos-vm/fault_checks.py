@@ -2,7 +2,9 @@
 hostile suite, here under the board's real systemd and its sandboxes):
 - watchdog: a SIGSTOPped daemon is killed by its WatchdogSec and restarted, and says its latched state again;
 - broker_restart: a SIGKILLed broker is restarted and every process reconnects without a restart of its own;
-- hostile: idle keyless connections, an unknown key, a forged header, an app publishing another's topic;
+- hostile: idle keyless connections, an unknown key, a forged header, an app publishing another's topic,
+  an app reading the wearer's secrets or capturing through the assistant, an app's flood of notifications,
+  an app driving the simulation, a 10 MB message;
 - faults: kill -9 of each unit in turn, each back under a new pid, the whole system running afterwards."""
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from checklib import Bus, RUNTIME, journal, lensos_units, main_pid, report, runn
 
 DAEMONS = ("shell", "ledd", "powerd", "inputd", "displayd", "audiod", "assistantd", "camerad", "appd")
 RESTART_DEADLINE_S = 180
+SECRET = "4321"  # in a notification and a request of the wearer's: in nothing an app hears (attack 5)
+NOTIFICATIONS = 600  # from an app, six times the topic's burst: the rest refused at the broker (attack 6)
 # Idle unix connections with no ZeroMQ greeting, as fast as one process makes them (each connect bounded:
 # a full listen backlog would block it), 4,000 of them (the broker sheds what is over its caps), then held
 # idle; progress on stdout every 500. `lensos.flood=N` on the kernel line makes it N, to look at a bigger one.
@@ -111,7 +115,8 @@ def check_hostile() -> None:
     from bus.topics import TOPICS
     runtime = Runtime.resolve(RUNTIME)
     broker_pid = main_pid("lensos-broker.service")
-    listener = Bus("demo.tick", "bus.security", "privacy.indicator", "node.heartbeat")
+    listener = Bus("demo.tick", "bus.security", "privacy.indicator", "node.heartbeat", "assistant.state",
+                   "phone.notification")
     talker = Bus(name="demo")
     ctx = zmq.Context()
     secrets = tempfile.mkdtemp()
@@ -188,6 +193,53 @@ def check_hostile() -> None:
             "reported": [m[2]["reason"] for m in listener.seen if m[1] == "bus.security"
                          and m[2]["identity"] == "liar"][:3],
             "delivered": any(m[1] == "privacy.indicator" and m[3] != "shell" for m in listener.seen)}
+        # 5. what the wearer is sent and asks, read by an app's own key subscribed to everything; and the
+        # assistant as its deputy: the app (no manifest, so no permission) asks for a photo
+        results["deputy"] = deputy(listener, talker, liar_key)
+        # 6. a flood of notifications from that app: held to the topic's rate at the broker, every one delivered
+        # or counted as refused
+        flood = Bus(name="liar", key=liar_key)
+        for n in range(NOTIFICATIONS):
+            flood.node.publish("phone.notification", id=str(n), source="liar", title="flood", body="x" * 1000)
+            if n % 50 == 0:
+                flood.node.run_once(0)
+        try:
+            flood.node.flush(60)
+        except Exception:  # noqa: BLE001 (what was counted is reported; the other attacks still run)
+            pass
+
+        def refused() -> int:
+            return max([m[2]["count"] for m in listener.seen if m[1] == "bus.security" and m[2]["identity"] == "liar"
+                        and m[2]["topic"] == "phone.notification"], default=0)
+
+        def delivered() -> int:
+            return sum(1 for m in listener.seen if m[1] == "phone.notification" and m[3] == "liar")
+        listener.pump(lambda: refused() + delivered() >= NOTIFICATIONS, 90)
+        flood.close()
+        results["flood"] = {"sent": NOTIFICATIONS, "refused": refused(), "delivered": delivered()}
+        # 7. the simulation is the developer's tools' alone: an app asking to break the LED is refused, reported
+        sim = Bus(name="liar", key=liar_key)
+        outcome = sim.ask("led.sim.request", fault="broken by an app", timeout=5)
+        sim.close()
+        results["sim"] = {"answer": outcome if isinstance(outcome, str) else "answered", "reported": listener.pump(
+            lambda: next((m[2]["reason"] for m in listener.seen if m[1] == "bus.security"
+                          and m[2]["identity"] == "liar" and m[2]["topic"] == "led.sim.request"), None), 30)}
+        # 8. a 10 MB message with the app's own pass: its connection dropped by the broker, reported with its pid
+        big = ctx.socket(zmq.PUB)
+        big.setsockopt(zmq.LINGER, 0)
+        access.authenticate(big, runtime, keys.load_pair(liar_key))
+        big.connect(runtime.publish_endpoint("reliable"))
+        mark, last = time.monotonic(), [0.0]
+
+        def sent_and_dropped():  # sent every 2 s: a PUB drops what it sends before its connection is up
+            if time.monotonic() - last[0] > 2:
+                last[0] = time.monotonic()
+                big.send_multipart([b"phone.notification", b"x" * 10_000_000])
+            return next((m[2] for m in listener.seen if m[0] >= mark and m[1] == "bus.security"
+                         and m[2]["reason"].startswith("dropped: ") and m[2]["pid"] == os.getpid()), None)
+        dropped = listener.pump(sent_and_dropped, 60)
+        big.close(0)
+        results["oversized"] = {"reported": dropped["reason"] if dropped else None}
         # Who else systemd restarted meanwhile, and why (a watchdog starved by the attack, under TCG?)
         restarted = [u for u in lensos_units() if show(u, "NRestarts")["NRestarts"] != restarts_before[u]]
         # the first death's words, not the last restart's: what the attack did, not what followed from it
@@ -203,6 +255,11 @@ def check_hostile() -> None:
                and results["unknown_key"]["reported"] and not results["unknown_key"]["delivered"]
                and results["forged_header"]["dropped"] > 0 and not results["forged_header"]["delivered"]
                and bool(results["not_its_topic"]["reported"]) and not results["not_its_topic"]["delivered"]
+               and results["deputy"]["leaked"] == [] and results["deputy"]["heard_after"]
+               and results["deputy"]["asked"] == "ok" and results["deputy"]["answer"] == "refused"
+               and results["flood"]["refused"] > 0 and results["sim"]["answer"] != "answered"
+               and results["sim"]["reported"] == "the developer's tools only" and bool(results["oversized"]["reported"])
+               and results["flood"]["refused"] + results["flood"]["delivered"] == NOTIFICATIONS
                and broker_same, broker_not_restarted=broker_same, **results)
     finally:
         if attacker is not None and attacker.poll() is None:
@@ -210,6 +267,39 @@ def check_hostile() -> None:
         ctx.destroy(linger=0)  # term() waits for sockets an exception left open: the check hung there
         talker.close()
         listener.close()
+
+
+def deputy(listener: Bus, talker: Bus, key: Path) -> dict:
+    """Attack 5 of check_hostile: what an app's own key, subscribed to everything it may, hears of a secret
+    the wearer is sent and asks; and the assistant's answer when that app asks it for a photo."""
+    spy = Bus(name="liar", key=key)
+    heard = []
+    spy.node.subscribe("", lambda msg: heard.append((msg.topic, repr(msg.payload))), from_anyone=True)
+    spy.node.subscribe("assistant.answer", lambda msg: heard.append(("its answer", msg.payload["status"])))
+    try:
+        spy.pump(lambda: False, 2)  # its subscriptions live (start() waited for them; the loop takes them in)
+        talker.node.publish("phone.notification", id="pin", source="bank", title=f"PIN {SECRET}", body=SECRET)
+        asked = listener.ask("assistant.say.request", text=f"remind me that my pin is {SECRET}", timeout=60)
+        session = asked.get("session") if isinstance(asked, dict) else None
+        # The wearer's session over: its idle state, after one that named it (an idle state read before the
+        # session began would let the app's question be refused as "busy", not for what it asks)
+        listener.pump(lambda: any(m[1] == "assistant.state" and m[2]["session"] == session for m in listener.seen)
+                      and [m for m in listener.seen if m[1] == "assistant.state"][-1][2]["phase"] == "idle", 90)
+        answer = "refused: not asked"
+        for _ in range(5):  # busy with something else at that moment (the HUD's own): asked again
+            answer = spy.ask("assistant.say.request", text="take a photo", timeout=60)
+            if not (isinstance(answer, str) and "busy" in answer):
+                break
+            spy.pump(lambda: False, 5)
+        status = None if isinstance(answer, str) else \
+            spy.pump(lambda: next((s for t, s in heard if t == "its answer"), None), 90)
+        talker.node.publish("demo.tick", n=-2, text="after the secrets")
+        after = spy.pump(lambda: any(t == "demo.tick" for t, _ in heard), 60)
+        return {"leaked": sorted({t for t, text in heard if SECRET in text}), "heard_after": bool(after),
+                "wearer_asked": asked if isinstance(asked, str) else "ok",
+                "asked": answer if isinstance(answer, str) else "ok", "answer": status}
+    finally:
+        spy.close()
 
 
 def check_faults() -> None:
