@@ -218,9 +218,11 @@ _TABLE = [
           doc="bring an app to the foreground; the one before is backgrounded and loses the display"),
     Topic("shell.focus.notice", Kind.EVENT, "shell",
           {"owner": "str", "resource": "str", "status": "str", "reason": "str"},
+          readers=("@owner",),  # the reason names the taker and its own text: the owner's to read (issue 27)
           doc="focus changed for an owner: granted, queued, denied, lost, suspended, ducked, restored"),
     Topic("shell.capture.notice", Kind.EVENT, "shell",
           {"owner": "str", "resource": "str", "status": "str", "reason": "str", "session": "str?"},
+          readers=("camerad", "audiod", "@owner"),  # the daemons count a grant's session; the owner is told
           doc="capture for an owner: granted (the LED is confirmed lit), refused or revoked"),
     Topic("privacy.indicator", Kind.STATE, "shell", {"on": "bool", "cmd": "int", "reason": "str"},
           doc="the shell's word to the LED driver; cmd counts commands so a stale read-back is never taken"),

@@ -62,6 +62,14 @@ def check_bridge(bridge: dict, file: TomlFile) -> list[PolicyError]:
             if direction == "out" and private:
                 found.append(file.fail("bridge", direction,
                                        f"{prefix!r} would send {', '.join(private)} off the glasses"))
+            # A topic read by named processes alone (not the bridge): the broker never sends it to the bridge,
+            # which would ask in vain and be reported for it at every start.
+            unread = [t.name for t in covered if not t.permission and t.kind is not Kind.REQUEST and t.readers
+                      and not any(r.startswith("@") or r == "bridge" for r in t.readers)]
+            if direction == "out" and unread:
+                readers = sorted({r for name in unread for r in TOPICS[name].readers})
+                found.append(file.fail("bridge", direction, f"{prefix!r} covers {', '.join(unread)}, which only "
+                                                            f"{', '.join(readers)} read"))
             owned = [t.name for t in covered if t.owner != ANY_NODE and t.kind is not Kind.REQUEST]
             if direction == "in" and owned:
                 found.append(file.fail("bridge", direction, f"{prefix!r} covers {', '.join(owned)}, which only "

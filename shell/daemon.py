@@ -230,6 +230,14 @@ class ShellDaemon:
         app = behalf or source
         if resource not in CAPTURE_RESOURCES:
             return None
+        if behalf is not None and resource not in WEARER_CAPTURERS.get(source, ()) and sender != DEVELOPER:
+            # Only a process that captures for others (the table's captures column) asks in another's name: a
+            # bridge peer or a stray key saying "for the camera app" would be credited as the camera app.
+            why = f"{source} does not capture for others: it may not ask for the {resource} on behalf of {behalf}"
+            log.warning("shell: %s", why)
+            self.node.publish("app.permission.denied", app=source, permission=resource,
+                              call="shell.focus.request", why=why)
+            return why
         if behalf is None and manifest is None:
             if resource in WEARER_CAPTURERS.get(source, ()) or sender == DEVELOPER:
                 return None

@@ -142,6 +142,18 @@ def test_a_recording_with_camerad_killed_at_a_random_instant_keeps_every_frame(b
         f"{c['seen']} frames: {c['recovered']} recovered" for c in recording["rounds"]))
 
 
+def test_a_recording_ended_by_an_led_fault_or_a_photo_is_closed_whole_and_the_led_goes_out(board):
+    faults = result(board, "capture_faults")
+    for fault in ("led", "photo"):
+        assert faults[fault]["torn"] == 0 and faults[fault]["session"]["frames"] == faults[fault]["recovered"]
+
+
+def test_what_was_published_while_the_broker_hung_arrives_after_its_watchdog_restart(board):
+    hang = result(board, "broker_hang")
+    print(f"board: broker hung, killed by its watchdog after {hang['killed_after_s']} s; "
+          f"{len(hang['delivered'])} of {hang['sent']} delivered after, {hang['lost']} said lost")
+
+
 def test_a_sigstopped_daemon_is_killed_by_its_watchdog_and_restarted_with_its_state(board):
     watchdog = result(board, "watchdog")
     assert any("Watchdog timeout" in line for line in watchdog["log"])

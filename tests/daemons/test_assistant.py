@@ -422,6 +422,13 @@ def test_an_app_cannot_capture_through_the_assistant_without_its_own_permission(
     disguised = music.ask("shell.focus.request", resource="camera", kind="transient", cls="background",
                           reason="x", behalf="camera")
     assert disguised["status"] == "denied" and "may ask only for itself" in disguised["reason"]
+    # Nor may a key without a manifest that does not capture for others (a bridge peer, a stray key) ask in the
+    # camera app's name: it would be granted, and credited as the camera app in the privacy log.
+    stray = system.app("stray", own_key=True)
+    for resource in ("camera", "mic"):
+        posed = stray.ask("shell.focus.request", resource=resource, kind="transient", cls="background", reason="x",
+                          behalf="camera")
+        assert posed["status"] == "denied" and "does not capture for others" in posed["reason"], posed
     user.wait(lambda: user.notices("app.permission.denied", app="bridge", permission="mic"), "the last refusal")
     assert not user.notices("shell.capture.notice", status="granted"), "nothing was captured"
     assert not [m for m in user.log if m.topic == "audio.state" and m.payload["mic"]["on"]], "the mic opened"

@@ -61,6 +61,8 @@ def test_shipped_policies_load(model):
      "bridge.out: 'camera' would send camera.frame off the glasses"),
     ("privacy.toml", 'out = ["shell.state",', 'out = ["audio", "shell.state",', "out =",
      "bridge.out: 'audio' would send audio.mic, audio.wake.mic off the glasses"),
+    ("privacy.toml", 'out = ["shell.state",', 'out = ["notifications.state", "shell.state",', "out =",
+     "bridge.out: 'notifications.state' covers notifications.state, which only displayd, home, webview read"),
     ("privacy.toml", 'in = ["phone.notification"', 'in = ["privacy", "phone.notification"', "in =",
      "bridge.in: 'privacy' covers privacy.indicator, privacy.capture, privacy.violation, which only the glasses' own processes"),
     ("privacy.toml", 'in = ["phone.notification"', 'in = ["phone.call", "phone.notification"', "in =",

@@ -2,6 +2,7 @@
 hostile suite, here under the board's real systemd and its sandboxes):
 - watchdog: a SIGSTOPped daemon is killed by its WatchdogSec and restarted, and says its latched state again;
 - broker_restart: a SIGKILLed broker is restarted and every process reconnects without a restart of its own;
+- broker_hang: what was published while the broker hung (SIGSTOP, killed by its watchdog) arrives after;
 - hostile: idle keyless connections, an unknown key, a forged header, an app publishing another's topic,
   an app reading the wearer's secrets or capturing through the assistant, an app's flood of notifications,
   an app driving the simulation, a 10 MB message;
@@ -23,6 +24,7 @@ from checklib import Bus, RUNTIME, journal, lensos_units, main_pid, report, runn
 DAEMONS = ("shell", "ledd", "powerd", "inputd", "displayd", "audiod", "assistantd", "camerad", "appd")
 RESTART_DEADLINE_S = 180
 SECRET = "4321"  # in a notification and a request of the wearer's: in nothing an app hears (attack 5)
+HANG_TICKS = 20  # published while the broker hangs, to arrive after its restart (check_broker_hang)
 NOTIFICATIONS = 600  # from an app, six times the topic's burst: the rest refused at the broker (attack 6)
 # Idle unix connections with no ZeroMQ greeting, as fast as one process makes them (each connect bounded:
 # a full listen backlog would block it), 4,000 of them (the broker sheds what is over its caps), then held
@@ -105,6 +107,39 @@ def check_broker_restart() -> None:
                before=before, after=after)
     finally:
         bus.close()
+
+
+def check_broker_hang() -> None:
+    """A broker hung (SIGSTOP) until its WatchdogSec kills it: what a process published meanwhile reaches its
+    subscriber once systemd has started it again, each once and in order, or the loss is said (node.lost)."""
+    broker = "lensos-broker.service"
+    listener = Bus("demo.tick", "node.lost")
+    talker = Bus(name="demo")
+    try:
+        pid = main_pid(broker)
+        hung_at = time.monotonic()
+        os.kill(pid, signal.SIGSTOP)
+        for n in range(1, HANG_TICKS + 1):
+            talker.node.publish("demo.tick", n=n, text="while the broker hangs")
+            talker.node.run_once(0.01)
+        gone = wait(lambda: not os.path.exists(f"/proc/{pid}"), RESTART_DEADLINE_S)
+        killed_after = round(time.monotonic() - hung_at, 1)
+        new = wait(lambda: running_again(broker, pid), RESTART_DEADLINE_S)
+
+        def ticks() -> list[int]:
+            return [m[2]["n"] for m in listener.seen if m[1] == "demo.tick" and m[2]["text"] == "while the broker hangs"]
+
+        def lost() -> int:
+            return sum(m[2]["messages"] for m in listener.seen if m[1] == "node.lost" and m[2]["node"] == "demo")
+        listener.pump(lambda: talker.node.run_once(0.01) or len(set(ticks())) + lost() >= HANG_TICKS, 180)
+        report("broker_hang", ok=bool(gone) and bool(new) and (ticks() == list(range(1, HANG_TICKS + 1)) or (
+               len(set(ticks())) + lost() == HANG_TICKS and len(ticks()) == len(set(ticks())))),
+               killed_after_s=killed_after, watchdog=show(broker, "WatchdogUSec")["WatchdogUSec"], old_pid=pid,
+               new_pid=new, sent=HANG_TICKS, delivered=ticks()[:HANG_TICKS + 5], lost=lost(),
+               log=[line for line in journal(broker, hung_at - 1) if "atchdog" in line or "signal" in line][-4:])
+    finally:
+        talker.close()
+        listener.close()
 
 
 def check_hostile() -> None:
