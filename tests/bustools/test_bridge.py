@@ -144,20 +144,6 @@ def test_what_a_peer_sends_is_checked_like_any_message_and_a_bad_one_loses_nothi
         laptop.close()
 
 
-def test_by_default_a_peer_can_neither_drive_the_simulation_nor_the_assistant(broker, procs, runtime):
-    _, info = bridge(procs, runtime)
-    laptop = peer(runtime, info, ["power"])
-    try:
-        wait_for(lambda: laptop.welcome is not None, what="the welcome", poll=laptop.poll)
-        laptop.publish("input.sim.request", token=b"t", gesture="button")
-        laptop.publish("assistant.say.request", token=b"u", text="hey lens, take a photo")
-        wait_for(lambda: len(laptop.refusals) >= 2, what="two refusals", poll=laptop.poll)
-        assert [topic for topic, _ in laptop.refusals] == ["input.sim.request", "assistant.say.request"]
-        assert all("may not come in" in why for _, why in laptop.refusals) and laptop.replies == {}
-    finally:
-        laptop.close()
-
-
 def test_lens_bus_sniff_remote_prints_the_glasses_messages_and_refuses_without_the_right_key(
         broker, procs, runtime, nodes):
     _, info = bridge(procs, runtime)

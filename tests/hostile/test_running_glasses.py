@@ -5,8 +5,8 @@ says, is told and is sent is read by no other app; the assistant captures nothin
 simulation is not the app's to drive; a flood of notifications is held to its rate and takes nothing down.
 
 With tests/hostile/test_broker.py (no key, idle connections, oversized messages, forged headers, against the
-broker) and test_fuzz_requests.py (every request an app may send, fuzzed), this is the suite `make hostile`
-runs; the board's boot test runs its own attacks under the image's systemd (tests/board)."""
+broker), test_bridge_peer.py (a paired peer) and test_fuzz_requests.py (every request an app may send,
+fuzzed), this is the suite `make hostile` runs; the board's boot test runs its own attacks under the image's systemd (tests/board)."""
 
 from __future__ import annotations
 
