@@ -187,6 +187,7 @@ class Camerad:
             try:
                 self.recorder.add(self.frame_id, pixels, now)
             except DiskFull as exc:
+                self.frames -= 1  # seen on the bus, never kept: a recording's session counts what is on disk
                 self.stop(self.disk_full(exc))
 
     def photo(self, owner: str) -> str:

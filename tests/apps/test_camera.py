@@ -173,6 +173,7 @@ def test_a_full_disk_stops_the_recording_cleanly_and_the_wearer_the_shell_and_th
         recording = next((media / "recordings").iterdir())
         found = recover(recording)
         assert found.torn == 0 and found.frames and not unfinished(media / "recordings")
+        assert stopped["frames"] == len(found.frames), "the session counts a frame the full disk did not keep"
         assert photo.read_bytes() == photo_bytes, "an earlier file was touched"
         assert not empty_files(media) and not list(media.rglob("*.part"))
 

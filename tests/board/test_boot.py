@@ -148,6 +148,11 @@ def test_a_recording_ended_by_an_led_fault_or_a_photo_is_closed_whole_and_the_le
         assert faults[fault]["torn"] == 0 and faults[fault]["session"]["frames"] == faults[fault]["recovered"]
 
 
+def test_a_full_disk_mid_recording_stops_it_whole_and_leaves_nothing_empty(board):
+    full = result(board, "full_disk")
+    assert "the disk is full" in full["session"]["why"] and full["torn"] == 0 and full["empty"] == []
+
+
 def test_what_was_published_while_the_broker_hung_arrives_after_its_watchdog_restart(board):
     hang = result(board, "broker_hang")
     print(f"board: broker hung, killed by its watchdog after {hang['killed_after_s']} s; "

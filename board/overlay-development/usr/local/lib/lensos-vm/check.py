@@ -22,7 +22,7 @@ import checklib
 from checklib import journal, lensos_units, report, sh, show, wait
 from fault_checks import check_broker_hang, check_broker_restart, check_faults, check_hostile, check_watchdog
 from hardware_checks import check_audio, check_camera, check_display, check_input, check_led, check_power
-from loss_checks import check_batteries, check_capture_faults, check_recording
+from loss_checks import check_batteries, check_capture_faults, check_full_disk, check_recording
 
 
 def check_units() -> None:
@@ -73,8 +73,8 @@ def check_security() -> None:
 
 
 CHECKS = [check_units, check_journal, check_security, check_input, check_camera, check_display, check_audio,
-          check_led, check_power, check_batteries, check_recording, check_capture_faults, check_watchdog,
-          check_broker_restart, check_broker_hang, check_hostile, check_faults]
+          check_led, check_power, check_batteries, check_recording, check_capture_faults, check_full_disk,
+          check_watchdog, check_broker_restart, check_broker_hang, check_hostile, check_faults]
 
 
 CHECK_LIMIT_S = 900  # one check's time under TCG on a loaded 2-core host; the longest measured took about 4 min

@@ -5,6 +5,8 @@
   puts the LED out;
 - capture_faults: the LED removed mid-recording, and a photo asked for during a video: the recording closed
   whole and its owner told, the LED out afterwards (after the LED's mend too);
+- full_disk: camerad's recordings on a full 1 MiB partition mid-recording: stopped with why, whole, nothing
+  empty or unfinished left, the owner told, the LED out;
 - batteries: both batteries pulled (test_power's parameters, real uevents) while the bridge carries the load:
   battery_swap, no shutdown; both put back: running again."""
 
@@ -145,6 +147,54 @@ def check_capture_faults() -> None:
         report("capture_faults", ok=bool(ok), **results)
     finally:
         bus.close()
+
+
+def check_full_disk() -> None:
+    """A full disk mid-recording (issue 28, line 3), on the board: a 1 MiB tmpfs mounted over camerad's
+    recordings (the media partition a board gives it, full): the recording stops, its owner is told why, what
+    was written before is whole, no empty or unfinished file is left, the LED goes out; unmounted after."""
+    from daemons.camera.recorder import recover
+    paths = json.loads(sh("/opt/lensos/bin/lens", "paths", "--board", "--json"))
+    where = os.path.realpath(paths["recordings"])
+    owner = os.stat(where)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=1m,mode=0750,uid={owner.st_uid},"
+                              f"gid={owner.st_gid}", "tmpfs", where], capture_output=True, text=True)
+    bus = Bus("camera.", "shell.capture.notice", "shell.focus.notice", "led.state", heartbeat=True)
+    result: dict = {"mounted": mounted.returncode == 0 and "" or mounted.stderr.strip()}
+    try:
+        woke = awake()
+        answer, notice = bus.capture("camera", "the boot check's recording (a full disk)")
+        reply = bus.ask("camera.control.request", mode="video")
+        result.update(woke=woke, asked=answer if isinstance(answer, str) else answer.get("status"))
+        if isinstance(reply, dict) and reply.get("path"):
+            mark = time.monotonic()
+            session = bus.until(lambda m: m[0] >= mark and m[1] == "camera.session" and m[2]["owner"] == bus.name,
+                                180)
+            told = bus.until(lambda m: m[0] >= mark and m[1] in ("shell.capture.notice", "shell.focus.notice")
+                             and m[2]["owner"] == bus.name and m[2]["status"] in ("revoked", "lost"), 60)
+            bus.release("camera")
+            found = recover(Path(reply["path"]))
+            files = [p for p in Path(where).rglob("*") if p.is_file()]
+            result.update(session=session and session[2], told=told and told[2]["status"],
+                          recovered=len(found.frames), torn=found.torn,
+                          empty=[str(p) for p in files if p.stat().st_size == 0],
+                          unfinished=[str(p) for p in files if p.name.endswith(".part")])
+
+            def dark():
+                states = [m[2] for m in bus.seen if m[1] == "led.state" and m[3] == "ledd"]
+                return bool(states) and not states[-1]["lit"]
+            result["dark"] = bool(bus.pump(dark, 60))
+        else:
+            result["video"] = reply
+        session = result.get("session") or {}
+        report("full_disk", ok=result["mounted"] == "" and "the disk is full" in (session.get("why") or "")
+               and session.get("frames", 0) == result.get("recovered", -1) > 0 and result.get("torn") == 0
+               and not result.get("empty") and not result.get("unfinished") and bool(result.get("told"))
+               and result.get("dark", False), **result)
+    finally:
+        bus.close()
+        if mounted.returncode == 0:
+            subprocess.run(["umount", "--lazy", where], check=False)
 
 
 def check_batteries() -> None:
