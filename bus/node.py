@@ -85,7 +85,7 @@ class Node(Lanes, Outbox, Pace, Latch, Calls, Loop, Watching, Tracing):
         self.handler_errors = 0
         self.trace = 0  # the trace what it publishes now is a hop of (bus.tracing); 0: none
         self.outbox_drops = 0
-        self.lost = 0  # messages accepted and never delivered (bus.outbox: a full outbox, a broker away too long)
+        self.lost = 0  # messages accepted and never delivered (bus.outbox: its outbox full)
         self._unreported_lost: dict[str, int] = {}  # why -> how many, until said on node.lost
         self.held_back = 0  # times the broker's pipe was full and messages waited in the outbox
         self.sent_again = 0  # messages sent again because the broker died before it was seen to forward them

@@ -191,8 +191,8 @@ _TABLE = [
     Topic("node.bye", Kind.EVENT, ANY_NODE, {"node": "str", "pid": "int"}, max_size=512,
           doc="a process is stopping cleanly: whatever it held is released now, not at the heartbeat timeout"),
     Topic("node.lost", Kind.EVENT, ANY_NODE, {"node": "str", "messages": "int", "why": "str"}, max_size=1024,
-          doc="a process could not deliver messages it had accepted (its outbox full while the broker was away, "
-              "or held longer than a broker lives): said once it is back on the bus; the shell counts them"),
+          doc="a process could not deliver messages it had accepted (its outbox full while the broker was away "
+              "or behind): said once it is back on the bus; the shell counts them"),
     # --- the shell: system state, focus, the capture LED ---------------------------
     Topic("shell.state", Kind.STATE, "shell",
           {"state": "str", "running": "bool", "degraded": "list[str]", "ready": "list[str]", "foreground": "str?",

@@ -53,6 +53,7 @@ def test_a_writer_killed_without_a_checkpoint_loses_nothing_it_wrote(tmp_path):
     del recorder
 
 
+@pytest.mark.fault
 def test_a_power_cut_at_any_byte_reads_a_whole_prefix_and_nothing_torn(tmp_path):
     record(tmp_path, 4).checkpoint("stopped")
     segment = tmp_path / "rec"

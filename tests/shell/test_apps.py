@@ -203,6 +203,7 @@ def test_on_g1_an_app_that_needs_a_display_is_hidden_with_why_and_never_started(
     assert rows["camera"]["state"] == "stopped"  # the camera works without a display: offered on G1
 
 
+@pytest.mark.fault
 @pytest.mark.slow
 def test_after_a_critical_shutdown_the_app_that_was_in_front_is_started_and_in_front_again(procs, runtime,
                                                                                           tmp_path):

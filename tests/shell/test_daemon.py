@@ -237,6 +237,7 @@ def test_a_battery_swap_dims_holds_recording_and_restores_everything(system):
     assert after["recording_allowed"] is True and after["brightness"] == before["brightness"]
 
 
+@pytest.mark.fault
 def test_bridge_running_out_saves_state_and_the_next_boot_restores_the_foreground(system):
     app = system.app("maps")
     system.watcher.wait_state(running, "boot")
