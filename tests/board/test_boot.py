@@ -177,6 +177,7 @@ def test_hostile_attacks_on_the_running_bus_under_systemd(board):
     assert hostile["deputy"]["leaked"] == [] and hostile["deputy"]["answer"] == "refused", hostile["deputy"]
     assert hostile["flood"]["refused"] + hostile["flood"]["delivered"] == hostile["flood"]["sent"], hostile["flood"]
     assert hostile["sim"]["reported"] == "the developer's tools only" and hostile["oversized"]["reported"], hostile
+    assert hostile["fuzz"]["silent"] == [] and hostile["fuzz"]["answered"] == hostile["fuzz"]["sent"], hostile["fuzz"]
 
 
 def test_kill_9_of_each_unit_in_turn_and_everything_comes_back(board):

@@ -4,8 +4,9 @@ Runs once lensos.target is reached, proves what it can from inside, and writes o
 the virtio-serial port lensos.check, which the host's tests/board/test_boot.py reads and asserts:
     {"check": NAME, "ok": true|false, ...what was seen}
 then {"check": "done"} and powers the VM off. A check that raises reports ok false with the error. The
-hardware checks are in hardware_checks.py, systemd's restarts and the attacks in fault_checks.py, what faults
-must not lose (a recording cut off, both batteries out) in loss_checks.py.
+hardware checks are in hardware_checks.py, systemd's restarts and hangs in fault_checks.py, the attacks in
+hostile_checks.py, what faults must not lose (a recording cut off or ended by a fault, a full disk, both
+batteries out) in loss_checks.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import traceback
 
 import checklib
 from checklib import journal, lensos_units, report, sh, show, wait
-from fault_checks import check_broker_hang, check_broker_restart, check_faults, check_hostile, check_watchdog
+from fault_checks import check_broker_hang, check_broker_restart, check_faults, check_watchdog
+from hostile_checks import check_hostile
 from hardware_checks import check_audio, check_camera, check_display, check_input, check_led, check_power
 from loss_checks import check_batteries, check_capture_faults, check_full_disk, check_recording
 
