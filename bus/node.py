@@ -84,9 +84,8 @@ class Node(Lanes, Outbox, Pace, Latch, Calls, Loop, Watching, Tracing):
         self.timers = Timers()
         self.handler_errors = 0
         self.trace = 0  # the trace what it publishes now is a hop of (bus.tracing); 0: none
-        self.outbox_drops = 0
         self.lost = 0  # messages accepted and never delivered (bus.outbox: its outbox full)
-        self._unreported_lost: dict[str, int] = {}  # why -> how many, until said on node.lost
+        self._unsaid_lost = 0  # of those, how many are still to be said on node.lost
         self.held_back = 0  # times the broker's pipe was full and messages waited in the outbox
         self.sent_again = 0  # messages sent again because the broker died before it was seen to forward them
         self._ctx = zmq.Context()
@@ -307,7 +306,6 @@ class Node(Lanes, Outbox, Pace, Latch, Calls, Loop, Watching, Tracing):
             "outbox": sum(len(q) for q in self._outbox.values()),
             "unconfirmed": sum(lane.unconfirmed for lane in self._lanes.values()),
             "sent_again": self.sent_again,
-            "outbox_drops": self.outbox_drops,
             "lost": self.lost,
             "held_back": self.held_back,
             "handler_errors": self.handler_errors,

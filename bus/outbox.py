@@ -46,28 +46,21 @@ class Outbox:
         self._lane(lane_name)
         outbox = self._outbox[lane_name]
         if outbox.maxlen is None and len(outbox) >= OUTBOX_MAX:
-            self.outbox_drops += 1
-            self._lost(f"the outbox was full ({OUTBOX_MAX} held while the broker was away or behind)")
-            if self.outbox_drops == 1 or self.outbox_drops % 10_000 == 0:
-                log.error("%s: outbox full while the broker is unreachable or behind; %d messages dropped",
-                          self.name, self.outbox_drops)
+            # Accepted and never to be delivered: counted, logged, and said on the bus (node.lost) once this
+            # node is back on it, for the shell's count and whoever watches.
+            self.lost += 1
+            self._unsaid_lost += 1
+            if self.lost == 1 or self.lost % 10_000 == 0:
+                log.error("%s: outbox full while the broker is unreachable or behind; %d messages lost",
+                          self.name, self.lost)
             return
         outbox.append(frames)
 
-    def _lost(self, why: str) -> None:
-        """A message accepted and never to be delivered: counted, logged at once, and said on the bus (node.lost)
-        once this node is back on it, for the shell's count and whoever watches."""
-        self.lost += 1
-        count = self._unreported_lost[why] = self._unreported_lost.get(why, 0) + 1
-        if count == 1 or count % 10_000 == 0:
-            log.error("%s: %d messages lost: %s", self.name, count, why)
-
     def _tell_lost(self) -> None:
-        if not self._unreported_lost:
-            return
-        told, self._unreported_lost = self._unreported_lost, {}
-        for why, count in told.items():
-            self.publish("node.lost", node=self.name, messages=count, why=why)
+        if self._unsaid_lost:
+            self.publish("node.lost", node=self.name, messages=self._unsaid_lost,
+                         why=f"the outbox was full ({OUTBOX_MAX} held while the broker was away or behind)")
+            self._unsaid_lost = 0
 
     def _send_probe(self, lane: Lane) -> None:
         spec = TOPICS[lane.probe_topic]

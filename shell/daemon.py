@@ -126,7 +126,7 @@ class ShellDaemon:
             return
         self.lost[name] = self.lost.get(name, 0) + msg.payload["messages"]
         log.warning("shell: %s lost %d messages: %s", name, msg.payload["messages"], msg.payload["why"])
-        self._publish_state(time.monotonic())
+        self.settle()  # the one place anything is published
 
     def on_node(self, msg: Message) -> None:
         name, now = msg.payload["node"], time.monotonic()
