@@ -40,6 +40,7 @@ import zmq
 
 from bus import access, envelope, keys, logs, sdnotify
 from broker import connections, fastpath
+from broker.present import Present
 from bus.errors import BrokerRunning, KeyMissing
 from bus.envelope import ACK, BY_WIRE, PERSONAL, STATS_WANTED, present
 from broker.gate import Gate
@@ -103,7 +104,7 @@ class Broker:
         self._verdicts: dict[tuple[str, bytes], tuple] = {}
         self._counts: dict[tuple[bytes, bytes, bytes], int] = {}  # (reader, topic, sender) -> messages sent
         self.fast = fastpath.load()  # the C forwarding loop; None: Python's
-        self._present: dict[bytes, int] = {}  # identity -> its connections' presence subscriptions
+        self.present = Present(runtime.present_path)  # who is connected, and a crashed broker's successor's wait
         self._stats_readers = 0  # subscriptions (one per connection) that bring bus.broker.stats
         self._next_stats = float("inf")
         self.tap: TapWriter | None = None  # while a watching tool subscribes to bus.tap
@@ -167,6 +168,7 @@ class Broker:
         self.connections = connections.Connections(bound, self._on_shed, self.fd_limit,
                                                    publishers=tuple(f"{name} in" for name in self._lanes))
         self._load_cache()
+        self.present.load()
         self._publish("bus.refusals", **self.gate.summary())  # this broker's, none yet: `lens security` says so
 
     def _bind_lane(self, name: str, pair: keys.KeyPair) -> None:
@@ -198,10 +200,12 @@ class Broker:
             actions[monitor] = functools.partial(self.connections.read, monitor)
         for lane in self._lanes.values():
             actions[lane.xpub] = lambda lane=lane: self._subscriptions(lane)
-        wait = self._waiter(actions)
         ping_s = sdnotify.watchdog_period()
         next_ping = time.monotonic() if ping_s else float("inf")
         never = float("inf")
+        if self.present.awaited:
+            next_ping = self._hold(actions, ping_s, next_ping)
+        wait = self._waiter(actions)
         while not self._stop:
             now = time.monotonic()
             if now >= self._next_stats:
@@ -214,6 +218,7 @@ class Broker:
                 self._next_stats = now + STATS_PERIOD_S
             if self._persist_due is not None and now >= self._persist_due:
                 self._save_cache()
+            self.present.save()
             if now >= next_ping:
                 sdnotify.notify("WATCHDOG=1")  # from this loop: a hung forwarder stops the pings
                 next_ping = now + ping_s
@@ -221,6 +226,24 @@ class Broker:
             timeout = None if wake == never else max(0.0, wake - now)
             for sock in wait(timeout):
                 actions[sock]()
+
+    def _hold(self, actions: dict, ping_s: float | None, next_ping: float) -> float:
+        """Everything but the lanes' publishers served while the processes the last broker had are not back
+        (broker.present): what they publish waits in their own pipes and outboxes meanwhile. Returns when the
+        watchdog is next due."""
+        poller = zmq.Poller()
+        for sock in actions:
+            poller.register(sock, zmq.POLLIN)
+        started = now = time.monotonic()
+        while not self._stop and self.present.holding(now):
+            if now >= next_ping:
+                sdnotify.notify("WATCHDOG=1")
+                next_ping = now + ping_s
+            for sock, _ in poller.poll(int(max(0.0, min(self.present.until, next_ping) - now) * 1000) + 1):
+                actions[sock]()
+            now = time.monotonic()
+        self.present.held(now - started)
+        return next_ping
 
     def stop(self) -> None:
         self._stop = True
@@ -230,6 +253,7 @@ class Broker:
         # A clean stop ends this bus's present; only a crashed broker's successor should inherit it
         # (the publishers still alive re-send their latched topics on reconnect anyway).
         self.runtime.cache_path.unlink(missing_ok=True)
+        self.present.forget()
 
         def close_sockets() -> None:
             for lane in self._lanes.values():
@@ -396,10 +420,12 @@ class Broker:
                 if prefix[:1] == ACK:
                     if data[0]:  # a lane's marker: every subscription it sent before is applied now
                         lane.xpub.send_multipart([prefix, b""])
+                    self.present.marker(prefix, bool(data[0]))
                     continue
                 identity = present(prefix)
                 if identity is not None:
-                    self._count_presence(identity, 1 if data[0] else -1)
+                    if self.present.change(identity, 1 if data[0] else -1):
+                        self._publish("bus.departed", identity=identity.decode("ascii", "replace"))
                 elif prefix == _TAP and lane.name == TOPICS[TAP_TOPIC].lane:
                     self._tap_readers += 1 if data[0] else -1
                     self._update_tap()
@@ -431,16 +457,6 @@ class Broker:
                 self.fast.tap(None)  # before the mapping goes
             self.tap.close()
             self.tap = None
-
-    def _count_presence(self, identity: bytes, change: int) -> None:
-        """Every lane of every node subscribes to its presence channel; XPUB hands the broker the
-        unsubscription of each pipe that goes away (in manual mode, once per pipe), so when an identity's
-        count falls to nothing, its last connection is gone: said on bus.departed."""
-        count = self._present.get(identity, 0) + change
-        if count > 0:
-            self._present[identity] = count
-        elif self._present.pop(identity, None) is not None:
-            self._publish("bus.departed", identity=identity.decode("ascii", "replace"))
 
     def _publish(self, name: str, **payload) -> None:
         """The broker's own messages, straight out of its XPUB."""

@@ -150,6 +150,12 @@ class Runtime(NamedTuple):
     def cache_path(self) -> Path:
         return self.path("latched.msgpack")
 
+    @property
+    def present_path(self) -> Path:
+        """Who was connected to the broker (identity -> connections): a crashed broker's successor waits for
+        them before it forwards (broker.broker's hold)."""
+        return self.path("present.msgpack")
+
 
 def state_dir(path: str | os.PathLike | None = None, runtime_dir: str | os.PathLike | None = None) -> Path:
     """Where state that must outlive a reboot lives (audit log, saved state), created 0700.

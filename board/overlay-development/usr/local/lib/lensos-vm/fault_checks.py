@@ -98,7 +98,8 @@ def check_broker_hang() -> None:
                len(set(ticks())) + lost() == HANG_TICKS and len(ticks()) == len(set(ticks())))),
                killed_after_s=killed_after, watchdog=show(broker, "WatchdogUSec")["WatchdogUSec"], old_pid=pid,
                new_pid=new, sent=HANG_TICKS, delivered=ticks()[:HANG_TICKS + 5], lost=lost(),
-               log=[line for line in journal(broker, hung_at - 1) if "atchdog" in line or "signal" in line][-4:])
+               log=[line for line in journal(broker, hung_at - 1)
+                    if "atchdog" in line or "signal" in line or "forwarding" in line][-6:])
     finally:
         talker.close()
         listener.close()
