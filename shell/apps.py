@@ -12,6 +12,9 @@ appd does the processes. An app's state, as ``shell.apps`` shows it:
 
 An app started by name comes to the foreground once it is on the bus. When
 nothing is in front (the foreground app stopped or died), the home app is;
+an app in front that a just-started shell has not heard yet (its checkpoint
+says who was in front when it crashed) keeps the front while appd runs it,
+for up to COMING_S, since its beat is on its way;
 an app that was in front when it crashed (appd starts it again, or appd
 crashed and took every app with it) comes back to the front once it is back.
 The app in front at a critical shutdown is started again at the next boot
@@ -35,6 +38,10 @@ from shell.core import ShellCore
 log = logging.getLogger(__name__)
 
 ACTIONS = ("start", "stop")
+# How long an app in front that this shell has not yet heard, and that appd runs, keeps the front: a shell
+# killed and restarted hears the apps' next beats within their 5 s period, and within 5-40 s under TCG on a
+# loaded board, where home (heard first) took the front from the camera app in a kill -9 check
+COMING_S = 45.0
 
 
 class Apps:
@@ -52,6 +59,8 @@ class Apps:
         self.to_front: str | None = None  # started by name: in front once it is on the bus
         self.to_start: str | None = None  # to ask appd for as soon as it is there (bring_back)
         self.front: str | None = None  # the foreground app as last arranged
+        self.heard: set[str] = set()  # every app this shell has heard on the bus
+        self.since: float | None = None  # this shell's first arrangement
 
     def bring_back(self, app: str | None) -> None:
         """The app that was in front when the glasses shut down: started once appd is up (it may not be
@@ -109,6 +118,8 @@ class Apps:
     def arrange(self, alive: set[str], now: float) -> None:
         """Before the state goes out: the started app in front once it is there, else home when nobody is."""
         self.starting -= alive
+        self.heard |= alive
+        self.since = now if self.since is None else self.since
         self.stopping &= alive | set(self.host["running"])
         if self.to_start is not None and "appd" in alive:
             app, self.to_start = self.to_start, None
@@ -122,7 +133,7 @@ class Apps:
         if front is None and self.front not in (None, self.home) and self.front not in alive \
                 and self.front in self.host["wanted"] and self.to_front is None:
             self.to_front = self.front  # it crashed (appd starts it again): back in front once it is there
-        if (front is None or front not in alive) and self.home in alive:
+        if (front is None or front not in alive and not self._coming(front, now)) and self.home in alive:
             self.core.set_foreground(self.home, now)
         left, self.front = self.front, self.core.foreground
         manifest = self.manifests.get(left)
@@ -130,6 +141,10 @@ class Apps:
             # Its manifest says it does not run behind another app: it is stopped (and saves, on_stop).
             self.stopping.add(left)
             self.node.request_async("appd.process.request", self._answered(left), app=left, action="stop")
+
+    def _coming(self, app: str, now: float) -> bool:
+        """In front, not heard by this shell yet, run by appd, and this shell is new: its beat is on its way."""
+        return app not in self.heard and app in self.host["running"] and now - self.since < COMING_S
 
     def state(self, alive: set[str]) -> dict:
         apps = {}

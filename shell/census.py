@@ -18,11 +18,17 @@ under the table's 10 s watchdog). The shell judges each by its own period:
              dropped from the list. A process that exits is seen gone at once
              without this (node.bye, bus.departed, appd's reaping).
 
-A hung bus is not a hung process: a process is only called silent when
-someone else's beat (the shell's own counts) got through after its own was
-due. When none has yet, the shell calls the roll (``node.census``: every
-process that is up beats at once, the shell too); while nothing at all
-comes back (a hung broker), it blames no one.
+A hung bus is not a hung process: a process is only called silent, or
+gone, when someone else's beat (the shell's own counts) got through after
+its own was due. When none has yet, the shell calls the roll (``node.census``:
+every process that is up beats at once, the shell too); while nothing at all
+comes back (a hung broker), it blames no one. And when beats come again after
+an outage (no beat of anyone, the shell's own neither, for OUTAGE_BEATS of
+the shell's periods), the outage is nobody's silence: every process's last
+beat moves forward by it, so a process whose next beat is simply on its way
+is not counted gone for a while the bus was out (a broker hung until its
+watchdog killed it: 13 s of silence, every process beating again within a
+period, and camerad "gone" before its beat came in a board boot).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ log = logging.getLogger(__name__)
 
 SILENT_BEATS = 1.5  # periods without a beat before a process counts as silent (hung, most likely)
 GONE_AFTER = 3.0  # heartbeat timeouts (or periods, if longer) after which a silent process is dropped
+OUTAGE_BEATS = 1.5  # the shell's own periods with no beat of anyone at all: the bus was out
 
 
 class Census:
@@ -51,6 +58,12 @@ class Census:
     def beat(self, name: str, pid: int, period: float, identity: str | None, now: float) -> str:
         """A heartbeat: "new" (first heard, or a new pid), "back" (was silent), "same" (nothing changed for
         anyone, unless ``unproven`` says a silence may now be judged)."""
+        me = self.nodes.get(self.me)
+        outage = now - self.heard
+        if me is not None and outage > OUTAGE_BEATS * me["period"]:
+            log.info("shell: no beat of anyone for %.1f s (the bus was out): nobody's silence", outage)
+            for node in self.nodes.values():
+                node["seen"] += outage
         self.heard = max(self.heard, now)
         known = self.nodes.get(name)
         self.nodes[name] = {"pid": pid, "seen": now, "period": period, "identity": identity, "silent": None}
@@ -75,17 +88,21 @@ class Census:
                 continue
             quiet = now - node["seen"]
             expiry = max(self.timeout, node["period"]) * GONE_AFTER
-            if quiet > expiry:
+            proven = self.heard > node["seen"] + node["period"]  # the bus carried beats after its own was due
+            if quiet > expiry and proven:
                 log.warning("shell: no heartbeat from %s for %.1f s; counted as gone", name, quiet)
                 del self.nodes[name]
                 gone.append((name, quiet))
                 continue
-            deadlines.append(node["seen"] + expiry)
+            if quiet > expiry:
+                self.unproven = True  # the next beat of anyone decides
+            else:
+                deadlines.append(node["seen"] + expiry)
             if node["silent"] is not None:
                 continue
             if quiet <= self.silent_after(name):
                 deadlines.append(node["seen"] + self.silent_after(name))
-            elif self.heard > node["seen"] + node["period"]:  # the bus carried beats after its own was due
+            elif proven:
                 node["silent"] = round(time.time() - quiet, 1)
                 silenced.append(name)
                 log.warning("shell: %s (pid %d) is silent: no heartbeat for %.1f s, %g of its %g s periods; "
