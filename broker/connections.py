@@ -43,7 +43,9 @@ import zmq
 
 log = logging.getLogger(__name__)
 
-HANDSHAKE_S = 3.0  # a peer that has not finished its handshake by then is disconnected by libzmq
+# A peer that has not finished its handshake by then is disconnected by libzmq. 3 s was too short for a
+# process on a busy board: under TCG, a daemon's CURVE handshake was cut and reported as a refusal
+HANDSHAKE_S = 10.0
 PER_UID = 256  # connections one uid may hold (a node holds five; in development, every node is one uid)
 # How many events a monitor holds before libzmq's I/O thread waits for the broker to read them (its internal
 # end's SNDHWM, 1000, and this end's RCVHWM): no more connections than that are accepted ahead of the broker.

@@ -74,6 +74,7 @@ class Node(Lanes, Outbox, Pace, Latch, Calls, Loop, Watching, Tracing):
         self.runtime = runtime if isinstance(runtime, Runtime) else Runtime.resolve(runtime)
         self.publish_any = publish_any  # development tools (lens bus pub) only
         self.watcher = watcher  # development tools that only watch (sniff, top): they read the tap (bus.tap)
+        self.start_timeout = 5.0  # how long start() waits for the broker by default (bus.service: longer)
         self._key_path = key  # this process's CURVE key (bus.keys says where it is found without one)
         self._key: tuple[keys.KeyPair, bytes] | None = None
         self.heartbeat = heartbeat  # seconds between node.heartbeat; None for tools that come and go
@@ -247,8 +248,10 @@ class Node(Lanes, Outbox, Pace, Latch, Calls, Loop, Watching, Tracing):
                 return False
         return True
 
-    def start(self, timeout: float = 5.0) -> "Node":
-        """Connect and return once every subscription is live and latched state delivered."""
+    def start(self, timeout: float | None = None) -> "Node":
+        """Connect and return once every subscription is live and latched state delivered: within
+        ``timeout`` seconds, else ``start_timeout``, else BusTimeout is raised."""
+        timeout = self.start_timeout if timeout is None else timeout
         self._started = True
         if not self._lanes:
             self._lane("reliable")  # even a silent node proves it reached the broker

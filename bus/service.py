@@ -30,6 +30,11 @@ from bus.node import Node
 # developer's shared key, whose death the bus cannot tell, beat faster once they ask for focus
 # (bus.pace.WATCHED_HEARTBEAT_S).
 HEARTBEAT_S = 5.0
+# How long a supervised process waits at its start for the broker's confirmation. A tool's 5 s (bus.node) is
+# for someone at a prompt; a daemon that gives up only exits to be restarted and start again, and under TCG
+# on a loaded board a start took 5-40 s (the broker restarting, the CPU shared). systemd's TimeoutStartSec
+# (90 s) stays the outer bound.
+START_TIMEOUT_S = 60.0
 
 
 def arguments(name: str, doc: str | None, backends: tuple[str, ...] = (),
@@ -70,7 +75,9 @@ def exits_on(name: str, *errors: type[Exception]) -> Iterator[None]:
 def node(name: str, args: argparse.Namespace) -> Node:
     logs.configure(name, logging.DEBUG if args.verbose else logging.INFO)
     threading.excepthook = _thread_died
-    return Node(name, args.runtime_dir, heartbeat=heartbeat_period())
+    made = Node(name, args.runtime_dir, heartbeat=heartbeat_period())
+    made.start_timeout = START_TIMEOUT_S
+    return made
 
 
 EXIT_WORK_STOPPED = 70  # EX_SOFTWARE: a thread died or the work stalled; the supervisor restarts the process
