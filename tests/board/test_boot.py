@@ -165,7 +165,8 @@ def test_what_was_published_while_the_broker_hung_arrives_after_its_watchdog_res
 def test_a_sigstopped_daemon_is_killed_by_its_watchdog_and_restarted_with_its_state(board):
     watchdog = result(board, "watchdog")
     assert any("Watchdog timeout" in line for line in watchdog["log"])
-    print(f"board: {watchdog['unit']} killed {watchdog['killed_after_s']} s after SIGSTOP (WatchdogSec "
+    print(f"board: {watchdog['unit']} named silent by the shell {watchdog['silent_after_s']} s after SIGSTOP, "
+          f"killed {watchdog['killed_after_s']} s after it (WatchdogSec "
           f"{watchdog['watchdog']}), active again after {watchdog['active_again_after_s']} s")
 
 

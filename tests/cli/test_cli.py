@@ -309,13 +309,20 @@ def test_every_command_that_needs_the_bus_says_lensos_is_not_running_and_exits_3
 
 
 def test_a_command_piped_into_a_reader_that_leaves_exits_quietly(procs, runtime):
-    """`lens ... | head`: the reader closing the pipe is no error (no BrokenPipe traceback)."""
-    read, write = os.pipe()
-    os.close(read)  # the reader has gone before anything is written
-    result = subprocess.run([sys.executable, "-m", "cli.main", "units", "show", "broker"], stdout=write,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=procs.env(), timeout=DEADLINE_S)
-    os.close(write)
-    assert (result.returncode, result.stderr) == (0, "")
+    """`lens ... | head`: the reader closing the pipe is no error (no BrokenPipe traceback); `lens status`
+    (issue 28, line 11) against a running shell, and a command that needs no bus."""
+    procs.start_broker()
+    procs.start_ready("-m", "shell")
+    for command in (("units", "show", "broker"), ("status",)):
+        read, write = os.pipe()
+        os.close(read)  # the reader has gone before anything is written
+        result = subprocess.run([sys.executable, "-m", "cli.main", *command], stdout=write,
+                                stderr=subprocess.PIPE, text=True, cwd=REPO, env=procs.env(), timeout=DEADLINE_S)
+        os.close(write)
+        assert (result.returncode, result.stderr) == (0, ""), command
+    head = subprocess.run(f"{sys.executable} -m cli.main status | head -1", shell=True, capture_output=True,
+                          text=True, cwd=REPO, env=procs.env(), timeout=DEADLINE_S)
+    assert (head.returncode, head.stderr, len(head.stdout.splitlines())) == (0, "", 1), head
 
 
 def test_two_lens_up_started_together_one_wins_and_the_other_says_so_disturbing_nothing(procs, runtime):

@@ -1,8 +1,11 @@
 """The boot checks of what systemd does when a process fails (issue 28's faults, under the board's real systemd):
-- watchdog: a SIGSTOPped daemon is killed by its WatchdogSec and restarted, and says its latched state again;
+- watchdog: a SIGSTOPped daemon is named silent by the shell before its WatchdogSec kills it (issue 28, line
+  9), is killed, restarted, and says its latched state again;
 - broker_restart: a SIGKILLed broker is restarted and every process reconnects without a restart of its own;
 - broker_hang: what was published while the broker hung (SIGSTOP, killed by its watchdog) arrives after;
-- faults: kill -9 of each unit in turn, each back under a new pid, the whole system running afterwards."""
+- faults: kill -9 of each unit in turn, each back under a new pid and the system's state as it was before
+  (issue 28, line 6: what is in front, who holds what, the display's cards, the apps, the batteries, the LED,
+  capture, the assistant, the notifications), the whole system running afterwards."""
 
 from __future__ import annotations
 
@@ -15,11 +18,14 @@ from checklib import Bus, journal, lensos_units, main_pid, report, running_again
 DAEMONS = ("shell", "ledd", "powerd", "inputd", "displayd", "audiod", "assistantd", "camerad", "appd")
 RESTART_DEADLINE_S = 180
 HANG_TICKS = 20  # published while the broker hangs, to arrive after its restart (check_broker_hang)
+STATE_TOPICS = ("shell.state", "display.state", "appd.state", "power.state", "led.state", "privacy.capture",
+                "assistant.state", "notifications.state")
+BACK_DEADLINE_S = 150  # for the state as it was, after a unit is active again (a shell's COMING_S is 45 s)
 
 
 def check_watchdog() -> None:
     unit = "lensos-powerd.service"
-    bus = Bus("power.state")
+    bus = Bus("power.state", "shell.state")
     try:
         bus.until(lambda m: m[1] == "power.state", 20)
         watchdog_s = show(unit, "WatchdogUSec")["WatchdogUSec"]  # systemd's own words, e.g. "10s"
@@ -27,8 +33,11 @@ def check_watchdog() -> None:
         pid = main_pid(unit)
         stopped_at = time.monotonic()
         os.kill(pid, signal.SIGSTOP)
-        gone = wait(lambda: not os.path.exists(f"/proc/{pid}"), RESTART_DEADLINE_S)
+        gone = bus.pump(lambda: not os.path.exists(f"/proc/{pid}"), RESTART_DEADLINE_S)  # hearing meanwhile
         killed_after = round(time.monotonic() - stopped_at, 1)
+        # The shell's census named it silent (hung?) while it was stopped: in shell.state, as `lens status` says
+        silent = next((round(m[0] - stopped_at, 1) for m in bus.seen if m[0] >= stopped_at and
+                       m[1] == "shell.state" and "powerd" in (m[2].get("silent") or {})), None)
         new = wait(lambda: running_again(unit, pid), RESTART_DEADLINE_S)
         back_after = round(time.monotonic() - stopped_at, 1)
         # the new powerd publishes its state again (latched: a late reader gets it from the broker too)
@@ -37,7 +46,8 @@ def check_watchdog() -> None:
         latched = late.until(lambda m: m[1] == "power.state", 20)
         late.close()
         report("watchdog", ok=bool(gone) and bool(new) and int(show(unit, "NRestarts")["NRestarts"]) == restarts + 1
-               and bool(again) and bool(latched), unit=unit, watchdog=watchdog_s, killed_after_s=killed_after,
+               and bool(again) and bool(latched) and silent is not None, unit=unit, watchdog=watchdog_s,
+               silent_after_s=silent, killed_after_s=killed_after,
                active_again_after_s=back_after, old_pid=pid, new_pid=new, state_again=again and again[2],
                latched=latched and latched[2],
                log=[line for line in journal(unit, stopped_at - 1) if "atchdog" in line or "signal" in line][-6:])
@@ -105,9 +115,41 @@ def check_broker_hang() -> None:
         listener.close()
 
 
+def state_of(bus: Bus) -> dict:
+    """What the wearer's system is, from the latest latched message of each of STATE_TOPICS. Not what changes
+    on its own while the glasses are left alone (the shell's active/idle/sleep, the display on or off, the
+    charge), which the kills must not be blamed for."""
+    latest = {}
+    for _, topic, payload, _ in bus.seen:
+        latest[topic] = payload
+    shell, display = latest.get("shell.state") or {}, latest.get("display.state") or {}
+    capture, apps = latest.get("privacy.capture") or {}, latest.get("appd.state") or {}
+    return {"foreground": shell.get("foreground"), "degraded": sorted(shell.get("degraded") or []),
+            "silent": sorted(shell.get("silent") or {}),
+            "focus": {r: [c["owner"] for c in info["stack"]] for r, info in (shell.get("focus") or {}).items()},
+            "cards": display.get("layers"), "user_level": display.get("user_level"),
+            "apps": sorted(apps.get("running") or {}), "failed apps": sorted(apps.get("failed") or {}),
+            "batteries in": (latest.get("power.state") or {}).get("present"),
+            "led lit": (latest.get("led.state") or {}).get("lit"),
+            "capture": sorted(capture.get("grants") or []), "listening": capture.get("listening"),
+            "assistant": (latest.get("assistant.state") or {}).get("phase"),
+            "notifications": {k: (latest.get("notifications.state") or {}).get(k) for k in ("count", "unread")}}
+
+
 def check_faults() -> None:
-    """kill -9 of every unit in turn: each back (READY=1) under a new pid, then the system running."""
+    """kill -9 of every unit in turn: each back (READY=1) under a new pid with the system's state as it was,
+    then the system running."""
     runs = {}
+    watch = Bus(*STATE_TOPICS)
+    # Settled first: the same state twice, 3 s apart (the checks before this one leave cards and apps behind)
+    before, settling = None, time.monotonic() + 120
+    while time.monotonic() < settling:
+        watch.pump(lambda: False, 3)
+        now = state_of(watch)
+        if now == before and now["foreground"] is not None:
+            break
+        before = now
+    report("faults_progress", ok=True, before=before)
     for unit in lensos_units():
         pid = main_pid(unit)
         if pid <= 0:  # not running (os.kill(0, ...) would have killed this check's own process group)
@@ -121,7 +163,14 @@ def check_faults() -> None:
         all_active = wait(lambda: all(show(u, "ActiveState")["ActiveState"] == "active" for u in lensos_units()),
                           RESTART_DEADLINE_S)
         runs[unit]["all_active"] = bool(all_active)
+        same = watch.pump(lambda: state_of(watch) == before, BACK_DEADLINE_S)
+        runs[unit]["state_back_after_s"] = round(time.monotonic() - killed_at, 1)
+        if not same:  # what differs, and the unit's journal and the shell's, which say why
+            after = state_of(watch)
+            runs[unit]["differences"] = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
+            runs[unit]["log"] = journal(unit, killed_at - 1)[-10:] + journal("lensos-shell.service", killed_at - 1)[-10:]
         report("faults_progress", ok=True, unit=unit, **runs[unit])  # where it got to, should the rest not come
+    watch.close()
     bus = Bus("shell.state")
     try:
         # The wearer's own states, asleep too: by now the glasses have been left alone long enough to sleep.
@@ -131,6 +180,7 @@ def check_faults() -> None:
     finally:
         bus.close()
     failed = [u for u in lensos_units() if show(u, "ActiveState")["ActiveState"] != "active"]
-    report("faults", ok=all(r["new_pid"] and r["all_active"] for r in runs.values()) and bool(state) and not failed,
-           runs=runs, failed=failed, shell=(state or last) and {k: (state or last)[2][k] for k in (
+    differences = {u: r["differences"] for u, r in runs.items() if r.get("differences")}
+    report("faults", ok=all(r["new_pid"] and r["all_active"] for r in runs.values()) and bool(state) and not failed
+           and not differences, runs=runs, failed=failed, before=before, differences=differences, shell=(state or last) and {k: (state or last)[2][k] for k in (
                "state", "running", "ready", "degraded")})
