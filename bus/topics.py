@@ -360,8 +360,9 @@ _TABLE = [
               "block; seq shows a gap"),
     Topic("audio.wake.mic", Kind.EVENT, "audiod",
           {"owner": "str", "seq": "int", "rate": "int", "mono_ns": "int", "pcm": "bytes"},
-          rate_hz=50.0, max_size=16 * 1024, permission="listen",
-          doc="a block of the mic while nobody captures it, for the wake-phrase spotter alone: the broker "
+          rate_hz=4.0, max_size=32 * 1024, permission="listen",  # a quarter second (the spotter's hop), 48 kHz max
+          doc="a quarter second of the mic while nobody captures it, seq its last device block's, for the "
+              "wake-phrase spotter alone: the broker "
               "hands it only to the identity privacy.capture names as listening (and the developer); "
               "never off the glasses (the bridge refuses a topic with a permission)"),
     Topic("audio.sim.mic.request", Kind.REQUEST, "audiod",

@@ -49,6 +49,7 @@ from shellclient.departures import Departures
 from bus.envelope import Message
 from bus.kept import Kept
 from bus.runtime import state_dir
+from bus.topics import TOPICS
 from bus.errors import RequestRefused
 from bus.node import Node
 from bus.wakeup import Wakeup
@@ -91,6 +92,12 @@ class Audiod:
         self.mic_trace = 0  # the trace of the request that opened the mic (bus.tracing)
         self.for_capture: list[np.ndarray] = []  # sim: speech to play once the mic opens for a capture
         self.listener: str | None = None  # who hears the open mic while nobody captures it (the shell's word)
+        # The listener's next block, gathered from the device's: it goes out at the table's rate (4 a second,
+        # as often as the spotter decodes), not as 50 messages a second that each woke audiod, the broker and
+        # the spotter (most of an idle lens up's wake-ups, measured by bench/system.py)
+        self.listened: list[np.ndarray] = []
+        self.unwoken = 0  # samples the device thread queued since it last woke the loop
+        self.wake_samples = max(1, round(numbers["mic_rate"] / TOPICS["audio.wake.mic"].rate_hz))
         self.mic_why, self.mic_seq, self.mic_blocks, self.mic_dropped = "nobody asked", 0, 0, 0
         self.sessions: dict[str, str] = {}  # mic owner -> the shell's audit session
         self.vad: Vad | None = None
@@ -257,6 +264,7 @@ class Audiod:
         if self.mic_owner is None:
             self.listener = None  # the capture takes the mic over: not one more block for the spotter
             self.chunks.clear()
+            self.listened.clear()
             n = self.numbers
             self.vad = Vad(n["vad_threshold_db"], n["vad_margin_db"], n["vad_start_s"], n["vad_hang_s"])
             self.mic_seq, self.mic_blocks = 0, 0
@@ -274,12 +282,17 @@ class Audiod:
         return {"on": True, "rate": self.numbers["mic_rate"]}
 
     def on_block(self, pcm: np.ndarray, mono_ns: int) -> None:
-        """In the device's thread: number and queue the block; the daemon checks and publishes it."""
+        """In the device's thread: number and queue the block; the daemon checks and publishes it. A capture's
+        block wakes the loop at once; the listener's only once a quarter second of them is here, as they go out
+        (the loop woken 50 times a second for nothing to send was half of audiod's idle wake-ups)."""
         self.mic_seq += 1
         if len(self.chunks) == self.chunks.maxlen:
             self.mic_dropped += 1
         self.chunks.append((self.mic_seq, pcm, mono_ns))
-        self.wakeup.wake()
+        self.unwoken += len(pcm)
+        if self.mic_owner is not None or self.unwoken >= self.wake_samples:
+            self.unwoken = 0
+            self.wakeup.wake()
 
     def enforce(self) -> None:
         if self.mic_owner is not None:
@@ -294,6 +307,8 @@ class Audiod:
         if self.mic_owner is not None or listener == self.listener:
             return
         self.chunks.clear()  # blocks taken for someone else are nobody's now
+        self.listened.clear()
+        self.unwoken = 0  # the next quarter second starts with the next block
         if listener is None:
             self.device.stop_input()
             log.info("the wake-phrase spotter stopped listening")
@@ -335,13 +350,20 @@ class Audiod:
         """A block while nobody captures: the listener's, if the shell still names it (checked before every
         block, as a capture's grant is); otherwise the mic closed after it was taken, and it goes nowhere."""
         if self.listener is None or self.gate.capture.get("listening") != self.listener:
+            self.listened.clear()
             return
+        self.listened.append(pcm)
+        if sum(len(block) for block in self.listened) < self.wake_samples:
+            return
+        gathered = np.concatenate(self.listened)
+        self.listened.clear()
         self.node.publish("audio.wake.mic", owner=self.listener, seq=seq, rate=self.numbers["mic_rate"],
-                          mono_ns=mono_ns, pcm=pcm.tobytes())
+                          mono_ns=mono_ns, pcm=gathered.tobytes())
 
     def mic_stop(self, why: str) -> None:
         self.device.stop_input()
         self.chunks.clear()  # taken before the stop but not yet out: nobody may have them now
+        self.listened.clear()
         owner, self.mic_owner, self.mic_why = self.mic_owner, None, why
         if owner is not None:
             log.info("mic for %s closed: %s (%d blocks)", owner, why, self.mic_blocks)

@@ -18,7 +18,9 @@ import numpy as np
 
 RATE = 16000
 WINDOW_S = 1.5  # "hey lens" takes espeak-ng 0.9-1.2 s at 140-200 words a minute; a little over
-HOP_S = 0.25  # how often the window is decoded: the phrase is heard at most this late
+# How often the window is decoded: the phrase is heard at most this late. audiod sends the mic in blocks of
+# this length (audio.wake.mic's rate in the topic table, 4 a second; tests/bus/test_table.py holds them equal)
+HOP_S = 0.25
 THRESHOLD = 1e-35  # keyword search's detection threshold, chosen on bench/voice.py --wake
 
 

@@ -161,6 +161,7 @@ def test_every_rate_in_the_table_is_what_the_code_does():
     from broker.broker import STATS_PERIOD_S
     from bus.service import HEARTBEAT_S
     from bustools import demo
+    from daemons.wake.spotter import HOP_S
     from policies.loader import load
 
     hardware = load().hardware
@@ -169,7 +170,7 @@ def test_every_rate_in_the_table_is_what_the_code_does():
         "bus.broker.stats": 1 / STATS_PERIOD_S,
         "camera.frame": hardware["camera"]["fps"],
         "audio.mic": 1 / hardware["audio"]["block_s"],
-        "audio.wake.mic": 1 / hardware["audio"]["block_s"],
+        "audio.wake.mic": 1 / HOP_S,  # audiod gathers the device's blocks to the spotter's hop
         "demo.tick": 1 / demo.TICK_S,
         "demo.status": 1 / demo.STATUS_S,
         "demo.wave": 1 / demo.WAVE_S,

@@ -135,9 +135,23 @@ def test_the_wake_phrase_lights_the_led_before_a_word_of_the_request_is_heard(pr
     assert not user.latest["led.state"]["lit"], "listening is no capture: the LED stays off"
     assert user.wait_state(lambda s: s["privacy"]["listening"] == "waked", "listening in shell.state")
     assert [r for r in audit(system) if r["event"] == "start" and r["resource"] == "listen" and r["owner"] == "waked"]
-    for attempt in range(3):
+    # The idle mic goes to the spotter a quarter second at a time (its hop), not one message per device block:
+    # 50 a second woke audiod, the broker and the spotter 370 times a second between them (bench/system.py)
+    blocks = user.wait(lambda: [m.payload for m in user.log if m.topic == "audio.wake.mic"][:3] if sum(
+        m.topic == "audio.wake.mic" for m in user.log) >= 3 else None, "the spotter's blocks")
+    assert all(0.25 <= len(b["pcm"]) / 2 / b["rate"] < 0.25 + 0.05 for b in blocks), [len(b["pcm"]) for b in blocks]
+    answer = {"status": "never woken", "action": None}
+    for attempt in range(4):
         mark = len(user.log)
         user.ask("audio.sim.mic.request", text="hey lens")
+        # Not heard, the wearer says it again. The spotter decodes its window from scratch every quarter second,
+        # and where the phrase falls against those decodes matters: offline, 1-2 of 16 offsets of the same
+        # speech go unheard (bench/voice.py --wake measures the ear); this test is about the LED's order.
+        try:
+            user.wait(lambda: any(m.topic == "assistant.wake" for m in user.log[mark:])
+                      or user.latest["audio.state"]["mic"]["owner"] == "assistantd", "the phrase heard", timeout=15)
+        except AssertionError:
+            continue
         # The request once the mic is the assistant's: what is said before (while the LED comes on) is nobody's,
         # by design, and under load the sim mic's pause after the phrase can be shorter than that handover.
         user.wait(lambda: user.latest["audio.state"]["mic"]["owner"] == "assistantd", "the mic, the assistant's")
