@@ -251,9 +251,11 @@ class Broker:
 
     def close(self) -> None:
         # A clean stop ends this bus's present; only a crashed broker's successor should inherit it
-        # (the publishers still alive re-send their latched topics on reconnect anyway).
-        self.runtime.cache_path.unlink(missing_ok=True)
-        self.present.forget()
+        # (the publishers still alive re-send their latched topics on reconnect anyway). An exception out of
+        # the loop is a crash, not a stop: its successor gets both, and waits for who was here.
+        if self._stop:
+            self.runtime.cache_path.unlink(missing_ok=True)
+            self.present.forget()
 
         def close_sockets() -> None:
             for lane in self._lanes.values():

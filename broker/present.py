@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # The processes come back in 0.1-1.5 s (a node retries its connection at once, then every 0.1 s): 1.1-1.4 s
 # under TCG on the board while it was busy with its checks
 HOLD_MAX_S = 5.0
-_NONCE = 7  # a marker is ACK + identity + NUL + a 6-byte nonce (bus.lane)
+_NONCE = 6  # a marker is ACK + identity + NUL + a 6-byte nonce (bus.lane)
 
 
 class Present:
@@ -33,7 +33,7 @@ class Present:
         self.counts: dict[bytes, int] = {}  # identity -> its connections' presence subscriptions
         self._dirty = False
         self.awaited: dict[bytes, int] = {}  # the last broker's counts, while this one holds for them
-        self._marked: dict[bytes, int] = {}  # identity -> its lanes whose marker is applied
+        self._marked: dict[bytes, set[bytes]] = {}  # identity -> the markers applied: one a lane (bus.lane)
         self.until = 0.0
 
     def change(self, identity: bytes, change: int) -> bool:
@@ -47,13 +47,19 @@ class Present:
         return self.counts.pop(identity, None) is not None
 
     def marker(self, prefix: bytes, subscribed: bool) -> None:
-        """A lane's marker subscription was applied (or dropped): counted while holding."""
-        if self.awaited:
-            who = prefix[1:-_NONCE]
-            self._marked[who] = self._marked.get(who, 0) + (1 if subscribed else -1)
+        """A lane's marker subscription was applied (or dropped): kept while holding, each marker once (the
+        gate let only the sender's own through: broker.gate.subscriptions)."""
+        if not self.awaited or len(prefix) < _NONCE + 3 or prefix[-_NONCE - 1:-_NONCE] != b"\x00":
+            return
+        markers = self._marked.setdefault(prefix[1:-_NONCE - 1], set())
+        if subscribed:
+            markers.add(prefix)
+        else:
+            markers.discard(prefix)
 
     def missing(self) -> list[str]:
-        return sorted(i.decode("ascii", "replace") for i, n in self.awaited.items() if self._marked.get(i, 0) < n)
+        return sorted(i.decode("ascii", "replace") for i, n in self.awaited.items()
+                      if len(self._marked.get(i, ())) < n)
 
     def holding(self, now: float) -> bool:
         return bool(self.awaited) and now < self.until and bool(self.missing())
@@ -63,7 +69,11 @@ class Present:
         afresh)."""
         if self._dirty:
             self._dirty = False
-            write_atomically(self.path, msgpack.packb(self.counts), durable=False)
+            try:
+                write_atomically(self.path, msgpack.packb(self.counts), durable=False)
+            except OSError as exc:  # a full /run: the next crash's successor forwards at once, said here
+                log.warning("cannot write %s (%s): a successor would not wait for these processes", self.path,
+                            exc.strerror)
 
     def load(self) -> None:
         """The crashed last broker's counts, to hold forwarding for."""
@@ -72,9 +82,13 @@ class Present:
             self.awaited = {bytes(i): int(n) for i, n in counts.items() if isinstance(i, bytes) and int(n) > 0}
         except FileNotFoundError:
             return
-        except (ValueError, TypeError, AttributeError, msgpack.UnpackException):
-            log.warning("%s was unreadable: forwarding at once", self.path)
+        except (OSError, ValueError, TypeError, AttributeError, OverflowError, msgpack.UnpackException) as exc:
+            log.warning("%s was unreadable (%s: %s): forwarding at once", self.path, type(exc).__name__, exc)
             self.awaited = {}
+            try:
+                self.path.unlink(missing_ok=True)  # this broker writes its own
+            except OSError:
+                pass  # not a file: save() will say it cannot write there
         self._dirty = True  # this broker's own present replaces it
         self.until = time.monotonic() + HOLD_MAX_S
         if self.awaited:

@@ -153,8 +153,9 @@ class Runtime(NamedTuple):
     @property
     def present_path(self) -> Path:
         """Who was connected to the broker (identity -> connections): a crashed broker's successor waits for
-        them before it forwards (broker.broker's hold)."""
-        return self.path("present.msgpack")
+        them before it forwards (broker.present). In the sockets' directory, the broker's alone to write: the
+        runtime directory is shared with the lensos group, whose members could plant one there."""
+        return self.socket_dir / "present.msgpack"
 
 
 def state_dir(path: str | os.PathLike | None = None, runtime_dir: str | os.PathLike | None = None) -> Path:

@@ -25,7 +25,9 @@ every process that is up beats at once, the shell too); while nothing at all
 comes back (a hung broker), it blames no one. And when beats come again after
 an outage (no beat of anyone, the shell's own neither, for OUTAGE_BEATS of
 the shell's periods), the outage is nobody's silence: every process's last
-beat moves forward by it, so a process whose next beat is simply on its way
+beat moves forward by the part of it past the shell's own period (the beats
+are aligned, so a round every period is what a working bus shows), so a
+process whose next beat is simply on its way
 is not counted gone for a while the bus was out (a broker hung until its
 watchdog killed it: 13 s of silence, every process beating again within a
 period, and camerad "gone" before its beat came in a board boot).
@@ -63,7 +65,7 @@ class Census:
         if me is not None and outage > OUTAGE_BEATS * me["period"]:
             log.info("shell: no beat of anyone for %.1f s (the bus was out): nobody's silence", outage)
             for node in self.nodes.values():
-                node["seen"] += outage
+                node["seen"] += outage - me["period"]
         self.heard = max(self.heard, now)
         known = self.nodes.get(name)
         self.nodes[name] = {"pid": pid, "seen": now, "period": period, "identity": identity, "silent": None}

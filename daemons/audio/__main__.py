@@ -96,7 +96,7 @@ class Audiod:
         # as often as the spotter decodes), not as 50 messages a second that each woke audiod, the broker and
         # the spotter (most of an idle lens up's wake-ups, measured by bench/system.py)
         self.listened: list[np.ndarray] = []
-        self.unwoken = 0  # samples the device thread queued since it last woke the loop
+        self.listened_n = 0  # samples in it (read by the device thread)
         self.wake_samples = max(1, round(numbers["mic_rate"] / TOPICS["audio.wake.mic"].rate_hz))
         self.mic_why, self.mic_seq, self.mic_blocks, self.mic_dropped = "nobody asked", 0, 0, 0
         self.sessions: dict[str, str] = {}  # mic owner -> the shell's audit session
@@ -264,7 +264,7 @@ class Audiod:
         if self.mic_owner is None:
             self.listener = None  # the capture takes the mic over: not one more block for the spotter
             self.chunks.clear()
-            self.listened.clear()
+            self.forget_listened()
             n = self.numbers
             self.vad = Vad(n["vad_threshold_db"], n["vad_margin_db"], n["vad_start_s"], n["vad_hang_s"])
             self.mic_seq, self.mic_blocks = 0, 0
@@ -289,9 +289,8 @@ class Audiod:
         if len(self.chunks) == self.chunks.maxlen:
             self.mic_dropped += 1
         self.chunks.append((self.mic_seq, pcm, mono_ns))
-        self.unwoken += len(pcm)
-        if self.mic_owner is not None or self.unwoken >= self.wake_samples:
-            self.unwoken = 0
+        # What is queued and what the loop has gathered: no count of its own that could drift from the loop's
+        if self.mic_owner is not None or len(self.chunks) * len(pcm) + self.listened_n >= self.wake_samples:
             self.wakeup.wake()
 
     def enforce(self) -> None:
@@ -307,8 +306,7 @@ class Audiod:
         if self.mic_owner is not None or listener == self.listener:
             return
         self.chunks.clear()  # blocks taken for someone else are nobody's now
-        self.listened.clear()
-        self.unwoken = 0  # the next quarter second starts with the next block
+        self.forget_listened()
         if listener is None:
             self.device.stop_input()
             log.info("the wake-phrase spotter stopped listening")
@@ -329,6 +327,8 @@ class Audiod:
 
     def _publish_blocks(self) -> None:
         for _ in range(len(self.chunks)):  # those here now: a device that floods must not starve the loop
+            if not self.chunks:  # a refusal below stopped the mic and cleared the rest
+                return
             seq, pcm, mono_ns = self.chunks.popleft()
             if self.mic_owner is None:
                 self.publish_listened(seq, pcm, mono_ns)
@@ -350,20 +350,25 @@ class Audiod:
         """A block while nobody captures: the listener's, if the shell still names it (checked before every
         block, as a capture's grant is); otherwise the mic closed after it was taken, and it goes nowhere."""
         if self.listener is None or self.gate.capture.get("listening") != self.listener:
-            self.listened.clear()
+            self.forget_listened()
             return
         self.listened.append(pcm)
-        if sum(len(block) for block in self.listened) < self.wake_samples:
+        self.listened_n += len(pcm)
+        if self.listened_n < self.wake_samples:
             return
         gathered = np.concatenate(self.listened)
-        self.listened.clear()
+        self.forget_listened()
         self.node.publish("audio.wake.mic", owner=self.listener, seq=seq, rate=self.numbers["mic_rate"],
                           mono_ns=mono_ns, pcm=gathered.tobytes())
+
+    def forget_listened(self) -> None:
+        self.listened.clear()
+        self.listened_n = 0
 
     def mic_stop(self, why: str) -> None:
         self.device.stop_input()
         self.chunks.clear()  # taken before the stop but not yet out: nobody may have them now
-        self.listened.clear()
+        self.forget_listened()
         owner, self.mic_owner, self.mic_why = self.mic_owner, None, why
         if owner is not None:
             log.info("mic for %s closed: %s (%d blocks)", owner, why, self.mic_blocks)

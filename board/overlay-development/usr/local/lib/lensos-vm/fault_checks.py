@@ -21,6 +21,9 @@ HANG_TICKS = 20  # published while the broker hangs, to arrive after its restart
 STATE_TOPICS = ("shell.state", "display.state", "appd.state", "power.state", "led.state", "privacy.capture",
                 "assistant.state", "notifications.state")
 BACK_DEADLINE_S = 150  # for the state as it was, after a unit is active again (a shell's COMING_S is 45 s)
+# And it must stay so this long: longer than a heartbeat period (5 s), so that a decision made when a beat
+# comes in (home given the front by a new shell that heard home's first) shows here
+STABLE_S = 8.0
 
 
 def check_watchdog() -> None:
@@ -163,8 +166,15 @@ def check_faults() -> None:
         all_active = wait(lambda: all(show(u, "ActiveState")["ActiveState"] == "active" for u in lensos_units()),
                           RESTART_DEADLINE_S)
         runs[unit]["all_active"] = bool(all_active)
-        same = watch.pump(lambda: state_of(watch) == before, BACK_DEADLINE_S)
+        # Heard since: the loop ran nowhere in the waits above, so what came meanwhile is still queued, and a
+        # state read before it is taken in is the one from before the kill. A shell.state taken in after now
+        # (every restart changes it: the new pid) is the proof the queue was read.
+        back_at = time.monotonic()
+        same = watch.pump(lambda: any(m[0] > back_at and m[1] == "shell.state" for m in watch.seen)
+                          and state_of(watch) == before, BACK_DEADLINE_S)
         runs[unit]["state_back_after_s"] = round(time.monotonic() - killed_at, 1)
+        if same and watch.pump(lambda: state_of(watch) != before, STABLE_S):
+            same = False  # it did not stay so
         if not same:  # what differs, and the unit's journal and the shell's, which say why
             after = state_of(watch)
             runs[unit]["differences"] = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
