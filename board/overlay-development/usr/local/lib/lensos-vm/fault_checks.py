@@ -200,6 +200,7 @@ def check_faults() -> None:
         bus.close()
     failed = [u for u in lensos_units() if show(u, "ActiveState")["ActiveState"] != "active"]
     differences = {u: r["differences"] for u, r in runs.items() if r.get("differences")}
-    report("faults", ok=all(r["new_pid"] and r["all_active"] for r in runs.values()) and bool(state) and not failed
-           and not differences, runs=runs, failed=failed, before=first, differences=differences, shell=(state or last) and {k: (state or last)[2][k] for k in (
+    # The differences are judged by the host (tests/board/test_boot.py), which knows which are not yet fixed
+    report("faults", ok=all(r["new_pid"] and r["all_active"] for r in runs.values()) and bool(state) and not failed,
+           runs=runs, failed=failed, before=first, differences=differences, shell=(state or last) and {k: (state or last)[2][k] for k in (
                "state", "running", "ready", "degraded")})
