@@ -229,6 +229,14 @@ class ShellCore:
         for name, value in data.items():
             setattr(self, name, value)
 
+    def resumed(self, now: float) -> None:
+        """A crashed shell's checkpoint, restored and taken up at ``now``. Its beat times are from its last
+        change of state, minutes before the crash on glasses left alone: the shell's own absence is nobody's
+        silence, so each owner's is counted from now (a board's resumed shell took the app in front for gone,
+        and home took the front)."""
+        self.clock = now
+        self.last_seen = {owner: max(seen, now) for owner, seen in self.last_seen.items()}
+
     # --- what the rest of the system sees -------------------------------------------
     def snapshot(self) -> dict:
         system = self.policy.system

@@ -475,13 +475,14 @@ class ShellDaemon:
             return
         if data["boot_id"] != boot_id() or data["core"]["state"] in ("critical", "shutdown"):
             return
+        now = time.monotonic()
         self.core.restore(data["core"])
+        self.core.resumed(now)
         self.cmd, self.sessions, self.boot_s = data["cmd"], data["sessions"], data["boot_s"]
         self.published = data["published"]
         # The census too: a new shell that listed nobody until each beat came in (every 5 to 30 s) told
         # every daemon that keeps things for others (shellclient.departures) that all of them had left, and
         # displayd dropped every app's cards. Each is listed until its silence says otherwise.
-        now = time.monotonic()
         for name, info in (self.published.get("shell.state") or {}).get("nodes", {}).items():
             if name != self.node.name and _exists(info.get("pid")):
                 self.census.resume(name, info["pid"], self.core.periods.get(name, 0.0), now)

@@ -277,6 +277,30 @@ def test_a_crashed_shell_resumes_with_the_same_focus_and_led_command(system):
     assert not app.notices("shell.capture.notice", status="revoked"), "a shell crash must not end a capture"
 
 
+def test_a_shell_resumed_from_an_old_checkpoint_does_not_blame_its_own_absence_on_the_app_in_front(system):
+    """The checkpoint is written when the shell's state changes, not on every beat, so on glasses left alone it
+    holds beat times from minutes before the crash: a resumed shell took them for the owners' silence, and the
+    app in front lost the display and the front to home (a board's kill -9 check, issue 28 line 6)."""
+    app = system.app("camapp")
+    system.watcher.wait_state(running, "boot")
+    app.ask("shell.foreground.request", app="camapp")
+    app.ask("shell.focus.request", resource="display", kind="exclusive", cls="foreground", reason="viewfinder")
+    app.wait_state(lambda s: s["focus"]["display"]["owner"] == "camapp", "display held")
+    pid_before = system.shell.pid
+    system.procs.stop(system.shell, signal.SIGKILL)
+    path = system.state_dir / "shell-checkpoint.json"
+    data = json.loads(path.read_text())
+    # As the checkpoint of a shell whose state last changed ten minutes before its crash
+    data["core"]["last_seen"] = {name: seen - 600.0 for name, seen in data["core"]["last_seen"].items()}
+    assert "camapp" in data["core"]["last_seen"]
+    path.write_text(json.dumps(data))
+    system.shell = system.procs.start_ready("-m", "shell")
+    state = app.wait_state(lambda s: s["nodes"].get("shell", {}).get("pid") not in (None, pid_before),
+                           "the restarted shell's state")
+    assert state["foreground"] == "camapp" and state["focus"]["display"]["owner"] == "camapp"
+    assert not app.notices("shell.focus.notice", owner="camapp", status="lost")
+
+
 def test_lens_status_and_privacy_log(system, procs):
     app = system.app("camapp")
     system.watcher.wait_state(running, "boot")
