@@ -263,8 +263,7 @@ class Audiod:
             raise RequestRefused(refusal)
         if self.mic_owner is None:
             self.listener = None  # the capture takes the mic over: not one more block for the spotter
-            self.chunks.clear()
-            self.forget_listened()
+            self.drop_taken()
             n = self.numbers
             self.vad = Vad(n["vad_threshold_db"], n["vad_margin_db"], n["vad_start_s"], n["vad_hang_s"])
             self.mic_seq, self.mic_blocks = 0, 0
@@ -305,8 +304,7 @@ class Audiod:
         listener = self.gate.capture.get("listening") or None
         if self.mic_owner is not None or listener == self.listener:
             return
-        self.chunks.clear()  # blocks taken for someone else are nobody's now
-        self.forget_listened()
+        self.drop_taken()  # blocks taken for someone else are nobody's now
         if listener is None:
             self.device.stop_input()
             log.info("the wake-phrase spotter stopped listening")
@@ -365,10 +363,15 @@ class Audiod:
         self.listened.clear()
         self.listened_n = 0
 
+    def drop_taken(self) -> None:
+        """Every block taken from the device and not yet out, queued or gathered for the spotter: the mic
+        changed hands, and whoever they were taken for may not have them now."""
+        self.chunks.clear()
+        self.forget_listened()
+
     def mic_stop(self, why: str) -> None:
         self.device.stop_input()
-        self.chunks.clear()  # taken before the stop but not yet out: nobody may have them now
-        self.forget_listened()
+        self.drop_taken()  # taken before the stop but not yet out: nobody may have them now
         owner, self.mic_owner, self.mic_why = self.mic_owner, None, why
         if owner is not None:
             log.info("mic for %s closed: %s (%d blocks)", owner, why, self.mic_blocks)
