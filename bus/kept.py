@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bus.errors import PayloadError
-from bus.runtime import write_atomically
+from bus.runtime import boot_id, write_atomically
 from bus.fields import Schema
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,6 @@ log = logging.getLogger(__name__)
 MAX_BYTES = 1024 * 1024  # far above any process's own state; a larger file is not read at all
 VERSION = 1
 SYNC_S = 2.0  # at most one fsync per this long: what a power cut (not a crash) may lose
-
-
-def boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
 
 
 class Kept:
@@ -87,14 +80,14 @@ class Kept:
             log.warning("%s: kept state %s is not version %d of a kept state; starting afresh", self.name,
                         self.path, VERSION)
             return None
-        if not self.survives_reboot and top.get("boot") != self.boot:
-            return None  # an earlier boot's: what it kept died with it
+        if not self.survives_reboot and (self.boot is None or top.get("boot") != self.boot):
+            return None  # an earlier boot's (or, this boot unknown, maybe one's): what it kept died with it
         try:
             self.schema.validate(f"{self.path}", top["state"])
         except PayloadError as exc:
             log.warning("%s: kept state refused: %s; starting afresh", self.name, exc)
             return None
-        self.saved, self.this_boot = top["state"], top.get("boot") == self.boot
+        self.saved, self.this_boot = top["state"], self.boot is not None and top.get("boot") == self.boot
         return top["state"]
 
     def save(self, state: dict) -> None:

@@ -201,6 +201,18 @@ def default_bus_dir() -> Path:
     return (Path(xdg) / "lensos" if xdg else Path(f"/tmp/lensos-{os.getuid()}")).absolute()
 
 
+def boot_id() -> str | None:
+    """This boot's id, which tells a crash (same boot: carry on) from a reboot (start afresh); None when it
+    cannot be known. ``$LENS_BOOT_ID`` first: a board's unit sets it from systemd's own ``%b``, since its
+    ``ProcSubset=pid`` hides /proc/sys from the process (the file read "", the same "" at every boot, and a
+    crash checkpoint or kept state of an earlier boot passed for this one's)."""
+    try:  # one spelling for both: %b is the 32 hex digits, the file the same with dashes (a UUID)
+        said = os.environ.get("LENS_BOOT_ID") or Path("/proc/sys/kernel/random/boot_id").read_text()
+    except OSError:
+        return None
+    return said.strip().replace("-", "") or None
+
+
 def write_atomically(path: Path, data: bytes, durable: bool = True) -> None:
     """Write, rename: the file is either old or new, never torn.
 

@@ -91,6 +91,8 @@ def unit(process: Process, python: str, dirs: list[str] = ()) -> str:
         ("ExecStart", " ".join(command(process, python, "real"))),
         ("Environment", f"LENS_RUNTIME_DIR={RUNTIME_DIR}"),
         ("Environment", f"LENS_KEYS_DIR={KEYS_DIR}"),
+        # This boot's id, systemd's specifier: ProcSubset=pid hides /proc/sys/kernel/random/boot_id (bus.runtime)
+        ("Environment", "LENS_BOOT_ID=%b"),
         ("LoadCredential", f"{CREDENTIAL}:{KEYS_DIR}/{process.name}.key_secret"),
         ("SyslogIdentifier", f"lensos-{process.name}"),  # its journal lines say who, not "python"
         ("Environment", "PYTHONUNBUFFERED=1"),

@@ -35,7 +35,7 @@ from bus.envelope import Message
 from bus.keys import DEVELOPER
 from bus.errors import RequestRefused
 from bus.node import Node
-from bus.runtime import write_atomically
+from bus.runtime import boot_id, write_atomically
 from bus.timers import Timer
 from manager.processes import wearer_capturers
 from shell import checkpoint
@@ -67,13 +67,6 @@ def _exists(pid) -> bool:
     except PermissionError:
         pass  # another user's (an app's): there
     return True
-
-
-def boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
 
 
 class ShellDaemon:
@@ -455,7 +448,7 @@ class ShellDaemon:
         self.node.publish("shell.saved", path=str(path), foreground=saved.get("foreground"))
 
     def _checkpoint(self) -> None:
-        data = checkpoint.dump(self.core.export(), boot_id=boot_id(), cmd=self.cmd, boot_s=self.boot_s,
+        data = checkpoint.dump(self.core.export(), boot_id=boot_id() or "", cmd=self.cmd, boot_s=self.boot_s,
                                sessions=self.sessions, published=self.published)
         write_atomically(self.state_dir / CHECKPOINT_FILE, data, durable=False)
 
@@ -474,7 +467,7 @@ class ShellDaemon:
             log.warning("shell: checkpoint %s refused (%s); starting afresh", path, exc)
             return
         if data["boot_id"] != boot_id() or data["core"]["state"] in ("critical", "shutdown"):
-            return
+            return  # an earlier boot's (or, this boot unknown, perhaps one's): its grants and focus are not now's
         now = time.monotonic()
         self.core.restore(data["core"])
         self.core.resumed(now)

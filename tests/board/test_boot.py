@@ -184,20 +184,13 @@ def test_hostile_attacks_on_the_running_bus_under_systemd(board):
     assert hostile["fuzz"]["silent"] == [] and hostile["fuzz"]["answered"] == hostile["fuzz"]["sent"], hostile["fuzz"]
 
 
-# State that does not come back after a unit's kill -9, found by the board's check and not yet fixed (issue 28,
-# line 6): after the shell's, the app in front (camera) lost the front to home in a CI boot, although the new
-# shell resumes its checkpoint's foreground and keeps it while appd runs the app (shell.apps.COMING_S), as the
-# laptop's tests show. Cause not found yet. Any other difference fails the test.
-KNOWN = {("lensos-shell.service", "foreground")}
-
-
 def test_kill_9_of_each_unit_in_turn_and_everything_comes_back(board):
     faults = result(board, "faults")
     assert faults["failed"] == [] and faults["shell"]["state"] in ("active", "idle", "sleep")
-    differences = {(unit, key) for unit, found in faults["differences"].items() for key in found}
-    assert not differences - KNOWN, {u: faults["runs"][u] for u, _ in differences - KNOWN}
-    if differences:
-        print(f"board: NOT YET (issue 28, line 6): {sorted(differences)}: {faults['differences']}")
+    # Each unit's state back as it was, the camera app in front (a shell resumed from its checkpoint once gave
+    # the front to home); the shell's checkpoint of this boot, not taken for an earlier one's (bus.runtime)
+    assert faults["before"]["foreground"] == "camera" and faults["checkpoint_boot"]["this_boot"]
+    assert not faults["differences"], {u: faults["runs"][u] for u in faults["differences"]}
     print("board: back after kill -9 (s): " + ", ".join(f"{u.removeprefix('lensos-').removesuffix('.service')} "
                                                       f"{r['back_after_s']}" for u, r in faults["runs"].items()))
 

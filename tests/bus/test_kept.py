@@ -105,3 +105,30 @@ def test_a_state_that_cannot_be_written_is_said_once_and_again_when_it_can(tmp_p
         for i in range(5):
             kept.save({"items": [], "unread": i})  # no exception: the process keeps its state in memory
     assert caplog.text.count("keeping state in") == 1
+
+
+def test_the_boot_comes_from_systemd_where_proc_sys_is_hidden_and_an_unknown_boot_keeps_nothing(tmp_path,
+                                                                                              monkeypatch):
+    """A board's unit hides /proc/sys (ProcSubset=pid) and says the boot's id in $LENS_BOOT_ID (systemd's %b):
+    the file had read "" at every boot, and a state kept in an earlier boot passed for this one's."""
+    import bus.runtime
+    monkeypatch.setenv("LENS_BOOT_ID", "boot-one")
+    Kept(tmp_path, "notes", SCHEMA).save({"items": ["a"], "unread": 1})
+    assert Kept(tmp_path, "notes", SCHEMA).load() == {"items": ["a"], "unread": 1}
+    monkeypatch.setenv("LENS_BOOT_ID", "boot-two")
+    assert Kept(tmp_path, "notes", SCHEMA).load() is None
+    monkeypatch.delenv("LENS_BOOT_ID")
+    monkeypatch.setattr(bus.runtime, "Path", lambda _: tmp_path / "hidden")  # /proc/sys as ProcSubset=pid has it
+    assert bus.runtime.boot_id() is None
+    unknown = Kept(tmp_path, "notes", SCHEMA)
+    unknown.save({"items": ["b"], "unread": 0})
+    assert Kept(tmp_path, "notes", SCHEMA).load() is None  # perhaps an earlier boot's: not taken for this one's
+
+
+def test_systemds_spelling_of_the_boot_and_the_kernels_are_one_boot(monkeypatch):
+    import bus.runtime
+    monkeypatch.setenv("LENS_BOOT_ID", "0e6f3952974a49749ad685942cf0f3a0")  # %b
+    from_systemd = bus.runtime.boot_id()
+    monkeypatch.delenv("LENS_BOOT_ID")
+    monkeypatch.setattr(bus.runtime.Path, "read_text", lambda self: "0e6f3952-974a-4974-9ad6-85942cf0f3a0\n")
+    assert bus.runtime.boot_id() == from_systemd

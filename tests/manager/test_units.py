@@ -54,6 +54,8 @@ def test_each_unit_says_what_the_table_says(process, tmp_path):
     for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "DynamicUser"):
         assert values(unit, "Service", key) == ["yes"], key
     assert values(unit, "Service", "ProtectSystem") == ["strict"]
+    # ProcSubset=pid hides /proc/sys: the boot's id (a crash or a reboot?) comes from systemd's specifier
+    assert values(unit, "Service", "ProcSubset") == ["pid"] and "LENS_BOOT_ID=%b" in values(unit, "Service", "Environment")
     assert values(unit, "Service", "DevicePolicy") == ["closed"]
     if process.name != "broker":
         assert "/run/lensos" in values(unit, "Service", "ReadWritePaths")
