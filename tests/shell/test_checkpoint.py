@@ -118,3 +118,19 @@ def test_each_bus_has_a_state_directory_of_its_own(tmp_path, monkeypatch):
     assert state_dir() == first, "a process and `lens privacy log` on the same bus agree"
     monkeypatch.setenv("LENS_STATE_DIR", str(tmp_path / "explicit"))
     assert state_dir() == tmp_path / "explicit"
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_another_boot_is_not_resumed(procs, runtime, tmp_path):
+    """A power cut leaves the crash checkpoint behind (a clean stop removes it): the next boot's shell starts
+    afresh, no capture granted nor LED lit for anyone. The boot is the unit's $LENS_BOOT_ID on a board, whose
+    units cannot read /proc/sys (bus.runtime.boot_id); here, as another boot's."""
+    system = System(procs, runtime, tmp_path)
+    app = system.app("camapp")
+    system.watcher.wait_state(running, "boot")
+    app.take_camera("video")
+    procs.stop(system.shell, signal.SIGKILL)
+    assert (system.state_dir / CHECKPOINT_FILE).exists()
+    system.shell = procs.start_ready("-m", "shell", env_extra={"LENS_BOOT_ID": "0" * 32})
+    state = app.wait_state(lambda s: s["nodes"].get("shell", {}).get("pid") == system.shell.pid, "the new shell")
+    assert state["focus"]["camera"]["owner"] is None and state["privacy"]["capture"] == []
