@@ -191,6 +191,7 @@ def test_kill_9_of_each_unit_in_turn_and_everything_comes_back(board):
     # the front to home); the shell's checkpoint of this boot, not taken for an earlier one's (bus.runtime)
     assert faults["before"]["foreground"] == "camera" and faults["checkpoint_boot"]["this_boot"]
     assert not faults["differences"], {u: faults["runs"][u] for u in faults["differences"]}
+    print(f"board: display focus before the kills: {faults.get('display_before')}")
     print("board: back after kill -9 (s): " + ", ".join(f"{u.removeprefix('lensos-').removesuffix('.service')} "
                                                       f"{r['back_after_s']}" for u, r in faults["runs"].items()))
 

@@ -165,7 +165,10 @@ def check_faults() -> None:
             break
         before = now
     first = before
-    report("faults_progress", ok=True, before=before)
+    # Who holds the display, reported, not compared (see state_of): what the next boots show of it
+    shell = next((m[2] for m in reversed(watch.seen) if m[1] == "shell.state"), {})
+    display = [c["owner"] for c in ((shell.get("focus") or {}).get("display") or {}).get("stack", [])]
+    report("faults_progress", ok=True, before=before, display=display)
     for unit in lensos_units():
         pid = main_pid(unit)
         if pid <= 0:  # not running (os.kill(0, ...) would have killed this check's own process group)
@@ -211,7 +214,7 @@ def check_faults() -> None:
     checkpoint_boot, front = runs.pop("checkpoint_boot", None), runs.pop("front")
     differences = {u: r["differences"] for u, r in runs.items() if r.get("differences")}
     # The differences are judged by the host (tests/board/test_boot.py), which knows which are not yet fixed
-    report("faults", ok=all(r["new_pid"] and r["all_active"] for r in runs.values()) and bool(state) and not failed
+    report("faults", display_before=display, ok=all(r["new_pid"] and r["all_active"] for r in runs.values()) and bool(state) and not failed
            and bool(checkpoint_boot and checkpoint_boot["this_boot"]), checkpoint_boot=checkpoint_boot, front=front,
            runs=runs, failed=failed, before=first, differences=differences, shell=(state or last) and {k: (state or last)[2][k] for k in (
                "state", "running", "ready", "degraded")})
