@@ -82,8 +82,8 @@ class Present:
         """The crashed last broker's counts, to hold forwarding for."""
         try:
             counts = msgpack.unpackb(self.path.read_bytes(), strict_map_key=False)
-            self.awaited = {bytes(i): n for i, n in ((i, int(n)) for i, n in counts.items()) if
-                            isinstance(i, bytes) and n > 0}
+            counts = {bytes(i): int(n) for i, n in counts.items() if isinstance(i, bytes)}  # a count once
+            self.awaited = {i: n for i, n in counts.items() if n > 0}
         except FileNotFoundError:
             return
         except (OSError, ValueError, TypeError, AttributeError, OverflowError, msgpack.UnpackException) as exc:

@@ -80,14 +80,15 @@ class Kept:
             log.warning("%s: kept state %s is not version %d of a kept state; starting afresh", self.name,
                         self.path, VERSION)
             return None
-        if not self.survives_reboot and (self.boot is None or top.get("boot") != self.boot):
+        this_boot = self.boot is not None and str(top.get("boot") or "").replace("-", "") == self.boot
+        if not self.survives_reboot and not this_boot:
             return None  # an earlier boot's (or, this boot unknown, maybe one's): what it kept died with it
         try:
             self.schema.validate(f"{self.path}", top["state"])
         except PayloadError as exc:
             log.warning("%s: kept state refused: %s; starting afresh", self.name, exc)
             return None
-        self.saved, self.this_boot = top["state"], self.boot is not None and top.get("boot") == self.boot
+        self.saved, self.this_boot = top["state"], this_boot  # a file from before ids lost their dashes: this boot too
         return top["state"]
 
     def save(self, state: dict) -> None:

@@ -132,3 +132,14 @@ def test_systemds_spelling_of_the_boot_and_the_kernels_are_one_boot(monkeypatch)
     monkeypatch.delenv("LENS_BOOT_ID")
     monkeypatch.setattr(bus.runtime.Path, "read_text", lambda self: "0e6f3952-974a-4974-9ad6-85942cf0f3a0\n")
     assert bus.runtime.boot_id() == from_systemd
+
+
+def test_a_state_kept_before_boot_ids_lost_their_dashes_is_this_boots(tmp_path, monkeypatch):
+    """Kept state written with the kernel's spelling (dashes) is this boot's after the upgrade, not lost once."""
+    monkeypatch.setenv("LENS_BOOT_ID", "0e6f3952974a49749ad685942cf0f3a0")
+    kept = Kept(tmp_path, "notes", SCHEMA)
+    kept.path.parent.mkdir()
+    kept.path.write_text(json.dumps({"version": 1, "boot": "0e6f3952-974a-4974-9ad6-85942cf0f3a0",
+                                     "state": {"items": ["a"], "unread": 1}}))
+    again = Kept(tmp_path, "notes", SCHEMA)
+    assert again.load() == {"items": ["a"], "unread": 1} and again.this_boot

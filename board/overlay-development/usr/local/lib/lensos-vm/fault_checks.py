@@ -175,9 +175,12 @@ def check_faults() -> None:
             runs[unit] = {"old_pid": pid, "new_pid": 0, "all_active": False, "not_running": show(unit, "Result")}
             continue
         if unit == "lensos-shell.service":  # what its successor resumes from is this boot's (bus.runtime.boot_id)
-            checkpoint = json.loads(open("/var/lib/lensos/shell/shell-checkpoint.json").read())
             boot = open("/proc/sys/kernel/random/boot_id").read().strip().replace("-", "")
-            runs["checkpoint_boot"] = {"this_boot": checkpoint["boot_id"] == boot, "said": checkpoint["boot_id"]}
+            try:
+                said = json.loads(open("/var/lib/lensos/shell/shell-checkpoint.json").read())["boot_id"]
+            except (OSError, ValueError, KeyError) as exc:  # said in the report, the rest of the check goes on
+                said = f"unreadable: {exc}"
+            runs["checkpoint_boot"] = {"this_boot": said == boot, "said": said}
         killed_at = time.monotonic()
         report("faults_progress", ok=True, unit=unit, killing=pid, me=os.getpid())
         os.kill(pid, signal.SIGKILL)
