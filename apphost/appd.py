@@ -230,12 +230,12 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("%s", error)
         for error in errors:
             log.error("%s (that app is not started)", error)
-        apps = policy.system["apps"]
-        users = AppUsers(apps["first_uid"], apps["uids"], node.runtime.dir)
+        apps = policy.system.apps
+        users = AppUsers(apps.first_uid, apps.uids, node.runtime.dir)
         if not users.isolated:  # the usual development setup, not a fault: said once, with the way out
             log.info("apps share appd's user here, as in development: %s. On the board each app is a user of "
                      "its own; to have that here, %s", users.shared_because, users.remedy)
-        appd = Appd(node, manifests, apps["boot"], policy.model, policy.has_display, users,
+        appd = Appd(node, manifests, apps.boot, policy.model, policy.has_display, users,
                     state_dir(args.state_dir, node.runtime.dir))
         node.start()
         appd.begin()

@@ -203,7 +203,7 @@ class Feel:
         self.first(0, "the LED dark", dark, 30)
 
     def single_tap_wait_ms(self) -> float:
-        return load().hardware["input"]["double_s"] * 1000
+        return load().hardware.input.double_s * 1000
 
 
 def main() -> int:

@@ -130,7 +130,7 @@ def main() -> int:
                 node.run_once(0.2)
 
             # The boot apps are appd's children: their pids from its latched word.
-            boot_apps = set(load(policies).system["apps"]["boot"])
+            boot_apps = set(load(policies).system.apps.boot)
             wait_until(node, lambda: seen["apps"] and set(seen["apps"][-1].payload["running"]) >= boot_apps,
                        60, "the boot apps running")
             apps = {f"app {name}": pid for name, pid in seen["apps"][-1].payload["running"].items()}

@@ -58,7 +58,7 @@ def cmd_bridge(args) -> int:
     from policies.loader import load
 
     try:
-        allow = load(args.policy_dir).privacy["bridge"]
+        allow = load(args.policy_dir).privacy.bridge
     except PolicyError as exc:
         print(f"lens bus bridge: {exc}", file=sys.stderr)
         return 2
@@ -73,14 +73,14 @@ def cmd_bridge(args) -> int:
         return 2
     with Node(keys.BRIDGE, args.runtime, key=key) as node:
         try:
-            bridge = Bridge(node, args.listen, allow["out"], allow["in"], peers)
+            bridge = Bridge(node, args.listen, allow.out, allow.in_, peers)
         except (KeyMissing, OSError) as exc:
             print(f"lens bus bridge: {exc}", file=sys.stderr)
             return 2
         public_file = Path(str(node.key_pair.path).removesuffix("_secret"))
         info = {"address": bridge.address, "public_key": bridge.public_key,
                 "key_file": str(public_file) if public_file.is_file() else None, "peers": str(peers),
-                "out": allow["out"], "in": allow["in"]}
+                "out": list(allow.out), "in": list(allow.in_)}
         print(json.dumps(info) if args.json else f"lens bus bridge: listening on {bridge.address}, key "
               f"{info['key_file'] or bridge.public_key}; admitting the keys in {peers}", flush=True)
         try:

@@ -39,7 +39,7 @@ def paths(runtime_dir: str | None = None, board: bool = False) -> dict[str, dict
     """{name: {"path", "what"}} for this development machine (as `lens up` from this shell would use them),
     or for the board."""
     runtime = Path(units.RUNTIME_DIR) if board else Runtime.resolve(runtime_dir).dir
-    media = load().hardware["camera"]["media_dir"]  # where camerad puts them (daemons.camera.media_dir)
+    media = load().hardware.camera.media_dir  # where camerad puts them (daemons.camera.media_dir)
     found = {}
     for place in PLACES:
         if place.under == "runtime":

@@ -102,7 +102,7 @@ def period_of(ref: str, policy=None) -> float | None:
         from policies.loader import load
 
         file, section, key = ref[len("policy:"):].split(".")
-        value = getattr(policy or load(), file)[section][key]
+        value = getattr(getattr(getattr(policy or load(), file), section), key)
         if key == "heartbeat_timeout_s":
             from shell.core import MISSED_BEATS
 

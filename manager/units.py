@@ -19,9 +19,13 @@ with ``lens keys generate /etc/lensos/keys``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bus.keys import CREDENTIAL
 from manager.processes import PROCESSES, Process, command
+
+if TYPE_CHECKING:
+    from policies.settings import File
 
 RUNTIME_DIR = "/run/lensos"
 STATE_ROOT = "/var/lib/lensos"  # each process with state keeps it in STATE_ROOT/<name>
@@ -65,13 +69,14 @@ def service_name(name: str) -> str:
     return f"lensos-{name}.service"
 
 
-def policy_dirs(process: Process, hardware: dict) -> list[str]:
+def policy_dirs(process: Process, hardware: File) -> list[str]:
     """The directories ``process`` writes outside its state, as the hardware policy sets them (none if empty)."""
     found = []
     for setting in process.writes_setting:
         section, key = setting.split(".")
-        if hardware[section][key]:
-            found.append(hardware[section][key])
+        value = getattr(getattr(hardware, section), key)
+        if value:
+            found.append(value)
     return found
 
 
@@ -158,7 +163,7 @@ def udev_rules() -> str:
     could not write its trigger). The LED is the one policies/hardware.toml names."""
     from policies.loader import load
 
-    led = Path(load().hardware["led"]["sysfs_dir"]).name
+    led = Path(load().hardware.led.sysfs_dir).name
     files = "/sys%p/brightness /sys%p/trigger"
     return (f"# The capture LED for ledd (manager/units.py).\nSUBSYSTEM==\"leds\", KERNEL==\"{led}\", "
             f"RUN+=\"/bin/chgrp {LED_GROUP} {files}\", RUN+=\"/bin/chmod 0664 {files}\"\n")

@@ -10,6 +10,7 @@ from policies.rules import REQUIRED_CLASSES
 
 if TYPE_CHECKING:
     from policies.loader import Policy
+    from policies.settings import Section
 
 
 def cross_check(policy: Policy, files: dict[str, TomlFile], profile: TomlFile) -> list[str]:
@@ -17,43 +18,44 @@ def cross_check(policy: Policy, files: dict[str, TomlFile], profile: TomlFile) -
     that exists: every finding, not the first."""
     system, focus, hardware = files["system.toml"], files["focus.toml"], files["hardware.toml"]
     found: list[PolicyError] = []
-    power = policy.system["power"]
-    if not power["critical_percent"] < power["low_percent"] < power["recover_percent"]:
+    power = policy.system.power
+    if not power.critical_percent < power.low_percent < power.recover_percent:
         found.append(system.fail("power", "recover_percent",
                                  "needs critical_percent < low_percent < recover_percent "
-                                 f"(got {power['critical_percent']}, {power['low_percent']}, "
-                                 f"{power['recover_percent']})"))
-    priorities = policy.focus["priorities"]
+                                 f"(got {power.critical_percent}, {power.low_percent}, "
+                                 f"{power.recover_percent})"))
+    priorities = policy.focus.priorities
     found += [focus.fail("priorities", None, f"missing class '{cls}'") for cls in REQUIRED_CLASSES
               if cls not in priorities]
     found += [focus.fail("roles", role, f"class {cls!r} is not in [priorities]")
-              for role, cls in policy.focus["roles"].items() if cls not in priorities]
-    batteries = policy.hardware["power"]["batteries"]
-    if len(batteries) != policy.profile["batteries"]:
+              for role, cls in policy.focus.roles.items() if cls not in priorities]
+    batteries = policy.hardware.power.batteries
+    if len(batteries) != policy.profile.batteries:
         found.append(hardware.fail("power", "batteries",
-                                   f"names {len(batteries)} batteries; the model has {policy.profile['batteries']}"))
-    if policy.profile["display"] and min(policy.profile[k] for k in ("panel_width", "panel_height", "refresh_hz")) < 1:
+                                   f"names {len(batteries)} batteries; the model has {policy.profile.batteries}"))
+    model = policy.profile
+    if model.display and min(model.panel_width, model.panel_height, model.refresh_hz) < 1:
         found.append(profile.fail("model", "panel_width", "a model with a display needs panel_width, panel_height "
                                                           "and refresh_hz above 0"))
-    if policy.hardware["display"]["fb_bits_per_pixel"] not in (16, 32):
+    if policy.hardware.display.fb_bits_per_pixel not in (16, 32):
         found.append(hardware.fail("display", "fb_bits_per_pixel", "must be 16 (RGB565) or 32 (XRGB8888)"))
-    touch = policy.hardware["input"]
-    if not touch["slop"] < touch["swipe_min"]:
+    touch = policy.hardware.input
+    if not touch.slop < touch.swipe_min:
         found.append(hardware.fail("input", "swipe_min", "must be more than slop (a swipe moves, a tap does not)"))
-    if not touch["tap_max_s"] < touch["long_s"]:
+    if not touch.tap_max_s < touch.long_s:
         found.append(hardware.fail("input", "long_s", "must be more than tap_max_s"))
-    if policy.profile["display"] != ("display" in policy.profile["resources"]):
+    if model.display != ("display" in model.resources):
         found.append(profile.fail("model", "resources", "lists 'display' exactly when display = true"))
-    found += check_bridge(policy.privacy["bridge"], files["privacy.toml"])
+    found += check_bridge(policy.privacy.bridge, files["privacy.toml"])
     return [error for found_error in found for error in found_error.errors]
 
 
-def check_bridge(bridge: dict, file: TomlFile) -> list[PolicyError]:
+def check_bridge(bridge: Section, file: TomlFile) -> list[PolicyError]:
     """What may leave the glasses and what may come in: names in the topic table, never a capture's data,
     never a topic the peer could only publish by speaking for one of the glasses' own processes."""
     found = []
-    for direction in ("out", "in"):
-        for prefix in bridge[direction]:
+    for direction, prefixes in (("out", bridge.out), ("in", bridge.in_)):
+        for prefix in prefixes:
             covered = [t for t in TOPICS.values() if matches(prefix, t.name) and t.kind is not Kind.REPLY]
             if not covered:
                 found.append(file.fail("bridge", direction, f"{prefix!r} names no topic of bus/topics.py"))

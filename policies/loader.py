@@ -6,32 +6,34 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 from policies.checker import PolicyError, TomlFile
 from policies.crosscheck import cross_check
 from policies.rules import MODEL_SCHEMA, MODELS, SCHEMA
+from policies.settings import File, Section, file_view, section_view
 
 DEFAULT_DIR = Path(__file__).resolve().parent
 DEVELOPMENT_ENV = "LENS_DEVELOPMENT"  # "1" under `lens up` (manager.launcher) and the development image's units
 
 
 class Policy(NamedTuple):
+    """Each file a read-only view (policies.settings): ``policy.hardware.camera.fps``."""
     directory: Path
     model: str  # "s1" or "g1"
-    system: dict[str, dict[str, Any]]
-    focus: dict[str, dict[str, Any]]
-    privacy: dict[str, dict[str, Any]]
-    hardware: dict[str, dict[str, Any]]
-    assistant: dict[str, dict[str, Any]]
-    profile: dict[str, Any]  # the [model] table of models/<model>.toml
+    system: File
+    focus: File
+    privacy: File
+    hardware: File
+    assistant: File
+    profile: Section  # the [model] table of models/<model>.toml
 
     @property
     def has_display(self) -> bool:
-        return self.profile["display"]
+        return self.profile.display
 
     def priority(self, cls: str) -> int:
-        return self.focus["priorities"][cls]
+        return self.focus.priorities[cls]
 
     @property
     def wake_listening(self) -> bool:
@@ -39,7 +41,7 @@ class Policy(NamedTuple):
         listen, "development" meaning only where `lens up` started the system or the development image's
         units run (each says so in DEVELOPMENT_ENV; a product image's units never do, so with the shipped
         policy it never listens)."""
-        listen = self.assistant["wake"]["listen"]
+        listen = self.assistant.wake.listen
         return listen == "on" or (listen == "development" and os.environ.get(DEVELOPMENT_ENV) == "1")
 
 
@@ -60,9 +62,10 @@ def load(directory: str | Path | None = None, model: str | None = None, *,
     errors = [error for file in (*files.values(), profile) for error in file.errors]
     if errors:  # the cross-checks read values these files failed to give: they wait for a clean read
         raise PolicyError(errors)
-    policy = Policy(directory, model, files["system.toml"].data, files["focus.toml"].data,
-                    files["privacy.toml"].data, files["hardware.toml"].data, files["assistant.toml"].data,
-                    profile.data["model"])
+    views = {name: file_view(name, SCHEMA[name], file.data) for name, file in files.items()}
+    policy = Policy(directory, model, views["system.toml"], views["focus.toml"], views["privacy.toml"],
+                    views["hardware.toml"], views["assistant.toml"],
+                    section_view(f"models/{model}.toml [model]", MODEL_SCHEMA["model"], profile.data["model"]))
     errors = cross_check(policy, files, profile)
     if also is not None:
         errors += [error for found in also(policy, files) for error in found.errors]

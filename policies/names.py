@@ -48,11 +48,11 @@ def check_names(policy: Policy, system: TomlFile, focus: TomlFile) -> list[Polic
     def unknown(file: TomlFile, section: str, key: str, name: str, what: str, known) -> PolicyError:
         return file.fail(section, key, f"unknown {what} {name!r} (known: {', '.join(sorted(known))})")
     found += [unknown(system, "boot", "required", name, "process", processes)
-              for name in policy.system["boot"]["required"] if name not in processes]
+              for name in policy.system.boot.required if name not in processes]
     found += [unknown(system, "apps", "boot", name, "app", apps)
-              for name in policy.system["apps"]["boot"] if name not in apps]
-    if policy.system["apps"]["home"] not in apps:
-        found.append(unknown(system, "apps", "home", policy.system["apps"]["home"], "app", apps))
+              for name in policy.system.apps.boot if name not in apps]
+    if policy.system.apps.home not in apps:
+        found.append(unknown(system, "apps", "home", policy.system.apps.home, "app", apps))
     found += [unknown(focus, "roles", role, role, "process or app", processes | set(apps))
-              for role in policy.focus["roles"] if role not in processes and role not in apps]
+              for role in policy.focus.roles if role not in processes and role not in apps]
     return found

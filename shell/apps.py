@@ -50,7 +50,7 @@ class Apps:
         self.manifests, self.errors = load_all()  # a wrong manifest is named and its app gets nothing
         for error in self.errors:
             log.error("shell: %s", error)
-        self.home = policy.system["apps"]["home"]
+        self.home = policy.system.apps.home
         self.hidden = {app: why for app, m in self.manifests.items()
                        if (why := hidden_reason(m, policy.model, policy.has_display)) is not None}
         self.host = {"running": {}, "failed": {}, "wanted": []}  # appd's latest word

@@ -33,13 +33,13 @@ class Power:
 class ShellCore:
     def __init__(self, policy: Policy, now: float, restored: dict | None = None):
         self.policy = policy
-        self.arbiter = Arbiter(policy.profile["resources"])
-        led = policy.privacy["led"]
-        self.privacy = Privacy(led["hold_s"], led["confirm_timeout_s"])
-        self.power = Power(present=[True] * policy.profile["batteries"])
+        self.arbiter = Arbiter(policy.profile.resources)
+        led = policy.privacy.led
+        self.privacy = Privacy(led.hold_s, led.confirm_timeout_s)
+        self.power = Power(present=[True] * policy.profile.batteries)
         self.ready: set[str] = set()
         self.missing: list[str] = []  # required daemons that missed the boot deadline
-        self.boot_deadline = now + policy.system["boot"]["deadline_s"]
+        self.boot_deadline = now + policy.system.boot.deadline_s
         self.last_activity = now
         self.resume_state = "active"
         self.foreground: str | None = (restored or {}).get("foreground")
@@ -58,7 +58,7 @@ class ShellCore:
         self.ready.add(name)
         if name == LISTENER and self.policy.wake_listening:  # where the policy is off, it is never heard
             self.privacy.listener = name
-        if self.state == "booting" and set(self.policy.system["boot"]["required"]) <= self.ready:
+        if self.state == "booting" and set(self.policy.system.boot.required) <= self.ready:
             self._finish_boot()
         elif name in self.missing:
             self.missing.remove(name)
@@ -144,7 +144,7 @@ class ShellCore:
         beats slowly while it holds focus (its death is seen at once on the bus, bus.departed), so
         only a hang waits for this; but a camera or mic is never left with a hung owner longer than
         the policy says: a capturing owner is told to beat faster (beat_for)."""
-        limit = self.policy.focus["liveness"]["heartbeat_timeout_s"]
+        limit = self.policy.focus.liveness.heartbeat_timeout_s
         return limit if self.claims_capture(owner) else max(limit, MISSED_BEATS * self.periods.get(owner, 0.0))
 
     def claims_capture(self, owner: str) -> bool:
@@ -158,7 +158,7 @@ class ShellCore:
         restarts when it hangs) beats slowly while it holds nothing, and every HOLDER_BEAT_S while it holds
         or waits for any focus, so that a hung one gives the display or the speaker back within
         MISSED_BEATS of that."""
-        timeout = self.policy.focus["liveness"]["heartbeat_timeout_s"]
+        timeout = self.policy.focus.liveness.heartbeat_timeout_s
         if self.claims_capture(owner):
             return timeout / MISSED_BEATS
         if app and any(claim.owner == owner for stack in self.arbiter.stacks.values() for claim in stack):
@@ -190,13 +190,13 @@ class ShellCore:
             if now - seen > self.silence_limit(owner):
                 self.owner_gone(owner, now, f"silent for {now - seen:.1f} s")
         if self.state == "booting" and now >= self.boot_deadline:
-            self.missing = sorted(set(self.policy.system["boot"]["required"]) - self.ready)
+            self.missing = sorted(set(self.policy.system.boot.required) - self.ready)
             self._finish_boot()
-        idle = self.policy.system["idle"]
-        if self.state == "active" and now - self.last_activity >= idle["dim_after_s"]:
+        idle = self.policy.system.idle
+        if self.state == "active" and now - self.last_activity >= idle.dim_after_s:
             self.inactive()
         if self.state in ("idle", "low_power") and \
-                now - self.last_activity >= idle["dim_after_s"] + idle["sleep_after_s"]:
+                now - self.last_activity >= idle.dim_after_s + idle.sleep_after_s:
             self.idle_timeout()
 
     def save_done(self, now: float) -> None:
@@ -205,14 +205,14 @@ class ShellCore:
         self.saved()
 
     def next_deadline(self) -> float | None:
-        idle = self.policy.system["idle"]
+        idle = self.policy.system.idle
         candidates = [self.privacy.next_deadline()]
         if self.state == "booting":
             candidates.append(self.boot_deadline)
         if self.state == "active":
-            candidates.append(self.last_activity + idle["dim_after_s"])
+            candidates.append(self.last_activity + idle.dim_after_s)
         if self.state in ("idle", "low_power"):
-            candidates.append(self.last_activity + idle["dim_after_s"] + idle["sleep_after_s"])
+            candidates.append(self.last_activity + idle.dim_after_s + idle.sleep_after_s)
         candidates += [seen + self.silence_limit(owner) for owner, seen in self.last_seen.items()]
         return min((c for c in candidates if c is not None), default=None)
 
@@ -241,10 +241,10 @@ class ShellCore:
     def snapshot(self) -> dict:
         system = self.policy.system
         # Booting and critical are lit too: the wearer sees the system start, and why it stops.
-        brightness = {"booting": 1.0, "active": 1.0, "idle": system["idle"]["idle_brightness"], "sleep": 0.0,
-                      "low_power": system["power"]["low_power_brightness"],
-                      "battery_swap": system["swap"]["brightness"],
-                      "critical": system["power"]["low_power_brightness"]}.get(self.state, 0.0)
+        brightness = {"booting": 1.0, "active": 1.0, "idle": system.idle.idle_brightness, "sleep": 0.0,
+                      "low_power": system.power.low_power_brightness,
+                      "battery_swap": system.swap.brightness,
+                      "critical": system.power.low_power_brightness}.get(self.state, 0.0)
         return {
             "state": self.state,
             "running": machine.has(self.state, "running"),
@@ -322,30 +322,30 @@ class ShellCore:
 
     def _apply_power(self) -> None:
         """Turn the latest power reading into the machine's triggers."""
-        power, thresholds = self.power, self.policy.system["power"]
+        power, thresholds = self.power, self.policy.system.power
         if self.state in ("critical", "shutdown"):
             return
         if not any(power.present) or power.percent is None:  # all out: the bridge's to say, until it is low
             if self.state == "battery_swap" and self._bridge_low():
                 self.bridge_low()
             return
-        if power.percent < thresholds["critical_percent"]:
+        if power.percent < thresholds.critical_percent:
             self.power_critical()
         elif self.state == "battery_swap" and self._bridge_low():
             self.bridge_low()
-        elif power.percent < thresholds["low_percent"]:
+        elif power.percent < thresholds.low_percent:
             self.power_low()
-        elif power.percent > thresholds["recover_percent"]:
+        elif power.percent > thresholds.recover_percent:
             self.power_ok()
 
     def _bridge_low(self) -> bool:
         """Known to be low: a bridge the kernel gives no estimate for (not discharging yet) is not taken for empty."""
-        return self.power.bridge_s is not None and self.power.bridge_s < self.policy.system["swap"]["bridge_low_s"]
+        return self.power.bridge_s is not None and self.power.bridge_s < self.policy.system.swap.bridge_low_s
 
     def _refusal(self, owner: str, resource: str, cls: str, purpose: str) -> str | None:
-        if cls not in self.policy.focus["priorities"]:
+        if cls not in self.policy.focus.priorities:
             return f"unknown priority class {cls!r}"
-        allowed = self.policy.focus["roles"].get(owner, "foreground" if owner == self.foreground else "background")
+        allowed = self.policy.focus.roles.get(owner, "foreground" if owner == self.foreground else "background")
         if self.policy.priority(cls) > self.policy.priority(allowed):
             return f"{owner} may not claim {cls} (at most {allowed}, policies/focus.toml [roles])"
         if self.state in ("critical", "shutdown"):

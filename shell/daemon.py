@@ -83,7 +83,7 @@ class ShellDaemon:
         self.cmd = int.from_bytes(os.urandom(4)) >> 1
         self.sessions: dict[tuple[str, str], dict] = {}  # open audit sessions
         self.boot_s: float | None = None
-        self.census = Census(node.name, policy.focus["liveness"]["heartbeat_timeout_s"])
+        self.census = Census(node.name, policy.focus.liveness.heartbeat_timeout_s)
         self.nodes = self.census.nodes  # who is on the bus: name -> pid, last heartbeat, ... (shell.census)
         self.published: dict[str, dict] = {}
         self.timer: Timer | None = None
@@ -265,7 +265,7 @@ class ShellDaemon:
 
     def on_foreground(self, msg: Message) -> dict:
         app = msg.payload["app"]
-        if app != msg.source and self.policy.focus["roles"].get(msg.source) != "system_alert":
+        if app != msg.source and self.policy.focus.roles.get(msg.source) != "system_alert":
             raise RequestRefused(f"{msg.source} may bring only itself to the foreground, not {app}")
         previous = self.core.set_foreground(app, time.monotonic())
         self.settle()
@@ -410,7 +410,7 @@ class ShellDaemon:
         state["privacy"]["ended"] = self.ended
         state["boot_s"] = self.boot_s
         state["lost"] = dict(sorted(self.lost.items())) or None
-        state["model"] = self.policy.profile["name"]
+        state["model"] = self.policy.profile.name
         if self._publish_if_changed("shell.state", **state):
             self._checkpoint()
 

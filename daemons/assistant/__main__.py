@@ -44,6 +44,7 @@ from daemons.assistant.steps import Ask, Cancelled, Runner, Sleep, StepTimeout, 
 from daemons.assistant.stt import SttError, open_stt
 from policies.checker import PolicyError
 from policies.loader import load
+from policies.settings import Section
 
 log = logging.getLogger("assistantd")
 
@@ -114,7 +115,7 @@ class Assistantd:
         self.runner.poll()
 
     def on_gesture(self, msg: Message) -> None:
-        if msg.payload["gesture"] not in self.numbers["trigger"]["gestures"]:
+        if msg.payload["gesture"] not in self.numbers.trigger.gestures:
             return
         if self.phase == "listening":
             self.task.cancel("the wearer stopped it")
@@ -181,7 +182,7 @@ class Assistantd:
             self.said = text
             self.runner.poll()
             return {"session": self.session_id, "listening": True}
-        rest = strip_wake(text, self.numbers["trigger"]["wake_phrase"])
+        rest = strip_wake(text, self.numbers.trigger.wake_phrase)
         if rest is not None:
             session = self.begin("wake_phrase" if behalf is None else f"app {behalf}", rest or None, behalf=behalf)
         else:
@@ -293,7 +294,7 @@ class Assistantd:
             yield from self.card("Listening…", "", progress=0.2)
             if self.said is not None:
                 return self.said
-            timeout = self.numbers["listen"]["timeout_s"]
+            timeout = self.numbers.listen.timeout_s
             words = yield Until(lambda: self.said or self.heard_final, timeout, "waiting for a request")
             return words
         except StepTimeout:
@@ -322,13 +323,13 @@ class Assistantd:
         return text, "offline", intent.action
 
     def ask_llm(self, heard: str):
-        if time.monotonic() - self.context_at > self.numbers["answer"]["context_s"]:
+        if time.monotonic() - self.context_at > self.numbers.answer.context_s:
             self.context = []
         # The wearer's conversation is the wearer's: an app's question is asked without it and not added to it.
         context = self.context if self.behalf is None else []
         messages = [{"role": "system", "content": SYSTEM_PROMPT}, *context, {"role": "user", "content": heard}]
         last_action = None
-        for _ in range(self.numbers["llm"]["max_rounds"]):
+        for _ in range(self.numbers.llm.max_rounds):
             reply = yield Work(lambda: self.llm.chat(messages, tools(), self.on_partial))
             if not reply.tool_calls:
                 if self.behalf is None:
@@ -349,14 +350,14 @@ class Assistantd:
                 except (TypeError, ValueError, BusError, Unavailable) as exc:
                     result = f"error: {exc}"
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": result or "done"})
-        raise LlmError(f"no answer after {self.numbers['llm']['max_rounds']} tool rounds")
+        raise LlmError(f"no answer after {self.numbers.llm.max_rounds} tool rounds")
 
     def answer(self, session: str, text: str):
         if self.has_display:
             if "display" not in self.holding:  # given to an app the LLM asked to act
                 yield from self.take("display")
             yield from self.card("Assistant", text, progress=None)
-            yield Sleep(self.numbers["answer"]["card_s"])
+            yield Sleep(self.numbers.answer.card_s)
             return
         yield from self.take("audio_out")  # G1: over the music, ducked
         try:
@@ -371,7 +372,7 @@ class Assistantd:
         """Ask the shell; wait while queued; for mic and camera, wait for the LED-confirmed capture grant."""
         mark = self.notices.mark()
         kind = "transient_may_duck" if resource == "audio_out" else "transient"
-        grant_s = self.numbers["listen"]["grant_timeout_s"]
+        grant_s = self.numbers.listen.grant_timeout_s
         try:
             ask = {"resource": resource, "kind": kind, "cls": "assistant",
                    "reason": f"assistant session {self.session_id}" + (f" for {self.behalf}" if self.behalf else "")}
@@ -465,21 +466,21 @@ class Assistantd:
             self.node.publish("assistant.state", **state)
 
 
-def open_llm(numbers: dict) -> ChatClient | None:
-    endpoint = os.environ.get("LENS_LLM_ENDPOINT", numbers["endpoint"])
+def open_llm(numbers: Section) -> ChatClient | None:
+    endpoint = os.environ.get("LENS_LLM_ENDPOINT", numbers.endpoint)
     if not endpoint:
         return None
-    key = os.environ.get(numbers["api_key_env"]) if numbers["api_key_env"] else None
-    return ChatClient(endpoint, os.environ.get("LENS_LLM_MODEL", numbers["model"]), key, numbers["timeout_s"])
+    key = os.environ.get(numbers.api_key_env) if numbers.api_key_env else None
+    return ChatClient(endpoint, os.environ.get("LENS_LLM_MODEL", numbers.model), key, numbers.timeout_s)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = service.arguments("daemons.assistant", __doc__).parse_args(argv)
     with service.exits_on("assistantd", PolicyError, SttError):
         policy = load(args.policy_dir, args.model)
-        listen = policy.assistant["listen"]
-        llm = open_llm(policy.assistant["llm"])
-        stt = open_stt(listen["stt"], listen["vosk_model_dir"], free_form=llm is not None)
+        listen = policy.assistant.listen
+        llm = open_llm(policy.assistant.llm)
+        stt = open_stt(listen.stt, listen.vosk_model_dir, free_form=llm is not None)
     with service.node("assistantd", args) as node:
         assistant = Assistantd(node, policy, stt, llm)
         node.start()

@@ -62,6 +62,7 @@ from daemons.audio.vad import Vad
 from manager.processes import by_module
 from policies.checker import PolicyError
 from policies.loader import load
+from policies.settings import Section
 
 log = logging.getLogger("audiod")
 
@@ -76,18 +77,18 @@ WORK_CHECK_S = 2.0
 
 
 class Audiod:
-    def __init__(self, node: Node, device, voice, numbers: dict, duck_level: float,
+    def __init__(self, node: Node, device, voice, numbers: Section, duck_level: float,
                  kept: playing.Playing | None = None):
         self.node, self.device, self.voice, self.numbers = node, device, voice, numbers
         self.kept = kept  # the sounds playing, kept across a crash (daemons.audio.playing)
-        self.rate, self.duck_level = numbers["out_rate"], duck_level
-        self.mixer = Mixer(self.rate, numbers["ramp_s"], numbers["volume"])
+        self.rate, self.duck_level = numbers.out_rate, duck_level
+        self.mixer = Mixer(self.rate, numbers.ramp_s, numbers.volume)
         self.audio_out = {"owner": None, "stack": []}
         self.wakeup = Wakeup()
         self.synth = ThreadPoolExecutor(1, thread_name_prefix="voice")
         self.spoken: deque[tuple[str, str, Future, int]] = deque()  # (owner, id, synthesis, trace), as asked
         # Mic blocks from the device thread, numbered there, so a block lost to a stalled loop leaves a gap.
-        self.chunks: deque[tuple[int, np.ndarray, int]] = deque(maxlen=max(1, int(MIC_QUEUE_S / numbers["block_s"])))
+        self.chunks: deque[tuple[int, np.ndarray, int]] = deque(maxlen=max(1, int(MIC_QUEUE_S / numbers.block_s)))
         self.mic_owner: str | None = None
         self.mic_trace = 0  # the trace of the request that opened the mic (bus.tracing)
         self.for_capture: list[np.ndarray] = []  # sim: speech to play once the mic opens for a capture
@@ -97,7 +98,7 @@ class Audiod:
         # the spotter (most of an idle lens up's wake-ups, measured by bench/system.py)
         self.listened: list[np.ndarray] = []
         self.listened_n = 0  # samples in it (read by the device thread)
-        self.wake_samples = max(1, round(numbers["mic_rate"] / TOPICS["audio.wake.mic"].rate_hz))
+        self.wake_samples = max(1, round(numbers.mic_rate / TOPICS["audio.wake.mic"].rate_hz))
         self.mic_why, self.mic_seq, self.mic_blocks, self.mic_dropped = "nobody asked", 0, 0, 0
         self.sessions: dict[str, str] = {}  # mic owner -> the shell's audit session
         self.vad: Vad | None = None
@@ -236,7 +237,7 @@ class Audiod:
             self.sessions[p["owner"]] = p["session"]
 
     def on_sim_mic(self, msg: Message) -> dict:
-        p, rate = msg.payload, self.numbers["mic_rate"]
+        p, rate = msg.payload, self.numbers.mic_rate
         try:
             if p.get("wav"):
                 pcm = simspeech.load_wav(p["wav"], rate)
@@ -257,7 +258,7 @@ class Audiod:
         if not on:
             if owner == self.mic_owner:
                 self.mic_stop("closed by its owner")
-            return {"on": False, "rate": self.numbers["mic_rate"]}
+            return {"on": False, "rate": self.numbers.mic_rate}
         refusal = self.gate.refusal(owner) or (self.mic_owner not in (None, owner) and f"{self.mic_owner} has the mic")
         if refusal:
             raise RequestRefused(refusal)
@@ -265,7 +266,7 @@ class Audiod:
             self.listener = None  # the capture takes the mic over: not one more block for the spotter
             self.drop_taken()
             n = self.numbers
-            self.vad = Vad(n["vad_threshold_db"], n["vad_margin_db"], n["vad_start_s"], n["vad_hang_s"])
+            self.vad = Vad(n.vad_threshold_db, n.vad_margin_db, n.vad_start_s, n.vad_hang_s)
             self.mic_seq, self.mic_blocks = 0, 0
             try:
                 self.device.start_input(self.on_block)
@@ -278,7 +279,7 @@ class Audiod:
                 self.device.speak_into(self.for_capture.pop(0))
         self.mic_trace = msg.trace  # the blocks are hops of the work that asked for them (bus.tracing)
         self.publish_state()
-        return {"on": True, "rate": self.numbers["mic_rate"]}
+        return {"on": True, "rate": self.numbers.mic_rate}
 
     def on_block(self, pcm: np.ndarray, mono_ns: int) -> None:
         """In the device's thread: number and queue the block; the daemon checks and publishes it. A capture's
@@ -336,7 +337,7 @@ class Audiod:
                 self.mic_stop(refusal)
                 continue
             self.mic_blocks += 1
-            rate = self.numbers["mic_rate"]
+            rate = self.numbers.mic_rate
             self.node.publish("audio.mic", owner=self.mic_owner, seq=seq, rate=rate, mono_ns=mono_ns,
                               pcm=pcm.tobytes())
             change = self.vad.feed(pcm, len(pcm) / rate)
@@ -356,7 +357,7 @@ class Audiod:
             return
         gathered = np.concatenate(self.listened)
         self.forget_listened()
-        self.node.publish("audio.wake.mic", owner=self.listener, seq=seq, rate=self.numbers["mic_rate"],
+        self.node.publish("audio.wake.mic", owner=self.listener, seq=seq, rate=self.numbers.mic_rate,
                           mono_ns=mono_ns, pcm=gathered.tobytes())
 
     def forget_listened(self) -> None:
@@ -376,7 +377,7 @@ class Audiod:
         if owner is not None:
             log.info("mic for %s closed: %s (%d blocks)", owner, why, self.mic_blocks)
             self.node.publish("audio.session", owner=owner, session=self.sessions.pop(owner, None),
-                              blocks=self.mic_blocks, seconds=round(self.mic_blocks * self.numbers["block_s"], 3))
+                              blocks=self.mic_blocks, seconds=round(self.mic_blocks * self.numbers.block_s, 3))
         self.publish_state()
         self.listen()  # back to the spotter, if the shell names it again
 
@@ -427,7 +428,7 @@ class Audiod:
 
     def publish_state(self) -> None:
         mic = {"on": self.mic_owner is not None, "owner": self.mic_owner, "listener": self.listener,
-               "rate": self.numbers["mic_rate"],
+               "rate": self.numbers.mic_rate,
                "why": self.mic_why, "speech": bool(self.vad and self.vad.speaking and self.mic_owner)}
         streams = [{k: s[k] for k in ("owner", "id", "kind", "status", "loop")}
                    for s in self.mixer.snapshot()[:MAX_LISTED]]
@@ -444,11 +445,11 @@ class Audiod:
         self.wakeup.close()
 
 
-def open_device(kind: str, numbers: dict, runtime_path) -> object:
-    args = (numbers["out_rate"], numbers["mic_rate"], numbers["block_s"])
+def open_device(kind: str, numbers: Section, runtime_path) -> object:
+    args = (numbers.out_rate, numbers.mic_rate, numbers.block_s)
     if kind == "real":
-        return PortAudio(*args, numbers["out_device"], numbers["in_device"])
-    return SimAudio(*args, runtime_path("audio-out.wav"), numbers["sim_mic_wav"])
+        return PortAudio(*args, numbers.out_device, numbers.in_device)
+    return SimAudio(*args, runtime_path("audio-out.wav"), numbers.sim_mic_wav)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -457,9 +458,9 @@ def main(argv: list[str] | None = None) -> int:
                              state_dir="the sounds playing, kept across a restart").parse_args(argv)
     with service.exits_on("audiod", PolicyError):
         policy = load(args.policy_dir, args.model)
-        numbers = policy.hardware["audio"]
+        numbers = policy.hardware.audio
         try:
-            voice = make_voice(numbers["voice"], numbers["voice_name"], numbers["words_per_minute"])
+            voice = make_voice(numbers.voice, numbers.voice_name, numbers.words_per_minute)
         except SoundError as exc:  # a glasses that beeps its words beats one that cannot make a sound
             log.warning("%s; speaking in tones instead", exc)
             voice = make_voice("tones", "", 0)
@@ -467,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         with service.exits_on("audiod", AudioError):
             device = open_device(args.backend, numbers, node.runtime.path)
         kept = playing.Playing(Kept(state_dir(args.state_dir, node.runtime.dir), "audiod", playing.KEPT))
-        audiod = Audiod(node, device, voice, numbers, policy.focus["ducking"]["level"], kept)
+        audiod = Audiod(node, device, voice, numbers, policy.focus.ducking.level, kept)
         node.start()
         audiod.restore()  # after the start: the speaker's focus is known, so each is heard as it should be
         audiod.publish_state()

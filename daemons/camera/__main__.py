@@ -38,15 +38,16 @@ from frames.door import Door
 from manager.processes import by_module
 from policies.checker import PolicyError
 from policies.loader import load
+from policies.settings import Section
 
 log = logging.getLogger("camerad")
 
 
 
 class Camerad:
-    def __init__(self, node: Node, source, numbers: dict, store: Path):
+    def __init__(self, node: Node, source, numbers: Section, store: Path):
         self.node, self.source, self.numbers, self.store = node, source, numbers, store
-        self.shape = (numbers["height"], numbers["width"], 3)
+        self.shape = (numbers.height, numbers.width, 3)
         self.ring: Ring | None = None  # the current session's
         self.door = Door(node, self.may_see_frames)
         self.mode, self.owner, self.why = "off", None, "nobody asked"
@@ -95,7 +96,7 @@ class Camerad:
         if mode == "video" and self.recorder is None:
             name = time.strftime("%Y%m%d-%H%M%S") + f"-{owner}"
             try:
-                self.recorder = Recorder(self.store / "recordings", name, self.numbers["jpeg_quality"],
+                self.recorder = Recorder(self.store / "recordings", name, self.numbers.jpeg_quality,
                                          {"owner": owner, "session": self.sessions.get(owner)})
             except DiskFull as exc:
                 if self.mode == "off":
@@ -128,7 +129,7 @@ class Camerad:
         """A fresh ring for a new session: whoever mapped the last one sees none of this one's frames."""
         if self.ring is not None:
             self.ring.close()
-        self.ring = Ring.create(None, self.numbers["slots"], self.shape)
+        self.ring = Ring.create(None, self.numbers.slots, self.shape)
         self.door.offer(self.ring)
 
     # --- the rules ----------------------------------------------------------------------
@@ -155,7 +156,7 @@ class Camerad:
         if fd is not None:  # a real device says when a frame is ready; watched only while streaming
             self.node.watch(fd, self.tick) if running else self.node.unwatch(fd)
             return
-        period = 1.0 / (self.numbers["fps"] if self.mode == "video" else self.numbers["preview_fps"])
+        period = 1.0 / (self.numbers.fps if self.mode == "video" else self.numbers.preview_fps)
         if self.timer is not None and running and self.timer_period == period:
             return  # already ticking at this pace: re-arming on every message would starve it of frames
         if self.timer is not None:
@@ -197,7 +198,7 @@ class Camerad:
         from PIL import Image  # here, not at start: see daemons/camera/backends.py
 
         buf = io.BytesIO()
-        Image.fromarray(pixels).save(buf, "JPEG", quality=self.numbers["jpeg_quality"])
+        Image.fromarray(pixels).save(buf, "JPEG", quality=self.numbers.jpeg_quality)
         try:
             save_photo(path, buf.getvalue())
         except OSError as exc:
@@ -249,7 +250,7 @@ class Camerad:
 
     def publish_state(self) -> None:
         height, width, _ = self.shape
-        fps = {"video": self.numbers["fps"], "preview": self.numbers["preview_fps"]}.get(self.mode, 0.0)
+        fps = {"video": self.numbers.fps, "preview": self.numbers.preview_fps}.get(self.mode, 0.0)
         self.node.publish("camera.state", mode=self.mode, owner=self.owner, fps=fps, frames=self.frames,
                           ring=self.ring.epoch if self.ring else 0, width=width, height=height, backend=self.source.name,
                           paused=self.paused and self.mode != "off",
@@ -288,19 +289,19 @@ def save_photo(path: Path, data: bytes) -> None:
         raise
 
 
-def media_dir(numbers: dict, state: Path) -> Path:
+def media_dir(numbers: Section, state: Path) -> Path:
     """Where photos and recordings go: the policy's media_dir, else the state directory."""
-    if not numbers["media_dir"]:
+    if not numbers.media_dir:
         return state
-    path = Path(numbers["media_dir"])
+    path = Path(numbers.media_dir)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
 
 
-def open_source(kind: str, numbers: dict):
+def open_source(kind: str, numbers: Section):
     if kind == "real":
-        return V4l2Camera(numbers["device"], numbers["width"], numbers["height"], numbers["fps"])
-    return SimCamera(numbers["width"], numbers["height"], numbers["sim_folder"])
+        return V4l2Camera(numbers.device, numbers.width, numbers.height, numbers.fps)
+    return SimCamera(numbers.width, numbers.height, numbers.sim_folder)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     args = service.arguments(row.module, __doc__, backends=row.backends,
                              state_dir="photos and recordings").parse_args(argv)
     with service.exits_on("camerad", PolicyError, CameraError, OSError):
-        numbers = load(args.policy_dir, args.model).hardware["camera"]
+        numbers = load(args.policy_dir, args.model).hardware.camera
         source = open_source(args.backend, numbers)
     with service.node("camerad", args) as node:
         with service.exits_on("camerad", OSError):  # a media directory that cannot be made

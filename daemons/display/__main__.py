@@ -273,12 +273,12 @@ class Displayd:
 
 
 def open_panel(kind: str, policy, png_path: Path):
-    profile, numbers = policy.profile, policy.hardware["display"]
+    profile, numbers = policy.profile, policy.hardware.display
     if not policy.has_display:
         return NonePanel()
-    size = (profile["panel_width"], profile["panel_height"])
+    size = (profile.panel_width, profile.panel_height)
     if kind == "real":
-        return FbPanel(numbers["fb_device"], *size, numbers["fb_bits_per_pixel"], numbers["backlight_dir"])
+        return FbPanel(numbers.fb_device, *size, numbers.fb_bits_per_pixel, numbers.backlight_dir)
     if kind == "none":
         return NonePanel()
     return SimPanel(png_path, *size)
@@ -307,15 +307,15 @@ def main(argv: list[str] | None = None) -> int:
     give_frames_back()
     with service.exits_on("displayd", PolicyError):
         policy = load(args.policy_dir, args.model)
-    numbers = policy.hardware["display"]
+    numbers = policy.hardware.display
     with service.node("displayd", args) as node:
         with service.exits_on("displayd", PanelError):
             panel = open_panel(args.backend, policy, node.runtime.path("display.png"))
         size = (panel.width, panel.height)  # a real framebuffer's own geometry wins over the profile's
-        painter = None if isinstance(panel, NonePanel) else Painter(*size, numbers["font"])
+        painter = None if isinstance(panel, NonePanel) else Painter(*size, numbers.font)
         kept = Kept(state_dir(args.state_dir, node.runtime.dir), "displayd", KEPT)
-        displayd = Displayd(node, panel, painter, Scene(numbers["cards_per_app"]), size,
-                            policy.profile["refresh_hz"], kept)
+        displayd = Displayd(node, panel, painter, Scene(numbers.cards_per_app), size,
+                            policy.profile.refresh_hz, kept)
         displayd.restore()
         node.start()
         displayd.live = True

@@ -22,6 +22,7 @@ from daemons.input.gestures import Gesture, Recognizer, Thresholds
 from manager.processes import by_module
 from policies.checker import PolicyError
 from policies.loader import load
+from policies.settings import Section
 from policies.rules import GESTURES
 
 log = logging.getLogger("inputd")
@@ -100,9 +101,9 @@ class Inputd:
                           devices=[s.name for s in self.backend.sources], fault=self.fault)
 
 
-def open_backend(kind: str, numbers: dict, thresholds: Thresholds):
+def open_backend(kind: str, numbers: Section, thresholds: Thresholds):
     if kind == "real":
-        return EvdevInput({"touchpad": numbers["touchpad"], "button": numbers["button"]}, numbers["button_key"])
+        return EvdevInput({"touchpad": numbers.touchpad, "button": numbers.button}, numbers.button_key)
     return SimInput(thresholds)
 
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     row = by_module("daemons.input")  # its command line, from its row of the process table
     args = service.arguments(row.module, __doc__, backends=row.backends).parse_args(argv)
     with service.exits_on("inputd", PolicyError, InputError):
-        numbers = load(args.policy_dir, args.model).hardware["input"]
+        numbers = load(args.policy_dir, args.model).hardware.input
         thresholds = Thresholds.from_policy(numbers)
         backend = open_backend(args.backend, numbers, thresholds)
     with service.node("inputd", args) as node:

@@ -18,7 +18,10 @@ Noise the recognizer rides over:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from policies.settings import Section
 
 EV_SYN, EV_KEY, EV_ABS = 0x00, 0x01, 0x03
 SYN_REPORT, SYN_DROPPED = 0, 3
@@ -45,8 +48,11 @@ class Thresholds(NamedTuple):
     forward_increasing: bool  # whether moving toward larger x is "forward"
 
     @classmethod
-    def from_policy(cls, section: dict) -> "Thresholds":
-        return cls(**{name: section[name] for name in cls._fields})
+    def from_policy(cls, section: Section) -> "Thresholds":
+        """From hardware.toml [input] (policies.settings' view of it)."""
+        return cls(tap_max_s=section.tap_max_s, double_s=section.double_s, long_s=section.long_s, slop=section.slop,
+                   swipe_min=section.swipe_min, swipe_max_s=section.swipe_max_s, debounce_s=section.debounce_s,
+                   forward_increasing=section.forward_increasing)
 
 
 class Recognizer:

@@ -93,7 +93,7 @@ class Ledd:
 
 
 def open_backend(kind: str, policy) -> SimLed | SysfsLed:
-    return SysfsLed(policy.hardware["led"]["sysfs_dir"]) if kind == "real" else SimLed()
+    return SysfsLed(policy.hardware.led.sysfs_dir) if kind == "real" else SimLed()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     with service.exits_on("ledd", PolicyError, LedFault):
         policy = load(args.policy_dir, args.model)
         backend = open_backend(args.backend, policy)
-    led = policy.hardware["led"]
+    led = policy.hardware.led
     with service.node("ledd", args) as node:
-        ledd = Ledd(node, backend, led["confirm_retries"], led["check_s"])
+        ledd = Ledd(node, backend, led.confirm_retries, led.check_s)
         node.start()
         if ledd.cmd == 0:
             ledd.apply()  # no word from the shell yet: dark, and say so

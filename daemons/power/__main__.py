@@ -32,16 +32,16 @@ SIDES = ("left", "right")
 class Powerd:
     def __init__(self, node: Node, backend, policy):
         self.node, self.backend = node, backend
-        self.low_percent = policy.hardware["power"]["low_percent"]
-        self.critical_percent = policy.system["power"]["critical_percent"]
-        self.bridge_low_s = policy.system["swap"]["bridge_low_s"]
+        self.low_percent = policy.hardware.power.low_percent
+        self.critical_percent = policy.system.power.critical_percent
+        self.bridge_low_s = policy.system.swap.bridge_low_s
         self.last: dict | None = None
         self.period: float | None = None  # between samples while both batteries are in (keep_sampling)
         self.timer = None
         self.published: dict | None = None  # the last power.state sent: a reader knows that one
         # Every threshold a reader acts on: a crossing is published at once, even within one shown percent.
-        self.marks = sorted({self.low_percent, self.critical_percent, policy.system["power"]["low_percent"],
-                             policy.system["power"]["recover_percent"]})
+        self.marks = sorted({self.low_percent, self.critical_percent, policy.system.power.low_percent,
+                             policy.system.power.recover_percent})
         self.flags: set[str] = set()  # (battery, condition) already announced, so each event fires once
         if isinstance(backend, SimPower):
             node.serve("power.sim.request", self.on_sim)
@@ -203,10 +203,10 @@ def _differs(a: dict, b: dict, marks: list[float]) -> bool:
 
 
 def open_backend(kind: str, policy):
-    power = policy.hardware["power"]
+    power = policy.hardware.power
     if kind == "real":
-        return SysfsPower(power["sysfs_root"], power["batteries"], power["bridge"])
-    return SimPower(power["batteries"], policy.hardware["power_sim"])
+        return SysfsPower(power.sysfs_root, power.batteries, power.bridge)
+    return SimPower(power.batteries, policy.hardware.power_sim)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         uevents = PowerUevents() if args.backend == "real" else None
         if uevents is not None and uevents.fileno() is not None:
             node.watch(uevents.fileno(), lambda: uevents.drain() and (powerd.sample(), powerd.schedule()))
-        period = policy.hardware["power"]["poll_s"] if args.backend == "real" else SIM_PERIOD_S
+        period = policy.hardware.power.poll_s if args.backend == "real" else SIM_PERIOD_S
         node.start()
         powerd.sample()
         powerd.keep_sampling(period)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from policies.settings import Section
 
 
 class Battery(NamedTuple):
@@ -123,47 +126,47 @@ class SimPower:
     name = "sim"
     BRIDGE_CHARGE_W = 0.2
 
-    def __init__(self, names: list[str], numbers: dict, now: float | None = None):
+    def __init__(self, names: list[str], numbers: Section, now: float | None = None):
         self.n = numbers
         self.names = list(names)
-        self.energy = {name: numbers["battery_wh"] for name in self.names}  # Wh
+        self.energy = {name: numbers.battery_wh for name in self.names}  # Wh
         self.present = {name: True for name in self.names}
-        self.bridge_wh = numbers["bridge_wh"]
+        self.bridge_wh = numbers.bridge_wh
         self.brightness, self.camera, self.mic = 1.0, False, False
         self.clock = time.monotonic() if now is None else now
 
     def load_w(self) -> float:
         n = self.n
-        return n["base_w"] + n["display_w"] * self.brightness + n["camera_w"] * self.camera + n["mic_w"] * self.mic
+        return n.base_w + n.display_w * self.brightness + n.camera_w * self.camera + n.mic_w * self.mic
 
     def advance(self, now: float) -> None:
-        hours = max(now - self.clock, 0.0) * self.n["speedup"] / 3600
+        hours = max(now - self.clock, 0.0) * self.n.speedup / 3600
         self.clock = now
         inside = [name for name in self.names if self.present[name] and self.energy[name] > 0]
         load = self.load_w()
         if inside:
-            topping = self.BRIDGE_CHARGE_W if self.bridge_wh < self.n["bridge_wh"] else 0.0
+            topping = self.BRIDGE_CHARGE_W if self.bridge_wh < self.n.bridge_wh else 0.0
             share = (load + topping) / len(inside)
             for name in inside:
                 self.energy[name] = max(self.energy[name] - share * hours, 0.0)
-            self.bridge_wh = min(self.bridge_wh + topping * hours, self.n["bridge_wh"])
+            self.bridge_wh = min(self.bridge_wh + topping * hours, self.n.bridge_wh)
         else:
             self.bridge_wh = max(self.bridge_wh - load * hours, 0.0)
 
     def read(self, now: float | None = None) -> Reading:
         self.advance(time.monotonic() if now is None else now)
-        load, speed = self.load_w(), self.n["speedup"]
+        load, speed = self.load_w(), self.n.speedup
         inside = [name for name in self.names if self.present[name] and self.energy[name] > 0]
         batteries = []
         for name in self.names:
             if not self.present[name]:
                 batteries.append(Battery(name, False, 0.0))
                 continue
-            frac = self.energy[name] / self.n["battery_wh"]
+            frac = self.energy[name] / self.n.battery_wh
             share = load / len(inside) if name in inside else 0.0
             tte = self.energy[name] / share * 3600 / speed if share else None
             batteries.append(Battery(name, True, 100 * frac, False, 3.3 + 0.9 * frac, tte))
-        frac = self.bridge_wh / self.n["bridge_wh"]
+        frac = self.bridge_wh / self.n.bridge_wh
         bridge_tte = self.bridge_wh / load * 3600 / speed if load else None
         bridge = Battery("bridge", True, 100 * frac, bool(inside) and frac < 1, 3.3 + 0.9 * frac, bridge_tte)
         return Reading(batteries, bridge, load)
@@ -177,8 +180,8 @@ class SimPower:
             if name in self.present:
                 self.present[name] = bool(battery["present"])
                 if battery["present"] and battery["percent"] is not None:
-                    self.energy[name] = self.n["battery_wh"] * min(max(battery["percent"], 0.0), 100.0) / 100
-        self.bridge_wh = self.n["bridge_wh"] * min(max(state["bridge"]["percent"], 0.0), 100.0) / 100
+                    self.energy[name] = self.n.battery_wh * min(max(battery["percent"], 0.0), 100.0) / 100
+        self.bridge_wh = self.n.bridge_wh * min(max(state["bridge"]["percent"], 0.0), 100.0) / 100
 
     def pull(self, name: str) -> None:
         self.advance(time.monotonic())
@@ -191,6 +194,6 @@ class SimPower:
     def charge(self, name: str, percent: float) -> None:
         self.advance(time.monotonic())
         if name == "bridge":
-            self.bridge_wh = self.n["bridge_wh"] * percent / 100
+            self.bridge_wh = self.n.bridge_wh * percent / 100
         else:
-            self.energy[name] = self.n["battery_wh"] * percent / 100
+            self.energy[name] = self.n.battery_wh * percent / 100

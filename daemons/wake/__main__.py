@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         policy = load(args.policy_dir, args.model)
         if not policy.wake_listening:  # started by hand where the policy is off: it does not listen
             raise PolicyError(f"{policy.directory / 'assistant.toml'}: [wake] listen = "
-                              f"{policy.assistant['wake']['listen']!r} turns the wake-phrase spotter off here")
-        spotter = WakeSpotter(policy.assistant["trigger"]["wake_phrase"])
+                              f"{policy.assistant.wake.listen!r} turns the wake-phrase spotter off here")
+        spotter = WakeSpotter(policy.assistant.trigger.wake_phrase)
     with service.node("waked", args) as node:
         Waked(node, spotter)
         node.start()

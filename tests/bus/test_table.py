@@ -168,8 +168,8 @@ def test_every_rate_in_the_table_is_what_the_code_does():
     code = {
         "node.heartbeat": 1 / HEARTBEAT_S,  # the fastest a process beats unasked; supervised, slower
         "bus.broker.stats": 1 / STATS_PERIOD_S,
-        "camera.frame": hardware["camera"]["fps"],
-        "audio.mic": 1 / hardware["audio"]["block_s"],
+        "camera.frame": hardware.camera.fps,
+        "audio.mic": 1 / hardware.audio.block_s,
         "audio.wake.mic": 1 / HOP_S,  # audiod gathers the device's blocks to the spotter's hop
         "demo.tick": 1 / demo.TICK_S,
         "demo.status": 1 / demo.STATUS_S,

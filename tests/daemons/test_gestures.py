@@ -14,7 +14,7 @@ RECORDINGS = Path(__file__).resolve().parent.parent / "data" / "input"
 
 
 def thresholds() -> Thresholds:
-    return Thresholds.from_policy(load().hardware["input"])
+    return Thresholds.from_policy(load().hardware.input)
 
 
 def replay(name: str) -> list[str]:

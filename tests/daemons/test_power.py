@@ -52,7 +52,7 @@ def test_sysfs_a_pulled_or_broken_battery(tmp_path):
 
 @pytest.mark.fault
 def test_sim_drains_faster_with_the_camera_on_and_the_bridge_carries_a_swap():
-    numbers = load().hardware["power_sim"]
+    numbers = load().hardware.power_sim
     idle, busy = SimPower(["l", "r"], numbers, now=0.0), SimPower(["l", "r"], numbers, now=0.0)
     busy.camera = True
     assert busy.read(now=60.0).batteries[0].percent < idle.read(now=60.0).batteries[0].percent
@@ -235,7 +235,7 @@ def test_powerd_publishes_what_a_reader_shows_or_acts_on_not_every_tenth_of_a_pe
     powerd.sample()
     assert len(states()) == 2 and states()[-1]["batteries"][0]["percent"] == 79.4
 
-    critical = policy.system["power"]["critical_percent"]
+    critical = policy.system.power.critical_percent
     backend.set(critical + 0.3, critical + 0.3)
     powerd.sample()
     sent = len(states())

@@ -139,7 +139,7 @@ def test_each_unit_logs_under_its_own_name():
 def test_the_processes_boot_waits_for_are_in_the_table_and_run_on_the_board_and_every_model():
     """Which processes boot needs is said once, by policies/system.toml [boot] required."""
     table = {p.name: p for p in PROCESSES}
-    for name in load().system["boot"]["required"]:
+    for name in load().system.boot.required:
         assert name in table and not table[name].dev_only and set(table[name].models) == set(MODELS), name
     assert all(p.after == () or "broker" in p.after for p in PROCESSES)
 

@@ -22,7 +22,7 @@ POLICY = load(model="s1")
 
 def busy_core() -> ShellCore:
     core = ShellCore(POLICY, 0.0)
-    for daemon in POLICY.system["boot"]["required"]:
+    for daemon in POLICY.system.boot.required:
         core.daemon_ready(daemon, 0.0)
     core.focus_request("assistantd", "camera", "transient", "assistant", "photo", 1.0, behalf="camera")
     core.focus_request("music", "audio_out", "exclusive", "background", "music", 1.0)

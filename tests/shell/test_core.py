@@ -10,11 +10,11 @@ POLICY = load(model="s1")
 
 def asleep() -> ShellCore:
     core = ShellCore(POLICY, 0.0)
-    for daemon in POLICY.system["boot"]["required"]:
+    for daemon in POLICY.system.boot.required:
         core.daemon_ready(daemon, 0.0)
-    idle = POLICY.system["idle"]
-    core.tick(idle["dim_after_s"] + 0.1)
-    core.tick(idle["dim_after_s"] + idle["sleep_after_s"] + 0.2)
+    idle = POLICY.system.idle
+    core.tick(idle.dim_after_s + 0.1)
+    core.tick(idle.dim_after_s + idle.sleep_after_s + 0.2)
     assert core.state == "sleep"
     return core
 
@@ -32,12 +32,12 @@ def test_a_notification_wakes_sleeping_glasses_and_a_background_claim_does_not()
 def test_a_tap_wakes_and_restarts_the_idle_clock():
     core = asleep()
     core.input(core.clock + 1.0)
-    assert core.state == "active" and core.next_deadline() == core.clock + POLICY.system["idle"]["dim_after_s"]
+    assert core.state == "active" and core.next_deadline() == core.clock + POLICY.system.idle.dim_after_s
 
 
 def test_a_silent_owner_loses_its_focus_after_the_timeout_or_three_of_its_own_beats():
     core = asleep()
-    limit = POLICY.focus["liveness"]["heartbeat_timeout_s"]
+    limit = POLICY.focus.liveness.heartbeat_timeout_s
     now = core.clock
     core.heartbeat("fast", now, 0.3)  # the developer's key: fast beats, the policy's timeout
     core.heartbeat("slow", now, 2.0)  # a key of its own: its death is seen on the bus, a hang after 3 beats
@@ -56,7 +56,7 @@ def test_a_silent_owner_loses_its_focus_after_the_timeout_or_three_of_its_own_be
 
 def test_a_capturing_owner_is_told_to_beat_fast_and_never_gets_more_than_the_policys_silence():
     core = asleep()
-    limit = POLICY.focus["liveness"]["heartbeat_timeout_s"]
+    limit = POLICY.focus.liveness.heartbeat_timeout_s
     now = core.clock
     core.heartbeat("eye", now, 30.0)  # a key of its own and a slow pace of its own
     assert core.beat_for("eye") is None and core.silence_limit("eye") == 90.0
@@ -72,7 +72,7 @@ def test_a_capturing_owner_is_told_to_beat_fast_and_never_gets_more_than_the_pol
 
 def booted() -> ShellCore:
     core = ShellCore(POLICY, 0.0)
-    for daemon in POLICY.system["boot"]["required"]:
+    for daemon in POLICY.system.boot.required:
         core.daemon_ready(daemon, 0.0)
     assert core.state == "active"
     return core
@@ -95,7 +95,7 @@ def test_after_an_led_fault_and_its_mend_the_led_goes_out_after_the_hold():
     assert not core.privacy.granted
     core.led_report(False, "driver error", now + 1.5)  # the broken LED keeps reporting: the hold is not re-armed
     core.led_report(True, None, now + 2.0)  # mended (`lens led mend`): it lights what it was last asked
-    hold = POLICY.privacy["led"]["hold_s"]
+    hold = POLICY.privacy.led.hold_s
     core.tick(now + 1.0 + hold + 0.1)
     assert core.privacy.snapshot()["led"] == "off", "the LED stays lit with nothing capturing"
 
@@ -109,7 +109,7 @@ def test_a_capture_the_camera_daemon_ends_takes_the_camera_back_and_tells_the_ow
     told = {(n.status, n.reason) for n in core.notices if n.owner == "cam"}
     assert ("lost", "the disk is full") in told and ("revoked", "the disk is full") in told
     assert core.ended == ("camera", "the disk is full"), "the wearer is told as well (the shell's HUD notice)"
-    core.tick(now + 1.0 + POLICY.privacy["led"]["hold_s"] + 0.1)
+    core.tick(now + 1.0 + POLICY.privacy.led.hold_s + 0.1)
     assert core.privacy.snapshot()["led"] == "off"
 
 

@@ -18,8 +18,8 @@ from policies.loader import load
 DEPTH = int(os.environ.get("LENS_EXPLORE_DEPTH", "5"))  # from a booted system; deeper takes minutes
 SHIPPED = load(model="s1")
 # The wake-phrase spotter's policy on, so that listening is among the states explored (off, it never is).
-POLICY = SHIPPED._replace(assistant={**SHIPPED.assistant, "wake": {"listen": "on"}})
-REQUIRED = POLICY.system["boot"]["required"]
+POLICY = SHIPPED._replace(assistant=SHIPPED.assistant.replace(wake=SHIPPED.assistant.wake.replace(listen="on")))
+REQUIRED = POLICY.system.boot.required
 SHORT, LONG = 0.6, 100.0  # under the heartbeat timeout; past every idle and LED timer
 
 

@@ -33,7 +33,7 @@ def test_shipped_policies_load(model):
     assert policy.model == model
     assert policy.has_display == (model == "s1")
     assert policy.priority("call") > policy.priority("foreground") > policy.priority("background")
-    assert isinstance(policy.system["boot"]["deadline_s"], float)
+    assert isinstance(policy.system.boot.deadline_s, float)
 
 
 @pytest.mark.parametrize("file, old, new, needle, message", [
