@@ -466,7 +466,8 @@ class ShellDaemon:
         except (OSError, checkpoint.CheckpointError) as exc:
             log.warning("shell: checkpoint %s refused (%s); starting afresh", path, exc)
             return
-        if data["boot_id"] != boot_id() or data["core"]["state"] in ("critical", "shutdown"):
+        # (the id's dashes dropped: a checkpoint written before bus.runtime spelled it so is this boot's too)
+        if data["boot_id"].replace("-", "") != boot_id() or data["core"]["state"] in ("critical", "shutdown"):
             return  # an earlier boot's (or, this boot unknown, perhaps one's): its grants and focus are not now's
         now = time.monotonic()
         self.core.restore(data["core"])

@@ -154,3 +154,23 @@ def test_state_facts_are_declared_with_the_states_and_published():
     assert sleeping["capture_paused"] is True and sleeping["display_on"] is False
     awake = ShellCore(POLICY, 0.0).snapshot()
     assert awake["capture_paused"] is False and awake["display_on"] is True
+
+
+def test_a_resumed_shell_counts_the_wearers_last_touch_and_the_leds_confirmation_from_its_own_start():
+    """The checkpoint is written when the state changes: a touch while active changes none, so a shell resumed
+    from it took glasses in use for idle and then asleep in one tick; and a capture waiting for the LED when the
+    shell died would have been refused for a confirmation its restart outlived (the review of the resume)."""
+    core = booted()
+    core.set_foreground("cam", 0.0)
+    assert core.focus_request("cam", "camera", "exclusive", "foreground", "video", 0.0).status == "granted"
+    assert ("cam", "camera") in core.privacy.pending  # the LED not yet confirmed
+    saved = core.export()
+    idle = POLICY.system.idle
+    later = idle.dim_after_s + idle.sleep_after_s + 60.0  # the shell's restart, long after that checkpoint
+    again = ShellCore(POLICY, later)
+    again.restore(saved)
+    again.resumed(later)
+    again.tick(later)
+    assert again.state == "active" and ("cam", "camera") in again.privacy.pending
+    again.led_report(True, None, later + 0.5)
+    assert ("cam", "camera") in again.privacy.granted
