@@ -97,7 +97,7 @@ def unit(process: Process, python: str, dirs: list[str] = ()) -> str:
         ("Environment", f"LENS_RUNTIME_DIR={RUNTIME_DIR}"),
         ("Environment", f"LENS_KEYS_DIR={KEYS_DIR}"),
         # This boot's id, systemd's specifier: ProcSubset=pid hides /proc/sys/kernel/random/boot_id (bus.runtime)
-        ("Environment", "LENS_BOOT_ID=%b"),
+        ("Environment", Specifier("LENS_BOOT_ID=%b")),
         ("LoadCredential", f"{CREDENTIAL}:{KEYS_DIR}/{process.name}.key_secret"),
         ("SyslogIdentifier", f"lensos-{process.name}"),  # its journal lines say who, not "python"
         ("Environment", "PYTHONUNBUFFERED=1"),
@@ -221,8 +221,13 @@ def parse(text: str) -> dict[str, list[tuple[str, str]]]:
     return sections
 
 
+class Specifier(str):
+    """A value whose % is systemd's specifier, meant (%b: the boot's id); in every other value a % is a %."""
+
+
 def _render(sections: list[tuple[str, list[tuple[str, str]]]]) -> str:
     out = ["# Written by `lens units install` from manager/processes.py; edit the table, not this file."]
     for name, pairs in sections:
-        out += ["", f"[{name}]"] + [f"{key}={value}" for key, value in pairs]
+        out += ["", f"[{name}]"] + [f"{key}={value if isinstance(value, Specifier) else value.replace('%', '%%')}"
+                                    for key, value in pairs]
     return "\n".join(out) + "\n"

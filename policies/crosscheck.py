@@ -46,6 +46,11 @@ def cross_check(policy: Policy, files: dict[str, TomlFile], profile: TomlFile) -
         found.append(hardware.fail("input", "long_s", "must be more than tap_max_s"))
     if model.display != ("display" in model.resources):
         found.append(profile.fail("model", "resources", "lists 'display' exactly when display = true"))
+    media = policy.hardware.camera.media_dir
+    if media and (not media.startswith("/") or any(c.isspace() or c == "%" for c in media)):
+        # systemd's units and tmpfiles.d name it (manager.units): a space splits a path list, % is a specifier
+        found.append(hardware.fail("camera", "media_dir", "must be an absolute path with no spaces and no '%' "
+                                                          f"(got {media!r})"))
     found += check_bridge(policy.privacy.bridge, files["privacy.toml"])
     return [error for found_error in found for error in found_error.errors]
 

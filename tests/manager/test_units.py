@@ -236,3 +236,9 @@ def test_the_wake_phrase_spotters_unit_has_no_network_no_storage_no_device_and_r
     assert subprocess.run([PYTHON, "-m", "manager.condition", "waked"], cwd=REPO, env=dict(env, LENS_DEVELOPMENT="1"),
                           timeout=60).returncode == 0
     assert all(not p.runs_if for p in PROCESSES if p.name != "waked"), "only the spotter has a condition"
+
+
+def test_a_percent_in_a_value_is_a_percent_and_only_the_boot_id_is_a_specifier():
+    """systemd reads % as a specifier in a unit's values: only LENS_BOOT_ID=%b means one."""
+    text = units._render([("Service", [("Description", "100% sure"), ("Environment", units.Specifier("A=%b"))])])
+    assert parse(text)["Service"] == [("Description", "100%% sure"), ("Environment", "A=%b")]
