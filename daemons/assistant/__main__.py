@@ -21,6 +21,10 @@ a session that is not its own.
 Privacy: no audio is kept after the words are taken from it; the
 conversation (text only, in memory) is forgotten on request or after
 ``context_s`` without a question, and never published.
+
+Past 400 lines: one class, because a session's steps (converse, listen,
+think, answer, take, give_back) are one generator's and share its state;
+the bus handlers around it are a few lines each.
 """
 
 from __future__ import annotations
