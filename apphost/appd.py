@@ -40,9 +40,12 @@ from policies.loader import load
 from policies.names import unknown_names
 from apphost.appusers import AppUsers, confine
 from manager.launcher import BACKOFF_FIRST_S, backoff
+from manager.processes import by_module
+
+ROW = by_module("apphost.appd")  # its name and command line, from its row of the process table
 
 STOP_DEADLINE_S = 3.0  # SIGTERM, then SIGKILL
-log = logging.getLogger("appd")
+log = logging.getLogger(ROW.name)
 
 
 @dataclass
@@ -220,12 +223,12 @@ class Appd:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = service.arguments("apphost.appd", __doc__, state_dir="each app's own state directory, apps/<id>"
+    args = service.arguments(ROW.module, __doc__, state_dir="each app's own state directory, apps/<id>"
                              ).parse_args(argv)
-    with service.exits_on("appd", PolicyError):
+    with service.exits_on(ROW.name, PolicyError):
         policy = load(args.policy_dir, args.model)
     manifests, errors = load_all()
-    with service.node("appd", args) as node:
+    with service.node(ROW.name, args) as node:
         for error in unknown_names(policy):
             log.warning("%s", error)
         for error in errors:

@@ -30,8 +30,11 @@ from bus.envelope import Message
 from bus.node import Node
 from bus.wakeup import Wakeup
 from webview import reactions
+from manager.processes import by_module
 
-log = logging.getLogger("webview")
+ROW = by_module("webview")  # its name and command line, from its row of the process table
+
+log = logging.getLogger(ROW.name)
 
 PAGE = Path(__file__).with_name("page.html")
 SNIFF_KEEP = 60
@@ -237,11 +240,11 @@ def handler_for(view: View, png: Path):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = service.arguments("webview", __doc__)
+    parser = service.arguments(ROW.module, __doc__)
     parser.add_argument("--port", type=int, default=8470, help="port on 127.0.0.1 (default 8470; 0: any free)")
     args = parser.parse_args(argv)
     view = View()
-    with service.node("webview", args) as node:
+    with service.node(ROW.name, args) as node:
         Bridge(node, view)
         server = ThreadingHTTPServer(("127.0.0.1", args.port), handler_for(view, node.runtime.path("display.png")))
         server.daemon_threads = True

@@ -49,8 +49,11 @@ from daemons.assistant.stt import SttError, open_stt
 from policies.checker import PolicyError
 from policies.loader import load
 from policies.settings import Section
+from manager.processes import by_module
 
-log = logging.getLogger("assistantd")
+ROW = by_module("daemons.assistant")  # its name and command line, from its row of the process table
+
+log = logging.getLogger(ROW.name)
 
 SYSTEM_PROMPT = ("You are the assistant of a pair of smart glasses. Answer in one or two short sentences: "
                  "they are shown on a tiny display or spoken through bone conduction. Use the tools to act.")
@@ -479,13 +482,13 @@ def open_llm(numbers: Section) -> ChatClient | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = service.arguments("daemons.assistant", __doc__).parse_args(argv)
-    with service.exits_on("assistantd", PolicyError, SttError):
+    args = service.arguments(ROW.module, __doc__).parse_args(argv)
+    with service.exits_on(ROW.name, PolicyError, SttError):
         policy = load(args.policy_dir, args.model)
         listen = policy.assistant.listen
         llm = open_llm(policy.assistant.llm)
         stt = open_stt(listen.stt, listen.vosk_model_dir, free_form=llm is not None)
-    with service.node("assistantd", args) as node:
+    with service.node(ROW.name, args) as node:
         assistant = Assistantd(node, policy, stt, llm)
         node.start()
         assistant.publish_state()

@@ -64,7 +64,9 @@ from policies.checker import PolicyError
 from policies.loader import load
 from policies.settings import Section
 
-log = logging.getLogger("audiod")
+ROW = by_module("daemons.audio")  # its name and command line, from its row of the process table
+
+log = logging.getLogger(ROW.name)
 
 MIC_QUEUE_S = 2.0  # mic blocks kept while the loop is busy; older ones are dropped (and counted) beyond this
 SPEAKS_FOR_OTHERS = ("displayd", "shell")  # their audio.speak is heard under the focus of the app they name
@@ -453,10 +455,9 @@ def open_device(kind: str, numbers: Section, runtime_path) -> object:
 
 
 def main(argv: list[str] | None = None) -> int:
-    row = by_module("daemons.audio")  # its command line, from its row of the process table
-    args = service.arguments(row.module, __doc__, backends=row.backends,
+    args = service.arguments(ROW.module, __doc__, backends=ROW.backends,
                              state_dir="the sounds playing, kept across a restart").parse_args(argv)
-    with service.exits_on("audiod", PolicyError):
+    with service.exits_on(ROW.name, PolicyError):
         policy = load(args.policy_dir, args.model)
         numbers = policy.hardware.audio
         try:
@@ -464,10 +465,10 @@ def main(argv: list[str] | None = None) -> int:
         except SoundError as exc:  # a glasses that beeps its words beats one that cannot make a sound
             log.warning("%s; speaking in tones instead", exc)
             voice = make_voice("tones", "", 0)
-    with service.node("audiod", args) as node:
-        with service.exits_on("audiod", AudioError):
+    with service.node(ROW.name, args) as node:
+        with service.exits_on(ROW.name, AudioError):
             device = open_device(args.backend, numbers, node.runtime.path)
-        kept = playing.Playing(Kept(state_dir(args.state_dir, node.runtime.dir), "audiod", playing.KEPT))
+        kept = playing.Playing(Kept(state_dir(args.state_dir, node.runtime.dir), ROW.name, playing.KEPT))
         audiod = Audiod(node, device, voice, numbers, policy.focus.ducking.level, kept)
         node.start()
         audiod.restore()  # after the start: the speaker's focus is known, so each is heard as it should be

@@ -40,7 +40,9 @@ from policies.checker import PolicyError
 from policies.loader import load
 from policies.settings import Section
 
-log = logging.getLogger("camerad")
+ROW = by_module("daemons.camera")  # its name and command line, from its row of the process table
+
+log = logging.getLogger(ROW.name)
 
 
 
@@ -305,14 +307,13 @@ def open_source(kind: str, numbers: Section):
 
 
 def main(argv: list[str] | None = None) -> int:
-    row = by_module("daemons.camera")  # its command line, from its row of the process table
-    args = service.arguments(row.module, __doc__, backends=row.backends,
+    args = service.arguments(ROW.module, __doc__, backends=ROW.backends,
                              state_dir="photos and recordings").parse_args(argv)
-    with service.exits_on("camerad", PolicyError, CameraError, OSError):
+    with service.exits_on(ROW.name, PolicyError, CameraError, OSError):
         numbers = load(args.policy_dir, args.model).hardware.camera
         source = open_source(args.backend, numbers)
-    with service.node("camerad", args) as node:
-        with service.exits_on("camerad", OSError):  # a media directory that cannot be made
+    with service.node(ROW.name, args) as node:
+        with service.exits_on(ROW.name, OSError):  # a media directory that cannot be made
             store = media_dir(numbers, state_dir(args.state_dir, node.runtime.dir))
         camerad = Camerad(node, source, numbers, store)
         node.start()

@@ -31,7 +31,9 @@ from manager.processes import by_module
 from policies.checker import PolicyError
 from policies.loader import load
 
-log = logging.getLogger("displayd")
+ROW = by_module("daemons.display")  # its name and command line, from its row of the process table
+
+log = logging.getLogger(ROW.name)
 
 CLOCK_PERIOD_S = 60.0  # the HUD clock shows minutes: between changes it is the one wake-up
 # The latched state the scene is made of (each from its owner only: bus.node).
@@ -301,15 +303,14 @@ def give_frames_back() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    row = by_module("daemons.display")  # its command line, from its row of the process table
-    args = service.arguments(row.module, __doc__, backends=row.backends,
+    args = service.arguments(ROW.module, __doc__, backends=ROW.backends,
                              state_dir="the cards kept across a restart").parse_args(argv)
     give_frames_back()
-    with service.exits_on("displayd", PolicyError):
+    with service.exits_on(ROW.name, PolicyError):
         policy = load(args.policy_dir, args.model)
     numbers = policy.hardware.display
-    with service.node("displayd", args) as node:
-        with service.exits_on("displayd", PanelError):
+    with service.node(ROW.name, args) as node:
+        with service.exits_on(ROW.name, PanelError):
             panel = open_panel(args.backend, policy, node.runtime.path("display.png"))
         size = (panel.width, panel.height)  # a real framebuffer's own geometry wins over the profile's
         painter = None if isinstance(panel, NonePanel) else Painter(*size, numbers.font)

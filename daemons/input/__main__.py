@@ -25,7 +25,9 @@ from policies.loader import load
 from policies.settings import Section
 from policies.rules import GESTURES
 
-log = logging.getLogger("inputd")
+ROW = by_module("daemons.input")  # its name and command line, from its row of the process table
+
+log = logging.getLogger(ROW.name)
 
 
 class Inputd:
@@ -108,13 +110,12 @@ def open_backend(kind: str, numbers: Section, thresholds: Thresholds):
 
 
 def main(argv: list[str] | None = None) -> int:
-    row = by_module("daemons.input")  # its command line, from its row of the process table
-    args = service.arguments(row.module, __doc__, backends=row.backends).parse_args(argv)
-    with service.exits_on("inputd", PolicyError, InputError):
+    args = service.arguments(ROW.module, __doc__, backends=ROW.backends).parse_args(argv)
+    with service.exits_on(ROW.name, PolicyError, InputError):
         numbers = load(args.policy_dir, args.model).hardware.input
         thresholds = Thresholds.from_policy(numbers)
         backend = open_backend(args.backend, numbers, thresholds)
-    with service.node("inputd", args) as node:
+    with service.node(ROW.name, args) as node:
         inputd = Inputd(node, backend, thresholds)
         node.start()
         inputd.publish_state()

@@ -19,7 +19,9 @@ from manager.processes import by_module
 from policies.checker import PolicyError
 from policies.loader import load
 
-log = logging.getLogger("ledd")
+ROW = by_module("daemons.led")  # its name and command line, from its row of the process table
+
+log = logging.getLogger(ROW.name)
 
 STOPPED = "ledd stopped"  # led.state's fault once ledd has stopped: nobody watches the LED
 
@@ -97,13 +99,12 @@ def open_backend(kind: str, policy) -> SimLed | SysfsLed:
 
 
 def main(argv: list[str] | None = None) -> int:
-    row = by_module("daemons.led")  # its command line, from its row of the process table
-    args = service.arguments(row.module, __doc__, backends=row.backends).parse_args(argv)
-    with service.exits_on("ledd", PolicyError, LedFault):
+    args = service.arguments(ROW.module, __doc__, backends=ROW.backends).parse_args(argv)
+    with service.exits_on(ROW.name, PolicyError, LedFault):
         policy = load(args.policy_dir, args.model)
         backend = open_backend(args.backend, policy)
     led = policy.hardware.led
-    with service.node("ledd", args) as node:
+    with service.node(ROW.name, args) as node:
         ledd = Ledd(node, backend, led.confirm_retries, led.check_s)
         node.start()
         if ledd.cmd == 0:

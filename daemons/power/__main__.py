@@ -22,7 +22,9 @@ from manager.processes import by_module
 from policies.checker import PolicyError
 from policies.loader import load
 
-log = logging.getLogger("powerd")
+ROW = by_module("daemons.power")  # its name and command line, from its row of the process table
+
+log = logging.getLogger(ROW.name)
 
 SIM_PERIOD_S = 5.0  # the simulation moves a shown percent in tens of seconds; a pull or insert is published at once
 BRIDGING_PERIOD_S = 1.0  # while the bridge carries the glasses, the wearer sees its countdown in seconds
@@ -210,12 +212,11 @@ def open_backend(kind: str, policy):
 
 
 def main(argv: list[str] | None = None) -> int:
-    row = by_module("daemons.power")  # its command line, from its row of the process table
-    args = service.arguments(row.module, __doc__, backends=row.backends).parse_args(argv)
-    with service.exits_on("powerd", PolicyError):
+    args = service.arguments(ROW.module, __doc__, backends=ROW.backends).parse_args(argv)
+    with service.exits_on(ROW.name, PolicyError):
         policy = load(args.policy_dir, args.model)
     backend = open_backend(args.backend, policy)
-    with service.node("powerd", args) as node:
+    with service.node(ROW.name, args) as node:
         powerd = Powerd(node, backend, policy)
         uevents = PowerUevents() if args.backend == "real" else None
         if uevents is not None and uevents.fileno() is not None:

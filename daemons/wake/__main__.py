@@ -28,8 +28,11 @@ from bus.node import Node
 from daemons.wake.spotter import RATE, SpotterError, WakeSpotter
 from policies.checker import PolicyError
 from policies.loader import load
+from manager.processes import by_module
 
-log = logging.getLogger("waked")
+ROW = by_module("daemons.wake")  # its name and command line, from its row of the process table
+
+log = logging.getLogger(ROW.name)
 # A block older than this means blocks are waiting behind it: they fill the window undecoded until the spotter
 # is level with the mic again. A decode costs 6x real time over a 1.5 s window every 0.25 s; where the CPU
 # cannot keep up (the board under load, the image under QEMU's TCG) decoding every stale hop made the backlog
@@ -70,14 +73,14 @@ class Waked:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = service.arguments("daemons.wake", __doc__).parse_args(argv)
-    with service.exits_on("waked", PolicyError, SpotterError):
+    args = service.arguments(ROW.module, __doc__).parse_args(argv)
+    with service.exits_on(ROW.name, PolicyError, SpotterError):
         policy = load(args.policy_dir, args.model)
         if not policy.wake_listening:  # started by hand where the policy is off: it does not listen
             raise PolicyError(f"{policy.directory / 'assistant.toml'}: [wake] listen = "
                               f"{policy.assistant.wake.listen!r} turns the wake-phrase spotter off here")
         spotter = WakeSpotter(policy.assistant.trigger.wake_phrase)
-    with service.node("waked", args) as node:
+    with service.node(ROW.name, args) as node:
         Waked(node, spotter)
         node.start()
         node.run()

@@ -242,3 +242,19 @@ def test_a_percent_in_a_value_is_a_percent_and_only_the_boot_id_is_a_specifier()
     """systemd reads % as a specifier in a unit's values: only LENS_BOOT_ID=%b means one."""
     text = units._render([("Service", [("Description", "100% sure"), ("Environment", units.Specifier("A=%b"))])])
     assert parse(text)["Service"] == [("Description", "100%% sure"), ("Environment", "A=%b")]
+
+
+def test_each_process_takes_its_name_and_command_line_from_its_row():
+    """The table is the only truth (issue 30): a process that wrote its own name beside its row could differ
+    from what systemd and `lens up` call it. Every module of the table names itself with ROW = by_module(its
+    module), and its node, its arguments and its exits use ROW."""
+    for process in PROCESSES:
+        path = REPO / f"{process.module.replace('.', '/')}.py"
+        if not path.exists():  # a package run as python -m: its __main__
+            path = REPO / process.module.replace(".", "/") / "__main__.py"
+        text = path.read_text()
+        if "service.node(" not in text:
+            continue  # the broker and foxglove's service are no bus.service node
+        assert f'ROW = by_module("{process.module}")' in text, path
+        calls = re.findall(r"service\.(?:node|exits_on|arguments)\(([^,]+),", text)
+        assert calls and set(calls) <= {"ROW.name", "ROW.module"}, (path, calls)
