@@ -324,19 +324,20 @@ class Broker:
             pass
 
     def _judge_held(self, lane: _Lane, topic: bytes, body: bytes | None, more: bool, user: bytes, peer: bytes) -> None:
-        """A message the C loop hands back: not a plain (sender, topic) it knows, or malformed."""
+        """A message the C loop hands back: a (sender, topic) it has no lasting verdict for, or malformed."""
         peer = peer.decode("ascii", "replace")
         if body is None or more:
             self._refuse_frames(lane, topic, more, user, peer)
             return
-        plain = self._deliver(lane, user.decode("ascii", "replace"), topic, body, peer)
-        if plain is not None:
-            spec, stamp = plain
+        lasting = self._deliver(lane, user.decode("ascii", "replace"), topic, body, peer)
+        if lasting is not None:
+            spec, stamp = lasting
             self.fast.allow(stamp, topic, spec.max_size)  # the next ones stay in C
 
     def _deliver(self, lane: _Lane, user: str, topic: bytes, body, peer: str = "") -> tuple | None:
-        """One whole message judged, then sent on (stamped with its sender) or refused. (row, stamp) when it
-        went out plainly, as the C loop may send the next ones; None when refused, personal, latched or held to
+        """One whole message judged, then sent on (stamped with its sender) or refused. (row, stamp) when its
+        verdict lasts (sent on with no condition the next ones could fail but their size), so the C loop may
+        send the next ones; None when refused, personal, latched or held to
         a rate."""
         spec, stamp, why, limited = self._verdicts.get((user, topic)) or self._judge(user, topic)
         size = len(body)

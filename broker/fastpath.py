@@ -81,7 +81,8 @@ def _libzmq() -> ctypes.CDLL:
 
 
 class FastPath:
-    """The C loop for one broker: a table of plain verdicts and the libzmq it calls."""
+    """The C loop for one broker: a table of lasting verdicts ((sender, topic) forwarded unchecked but for its
+    size) and the libzmq it calls."""
 
     def __init__(self, library: Path = LIBRARY):
         self.lib = ctypes.CDLL(str(library))
