@@ -30,6 +30,7 @@ from bus.errors import BusError, RequestFailed
 from bus.kept import Kept
 from bus.node import Node
 from bus.runtime import state_dir
+from shellclient import handshake
 from shellclient.notices import Notices
 from bus.waiting import wait_for
 
@@ -117,17 +118,28 @@ class App:
     def focus(self, resource: str, kind: str = "exclusive", reason: str = "", purpose: str | None = None,
               cls: str | None = None) -> dict:
         """Ask for a resource; granted, queued or denied, with why. Camera and mic: returns once capture is
-        granted (the LED confirmed), or raises Refused."""
+        granted (the LED confirmed; a queued claim first waits its turn), or raises Refused (refused, or no
+        word within GRANT_TIMEOUT_S), the claim then given back (shellclient.handshake)."""
         mark = self.notices.mark()
         cls = cls or ("foreground" if self.foreground else "background")  # a role of focus.toml may say more
         answer = self.ask("shell.focus.request", resource=resource, kind=kind, cls=cls, reason=reason or self.id,
                           purpose=purpose)
         if answer["status"] == "denied":
             raise Refused(answer["reason"])
-        if resource in ("camera", "mic") and answer["status"] == "granted":
-            notice = self.wait(lambda: self.notices.capture(mark, resource), GRANT_TIMEOUT_S, f"the {resource} grant")
-            if notice["status"] != "granted":
-                raise Refused(f"{resource} capture {notice['status']}: {notice['reason']}")
+        try:
+            for step in handshake.steps(answer["status"], resource, needed_now=False):
+                if step == "focus":
+                    self.wait(lambda: handshake.focus_granted(self.notices, mark, resource), GRANT_TIMEOUT_S,
+                              f"its turn for the {resource}")
+                    answer = dict(answer, status="granted")
+                else:
+                    notice = self.wait(lambda: self.notices.capture(mark, resource), GRANT_TIMEOUT_S,
+                                       f"the {resource} grant")
+                    if notice["status"] != "granted":
+                        raise Refused(f"{resource} capture {notice['status']}: {notice['reason']}")
+        except (BusError, Refused):
+            self._release_quietly(resource)  # granted or queued meanwhile: nothing left held for nobody
+            raise
         return answer
 
     def take_display(self, reason: str) -> None:

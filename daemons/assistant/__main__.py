@@ -43,6 +43,7 @@ from bus.node import Node
 from daemons.assistant.actions import ACTIONS, Unavailable, tools
 from daemons.assistant.intents import parse, strip_wake
 from daemons.assistant.llm import ChatClient, LlmError
+from shellclient import handshake
 from shellclient.notices import Notices
 from daemons.assistant.steps import Ask, Cancelled, Runner, Sleep, StepTimeout, Until, Work
 from daemons.assistant.stt import SttError, open_stt
@@ -388,10 +389,11 @@ class Assistantd:
             reply = yield Ask("shell.focus.request", ask)
             if reply["status"] == "denied":
                 raise Unavailable(f"I can't use the {resource.replace('_', ' ')} now: {reply['reason']}")
-            if reply["status"] == "queued":
-                yield Until(lambda: self.notices.seen(mark, "shell.focus.notice", resource=resource,
-                                                      status="granted"), grant_s, f"{resource} focus")
-            if resource in ("mic", "camera"):
+            for step in handshake.steps(reply["status"], resource, needed_now=True):
+                if step == "focus":
+                    yield Until(lambda: handshake.focus_granted(self.notices, mark, resource), grant_s,
+                                f"{resource} focus")
+                    continue
                 try:
                     yield Until(lambda: self.capture_granted(mark, resource), grant_s, f"the {resource} grant")
                 except StepTimeout:

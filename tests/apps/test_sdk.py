@@ -176,3 +176,44 @@ def test_an_app_hears_when_the_wearer_really_saw_its_card(procs, runtime, tmp_pa
         assert receipt["frame"] >= 1 and receipt["mono_ns"] > 0 and receipt["app"] == "toaster"
     finally:
         toaster.node.close()
+
+
+@pytest.mark.slow
+def test_an_apps_photo_waits_its_turn_while_the_assistant_holds_the_camera(procs, runtime, tmp_path):
+    """Issue 30: the capture handshake was written twice and the copies differed. assistantd waited while its
+    claim was queued; the SDK returned "queued" as if the camera were its, and the app's photo was then refused
+    by camerad. Both now follow shellclient.handshake: a queued capture waits its turn, then the LED."""
+    import threading
+
+    from bus.node import Node
+
+    apps = installed(procs, tmp_path, "taker", TAKER)
+    system = System(procs, runtime, tmp_path)
+    system.watcher.wait_state(running, "boot")
+    holding, done = threading.Event(), threading.Event()
+
+    def assistant() -> None:  # a transient holder above the app, on a thread of its own with its own node
+        with Node("assistantd", runtime) as node:
+            node.start()
+            node.request("shell.focus.request", resource="camera", kind="transient", cls="assistant",
+                         reason="what is this", timeout=10)
+            holding.set()
+            while not done.wait(0.05):
+                node.run_once(0.05)
+            node.request("shell.release.request", resource="camera", timeout=10)
+
+    holder = threading.Thread(target=assistant)
+    holder.start()
+    taker = App("taker", runtime, apps)
+    taker.node.start()
+    try:
+        assert holding.wait(20)
+        taker.node.after(0.5, done.set)  # the assistant is done with it while the app waits
+        answer = taker.focus("camera", "transient", "photo")
+        assert answer["status"] == "granted"
+        assert taker.notices.capture(0, "camera")["status"] == "granted"
+        taker.wait(lambda: taker.shell["focus"]["camera"]["owner"] == "taker", 20, "the shell's state saying so")
+    finally:
+        done.set()
+        holder.join(20)
+        taker.node.close()
