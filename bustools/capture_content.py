@@ -109,7 +109,7 @@ class Consent:
     opened (fsync'ed) before anything is kept, counted and closed when the recorder stops."""
 
     def __init__(self, identity: str, log_path: Path, why: str):
-        from shell.privacy import AuditLog  # the shell's own log and format: `lens privacy log` reads it
+        from bus.audit import AuditLog  # the privacy log the shell writes too: `lens privacy log` reads it
 
         self.identity, self.why = identity, why
         self.log = AuditLog(log_path)

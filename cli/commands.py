@@ -182,7 +182,7 @@ def cmd_privacy_log(args: argparse.Namespace) -> int:
     from bus.runtime import state_dir
     from cli import status
     from shell.daemon import AUDIT_FILE
-    from shell.privacy import AuditLog
+    from bus.audit import AuditLog
 
     sessions = AuditLog(state_dir(args.state_dir, args.runtime_dir) / AUDIT_FILE).sessions()
     if args.json:

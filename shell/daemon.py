@@ -35,6 +35,7 @@ from bus.envelope import Message
 from bus.keys import DEVELOPER
 from bus.errors import RequestRefused
 from bus.node import Node
+from bus.audit import AuditLog
 from bus.runtime import boot_id, write_atomically
 from bus.timers import Timer
 from manager.processes import wearer_capturers
@@ -44,7 +45,7 @@ from shell.census import Census
 from shell.core import CAPTURERS, LISTENER, ShellCore
 from shell.focus import Notice
 from policies.loader import Policy
-from shell.privacy import CAPTURE_RESOURCES, AuditLog, CaptureNotice
+from shell.privacy import CAPTURE_RESOURCES, CaptureNotice
 
 log = logging.getLogger(__name__)
 logging.getLogger("transitions").setLevel(logging.WARNING)  # every callback at INFO drowns the shell's own log

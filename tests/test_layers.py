@@ -36,9 +36,6 @@ ALLOWED: dict[str, set[str]] = {
 EXCEPTIONS: dict[tuple[str, str], str] = {
     ("apps.lens.views", "daemons.camera.backends"):
         "the lens app draws its simulated views with camerad's sim backend (issue 31's, not moved here)",
-    ("bustools.capture_content", "shell.privacy"):
-        "a recorder with --include-capture writes its session into the privacy log itself, in the shell's format "
-        "(issue 34: it should ask the shell to, as every other capture does)",
 }
 
 

@@ -11,7 +11,7 @@ import pytest
 from apps.sdk.app import App, Refused
 from apps.sdk.manifest import ManifestError, load_all, read
 from daemons.camera.recorder import recover, unfinished
-from shell.privacy import AuditLog
+from bus.audit import AuditLog
 from tests.conftest import REPO
 from tests.fulldisk import empty_files, small_disk
 from tests.system import FAST, System, running

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bus.errors import RequestFailed
-from shell.privacy import AuditLog
+from bus.audit import AuditLog
 from tests.system import FAST, System, running
 
 CHANGES = copy.deepcopy(FAST)

@@ -16,7 +16,7 @@ from daemons.camera.backends import CameraError, SimCamera, V4l2Camera, yuyv_to_
 from daemons.camera.recorder import read_index, recover, unfinished
 from frames.ring import FrameOverrun, Ring
 from frames.door import RingRefused, fetch, open_ring
-from shell.privacy import AuditLog
+from bus.audit import AuditLog
 from tests.system import System, running
 
 SHAPE = (48, 64, 3)

@@ -1,7 +1,8 @@
 """Focus arbitration and the capture LED, decision by decision."""
 
 from shell.focus import Arbiter
-from shell.privacy import AuditLog, Privacy
+from bus.audit import AuditLog
+from shell.privacy import Privacy
 
 RESOURCES = ("display", "audio_out", "mic", "camera")
 
