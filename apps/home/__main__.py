@@ -64,7 +64,7 @@ class Home(App):
         if not self.has_display:
             return
         try:
-            self.focus("display", reason="home")
+            self.take_display("home")
         except (Refused, BusError) as exc:
             self.speak(f"Home: {exc}")
             return

@@ -73,6 +73,8 @@ class App:
         self._told: str | None = None  # while an assistant's action is handled: the last thing shown or said
         self.camera: dict = {}  # camerad's latest word: mode, owner, the session's ring number
         self._ring = None  # frames.ring.Ring while the camera is open (numpy only for apps that look)
+        self._display_reason: str | None = None  # while in front: the display it asked for (take_display)
+        self._display_asked = False  # asked again since the shell last showed it held
         self._frame: dict | None = None  # the newest descriptor of a frame taken for this app
         self.frames_overrun = 0
 
@@ -146,9 +148,12 @@ class App:
         """Display focus for this app's cards; a model without a display has none to take (its cards are said).
         A shell that does not answer (restarting, hung) is asked again every DISPLAY_AGAIN_S while this app
         stays in front: raised to the caller all the same, but the app's cards (kept by displayd) are shown
-        once the shell answers, not left off the panel until the app next comes forward."""
+        once the shell answers, not left off the panel until the app next comes forward. And while it stays
+        in front, a display it lost for good (an exclusive claim above it, since gone) is taken again once
+        nobody holds it, rather than the wearer looking at an empty panel with the app in front."""
         if not self.has_display:
             return
+        self._display_reason = reason
         try:
             self.focus("display", reason=reason)
         except BusError:
@@ -284,7 +289,14 @@ class App:
         forward = msg.payload.get("foreground") == self.id
         if forward != self.foreground:
             self.foreground = forward
+            self._display_reason, self._display_asked = None, False  # asked anew in front (on_foreground)
             self.on_foreground() if forward else self.on_background()
+        elif forward and self._display_reason is not None and self.has_display:
+            if msg.payload["focus"]["display"]["stack"]:
+                self._display_asked = False
+            elif not self._display_asked:  # lost for good, and nobody holds it now: once, until it is held
+                self._display_asked = True
+                self._display_again(self._display_reason)
 
     def _on_notice(self, msg: Message) -> None:
         if msg.payload["owner"] == self.id:

@@ -217,3 +217,31 @@ def test_an_apps_photo_waits_its_turn_while_the_assistant_holds_the_camera(procs
         done.set()
         holder.join(20)
         taker.node.close()
+
+
+@pytest.mark.slow
+def test_an_app_in_front_takes_the_display_again_once_an_alert_that_took_it_for_good_is_gone(
+        procs, runtime, tmp_path):
+    """A board boot ended its checks with the camera app in front and no display held: the wearer would have
+    looked at an empty panel. An exclusive claim above an app takes the display from it for good (it leaves the
+    stack); once nobody holds it, the app in front takes it again."""
+    apps = installed(procs, tmp_path, "toaster", TOASTER)
+    system = System(procs, runtime, tmp_path)
+    system.watcher.wait_state(running, "boot")
+    alert = system.app("powerd", heartbeat=None)  # a system_alert role (focus.toml), as powerd's own
+    app = App("toaster", runtime, apps)
+    app.node.start()
+    try:
+        app.wait(lambda: app.has_display, 10.0, "the shell's state")
+        app.come_forward()
+        app.take_display("now playing")
+        app.wait(lambda: app.shell["focus"]["display"]["owner"] == "toaster", 10.0, "the display held")
+        assert alert.ask("shell.focus.request", resource="display", kind="exclusive", cls="system_alert",
+                         reason="battery critical")["status"] == "granted"
+        app.wait(lambda: app.shell["focus"]["display"]["stack"] and all(
+            c["owner"] != "toaster" for c in app.shell["focus"]["display"]["stack"]), 10.0, "lost for good")
+        alert.ask("shell.release.request", resource="display")
+        app.wait(lambda: app.shell["focus"]["display"]["owner"] == "toaster" and app.foreground, 20.0,
+                 "the app in front holding the display again")
+    finally:
+        app.node.close()
