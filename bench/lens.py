@@ -40,7 +40,7 @@ from apps.lens import draw_catalog  # noqa: E402
 from apps.lens.catalog import CATALOG_DIR, Offline, load  # noqa: E402
 from apps.lens.ocr import shared_reader  # noqa: E402
 from apps.lens.views import CONDITIONS, nothing  # noqa: E402
-from daemons.camera.backends import held_up  # noqa: E402
+from frames.held_up import held_up  # noqa: E402
 
 
 def rss_mib() -> float:

@@ -34,8 +34,6 @@ ALLOWED: dict[str, set[str]] = {
 }
 # Known exceptions, each with its reason; a new one fails until it is fixed or written here.
 EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("apps.lens.views", "daemons.camera.backends"):
-        "the lens app draws its simulated views with camerad's sim backend (issue 31's, not moved here)",
 }
 
 

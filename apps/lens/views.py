@@ -12,7 +12,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from daemons.camera.backends import held_up
+from frames.held_up import held_up
 
 WIDTH, HEIGHT = 640, 480
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from daemons.camera.backends import WALL, CameraError, SimCamera, held_up
+from daemons.camera.backends import CameraError, SimCamera
+from frames.held_up import WALL, held_up
 
 
 def box_of(frame: np.ndarray) -> tuple[int, int, int, int]:

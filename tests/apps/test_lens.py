@@ -17,7 +17,8 @@ from PIL import Image
 from apps.lens import draw_catalog
 from apps.lens.catalog import CATALOG_DIR, Offline, Online, load
 from apps.lens.views import CONDITIONS, nothing
-from daemons.camera.backends import SimCamera, held_up
+from daemons.camera.backends import SimCamera
+from frames.held_up import held_up
 from policies.checker import PolicyError
 from tests.conftest import DEADLINE_S, wait_for, wait_line
 
@@ -94,7 +95,7 @@ def test_a_text_only_view_is_named_by_the_words_read(catalog):
     assert answer is not None and (answer.name, answer.how) == (item["name"], "text"), answer
     assert answer.price == item["price"] and answer.confidence >= catalog.threshold
     # The preview's outline is where the name was read: round the label's words, inside the label.
-    from daemons.camera.backends import WALL
+    from frames.held_up import WALL
 
     ys, xs = np.nonzero(~np.all(view == WALL, axis=2))
     corners = np.array(answer.outline)
@@ -368,7 +369,7 @@ def test_the_card_shows_what_the_camera_saw_with_the_item_outlined_and_no_outlin
     import subprocess
 
     from bus.node import Node
-    from daemons.camera.backends import WALL
+    from frames.held_up import WALL
     from daemons.display.render import GREEN
 
     up = procs.lens("up", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
