@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bus.errors import PayloadError
-from bus.runtime import boot_id, write_atomically
+from bus.runtime import boot_id, this_boot, write_atomically
 from bus.fields import Schema
 
 log = logging.getLogger(__name__)
@@ -80,15 +80,15 @@ class Kept:
             log.warning("%s: kept state %s is not version %d of a kept state; starting afresh", self.name,
                         self.path, VERSION)
             return None
-        this_boot = self.boot is not None and str(top.get("boot") or "").replace("-", "") == self.boot
-        if not self.survives_reboot and not this_boot:
+        ours = this_boot(top.get("boot"))  # either spelling of this boot's id (bus.runtime)
+        if not self.survives_reboot and not ours:
             return None  # an earlier boot's (or, this boot unknown, maybe one's): what it kept died with it
         try:
             self.schema.validate(f"{self.path}", top["state"])
         except PayloadError as exc:
             log.warning("%s: kept state refused: %s; starting afresh", self.name, exc)
             return None
-        self.saved, self.this_boot = top["state"], this_boot  # a file from before ids lost their dashes: this boot too
+        self.saved, self.this_boot = top["state"], ours
         return top["state"]
 
     def save(self, state: dict) -> None:

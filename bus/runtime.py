@@ -213,6 +213,13 @@ def boot_id() -> str | None:
     return said.strip().replace("-", "") or None
 
 
+def this_boot(said: object) -> bool:
+    """Whether a boot id a file kept (either spelling, or none) is this boot's; never when this boot is
+    unknown, since a file of another boot would then pass for this one's."""
+    now = boot_id()
+    return now is not None and str(said or "").replace("-", "") == now
+
+
 def write_atomically(path: Path, data: bytes, durable: bool = True) -> None:
     """Write, rename: the file is either old or new, never torn.
 

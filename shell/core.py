@@ -235,13 +235,11 @@ class ShellCore:
         silence, so each owner's is counted from now (a board's resumed shell took the app in front for gone,
         and home took the front). The same for the wearer's last touch: a touch while active changes no state,
         so the checkpoint's was old, and the first tick dimmed and slept glasses in use; and for a capture
-        waiting for the LED, whose confirmation (1 s) the restart (7-10 s on the board) would have outlived."""
+        waiting for the LED (Privacy.resumed)."""
         self.clock = now
         self.last_seen = {owner: max(seen, now) for owner, seen in self.last_seen.items()}
         self.last_activity = max(self.last_activity, now)
-        privacy = self.privacy
-        privacy.pending = {key: (reason, max(deadline, now + privacy.confirm_timeout_s))
-                           for key, (reason, deadline) in privacy.pending.items()}
+        self.privacy.resumed(now)
 
     # --- what the rest of the system sees -------------------------------------------
     def snapshot(self) -> dict:

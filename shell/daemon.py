@@ -36,7 +36,7 @@ from bus.keys import DEVELOPER
 from bus.errors import RequestRefused
 from bus.node import Node
 from bus.audit import AuditLog
-from bus.runtime import boot_id, write_atomically
+from bus.runtime import boot_id, this_boot, write_atomically
 from bus.timers import Timer
 from manager.processes import wearer_capturers
 from shell import checkpoint
@@ -467,8 +467,7 @@ class ShellDaemon:
         except (OSError, checkpoint.CheckpointError) as exc:
             log.warning("shell: checkpoint %s refused (%s); starting afresh", path, exc)
             return
-        # (the id's dashes dropped: a checkpoint written before bus.runtime spelled it so is this boot's too)
-        if data["boot_id"].replace("-", "") != boot_id() or data["core"]["state"] in ("critical", "shutdown"):
+        if not this_boot(data["boot_id"]) or data["core"]["state"] in ("critical", "shutdown"):
             return  # an earlier boot's (or, this boot unknown, perhaps one's): its grants and focus are not now's
         now = time.monotonic()
         self.core.restore(data["core"])

@@ -89,6 +89,12 @@ class Privacy:
         self._start_hold(now)
         return notices
 
+    def resumed(self, now: float) -> None:
+        """A crashed shell's successor takes this up at ``now``: a capture waiting for the LED gets its whole
+        confirmation time again, which the restart (7-10 s on the board) would have outlived."""
+        self.pending = {key: (reason, max(deadline, now + self.confirm_timeout_s))
+                        for key, (reason, deadline) in self.pending.items()}
+
     def led_report(self, lit: bool, fault: str | None, now: float) -> list[CaptureNotice]:
         """The LED driver's read-back."""
         self.led_lit = lit
