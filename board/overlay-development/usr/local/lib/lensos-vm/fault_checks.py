@@ -216,7 +216,7 @@ def check_faults() -> None:
     failed = [u for u in lensos_units() if show(u, "ActiveState")["ActiveState"] != "active"]
     checkpoint_boot, front = runs.pop("checkpoint_boot", None), runs.pop("front")
     differences = {u: r["differences"] for u, r in runs.items() if r.get("differences")}
-    # The differences are judged by the host (tests/board/test_boot.py), which knows which are not yet fixed
+    # The differences are judged by the host (tests/board/test_boot.py): any one fails it
     report("faults", display_before=display, ok=all(r["new_pid"] and r["all_active"] for r in runs.values()) and bool(state) and not failed
            and bool(checkpoint_boot and checkpoint_boot["this_boot"]), checkpoint_boot=checkpoint_boot, front=front,
            runs=runs, failed=failed, before=first, differences=differences, shell=(state or last) and {k: (state or last)[2][k] for k in (
