@@ -35,7 +35,6 @@ class Calls:
         if spec.reply_topic not in self._reply_topics:
             self._reply_topics.add(spec.reply_topic)
             self._listen(spec.reply_topic)
-        self._pace_for_request(spec)
         cid = next(self._cids)
         call = self._calls[cid] = Call(topic)
         return cid, call

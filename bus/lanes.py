@@ -87,11 +87,6 @@ class Lanes:
         return self._keys()[1]
 
     @property
-    def _shared_key(self) -> bool:
-        """On the developer's key, shared by many: the bus cannot tell when this node dies."""
-        return self.identity != self.name
-
-    @property
     def identity(self) -> str:
         """The name the broker knows this node by (its key's), which subscribers trust over self.name."""
         return self._keys()[0].identity

@@ -1,9 +1,8 @@
 """A node's heartbeat: READY=1 and the watchdog once it is on the bus, then node.heartbeat at its pace.
 
-The pace is the shell's policy, kept here in one place rather than in the transport: a node beats at the
-period it was given, faster while it holds what the shell watches closely (a reply's ``beat_s``: while it
-captures), and at WATCHED_HEARTBEAT_S when it asks for a watched resource on a key it shares with others
-(the broker cannot tell when one of those dies). It answers the shell's census at most every CENSUS_MIN_S.
+Only the mechanism lives here: a node beats at the period it was given, or at the one the shell's last
+reply named (``beat_s``: faster while it captures, or holds anything on a shared key), and answers the
+shell's census. Which pace the shell expects, and why, is the shell's policy (shell.core.beat_for).
 """
 
 from __future__ import annotations
@@ -14,27 +13,14 @@ import time
 
 from bus import sdnotify
 from bus.envelope import Message
-from bus.topics import Topic
 
 log = logging.getLogger(__name__)
 
-# A node that has asked for focus beats this often: a third of the shell's liveness timeout (1 s,
-# policies/focus.toml), so one late beat is not yet a death. Only nodes without a key of their own (the
-# developer's, shared by many): one with its own key keeps its slow pace, since the broker says the moment
-# its last connection goes (bus.departed) and the shell then allows a hang three of its periods, unless
-# the shell's reply asks for a faster beat (beat_s: while it holds the camera or the mic).
-WATCHED_HEARTBEAT_S = 0.3
 CENSUS_MIN_S = 0.1  # a node answers node.census with a beat unless it answered one this recently
 
 
 class Pace:
     """A node's heartbeat (a part of bus.node.Node, which holds the state)."""
-
-    def _pace_for_request(self, spec: Topic) -> None:
-        """Asking for something the shell watches (focus) on a shared key: beat fast from now on."""
-        if spec.watched and self._shared_key:
-            self.heartbeat_faster(WATCHED_HEARTBEAT_S)
-
 
     def _announce_if_ready(self) -> None:
         """READY=1 (and the watchdog timer) once, the first time every lane and the snapshot are in."""
@@ -48,15 +34,10 @@ class Pace:
         if self.heartbeat:
             self._keep_beating()
 
-    def heartbeat_faster(self, period: float) -> None:
-        """Beat at least this often from now on (a focus owner, whose silence costs it its focus)."""
-        if self.heartbeat and period < self.heartbeat:
-            self._set_pace(period)
-
     def _follow_pace(self, result: dict) -> None:
-        """A reply of the shell's that names the pace it now expects (``beat_s``: while this node captures):
-        keep it, or go back to this node's own. Nodes on the developer's key keep beating fast."""
-        if "beat_s" not in result or not self._own_pace or self._shared_key:
+        """A reply of the shell's that names the pace it now expects (``beat_s``): keep it, or go back to
+        this node's own (null). The shell's last word holds: it answers every focus and release request."""
+        if "beat_s" not in result or not self._own_pace:
             return
         beat = result["beat_s"]
         if beat is not None and not beat > 0:

@@ -26,9 +26,8 @@ from bus.node import Node
 # A process's heartbeat: cheap enough for idle glasses (each beat wakes the broker and the shell,
 # and the beats of a dozen processes were most of what an idle bus carried). It says "alive" and
 # "not hung": a death is seen at once without it (bus.departed, node.bye), and a focus owner that
-# stops beating loses its focus after three periods (shell.core.MISSED_BEATS). Nodes on the
-# developer's shared key, whose death the bus cannot tell, beat faster once they ask for focus
-# (bus.pace.WATCHED_HEARTBEAT_S).
+# stops beating loses its focus after three periods (shell.core.MISSED_BEATS). The shell's replies name
+# a faster pace where only silence can tell a death or a hang (shell.core.beat_for).
 HEARTBEAT_S = 5.0
 # How long a supervised process waits at its start for the broker's confirmation. A tool's 5 s (bus.node) is
 # for someone at a prompt; a daemon that gives up only exits to be restarted and start again, and under TCG

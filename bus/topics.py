@@ -66,12 +66,12 @@ class Topic:
     """One row of the table. Not a dataclass: every process imports this module (see bus/slotted.py)."""
 
     __slots__ = ("name", "kind", "owner", "fields", "rate_hz", "max_size", "permission", "doc", "reply",
-                 "reply_max_size", "watched", "readers", "dev_only", "limit_hz", "schema", "result_schema",
+                 "reply_max_size", "readers", "dev_only", "limit_hz", "schema", "result_schema",
                  "latched", "quick", "wire", "lane", "personal", "starts_trace")
 
     def __init__(self, name: str, kind: Kind, owner: str, fields: dict[str, str], *, rate_hz: float = 0.0,
                  max_size: int = 0, permission: str | None = None, doc: str = "",
-                 reply: dict[str, str] | None = None, reply_max_size: int = 0, watched: bool = False,
+                 reply: dict[str, str] | None = None, reply_max_size: int = 0,
                  readers: tuple[str, ...] | None = None, dev_only: bool = False, limit_hz: float = 20.0,
                  starts_trace: bool = False):
         self.name, self.kind, self.fields = name, kind, fields
@@ -82,7 +82,6 @@ class Topic:
         self.doc = doc
         self.reply = reply  # REQUEST only: fields of a successful reply's result
         self.reply_max_size = reply_max_size  # REQUEST only: bytes its reply may take (0: the kind's default)
-        self.watched = watched  # REQUEST only: the sender's liveness is watched from then on (it heartbeats fast)
         # Who may read it besides the developer (broker.gate): None, everyone; else identities, and "@field" for
         # the identity a payload field names. A request is its server's only, a reply its asker's ("@to"):
         # what an app asked or was answered is no other app's to read.
@@ -206,9 +205,10 @@ _TABLE = [
               "at boot, and system processes silent"),
     Topic("shell.focus.request", Kind.REQUEST, "shell",
           {"resource": "str", "kind": "str", "cls": "str", "reason": "str", "purpose": "str?", "behalf": "str?"},
-          reply={"status": "str", "reason": "str", "beat_s": "float?"}, watched=True,
+          reply={"status": "str", "reason": "str", "beat_s": "float?"},
           doc="ask for display, audio_out, mic or camera; the answer is granted, queued or denied (with why), "
-              "and the heartbeat period the asker must keep from now on (null: its own; set while it captures). "
+              "and the heartbeat period the asker must keep from now on (null: its own; set while it captures, while "
+              "an app holds or waits for anything, and while a node on the developer's shared key does). "
               "behalf: the app a system process (the assistant) asks for: its permission is checked, and the "
               "audit log names it"),
     Topic("shell.release.request", Kind.REQUEST, "shell", {"resource": "str"},

@@ -43,9 +43,9 @@ TIMERS: tuple[Periodic, ...] = (
     Periodic("a capturing process", "node.heartbeat", "policy:focus.liveness.heartbeat_timeout_s",
              "while it holds or waits for the camera or mic: a third of this",
              "a hung capturer loses the camera or mic within this", "bus/pace.py"),
-    Periodic("a node on the developer's key", "node.heartbeat", "bus.pace:WATCHED_HEARTBEAT_S",
-             "once it asked for focus", "the bus cannot tell its death (a shared key): only silence does",
-             "bus/pace.py"),
+    Periodic("a node on the developer's key", "node.heartbeat", "policy:focus.liveness.heartbeat_timeout_s",
+             "while it holds or waits for any focus: a third of this (the shell's reply names the pace)",
+             "the bus cannot tell its death (a shared key): only silence does", "bus/pace.py"),
     Periodic("lens bus sniff, lens bus top", "read the tap", "bus.watching:TAP_PERIOD_S", "while a tool watches",
              "the tool's copy of the traffic, at idle priority, never the broker's work", "bus/watching.py"),
     Periodic("lens trace", "print the traces that went quiet", "--quiet", "while it runs (a quarter second, "

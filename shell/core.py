@@ -152,16 +152,22 @@ class ShellCore:
         return any(claim.owner == owner for resource in CAPTURE_RESOURCES
                    for claim in self.arbiter.stacks.get(resource, ()))
 
-    def beat_for(self, owner: str, app: bool = False) -> float | None:
+    def beat_for(self, owner: str, app: bool = False, shared: bool = False) -> float | None:
         """The heartbeat period ``owner`` must keep from now on (None: its own): while it captures, the
-        policy's timeout over MISSED_BEATS, so that a late beat is not yet a hang. An app (which nothing
-        restarts when it hangs) beats slowly while it holds nothing, and every HOLDER_BEAT_S while it holds
-        or waits for any focus, so that a hung one gives the display or the speaker back within
-        MISSED_BEATS of that."""
-        timeout = self.policy.focus.liveness.heartbeat_timeout_s
+        policy's timeout over MISSED_BEATS, so that a late beat is not yet a hang. So too for a node on a
+        shared key (``shared``: the developer's) while it holds or waits for anything, since the bus cannot
+        tell when one of those dies (no bus.departed): only its silence can. An app (which nothing restarts
+        when it hangs) beats slowly while it holds nothing, and every HOLDER_BEAT_S while it holds or waits
+        for any focus, so that a hung one gives the display or the speaker back within MISSED_BEATS of that.
+
+        The shell alone decides these paces; the transport only keeps what the reply names (bus.pace)."""
+        watched = self.policy.focus.liveness.heartbeat_timeout_s / MISSED_BEATS
         if self.claims_capture(owner):
-            return timeout / MISSED_BEATS
-        if app and any(claim.owner == owner for stack in self.arbiter.stacks.values() for claim in stack):
+            return watched
+        holds = any(claim.owner == owner for stack in self.arbiter.stacks.values() for claim in stack)
+        if holds and shared:
+            return watched
+        if holds and app:
             return HOLDER_BEAT_S
         return None
 

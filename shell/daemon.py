@@ -206,7 +206,7 @@ class ShellDaemon:
         self.settle()
         if decision.status == "denied":
             log.info("shell: denied %s %s: %s", msg.source, p["resource"], decision.reason)
-        return {"status": decision.status, "reason": decision.reason, "beat_s": self._beat_for(msg.source)}
+        return {"status": decision.status, "reason": decision.reason, "beat_s": self._beat_for(msg)}
 
     def _not_permitted(self, source: str, resource: str, behalf: str | None, sender: str = "") -> str | None:
         """Why a focus request may not be had, or None. Capture asked for on an app's behalf (the assistant
@@ -259,10 +259,13 @@ class ShellDaemon:
         held = any(c.owner == msg.source for c in self.core.arbiter.stacks.get(resource, []))
         self.core.focus_release(msg.source, resource, time.monotonic())
         self.settle()
-        return {"held": held, "beat_s": self._beat_for(msg.source)}
+        return {"held": held, "beat_s": self._beat_for(msg)}
 
-    def _beat_for(self, source: str) -> float | None:
-        return self.core.beat_for(source, app=source in self.apps.manifests)
+    def _beat_for(self, msg: Message) -> float | None:
+        """The pace the asker keeps from now on. A name that is not its key's identity is on a shared key
+        (the developer's, as bus.lanes tells it from the node's side)."""
+        return self.core.beat_for(msg.source, app=msg.source in self.apps.manifests,
+                                  shared=msg.sender != msg.source)
 
     def on_foreground(self, msg: Message) -> dict:
         app = msg.payload["app"]

@@ -92,29 +92,8 @@ def test_only_the_owner_named_in_the_table_may_publish_a_topic(runtime, nodes):
     nodes("demo").publish("demo.tick", n=1, text="the owner may")
 
 
-def test_a_node_that_asks_for_focus_heartbeats_fast_from_then_on(broker, nodes):
-    from bus.pace import WATCHED_HEARTBEAT_S
-
-    watcher = nodes("watcher")
-    beats = []
-    watcher.subscribe("node.heartbeat", lambda m: beats.append(m.payload) if m.source == "app" else None)
-    watcher.start()
-    app = nodes("app", heartbeat=2.0)
-    app.start()
-    wait_for(lambda: beats, DEADLINE_S, "the first beat", poll=watcher.run_once)
-    assert beats[-1]["period_s"] == 2.0
-    app.request_async("shell.focus.request", lambda result, error: None, timeout=0.5, resource="display",
-                      kind="exclusive", cls="foreground", reason="test")  # nobody answers: asking is enough
-    wait_for(lambda: beats[-1]["period_s"] == WATCHED_HEARTBEAT_S, DEADLINE_S, "a fast beat at once",
-             poll=lambda t: (app.run_once(0), watcher.run_once(min(t, 0.05))))
-    before = len(beats)
-    wait_for(lambda: len(beats) >= before + 3, DEADLINE_S, "beats at the fast pace",
-             poll=lambda t: (app.run_once(0.05), watcher.run_once(0)))
-    assert app.heartbeat == WATCHED_HEARTBEAT_S
-
-
-def test_a_node_with_a_key_of_its_own_keeps_its_slow_pace_when_it_asks_for_focus(broker, nodes, runtime):
-    # Its death is seen at once on the bus (bus.departed): fast beats would only cost the idle glasses.
+def test_asking_for_focus_alone_does_not_change_a_nodes_pace(broker, nodes, runtime):
+    # Only the shell's answer names a pace (shell.core.beat_for): the transport keeps no policy of its own.
     keys.generate(keys.app_keys_dir(runtime), ["app"])
     watcher = nodes("watcher")
     beats = []
@@ -131,16 +110,19 @@ def test_a_node_with_a_key_of_its_own_keeps_its_slow_pace_when_it_asks_for_focus
     assert app.heartbeat == 2.0 and all(beat["period_s"] == 2.0 for beat in beats)
 
 
-def test_a_node_keeps_the_pace_the_shell_names_and_says_so_at_once_either_way(broker, nodes, runtime):
-    # A stand-in shell (the developer's key may answer as anyone) that names a pace while the mic is held.
+@pytest.mark.parametrize("own_key", [True, False], ids=["own key", "developer's key"])
+def test_a_node_keeps_the_pace_the_shell_names_and_says_so_at_once_either_way(broker, nodes, runtime, own_key):
+    # A stand-in shell (the developer's key may answer as anyone) that names a pace while the mic is held. A
+    # node on the shared developer's key follows it as one with a key of its own does.
     shell = nodes("shell")
     shell.serve("shell.focus.request", lambda m: {"status": "granted", "reason": "free", "beat_s": 0.3})
     shell.serve("shell.release.request", lambda m: {"held": True, "beat_s": None})
     beats = []
     shell.subscribe("node.heartbeat", lambda m: beats.append(m.payload["period_s"]) if m.source == "eye" else None)
     shell.start()
-    keys.generate(keys.app_keys_dir(runtime), ["eye"])
-    eye = nodes("eye", heartbeat=30.0, key=keys.app_keys_dir(runtime) / "eye.key_secret")
+    if own_key:
+        keys.generate(keys.app_keys_dir(runtime), ["eye"])
+    eye = nodes("eye", heartbeat=30.0, **({"key": keys.app_keys_dir(runtime) / "eye.key_secret"} if own_key else {}))
     eye.start()
 
     def both(t):

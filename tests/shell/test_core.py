@@ -3,7 +3,7 @@
 import pytest
 
 from policies.loader import load
-from shell.core import ShellCore
+from shell.core import HOLDER_BEAT_S, ShellCore
 
 POLICY = load(model="s1")
 
@@ -174,3 +174,17 @@ def test_a_resumed_shell_counts_the_wearers_last_touch_and_the_leds_confirmation
     assert again.state == "active" and ("cam", "camera") in again.privacy.pending
     again.led_report(True, None, later + 0.5)
     assert ("cam", "camera") in again.privacy.granted
+
+
+def test_a_node_on_a_shared_key_is_told_to_beat_fast_while_it_holds_anything_and_an_app_at_the_holders_pace():
+    # The bus cannot tell when a node on the developer's key dies (no bus.departed): only its silence can.
+    core = asleep()
+    limit = POLICY.focus.liveness.heartbeat_timeout_s
+    now = core.clock
+    assert core.beat_for("tool", shared=True) is None  # holding nothing: its own pace
+    assert core.focus_request("tool", "audio_out", "exclusive", "background", "route", now).status == "granted"
+    assert core.focus_request("nav", "display", "exclusive", "background", "map", now).status == "granted"
+    assert core.beat_for("tool", shared=True) == limit / 3
+    assert core.beat_for("nav", app=True) == HOLDER_BEAT_S and core.beat_for("nav") is None
+    core.focus_release("tool", "audio_out", now)
+    assert core.beat_for("tool", shared=True) is None
