@@ -194,9 +194,11 @@ _TABLE = [
               "or behind): said once it is back on the bus; the shell counts them"),
     # --- the shell: system state, focus, the capture LED ---------------------------
     Topic("shell.state", Kind.STATE, "shell",
-          {"state": "str", "running": "bool", "degraded": "list[str]", "ready": "list[str]", "foreground": "str?",
-           "brightness": "float", "recording_allowed": "bool", "remote_calls": "bool", "capture_paused": "bool",
-           "display_on": "bool", "power": "dict",
+          {"state": "str", "degraded": "list[str]", "ready": "list[str]", "foreground": "str?", "brightness": "float",
+           # The state's properties, as shell/machine.py declares them with the states: act on these, not on names.
+           "running": "bool", "resumable": "bool", "alive": "bool", "recording_allowed": "bool", "remote_calls": "bool",
+           "capture_paused": "bool", "display_on": "bool", "wake_listening": "bool", "power_at_risk": "bool",
+           "swapping": "bool", "shutting_down": "bool", "power": "dict",
            "focus": "dict", "privacy": "dict", "nodes": "dict", "silent": "dict?", "boot_s": "float?",
            "model": "str", "lost": "dict?"},
           doc="the system state as the shell decided it: what `lens status` shows and the HUD mirrors. nodes: "

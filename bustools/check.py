@@ -39,7 +39,6 @@ REORDER_S = 0.5  # lanes deliver out of publish order by far less than this
 LED_GRACE_S = 0.25
 CAPTURE_DATA = {"camera.frame": "camera", "audio.mic": "mic"}
 HOLDING, LEAVING = ("granted", "restored"), ("lost", "suspended", "ducked", "denied")
-CHECKPOINT_STATES = ("battery_swap", "critical")
 
 
 @dataclass
@@ -230,7 +229,8 @@ class Checker:
             holders = self._holders.get(resource, {})
             for owner in [o for o in holders if o not in stack]:  # released: gone from the shell's stack
                 holders.pop(owner)
-        if p.get("state") in CHECKPOINT_STATES and self._recording and self._checkpoint_due is None:
+        # The shell says when the power may go (its power_at_risk: a battery out, or critical): not state names
+        if p.get("power_at_risk") and self._recording and self._checkpoint_due is None:
             self._checkpoint_due = (msg.mono_ns + self.checkpoint_ns, msg)
 
     def _expire(self) -> None:

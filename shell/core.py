@@ -49,7 +49,7 @@ class ShellCore:
         self.last_seen: dict[str, float] = {}  # focus owners' liveness
         self.periods: dict[str, float] = {}  # each process's heartbeat period, as it says
         self.clock = now  # the time handed to callbacks that have no argument for it
-        self.state = "booting"
+        self.state = machine.INITIAL
         self.machine = machine.build(self)
 
     # --- events ----------------------------------------------------------------
@@ -249,23 +249,13 @@ class ShellCore:
 
     # --- what the rest of the system sees -------------------------------------------
     def snapshot(self) -> dict:
-        system = self.policy.system
-        # Booting and critical are lit too: the wearer sees the system start, and why it stops.
-        brightness = {"booting": 1.0, "active": 1.0, "idle": system.idle.idle_brightness, "sleep": 0.0,
-                      "low_power": system.power.low_power_brightness,
-                      "battery_swap": system.swap.brightness,
-                      "critical": system.power.low_power_brightness}.get(self.state, 0.0)
         return {
             "state": self.state,
-            "running": machine.has(self.state, "running"),
             "degraded": list(self.missing),
             "ready": sorted(self.ready),
             "foreground": self.foreground,
-            "brightness": brightness if self.policy.has_display else 0.0,
-            "recording_allowed": self.recording_allowed,
-            "remote_calls": machine.has(self.state, "remote_calls"),
-            "capture_paused": machine.has(self.state, "capture_paused"),
-            "display_on": machine.has(self.state, "display_on"),
+            "brightness": machine.brightness(self.state, self.policy.system) if self.policy.has_display else 0.0,
+            **{tag: machine.has(self.state, tag) for tag in machine.TAGS},  # each state's properties
             "power": {"present": self.power.present, "percent": self.power.percent,
                       "bridge_s": self.power.bridge_s},
             "focus": self.arbiter.snapshot(),
@@ -333,7 +323,7 @@ class ShellCore:
     def _apply_power(self) -> None:
         """Turn the latest power reading into the machine's triggers."""
         power, thresholds = self.power, self.policy.system.power
-        if self.state in ("critical", "shutdown"):
+        if machine.has(self.state, "shutting_down"):
             return
         if not any(power.present) or power.percent is None:  # all out: the bridge's to say, until it is low
             if self.state == "battery_swap" and self._bridge_low():
@@ -358,7 +348,7 @@ class ShellCore:
         allowed = self.policy.focus.roles.get(owner, "foreground" if owner == self.foreground else "background")
         if self.policy.priority(cls) > self.policy.priority(allowed):
             return f"{owner} may not claim {cls} (at most {allowed}, policies/focus.toml [roles])"
-        if self.state in ("critical", "shutdown"):
+        if machine.has(self.state, "shutting_down"):
             return f"the system is shutting down ({self.state})"
         if resource in CAPTURE_RESOURCES and self.state == "sleep":
             return "the glasses are asleep"

@@ -39,7 +39,7 @@ from bus.audit import AuditLog
 from bus.runtime import boot_id, this_boot, write_atomically
 from bus.timers import Timer
 from manager.processes import wearer_capturers
-from shell import checkpoint
+from shell import checkpoint, machine
 from shell.apps import Apps
 from shell.census import Census
 from shell.core import CAPTURERS, LISTENER, ShellCore
@@ -470,7 +470,7 @@ class ShellDaemon:
         except (OSError, checkpoint.CheckpointError) as exc:
             log.warning("shell: checkpoint %s refused (%s); starting afresh", path, exc)
             return
-        if not this_boot(data["boot_id"]) or data["core"]["state"] in ("critical", "shutdown"):
+        if not this_boot(data["boot_id"]) or machine.has(data["core"]["state"], "shutting_down"):
             return  # an earlier boot's (or, this boot unknown, perhaps one's): its grants and focus are not now's
         now = time.monotonic()
         self.core.restore(data["core"])

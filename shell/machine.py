@@ -15,14 +15,15 @@ raises MachineError.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 from transitions import Machine
 
 # What each state means for the rest of the system, declared with the state (as transitions' Tags would,
 # without importing transitions.extensions, which brings asyncio and ssl into the shell). Code asks
-# ``tagged(tag)`` or ``has(state, tag)``, and shell.state publishes the facts others act on
-# (capture_paused, display_on), so no other file matches state names:
+# ``tagged(tag)`` or ``has(state, tag)``, and shell.state publishes every tag as a field of its own (true or
+# false), so no other file matches state names:
 #   running            the wearer is using the glasses (active, idle)
 #   resumable          a battery swap returns to it
 #   alive              critical can come from it
@@ -31,21 +32,30 @@ from transitions import Machine
 #   capture_paused     no camera frames at all
 #   display_on         the panel is on
 #   wake_listening     the wake-phrase spotter may hear the mic (where the policy lets it run at all)
+#   power_at_risk      the power may go at any moment: what is recorded is checkpointed as it is entered
+#   swapping           a battery is out and the internal bridge carries the glasses
+#   shutting_down      the battery is empty: nothing new is granted, and what runs is saved
+# And the panel's brightness in each state: a number, or the policy value that sets it (system.toml).
 STATES = [
-    {"name": "booting", "tags": ("alive", "recording_allowed", "display_on")},
-    {"name": "active", "tags": ("running", "resumable", "alive", "recording_allowed", "remote_calls", "display_on",
-                                "wake_listening")},
-    {"name": "idle", "tags": ("running", "resumable", "alive", "recording_allowed", "remote_calls", "display_on",
-                              "wake_listening")},
-    {"name": "sleep", "tags": ("resumable", "alive", "recording_allowed", "remote_calls", "capture_paused",
-                               "wake_listening")},
-    {"name": "low_power", "tags": ("resumable", "alive", "display_on")},
-    {"name": "battery_swap", "tags": ("alive", "capture_paused", "display_on")},
-    {"name": "critical", "on_enter": "enter_critical", "tags": ("capture_paused", "display_on")},
-    {"name": "shutdown", "on_enter": "enter_shutdown", "tags": ("capture_paused",)},
+    {"name": "booting", "brightness": 1.0, "tags": ("alive", "recording_allowed", "display_on")},
+    {"name": "active", "brightness": 1.0,
+     "tags": ("running", "resumable", "alive", "recording_allowed", "remote_calls", "display_on", "wake_listening")},
+    {"name": "idle", "brightness": "idle.idle_brightness",
+     "tags": ("running", "resumable", "alive", "recording_allowed", "remote_calls", "display_on", "wake_listening")},
+    {"name": "sleep", "brightness": 0.0,
+     "tags": ("resumable", "alive", "recording_allowed", "remote_calls", "capture_paused", "wake_listening")},
+    {"name": "low_power", "brightness": "power.low_power_brightness", "tags": ("resumable", "alive", "display_on")},
+    {"name": "battery_swap", "brightness": "swap.brightness",
+     "tags": ("alive", "capture_paused", "display_on", "power_at_risk", "swapping")},
+    # Lit, as booting is: the wearer sees why the glasses stop.
+    {"name": "critical", "on_enter": "enter_critical", "brightness": "power.low_power_brightness",
+     "tags": ("capture_paused", "display_on", "power_at_risk", "shutting_down")},
+    {"name": "shutdown", "on_enter": "enter_shutdown", "brightness": 0.0,
+     "tags": ("capture_paused", "shutting_down")},
 ]
+INITIAL = STATES[0]["name"]
 TAGS = ("running", "resumable", "alive", "recording_allowed", "remote_calls", "capture_paused", "display_on",
-        "wake_listening")
+        "wake_listening", "power_at_risk", "swapping", "shutting_down")
 _TAGS = {state["name"]: frozenset(state["tags"]) for state in STATES}
 
 
@@ -60,11 +70,22 @@ def has(state: str, tag: str) -> bool:
     return tag in _TAGS[state]
 
 
+def brightness(state: str, system) -> float:
+    """The panel's brightness in ``state``, as its row says: a number, or a value of ``system`` (the policy's
+    system.toml view) named by its dotted path."""
+    value = _BRIGHTNESS[state]
+    if isinstance(value, str):
+        value = functools.reduce(getattr, value.split("."), system)
+    return float(value)
+
+
 RUNNING = tagged("running")
 RESUMABLE = tagged("resumable")  # states a battery swap returns to
 ALIVE = tagged("alive")  # states critical can come from
 RECORDING = tagged("recording_allowed")
-_MACHINE_STATES = [{key: value for key, value in state.items() if key != "tags"} for state in STATES]
+_BRIGHTNESS = {state["name"]: state["brightness"] for state in STATES}
+_MACHINE_STATES = [{key: value for key, value in state.items() if key not in ("tags", "brightness")}
+                   for state in STATES]
 
 TRANSITIONS = [
     {"trigger": "booted", "source": "booting", "dest": "active"},
@@ -101,7 +122,7 @@ def build(model) -> Machine:
     """Attach the machine to ``model`` (the ShellCore), which provides the callbacks named above."""
     transitions = TRANSITIONS + [{"trigger": t, "source": ["critical", "shutdown"], "dest": None}
                                  for t in TOO_LATE if not _declared(t, "critical")]
-    return Machine(model=model, states=_MACHINE_STATES, transitions=transitions, initial="booting",
+    return Machine(model=model, states=_MACHINE_STATES, transitions=transitions, initial=INITIAL,
                    auto_transitions=False, queued=True, send_event=False)
 
 
@@ -138,7 +159,7 @@ def draw(path: str, engine: str | None = None) -> str:
                            "write a .mmd file instead (Mermaid needs nothing installed)")
     model = type("Drawing", (), {name: _yes for name in _callback_names()})()
     try:
-        GraphMachine(model=model, states=_MACHINE_STATES, transitions=TRANSITIONS, initial="booting",
+        GraphMachine(model=model, states=_MACHINE_STATES, transitions=TRANSITIONS, initial=INITIAL,
                      auto_transitions=False, graph_engine=engine, show_conditions=True, title="lensos shell")
         diagram = model.get_graph()
         if engine == "mermaid":

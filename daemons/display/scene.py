@@ -276,11 +276,10 @@ class Scene:
         if fault:
             return ("Camera and mic off", f"The capture light is not working ({fault}), so nothing can be "
                                           "recorded until it is fixed.", "danger")
-        state = self.shell["state"]
-        if state in ("critical", "shutdown"):
+        if self.shell.get("shutting_down"):
             return ("Shutting down", "The battery is empty. What you were doing is saved and comes back "
                                      "at the next start.", "danger")
-        if state == "battery_swap":
+        if self.shell.get("swapping"):
             return ("Swap battery", f"Insert a charged battery. {self.bridge_left(now)} on the internal "
                                     "battery.", "warning")
         return None

@@ -11,6 +11,7 @@ import pytest
 from bustools import bag
 from bustools.check import Checker
 from bustools.record import Output
+from shell import machine
 from tests.conftest import DEADLINE_S, read_json_lines, wait_line
 
 S = 1_000_000_000  # ns
@@ -47,10 +48,10 @@ def notice(at, owner, status, resource="camera"):
 
 
 def shell_state(at, state="active", focus=None):
-    return (at, "shell.state", "shell", {"state": state, "running": True, "degraded": [], "ready": [],
-                                         "foreground": None, "brightness": 1.0, "recording_allowed": True,
-                                         "remote_calls": True, "capture_paused": False, "display_on": True, "power": {},
-                                         "focus": focus or {}, "privacy": {},
+    # The state's properties as the shell publishes them, from the machine's table: the check reads those.
+    return (at, "shell.state", "shell", {"state": state, "degraded": [], "ready": [], "foreground": None,
+                                         "brightness": 1.0, **{tag: machine.has(state, tag) for tag in machine.TAGS},
+                                         "power": {}, "focus": focus or {}, "privacy": {},
                                          "nodes": {}, "boot_s": 1.0, "model": "s1"})
 
 

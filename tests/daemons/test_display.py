@@ -67,7 +67,7 @@ def test_a_system_alert_claim_and_the_systems_own_alerts_go_on_top():
     scene.led = {"lit": False, "fault": "read back dark"}
     assert "read back dark" in scene.view(0.0, time.time()).alert[1]  # the LED's fault outranks any app
     scene.led = {"lit": False, "fault": None}
-    scene.shell["state"] = "battery_swap"
+    scene.shell.update(state="battery_swap", swapping=True)  # the state and its property, as the shell says both
     scene.power = {"batteries": [], "bridge": {"time_s": 125.0}}
     # powerd's number, as `lens status` and the live view show it: no countdown of its own, which ran on
     # while the bridge was not draining (a battery still in) and jumped back at each reading.

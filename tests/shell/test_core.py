@@ -156,6 +156,24 @@ def test_state_facts_are_declared_with_the_states_and_published():
     assert awake["capture_paused"] is False and awake["display_on"] is True
 
 
+def test_every_state_property_is_a_field_of_shell_state_and_each_states_brightness_is_its_rows():
+    """A tag added to the machine is published (and its field declared in the topic table), so a consumer
+    never has to fall back on a state's name; the brightness of each state comes from its row alone."""
+    from bus.topics import TOPICS
+    from shell import machine
+
+    fields = set(TOPICS["shell.state"].fields)
+    assert set(machine.TAGS) <= fields, f"undeclared: {set(machine.TAGS) - fields}"
+    assert {tag for state in machine.STATES for tag in state["tags"]} == set(machine.TAGS)
+    core = asleep()
+    snapshot = core.snapshot()
+    assert {tag: snapshot[tag] for tag in machine.TAGS} == {tag: machine.has("sleep", tag) for tag in machine.TAGS}
+    system = POLICY.system
+    assert [machine.brightness(s["name"], system) for s in machine.STATES] == [
+        1.0, 1.0, system.idle.idle_brightness, 0.0, system.power.low_power_brightness, system.swap.brightness,
+        system.power.low_power_brightness, 0.0]
+
+
 def test_a_resumed_shell_counts_the_wearers_last_touch_and_the_leds_confirmation_from_its_own_start():
     """The checkpoint is written when the state changes: a touch while active changes none, so a shell resumed
     from it took glasses in use for idle and then asleep in one tick; and a capture waiting for the LED when the
