@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 
+from bus import development
 from bus.errors import PayloadError, UnknownTopic
 from bus.fields import Schema
 
@@ -52,7 +53,7 @@ _DEFAULT_MAX_SIZE = {
     Kind.STREAM: 1024 * 1024,
 }
 
-BENCH_MAX_SIZE = 65 * 1024  # a 64 KiB benchmark body with the envelope around it
+BENCH_MAX_SIZE = 65 * 1024  # a 64 KiB benchmark body with the envelope around it (_DEVELOPMENT_TABLE)
 
 _REQUEST_ENVELOPE = {"cid": "int"}
 _REPLY_FIELDS = {"to": "str", "cid": "int", "ok": "bool", "error": "str?", "result": "dict?"}
@@ -443,6 +444,13 @@ _TABLE = [
           {"title": "str?", "index": "int", "count": "int", "playing": "bool", "position_s": "float",
            "length_s": "float"},
           doc="the music app's now playing: which track of how many, playing or paused, and where"),
+]
+
+
+# The developer's traffic: benchmarks and the demo publisher, never the product's. Known only where the
+# developer's tools are at home (bus.development: not in a product image's services), so a product's broker
+# refuses these as any unknown topic, and no app there may fill the bus with 64 KiB bench messages.
+_DEVELOPMENT_TABLE = [
     # --- benchmark traffic (bench/bus.py) ----------------------------------------
     # pad: bytes that bring a message to the size measured (64 B, 1 KiB, 64 KiB), as raw's bodies are
     Topic("bench.ping", Kind.EVENT, ANY_NODE, {"seq": "int", "t_ns": "int", "pad": "bytes?"},
@@ -483,7 +491,7 @@ def _build(rows: list[Topic]) -> dict[str, Topic]:
     return table
 
 
-TOPICS: dict[str, Topic] = _build(_TABLE)
+TOPICS: dict[str, Topic] = _build(_TABLE + (_DEVELOPMENT_TABLE if development.tools_here() else []))
 LATCHED: tuple[str, ...] = tuple(name for name, t in TOPICS.items() if t.latched)
 MAX_MESSAGE_SIZE = max(t.max_size for t in TOPICS.values())
 

@@ -31,7 +31,8 @@ from bus.errors import BusError
 from bus.runtime import Runtime
 from bus.wakeup import Wakeup
 from manager.processes import CONDITIONS, Process, command
-from policies.loader import DEVELOPMENT_ENV, load
+from bus.development import DEVELOPMENT_ENV
+from policies.loader import load
 
 log = logging.getLogger(__name__)
 

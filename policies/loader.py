@@ -8,13 +8,13 @@ import os
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from bus import development
 from policies.checker import PolicyError, TomlFile
 from policies.crosscheck import cross_check
 from policies.rules import MODEL_SCHEMA, MODELS, SCHEMA
 from policies.settings import File, Section, file_view, section_view
 
 DEFAULT_DIR = Path(__file__).resolve().parent
-DEVELOPMENT_ENV = "LENS_DEVELOPMENT"  # "1" under `lens up` (manager.launcher) and the development image's units
 
 
 class Policy(NamedTuple):
@@ -42,7 +42,7 @@ class Policy(NamedTuple):
         units run (each says so in DEVELOPMENT_ENV; a product image's units never do, so with the shipped
         policy it never listens)."""
         listen = self.assistant.wake.listen
-        return listen == "on" or (listen == "development" and os.environ.get(DEVELOPMENT_ENV) == "1")
+        return listen == "on" or (listen == "development" and development.declared())
 
 
 def load(directory: str | Path | None = None, model: str | None = None, *,

@@ -314,3 +314,19 @@ def test_the_mic_while_nobody_captures_reaches_only_the_listener_the_shell_names
     wait_for(lambda: marker, what="a message sent after the last block", poll=run_all)
     assert len(blocks) == count, "a block reached the spotter after the shell named no listener"
     assert [m for m in peeked + everything if m.topic == "audio.wake.mic"] == [], "another heard the idle mic"
+
+
+def test_a_product_images_broker_knows_no_developer_traffic(procs, runtime, nodes):
+    """Bench and demo topics are not the product's (bus.development): a broker started as a product image's
+    unit (systemd's INVOCATION_ID, no LENS_DEVELOPMENT) refuses them as unknown, while a developer's tool
+    that knows them still publishes them."""
+    procs.start_ready("-m", "broker", env_extra={"INVOCATION_ID": "0123abcd", "LENS_DEVELOPMENT": "0"})
+    listener = nodes("listener")
+    demo, beats = collect(listener, "demo"), collect(listener, "node.heartbeat")
+    listener.start()
+    tool = nodes("demo").start()
+    tool.publish("demo.tick", n=1, text="a developer's traffic")
+    tool.publish("node.heartbeat", node="demo", pid=os.getpid(), incarnation=1, period_s=None)  # after it
+    wait_for(lambda: [m for m in beats if m.source == "demo"], what="the tool's beat after its tick",
+             poll=listener.run_once)
+    assert demo == []

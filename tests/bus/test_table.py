@@ -177,3 +177,24 @@ def test_every_rate_in_the_table_is_what_the_code_does():
     }
     declared = {name: topic.rate_hz for name, topic in TOPICS.items() if topic.rate_hz}
     assert declared == pytest.approx(code)
+
+
+def test_bench_and_demo_topics_are_out_of_the_product_table_and_unknown_in_a_product_unit():
+    import os
+    import subprocess
+    import sys
+
+    from bus.topics import _DEVELOPMENT_TABLE, _TABLE
+    from tests.conftest import REPO
+
+    assert not [t.name for t in _TABLE if t.name.split(".")[0] in ("bench", "demo")]
+    assert {t.name.split(".")[0] for t in _DEVELOPMENT_TABLE} == {"bench", "demo"}
+    script = "from bus.topics import TOPICS; print(sorted({n.split('.')[0] for n in TOPICS} & {'bench', 'demo'}))"
+    known = {}
+    for place, extra in (("product unit", {"INVOCATION_ID": "x", "LENS_DEVELOPMENT": "0"}),
+                         ("development unit", {"INVOCATION_ID": "x", "LENS_DEVELOPMENT": "1"}),
+                         ("by hand", {})):
+        env = {k: v for k, v in os.environ.items() if k not in ("INVOCATION_ID", "LENS_DEVELOPMENT")} | extra
+        known[place] = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True,
+                                      text=True, check=True).stdout.strip()
+    assert known == {"product unit": "[]", "development unit": "['bench', 'demo']", "by hand": "['bench', 'demo']"}

@@ -21,7 +21,7 @@ from bus.node import Node
 from daemons.audio import simspeech
 from manager.launcher import runnable
 from manager.processes import PROCESSES
-from policies.loader import DEVELOPMENT_ENV
+from bus.development import DEVELOPMENT_ENV
 from shell.daemon import AUDIT_FILE
 from tests.conftest import REPO, tuned_policies
 from tests.daemons.test_assistant import CHANGES, assistant_system
