@@ -16,30 +16,11 @@ from bus.errors import RequestTimeout
 from bus.topics import LIMIT_BURST_S, TOPICS
 from tests.bus.test_pubsub import collect
 from tests.bus.test_security import app_node
-from tests.conftest import DEADLINE_S, wait_for, wait_line
+from tests.conftest import DEADLINE_S, REPO, wait_for, wait_line
 
-# Idle unix connections, no ZeroMQ greeting, as fast as one process can make them, held until its own
-# descriptors run out (then the oldest go); progress on stdout.
-ATTACK = """
-import collections, resource, socket, sys
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
-held, opened = collections.deque(), 0
-while True:
-    for path in sys.argv[1:]:
-        if len(held) >= 12000:
-            held.popleft().close()
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.connect(path)
-        except OSError:
-            s.close()
-            continue
-        held.append(s)
-        opened += 1
-        if opened % 1000 == 0:
-            print("opened", opened, flush=True)
-"""
+# Idle unix connections, no ZeroMQ greeting, as fast as one process can make them, with no end (0), held until
+# its own descriptors run out (then the oldest go); progress on stdout. The board's hostile check runs it too.
+ATTACK = str(REPO / "board/overlay-development/usr/local/lib/lensos-vm/idle_flood.py")
 LIMITED_BROKER = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_NOFILE, ({0}, {0})); "
                   "sys.argv = ['broker.broker']; runpy.run_module('broker.broker', run_name='__main__')")
 
@@ -57,7 +38,7 @@ def test_idle_connections_without_a_key_neither_crash_the_broker_nor_stop_its_tr
     listener.start()
     talker.start()
     paths = [runtime.socket_path(name) for name in runtime.socket_names()]
-    attacker = procs.start("-c", ATTACK, *map(str, paths))
+    attacker = procs.start(ATTACK, "0", *map(str, paths))
     wait_line(attacker.stdout, f"opened {(limit // 1000 + 2) * 1000}")  # more than the broker has descriptors
     # Valid traffic, measured during the attack: it flows, and a process that starts now gets on the bus.
     sent = 0
