@@ -199,7 +199,7 @@ _TABLE = [
            # The state's properties, as shell/machine.py declares them with the states: act on these, not on names.
            "running": "bool", "resumable": "bool", "alive": "bool", "recording_allowed": "bool", "remote_calls": "bool",
            "capture_paused": "bool", "display_on": "bool", "wake_listening": "bool", "power_at_risk": "bool",
-           "swapping": "bool", "shutting_down": "bool", "power": "dict",
+           "swapping": "bool", "shutting_down": "bool", "asleep": "bool", "power": "dict",
            "focus": "dict", "privacy": "dict", "nodes": "dict", "silent": "dict?", "boot_s": "float?",
            "model": "str", "lost": "dict?"},
           doc="the system state as the shell decided it: what `lens status` shows and the HUD mirrors. nodes: "

@@ -21,6 +21,10 @@ LISTENER = "waked"  # the wake-phrase spotter (manager/processes.py): the one ea
 WAKING = ("display", "audio_out")  # a transient claim on these wakes sleeping glasses
 MISSED_BEATS = 3  # heartbeats an owner may miss (a busy machine's late ones) before it counts as hung
 HOLDER_BEAT_S = 5.0  # an app's pace while it holds focus (beat_for); holding nothing, its own, slower
+# The idle clock, from the machine's own table: where inactivity dims the glasses, and where it puts them to sleep
+DIMS = machine.sources("inactive")
+SLEEPS = machine.sources("idle_timeout")
+WAKES_FROM = tuple(s for s in machine.sources("activity", machine.AWAKE) if s != machine.AWAKE)  # a swap ends awake
 
 
 @dataclass
@@ -41,7 +45,7 @@ class ShellCore:
         self.missing: list[str] = []  # required daemons that missed the boot deadline
         self.boot_deadline = now + policy.system.boot.deadline_s
         self.last_activity = now
-        self.resume_state = "active"
+        self.resume_state = machine.AWAKE
         self.foreground: str | None = (restored or {}).get("foreground")
         self.saved_state: dict | None = None
         self.notices: list[Notice | CaptureNotice] = []  # to deliver; the daemon empties it
@@ -58,7 +62,7 @@ class ShellCore:
         self.ready.add(name)
         if name == LISTENER and self.policy.wake_listening:  # where the policy is off, it is never heard
             self.privacy.listener = name
-        if self.state == "booting" and set(self.policy.system.boot.required) <= self.ready:
+        if self.state == machine.INITIAL and set(self.policy.system.boot.required) <= self.ready:
             self._finish_boot()
         elif name in self.missing:
             self.missing.remove(name)
@@ -91,7 +95,7 @@ class ShellCore:
         self.last_seen[owner] = now
         if decision.status == "granted":
             self._wake_after_swap()
-            if resource in WAKING and kind != "exclusive" and self.state == "sleep":
+            if resource in WAKING and kind != "exclusive" and machine.has(self.state, "asleep"):
                 self.input(now)  # a notification, an alert, a call: the wearer should see or hear it
         self._deliver(decision.notices, now)
         if decision.status == "granted" and resource in CAPTURE_RESOURCES:
@@ -195,13 +199,13 @@ class ShellCore:
         for owner, seen in list(self.last_seen.items()):
             if now - seen > self.silence_limit(owner):
                 self.owner_gone(owner, now, f"silent for {now - seen:.1f} s")
-        if self.state == "booting" and now >= self.boot_deadline:
+        if self.state == machine.INITIAL and now >= self.boot_deadline:
             self.missing = sorted(set(self.policy.system.boot.required) - self.ready)
             self._finish_boot()
         idle = self.policy.system.idle
-        if self.state == "active" and now - self.last_activity >= idle.dim_after_s:
+        if self.state in DIMS and now - self.last_activity >= idle.dim_after_s:
             self.inactive()
-        if self.state in ("idle", "low_power") and \
+        if self.state in SLEEPS and \
                 now - self.last_activity >= idle.dim_after_s + idle.sleep_after_s:
             self.idle_timeout()
 
@@ -213,11 +217,11 @@ class ShellCore:
     def next_deadline(self) -> float | None:
         idle = self.policy.system.idle
         candidates = [self.privacy.next_deadline()]
-        if self.state == "booting":
+        if self.state == machine.INITIAL:
             candidates.append(self.boot_deadline)
-        if self.state == "active":
+        if self.state in DIMS:
             candidates.append(self.last_activity + idle.dim_after_s)
-        if self.state in ("idle", "low_power"):
+        if self.state in SLEEPS:
             candidates.append(self.last_activity + idle.dim_after_s + idle.sleep_after_s)
         candidates += [seen + self.silence_limit(owner) for owner, seen in self.last_seen.items()]
         return min((c for c in candidates if c is not None), default=None)
@@ -279,18 +283,6 @@ class ShellCore:
     def all_batteries_in(self) -> bool:
         return all(self.power.present)
 
-    def resumes_active(self) -> bool:
-        return self.resume_state == "active"
-
-    def resumes_idle(self) -> bool:
-        return self.resume_state == "idle"
-
-    def resumes_sleep(self) -> bool:
-        return self.resume_state == "sleep"
-
-    def resumes_low_power(self) -> bool:
-        return self.resume_state == "low_power"
-
     def remember_state(self) -> None:
         self.resume_state = self.state
 
@@ -311,8 +303,8 @@ class ShellCore:
 
     def _wake_after_swap(self) -> None:
         """Someone is using the glasses during a swap: it must end awake, not back asleep."""
-        if self.state == "battery_swap" and self.resume_state in ("idle", "sleep"):
-            self.resume_state = "active"
+        if machine.has(self.state, "swapping") and self.resume_state in WAKES_FROM:
+            self.resume_state = machine.AWAKE
 
     # --- internals -----------------------------------------------------------------------
     def _finish_boot(self) -> None:
@@ -326,12 +318,12 @@ class ShellCore:
         if machine.has(self.state, "shutting_down"):
             return
         if not any(power.present) or power.percent is None:  # all out: the bridge's to say, until it is low
-            if self.state == "battery_swap" and self._bridge_low():
+            if machine.has(self.state, "swapping") and self._bridge_low():
                 self.bridge_low()
             return
         if power.percent < thresholds.critical_percent:
             self.power_critical()
-        elif self.state == "battery_swap" and self._bridge_low():
+        elif machine.has(self.state, "swapping") and self._bridge_low():
             self.bridge_low()
         elif power.percent < thresholds.low_percent:
             self.power_low()
@@ -350,7 +342,7 @@ class ShellCore:
             return f"{owner} may not claim {cls} (at most {allowed}, policies/focus.toml [roles])"
         if machine.has(self.state, "shutting_down"):
             return f"the system is shutting down ({self.state})"
-        if resource in CAPTURE_RESOURCES and self.state == "sleep":
+        if resource in CAPTURE_RESOURCES and machine.has(self.state, "asleep"):
             return "the glasses are asleep"
         if purpose == "video" and not self.recording_allowed:
             return f"video recording is not allowed in {self.state}"
@@ -363,7 +355,14 @@ class ShellCore:
             if notice.resource in CAPTURE_RESOURCES:
                 if notice.status in ("lost", "suspended"):
                     self.notices += self.privacy.stop(notice.owner, notice.resource, now)
-                elif notice.status == "granted" and self.state not in ("sleep", "critical", "shutdown"):
+                elif notice.status == "granted" and not (machine.has(self.state, "asleep")
+                                                         or machine.has(self.state, "shutting_down")):
                     claim = self.arbiter.holder(notice.resource)
                     self.notices += self.privacy.want(notice.owner, notice.resource, claim.reason, now,
                                                       claim.behalf)
+
+
+# The battery swap's way back, one condition per state it may return to (shell/machine.py names them
+# resumes_<state>): made from the machine's list, so a state added there needs nothing written here.
+for _state in machine.RESUMABLE:
+    setattr(ShellCore, f"resumes_{_state}", lambda self, state=_state: self.resume_state == state)

@@ -35,6 +35,7 @@ from transitions import Machine
 #   power_at_risk      the power may go at any moment: what is recorded is checkpointed as it is entered
 #   swapping           a battery is out and the internal bridge carries the glasses
 #   shutting_down      the battery is empty: nothing new is granted, and what runs is saved
+#   asleep             the wearer is not using them: no capture, and a notification wakes them
 # And the panel's brightness in each state: a number, or the policy value that sets it (system.toml).
 STATES = [
     {"name": "booting", "brightness": 1.0, "tags": ("alive", "recording_allowed", "display_on")},
@@ -43,7 +44,7 @@ STATES = [
     {"name": "idle", "brightness": "idle.idle_brightness",
      "tags": ("running", "resumable", "alive", "recording_allowed", "remote_calls", "display_on", "wake_listening")},
     {"name": "sleep", "brightness": 0.0,
-     "tags": ("resumable", "alive", "recording_allowed", "remote_calls", "capture_paused", "wake_listening")},
+     "tags": ("resumable", "alive", "recording_allowed", "remote_calls", "capture_paused", "wake_listening", "asleep")},
     {"name": "low_power", "brightness": "power.low_power_brightness", "tags": ("resumable", "alive", "display_on")},
     {"name": "battery_swap", "brightness": "swap.brightness",
      "tags": ("alive", "capture_paused", "display_on", "power_at_risk", "swapping")},
@@ -55,7 +56,7 @@ STATES = [
 ]
 INITIAL = STATES[0]["name"]
 TAGS = ("running", "resumable", "alive", "recording_allowed", "remote_calls", "capture_paused", "display_on",
-        "wake_listening", "power_at_risk", "swapping", "shutting_down")
+        "wake_listening", "power_at_risk", "swapping", "shutting_down", "asleep")
 _TAGS = {state["name"]: frozenset(state["tags"]) for state in STATES}
 
 
@@ -87,10 +88,12 @@ _BRIGHTNESS = {state["name"]: state["brightness"] for state in STATES}
 _MACHINE_STATES = [{key: value for key, value in state.items() if key not in ("tags", "brightness")}
                    for state in STATES]
 
+AWAKE = "active"  # where the wearer's activity leads (the activity trigger's destination)
+
 TRANSITIONS = [
     {"trigger": "booted", "source": "booting", "dest": "active"},
     # The wearer: a tap, the wake phrase, a notification.
-    {"trigger": "activity", "source": ["active", "idle", "sleep"], "dest": "active", "after": "note_activity"},
+    {"trigger": "activity", "source": ["active", "idle", "sleep"], "dest": AWAKE, "after": "note_activity"},
     {"trigger": "activity", "source": ["booting", "low_power", "battery_swap", "critical", "shutdown"],
      "dest": None, "after": "note_activity"},
     {"trigger": "inactive", "source": "active", "dest": "idle"},
@@ -116,6 +119,17 @@ TRANSITIONS = [
 # Events that may arrive in critical or shutdown and are then simply too late to matter.
 TOO_LATE = ("power_low", "power_ok", "power_critical", "battery_out", "battery_in", "bridge_low",
             "idle_timeout", "inactive")
+
+
+_ANY = object()
+
+
+def sources(trigger: str, dest: object = _ANY) -> tuple[str, ...]:
+    """The states ``trigger`` is declared for (only those it leads to ``dest`` from, if given), in the table's
+    order: the shell's timers ask which states the idle clock runs in, rather than naming them again."""
+    found = [state for t in TRANSITIONS if t["trigger"] == trigger and (dest is _ANY or t["dest"] == dest)
+             for state in (t["source"] if isinstance(t["source"], list) else [t["source"]])]
+    return tuple(state["name"] for state in STATES if state["name"] in found)
 
 
 def build(model) -> Machine:

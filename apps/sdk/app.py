@@ -332,11 +332,11 @@ class App:
             self.on_permission_denied(msg.payload)
 
     def _on_gesture(self, msg: Message) -> None:
-        # The touch that wakes glasses with a dark panel is the shell's, not the app's: tapping the dark temple
-        # to wake them took a photo when the camera app was in front (the boot check's wake tap did). The
-        # shell's word that they are awake comes after the gesture, so the state as last heard says it was
-        # that one. A global gesture (the capture button) is meant wherever it is pressed.
-        if msg.payload["source"] == "touchpad" and self.shell.get("display_on") is False:
+        # The touch that wakes sleeping glasses is the shell's, not the app's: tapping the dark temple to wake
+        # them took a photo when the camera app was in front (the boot check's wake tap did). The shell's
+        # word that they are awake comes after the gesture, so the state as last heard says it was that one.
+        # A global gesture (the capture button) is meant wherever it is pressed.
+        if msg.payload["source"] == "touchpad" and self.shell.get("asleep"):
             return
         if self.foreground or msg.payload["gesture"] in self.global_gestures:
             self.on_gesture(msg.payload["gesture"])

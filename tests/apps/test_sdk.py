@@ -138,10 +138,10 @@ def test_the_touch_that_wakes_sleeping_glasses_is_not_the_apps_but_the_capture_b
 
     app = Camera()
     try:
-        app._on_shell(msg("shell.state", "shell", state="sleep", display_on=False, foreground="camera"))
+        app._on_shell(msg("shell.state", "shell", state="sleep", asleep=True, foreground="camera"))
         app._on_gesture(msg("input.gesture", "inputd", gesture="tap", source="touchpad", mono_ns=1))
         app._on_gesture(msg("input.gesture", "inputd", gesture="button", source="button", mono_ns=2))
-        app._on_shell(msg("shell.state", "shell", state="active", display_on=True, foreground="camera"))
+        app._on_shell(msg("shell.state", "shell", state="active", asleep=False, foreground="camera"))
         app._on_gesture(msg("input.gesture", "inputd", gesture="tap", source="touchpad", mono_ns=3))
         assert app.got == ["button", "tap"], "the waking tap went to the app"
     finally:
