@@ -44,6 +44,7 @@ from bus import keys  # noqa: E402
 from bus.node import Node  # noqa: E402
 from bus.runtime import Runtime  # noqa: E402
 from policies.loader import load  # noqa: E402
+from policies.rules import MODELS  # noqa: E402
 
 TARGETS_MS = {"touch to frame": ("p99", 50), "said to card": ("p50", 150), "battery pulled to swap card": ("p99", 100)}
 
@@ -210,7 +211,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--capture-trials", type=int, default=50, help="each waits for the LED's hold (3 s)")
-    parser.add_argument("--profile", default="s1", choices=("s1", "g1"),
+    parser.add_argument("--profile", default="s1", choices=MODELS,
                         help="g1: the display-less model, where only the spoken answer is measured")
     args = parser.parse_args()
     directory = tempfile.mkdtemp(prefix="lf-", dir="/tmp")

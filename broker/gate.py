@@ -27,9 +27,10 @@ checked here is never a name a message claims for itself.
 - **Confined.** An identity of ``CONFINED`` in the table (the wake-phrase
   spotter) publishes its own topics and a node's signs of life, nothing else:
   no request, no topic anyone else may say.
-- **Developer only.** Requests that drive the simulation (``dev_only`` in the
-  table) are the developer's tools' to send: no app moves the simulated
-  battery, LED or touchpad.
+- **Askers.** A request the table gives ``askers`` is theirs and the
+  developer's tools' to send: the shell's word to appd, and (none at all) the
+  requests that drive the simulation: no app moves the simulated battery, LED
+  or touchpad, or starts and stops another's process.
 """
 
 from __future__ import annotations
@@ -95,8 +96,8 @@ class Gate:
         who = identity.decode()
         if who in (DEVELOPER, BROKER):
             return None
-        if spec.dev_only:
-            return "the developer's tools only"
+        if spec.askers is not None and who not in spec.askers:
+            return f"asked by {' and '.join(spec.askers)} only" if spec.askers else "the developer's tools only"
         if who in CONFINED and spec.owner != who and spec.name not in LIFE_SIGNS:
             return f"published by {'others' if spec.owner == ANY_NODE else spec.owner} only: {who} may say " \
                    "nothing but its own topics (bus.topics.CONFINED)"

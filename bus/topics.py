@@ -67,13 +67,13 @@ class Topic:
     """One row of the table. Not a dataclass: every process imports this module (see bus/slotted.py)."""
 
     __slots__ = ("name", "kind", "owner", "fields", "rate_hz", "max_size", "permission", "doc", "reply",
-                 "reply_max_size", "readers", "dev_only", "limit_hz", "schema", "result_schema",
+                 "reply_max_size", "readers", "askers", "limit_hz", "schema", "result_schema",
                  "latched", "quick", "wire", "lane", "personal", "starts_trace")
 
     def __init__(self, name: str, kind: Kind, owner: str, fields: dict[str, str], *, rate_hz: float = 0.0,
                  max_size: int = 0, permission: str | None = None, doc: str = "",
                  reply: dict[str, str] | None = None, reply_max_size: int = 0,
-                 readers: tuple[str, ...] | None = None, dev_only: bool = False, limit_hz: float = 20.0,
+                 readers: tuple[str, ...] | None = None, askers: tuple[str, ...] | None = None, limit_hz: float = 20.0,
                  starts_trace: bool = False):
         self.name, self.kind, self.fields = name, kind, fields
         self.owner = owner  # the node allowed to publish it (for REQUEST: the node that serves it)
@@ -91,7 +91,10 @@ class Topic:
         elif readers is None and kind is Kind.REPLY:
             readers = ("@to",)
         self.readers = readers
-        self.dev_only = dev_only  # REQUEST only: the developer's tools may ask it (driving the simulation), no app
+        # REQUEST only: the identities that may ask it besides the developer's tools (the broker holds senders to
+        # it: broker.gate). None: anyone (its server decides); (): the developer's tools alone (the requests that
+        # drive the simulation: no app moves the simulated battery, LED or touchpad).
+        self.askers = askers
         # Messages a second the broker lets through from one sender that is not the owner (a request, a topic of
         # ANY_NODE), in bursts of up to LIMIT_BURST_S seconds' worth; the rest dropped, counted and reported.
         self.limit_hz = limit_hz
@@ -179,7 +182,7 @@ _TABLE = [
           doc="the broker's tap (a ring of what it forwards, bus/tap.py) gained or lost a watching tool: "
               "subscribing to this topic is what asks for it; with no readers left the ring is gone"),
     Topic("bus.snapshot.request", Kind.REQUEST, "recorder", {}, reply={"path": "str", "messages": "int"},
-          dev_only=True,
+          askers=(),
           doc="a snapshot recorder (`lens bus record --snapshot S`) writes the last S seconds to a file"),
     Topic("node.heartbeat", Kind.EVENT, ANY_NODE,
           {"node": "str", "pid": "int", "incarnation": "int", "period_s": "float?"},
@@ -248,7 +251,7 @@ _TABLE = [
           {"lit": "bool", "cmd": "int", "fault": "str?", "brightness": "int", "backend": "str"},
           doc="the LED as read back after applying command cmd; fault names what is wrong"),
     Topic("led.sim.request", Kind.REQUEST, "ledd", {"fault": "str?"}, reply={"fault": "str?"},
-          dev_only=True,
+          askers=(),
           doc="simulated backend only: break the LED (fault text) or mend it (none)"),
     # --- powerd: two swappable batteries and the bridge --------------------------------
     Topic("power.state", Kind.STATE, "powerd",
@@ -259,7 +262,7 @@ _TABLE = [
           doc="removed, inserted, low, critical, bridge_low"),
     Topic("power.sim.request", Kind.REQUEST, "powerd", {"action": "str", "battery": "str", "percent": "float?"},
           reply={"present": "list[bool]"},
-          dev_only=True,
+          askers=(),
           doc="simulated backend only: pull or insert a battery (left, right), or set its charge"),
     # --- camerad: frames through a shared-memory ring --------------------------------------
     Topic("camera.frame", Kind.STREAM, "camerad",
@@ -280,7 +283,7 @@ _TABLE = [
               "and the LED is confirmed lit"),
     Topic("camera.sim.request", Kind.REQUEST, "camerad",
           {"image": "str?", "scale": "float?", "rotate": "float?", "tilt": "float?"}, reply={"showing": "str"},
-          dev_only=True,
+          askers=(),
           doc="simulated backend only: show this picture (a PNG or JPEG path) to the camera, fitted and "
               "centred, at a scale of that fit, turned and tilted (degrees); or the usual pattern or "
               "folder again (none)"),
@@ -300,7 +303,7 @@ _TABLE = [
     Topic("input.state", Kind.STATE, "inputd", {"backend": "str", "devices": "list[str]", "fault": "str?"},
           doc="the input devices inputd reads; fault names one that went away"),
     Topic("input.sim.request", Kind.REQUEST, "inputd", {"gesture": "str"}, reply={"events": "int"},
-          dev_only=True,
+          askers=(),
           doc="simulated backend only: play a gesture as the raw events a finger makes"),
     # --- displayd: what the wearer sees (S1), or hears instead (G1) ------------------------------
     Topic("display.card.request", Kind.REQUEST, "displayd",
@@ -370,7 +373,7 @@ _TABLE = [
               "never off the glasses (the bridge refuses a topic with a permission)"),
     Topic("audio.sim.mic.request", Kind.REQUEST, "audiod",
           {"text": "str?", "wav": "str?", "voice": "str?", "wpm": "int?", "when": "str?"},
-          reply={"length_s": "float", "open": "bool"}, dev_only=True,
+          reply={"length_s": "float", "open": "bool"}, askers=(),
           doc="simulated backend only: speak text (espeak-ng) or play a WAV (absolute path) into the mic, once, "
               "when it is next open (at once if it is); when='capture': not before it is opened for a capture "
               "(the temple held: not into the wake-phrase spotter's ear, which has it until then)"),
@@ -425,7 +428,7 @@ _TABLE = [
           doc="every app by id: name, state (stopped, starting, running, stopping, failed, hidden) and why; "
               "the manifests that are wrong"),
     Topic("appd.process.request", Kind.REQUEST, "appd", {"app": "str", "action": "str"},
-          reply={"pid": "int?"},
+          reply={"pid": "int?"}, askers=("shell",),
           doc="the shell's word to the app host: start or stop an app's process (nobody else's is taken)"),
     Topic("appd.state", Kind.STATE, "appd", {"running": "dict", "failed": "dict", "wanted": "list[str]",
                                              "users": "dict", "shared_user": "str?"},
@@ -505,6 +508,13 @@ def lookup(name: str) -> Topic:
         hint = f" (did you mean {', '.join(near)}?)" if near else ""
         raise UnknownTopic(f"unknown topic {name!r}{hint}; topics are declared in bus/topics.py")
     return topic
+
+
+def from_owner(topic: str, source: str) -> bool:
+    """Did the topic's owner (by the table) say it? For tools that hear every sender (a recording, the tap), as
+    a node's loop applies the owner column to its handlers: the developer's key may speak as anyone."""
+    spec = TOPICS.get(topic)
+    return spec is not None and spec.owner in (ANY_NODE, source)
 
 
 def matches(prefix: str, topic: str) -> bool:

@@ -38,6 +38,7 @@ REORDER_S = 0.5  # lanes deliver out of publish order by far less than this
 # they are. A normal LED-off comes only after the hold time after capture ended, so no frame is near it.
 LED_GRACE_S = 0.25
 CAPTURE_DATA = {"camera.frame": "camera", "audio.mic": "mic"}
+SHELL = TOPICS["shell.focus.notice"].owner  # who decides focus: its other words end a batch of notices
 HOLDING, LEAVING = ("granted", "restored"), ("lost", "suspended", "ducked", "denied")
 
 
@@ -121,7 +122,7 @@ class Checker:
         self._now = max(self._now, msg.mono_ns)
         self.counts["messages"] += 1
         self.seen.add(msg.topic)
-        if msg.source == "shell" and msg.topic != "shell.focus.notice":
+        if msg.source == SHELL and msg.topic != "shell.focus.notice":
             self._settle_grants()  # the shell finished a batch of notices: judge the grants in it
         self._expire()
         if self._incarnations.setdefault(msg.source, msg.incarnation) != msg.incarnation:

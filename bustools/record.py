@@ -28,7 +28,7 @@ from bus.node import Node
 from bus.errors import RequestRefused
 from frames.ring import FrameOverrun
 from frames.door import RingFollower
-from bus.topics import matches
+from bus.topics import from_owner, matches
 
 log = logging.getLogger("recorder")
 
@@ -178,7 +178,7 @@ class Recorder:
         else:
             self.consent.kept(msg.topic, payload)
         self._keep(msg.topic, msg.source, bag.encode(msg.topic, payload, header), now, msg.wall_ns, msg.seq)
-        if msg.topic == "camera.frame" and msg.source == "camerad" and self.consent is not None:
+        if msg.topic == "camera.frame" and from_owner(msg.topic, msg.source) and self.consent is not None:
             self.frames += 1
             if (self.frames - 1) % self.frame_every == 0:
                 self._image(msg, header, now)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from bus.envelope import Message
-from bus.topics import TOPICS, Kind
+from bus.topics import TOPICS, Kind, from_owner
 
 QUIET_S = 1.5  # a reaction follows the gesture, or the reaction before it, within this; then the list is done
 LONGEST_S = 6.0  # a chain of reactions is cut here (a card that animates would never be quiet)
@@ -61,7 +61,7 @@ AT_ONCE = Aftermath(None, gesture=False)
 
 def of_gesture(name: str) -> Aftermath:
     """From the gesture as inputd made it of the simulated finger; then whoever took it."""
-    return Aftermath(lambda msg: msg.topic == "input.gesture" and msg.source == "inputd"
+    return Aftermath(lambda msg: msg.topic == "input.gesture" and from_owner(msg.topic, msg.source)
                      and msg.payload["gesture"] == name, gesture=True)
 
 
@@ -159,7 +159,7 @@ class Reactions:
         return source in GESTURE_TAKERS or source in self.apps
 
     def on_message(self, msg: Message) -> None:
-        if msg.topic == "shell.apps" and msg.source == "shell":
+        if msg.topic == "shell.apps" and from_owner(msg.topic, msg.source):
             self.apps = set(msg.payload["apps"])
         reaction = self.reaction(msg)
         for watch in list(self.watches):

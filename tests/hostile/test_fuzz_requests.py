@@ -56,7 +56,7 @@ def app_requests():
     """Request topics served by a process of the table that an app may ask (the server judges); the ones that
     drive the simulation are the developer's tools' only, refused at the broker (tests/hostile/test_broker.py)."""
     running = {process.name for process in PROCESSES}
-    return [t for t in TOPICS.values() if t.kind is Kind.REQUEST and t.owner in running and not t.dev_only]
+    return [t for t in TOPICS.values() if t.kind is Kind.REQUEST and t.owner in running and t.askers is None]
 
 
 @pytest.mark.slow

@@ -11,8 +11,9 @@ import pytest
 
 from apps.sdk.app import App, Refused
 from bus import keys
+from bus.errors import RequestTimeout
 from shell.daemon import SAVED_FILE
-from tests.conftest import REPO
+from tests.conftest import DEADLINE_S, REPO
 from tests.system import FAST, System
 
 CRASHY = '''"""Exits with status 3 the first time it runs (it leaves a mark), stays up after that."""
@@ -132,7 +133,7 @@ def test_an_app_is_started_in_front_and_stopped_and_home_comes_back(procs, runti
 
 
 @pytest.mark.slow
-def test_refusals_name_why_and_only_the_shell_drives_appd(procs, runtime, tmp_path):
+def test_refusals_name_why_and_only_the_shell_drives_appd(procs, runtime, tmp_path, monkeypatch):
     system, user = start_system(procs, runtime, tmp_path)
     user.wait(lambda: app_state(user, "home") == "running", "home up")
     for args, why in ((("start", "nosuch"), "no app 'nosuch' (installed: camera, crashy, home, oneshot, shy, viewer)"),
@@ -140,15 +141,23 @@ def test_refusals_name_why_and_only_the_shell_drives_appd(procs, runtime, tmp_pa
                       (("start", "broken"), "broken/manifest.toml:4: app.permissions: unknown 'x-ray'")):
         done = procs.run_lens("app", *args)
         assert done.returncode != 0 and why in done.stderr
-    rogue = App("crashy", runtime, tmp_path / "apps")  # an app (by name) asking for what is not its business
+    # An app, with a key of its own as appd gives each, asking for what is not its business.
+    keys.generate(keys.app_keys_dir(runtime), ["crashy"])
+    monkeypatch.setenv("LENS_KEY", str(keys.app_keys_dir(runtime) / "crashy.key_secret"))
+    rogue = App("crashy", runtime, tmp_path / "apps")
+    security = []
+    rogue.node.subscribe("bus.security", lambda msg: security.append(msg.payload))
     rogue.node.start()
     try:
         with pytest.raises(Refused, match="crashy may stop only itself, not home"):
             rogue.ask("shell.app.request", app="home", action="stop")
         with pytest.raises(Refused, match="unknown action 'kill'"):
             rogue.ask("shell.app.request", app="home", action="kill")
-        with pytest.raises(Refused, match="only the shell starts and stops apps, not crashy"):
-            rogue.ask("appd.process.request", app="home", action="stop")
+        # The shell's word to appd is the shell's alone (its askers in the table): the broker drops and reports it.
+        with pytest.raises(RequestTimeout):
+            rogue.ask("appd.process.request", timeout=2.0, app="home", action="stop")
+        rogue.wait(lambda: [r for r in security if r["topic"] == "appd.process.request"
+                            and r["reason"] == "asked by shell only"], DEADLINE_S, "the broker's report")
     finally:
         rogue.node.close()
     assert app_state(user, "home") == "running" and "home" in user.latest["appd.state"]["running"]

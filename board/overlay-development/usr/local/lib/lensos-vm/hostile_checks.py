@@ -217,7 +217,7 @@ def fuzz(key: Path) -> dict:
     from bus.topics import TOPICS, Kind
     from manager.processes import PROCESSES
     running = {p.name for p in PROCESSES}
-    topics = [t for t in TOPICS.values() if t.kind is Kind.REQUEST and t.owner in running and not t.dev_only]
+    topics = [t for t in TOPICS.values() if t.kind is Kind.REQUEST and t.owner in running and t.askers is None]
     rng, answers, sent = random.Random(20261207), [], 0
     app = Bus(name="liar", key=key)
     try:
