@@ -95,6 +95,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="of non-wake speech, with --wake")
     parser.add_argument("--only", choices=("quiet", "noise"), help="one condition alone (two runs side by side)")
     parser.add_argument("--threshold", type=float, help="the keyword search's threshold, with --wake (default: shipped)")
+    parser.add_argument("--noisy-threshold", type=float, help="the same over a noisy floor, with --wake (default: shipped)")
     args = parser.parse_args()
     if args.wake:
         return wake(args)
@@ -143,7 +144,8 @@ def main() -> int:
 def wake(args) -> int:
     from daemons.wake.spotter import WakeSpotter
 
-    spotter = WakeSpotter("hey lens", **({"threshold": args.threshold} if args.threshold else {}))
+    spotter = WakeSpotter("hey lens", **({"threshold": args.threshold} if args.threshold else {}),
+                          **({"noisy_threshold": args.noisy_threshold} if args.noisy_threshold else {}))
     voices = [(v, int(w)) for v in args.voices.split(",") for w in args.speeds.split(",")]
     noise = pink_noise(RATE * 5)
     print(f"wake phrase 'hey lens', window {len(spotter.window) / RATE} s; {os.cpu_count()} cores, "

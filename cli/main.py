@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from apps.lens import cli as lens_commands
+from cli import catalog as lens_commands
 from bus import logs
 from bus.errors import BusError, BusNotRunning
 from cli import bus as bus_commands

@@ -1,4 +1,4 @@
-"""`lens lens index`: check the lens app's catalog and build its index, as the app does at start.
+"""`lens lens index`: check the lens app's catalog (apps/lens/catalog.py) and build its index, as the app does.
 
 Every broken [[item]] is named by file and line (and skipped, as the app skips it); then the index is built
 and measured (items, descriptors, build time, memory). On success catalog.toml's time is brought forward, so a
