@@ -100,12 +100,18 @@ class Feel:
                                                          if m.topic == "bench.ping"), None))
         self.hops.append((got[0] - got[1].mono_ns) / 1e6)
 
+    def trials(self, n: int, before=lambda: None):
+        """``n`` trials, each after ``before()`` and one hop through the broker: (which, its mark in the log,
+        when it starts)."""
+        for i in range(n):
+            before()
+            self.hop()
+            yield i, len(self.log), time.monotonic_ns()
+
     def touch(self, n: int) -> list[float]:
         out = []
-        for i in range(n):
+        for i, mark, _ in self.trials(n):
             gesture = ("swipe_forward", "double_tap")[i % 2]  # the launcher opens, then closes
-            self.hop()
-            mark = len(self.log)
             self.node.request("input.sim.request", gesture=gesture)
             recognised = self.first(mark, gesture, lambda mark: next(
                 (m for m in self.since(mark, "input.gesture") if m.payload["gesture"] == gesture), None))
@@ -121,10 +127,7 @@ class Feel:
 
     def said(self, n: int) -> list[float]:
         out = []
-        for _ in range(n):
-            self.hop()
-            mark = len(self.log)
-            t0 = time.monotonic_ns()
+        for _, mark, t0 in self.trials(n):
             self.node.request("assistant.say.request", text="what time is it")
             frame = self.frame_answering(mark, "assistantd", t0, "the assistant's card")
             out.append((frame.payload["mono_ns"] - t0) / 1e6)
@@ -134,10 +137,7 @@ class Feel:
         """G1: from the request to audiod's word that the answer's speech plays (the mixer has it; its first
         sample leaves within one block, policies/hardware.toml [audio] block_s)."""
         out = []
-        for _ in range(n):
-            self.hop()
-            mark = len(self.log)
-            t0 = time.monotonic_ns()
+        for _, mark, t0 in self.trials(n):
             self.node.request("assistant.say.request", text="what time is it")
             playing = self.first(mark, "the answer spoken", lambda mark: next(
                 (m for m in self.since(mark, "audio.state", "audiod") if any(
@@ -150,10 +150,7 @@ class Feel:
 
     def battery(self, n: int) -> list[float]:
         out = []
-        for _ in range(n):
-            self.hop()
-            mark = len(self.log)
-            t0 = time.monotonic_ns()
+        for _, mark, t0 in self.trials(n):
             self.node.request("power.sim.request", action="pull", battery="left")
 
             def swap_frame(mark):
@@ -176,10 +173,7 @@ class Feel:
 
     def capture(self, n: int) -> list[float]:
         out = []
-        for _ in range(n):
-            self.led_off()
-            self.hop()
-            mark = len(self.log)
+        for _, mark, _ in self.trials(n, before=self.led_off):
             self.node.request("input.sim.request", gesture="button_long")
             pressed = self.first(mark, "the long press", lambda mark: next(
                 (m for m in self.since(mark, "input.gesture") if m.payload["gesture"] == "button_long"), None))

@@ -83,10 +83,9 @@ def with_boot_apps(*apps: str) -> dict:
     return {**FAST, "system.toml": {**FAST["system.toml"], "apps": {"boot": list(apps)}}}
 
 
-@pytest.mark.slow
-def test_the_camera_app_takes_a_photo_on_a_press_records_while_held_and_saves_when_stopped(procs, runtime,
-                                                                                          tmp_path):
-    system = System(procs, runtime, tmp_path, with_boot_apps("camera"))
+def camera_running(procs, runtime, tmp_path, changes: dict):
+    """The glasses with the camera app started at boot (in the background), and a watcher of what they say."""
+    system = System(procs, runtime, tmp_path, changes)
     procs.start_ready("-m", "daemons.input")
     procs.start_ready("-m", "daemons.display")
     procs.start_ready("-m", "apphost.appd")
@@ -95,6 +94,13 @@ def test_the_camera_app_takes_a_photo_on_a_press_records_while_held_and_saves_wh
     user.node.subscribe("shell.apps", user._keep)
     user.wait(lambda: (user.latest.get("shell.apps") or {}).get("apps", {}).get("camera", {}).get("state")
               == "running", "appd starting the camera app at boot")
+    return system, user
+
+
+@pytest.mark.slow
+def test_the_camera_app_takes_a_photo_on_a_press_records_while_held_and_saves_when_stopped(procs, runtime,
+                                                                                          tmp_path):
+    system, user = camera_running(procs, runtime, tmp_path, with_boot_apps("camera"))
     assert user.latest["shell.state"]["foreground"] is None  # started at boot, it stays in the background
     # The capture button works from anywhere: the press brings the camera forward and takes the photo.
     user.ask("input.sim.request", gesture="button")
@@ -136,15 +142,7 @@ def test_a_full_disk_stops_the_recording_cleanly_and_the_wearer_the_shell_and_th
     with small_disk("1m") as media:
         changes = with_boot_apps("camera")
         changes["hardware.toml"] = {**changes["hardware.toml"], "camera": {"media_dir": str(media)}}
-        system = System(procs, runtime, tmp_path, changes)
-        procs.start_ready("-m", "daemons.input")
-        procs.start_ready("-m", "daemons.display")
-        procs.start_ready("-m", "apphost.appd")
-        user = system.watcher
-        user.node.subscribe("display.state", user._keep)
-        user.node.subscribe("shell.apps", user._keep)
-        user.wait(lambda: (user.latest.get("shell.apps") or {}).get("apps", {}).get("camera", {}).get("state")
-                  == "running", "appd starting the camera app at boot")
+        system, user = camera_running(procs, runtime, tmp_path, changes)
         user.ask("input.sim.request", gesture="button")
         user.wait(lambda: user.notices("camera.session", owner="camera"), "a photo")
         photo = next((media / "photos").iterdir())

@@ -177,6 +177,12 @@ def test_every_rate_in_the_table_is_what_the_code_does():
     }
     declared = {name: topic.rate_hz for name, topic in TOPICS.items() if topic.rate_hz}
     assert declared == pytest.approx(code)
+    # And the other way: a topic the timers' table (cli/timers.py, itself checked against every file that arms
+    # a repeating timer) says is published on a period has a rate here, not 0 ("on change").
+    from cli.timers import TIMERS
+
+    periodic = {timer.what for timer in TIMERS if timer.what in TOPICS}
+    assert periodic and periodic <= set(code), periodic - set(code)
 
 
 def test_bench_and_demo_topics_are_out_of_the_product_table_and_unknown_in_a_product_unit():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 
 import zmq
 
@@ -254,26 +255,32 @@ def test_lens_security_shows_the_refusals_by_kind_and_by_who(broker, procs, runt
     assert procs.run_lens("security", "--help").returncode == 0
 
 
+@contextmanager
+def app_socket(runtime, app: str):
+    """A bare PUB on the reliable lane with an app's own key and pass: what a hostile app can send."""
+    keys.generate(keys.app_keys_dir(runtime), [app])
+    pair = keys.load_pair(keys.app_keys_dir(runtime) / f"{app}.key_secret")
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUB)
+    try:
+        sock.setsockopt(zmq.LINGER, 0)
+        access.authenticate(sock, runtime, pair)
+        sock.connect(runtime.publish_endpoint("reliable"))
+        yield sock
+    finally:
+        sock.close(0)
+        ctx.term()
+
+
 def test_a_message_too_big_for_the_broker_is_counted_and_reported_with_its_sender(broker, runtime, nodes):
     developer = nodes("listener")
     reports = collect(developer, "bus.security")
     developer.start()
-    keys.generate(keys.app_keys_dir(runtime), ["music"])
-    pair = keys.load_pair(keys.app_keys_dir(runtime) / "music.key_secret")
-    ctx = zmq.Context()
-    try:
-        sock = ctx.socket(zmq.PUB)
-        sock.setsockopt(zmq.LINGER, 0)
-        access.authenticate(sock, runtime, pair)  # the app's own pass: let in, then too big
-        sock.connect(runtime.publish_endpoint("reliable"))
-
+    with app_socket(runtime, "music") as sock:  # the app's own pass: let in, then too big
         def dropped() -> list:
             sock.send_multipart([b"phone.notification", b"x" * 10_000_000])
             return [r.payload for r in reports if r.payload["reason"].startswith("dropped: ")]
         first = wait_for(dropped, what="the drop of a 10 MB message reported", poll=pump(developer))[0]
-    finally:
-        sock.close(0)
-        ctx.term()
     assert (first["identity"], first["topic"], first["uid"], first["pid"]) == ("?", "<connect>", os.getuid(),
                                                                                 os.getpid())
     assert broker.poll() is None
@@ -298,14 +305,7 @@ def test_big_messages_refused_leave_the_brokers_memory_as_it_was(broker, runtime
     developer = nodes("listener")
     reports = collect(developer, "bus.security")
     developer.start()
-    keys.generate(keys.app_keys_dir(runtime), ["music"])
-    pair = keys.load_pair(keys.app_keys_dir(runtime) / "music.key_secret")
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PUB)
-    try:
-        sock.setsockopt(zmq.LINGER, 0)
-        access.authenticate(sock, runtime, pair)
-        sock.connect(runtime.publish_endpoint("reliable"))
+    with app_socket(runtime, "music") as sock:
         wait_for(lambda: sock.send_multipart([b"demo.tick", b""]) or any(r.payload["identity"] == "music"
                                                                          for r in reports),
                  what="the app's connection", poll=pump(developer))
@@ -317,7 +317,4 @@ def test_big_messages_refused_leave_the_brokers_memory_as_it_was(broker, runtime
         for sent in range(1, 6):  # one at a time, each counted before the next: none still on its way
             sock.send_multipart([b"phone.notification", big])
             wait_for(lambda: refused() >= sent, what="a big message refused", poll=pump(developer))
-    finally:
-        sock.close(0)
-        ctx.term()
     assert rss_mib() - before < 3.0  # it was 7 MiB more, for good
