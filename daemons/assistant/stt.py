@@ -20,8 +20,10 @@ Both forget everything on ``reset()``: no audio outlives the question.
 
 from __future__ import annotations
 
+import array
 import json
 import logging
+import math
 import os
 import re
 from contextlib import contextmanager
@@ -29,6 +31,9 @@ from pathlib import Path
 from typing import Iterator
 
 log = logging.getLogger(__name__)
+
+
+VOICED_FRAMES = 10  # of 20 ms: the span whose mean level tells speech over steady noise
 
 
 class SttError(RuntimeError):
@@ -95,7 +100,12 @@ class SphinxStt:
     one of its sentences. So the same speech is decoded a second time as free phones (a phone loop, the
     usual garbage model) and the command's pronunciation is compared with them: past ``max_disagreement``
     (phone edits per phone of the command) it is refused, and the wearer is told it was not understood.
-    A false action is worse than "I didn't catch that"."""
+    A false action is worse than "I didn't catch that".
+
+    Over steady noise (a fan, traffic) its endpointer hears speech in the noise itself and never the end: the
+    session ran to its listen timeout. So the level of each 20 ms frame is also kept, and where the noise floor
+    (the quietest tenth of the frames so far) is over NOISY_FLOOR_DB, the speech has ended once the mean level
+    of the last NOISY_END_S is within NOISE_MARGIN_DB of that floor."""
 
     name = "pocketsphinx"
     listens = True
@@ -104,6 +114,10 @@ class SphinxStt:
     PRE_ROLL_S = 0.5  # kept before speech is detected: the endpointer decides a little after the onset
     MAX_UTTERANCE_S = 15.0  # of speech decoded at once: beyond it the words so far are taken
     FILLERS = {"SIL", "+SPN+", "+NSN+"}
+    NOISY_FLOOR_DB = -45.0  # dBFS: a quiet room is far under it (the sim's at -60), pink noise at 10 dB SNR -27
+    NOISE_MARGIN_DB = 3.0
+    NOISY_END_S = 0.5
+    VOICED_DB = 6.0  # a fifth of a second this far over the floor was speech
 
     def __init__(self, grammar: str, free_form: bool = False, end_window_s: float = 0.3,
                  max_disagreement: float = 0.9):
@@ -142,6 +156,8 @@ class SphinxStt:
         if not self.started:
             self.started, self.ended, self.speaking, self.unclear = True, False, False, False
             self.audio = self.pending = b""
+            self.levels = []  # each frame's level (dBFS) since the start: the noise floor is the quietest of them
+            self.loudest = -120.0  # the loudest fifth of a second so far (dBFS)
             self.endpointer = self.ps.Endpointer(window=self.end_window_s, sample_rate=self.RATE)
         if self.ended:
             return  # the words are complete; final() takes them
@@ -154,12 +170,28 @@ class SphinxStt:
             self.endpointer.process(frame)
             if not was and self.endpointer.in_speech:
                 self.speaking = True
-            elif was and not self.endpointer.in_speech:
+            quiet = self._quiet_over_noise(frame)
+            if was and not self.endpointer.in_speech or self.speaking and quiet:
                 self.ended = True
         if not self.speaking:
             self.audio = self.audio[-int(self.PRE_ROLL_S * self.RATE) * 2:]
         elif len(self.audio) >= self.MAX_UTTERANCE_S * self.RATE * 2:
             self.ended = True
+
+    def _quiet_over_noise(self, frame: bytes) -> bool:
+        """Was there speech over a noisy floor, and has the level been back at that floor for NOISY_END_S (the
+        end the endpointer misses in noise)? Noise alone is no speech: the wearer may not have begun."""
+        # Without numpy, which assistantd does not load for anything else: 50 frames a second of 320 samples.
+        samples = array.array("h", frame)
+        self.levels.append(10 * math.log10(max(sum(x * x for x in samples) / len(samples), 1.0) / 32768 ** 2))
+        tail = int(self.NOISY_END_S * self.RATE * 2 / len(frame))
+        if len(self.levels) >= VOICED_FRAMES:
+            self.loudest = max(self.loudest, sum(self.levels[-VOICED_FRAMES:]) / VOICED_FRAMES)
+        if len(self.levels) < 2 * tail:
+            return False
+        floor = sorted(self.levels)[len(self.levels) // 10]
+        return floor > self.NOISY_FLOOR_DB and self.loudest > floor + self.VOICED_DB and \
+            sum(self.levels[-tail:]) / tail < floor + self.NOISE_MARGIN_DB
 
     @staticmethod
     def _decode(decoder, audio: bytes) -> str:

@@ -99,6 +99,29 @@ def test_speech_outside_the_grammar_is_not_forced_onto_a_command():
     assert not stt.ended and stt.final() == "" and not stt.unclear, "silence is not speech"
 
 
+@needs_espeak
+def test_the_end_of_a_request_over_steady_noise_is_heard_and_steady_noise_alone_is_no_speech():
+    """Over pink noise at 10 dB SNR pocketsphinx's endpointer took the noise for speech and never heard the
+    end: the session ran to its listen timeout (8 s). The level against the noise floor ends it now."""
+    from bench.voice import pink_noise
+    from daemons.assistant.stt import open_stt
+
+    stt = open_stt("pocketsphinx")
+    noise = pink_noise(16000 * 5)
+    words = simspeech.speak("what time is it", 16000)
+    lead, tail = 8000, 16000 * 3
+    pcm = simspeech.with_noise(np.concatenate([np.zeros(lead, np.int16), words, np.zeros(tail, np.int16)]),
+                               noise, 10.0)
+    ended_at = next((at for at in range(0, len(pcm), 320)
+                     if stt.feed(pcm[at:at + 320].tobytes(), 16000) or stt.ended), None)
+    assert ended_at is not None, "the end of the speech was not heard"
+    after_s = (ended_at - lead - len(words)) / 16000
+    assert -0.3 < after_s < 1.5, f"ended {after_s:.2f} s after the words"  # espeak-ng's own tail is silence
+    stt.reset()
+    alone = np.resize(noise, 16000 * 4)
+    assert not any(stt.feed(alone[at:at + 320].tobytes(), 16000) or stt.ended for at in range(0, len(alone), 320))
+
+
 def test_noise_is_mixed_at_the_asked_ratio():
     speech = (np.sin(np.arange(16000) / 5) * 8000).astype(np.int16)
     noise = (np.cos(np.arange(16000) / 3) * 1000).astype(np.int16)
