@@ -62,7 +62,7 @@ _EVERYTHING = sorted({name.encode()[:1] for name in TOPICS})
 KINDS = (("unknown key", "unknown key"), ("wrong pass", "wrong pass"), ("no key", "no key"),
          ("no handshake", "silent connection"), ("a broken handshake", "broken handshake"),
          ("shed:", "connections shed"), ("published by", "not its topic"), ("unknown topic", "unknown topic"),
-         ("over ", "over its rate"), ("the developer's tools only", "developer only"),
+         ("over ", "over its rate"), ("the developer's tools only", "developer only"), ("asked by", "not its asker"),
          ("subscribed to", "eavesdropping"), ("not a two-frame", "malformed"), ("names none", "malformed"),
          ("too many kinds", "other"))
 MAX_WHO = 64  # senders bus.refusals names one by one (the most refused); the rest are added up

@@ -46,12 +46,13 @@ class Calls:
         if msg.source != owner and owner != ANY_NODE:
             self.intake.not_from_owner(msg, owner)
             return
+        if isinstance(msg.payload.get("result"), dict):
+            # Even a late answer (its call timed out here): the shell counts on the pace it named from now on.
+            self._follow_pace(msg.payload["result"])
         call = self._calls.get(msg.payload["cid"])
         if call is None or call.topic != msg.topic[: -len(".reply")] + ".request":
             return  # a late answer to a request that timed out
         call.reply = msg
-        if isinstance(msg.payload.get("result"), dict):
-            self._follow_pace(msg.payload["result"])
         if call.callback is not None:
             del self._calls[msg.payload["cid"]]
             call.timer.cancel()

@@ -200,9 +200,11 @@ _TABLE = [
     Topic("shell.state", Kind.STATE, "shell",
           {"state": "str", "degraded": "list[str]", "ready": "list[str]", "foreground": "str?", "brightness": "float",
            # The state's properties, as shell/machine.py declares them with the states: act on these, not on names.
-           "running": "bool", "resumable": "bool", "alive": "bool", "recording_allowed": "bool", "remote_calls": "bool",
-           "capture_paused": "bool", "display_on": "bool", "wake_listening": "bool", "power_at_risk": "bool",
-           "swapping": "bool", "shutting_down": "bool", "asleep": "bool", "power": "dict",
+           # Those since 2026-12-07 may be missing (a recording or a checkpoint from before): read as false.
+           "running": "bool", "recording_allowed": "bool", "remote_calls": "bool", "capture_paused": "bool",
+           "display_on": "bool", "resumable": "bool?", "alive": "bool?", "wake_listening": "bool?",
+           "power_at_risk": "bool?", "swapping": "bool?", "shutting_down": "bool?", "asleep": "bool?",
+           "power": "dict",
            "focus": "dict", "privacy": "dict", "nodes": "dict", "silent": "dict?", "boot_s": "float?",
            "model": "str", "lost": "dict?"},
           doc="the system state as the shell decided it: what `lens status` shows and the HUD mirrors. nodes: "
@@ -451,7 +453,7 @@ _TABLE = [
 
 
 # The developer's traffic: benchmarks and the demo publisher, never the product's. Known only where the
-# developer's tools are at home (bus.development: not in a product image's services), so a product's broker
+# developer's tools are at home (bus.development: not in a product image's units), so a product's broker
 # refuses these as any unknown topic, and no app there may fill the bus with 64 KiB bench messages.
 _DEVELOPMENT_TABLE = [
     # --- benchmark traffic (bench/bus.py) ----------------------------------------

@@ -230,8 +230,10 @@ class Checker:
             holders = self._holders.get(resource, {})
             for owner in [o for o in holders if o not in stack]:  # released: gone from the shell's stack
                 holders.pop(owner)
-        # The shell says when the power may go (its power_at_risk: a battery out, or critical): not state names
-        if p.get("power_at_risk") and self._recording and self._checkpoint_due is None:
+        # The shell says when the power may go (its power_at_risk: a battery out, or critical): not state names,
+        # but for a recording made before it said so (2026-12-07), whose states were these two
+        at_risk = p.get("power_at_risk") if "power_at_risk" in p else p.get("state") in ("battery_swap", "critical")
+        if at_risk and self._recording and self._checkpoint_due is None:
             self._checkpoint_due = (msg.mono_ns + self.checkpoint_ns, msg)
 
     def _expire(self) -> None:

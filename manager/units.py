@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bus.development import IMAGE_ENV
 from bus.keys import CREDENTIAL
 from manager.processes import PROCESSES, Process, command
 
@@ -96,6 +97,7 @@ def unit(process: Process, python: str, dirs: list[str] = ()) -> str:
         ("ExecStart", " ".join(command(process, python, "real"))),
         ("Environment", f"LENS_RUNTIME_DIR={RUNTIME_DIR}"),
         ("Environment", f"LENS_KEYS_DIR={KEYS_DIR}"),
+        ("Environment", f"{IMAGE_ENV}=1"),  # one of an image's units: a product's knows no bench or demo topic
         # This boot's id, systemd's specifier: ProcSubset=pid hides /proc/sys/kernel/random/boot_id (bus.runtime)
         ("Environment", Specifier("LENS_BOOT_ID=%b")),
         ("LoadCredential", f"{CREDENTIAL}:{KEYS_DIR}/{process.name}.key_secret"),

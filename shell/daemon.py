@@ -47,6 +47,8 @@ from shell.focus import Notice
 from policies.loader import Policy
 from shell.privacy import CAPTURE_RESOURCES, CaptureNotice
 
+SAVES = machine.sources("saved")  # where the machine waits for what runs to be saved (critical) before it stops
+
 log = logging.getLogger(__name__)
 logging.getLogger("transitions").setLevel(logging.WARNING)  # every callback at INFO drowns the shell's own log
 
@@ -297,7 +299,7 @@ class ShellDaemon:
         next_check = self._judge_silence(now)
         core.tick(now)
         self.apps.arrange(set(self.nodes), now)
-        if core.state == "critical" and core.saved_state is not None:
+        if core.state in SAVES and core.saved_state is not None:
             self._save(core.saved_state)
             core.save_done(now)
         notices, core.notices = core.notices, []

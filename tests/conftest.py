@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-# The tests are a developer's, wherever they run: a CI started as a systemd service must not be taken for a
-# product image's unit, whose bus knows no bench or demo topic (bus.development). Before any bus import.
-os.environ.pop("INVOCATION_ID", None)
+# The tests are a developer's, wherever they run: not a product image's unit, whose bus knows no bench or demo
+# topic (bus.development). Before any bus import.
+os.environ.pop("LENS_IMAGE", None)
 
 from bus import waiting  # noqa: E402
 from bus.node import Node

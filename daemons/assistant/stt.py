@@ -21,6 +21,7 @@ Both forget everything on ``reset()``: no audio outlives the question.
 from __future__ import annotations
 
 import array
+import bisect
 import json
 import logging
 import math
@@ -146,6 +147,7 @@ class SphinxStt:
         except (RuntimeError, ValueError, OSError) as exc:
             raise SttError(f"pocketsphinx could not load its model or the grammar: {exc}") from None
         self.started = self.ended = self.speaking = self.unclear = False
+        self.levels, self.ranked, self.loudest = [], [], -120.0
         self.audio = b""  # since shortly before the speech began; in memory only, cleared by final()/reset()
         self.pending = b""
         self.endpointer = None
@@ -156,7 +158,7 @@ class SphinxStt:
         if not self.started:
             self.started, self.ended, self.speaking, self.unclear = True, False, False, False
             self.audio = self.pending = b""
-            self.levels = []  # each frame's level (dBFS) since the start: the noise floor is the quietest of them
+            self.levels, self.ranked = [], []  # each frame's level (dBFS) since the start, and the same in order
             self.loudest = -120.0  # the loudest fifth of a second so far (dBFS)
             self.endpointer = self.ps.Endpointer(window=self.end_window_s, sample_rate=self.RATE)
         if self.ended:
@@ -183,13 +185,15 @@ class SphinxStt:
         end the endpointer misses in noise)? Noise alone is no speech: the wearer may not have begun."""
         # Without numpy, which assistantd does not load for anything else: 50 frames a second of 320 samples.
         samples = array.array("h", frame)
-        self.levels.append(10 * math.log10(max(sum(x * x for x in samples) / len(samples), 1.0) / 32768 ** 2))
+        level = 10 * math.log10(max(sum(x * x for x in samples) / len(samples), 1.0) / 32768 ** 2)
+        self.levels.append(level)
+        bisect.insort(self.ranked, level)  # kept in order, so the floor is one look-up a frame
         tail = int(self.NOISY_END_S * self.RATE * 2 / len(frame))
         if len(self.levels) >= VOICED_FRAMES:
             self.loudest = max(self.loudest, sum(self.levels[-VOICED_FRAMES:]) / VOICED_FRAMES)
         if len(self.levels) < 2 * tail:
             return False
-        floor = sorted(self.levels)[len(self.levels) // 10]
+        floor = self.ranked[len(self.ranked) // 10]
         return floor > self.NOISY_FLOOR_DB and self.loudest > floor + self.VOICED_DB and \
             sum(self.levels[-tail:]) / tail < floor + self.NOISE_MARGIN_DB
 
@@ -234,7 +238,8 @@ class SphinxStt:
 
     def reset(self) -> None:
         self.started = self.ended = self.speaking = False
-        self.audio = self.pending = b""  # no audio kept
+        self.audio = self.pending = b""  # no audio kept, nor its loudness frame by frame
+        self.levels, self.ranked, self.loudest = [], [], -120.0
         self.endpointer = None
 
 

@@ -318,9 +318,9 @@ def test_the_mic_while_nobody_captures_reaches_only_the_listener_the_shell_names
 
 def test_a_product_images_broker_knows_no_developer_traffic(procs, runtime, nodes):
     """Bench and demo topics are not the product's (bus.development): a broker started as a product image's
-    unit (systemd's INVOCATION_ID, no LENS_DEVELOPMENT) refuses them as unknown, while a developer's tool
-    that knows them still publishes them."""
-    procs.start_ready("-m", "broker", env_extra={"INVOCATION_ID": "0123abcd", "LENS_DEVELOPMENT": "0"})
+    unit (LENS_IMAGE, no LENS_DEVELOPMENT) refuses them as unknown, while a developer's tool that knows them
+    still publishes them."""
+    procs.start_ready("-m", "broker", env_extra={"LENS_IMAGE": "1", "LENS_DEVELOPMENT": "0"})
     listener = nodes("listener")
     demo, beats = collect(listener, "demo"), collect(listener, "node.heartbeat")
     listener.start()

@@ -197,10 +197,10 @@ def test_bench_and_demo_topics_are_out_of_the_product_table_and_unknown_in_a_pro
     assert {t.name.split(".")[0] for t in _DEVELOPMENT_TABLE} == {"bench", "demo"}
     script = "from bus.topics import TOPICS; print(sorted({n.split('.')[0] for n in TOPICS} & {'bench', 'demo'}))"
     known = {}
-    for place, extra in (("product unit", {"INVOCATION_ID": "x", "LENS_DEVELOPMENT": "0"}),
-                         ("development unit", {"INVOCATION_ID": "x", "LENS_DEVELOPMENT": "1"}),
-                         ("by hand", {})):
-        env = {k: v for k, v in os.environ.items() if k not in ("INVOCATION_ID", "LENS_DEVELOPMENT")} | extra
+    for place, extra in (("product unit", {"LENS_IMAGE": "1", "LENS_DEVELOPMENT": "0"}),
+                         ("development unit", {"LENS_IMAGE": "1", "LENS_DEVELOPMENT": "1"}),
+                         ("by hand", {"INVOCATION_ID": "a terminal that is a user service"})):
+        env = {k: v for k, v in os.environ.items() if k not in ("LENS_IMAGE", "LENS_DEVELOPMENT")} | extra
         known[place] = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True,
                                       text=True, check=True).stdout.strip()
     assert known == {"product unit": "[]", "development unit": "['bench', 'demo']", "by hand": "['bench', 'demo']"}
