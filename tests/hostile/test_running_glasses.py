@@ -24,7 +24,9 @@ from bus.node import Node
 from bus.topics import LIMIT_BURST_S, TOPICS
 from tests.conftest import DEADLINE_S, children_of, drain_lines, wait_for, wait_line
 
-SECRET = "4321"  # in what the wearer says and is sent: in nothing the hostile app hears
+# In what the wearer says and is sent: in nothing the hostile app hears. Letters in it: a bare "4321" was found
+# "leaked" in display.frame, whose mono_ns can hold any four digits (CI, red; the board check learnt it first)
+SECRET = "QZX4321"
 FLOOD = 3000  # notifications, each as big as the table lets one be (issue 27 sent 3000 x 60 KB)
 
 
@@ -71,7 +73,7 @@ def test_a_hostile_app_on_the_running_glasses_reads_nothing_captures_nothing_and
     # A tick after all of it: whatever the broker sent the spy before, it has by the time this comes.
     wearer.publish("demo.tick", n=1, text="after the wearer's words")
     wait_for(lambda: any(m.topic == "demo.tick" for m in spied), what="the spy's tick", poll=both)
-    leaked = [m.topic for m in spied if SECRET in json.dumps(m.payload, default=repr)]
+    leaked = [m.topic for m in spied if SECRET.lower() in json.dumps(m.payload, default=repr).lower()]  # heard as said
     assert leaked == [], f"the app read the wearer's words on {sorted(set(leaked))}"
     private = {"phone.notification", "notifications.state", "display.state", "assistant.say.request",
                "assistant.answer", "display.card.request", "display.card.reply", "audio.speak", "audio.mic"}
