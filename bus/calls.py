@@ -9,7 +9,7 @@ from bus.envelope import Message
 from bus.errors import BusError, RequestFailed, RequestRefused, RequestTimeout
 from bus.slotted import Slotted
 from bus.timers import Timer
-from bus.topics import ANY_NODE, TOPICS, Kind, lookup
+from bus.topics import TOPICS, Kind, from_owner, lookup
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,8 @@ class Calls:
     def _on_reply(self, msg: Message) -> None:
         if msg.payload["to"] != self.name:
             return
-        owner = TOPICS[msg.topic].owner  # a reply comes from the request's server, its owner
-        if msg.source != owner and owner != ANY_NODE:
-            self.intake.not_from_owner(msg, owner)
+        if not from_owner(msg.topic, msg.source):  # a reply comes from the request's server, its owner
+            self.intake.not_from_owner(msg, TOPICS[msg.topic].owner)
             return
         if isinstance(msg.payload.get("result"), dict):
             # Even a late answer (its call timed out here): the shell counts on the pace it named from now on.

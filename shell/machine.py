@@ -55,8 +55,7 @@ STATES = [
      "tags": ("capture_paused", "shutting_down")},
 ]
 INITIAL = STATES[0]["name"]
-TAGS = ("running", "resumable", "alive", "recording_allowed", "remote_calls", "capture_paused", "display_on",
-        "wake_listening", "power_at_risk", "swapping", "shutting_down", "asleep")
+TAGS = tuple(dict.fromkeys(tag for state in STATES for tag in state["tags"]))  # each once, as the rows name them
 _TAGS = {state["name"]: frozenset(state["tags"]) for state in STATES}
 
 
@@ -135,17 +134,9 @@ def sources(trigger: str, dest: object = _ANY) -> tuple[str, ...]:
 def build(model) -> Machine:
     """Attach the machine to ``model`` (the ShellCore), which provides the callbacks named above."""
     transitions = TRANSITIONS + [{"trigger": t, "source": ["critical", "shutdown"], "dest": None}
-                                 for t in TOO_LATE if not _declared(t, "critical")]
+                                 for t in TOO_LATE if "critical" not in sources(t)]
     return Machine(model=model, states=_MACHINE_STATES, transitions=transitions, initial=INITIAL,
                    auto_transitions=False, queued=True, send_event=False)
-
-
-def _declared(trigger: str, state: str) -> bool:
-    for t in TRANSITIONS:
-        sources = t["source"] if isinstance(t["source"], list) else [t["source"]]
-        if t["trigger"] == trigger and state in sources:
-            return True
-    return False
 
 
 def _yes(*args, **kwargs) -> bool:

@@ -146,20 +146,15 @@ class SphinxStt:
             self.free = pocketsphinx.Decoder(**quiet) if free_form else None
         except (RuntimeError, ValueError, OSError) as exc:
             raise SttError(f"pocketsphinx could not load its model or the grammar: {exc}") from None
-        self.started = self.ended = self.speaking = self.unclear = False
-        self.levels, self.ranked, self.loudest = [], [], -120.0
-        self.audio = b""  # since shortly before the speech began; in memory only, cleared by final()/reset()
-        self.pending = b""
-        self.endpointer = None
+        self.unclear = False
+        self.reset()
 
     def feed(self, pcm: bytes, rate: int) -> None:
         if rate != self.RATE:
             raise SttError(f"pocketsphinx needs {self.RATE} Hz from the mic, not {rate} (policies/hardware.toml mic_rate)")
         if not self.started:
-            self.started, self.ended, self.speaking, self.unclear = True, False, False, False
-            self.audio = self.pending = b""
-            self.levels, self.ranked = [], []  # each frame's level (dBFS) since the start, and the same in order
-            self.loudest = -120.0  # the loudest fifth of a second so far (dBFS)
+            self.reset()
+            self.started, self.unclear = True, False
             self.endpointer = self.ps.Endpointer(window=self.end_window_s, sample_rate=self.RATE)
         if self.ended:
             return  # the words are complete; final() takes them
@@ -237,9 +232,11 @@ class SphinxStt:
         return ""
 
     def reset(self) -> None:
+        """Nothing of an utterance kept (``unclear``, what final() found, stays for its reader)."""
         self.started = self.ended = self.speaking = False
-        self.audio = self.pending = b""  # no audio kept, nor its loudness frame by frame
-        self.levels, self.ranked, self.loudest = [], [], -120.0
+        self.audio = self.pending = b""  # since shortly before the speech began; in memory only
+        self.levels, self.ranked = [], []  # each frame's level (dBFS) since the start, and the same in order
+        self.loudest = -120.0  # the loudest fifth of a second so far (dBFS)
         self.endpointer = None
 
 
