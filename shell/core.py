@@ -260,8 +260,10 @@ class ShellCore:
             "foreground": self.foreground,
             "brightness": machine.brightness(self.state, self.policy.system) if self.policy.has_display else 0.0,
             **{tag: machine.has(self.state, tag) for tag in machine.TAGS},  # each state's properties
-            "power": {"present": self.power.present, "percent": self.power.percent,
-                      "bridge_s": self.power.bridge_s},
+            # Which batteries are in, what the shell acts on; not powerd's figures (its percent and bridge time,
+            # in power.state, where every reader takes them): a copy here sent shell.state, which wakes every
+            # process, each time the charge moved by a percent (issue 33).
+            "power": {"present": self.power.present},
             "focus": self.arbiter.snapshot(),
             "privacy": self.privacy.snapshot() | {"listening": self.listening},
         }

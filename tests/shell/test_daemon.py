@@ -227,7 +227,9 @@ def test_a_battery_swap_dims_holds_recording_and_restores_everything(system):
     swap = app.wait_state(lambda s: s["state"] == "battery_swap", "battery_swap")
     assert swap["recording_allowed"] is False and swap["remote_calls"] is False
     assert swap["brightness"] == pytest.approx(0.2)
-    assert swap["power"]["bridge_s"] > 0
+    assert swap["power"] == {"present": [False, True]}  # which are in; the figures are powerd's (power.state)
+    power = app.wait(lambda: (p := app.latest.get("power.state")) and p["present"] == [False, True] and p, "pulled")
+    assert power["bridge"]["time_s"] > 0
     removed = app.wait(lambda: app.notices("power.event", event="removed"), "removed event")
     assert removed[0]["battery"] == "left"
 
