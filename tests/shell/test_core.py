@@ -206,3 +206,17 @@ def test_a_node_on_a_shared_key_is_told_to_beat_fast_while_it_holds_anything_and
     assert core.beat_for("nav", app=True) == HOLDER_BEAT_S and core.beat_for("nav") is None
     core.focus_release("tool", "audio_out", now)
     assert core.beat_for("tool", shared=True) is None
+
+
+def test_the_charge_moving_leaves_the_published_state_alone_and_a_pull_changes_it():
+    """shell.state wakes every process: it changes with what the shell decides (which batteries are in, the
+    state a threshold brings), not with each percent the charge moves; powerd's power.state carries that."""
+    core = ShellCore(POLICY, 0.0)
+    for daemon in POLICY.system.boot.required:
+        core.daemon_ready(daemon, 0.0)
+    core.power_report([True, True], 80.4, 600.0, 1.0)
+    before = core.snapshot()
+    core.power_report([True, True], 79.2, 540.0, 2.0)
+    assert core.snapshot() == before
+    core.power_report([False, True], 79.2, 530.0, 3.0)
+    assert core.snapshot()["power"] == {"present": [False, True]} and core.state == "battery_swap"
