@@ -3,10 +3,12 @@
 The shell decides which app may run and which is in front (manifests,
 model, power); appd does the processes, so the shell keeps no children and
 apps never run inside the shell's sandbox (they would see its state and its key). Each app is
-``python APPS_DIR/<id>`` (its __main__.py) in its own session, as a user of its own
-(apphost.appusers), dies with appd, and is watched through a pidfd in the node's own poll (no
-SIGCHLD handler, no polling timer). An app that crashes is started again after a backoff; one
-that exits 0 (stopped, or done) stays stopped.
+``python APPS_DIR/<id>`` (its __main__.py), forked by the apps' zygote (apphost.zygote: a warm parent
+that imported the SDK once, so the apps share its pages) in its own session, as a user of its own
+(apphost.appusers); it dies with the zygote, which dies with appd, and is watched through a pidfd in the
+node's own poll (no SIGCHLD handler, no polling timer). An app that crashes is started again after a
+backoff; one that exits 0 (stopped, or done) stays stopped. If the zygote dies, appd exits, to be
+restarted with the apps it had (below).
 
 What should run is latched in ``appd.state``: a restarted appd reads its
 predecessor's word and starts those apps again; a fresh boot starts
@@ -18,15 +20,14 @@ again, after its own crash or appd's, carries on where it was.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import select
 import signal
 import stat
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from apps.sdk.manifest import Manifest, hidden_reason, load_all
@@ -38,7 +39,8 @@ from bus.runtime import state_dir
 from policies.checker import PolicyError
 from policies.loader import load
 from policies.names import unknown_names
-from apphost.appusers import AppUsers, confine
+from apphost.appusers import AppUsers
+from apphost.zygote import Zygote
 from manager.launcher import BACKOFF_FIRST_S, backoff
 from manager.processes import by_module
 
@@ -50,7 +52,7 @@ log = logging.getLogger(ROW.name)
 
 @dataclass
 class Child:
-    popen: subprocess.Popen
+    pid: int  # the zygote's child: appd signals it through its pidfd and asks the zygote how it ended
     pidfd: int
     started: float
     stopping: bool = False
@@ -69,6 +71,8 @@ class Appd:
         self.failed: dict[str, str] = {}
         self.backoff: dict[str, float] = {}
         self.restored: list[str] | None = None
+        self.zygote = Zygote(self.app_env())
+        node.watch(self.zygote.pidfd, self._zygote_gone)
         node.serve("appd.process.request", self.on_request)
         node.subscribe("appd.state", self.on_own_state)
 
@@ -97,7 +101,7 @@ class Appd:
             raise RequestRefused(f"unknown action {action!r} (start, stop)")
         self.publish()
         child = self.children.get(app)
-        return {"pid": child.popen.pid if child and not child.stopping else None}
+        return {"pid": child.pid if child and not child.stopping else None}
 
     def want(self, app: str) -> None:
         if app not in self.wanted:
@@ -112,15 +116,20 @@ class Appd:
         child = self.children.get(app)
         if child is not None and not child.stopping:
             child.stopping = True
-            child.popen.send_signal(signal.SIGTERM)
+            _signal(child, signal.SIGTERM)
             self.node.after(STOP_DEADLINE_S, lambda: self._kill_if_alive(app, child))
 
-    def spawn(self, app: str) -> None:
+    def app_env(self) -> dict[str, str]:
+        """Every app's environment (and the zygote's, which imports what they import under it)."""
         env = dict(os.environ, PYTHONUNBUFFERED="1", LENS_MODEL=self.model,
                    LENS_RUNTIME_DIR=str(self.node.runtime.dir))
         for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LENS_KEY", "CREDENTIALS_DIRECTORY",
                      "LENS_STATE_DIR", "STATE_DIRECTORY"):
             env.pop(name, None)  # appd's, not the app's
+        return env
+
+    def spawn(self, app: str) -> None:
+        env = self.app_env()
         # A key of its own, new at each start (the last one is refused from now on): its identity on the bus.
         # The broker (group lensos) reads the public half in appkeys; the secret half goes down a pipe, so
         # no file holds it for another app to read. The broker's public key comes along: an app, a user
@@ -131,22 +140,23 @@ class Appd:
         read_end, write_end = os.pipe()
         os.write(write_end, secret)  # a few hundred bytes: far below a pipe's buffer, never blocks
         os.close(write_end)
-        env["LENS_KEY_FD"], env["LENS_KEY_NAME"] = str(read_end), app
+        env["LENS_KEY_NAME"] = app  # and LENS_KEY_FD, the pipe's number in the app (the zygote's to say)
         # The app's directory, run as a script: the shipped apps and those of $LENS_APPS_DIR alike.
         try:
             if self.state is not None:
                 env["LENS_STATE_DIR"] = str(self.app_state_dir(app, uid))
-            popen = subprocess.Popen([sys.executable, str(self.manifests[app].path.parent)], env=env, cwd="/",
-                                     start_new_session=True, preexec_fn=partial(confine, os.getpid()),
-                                     pass_fds=(read_end,), **self.users.popen_args(uid))
-        except BaseException:
+            ask = {"app": app, "dir": str(self.manifests[app].path.parent), "env": env, **self.users.identity(uid)}
+            pid = self.zygote.spawn(ask, read_end)
+        except BaseException as exc:
             self.users.release(app)
             keys.forget(keys.app_keys_dir(self.node.runtime), app)
+            if isinstance(exc, ConnectionError):
+                service.fatal(f"starting {app}: {exc}")
             raise
         finally:
             os.close(read_end)
-        pidfd = os.pidfd_open(popen.pid)
-        self.children[app] = Child(popen, pidfd, time.monotonic())
+        pidfd = os.pidfd_open(pid)  # a zombie until the zygote is asked how it ended: never another's pid
+        self.children[app] = Child(pid, pidfd, time.monotonic())
         self.node.watch(pidfd, lambda: self.reap(app))
 
     def app_state_dir(self, app: str, uid: int | None) -> Path:
@@ -172,7 +182,10 @@ class Appd:
         self.users.release(app)
         self.node.unwatch(child.pidfd)
         os.close(child.pidfd)
-        status = child.popen.wait()
+        status = self.zygote.status(child.pid)
+        if status is None:  # its pidfd said it ended; the zygote has not seen it end: count it a crash
+            status = -signal.SIGKILL
+            log.error("%s (pid %d) ended, but the zygote could not say how", app, child.pid)
         if child.stopping or status == 0:  # stopped, or it finished by itself: done, not crashed
             if app in self.wanted and not child.stopping:
                 self.wanted.remove(app)
@@ -193,25 +206,28 @@ class Appd:
             self.publish()
 
     def _kill_if_alive(self, app: str, child: Child) -> None:
-        if self.children.get(app) is child and child.popen.poll() is None:
-            child.popen.kill()
+        if self.children.get(app) is child:  # not reaped yet
+            _signal(child, signal.SIGKILL)
+
+    def _zygote_gone(self) -> None:
+        service.fatal(f"the apps' zygote exited (status {self.zygote.popen.wait()}); its apps went with it")
 
     def publish(self) -> None:
-        running = {app: c.popen.pid for app, c in self.children.items() if not c.stopping}
+        running = {app: c.pid for app, c in self.children.items() if not c.stopping}
         self.node.publish("appd.state", running=running, failed=dict(self.failed), wanted=list(self.wanted),
                           users=dict(self.users.taken), shared_user=self.users.shared_because)
 
     def close(self) -> None:
         for child in self.children.values():
-            child.popen.send_signal(signal.SIGTERM)
+            _signal(child, signal.SIGTERM)
         deadline = time.monotonic() + STOP_DEADLINE_S
         for child in self.children.values():
-            try:
-                child.popen.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.popen.kill()
-                child.popen.wait()
+            if not _ended(child, deadline - time.monotonic()):
+                _signal(child, signal.SIGKILL)
+                _ended(child, STOP_DEADLINE_S)
             os.close(child.pidfd)
+        self.node.unwatch(self.zygote.pidfd)
+        self.zygote.close()
         self.forget_keys()
 
     def forget_keys(self) -> None:
@@ -219,6 +235,17 @@ class Appd:
         directory = keys.app_keys_dir(self.node.runtime)
         for path in directory.glob("*.key") if directory.is_dir() else ():
             keys.forget(directory, path.name.removesuffix(".key"))
+
+
+def _signal(child: Child, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it ended already
+        signal.pidfd_send_signal(child.pidfd, signum)
+
+
+def _ended(child: Child, timeout: float) -> bool:
+    poll = select.poll()
+    poll.register(child.pidfd, select.POLLIN)
+    return bool(poll.poll(max(0.0, timeout) * 1000))
 
 
 def main(argv: list[str] | None = None) -> int:

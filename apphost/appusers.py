@@ -74,11 +74,11 @@ class AppUsers:
     def release(self, app: str) -> None:
         self.taken.pop(app, None)
 
-    def popen_args(self, uid: int | None) -> dict:
-        """What subprocess.Popen needs to start the app as ``uid`` (its own group, and the bus's)."""
+    def identity(self, uid: int | None) -> dict:
+        """Who the zygote makes the app: ``uid``, its own group and the bus's; None: appd's own."""
         if uid is None:
-            return {}
-        return {"user": uid, "group": uid, "extra_groups": [self.bus_group]}
+            return {"uid": None, "gid": None, "groups": []}
+        return {"uid": uid, "gid": uid, "groups": [self.bus_group]}
 
 
 def _what_apps_run() -> list[Path]:
@@ -108,13 +108,13 @@ def effective_capabilities() -> int:
     return 0
 
 
-def confine(appd_pid: int) -> None:
-    """In the app's process, after its user is set and before Python starts: die with appd, and never gain
-    a privilege again (no setuid program, and none of appd's ambient capabilities across the exec).
-    Popen's ``preexec_fn``, with appd's pid bound."""
+def confine(parent_pid: int) -> None:
+    """In the app's process, after its user is set and before its code runs: die with its parent (the
+    zygote), and never gain a privilege again (no setuid program, and none of appd's ambient capabilities
+    across an exec)."""
     die_with_parent()  # armed after the user changed: a change of user disarms it
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-    if os.getppid() != appd_pid:
-        os._exit(1)  # appd died before the death signal was armed: nobody would stop this app
+    if os.getppid() != parent_pid:
+        os._exit(1)  # its parent died before the death signal was armed: nobody would stop this app

@@ -134,7 +134,8 @@ def main() -> int:
             wait_until(node, lambda: seen["apps"] and set(seen["apps"][-1].payload["running"]) >= boot_apps,
                        60, "the boot apps running")
             apps = {f"app {name}": pid for name, pid in seen["apps"][-1].payload["running"].items()}
-            pids = {"lens up": launcher.pid} | started_by(launcher.pid) | apps
+            pids = {"lens up": launcher.pid} | started_by(launcher.pid)
+            pids |= {"apps' zygote": pid for pid in children_of(pids["appd"], "-m apphost.zygote")} | apps
             pids |= {name: floor.pid for name, floor in floors.items()}
             before = {name: proc_stats(pid) for name, pid in pids.items()}
             time.sleep(args.idle)  # this process does nothing either: its node is not polled meanwhile

@@ -63,7 +63,10 @@ _HARDENING = [
 ]
 
 
-_CALLS_FOR = {"CAP_SETUID": "@setuid", "CAP_CHOWN": "@chown"}  # a capability -> the system calls it needs
+# A capability -> the system calls it needs. With CAP_SETUID, capset too: appd's zygote gives each app its own
+# user and then drops, with capset(2), the capabilities a forked process keeps across a change between users
+# other than root (an exec would have dropped them).
+_CALLS_FOR = {"CAP_SETUID": "@setuid capset", "CAP_CHOWN": "@chown"}
 
 
 def service_name(name: str) -> str:

@@ -104,6 +104,9 @@ def test_an_app_runs_as_its_own_user_and_reaches_the_bus_and_camera_but_not_appd
         status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
         assert status["Uid"].split() == [str(uid)] * 4 and status["Gid"].split() == [str(uid)] * 4
         assert status["Groups"].split() == [str(BUS_GID)]
+        # Forked by the zygote, which has appd's capabilities: none left, none to gain (as after an exec)
+        assert {status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapAmb")} == {"0" * 16}, status
+        assert status["NoNewPrivs"].strip() == "1"
     except FileNotFoundError:
         pass  # it finished already: the checks it made itself, below, still say everything
     # Through the bus and the camera's door as that user: the broker knows its key, the LED was lit,
@@ -129,9 +132,9 @@ def test_users_are_stable_per_app_distinct_while_running_and_run_out_clearly(tmp
     os.chmod(bus, 0o2770)
     os.chown(bus, os.getuid(), BUS_GID) if os.geteuid() == 0 else pytest.skip("chown to the bus group takes root")
     users = AppUsers(FIRST_UID, 3, bus)
-    assert users.isolated and users.popen_args(None) == {}
+    assert users.isolated and users.identity(None) == {"uid": None, "gid": None, "groups": []}
     camera = users.take("camera")
-    assert users.popen_args(camera) == {"user": camera, "group": camera, "extra_groups": [BUS_GID]}
+    assert users.identity(camera) == {"uid": camera, "gid": camera, "groups": [BUS_GID]}
     users.release("camera")
     assert users.take("camera") == camera, "the same app, the same user: its files stay its own"
     others = {users.take("home"), users.take("music")}

@@ -106,8 +106,8 @@ def test_a_hostile_app_on_the_running_glasses_reads_nothing_captures_nothing_and
              what="the sim request refused and reported", poll=both)
 
     # 4. A flood of the biggest notifications the table allows: held to the rate, counted, nothing down.
-    appd = children_of(up.pid, "apphost")
-    notifications = next(pid for parent in appd for pid in children_of(parent, "apps/notifications"))
+    zygotes = [pid for appd in children_of(up.pid, "apphost.appd") for pid in children_of(appd, "apphost.zygote")]
+    notifications = next(pid for parent in zygotes for pid in children_of(parent, "apps/notifications"))
     grown_from = rss_mib(notifications)
     spec = TOPICS["phone.notification"]
     body = "x" * (spec.max_size - 512)

@@ -1,0 +1,204 @@
+"""The apps' zygote: a warm parent that imported the SDK once and forks each app, as Android's zygote does.
+
+Why: an app is a small Python process, and almost all of its memory is its own: the interpreter's heap and
+the code objects of what it imports (the SDK, the bus, msgpack, pyzmq), which no two processes started
+afresh share. Forked from a parent that imported them, an app shares those pages with its siblings until
+it writes to them (bench/system.py reports what each app costs).
+
+What it keeps of the old way (appd's ``Popen`` of ``python APPS_DIR/<id>``): each app in a session of its
+own, as its own user and groups (``apphost.appusers``), without capabilities, never gaining a privilege
+(``no_new_privs``), dying with its parent, with its own environment, its key on an inherited pipe and no
+other descriptor, and ``ps`` showing ``python APPS_DIR/<id>``. What it does not give: a fresh address-space
+layout per app (Android's known trade; the apps are Python, and nothing secret is in the zygote's memory).
+
+The zygote is started by appd (exec'ed afresh: no ZeroMQ context, no key, nothing of appd's memory), with
+appd's capabilities to set each app's user and nothing else; it imports the SDK and never an app's own code,
+which runs only in the child, after its user changed. It takes appd's asks on a socket pair, one at a time:
+
+    {"app", "dir", "env", "uid", "gid", "groups"} + the key's descriptor -> {"pid"} or {"error"}
+    {"wait": pid}                                                       -> {"status"} (Popen's returncode)
+
+Its children are its own, so appd asks it how one ended once the child's pidfd said it had. It dies with
+appd, and its apps with it; appd exits if it dies (to be restarted with the apps it had).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import runpy
+import socket
+import subprocess
+import sys
+import traceback
+
+from apphost.appusers import confine
+from manager.launcher import die_with_parent
+
+MAX_ASK = 1 << 20  # an app's environment and paths, as JSON
+STOP_DEADLINE_S = 3.0  # for the zygote to end once appd closed its socket
+TITLE_ROOM = 1024  # bytes of the command line kept for the apps' titles (ps shows `python APPS_DIR/<id>`)
+_PR_SET_DUMPABLE = 4
+_CAPABILITY_VERSION_3 = 0x20080522
+
+# What every app imports: loaded here once, shared by all of them (the SDK brings the bus, pyzmq, msgpack).
+PRELOAD = ("apps.sdk.app", "apps.sdk.manifest", "bus.errors", "bus.envelope")
+
+
+class Zygote:
+    """appd's end: start the zygote, ask it for an app, ask it how one ended."""
+
+    def __init__(self, env: dict[str, str]):
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "apphost.zygote", str(theirs.fileno()), str(os.getpid()), " " * TITLE_ROOM],
+                env=env, cwd="/", pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+        self.pidfd = os.pidfd_open(self.popen.pid)  # readable when it is gone (appd watches it)
+
+    def spawn(self, ask: dict, key_fd: int) -> int:
+        socket.send_fds(self.sock, [json.dumps(ask).encode()], [key_fd])
+        reply = self._reply()
+        if "error" in reply:
+            raise OSError(reply["error"])
+        return reply["pid"]
+
+    def status(self, pid: int) -> int | None:
+        """How the child ``pid`` ended (Popen's returncode), once its pidfd said so; None while it runs."""
+        self.sock.send(json.dumps({"wait": pid}).encode())
+        return self._reply()["status"]
+
+    def _reply(self) -> dict:
+        data = self.sock.recv(MAX_ASK)
+        if not data:
+            raise ConnectionError("the apps' zygote is gone")
+        return json.loads(data)
+
+    def close(self) -> None:
+        self.sock.close()  # it ends at the end of its socket
+        try:
+            self.popen.wait(STOP_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+        os.close(self.pidfd)
+
+
+def main(argv: list[str]) -> int:
+    sock = socket.socket(fileno=int(argv[0]))
+    die_with_parent()
+    if os.getppid() != int(argv[1]):
+        return 1  # appd died before the death signal was armed: nobody would stop these apps
+    set_title([sys.executable, "-m", "apphost.zygote"])
+    del sys.path[0]  # `-m`'s working directory ("/"): an app's path starts with its own directory, as before
+    for module in PRELOAD:
+        __import__(module)
+    gc.freeze()  # what the imports made is never collected: the collector does not write to those pages
+    while True:
+        data, fds, _, _ = socket.recv_fds(sock, MAX_ASK, 1)
+        if not data:
+            return 0  # appd closed its end (or is gone): the apps go with this process
+        ask = json.loads(data)
+        if "wait" in ask:
+            reply = {"status": ended(ask["wait"])}
+        else:
+            reply = fork(sock, ask, fds)  # the child never comes back here: it runs the app and exits
+        sock.send(json.dumps(reply).encode())
+
+
+def ended(pid: int) -> int | None:
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status) if done else None
+
+
+def fork(sock: socket.socket, ask: dict, fds: list[int]) -> dict:
+    zygote = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        for fd in fds:
+            os.close(fd)
+        return {"error": f"fork: {exc}"}
+    if pid == 0:
+        try:
+            become(ask, fds[0] if fds else None, zygote)
+        except BaseException:  # noqa: BLE001: never run an app half set up (its user, its capabilities)
+            traceback.print_exc()
+            os._exit(127)
+        run(ask["dir"])
+    for fd in fds:
+        os.close(fd)
+    return {"pid": pid}
+
+
+def become(ask: dict, key_fd: int | None, zygote: int) -> None:
+    """In the child: what Popen's preexec and the exec did for an app started afresh."""
+    os.setsid()
+    keep = sorted({0, 1, 2} | ({key_fd} if key_fd is not None else set()))
+    for low, high in zip(keep, [*keep[1:], os.sysconf("SC_OPEN_MAX")]):
+        os.closerange(low + 1, high)  # the zygote's socket and anything else: only stdio and the key
+    if ask["uid"] is not None:
+        os.setgroups(ask["groups"])
+        os.setresgid(ask["gid"], ask["gid"], ask["gid"])
+        os.setresuid(ask["uid"], ask["uid"], ask["uid"])
+    if os.geteuid() != 0:
+        drop_capabilities()  # an exec would have: appd's, which this process has, are not the app's
+    confine(zygote)
+    ctypes.CDLL(None).prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)  # as after an exec: /proc/PID is its user's
+    os.chdir("/")
+    env = dict(ask["env"])
+    if key_fd is not None:
+        env["LENS_KEY_FD"] = str(key_fd)
+    os.environ.clear()
+    os.environ.update(env)
+    set_title([sys.executable, ask["dir"]])
+
+
+def run(directory: str) -> None:
+    """Run the app's directory as ``python DIR`` would; its end is this process's (SystemExit or an uncaught
+    exception leaves through the zygote's frames to the interpreter's own exit: atexit, threads joined)."""
+    sys.argv = [directory]
+    runpy.run_path(directory, run_name="__main__")
+    raise SystemExit(0)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_capabilities() -> None:
+    """No capability left in any set (the bounding set needs one to change; no_new_privs closes that door)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.capset(ctypes.byref(_CapHeader(_CAPABILITY_VERSION_3, 0)), (_CapData * 2)()) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+    with open("/proc/self/status") as status:
+        left = {k: v.strip() for k, v in (line.split(":", 1) for line in status) if k in
+                ("CapInh", "CapPrm", "CapEff", "CapAmb")}
+    if any(int(v, 16) for v in left.values()):
+        raise PermissionError(f"capabilities left after dropping them: {left}")
+
+
+def set_title(words: list[str]) -> None:
+    """What ps and /proc/PID/cmdline show, written over this process's own argument area (the room the
+    zygote's last argument made), as setproctitle does: the title, a NUL, and the rest not NUL, which the
+    kernel reads as "a title was set" and shows up to its NUL."""
+    with open("/proc/self/stat", "rb") as stat:
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])  # arg_start and arg_end, stat's 48th and 49th
+    title = " ".join(words).encode()[: end - start - 2] + b"\0"
+    ctypes.memmove(start, title + b" " * (end - start - len(title)), end - start)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
