@@ -6,7 +6,7 @@ the virtio-serial port lensos.check, which the host's tests/board/test_boot.py r
 then {"check": "done"} and powers the VM off. A check that raises reports ok false with the error. The
 hardware checks are in hardware_checks.py, systemd's restarts and hangs in fault_checks.py, the attacks in
 hostile_checks.py, what faults must not lose (a recording cut off or ended by a fault, a full disk, both
-batteries out) in loss_checks.py.
+batteries out) in loss_checks.py; what the system costs at rest, when asked by name, in idle_checks.py.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import checklib
 from checklib import journal, lensos_units, report, sh, show, wait
 from fault_checks import check_broker_hang, check_broker_restart, check_faults, check_watchdog
 from hostile_checks import check_hostile
+from idle_checks import check_idle
 from hardware_checks import check_audio, check_camera, check_display, check_input, check_led, check_power
 from loss_checks import check_batteries, check_capture_faults, check_full_disk, check_recording
 
@@ -77,6 +78,7 @@ def check_security() -> None:
 CHECKS = [check_units, check_journal, check_security, check_input, check_camera, check_display, check_audio,
           check_led, check_power, check_batteries, check_recording, check_capture_faults, check_full_disk,
           check_watchdog, check_broker_restart, check_broker_hang, check_hostile, check_faults]
+ASKED_ONLY = [check_idle]  # run when named in lensos.only, never in the full run (see each one's module)
 
 
 CHECK_LIMIT_S = 900  # one check's time under TCG on a loaded 2-core host; the longest measured took about 4 min
@@ -93,9 +95,9 @@ def main() -> int:
     # `lensos.only=input,led` on the kernel line (board/run-vm --append) runs only those, to look at one again
     only = [c for arg in open("/proc/cmdline").read().split() if arg.startswith("lensos.only=")
             for c in arg.split("=", 1)[1].split(",")]
-    for check in CHECKS:
+    for check in CHECKS + ASKED_ONLY:
         name = check.__name__.removeprefix("check_")
-        if only and name not in only:
+        if (only or check in ASKED_ONLY) and name not in only:
             continue
         # A check that hangs is stopped where it is and reported with its trace, and the rest still run:
         # a hung one otherwise ran into the host's deadline and took every later check's report with it.
