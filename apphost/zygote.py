@@ -29,6 +29,7 @@ import gc
 import json
 import os
 import runpy
+import signal
 import socket
 import subprocess
 import sys
@@ -94,6 +95,7 @@ def main(argv: list[str]) -> int:
     if os.getppid() != int(argv[1]):
         return 1  # appd died before the death signal was armed: nobody would stop these apps
     set_title([sys.executable, "-m", "apphost.zygote"])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is appd's to act on; this one ends with it
     del sys.path[0]  # `-m`'s working directory ("/"): an app's path starts with its own directory, as before
     for module in PRELOAD:
         __import__(module)
@@ -128,6 +130,7 @@ def fork(sock: socket.socket, ask: dict, fds: list[int]) -> dict:
         return {"error": f"fork: {exc}"}
     if pid == 0:
         try:
+            sock.detach()  # closed below with every other descriptor, and never again by its object
             become(ask, fds[0] if fds else None, zygote)
         except BaseException:  # noqa: BLE001: never run an app half set up (its user, its capabilities)
             traceback.print_exc()
@@ -141,6 +144,7 @@ def fork(sock: socket.socket, ask: dict, fds: list[int]) -> dict:
 def become(ask: dict, key_fd: int | None, zygote: int) -> None:
     """In the child: what Popen's preexec and the exec did for an app started afresh."""
     os.setsid()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh interpreter has it
     keep = sorted({0, 1, 2} | ({key_fd} if key_fd is not None else set()))
     for low, high in zip(keep, [*keep[1:], os.sysconf("SC_OPEN_MAX")]):
         os.closerange(low + 1, high)  # the zygote's socket and anything else: only stdio and the key
@@ -193,9 +197,14 @@ def set_title(words: list[str]) -> None:
     """What ps and /proc/PID/cmdline show, written over this process's own argument area (the room the
     zygote's last argument made), as setproctitle does: the title, a NUL, and the rest not NUL, which the
     kernel reads as "a title was set" and shows up to its NUL."""
-    with open("/proc/self/stat", "rb") as stat:
-        fields = stat.read().rsplit(b")", 1)[1].split()
-    start, end = int(fields[45]), int(fields[46])  # arg_start and arg_end, stat's 48th and 49th
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start and arg_end, stat's 48th and 49th
+    except (OSError, IndexError, ValueError):
+        return  # a title is for people reading ps: never a reason not to start an app
+    if not 0 < start < end:
+        return  # not shown to this process: nothing known to write over
     title = " ".join(words).encode()[: end - start - 2] + b"\0"
     ctypes.memmove(start, title + b" " * (end - start - len(title)), end - start)
 
