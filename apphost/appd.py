@@ -155,7 +155,13 @@ class Appd:
             raise
         finally:
             os.close(read_end)
-        pidfd = os.pidfd_open(pid)  # a zombie until the zygote is asked how it ended: never another's pid
+        try:
+            pidfd = os.pidfd_open(pid)  # a zombie until the zygote is asked how it ended: never another's pid
+        except OSError:  # out of descriptors: an app appd cannot watch or stop must not run
+            os.kill(pid, signal.SIGKILL)
+            self.users.release(app)
+            keys.forget(keys.app_keys_dir(self.node.runtime), app)
+            raise
         self.children[app] = Child(pid, pidfd, time.monotonic())
         self.node.watch(pidfd, lambda: self.reap(app))
 
@@ -182,7 +188,10 @@ class Appd:
         self.users.release(app)
         self.node.unwatch(child.pidfd)
         os.close(child.pidfd)
-        status = self.zygote.status(child.pid)
+        try:
+            status = self.zygote.status(child.pid)
+        except ConnectionError:  # the zygote is gone too: appd follows it (_zygote_gone)
+            status = None
         if status is None:  # its pidfd said it ended; the zygote has not seen it end: count it a crash
             status = -signal.SIGKILL
             log.error("%s (pid %d) ended, but the zygote could not say how", app, child.pid)

@@ -8,8 +8,10 @@ it writes to them (bench/system.py reports what each app costs).
 What it keeps of the old way (appd's ``Popen`` of ``python APPS_DIR/<id>``): each app in a session of its
 own, as its own user and groups (``apphost.appusers``), without capabilities, never gaining a privilege
 (``no_new_privs``), dying with its parent, with its own environment, its key on an inherited pipe and no
-other descriptor, and ``ps`` showing ``python APPS_DIR/<id>``. What it does not give: a fresh address-space
-layout per app (Android's known trade; the apps are Python, and nothing secret is in the zygote's memory).
+other descriptor, ``ps`` showing ``python APPS_DIR/<id>``, and the app's directory run as ``__main__``
+for good (pickling, late imports and atexit see it as after ``python DIR``). What it does not give, as
+Android's does not: each app its own address-space layout, stack canary, glibc pointer guard and str hash
+seed (an app can learn its siblings'; the apps are Python, and nothing secret is in the zygote's memory).
 
 The zygote is started by appd (exec'ed afresh: no ZeroMQ context, no key, nothing of appd's memory), with
 appd's capabilities to set each app's user and nothing else; it imports the SDK and never an app's own code,
@@ -28,12 +30,11 @@ import ctypes
 import gc
 import json
 import os
-import runpy
+import importlib.util
 import signal
 import socket
 import subprocess
 import sys
-import traceback
 
 from apphost.appusers import confine
 from manager.launcher import die_with_parent
@@ -91,12 +92,16 @@ class Zygote:
 
 def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=int(argv[0]))
-    die_with_parent()
+    # It holds nothing to save: killed outright with appd, and deaf to the SIGTERM systemd sends the whole unit
+    # on a stop (appd stops the apps, then closes this one's socket: it must be there to say how each ended).
+    die_with_parent(signal.SIGKILL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if os.getppid() != int(argv[1]):
         return 1  # appd died before the death signal was armed: nobody would stop these apps
     set_title([sys.executable, "-m", "apphost.zygote"])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is appd's to act on; this one ends with it
-    del sys.path[0]  # `-m`'s working directory ("/"): an app's path starts with its own directory, as before
+    if sys.path and sys.path[0] == os.getcwd():
+        del sys.path[0]  # `-m`'s working directory ("/"): an app's path starts with its own directory, as before
     for module in PRELOAD:
         __import__(module)
     gc.freeze()  # what the imports made is never collected: the collector does not write to those pages
@@ -121,31 +126,43 @@ def ended(pid: int) -> int | None:
 
 
 def fork(sock: socket.socket, ask: dict, fds: list[int]) -> dict:
+    """Fork the app; its pid once it is set up (its user, its capabilities gone: what appd says of it from
+    then on is true), or why it could not be, as Popen's exec error pipe does."""
     zygote = os.getpid()
+    said_r, said_w = os.pipe()
     try:
         pid = os.fork()
     except OSError as exc:
-        for fd in fds:
+        for fd in (*fds, said_r, said_w):
             os.close(fd)
         return {"error": f"fork: {exc}"}
     if pid == 0:
         try:
+            os.close(said_r)
             sock.detach()  # closed below with every other descriptor, and never again by its object
-            become(ask, fds[0] if fds else None, zygote)
-        except BaseException:  # noqa: BLE001: never run an app half set up (its user, its capabilities)
-            traceback.print_exc()
+            become(ask, fds[0] if fds else None, zygote, said_w)
+            os.write(said_w, b"ok")
+            os.close(said_w)
+        except BaseException as exc:  # noqa: BLE001: never run an app half set up (its user, its capabilities)
+            os.write(said_w, f"{type(exc).__name__}: {exc}".encode()[:4096])
             os._exit(127)
         run(ask["dir"])
-    for fd in fds:
+    for fd in (*fds, said_w):
         os.close(fd)
+    with open(said_r, "rb") as said:
+        words = said.read()  # until the child wrote its word and closed it, or died
+    if words != b"ok":
+        os.waitpid(pid, 0)
+        return {"error": f"setting up {ask['app']}: {words.decode(errors='replace') or 'it died'}"}
     return {"pid": pid}
 
 
-def become(ask: dict, key_fd: int | None, zygote: int) -> None:
+def become(ask: dict, key_fd: int | None, zygote: int, said: int) -> None:
     """In the child: what Popen's preexec and the exec did for an app started afresh."""
     os.setsid()
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh interpreter has it
-    keep = sorted({0, 1, 2} | ({key_fd} if key_fd is not None else set()))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh interpreter has them
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    keep = sorted({0, 1, 2, said} | ({key_fd} if key_fd is not None else set()))
     for low, high in zip(keep, [*keep[1:], os.sysconf("SC_OPEN_MAX")]):
         os.closerange(low + 1, high)  # the zygote's socket and anything else: only stdio and the key
     if ask["uid"] is not None:
@@ -166,10 +183,16 @@ def become(ask: dict, key_fd: int | None, zygote: int) -> None:
 
 
 def run(directory: str) -> None:
-    """Run the app's directory as ``python DIR`` would; its end is this process's (SystemExit or an uncaught
-    exception leaves through the zygote's frames to the interpreter's own exit: atexit, threads joined)."""
+    """Run the app's directory as ``python DIR`` does: DIR first on the path and its __main__.py as the
+    ``__main__`` module, both for good (runpy.run_path would put them back as soon as the module's body
+    returned, before its threads and atexit ran). Its end is this process's: SystemExit or an uncaught
+    exception leaves through the zygote's frames to the interpreter's own exit (atexit, threads joined)."""
     sys.argv = [directory]
-    runpy.run_path(directory, run_name="__main__")
+    sys.path.insert(0, directory)
+    spec = importlib.util.spec_from_file_location("__main__", os.path.join(directory, "__main__.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["__main__"] = module
+    spec.loader.exec_module(module)
     raise SystemExit(0)
 
 
@@ -182,15 +205,22 @@ class _CapData(ctypes.Structure):
 
 
 def drop_capabilities() -> None:
-    """No capability left in any set (the bounding set needs one to change; no_new_privs closes that door)."""
+    """No capability left in any set (the bounding set needs one to change; no_new_privs closes that door).
+    capset only when there is one: a unit without CAP_SETUID is not given the call (manager/units.py)."""
+    if not any(capabilities().values()):
+        return
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.capset(ctypes.byref(_CapHeader(_CAPABILITY_VERSION_3, 0)), (_CapData * 2)()) != 0:
         raise OSError(ctypes.get_errno(), "capset")
-    with open("/proc/self/status") as status:
-        left = {k: v.strip() for k, v in (line.split(":", 1) for line in status) if k in
-                ("CapInh", "CapPrm", "CapEff", "CapAmb")}
-    if any(int(v, 16) for v in left.values()):
+    left = capabilities()
+    if any(left.values()):
         raise PermissionError(f"capabilities left after dropping them: {left}")
+
+
+def capabilities() -> dict[str, int]:
+    with open("/proc/self/status") as status:
+        return {k: int(v, 16) for k, v in (line.split(":", 1) for line in status)
+                if k in ("CapInh", "CapPrm", "CapEff", "CapAmb")}
 
 
 def set_title(words: list[str]) -> None:

@@ -52,9 +52,9 @@ def backoff(current: float, lived: float) -> tuple[float, float]:
     return delay, min(delay * 2, BACKOFF_MAX_S)
 
 
-def die_with_parent() -> None:
+def die_with_parent(signum: int = signal.SIGTERM) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(_PR_SET_PDEATHSIG, signum)
 
 
 @dataclass

@@ -32,8 +32,11 @@ def allowed(attempt):
 
 wrong = 0
 wrong |= allowed(lambda: Path(os.environ["PEEK_KEY"]).read_bytes()) << 0  # appd's credential
-wrong |= allowed(lambda: Path(f"/proc/{os.getppid()}/environ").read_bytes()) << 1  # appd's environment
-wrong |= allowed(lambda: os.kill(os.getppid(), 0)) << 2  # a signal to appd
+# Its parent, the apps' zygote, and the zygote's, appd
+parents = [os.getppid(), int(Path(f"/proc/{os.getppid()}/stat").read_text().rsplit(")", 1)[1].split()[1])]
+for parent in parents:
+    wrong |= allowed(lambda: Path(f"/proc/{parent}/environ").read_bytes()) << 1  # appd's environment
+    wrong |= allowed(lambda: os.kill(parent, 0)) << 2  # a signal to appd
 status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
 kept = any(int(status[cap], 16) for cap in ("CapEff", "CapPrm", "CapAmb"))
 wrong |= (kept or status["NoNewPrivs"].strip() != "1") << 3

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
 from pathlib import Path
 
 import pytest
 
+from apphost.zygote import Zygote
 from bus.service import EXIT_WORK_STOPPED
-from tests.conftest import children_of, wait_for
+from tests.conftest import DEADLINE_S, children_of, wait_for
 from tests.shell.test_apps import start_system
 
 
@@ -46,4 +48,53 @@ def test_an_app_is_the_zygotes_child_shown_as_its_directory_and_a_dead_zygote_ta
              what="home gone with its zygote")
     system.appd = procs.start_ready("-m", "apphost.appd")
     again = user.wait(lambda: (pid := running(user, "home")) != home and pid, "home running again")
-    assert int(status_of(again)["PPid"]) in children_of(system.appd.pid, "-m apphost.zygote")
+    [zygote] = children_of(system.appd.pid, "-m apphost.zygote")
+    assert int(status_of(again)["PPid"]) == zygote
+
+    # A stop as systemd does it, SIGTERM to every process of appd's unit at once, is a clean stop: the zygote
+    # stays until appd has stopped its apps and closed it (had it died first, appd would have exited as failed)
+    assert int(status_of(zygote)["SigIgn"], 16) >> (signal.SIGTERM - 1) & 1
+    for pid in (zygote, again, system.appd.pid):
+        os.kill(pid, signal.SIGTERM)
+    assert system.appd.wait(30) == 0
+    wait_for(lambda: not os.path.exists(f"/proc/{zygote}"), what="the zygote gone after appd")
+
+
+PROBE = '''import atexit, os, pickle, sys
+
+class Thing:
+    pass
+
+def at_the_end():  # after the module's body returned and its threads were joined, as in `python DIR`
+    import __main__
+    import helper  # from the app's own directory
+    seen = [f"main {os.path.basename(__main__.__file__)}", f"helper {helper.VALUE}",
+            f"pickled {pickle.loads(pickle.dumps(Thing())).__class__ is Thing}", f"argv {sys.argv == [os.path.dirname(__file__)]}"]
+    with open(os.environ["PROBE_OUT"], "w") as out:
+        out.write(", ".join(seen))
+
+atexit.register(at_the_end)
+sys.exit(3)
+'''
+
+
+def test_an_app_runs_as_python_dir_would_until_its_very_end(tmp_path):
+    app = tmp_path / "probe"
+    app.mkdir()
+    (app / "__main__.py").write_text(PROBE)
+    (app / "helper.py").write_text("VALUE = 7\n")
+    env = dict(os.environ, PROBE_OUT=str(tmp_path / "seen"))
+    zygote = Zygote(env)
+    read_end, write_end = os.pipe()
+    os.close(write_end)
+    try:
+        pid = zygote.spawn({"app": "probe", "dir": str(app), "env": env, "uid": None, "gid": None, "groups": []},
+                           read_end)
+        pidfd = os.pidfd_open(pid)
+        assert select.select([pidfd], [], [], DEADLINE_S)[0], "the probe app did not end"
+        os.close(pidfd)
+        assert zygote.status(pid) == 3
+    finally:
+        os.close(read_end)
+        zygote.close()
+    assert (tmp_path / "seen").read_text() == "main __main__.py, helper 7, pickled True, argv True"
