@@ -147,6 +147,11 @@ class Appd:
                 env["LENS_STATE_DIR"] = str(self.app_state_dir(app, uid))
             ask = {"app": app, "dir": str(self.manifests[app].path.parent), "env": env, **self.users.identity(uid)}
             pid = self.zygote.spawn(ask, read_end)
+            try:
+                pidfd = os.pidfd_open(pid)  # a zombie until the zygote is asked how it ended: never another's pid
+            except OSError:
+                os.kill(pid, signal.SIGKILL)  # out of descriptors: an app appd cannot watch or stop must not run
+                raise
         except BaseException as exc:
             self.users.release(app)
             keys.forget(keys.app_keys_dir(self.node.runtime), app)
@@ -155,13 +160,6 @@ class Appd:
             raise
         finally:
             os.close(read_end)
-        try:
-            pidfd = os.pidfd_open(pid)  # a zombie until the zygote is asked how it ended: never another's pid
-        except OSError:  # out of descriptors: an app appd cannot watch or stop must not run
-            os.kill(pid, signal.SIGKILL)
-            self.users.release(app)
-            keys.forget(keys.app_keys_dir(self.node.runtime), app)
-            raise
         self.children[app] = Child(pid, pidfd, time.monotonic())
         self.node.watch(pidfd, lambda: self.reap(app))
 
