@@ -4,7 +4,7 @@ As a product image ships (the development image's wake-phrase spotter stopped fo
 after). Every process of every lensos unit (its cgroup's: appd's holds the apps' zygote and the apps), over IDLE_S
 once the units have settled: wake-ups (the context switches of all its threads, from /proc), CPU (the
 scheduler's nanoseconds) and memory as a board counts it (PSS and USS, from smaps_rollup). Asked for by
-name only (`board/run-vm ... --append "lensos.check lensos.only=idle"`): the boot test does not spend its
+name only (`board/run-vm --check /tmp/idle.jsonl --append "lensos.check lensos.only=idle"`): the boot test does not spend its
 minute on it, and under TCG the CPU figures are the emulator's, not a board's (wake-ups and memory are the
 system's own).
 """
