@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import importlib.util
 import json
 import os
-import importlib.util
 import signal
 import socket
 import subprocess
