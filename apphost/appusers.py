@@ -101,11 +101,14 @@ def _open_to_others(path: Path) -> bool:
 
 
 def effective_capabilities() -> int:
+    return capabilities()["CapEff"]
+
+
+def capabilities() -> dict[str, int]:
+    """This process's capability sets (inheritable, permitted, effective, ambient), from /proc."""
     with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    return 0
+        return {k: int(v, 16) for k, v in (line.split(":", 1) for line in status)
+                if k in ("CapInh", "CapPrm", "CapEff", "CapAmb")}
 
 
 def confine(parent_pid: int) -> None:

@@ -36,7 +36,7 @@ import socket
 import subprocess
 import sys
 
-from apphost.appusers import confine
+from apphost.appusers import capabilities, confine
 from manager.launcher import die_with_parent
 
 MAX_ASK = 1 << 20  # an app's environment and paths, as JSON
@@ -45,8 +45,9 @@ TITLE_ROOM = 1024  # bytes of the command line kept for the apps' titles (ps sho
 _PR_SET_DUMPABLE = 4
 _CAPABILITY_VERSION_3 = 0x20080522
 
-# What every app imports: loaded here once, shared by all of them (the SDK brings the bus, pyzmq, msgpack).
-PRELOAD = ("apps.sdk.app", "apps.sdk.manifest", "bus.errors", "bus.envelope")
+# What every app imports: loaded here once, shared by all of them (it brings the rest of the SDK, the bus,
+# pyzmq and msgpack).
+PRELOAD = ("apps.sdk.app",)
 
 
 class Zygote:
@@ -215,12 +216,6 @@ def drop_capabilities() -> None:
     left = capabilities()
     if any(left.values()):
         raise PermissionError(f"capabilities left after dropping them: {left}")
-
-
-def capabilities() -> dict[str, int]:
-    with open("/proc/self/status") as status:
-        return {k: int(v, 16) for k, v in (line.split(":", 1) for line in status)
-                if k in ("CapInh", "CapPrm", "CapEff", "CapAmb")}
 
 
 def set_title(words: list[str]) -> None:
