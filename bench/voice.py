@@ -65,7 +65,10 @@ def word_errors(said: str, heard: str) -> int:
 
 
 def hear(stt, speech: np.ndarray, noise: np.ndarray | None, snr: float) -> tuple[str, float, float]:
-    """(words, endpointer wait s, decode s) for ``speech`` as the mic hears it."""
+    """(words, wait s, decode s) for ``speech`` as the mic hears it: the audio's time from the last spoken sample
+    to the block after which the recognizer said the speech ended, and from that block's arrival to the words.
+    Blocks arrive in real time and wait while the recognizer is busy (a decode at a pause that found no command
+    holds up the blocks after it), so the decode includes any such wait, the block's own feed and final()."""
     lead, tail = np.zeros(RATE // 2, np.int16), np.zeros(2 * RATE, np.int16)
     pcm = np.concatenate([lead, speech, tail])
     if noise is not None:  # over the pauses too, at snr below the voiced part's power
@@ -73,13 +76,16 @@ def hear(stt, speech: np.ndarray, noise: np.ndarray | None, snr: float) -> tuple
     pcm = np.clip(pcm.astype(np.int32) + np.resize(quiet_room(RATE), len(pcm)), -32768, 32767).astype(np.int16)
     voiced = np.flatnonzero(np.abs(speech.astype(np.int32)) > 0.02 * np.abs(speech.astype(np.int32)).max())
     spoken_end = len(lead) + (voiced[-1] + 1 if len(voiced) else len(speech))  # espeak-ng's own trailing pause is not speech
+    busy_until = 0.0  # the recognizer's clock, in the audio's seconds
     for at in range(0, len(pcm), BLOCK):
+        arrived = (at + BLOCK) / RATE
+        started = time.perf_counter()
         stt.feed(pcm[at:at + BLOCK].tobytes(), RATE)
         if stt.ended:
-            waited = (at + BLOCK - spoken_end) / RATE
-            started = time.perf_counter()
             words = stt.final()
-            return words, waited, time.perf_counter() - started
+            done = max(busy_until, arrived) + time.perf_counter() - started
+            return words, arrived - spoken_end / RATE, done - arrived
+        busy_until = max(busy_until, arrived) + time.perf_counter() - started
     started = time.perf_counter()
     words = stt.final()  # the endpointer never ended it: the listen timeout would
     return words, float("nan"), time.perf_counter() - started
