@@ -14,6 +14,10 @@ next to one hop through the broker measured before each trial (this process publ
   gesture set's, and is printed apart;
 - said to card: "what time is it" as text (assistant.say.request, as `lens say` sends it), from the
   request's sending to the first frame showing the assistant's card;
+- spoken to card: the temple held and "what time is it" spoken into the sim mic (espeak-ng, as `lens mic
+  say --hold` does), from the end of the speech (the last voiced sample of the mic's blocks, which carry
+  the time each was captured) to the first frame showing the assistant's words ("Thinking…", what it
+  heard) and to the first frame showing its answer; how many were heard as that command is printed;
 - battery pulled to the swap card: from the pull's request (the sim's stand-in for the kernel's uevent)
   to the first frame with the swap alert, dimmed (display.state's brightness below the wearer's);
 - on G1 (--profile g1), said to the first spoken sample: the same request to audiod's audio.state saying
@@ -46,7 +50,9 @@ from bus.runtime import Runtime  # noqa: E402
 from policies.loader import load  # noqa: E402
 from policies.rules import MODELS  # noqa: E402
 
-TARGETS_MS = {"touch to frame": ("p99", 50), "said to card": ("p50", 150), "battery pulled to swap card": ("p99", 100)}
+TARGETS_MS = {"touch to frame": ("p99", 50), "said to card": ("p50", 150), "battery pulled to swap card": ("p99", 100),
+              "spoken to answer card": ("p50", 500)}
+VOICED = 0.02  # of the loudest sample: quieter is the room or espeak-ng's fading tail (bench/voice.py's measure)
 
 
 class Done(Exception):
@@ -68,7 +74,7 @@ class Feel:
                                               "  of which displayd, request to frame": []}
         for topic in ("input.gesture", "display.card.request", "display.frame", "display.state", "shell.state",
                       "power.state", "led.state", "camera.frame", "camera.state", "bench.ping", "appd.state",
-                      "audio.state", "audio.played"):
+                      "audio.state", "audio.played", "audio.mic", "assistant.answer", "assistant.state"):
             node.subscribe(topic, self.heard)
 
     def heard(self, msg) -> None:
@@ -132,6 +138,52 @@ class Feel:
             frame = self.frame_answering(mark, "assistantd", t0, "the assistant's card")
             out.append((frame.payload["mono_ns"] - t0) / 1e6)
         return out
+
+    def heard_spoken(self, n: int) -> tuple[list[float], list[float], int]:
+        """(to the first card, to the answer card, how many heard as "time") over ``n`` spoken requests."""
+        first, answered, right = [], [], 0
+        for _, mark, _ in self.trials(n, before=self.assistant_idle):
+            self.node.request("input.sim.request", gesture="long_press")  # the temple held
+            self.node.request("audio.sim.mic.request", text="what time is it", when="capture")
+            answer = self.first(mark, "the spoken request's answer",
+                                lambda mark: next(iter(self.since(mark, "assistant.answer", "assistantd")), None), 30)
+            right += answer.payload["action"] == "time"
+            ended = self.speech_end(mark)
+            shown = self.frame_answering(mark, "assistantd", ended, "the assistant's first card")
+            first.append((shown.payload["mono_ns"] - ended) / 1e6)
+
+            def answer_frame(mark):
+                titles = {f"assistantd:{m.payload['cid']}": m.payload["title"]
+                          for m in self.since(mark, "display.card.request", "assistantd") if m.mono_ns >= ended}
+                return next((f for f in self.since(mark, "display.frame") if any(
+                    titles.get(a) == "Assistant" for a in f.payload.get("answers") or [])), None)
+            answered.append((self.first(mark, "the answer card", answer_frame).payload["mono_ns"] - ended) / 1e6)
+        return first, answered, right
+
+    def speech_end(self, mark: int) -> int:
+        """When the last voiced sample of the mic's blocks since ``mark`` was captured (each block's mono_ns is
+        its last sample's capture)."""
+        import numpy as np
+
+        blocks = [(m.payload["mono_ns"], m.payload["rate"], np.frombuffer(m.payload["pcm"], np.int16))
+                  for m in self.since(mark, "audio.mic", "audiod")]
+        if not blocks:
+            raise SystemExit("bench: no mic block reached the bench (it needs the developer's key)")
+        loudest = max(int(np.abs(pcm.astype(np.int32)).max()) for _, _, pcm in blocks)
+        for mono_ns, rate, pcm in reversed(blocks):
+            voiced = np.flatnonzero(np.abs(pcm.astype(np.int32)) > VOICED * loudest)
+            if len(voiced):
+                return mono_ns - int((len(pcm) - 1 - voiced[-1]) * 1e9 / rate)
+        raise SystemExit("bench: nothing was heard in the mic's blocks")
+
+    def assistant_idle(self) -> None:
+        """The last session over and the mic closed: each spoken request starts as a wearer's would."""
+        def idle(mark):
+            phases = [m for _, m in self.log if m.topic == "assistant.state"]
+            mics = [m for _, m in self.log if m.topic == "audio.state"]
+            return (not phases or phases[-1].payload["phase"] == "idle") and \
+                (not mics or not mics[-1].payload["mic"]["on"])
+        self.first(0, "the assistant idle", idle, 30)
 
     def spoken(self, n: int) -> list[float]:
         """G1: from the request to audiod's word that the answer's speech plays (the mixer has it; its first
@@ -205,6 +257,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--capture-trials", type=int, default=50, help="each waits for the LED's hold (3 s)")
+    parser.add_argument("--spoken-trials", type=int, default=50, help="each waits for the answer card's time up")
     parser.add_argument("--profile", default="s1", choices=MODELS,
                         help="g1: the display-less model, where only the spoken answer is measured")
     args = parser.parse_args()
@@ -232,6 +285,8 @@ def main() -> int:
             figures["touch to frame"] = feel.touch(args.trials)
             figures.update(feel.parts)
             figures["said to card"] = feel.said(args.trials)
+            first, answered, heard_right = feel.heard_spoken(args.spoken_trials)
+            figures["spoken to first card (the words)"], figures["spoken to answer card"] = first, answered
             figures["battery pulled to swap card"] = feel.battery(args.trials)
             figures["capture button to recorded frame"] = feel.capture(args.capture_trials)
             figures["one broker hop"] = hops = feel.hops
@@ -260,6 +315,8 @@ def main() -> int:
         return 0
     print(f"a single tap is recognised {feel.single_tap_wait_ms():.0f} ms after the finger lifts (the double tap's "
           f"window, policies/hardware.toml [input] double_s), before any of the above")
+    print(f"spoken: heard as \"what time is it\" in {heard_right} of {len(figures['spoken to answer card'])} trials; "
+          f"end of speech from the mic's blocks (the last sample over {VOICED:g} of the loudest)")
     print("LED confirmed lit before the first recorded frame: every trial")
     return 0
 
