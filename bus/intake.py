@@ -68,14 +68,16 @@ class Intake:
         self.forged = 0
         self.counters: dict[str, TopicCounters] = defaultdict(TopicCounters)
         self._last_seq: dict[tuple[str, str], tuple[int, int]] = {}
-        # (topic, sender) -> (source, incarnation, seq, the broker's count) of the last on a personal channel
-        self._channels: dict[tuple[str, str], tuple[str, int, int, int]] = {}
+        # (topic, sender) -> (source, incarnation, seq, the broker's count) of the last on a personal channel; the
+        # count is None when the last came from the broker's cache
+        self._channels: dict[tuple[str, str], tuple[str, int, int, int | None]] = {}
         self._unknown_names: set[str] = set()
         self._last_log: dict[str, float] = {}
         self._unlogged: dict[str, int] = defaultdict(int)
 
-    def accept(self, frames: list[bytes]) -> Message | None:
-        """The decoded message, or None when it was malformed or a duplicate (and counted)."""
+    def accept(self, frames: list[bytes], cached: bool = False) -> Message | None:
+        """The decoded message, or None when it was malformed or a duplicate (and counted). ``cached``: from the
+        broker's last-value cache (bus.latch's snapshot), not from a channel."""
         try:
             msg = decode(frames)
         except MalformedMessage as exc:
@@ -88,7 +90,31 @@ class Intake:
             self._count_malformed(MalformedMessage(f"claims to be {msg.source!r:.40} but is {msg.sender!r}",
                                                    msg.topic))
             return None
+        if cached and TOPICS[msg.topic].personal:
+            return msg if self._cached_for_channel(msg) else None
         return msg if self.in_sequence(msg) else None
+
+    def _cached_for_channel(self, msg: Message) -> bool:
+        """A personal topic's value from the broker's cache. Its channel brings the same messages live, counted;
+        the cache's comes without a count, so it tells no gap, and it is a duplicate when the channel already
+        brought it or a later one. (Checked as a topic everyone hears, against the snapshot before, the
+        messages heard live in between read as lost, and a value already heard came again.)"""
+        key = (msg.topic, msg.sender)
+        counters = self.counters[msg.topic]
+        last = self._channels.get(key)
+        if last is None:
+            if len(self._channels) >= MAX_TRACKED_SOURCES:
+                del self._channels[next(iter(self._channels))]
+            count = None  # not known until the channel brings one: the next live one tells no gap
+        else:
+            source, incarnation, seq, count = last
+            if source == msg.source and incarnation == msg.incarnation and msg.seq <= seq:
+                counters.duplicates += 1
+                return False
+        # A live copy still on its way (sent after the subscription, before the cache was read) is then a duplicate.
+        self._channels[key] = (msg.source, msg.incarnation, msg.seq, count)
+        counters.received += 1
+        return True
 
     def in_sequence(self, msg: Message) -> bool:
         if msg.count:
@@ -127,7 +153,7 @@ class Intake:
                 return False
             # A count at or below the last: the broker restarted and counts afresh, so there is nothing to
             # compare it with.
-            if msg.count > count + 1:
+            if count is not None and msg.count > count + 1:
                 self._gap(counters, msg, msg.count - count - 1, f"message {msg.count} after {count} on its channel")
         counters.received += 1
         return True

@@ -80,7 +80,7 @@ class Latch:
             # Anything that arrived live since the request is at least as new as the cache.
             if topic.decode(errors="replace") in self._snapshot_live:
                 continue
-            msg = self.intake.accept([stamp(topic, sender), body])
+            msg = self.intake.accept([stamp(topic, sender), body], cached=True)
             if msg is not None:
                 msg.latched = True
                 present.append(msg)

@@ -141,6 +141,31 @@ def test_intake_finds_gaps_on_a_personal_channel_by_the_broker_s_count():
     assert intake.counters["demo.echo.reply"].duplicates == 1
 
 
+def test_a_value_from_the_broker_s_cache_is_checked_against_its_channel():
+    """A personal topic's latched value comes live on the channel, counted, and from the cache without a count
+    (bus.latch): the channel decides what is a duplicate, and the cache's tells no gap."""
+    intake = Intake("t")
+    state = TOPICS["notifications.state"]
+
+    def body(seq, incarnation=5):
+        return encode(state, "notifications", incarnation, seq, {"count": seq, "unread": 0})
+
+    def live(seq, count, incarnation=5):
+        frames = body(seq, incarnation)
+        return intake.accept([counted(b"home", frames[0], b"notifications", count), frames[1]]) is not None
+
+    def cached(seq, incarnation=5):
+        frames = body(seq, incarnation)
+        return intake.accept([stamp(frames[0], b"notifications"), frames[1]], cached=True) is not None
+    assert cached(1) and live(2, 1)  # the first snapshot, then live: no count before it to compare with
+    assert live(3, 2) and live(4, 3)
+    assert not cached(4)  # a new snapshot holds what came live: no second delivery, no gap
+    assert cached(5) and not live(5, 4)  # the cache read before its live copy came: that copy is the duplicate
+    assert live(6, 5) and cached(7, incarnation=6)  # a restarted publisher's value is new
+    counters = intake.counters["notifications.state"]
+    assert (counters.drops, counters.duplicates, counters.received) == (0, 2, 7)
+
+
 @pytest.mark.parametrize("topic_frame, reason", [
     (b"demo.tick\0de\0mo", "a NUL in the sender's stamp"),
     (b"demo.tick\0d\xe9mo", "sender is not ASCII"),
