@@ -7,15 +7,16 @@ The spoken test set: every phrasing of the intent table (daemons/assistant/inten
 no command (what the wearer says to someone else, or asks that the offline table cannot do), each spoken by
 every espeak-ng voice at every speed, in the sim mic's quiet room and again with noise mixed in at --snr dB
 (pink noise, seeded: steady background like traffic or a fan). Each is fed to the recognizer as shipped
-(``open_stt("pocketsphinx")``, no LLM) in the mic's 20 ms blocks, as assistantd does, until its endpointer
-says the speech ended; then ``final()`` and the offline grammar (``intents.parse``).
+(``open_stt("pocketsphinx")``, no LLM) in the mic's 20 ms blocks, as assistantd does, until it says the
+speech ended (a command at its first pause, else its endpointer's end); then ``final()`` and the offline
+grammar (``intents.parse``).
 
 Printed per condition: words right (1 - word error rate over the command phrasings), intents right (the
 phrasing's own action), refused ("didn't catch that"), false intents (a command heard as another action, and
-a non-command heard as any action), and from the end of speech to the words: the endpointer's wait (audio
-time after the last spoken sample until it says the speech ended) plus final()'s decode time (wall clock on
-this machine), p50 and p90. Not in it: the bus hops and the card's paint, which tests/daemons/test_voice.py
-runs but does not time.
+a non-command heard as any action), and from the end of speech to the words: the wait (audio time after the
+last spoken sample until the recognizer says the speech ended) plus the decode (wall clock on this machine,
+from that block's arrival, with the blocks fed in real time: hear() says how), p50 and p90. Not in it: the
+bus hops and the card's paint, which bench/feel.py's spoken row has.
 
 With --wake, the wake phrase's ear (daemons/wake/spotter.py) instead: the phrase spoken by every voice at
 every speed, quiet and in noise, between other sentences (detection rate); and --minutes of speech that is
