@@ -111,11 +111,13 @@ class SphinxStt:
     A command is also heard at its first pause: once the level has been back near the floor for PAUSE_S (a fifth
     of a second, where the endpointer waits 0.45-0.5 s in all, its VAD's hangover and its window), the speech so
     far is decoded, and if it is a whole command the phones agree with closely (``max_early_disagreement``),
-    that is the answer, a quarter of a second sooner. Anything else (no command yet, one heard less surely, a
-    longer question for the LLM) is listened to until the end as before, so a pause inside a sentence cuts
-    nothing: it costs one decode more. The stricter bar keeps a command heard in part of other speech at its
-    pause from becoming an action the whole would not have been: over bench/voice.py's quiet set, every
-    non-command taken for a command was 0.75-0.9 apart, and 94 of 150 commands heard right within 0.7."""
+    that is the answer, a quarter of a second sooner. Anything else (no command yet, one heard less surely) is
+    listened to until the end as before, so a pause inside a sentence cuts nothing: it costs one decode more.
+    Not with an LLM to ask (``free_form``): a question may begin as a command does ("what time is it ... in
+    Tokyo"), and a hesitation after its first words would answer the command instead. The stricter bar keeps a
+    command heard in part of other speech at its pause from becoming an action the whole would not have been:
+    over bench/voice.py's quiet set, every non-command taken for a command was 0.75-0.9 apart, and 94 of 150
+    commands heard right within 0.7."""
 
     name = "pocketsphinx"
     listens = True
@@ -187,7 +189,7 @@ class SphinxStt:
             self.audio = self.audio[-int(self.PRE_ROLL_S * self.RATE) * 2:]
         elif len(self.audio) >= self.MAX_UTTERANCE_S * self.RATE * 2:
             self.ended = True
-        elif not self.ended and paused and not self.paused:
+        elif not self.ended and paused and not self.paused and self.free is None:
             # "" when it is none (yet), or not as surely as at the end: listened to until the end.
             self.early = self._command(self.audio, self.max_early_disagreement)
             self.ended = bool(self.early)

@@ -114,7 +114,7 @@ def test_a_command_is_answered_at_its_first_pause_and_a_pause_inside_other_speec
     """The endpointer waits 0.45-0.5 s after the last word (its VAD's hangover and its window); a command is
     decoded at the first fifth of a second back near the floor instead, and a pause in what is no command is
     only a pause: the speech after it is heard too."""
-    from daemons.assistant.stt import open_stt
+    from daemons.assistant.stt import SphinxStt, open_stt
 
     early, late = open_stt("pocketsphinx"), open_stt("pocketsphinx")
     late.PAUSE_S = 60.0  # never: the endpointer alone, as before
@@ -123,6 +123,8 @@ def test_a_command_is_answered_at_its_first_pause_and_a_pause_inside_other_speec
     assert at_pause is not None and at_end is not None
     assert at_end - at_pause >= 0.15 * 16000, "no sooner than the endpointer's end"
     assert parse(early.final()).action == "time" and parse(late.final()).action == "time"
+    asking = SphinxStt(jsgf(), free_form=True)  # with an LLM, "what time is it ... in Tokyo" is one question
+    assert ended_at(asking, pcm) == at_end and asking.final() == "what time is it"
     assert not early.started and early.audio == b"" and early.early == "", "nothing of the utterance is kept"
 
     from daemons.audio.backends import quiet_room
