@@ -68,6 +68,7 @@ class Feel:
     def __init__(self, node: Node):
         self.node = node
         self.log: list = []
+        self.latest: dict = {}  # topic -> the last message heard: what the waits between trials look at
         self.hops: list[float] = []  # one hop before each trial: the same spell of the machine as the trials
         self.parts: dict[str, list[float]] = {"  of which inputd, lift to gesture sent": [],
                                               "  of which the app, to its card's request": [],
@@ -79,6 +80,7 @@ class Feel:
 
     def heard(self, msg) -> None:
         self.log.append((time.monotonic_ns(), msg))
+        self.latest[msg.topic] = msg
 
     def since(self, mark: int, topic: str, source: str | None = None) -> list:
         return [m for _, m in self.log[mark:] if m.topic == topic and (source is None or m.source == source)]
@@ -179,10 +181,8 @@ class Feel:
     def assistant_idle(self) -> None:
         """The last session over and the mic closed: each spoken request starts as a wearer's would."""
         def idle(mark):
-            phases = [m for _, m in self.log if m.topic == "assistant.state"]
-            mics = [m for _, m in self.log if m.topic == "audio.state"]
-            return (not phases or phases[-1].payload["phase"] == "idle") and \
-                (not mics or not mics[-1].payload["mic"]["on"])
+            phase, mic = self.latest.get("assistant.state"), self.latest.get("audio.state")
+            return (phase is None or phase.payload["phase"] == "idle") and (mic is None or not mic.payload["mic"]["on"])
         self.first(0, "the assistant idle", idle, 30)
 
     def spoken(self, n: int) -> list[float]:
@@ -245,8 +245,8 @@ class Feel:
     def led_off(self) -> None:
         """The LED's hold after a capture ends: the next trial starts from a dark LED, as a wearer's would."""
         def dark(mark):
-            states = [m for _, m in self.log if m.topic == "led.state"]
-            return states and not states[-1].payload["lit"]
+            state = self.latest.get("led.state")
+            return state is not None and not state.payload["lit"]
         self.first(0, "the LED dark", dark, 30)
 
     def single_tap_wait_ms(self) -> float:
