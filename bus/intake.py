@@ -106,11 +106,11 @@ class Intake:
             if len(self._channels) >= MAX_TRACKED_SOURCES:
                 del self._channels[next(iter(self._channels))]
             count = None  # not known until the channel brings one: the next live one tells no gap
+        elif _had(last, msg):
+            counters.duplicates += 1
+            return False
         else:
-            source, incarnation, seq, count = last
-            if source == msg.source and incarnation == msg.incarnation and msg.seq <= seq:
-                counters.duplicates += 1
-                return False
+            count = last[3]
         # A live copy still on its way (sent after the subscription, before the cache was read) is then a duplicate.
         self._channels[key] = (msg.source, msg.incarnation, msg.seq, count)
         counters.received += 1
@@ -146,7 +146,7 @@ class Intake:
                 del self._channels[next(iter(self._channels))]
         else:
             source, incarnation, seq, count = last
-            if source == msg.source and incarnation == msg.incarnation and msg.seq <= seq:
+            if _had(last, msg):
                 # Had already; the count it came with is kept, for the next one's gap.
                 self._channels[key] = (source, incarnation, seq, msg.count)
                 counters.duplicates += 1
@@ -215,3 +215,9 @@ class Intake:
         suppressed = self._unlogged.pop(key, 0)
         more = f" (+{suppressed} similar since last report)" if suppressed else ""
         log.warning("%s: %s: " + fmt + "%s", self.owner or "intake", key, *args, more)
+
+
+def _had(last: tuple[str, int, int, int | None], msg: Message) -> bool:
+    """Whether a channel whose last message was ``last`` already brought ``msg`` (or a later one): the same
+    publisher's same incarnation, at or past its sequence."""
+    return last[0] == msg.source and last[1] == msg.incarnation and msg.seq <= last[2]
