@@ -71,8 +71,10 @@ class Appd:
         self.failed: dict[str, str] = {}
         self.backoff: dict[str, float] = {}
         self.restored: list[str] | None = None
+        self.starting: set[str] = set()  # asked of the zygote, not answered yet
         self.zygote = Zygote(self.app_env())
         node.watch(self.zygote.pidfd, self._zygote_gone)
+        node.watch(self.zygote.fd, self._zygote_said)
         node.serve("appd.process.request", self.on_request)
         node.subscribe("appd.state", self.on_own_state)
 
@@ -107,7 +109,7 @@ class Appd:
         if app not in self.wanted:
             self.wanted.append(app)
         self.failed.pop(app, None)
-        if app not in self.children:
+        if app not in self.children and app not in self.starting:
             self.spawn(app)
 
     def unwant(self, app: str) -> None:
@@ -115,9 +117,12 @@ class Appd:
             self.wanted.remove(app)
         child = self.children.get(app)
         if child is not None and not child.stopping:
-            child.stopping = True
-            _signal(child, signal.SIGTERM)
-            self.node.after(STOP_DEADLINE_S, lambda: self._kill_if_alive(app, child))
+            self._stop(app, child)  # one still being started is stopped once it is (_spawned)
+
+    def _stop(self, app: str, child: Child) -> None:
+        child.stopping = True
+        _signal(child, signal.SIGTERM)
+        self.node.after(STOP_DEADLINE_S, lambda: self._kill_if_alive(app, child))
 
     def app_env(self) -> dict[str, str]:
         """Every app's environment (and the zygote's, which imports what they import under it)."""
@@ -146,22 +151,39 @@ class Appd:
             if self.state is not None:
                 env["LENS_STATE_DIR"] = str(self.app_state_dir(app, uid))
             ask = {"app": app, "dir": str(self.manifests[app].path.parent), "env": env, **self.users.identity(uid)}
-            pid = self.zygote.spawn(ask, read_end)
+        except BaseException:
+            os.close(read_end)
+            self._forget(app)
+            raise
+        self.starting.add(app)
+        self.zygote.spawn(ask, read_end, lambda reply: self._spawned(app, reply))  # it closes read_end
+
+    def _spawned(self, app: str, reply: dict) -> None:
+        """The zygote's answer to a start: the app runs, watched through its pidfd, or it failed, said why."""
+        self.starting.discard(app)
+        pid = reply.get("pid")
+        if pid is not None:
             try:
                 pidfd = os.pidfd_open(pid)  # a zombie until the zygote is asked how it ended: never another's pid
-            except OSError:
+            except OSError as exc:
                 os.kill(pid, signal.SIGKILL)  # out of descriptors: an app appd cannot watch or stop must not run
-                raise
-        except BaseException as exc:
-            self.users.release(app)
-            keys.forget(keys.app_keys_dir(self.node.runtime), app)
-            if isinstance(exc, ConnectionError):
-                service.fatal(f"starting {app}: {exc}")
-            raise
-        finally:
-            os.close(read_end)
-        self.children[app] = Child(pid, pidfd, time.monotonic())
+                self.zygote.status(pid, lambda _: None)  # and reaped
+                pid, reply = None, {"error": f"watching it: {exc}"}
+        if pid is None:
+            self._forget(app)
+            self.failed[app] = f"could not be started: {reply['error']}"
+            log.error("%s %s", app, self.failed[app])
+            self.publish()
+            return
+        child = self.children[app] = Child(pid, pidfd, time.monotonic())
         self.node.watch(pidfd, lambda: self.reap(app))
+        if app not in self.wanted:  # stopped while the zygote was starting it
+            self._stop(app, child)
+        self.publish()
+
+    def _forget(self, app: str) -> None:
+        keys.forget(keys.app_keys_dir(self.node.runtime), app)
+        self.users.release(app)
 
     def app_state_dir(self, app: str, uid: int | None) -> Path:
         """``<state dir>/apps/<app>``, 0700 and the app's user's: no other app may read what it keeps. The
@@ -182,14 +204,13 @@ class Appd:
 
     def reap(self, app: str) -> None:
         child = self.children.pop(app)
-        keys.forget(keys.app_keys_dir(self.node.runtime), app)
-        self.users.release(app)
+        self._forget(app)
         self.node.unwatch(child.pidfd)
         os.close(child.pidfd)
-        try:
-            status = self.zygote.status(child.pid)
-        except ConnectionError:  # the zygote is gone too: appd follows it (_zygote_gone)
-            status = None
+        self.zygote.status(child.pid, lambda status: self._ended(app, child, status))
+        self.publish()  # gone now; how it ended (and what follows) once the zygote says
+
+    def _ended(self, app: str, child: Child, status: int | None) -> None:
         if status is None:  # its pidfd said it ended; the zygote has not seen it end: count it a crash
             status = -signal.SIGKILL
             log.error("%s (pid %d) ended, but the zygote could not say how", app, child.pid)
@@ -207,7 +228,7 @@ class Appd:
         self.publish()
 
     def _respawn(self, app: str) -> None:
-        if app in self.wanted and app not in self.children:
+        if app in self.wanted and app not in self.children and app not in self.starting:
             self.failed.pop(app, None)  # running again; failed again if it crashes again
             self.spawn(app)
             self.publish()
@@ -215,6 +236,10 @@ class Appd:
     def _kill_if_alive(self, app: str, child: Child) -> None:
         if self.children.get(app) is child:  # not reaped yet
             _signal(child, signal.SIGKILL)
+
+    def _zygote_said(self) -> None:
+        if not self.zygote.readable():
+            self.node.unwatch(self.zygote.fd)  # its end: the pidfd says it is gone, in this same loop
 
     def _zygote_gone(self) -> None:
         service.fatal(f"the apps' zygote exited (status {self.zygote.popen.wait()}); its apps went with it")
@@ -234,6 +259,7 @@ class Appd:
                 _ended(child, STOP_DEADLINE_S)
             os.close(child.pidfd)
         self.node.unwatch(self.zygote.pidfd)
+        self.node.unwatch(self.zygote.fd)
         self.zygote.close()
         self.forget_keys()
 

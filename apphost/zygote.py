@@ -35,6 +35,8 @@ import signal
 import socket
 import subprocess
 import sys
+from collections import deque
+from collections.abc import Callable
 
 from apphost.appusers import capabilities, confine
 from manager.launcher import die_with_parent
@@ -51,7 +53,14 @@ PRELOAD = ("apps.sdk.app",)
 
 
 class Zygote:
-    """appd's end: start the zygote, ask it for an app, ask it how one ended."""
+    """appd's end: start the zygote, ask it for an app, ask it how one ended.
+
+    appd's loop never waits for an answer. An ask goes out when the one before it was answered (the zygote
+    takes them one at a time), and its answer is read when the socket is readable (appd watches ``fd``) and
+    handed to the ask's callback. Why: the zygote imports the SDK before it reads the first ask, seconds on a
+    loaded board (appd's own imports took 15 s in a CI boot). An appd blocked in that wait served nothing
+    else (the shell's asks, the apps' deaths) and sent no watchdog ping: the likely cause of the appd restarts
+    (NRestarts 1) seen in 2 of 4 CI boots, whose journal was not kept; the boot test's units check now keeps it."""
 
     def __init__(self, env: dict[str, str]):
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -62,26 +71,52 @@ class Zygote:
         finally:
             theirs.close()
         self.pidfd = os.pidfd_open(self.popen.pid)  # readable when it is gone (appd watches it)
+        self.fd = self.sock.fileno()  # readable when an answer is in
+        self._queue: deque[tuple[bytes, int | None, Callable[[dict], None]]] = deque()
+        self._answer: Callable[[dict], None] | None = None  # the callback of the ask in flight
 
-    def spawn(self, ask: dict, key_fd: int) -> int:
-        socket.send_fds(self.sock, [json.dumps(ask).encode()], [key_fd])
-        reply = self._reply()
-        if "error" in reply:
-            raise OSError(reply["error"])
-        return reply["pid"]
+    def spawn(self, ask: dict, key_fd: int, then: Callable[[dict], None]) -> None:
+        """Ask for an app; ``then({"pid"})`` or ``then({"error"})`` once it is set up. ``key_fd`` is this
+        object's from now on: closed once it went to the zygote."""
+        self._ask(json.dumps(ask).encode(), key_fd, then)
 
-    def status(self, pid: int) -> int | None:
+    def status(self, pid: int, then: Callable[[int | None], None]) -> None:
         """How the child ``pid`` ended (Popen's returncode), once its pidfd said so; None while it runs."""
-        self.sock.send(json.dumps({"wait": pid}).encode())
-        return self._reply()["status"]
+        self._ask(json.dumps({"wait": pid}).encode(), None, lambda reply: then(reply["status"]))
 
-    def _reply(self) -> dict:
+    def readable(self) -> bool:
+        """appd's loop calls this when ``fd`` is readable: the answer to the ask in flight goes to its
+        callback, and the next ask goes out. False: the zygote is gone (its socket's end)."""
         data = self.sock.recv(MAX_ASK)
-        if not data:
-            raise ConnectionError("the apps' zygote is gone")
-        return json.loads(data)
+        if not data or self._answer is None:
+            return False
+        answer, self._answer = self._answer, None
+        if self._queue:
+            self._send()
+        answer(json.loads(data))
+        return True
+
+    def _ask(self, data: bytes, fd: int | None, then: Callable[[dict], None]) -> None:
+        self._queue.append((data, fd, then))
+        if self._answer is None:
+            self._send()
+
+    def _send(self) -> None:
+        data, fd, then = self._queue.popleft()
+        try:
+            socket.send_fds(self.sock, [data], [] if fd is None else [fd])
+        except OSError:
+            pass  # the zygote is gone: its pidfd says so in the same loop, and appd follows it
+        finally:
+            if fd is not None:
+                os.close(fd)
+        self._answer = then
 
     def close(self) -> None:
+        for _, fd, _ in self._queue:
+            if fd is not None:
+                os.close(fd)
+        self._queue.clear()
         self.sock.close()  # it ends at the end of its socket
         try:
             self.popen.wait(STOP_DEADLINE_S)

@@ -98,11 +98,11 @@ def test_an_app_runs_as_its_own_user_and_reaches_the_bus_and_camera_but_not_appd
     user.node.subscribe("node.bye", lambda m: m.source == "peek" and byes.append(m))
     procs.start_ready("-m", "apphost.appd")
 
-    uid = user.wait(lambda: next((h["users"]["peek"] for h in hosts if "peek" in h["users"]), None),
-                    "peek started as a user of its own")
+    host = user.wait(lambda: next((h for h in hosts if "peek" in h["running"]), None),
+                     "peek started as a user of its own")
+    uid, pid = host["users"]["peek"], host["running"]["peek"]
     assert FIRST_UID <= uid < FIRST_UID + UIDS
     assert all(h["shared_user"] is None for h in hosts), hosts[-1]["shared_user"]
-    pid = next(h["running"]["peek"] for h in hosts if "peek" in h["running"])
     try:
         status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
         assert status["Uid"].split() == [str(uid)] * 4 and status["Gid"].split() == [str(uid)] * 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -60,6 +61,30 @@ def test_an_app_is_the_zygotes_child_shown_as_its_directory_and_a_dead_zygote_ta
     wait_for(lambda: not os.path.exists(f"/proc/{zygote}"), what="the zygote gone after appd")
 
 
+@pytest.mark.fault
+@pytest.mark.slow
+def test_appd_serves_the_shell_while_the_zygote_has_not_answered(procs, runtime, tmp_path):
+    """A zygote slow to answer (still importing the SDK on a loaded board) must not stall appd's loop: an appd
+    waiting in it sent no watchdog ping and was killed by systemd during a CI boot."""
+    system, user = start_system(procs, runtime, tmp_path)
+    home = user.wait(lambda: running(user, "home"), "home running")
+    [zygote] = children_of(system.appd.pid, "-m apphost.zygote")
+    os.kill(zygote, signal.SIGSTOP)  # it answers nothing until continued
+    lens = procs.start("-m", "cli.main", "app", "start", "camera", "--timeout", str(3 * DEADLINE_S),
+                       env=procs.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # appd took the shell's word and said so while the zygote's answer is still to come
+        user.wait(lambda: "camera" in user.latest["appd.state"]["wanted"], "appd's state with camera wanted")
+        assert "camera" not in user.latest["appd.state"]["running"]
+        os.kill(home, signal.SIGKILL)  # and an app's death is seen (its pidfd) while the zygote is stopped
+        user.wait(lambda: "home" not in user.latest["appd.state"]["running"], "home's death seen by appd")
+    finally:
+        os.kill(zygote, signal.SIGCONT)
+    user.wait(lambda: running(user, "camera"), "camera running once the zygote answered")
+    assert lens.wait(3 * DEADLINE_S) == 0, lens.stderr.read()
+    user.wait(lambda: running(user, "home") not in (None, home), "home started again after its crash")
+
+
 PROBE = '''import atexit, os, pickle, sys
 
 class Thing:
@@ -78,6 +103,13 @@ sys.exit(3)
 '''
 
 
+def answer(zygote: Zygote, answers: list):
+    """As appd's loop does: the zygote's answer once its socket is readable."""
+    assert select.select([zygote.fd], [], [], DEADLINE_S)[0], "the zygote did not answer"
+    assert zygote.readable()
+    return answers.pop()
+
+
 def test_an_app_runs_as_python_dir_would_until_its_very_end(tmp_path):
     app = tmp_path / "probe"
     app.mkdir()
@@ -87,14 +119,17 @@ def test_an_app_runs_as_python_dir_would_until_its_very_end(tmp_path):
     zygote = Zygote(env)
     read_end, write_end = os.pipe()
     os.close(write_end)
+    answers = []
     try:
-        pid = zygote.spawn({"app": "probe", "dir": str(app), "env": env, "uid": None, "gid": None, "groups": []},
-                           read_end)
+        zygote.spawn({"app": "probe", "dir": str(app), "env": env, "uid": None, "gid": None, "groups": []},
+                     read_end, answers.append)
+        assert not answers  # asked, not waited for: the answer comes when appd's loop finds the socket readable
+        pid = answer(zygote, answers)["pid"]
         pidfd = os.pidfd_open(pid)
         assert select.select([pidfd], [], [], DEADLINE_S)[0], "the probe app did not end"
         os.close(pidfd)
-        assert zygote.status(pid) == 3
+        zygote.status(pid, answers.append)
+        assert answer(zygote, answers) == 3
     finally:
-        os.close(read_end)
         zygote.close()
     assert (tmp_path / "seen").read_text() == "main __main__.py, helper 7, pickled True, argv True"

@@ -39,12 +39,17 @@ def check_units() -> None:
         return seen if all(s["ActiveState"] == "active" for s in seen.values()) else None
 
     # One reading in which all are active: a unit restarted between a first look and the reading was reported
-    # "activating" (appd, NRestarts 1, in a loaded CI run), though it came back. Its restarts stay in the report.
+    # "activating" (appd, NRestarts 1, in a loaded CI run; likely its loop waiting on the zygote past its watchdog),
+    # though it came back. Its restarts stay in the report.
     seen = wait(all_ready, 150) or {u: show(u, *props) for u in units}
     # Type=notify: "active" is only entered after READY=1 (a unit that never sent it stays "activating")
     ready = {u: s["ActiveState"] == "active" and s["Type"] == "notify" for u, s in seen.items()}
     restarted = {u: s["NRestarts"] for u, s in seen.items() if s["NRestarts"] not in ("", "0")}
-    report("units", ok=bool(units) and all(ready.values()), units=seen, ready=ready, restarted=restarted)
+    # Why, in the unit's own journal (systemd's lines about it included: "Watchdog timeout", "Main process
+    # exited, code=..."): Result= is reset when a unit is started again, so it says "success" after any restart.
+    why = {u: journal(u, lines=20) for u in restarted}
+    report("units", ok=bool(units) and all(ready.values()), units=seen, ready=ready, restarted=restarted,
+           why_restarted=why)
     target = show("lensos.target", "ActiveState", "ActiveEnterTimestampMonotonic")
     report("target", ok=target["ActiveState"] == "active", state=target["ActiveState"])
     # boot to lensos ready: the kernel's start to the last unit's READY=1 (CLOCK_MONOTONIC, microseconds)
