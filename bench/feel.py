@@ -52,7 +52,6 @@ from policies.rules import MODELS  # noqa: E402
 
 TARGETS_MS = {"touch to frame": ("p99", 50), "said to card": ("p50", 150), "battery pulled to swap card": ("p99", 100),
               "spoken to answer card": ("p50", 500)}
-VOICED = 0.02  # of the loudest sample: quieter is the room or espeak-ng's fading tail (bench/voice.py's measure)
 
 
 class Done(Exception):
@@ -167,15 +166,17 @@ class Feel:
         its last sample's capture)."""
         import numpy as np
 
+        from daemons.audio.simspeech import voiced_end  # bench/voice.py's measure
+
         blocks = [(m.payload["mono_ns"], m.payload["rate"], np.frombuffer(m.payload["pcm"], np.int16))
                   for m in self.since(mark, "audio.mic", "audiod")]
         if not blocks:
             raise SystemExit("bench: no mic block reached the bench (it needs the developer's key)")
         loudest = max(int(np.abs(pcm.astype(np.int32)).max()) for _, _, pcm in blocks)
         for mono_ns, rate, pcm in reversed(blocks):
-            voiced = np.flatnonzero(np.abs(pcm.astype(np.int32)) > VOICED * loudest)
-            if len(voiced):
-                return mono_ns - int((len(pcm) - 1 - voiced[-1]) * 1e9 / rate)
+            end = voiced_end(pcm, loudest)
+            if end is not None:
+                return mono_ns - int((len(pcm) - end) * 1e9 / rate)
         raise SystemExit("bench: nothing was heard in the mic's blocks")
 
     def assistant_idle(self) -> None:
@@ -315,6 +316,8 @@ def main() -> int:
         return 0
     print(f"a single tap is recognised {feel.single_tap_wait_ms():.0f} ms after the finger lifts (the double tap's "
           f"window, policies/hardware.toml [input] double_s), before any of the above")
+    from daemons.audio.simspeech import VOICED
+
     print(f"spoken: heard as \"what time is it\" in {heard_right} of {len(figures['spoken to answer card'])} trials; "
           f"end of speech from the mic's blocks (the last sample over {VOICED:g} of the loudest)")
     print("LED confirmed lit before the first recorded frame: every trial")

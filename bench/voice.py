@@ -75,8 +75,7 @@ def hear(stt, speech: np.ndarray, noise: np.ndarray | None, snr: float) -> tuple
     if noise is not None:  # over the pauses too, at snr below the voiced part's power
         pcm = simspeech.with_noise(pcm, noise, snr)
     pcm = np.clip(pcm.astype(np.int32) + np.resize(quiet_room(RATE), len(pcm)), -32768, 32767).astype(np.int16)
-    voiced = np.flatnonzero(np.abs(speech.astype(np.int32)) > 0.02 * np.abs(speech.astype(np.int32)).max())
-    spoken_end = len(lead) + (voiced[-1] + 1 if len(voiced) else len(speech))  # espeak-ng's own trailing pause is not speech
+    spoken_end = len(lead) + (simspeech.voiced_end(speech) or len(speech))  # espeak-ng's trailing pause is not speech
     busy_until = 0.0  # the recognizer's clock, in the audio's seconds
     for at in range(0, len(pcm), BLOCK):
         arrived = (at + BLOCK) / RATE

@@ -23,6 +23,7 @@ from daemons.audio.sounds import SoundError
 VOICE = "en-us+f3"
 WORDS_PER_MINUTE = 160
 MAX_SECONDS = 30.0  # of speech queued into the mic at once
+VOICED = 0.02  # of the loudest sample: quieter is the room, or espeak-ng's fading tail and its own trailing pause
 
 
 def _read_wav(data: bytes | Path) -> tuple[np.ndarray, int]:
@@ -87,3 +88,13 @@ def with_noise(pcm: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     if p_noise == 0:
         return pcm
     return _int16(speech + noise * np.sqrt(p_speech / p_noise / 10 ** (snr_db / 10)))
+
+
+def voiced_end(pcm: np.ndarray, loudest: int | None = None) -> int | None:
+    """Where the speech in ``pcm`` ends: the index after its last voiced sample (None: nothing voiced), the
+    end of speech the benches time from. ``loudest``: of the whole, when ``pcm`` is one block of it."""
+    wide = np.abs(pcm.astype(np.int32))
+    if loudest is None:
+        loudest = int(wide.max()) if len(wide) else 0
+    voiced = np.flatnonzero(wide > VOICED * loudest)
+    return int(voiced[-1]) + 1 if len(voiced) else None

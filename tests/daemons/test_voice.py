@@ -131,8 +131,7 @@ def test_a_command_is_answered_at_its_first_pause_and_a_pause_inside_other_speec
 
     def voiced(text: str) -> np.ndarray:  # without espeak-ng's own trailing silence
         words = simspeech.speak(text, 16000)
-        loud = np.flatnonzero(np.abs(words.astype(np.int32)) > 0.02 * np.abs(words.astype(np.int32)).max())
-        return words[:loud[-1] + 1]
+        return words[:simspeech.voiced_end(words)]
 
     first, second = voiced("who won the game last night"), voiced("and what is the weather like")
     pause = np.zeros(int(0.3 * 16000), np.int16)  # past PAUSE_S, short of the endpointer's end
