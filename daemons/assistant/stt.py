@@ -108,6 +108,15 @@ class SphinxStt:
     (the quietest tenth of the frames so far) is over NOISY_FLOOR_DB, the speech has ended once the mean level
     of the last NOISY_END_S is within NOISE_MARGIN_DB of that floor.
 
+    Over such a floor the decoders hear the speech through WebRTC's noise suppression (``webrtc-noise-gain``,
+    the audio processing Home Assistant's voice satellites use, as a wheel for x86-64 and arm64), a fresh
+    suppressor over each decode's audio, whose half second before the speech teaches it the noise. Over
+    bench/voice.py's sets, decoded whole: with pink noise at 10 dB SNR, 137 of 156 commands heard right
+    where 106 were (the grammar's last words lost in the noise; the phones too far from a command heard
+    right), non-commands taken for one 12 of 100 against 13; at 20 dB, 148 against 145, 10 against 18.
+    Not over a quiet floor: there it cost commands (116 of 156 against 141), the suppressor taking part of
+    the speech for noise. speexdsp's suppressor, also tried, lost half the commands.
+
     A command is also heard at its first pause: once the level has been back near the floor for PAUSE_S (a fifth
     of a second, where the endpointer waits 0.45-0.5 s in all, its VAD's hangover and its window), the speech so
     far is decoded, and if it is a whole command the phones agree with closely (``max_early_disagreement``),
@@ -132,6 +141,7 @@ class SphinxStt:
     VOICED_DB = 6.0  # a fifth of a second this far over the floor was speech
     PAUSE_S = 0.2  # back near the floor this long: a command may be complete (bench/voice.py chose it)
     QUIET_MARGIN_DB = 6.0  # "near the floor" in a quiet room, where the floor is far under speech
+    SUPPRESSION = 3  # WebRTC's noise suppression level (0-4): 4 heard 134 of the 156 commands above, 2 heard 132
 
     def __init__(self, grammar: str, free_form: bool = False, end_window_s: float = 0.3,
                  max_disagreement: float = 0.9, max_early_disagreement: float = 0.7):
@@ -191,7 +201,7 @@ class SphinxStt:
             self.ended = True
         elif not self.ended and paused and not self.paused and self.free is None:
             # "" when it is none (yet), or not as surely as at the end: listened to until the end.
-            self.early = self._command(self.audio, self.max_early_disagreement)
+            self.early = self._command(self._heard(self.audio, self._noisy()), self.max_early_disagreement)
             self.ended = bool(self.early)
         self.paused = paused  # one decode a pause
 
@@ -216,6 +226,20 @@ class SphinxStt:
         paused = len(self.levels) >= 2 * pause and sum(self.levels[-pause:]) / pause < floor + margin
         ended = noisy and len(self.levels) >= 2 * tail and sum(self.levels[-tail:]) / tail < floor + margin
         return ended, paused
+
+    def _noisy(self) -> bool:
+        return bool(self.ranked) and self.ranked[len(self.ranked) // 10] > self.NOISY_FLOOR_DB
+
+    def _heard(self, audio: bytes, noisy: bool) -> bytes:
+        """The audio as the decoders get it: through the noise suppressor over a noisy floor (above)."""
+        if not noisy:
+            return audio
+        from webrtc_noise_gain import AudioProcessor  # loaded once noise is heard: 3 MiB a quiet room never costs
+
+        suppressor = AudioProcessor(0, self.SUPPRESSION)  # no gain: the decoders normalize levels themselves
+        step = self.RATE // 100 * 2  # its 10 ms of 16-bit samples
+        return b"".join(suppressor.Process10ms(audio[at:at + step]).audio
+                        for at in range(0, len(audio) - step + 1, step))
 
     @staticmethod
     def _decode(decoder, audio: bytes) -> str:
@@ -251,10 +275,11 @@ class SphinxStt:
     def final(self) -> str:
         """The command the grammar heard; or, when the speech was none of them, the free-form words (for the
         LLM), else "" with ``unclear`` set if there was speech at all."""
-        audio, speaking, early = self.audio, self.speaking, self.early
+        audio, speaking, early, noisy = self.audio, self.speaking, self.early, self._noisy()
         self.reset()
         if early or not speaking:
             return early
+        audio = self._heard(audio, noisy)
         words = self._command(audio, self.max_disagreement, why=True)
         if words:
             return words
