@@ -143,6 +143,26 @@ def test_a_command_is_answered_at_its_first_pause_and_a_pause_inside_other_speec
 
 
 @needs_espeak
+def test_a_command_decoded_at_a_pause_and_at_the_end_is_believed_on_its_closer_phones():
+    """The phone loop's distance to a command moves with the silence or noise around the words: "what time is
+    it" (m3, 200 words a minute) was 0.8 phone edits a phone at its pause and 1.0 at the end, and refused. Two
+    decodes of one utterance that agree on the command, one within the end's bar, are believed; a pause's
+    near command that the whole utterance does not confirm is not."""
+    from daemons.assistant.stt import open_stt
+
+    stt = open_stt("pocketsphinx")
+    pcm = spoken("what time is it")
+    for at_pause, at_end, heard in ((("what time is it", 0.8), ("what time is it", 1.0), "what time is it"),
+                                    (("what time is it", 0.8), ("what is the date", 0.95), ""),
+                                    (("what time is it", 0.95), ("what time is it", 1.0), "")):
+        judged = iter([at_pause, at_end])
+        stt._judge = lambda audio: next(judged)  # what the decoders would say, scripted: once at the pause, once at the end
+        assert ended_at(stt, pcm) is not None
+        assert stt.final() == heard and stt.unclear == (not heard), (at_pause, at_end)
+        assert next(judged, None) is None and stt.nearest == {}, "one decode at the pause, one at the end, none kept"
+
+
+@needs_espeak
 def test_the_end_of_a_request_over_steady_noise_is_heard_and_steady_noise_alone_is_no_speech():
     """Over pink noise at 10 dB SNR pocketsphinx's endpointer took the noise for speech and never heard the
     end: the session ran to its listen timeout (8 s). The level against the noise floor ends it now."""
