@@ -14,10 +14,12 @@ next to one hop through the broker measured before each trial (this process publ
   gesture set's, and is printed apart;
 - said to card: "what time is it" as text (assistant.say.request, as `lens say` sends it), from the
   request's sending to the first frame showing the assistant's card;
-- spoken to card: the temple held and "what time is it" spoken into the sim mic (espeak-ng, as `lens mic
-  say --hold` does), from the end of the speech (the last voiced sample of the mic's blocks, which carry
-  the time each was captured) to the first frame showing the assistant's words ("Thinking…", what it
-  heard) and to the first frame showing its answer; how many were heard as that command is printed;
+- spoken to card: the temple held and a request spoken into the sim mic (espeak-ng, as `lens mic say
+  --hold` does): every phrasing of the offline intents answered on a card (the time, the batteries), in
+  each --spoken-voices voice at each --spoken-speeds speed, in turn; from the end of the speech (the last
+  voiced sample of the mic's blocks, which carry the time each was captured) to the first frame showing
+  the assistant's words ("Thinking…", what it heard) and to the first frame showing its answer; how many
+  were heard as their command is printed;
 - battery pulled to the swap card: from the pull's request (the sim's stand-in for the kernel's uevent)
   to the first frame with the swap alert, dimmed (display.state's brightness below the wearer's);
 - on G1 (--profile g1), said to the first spoken sample: the same request to audiod's audio.state saying
@@ -50,6 +52,7 @@ from bus.runtime import Runtime  # noqa: E402
 from policies.loader import load  # noqa: E402
 from policies.rules import MODELS  # noqa: E402
 
+SPOKEN = ("time", "battery")  # the offline intents whose answer is a card (the others act: a photo, the music)
 TARGETS_MS = {"touch to frame": ("p99", 50), "said to card": ("p50", 150), "battery pulled to swap card": ("p99", 100),
               "spoken to answer card": ("p50", 500)}
 
@@ -140,15 +143,21 @@ class Feel:
             out.append((frame.payload["mono_ns"] - t0) / 1e6)
         return out
 
-    def heard_spoken(self, n: int) -> tuple[list[float], list[float], int]:
-        """(to the first card, to the answer card, how many heard as "time") over ``n`` spoken requests."""
+    def heard_spoken(self, n: int, voices: list[str], speeds: list[int]) -> tuple[list[float], list[float], int]:
+        """(to the first card, to the answer card, how many heard as their command) over ``n`` spoken requests:
+        the offline intents answered on a card (SPOKEN), each in every voice at every speed, in turn."""
+        from daemons.assistant.intents import phrasings
+
+        said = [(phrase, action) for action in SPOKEN for phrase in phrasings()[action]]
+        turns = [(phrase, action, voice, wpm) for voice in voices for wpm in speeds for phrase, action in said]
         first, answered, right = [], [], 0
-        for _, mark, _ in self.trials(n, before=self.assistant_idle):
+        for trial, mark, _ in self.trials(n, before=self.assistant_idle):
+            phrase, action, voice, wpm = turns[trial % len(turns)]
             self.node.request("input.sim.request", gesture="long_press")  # the temple held
-            self.node.request("audio.sim.mic.request", text="what time is it", when="capture")
+            self.node.request("audio.sim.mic.request", text=phrase, voice=voice, wpm=wpm, when="capture")
             answer = self.first(mark, "the spoken request's answer",
                                 lambda mark: next(iter(self.since(mark, "assistant.answer", "assistantd")), None), 30)
-            right += answer.payload["action"] == "time"
+            right += answer.payload["action"] == action
             ended = self.speech_end(mark)
             shown = self.frame_answering(mark, "assistantd", ended, "the assistant's first card")
             first.append((shown.payload["mono_ns"] - ended) / 1e6)
@@ -259,6 +268,8 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--capture-trials", type=int, default=50, help="each waits for the LED's hold (3 s)")
     parser.add_argument("--spoken-trials", type=int, default=50, help="each waits for the answer card's time up")
+    parser.add_argument("--spoken-voices", default="en-us+f3,en-us+m3", help="espeak-ng voices, in turn")
+    parser.add_argument("--spoken-speeds", default="140,200", help="words per minute, in turn")
     parser.add_argument("--profile", default="s1", choices=MODELS,
                         help="g1: the display-less model, where only the spoken answer is measured")
     args = parser.parse_args()
@@ -286,7 +297,8 @@ def main() -> int:
             figures["touch to frame"] = feel.touch(args.trials)
             figures.update(feel.parts)
             figures["said to card"] = feel.said(args.trials)
-            first, answered, heard_right = feel.heard_spoken(args.spoken_trials)
+            first, answered, heard_right = feel.heard_spoken(args.spoken_trials, args.spoken_voices.split(","),
+                                                             [int(w) for w in args.spoken_speeds.split(",")])
             figures["spoken to first card (the words)"], figures["spoken to answer card"] = first, answered
             figures["battery pulled to swap card"] = feel.battery(args.trials)
             figures["capture button to recorded frame"] = feel.capture(args.capture_trials)
@@ -318,7 +330,8 @@ def main() -> int:
           f"window, policies/hardware.toml [input] double_s), before any of the above")
     from daemons.audio.simspeech import VOICED
 
-    print(f"spoken: heard as \"what time is it\" in {heard_right} of {len(figures['spoken to answer card'])} trials; "
+    print(f"spoken: {', '.join(SPOKEN)} phrasings, voices {args.spoken_voices} at {args.spoken_speeds} words a minute "
+          f"in turn; heard as their command in {heard_right} of {len(figures['spoken to answer card'])} trials; "
           f"end of speech from the mic's blocks (the last sample over {VOICED:g} of the loudest)")
     print("LED confirmed lit before the first recorded frame: every trial")
     return 0

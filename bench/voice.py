@@ -15,8 +15,9 @@ Printed per condition: words right (1 - word error rate over the command phrasin
 phrasing's own action), refused ("didn't catch that"), false intents (a command heard as another action, and
 a non-command heard as any action), and from the end of speech to the words: the wait (audio time after the
 last spoken sample until the recognizer says the speech ended) plus the decode (wall clock on this machine,
-from that block's arrival, with the blocks fed in real time: hear() says how), p50 and p90. Not in it: the
-bus hops and the card's paint, which bench/feel.py's spoken row has.
+from that block's arrival, with the blocks fed in real time: hear() says how), p50 and p90; then each
+condition's whole set, every voice and speed together. Not in it: the bus hops and the card's paint, which
+bench/feel.py's spoken row has.
 
 With --wake, the wake phrase's ear (daemons/wake/spotter.py) instead: the phrase spoken by every voice at
 every speed, quiet and in noise, between other sentences (detection rate); and --minutes of speech that is
@@ -113,6 +114,7 @@ def main() -> int:
     print(f"{'condition':34} {'words':>6} {'intents':>8} {'refused':>8} {'false(cmd)':>10} {'false(non)':>10} "
           f"{'wait p50':>9} {'decode p50':>10} {'total p50/p90':>14}")
     for noisy in (False, True):
+        pooled = {"right": 0, "commands": 0, "false_cmd": 0, "false_non": 0, "non": 0, "totals": []}
         for voice in args.voices.split(","):
             for wpm in (int(s) for s in args.speeds.split(",")):
                 errors = words_total = right = refused = false_cmd = false_non = 0
@@ -144,6 +146,16 @@ def main() -> int:
                       f"{refused:>8} {false_cmd:>10} {false_non:>7}/{len(NOT_COMMANDS)} "
                       f"{np.nanmedian(waits) * 1000:7.0f}ms {np.median(decodes) * 1000:8.0f}ms "
                       f"{np.nanmedian(totals) * 1000:6.0f}/{np.nanpercentile(totals, 90) * 1000:.0f}ms", flush=True)
+                for key, value in (("right", right), ("commands", n), ("false_cmd", false_cmd),
+                                   ("false_non", false_non), ("non", len(NOT_COMMANDS))):
+                    pooled[key] += value
+                pooled["totals"] += totals
+        # The whole set of the condition: every voice and speed together, as the targets are stated
+        name = f"{'noise ' + format(args.snr, 'g') + ' dB' if noisy else 'quiet'}, all"
+        print(f"{name:34} {'':>6} {100 * pooled['right'] / pooled['commands']:7.1f}% {'':>8} "
+              f"{pooled['false_cmd']:>10} {pooled['false_non']:>6}/{pooled['non']} {'':>9} {'':>10} "
+              f"{np.nanmedian(pooled['totals']) * 1000:6.0f}/{np.nanpercentile(pooled['totals'], 90) * 1000:.0f}ms",
+              flush=True)
     return 0
 
 

@@ -193,7 +193,7 @@ class SphinxStt:
             self.endpointer.process(frame)
             if not was and self.endpointer.in_speech:
                 self.speaking = True
-            quiet, paused = self._quiet_over_noise(frame)
+            quiet, paused = self._by_level(frame)
             if was and not self.endpointer.in_speech or self.speaking and quiet:
                 self.ended = True
         if not self.speaking:
@@ -209,7 +209,7 @@ class SphinxStt:
             self.ended = bool(self.early)
         self.paused = paused  # one decode a pause
 
-    def _quiet_over_noise(self, frame: bytes) -> tuple[bool, bool]:
+    def _by_level(self, frame: bytes) -> tuple[bool, bool]:
         """(ended, paused): was there speech over a noisy floor, and has the level been back at that floor for
         NOISY_END_S (the end the endpointer misses in noise)? And was there speech, back near the floor for
         PAUSE_S (a command may be complete)? Noise alone is no speech: the wearer may not have begun."""
