@@ -223,17 +223,21 @@ class SphinxStt:
         pause = int(self.PAUSE_S * self.RATE * 2 / len(frame))
         if len(self.levels) >= VOICED_FRAMES:
             self.loudest = max(self.loudest, sum(self.levels[-VOICED_FRAMES:]) / VOICED_FRAMES)
-        floor = self.ranked[len(self.ranked) // 10]
+        floor = self._floor()
         if self.loudest <= floor + self.VOICED_DB:
             return False, False
-        noisy = floor > self.NOISY_FLOOR_DB
+        noisy = self._noisy()
         margin = self.NOISE_MARGIN_DB if noisy else self.QUIET_MARGIN_DB
         paused = len(self.levels) >= 2 * pause and sum(self.levels[-pause:]) / pause < floor + margin
         ended = noisy and len(self.levels) >= 2 * tail and sum(self.levels[-tail:]) / tail < floor + margin
         return ended, paused
 
+    def _floor(self) -> float:
+        """The noise floor: the quietest tenth of the frames so far (dBFS)."""
+        return self.ranked[len(self.ranked) // 10]
+
     def _noisy(self) -> bool:
-        return bool(self.ranked) and self.ranked[len(self.ranked) // 10] > self.NOISY_FLOOR_DB
+        return bool(self.ranked) and self._floor() > self.NOISY_FLOOR_DB
 
     def _heard(self, audio: bytes, noisy: bool) -> bytes:
         """The audio as the decoders get it: through the noise suppressor over a noisy floor (above)."""
@@ -344,10 +348,9 @@ def edits(a: list[str], b: list[str], alike: dict[str, str] | None = None) -> fl
 # another stop, is nearer the command than one heard as a stop. Chosen by replaying bench/voice.py's decodes
 # (a scratch script; SAME_KIND 0.4-1.0, the bars 0.4-0.7 at a pause and 0.6-0.9 at the end): 0.7, with the bars
 # 0.7 and 0.8 (were 0.7 and 0.9): of those that took no more wrong actions and heard no command fewer, the one
-# that believed the most commands at their first pause. Then
-# measured (bench/voice.py): intents right 96.2 % quiet, 90.4 % noise (95.5, 89.7 before), non-commands taken
-# 16 and 13 of 100 (15, 15), and the end of speech to the words p50 273 and 301 ms (284, 404): more commands
-# sure enough at their first pause.
+# that believed the most commands at their first pause. Then measured (bench/voice.py): intents right 96.2 %
+# quiet, 90.4 % noise (95.5, 89.7 before), non-commands taken 16 and 13 of 100 (15, 15), and the end of speech
+# to the words p50 273 and 301 ms (284, 404): more commands sure enough at their first pause.
 PHONE_KINDS = {phone: kind for kind, phones in {
     "vowel": "AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW", "stop": "P B T D K G",
     "fricative": "F V TH DH S Z SH ZH HH", "affricate": "CH JH", "nasal": "M N NG", "approximant": "L R W Y",
